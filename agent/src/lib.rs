@@ -1,0 +1,1 @@
+//! The Aloft edge agent.

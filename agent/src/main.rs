@@ -1,0 +1,3 @@
+//! `aloft-agent`: the edge daemon's command line.
+
+fn main() {}

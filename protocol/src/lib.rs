@@ -1,0 +1,28 @@
+//! Wire types shared by Aloft's firmware, agent and hub.
+//!
+//! # Layout
+//!
+//! - [`quantity`]: the one vocabulary of measured quantities (name, SI unit, CF standard
+//!   name). The agent, hub and dataset exports all speak it.
+//! - [`reading`]: one sample of one quantity ([`Reading`]), its [`Timestamp`] and its
+//!   [`Quality`] flags.
+//! - [`descriptor`]: what a sensor is (device, firmware, serial number, calibration, GNSS
+//!   dynamic model), recorded at every sensor (re)start.
+//!
+//! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
+//! variants are only ever appended, never reordered, because postcard encodes the
+//! variant index.
+#![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+#[cfg(feature = "alloc")]
+pub mod descriptor;
+pub mod quantity;
+pub mod reading;
+
+#[cfg(feature = "alloc")]
+pub use descriptor::{DeviceParameter, DynamicModel, ParameterValue, SensorDescriptor};
+pub use quantity::Quantity;
+pub use reading::{Quality, Reading, SensorId, TimeSource, Timestamp};

@@ -1,0 +1,53 @@
+//! The simulated flight: one seeded scenario that drives every simulator coherently.
+//!
+//! A winch launch at a mountain-wave site, a climb in wave to 12 km, a cruise near the
+//! ceiling and a descent, through the ISA atmosphere (pressure to ~194 hPa, temperature to
+//! about -56 °C at altitude, down to the -50 °C the glider sees), with airspeed, CO2 and a
+//! cosmic-ray rate that rises with altitude. Each simulator adds its own seeded noise at its
+//! datasheet level from [`Noise`].
+//!
+//! Invariant: [`Scenario::state_at`] is a pure function of the seed and the time, so two
+//! runs with one seed see the same flight.
+
+mod noise;
+
+pub use noise::Noise;
+
+/// The true state of the glider and its air at one instant: what an ideal sensor reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlightState {
+    /// Seconds since the scenario started.
+    pub t_s: f64,
+    /// UTC of this instant, ns since the Unix epoch.
+    pub utc_ns: i64,
+    /// Latitude, degrees north.
+    pub latitude_deg: f64,
+    /// Longitude, degrees east.
+    pub longitude_deg: f64,
+    /// Altitude above mean sea level, m.
+    pub altitude_m: f64,
+    /// Geoid height above the ellipsoid at this position, m.
+    pub geoid_separation_m: f64,
+    /// Speed over ground, m s-1.
+    pub ground_speed_mps: f64,
+    /// Course over ground, degrees from true north.
+    pub track_deg: f64,
+    /// Vertical speed, m s-1, positive up.
+    pub vertical_speed_mps: f64,
+    /// Static air pressure, Pa.
+    pub pressure_pa: f64,
+    /// Outside air temperature, K.
+    pub outside_air_k: f64,
+    /// Temperature inside the (heated, insulated) instrument box, K.
+    pub box_temperature_k: f64,
+    /// Relative humidity of the outside air, 0..1.
+    pub relative_humidity: f64,
+    /// CO2 mole fraction, mol mol-1.
+    pub co2_mol_mol: f64,
+    /// True airspeed, m s-1.
+    pub true_airspeed_mps: f64,
+    /// Pitot-static differential pressure at that airspeed, Pa.
+    pub differential_pressure_pa: f64,
+    /// Expected cosmic-ray (muon) event rate of a CosmicWatch detector, s-1.
+    pub muon_rate_per_s: f64,
+}
