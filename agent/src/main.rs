@@ -1,3 +1,100 @@
-//! `aloft-agent`: the edge daemon's command line.
+//! `aloft-agent`: the edge daemon's command line. Thin: it parses arguments, sets up
+//! tracing and calls the library.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aloft_agent::demo::{self, DemoOptions};
+use aloft_agent::replay::{self, CaptureKind};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "aloft-agent", version, about = "The Aloft edge agent")]
+struct Cli {
+    /// Log filter (RUST_LOG syntax: `info`, `aloft_sensors=debug`, ...); RUST_LOG wins if set.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode a capture from a real device and print one JSON object per fix or event.
+    ///
+    /// Lines that cannot be decoded are reported on stderr with their line number and
+    /// skipped; the exit code is 0 whenever the file could be read.
+    Replay {
+        /// What device the capture is from.
+        #[arg(long, value_enum)]
+        kind: CaptureKind,
+        /// The capture file (`#` comment lines of recorders are skipped).
+        file: PathBuf,
+    },
+    /// Fly the simulated flight: every sensor's driver reads its simulated device, live.
+    Demo {
+        /// Run briefly without a live screen and fail unless every sensor produced readings.
+        #[arg(long)]
+        smoke: bool,
+        /// How long to run (default: until Ctrl-C; with --smoke, a few seconds).
+        #[arg(long, value_parser = parse_seconds)]
+        duration: Option<Duration>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Where in the flight to start, seconds after take-off.
+        #[arg(long, default_value_t = 3_600.0)]
+        start_at: f64,
+    },
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let trimmed = s.strip_suffix('s').unwrap_or(s);
+    trimmed
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{s}` is not a duration in seconds (like `5` or `5s`)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let result = match cli.command {
+        Command::Replay { kind, file } => replay_file(kind, &file),
+        Command::Demo { smoke, duration, speed, start_at } => {
+            let options = DemoOptions { smoke, duration, speed, start_at_s: start_at };
+            demo::run(&options, &mut std::io::stdout().lock()).context("the demo failed")
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aloft-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay_file(kind: CaptureKind, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read capture {}", file.display()))?;
+    let summary = replay::run(kind, &bytes, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+        .with_context(|| format!("cannot write the decode of {}", file.display()))?;
+    eprintln!(
+        "aloft-agent: {}: {} records, {} lines skipped",
+        file.display(),
+        summary.records,
+        summary.skipped
+    );
+    Ok(())
+}

@@ -1,1 +1,211 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for project chores.
+//!
+//! - `test`: everything a contributor must run: installs the Debian packages the tests
+//!   need when they are missing, then fmt check, clippy with warnings denied, the whole test
+//!   suite, and a smoke run of the demo.
+//! - `bench NAME`: one benchmark, printing `NAME.FIGURE VALUE UNIT` lines.
+//! - `demo`: the main job on simulated sensors.
+//!
+//! Invariant: `test` builds the workspace once (one profile, one feature set) and every
+//! later step reuses that build; nothing here asserts timing.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod packages;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Aloft's project chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Chore,
+}
+
+#[derive(Subcommand)]
+enum Chore {
+    /// Run everything a contributor must run: fmt, clippy, all tests, the demo smoke run.
+    Test {
+        /// Do not install missing Debian packages (tests that need them then fail or skip).
+        #[arg(long)]
+        no_install: bool,
+        /// Arguments passed on to the test runner (a filter, for example).
+        #[arg(last = true)]
+        runner_args: Vec<OsString>,
+    },
+    /// Run one benchmark and print its figures, one `NAME.FIGURE VALUE UNIT` a line.
+    Bench {
+        /// Which benchmark.
+        #[arg(value_enum)]
+        name: Bench,
+    },
+    /// The main job on simulated sensors: a simulated flight, read live.
+    Demo {
+        /// A short non-interactive run that fails if the demo does (used by `test`).
+        #[arg(long)]
+        smoke: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Bench {
+    /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
+    Parse,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Chore::Test {
+            no_install,
+            runner_args,
+        } => test(no_install, &runner_args),
+        Chore::Bench { name } => bench(name),
+        Chore::Demo { smoke } => demo(smoke),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ sits directly under the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {step}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {step}"))?;
+    if !status.success() {
+        bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
+    let started = std::time::Instant::now();
+    if no_install {
+        packages::report_missing(packages::TEST_PACKAGES);
+    } else {
+        packages::ensure(packages::TEST_PACKAGES)?;
+    }
+
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo clippy (warnings denied)",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+
+    // One build of every test target; the demo smoke run below reuses its binaries.
+    let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut tests = cargo();
+    if nextest {
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+    }
+    tests.args(runner_args);
+    // Tests that need gpsd and friends fail (instead of skipping) when told the tools
+    // were installed.
+    if !no_install {
+        tests.env("ALOFT_REQUIRE_TOOLS", "1");
+    }
+    run("the test suite", &mut tests)?;
+    if nextest {
+        run(
+            "doc tests",
+            cargo().args(["test", "--workspace", "--locked", "--doc"]),
+        )?;
+    }
+
+    demo(true)?;
+    eprintln!(
+        "xtask: all checks passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench(name: Bench) -> Result<()> {
+    match name {
+        Bench::Parse => run(
+            "cargo bench parse",
+            cargo().args([
+                "bench",
+                "--quiet",
+                "--locked",
+                "-p",
+                "aloft-sensors",
+                "--bench",
+                "parse",
+            ]),
+        ),
+    }
+}
+
+fn demo(smoke: bool) -> Result<()> {
+    run(
+        "build aloft-agent",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "aloft-agent",
+            "--bin",
+            "aloft-agent",
+        ]),
+    )?;
+    let agent = target_dir().join("debug").join("aloft-agent");
+    let mut cmd = Command::new(&agent);
+    cmd.current_dir(workspace_root()).arg("demo");
+    if smoke {
+        cmd.arg("--smoke");
+    }
+    run(if smoke { "demo smoke run" } else { "demo" }, &mut cmd)
+}
