@@ -516,3 +516,308 @@ impl crate::Sample for MuonEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Sample;
+    use proptest::prelude::*;
+
+    fn event(line: &str) -> (MuonEvent, Option<&str>) {
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Event {
+                event,
+                detector_name,
+            }) => (event, detector_name),
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_line_from_the_capture_converts_to_si_units() {
+        let (e, name) = event("4 516410 216 36.85 238 19.61\r\n");
+        assert_eq!(name, None);
+        assert_eq!(e.format, Format::V2);
+        assert_eq!(e.event, 4);
+        assert_eq!(e.detector_time_s, 516.41);
+        assert_eq!(e.adc, 216);
+        assert!((e.sipm_peak_v - 0.03685).abs() < 1e-12);
+        assert_eq!(e.dead_time_s, 0.238);
+        assert!((e.temperature_k.unwrap() - 292.76).abs() < 1e-9);
+        assert_eq!((e.coincidence, e.pressure_pa, e.imu), (None, None, None));
+    }
+
+    #[test]
+    fn v3x_usb_line_with_every_column_converts_to_si_units() {
+        let (e, name) = event(
+            "17\t12.345678\t1\t2650\t187.1\t0.006800\t-41.5\t19400\t0.010:-0.020:1.000\t1.5:-3.0:90.0\tTOP\r\n",
+        );
+        assert_eq!(name, Some("TOP"));
+        assert_eq!(e.format, Format::V3x);
+        assert_eq!((e.event, e.adc, e.coincidence), (17, 2650, Some(true)));
+        assert_eq!(e.detector_time_s, 12.345678);
+        assert!((e.sipm_peak_v - 0.1871).abs() < 1e-12);
+        assert_eq!(e.dead_time_s, 0.0068);
+        assert!((e.temperature_k.unwrap() - 231.65).abs() < 1e-9);
+        assert_eq!(e.pressure_pa, Some(19400.0));
+        let imu = e.imu.unwrap();
+        assert!((imu.acceleration_mps2[2] - 9.80665).abs() < 1e-12);
+        assert!((imu.acceleration_mps2[1] + 0.196_133).abs() < 1e-9);
+        assert!((imu.angular_rate_rad_s[2] - core::f64::consts::FRAC_PI_2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn v3x_optional_column_groups_are_told_apart() {
+        // SD card line: sensors, no name.
+        let (e, name) = event("1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t101325\t0:0:1\t0:0:0");
+        assert_eq!((name, e.pressure_pa.is_some(), e.imu.is_some()), (None, true, true));
+        // No BMP280, MPU-6050 present, USB name that looks like a number.
+        let (e, name) = event("1\t0.5\t0\t100\t7.1\t0.0004\t0:0:1\t0:0:0\t42");
+        assert_eq!(name, Some("42"));
+        assert_eq!((e.temperature_k, e.pressure_pa), (None, None));
+        assert!(e.imu.is_some());
+        // Only the fixed columns and the name.
+        let (e, name) = event("1\t0.5\t0\t100\t7.1\t0.0004\tTOP");
+        assert_eq!((name, e.temperature_k, e.imu), (Some("TOP"), None, None));
+        // BMP280 only.
+        let (e, _) = event("1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t101325");
+        assert_eq!(e.pressure_pa, Some(101_325.0));
+        assert!(e.imu.is_none());
+    }
+
+    #[test]
+    fn header_and_device_id_lines_are_recognised() {
+        let Ok(Line::Header(h)) = parse_line(b"### CosmicWatch: The Desktop Muon Detector\r\n")
+        else {
+            panic!()
+        };
+        assert!(h.is_banner);
+        assert_eq!(h.format, None);
+        let Ok(Line::Header(h)) = parse_line(
+            b"### Comp_date Comp_time Event Ardn_time[ms] ADC[0-1023] SiPM[mV] Deadtime[ms] Temp[C]",
+        ) else {
+            panic!()
+        };
+        assert_eq!((h.is_banner, h.format), (false, Some(Format::V2)));
+        let Ok(Line::Header(h)) =
+            parse_line(b"#        CosmicWatch: The Desktop Muon Detector v3X\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!((h.is_banner, h.format), (true, Some(Format::V3x)));
+        let Ok(Line::Header(h)) = parse_line(b"#          Detector Name: TOP  ") else {
+            panic!()
+        };
+        assert_eq!(h.detector_name, Some("TOP"));
+        let Ok(Line::Header(h)) = parse_line(b"# HK t=60.001 T=23.41 events=171") else {
+            panic!()
+        };
+        assert!(!h.is_banner);
+        assert_eq!(parse_line(b"Device ID: billy\r\n"), Ok(Line::DeviceId("billy")));
+        assert_eq!(parse_line(b"\r\n"), Ok(Line::Blank));
+    }
+
+    #[test]
+    fn bad_lines_give_typed_errors() {
+        use LineError::*;
+        let cases: &[(&[u8], LineError)] = &[
+            (b"1 2 3 4 5", WrongColumnCount { format: Format::V2, found: 5 }),
+            (b"1 2 3 4 5 6 7", WrongColumnCount { format: Format::V2, found: 7 }),
+            (b"1 54840 1024 317.99 10 18.00", OutOfDomain(Field::Adc)),
+            (b"1 54840 675 -3.0 10 18.00", OutOfDomain(Field::Sipm)),
+            (b"1 54840 675 317.99 60000 18.00", OutOfDomain(Field::DeadTime)),
+            (b"1 54840 675 317.99 10 -300", OutOfDomain(Field::Temperature)),
+            (b"1 54840 675 317.99 10 NaN", BadNumber(Field::Temperature)),
+            (b"1 54840 675 inf 10 18", BadNumber(Field::Sipm)),
+            (b"x 54840 675 317.99 10 18.00", BadNumber(Field::Event)),
+            (b"+1 54840 675 317.99 10 18.00", BadNumber(Field::Event)),
+            (b"1 -5 675 317.99 10 18.00", BadNumber(Field::Time)),
+            (b"1\t0.5\t2\t100\t7.1\t0.0004", OutOfDomain(Field::Coincidence)),
+            (b"1\t0.5\t0\t4096\t7.1\t0.0004", OutOfDomain(Field::Adc)),
+            (b"1\t0.5\t0\t100\t7.1", WrongColumnCount { format: Format::V3x, found: 5 }),
+            (b"1\t0.5\t0\t100\t7.1\t0.0004\t1\t2\t3\t4\t5\t6", WrongColumnCount { format: Format::V3x, found: 12 }),
+            (b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0\t0:0:0", BadNumber(Field::Acceleration)),
+            (b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0:1\t0:0:0:0", BadNumber(Field::AngularRate)),
+            (b"1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t-5", OutOfDomain(Field::Pressure)),
+            (b"\xff\xfe 2 3", NotText),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(line), Err(*want), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    fn readings(e: &MuonEvent) -> Vec<Reading> {
+        let mut out = Vec::new();
+        e.push_readings(SensorId(9), Timestamp::monotonic(5), &mut out);
+        out
+    }
+
+    #[test]
+    fn v2_event_pushes_its_five_quantities() {
+        let (e, _) = event("1 54840 675 317.99 10 18.00");
+        let r = readings(&e);
+        let q: Vec<_> = r.iter().map(|r| (r.quantity, r.value, r.quality)).collect();
+        assert_eq!(q.len(), 5);
+        assert_eq!(q[0], (Quantity::MuonEventCount, 1.0, Quality::GOOD));
+        assert_eq!(q[1], (Quantity::MuonPulseAdc, 675.0, Quality::GOOD));
+        assert_eq!(q[2].0, Quantity::SipmPeakVoltage);
+        assert!((q[2].1 - 0.31799).abs() < 1e-12);
+        assert_eq!(q[3], (Quantity::DetectorDeadTime, 0.01, Quality::GOOD));
+        assert_eq!(q[4].0, Quantity::SensorTemperature);
+        assert_eq!(q[4].2, Quality::GOOD);
+        assert!(r.iter().all(|r| r.sensor == SensorId(9) && r.time.mono_ns == 5));
+    }
+
+    #[test]
+    fn v3x_event_pushes_coincidence_pressure_and_imu() {
+        let (e, _) = event("3\t1.0\t1\t100\t7.1\t0.0004\t20.0\t90000\t0:0:1\t0:0:0");
+        let quantities: Vec<_> = readings(&e).iter().map(|r| r.quantity).collect();
+        assert_eq!(
+            quantities,
+            [
+                Quantity::MuonEventCount,
+                Quantity::MuonPulseAdc,
+                Quantity::SipmPeakVoltage,
+                Quantity::DetectorDeadTime,
+                Quantity::SensorTemperature,
+                Quantity::MuonCoincidence,
+                Quantity::AirPressure,
+                Quantity::AccelerationX,
+                Quantity::AccelerationY,
+                Quantity::AccelerationZ,
+                Quantity::AngularRateX,
+                Quantity::AngularRateY,
+                Quantity::AngularRateZ,
+            ]
+        );
+    }
+
+    #[test]
+    fn temperature_below_minus_40_and_pressure_below_300_hpa_are_flagged_not_clamped() {
+        let (cold, _) = event("3\t1.0\t0\t100\t7.1\t0.0004\t-40.1\t19400");
+        let r = readings(&cold);
+        let t = r.iter().find(|r| r.quantity == Quantity::SensorTemperature).unwrap();
+        assert_eq!(t.quality, Quality::OUT_OF_RANGE);
+        assert!((t.value - 233.05).abs() < 1e-9);
+        let p = r.iter().find(|r| r.quantity == Quantity::AirPressure).unwrap();
+        assert_eq!((p.value, p.quality), (19_400.0, Quality::OUT_OF_RANGE));
+
+        let (edge, _) = event("1 54840 675 317.99 10 -40.00");
+        let t = readings(&edge)
+            .into_iter()
+            .find(|r| r.quantity == Quantity::SensorTemperature)
+            .unwrap();
+        assert_eq!(t.quality, Quality::GOOD);
+    }
+
+    #[test]
+    fn write_line_reproduces_the_capture_text() {
+        let text = "632 87019804 668 291.28 46720 22.19";
+        let (e, _) = event(text);
+        let mut out = String::new();
+        e.write_line(None, &mut out).unwrap();
+        assert_eq!(out, text);
+    }
+
+    fn arb_v2() -> impl Strategy<Value = (u64, u32, u16, u32, u32, i32)> {
+        (
+            any::<u64>(),
+            any::<u32>(),
+            0..=1023u16,
+            0..2_000_000u32,
+            any::<u32>(),
+            -27_000..15_000i32,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            let _ = parse_line(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_field_soup_never_panics(
+            fields in proptest::collection::vec(
+                prop_oneof![
+                    "[0-9]{1,25}", "-?[0-9]{0,6}\\.[0-9]{0,8}", "[0-9.:eE+-]{0,12}",
+                    "(inf|NaN|TOP|billy)", Just(String::new()),
+                ],
+                0..14,
+            ),
+            tab in any::<bool>(),
+        ) {
+            let line = fields.join(if tab { "\t" } else { " " });
+            let _ = parse_line(line.as_bytes());
+        }
+
+        #[test]
+        fn v2_text_round_trips((n, time_ms, adc, sipm_cmv, dead, temp_cc) in arb_v2()) {
+            let dead = dead.min(time_ms);
+            let text = format!(
+                "{n} {time_ms} {adc} {}.{:02} {dead} {}{}.{:02}",
+                sipm_cmv / 100, sipm_cmv % 100,
+                if temp_cc < 0 { "-" } else { "" }, temp_cc.unsigned_abs() / 100, temp_cc.unsigned_abs() % 100,
+            );
+            let (e, _) = event(&text);
+            prop_assert_eq!(e.event, n);
+            prop_assert_eq!(e.adc, adc);
+            let mut back = String::new();
+            e.write_line(None, &mut back).unwrap();
+            // "-0.00" writes back as "-0.00" or "0.00": compare the parsed values then.
+            let (again, _) = event(&back);
+            prop_assert_eq!(again, e);
+        }
+
+        #[test]
+        fn v3x_events_round_trip_within_print_precision(
+            n in any::<u64>(),
+            time_us in 0..10_000_000_000u64,
+            flag in any::<bool>(),
+            adc in 0..=4095u16,
+            sipm_dmv in 0..20_000u32,
+            dead_frac in 0.0..1.0f64,
+            env in proptest::option::of((-600..600i32, 100..120_000u32)),
+            imu in proptest::option::of(proptest::array::uniform6(-2000..2000i32)),
+            name in proptest::option::of("[A-Za-z][A-Za-z0-9-]{0,19}"),
+        ) {
+            let e = MuonEvent {
+                format: Format::V3x,
+                event: n,
+                detector_time_s: time_us as f64 / 1e6,
+                coincidence: Some(flag),
+                adc,
+                sipm_peak_v: f64::from(sipm_dmv) / 10_000.0,
+                dead_time_s: (time_us as f64 * dead_frac).floor() / 1e6,
+                temperature_k: env.map(|(t, _)| f64::from(t) / 10.0 + CELSIUS_OFFSET),
+                pressure_pa: env.map(|(_, p)| f64::from(p)),
+                imu: imu.map(|v| Imu {
+                    acceleration_mps2: [v[0], v[1], v[2]].map(|x| f64::from(x) / 1000.0 * STANDARD_GRAVITY),
+                    angular_rate_rad_s: [v[3], v[4], v[5]].map(|x| (f64::from(x) / 10.0).to_radians()),
+                }),
+            };
+            let mut text = String::new();
+            e.write_line(name.as_deref(), &mut text).unwrap();
+            let (back, back_name) = event(&text);
+            prop_assert_eq!(back_name, name.as_deref());
+            prop_assert_eq!((back.event, back.adc, back.coincidence), (e.event, e.adc, e.coincidence));
+            prop_assert!((back.detector_time_s - e.detector_time_s).abs() < 1e-9);
+            prop_assert!((back.dead_time_s - e.dead_time_s).abs() < 1e-9);
+            prop_assert!((back.sipm_peak_v - e.sipm_peak_v).abs() < 1e-9);
+            prop_assert_eq!(back.temperature_k.is_some(), e.temperature_k.is_some());
+            if let (Some(a), Some(b)) = (back.temperature_k, e.temperature_k) {
+                prop_assert!((a - b).abs() < 1e-9);
+            }
+            prop_assert_eq!(back.pressure_pa, e.pressure_pa);
+            prop_assert_eq!(back.imu.is_some(), e.imu.is_some());
+            if let (Some(a), Some(b)) = (back.imu, e.imu) {
+                for i in 0..3 {
+                    prop_assert!((a.acceleration_mps2[i] - b.acceleration_mps2[i]).abs() < 1e-9);
+                    prop_assert!((a.angular_rate_rad_s[i] - b.angular_rate_rad_s[i]).abs() < 1e-9);
+                }
+            }
+        }
+    }
+}

@@ -249,3 +249,167 @@ impl DetectorStream {
         StreamItem::Bad(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const V2_BOOT: &str = "#####################################################################################\r\n\
+### CosmicWatch: The Desktop Muon Detector\r\n\
+### Questions? saxani@mit.edu\r\n\
+### Comp_date Comp_time Event Ardn_time[ms] ADC[0-1023] SiPM[mV] Deadtime[ms] Temp[C]\r\n\
+#####################################################################################\r\n";
+
+    fn feed_all(stream: &mut DetectorStream, text: &str) -> Vec<StreamItem> {
+        let mut items = Vec::new();
+        stream.push_bytes(text.as_bytes(), |i| items.push(i));
+        items
+    }
+
+    fn events(items: &[StreamItem]) -> Vec<u64> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                StreamItem::Event(e) => Some(e.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn v2_boot_gives_a_descriptor_with_the_device_id_then_events() {
+        let mut s = DetectorStream::new();
+        let items = feed_all(
+            &mut s,
+            &format!("{V2_BOOT}Device ID: billy\r\n1 54840 675 317.99 10 18.00\r\n"),
+        );
+        let descriptor = items.iter().find_map(|i| match i {
+            StreamItem::Descriptor(d) => Some(d.clone()),
+            _ => None,
+        });
+        let d = descriptor.expect("descriptor");
+        assert_eq!(d.device, "CosmicWatch v2");
+        assert_eq!(d.serial_number.as_deref(), Some("billy"));
+        assert_eq!(events(&items), [1]);
+        assert_eq!(s.format(), Some(Format::V2));
+        assert!(s.run_start_seen());
+        assert_eq!(s.counters().bad_lines, 0);
+    }
+
+    #[test]
+    fn bare_name_after_the_v2_header_is_the_device_name() {
+        let mut s = DetectorStream::new();
+        let items = feed_all(&mut s, &format!("{V2_BOOT}Adler\r\n"));
+        assert!(matches!(items.last(), Some(StreamItem::Descriptor(_))));
+        assert_eq!(s.detector_name(), Some("Adler"));
+        // The same word later is a bad line, not a rename.
+        let items = feed_all(&mut s, "1 54840 675 317.99 10 18.00\r\nBob\r\n");
+        assert!(matches!(items.last(), Some(StreamItem::Bad(_))));
+        assert_eq!(s.detector_name(), Some("Adler"));
+    }
+
+    #[test]
+    fn format_is_detected_from_the_separator_when_the_header_was_missed() {
+        let mut s = DetectorStream::new();
+        assert_eq!(s.descriptor(), None);
+        feed_all(&mut s, "5\t1.5\t0\t100\t7.1\t0.0004\tTOP\r\n");
+        assert_eq!(s.format(), Some(Format::V3x));
+        assert_eq!(s.detector_name(), Some("TOP"));
+        assert!(!s.run_start_seen());
+        let d = s.descriptor().unwrap();
+        assert_eq!(d.device, "CosmicWatch v3X");
+        assert_eq!(d.serial_number.as_deref(), Some("TOP"));
+    }
+
+    #[test]
+    fn a_new_header_after_events_is_a_reboot() {
+        let mut s = DetectorStream::new();
+        feed_all(&mut s, &format!("{V2_BOOT}Device ID: billy\r\n1 100 675 317.99 0 18.00\r\n"));
+        let items = feed_all(&mut s, V2_BOOT);
+        assert!(items.contains(&StreamItem::Reboot {
+            cause: RebootCause::NewHeader,
+            first_event: None
+        }));
+        // The first event of the new run is an ordinary event.
+        let items = feed_all(&mut s, "Device ID: billy\r\n1 90 675 317.99 0 18.00\r\n");
+        assert_eq!(events(&items), [1]);
+        assert_eq!(s.counters().reboots, 1);
+    }
+
+    #[test]
+    fn event_count_or_clock_going_back_is_a_reboot() {
+        let mut s = DetectorStream::new();
+        let items = feed_all(
+            &mut s,
+            "7 5000 675 317.99 10 18.00\r\n8 6000 675 317.99 10 18.00\r\n2 1000 675 317.99 0 18.00\r\n",
+        );
+        let StreamItem::Reboot { cause, first_event } = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(*cause, RebootCause::EventCountWentBack { previous: 8, now: 2 });
+        assert_eq!(first_event.map(|e| e.event), Some(2));
+        let items = feed_all(&mut s, "3 500 675 317.99 0 18.00\r\n");
+        assert!(matches!(
+            items[0],
+            StreamItem::Reboot { cause: RebootCause::DetectorTimeWentBack, .. }
+        ));
+        assert_eq!(s.counters().reboots, 2);
+        assert_eq!(s.counters().events, 4);
+    }
+
+    #[test]
+    fn housekeeping_comments_mid_run_are_not_reboots() {
+        let mut s = DetectorStream::new();
+        let items = feed_all(
+            &mut s,
+            "1\t1.0\t0\t100\t7.1\t0.0004\r\n# HK t=60.001 events=1 src=periodic\r\n2\t2.0\t0\t100\t7.1\t0.0008\r\n",
+        );
+        assert_eq!(items[1], StreamItem::Nothing);
+        assert_eq!(events(&items), [1, 2]);
+        assert_eq!(s.counters().reboots, 0);
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_survived() {
+        let mut s = DetectorStream::new();
+        let mut items = Vec::new();
+        s.push_bytes(
+            b"1 100 675 317.99 0 18.00\r\n1 10\xC3 675\r\n2 200 2000 1 0 18\r\n3 300 675 317.99 0 18.00\r\n",
+            |i| items.push(i),
+        );
+        assert_eq!(events(&items), [1, 3]);
+        assert_eq!(s.counters().bad_lines, 2);
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_reassembled_and_overlong_lines_dropped() {
+        let mut s = DetectorStream::new();
+        let mut items = Vec::new();
+        for part in ["1 100 67", "5 317.99 0 1", "8.00\r\n2 2", "00 675 317.99 0 18.00\r\n"] {
+            s.push_bytes(part.as_bytes(), |i| items.push(i));
+        }
+        assert_eq!(events(&items), [1, 2]);
+        let long = "9".repeat(MAX_LINE_LEN * 3);
+        let items = feed_all(&mut s, &format!("{long}\r\n3 300 675 317.99 0 18.00\r\n"));
+        assert_eq!(items[0], StreamItem::Bad(LineError::TooLong));
+        assert_eq!(events(&items), [3]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_stream(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6)
+        ) {
+            let mut s = DetectorStream::new();
+            let mut bad = 0;
+            for chunk in &chunks {
+                s.push_bytes(chunk, |i| if matches!(i, StreamItem::Bad(_)) { bad += 1 });
+            }
+            prop_assert_eq!(s.counters().bad_lines, bad);
+            prop_assert!(s.partial.len() <= MAX_LINE_LEN);
+        }
+    }
+}
