@@ -499,10 +499,18 @@ impl crate::Sample for MuonEvent {
             push(Quantity::SensorTemperature, k, q);
         }
         if let Some(c) = self.coincidence {
-            push(Quantity::MuonCoincidence, f64::from(u8::from(c)), Quality::GOOD);
+            push(
+                Quantity::MuonCoincidence,
+                f64::from(u8::from(c)),
+                Quality::GOOD,
+            );
         }
         if let Some(p) = self.pressure_pa {
-            push(Quantity::AirPressure, p, in_range(p, BMP280_PRESSURE_RANGE_PA));
+            push(
+                Quantity::AirPressure,
+                p,
+                in_range(p, BMP280_PRESSURE_RANGE_PA),
+            );
         }
         if let Some(imu) = &self.imu {
             let [ax, ay, az] = imu.acceleration_mps2;
@@ -570,7 +578,10 @@ mod tests {
     fn v3x_optional_column_groups_are_told_apart() {
         // SD card line: sensors, no name.
         let (e, name) = event("1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t101325\t0:0:1\t0:0:0");
-        assert_eq!((name, e.pressure_pa.is_some(), e.imu.is_some()), (None, true, true));
+        assert_eq!(
+            (name, e.pressure_pa.is_some(), e.imu.is_some()),
+            (None, true, true)
+        );
         // No BMP280, MPU-6050 present, USB name that looks like a number.
         let (e, name) = event("1\t0.5\t0\t100\t7.1\t0.0004\t0:0:1\t0:0:0\t42");
         assert_eq!(name, Some("42"));
@@ -613,7 +624,10 @@ mod tests {
             panic!()
         };
         assert!(!h.is_banner);
-        assert_eq!(parse_line(b"Device ID: billy\r\n"), Ok(Line::DeviceId("billy")));
+        assert_eq!(
+            parse_line(b"Device ID: billy\r\n"),
+            Ok(Line::DeviceId("billy"))
+        );
         assert_eq!(parse_line(b"\r\n"), Ok(Line::Blank));
     }
 
@@ -621,28 +635,75 @@ mod tests {
     fn bad_lines_give_typed_errors() {
         use LineError::*;
         let cases: &[(&[u8], LineError)] = &[
-            (b"1 2 3 4 5", WrongColumnCount { format: Format::V2, found: 5 }),
-            (b"1 2 3 4 5 6 7", WrongColumnCount { format: Format::V2, found: 7 }),
+            (
+                b"1 2 3 4 5",
+                WrongColumnCount {
+                    format: Format::V2,
+                    found: 5,
+                },
+            ),
+            (
+                b"1 2 3 4 5 6 7",
+                WrongColumnCount {
+                    format: Format::V2,
+                    found: 7,
+                },
+            ),
             (b"1 54840 1024 317.99 10 18.00", OutOfDomain(Field::Adc)),
             (b"1 54840 675 -3.0 10 18.00", OutOfDomain(Field::Sipm)),
-            (b"1 54840 675 317.99 60000 18.00", OutOfDomain(Field::DeadTime)),
-            (b"1 54840 675 317.99 10 -300", OutOfDomain(Field::Temperature)),
+            (
+                b"1 54840 675 317.99 60000 18.00",
+                OutOfDomain(Field::DeadTime),
+            ),
+            (
+                b"1 54840 675 317.99 10 -300",
+                OutOfDomain(Field::Temperature),
+            ),
             (b"1 54840 675 317.99 10 NaN", BadNumber(Field::Temperature)),
             (b"1 54840 675 inf 10 18", BadNumber(Field::Sipm)),
             (b"x 54840 675 317.99 10 18.00", BadNumber(Field::Event)),
             (b"+1 54840 675 317.99 10 18.00", BadNumber(Field::Event)),
             (b"1 -5 675 317.99 10 18.00", BadNumber(Field::Time)),
-            (b"1\t0.5\t2\t100\t7.1\t0.0004", OutOfDomain(Field::Coincidence)),
+            (
+                b"1\t0.5\t2\t100\t7.1\t0.0004",
+                OutOfDomain(Field::Coincidence),
+            ),
             (b"1\t0.5\t0\t4096\t7.1\t0.0004", OutOfDomain(Field::Adc)),
-            (b"1\t0.5\t0\t100\t7.1", WrongColumnCount { format: Format::V3x, found: 5 }),
-            (b"1\t0.5\t0\t100\t7.1\t0.0004\t1\t2\t3\t4\t5\t6", WrongColumnCount { format: Format::V3x, found: 12 }),
-            (b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0\t0:0:0", BadNumber(Field::Acceleration)),
-            (b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0:1\t0:0:0:0", BadNumber(Field::AngularRate)),
-            (b"1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t-5", OutOfDomain(Field::Pressure)),
+            (
+                b"1\t0.5\t0\t100\t7.1",
+                WrongColumnCount {
+                    format: Format::V3x,
+                    found: 5,
+                },
+            ),
+            (
+                b"1\t0.5\t0\t100\t7.1\t0.0004\t1\t2\t3\t4\t5\t6",
+                WrongColumnCount {
+                    format: Format::V3x,
+                    found: 12,
+                },
+            ),
+            (
+                b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0\t0:0:0",
+                BadNumber(Field::Acceleration),
+            ),
+            (
+                b"1\t0.5\t0\t100\t7.1\t0.0004\t0:0:1\t0:0:0:0",
+                BadNumber(Field::AngularRate),
+            ),
+            (
+                b"1\t0.5\t0\t100\t7.1\t0.0004\t21.0\t-5",
+                OutOfDomain(Field::Pressure),
+            ),
             (b"\xff\xfe 2 3", NotText),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_line(line), Err(*want), "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse_line(line),
+                Err(*want),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -665,7 +726,10 @@ mod tests {
         assert_eq!(q[3], (Quantity::DetectorDeadTime, 0.01, Quality::GOOD));
         assert_eq!(q[4].0, Quantity::SensorTemperature);
         assert_eq!(q[4].2, Quality::GOOD);
-        assert!(r.iter().all(|r| r.sensor == SensorId(9) && r.time.mono_ns == 5));
+        assert!(
+            r.iter()
+                .all(|r| r.sensor == SensorId(9) && r.time.mono_ns == 5)
+        );
     }
 
     #[test]
@@ -696,10 +760,16 @@ mod tests {
     fn temperature_below_minus_40_and_pressure_below_300_hpa_are_flagged_not_clamped() {
         let (cold, _) = event("3\t1.0\t0\t100\t7.1\t0.0004\t-40.1\t19400");
         let r = readings(&cold);
-        let t = r.iter().find(|r| r.quantity == Quantity::SensorTemperature).unwrap();
+        let t = r
+            .iter()
+            .find(|r| r.quantity == Quantity::SensorTemperature)
+            .unwrap();
         assert_eq!(t.quality, Quality::OUT_OF_RANGE);
         assert!((t.value - 233.05).abs() < 1e-9);
-        let p = r.iter().find(|r| r.quantity == Quantity::AirPressure).unwrap();
+        let p = r
+            .iter()
+            .find(|r| r.quantity == Quantity::AirPressure)
+            .unwrap();
         assert_eq!((p.value, p.quality), (19_400.0, Quality::OUT_OF_RANGE));
 
         let (edge, _) = event("1 54840 675 317.99 10 -40.00");

@@ -214,10 +214,12 @@ impl DetectorStream {
         self.in_header = false;
         self.format = Some(event.format);
         let cause = match self.last {
-            Some((previous, _)) if event.event <= previous => Some(RebootCause::EventCountWentBack {
-                previous,
-                now: event.event,
-            }),
+            Some((previous, _)) if event.event <= previous => {
+                Some(RebootCause::EventCountWentBack {
+                    previous,
+                    now: event.event,
+                })
+            }
             Some((_, t)) if event.detector_time_s < t => Some(RebootCause::DetectorTimeWentBack),
             _ => None,
         };
@@ -227,7 +229,11 @@ impl DetectorStream {
             self.counters.reboots += 1;
             // A restart that skipped the header: the run's start was not seen.
             self.run_start_seen = false;
-            tracing::info!(?cause, event = event.event, "CosmicWatch detector rebooted.");
+            tracing::info!(
+                ?cause,
+                event = event.event,
+                "CosmicWatch detector rebooted."
+            );
             return StreamItem::Reboot {
                 cause,
                 first_event: Some(event),
@@ -325,7 +331,10 @@ mod tests {
     #[test]
     fn a_new_header_after_events_is_a_reboot() {
         let mut s = DetectorStream::new();
-        feed_all(&mut s, &format!("{V2_BOOT}Device ID: billy\r\n1 100 675 317.99 0 18.00\r\n"));
+        feed_all(
+            &mut s,
+            &format!("{V2_BOOT}Device ID: billy\r\n1 100 675 317.99 0 18.00\r\n"),
+        );
         let items = feed_all(&mut s, V2_BOOT);
         assert!(items.contains(&StreamItem::Reboot {
             cause: RebootCause::NewHeader,
@@ -347,12 +356,21 @@ mod tests {
         let StreamItem::Reboot { cause, first_event } = &items[2] else {
             panic!("{items:?}")
         };
-        assert_eq!(*cause, RebootCause::EventCountWentBack { previous: 8, now: 2 });
+        assert_eq!(
+            *cause,
+            RebootCause::EventCountWentBack {
+                previous: 8,
+                now: 2
+            }
+        );
         assert_eq!(first_event.map(|e| e.event), Some(2));
         let items = feed_all(&mut s, "3 500 675 317.99 0 18.00\r\n");
         assert!(matches!(
             items[0],
-            StreamItem::Reboot { cause: RebootCause::DetectorTimeWentBack, .. }
+            StreamItem::Reboot {
+                cause: RebootCause::DetectorTimeWentBack,
+                ..
+            }
         ));
         assert_eq!(s.counters().reboots, 2);
         assert_eq!(s.counters().events, 4);
@@ -386,7 +404,12 @@ mod tests {
     fn lines_split_across_reads_are_reassembled_and_overlong_lines_dropped() {
         let mut s = DetectorStream::new();
         let mut items = Vec::new();
-        for part in ["1 100 67", "5 317.99 0 1", "8.00\r\n2 2", "00 675 317.99 0 18.00\r\n"] {
+        for part in [
+            "1 100 67",
+            "5 317.99 0 1",
+            "8.00\r\n2 2",
+            "00 675 317.99 0 18.00\r\n",
+        ] {
             s.push_bytes(part.as_bytes(), |i| items.push(i));
         }
         assert_eq!(events(&items), [1, 2]);
