@@ -4,7 +4,9 @@
 
 use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
 use aloft_sensors::Sample;
-use aloft_sensors::cosmicwatch::{CountRate, DetectorStream, Format, MuonEvent, StreamItem};
+use aloft_sensors::cosmicwatch::{
+    CountRate, DetectorStream, Format, MuonDetector, MuonEvent, StreamItem,
+};
 
 /// Reads a capture from `shared/data/captures/`, which sits beside the repository
 /// (`CARGO_MANIFEST_DIR/../../shared` in CI; one level further up from a worktree).
@@ -146,5 +148,33 @@ fn capture_events_become_good_readings_in_si_units() {
             .iter()
             .filter(|r| r.quantity == Quantity::SipmPeakVoltage)
             .all(|r| r.value > 0.0 && r.value < 1.0)
+    );
+}
+
+#[test]
+fn capture_through_the_detector_gives_every_events_readings_and_a_rate() {
+    let text = String::from_utf8(read_capture(CAPTURE)).expect("UTF-8 capture");
+    let n = event_lines(&text).len();
+    // A window of a day: the capture's rate is ~0.007 s-1 (coincidences only).
+    let mut detector = MuonDetector::new(86_400.0);
+    let mut readings = Vec::new();
+    detector.push_bytes(
+        text.as_bytes(),
+        SensorId(4),
+        Timestamp::monotonic(1),
+        &mut readings,
+        |_| {},
+    );
+    // The header was seen, so even the first event has a rate: 5 readings + 1 each.
+    assert_eq!(readings.len(), 6 * n);
+    let rates: Vec<_> = readings
+        .iter()
+        .filter(|r| r.quantity == Quantity::MuonCountRate)
+        .collect();
+    assert_eq!(rates.len(), n);
+    assert!(
+        rates
+            .iter()
+            .all(|r| r.quality == Quality::DERIVED && r.value > 0.0)
     );
 }

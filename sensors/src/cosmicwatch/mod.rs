@@ -35,6 +35,8 @@
 //! - [`stream`]: [`DetectorStream`]: format and name detection, reboot detection, bad
 //!   line counting, bounded line reassembly from raw bytes.
 //! - [`rate`]: [`CountRate`]: events / live time over a sliding window of detector time.
+//! - [`detector`]: [`MuonDetector`], stream and rate together: lines in, readings out
+//!   (what the agent's supervisor of a CosmicWatch port uses).
 //! - [`sim`]: [`CosmicWatchSim`], a [`crate::serial::SerialDevice`].
 //!
 //! Invariants: no parser panics on any bytes; values are in SI units (s, V, K, Pa,
@@ -42,11 +44,13 @@
 //! -40 °C) and a pressure below the BMP280's 300 hPa are flagged
 //! [`aloft_protocol::Quality::OUT_OF_RANGE`], never clamped.
 
+pub mod detector;
 pub mod line;
 pub mod rate;
 pub mod sim;
 pub mod stream;
 
+pub use detector::MuonDetector;
 pub use line::{Format, Imu, Line, LineError, MuonEvent, parse_line};
 pub use rate::{CountRate, RateEstimate, RateUnavailable};
 pub use sim::CosmicWatchSim;

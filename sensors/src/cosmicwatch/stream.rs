@@ -42,12 +42,16 @@ pub enum StreamItem {
     /// Nothing to act on: a blank line, a diagnostic or housekeeping comment, a header
     /// line that taught nothing new.
     Nothing,
+    /// A detector's boot header began (with no events of an earlier run seen before it):
+    /// its clock and dead time start from 0 here.
+    RunStart,
     /// The stream learned what the detector is (format and name): record this descriptor.
     Descriptor(SensorDescriptor),
     /// A particle event of the current run.
     Event(MuonEvent),
     /// The detector restarted. When the line that revealed it was an event, that event is
-    /// the first of the new run.
+    /// the first of the new run (whose start was not seen); otherwise it was a new header
+    /// and, as with [`StreamItem::RunStart`], the clock and dead time start from 0 here.
     Reboot {
         /// How the restart showed.
         cause: RebootCause,
@@ -178,14 +182,16 @@ impl DetectorStream {
     fn header(&mut self, h: &HeaderLine<'_>) -> StreamItem {
         let mut item = StreamItem::Nothing;
         if h.is_banner {
-            if self.last.is_some() {
+            item = if self.last.is_some() {
                 self.counters.reboots += 1;
                 tracing::info!(cause = "new header", "CosmicWatch detector rebooted.");
-                item = StreamItem::Reboot {
+                StreamItem::Reboot {
                     cause: RebootCause::NewHeader,
                     first_event: None,
-                };
-            }
+                }
+            } else {
+                StreamItem::RunStart
+            };
             self.last = None;
             self.in_header = true;
             self.run_start_seen = true;
