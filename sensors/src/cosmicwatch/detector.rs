@@ -41,6 +41,11 @@ impl MuonDetector {
         &self.stream
     }
 
+    /// See [`DetectorStream::take_new_descriptor`].
+    pub fn take_new_descriptor(&mut self) -> Option<aloft_protocol::SensorDescriptor> {
+        self.stream.take_new_descriptor()
+    }
+
     /// The rate after the latest event, if the window had live time then.
     pub fn latest_rate(&self) -> Option<RateEstimate> {
         self.latest_rate

@@ -85,6 +85,8 @@ pub struct DetectorStream {
     /// True when the current run's start (its header) was seen in this stream.
     run_start_seen: bool,
     counters: StreamCounters,
+    /// True when format or name changed since a descriptor was last handed out.
+    descriptor_changed: bool,
     partial: Vec<u8>,
     overflowed: bool,
 }
@@ -122,6 +124,19 @@ impl DetectorStream {
         let mut d = SensorDescriptor::new(format.device_name());
         d.serial_number = self.detector_name.clone();
         Some(d.with_integer("baud", i64::from(format.baud())))
+    }
+
+    /// The descriptor, if what is known of the detector changed since a descriptor was
+    /// last handed out (as a [`StreamItem::Descriptor`] or by this method). A stream that
+    /// missed the header learns the format and (v3X) the name from event lines, which
+    /// yield their event; this is how the caller learns it has a new descriptor to record.
+    pub fn take_new_descriptor(&mut self) -> Option<SensorDescriptor> {
+        if !self.descriptor_changed {
+            return None;
+        }
+        let d = self.descriptor()?;
+        self.descriptor_changed = false;
+        Some(d)
     }
 
     /// Feeds one line (with or without its line end).
@@ -197,7 +212,7 @@ impl DetectorStream {
             self.run_start_seen = true;
         }
         if let Some(f) = h.format {
-            self.format = Some(f);
+            self.set_format(f);
         }
         match h.detector_name {
             Some(name) => self.learn_name(name),
@@ -205,20 +220,41 @@ impl DetectorStream {
         }
     }
 
-    fn learn_name(&mut self, name: &str) -> StreamItem {
-        self.in_header = false;
+    fn set_format(&mut self, format: Format) {
+        if self.format != Some(format) {
+            self.format = Some(format);
+            self.descriptor_changed = true;
+        }
+    }
+
+    fn set_name(&mut self, name: &str) {
         if self.detector_name.as_deref() != Some(name) {
             self.detector_name = Some(name.to_owned());
+            self.descriptor_changed = true;
         }
+    }
+
+    /// A name from the header: always worth a descriptor record, since the header means
+    /// a (re)start.
+    fn learn_name(&mut self, name: &str) -> StreamItem {
+        self.in_header = false;
+        self.set_name(name);
         match self.descriptor() {
-            Some(d) => StreamItem::Descriptor(d),
+            Some(d) => {
+                self.descriptor_changed = false;
+                StreamItem::Descriptor(d)
+            }
             None => StreamItem::Nothing,
         }
     }
 
     fn event(&mut self, event: MuonEvent, name: Option<&str>) -> StreamItem {
         self.in_header = false;
-        self.format = Some(event.format);
+        self.set_format(event.format);
+        if let Some(name) = name {
+            // The v3X Name column: it names a detector whose header was missed.
+            self.set_name(name);
+        }
         let cause = match self.last {
             Some((previous, _)) if event.event <= previous => {
                 Some(RebootCause::EventCountWentBack {
@@ -244,13 +280,6 @@ impl DetectorStream {
                 cause,
                 first_event: Some(event),
             };
-        }
-        if let Some(name) = name
-            && self.detector_name.as_deref() != Some(name)
-        {
-            // The v3X Name column names a detector whose header was missed; the name
-            // shows in `descriptor()`. The event itself is what this line yields.
-            self.detector_name = Some(name.to_owned());
         }
         StreamItem::Event(event)
     }
@@ -306,6 +335,8 @@ mod tests {
         assert_eq!(events(&items), [1]);
         assert_eq!(s.format(), Some(Format::V2));
         assert!(s.run_start_seen());
+        // Already handed out as an item.
+        assert_eq!(s.take_new_descriptor(), None);
         assert_eq!(s.counters().bad_lines, 0);
     }
 
@@ -329,9 +360,13 @@ mod tests {
         assert_eq!(s.format(), Some(Format::V3x));
         assert_eq!(s.detector_name(), Some("TOP"));
         assert!(!s.run_start_seen());
-        let d = s.descriptor().unwrap();
+        let d = s.take_new_descriptor().unwrap();
         assert_eq!(d.device, "CosmicWatch v3X");
         assert_eq!(d.serial_number.as_deref(), Some("TOP"));
+        assert_eq!(s.descriptor(), Some(d));
+        // Handed out once; the next line teaches nothing new.
+        feed_all(&mut s, "6\t2.5\t0\t100\t7.1\t0.0004\tTOP\r\n");
+        assert_eq!(s.take_new_descriptor(), None);
     }
 
     #[test]
