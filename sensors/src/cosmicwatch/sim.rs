@@ -10,9 +10,10 @@
 //! roughly flat from the trigger threshold (~30) to ~600, with a peak near 650 and a tail
 //! to ~860 (29 % of events in 600..700, 5 % above 700, 66 % below 600). The simulator
 //! draws 60 % of codes uniformly from 30..600 and 40 % from a Gaussian at 650 with
-//! σ = 45, which gives 29 %, 5 % and 66 %. The v2 SiPM voltage follows the ADC-to-mV pairs of the same capture (piecewise
-//! linear between them). The v3X's 12-bit code is the v2 code × 4 and its SiPM voltage is
-//! 0.0706 mV per LSB (the factor CosmicWatch-open derived from the original v3X firmware).
+//! σ = 45, which gives 29 %, 5 % and 66 %. The v2 SiPM voltage follows the ADC-to-mV
+//! pairs of the same capture (piecewise linear between them). The v3X's 12-bit code is
+//! the v2 code × 4 and its SiPM voltage is 0.0706 mV per LSB (the factor CosmicWatch-open
+//! derived from the original v3X firmware); the v3X spectrum is not measured, only scaled.
 //!
 //! Dead time per event: v3X ≈ 400 µs, the original firmware's figure quoted by
 //! CosmicWatch-open (FIRMWARE.md §4); v2 ≈ 3 ms, an estimate of its event loop (a
@@ -26,13 +27,16 @@ use super::line::{Format, Imu, MuonEvent};
 use crate::flight::{FlightState, Noise};
 use crate::serial::SerialDevice;
 
-/// The v2 header block, as in the real capture (its recorder prints `Device ID:`).
+/// The v2 header block, byte for byte as in the real capture, where `Device ID: <name>`
+/// follows it.
 const V2_HEADER: &str = "#####################################################################################\r\n\
 ### CosmicWatch: The Desktop Muon Detector\r\n\
 ### Questions? saxani@mit.edu\r\n\
 ### Comp_date Comp_time Event Ardn_time[ms] ADC[0-1023] SiPM[mV] Deadtime[ms] Temp[C]\r\n\
 #####################################################################################\r\n";
 
+/// The v3X header lines, as CosmicWatch-open (FIRMWARE.md §9.2) documents the original's,
+/// with the `Name` column the original sends over USB (`Data/import_data.py`).
 const V3X_RULE: &str = "###########################################################################################################################\r\n";
 const V3X_TITLE: &str =
     "#                                     CosmicWatch: The Desktop Muon Detector v3X\r\n";

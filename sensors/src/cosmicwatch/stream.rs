@@ -238,7 +238,9 @@ impl DetectorStream {
     /// a (re)start.
     fn learn_name(&mut self, name: &str) -> StreamItem {
         self.in_header = false;
-        self.set_name(name);
+        if !name.is_empty() {
+            self.set_name(name);
+        }
         match self.descriptor() {
             Some(d) => {
                 self.descriptor_changed = false;
@@ -251,7 +253,7 @@ impl DetectorStream {
     fn event(&mut self, event: MuonEvent, name: Option<&str>) -> StreamItem {
         self.in_header = false;
         self.set_format(event.format);
-        if let Some(name) = name {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
             // The v3X Name column: it names a detector whose header was missed.
             self.set_name(name);
         }
