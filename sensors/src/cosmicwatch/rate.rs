@@ -8,11 +8,12 @@
 //! be interpolated.
 //!
 //! Why a sliding window in detector time: the glider climbs in wave at a few m/s and the
-//! muon rate roughly doubles every ~1.5 km, so a whole-run average would lag the climb by
-//! hours. The detector's own clock is used (not the agent's arrival time) because serial
+//! cosmic-ray rate rises several-fold on the way to 12 km, so a whole-run average would
+//! lag the climb by hours. The detector's own clock is used (not the agent's arrival time) because serial
 //! latency and a paused agent must not distort the rate. The default window of 60 s holds
-//! ~60 events at ground level (±13 % statistical error) and several hundred at altitude
-//! (a few %), while covering only ~300 m of climb. With n events the estimate n / T is
+//! ~60 events at ground level (a v2 counts about 1 s-1 alone; ±13 % statistical error)
+//! and several hundred at altitude (a few %), while covering only ~200-300 m of climb;
+//! callers that want less noise or less lag choose another window. With n events the estimate n / T is
 //! the maximum-likelihood one; its bias, a factor n / (n - 1), is below 2 % from 50 events.
 //!
 //! Invariants: the window restarts on a reboot (or any step back of the detector clock or
