@@ -503,3 +503,234 @@ impl<I2C: I2c, D: DelayNs> Scd41<I2C, D> {
         Ok(decode_words::<N>(bytes)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    use embedded_hal_mock::eh1::delay::NoopDelay;
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+    use proptest::prelude::*;
+
+    fn command_bytes(code: u16) -> Vec<u8> {
+        code.to_be_bytes().to_vec()
+    }
+
+    fn words(values: &[u16]) -> Vec<u8> {
+        values.iter().flat_map(|w| encode_word(*w)).collect()
+    }
+
+    fn measurement(
+        co2_ppm: u16,
+        temperature: u16,
+        humidity: u16,
+        compensation: Compensation,
+    ) -> Measurement {
+        Measurement {
+            raw: RawMeasurement {
+                co2_ppm,
+                temperature,
+                humidity,
+            },
+            compensation,
+        }
+    }
+
+    const FED_1000_HPA: Compensation = Compensation::Pressure {
+        requested_pa: 100_000.0,
+        sent_hpa: 1000,
+    };
+
+    #[test]
+    fn crc_matches_the_datasheet_example() {
+        assert_eq!(crc8(&[0xBE, 0xEF]), 0x92);
+    }
+
+    #[test]
+    fn datasheet_read_measurement_example_decodes_to_500_ppm_25_c_37_percent() {
+        // SCD4x datasheet, read_measurement example: 500 ppm, 25 °C, 37 %RH.
+        let bytes = [0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3C];
+        let [co2, t, rh] = decode_words::<3>(&bytes).unwrap();
+        let m = measurement(co2, t, rh, FED_1000_HPA);
+        assert_eq!(co2, 500);
+        assert!((m.co2_mol_mol() - 500e-6).abs() < 1e-12);
+        assert!(
+            (m.temperature_k() - 298.15).abs() < 0.01,
+            "{}",
+            m.temperature_k()
+        );
+        assert!(
+            (m.relative_humidity() - 0.37).abs() < 1e-4,
+            "{}",
+            m.relative_humidity()
+        );
+    }
+
+    #[test]
+    fn a_word_with_a_wrong_crc_is_a_crc_error_not_a_value() {
+        let mut bytes = words(&[500, 0x6667, 0x5EB9]);
+        bytes[5] ^= 0x01;
+        assert_eq!(decode_words::<3>(&bytes), Err(CrcMismatch));
+        assert_eq!(decode_words::<3>(&bytes[..8]), Err(CrcMismatch));
+    }
+
+    #[test]
+    fn below_minus_ten_celsius_every_reading_is_out_of_range() {
+        let cold = RawMeasurement::temperature_ticks(223.15);
+        let m = measurement(420, cold, 30_000, FED_1000_HPA);
+        let mut out = Vec::new();
+        m.push_readings(SensorId(3), Timestamp::monotonic(1), &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+        let warm = measurement(
+            420,
+            RawMeasurement::temperature_ticks(293.15),
+            30_000,
+            FED_1000_HPA,
+        );
+        assert!(warm.co2_quality().is_good());
+        assert!(warm.temperature_quality().is_good());
+        assert!(warm.humidity_quality().is_good());
+    }
+
+    #[test]
+    fn compensation_outside_the_accepted_range_flags_only_co2() {
+        let thin_air = Compensation::Pressure {
+            requested_pa: 19_400.0,
+            sent_hpa: 700,
+        };
+        let m = measurement(
+            120,
+            RawMeasurement::temperature_ticks(293.15),
+            30_000,
+            thin_air,
+        );
+        assert!(m.co2_quality().contains(Quality::OUT_OF_RANGE));
+        assert!(m.temperature_quality().is_good());
+        let unfed = measurement(
+            420,
+            RawMeasurement::temperature_ticks(293.15),
+            30_000,
+            Compensation::SeaLevel,
+        );
+        assert_eq!(unfed.co2_quality(), Quality::DEGRADED_INPUT);
+    }
+
+    #[test]
+    fn init_runs_the_recovery_sequence_and_reads_the_serial_number() {
+        let serial: u64 = 0x1234_5678_9ABC;
+        let expectations = [
+            Transaction::write(ADDRESS, command_bytes(command::WAKE_UP))
+                .with_error(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)),
+            Transaction::write(ADDRESS, command_bytes(command::STOP_PERIODIC_MEASUREMENT)),
+            Transaction::write(ADDRESS, command_bytes(command::REINIT)),
+            Transaction::write(ADDRESS, command_bytes(command::GET_SERIAL_NUMBER)),
+            Transaction::read(ADDRESS, words(&[0x1234, 0x5678, 0x9ABC])),
+            Transaction::write(ADDRESS, command_bytes(command::START_PERIODIC_MEASUREMENT)),
+        ];
+        let mut bus = Mock::new(&expectations);
+        let mut scd = Scd41::new(bus.clone(), NoopDelay::new());
+        assert_eq!(scd.init(), Ok(serial));
+        assert_eq!(scd.mode(), Mode::Periodic);
+        let d = scd.descriptor();
+        assert_eq!(d.serial_number.as_deref(), Some("123456789ABC"));
+        bus.done();
+    }
+
+    #[test]
+    fn a_measurement_asks_for_data_ready_then_reads_three_words() {
+        let expectations = [
+            Transaction::write(ADDRESS, vec![0xE0, 0x00, 0x03, 0x4C, crc8(&[0x03, 0x4C])]),
+            Transaction::write(ADDRESS, command_bytes(command::GET_DATA_READY_STATUS)),
+            Transaction::read(ADDRESS, words(&[0x0000])),
+            Transaction::write(ADDRESS, command_bytes(command::GET_DATA_READY_STATUS)),
+            Transaction::read(ADDRESS, words(&[0x8006])),
+            Transaction::write(ADDRESS, command_bytes(command::READ_MEASUREMENT)),
+            Transaction::read(
+                ADDRESS,
+                vec![0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3C],
+            ),
+        ];
+        let mut bus = Mock::new(&expectations);
+        let mut scd = Scd41::new(bus.clone(), NoopDelay::new());
+        // 844 hPa is 0x034C.
+        scd.set_ambient_pressure(84_400.0).unwrap();
+        assert_eq!(scd.measurement(), Err(Error::NotReady));
+        let m = scd.measurement().unwrap();
+        assert_eq!(m.raw.co2_ppm, 500);
+        assert!(m.co2_quality().is_good());
+        bus.done();
+    }
+
+    #[test]
+    fn pressure_below_700_hpa_sends_the_limit_and_flags_co2() {
+        let expectations = [Transaction::write(
+            ADDRESS,
+            vec![0xE0, 0x00, 0x02, 0xBC, crc8(&[0x02, 0xBC])],
+        )];
+        let mut bus = Mock::new(&expectations);
+        let mut scd = Scd41::new(bus.clone(), NoopDelay::new());
+        let c = scd.set_ambient_pressure(19_400.0).unwrap();
+        assert_eq!(
+            c,
+            Compensation::Pressure {
+                requested_pa: 19_400.0,
+                sent_hpa: 700
+            }
+        );
+        assert!(c.out_of_range());
+        assert_eq!(
+            scd.set_ambient_pressure(f64::NAN),
+            Err(Error::InvalidPressure)
+        );
+        bus.done();
+    }
+
+    #[test]
+    fn a_crc_error_on_the_bus_is_a_typed_error() {
+        let mut bad = words(&[500, 0x6667, 0x5EB9]);
+        bad[8] ^= 0xFF;
+        let expectations = [
+            Transaction::write(ADDRESS, command_bytes(command::READ_MEASUREMENT)),
+            Transaction::read(ADDRESS, bad),
+        ];
+        let mut bus = Mock::new(&expectations);
+        let mut scd = Scd41::new(bus.clone(), NoopDelay::new());
+        assert_eq!(scd.read_measurement(), Err(Error::Crc));
+        bus.done();
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let _ = decode_words::<3>(&bytes);
+            let _ = decode_words::<1>(&bytes);
+        }
+
+        #[test]
+        fn words_round_trip_through_their_wire_form(a: u16, b: u16, c: u16) {
+            let bytes = words(&[a, b, c]);
+            prop_assert_eq!(decode_words::<3>(&bytes), Ok([a, b, c]));
+        }
+
+        #[test]
+        fn conversions_are_finite_and_in_physical_bounds_over_the_raw_space(co2: u16, t: u16, rh: u16, p in -1e6f64..1e6) {
+            let m = measurement(co2, t, rh, Compensation::Pressure { requested_pa: p, sent_hpa: 700 });
+            prop_assert!(m.co2_mol_mol() >= 0.0 && m.co2_mol_mol() <= 0.065_535 + 1e-12);
+            prop_assert!(m.temperature_k() >= 228.15 - 1e-9 && m.temperature_k() <= 403.15 + 1e-9);
+            prop_assert!((0.0..=1.0).contains(&m.relative_humidity()));
+            let mut out = Vec::new();
+            m.push_readings(SensorId(0), Timestamp::monotonic(0), &mut out);
+            prop_assert_eq!(out.len(), 3);
+        }
+
+        #[test]
+        fn temperature_ticks_invert_the_conversion(t in 0u16..=u16::MAX) {
+            let k = RawMeasurement { co2_ppm: 0, temperature: t, humidity: 0 }.temperature_k();
+            prop_assert_eq!(RawMeasurement::temperature_ticks(k), t);
+        }
+    }
+}

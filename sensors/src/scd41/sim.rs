@@ -461,3 +461,307 @@ pub struct NoopDelay;
 impl DelayNs for NoopDelay {
     fn delay_ns(&mut self, _ns: u32) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::airspeed;
+    use crate::scd41::{COMPENSATION_MIN_PA, Compensation, Error, Mode, RATED_MIN_K, Scd41};
+    use aloft_protocol::Quality;
+
+    const SERIAL: u64 = 0xA1B2_C3D4_E5F6;
+    const TRUE_CO2: f64 = 420e-6;
+
+    /// The true state at `altitude_m` in the ISA, with the box heated to 20 °C.
+    fn state_at(altitude_m: f64, t_s: f64) -> FlightState {
+        let p = atmosphere::pressure_pa(altitude_m);
+        let t = atmosphere::temperature_k(altitude_m);
+        let ias = 30.0;
+        let tas = ias * (atmosphere::RHO0_KG_M3 / atmosphere::density_kg_m3(p, t)).sqrt();
+        FlightState {
+            t_s,
+            utc_ns: 0,
+            latitude_deg: 46.0,
+            longitude_deg: 7.0,
+            altitude_m,
+            geoid_separation_m: 48.0,
+            ground_speed_mps: tas,
+            track_deg: 270.0,
+            vertical_speed_mps: 2.0,
+            pressure_pa: p,
+            outside_air_k: t,
+            box_temperature_k: 293.15,
+            relative_humidity: 0.3,
+            co2_mol_mol: TRUE_CO2,
+            true_airspeed_mps: tas,
+            differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
+            muon_rate_per_s: 1.0,
+        }
+    }
+
+    fn started(seed: u64) -> (Scd41Sim, Scd41<Scd41Sim, SimDelay>) {
+        let sim = Scd41Sim::new(SERIAL, seed);
+        let mut scd = Scd41::new(sim.clone(), sim.delay());
+        assert_eq!(scd.init(), Ok(SERIAL));
+        (sim, scd)
+    }
+
+    /// The datasheet accuracy band, mol mol-1.
+    fn accuracy(co2: f64) -> f64 {
+        40e-6 + 0.05 * co2
+    }
+
+    #[test]
+    fn init_reads_the_serial_number_and_starts_periodic_measurement() {
+        let (sim, scd) = started(1);
+        assert_eq!(sim.mode(), SimMode::Periodic);
+        assert_eq!(
+            scd.descriptor().serial_number.as_deref(),
+            Some("A1B2C3D4E5F6")
+        );
+    }
+
+    #[test]
+    fn data_is_ready_every_five_simulated_seconds_and_read_once() {
+        let (sim, mut scd) = started(2);
+        assert_eq!(scd.measurement(), Err(Error::NotReady));
+        sim.advance(Duration::from_millis(4_900));
+        assert_eq!(scd.measurement(), Err(Error::NotReady));
+        sim.advance(Duration::from_millis(200));
+        assert!(scd.measurement().is_ok());
+        // The buffer empties on read-out.
+        assert_eq!(scd.measurement(), Err(Error::NotReady));
+        // The device would NACK a blind read of an empty buffer.
+        assert!(matches!(scd.read_measurement(), Err(Error::I2c(_))));
+        sim.advance(Duration::from_secs(5));
+        assert!(scd.measurement().is_ok());
+        assert_eq!(sim.measurements(), 2);
+    }
+
+    #[test]
+    fn co2_is_recovered_across_the_flight_when_fed_the_true_pressure() {
+        let (sim, mut scd) = started(3);
+        let mut t_s = 0.0;
+        let mut in_range = 0;
+        for step in 0..=48 {
+            let altitude_m = f64::from(step) * 250.0;
+            t_s += 5.0;
+            let state = state_at(altitude_m, t_s);
+            sim.apply(&state);
+            scd.set_ambient_pressure(state.pressure_pa).unwrap();
+            sim.advance(Duration::from_secs(5));
+            let m = scd.measurement().unwrap();
+            let p_sent = f64::from(sim.ambient_pressure_hpa().unwrap()) * 100.0;
+            if state.pressure_pa >= COMPENSATION_MIN_PA {
+                in_range += 1;
+                assert!(
+                    (m.co2_mol_mol() - TRUE_CO2).abs() < 1.5 * accuracy(TRUE_CO2),
+                    "at {altitude_m} m: {}",
+                    m.co2_mol_mol()
+                );
+                assert!(!m.co2_quality().contains(Quality::OUT_OF_RANGE));
+            } else {
+                // Above ~3000 m the device is told 700 hPa: biased low, and flagged.
+                assert_eq!(p_sent, COMPENSATION_MIN_PA);
+                let expected = TRUE_CO2 * state.pressure_pa / p_sent;
+                assert!((m.co2_mol_mol() - expected).abs() < 1.5 * accuracy(expected));
+                assert!(m.co2_quality().contains(Quality::OUT_OF_RANGE));
+            }
+        }
+        assert!(in_range >= 10, "{in_range}");
+    }
+
+    #[test]
+    fn co2_is_biased_by_actual_over_set_pressure_when_compensation_is_wrong() {
+        let (sim, mut scd) = started(4);
+        let state = state_at(1_500.0, 1.0);
+        sim.apply(&state);
+        let mut unfed = Vec::new();
+        for _ in 0..20 {
+            sim.advance(Duration::from_secs(5));
+            unfed.push(scd.measurement().unwrap());
+        }
+        // Told 1000 hPa while the air is at 845 hPa.
+        scd.set_ambient_pressure(100_000.0).unwrap();
+        let mut wrong = Vec::new();
+        for _ in 0..20 {
+            sim.advance(Duration::from_secs(5));
+            wrong.push(scd.measurement().unwrap());
+        }
+        let mean = |ms: &[crate::scd41::Measurement]| {
+            ms.iter().map(|m| m.co2_mol_mol()).sum::<f64>() / ms.len() as f64
+        };
+        let sea_level_ratio = state.pressure_pa / atmosphere::P0_PA;
+        let wrong_ratio = state.pressure_pa / 100_000.0;
+        assert!(
+            (mean(&unfed) / TRUE_CO2 - sea_level_ratio).abs() < 0.03,
+            "{}",
+            mean(&unfed)
+        );
+        assert!(
+            (mean(&wrong) / TRUE_CO2 - wrong_ratio).abs() < 0.03,
+            "{}",
+            mean(&wrong)
+        );
+        assert!(
+            unfed
+                .iter()
+                .all(|m| m.co2_quality().contains(Quality::DEGRADED_INPUT))
+        );
+        assert!(wrong.iter().all(|m| m.co2_quality().is_good()));
+    }
+
+    #[test]
+    fn at_twelve_km_and_minus_fifty_six_celsius_every_reading_is_flagged() {
+        let (sim, mut scd) = started(5);
+        let state = state_at(12_000.0, 10.0);
+        assert!((state.pressure_pa - 19_400.0).abs() < 200.0);
+        sim.apply(&state);
+        scd.set_ambient_pressure(state.pressure_pa).unwrap();
+        assert_eq!(sim.ambient_pressure_hpa(), Some(700));
+        sim.advance(Duration::from_secs(5));
+        let m = scd.measurement().unwrap();
+        assert!(m.temperature_k() < RATED_MIN_K);
+        let mut out = Vec::new();
+        crate::Sample::push_readings(
+            &m,
+            aloft_protocol::SensorId(1),
+            aloft_protocol::Timestamp::monotonic(0),
+            &mut out,
+        );
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+    }
+
+    #[test]
+    fn at_minus_fifty_celsius_in_the_box_mount_only_the_outside_matters() {
+        let sim = Scd41Sim::new(SERIAL, 6);
+        sim.set_mounting(Mounting::InstrumentBox);
+        let mut scd = Scd41::new(sim.clone(), sim.delay());
+        scd.init().unwrap();
+        let mut state = state_at(9_000.0, 1.0);
+        state.outside_air_k = 223.15;
+        sim.apply(&state);
+        sim.advance(Duration::from_secs(5));
+        let m = scd.measurement().unwrap();
+        assert!(!m.temperature_quality().contains(Quality::OUT_OF_RANGE));
+        sim.set_mounting(Mounting::OutsideAir);
+        sim.apply(&state);
+        sim.advance(Duration::from_secs(5));
+        let m = scd.measurement().unwrap();
+        assert!(m.temperature_quality().contains(Quality::OUT_OF_RANGE));
+        assert!(
+            (m.temperature_k() - 228.15).abs() < 0.01,
+            "saturates at -45 °C: {}",
+            m.temperature_k()
+        );
+    }
+
+    #[test]
+    fn a_nack_is_a_typed_error_and_the_driver_recovers_when_it_clears() {
+        let (sim, mut scd) = started(7);
+        sim.advance(Duration::from_secs(5));
+        sim.nack_next(1);
+        assert!(matches!(
+            scd.measurement(),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+        assert!(scd.measurement().is_ok());
+
+        sim.nack_until_cleared();
+        sim.advance(Duration::from_secs(5));
+        for _ in 0..3 {
+            assert!(matches!(scd.measurement(), Err(Error::I2c(_))));
+        }
+        assert!(scd.init().is_err());
+        sim.clear_faults();
+        assert_eq!(scd.init(), Ok(SERIAL));
+        sim.advance(Duration::from_secs(5));
+        assert!(scd.measurement().is_ok());
+    }
+
+    #[test]
+    fn a_corrupted_crc_is_a_typed_error_and_the_next_read_is_good() {
+        let (sim, mut scd) = started(8);
+        sim.advance(Duration::from_secs(5));
+        sim.corrupt_crc_next(1);
+        assert_eq!(scd.measurement(), Err(Error::Crc));
+        sim.corrupt_crc_until_cleared();
+        sim.advance(Duration::from_secs(5));
+        assert_eq!(scd.measurement(), Err(Error::Crc));
+        assert_eq!(
+            scd.read_serial_number(),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(
+                NoAcknowledgeSource::Data
+            )))
+        );
+        sim.clear_faults();
+        sim.advance(Duration::from_secs(5));
+        assert!(scd.measurement().is_ok());
+    }
+
+    #[test]
+    fn data_that_never_becomes_ready_is_not_ready_until_cleared() {
+        let (sim, mut scd) = started(9);
+        sim.never_ready();
+        for _ in 0..4 {
+            sim.advance(Duration::from_secs(5));
+            assert_eq!(scd.measurement(), Err(Error::NotReady));
+        }
+        sim.clear_faults();
+        sim.advance(Duration::from_secs(5));
+        assert!(scd.measurement().is_ok());
+    }
+
+    #[test]
+    fn a_driver_that_does_not_wait_out_stop_is_nacked() {
+        let sim = Scd41Sim::new(SERIAL, 10);
+        let mut scd = Scd41::new(sim.clone(), NoopDelay);
+        assert!(matches!(
+            scd.init(),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+    }
+
+    #[test]
+    fn single_shot_from_idle_takes_five_simulated_seconds() {
+        let (sim, mut scd) = started(11);
+        scd.stop_periodic_measurement().unwrap();
+        assert_eq!(scd.mode(), Mode::Idle);
+        let before = sim.now();
+        let m = scd.single_shot_measurement().unwrap();
+        assert!(sim.now() - before >= Duration::from_secs(5));
+        assert!((m.co2_mol_mol() - TRUE_CO2).abs() < 1.5 * accuracy(TRUE_CO2));
+        assert_eq!(sim.mode(), SimMode::Idle);
+    }
+
+    #[test]
+    fn reinit_forgets_the_pressure_and_init_feeds_it_again() {
+        let (sim, mut scd) = started(12);
+        scd.set_ambient_pressure(85_000.0).unwrap();
+        assert_eq!(sim.ambient_pressure_hpa(), Some(850));
+        scd.init().unwrap();
+        assert_eq!(sim.ambient_pressure_hpa(), Some(850));
+        scd.stop_periodic_measurement().unwrap();
+        scd.reinit().unwrap();
+        assert_eq!(sim.ambient_pressure_hpa(), None);
+        assert_eq!(scd.compensation(), Compensation::SeaLevel);
+    }
+
+    #[test]
+    fn idle_only_commands_are_nacked_while_measuring() {
+        let (_sim, mut scd) = started(13);
+        assert!(matches!(scd.read_serial_number(), Err(Error::I2c(_))));
+    }
+
+    #[test]
+    fn the_wrong_address_is_nacked() {
+        let mut sim = Scd41Sim::new(SERIAL, 14);
+        assert_eq!(
+            sim.write(0x61, &command::REINIT.to_be_bytes()),
+            Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address))
+        );
+    }
+}
