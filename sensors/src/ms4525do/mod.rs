@@ -492,3 +492,218 @@ impl<I2C: I2c, D: embedded_hal::delay::DelayNs> Ms4525do<I2C, D> {
         Ok(self.measure()?.with_outside_air(air))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_hal_mock::eh1::delay::NoopDelay;
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+    use proptest::prelude::*;
+
+    const PSI: f64 = PA_PER_PSI;
+
+    fn raw(status: Status, bridge: u16, temperature: u16) -> RawSample {
+        RawSample {
+            status,
+            bridge,
+            temperature,
+        }
+    }
+
+    #[test]
+    fn type_a_plus_minus_one_psi_maps_ten_and_ninety_percent_to_the_range_ends() {
+        let c = Config::default();
+        // 10 %, 50 % and 90 % of 16383 counts: -1, 0 and +1 psi.
+        assert!((c.counts_for(-PSI) - 1_638.3).abs() < 1e-9);
+        assert!((c.counts_for(0.0) - 8_191.5).abs() < 1e-9);
+        assert!((c.counts_for(PSI) - 14_744.7).abs() < 1e-9);
+        // One count is 2 psi / 13106.4 counts = 1.052 Pa.
+        assert!((c.pressure_pa(8_192) - PSI * 2.0 * 0.5 / 13_106.4).abs() < 1e-9);
+        assert!((c.pressure_pa(1_638) + PSI).abs() < 1.1);
+    }
+
+    #[test]
+    fn type_b_uses_five_to_ninety_five_percent() {
+        let c = Config::new(ADDRESS_J, OutputType::B, PressureRange::gauge_psi(5.0));
+        assert!((c.counts_for(0.0) - 819.15).abs() < 1e-9);
+        assert!((c.counts_for(5.0 * PSI) - 15_563.85).abs() < 1e-9);
+        assert!((c.pressure_pa(15_564) - 5.0 * PSI).abs() < 4.0);
+    }
+
+    #[test]
+    fn temperature_spans_minus_fifty_to_one_hundred_fifty_celsius() {
+        assert!((temperature_k(0) - 223.15).abs() < 1e-9);
+        assert!((temperature_k(2047) - 423.15).abs() < 1e-9);
+        assert!((temperature_k(1023) - (273.15 + 1023.0 * 200.0 / 2047.0 - 50.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_packet_decodes_status_bridge_and_masked_temperature() {
+        // 0x60 << 3 = 768 counts = 25.04 °C; the low five bits of the last byte are junk.
+        let r = RawSample::from_bytes([0x1F, 0xFF, 0x60, 0x1F]);
+        assert_eq!(r, raw(Status::Normal, 8_191, 768));
+        assert_eq!(
+            RawSample::from_bytes([0x9F, 0xFF, 0x60, 0x00]).status,
+            Status::Stale
+        );
+        assert_eq!(RawSample::from_bytes([0xC0, 0, 0, 0]).status, Status::Fault);
+        assert_eq!(
+            RawSample::from_bytes([0x40, 0, 0, 0]).status,
+            Status::CommandMode
+        );
+    }
+
+    #[test]
+    fn range_codes_of_the_part_number_parse() {
+        let r = PressureRange::from_code("001D").unwrap();
+        assert!((r.min_pa + PSI).abs() < 1e-9 && (r.max_pa - PSI).abs() < 1e-9);
+        let g = PressureRange::from_code("005G").unwrap();
+        assert_eq!(g.min_pa, 0.0);
+        assert!((g.max_pa - 5.0 * PSI).abs() < 1e-9);
+        for bad in ["", "01D", "000D", "001X", "0x1D", "001DD", "ÿÿÿD"] {
+            assert_eq!(
+                PressureRange::from_code(bad),
+                Err(UnknownRangeCode),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_flags_every_reading_and_fault_is_an_error() {
+        let c = Config::default();
+        let m = Measurement::from_raw(raw(Status::Stale, 9_000, 700), &c).unwrap();
+        let mut out = Vec::new();
+        m.push_readings(SensorId(2), Timestamp::monotonic(5), &mut out);
+        assert_eq!(out.len(), 3, "no true airspeed without outside air");
+        assert!(out.iter().all(|r| r.quality.contains(Quality::STALE)));
+        assert_eq!(
+            Measurement::from_raw(raw(Status::Fault, 9_000, 700), &c),
+            Err(StatusError::Fault)
+        );
+        assert_eq!(
+            Measurement::from_raw(raw(Status::CommandMode, 9_000, 700), &c),
+            Err(StatusError::CommandMode)
+        );
+    }
+
+    #[test]
+    fn pressure_outside_the_span_is_flagged_not_clamped() {
+        let c = Config::default();
+        let m = Measurement::from_raw(raw(Status::Normal, 16_000, 700), &c).unwrap();
+        assert!(m.differential_pressure_pa > PSI);
+        assert!(m.pressure_quality().contains(Quality::OUT_OF_RANGE));
+        assert!(m.common_quality().is_good(), "temperature is fine");
+        let inside = Measurement::from_raw(raw(Status::Normal, 9_000, 700), &c).unwrap();
+        assert!(inside.pressure_quality().is_good());
+    }
+
+    #[test]
+    fn die_temperature_outside_operating_range_flags_every_reading() {
+        let c = Config::default();
+        let cold = temperature_counts_for(223.15 + 0.5).round() as u16;
+        let m = Measurement::from_raw(raw(Status::Normal, 9_000, cold), &c).unwrap();
+        let mut out = Vec::new();
+        m.push_readings(SensorId(2), Timestamp::monotonic(5), &mut out);
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+    }
+
+    #[test]
+    fn true_airspeed_needs_both_outside_inputs_and_marks_degraded_ones() {
+        let c = Config::default();
+        let m = Measurement::from_raw(raw(Status::Normal, 9_000, 700), &c).unwrap();
+        assert_eq!(m.true_airspeed(), None);
+        let air = OutsideAir {
+            static_pressure_pa: 50_000.0,
+            temperature_k: 250.0,
+            quality: Quality::GOOD,
+        };
+        let (tas, q) = m.with_outside_air(air).true_airspeed().unwrap();
+        assert!(tas > m.indicated_airspeed_mps());
+        assert_eq!(q, Quality::DERIVED);
+        let flagged = OutsideAir {
+            quality: Quality::OUT_OF_RANGE,
+            ..air
+        };
+        let (_, q) = m.with_outside_air(flagged).true_airspeed().unwrap();
+        assert_eq!(q, Quality::DERIVED | Quality::DEGRADED_INPUT);
+        let unphysical = OutsideAir {
+            static_pressure_pa: f64::NAN,
+            ..air
+        };
+        assert_eq!(m.with_outside_air(unphysical).true_airspeed(), None);
+    }
+
+    #[test]
+    fn init_and_a_measurement_are_single_four_byte_reads() {
+        let packet = raw(Status::Normal, 9_000, 768).to_bytes();
+        let stale = raw(Status::Stale, 9_000, 768).to_bytes();
+        let expectations = [
+            Transaction::read(ADDRESS_I, packet.to_vec()),
+            Transaction::read(ADDRESS_I, stale.to_vec()),
+            Transaction::read(ADDRESS_I, packet.to_vec()),
+        ];
+        let mut bus = Mock::new(&expectations);
+        let mut ms = Ms4525do::new(bus.clone(), NoopDelay::new(), Config::default());
+        ms.init().unwrap();
+        let m = ms.measure().unwrap();
+        assert_eq!(m.raw.status, Status::Stale);
+        let m = ms.measure().unwrap();
+        assert_eq!(m.raw.status, Status::Normal);
+        assert!((m.differential_pressure_pa - Config::default().pressure_pa(9_000)).abs() < 1e-12);
+        assert_eq!(
+            ms.descriptor().parameter("address"),
+            Some(&ParameterValue::Integer(0x28))
+        );
+        bus.done();
+    }
+
+    #[test]
+    fn a_fault_status_fails_init() {
+        let expectations = [Transaction::read(
+            ADDRESS_I,
+            raw(Status::Fault, 0, 0).to_bytes().to_vec(),
+        )];
+        let mut bus = Mock::new(&expectations);
+        let mut ms = Ms4525do::new(bus.clone(), NoopDelay::new(), Config::default());
+        assert_eq!(ms.init(), Err(Error::Fault));
+        bus.done();
+    }
+
+    proptest! {
+        #[test]
+        fn any_packet_decodes_and_converts_without_panicking(bytes: [u8; 4], type_b: bool, psi in 1u16..=150) {
+            let output_type = if type_b { OutputType::B } else { OutputType::A };
+            let c = Config::new(ADDRESS_I, output_type, PressureRange::differential_psi(f64::from(psi)));
+            let r = RawSample::from_bytes(bytes);
+            prop_assert!(r.bridge <= 0x3FFF && r.temperature <= 0x07FF);
+            if let Ok(m) = Measurement::from_raw(r, &c) {
+                prop_assert!(m.differential_pressure_pa.is_finite() && m.sensor_temperature_k.is_finite());
+                let mut out = Vec::new();
+                m.push_readings(SensorId(0), Timestamp::monotonic(0), &mut out);
+                prop_assert!(out.iter().all(|r| r.value.is_finite()));
+            }
+        }
+
+        #[test]
+        fn packets_round_trip(status in 0u8..4, bridge in 0u16..=0x3FFF, temperature in 0u16..=0x07FF) {
+            let status = [Status::Normal, Status::CommandMode, Status::Stale, Status::Fault][usize::from(status)];
+            let r = raw(status, bridge, temperature);
+            prop_assert_eq!(RawSample::from_bytes(r.to_bytes()), r);
+        }
+
+        #[test]
+        fn counts_invert_pressure(counts in 0u16..=0x3FFF) {
+            let c = Config::default();
+            prop_assert!((c.counts_for(c.pressure_pa(counts)) - f64::from(counts)).abs() < 1e-6);
+        }
+
+        #[test]
+        fn range_codes_never_panic(code in "\\PC{0,6}") {
+            let _ = PressureRange::from_code(&code);
+        }
+    }
+}

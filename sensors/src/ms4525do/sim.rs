@@ -225,3 +225,220 @@ impl I2c for Ms4525doSim {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ms4525do::{Error, Measurement, Ms4525do, OutsideAir};
+    use crate::{Sample, airspeed, atmosphere};
+    use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
+
+    /// The true state at `altitude_m` in the ISA, flying at 30 m/s indicated, the box at
+    /// 20 °C.
+    fn state_at(altitude_m: f64, t_s: f64) -> FlightState {
+        let p = atmosphere::pressure_pa(altitude_m);
+        let t = atmosphere::temperature_k(altitude_m);
+        let ias = 30.0;
+        let tas = ias * (atmosphere::RHO0_KG_M3 / atmosphere::density_kg_m3(p, t)).sqrt();
+        FlightState {
+            t_s,
+            utc_ns: 0,
+            latitude_deg: 46.0,
+            longitude_deg: 7.0,
+            altitude_m,
+            geoid_separation_m: 48.0,
+            ground_speed_mps: tas,
+            track_deg: 270.0,
+            vertical_speed_mps: 2.0,
+            pressure_pa: p,
+            outside_air_k: t,
+            box_temperature_k: 293.15,
+            relative_humidity: 0.3,
+            co2_mol_mol: 420e-6,
+            true_airspeed_mps: tas,
+            differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
+            muon_rate_per_s: 1.0,
+        }
+    }
+
+    fn started(seed: u64) -> (Ms4525doSim, Ms4525do<Ms4525doSim, NoopDelay>) {
+        let sim = Ms4525doSim::new(Config::default(), seed);
+        let mut ms = Ms4525do::new(sim.clone(), NoopDelay, Config::default());
+        ms.init().unwrap();
+        sim.advance(Duration::from_millis(1));
+        (sim, ms)
+    }
+
+    fn outside(state: &FlightState) -> OutsideAir {
+        OutsideAir {
+            static_pressure_pa: state.pressure_pa,
+            temperature_k: state.outside_air_k,
+            quality: Quality::GOOD,
+        }
+    }
+
+    fn value(m: &Measurement, quantity: Quantity) -> Option<(f64, Quality)> {
+        let mut out = Vec::new();
+        m.push_readings(SensorId(4), Timestamp::monotonic(0), &mut out);
+        out.iter()
+            .find(|r| r.quantity == quantity)
+            .map(|r| (r.value, r.quality))
+    }
+
+    #[test]
+    fn true_airspeed_follows_the_flight_and_is_twice_indicated_at_twelve_km() {
+        let (sim, mut ms) = started(1);
+        for step in 0..=24 {
+            let altitude_m = f64::from(step) * 500.0;
+            let state = state_at(altitude_m, f64::from(step) + 1.0);
+            sim.apply(&state);
+            // Average 16 conversions, as an airspeed filter would: the datasheet's ±0.25 %
+            // of span is 2 % of the pitot pressure at 30 m/s on a ±1 psi part.
+            let (mut tas, mut ias) = (0.0, 0.0);
+            for _ in 0..16 {
+                sim.advance(Duration::from_millis(1));
+                let m = ms.measure_with_outside_air(outside(&state)).unwrap();
+                let (t, q) = value(&m, Quantity::TrueAirspeed).unwrap();
+                assert_eq!(q, Quality::DERIVED);
+                tas += t / 16.0;
+                ias += value(&m, Quantity::IndicatedAirspeed).unwrap().0 / 16.0;
+            }
+            assert!(
+                (tas - state.true_airspeed_mps).abs() < 0.03 * state.true_airspeed_mps,
+                "at {altitude_m} m: {tas} vs {}",
+                state.true_airspeed_mps
+            );
+            assert!((ias - 30.0).abs() < 1.0, "at {altitude_m} m: {ias}");
+            if altitude_m == 12_000.0 {
+                let ratio = tas / ias;
+                assert!((ratio - 2.0).abs() < 0.15, "{ratio}");
+            }
+        }
+    }
+
+    #[test]
+    fn reading_faster_than_the_update_rate_is_stale() {
+        let (sim, mut ms) = started(2);
+        sim.set_differential_pressure_pa(500.0);
+        let fresh = ms.measure().unwrap();
+        let again = ms.measure().unwrap();
+        assert!(!fresh.pressure_quality().contains(Quality::STALE));
+        assert!(again.pressure_quality().contains(Quality::STALE));
+        assert_eq!(
+            again.raw.bridge, fresh.raw.bridge,
+            "stale data repeats the last conversion"
+        );
+        sim.advance(Duration::from_nanos(UPDATE_PERIOD_NS));
+        assert!(
+            !ms.measure()
+                .unwrap()
+                .pressure_quality()
+                .contains(Quality::STALE)
+        );
+        assert_eq!(sim.fetches(), 4);
+    }
+
+    #[test]
+    fn at_minus_fifty_celsius_every_reading_is_out_of_range() {
+        let (sim, mut ms) = started(3);
+        let state = state_at(11_000.0, 2.0);
+        sim.apply(&state);
+        sim.set_temperature_k(223.15);
+        let m = ms.measure_with_outside_air(outside(&state)).unwrap();
+        let mut out = Vec::new();
+        m.push_readings(SensorId(4), Timestamp::monotonic(0), &mut out);
+        assert_eq!(out.len(), 4);
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+    }
+
+    #[test]
+    fn a_pressure_beyond_the_span_is_flagged() {
+        let (sim, mut ms) = started(4);
+        // 2 psi on a ±1 psi part: the counts saturate near the top of 14 bits.
+        sim.set_differential_pressure_pa(2.0 * crate::ms4525do::PA_PER_PSI);
+        let m = ms.measure().unwrap();
+        assert!(m.differential_pressure_pa > crate::ms4525do::PA_PER_PSI);
+        assert!(m.pressure_quality().contains(Quality::OUT_OF_RANGE));
+    }
+
+    #[test]
+    fn a_fault_status_is_a_typed_error_and_the_driver_recovers() {
+        let (sim, mut ms) = started(5);
+        sim.fault();
+        assert_eq!(ms.measure(), Err(Error::Fault));
+        assert_eq!(ms.init(), Err(Error::Fault));
+        sim.clear_faults();
+        sim.advance(Duration::from_millis(1));
+        ms.init().unwrap();
+        sim.advance(Duration::from_millis(1));
+        assert!(ms.measure().unwrap().pressure_quality().is_good());
+    }
+
+    #[test]
+    fn nacks_are_typed_errors_for_n_transactions_or_until_cleared() {
+        let (sim, mut ms) = started(6);
+        sim.nack_next(2);
+        for _ in 0..2 {
+            assert_eq!(
+                ms.measure(),
+                Err(Error::I2c(ErrorKind::NoAcknowledge(
+                    NoAcknowledgeSource::Address
+                )))
+            );
+        }
+        assert!(ms.measure().is_ok());
+        sim.nack_until_cleared();
+        for _ in 0..5 {
+            assert!(matches!(ms.measure(), Err(Error::I2c(_))));
+        }
+        sim.clear_faults();
+        sim.advance(Duration::from_millis(1));
+        assert!(ms.measure().unwrap().pressure_quality().is_good());
+    }
+
+    #[test]
+    fn data_that_never_becomes_ready_stays_stale_until_cleared() {
+        let (sim, mut ms) = started(7);
+        ms.measure().unwrap();
+        sim.never_ready();
+        for _ in 0..3 {
+            sim.advance(Duration::from_millis(10));
+            assert!(
+                ms.measure()
+                    .unwrap()
+                    .pressure_quality()
+                    .contains(Quality::STALE)
+            );
+        }
+        sim.clear_faults();
+        sim.advance(Duration::from_millis(1));
+        assert!(
+            !ms.measure()
+                .unwrap()
+                .pressure_quality()
+                .contains(Quality::STALE)
+        );
+    }
+
+    #[test]
+    fn the_other_addresses_answer_only_at_their_own() {
+        let config = Config::new(
+            crate::ms4525do::ADDRESS_K,
+            crate::ms4525do::OutputType::B,
+            crate::ms4525do::PressureRange::gauge_psi(5.0),
+        );
+        let sim = Ms4525doSim::new(config, 8);
+        let mut wrong = Ms4525do::new(sim.clone(), NoopDelay, Config::default());
+        assert!(matches!(wrong.init(), Err(Error::I2c(_))));
+        let mut right = Ms4525do::new(sim.clone(), NoopDelay, config);
+        sim.set_differential_pressure_pa(10_000.0);
+        let m = right.measure().unwrap();
+        assert!(
+            (m.differential_pressure_pa - 10_000.0).abs()
+                < 0.0025 * 5.0 * crate::ms4525do::PA_PER_PSI * 2.0
+        );
+    }
+}
