@@ -441,4 +441,28 @@ mod tests {
                 < 0.0025 * 5.0 * crate::ms4525do::PA_PER_PSI * 2.0
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bus_traffic_never_panics_the_model(
+            ops in proptest::collection::vec(
+                (0u8..4, proptest::prelude::any::<u8>(), 0usize..8, proptest::prelude::any::<u64>(), proptest::prelude::any::<f64>()),
+                0..40,
+            )
+        ) {
+            let mut sim = Ms4525doSim::new(Config::default(), 99);
+            for (kind, address, len, n, x) in ops {
+                match kind {
+                    0 => { let _ = sim.write(address, &[]); }
+                    1 => { let mut buf = vec![0u8; len]; let _ = sim.read(address, &mut buf); }
+                    2 => sim.advance(Duration::from_nanos(n)),
+                    _ => {
+                        sim.set_differential_pressure_pa(x);
+                        sim.set_temperature_k(x);
+                        sim.apply(&FlightState { t_s: x, ..state_at(0.0, 0.0) });
+                    }
+                }
+            }
+        }
+    }
 }

@@ -314,7 +314,7 @@ impl Model {
         };
         if code == command::WAKE_UP {
             // The real device never acknowledges wake_up.
-            self.busy_until_ns = self.now_ns + ms_to_ns(command::REINIT_MS);
+            self.busy_until_ns = self.now_ns.saturating_add(ms_to_ns(command::REINIT_MS));
             return Err(nack_data);
         }
         if self.now_ns < self.busy_until_ns || matches!(self.mode, SimMode::SingleShot { .. }) {
@@ -324,7 +324,7 @@ impl Model {
         let busy_ms = match (code, argument) {
             (command::START_PERIODIC_MEASUREMENT, None) if !periodic => {
                 self.mode = SimMode::Periodic;
-                self.next_due_ns = self.now_ns + PERIOD_NS;
+                self.next_due_ns = self.now_ns.saturating_add(PERIOD_NS);
                 0
             }
             (command::STOP_PERIODIC_MEASUREMENT, None) => {
@@ -374,13 +374,15 @@ impl Model {
             }
             (command::MEASURE_SINGLE_SHOT, None) if !periodic => {
                 self.mode = SimMode::SingleShot {
-                    due_ns: self.now_ns + ms_to_ns(command::SINGLE_SHOT_MS),
+                    due_ns: self
+                        .now_ns
+                        .saturating_add(ms_to_ns(command::SINGLE_SHOT_MS)),
                 };
                 0
             }
             _ => return Err(nack_data),
         };
-        self.busy_until_ns = self.now_ns + ms_to_ns(busy_ms);
+        self.busy_until_ns = self.now_ns.saturating_add(ms_to_ns(busy_ms));
         Ok(())
     }
 
@@ -763,5 +765,32 @@ mod tests {
             sim.write(0x61, &command::REINIT.to_be_bytes()),
             Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address))
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bus_traffic_never_panics_the_model(
+            ops in proptest::collection::vec(
+                (0u8..5, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12), proptest::prelude::any::<u32>(), proptest::prelude::any::<f64>()),
+                0..40,
+            )
+        ) {
+            let mut sim = Scd41Sim::new(SERIAL, 99);
+            for (kind, bytes, n, x) in ops {
+                match kind {
+                    0 => { let _ = sim.write(ADDRESS, &bytes); }
+                    1 => { let mut buf = vec![0u8; bytes.len()]; let _ = sim.read(ADDRESS, &mut buf); }
+                    2 => sim.advance(Duration::from_millis(u64::from(n))),
+                    3 => sim.apply(&FlightState { t_s: x, pressure_pa: x, co2_mol_mol: x, ..state_at(0.0, 0.0) }),
+                    _ => {
+                        // The commands the device knows, with a valid CRC on any argument.
+                        let code = [0x21B1u16, 0xEC05, 0x3F86, 0xE4B8, 0x3682, 0xE000, 0x3646, 0x219D, 0x36F6][(n % 9) as usize];
+                        let mut frame = code.to_be_bytes().to_vec();
+                        if n % 2 == 0 { frame.extend(encode_word(n as u16)); }
+                        let _ = sim.write(ADDRESS, &frame);
+                    }
+                }
+            }
+        }
     }
 }
