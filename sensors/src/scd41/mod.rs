@@ -191,6 +191,10 @@ fn to_u16(x: f64) -> u16 {
 }
 
 /// What the device was told about ambient pressure when a measurement was read.
+///
+/// Recorded at read-out: a pressure fed less than one period before may not have applied to
+/// the buffered result yet, so at a crossing of 700 hPa one reading's flag can lag by one
+/// measurement (5 s).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Compensation {
     /// No pressure fed since the last (re)init: the device assumes sea level.
