@@ -320,6 +320,8 @@ impl Model {
         if self.now_ns < self.busy_until_ns || matches!(self.mode, SimMode::SingleShot { .. }) {
             return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
         }
+        // A new command discards an answer nobody read.
+        self.response = None;
         let periodic = self.mode == SimMode::Periodic;
         let busy_ms = match (code, argument) {
             (command::START_PERIODIC_MEASUREMENT, None) if !periodic => {
