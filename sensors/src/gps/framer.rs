@@ -156,10 +156,10 @@ impl GnssFramer {
     }
 
     fn ubx_step(&self, data: &[u8]) -> Step {
-        if let Some(&[_, _, _, _, l0, l1]) = data.get(..ubx::HEADER_LEN) {
-            if usize::from(u16::from_le_bytes([l0, l1])) > MAX_UBX_PAYLOAD {
-                return Step::Skip(SkipReason::UbxTooLong);
-            }
+        if let Some(&[_, 0x62, _, _, l0, l1]) = data.get(..ubx::HEADER_LEN)
+            && usize::from(u16::from_le_bytes([l0, l1])) > MAX_UBX_PAYLOAD
+        {
+            return Step::Skip(SkipReason::UbxTooLong);
         }
         match Frame::decode(data) {
             Ok((_, consumed)) => Step::Ubx { consumed },

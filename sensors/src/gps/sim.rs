@@ -813,8 +813,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// UBX frames as (class, id, payload).
+    pub(crate) type Frames = Vec<(u8, u8, Vec<u8>)>;
+
     /// Everything the receiver says, split by the framer: NMEA lines and UBX frames.
-    pub(crate) fn split(bytes: &[u8]) -> (Vec<String>, Vec<(u8, u8, Vec<u8>)>) {
+    pub(crate) fn split(bytes: &[u8]) -> (Vec<String>, Frames) {
         let mut framer = GnssFramer::new();
         framer.push(bytes);
         framer.finish();

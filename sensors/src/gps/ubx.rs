@@ -843,7 +843,7 @@ impl MonVer {
         frame.expect(msg::MON_VER)?;
         let p = frame.payload;
         let min = Self::SW + Self::HW;
-        if p.len() < min || (p.len() - min) % Self::EXT != 0 {
+        if p.len() < min || !(p.len() - min).is_multiple_of(Self::EXT) {
             return Err(MessageError::Length {
                 expected: min,
                 found: p.len(),
