@@ -135,6 +135,19 @@ fn every_nav_pvt_of_the_neo_m8n_capture_matches_gpsd() {
         );
         let hae = fix.altitude_msl_m.unwrap() + fix.geoid_separation_m.unwrap();
         assert!((hae - alt_hae).abs() < 1e-4, "{time:?} altHAE");
+        // gpsd takes speed, track and the accuracy estimates straight from NAV-PVT (its
+        // climb it derives from altitude differences, so that is not compared).
+        let close = |ours: Option<f64>, key: &str, tol: f64| {
+            let theirs = tpv[key].as_f64().expect("TPV field");
+            assert!(
+                (ours.expect("field decoded") - theirs).abs() < tol,
+                "{time:?} {key}"
+            );
+        };
+        close(fix.ground_speed_mps, "speed", 5e-4);
+        close(fix.track_deg, "track", 5e-5);
+        close(fix.horizontal_accuracy_m, "eph", 5e-4);
+        close(fix.vertical_accuracy_m, "epv", 5e-4);
         assert_eq!(fix.mode, Some(FixMode::ThreeD));
         assert!(fix.valid);
     }

@@ -961,7 +961,7 @@ pub(crate) mod tests {
             &mut sim,
             &CfgNav5::set_dynamic_model(DynamicModel::Airborne2g).to_bytes(),
         );
-        let frames = command(&mut sim, &ubx::poll(msg::CFG_NAV5));
+        let frames = command(&mut sim, &CfgNav5::poll());
         let (c, i, p) = &frames[0];
         let nav5 = CfgNav5::decode(&Frame::new((*c, *i), p)).unwrap();
         assert_eq!(nav5.dynamic_model(), Some(DynamicModel::Airborne2g));
@@ -1028,7 +1028,7 @@ pub(crate) mod tests {
     #[test]
     fn mon_ver_names_the_module() {
         let mut sim = UbloxSim::new(UbloxSimConfig::default());
-        let frames = command(&mut sim, &ubx::poll(msg::MON_VER));
+        let frames = command(&mut sim, &MonVer::poll());
         let (c, i, p) = &frames[0];
         let ver = MonVer::decode(&Frame::new((*c, *i), p)).unwrap();
         assert_eq!(ver.module(), Some("NEO-M8N"));
@@ -1048,7 +1048,7 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(
-            ack(&command(&mut sim, &ubx::poll(msg::MON_VER))).map(|a| a.accepted),
+            ack(&command(&mut sim, &MonVer::poll())).map(|a| a.accepted),
             Some(false)
         );
         let mut sim =

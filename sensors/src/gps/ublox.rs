@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 use aloft_protocol::{DynamicModel, SensorDescriptor};
 
 use super::framer::{GnssFramer, Item};
-use super::ubx::{
-    self, Ack, CfgNav5, CfgValGet, CfgValSet, Frame, KEY_NAVSPG_DYNMODEL, MonVer, msg,
-};
+use super::ubx::{Ack, CfgNav5, CfgValGet, CfgValSet, Frame, KEY_NAVSPG_DYNMODEL, MonVer, msg};
 
 /// How many times the whole set-and-verify procedure is tried.
 pub const ATTEMPTS: u32 = 3;
@@ -168,6 +166,11 @@ impl<P: Read + Write> Link<'_, P> {
                 });
             }
             match self.port.read(&mut buf) {
+                Ok(0) => {
+                    // End of file or a closed line: nothing will arrive before the deadline
+                    // sooner than if we wait a little, and spinning would starve the agent.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 Ok(n) => self.framer.push(buf.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -218,12 +221,9 @@ impl<P: Read + Write> Link<'_, P> {
     }
 
     fn mon_ver(&mut self) -> Result<Option<MonVer>, ConfigError> {
-        let reply = self.polled(
-            &ubx::poll(msg::MON_VER),
-            msg::MON_VER,
-            "MON-VER poll",
-            |f| MonVer::decode(f).ok(),
-        );
+        let reply = self.polled(&MonVer::poll(), msg::MON_VER, "MON-VER poll", |f| {
+            MonVer::decode(f).ok()
+        });
         match reply {
             Ok(Reply::Message(v)) => Ok(Some(v)),
             Ok(Reply::Nak) | Err(ConfigError::Timeout { .. }) => Ok(None),
@@ -232,12 +232,9 @@ impl<P: Read + Write> Link<'_, P> {
     }
 
     fn read_nav5(&mut self) -> Result<Reply<u8>, ConfigError> {
-        self.polled(
-            &ubx::poll(msg::CFG_NAV5),
-            msg::CFG_NAV5,
-            "CFG-NAV5 poll",
-            |f| CfgNav5::decode(f).ok().map(|n| n.dyn_model),
-        )
+        self.polled(&CfgNav5::poll(), msg::CFG_NAV5, "CFG-NAV5 poll", |f| {
+            CfgNav5::decode(f).ok().map(|n| n.dyn_model)
+        })
     }
 
     fn read_valget(&mut self) -> Result<Reply<u8>, ConfigError> {
@@ -551,7 +548,7 @@ mod tests {
         let (_, frames) = crate::gps::sim::tests::split(bytes);
         frames
             .iter()
-            .filter_map(|(c, i, p)| ubx::NavPvt::decode(&Frame::new((*c, *i), p)).ok())
+            .filter_map(|(c, i, p)| crate::gps::ubx::NavPvt::decode(&Frame::new((*c, *i), p)).ok())
             .map(|p| p.fix_type)
             .collect()
     }

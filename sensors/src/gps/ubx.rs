@@ -534,6 +534,11 @@ impl CfgNav5 {
     /// Payload length.
     pub const LEN: usize = 36;
 
+    /// The wire bytes of a poll of the current settings.
+    pub fn poll() -> Vec<u8> {
+        poll(msg::CFG_NAV5)
+    }
+
     /// A set that changes the dynamic model and nothing else.
     pub fn set_dynamic_model(model: DynamicModel) -> Self {
         CfgNav5 {
@@ -863,6 +868,11 @@ impl MonVer {
                 .map(text)
                 .collect(),
         })
+    }
+
+    /// The wire bytes of a poll of the version.
+    pub fn poll() -> Vec<u8> {
+        poll(msg::MON_VER)
     }
 
     /// The value of extension `NAME=value`.
