@@ -1093,6 +1093,23 @@ pub(crate) mod tests {
         assert_eq!(out, out2);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        #[test]
+        fn arbitrary_host_bytes_never_panic_and_answers_are_well_formed(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            wrap in proptest::prelude::any::<bool>(),
+        ) {
+            let mut sim = UbloxSim::new(UbloxSimConfig::default());
+            let mut out = Vec::new();
+            // Arbitrary payloads inside valid CFG frames reach the command decoders too.
+            let input = if wrap { ubx::Frame::new(msg::CFG_NAV5, &bytes).to_bytes() } else { bytes };
+            sim.receive(&input, &mut out);
+            split(&out);
+        }
+    }
+
     #[test]
     fn coordinates_round_into_the_next_degree_instead_of_sixty_minutes() {
         assert_eq!(coordinate(47.999_999_999, 2, 'N', 'S'), "4800.00000,N");

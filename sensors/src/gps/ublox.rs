@@ -446,7 +446,8 @@ mod tests {
         }
     }
 
-    const T: Duration = Duration::from_millis(200);
+    /// Generous: answers arrive within microseconds of CPU time, but the machine is shared.
+    const T: Duration = Duration::from_secs(1);
     const SHORT: Duration = Duration::from_millis(20);
 
     fn port(config: UbloxSimConfig) -> SimPort {
@@ -507,6 +508,43 @@ mod tests {
         p.chunk = 1;
         let info = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
         assert_eq!(info.dynamic_model, DynamicModel::Airborne2g);
+    }
+
+    /// A noisy line: every read carries four bytes of noise (false `$` and UBX sync)
+    /// before its data, so frames that span reads are corrupted too, as line noise does:
+    /// the framer must resync and the procedure retry.
+    struct Noisy(SimPort, u8);
+
+    impl Read for Noisy {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf.get_mut(4..).unwrap_or_default())?;
+            self.1 = self.1.wrapping_add(1);
+            let noise = [b'$', 0xB5, self.1, 0x62];
+            buf.copy_within(4..4 + n, 4);
+            buf[..4].copy_from_slice(&noise);
+            Ok(n + 4)
+        }
+    }
+
+    impl Write for Noisy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn line_noise_that_corrupts_frames_is_survived_by_resync_and_retry() {
+        let mut p = Noisy(port(UbloxSimConfig::default()), 0);
+        p.0.chunk = 64;
+        let info = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
+        assert_eq!(info.dynamic_model, DynamicModel::Airborne2g);
+        assert_eq!(
+            check_dynamic_model(&mut p, T).unwrap(),
+            DynamicModel::Airborne2g
+        );
     }
 
     #[test]
