@@ -100,7 +100,7 @@ impl Default for Outputs {
 pub struct UbloxSimConfig {
     /// Seed of the receiver's noise.
     pub seed: u64,
-    /// Navigation rate, Hz (10 by default).
+    /// Navigation rate, Hz (10 by default; a rate of zero or less runs at 1 Hz).
     pub rate_hz: f64,
     /// Line rate (115 200 by default: 10 Hz NMEA plus NAV-PVT is about 25 kB/s, far over
     /// what 9600 baud carries).
@@ -467,7 +467,7 @@ impl SerialDevice for UbloxSim {
             let t_epoch = next as f64 * period;
             let utc_ns = state.utc_ns - ((state.t_s - t_epoch) * 1e9).round() as i64;
             // Epochs fall on whole milliseconds of UTC, as a receiver aligns them.
-            let utc_ns = (utc_ns + 500_000).div_euclid(1_000_000) * 1_000_000;
+            let utc_ns = utc_ns.saturating_add(500_000).div_euclid(1_000_000) * 1_000_000;
             self.emit_epoch(state, utc_ns, out);
             next += 1;
         }
