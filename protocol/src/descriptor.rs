@@ -28,7 +28,7 @@ pub enum DynamicModel {
     Sea,
     /// 6
     Airborne1g,
-    /// 7: what the glider needs (altitude limit 50 km, 250 m/s vertical).
+    /// 7: what the glider needs (limits 50 km altitude, 250 m/s horizontal, 100 m/s vertical).
     Airborne2g,
     /// 8
     Airborne4g,
