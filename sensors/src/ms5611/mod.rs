@@ -1,1 +1,466 @@
-//! Work in progress.
+//! TE Connectivity MS5611-01BA03 barometric pressure sensor on I2C (0x76 or 0x77).
+//!
+//! The driver owns its bus: it resets the device, reads its PROM (8 words at 0xA0..0xAE)
+//! and checks the CRC-4 of application note AN520, then runs D1 (pressure) and D2
+//! (temperature) conversions at a selectable oversampling, waits the datasheet's maximum
+//! conversion time, reads the 24-bit ADC and applies the datasheet's first- and
+//! second-order compensation, including the branch below -15 °C that the glider flies in.
+//!
+//! Invariants: an ADC read of 0 (the device's answer when no conversion has finished) is a
+//! typed error, never a pressure. Values are not clamped: outside 10..1200 mbar or
+//! -40..85 °C they are flagged [`Quality::OUT_OF_RANGE`]. Compensation never panics for
+//! any PROM and any 24-bit D1/D2 (all intermediates stay below 2^62 in `i64`, see
+//! [`Prom::compensate`]). The temperature is the die's, so it is reported as
+//! [`Quantity::SensorTemperature`], not as air temperature.
+
+pub mod sim;
+
+use aloft_protocol::{Quality, Quantity, Reading, SensorDescriptor, SensorId, Timestamp};
+use embedded_hal::delay::DelayNs;
+use embedded_hal::i2c::I2c;
+
+use crate::Sample;
+
+/// Address with CSB high.
+pub const ADDRESS_CSB_HIGH: u8 = 0x76;
+/// Address with CSB low.
+pub const ADDRESS_CSB_LOW: u8 = 0x77;
+
+/// Commands (datasheet, "Commands").
+pub(crate) mod cmd {
+    pub const RESET: u8 = 0x1E;
+    pub const CONVERT_D1: u8 = 0x40;
+    pub const CONVERT_D2: u8 = 0x50;
+    pub const ADC_READ: u8 = 0x00;
+    pub const PROM_READ: u8 = 0xA0;
+}
+
+/// Time for the PROM to reload after reset (2.8 ms max), µs.
+pub const RESET_TIME_US: u32 = 2_800;
+
+/// Rated pressure range, Pa (10..1200 mbar).
+pub const RATED_PRESSURE_PA: core::ops::RangeInclusive<f64> = 1_000.0..=120_000.0;
+/// Rated (operating) temperature range, K (-40..85 °C).
+pub const RATED_TEMPERATURE_K: core::ops::RangeInclusive<f64> = 233.15..=358.15;
+
+/// Oversampling ratio of a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Osr {
+    /// 256 samples, 0.60 ms.
+    Osr256,
+    /// 512 samples, 1.17 ms.
+    Osr512,
+    /// 1024 samples, 2.28 ms.
+    Osr1024,
+    /// 2048 samples, 4.54 ms.
+    Osr2048,
+    /// 4096 samples, 9.04 ms: 0.012 mbar RMS (about 10 cm of altitude).
+    #[default]
+    Osr4096,
+}
+
+impl Osr {
+    /// Every ratio, lowest first.
+    pub const ALL: [Osr; 5] = [
+        Osr::Osr256,
+        Osr::Osr512,
+        Osr::Osr1024,
+        Osr::Osr2048,
+        Osr::Osr4096,
+    ];
+
+    /// What is added to the conversion command.
+    pub const fn command_offset(self) -> u8 {
+        match self {
+            Osr::Osr256 => 0x00,
+            Osr::Osr512 => 0x02,
+            Osr::Osr1024 => 0x04,
+            Osr::Osr2048 => 0x06,
+            Osr::Osr4096 => 0x08,
+        }
+    }
+
+    /// Decodes a command's offset (the low nibble of a conversion command).
+    pub const fn from_command_offset(offset: u8) -> Option<Osr> {
+        match offset {
+            0x00 => Some(Osr::Osr256),
+            0x02 => Some(Osr::Osr512),
+            0x04 => Some(Osr::Osr1024),
+            0x06 => Some(Osr::Osr2048),
+            0x08 => Some(Osr::Osr4096),
+            _ => None,
+        }
+    }
+
+    /// The datasheet's maximum conversion time, µs.
+    pub const fn max_conversion_time_us(self) -> u32 {
+        match self {
+            Osr::Osr256 => 600,
+            Osr::Osr512 => 1_170,
+            Osr::Osr1024 => 2_280,
+            Osr::Osr2048 => 4_540,
+            Osr::Osr4096 => 9_040,
+        }
+    }
+
+    /// The datasheet's typical conversion time, µs (what the simulator takes).
+    pub const fn typical_conversion_time_us(self) -> u32 {
+        match self {
+            Osr::Osr256 => 540,
+            Osr::Osr512 => 1_060,
+            Osr::Osr1024 => 2_080,
+            Osr::Osr2048 => 4_130,
+            Osr::Osr4096 => 8_220,
+        }
+    }
+
+    /// The oversampling ratio itself.
+    pub const fn ratio(self) -> u16 {
+        match self {
+            Osr::Osr256 => 256,
+            Osr::Osr512 => 512,
+            Osr::Osr1024 => 1024,
+            Osr::Osr2048 => 2048,
+            Osr::Osr4096 => 4096,
+        }
+    }
+}
+
+/// Errors of the MS5611 driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error<E> {
+    /// The bus transfer failed (NACK, arbitration loss, adapter error).
+    #[error("I2C transfer to the MS5611 failed: {0:?}")]
+    I2c(E),
+    /// The PROM's CRC-4 does not match its contents.
+    #[error("MS5611 PROM CRC mismatch: stored {stored:#x}, computed {computed:#x}")]
+    PromCrc {
+        /// The CRC nibble in word 7.
+        stored: u8,
+        /// The CRC of the words read.
+        computed: u8,
+    },
+    /// The PROM reads as all zeros or all ones: no device, or a dead one.
+    #[error("the MS5611's PROM is blank")]
+    BlankProm,
+    /// The ADC returned 0: no conversion had finished (too early, or read twice).
+    #[error("the MS5611's ADC returned 0 for {0:?}: conversion not finished")]
+    AdcNotReady(Conversion),
+    /// `measure` before a successful `init`.
+    #[error("the MS5611 driver is not initialised")]
+    NotInitialized,
+}
+
+/// Which of the two conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conversion {
+    /// D1: digital pressure.
+    Pressure,
+    /// D2: digital temperature.
+    Temperature,
+}
+
+/// The CRC-4 of AN520 over the 8 PROM words, with word 7's CRC nibble taken as zero.
+pub fn crc4(prom: &[u16; 8]) -> u8 {
+    let mut words = *prom;
+    words[7] &= 0xFF00;
+    let mut rem: u16 = 0;
+    for byte in words.iter().flat_map(|w| w.to_be_bytes()) {
+        rem ^= u16::from(byte);
+        for _ in 0..8 {
+            rem = if rem & 0x8000 != 0 {
+                (rem << 1) ^ 0x3000
+            } else {
+                rem << 1
+            };
+        }
+    }
+    ((rem >> 12) & 0xF) as u8
+}
+
+/// The PROM: factory data, calibration C1..C6, serial and CRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prom {
+    /// The eight words as read (0: factory data, 1..6: C1..C6, 7: serial code and CRC).
+    pub words: [u16; 8],
+}
+
+/// Result of the datasheet's compensation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compensated {
+    /// Temperature, 0.01 °C.
+    pub temp: i64,
+    /// Pressure, 0.01 mbar (= Pa).
+    pub p: i64,
+}
+
+impl Prom {
+    /// Calibration coefficient `C<n>` for n in 1..=6 (0 otherwise).
+    pub fn c(&self, n: usize) -> i64 {
+        if (1..=6).contains(&n) {
+            self.words.get(n).map_or(0, |&w| i64::from(w))
+        } else {
+            0
+        }
+    }
+
+    /// The CRC nibble stored in word 7.
+    pub fn stored_crc(&self) -> u8 {
+        (self.words[7] & 0x000F) as u8
+    }
+
+    /// Checks the CRC; also refuses a blank PROM (all zeros passes the CRC).
+    pub fn validate<E>(&self) -> Result<(), Error<E>> {
+        if self.words.iter().all(|&w| w == 0) || self.words.iter().all(|&w| w == 0xFFFF) {
+            return Err(Error::BlankProm);
+        }
+        let computed = crc4(&self.words);
+        let stored = self.stored_crc();
+        if computed != stored {
+            return Err(Error::PromCrc { stored, computed });
+        }
+        Ok(())
+    }
+
+    /// Words with the CRC nibble recomputed (for building simulated PROMs).
+    pub fn with_valid_crc(mut words: [u16; 8]) -> Self {
+        words[7] &= 0xFFF0;
+        words[7] |= u16::from(crc4(&words));
+        Prom { words }
+    }
+
+    /// First- and second-order compensation of the datasheet, with floor shifts for the
+    /// divisions by powers of two.
+    ///
+    /// Bounds for any 16-bit C and 24-bit D: |dT| < 2^24, so |TEMP - 2000| < 2^17,
+    /// |OFF| < 2^34 and |SENS| < 2^33 before the second order; OFF2 and SENS2 stay below
+    /// 2^38 (squares of at most 2^17, times at most 7 + 5/2), so |D1 * SENS| < 2^24 * 2^39
+    /// = 2^63 is never reached (the worst case is about 2^61).
+    pub fn compensate(&self, d1: u32, d2: u32) -> Compensated {
+        let (d1, d2) = (i64::from(d1 & 0xFF_FFFF), i64::from(d2 & 0xFF_FFFF));
+        let dt = d2 - (self.c(5) << 8);
+        let mut temp = 2000 + ((dt * self.c(6)) >> 23);
+        let mut off = (self.c(2) << 16) + ((self.c(4) * dt) >> 7);
+        let mut sens = (self.c(1) << 15) + ((self.c(3) * dt) >> 8);
+        if temp < 2000 {
+            let t2 = (dt * dt) >> 31;
+            let low = (temp - 2000) * (temp - 2000);
+            let mut off2 = 5 * low / 2;
+            let mut sens2 = 5 * low / 4;
+            if temp < -1500 {
+                let very_low = (temp + 1500) * (temp + 1500);
+                off2 += 7 * very_low;
+                sens2 += 11 * very_low / 2;
+            }
+            temp -= t2;
+            off -= off2;
+            sens -= sens2;
+        }
+        let p = (((d1 * sens) >> 21) - off) >> 15;
+        Compensated { temp, p }
+    }
+}
+
+/// One compensated measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    /// Air pressure, Pa.
+    pub pressure_pa: f64,
+    /// Die temperature, K.
+    pub temperature_k: f64,
+    /// Digital pressure value.
+    pub d1: u32,
+    /// Digital temperature value.
+    pub d2: u32,
+}
+
+impl Measurement {
+    /// Compensates raw `d1`, `d2` with `prom`.
+    pub fn compensate(prom: &Prom, d1: u32, d2: u32) -> Self {
+        let c = prom.compensate(d1, d2);
+        Measurement {
+            pressure_pa: c.p as f64,
+            temperature_k: c.temp as f64 / 100.0 + 273.15,
+            d1,
+            d2,
+        }
+    }
+
+    /// Quality of the temperature reading (and part of the pressure's: compensation is
+    /// only specified within the rated temperature range).
+    pub fn temperature_quality(&self) -> Quality {
+        if RATED_TEMPERATURE_K.contains(&self.temperature_k) {
+            Quality::GOOD
+        } else {
+            Quality::OUT_OF_RANGE
+        }
+    }
+
+    /// Quality of the pressure reading.
+    pub fn pressure_quality(&self) -> Quality {
+        let mut q = self.temperature_quality();
+        if !RATED_PRESSURE_PA.contains(&self.pressure_pa) {
+            q |= Quality::OUT_OF_RANGE;
+        }
+        q
+    }
+}
+
+impl Sample for Measurement {
+    fn push_readings(&self, sensor: SensorId, time: Timestamp, out: &mut Vec<Reading>) {
+        out.push(Reading {
+            sensor,
+            quantity: Quantity::AirPressure,
+            time,
+            value: self.pressure_pa,
+            quality: self.pressure_quality(),
+        });
+        out.push(Reading {
+            sensor,
+            quantity: Quantity::SensorTemperature,
+            time,
+            value: self.temperature_k,
+            quality: self.temperature_quality(),
+        });
+    }
+}
+
+/// An MS5611 on an I2C bus the driver owns.
+#[derive(Debug)]
+pub struct Ms5611<I2C> {
+    bus: I2C,
+    address: u8,
+    osr: Osr,
+    prom: Option<Prom>,
+}
+
+impl<I2C: I2c> Ms5611<I2C> {
+    /// A driver for the device at `address`, converting at OSR 4096. Talks to the device
+    /// only from [`Ms5611::init`] on.
+    pub fn new(bus: I2C, address: u8) -> Self {
+        Ms5611 {
+            bus,
+            address,
+            osr: Osr::default(),
+            prom: None,
+        }
+    }
+
+    /// Gives the bus back.
+    pub fn destroy(self) -> I2C {
+        self.bus
+    }
+
+    /// The device's address.
+    pub fn address(&self) -> u8 {
+        self.address
+    }
+
+    /// The oversampling ratio of both conversions.
+    pub fn osr(&self) -> Osr {
+        self.osr
+    }
+
+    /// Sets the oversampling ratio from the next measurement on.
+    pub fn set_osr(&mut self, osr: Osr) {
+        self.osr = osr;
+    }
+
+    /// The PROM read at the last successful init.
+    pub fn prom(&self) -> Option<&Prom> {
+        self.prom.as_ref()
+    }
+
+    /// Resets the device, reads its PROM and checks its CRC.
+    ///
+    /// Safe to call again at any time: the agent's soft restart of the sensor calls it.
+    pub fn init<D: DelayNs>(&mut self, delay: &mut D) -> Result<(), Error<I2C::Error>> {
+        self.prom = None;
+        self.bus
+            .write(self.address, &[cmd::RESET])
+            .map_err(Error::I2c)?;
+        delay.delay_us(RESET_TIME_US);
+        let mut words = [0u16; 8];
+        for (i, word) in (0u8..).zip(words.iter_mut()) {
+            let mut buf = [0u8; 2];
+            self.bus
+                .write(self.address, &[cmd::PROM_READ + 2 * i])
+                .map_err(Error::I2c)?;
+            self.bus.read(self.address, &mut buf).map_err(Error::I2c)?;
+            *word = u16::from_be_bytes(buf);
+        }
+        let prom = Prom { words };
+        prom.validate()?;
+        tracing::debug!(address = self.address, ?words, "MS5611 initialised.");
+        self.prom = Some(prom);
+        Ok(())
+    }
+
+    /// Re-initialises the device (reset, PROM, CRC): the same as [`Ms5611::init`].
+    pub fn soft_reset<D: DelayNs>(&mut self, delay: &mut D) -> Result<(), Error<I2C::Error>> {
+        self.init(delay)
+    }
+
+    /// Runs a D1 and a D2 conversion and compensates them.
+    pub fn measure<D: DelayNs>(&mut self, delay: &mut D) -> Result<Measurement, Error<I2C::Error>> {
+        let prom = self.prom.ok_or(Error::NotInitialized)?;
+        let d1 = self.convert(Conversion::Pressure, delay)?;
+        let d2 = self.convert(Conversion::Temperature, delay)?;
+        Ok(Measurement::compensate(&prom, d1, d2))
+    }
+
+    /// What this sensor is: part, address, OSR and the PROM words in the datasheet's names.
+    pub fn descriptor(&self) -> SensorDescriptor {
+        let mut d = SensorDescriptor::new("MS5611-01BA03")
+            .with_integer("address", i64::from(self.address))
+            .with_integer("osr", i64::from(self.osr.ratio()));
+        if let Some(prom) = &self.prom {
+            let [factory, c1, c2, c3, c4, c5, c6, serial_crc] = prom.words;
+            let words = [
+                ("factory", factory),
+                ("C1", c1),
+                ("C2", c2),
+                ("C3", c3),
+                ("C4", c4),
+                ("C5", c5),
+                ("C6", c6),
+                ("serial_crc", serial_crc),
+            ];
+            for (name, value) in words {
+                d = d.with_integer(name, i64::from(value));
+            }
+        }
+        d
+    }
+
+    fn convert<D: DelayNs>(
+        &mut self,
+        which: Conversion,
+        delay: &mut D,
+    ) -> Result<u32, Error<I2C::Error>> {
+        let base = match which {
+            Conversion::Pressure => cmd::CONVERT_D1,
+            Conversion::Temperature => cmd::CONVERT_D2,
+        };
+        self.bus
+            .write(self.address, &[base + self.osr.command_offset()])
+            .map_err(Error::I2c)?;
+        delay.delay_us(self.osr.max_conversion_time_us());
+        self.bus
+            .write(self.address, &[cmd::ADC_READ])
+            .map_err(Error::I2c)?;
+        let mut buf = [0u8; 3];
+        self.bus.read(self.address, &mut buf).map_err(Error::I2c)?;
+        let [hi, mid, lo] = buf;
+        let value = u32::from_be_bytes([0, hi, mid, lo]);
+        if value == 0 {
+            tracing::warn!(
+                address = self.address,
+                ?which,
+                "MS5611 ADC read 0 (conversion not finished)."
+            );
+            return Err(Error::AdcNotReady(which));
+        }
+        Ok(value)
+    }
+}
