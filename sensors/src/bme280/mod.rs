@@ -672,3 +672,434 @@ impl<I2C: I2c> Bme280<I2C> {
         Err(Error::ConversionTimeout(polls))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sim::{Bme280Sim, TYPICAL_CALIBRATION};
+    use super::*;
+    use crate::atmosphere;
+    use crate::i2c::SimDelay;
+    use embedded_hal::i2c::ErrorKind;
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+    use proptest::prelude::*;
+
+    /// Bosch's floating-point compensation (datasheet 8.1), written independently of the
+    /// integer code under test: (°C, Pa, %RH).
+    fn bosch_double(c: &Calibration, raw: RawSample) -> (f64, f64, f64) {
+        let (adc_t, adc_p, adc_h) = (
+            f64::from(raw.adc_t),
+            f64::from(raw.adc_p),
+            f64::from(raw.adc_h),
+        );
+        let t1 = f64::from(c.dig_t1);
+        let var1 = (adc_t / 16384.0 - t1 / 1024.0) * f64::from(c.dig_t2);
+        let var2 = (adc_t / 131072.0 - t1 / 8192.0).powi(2) * f64::from(c.dig_t3);
+        let t_fine = var1 + var2;
+        let t = t_fine / 5120.0;
+
+        let mut var1 = t_fine / 2.0 - 64000.0;
+        let mut var2 = var1 * var1 * f64::from(c.dig_p6) / 32768.0;
+        var2 += var1 * f64::from(c.dig_p5) * 2.0;
+        var2 = var2 / 4.0 + f64::from(c.dig_p4) * 65536.0;
+        var1 =
+            (f64::from(c.dig_p3) * var1 * var1 / 524288.0 + f64::from(c.dig_p2) * var1) / 524288.0;
+        var1 = (1.0 + var1 / 32768.0) * f64::from(c.dig_p1);
+        let mut p = 1048576.0 - adc_p;
+        p = (p - var2 / 4096.0) * 6250.0 / var1;
+        let var1 = f64::from(c.dig_p9) * p * p / 2147483648.0;
+        let var2 = p * f64::from(c.dig_p8) / 32768.0;
+        p += (var1 + var2 + f64::from(c.dig_p7)) / 16.0;
+
+        let mut h = t_fine - 76800.0;
+        h = (adc_h - (f64::from(c.dig_h4) * 64.0 + f64::from(c.dig_h5) / 16384.0 * h))
+            * (f64::from(c.dig_h2) / 65536.0
+                * (1.0
+                    + f64::from(c.dig_h6) / 67108864.0
+                        * h
+                        * (1.0 + f64::from(c.dig_h3) / 67108864.0 * h)));
+        h *= 1.0 - f64::from(c.dig_h1) * h / 524288.0;
+        (t, p, h)
+    }
+
+    #[test]
+    fn datasheet_worked_example_gives_25_08_c_and_100653_27_pa() {
+        // BMP280 datasheet section 3.12 (the BME280 shares the T and P formulas):
+        // adc_T = 519888, adc_P = 415148 -> t_fine = 128422, T = 25.08 °C, p = 100653.27 Pa.
+        let c = TYPICAL_CALIBRATION;
+        let (centi, t_fine) = c.compensate_temperature(519_888);
+        assert_eq!((centi, t_fine), (2508, 128_422));
+        // The datasheet's figures come from the double-precision formulas; the 64-bit
+        // integer path lands within 0.02 Pa of them (here 25767233 / 256 Pa).
+        let p = c.compensate_pressure(415_148, t_fine).unwrap() as f64 / 256.0;
+        assert!((p - 100_653.27).abs() < 0.02, "{p}");
+        let raw = RawSample {
+            adc_p: 415_148,
+            adc_t: 519_888,
+            adc_h: 0,
+        };
+        let (tc, pd, _) = bosch_double(&c, raw);
+        assert!(
+            (tc - 25.08).abs() < 0.005 && (pd - 100_653.27).abs() < 0.005,
+            "{tc} {pd}"
+        );
+    }
+
+    #[test]
+    fn integer_compensation_matches_bosch_double_formulas_across_the_flight() {
+        let config = Config::default();
+        for alt in [0.0, 2_000.0, 6_000.0, 9_000.0, 12_000.0] {
+            for t in [293.15, 253.15, 217.15] {
+                let raw = sim::invert(
+                    &TYPICAL_CALIBRATION,
+                    &config,
+                    atmosphere::pressure_pa(alt),
+                    t,
+                    0.4,
+                );
+                let m = Measurement::compensate(&TYPICAL_CALIBRATION, &config, raw).unwrap();
+                let (tc, p, h) = bosch_double(&TYPICAL_CALIBRATION, raw);
+                assert!((m.temperature_k - 273.15 - tc).abs() <= 0.01, "{alt} {t}");
+                assert!(
+                    (m.pressure_pa.unwrap() - p).abs() <= 0.5,
+                    "{alt} {t}: {:?} {p}",
+                    m.pressure_pa
+                );
+                assert!(
+                    (m.relative_humidity.unwrap() * 100.0 - h).abs() <= 0.05,
+                    "{alt} {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn h4_and_h5_unpack_signed_nibbles_from_shared_register() {
+        let calib00 = [0u8; reg::CALIB_00_LEN];
+        // 0xE4 = 0xFF, 0xE5 = 0xA5, 0xE6 = 0x80: H4 = 0xFF5 (-11), H5 = 0x80A (-2038).
+        let calib26 = [0x72, 0x01, 0x00, 0xFF, 0xA5, 0x80, 0x1E];
+        let c = Calibration::from_registers(&calib00, &calib26);
+        assert_eq!(
+            (c.dig_h2, c.dig_h4, c.dig_h5, c.dig_h6),
+            (370, -11, -2038, 30)
+        );
+        let calib26 = [0x72, 0x01, 0x00, 0x13, 0x26, 0x03, 0x1E];
+        let c = Calibration::from_registers(&calib00, &calib26);
+        assert_eq!((c.dig_h4, c.dig_h5), (310, 50));
+    }
+
+    fn calibration_bytes() -> ([u8; reg::CALIB_00_LEN], [u8; reg::CALIB_26_LEN]) {
+        TYPICAL_CALIBRATION.to_registers()
+    }
+
+    #[test]
+    fn init_and_measurement_produce_the_exact_bus_traffic() {
+        let (calib00, calib26) = calibration_bytes();
+        let raw = RawSample {
+            adc_p: 415_148,
+            adc_t: 519_888,
+            adc_h: 0x6A00,
+        };
+        let expectations = [
+            Transaction::write_read(0x77, vec![0xD0], vec![0x60]),
+            Transaction::write(0x77, vec![0xE0, 0xB6]),
+            // Still copying at the first poll, done at the second.
+            Transaction::write_read(0x77, vec![0xF3], vec![0x01]),
+            Transaction::write_read(0x77, vec![0xF3], vec![0x00]),
+            Transaction::write_read(0x77, vec![0x88], calib00.to_vec()),
+            Transaction::write_read(0x77, vec![0xE1], calib26.to_vec()),
+            Transaction::write(0x77, vec![0xF5, 0x00]),
+            Transaction::write(0x77, vec![0xF2, 0x01]),
+            // osrs_t x1 (001), osrs_p x4 (011), forced (01).
+            Transaction::write(0x77, vec![0xF4, 0b001_011_01]),
+            Transaction::write_read(0x77, vec![0xF3], vec![0x00]),
+            Transaction::write_read(0x77, vec![0xF7], raw.to_registers().to_vec()),
+        ];
+        let mut bus = Mock::new(&expectations);
+        let mut delay = SimDelay::new();
+        let mut bme = Bme280::new(bus.clone(), ADDRESS_SECONDARY);
+        bme.init(&mut delay).unwrap();
+        let m = bme.measure(&mut delay).unwrap();
+        bus.done();
+        assert!(
+            (m.temperature_k - 298.23).abs() < 1e-9,
+            "{}",
+            m.temperature_k
+        );
+        assert!((m.pressure_pa.unwrap() - 100_653.27).abs() < 0.02);
+        assert_eq!(m.raw, raw);
+        // 2 ms start-up, one 1 ms poll interval, then the datasheet's maximum conversion time.
+        let conversion_ns = u64::from(Config::default().max_measurement_time_us()) * 1000;
+        assert_eq!(delay.total_ns(), 3_000_000 + conversion_ns);
+        assert_eq!(Config::default().max_measurement_time_us(), 16_200);
+    }
+
+    #[test]
+    fn another_chip_is_refused_before_anything_is_written() {
+        let expectations = [Transaction::write_read(0x76, vec![0xD0], vec![0x58])];
+        let mut bus = Mock::new(&expectations);
+        let mut bme = Bme280::new(bus.clone(), ADDRESS_PRIMARY);
+        assert_eq!(
+            bme.init(&mut SimDelay::new()),
+            Err(Error::WrongChipId(0x58))
+        );
+        bus.done();
+    }
+
+    fn sim_driver(sim: &Bme280Sim) -> (Bme280<Bme280Sim>, SimDelay) {
+        let mut delay = sim.delay();
+        let mut bme = Bme280::new(sim.clone(), ADDRESS_PRIMARY);
+        bme.init(&mut delay).unwrap();
+        (bme, delay)
+    }
+
+    #[test]
+    fn driver_recovers_the_environment_from_sea_level_to_12_km() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let (mut bme, mut delay) = sim_driver(&sim);
+        for step in 0..=24 {
+            let alt = f64::from(step) * 500.0;
+            // +20 °C at the ground down to -56 °C at the ceiling.
+            let t = 293.15 - 76.0 * f64::from(step) / 24.0;
+            let p = atmosphere::pressure_pa(alt);
+            let rh = 0.9 - 0.035 * f64::from(step);
+            sim.set_environment(p, t, rh);
+            let m = bme.measure(&mut delay).unwrap();
+            // Resolution: 0.01 °C, 1/256 Pa of the integer output (plus its rounding), 1/1024 %RH.
+            assert!(
+                (m.temperature_k - t).abs() <= 0.01,
+                "{alt}: {} vs {t}",
+                m.temperature_k
+            );
+            let pm = m.pressure_pa.unwrap();
+            assert!((pm - p).abs() <= 0.5, "{alt}: {pm} vs {p}");
+            let hm = m.relative_humidity.unwrap();
+            assert!((hm - rh).abs() <= 0.001, "{alt}: {hm} vs {rh}");
+        }
+    }
+
+    #[test]
+    fn noisy_simulator_stays_within_five_sigma_of_the_datasheet_noise() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY).with_noise(42);
+        let (mut bme, mut delay) = sim_driver(&sim);
+        sim.set_environment(70_000.0, 263.15, 0.6);
+        let mut spread = 0.0f64;
+        for _ in 0..50 {
+            let m = bme.measure(&mut delay).unwrap();
+            let dp = m.pressure_pa.unwrap() - 70_000.0;
+            assert!(dp.abs() < 5.0 * 2.1 + 0.5, "{dp}");
+            assert!((m.temperature_k - 263.15).abs() < 0.04);
+            spread = spread.max(dp.abs());
+        }
+        // The noise is really there.
+        assert!(spread > 0.5, "{spread}");
+    }
+
+    #[test]
+    fn at_12_km_and_minus_50_c_readings_are_reported_unclamped_and_flagged() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let (mut bme, mut delay) = sim_driver(&sim);
+        sim.set_environment(19_400.0, 223.15, 0.3);
+        let m = bme.measure(&mut delay).unwrap();
+        assert!((m.pressure_pa.unwrap() - 19_400.0).abs() <= 0.5);
+        assert!((m.temperature_k - 223.15).abs() <= 0.01);
+        let mut out = Vec::new();
+        m.push_readings(SensorId(3), Timestamp::monotonic(7), &mut out);
+        let quantities: Vec<_> = out.iter().map(|r| r.quantity).collect();
+        assert_eq!(
+            quantities,
+            [
+                Quantity::AirTemperature,
+                Quantity::AirPressure,
+                Quantity::RelativeHumidity
+            ]
+        );
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+        assert!(
+            out.iter()
+                .all(|r| r.sensor == SensorId(3) && r.time.mono_ns == 7)
+        );
+
+        // Inside the rated ranges nothing is flagged.
+        sim.set_environment(95_000.0, 293.15, 0.3);
+        let m = bme.measure(&mut delay).unwrap();
+        out.clear();
+        m.push_readings(SensorId(3), Timestamp::monotonic(8), &mut out);
+        assert!(out.iter().all(|r| r.quality.is_good()), "{out:?}");
+
+        // Low pressure at a rated temperature flags only the pressure.
+        sim.set_environment(25_000.0, 253.15, 0.3);
+        let m = bme.measure(&mut delay).unwrap();
+        assert!(m.pressure_quality().contains(Quality::OUT_OF_RANGE));
+        assert!(m.temperature_quality().is_good());
+        assert!(m.humidity_quality().is_good());
+    }
+
+    #[test]
+    fn skipped_pressure_and_humidity_give_no_readings() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let config = Config {
+            pressure: None,
+            humidity: None,
+            ..Config::default()
+        };
+        let mut delay = sim.delay();
+        let mut bme = Bme280::with_config(sim.clone(), ADDRESS_PRIMARY, config);
+        bme.init(&mut delay).unwrap();
+        let m = bme.measure(&mut delay).unwrap();
+        assert_eq!((m.pressure_pa, m.relative_humidity), (None, None));
+        assert_eq!(m.raw.adc_p, 0x80000);
+        let mut out = Vec::new();
+        m.push_readings(SensorId(0), Timestamp::monotonic(0), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn nack_fails_init_and_the_driver_recovers_when_it_clears() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let mut delay = sim.delay();
+        let mut bme = Bme280::new(sim.clone(), ADDRESS_PRIMARY);
+        sim.nack_next(2);
+        for _ in 0..2 {
+            assert!(matches!(
+                bme.init(&mut delay),
+                Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+            ));
+        }
+        bme.init(&mut delay).unwrap();
+        bme.measure(&mut delay).unwrap();
+
+        sim.nack_until_cleared();
+        assert!(matches!(
+            bme.measure(&mut delay),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+        assert!(bme.init(&mut delay).is_err());
+        // A failed init forgets the trim: no measurement on stale state.
+        assert_eq!(bme.measure(&mut delay).err(), Some(Error::NotInitialized));
+        sim.clear_faults();
+        bme.soft_reset(&mut delay).unwrap();
+        bme.measure(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn bus_error_is_typed_and_recoverable() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let (mut bme, mut delay) = sim_driver(&sim);
+        sim.set_bus_error(true);
+        assert_eq!(
+            bme.measure(&mut delay).err(),
+            Some(Error::I2c(ErrorKind::Bus))
+        );
+        sim.set_bus_error(false);
+        bme.measure(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn stuck_measuring_bit_times_out_after_the_configured_polls() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let (mut bme, mut delay) = sim_driver(&sim);
+        sim.set_stuck_measuring(true);
+        let before = sim.transactions();
+        assert_eq!(
+            bme.measure(&mut delay).err(),
+            Some(Error::ConversionTimeout(10))
+        );
+        // ctrl_hum, ctrl_meas, then exactly ten status polls.
+        assert_eq!(sim.transactions() - before, 12);
+        sim.clear_faults();
+        bme.init(&mut delay).unwrap();
+        bme.measure(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn stuck_nvm_copy_times_out_init() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        sim.set_stuck_nvm_copy(true);
+        let mut delay = sim.delay();
+        let mut bme = Bme280::new(sim.clone(), ADDRESS_PRIMARY);
+        assert_eq!(bme.init(&mut delay), Err(Error::NvmCopyTimeout(10)));
+        sim.clear_faults();
+        bme.init(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn wrong_address_and_wrong_chip_are_typed() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let mut delay = sim.delay();
+        let mut other = Bme280::new(sim.clone(), ADDRESS_SECONDARY);
+        assert!(matches!(
+            other.init(&mut delay),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+        sim.set_chip_id(0x58);
+        let mut bme = Bme280::new(sim.clone(), ADDRESS_PRIMARY);
+        assert_eq!(bme.init(&mut delay), Err(Error::WrongChipId(0x58)));
+        assert_eq!(
+            Error::<ErrorKind>::WrongChipId(0x58).to_string(),
+            "chip id 0x58 is not a BME280's 0x60"
+        );
+    }
+
+    #[test]
+    fn descriptor_names_the_trim_as_the_datasheet_does() {
+        let sim = Bme280Sim::new(ADDRESS_PRIMARY);
+        let (bme, _) = sim_driver(&sim);
+        let d = bme.descriptor();
+        assert_eq!(d.device, "BME280");
+        use aloft_protocol::ParameterValue::Integer;
+        assert_eq!(d.parameter("dig_T1"), Some(&Integer(27504)));
+        assert_eq!(d.parameter("dig_P9"), Some(&Integer(6000)));
+        assert_eq!(d.parameter("dig_H5"), Some(&Integer(50)));
+        assert_eq!(d.parameter("osrs_p"), Some(&Integer(3)));
+        assert_eq!(bme.destroy().transactions(), sim.transactions());
+    }
+
+    fn arb_calibration() -> impl Strategy<Value = Calibration> {
+        (
+            any::<[u8; reg::CALIB_00_LEN]>(),
+            any::<[u8; reg::CALIB_26_LEN]>(),
+        )
+            .prop_map(|(a, b)| Calibration::from_registers(&a, &b))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn compensation_never_panics_for_any_trim_and_raw_sample(
+            c in arb_calibration(),
+            adc_t in 0u32..=0xF_FFFF,
+            adc_p in 0u32..=0xF_FFFF,
+            adc_h in any::<u16>(),
+        ) {
+            let raw = RawSample { adc_p, adc_t, adc_h };
+            let m = Measurement::compensate(&c, &Config::default(), raw);
+            if let Some(m) = m {
+                prop_assert!(m.temperature_k.is_finite());
+            }
+        }
+
+        #[test]
+        fn data_registers_round_trip(adc_t in 0u32..=0xF_FFFF, adc_p in 0u32..=0xF_FFFF, adc_h in any::<u16>()) {
+            let raw = RawSample { adc_p, adc_t, adc_h };
+            prop_assert_eq!(RawSample::from_registers(&raw.to_registers()), raw);
+        }
+
+        #[test]
+        fn trim_registers_round_trip(a in any::<[u8; reg::CALIB_00_LEN]>(), b in any::<[u8; reg::CALIB_26_LEN]>()) {
+            let c = Calibration::from_registers(&a, &b);
+            let (a2, b2) = c.to_registers();
+            prop_assert_eq!(Calibration::from_registers(&a2, &b2), c);
+        }
+
+        #[test]
+        fn simulator_survives_any_transaction(addr in any::<u8>(), write in proptest::collection::vec(any::<u8>(), 0..12), read_len in 0usize..40) {
+            let mut sim = Bme280Sim::new(ADDRESS_PRIMARY);
+            let mut buf = vec![0u8; read_len];
+            let _ = sim.write_read(addr, &write, &mut buf);
+        }
+    }
+}
