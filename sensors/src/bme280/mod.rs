@@ -810,7 +810,7 @@ mod tests {
             Transaction::write(0x77, vec![0xF5, 0x00]),
             Transaction::write(0x77, vec![0xF2, 0x01]),
             // osrs_t x1 (001), osrs_p x4 (011), forced (01).
-            Transaction::write(0x77, vec![0xF4, 0b001_011_01]),
+            Transaction::write(0x77, vec![0xF4, (0b001 << 5) | (0b011 << 2) | 0b01]),
             Transaction::write_read(0x77, vec![0xF3], vec![0x00]),
             Transaction::write_read(0x77, vec![0xF7], raw.to_registers().to_vec()),
         ];

@@ -197,7 +197,9 @@ mod tests {
         let policy = RetryPolicy::with_attempts(4);
         let mut sleeper = RecordingSleeper::default();
         let path = "/dev/i2c-aloft-does-not-exist-97";
-        let err = open_with_retry(path, &policy, &mut sleeper).map(|_| ()).unwrap_err();
+        let err = open_with_retry(path, &policy, &mut sleeper)
+            .map(|_| ())
+            .unwrap_err();
         assert_eq!(err.attempts, 4);
         assert_eq!(err.last.failure(), OpenFailure::NotFound);
         assert_eq!(err.last.path, Path::new(path));

@@ -9,7 +9,7 @@
 //! Invariants: an ADC read of 0 (the device's answer when no conversion has finished) is a
 //! typed error, never a pressure. Values are not clamped: outside 10..1200 mbar or
 //! -40..85 °C they are flagged [`Quality::OUT_OF_RANGE`]. Compensation never panics for
-//! any PROM and any 24-bit D1/D2 (all intermediates stay below 2^62 in `i64`, see
+//! any PROM and any 24-bit D1/D2 (all intermediates fit in `i64`, see
 //! [`Prom::compensate`]). The temperature is the die's, so it is reported as
 //! [`Quantity::SensorTemperature`], not as air temperature.
 
@@ -462,5 +462,358 @@ impl<I2C: I2c> Ms5611<I2C> {
             return Err(Error::AdcNotReady(which));
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sim::{Ms5611Sim, typical_prom};
+    use super::*;
+    use crate::atmosphere;
+    use crate::i2c::SimDelay;
+    use embedded_hal::i2c::ErrorKind;
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+    use proptest::prelude::*;
+
+    const DATASHEET_C: [u16; 6] = [40127, 36924, 23317, 23282, 33464, 28312];
+
+    /// The datasheet's flow chart in floating point, written independently of the
+    /// integer code: (TEMP in 0.01 °C, P in 0.01 mbar), second order included or not.
+    fn datasheet_float(prom: &Prom, d1: u32, d2: u32, second_order: bool) -> (f64, f64) {
+        let c = |n| prom.c(n) as f64;
+        let dt = f64::from(d2) - c(5) * 256.0;
+        let mut temp = 2000.0 + dt * c(6) / 8_388_608.0;
+        let mut off = c(2) * 65536.0 + c(4) * dt / 128.0;
+        let mut sens = c(1) * 32768.0 + c(3) * dt / 256.0;
+        if second_order && temp < 2000.0 {
+            let t2 = dt * dt / 2_147_483_648.0;
+            let mut off2 = 5.0 * (temp - 2000.0).powi(2) / 2.0;
+            let mut sens2 = 5.0 * (temp - 2000.0).powi(2) / 4.0;
+            if temp < -1500.0 {
+                off2 += 7.0 * (temp + 1500.0).powi(2);
+                sens2 += 11.0 * (temp + 1500.0).powi(2) / 2.0;
+            }
+            temp -= t2;
+            off -= off2;
+            sens -= sens2;
+        }
+        (temp, (f64::from(d1) * sens / 2_097_152.0 - off) / 32768.0)
+    }
+
+    #[test]
+    fn datasheet_worked_example_gives_20_07_c_and_1000_09_mbar() {
+        let prom = typical_prom();
+        assert_eq!(&prom.words[1..7], &DATASHEET_C);
+        let c = prom.compensate(9_085_466, 8_569_150);
+        assert_eq!(
+            c,
+            Compensated {
+                temp: 2007,
+                p: 100_009
+            }
+        );
+        let m = Measurement::compensate(&prom, 9_085_466, 8_569_150);
+        assert!((m.temperature_k - 293.22).abs() < 1e-9);
+        assert_eq!(m.pressure_pa, 100_009.0);
+    }
+
+    #[test]
+    fn second_order_compensation_follows_the_datasheet_in_both_cold_branches() {
+        let prom = typical_prom();
+        // +10 °C (T < 20 °C branch), -30 °C and -55 °C (T < -15 °C branch).
+        for (t_k, p_pa) in [(283.15, 90_000.0), (243.15, 40_000.0), (218.15, 19_400.0)] {
+            let (d1, d2) = sim::invert(&prom, p_pa, t_k);
+            let c = prom.compensate(d1, d2);
+            let (temp, p) = datasheet_float(&prom, d1, d2, true);
+            assert!(
+                (c.temp as f64 - temp).abs() <= 1.0,
+                "{t_k}: {} vs {temp}",
+                c.temp
+            );
+            assert!((c.p as f64 - p).abs() <= 1.0, "{t_k}: {} vs {p}", c.p);
+            // The correction is not negligible where the glider flies.
+            let (_, p_first) = datasheet_float(&prom, d1, d2, false);
+            if t_k < 250.0 {
+                assert!((p_first - p).abs() > 50.0, "{t_k}: {p_first} vs {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn typical_prom_passes_the_crc_and_every_single_bit_flip_fails_it() {
+        let prom = typical_prom();
+        assert_eq!(prom.validate::<()>(), Ok(()));
+        for word in 0..8 {
+            for bit in 0..16 {
+                // AN520 clears word 7's low byte before the CRC: bits 4..7 are not covered.
+                if word == 7 && (4..8).contains(&bit) {
+                    continue;
+                }
+                let mut words = prom.words;
+                words[word] ^= 1 << bit;
+                assert!(
+                    Prom { words }.validate::<()>().is_err(),
+                    "flip of word {word} bit {bit} went unnoticed"
+                );
+            }
+        }
+        assert_eq!(
+            Prom { words: [0; 8] }.validate::<()>(),
+            Err(Error::BlankProm)
+        );
+        assert_eq!(
+            Prom { words: [0xFFFF; 8] }.validate::<()>(),
+            Err(Error::BlankProm)
+        );
+    }
+
+    fn prom_bytes(prom: &Prom) -> Vec<Transaction> {
+        (0u8..8)
+            .flat_map(|i| {
+                let word = prom.words[usize::from(i)];
+                [
+                    Transaction::write(0x77, vec![0xA0 + 2 * i]),
+                    Transaction::read(0x77, word.to_be_bytes().to_vec()),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn init_and_measurement_produce_the_exact_bus_traffic() {
+        let prom = typical_prom();
+        let mut expectations = vec![Transaction::write(0x77, vec![0x1E])];
+        expectations.extend(prom_bytes(&prom));
+        expectations.extend([
+            Transaction::write(0x77, vec![0x48]),
+            Transaction::write(0x77, vec![0x00]),
+            Transaction::read(0x77, vec![0x8A, 0xA2, 0x1A]),
+            Transaction::write(0x77, vec![0x58]),
+            Transaction::write(0x77, vec![0x00]),
+            Transaction::read(0x77, vec![0x82, 0xC1, 0x3E]),
+        ]);
+        let mut bus = Mock::new(&expectations);
+        let mut delay = SimDelay::new();
+        let mut ms = Ms5611::new(bus.clone(), ADDRESS_CSB_LOW);
+        ms.init(&mut delay).unwrap();
+        let m = ms.measure(&mut delay).unwrap();
+        bus.done();
+        // 0x8AA21A = 9085466 and 0x82C13E = 8569150: the datasheet's example.
+        assert_eq!((m.d1, m.d2), (9_085_466, 8_569_150));
+        assert_eq!(m.pressure_pa, 100_009.0);
+        assert_eq!(delay.total_ns(), (2_800 + 2 * 9_040) * 1000);
+    }
+
+    fn sim_driver(sim: &Ms5611Sim) -> (Ms5611<Ms5611Sim>, SimDelay) {
+        let mut delay = sim.delay();
+        let mut ms = Ms5611::new(sim.clone(), ADDRESS_CSB_HIGH);
+        ms.init(&mut delay).unwrap();
+        (ms, delay)
+    }
+
+    #[test]
+    fn driver_recovers_the_environment_from_sea_level_to_12_km_at_every_osr() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (mut ms, mut delay) = sim_driver(&sim);
+        for osr in Osr::ALL {
+            ms.set_osr(osr);
+            for step in 0..=24 {
+                let alt = f64::from(step) * 500.0;
+                let t = 293.15 - 76.0 * f64::from(step) / 24.0;
+                let p = atmosphere::pressure_pa(alt);
+                sim.set_environment(p, t, 0.0);
+                let m = ms.measure(&mut delay).unwrap();
+                // Resolution of the compensated output: 0.01 °C and 0.01 mbar (1 Pa).
+                assert!(
+                    (m.temperature_k - t).abs() <= 0.011,
+                    "{osr:?} {alt}: {} vs {t}",
+                    m.temperature_k
+                );
+                assert!(
+                    (m.pressure_pa - p).abs() <= 1.0,
+                    "{osr:?} {alt}: {} vs {p}",
+                    m.pressure_pa
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn noisy_simulator_stays_within_five_sigma_of_the_datasheet_resolution() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH).with_noise(7);
+        let (mut ms, mut delay) = sim_driver(&sim);
+        ms.set_osr(Osr::Osr256);
+        sim.set_environment(30_000.0, 233.15, 0.0);
+        let mut spread = 0.0f64;
+        for _ in 0..50 {
+            let dp = ms.measure(&mut delay).unwrap().pressure_pa - 30_000.0;
+            assert!(dp.abs() <= 5.0 * 6.5 + 1.0, "{dp}");
+            spread = spread.max(dp.abs());
+        }
+        assert!(spread >= 2.0, "{spread}");
+    }
+
+    #[test]
+    fn at_194_hpa_pressure_is_rated_but_minus_50_c_is_flagged() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (mut ms, mut delay) = sim_driver(&sim);
+        // In the heated box at 12 km: 194 hPa is inside the MS5611's 10..1200 mbar.
+        sim.set_environment(19_400.0, 288.15, 0.0);
+        let m = ms.measure(&mut delay).unwrap();
+        assert!(m.pressure_quality().is_good() && m.temperature_quality().is_good());
+        // Outside at -50 °C: reported as computed, flagged.
+        sim.set_environment(19_400.0, 223.15, 0.0);
+        let m = ms.measure(&mut delay).unwrap();
+        assert!((m.pressure_pa - 19_400.0).abs() <= 1.0);
+        assert!((m.temperature_k - 223.15).abs() <= 0.011);
+        let mut out = Vec::new();
+        m.push_readings(SensorId(1), Timestamp::monotonic(5), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].quantity, Quantity::AirPressure);
+        assert_eq!(out[1].quantity, Quantity::SensorTemperature);
+        assert!(
+            out.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE))
+        );
+        // Below 10 mbar the pressure itself is flagged.
+        sim.set_environment(800.0, 288.15, 0.0);
+        let m = ms.measure(&mut delay).unwrap();
+        assert!(m.pressure_quality().contains(Quality::OUT_OF_RANGE));
+        assert!(m.temperature_quality().is_good());
+    }
+
+    #[test]
+    fn bad_prom_crc_is_typed_and_init_recovers_when_it_reads_clean() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        sim.set_corrupt_prom(true);
+        let mut delay = sim.delay();
+        let mut ms = Ms5611::new(sim.clone(), ADDRESS_CSB_HIGH);
+        assert!(matches!(ms.init(&mut delay), Err(Error::PromCrc { .. })));
+        assert_eq!(ms.measure(&mut delay).err(), Some(Error::NotInitialized));
+        sim.clear_faults();
+        ms.init(&mut delay).unwrap();
+        ms.measure(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn adc_read_of_zero_is_an_error_not_a_pressure() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (mut ms, mut delay) = sim_driver(&sim);
+        sim.zero_next_adc_reads(1);
+        assert_eq!(
+            ms.measure(&mut delay).err(),
+            Some(Error::AdcNotReady(Conversion::Pressure))
+        );
+        ms.measure(&mut delay).unwrap();
+
+        sim.set_stuck_conversion(true);
+        assert_eq!(
+            ms.measure(&mut delay).err(),
+            Some(Error::AdcNotReady(Conversion::Pressure))
+        );
+        sim.clear_faults();
+        ms.measure(&mut delay).unwrap();
+    }
+
+    #[test]
+    fn a_driver_that_does_not_wait_reads_zero_from_the_simulator() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (mut ms, _) = sim_driver(&sim);
+        // A delay on its own clock: the device sees no time pass.
+        let mut impatient = SimDelay::new();
+        assert_eq!(
+            ms.measure(&mut impatient).err(),
+            Some(Error::AdcNotReady(Conversion::Pressure))
+        );
+    }
+
+    #[test]
+    fn nack_and_bus_error_are_typed_and_recoverable() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (mut ms, mut delay) = sim_driver(&sim);
+        sim.nack_next(1);
+        assert!(matches!(
+            ms.measure(&mut delay),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+        ms.measure(&mut delay).unwrap();
+        sim.nack_until_cleared();
+        assert!(ms.init(&mut delay).is_err());
+        sim.clear_faults();
+        sim.set_bus_error(true);
+        assert_eq!(ms.init(&mut delay).err(), Some(Error::I2c(ErrorKind::Bus)));
+        sim.set_bus_error(false);
+        ms.soft_reset(&mut delay).unwrap();
+        ms.measure(&mut delay).unwrap();
+        let mut wrong = Ms5611::new(sim.clone(), ADDRESS_CSB_LOW);
+        assert!(matches!(
+            wrong.init(&mut delay),
+            Err(Error::I2c(ErrorKind::NoAcknowledge(_)))
+        ));
+    }
+
+    #[test]
+    fn descriptor_names_the_prom_words_as_the_datasheet_does() {
+        let sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+        let (ms, _) = sim_driver(&sim);
+        let d = ms.descriptor();
+        use aloft_protocol::ParameterValue::Integer;
+        for (n, c) in DATASHEET_C.iter().enumerate() {
+            assert_eq!(
+                d.parameter(&format!("C{}", n + 1)),
+                Some(&Integer(i64::from(*c)))
+            );
+        }
+        assert_eq!(d.parameter("osr"), Some(&Integer(4096)));
+    }
+
+    #[test]
+    fn osr_command_offsets_round_trip() {
+        for osr in Osr::ALL {
+            assert_eq!(Osr::from_command_offset(osr.command_offset()), Some(osr));
+            assert!(osr.typical_conversion_time_us() < osr.max_conversion_time_us());
+        }
+        assert_eq!(Osr::from_command_offset(0x01), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn compensation_never_panics_for_any_prom_and_raw_values(
+            words in any::<[u16; 8]>(),
+            d1 in 0u32..=0xFF_FFFF,
+            d2 in 0u32..=0xFF_FFFF,
+        ) {
+            let prom = Prom { words };
+            let c = prom.compensate(d1, d2);
+            let _ = crc4(&words);
+            let _ = prom.validate::<()>();
+            prop_assert!(c.temp < 2000 + (1 << 17));
+        }
+
+        #[test]
+        fn extreme_corners_of_the_raw_space_stay_in_i64(
+            words in proptest::sample::select(vec![[0u16; 8], [0xFFFF; 8]]),
+            d1 in proptest::sample::select(vec![0u32, 1, 0xFF_FFFF]),
+            d2 in proptest::sample::select(vec![0u32, 1, 0xFF_FFFF]),
+        ) {
+            let _ = Prom { words }.compensate(d1, d2);
+        }
+
+        #[test]
+        fn any_prom_with_a_recomputed_crc_validates(words in any::<[u16; 8]>()) {
+            let prom = Prom::with_valid_crc(words);
+            prop_assume!(prom.words.iter().any(|&w| w != 0) && prom.words.iter().any(|&w| w != 0xFFFF));
+            prop_assert_eq!(prom.validate::<()>(), Ok(()));
+        }
+
+        #[test]
+        fn simulator_survives_any_transaction(addr in any::<u8>(), write in proptest::collection::vec(any::<u8>(), 0..6), read_len in 0usize..8) {
+            let mut sim = Ms5611Sim::new(ADDRESS_CSB_HIGH);
+            let mut buf = vec![0u8; read_len];
+            let _ = sim.write(addr, &write);
+            let _ = sim.read(addr, &mut buf);
+        }
     }
 }
