@@ -540,6 +540,23 @@ mod tests {
     }
 
     #[test]
+    fn crc4_of_the_an520_example_is_0xb() {
+        // AN520's own example PROM (0x3132, 0x3334, ..., 0x4500) and its printed result.
+        let words = [
+            0x3132, 0x3334, 0x3536, 0x3738, 0x3940, 0x4142, 0x4344, 0x4500,
+        ];
+        assert_eq!(crc4(&words), 0xB);
+        // The CRC nibble itself is excluded from the computation.
+        assert_eq!(
+            crc4(&[
+                0x3132, 0x3334, 0x3536, 0x3738, 0x3940, 0x4142, 0x4344, 0x450B
+            ]),
+            0xB
+        );
+        assert_eq!(Prom::with_valid_crc(words).words[7], 0x450B);
+    }
+
+    #[test]
     fn typical_prom_passes_the_crc_and_every_single_bit_flip_fails_it() {
         let prom = typical_prom();
         assert_eq!(prom.validate::<()>(), Ok(()));
