@@ -431,7 +431,7 @@ impl I2c for Bme280Sim {
 mod tests {
     use super::*;
     use crate::atmosphere;
-    use crate::bme280::{Bme280, Error, Measurement};
+    use crate::bme280::{Bme280, Measurement};
 
     #[test]
     fn inversion_recovers_the_environment_through_the_drivers_compensation() {
@@ -549,9 +549,5 @@ mod tests {
             m.pressure_quality()
                 .contains(aloft_protocol::Quality::OUT_OF_RANGE)
         );
-        assert!(!matches!(
-            driver.measure(&mut delay),
-            Err(Error::NotInitialized)
-        ));
     }
 }

@@ -140,8 +140,14 @@ impl Sleeper for ThreadSleeper {
     }
 }
 
-/// Opens `path` like [`open`], retrying per `policy` and waiting through `sleeper`.
-pub fn open_with_retry(
+/// Opens `path` like [`open`], retrying per `policy`; waits block the calling thread
+/// (from async code, call it in a blocking task).
+pub fn open_with_retry(path: impl AsRef<Path>, policy: &RetryPolicy) -> Result<I2cdev, RetryError> {
+    open_with_retry_using(path, policy, &mut ThreadSleeper)
+}
+
+/// [`open_with_retry`] waiting through `sleeper` (tests record the waits instead).
+pub fn open_with_retry_using(
     path: impl AsRef<Path>,
     policy: &RetryPolicy,
     sleeper: &mut impl Sleeper,
@@ -197,7 +203,7 @@ mod tests {
         let policy = RetryPolicy::with_attempts(4);
         let mut sleeper = RecordingSleeper::default();
         let path = "/dev/i2c-aloft-does-not-exist-97";
-        let err = open_with_retry(path, &policy, &mut sleeper)
+        let err = open_with_retry_using(path, &policy, &mut sleeper)
             .map(|_| ())
             .unwrap_err();
         assert_eq!(err.attempts, 4);
@@ -257,6 +263,15 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((calls, err.attempts), (1, 1));
+    }
+
+    #[test]
+    fn single_attempt_with_the_thread_sleeper_does_not_sleep() {
+        let err = open_with_retry("/dev/i2c-aloft-missing", &RetryPolicy::with_attempts(1))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.attempts, 1);
+        assert_eq!(err.last.failure(), OpenFailure::NotFound);
     }
 
     #[test]
