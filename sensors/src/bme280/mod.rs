@@ -229,7 +229,7 @@ impl Calibration {
     /// Decodes registers 0x88..0xA1 (`calib00`, 26 bytes) and 0xE1..0xE7 (`calib26`, 7 bytes).
     ///
     /// dig_H4 and dig_H5 are 12-bit signed values sharing register 0xE5: H4 is
-    /// 0xE4[7:0] << 4 | 0xE5[3:0], H5 is 0xE6[7:0] << 4 | 0xE5[7:4], the high bytes signed.
+    /// `0xE4[7:0] << 4 | 0xE5[3:0]`, H5 is `0xE6[7:0] << 4 | 0xE5[7:4]`, the high bytes signed.
     pub fn from_registers(
         calib00: &[u8; reg::CALIB_00_LEN],
         calib26: &[u8; reg::CALIB_26_LEN],
@@ -677,7 +677,7 @@ mod tests {
     use super::sim::{Bme280Sim, TYPICAL_CALIBRATION};
     use super::*;
     use crate::atmosphere;
-    use crate::i2c::SimDelay;
+    use crate::i2c::sim::SimDelay;
     use embedded_hal::i2c::ErrorKind;
     use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
     use proptest::prelude::*;

@@ -17,7 +17,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 
 use super::{Calibration, Config, Oversampling, RawSample, reg};
 use crate::flight::{FlightState, Noise};
-use crate::i2c::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
 
 /// Which temperature of the flight a simulated sensor sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,19 +1,19 @@
-//! I2C buses: opening a Linux i2c-dev adapter (with bounded retries), and the pieces the
-//! register-level simulators share (a simulated clock with its `DelayNs`, bus faults).
+//! I2C buses: opening a Linux i2c-dev adapter (with bounded retries), and in [`sim`] the
+//! pieces the register-level simulators share (a simulated clock with its `DelayNs`, bus
+//! faults, the inversion of a compensation).
 //!
 //! Invariants: opening never panics and never retries forever; every failure names the
 //! path it was about. Retries sleep only through the [`Sleeper`] seam, so tests run
 //! without sleeping. The real bus cannot be exercised on the build machines (no
 //! i2c-stub module), so only its open and retry paths are tested here.
 
-mod sim;
+pub mod sim;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use linux_embedded_hal::I2cdev;
-pub use sim::{BusFaults, SimClock, SimDelay, bisect};
 
 /// Why an i2c-dev path could not be opened, in the terms a flight engineer acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

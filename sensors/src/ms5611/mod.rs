@@ -471,7 +471,7 @@ mod tests {
     use super::sim::{Ms5611Sim, typical_prom};
     use super::*;
     use crate::atmosphere;
-    use crate::i2c::SimDelay;
+    use crate::i2c::sim::SimDelay;
     use embedded_hal::i2c::ErrorKind;
     use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
     use proptest::prelude::*;

@@ -17,7 +17,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 use super::{Osr, Prom, cmd};
 use crate::bme280::sim::TemperatureSource;
 use crate::flight::{FlightState, Noise};
-use crate::i2c::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
 
 /// The datasheet's worked-example coefficients C1..C6 with a plausible serial code and a
 /// valid CRC.
