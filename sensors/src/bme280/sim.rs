@@ -17,17 +17,8 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 
 use super::{Calibration, Config, Oversampling, RawSample, reg};
 use crate::flight::{FlightState, Noise};
+pub use crate::i2c::sim::TemperatureSource;
 use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
-
-/// Which temperature of the flight a simulated sensor sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TemperatureSource {
-    /// Mounted in the outside air (the outside-air sensor).
-    #[default]
-    OutsideAir,
-    /// Inside the heated instrument box.
-    InstrumentBox,
-}
 
 /// Trim of a plausible device: temperature and pressure words are the BMP280 datasheet's
 /// worked example (section 3.12; BME280 shares the formulas), humidity words are typical

@@ -11,6 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
 
+/// Which temperature of the flight a simulated sensor sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TemperatureSource {
+    /// Mounted in the outside air (the outside-air sensor).
+    #[default]
+    OutsideAir,
+    /// Inside the heated instrument box.
+    InstrumentBox,
+}
+
 /// Simulated time in nanoseconds, shared by a simulator and the delays that drive it.
 #[derive(Debug, Clone, Default)]
 pub struct SimClock(Arc<AtomicU64>);

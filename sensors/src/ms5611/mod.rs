@@ -787,7 +787,7 @@ mod tests {
 
     #[test]
     fn apply_takes_pressure_and_the_chosen_temperature_from_the_flight() {
-        use crate::bme280::sim::TemperatureSource;
+        use super::sim::TemperatureSource;
         let state = crate::flight::FlightState {
             t_s: 0.0,
             utc_ns: 0,

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 
 use super::{Osr, Prom, cmd};
-use crate::bme280::sim::TemperatureSource;
 use crate::flight::{FlightState, Noise};
+pub use crate::i2c::sim::TemperatureSource;
 use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
 
 /// The datasheet's worked-example coefficients C1..C6 with a plausible serial code and a
