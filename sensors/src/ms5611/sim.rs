@@ -1,0 +1,317 @@
+//! A register-level MS5611 simulator that implements `embedded_hal::i2c::I2c`.
+//!
+//! It models the command set (reset, PROM read, D1/D2 conversion per OSR, ADC read) with
+//! conversions that take the datasheet's typical time on a [`SimClock`] that only
+//! [`SimDelay`] advances: an ADC read before the conversion finished, or a second read
+//! of one result, returns 0 as the real device does. Its D1/D2 come from inverting the
+//! driver's own compensation by bisection, so a driver recovers the environment to within
+//! the compensation's resolution (plus datasheet-level noise per OSR, if enabled).
+//!
+//! Invariants: a cheap handle (`Arc<Mutex<..>>`) so a test can change the environment or
+//! inject faults while the driver owns a clone; never panics on any transaction.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
+
+use super::{Osr, Prom, cmd};
+use crate::flight::{FlightState, Noise};
+pub use crate::i2c::sim::TemperatureSource;
+use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
+
+/// The datasheet's worked-example coefficients C1..C6 with a plausible serial code and a
+/// valid CRC.
+pub fn typical_prom() -> Prom {
+    Prom::with_valid_crc([0x0000, 40127, 36924, 23317, 23282, 33464, 28312, 0x4B10])
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    done_at_ns: u64,
+    value: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    address: u8,
+    prom: Prom,
+    corrupt_prom: bool,
+    command: Option<u8>,
+    conversion: Option<Pending>,
+    adc_result: u32,
+    prom_ready_at_ns: u64,
+    pressure_pa: f64,
+    temperature_k: f64,
+    source: TemperatureSource,
+    noise: Option<Noise>,
+    faults: BusFaults,
+    stuck_conversion: bool,
+    zero_adc_reads: u32,
+    clock: SimClock,
+    transactions: u64,
+}
+
+/// A simulated MS5611; clones share one device.
+#[derive(Debug, Clone)]
+pub struct Ms5611Sim {
+    state: Arc<Mutex<State>>,
+}
+
+impl Ms5611Sim {
+    /// A device at `address` with [`typical_prom`], in ISA sea-level air, without noise,
+    /// reading the outside air.
+    pub fn new(address: u8) -> Self {
+        Ms5611Sim {
+            state: Arc::new(Mutex::new(State {
+                address,
+                prom: typical_prom(),
+                corrupt_prom: false,
+                command: None,
+                conversion: None,
+                adc_result: 0,
+                prom_ready_at_ns: 0,
+                pressure_pa: crate::atmosphere::P0_PA,
+                temperature_k: crate::atmosphere::T0_K,
+                source: TemperatureSource::OutsideAir,
+                noise: None,
+                faults: BusFaults::default(),
+                stuck_conversion: false,
+                zero_adc_reads: 0,
+                clock: SimClock::new(),
+                transactions: 0,
+            })),
+        }
+    }
+
+    /// Uses `prom` as the device's PROM (its CRC is kept as given).
+    pub fn with_prom(self, prom: Prom) -> Self {
+        self.lock().prom = prom;
+        self
+    }
+
+    /// Adds seeded Gaussian noise at the datasheet's RMS resolution for each OSR.
+    pub fn with_noise(self, seed: u64) -> Self {
+        self.lock().noise = Some(Noise::new(seed));
+        self
+    }
+
+    /// Chooses which temperature of a [`FlightState`] the die sees (an MS5611 outside, or
+    /// on the board in the instrument box).
+    pub fn with_temperature_source(self, source: TemperatureSource) -> Self {
+        self.lock().source = source;
+        self
+    }
+
+    /// The device's PROM.
+    pub fn prom(&self) -> Prom {
+        self.lock().prom
+    }
+
+    /// The clock the device's conversions run on.
+    pub fn clock(&self) -> SimClock {
+        self.lock().clock.clone()
+    }
+
+    /// A delay that advances this device's clock.
+    pub fn delay(&self) -> SimDelay {
+        SimDelay::on(self.clock())
+    }
+
+    /// Sets the air the device is in (Pa, K). The MS5611 measures no humidity; the
+    /// argument keeps one signature for every atmospheric simulator.
+    pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, _relative_humidity: f64) {
+        let mut s = self.lock();
+        s.pressure_pa = pressure_pa;
+        s.temperature_k = temperature_k;
+    }
+
+    /// Sets the environment from the flight's true state.
+    pub fn apply(&self, state: &FlightState) {
+        let source = self.lock().source;
+        let temperature_k = match source {
+            TemperatureSource::OutsideAir => state.outside_air_k,
+            TemperatureSource::InstrumentBox => state.box_temperature_k,
+        };
+        self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
+    }
+
+    /// NACKs the next `n` transactions.
+    pub fn nack_next(&self, n: u32) {
+        self.lock().faults.nack_next = n;
+    }
+
+    /// NACKs every transaction until [`Ms5611Sim::clear_faults`].
+    pub fn nack_until_cleared(&self) {
+        self.lock().faults.nack_always = true;
+    }
+
+    /// Fails every transaction with a bus error until cleared.
+    pub fn set_bus_error(&self, on: bool) {
+        self.lock().faults.bus_error = on;
+    }
+
+    /// Conversions never finish: every ADC read returns 0.
+    pub fn set_stuck_conversion(&self, on: bool) {
+        self.lock().stuck_conversion = on;
+    }
+
+    /// PROM reads return C3 with one bit flipped, so the CRC fails.
+    pub fn set_corrupt_prom(&self, on: bool) {
+        self.lock().corrupt_prom = on;
+    }
+
+    /// The next `n` ADC reads return 0, as if read before the conversion finished.
+    pub fn zero_next_adc_reads(&self, n: u32) {
+        self.lock().zero_adc_reads = n;
+    }
+
+    /// Clears every fault.
+    pub fn clear_faults(&self) {
+        let mut s = self.lock();
+        s.faults.clear();
+        s.stuck_conversion = false;
+        s.corrupt_prom = false;
+        s.zero_adc_reads = 0;
+    }
+
+    /// Transactions addressed to the bus so far (including failed ones).
+    pub fn transactions(&self) -> u64 {
+        self.lock().transactions
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not take the device down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// D1 and D2 whose compensation comes closest to (`pressure_pa`, `temperature_k`),
+/// found by bisection (TEMP rises with D2; P rises with D1 for a sane PROM).
+pub fn invert(prom: &Prom, pressure_pa: f64, temperature_k: f64) -> (u32, u32) {
+    const ADC24: u32 = 0xFF_FFFF;
+    let temp_target = (temperature_k - 273.15) * 100.0;
+    let d2 = bisect(1, ADC24, temp_target, |d2| {
+        prom.compensate(1, d2).temp as f64
+    });
+    let d1 = bisect(1, ADC24, pressure_pa, |d1| prom.compensate(d1, d2).p as f64);
+    (d1, d2)
+}
+
+impl State {
+    fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    fn command(&mut self, command: u8) {
+        self.command = Some(command);
+        match command {
+            cmd::RESET => {
+                self.conversion = None;
+                self.adc_result = 0;
+                self.prom_ready_at_ns = self.now() + u64::from(super::RESET_TIME_US) * 1000;
+            }
+            cmd::ADC_READ => {
+                let now = self.now();
+                self.adc_result = match self.conversion {
+                    Some(p) if !self.stuck_conversion && now >= p.done_at_ns => {
+                        self.conversion = None;
+                        p.value
+                    }
+                    // Too early, or no conversion started (or its result already read).
+                    _ => 0,
+                };
+                if self.zero_adc_reads > 0 {
+                    self.zero_adc_reads -= 1;
+                    self.adc_result = 0;
+                }
+            }
+            0x40..=0x48 | 0x50..=0x58 => {
+                if let Some(osr) = Osr::from_command_offset(command & 0x0F) {
+                    let (d1, d2) = self.digital_values(osr);
+                    let value = if command & 0xF0 == cmd::CONVERT_D1 {
+                        d1
+                    } else {
+                        d2
+                    };
+                    let done_at_ns =
+                        self.now() + u64::from(osr.typical_conversion_time_us()) * 1000;
+                    self.conversion = Some(Pending { done_at_ns, value });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn digital_values(&mut self, osr: Osr) -> (u32, u32) {
+        let (mut p, mut t) = (self.pressure_pa, self.temperature_k);
+        if let Some(noise) = &mut self.noise {
+            // Datasheet resolution RMS per OSR: pressure in mbar, temperature in °C.
+            let (sigma_mbar, sigma_c) = match osr {
+                Osr::Osr256 => (0.065, 0.012),
+                Osr::Osr512 => (0.042, 0.008),
+                Osr::Osr1024 => (0.027, 0.005),
+                Osr::Osr2048 => (0.018, 0.003),
+                Osr::Osr4096 => (0.012, 0.002),
+            };
+            p += noise.gaussian(sigma_mbar * 100.0);
+            t += noise.gaussian(sigma_c);
+        }
+        invert(&self.prom, p, t)
+    }
+
+    /// What a read of `len` bytes returns after the last command.
+    fn read(&mut self, buffer: &mut [u8]) {
+        buffer.fill(0);
+        match self.command {
+            Some(cmd::ADC_READ) => {
+                let bytes = self.adc_result.to_be_bytes();
+                for (dst, src) in buffer.iter_mut().zip(bytes.iter().skip(1)) {
+                    *dst = *src;
+                }
+                // A result is read once; reading again gives 0.
+                self.adc_result = 0;
+            }
+            Some(c @ 0xA0..=0xAE) if c % 2 == 0 && self.now() >= self.prom_ready_at_ns => {
+                let index = usize::from((c - cmd::PROM_READ) / 2);
+                let mut word = self.prom.words.get(index).copied().unwrap_or(0);
+                if self.corrupt_prom && index == 3 {
+                    word ^= 0x0100;
+                }
+                for (dst, src) in buffer.iter_mut().zip(word.to_be_bytes()) {
+                    *dst = src;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl ErrorType for Ms5611Sim {
+    type Error = ErrorKind;
+}
+
+impl I2c for Ms5611Sim {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let mut s = self.lock();
+        s.transactions += 1;
+        let device = s.address;
+        if let Some(error) = s.faults.check(address, device) {
+            return Err(error);
+        }
+        for op in operations {
+            match op {
+                Operation::Write(bytes) => {
+                    for &byte in bytes.iter() {
+                        s.command(byte);
+                    }
+                }
+                Operation::Read(buffer) => s.read(buffer),
+            }
+        }
+        Ok(())
+    }
+}
