@@ -126,7 +126,7 @@ pub fn open(path: impl AsRef<Path>, baud: u32, read_timeout: Duration) -> Result
         Ok(port) => PortDevice::Serialport(port),
         Err(e) if lacks_termios2(&e) => {
             tracing::info!(path = %path.display(), baud, "Kernel lacks termios2, configuring with plain termios.");
-            PortDevice::Termios(open_with_termios(path, baud)?)
+            return open_fallback(path, baud, read_timeout);
         }
         Err(e) => return Err(classify_open_error(path, baud, e)),
     };
@@ -159,6 +159,19 @@ fn classify_open_error(path: &Path, baud: u32, e: serialport::Error) -> OpenErro
             reason: e.description,
         },
     }
+}
+
+/// [`open`] through the plain termios fallback.
+pub(crate) fn open_fallback(
+    path: &Path,
+    baud: u32,
+    read_timeout: Duration,
+) -> Result<Port, OpenError> {
+    Ok(Port {
+        path: path.to_path_buf(),
+        device: PortDevice::Termios(open_with_termios(path, baud)?),
+        timeout: read_timeout,
+    })
 }
 
 /// The fallback: open with nix and configure raw termios at a standard baud rate.
@@ -649,6 +662,51 @@ mod tests {
         let unknown = |e: Errno| serialport::Error::new(serialport::ErrorKind::Unknown, e.desc());
         assert!(lacks_termios2(&unknown(Errno::ENOSYS)));
         assert!(!lacks_termios2(&unknown(Errno::ENOTTY)));
+    }
+
+    /// Answers every byte the host writes with the same byte.
+    struct Echo;
+
+    impl SerialDevice for Echo {
+        fn baud(&self) -> u32 {
+            115_200
+        }
+        fn tick(&mut self, _: &FlightState, _: &mut Vec<u8>) {}
+        fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    #[test]
+    fn termios_fallback_talks_to_a_pty_both_ways_and_times_out_when_silent() {
+        let scenario = std::sync::Arc::new(crate::flight::Scenario::new(1, 0));
+        let Ok(sim) = pty::SimulatedPort::spawn(Echo, scenario, pty::PortOptions::new()) else {
+            panic!("no pty")
+        };
+        let Some(path) = sim.path() else {
+            panic!("no path")
+        };
+        let port = open_fallback(&path, 115_200, Duration::from_millis(100));
+        let Ok(mut port) = port else {
+            panic!("{port:?}")
+        };
+        assert!(port.is_termios_fallback());
+        let mut reader = LineReader::new(&mut port, 82);
+        assert_eq!(reader.read_line(), Err(LineError::Timeout));
+        assert!(reader.get_mut().write_all(b"$PING*00\r\n").is_ok());
+        let mut echoed = None;
+        for _ in 0..50 {
+            match reader.read_line() {
+                Ok(line) => {
+                    echoed = Some(line.to_vec());
+                    break;
+                }
+                Err(LineError::Timeout) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(echoed.as_deref(), Some(&b"$PING*00"[..]));
+        assert!(sim.stop().is_ok());
     }
 
     proptest! {

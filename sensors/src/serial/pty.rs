@@ -161,7 +161,8 @@ pub struct PortCounters {
     pub bytes_received: u64,
     /// Nanoseconds the line was live (not stalled or vanished), by the harness's clock.
     pub line_live_ns: u64,
-    /// Most bytes the pacing lets out at once after an idle line.
+    /// Most bytes an idle line saves up to send at once. Bytes transmitted never exceed
+    /// `line_live_ns` times baud/10 per second: the pacing's own accounting.
     pub max_burst_bytes: u64,
     /// Garbage bytes injected.
     pub garbage_bytes: u64,
@@ -524,8 +525,13 @@ impl Worker {
                 self.enqueue(&out);
                 self.apply_line_faults();
                 self.counters.line_live_ns += dt.as_nanos().min(u128::from(u64::MAX)) as u64;
-                self.credit = (self.credit + dt.as_secs_f64() * self.bytes_per_s).min(self.burst);
+                self.credit += dt.as_secs_f64() * self.bytes_per_s;
                 self.transmit();
+                // An idle line saves up no more than a burst; a busy one loses no capacity
+                // when this thread is scheduled late.
+                if self.backlog.is_empty() {
+                    self.credit = self.credit.min(self.burst);
+                }
             }
             self.publish();
             self.sleep();
@@ -593,11 +599,16 @@ impl Worker {
 
     fn reappear(&mut self) -> Result<PathBuf, PtyError> {
         let pty = Pty::open(self.baud)?;
-        if let Some(link) = &self.options.symlink {
-            point_symlink(link, &pty.path)?;
-        }
         let path = pty.path.clone();
+        // The path is published before the symlink moves, so whoever sees the link also
+        // sees the path (tests rely on this order).
         *lock(&self.shared.path) = Some(path.clone());
+        if let Some(link) = &self.options.symlink
+            && let Err(e) = point_symlink(link, &pty.path)
+        {
+            *lock(&self.shared.path) = None;
+            return Err(e);
+        }
         self.pty = Some(pty);
         Ok(path)
     }
