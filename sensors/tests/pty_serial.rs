@@ -401,7 +401,8 @@ fn host_writes_reach_the_device_and_its_answers_come_back() {
         };
         assert_eq!(answer, sentence.trim_end().as_bytes());
     }
-    let counters = sim.counters();
+    // The answer can reach us before the harness publishes its counters: wait for them.
+    let counters = wait_for(&sim, "the accounting", |c| c.bytes_received >= total);
     assert_eq!(counters.bytes_received, total);
     assert_eq!(counters.bytes_emitted, total);
 }
