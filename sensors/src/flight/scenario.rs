@@ -215,8 +215,12 @@ impl Scenario {
         let indicated = lerp(a.indicated_mps, b.indicated_mps);
         let density = atmosphere::density_kg_m3(pressure_pa, outside_air_k);
         let true_airspeed_mps = indicated * (atmosphere::RHO0_KG_M3 / density).sqrt();
-        // Seconds are finite here (row_pair turned NaN into 0); ns fit i64 for 292 years.
-        let t = if t_s.is_finite() { t_s } else { 0.0 };
+        // NaN means the start, as in row_pair; the clamp keeps ns within i64 (292 years).
+        let t = if t_s.is_nan() {
+            0.0
+        } else {
+            t_s.clamp(-9e9, 9e9)
+        };
         FlightState {
             t_s: t,
             utc_ns: self.start_utc_ns.saturating_add((t * 1e9).round() as i64),
@@ -805,6 +809,26 @@ mod tests {
             muon_rate_per_s(atmosphere::pressure_pa(25_000.0)),
             MUON_RATE_CAP_PER_S
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_time_gives_a_finite_physical_state(t in proptest::num::f64::ANY) {
+            let scenario = Scenario::new(1, START);
+            let s = scenario.state_at(t);
+            for value in [
+                s.t_s, s.latitude_deg, s.longitude_deg, s.altitude_m, s.ground_speed_mps,
+                s.track_deg, s.vertical_speed_mps, s.pressure_pa, s.outside_air_k,
+                s.box_temperature_k, s.relative_humidity, s.co2_mol_mol, s.true_airspeed_mps,
+                s.differential_pressure_pa, s.muon_rate_per_s,
+            ] {
+                proptest::prop_assert!(value.is_finite(), "{s:?}");
+            }
+            proptest::prop_assert!(s.pressure_pa > 0.0 && s.ground_speed_mps >= 0.0);
+            proptest::prop_assert!((0.0..360.0).contains(&s.track_deg));
+        }
     }
 
     #[test]

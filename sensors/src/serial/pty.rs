@@ -135,6 +135,18 @@ impl PortOptions {
         self
     }
 
+    /// Ticking the device every `tick`.
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// Dropping new output beyond `bytes` queued for the line.
+    pub fn max_backlog(mut self, bytes: usize) -> Self {
+        self.max_backlog = bytes;
+        self
+    }
+
     /// With a stable symlink at `link`.
     pub fn symlink(mut self, link: impl Into<PathBuf>) -> Self {
         self.symlink = Some(link.into());
@@ -782,6 +794,23 @@ mod tests {
         let backlog = deque(b"$A\n$B\n$C\n");
         assert_eq!(next_line(&backlog, Some(3), true), Some((3, 5)));
         assert_eq!(next_line(&backlog, Some(9), true), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn next_line_on_any_backlog_is_a_whole_line_inside_it(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            floor in proptest::option::of(0usize..250),
+            at_line_start in proptest::prelude::any::<bool>(),
+        ) {
+            let backlog = deque(&bytes);
+            if let Some((start, end)) = next_line(&backlog, floor, at_line_start) {
+                proptest::prop_assert!(start <= end && end < bytes.len());
+                proptest::prop_assert!(!bytes[start..end].contains(&b'\n'));
+                let newline = if bytes[end] == b'\r' { end + 1 } else { end };
+                proptest::prop_assert_eq!(bytes[newline], b'\n');
+            }
+        }
     }
 
     #[test]
