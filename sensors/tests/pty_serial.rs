@@ -459,3 +459,33 @@ fn stop_joins_the_thread_removes_the_symlink_and_hangs_up_the_reader() {
         "symlink left behind on drop"
     );
 }
+
+#[test]
+fn every_byte_is_accounted_for_through_a_mix_of_faults() {
+    let sim = spawn(
+        NumberedLines::new(9_600, 0.01),
+        PortOptions::new().max_backlog(300),
+    );
+    let mut reader = open_reader(&current_path(&sim), 9_600);
+    sync(&mut reader);
+    for fault in [
+        Fault::Garbage(b"noise".to_vec()),
+        Fault::TruncateNextLine,
+        Fault::CorruptNextLine,
+        Fault::Stall(Duration::from_millis(50)),
+    ] {
+        assert!(sim.inject(fault).is_ok());
+    }
+    // The device emits twice what 9600 baud carries: the small backlog overruns.
+    wait_for(&sim, "faults and an overrun", |c| {
+        c.stalls == 1 && c.lines_truncated == 1 && c.lines_corrupted == 1 && c.bytes_overrun > 0
+    });
+    assert!(sim.inject(Fault::Vanish(Duration::from_millis(50))).is_ok());
+    wait_for(&sim, "the reappearance", |c| c.reappearances == 1);
+    let Ok(counters) = sim.stop() else {
+        panic!("stop failed")
+    };
+    assert!(counters.balances(), "{counters:?}");
+    assert_eq!(counters.garbage_bytes, 5);
+    assert!(counters.bytes_truncated > 0 && counters.bytes_lost_to_faults > 0);
+}

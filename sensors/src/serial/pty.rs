@@ -182,6 +182,10 @@ pub struct PortCounters {
     pub lines_corrupted: u64,
     /// Lines truncated.
     pub lines_truncated: u64,
+    /// Bytes cut out of truncated lines.
+    pub bytes_truncated: u64,
+    /// Bytes queued for the line right now.
+    pub backlog_bytes: u64,
     /// Stalls begun.
     pub stalls: u64,
     /// Vanishes begun.
@@ -196,6 +200,18 @@ impl PortCounters {
     /// Bytes that went over the line, heard or not.
     pub fn bytes_transmitted(&self) -> u64 {
         self.bytes_written + self.bytes_unheard
+    }
+
+    /// Whether every byte is accounted for: what the device emitted plus the injected
+    /// garbage equals what was transmitted, overrun, lost to faults, cut by truncation or
+    /// is still queued.
+    pub fn balances(&self) -> bool {
+        self.bytes_emitted + self.garbage_bytes
+            == self.bytes_transmitted()
+                + self.bytes_overrun
+                + self.bytes_lost_to_faults
+                + self.bytes_truncated
+                + self.backlog_bytes
     }
 }
 
@@ -659,7 +675,9 @@ impl Worker {
                 continue;
             }
             if self.truncate_armed > 0 && content >= 2 {
-                self.backlog.drain(start + content / 2..content_end);
+                let cut = start + content / 2..content_end;
+                self.counters.bytes_truncated += cut.len() as u64;
+                self.backlog.drain(cut);
                 self.truncate_armed -= 1;
                 self.counters.lines_truncated += 1;
                 self.mark_consumed_through(start);
@@ -714,7 +732,8 @@ impl Worker {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.counters.backlog_bytes = self.backlog.len() as u64;
         let mut counters = lock(&self.shared.counters);
         if *counters != self.counters {
             *counters = self.counters;
