@@ -38,8 +38,9 @@ pub struct Site {
 
 /// Minden-Tahoe airport (KMEV), in the lee of the Carson Range: the Sierra wave, where
 /// gliders have climbed above 12 km since the 1950s. The primary wave bar stands over the
-/// Carson Valley a few km west of the field. EGM96 puts the geoid about 23 m below the
-/// ellipsoid there.
+/// Carson Valley a few km west of the field. The geoid lies roughly 23 m below the
+/// ellipsoid there (read off EGM96 maps of the western US, to a few metres; not computed
+/// from the model).
 pub const MINDEN: Site = Site {
     latitude_deg: 39.0003,
     longitude_deg: -119.7508,

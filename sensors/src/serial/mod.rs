@@ -95,6 +95,9 @@ enum PortDevice {
 
 /// Opens the serial device at `path` (a symlink such as /dev/serial/by-id/... is
 /// followed) raw at `baud` 8N1 without flow control; reads wait at most `read_timeout`.
+///
+/// The port is held exclusively (TIOCEXCL and an flock), so a second driver configured on
+/// the same device gets [`OpenError::Busy`] instead of stealing half its bytes.
 pub fn open(path: impl AsRef<Path>, baud: u32, read_timeout: Duration) -> Result<Port, OpenError> {
     let path = path.as_ref();
     let owned = || path.to_path_buf();
