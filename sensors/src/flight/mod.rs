@@ -1,17 +1,19 @@
 //! The simulated flight: one seeded scenario that drives every simulator coherently.
 //!
-//! A winch launch at a mountain-wave site, a climb in wave to 12 km, a cruise near the
-//! ceiling and a descent, through the ISA atmosphere (pressure to ~194 hPa, temperature to
-//! about -56 °C at altitude, down to the -50 °C the glider sees), with airspeed, CO2 and a
-//! cosmic-ray rate that rises with altitude. Each simulator adds its own seeded noise at its
-//! datasheet level from [`Noise`].
+//! An aerotow at a mountain-wave site, a climb in wave to 12 km, a cruise near the ceiling
+//! and a descent ([`Scenario`], in [`scenario`]), through the ISA atmosphere (pressure to
+//! ~194 hPa) made 6.5 K warmer so the outside air reaches the -50 °C the glider sees, with
+//! airspeed, humidity, CO2 and a cosmic-ray rate that rises with altitude. Each simulator
+//! adds its own seeded noise at its datasheet level from [`Noise`].
 //!
 //! Invariant: [`Scenario::state_at`] is a pure function of the seed and the time, so two
 //! runs with one seed see the same flight.
 
 mod noise;
+pub mod scenario;
 
 pub use noise::Noise;
+pub use scenario::{MINDEN, Phase, Scenario, Site};
 
 /// The true state of the glider and its air at one instant: what an ideal sensor reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
