@@ -17,7 +17,9 @@
 //!   simulator coherently, and the noise generator the simulators share.
 //! - [`serial`]: opening real serial ports, and running a simulated serial device behind a
 //!   pseudo-terminal with real baud pacing and injectable faults.
-//! - [`i2c`]: opening a Linux i2c-dev bus, with retries.
+//! - [`i2c`]: opening a Linux i2c-dev bus, with retries; [`i2c::sim`] holds what the
+//!   register-level simulators share (simulated clock and delay, bus faults).
+//! - `fuzzing`: the bodies of the fuzz targets, so their corpora replay as tests.
 //!
 //! Invariants: parsers never panic on any input and return typed errors; values are in the
 //! units of [`aloft_protocol::Quantity`]; a value outside its sensor's rated range is
@@ -28,6 +30,8 @@ pub mod atmosphere;
 pub mod bme280;
 pub mod cosmicwatch;
 pub mod flight;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gps;
 pub mod i2c;
 pub mod ms4525do;
