@@ -341,8 +341,14 @@ struct Epoch {
     /// UTC time of day of the epoch, from the first timed sentence.
     key: Option<TimeOfDay>,
     date: Option<nmea::Date>,
-    /// Which timed sentence types (GGA 1, RMC 2, GLL 4) the epoch has seen.
+    /// Which sentence types (GGA 1, RMC 2, GLL 4, VTG 8) the epoch has seen.
     seen: u8,
+    /// The epoch's first sentence carried its time (it is not a fragment).
+    opened_by_time: bool,
+    /// The sentences of the epoch, in arrival order (first occurrences).
+    order: Vec<Signature>,
+    /// Place in the learned cycle of the latest sentence that has one.
+    rank: Option<usize>,
     /// Status letters of RMC/GLL: `Some(false)` once any said V.
     status_valid: Option<bool>,
     gga_used: Option<u8>,
@@ -353,21 +359,49 @@ struct Epoch {
     gsv_next: Vec<(GsvGroup, u8)>,
 }
 
+/// What kind of sentence (GGA 1, RMC 2, GLL 3, VTG 4, GSA 5, GSV 6), from which talker,
+/// which GSV part: to learn the order of a receiver's cycle.
+type Signature = (u8, Talker, u8);
+
+fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
+    match sentence {
+        Sentence::Gga(s) => Some((1, s.talker, 0)),
+        Sentence::Rmc(s) => Some((2, s.talker, 0)),
+        Sentence::Gll(s) => Some((3, s.talker, 0)),
+        Sentence::Vtg(s) => Some((4, s.talker, 0)),
+        Sentence::Gsa(s) => Some((5, s.talker, 0)),
+        Sentence::Gsv(s) => Some((6, s.talker, s.message_number)),
+        Sentence::Other(_) => None,
+    }
+}
+
 /// Assembles one [`Fix`] per navigation epoch from parsed NMEA sentences.
 ///
 /// Feed every sentence with [`push`](FixAssembler::push) (the `Other` ones are ignored);
 /// a sentence with a new time of day closes the epoch and returns its fix. Call
 /// [`finish`](FixAssembler::finish) at the end of the stream for the last one.
 ///
-/// An epoch that has no time yet (a receiver without a fix sends empty time fields)
-/// closes when a GGA, RMC or GLL comes a second time, so it never grows without bound.
+/// Lost sentences must not move data into the wrong epoch. So, much as gpsd learns
+/// which sentence ends a receiver's cycle, the assembler learns the order of the cycle
+/// from the last whole epoch (RMC, VTG, GGA, GSA, GSV..., GLL on a u-blox). A sentence
+/// without a time that comes earlier in that order than its predecessor opens the next
+/// epoch, even when that epoch's timed sentences were lost; a fragment of a damaged
+/// epoch is then emitted as a fix without time instead of lending its values to the
+/// next one. A second GGA, RMC, GLL or VTG in one epoch, or a GSV group that already
+/// ended, also opens the next one, so an epoch without any time (a receiver without a
+/// fix sends empty time fields) never grows without bound.
 #[derive(Debug, Default)]
 pub struct FixAssembler {
     epoch: Option<Epoch>,
+    /// The learned order of the receiver's cycle.
+    cycle: Vec<Signature>,
     /// The latest RMC date and the time of day it was given at: carried to following
     /// epochs of the same day that lack an RMC.
     last_date: Option<(TimeOfDay, nmea::Date)>,
 }
+
+/// Longest cycle remembered: 7 talkers' GSV groups of up to 9 parts fit with room.
+const MAX_CYCLE: usize = 128;
 
 /// How long a date is carried forward to epochs without RMC: a receiver that sends RMC at
 /// all sends it far more often, and a longer silence may hide a midnight.
@@ -391,23 +425,52 @@ impl FixAssembler {
             Sentence::Gga(_) => 1,
             Sentence::Rmc(_) => 2,
             Sentence::Gll(_) => 4,
+            Sentence::Vtg(_) => 8,
             Sentence::Other(_) => return None,
             _ => 0,
         };
         let time = sentence.time();
-        let closes = self.epoch.as_ref().is_some_and(|epoch| {
-            bit != 0
-                && match (epoch.key, time) {
-                    (Some(key), Some(t)) => key != t,
-                    _ => epoch.seen & bit != 0,
+        let signature = signature(sentence);
+        let rank = signature.and_then(|sig| self.cycle.iter().position(|c| *c == sig));
+        let mut time_changed = false;
+        let closes = self
+            .epoch
+            .as_ref()
+            .is_some_and(|epoch| match (epoch.key, time) {
+                (Some(key), Some(t)) => {
+                    time_changed = key != t;
+                    time_changed
                 }
+                _ => {
+                    epoch.seen & bit != 0
+                        || matches!(sentence, Sentence::Gsv(g) if epoch.gsv_group_complete(g))
+                        || matches!((rank, epoch.rank), (Some(r), Some(last)) if r < last)
+                }
+            });
+        let closed = if closes {
+            if time_changed {
+                self.learn_cycle();
+            }
+            self.close()
+        } else {
+            None
+        };
+        let epoch = self.epoch.get_or_insert_with(|| Epoch {
+            opened_by_time: time.is_some(),
+            ..Epoch::default()
         });
-        let closed = if closes { self.close() } else { None };
-        let epoch = self.epoch.get_or_insert_with(Epoch::default);
         if epoch.key.is_none() {
             epoch.key = time;
         }
         epoch.seen |= bit;
+        if let Some(sig) = signature
+            && !epoch.order.contains(&sig)
+        {
+            epoch.order.push(sig);
+        }
+        if rank.is_some() {
+            epoch.rank = rank;
+        }
         epoch.apply(sentence);
         closed
     }
@@ -415,6 +478,30 @@ impl FixAssembler {
     /// Closes the epoch in progress, if any, and returns its fix.
     pub fn finish(&mut self) -> Option<Fix> {
         self.close()
+    }
+
+    /// Called when a time change closes an epoch: an epoch that began with its time shows
+    /// the receiver's order. Sentences it lacks (lost, or not sent every epoch) keep their
+    /// place from earlier epochs.
+    fn learn_cycle(&mut self) {
+        let Some(epoch) = self.epoch.as_mut().filter(|e| e.opened_by_time) else {
+            return;
+        };
+        let mut cycle = core::mem::take(&mut epoch.order);
+        for (i, sig) in self.cycle.iter().enumerate() {
+            if cycle.contains(sig) {
+                continue;
+            }
+            let at = self.cycle[..i]
+                .iter()
+                .rev()
+                .find_map(|p| cycle.iter().position(|c| c == p))
+                .map_or(0, |p| p + 1);
+            cycle.insert(at, *sig);
+        }
+        // Hostile input could invent talkers without end; a real cycle is far shorter.
+        cycle.truncate(MAX_CYCLE);
+        self.cycle = cycle;
     }
 
     fn close(&mut self) -> Option<Fix> {
@@ -504,6 +591,13 @@ impl Epoch {
         }
     }
 
+    /// Whether this GSV's group already sent its last part in this epoch.
+    fn gsv_group_complete(&self, g: &nmea::Gsv) -> bool {
+        self.gsv_next
+            .iter()
+            .any(|(k, n)| *k == (g.talker, g.signal_id) && *n > g.total_messages)
+    }
+
     fn gsv(&mut self, g: &nmea::Gsv) {
         let group = (g.talker, g.signal_id);
         let expected = self
@@ -512,8 +606,8 @@ impl Epoch {
             .find(|(k, _)| *k == group)
             .map_or(1, |(_, n)| *n);
         if g.message_number == 1 {
-            // A group starting again within one epoch replaces its earlier satellites
-            // instead of listing them twice.
+            // A group starting again after a lost last part replaces its earlier
+            // satellites instead of listing them twice.
             let mut groups = self.satellite_groups.iter();
             self.fix
                 .satellites
@@ -620,11 +714,11 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
     }
 
     #[test]
-    fn repeated_gsv_group_in_one_epoch_replaces_instead_of_doubling() {
+    fn a_gsv_group_that_ended_and_starts_again_opens_the_next_epoch() {
+        // The next epoch's RMC, VTG, GGA and GSAs were lost: its GSVs are not this epoch's.
         let text = format!(
-            "{}{}{}",
+            "{}\n{}",
             NEO_M8N.lines().take(12).collect::<Vec<_>>().join("\n"),
-            "\n",
             NEO_M8N
                 .lines()
                 .skip(5)
@@ -633,8 +727,56 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
                 .join("\n")
         );
         let fixes = assemble(&text);
-        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes.len(), 2);
         assert_eq!(fixes[0].satellites.len(), 23);
+        assert_eq!(fixes[1].time, None);
+        assert_eq!(fixes[1].satellites.len(), 13);
+    }
+
+    #[test]
+    fn a_gsv_group_restarting_before_its_end_replaces_its_satellites() {
+        let lines: Vec<&str> = NEO_M8N.lines().collect();
+        // Part 4 of the GPS group was lost and the group starts over.
+        let text = [&lines[..8], &lines[5..9]].concat().join("\n");
+        let fixes = assemble(&text);
+        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes[0].satellites.len(), 13);
+    }
+
+    #[test]
+    fn lost_timed_sentences_do_not_lend_values_to_the_next_epoch() {
+        let lines: Vec<&str> = NEO_M8N.lines().collect();
+        let epoch = |t: &str, knots: &str| -> Vec<String> {
+            lines[..13]
+                .iter()
+                .map(|l| {
+                    let body = &l[1..l.len() - 3];
+                    let body = body.replace("171926.00", t).replace("0.117", knots);
+                    writer::finish(&body)
+                })
+                .collect()
+        };
+        let mut stream = Vec::new();
+        // Two whole epochs: the second one shows the assembler the receiver's order.
+        stream.extend(epoch("171926.00", "0.100"));
+        stream.extend(epoch("171927.00", "0.200"));
+        // The third epoch loses RMC, GGA and GLL: only its VTG and satellites arrive.
+        let third = epoch("171928.00", "0.300");
+        stream.extend(
+            third
+                .iter()
+                .filter(|l| !(l.contains("RMC") || l.contains("GGA") || l.contains("GLL")))
+                .cloned(),
+        );
+        stream.extend(epoch("171929.00", "0.400"));
+        let fixes = assemble(&stream.concat());
+        let seconds: Vec<Option<u8>> = fixes.iter().map(|f| f.time.map(|t| t.second)).collect();
+        assert_eq!(seconds, [Some(26), Some(27), None, Some(29)]);
+        let knots = |f: &Fix| (f.ground_speed_mps.unwrap() / nmea::MPS_PER_KNOT * 1e3).round();
+        assert_eq!(knots(&fixes[1]), 200.0);
+        assert_eq!(knots(&fixes[2]), 300.0);
+        assert_eq!(fixes[2].latitude_deg, None);
+        assert_eq!(knots(&fixes[3]), 400.0);
     }
 
     #[test]
