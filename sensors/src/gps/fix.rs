@@ -641,7 +641,7 @@ impl Epoch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gps::nmea::{parse, writer};
+    use crate::gps::nmea::{encode, parse};
 
     /// Two full epochs and the start of a third, as the NEO-M8N capture has them.
     const NEO_M8N: &str = "\
@@ -752,7 +752,7 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
                 .map(|l| {
                     let body = &l[1..l.len() - 3];
                     let body = body.replace("171926.00", t).replace("0.117", knots);
-                    writer::finish(&body)
+                    encode::finish(&body)
                 })
                 .collect()
         };
@@ -798,11 +798,11 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
     #[test]
     fn date_carries_to_following_epochs_without_rmc_but_not_past_midnight() {
         let gga = |t: &str| {
-            writer::finish(&format!(
+            encode::finish(&format!(
                 "GPGGA,{t},4404.14063,N,12118.85478,W,1,08,0.9,545.4,M,46.9,M,,"
             ))
         };
-        let rmc = writer::finish("GPRMC,235958.00,A,4404.14063,N,12118.85478,W,0.1,,180315,,,A");
+        let rmc = encode::finish("GPRMC,235958.00,A,4404.14063,N,12118.85478,W,0.1,,180315,,,A");
         let text = [rmc, gga("235959.00"), gga("000000.00")].concat();
         let fixes = assemble(&text);
         assert_eq!(fixes.len(), 3);
@@ -825,7 +825,7 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
 
     #[test]
     fn void_status_makes_position_readings_invalid() {
-        let line = writer::finish("GNRMC,171926.00,V,4404.14063,N,12118.85478,W,0.117,,180315,,,N");
+        let line = encode::finish("GNRMC,171926.00,V,4404.14063,N,12118.85478,W,0.117,,180315,,,N");
         let fixes = assemble(&line);
         let f = &fixes[0];
         assert!(!f.valid);

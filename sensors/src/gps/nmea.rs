@@ -1021,12 +1021,15 @@ fn parse_gll(talker: Talker, f: &mut Fields<'_>) -> Result<Gll, NmeaError> {
     })
 }
 
-#[cfg(test)]
-pub(crate) mod writer {
-    //! A sentence writer for tests: formats typed sentences the way receivers do, so that
-    //! round trips can be checked.
+pub mod encode {
+    //! Formats typed sentences the way a u-blox receiver prints them (NMEA 2.3 layouts,
+    //! five decimals of arc minutes, CR LF), for simulators, test streams and round trips.
+    //! Not for the hot path: each sentence is a new `String`.
+    //!
+    //! Invariant: what these functions write, [`parse`](super::parse) reads back to the
+    //! same values up to the printed precision.
 
-    use super::*;
+    use super::{Gga, Gll, Gsa, Gsv, Rmc, Sentence, Status, Talker, TimeOfDay, Vtg, checksum};
     use std::fmt::Write;
 
     /// Wraps a body (between `$` and `*`) into a full sentence with checksum and CR LF.
@@ -1248,6 +1251,7 @@ pub(crate) mod writer {
             Sentence::Gsv(s) => gsv(s),
             Sentence::Vtg(s) => vtg(s),
             Sentence::Gll(s) => gll(s),
+            Sentence::Other(o) if o.fields.is_empty() => finish(o.address),
             Sentence::Other(o) => finish(&format!("{},{}", o.address, o.fields)),
         }
     }
@@ -1305,7 +1309,7 @@ mod tests {
     fn parses_nmea_reference_rmc_example_in_southern_western_hemispheres() {
         // Classic example with the hemispheres flipped; variation 3.1 W.
         let body = "GPRMC,225446,A,4916.45,S,12311.12,W,000.5,054.7,191194,020.3,W";
-        let line = writer::finish(body);
+        let line = encode::finish(body);
         let Sentence::Rmc(r) = parse(line.as_bytes()).unwrap() else {
             panic!()
         };
@@ -1376,15 +1380,15 @@ mod tests {
 
     #[test]
     fn other_well_formed_types_are_not_errors() {
-        let line = writer::finish("GPZDA,201530.00,04,07,2002,00,00");
+        let line = encode::finish("GPZDA,201530.00,04,07,2002,00,00");
         let Sentence::Other(o) = parse(line.as_bytes()).unwrap() else {
             panic!()
         };
         assert_eq!(o.address, "GPZDA");
         assert_eq!(o.fields().nth(3), Some("2002"));
-        let line = writer::finish("PUBX,00,081350.00,4717.113210,N");
+        let line = encode::finish("PUBX,00,081350.00,4717.113210,N");
         assert!(matches!(parse(line.as_bytes()), Ok(Sentence::Other(_))));
-        let line = writer::finish("GNTXT");
+        let line = encode::finish("GNTXT");
         let Ok(Sentence::Other(o)) = parse(line.as_bytes()) else {
             panic!()
         };
@@ -1416,7 +1420,7 @@ mod tests {
     #[test]
     fn an_83_byte_sentence_is_too_long_and_82_is_not() {
         // 80 bytes before CR LF is the limit.
-        let fill = |n: usize| writer::finish(&format!("GPTXT,{}", "x".repeat(n)));
+        let fill = |n: usize| encode::finish(&format!("GPTXT,{}", "x".repeat(n)));
         let ok = fill(80 - 1 - 6 - 3);
         assert_eq!(ok.len(), 82);
         assert!(parse(ok.as_bytes()).is_ok());
@@ -1426,13 +1430,13 @@ mod tests {
 
     #[test]
     fn field_counts_and_numeric_syntax_are_checked() {
-        let gga = writer::finish("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,");
+        let gga = encode::finish("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,");
         assert_eq!(
             parse(gga.as_bytes()),
             Err(NmeaError::FieldCount { found: 13 })
         );
         for bad in ["1e3", "inf", "NaN", "1.2.3", "-", ".", "0x1"] {
-            let line = writer::finish(&format!(
+            let line = encode::finish(&format!(
                 "GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,{bad},M,46.9,M,,"
             ));
             assert_eq!(
@@ -1441,17 +1445,17 @@ mod tests {
                 "{bad}"
             );
         }
-        let minutes = writer::finish("GPGLL,4861.000,N,01131.000,E,123519,A");
+        let minutes = encode::finish("GPGLL,4861.000,N,01131.000,E,123519,A");
         assert_eq!(
             parse(minutes.as_bytes()),
             Err(NmeaError::BadField { index: 0 })
         );
-        let hemisphere = writer::finish("GPGLL,4801.000,E,01131.000,E,123519,A");
+        let hemisphere = encode::finish("GPGLL,4801.000,E,01131.000,E,123519,A");
         assert_eq!(
             parse(hemisphere.as_bytes()),
             Err(NmeaError::BadField { index: 1 })
         );
-        let time = writer::finish("GPGLL,4801.000,N,01131.000,E,243519,A");
+        let time = encode::finish("GPGLL,4801.000,N,01131.000,E,243519,A");
         assert_eq!(
             parse(time.as_bytes()),
             Err(NmeaError::BadField { index: 4 })
@@ -1748,12 +1752,12 @@ mod tests {
             body in "[A-Z]{2}(GGA|RMC|GSA|GSV|VTG|GLL)(,[0-9.NSEWAVMTK+-]{0,8}){0,20}",
         ) {
             // Valid checksum, so the field parsers themselves get exercised.
-            let _ = parse(writer::finish(&body).as_bytes());
+            let _ = parse(encode::finish(&body).as_bytes());
         }
 
         #[test]
         fn written_sentences_round_trip(s in arb_sentence()) {
-            let line = writer::sentence(&s);
+            let line = encode::sentence(&s);
             let parsed = parse(line.as_bytes());
             prop_assert!(parsed.is_ok(), "{line:?}: {parsed:?}");
             let parsed = parsed.unwrap();
@@ -1766,7 +1770,7 @@ mod tests {
             at in any::<prop::sample::Index>(),
             mask in 1u8..=255,
         ) {
-            let mut line = writer::sentence(&s).into_bytes();
+            let mut line = encode::sentence(&s).into_bytes();
             let i = at.index(line.len());
             line[i] ^= mask;
             prop_assert!(parse(&line).is_err(), "{:?}", String::from_utf8_lossy(&line));
