@@ -936,4 +936,155 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
         assert_eq!(first["satellites"][0]["constellation"], "gps");
         assert!(first["satellites"][1].get("snr_dbhz").is_some());
     }
+
+    mod properties {
+        use super::*;
+        use crate::gps::nmea::{Gga, Gll, Gsv, GsvSatellite, Rmc, Status, Talker, TimeOfDay, Vtg};
+        use proptest::prelude::*;
+
+        /// One epoch of a receiver: position, altitude, speed in knots.
+        type EpochValues = (f64, f64, f64, f64);
+
+        fn stream(epochs: &[EpochValues], talker: Talker, vtg: bool, gll: bool) -> String {
+            let mut out = String::new();
+            for (i, &(lat, lon, alt, knots)) in epochs.iter().enumerate() {
+                let time = Some(TimeOfDay {
+                    hour: 10,
+                    minute: u8::try_from(i / 60).unwrap(),
+                    second: u8::try_from(i % 60).unwrap(),
+                    nanosecond: 0,
+                });
+                let status = Some(Status::Valid);
+                out += &encode::rmc(&Rmc {
+                    talker,
+                    time,
+                    status,
+                    latitude_deg: Some(lat),
+                    longitude_deg: Some(lon),
+                    speed_knots: Some(knots),
+                    track_deg: None,
+                    date: Some(nmea::Date {
+                        year: 2026,
+                        month: 11,
+                        day: 24,
+                    }),
+                    magnetic_variation_deg: None,
+                    mode: None,
+                    navigational_status: None,
+                });
+                if vtg {
+                    out += &encode::vtg(&Vtg {
+                        talker,
+                        track_true_deg: None,
+                        track_magnetic_deg: None,
+                        speed_knots: Some(knots),
+                        speed_kmh: None,
+                        mode: None,
+                    });
+                }
+                out += &encode::gga(&Gga {
+                    talker,
+                    time,
+                    latitude_deg: Some(lat),
+                    longitude_deg: Some(lon),
+                    quality: Some(1),
+                    satellites_used: Some(8),
+                    hdop: Some(1.0),
+                    altitude_msl_m: Some(alt),
+                    geoid_separation_m: None,
+                    dgps_age_s: None,
+                    dgps_station: None,
+                });
+                for part in 1..=2u8 {
+                    let sat = |prn| {
+                        Some(GsvSatellite {
+                            prn,
+                            elevation_deg: None,
+                            azimuth_deg: None,
+                            snr_dbhz: Some(30.0),
+                        })
+                    };
+                    out += &encode::gsv(&Gsv {
+                        talker: Talker::Gps,
+                        total_messages: 2,
+                        message_number: part,
+                        satellites_in_view: Some(5),
+                        satellites: if part == 1 {
+                            [sat(1), sat(2), sat(3), sat(4)]
+                        } else {
+                            [sat(5), None, None, None]
+                        },
+                        signal_id: None,
+                    });
+                }
+                if gll {
+                    out += &encode::gll(&Gll {
+                        talker,
+                        latitude_deg: Some(lat),
+                        longitude_deg: Some(lon),
+                        time,
+                        status,
+                        mode: None,
+                    });
+                }
+            }
+            out
+        }
+
+        fn arb_epochs() -> impl Strategy<Value = Vec<EpochValues>> {
+            proptest::collection::vec(
+                (
+                    -89.9f64..89.9,
+                    -179.9f64..179.9,
+                    -400.0f64..12_500.0,
+                    0.0f64..250.0,
+                ),
+                1..40,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn encoded_epochs_assemble_back_into_one_fix_each(
+                epochs in arb_epochs(),
+                gnss in any::<bool>(),
+                vtg in any::<bool>(),
+                gll in any::<bool>(),
+            ) {
+                let talker = if gnss { Talker::Gnss } else { Talker::Gps };
+                let fixes = assemble(&stream(&epochs, talker, vtg, gll));
+                prop_assert_eq!(fixes.len(), epochs.len());
+                for (i, (fix, &(lat, lon, alt, knots))) in fixes.iter().zip(&epochs).enumerate() {
+                    let t = fix.time.unwrap();
+                    prop_assert_eq!(usize::from(t.minute) * 60 + usize::from(t.second), i);
+                    prop_assert_eq!(t.date, Some((2026, 11, 24)));
+                    // Printed to 1e-5 arc minutes, 0.1 m and 0.001 kn.
+                    prop_assert!((fix.latitude_deg.unwrap() - lat).abs() < 2e-7);
+                    prop_assert!((fix.longitude_deg.unwrap() - lon).abs() < 2e-7);
+                    prop_assert!((fix.altitude_msl_m.unwrap() - alt).abs() <= 0.05 + 1e-9);
+                    prop_assert!((fix.ground_speed_mps.unwrap() - knots * nmea::MPS_PER_KNOT).abs() < 3e-4);
+                    prop_assert_eq!(fix.satellites.len(), 5);
+                    prop_assert!(fix.valid);
+                }
+            }
+
+            #[test]
+            fn any_order_or_subset_of_real_sentences_never_panics_nor_invents_times(
+                lines in Just(NEO_M8N.lines().collect::<Vec<_>>()).prop_shuffle(),
+                keep in proptest::collection::vec(any::<bool>(), 16),
+            ) {
+                let text: Vec<&str> =
+                    lines.iter().zip(&keep).filter(|(_, k)| **k).map(|(l, _)| *l).collect();
+                let fixes = assemble(&text.join("\n"));
+                prop_assert!(fixes.len() <= text.len());
+                for fix in &fixes {
+                    if let Some(t) = fix.time {
+                        prop_assert!((26..=27).contains(&t.second));
+                    }
+                }
+            }
+        }
+    }
 }
