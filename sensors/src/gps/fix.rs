@@ -6,8 +6,11 @@
 //! and GLL; sentences without a time (GSA, GSV, VTG) join the epoch in progress; a new
 //! time closes the epoch and emits its [`Fix`]; [`FixAssembler::finish`] flushes the last.
 //!
-//! Invariants: one `Fix` per epoch, never two for the same time in a row; values in SI
-//! units; fields the receiver did not send stay `None` (nothing is invented); a `Fix`
+//! Lost sentences are expected: the assembler learns the order of the receiver's cycle
+//! so that what survives of a damaged epoch is never merged into its neighbour (see
+//! [`FixAssembler`]).
+//!
+//! Invariants: one `Fix` per epoch; values in SI units; fields the receiver did not send stay `None` (nothing is invented); a `Fix`
 //! turns into one [`Reading`] per present quantity, with the position quantities flagged
 //! [`Quality::INVALID`] when the receiver said the fix is not valid.
 
@@ -360,17 +363,18 @@ struct Epoch {
 }
 
 /// What kind of sentence (GGA 1, RMC 2, GLL 3, VTG 4, GSA 5, GSV 6), from which talker,
-/// which GSV part: to learn the order of a receiver's cycle.
-type Signature = (u8, Talker, u8);
+/// which GSV part, which GSA system or GSV signal (NMEA 4.11): to learn the order of a
+/// receiver's cycle.
+type Signature = (u8, Talker, u8, Option<u8>);
 
 fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
     match sentence {
-        Sentence::Gga(s) => Some((1, s.talker, 0)),
-        Sentence::Rmc(s) => Some((2, s.talker, 0)),
-        Sentence::Gll(s) => Some((3, s.talker, 0)),
-        Sentence::Vtg(s) => Some((4, s.talker, 0)),
-        Sentence::Gsa(s) => Some((5, s.talker, 0)),
-        Sentence::Gsv(s) => Some((6, s.talker, s.message_number)),
+        Sentence::Gga(s) => Some((1, s.talker, 0, None)),
+        Sentence::Rmc(s) => Some((2, s.talker, 0, None)),
+        Sentence::Gll(s) => Some((3, s.talker, 0, None)),
+        Sentence::Vtg(s) => Some((4, s.talker, 0, None)),
+        Sentence::Gsa(s) => Some((5, s.talker, 0, s.system_id)),
+        Sentence::Gsv(s) => Some((6, s.talker, s.message_number, s.signal_id)),
         Sentence::Other(_) => None,
     }
 }
@@ -626,6 +630,19 @@ impl Epoch {
             .push((group, g.message_number.saturating_add(1)));
         let constellation = Constellation::from_talker(g.talker);
         for s in g.satellites.iter().flatten() {
+            // NMEA 4.11 lists a satellite once per signal (L1, L2, ...): it is one
+            // satellite in view, listed with its first signal.
+            let listed = self.fix.satellites.iter().zip(&self.satellite_groups).any(
+                |(sat, (talker, signal))| {
+                    *talker == g.talker
+                        && *signal != g.signal_id
+                        && sat.prn == s.prn
+                        && sat.constellation == constellation
+                },
+            );
+            if listed {
+                continue;
+            }
             self.fix.satellites.push(SatelliteInView {
                 constellation,
                 prn: s.prn,
@@ -777,6 +794,38 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
         assert_eq!(knots(&fixes[2]), 300.0);
         assert_eq!(fixes[2].latitude_deg, None);
         assert_eq!(knots(&fixes[3]), 400.0);
+    }
+
+    #[test]
+    fn nmea_411_gsv_groups_per_signal_list_each_satellite_once() {
+        // A u-blox F9 (NMEA 4.11): GPS satellites on L1 (signal 1) and L2 (signal 6),
+        // system ids on GSA, for three epochs.
+        let epoch = |s: u8| {
+            [
+                format!("GNRMC,1200{s:02}.00,A,4404.14063,S,12118.85478,W,50.0,,180325,,,A,V"),
+                format!(
+                    "GNGGA,1200{s:02}.00,4404.14063,S,12118.85478,W,1,08,0.9,12500.0,M,10.0,M,,"
+                ),
+                "GNGSA,A,3,01,11,31,,,,,,,,,,1.5,0.9,1.2,1".to_owned(),
+                "GNGSA,A,3,67,83,,,,,,,,,,,1.5,0.9,1.2,2".to_owned(),
+                "GPGSV,2,1,05,01,53,280,36,11,40,245,29,31,58,133,24,14,43,055,30,1".to_owned(),
+                "GPGSV,2,2,05,22,24,112,25,1".to_owned(),
+                "GPGSV,1,1,03,01,53,280,30,11,40,245,25,31,58,133,20,6".to_owned(),
+                "GLGSV,1,1,02,67,62,349,26,83,27,309,29,1".to_owned(),
+                format!("GNGLL,4404.14063,S,12118.85478,W,1200{s:02}.00,A,A"),
+            ]
+            .map(|b| encode::finish(&b))
+            .concat()
+        };
+        let fixes = assemble(&(0..3).map(epoch).collect::<String>());
+        assert_eq!(fixes.len(), 3);
+        for f in &fixes {
+            assert_eq!(f.satellites.len(), 7);
+            assert_eq!(f.satellites_used, Some(8));
+            assert_eq!(f.altitude_msl_m, Some(12_500.0));
+            assert!(f.latitude_deg.unwrap() < 0.0 && f.longitude_deg.unwrap() < 0.0);
+            assert!((f.ground_speed_mps.unwrap() - 50.0 * nmea::MPS_PER_KNOT).abs() < 1e-12);
+        }
     }
 
     #[test]
