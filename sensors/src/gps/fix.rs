@@ -271,6 +271,20 @@ impl Fix {
     }
 }
 
+/// Highest altitude a u-blox M8/M9 is rated for (operational limit, Airborne models), m.
+pub const MAX_RATED_ALTITUDE_M: f64 = 50_000.0;
+
+/// Highest speed a u-blox M8/M9 is rated for (operational limit), m s-1.
+pub const MAX_RATED_SPEED_MPS: f64 = 500.0;
+
+fn beyond(value: Option<f64>, limit: f64) -> Quality {
+    if value.is_some_and(|v| v > limit) {
+        Quality::OUT_OF_RANGE
+    } else {
+        Quality::GOOD
+    }
+}
+
 impl Sample for Fix {
     fn push_readings(&self, sensor: SensorId, time: Timestamp, out: &mut Vec<Reading>) {
         let time = match self.time.and_then(|t| t.utc_ns()) {
@@ -286,9 +300,17 @@ impl Sample for Fix {
         let values = [
             (Quantity::Latitude, self.latitude_deg, solution),
             (Quantity::Longitude, self.longitude_deg, solution),
-            (Quantity::AltitudeMsl, self.altitude_msl_m, solution),
+            (
+                Quantity::AltitudeMsl,
+                self.altitude_msl_m,
+                solution | beyond(self.altitude_msl_m, MAX_RATED_ALTITUDE_M),
+            ),
             (Quantity::GeoidSeparation, self.geoid_separation_m, solution),
-            (Quantity::GroundSpeed, self.ground_speed_mps, solution),
+            (
+                Quantity::GroundSpeed,
+                self.ground_speed_mps,
+                solution | beyond(self.ground_speed_mps, MAX_RATED_SPEED_MPS),
+            ),
             (Quantity::Track, self.track_deg, solution),
             (Quantity::VerticalSpeed, self.vertical_speed_mps, solution),
             (
@@ -949,6 +971,23 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].time, given);
         assert_eq!(out[0].value, 12_500.0);
+    }
+
+    #[test]
+    fn values_beyond_the_receivers_rated_limits_are_flagged_not_clamped() {
+        let fix = Fix {
+            altitude_msl_m: Some(51_000.0),
+            ground_speed_mps: Some(80.0),
+            valid: true,
+            ..Fix::default()
+        };
+        let mut out = Vec::new();
+        fix.push_readings(SensorId(1), Timestamp::monotonic(1), &mut out);
+        assert_eq!(out[0].quantity, Quantity::AltitudeMsl);
+        assert_eq!(out[0].value, 51_000.0);
+        assert_eq!(out[0].quality, Quality::OUT_OF_RANGE);
+        assert_eq!(out[1].quantity, Quantity::GroundSpeed);
+        assert!(out[1].quality.is_good());
     }
 
     #[test]

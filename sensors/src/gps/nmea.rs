@@ -14,6 +14,8 @@
 //! - Values are typed and range-checked; an empty field is `None`. Positions come out in
 //!   signed decimal degrees; speeds keep the sentence's unit in the field name
 //!   (`speed_knots`), with `*_mps` helpers for SI.
+//!
+//! [`encode`] writes the same six types back as text, for simulators and tests.
 
 use thiserror::Error;
 
@@ -96,6 +98,24 @@ pub enum NmeaError {
         /// Index of the field after the address, from 0.
         index: u8,
     },
+}
+
+impl NmeaError {
+    /// Stable snake-case name of the kind of error, for counters and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NmeaError::Empty => "empty",
+            NmeaError::MissingStart => "missing_start",
+            NmeaError::TooLong => "too_long",
+            NmeaError::MissingChecksum => "missing_checksum",
+            NmeaError::BadChecksumSyntax => "bad_checksum_syntax",
+            NmeaError::ChecksumMismatch { .. } => "checksum_mismatch",
+            NmeaError::InvalidByte => "invalid_byte",
+            NmeaError::BadAddress => "bad_address",
+            NmeaError::FieldCount { .. } => "field_count",
+            NmeaError::BadField { .. } => "bad_field",
+        }
+    }
 }
 
 /// Who sent the sentence: the two-letter talker identifier.
@@ -1415,6 +1435,10 @@ mod tests {
         assert_eq!(parse(b"GNVTG,,T*3F"), Err(NmeaError::MissingStart));
         assert_eq!(parse(b"\r\n"), Err(NmeaError::Empty));
         assert_eq!(parse(b"$*00"), Err(NmeaError::BadAddress));
+        assert_eq!(
+            parse(b"$GPGGA,1*00").map_err(|e| e.kind()),
+            Err("checksum_mismatch")
+        );
     }
 
     #[test]
