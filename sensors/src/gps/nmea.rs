@@ -19,7 +19,7 @@
 
 use thiserror::Error;
 
-/// Longest legal sentence, `$` to LF inclusive (NMEA 0183, 5.3).
+/// Longest legal sentence, `$` to LF inclusive, as NMEA 0183 specifies.
 pub const MAX_SENTENCE_LEN: usize = 82;
 
 /// Metres per second in one knot (1852 m per hour).
