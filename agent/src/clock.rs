@@ -25,7 +25,11 @@ impl AgentClock {
     pub fn now(&self) -> Timestamp {
         // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make ages look large.
         let mono_ns = clock_gettime(ClockId::CLOCK_MONOTONIC)
-            .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64))
+            .map(|t| {
+                (t.tv_sec() as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(t.tv_nsec() as u64)
+            })
             .unwrap_or(0);
         let utc_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -93,8 +93,14 @@ enum Sensor {
 }
 
 impl Sensor {
-    const ALL: [Sensor; 6] =
-        [Sensor::Gps, Sensor::CosmicRay, Sensor::Static, Sensor::OutsideAir, Sensor::Co2, Sensor::Pitot];
+    const ALL: [Sensor; 6] = [
+        Sensor::Gps,
+        Sensor::CosmicRay,
+        Sensor::Static,
+        Sensor::OutsideAir,
+        Sensor::Co2,
+        Sensor::Pitot,
+    ];
 
     fn id(self) -> SensorId {
         SensorId(self as u16)
@@ -139,22 +145,41 @@ impl FlightClock {
 
 /// Runs the demo, writing its screen to `out`.
 pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError> {
-    let speed = if options.speed.is_finite() && options.speed > 0.0 { options.speed } else { 1.0 };
+    let speed = if options.speed.is_finite() && options.speed > 0.0 {
+        options.speed
+    } else {
+        1.0
+    };
     let clock = AgentClock::new();
     let now_utc_ns = clock.now().utc_ns.unwrap_or(0);
     // The scenario's UTC is arranged so that the flight is happening now.
     let start_utc_ns = now_utc_ns - (options.start_at_s * 1e9) as i64;
     let scenario = Arc::new(Scenario::new(2026, start_utc_ns));
-    let flight = FlightClock { started: Instant::now(), start_at_s: options.start_at_s, speed };
-    let port_options = PortOptions::new().speed(speed).scenario_offset_s(options.start_at_s);
+    let flight = FlightClock {
+        started: Instant::now(),
+        start_at_s: options.start_at_s,
+        speed,
+    };
+    let port_options = PortOptions::new()
+        .speed(speed)
+        .scenario_offset_s(options.start_at_s);
 
-    let gps_device = UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs { nav_pvt: false, ..Outputs::ALL }));
+    let gps_device = UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs {
+        nav_pvt: false,
+        ..Outputs::ALL
+    }));
     let gps_baud = gps_device.config().baud;
     let gps_port = SimulatedPort::spawn(gps_device, Arc::clone(&scenario), port_options.clone())
-        .map_err(|source| DemoError::Simulator { sensor: "u-blox receiver", source })?;
+        .map_err(|source| DemoError::Simulator {
+            sensor: "u-blox receiver",
+            source,
+        })?;
     let detector = CosmicWatchSim::new(Format::V2, "glider", 7);
     let detector_port = SimulatedPort::spawn(detector, Arc::clone(&scenario), port_options)
-        .map_err(|source| DemoError::Simulator { sensor: "CosmicWatch detector", source })?;
+        .map_err(|source| DemoError::Simulator {
+            sensor: "CosmicWatch detector",
+            source,
+        })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -175,7 +200,9 @@ pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError>
     })?);
     drop(tx);
 
-    let duration = options.duration.or(options.smoke.then_some(Duration::from_secs(6)));
+    let duration = options
+        .duration
+        .or(options.smoke.then_some(Duration::from_secs(8)));
     let live = !options.smoke && io::stdout().is_terminal();
     let screen = show(&rx, out, &scenario, flight, duration, live);
     stop.store(true, Ordering::Relaxed);
@@ -187,8 +214,11 @@ pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError>
     let _ = detector_port.stop();
     let table = screen?;
     if options.smoke {
-        let silent: Vec<&str> =
-            Sensor::ALL.iter().filter(|s| !table.counts.contains_key(s)).map(|s| s.name()).collect();
+        let silent: Vec<&str> = Sensor::ALL
+            .iter()
+            .filter(|s| !table.counts.contains_key(s))
+            .map(|s| s.name())
+            .collect();
         if !silent.is_empty() {
             return Err(DemoError::Silent(silent.join(", ")));
         }
@@ -197,7 +227,10 @@ pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError>
     Ok(())
 }
 
-fn spawn(sensor: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, DemoError> {
+fn spawn(
+    sensor: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, DemoError> {
     thread::Builder::new()
         .name(sensor.into())
         .spawn(f)
@@ -212,16 +245,28 @@ fn simulated(mut readings: Vec<Reading>) -> Vec<Reading> {
 }
 
 /// The u-blox receiver: configure Airborne <2g, then decode NMEA into fixes.
-fn read_gnss(path: Option<std::path::PathBuf>, baud: u32, clock: AgentClock, tx: &Sender<Event>, stop: &AtomicBool) {
+fn read_gnss(
+    path: Option<std::path::PathBuf>,
+    baud: u32,
+    clock: AgentClock,
+    tx: &Sender<Event>,
+    stop: &AtomicBool,
+) {
     let problem = |m: String| {
         let _ = tx.send(Event::Problem(Sensor::Gps, m));
     };
-    let Some(path) = path else { return problem("the simulated receiver has no port".into()) };
+    let Some(path) = path else {
+        return problem("the simulated receiver has no port".into());
+    };
     let mut port = match serial::open(&path, baud, Duration::from_millis(100)) {
         Ok(p) => p,
         Err(e) => return problem(e.to_string()),
     };
-    match ublox::configure_dynamic_model(&mut port, DynamicModel::Airborne2g, Duration::from_secs(2)) {
+    match ublox::configure_dynamic_model(
+        &mut port,
+        DynamicModel::Airborne2g,
+        Duration::from_secs(2),
+    ) {
         Ok(info) => {
             let _ = tx.send(Event::Descriptor(Sensor::Gps, info.to_descriptor()));
         }
@@ -243,7 +288,9 @@ fn read_gnss(path: Option<std::path::PathBuf>, baud: u32, clock: AgentClock, tx:
         let mut readings = Vec::new();
         while let Some(item) = framer.next_item() {
             let Item::Nmea(line) = item else { continue };
-            let Ok(sentence) = nmea::parse(line) else { continue };
+            let Ok(sentence) = nmea::parse(line) else {
+                continue;
+            };
             if let Some(fix) = fixes.push(&sentence) {
                 fix.push_readings(Sensor::Gps.id(), clock.now(), &mut readings);
             }
@@ -255,11 +302,18 @@ fn read_gnss(path: Option<std::path::PathBuf>, baud: u32, clock: AgentClock, tx:
 }
 
 /// The CosmicWatch detector: lines into events and a dead-time-corrected rate.
-fn read_detector(path: Option<std::path::PathBuf>, clock: AgentClock, tx: &Sender<Event>, stop: &AtomicBool) {
+fn read_detector(
+    path: Option<std::path::PathBuf>,
+    clock: AgentClock,
+    tx: &Sender<Event>,
+    stop: &AtomicBool,
+) {
     let problem = |m: String| {
         let _ = tx.send(Event::Problem(Sensor::CosmicRay, m));
     };
-    let Some(path) = path else { return problem("the simulated detector has no port".into()) };
+    let Some(path) = path else {
+        return problem("the simulated detector has no port".into());
+    };
     let port = match serial::open(&path, Format::V2.baud(), Duration::from_millis(100)) {
         Ok(p) => p,
         Err(e) => return problem(e.to_string()),
@@ -287,12 +341,22 @@ fn read_detector(path: Option<std::path::PathBuf>, clock: AgentClock, tx: &Sende
 }
 
 /// The I2C bus: static pressure and pitot at 10 Hz, outside air at 2 Hz, CO2 when ready.
-fn read_i2c_bus(scenario: &Scenario, flight: FlightClock, clock: AgentClock, tx: &Sender<Event>, stop: &AtomicBool) {
+fn read_i2c_bus(
+    scenario: &Scenario,
+    flight: FlightClock,
+    clock: AgentClock,
+    tx: &Sender<Event>,
+    stop: &AtomicBool,
+) {
     let report = |sensor: Sensor, m: String| {
         let _ = tx.send(Event::Problem(sensor, m));
     };
-    let static_sim = Ms5611Sim::new(0x77).with_noise(11).with_temperature_source(TemperatureSource::InstrumentBox);
-    let outside_sim = Bme280Sim::new(0x76).with_noise(12).with_temperature_source(TemperatureSource::OutsideAir);
+    let static_sim = Ms5611Sim::new(0x77)
+        .with_noise(11)
+        .with_temperature_source(TemperatureSource::InstrumentBox);
+    let outside_sim = Bme280Sim::new(0x76)
+        .with_noise(12)
+        .with_temperature_source(TemperatureSource::OutsideAir);
     let co2_sim = Scd41Sim::new(0x0A10_F7A1_2026, 13);
     let pitot_config = ms4525do::Config::default();
     let pitot_sim = Ms4525doSim::new(pitot_config, 14);
@@ -310,19 +374,47 @@ fn read_i2c_bus(scenario: &Scenario, flight: FlightClock, clock: AgentClock, tx:
     let mut outside_delay = outside_sim.delay();
     let mut outside_drv = Bme280::new(outside_sim.clone(), 0x76);
     let mut co2_drv = Scd41::new(co2_sim.clone(), co2_sim.delay());
-    let mut pitot_drv = Ms4525do::new(pitot_sim.clone(), aloft_sensors::scd41::sim::NoopDelay, pitot_config);
+    let mut pitot_drv = Ms4525do::new(
+        pitot_sim.clone(),
+        aloft_sensors::scd41::sim::NoopDelay,
+        pitot_config,
+    );
 
-    let mut init = |sensor: Sensor, result: Result<SensorDescriptor, String>| match result {
+    let init = |sensor: Sensor, result: Result<SensorDescriptor, String>| match result {
         Ok(d) => tx.send(Event::Descriptor(sensor, d)).is_ok(),
         Err(e) => {
             report(sensor, format!("init failed: {e}"));
             false
         }
     };
-    let static_ok = init(Sensor::Static, static_drv.init(&mut static_delay).map(|()| static_drv.descriptor()).map_err(|e| e.to_string()));
-    let outside_ok = init(Sensor::OutsideAir, outside_drv.init(&mut outside_delay).map(|()| outside_drv.descriptor()).map_err(|e| e.to_string()));
-    let co2_ok = init(Sensor::Co2, co2_drv.init().map(|_| co2_drv.descriptor()).map_err(|e| e.to_string()));
-    let pitot_ok = init(Sensor::Pitot, pitot_drv.init().map(|()| pitot_drv.descriptor()).map_err(|e| e.to_string()));
+    let static_ok = init(
+        Sensor::Static,
+        static_drv
+            .init(&mut static_delay)
+            .map(|()| static_drv.descriptor())
+            .map_err(|e| e.to_string()),
+    );
+    let outside_ok = init(
+        Sensor::OutsideAir,
+        outside_drv
+            .init(&mut outside_delay)
+            .map(|()| outside_drv.descriptor())
+            .map_err(|e| e.to_string()),
+    );
+    let co2_ok = init(
+        Sensor::Co2,
+        co2_drv
+            .init()
+            .map(|_| co2_drv.descriptor())
+            .map_err(|e| e.to_string()),
+    );
+    let pitot_ok = init(
+        Sensor::Pitot,
+        pitot_drv
+            .init()
+            .map(|()| pitot_drv.descriptor())
+            .map_err(|e| e.to_string()),
+    );
 
     let period = Duration::from_millis(100);
     let mut latest_static: Option<(f64, Quality)> = None;
@@ -347,17 +439,23 @@ fn read_i2c_bus(scenario: &Scenario, flight: FlightClock, clock: AgentClock, tx:
         }
         for r in &readings {
             match (Sensor::from_id(r.sensor), r.quantity) {
-                (Some(Sensor::Static), Quantity::AirPressure) => latest_static = Some((r.value, r.quality)),
-                (Some(Sensor::OutsideAir), Quantity::AirTemperature) => latest_outside = Some((r.value, r.quality)),
+                (Some(Sensor::Static), Quantity::AirPressure) => {
+                    latest_static = Some((r.value, r.quality))
+                }
+                (Some(Sensor::OutsideAir), Quantity::AirTemperature) => {
+                    latest_outside = Some((r.value, r.quality))
+                }
                 _ => {}
             }
         }
         if pitot_ok {
-            let air = latest_static.zip(latest_outside).map(|((p, pq), (t, tq))| OutsideAir {
-                static_pressure_pa: p,
-                temperature_k: t,
-                quality: pq | tq,
-            });
+            let air = latest_static
+                .zip(latest_outside)
+                .map(|((p, pq), (t, tq))| OutsideAir {
+                    static_pressure_pa: p,
+                    temperature_k: t,
+                    quality: pq | tq,
+                });
             let measured = match air {
                 Some(air) => pitot_drv.measure_with_outside_air(air),
                 None => pitot_drv.measure(),
@@ -367,7 +465,7 @@ fn read_i2c_bus(scenario: &Scenario, flight: FlightClock, clock: AgentClock, tx:
                 Err(e) => report(Sensor::Pitot, e.to_string()),
             }
         }
-        if co2_ok && tick % 10 == 0 {
+        if co2_ok && tick % 5 == 0 {
             if let Some((p, _)) = latest_static {
                 if let Err(e) = co2_drv.set_ambient_pressure(p) {
                     report(Sensor::Co2, format!("pressure compensation: {e}"));
@@ -402,7 +500,9 @@ impl Table {
         match event {
             Event::Readings(readings) => {
                 for r in readings {
-                    let Some(sensor) = Sensor::from_id(r.sensor) else { continue };
+                    let Some(sensor) = Sensor::from_id(r.sensor) else {
+                        continue;
+                    };
                     *self.counts.entry(sensor).or_default() += 1;
                     self.latest.insert((sensor, r.quantity), r);
                 }
@@ -426,7 +526,11 @@ impl Table {
 
     fn render(&self, out: &mut impl Write, header: &str, now_mono_ns: u64) -> io::Result<()> {
         writeln!(out, "{header}")?;
-        writeln!(out, "{:<12} {:<22} {:>14} {:<13} {:>6}  flags", "SENSOR", "QUANTITY", "VALUE", "UNIT", "AGE")?;
+        writeln!(
+            out,
+            "{:<12} {:<22} {:>14} {:<13} {:>6}  flags",
+            "SENSOR", "QUANTITY", "VALUE", "UNIT", "AGE"
+        )?;
         for ((sensor, quantity), r) in &self.latest {
             let age = now_mono_ns.saturating_sub(r.time.mono_ns) as f64 / 1e9;
             let flags: Vec<&str> = r.quality.names().filter(|n| *n != "simulated").collect();
@@ -465,7 +569,7 @@ fn describe(d: &SensorDescriptor) -> String {
         s.push_str(&format!(", dynamic model {m:?} confirmed"));
     }
     if !d.parameters.is_empty() {
-        s.push_str(&format!(", {} calibration words", d.parameters.len()));
+        s.push_str(&format!(", {} device parameters", d.parameters.len()));
     }
     s
 }

@@ -67,12 +67,25 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
-        Command::Demo { smoke, duration, speed, start_at } => {
-            let options = DemoOptions { smoke, duration, speed, start_at_s: start_at };
+        Command::Demo {
+            smoke,
+            duration,
+            speed,
+            start_at,
+        } => {
+            let options = DemoOptions {
+                smoke,
+                duration,
+                speed,
+                start_at_s: start_at,
+            };
             demo::run(&options, &mut std::io::stdout().lock()).context("the demo failed")
         }
     };
@@ -88,8 +101,13 @@ fn main() -> ExitCode {
 fn replay_file(kind: CaptureKind, file: &std::path::Path) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(file).with_context(|| format!("cannot read capture {}", file.display()))?;
-    let summary = replay::run(kind, &bytes, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
-        .with_context(|| format!("cannot write the decode of {}", file.display()))?;
+    let summary = replay::run(
+        kind,
+        &bytes,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+    .with_context(|| format!("cannot write the decode of {}", file.display()))?;
     eprintln!(
         "aloft-agent: {}: {} records, {} lines skipped",
         file.display(),

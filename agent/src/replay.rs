@@ -56,7 +56,7 @@ pub(crate) fn numbered_lines(capture: &[u8]) -> impl Iterator<Item = (usize, &[u
         .filter(|(_, l)| !l.is_empty())
 }
 
-fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+fn write_json(out: &mut (impl Write + ?Sized), value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, value).map_err(io::Error::other)?;
     out.write_all(b"\n")
 }
@@ -91,7 +91,7 @@ impl EventRecord {
             temperature_k: e.temperature_k,
             coincidence: e.coincidence,
             pressure_pa: e.pressure_pa,
-            acceleration_m_s2: e.imu.map(|i| i.acceleration_m_s2),
+            acceleration_m_s2: e.imu.map(|i| i.acceleration_mps2),
             angular_rate_rad_s: e.imu.map(|i| i.angular_rate_rad_s),
             count_rate_per_s: rate,
         }
@@ -144,7 +144,10 @@ mod gnss;
 mod tests {
     use super::*;
 
-    fn replay(kind: CaptureKind, capture: &[u8]) -> (Vec<serde_json::Value>, String, ReplaySummary) {
+    fn replay(
+        kind: CaptureKind,
+        capture: &[u8],
+    ) -> (Vec<serde_json::Value>, String, ReplaySummary) {
         let (mut out, mut diag) = (Vec::new(), Vec::new());
         let summary = run(kind, capture, &mut out, &mut diag).unwrap();
         let records = out
@@ -160,7 +163,13 @@ mod tests {
         let capture = b"# CosmicWatch: The Desktop Muon Detector\nDevice ID: billy\n\
             1 54840 675 317.99 10 18.00\nnot an event\n2 322779 696 307.73 128 19.61\n";
         let (records, diag, summary) = replay(CaptureKind::Cosmicwatch, capture);
-        assert_eq!(summary, ReplaySummary { records: 2, skipped: 1 });
+        assert_eq!(
+            summary,
+            ReplaySummary {
+                records: 2,
+                skipped: 1
+            }
+        );
         assert_eq!(records[0]["event"], 1);
         assert_eq!(records[1]["line"], 5);
         assert!(diag.starts_with("line 4: skipped"), "{diag}");

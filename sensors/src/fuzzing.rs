@@ -19,7 +19,12 @@ const TIME: Timestamp = Timestamp::monotonic(1);
 
 fn assert_finite(readings: &[Reading]) {
     for r in readings {
-        assert!(r.value.is_finite(), "{:?} came out as {}", r.quantity, r.value);
+        assert!(
+            r.value.is_finite(),
+            "{:?} came out as {}",
+            r.quantity,
+            r.value
+        );
     }
 }
 

@@ -11,7 +11,9 @@ fn replay(target: &str, body: fn(&[u8])) {
     let mut count = 0;
     for dir in ["corpus", "regressions"] {
         let dir = fuzz_dir().join(dir).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
@@ -21,7 +23,11 @@ fn replay(target: &str, body: fn(&[u8])) {
         }
     }
     // The corpora are committed: an empty one means they went missing.
-    assert!(count >= 10, "only {count} inputs for {target} under {}", fuzz_dir().display());
+    assert!(
+        count >= 10,
+        "only {count} inputs for {target} under {}",
+        fuzz_dir().display()
+    );
 }
 
 #[test]

@@ -38,9 +38,17 @@ pub(super) fn replay_nmea(
 ) -> io::Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     let mut assembler = FixAssembler::new();
-    let mut emit = |fix: Fix, line: usize, out: &mut dyn Write| -> io::Result<()> {
+    let emit = |fix: Fix, line: usize, out: &mut dyn Write| -> io::Result<()> {
         let utc_ns = fix.time.and_then(|t| t.utc_ns());
-        write_json(out, &FixRecord { line: Some(line), frame: None, utc_ns, fix: &fix })
+        write_json(
+            out,
+            &FixRecord {
+                line: Some(line),
+                frame: None,
+                utc_ns,
+                fix: &fix,
+            },
+        )
     };
     let mut last_line = 0;
     for (n, line) in numbered_lines(capture) {
@@ -72,7 +80,10 @@ pub(super) fn replay_nmea(
 fn binary_start(capture: &[u8]) -> usize {
     let mut at = 0;
     while capture.get(at) == Some(&b'#') {
-        match capture.get(at..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
+        match capture
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        {
             Some(end) => at += end + 1,
             None => return capture.len(),
         }
@@ -107,7 +118,15 @@ pub(super) fn replay_ubx(
                         Ok(pvt) => {
                             let fix = pvt.to_fix();
                             let utc_ns = fix.time.and_then(|t| t.utc_ns());
-                            write_json(out, &FixRecord { line: None, frame: Some(frames), utc_ns, fix: &fix })?;
+                            write_json(
+                                out,
+                                &FixRecord {
+                                    line: None,
+                                    frame: Some(frames),
+                                    utc_ns,
+                                    fix: &fix,
+                                },
+                            )?;
                             summary.records += 1;
                         }
                         Err(e) => {
@@ -119,7 +138,10 @@ pub(super) fn replay_ubx(
                 Item::Nmea(_) => frames += 1,
                 Item::Skipped { bytes, reason } => {
                     summary.skipped += 1;
-                    writeln!(diagnostics, "after frame {frames}: skipped {bytes} bytes ({reason:?})")?;
+                    writeln!(
+                        diagnostics,
+                        "after frame {frames}: skipped {bytes} bytes ({reason:?})"
+                    )?;
                 }
             }
         }

@@ -16,4 +16,4 @@ pub mod sim;
 pub mod ublox;
 pub mod ubx;
 
-pub use fix::Fix;
+pub use fix::{Fix, FixAssembler, GnssTime};
