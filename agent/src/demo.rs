@@ -431,7 +431,7 @@ fn read_i2c_bus(
                 Err(e) => report(Sensor::Static, e.to_string()),
             }
         }
-        if outside_ok && tick % 5 == 0 {
+        if outside_ok && tick.is_multiple_of(5) {
             match outside_drv.measure(&mut outside_delay) {
                 Ok(m) => m.push_readings(Sensor::OutsideAir.id(), now, &mut readings),
                 Err(e) => report(Sensor::OutsideAir, e.to_string()),
@@ -465,11 +465,11 @@ fn read_i2c_bus(
                 Err(e) => report(Sensor::Pitot, e.to_string()),
             }
         }
-        if co2_ok && tick % 5 == 0 {
-            if let Some((p, _)) = latest_static {
-                if let Err(e) = co2_drv.set_ambient_pressure(p) {
-                    report(Sensor::Co2, format!("pressure compensation: {e}"));
-                }
+        if co2_ok && tick.is_multiple_of(5) {
+            if let Some((p, _)) = latest_static
+                && let Err(e) = co2_drv.set_ambient_pressure(p)
+            {
+                report(Sensor::Co2, format!("pressure compensation: {e}"));
             }
             match co2_drv.measurement() {
                 Ok(m) => m.push_readings(Sensor::Co2.id(), now, &mut readings),

@@ -28,16 +28,20 @@ fn assert_finite(readings: &[Reading]) {
     }
 }
 
+fn assemble(assembler: &mut FixAssembler, line: &[u8], readings: &mut Vec<Reading>) {
+    if let Ok(sentence) = nmea::parse(line)
+        && let Some(fix) = assembler.push(&sentence)
+    {
+        fix.push_readings(SENSOR, TIME, readings);
+    }
+}
+
 /// NMEA text as a receiver sends it: every line parsed, sentences assembled into fixes.
 pub fn nmea(data: &[u8]) {
     let mut assembler = FixAssembler::new();
     let mut readings = Vec::new();
     for line in data.split(|&b| b == b'\n') {
-        if let Ok(sentence) = nmea::parse(line) {
-            if let Some(fix) = assembler.push(&sentence) {
-                fix.push_readings(SENSOR, TIME, &mut readings);
-            }
-        }
+        assemble(&mut assembler, line, &mut readings);
     }
     if let Some(fix) = assembler.finish() {
         fix.push_readings(SENSOR, TIME, &mut readings);
@@ -61,13 +65,7 @@ pub fn ubx(data: &[u8]) {
         while let Some(item) = framer.next_item() {
             match item {
                 Item::Ubx(frame) => decode_all(&frame, &mut readings),
-                Item::Nmea(line) => {
-                    if let Ok(sentence) = nmea::parse(line) {
-                        if let Some(fix) = assembler.push(&sentence) {
-                            fix.push_readings(SENSOR, TIME, &mut readings);
-                        }
-                    }
-                }
+                Item::Nmea(line) => assemble(&mut assembler, line, &mut readings),
                 Item::Skipped { .. } => {}
             }
         }

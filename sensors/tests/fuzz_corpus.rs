@@ -15,8 +15,8 @@ fn replay(target: &str, body: fn(&[u8])) {
             continue;
         };
         for entry in entries {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
+            let path = entry.expect("readable corpus directory").path();
+            let data = std::fs::read(&path).expect("readable corpus file");
             let result = std::panic::catch_unwind(|| body(&data));
             assert!(result.is_ok(), "fuzz input {} fails", path.display());
             count += 1;
