@@ -9,20 +9,24 @@
 //! - `parse.nmea_allocs_per_sentence`: heap allocations per sentence of our parser,
 //!   counted by the global allocator below.
 //!
-//! Another parser's figure is one more [`Figure`] in `main`, measured with [`rate_per_s`]
-//! (see the note there for `parse.cosmicwatch_per_s`). A benchmark asserts nothing about
-//! timing: the figures go to docs/decisions/nmea-parser.md.
+//! - `parse.cosmicwatch_per_s`: [`aloft_sensors::cosmicwatch::parse_line`] over event lines
+//!   of both detector generations from the simulated flight.
+//!
+//! A benchmark asserts nothing about timing: the figures go to
+//! docs/decisions/nmea-parser.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aloft_sensors::flight::Noise;
+use aloft_sensors::cosmicwatch::{self, CosmicWatchSim, Format};
+use aloft_sensors::flight::{Noise, Scenario};
 use aloft_sensors::gps::nmea::{
     self, Gga, Gll, Gsa, Gsv, GsvSatellite, PositioningMode, Rmc, Status, Talker, TimeOfDay, Vtg,
     encode,
 };
+use aloft_sensors::serial::SerialDevice;
 
 /// Counts every allocation (and reallocation) of the process.
 struct CountingAllocator;
@@ -88,12 +92,48 @@ fn main() {
             decimals: 3,
         },
     ];
-    // `parse.cosmicwatch_per_s` goes here: build its corpus of event lines, then
-    // `rate_per_s(&its_lines, |l| cosmicwatch::parse(l).is_ok())`, unit "lines/s".
+    let detector_corpus = cosmicwatch_corpus();
+    let detector_lines: Vec<&[u8]> = detector_corpus.iter().map(Vec::as_slice).collect();
+    eprintln!("corpus: {} CosmicWatch event lines", detector_lines.len());
+    figures.push(Figure {
+        name: "parse.cosmicwatch_per_s",
+        value: rate_per_s(&detector_lines, |l| {
+            matches!(
+                cosmicwatch::parse_line(l),
+                Ok(cosmicwatch::Line::Event { .. })
+            )
+        }),
+        unit: "lines/s",
+        decimals: 0,
+    });
     figures.retain(|f| f.value.is_finite());
     for f in &figures {
         println!("{} {:.*} {}", f.name, f.decimals, f.value, f.unit);
     }
+}
+
+/// Event lines as the detectors write them during the simulated flight's climb: half v2
+/// (space-separated), half v3X (tab-separated with pressure and IMU columns).
+fn cosmicwatch_corpus() -> Vec<Vec<u8>> {
+    let scenario = Scenario::new(1, 0);
+    let mut lines = Vec::new();
+    for format in [Format::V2, Format::V3x] {
+        let mut detector = CosmicWatchSim::new(format, "bench", 3);
+        let mut out = Vec::new();
+        // 20 minutes of the wave climb in 100 ms ticks: a few thousand events each.
+        for tick in 0..12_000 {
+            detector.tick(
+                &scenario.state_at(3_000.0 + f64::from(tick) * 0.1),
+                &mut out,
+            );
+        }
+        lines.extend(
+            out.split(|&b| b == b'\n')
+                .filter(|l| l.first().is_some_and(u8::is_ascii_digit))
+                .map(<[u8]>::to_vec),
+        );
+    }
+    lines
 }
 
 /// Items per second of `parse` over `items`: the best of five runs of at least 300 ms
