@@ -376,7 +376,7 @@ fn read_i2c_bus(
     let mut co2_drv = Scd41::new(co2_sim.clone(), co2_sim.delay());
     let mut pitot_drv = Ms4525do::new(
         pitot_sim.clone(),
-        aloft_sensors::scd41::sim::NoopDelay,
+        aloft_sensors::i2c::sim::NoopDelay,
         pitot_config,
     );
 

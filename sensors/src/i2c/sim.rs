@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
 
+use crate::flight::FlightState;
+
 /// Which temperature of the flight a simulated sensor sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TemperatureSource {
@@ -19,6 +21,24 @@ pub enum TemperatureSource {
     OutsideAir,
     /// Inside the heated instrument box.
     InstrumentBox,
+}
+
+impl TemperatureSource {
+    /// The temperature a sensor mounted here sees in `state`, K.
+    pub fn temperature_k(self, state: &FlightState) -> f64 {
+        match self {
+            TemperatureSource::OutsideAir => state.outside_air_k,
+            TemperatureSource::InstrumentBox => state.box_temperature_k,
+        }
+    }
+}
+
+/// A delay that returns at once: for drivers whose simulated device needs no waiting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopDelay;
+
+impl DelayNs for NoopDelay {
+    fn delay_ns(&mut self, _ns: u32) {}
 }
 
 /// Simulated time in nanoseconds, shared by a simulator and the delays that drive it.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
 
 use crate::flight::{FlightState, Noise};
-pub use crate::scd41::sim::NoopDelay;
+pub use crate::i2c::sim::NoopDelay;
 use crate::scd41::sim::Persistence;
 
 use super::{Config, RawSample, Status, temperature_counts_for};

@@ -127,11 +127,7 @@ impl Ms5611Sim {
 
     /// Sets the environment from the flight's true state.
     pub fn apply(&self, state: &FlightState) {
-        let source = self.lock().source;
-        let temperature_k = match source {
-            TemperatureSource::OutsideAir => state.outside_air_k,
-            TemperatureSource::InstrumentBox => state.box_temperature_k,
-        };
+        let temperature_k = self.lock().source.temperature_k(state);
         self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
     }
 

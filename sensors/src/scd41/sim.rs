@@ -26,16 +26,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operatio
 use super::{ADDRESS, RawMeasurement, command, crc8, encode_word};
 use crate::atmosphere;
 use crate::flight::{FlightState, Noise};
-
-/// Where the simulated sensor sits, which decides the temperature it sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mounting {
-    /// In the outside-air inlet: sees the outside air temperature (the default: CO2 is
-    /// measured on outside air).
-    OutsideAir,
-    /// Inside the heated instrument box.
-    InstrumentBox,
-}
+pub use crate::i2c::sim::{NoopDelay, TemperatureSource};
 
 /// What the model is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,7 +71,7 @@ impl Persistence {
 #[derive(Debug)]
 struct Model {
     serial_number: u64,
-    mounting: Mounting,
+    mounting: TemperatureSource,
     mode: SimMode,
     // Integer nanoseconds: delays split into chunks must add up exactly.
     now_ns: u64,
@@ -112,7 +103,7 @@ impl Scd41Sim {
     pub fn new(serial_number: u64, seed: u64) -> Self {
         let model = Model {
             serial_number: serial_number & 0xFFFF_FFFF_FFFF,
-            mounting: Mounting::OutsideAir,
+            mounting: TemperatureSource::OutsideAir,
             mode: SimMode::Idle,
             now_ns: 0,
             busy_until_ns: 0,
@@ -143,7 +134,7 @@ impl Scd41Sim {
     }
 
     /// Places the sensor (decides which temperature [`Scd41Sim::apply`] uses).
-    pub fn set_mounting(&self, mounting: Mounting) {
+    pub fn set_mounting(&self, mounting: TemperatureSource) {
         self.lock().mounting = mounting;
     }
 
@@ -153,10 +144,7 @@ impl Scd41Sim {
         let mut m = self.lock();
         m.co2_mol_mol = state.co2_mol_mol;
         m.pressure_pa = state.pressure_pa;
-        m.temperature_k = match m.mounting {
-            Mounting::OutsideAir => state.outside_air_k,
-            Mounting::InstrumentBox => state.box_temperature_k,
-        };
+        m.temperature_k = m.mounting.temperature_k(state);
         m.relative_humidity = state.relative_humidity;
         // `as` saturates: a negative or NaN time leaves the clock where it is.
         let t_ns = (state.t_s * 1e9) as u64;
@@ -458,14 +446,6 @@ impl DelayNs for SimDelay {
     }
 }
 
-/// A delay that returns at once: for drivers whose device needs no waiting in simulation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoopDelay;
-
-impl DelayNs for NoopDelay {
-    fn delay_ns(&mut self, _ns: u32) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,7 +622,7 @@ mod tests {
     #[test]
     fn at_minus_fifty_celsius_in_the_box_mount_only_the_outside_matters() {
         let sim = Scd41Sim::new(SERIAL, 6);
-        sim.set_mounting(Mounting::InstrumentBox);
+        sim.set_mounting(TemperatureSource::InstrumentBox);
         let mut scd = Scd41::new(sim.clone(), sim.delay());
         scd.init().unwrap();
         let mut state = state_at(9_000.0, 1.0);
@@ -651,7 +631,7 @@ mod tests {
         sim.advance(Duration::from_secs(5));
         let m = scd.measurement().unwrap();
         assert!(!m.temperature_quality().contains(Quality::OUT_OF_RANGE));
-        sim.set_mounting(Mounting::OutsideAir);
+        sim.set_mounting(TemperatureSource::OutsideAir);
         sim.apply(&state);
         sim.advance(Duration::from_secs(5));
         let m = scd.measurement().unwrap();
