@@ -173,7 +173,8 @@ impl GnssTime {
     /// Nanoseconds since the Unix epoch (UTC), when the date is known.
     ///
     /// A leap second (second 60) maps onto the first second of the next minute, as POSIX
-    /// time does.
+    /// time does. `None` also for a date past 2262, where nanoseconds leave `i64` (a UBX
+    /// receiver can send any year up to 65535 in a corrupted NAV-PVT).
     pub fn utc_ns(&self) -> Option<i64> {
         let (year, month, day) = self.date?;
         let days = days_from_civil(i64::from(year), i64::from(month), i64::from(day));
@@ -181,7 +182,9 @@ impl GnssTime {
             + i64::from(self.hour) * 3600
             + i64::from(self.minute) * 60
             + i64::from(self.second);
-        Some(seconds * 1_000_000_000 + i64::from(self.nanosecond))
+        seconds
+            .checked_mul(1_000_000_000)?
+            .checked_add(i64::from(self.nanosecond))
     }
 }
 
@@ -679,6 +682,29 @@ impl Epoch {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_of_a_year_past_2262_is_unknown_not_an_overflow() {
+        let far = super::GnssTime {
+            date: Some((65_535, 12, 31)),
+            hour: 23,
+            minute: 59,
+            second: 60,
+            nanosecond: 999_999_999,
+        };
+        assert_eq!(far.utc_ns(), None);
+        let last = super::GnssTime {
+            date: Some((2262, 4, 11)),
+            ..far
+        };
+        assert_eq!(last.utc_ns(), None);
+        let fine = super::GnssTime {
+            date: Some((2262, 4, 10)),
+            hour: 0,
+            ..far
+        };
+        assert!(fine.utc_ns().is_some());
+    }
+
     use super::*;
     use crate::gps::nmea::{encode, parse};
 
