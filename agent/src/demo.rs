@@ -203,8 +203,14 @@ pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError>
     let duration = options
         .duration
         .or(options.smoke.then_some(Duration::from_secs(8)));
-    let live = !options.smoke && io::stdout().is_terminal();
-    let screen = show(&rx, out, &scenario, flight, duration, live);
+    let screen = if options.smoke {
+        Screen::Summary
+    } else if io::stdout().is_terminal() {
+        Screen::Live
+    } else {
+        Screen::Log
+    };
+    let screen = show(&rx, out, &scenario, flight, duration, screen);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -583,14 +589,26 @@ fn format_value(quantity: Quantity, value: f64) -> String {
     }
 }
 
+/// How the demo shows what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    /// A terminal: the table redrawn in place every second.
+    Live,
+    /// A pipe or file: the table appended every second.
+    Log,
+    /// The smoke run: start-up events as they happen, the table once at the end.
+    Summary,
+}
+
 fn show(
     rx: &Receiver<Event>,
     out: &mut impl Write,
     scenario: &Scenario,
     flight: FlightClock,
     duration: Option<Duration>,
-    live: bool,
+    screen: Screen,
 ) -> Result<Table, DemoError> {
+    let live = screen == Screen::Live;
     let started = Instant::now();
     let mut table = Table::default();
     let mut next_frame = started + Duration::from_secs(1);
@@ -605,9 +623,11 @@ fn show(
         }
         if Instant::now() >= next_frame {
             next_frame += Duration::from_secs(1);
-            if live {
-                // Clear the terminal and redraw, like `watch`.
-                write!(out, "\x1b[2J\x1b[H")?;
+            if screen != Screen::Summary {
+                if live {
+                    // Clear the terminal and redraw, like `watch`.
+                    write!(out, "\x1b[2J\x1b[H")?;
+                }
                 let header = header(scenario, flight);
                 table.render(out, &header, AgentClock::new().now().mono_ns)?;
                 writeln!(out, "\nCtrl-C to stop.")?;
