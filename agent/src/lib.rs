@@ -4,8 +4,10 @@
 //!
 //! - [`replay`]: decode a capture from a real device into JSON records (`aloft-agent replay`).
 //! - [`demo`]: the simulated flight read live by the real drivers (`cargo xtask demo`).
+//! - [`config`]: the configuration file's types (the file owns the hardware).
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
 
 pub mod clock;
+pub mod config;
 pub mod demo;
 pub mod replay;

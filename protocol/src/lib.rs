@@ -8,6 +8,8 @@
 //!   [`Quality`] flags.
 //! - [`descriptor`]: what a sensor is (device, firmware, serial number, calibration, GNSS
 //!   dynamic model), recorded at every sensor (re)start.
+//! - [`record`]: the agent's stream: readings, gaps, boots, time correlations, descriptors
+//!   and sensor status, each with the next sequence number of its store epoch.
 //!
 //! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
 //! variants are only ever appended, never reordered, because postcard encodes the
@@ -21,8 +23,15 @@ extern crate alloc;
 pub mod descriptor;
 pub mod quantity;
 pub mod reading;
+#[cfg(feature = "alloc")]
+pub mod record;
 
 #[cfg(feature = "alloc")]
 pub use descriptor::{DeviceParameter, DynamicModel, ParameterValue, SensorDescriptor};
 pub use quantity::Quantity;
 pub use reading::{Quality, Reading, SensorId, TimeSource, Timestamp};
+#[cfg(feature = "alloc")]
+pub use record::{
+    Boot, BootId, DescriptorRecord, Gap, GapReason, Record, SensorState, StatusRecord, StoreEpoch,
+    TimeCorrelation,
+};
