@@ -4,13 +4,26 @@
 //! power lines); the hub's desired state may change only what is safe to change remotely
 //! (interval, enabled, sensor tunables).
 //!
-//! (Loading, validation with key and line, and `check-config` are being built; these are
-//! the types the rest of the agent uses.)
+//! Loading ([`load`], [`parse`]) reads TOML into these types and then validates the whole
+//! file, reporting every problem at once with its file, key path (`sensor[2].address`),
+//! line and column ([`ConfigErrors`]); [`check`] is `aloft-agent check-config`. A config
+//! that loads is one the agent can run: the rest of the agent does not re-validate it, and
+//! it takes the per-device defaults (baud, address, interval) from the methods here so that
+//! no other module repeats them.
+//!
+//! Sensor indices in key paths count from 0, like the `SensorId`s the sensors get.
+
+mod errors;
+mod load;
+mod validate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use errors::{ConfigErrors, Position, Problem, Report};
+pub use load::{check, load, parse};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +70,17 @@ pub enum FullPolicy {
     Decimate,
     /// Refuse new readings (after dropping the acked ones).
     RejectNew,
+}
+
+impl FullPolicy {
+    /// The policy as the config file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullPolicy::DropOldest => "drop-oldest",
+            FullPolicy::Decimate => "decimate",
+            FullPolicy::RejectNew => "reject-new",
+        }
+    }
 }
 
 /// The local store.
@@ -245,4 +269,281 @@ pub struct SimulationConfig {
 
 fn one() -> f64 {
     1.0
+}
+
+/// The segment size the agent asks of the store, bytes: the store bound must hold at least
+/// two (the one being written and one the full policy can drop whole). 4 MiB is about five
+/// minutes of the simulated flight's stream (about 14 kB/s), small against the gigabytes of
+/// an SD card, and a lost segment never costs more than that.
+pub const STORE_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// An upper bound of a reading's size in the store, bytes (postcard-encoded record with its
+/// length and CRC is 30-50 bytes): what the flush-window estimate counts with.
+pub const STORED_READING_BYTES_MAX: u64 = 64;
+
+/// The longest flush interval accepted: a power cut loses at most one flush window
+/// (DESIGN.md invariant 3), and beyond a minute that is no longer "the last moments".
+pub const FLUSH_INTERVAL_MAX: Duration = Duration::from_secs(60);
+
+impl AgentConfig {
+    /// The config with the store in `dir` instead (`aloft-agent run --store DIR`).
+    #[must_use]
+    pub fn with_store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store.path = dir.into();
+        self
+    }
+
+    /// The sensor called `name`, with its index (its `SensorId`).
+    pub fn sensor(&self, name: &str) -> Option<(usize, &SensorConfig)> {
+        self.sensors
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
+    }
+
+    /// An upper bound of the bytes one flush window of every enabled sensor adds to the
+    /// store, from each sensor's highest reading rate ([`SensorConfig::readings_per_s_max`]).
+    pub fn flush_window_bytes_max(&self) -> u64 {
+        let per_s: f64 = self
+            .sensors
+            .iter()
+            .filter(|s| s.enabled)
+            .map(SensorConfig::readings_per_s_max)
+            .sum();
+        let readings = per_s * self.store.flush_interval.as_secs_f64();
+        // Saturating float-to-int: a huge estimate only makes the bound stricter.
+        (readings.ceil() as u64).saturating_mul(STORED_READING_BYTES_MAX)
+    }
+
+    /// Whether the agent runs the simulated flight's devices instead of hardware.
+    pub fn is_simulated(&self) -> bool {
+        self.simulation.is_some()
+    }
+}
+
+impl SensorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [SensorKind; 7] = [
+        SensorKind::Ublox,
+        SensorKind::Nmea,
+        SensorKind::Cosmicwatch,
+        SensorKind::Bme280,
+        SensorKind::Ms5611,
+        SensorKind::Scd41,
+        SensorKind::Ms4525do,
+    ];
+
+    /// The kind as the config file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SensorKind::Ublox => "ublox",
+            SensorKind::Nmea => "nmea",
+            SensorKind::Cosmicwatch => "cosmicwatch",
+            SensorKind::Bme280 => "bme280",
+            SensorKind::Ms5611 => "ms5611",
+            SensorKind::Scd41 => "scd41",
+            SensorKind::Ms4525do => "ms4525do",
+        }
+    }
+
+    /// Whether the device is on a serial port (else on I2C).
+    pub fn is_serial(self) -> bool {
+        matches!(
+            self,
+            SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch
+        )
+    }
+
+    /// Whether the device is on an I2C bus.
+    pub fn is_i2c(self) -> bool {
+        !self.is_serial()
+    }
+
+    /// The baud rate used when the config names none (serial kinds): the u-blox receiver
+    /// needs 115200 for 10 Hz fixes with NMEA and UBX (about 3 kB/s, more than 9600 carries
+    /// with margin); NMEA receivers mostly ship at 9600; a CosmicWatch v2 speaks 9600.
+    pub fn default_baud(self) -> Option<u32> {
+        match self {
+            SensorKind::Ublox => Some(115_200),
+            SensorKind::Nmea | SensorKind::Cosmicwatch => Some(9_600),
+            _ => None,
+        }
+    }
+
+    /// The baud rates the device speaks (empty for I2C kinds): the u-blox UART's rates, the
+    /// NMEA 0183 rates (4800 standard, 38400 high-speed) and the common module rates, the
+    /// CosmicWatch v2 (9600) and v3X (115200).
+    pub fn bauds(self) -> &'static [u32] {
+        match self {
+            SensorKind::Ublox => &[
+                4_800, 9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
+            ],
+            SensorKind::Nmea => &[4_800, 9_600, 19_200, 38_400, 57_600, 115_200],
+            SensorKind::Cosmicwatch => &[9_600, 115_200],
+            _ => &[],
+        }
+    }
+
+    /// The I2C address used when the config names none.
+    pub fn default_address(self) -> Option<u8> {
+        match self {
+            SensorKind::Bme280 => Some(aloft_sensors::bme280::ADDRESS_PRIMARY),
+            SensorKind::Ms5611 => Some(aloft_sensors::ms5611::ADDRESS_CSB_LOW),
+            SensorKind::Scd41 => Some(aloft_sensors::scd41::ADDRESS),
+            SensorKind::Ms4525do => Some(aloft_sensors::ms4525do::ADDRESS_I),
+            _ => None,
+        }
+    }
+
+    /// The I2C addresses the part can have (empty for serial kinds).
+    pub fn addresses(self) -> &'static [u8] {
+        use aloft_sensors::{bme280, ms4525do, ms5611, scd41};
+        match self {
+            SensorKind::Bme280 => &[bme280::ADDRESS_PRIMARY, bme280::ADDRESS_SECONDARY],
+            SensorKind::Ms5611 => &[ms5611::ADDRESS_CSB_HIGH, ms5611::ADDRESS_CSB_LOW],
+            SensorKind::Scd41 => &[scd41::ADDRESS],
+            SensorKind::Ms4525do => &[
+                ms4525do::ADDRESS_I,
+                ms4525do::ADDRESS_J,
+                ms4525do::ADDRESS_K,
+            ],
+            _ => &[],
+        }
+    }
+
+    /// The sampling interval used when the config names none (I2C kinds): the simulated
+    /// flight's rates (static pressure 10 Hz, airspeed 50 Hz, CO2 every 5 s) and outside air
+    /// once a second, which a thermometer in a radiation shield cannot resolve faster.
+    pub fn default_interval(self) -> Option<Duration> {
+        match self {
+            SensorKind::Bme280 => Some(Duration::from_secs(1)),
+            SensorKind::Ms5611 => Some(Duration::from_millis(100)),
+            SensorKind::Scd41 => Some(Duration::from_secs(5)),
+            SensorKind::Ms4525do => Some(Duration::from_millis(20)),
+            _ => None,
+        }
+    }
+
+    /// The shortest sampling interval the part can do (I2C kinds): a BME280 forced
+    /// measurement with the driver's oversampling (16.2 ms at most), the MS5611's two
+    /// conversions at the driver's OSR (2 x 9.04 ms), the SCD41's periodic mode (one
+    /// measurement every 5 s), and the MS4525DO's 0.5 ms update twice over (faster reads
+    /// return the same packet, flagged stale).
+    pub fn min_interval(self) -> Option<Duration> {
+        use aloft_sensors::{bme280, ms5611, scd41};
+        match self {
+            SensorKind::Bme280 => Some(Duration::from_micros(u64::from(
+                bme280::Config::default().max_measurement_time_us(),
+            ))),
+            SensorKind::Ms5611 => Some(Duration::from_micros(
+                2 * u64::from(ms5611::Osr::default().max_conversion_time_us()),
+            )),
+            SensorKind::Scd41 => Some(Duration::from_secs_f64(scd41::PERIOD_S)),
+            SensorKind::Ms4525do => Some(Duration::from_millis(1)),
+            _ => None,
+        }
+    }
+
+    /// Whether the device measures the static (ambient) air pressure.
+    pub fn provides_static_pressure(self) -> bool {
+        matches!(self, SensorKind::Bme280 | SensorKind::Ms5611)
+    }
+
+    /// Whether the device can be the outside-air thermometer. Only the BME280: it is the
+    /// part mounted outside in a radiation shield. An MS5611's temperature is its die
+    /// temperature, kept for its own pressure compensation, and it sits on the static line
+    /// inside the instrument box, so it would give true airspeed the cabin's temperature.
+    pub fn provides_outside_air(self) -> bool {
+        matches!(self, SensorKind::Bme280)
+    }
+
+    /// Readings in one sample, at most (every quantity the driver reports).
+    fn readings_per_sample_max(self) -> f64 {
+        match self {
+            // A fix: latitude, longitude, altitude, speed, track, climb, satellites, HDOP,
+            // VDOP, PDOP, fix quality, geoid separation.
+            SensorKind::Ublox | SensorKind::Nmea => 12.0,
+            // An event: count, ADC, SiPM voltage, dead time, temperature, rate (v3X adds
+            // pressure and acceleration).
+            SensorKind::Cosmicwatch => 10.0,
+            SensorKind::Bme280 | SensorKind::Scd41 => 3.0,
+            SensorKind::Ms5611 => 2.0,
+            // Differential pressure, temperature, indicated and true airspeed.
+            SensorKind::Ms4525do => 4.0,
+        }
+    }
+
+    /// The kind with its indefinite article, as it is read aloud ("an ms5611", "a bme280").
+    pub fn with_article(self) -> String {
+        let article = match self {
+            SensorKind::Nmea | SensorKind::Ms5611 | SensorKind::Scd41 | SensorKind::Ms4525do => {
+                "an"
+            }
+            SensorKind::Ublox | SensorKind::Cosmicwatch | SensorKind::Bme280 => "a",
+        };
+        format!("{article} {}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for SensorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The highest fix rate of a GNSS receiver on the glider (the u-blox M8 at 10 Hz with
+/// several constellations).
+const GNSS_FIX_RATE_MAX_HZ: f64 = 10.0;
+
+/// Bytes of the shortest CosmicWatch event line: what bounds the event rate a port carries.
+const COSMICWATCH_LINE_BYTES_MIN: f64 = 30.0;
+
+impl SensorConfig {
+    /// The baud rate: the configured one, else the device's default (`None` for I2C kinds).
+    pub fn baud_or_default(&self) -> Option<u32> {
+        if self.kind.is_serial() {
+            self.baud.or(self.kind.default_baud())
+        } else {
+            None
+        }
+    }
+
+    /// The I2C address: the configured one, else the part's default (`None` for serial
+    /// kinds).
+    pub fn address_or_default(&self) -> Option<u8> {
+        if self.kind.is_i2c() {
+            self.address.or(self.kind.default_address())
+        } else {
+            None
+        }
+    }
+
+    /// The sampling interval: the configured one, else the part's default (`None` for
+    /// serial kinds, which send at their own rate).
+    pub fn interval_or_default(&self) -> Option<Duration> {
+        if self.kind.is_i2c() {
+            self.interval.or(self.kind.default_interval())
+        } else {
+            None
+        }
+    }
+
+    /// The most readings per second this sensor can produce: an I2C part's samples at its
+    /// interval, a GNSS receiver at its highest fix rate, a CosmicWatch at as many event
+    /// lines as its baud rate carries.
+    pub fn readings_per_s_max(&self) -> f64 {
+        let per_sample = self.kind.readings_per_sample_max();
+        let samples_per_s = match self.kind {
+            SensorKind::Ublox | SensorKind::Nmea => GNSS_FIX_RATE_MAX_HZ,
+            SensorKind::Cosmicwatch => {
+                let baud = self.baud_or_default().unwrap_or(9_600);
+                f64::from(baud) / 10.0 / COSMICWATCH_LINE_BYTES_MIN
+            }
+            _ => match self.interval_or_default() {
+                Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
+                _ => 0.0,
+            },
+        };
+        per_sample * samples_per_s
+    }
 }

@@ -1,0 +1,554 @@
+//! The rules a well-typed config must also follow before the agent runs with it: names,
+//! which keys a kind of device takes, addresses and baud rates the parts speak, intervals
+//! the parts can do, sensors that feed others, store bounds, the hub's URL, power lines.
+//!
+//! Invariant: every rule runs on every part that was well typed, so one broken sensor does
+//! not hide the problems of the others; a rule about another sensor (a reference) stays
+//! silent when that sensor was itself broken, as its own problem is already reported.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::load::{Finding, Spans, nearest};
+use super::{
+    AgentConfig, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig, STORE_SEGMENT_BYTES,
+    SensorConfig, SensorKind, SimulationConfig, StoreConfig,
+};
+
+/// The longest node or sensor name: a DNS label, so names can go into URLs, metric labels
+/// and file names unchanged.
+const NAME_LEN_MAX: usize = 63;
+
+/// What the rules need besides the parts.
+#[derive(Debug)]
+pub(super) struct Context<'a> {
+    pub spans: &'a Spans,
+    /// `[simulation]` is present: the simulated devices replace ports and buses.
+    pub simulated: bool,
+}
+
+/// One `[[sensor]]` as far as it could be read.
+#[derive(Debug, Default)]
+pub(super) struct SensorSlot {
+    /// The sensor, if its table was well typed.
+    pub config: Option<SensorConfig>,
+    /// Its `name` as written, if it was a string.
+    pub raw_name: Option<String>,
+    /// Its `kind` as written, if it was a string.
+    pub raw_kind: Option<String>,
+}
+
+/// The parts of the file that were well typed.
+#[derive(Debug)]
+pub(super) struct Parts<'a> {
+    pub node: Option<&'a NodeConfig>,
+    pub store: Option<&'a StoreConfig>,
+    pub sensors: &'a [SensorSlot],
+    pub hub: Option<&'a HubConfig>,
+    pub mqtt: Option<&'a MqttConfig>,
+    pub simulation: Option<&'a SimulationConfig>,
+}
+
+/// Collects findings with their place in the file.
+struct Rules<'a> {
+    ctx: &'a Context<'a>,
+    out: &'a mut Vec<Finding>,
+}
+
+impl Rules<'_> {
+    fn report(&mut self, key: &str, what: impl Into<String>, fix: impl Into<String>) {
+        self.out.push(Finding {
+            offset: self.ctx.spans.offset(key),
+            key: key.to_string(),
+            what: what.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+/// Runs every rule on `parts`.
+pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
+    let mut rules = Rules { ctx, out };
+    if let Some(node) = parts.node {
+        name(&mut rules, "node.name", &node.name, "node");
+    }
+    sensors(&mut rules, parts.sensors);
+    if let Some(store) = parts.store {
+        let sensors: Vec<SensorConfig> = parts
+            .sensors
+            .iter()
+            .filter_map(|s| s.config.clone())
+            .collect();
+        self::store(&mut rules, store, sensors);
+    }
+    if let Some(hub) = parts.hub {
+        self::hub(&mut rules, hub);
+    }
+    if let Some(mqtt) = parts.mqtt
+        && mqtt.broker.trim().is_empty()
+    {
+        rules.report(
+            "mqtt.broker",
+            "is empty",
+            "write the broker's address and port, such as \"127.0.0.1:1883\"",
+        );
+    }
+    if let Some(sim) = parts.simulation {
+        simulation(&mut rules, sim);
+    }
+}
+
+/// Node and sensor names: lowercase letters, digits and dashes, as in a DNS label.
+fn name(rules: &mut Rules<'_>, key: &str, value: &str, what: &str) {
+    let fix = format!(
+        "use lowercase letters, digits and dashes only, at most {NAME_LEN_MAX} characters (like \"outside-air\")"
+    );
+    if value.is_empty() {
+        rules.report(key, format!("the {what} name is empty"), fix);
+    } else if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        rules.report(
+            key,
+            format!("the {what} name \"{value}\" contains '{bad}'"),
+            fix,
+        );
+    } else if value.starts_with('-') || value.ends_with('-') {
+        rules.report(
+            key,
+            format!("the {what} name \"{value}\" starts or ends with a dash"),
+            fix,
+        );
+    } else if value.len() > NAME_LEN_MAX {
+        rules.report(
+            key,
+            format!("the {what} name is {} characters long", value.len()),
+            fix,
+        );
+    }
+}
+
+fn sensors(rules: &mut Rules<'_>, slots: &[SensorSlot]) {
+    // Names as written, also of sensors that were otherwise broken, so a reference to one
+    // of those is not reported as a reference to nothing.
+    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let Some(n) = slot.raw_name.as_deref() else {
+            continue;
+        };
+        if let Some(&first) = first_with_name.get(n) {
+            if slot.config.is_some() {
+                rules.report(
+                    &format!("sensor[{i}].name"),
+                    format!("the name \"{n}\" is already used by sensor[{first}]"),
+                    "give every sensor its own name",
+                );
+            }
+        } else {
+            first_with_name.insert(n, i);
+        }
+    }
+    let mut power_lines: HashMap<(PathBuf, u32), usize> = HashMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let Some(s) = &slot.config else {
+            continue;
+        };
+        let at = |key: &str| format!("sensor[{i}].{key}");
+        name(rules, &at("name"), &s.name, "sensor");
+        keys_of_kind(rules, i, s);
+        place(rules, i, s);
+        if let Some(interval) = s.interval {
+            interval_rule(rules, &at("interval"), s.kind, interval);
+        }
+        if let Some(power) = &s.power {
+            let line = (power.chip.clone(), power.line);
+            if let Some(&other) = power_lines.get(&line) {
+                rules.report(
+                    &at("power.line"),
+                    format!(
+                        "line {} of {} also powers sensor[{other}]",
+                        power.line,
+                        power.chip.display()
+                    ),
+                    "give each sensor its own power line, or leave `power` out of one",
+                );
+            } else {
+                power_lines.insert(line, i);
+            }
+            if power.off_for.is_zero() {
+                rules.report(
+                    &at("power.off_for"),
+                    "is zero: a hard restart would not cut the power",
+                    "write how long power stays off, such as \"2s\"",
+                );
+            }
+        }
+        if let Some(capture) = &s.capture {
+            if capture.max_file_bytes == 0 {
+                rules.report(
+                    &at("capture.max_file_bytes"),
+                    "is zero",
+                    "write the size at which a capture file is rotated, such as 16777216",
+                );
+            }
+            if capture.max_files == 0 {
+                rules.report(
+                    &at("capture.max_files"),
+                    "is zero: no capture file could be kept",
+                    "write how many files to keep, 1 or more",
+                );
+            }
+        }
+        references(rules, i, s, slots, &first_with_name);
+    }
+}
+
+/// Keys that do not apply to the sensor's kind: better refused than silently ignored, as a
+/// key in the wrong sensor is usually meant for another one.
+fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
+    let kind = s.kind;
+    let mut refuse = |present: bool, key: &str, why: &str| {
+        if present {
+            rules.report(
+                &format!("sensor[{i}].{key}"),
+                format!("does not apply to {} sensor ({why})", kind.with_article()),
+                "remove it",
+            );
+        }
+    };
+    if kind.is_serial() {
+        refuse(s.bus.is_some(), "bus", "it is on a serial port");
+        refuse(s.address.is_some(), "address", "it is on a serial port");
+        refuse(
+            s.interval.is_some(),
+            "interval",
+            "a serial device sends at its own rate",
+        );
+    } else {
+        refuse(s.port.is_some(), "port", "it is on an I2C bus");
+        refuse(s.baud.is_some(), "baud", "it is on an I2C bus");
+        refuse(
+            s.capture.is_some(),
+            "capture",
+            "only serial devices' bytes are captured",
+        );
+    }
+    let pitot = "only an ms4525do computes true airspeed";
+    refuse(
+        s.static_pressure_from.is_some() && kind != SensorKind::Ms4525do,
+        "static_pressure_from",
+        pitot,
+    );
+    refuse(
+        s.outside_air_from.is_some() && kind != SensorKind::Ms4525do,
+        "outside_air_from",
+        pitot,
+    );
+    refuse(
+        s.ambient_pressure_from.is_some() && kind != SensorKind::Scd41,
+        "ambient_pressure_from",
+        "only an scd41 compensates for pressure",
+    );
+}
+
+/// Port, bus, address and baud rate.
+fn place(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
+    let kind = s.kind;
+    let at = |key: &str| format!("sensor[{i}].{key}");
+    if kind.is_serial() {
+        match &s.port {
+            None if !rules.ctx.simulated => rules.report(
+                &at("port"),
+                format!("{} sensor needs its serial port", kind.with_article()),
+                "add `port = \"/dev/serial/by-id/...\"` (the by-id name survives replugging)",
+            ),
+            Some(p) if p.as_os_str().is_empty() => {
+                rules.report(&at("port"), "is empty", "write the serial port's path")
+            }
+            _ => {}
+        }
+        if let Some(baud) = s.baud
+            && !kind.bauds().contains(&baud)
+        {
+            rules.report(
+                &at("baud"),
+                format!("{} does not speak {baud} baud", kind.with_article()),
+                format!(
+                    "use one of {} (or leave it out for {})",
+                    list(kind.bauds()),
+                    kind.default_baud().unwrap_or(0)
+                ),
+            );
+        }
+    } else {
+        match &s.bus {
+            None if !rules.ctx.simulated => rules.report(
+                &at("bus"),
+                format!("{} sensor needs its I2C bus", kind.with_article()),
+                "add `bus = \"/dev/i2c-1\"`",
+            ),
+            Some(b) if b.as_os_str().is_empty() => {
+                rules.report(&at("bus"), "is empty", "write the I2C bus's path")
+            }
+            _ => {}
+        }
+        if let Some(address) = s.address {
+            let allowed = kind.addresses();
+            if !allowed.contains(&address) {
+                let hex: Vec<String> = allowed.iter().map(|a| format!("0x{a:02x}")).collect();
+                rules.report(
+                    &at("address"),
+                    format!("{} cannot be at 0x{address:02x}", kind.with_article()),
+                    if hex.len() == 1 {
+                        format!(
+                            "it is always at {}; write that or leave it out",
+                            hex.join("")
+                        )
+                    } else {
+                        format!("use one of {}", hex.join(", "))
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn interval_rule(rules: &mut Rules<'_>, key: &str, kind: SensorKind, interval: Duration) {
+    let Some(min) = kind.min_interval() else {
+        // Serial kinds: refused by `keys_of_kind` already.
+        return;
+    };
+    let show = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
+    if interval.is_zero() {
+        rules.report(
+            key,
+            "is zero",
+            format!("write a sampling interval of at least {}", show(min)),
+        );
+    } else if interval < min {
+        let why = match kind {
+            SensorKind::Scd41 => "its periodic mode measures once every 5 s",
+            SensorKind::Bme280 => "a forced measurement takes that long",
+            SensorKind::Ms5611 => "its two conversions take that long",
+            _ => "the part updates no faster",
+        };
+        rules.report(
+            key,
+            format!(
+                "{} is shorter than {} can do ({} at least: {why})",
+                show(interval),
+                kind.with_article(),
+                show(min)
+            ),
+            format!("write {} or more", show(min)),
+        );
+    }
+}
+
+/// A key naming another sensor: the key, its value, what the target must be able to
+/// provide, and why.
+type Reference<'a> = (
+    &'static str,
+    &'a Option<String>,
+    fn(SensorKind) -> bool,
+    &'static str,
+);
+
+/// `static_pressure_from`, `outside_air_from`, `ambient_pressure_from`.
+fn references(
+    rules: &mut Rules<'_>,
+    i: usize,
+    s: &SensorConfig,
+    slots: &[SensorSlot],
+    names: &HashMap<&str, usize>,
+) {
+    let refs: [Reference<'_>; 3] = [
+        (
+            "static_pressure_from",
+            &s.static_pressure_from,
+            SensorKind::provides_static_pressure,
+            "static pressure comes from a bme280 or an ms5611",
+        ),
+        (
+            "outside_air_from",
+            &s.outside_air_from,
+            SensorKind::provides_outside_air,
+            "outside air temperature comes from a bme280 mounted outside (an ms5611's \
+             temperature is its die's, inside the box)",
+        ),
+        (
+            "ambient_pressure_from",
+            &s.ambient_pressure_from,
+            SensorKind::provides_static_pressure,
+            "ambient pressure comes from a bme280 or an ms5611",
+        ),
+    ];
+    for (key, target, can, why) in refs {
+        let Some(target) = target else { continue };
+        let key = format!("sensor[{i}].{key}");
+        let Some(&j) = names.get(target.as_str()) else {
+            let known: Vec<&str> = names.keys().copied().collect();
+            let fix = match nearest(target, &known) {
+                Some(near) => format!("did you mean \"{near}\"?"),
+                None => "name one of the [[sensor]] tables".into(),
+            };
+            rules.report(&key, format!("no sensor is called \"{target}\""), fix);
+            continue;
+        };
+        if j == i {
+            rules.report(
+                &key,
+                "names the sensor itself",
+                format!("name another sensor: {why}"),
+            );
+            continue;
+        }
+        // A broken target is reported on its own; its kind, if readable, still counts.
+        let kind = match &slots[j].config {
+            Some(c) => Some(c.kind),
+            None => slots[j]
+                .raw_kind
+                .as_deref()
+                .and_then(|k| SensorKind::ALL.into_iter().find(|x| x.as_str() == k)),
+        };
+        if let Some(kind) = kind
+            && !can(kind)
+        {
+            rules.report(
+                &key,
+                format!(
+                    "\"{target}\" is {}, which cannot provide it",
+                    kind.with_article()
+                ),
+                format!("name another sensor: {why}"),
+            );
+        }
+    }
+}
+
+fn store(rules: &mut Rules<'_>, store: &StoreConfig, sensors: Vec<SensorConfig>) {
+    if store.path.as_os_str().is_empty() {
+        rules.report(
+            "store.path",
+            "is empty",
+            "write the store's directory, such as \"/var/lib/aloft/store\"",
+        );
+    }
+    let flush = store.flush_interval;
+    if flush.is_zero() {
+        rules.report(
+            "store.flush_interval",
+            "is zero: every record would wait for its own fsync",
+            "write the group-commit interval, such as \"1s\" (the most a power cut loses)",
+        );
+    } else if flush > FLUSH_INTERVAL_MAX {
+        rules.report(
+            "store.flush_interval",
+            format!(
+                "{} is more than a minute: a power cut would lose all of it",
+                humantime_serde::re::humantime::format_duration(flush)
+            ),
+            "write a minute or less; \"1s\" is the default of the design",
+        );
+    }
+    // Only with a usable flush interval is the flush window's size meaningful.
+    let window = if flush.is_zero() || flush > FLUSH_INTERVAL_MAX {
+        0
+    } else {
+        window_bytes(store, sensors)
+    };
+    let need = (2 * STORE_SEGMENT_BYTES).max(2 * window);
+    if store.max_bytes < need {
+        let what = if 2 * window > 2 * STORE_SEGMENT_BYTES {
+            format!(
+                "{} bytes cannot hold two flush windows of the configured sensors (up to {window} bytes each)",
+                store.max_bytes
+            )
+        } else {
+            format!(
+                "{} bytes cannot hold two store segments of {STORE_SEGMENT_BYTES} bytes (the one being written and one to drop when full)",
+                store.max_bytes
+            )
+        };
+        rules.report(
+            "store.max_bytes",
+            what,
+            format!("write {need} or more (an SD card's gigabytes are usual)"),
+        );
+    }
+}
+
+fn window_bytes(store: &StoreConfig, sensors: Vec<SensorConfig>) -> u64 {
+    // The estimate is a method of the whole config; build one with only what it reads.
+    let config = AgentConfig {
+        node: NodeConfig {
+            name: String::new(),
+        },
+        store: store.clone(),
+        sensors,
+        hub: None,
+        mqtt: None,
+        metrics: super::MetricsConfig::default(),
+        simulation: None,
+    };
+    config.flush_window_bytes_max()
+}
+
+fn hub(rules: &mut Rules<'_>, hub: &HubConfig) {
+    let url = hub.url.trim();
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"));
+    match rest {
+        None => rules.report(
+            "hub.url",
+            format!("\"{url}\" is not a WebSocket URL"),
+            "write a ws:// or wss:// URL, such as \"wss://hub.example.org:8443/v1/nodes\"",
+        ),
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            if host.is_empty() || host.starts_with(':') {
+                rules.report(
+                    "hub.url",
+                    format!("\"{url}\" names no host"),
+                    "write the hub's host after the scheme, such as \"wss://hub.example.org:8443/v1/nodes\"",
+                );
+            }
+        }
+    }
+    if hub.token_file.as_os_str().is_empty() {
+        rules.report(
+            "hub.token_file",
+            "is empty",
+            "write the path of the file that holds the node's token",
+        );
+    }
+}
+
+fn simulation(rules: &mut Rules<'_>, sim: &SimulationConfig) {
+    if !(sim.speed.is_finite() && sim.speed > 0.0) {
+        rules.report(
+            "simulation.speed",
+            format!("{} is not a speed-up", sim.speed),
+            "write simulated seconds per real second, more than 0 (1 is real time)",
+        );
+    }
+    if !(sim.start_at_s.is_finite() && sim.start_at_s >= 0.0) {
+        rules.report(
+            "simulation.start_at_s",
+            format!("{} is not a time in the flight", sim.start_at_s),
+            "write seconds after the scenario's start, 0 or more",
+        );
+    }
+}
+
+fn list(values: &[u32]) -> String {
+    values
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
