@@ -70,7 +70,9 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            write!(f, "{}:{p}", self.origin)?;
+            // `file:line:column: key: ...`, or `file: key: ...` with no position.
+            let sep = if p.position.is_some() { ":" } else { ": " };
+            write!(f, "{}{sep}{p}", self.origin)?;
         }
         Ok(())
     }
