@@ -711,3 +711,156 @@ mod introspect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that `T::REQUIRED` is exactly the set of keys whose absence serde refuses,
+    /// starting from `full`, a table that has every key of `T`.
+    fn required_matches_serde<T: Section>(full: &str) {
+        let table = DeTable::parse(full).unwrap_or_else(|e| panic!("{e}"));
+        let fields = fields_of::<T>();
+        assert!(!fields.is_empty());
+        for f in fields {
+            assert!(
+                table.get_ref().contains_key(*f),
+                "the test table lacks `{f}`"
+            );
+        }
+        let whole = Spanned::new(table.span(), DeValue::Table(table.get_ref().clone()));
+        if let Err(e) = T::deserialize(ValueDeserializer::from(whole)) {
+            panic!("the full table does not deserialize: {e}");
+        }
+        for f in fields {
+            let mut without = table.get_ref().clone();
+            without.remove(*f);
+            let value = Spanned::new(table.span(), DeValue::Table(without));
+            let refused = match T::deserialize(ValueDeserializer::from(value)) {
+                Ok(_) => false,
+                Err(e) => e.message().contains(&format!("missing field `{f}`")),
+            };
+            assert_eq!(
+                refused,
+                T::REQUIRED.contains(f),
+                "`{f}`: serde and REQUIRED disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn required_keys_of_every_table_match_what_serde_refuses_to_miss() {
+        required_matches_serde::<NodeConfig>("name = 'n'");
+        required_matches_serde::<StoreConfig>(
+            "path = '/s'\nmax_bytes = 1\nfull_policy = 'decimate'\nflush_interval = '1s'\n\
+             retain_acked = '1d'",
+        );
+        required_matches_serde::<SensorConfig>(
+            "name = 'p'\nkind = 'ms4525do'\nport = '/p'\nbaud = 9600\nbus = '/b'\n\
+             address = 40\ninterval = '1s'\nenabled = true\n\
+             power = { chip = '/c', line = 1 }\n\
+             capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
+             static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'",
+        );
+        required_matches_serde::<PowerLineConfig>(
+            "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",
+        );
+        required_matches_serde::<CaptureConfig>("dir = '/d'\nmax_file_bytes = 1\nmax_files = 1");
+        required_matches_serde::<HubConfig>("url = 'ws://h'\ntoken_file = '/t'\nca_file = '/c'");
+        required_matches_serde::<MqttConfig>("broker = '127.0.0.1:1883'");
+        required_matches_serde::<MetricsConfig>("listen = '127.0.0.1:9464'");
+        required_matches_serde::<SimulationConfig>("seed = 1\nspeed = 1.0\nstart_at_s = 0.0");
+        required_matches_serde::<AgentConfig>(
+            "node = { name = 'n' }\n\
+             store = { path = '/s', max_bytes = 1, full_policy = 'decimate', \
+             flush_interval = '1s', retain_acked = '1d' }\n\
+             sensor = []\nhub = { url = 'ws://h', token_file = '/t' }\n\
+             mqtt = { broker = 'b' }\nmetrics = {}\nsimulation = {}",
+        );
+    }
+
+    #[test]
+    fn field_lists_come_from_the_types_with_their_renames() {
+        let root = fields_of::<AgentConfig>();
+        assert!(
+            root.contains(&"sensor") && !root.contains(&"sensors"),
+            "{root:?}"
+        );
+        let sensor = fields_of::<SensorConfig>();
+        assert!(sensor.contains(&"ambient_pressure_from"), "{sensor:?}");
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("address", "address"), 0);
+        assert_eq!(edit_distance("adress", "address"), 1);
+        assert_eq!(edit_distance("adrress", "address"), 1);
+        assert_eq!(edit_distance("bud", "baud"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn nearest_suggests_only_plausible_typos() {
+        let keys = ["port", "baud", "bus", "address", "interval"];
+        assert_eq!(nearest("adress", &keys), Some("address"));
+        assert_eq!(nearest("intervall", &keys), Some("interval"));
+        assert_eq!(nearest("colour", &keys), None);
+        assert_eq!(nearest("", &keys), None);
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        let text = "a = 1\nbé = \"x\"\n";
+        assert_eq!(
+            Position::of_offset(text, 0),
+            Position { line: 1, column: 1 }
+        );
+        let x = text.find('x').expect("x");
+        // 'é' is two bytes but one column.
+        assert_eq!(
+            Position::of_offset(text, x),
+            Position { line: 2, column: 7 }
+        );
+        // Inside 'é': the character's own column.
+        let e = text.find('é').expect("é");
+        assert_eq!(
+            Position::of_offset(text, e + 1),
+            Position { line: 2, column: 2 }
+        );
+        // Past the end: the end.
+        assert_eq!(
+            Position::of_offset(text, text.len() + 10),
+            Position { line: 3, column: 1 }
+        );
+    }
+
+    #[test]
+    fn serde_messages_become_what_is_wrong_and_what_to_do() {
+        let (what, fix) = explain("invalid type: string \"x\", expected u8");
+        assert_eq!(what, "wrong type: found string \"x\"");
+        assert_eq!(fix, "write an integer from 0 to 255");
+        let (what, fix) = explain("unknown variant `ubox`, expected one of `ublox`, `nmea`");
+        assert_eq!(what, "unknown value \"ubox\"");
+        assert!(fix.starts_with("did you mean \"ublox\"?"), "{fix}");
+    }
+
+    #[test]
+    fn span_lookup_falls_back_to_the_enclosing_table() {
+        let mut spans = Spans::default();
+        spans.insert("sensor[2]".into(), 40);
+        spans.insert("sensor[2].power".into(), 60);
+        assert_eq!(spans.offset("sensor[2].power.line"), Some(60));
+        assert_eq!(spans.offset("sensor[2].address"), Some(40));
+        assert_eq!(spans.offset("hub.url"), None);
+    }
+
+    #[test]
+    fn keys_inside_a_set_aside_table_are_recognised() {
+        let set = HashSet::from(["sensor[0].power".to_string()]);
+        assert!(is_within_any("sensor[0].power", &set));
+        assert!(is_within_any("sensor[0].power.line", &set));
+        assert!(!is_within_any("sensor[0].powerline", &set));
+        assert!(!is_within_any("sensor[0]", &set));
+    }
+}

@@ -166,13 +166,15 @@ pub struct SensorConfig {
     /// Which device.
     pub kind: SensorKind,
     /// Serial port (serial kinds); a `/dev/serial/by-id/...` name is re-resolved on every
-    /// reopen.
+    /// reopen. Required on hardware; with `[simulation]` it may be left out, and is
+    /// ignored: the simulated device's pseudo-terminal takes its place.
     #[serde(default)]
     pub port: Option<PathBuf>,
     /// Serial baud rate (serial kinds; default per device).
     #[serde(default)]
     pub baud: Option<u32>,
-    /// I2C bus (`/dev/i2c-1`; I2C kinds).
+    /// I2C bus (`/dev/i2c-1`; I2C kinds). Required on hardware; with `[simulation]` it may
+    /// be left out, and is ignored: the register model takes the bus's place.
     #[serde(default)]
     pub bus: Option<PathBuf>,
     /// I2C address (I2C kinds; default per device).
@@ -545,5 +547,102 @@ impl SensorConfig {
             },
         };
         per_sample * samples_per_s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sensor(toml_text: &str) -> SensorConfig {
+        toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn serial_defaults_are_the_devices_own_baud_rates() {
+        assert_eq!(SensorKind::Ublox.default_baud(), Some(115_200));
+        assert_eq!(SensorKind::Cosmicwatch.default_baud(), Some(9_600));
+        let gps = sensor("name = 'gps'\nkind = 'ublox'");
+        assert_eq!(gps.baud_or_default(), Some(115_200));
+        let cw = sensor("name = 'cw'\nkind = 'cosmicwatch'\nbaud = 115200");
+        assert_eq!(cw.baud_or_default(), Some(115_200));
+        assert_eq!(cw.address_or_default(), None);
+        assert_eq!(cw.interval_or_default(), None);
+    }
+
+    #[test]
+    fn i2c_defaults_are_the_parts_usual_address_and_interval() {
+        let s = sensor("name = 's'\nkind = 'ms5611'");
+        assert_eq!(s.address_or_default(), Some(0x77));
+        assert_eq!(s.interval_or_default(), Some(Duration::from_millis(100)));
+        assert_eq!(s.baud_or_default(), None);
+        let s = sensor("name = 's'\nkind = 'bme280'\naddress = 0x77\ninterval = '2s'");
+        assert_eq!(s.address_or_default(), Some(0x77));
+        assert_eq!(s.interval_or_default(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn every_default_is_one_the_validation_accepts() {
+        for kind in SensorKind::ALL {
+            if let Some(baud) = kind.default_baud() {
+                assert!(kind.bauds().contains(&baud), "{kind}");
+            }
+            if let Some(address) = kind.default_address() {
+                assert!(kind.addresses().contains(&address), "{kind}");
+            }
+            match (kind.default_interval(), kind.min_interval()) {
+                (Some(d), Some(m)) => assert!(d >= m, "{kind}: {d:?} < {m:?}"),
+                (None, None) => assert!(kind.is_serial(), "{kind}"),
+                other => panic!("{kind}: {other:?}"),
+            }
+            assert_eq!(kind.is_serial(), !kind.bauds().is_empty(), "{kind}");
+            assert_eq!(kind.is_i2c(), !kind.addresses().is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn minimum_intervals_follow_the_drivers_timings() {
+        assert_eq!(
+            SensorKind::Scd41.min_interval(),
+            Some(Duration::from_secs(5))
+        );
+        let bme = aloft_sensors::bme280::Config::default().max_measurement_time_us();
+        assert_eq!(
+            SensorKind::Bme280.min_interval(),
+            Some(Duration::from_micros(u64::from(bme)))
+        );
+    }
+
+    #[test]
+    fn kinds_spell_as_in_the_file_and_read_with_their_article() {
+        for kind in SensorKind::ALL {
+            let parsed: SensorKind =
+                toml::from_str::<SensorConfig>(&format!("name = 'x'\nkind = '{kind}'"))
+                    .map(|s| s.kind)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(parsed, kind);
+        }
+        assert_eq!(SensorKind::Scd41.with_article(), "an scd41");
+        assert_eq!(SensorKind::Bme280.with_article(), "a bme280");
+    }
+
+    #[test]
+    fn flush_window_estimate_grows_with_the_interval_and_skips_disabled_sensors() {
+        let text = |flush: &str, enabled: bool| {
+            format!(
+                "[node]\nname = 'n'\n[store]\npath = '/s'\nmax_bytes = 1\n\
+                 full_policy = 'decimate'\nflush_interval = '{flush}'\nretain_acked = '1d'\n\
+                 [[sensor]]\nname = 'pitot'\nkind = 'ms4525do'\ninterval = '20ms'\n\
+                 enabled = {enabled}\n"
+            )
+        };
+        let config =
+            |t: String| -> AgentConfig { toml::from_str(&t).unwrap_or_else(|e| panic!("{e}")) };
+        let one = config(text("1s", true)).flush_window_bytes_max();
+        let ten = config(text("10s", true)).flush_window_bytes_max();
+        // 50 samples/s x 4 readings x 64 bytes.
+        assert_eq!(one, 50 * 4 * STORED_READING_BYTES_MAX);
+        assert_eq!(ten, 10 * one);
+        assert_eq!(config(text("1s", false)).flush_window_bytes_max(), 0);
     }
 }
