@@ -140,6 +140,24 @@ fn syntax_error_is_reported_at_its_line() {
 }
 
 #[test]
+fn duplicate_key_is_reported_with_its_name_and_line() {
+    let text = edited("baud = 9600", "baud = 9600\nbaud = 115200");
+    let errors = errors_of(&text);
+    let p = &errors.problems[0];
+    assert_eq!(p.key, "syntax");
+    assert!(p.what.contains("`baud`"), "{p}");
+    assert_eq!(p.position.map(|p| p.line), Some(line_of(&text, "115200")));
+}
+
+#[test]
+fn nested_table_of_the_wrong_type_says_how_to_write_one() {
+    let text = edited("[sensor.power]\nchip = \"/dev/gpiochip0\"\nline = 27\n", "")
+        .replace("baud = 9600", "baud = 9600\npower = 27");
+    let p = only_problem(&text, "sensor[1].power", line_of(&text, "power = 27"));
+    assert!(p.fix.contains("[sensor.power]"), "{p}");
+}
+
+#[test]
 fn unknown_key_suggests_the_nearest_known_one() {
     let text = edited("address = 0x76", "adress = 0x76");
     let p = only_problem(&text, "sensor[3].adress", line_of(&text, "adress"));
@@ -549,6 +567,114 @@ fn store_dir_override_replaces_only_the_store_path() {
     assert_eq!(c.store.max_bytes, before);
 }
 
+/// A `key = value` line of the agent's own keys (and one stranger) with values of every
+/// type, including extremes: what the rules see when the syntax is right.
+fn config_line() -> impl Strategy<Value = String> {
+    let keys = prop::sample::select(vec![
+        "name",
+        "kind",
+        "port",
+        "baud",
+        "bus",
+        "address",
+        "interval",
+        "enabled",
+        "static_pressure_from",
+        "outside_air_from",
+        "ambient_pressure_from",
+        "path",
+        "max_bytes",
+        "full_policy",
+        "flush_interval",
+        "retain_acked",
+        "url",
+        "token_file",
+        "listen",
+        "broker",
+        "seed",
+        "speed",
+        "start_at_s",
+        "chip",
+        "line",
+        "off_for",
+        "dir",
+        "max_files",
+        "max_file_bytes",
+        "colour",
+    ]);
+    (keys, config_value()).prop_map(|(k, v)| format!("{k} = {v}"))
+}
+
+/// A TOML value of any type the agent's keys take, including extremes.
+fn config_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<u64>().prop_map(|v| v.to_string()),
+        prop::num::f64::ANY.prop_map(|v| format!("{v:?}").to_lowercase()),
+        "\"[a-z0-9 :/.-]{0,12}\"",
+        "\"[0-9]{1,22}(ns|ms|s|m|h|d)\"",
+        prop::sample::select(vec![
+            "true",
+            "\"gps\"",
+            "\"static\"",
+            "\"outside-air\"",
+            "\"co2\"",
+            "\"ublox\"",
+            "\"cosmicwatch\"",
+            "\"bme280\"",
+            "\"ms5611\"",
+            "\"scd41\"",
+            "\"ms4525do\"",
+            "\"decimate\"",
+            "\"ws://h/\"",
+            "\"127.0.0.1:9464\"",
+            "[]",
+            "{}",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+/// `BASE` with the values of some of its keys replaced by arbitrary ones: reaches every
+/// rule, since the rest of the file stays valid.
+fn base_with_values_replaced() -> impl Strategy<Value = String> {
+    let assignments = BASE.lines().filter(|l| l.contains(" = ")).count();
+    prop::collection::vec((0..assignments, config_value()), 1..4).prop_map(|changes| {
+        let mut lines: Vec<String> = BASE.lines().map(str::to_string).collect();
+        for (n, value) in changes {
+            if let Some(line) = lines.iter_mut().filter(|l| l.contains(" = ")).nth(n) {
+                let key = line.split(" = ").next().unwrap_or_default().to_string();
+                *line = format!("{key} = {value}");
+            }
+        }
+        lines.join("\n")
+    })
+}
+
+/// Tables of such lines under the agent's headers, in any order and number.
+fn config_document() -> impl Strategy<Value = String> {
+    let header = prop::sample::select(vec![
+        "[node]",
+        "[store]",
+        "[[sensor]]",
+        "[[sensor]]",
+        "[sensor.power]",
+        "[sensor.capture]",
+        "[hub]",
+        "[mqtt]",
+        "[metrics]",
+        "[simulation]",
+    ]);
+    prop::collection::vec((header, prop::collection::vec(config_line(), 0..8)), 0..10).prop_map(
+        |tables| {
+            tables
+                .into_iter()
+                .map(|(h, lines)| format!("{h}\n{}\n", lines.join("\n")))
+                .collect::<String>()
+        },
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -556,6 +682,35 @@ proptest! {
     fn arbitrary_text_never_panics_the_loader(text in ".{0,400}") {
         if let Err(e) = config::parse(&text, "fuzz.toml") {
             prop_assert!(!e.problems.is_empty());
+        }
+    }
+
+    /// Documents of the agent's keys with values of any type and size: every rule runs on
+    /// extremes (huge intervals, sizes, baud rates) without panicking, and every problem is
+    /// placed inside the text.
+    #[test]
+    fn arbitrary_documents_of_the_agents_keys_never_panic_the_rules(text in config_document()) {
+        if let Err(e) = config::parse(&text, "fuzz.toml") {
+            let lines = text.lines().count() + 1;
+            for p in &e.problems {
+                let pos = p.position.expect("parsed text has positions");
+                prop_assert!(pos.line >= 1 && pos.line <= lines, "{p} in {lines} lines");
+            }
+        }
+    }
+
+    /// A valid config with some values replaced by anything: never a panic, and every
+    /// problem is placed inside the text.
+    #[test]
+    fn valid_config_with_arbitrary_values_never_panics_the_rules(
+        text in base_with_values_replaced(),
+    ) {
+        if let Err(e) = config::parse(&text, "fuzz.toml") {
+            let lines = text.lines().count() + 1;
+            for p in &e.problems {
+                let pos = p.position.expect("parsed text has positions");
+                prop_assert!(pos.line >= 1 && pos.line <= lines, "{p} in {lines} lines");
+            }
         }
     }
 

@@ -217,10 +217,20 @@ impl Walk {
         let (root, errors) = DeTable::parse_recoverable(text);
         if !errors.is_empty() {
             for e in errors {
+                let mut what = e.message().trim().replace('\n', " ");
+                // The parser does not say which key; the text at the span does.
+                if what == "duplicate key"
+                    && let Some(key) = e
+                        .span()
+                        .and_then(|s| text.get(s))
+                        .filter(|k| !k.is_empty() && k.len() <= 64 && !k.contains('\n'))
+                {
+                    what = format!("duplicate key `{key}`");
+                }
                 self.push(
                     e.span().map(|s| s.start),
                     "syntax",
-                    e.message().trim().replace('\n', " "),
+                    what,
                     "correct the TOML here (https://toml.io)".into(),
                 );
             }
@@ -378,7 +388,7 @@ impl Walk {
                     Some(span.start),
                     path,
                     format!("is {}, not a table", article(other.type_str())),
-                    format!("write it as a [{path}] table"),
+                    table_hint(path),
                 );
                 None
             }
@@ -476,6 +486,23 @@ impl Walk {
                     "add `{key} = ...` to {table_name} (deploy/examples/glider.toml shows one)"
                 ),
             );
+        }
+    }
+}
+
+/// How to write the table at `path` in TOML (`sensor[0].power` is a `[sensor.power]`
+/// header after its `[[sensor]]`).
+fn table_hint(path: &str) -> String {
+    match path.split_once('[') {
+        None => format!("write it as a [{path}] table"),
+        Some((array, rest)) => {
+            let inner = rest.split_once(']').map_or("", |(_, after)| after);
+            match inner.strip_prefix('.') {
+                Some(sub) => format!(
+                    "write it as a [{array}.{sub}] table after its [[{array}]], or as {sub} = {{ ... }}"
+                ),
+                None => format!("write it as a [[{array}]] table"),
+            }
         }
     }
 }

@@ -459,9 +459,9 @@ fn store(rules: &mut Rules<'_>, store: &StoreConfig, sensors: Vec<SensorConfig>)
     } else {
         window_bytes(store, sensors)
     };
-    let need = (2 * STORE_SEGMENT_BYTES).max(2 * window);
+    let need = (2 * STORE_SEGMENT_BYTES).max(window.saturating_mul(2));
     if store.max_bytes < need {
-        let what = if 2 * window > 2 * STORE_SEGMENT_BYTES {
+        let what = if window > STORE_SEGMENT_BYTES {
             format!(
                 "{} bytes cannot hold two flush windows of the configured sensors (up to {window} bytes each)",
                 store.max_bytes
