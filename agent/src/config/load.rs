@@ -12,7 +12,6 @@
 //! a config is returned only when no problem was found; problems come out in file order.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -31,7 +30,7 @@ use super::{
 /// # Errors
 ///
 /// Every problem of the file at once: unreadable file, syntax, unknown keys, wrong types,
-/// missing keys and the semantic rules (see the module doc of [`super`]).
+/// missing keys and the rules listed in the module doc of [`super`].
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
@@ -43,7 +42,15 @@ pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
             fix: "check the path and that the agent's user may read it".into(),
         }],
     })?;
-    parse(&text, &origin)
+    let config = parse(&text, &origin)?;
+    tracing::debug!(
+        path = %origin,
+        node = %config.node.name,
+        sensors = config.sensors.len(),
+        simulated = config.is_simulated(),
+        "Config loaded."
+    );
+    Ok(config)
 }
 
 /// Parses and validates config `text`; `origin` names it in the report (the file's path).
@@ -200,7 +207,7 @@ struct Walk {
     set_aside: HashSet<String>,
 }
 
-/// A table being checked, with its path and span.
+/// A table with its span.
 type Table<'i> = Spanned<DeTable<'i>>;
 
 impl Walk {
@@ -468,7 +475,8 @@ impl Walk {
                 !table.get_ref().contains_key(*k) && !self.set_aside.contains(&join(path, k))
             })
             .collect();
-        let at = Some(header_offset(table.span()));
+        // The table as a whole: its header, or the `{` of an inline table.
+        let at = Some(table.span().start);
         if absent.is_empty() && !message.starts_with("missing field") {
             // Not about a missing key: serde said something else about the table as a
             // whole. (A missing-field message with nothing absent names a key that was
@@ -505,11 +513,6 @@ fn table_hint(path: &str) -> String {
             }
         }
     }
-}
-
-/// Where to point for a table as a whole: the start of its span (the header or `{`).
-fn header_offset(span: Range<usize>) -> usize {
-    span.start
 }
 
 /// Whether `key` is one of `paths` or inside one (`sensor[0].power.line` is inside

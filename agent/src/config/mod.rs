@@ -12,6 +12,19 @@
 //! no other module repeats them.
 //!
 //! Sensor indices in key paths count from 0, like the `SensorId`s the sensors get.
+//!
+//! What a valid file also satisfies, beyond TOML syntax, known keys and their types:
+//! node and sensor names are lowercase letters, digits and dashes (at most 63) and sensor
+//! names are unique; a serial kind has a `port` and an I2C kind a `bus` (both may be left
+//! out with `[simulation]`), and a sensor carries no key of the other family; addresses
+//! and baud rates are ones the part supports ([`SensorKind::addresses`],
+//! [`SensorKind::bauds`]); an `interval` is not zero nor shorter than the part can do
+//! ([`SensorKind::min_interval`]); `static_pressure_from`, `outside_air_from` and
+//! `ambient_pressure_from` name another sensor that can provide it (outside air only from
+//! a bme280: [`SensorKind::provides_outside_air`] says why); the store holds two segments
+//! ([`STORE_SEGMENT_BYTES`]) and two flush windows; `flush_interval` is above zero and at
+//! most a minute; the hub's URL is `ws://` or `wss://` with a host; no GPIO line powers
+//! two sensors.
 
 mod errors;
 mod load;
