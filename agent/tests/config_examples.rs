@@ -94,3 +94,33 @@ fn sim_example_runs_the_same_sensor_set_without_hardware_paths() {
     // Usable on this machine: a store under /tmp or relative to the working directory.
     assert!(sim.store.path.starts_with("/tmp") || sim.store.path.is_relative());
 }
+
+#[test]
+fn check_of_a_valid_file_summarises_what_the_agent_will_run() {
+    let path = examples_dir().join("glider.toml");
+    let c = config::load(&path).expect("glider.toml loads");
+    let report = config::check(&path);
+    assert!(report.valid, "{}", report.text);
+    assert!(
+        report
+            .text
+            .lines()
+            .next()
+            .is_some_and(|l| l.ends_with(": valid."))
+    );
+    assert!(report.text.contains(&c.node.name));
+    assert!(report.text.contains(&c.store.path.display().to_string()));
+    for (i, s) in c.sensors.iter().enumerate() {
+        let line = report
+            .text
+            .lines()
+            .find(|l| l.starts_with(&format!("sensor[{i}] {} {}", s.name, s.kind)))
+            .unwrap_or_else(|| panic!("no line for sensor[{i}] in:\n{}", report.text));
+        if let Some(baud) = s.baud_or_default() {
+            assert!(line.contains(&format!("{baud} baud")), "{line}");
+        }
+        if let Some(address) = s.address_or_default() {
+            assert!(line.contains(&format!("0x{address:02x}")), "{line}");
+        }
+    }
+}
