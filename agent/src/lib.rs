@@ -7,6 +7,7 @@
 //! - [`config`]: the configuration file's types (the file owns the hardware).
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
 //! - [`timekeeping`]: boot id, trusted time, time-correlation records (invariant 8).
+//! - [`systemd`]: sd_notify READY, WATCHDOG, STATUS, STOPPING.
 //! - [`state`]: the agent's small state file, replaced atomically.
 
 pub mod clock;
@@ -14,4 +15,5 @@ pub mod config;
 pub mod demo;
 pub mod replay;
 pub mod state;
+pub mod systemd;
 pub mod timekeeping;
