@@ -8,7 +8,9 @@ use aloft_agent::systemd::Notifier;
 
 fn receive(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 512];
-    let n = socket.recv(&mut buf).unwrap();
+    let n = socket
+        .recv(&mut buf)
+        .expect("a datagram within the timeout");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
