@@ -180,6 +180,8 @@ async fn a_scrape_shows_what_the_sensors_and_store_reported() {
     assert!(s["aloft_store_oldest_unsent_age_seconds"] >= 30.0);
     assert_eq!(s["aloft_store_records_committed_total"], 40.0);
     assert!((s["aloft_store_last_commit_seconds"] - 0.003).abs() < 1e-9);
+    // The runtime's threads have blocked on the sockets by now.
+    assert!(s["aloft_agent_voluntary_context_switches_total"] > 0.0);
     // Each sensor has one state set.
     let set_states = s
         .iter()

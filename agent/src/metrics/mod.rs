@@ -4,9 +4,11 @@
 //! Invariants: an update on the hot path (a reading, an error) is one relaxed atomic add on
 //! memory allocated at start, with no lock and no allocation; the set of sensors is fixed at
 //! start (the config file owns the hardware), so no update ever creates a series. Only a
-//! state change (rare) takes a lock, for its reason text.
+//! state change (rare) takes a lock, for its reason text. [`wakeups`] counts the agent's
+//! idle wake-ups for the low-power figure.
 
 pub mod http;
+pub mod wakeups;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -460,6 +462,18 @@ impl Metrics {
                 "aloft_sensor_restarts_total{{sensor=\"{}\"}} {}",
                 escape(&s.label.name),
                 s.restarts()
+            );
+        }
+        if let Ok(switches) = wakeups::voluntary_switches(None) {
+            family(
+                &mut out,
+                "aloft_agent_voluntary_context_switches_total",
+                "counter",
+                "Times the agent's live threads blocked and woke (idle wake-ups).",
+            );
+            let _ = writeln!(
+                out,
+                "aloft_agent_voluntary_context_switches_total {switches}"
             );
         }
         let st = &self.store;
