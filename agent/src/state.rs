@@ -6,8 +6,8 @@
 //! the old file or the new one, never a mix; a torn temporary file is never read.
 //!
 //! Invariant 7 (edge autonomy): an unreadable or unknown-version state file never stops the
-//! agent. [`load_or_default`] reports it and falls back to the empty state, so the agent runs
-//! from its config file. The store epoch is not here: it lives in the store.
+//! agent. [`load_or_default`] reports it, keeps it aside ([`aside_path`]) and falls back to
+//! the empty state, so the agent runs from its config file. The store epoch is not here: it lives in the store.
 //!
 //! JSON rather than postcard: the file is a few hundred bytes written a few times an hour,
 //! and a flight engineer can read it with `cat` on the board.
@@ -176,9 +176,19 @@ pub fn load_or_default(path: &Path) -> LoadedState {
             problem: None,
         },
         Err(problem) => {
+            // Keep the unreadable file for a post-flight look (and for a newer agent after
+            // a downgrade) instead of letting the next save overwrite it.
+            let kept = match problem {
+                StateError::Corrupt { .. } | StateError::Version { .. } => {
+                    let aside = aside_path(path);
+                    fs::rename(path, &aside).ok().map(|()| aside)
+                }
+                StateError::Io { .. } => None,
+            };
             tracing::warn!(
                 path = %path.display(),
                 error = %problem,
+                kept_as = ?kept,
                 "State file unusable; running from the config file alone."
             );
             LoadedState {
@@ -187,6 +197,13 @@ pub fn load_or_default(path: &Path) -> LoadedState {
             }
         }
     }
+}
+
+/// Where an unreadable state file is kept: `state.json.unreadable`.
+pub fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".unreadable");
+    PathBuf::from(name)
 }
 
 /// Replaces the state file atomically with `state`.

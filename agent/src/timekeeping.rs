@@ -242,6 +242,8 @@ struct TimeState {
     last_correlation: Option<TimeCorrelation>,
     last_good_utc_ns: Option<i64>,
     last_persist_mono_ns: Option<u64>,
+    /// What the state file holds (loaded at start, then what `persist_due` handed out).
+    persisted_utc_ns: Option<i64>,
 }
 
 /// Stamps readings and says when time-correlation records are due. Shared by every
@@ -293,6 +295,7 @@ impl<C: Clocks> Timekeeper<C> {
                 last_correlation: None,
                 last_good_utc_ns,
                 last_persist_mono_ns: None,
+                persisted_utc_ns: last_good_utc_ns,
             }),
             clocks,
         };
@@ -409,7 +412,8 @@ impl<C: Clocks> Timekeeper<C> {
     }
 
     /// GNSS time from a valid fix: `utc_ns` is the fix's UTC, `received_mono_ns` the
-    /// monotonic time its data arrived. Returns a correlation to append the first time,
+    /// monotonic time its data arrived (later than the epoch by the receiver's output
+    /// latency, 50-500 ms over NMEA: say so in `uncertainty_ns` when it is known). Returns a correlation to append the first time,
     /// then every `correlation_interval_ns` or when the fix departs from the latest
     /// correlation by more than `drift_threshold_ns`. A UTC below the build floor (a
     /// receiver without almanac, a week-number rollover) is ignored.
@@ -453,19 +457,37 @@ impl<C: Clocks> Timekeeper<C> {
         Some(correlation)
     }
 
-    /// The latest good UTC, when it is time to persist it (the first time one is known,
-    /// then at most every `persist_interval_ns`). The caller writes it to the state file.
+    /// [`Timekeeper::gnss_time`] from an assembled fix received at `received_mono_ns`:
+    /// only a fix with a usable position and a known date gives time (a receiver without
+    /// a fix reports the time of its own RTC, which may be years off).
+    pub fn gnss_fix(
+        &self,
+        fix: &aloft_sensors::gps::Fix,
+        received_mono_ns: u64,
+    ) -> Option<TimeCorrelation> {
+        if !fix.has_position_fix() {
+            return None;
+        }
+        let utc = fix.time?.utc_ns()?;
+        self.gnss_time(utc, received_mono_ns, None)
+    }
+
+    /// The latest good UTC, when it is time to persist it: when it differs from what the
+    /// state file holds and `persist_interval_ns` passed since the last time (the first
+    /// time at once). The caller writes it to the state file.
     pub fn persist_due(&self) -> Option<i64> {
         let mono = self.clocks.mono_ns();
         let mut state = self.lock();
         let utc = state.last_good_utc_ns?;
-        let due = state
-            .last_persist_mono_ns
-            .is_none_or(|t| mono.saturating_sub(t) >= self.policy.persist_interval_ns);
+        let due = state.persisted_utc_ns != Some(utc)
+            && state
+                .last_persist_mono_ns
+                .is_none_or(|t| mono.saturating_sub(t) >= self.policy.persist_interval_ns);
         if !due {
             return None;
         }
         state.last_persist_mono_ns = Some(mono);
+        state.persisted_utc_ns = Some(utc);
         Some(utc)
     }
 
@@ -621,7 +643,7 @@ mod tests {
     }
 
     #[test]
-    fn persisting_the_last_good_time_is_offered_first_then_by_interval() {
+    fn persisting_the_last_good_time_is_offered_first_then_by_interval_when_changed() {
         let clocks = Arc::new(ManualClocks::new(SEC, Some(T2026), synced()));
         let (tk, _) = keeper(&clocks);
         assert_eq!(tk.persist_due(), Some(T2026));
@@ -631,6 +653,16 @@ mod tests {
         clocks.advance(600 * SEC);
         tk.stamp();
         assert_eq!(tk.persist_due(), Some(T2026 + 601 * SEC as i64));
+    }
+
+    #[test]
+    fn a_last_good_time_only_loaded_is_not_written_back() {
+        let clocks = Arc::new(ManualClocks::new(SEC, Some(0), SyncStatus::Unsynchronised));
+        let (tk, _) =
+            Timekeeper::start(Arc::clone(&clocks), Some(T2026), TimePolicy::default()).unwrap();
+        assert_eq!(tk.persist_due(), None);
+        tk.gnss_time(T2026 + 60 * SEC as i64, 2 * SEC, None);
+        assert_eq!(tk.persist_due(), Some(T2026 + 60 * SEC as i64));
     }
 
     #[test]
