@@ -666,6 +666,33 @@ mod tests {
     }
 
     #[test]
+    fn only_a_fix_with_a_position_and_a_date_gives_time() {
+        use aloft_sensors::gps::{Fix, GnssTime};
+        let clocks = Arc::new(ManualClocks::new(SEC, Some(0), SyncStatus::Unsynchronised));
+        let (tk, _) = keeper(&clocks);
+        let time = GnssTime {
+            date: Some((2026, 6, 1)),
+            hour: 12,
+            minute: 0,
+            second: 0,
+            nanosecond: 0,
+        };
+        let mut fix = Fix {
+            time: Some(time),
+            valid: false,
+            ..Fix::default()
+        };
+        assert_eq!(tk.gnss_fix(&fix, SEC), None, "no position fix");
+        fix.valid = true;
+        fix.time = Some(GnssTime { date: None, ..time });
+        assert_eq!(tk.gnss_fix(&fix, SEC), None, "no date");
+        fix.time = Some(time);
+        let c = tk.gnss_fix(&fix, SEC).unwrap();
+        assert_eq!(c.utc_ns, 1_780_315_200 * SEC as i64);
+        assert_eq!(c.source, TimeSource::Gnss);
+    }
+
+    #[test]
     fn boot_ids_differ_between_starts() {
         let clocks = Arc::new(ManualClocks::new(SEC, None, SyncStatus::Unknown));
         assert_ne!(keeper(&clocks).0.boot_id(), keeper(&clocks).0.boot_id());

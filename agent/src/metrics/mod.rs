@@ -566,6 +566,33 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_from_the_config_names_sensors_and_kinds_as_the_file_does() {
+        let config: AgentConfig = serde_json::from_str(
+            r#"{"node": {"name": "glider"},
+                "store": {"path": "/var/lib/aloft", "max_bytes": 1000, "full_policy": "decimate",
+                          "flush_interval": "1s", "retain_acked": "1h"},
+                "sensor": [{"name": "gps", "kind": "ublox"}, {"name": "tas", "kind": "ms4525do"}]}"#,
+        )
+        .unwrap();
+        let m = Metrics::from_config(&config);
+        assert_eq!(m.node(), "glider");
+        let labels: Vec<_> = m.sensors().iter().map(|s| s.label().clone()).collect();
+        assert_eq!(
+            labels,
+            [
+                SensorLabel {
+                    name: "gps".into(),
+                    kind: "ublox".into()
+                },
+                SensorLabel {
+                    name: "tas".into(),
+                    kind: "ms4525do".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn quantities_are_numbered_in_their_listed_order() {
         for (i, q) in Quantity::ALL.iter().enumerate() {
             assert_eq!(*q as usize, i, "{q}");
