@@ -364,6 +364,28 @@ impl Metrics {
         Duration::from_nanos(monotonic_ns().saturating_sub(self.started_mono_ns))
     }
 
+    /// One line for systemd's `STATUS=` (`systemctl status`): sensor states and backlog,
+    /// e.g. `4 sensors: 3 running, 1 degraded; 1200 unsent`.
+    pub fn summary_line(&self) -> String {
+        use std::fmt::Write;
+        let mut line = format!("{} sensors:", self.sensors.len());
+        let mut first = true;
+        for st in SENSOR_STATES {
+            let n = self
+                .sensors
+                .iter()
+                .filter(|s| s.state() == Some(st))
+                .count();
+            if n > 0 {
+                let sep = if first { " " } else { ", " };
+                let _ = write!(line, "{sep}{n} {}", state_label(st));
+                first = false;
+            }
+        }
+        let _ = write!(line, "; {} unsent", self.store.unsent());
+        line
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         use std::fmt::Write;
@@ -629,6 +651,19 @@ mod tests {
             )
         );
         assert_eq!(gps.reason(), "3 bad lines");
+    }
+
+    #[test]
+    fn the_summary_line_counts_sensors_by_state() {
+        let m = registry();
+        m.sensor(SensorId(0))
+            .unwrap()
+            .set_state(SensorState::Running, "");
+        m.store.set_unsent(12, None);
+        assert_eq!(
+            m.summary_line(),
+            "2 sensors: 1 starting, 1 running; 12 unsent"
+        );
     }
 
     #[test]
