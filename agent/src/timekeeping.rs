@@ -9,8 +9,9 @@
 //!   clock steps, the [`Timekeeper`] hands out a [`TimeCorrelation`] to append instead.
 //!
 //! When is the system clock trusted? Only when both hold:
-//! 1. it is not earlier than the floor: the later of this build's floor and the last good
-//!    UTC persisted by an earlier run (a board without an RTC boots in 1970);
+//! 1. it is not earlier than the floor: the later of this build's floor
+//!    ([`build_floor_utc_ns`]) and the last good UTC persisted by an earlier run (a board
+//!    without an RTC boots in 1970);
 //! 2. the kernel does not report it unsynchronised: `adjtimex` (read-only, no privilege)
 //!    returns `TIME_ERROR` or sets `STA_UNSYNC` until NTP (chrony, systemd-timesyncd, gpsd
 //!    via chrony) has disciplined it, and the kernel sets `STA_UNSYNC` again on every manual
@@ -195,15 +196,34 @@ pub struct TimePolicy {
     pub persist_interval_ns: u64,
 }
 
+/// This build's floor: `SOURCE_DATE_EPOCH` of the build (reproducible builds, Debian's
+/// packaging and the cross build set it) when later than the project's fixed floor.
+pub fn build_floor_utc_ns() -> i64 {
+    option_env!("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| s.checked_mul(NS_PER_S as i64))
+        .map_or(EARLIEST_PLAUSIBLE_UTC_NS, |b| {
+            b.max(EARLIEST_PLAUSIBLE_UTC_NS)
+        })
+}
+
 impl Default for TimePolicy {
     fn default() -> Self {
         TimePolicy {
-            build_floor_utc_ns: EARLIEST_PLAUSIBLE_UTC_NS,
+            build_floor_utc_ns: build_floor_utc_ns(),
             step_threshold_ns: 100_000_000,
             correlation_interval_ns: 600 * NS_PER_S,
             drift_threshold_ns: 250_000_000,
             persist_interval_ns: 600 * NS_PER_S,
         }
+    }
+}
+
+impl TimePolicy {
+    /// This policy with another build floor (tests, and builds that know better).
+    pub fn with_build_floor(mut self, utc_ns: i64) -> Self {
+        self.build_floor_utc_ns = utc_ns;
+        self
     }
 }
 
@@ -491,6 +511,15 @@ impl<C: Clocks> Timekeeper<C> {
         Some(utc)
     }
 
+    /// The time to check certificate validity against: the latest of the system clock, the
+    /// last good UTC (persisted or seen) and the build floor, so a board that boots in 1970
+    /// can still connect before its first fix (DESIGN.md, edge <-> hub protocol).
+    pub fn certificate_time_utc_ns(&self) -> i64 {
+        let wall = self.clocks.wall_utc_ns().unwrap_or(i64::MIN);
+        let good = self.lock().last_good_utc_ns.unwrap_or(i64::MIN);
+        wall.max(good).max(self.policy.build_floor_utc_ns)
+    }
+
     /// The latest good UTC known now (for certificate checks before any fix).
     pub fn last_good_utc_ns(&self) -> Option<i64> {
         self.lock().last_good_utc_ns
@@ -536,6 +565,11 @@ mod tests {
     const T2026: i64 = EARLIEST_PLAUSIBLE_UTC_NS + 86_400 * NS_PER_S as i64;
     const SEC: u64 = NS_PER_S;
 
+    /// A fixed floor, whatever SOURCE_DATE_EPOCH this build had.
+    fn policy() -> TimePolicy {
+        TimePolicy::default().with_build_floor(EARLIEST_PLAUSIBLE_UTC_NS)
+    }
+
     fn synced() -> SyncStatus {
         SyncStatus::Synchronised {
             max_error_ns: 1_000_000,
@@ -543,7 +577,7 @@ mod tests {
     }
 
     fn keeper(clocks: &Arc<ManualClocks>) -> (Timekeeper<Arc<ManualClocks>>, Boot) {
-        Timekeeper::start(Arc::clone(clocks), None, TimePolicy::default()).unwrap()
+        Timekeeper::start(Arc::clone(clocks), None, policy()).unwrap()
     }
 
     #[test]
@@ -590,8 +624,7 @@ mod tests {
     fn a_clock_behind_the_persisted_last_good_time_is_not_trusted() {
         let clocks = Arc::new(ManualClocks::new(SEC, Some(T2026), SyncStatus::Unknown));
         let later = T2026 + 3600 * SEC as i64;
-        let (tk, _) =
-            Timekeeper::start(Arc::clone(&clocks), Some(later), TimePolicy::default()).unwrap();
+        let (tk, _) = Timekeeper::start(Arc::clone(&clocks), Some(later), policy()).unwrap();
         assert_eq!(tk.stamp().source, TimeSource::Monotonic);
         assert_eq!(tk.last_good_utc_ns(), Some(later));
     }
@@ -658,8 +691,7 @@ mod tests {
     #[test]
     fn a_last_good_time_only_loaded_is_not_written_back() {
         let clocks = Arc::new(ManualClocks::new(SEC, Some(0), SyncStatus::Unsynchronised));
-        let (tk, _) =
-            Timekeeper::start(Arc::clone(&clocks), Some(T2026), TimePolicy::default()).unwrap();
+        let (tk, _) = Timekeeper::start(Arc::clone(&clocks), Some(T2026), policy()).unwrap();
         assert_eq!(tk.persist_due(), None);
         tk.gnss_time(T2026 + 60 * SEC as i64, 2 * SEC, None);
         assert_eq!(tk.persist_due(), Some(T2026 + 60 * SEC as i64));
@@ -690,6 +722,18 @@ mod tests {
         let c = tk.gnss_fix(&fix, SEC).unwrap();
         assert_eq!(c.utc_ns, 1_780_315_200 * SEC as i64);
         assert_eq!(c.source, TimeSource::Gnss);
+    }
+
+    #[test]
+    fn certificate_time_is_the_latest_of_wall_clock_last_good_time_and_build_floor() {
+        let clocks = Arc::new(ManualClocks::new(SEC, Some(0), SyncStatus::Unsynchronised));
+        let (tk, _) = keeper(&clocks);
+        assert_eq!(tk.certificate_time_utc_ns(), EARLIEST_PLAUSIBLE_UTC_NS);
+        let later = EARLIEST_PLAUSIBLE_UTC_NS + 3600 * SEC as i64;
+        let (tk, _) = Timekeeper::start(Arc::clone(&clocks), Some(later), policy()).unwrap();
+        assert_eq!(tk.certificate_time_utc_ns(), later);
+        clocks.step_wall(Some(later + SEC as i64));
+        assert_eq!(tk.certificate_time_utc_ns(), later + SEC as i64);
     }
 
     #[test]

@@ -17,6 +17,11 @@ use tokio::net::TcpStream;
 const WAIT: Duration = Duration::from_secs(10);
 const SEC: u64 = 1_000_000_000;
 
+/// 2026-01-01 as the build floor, whatever SOURCE_DATE_EPOCH this build had.
+fn policy() -> TimePolicy {
+    TimePolicy::default().with_build_floor(1_767_225_600 * SEC as i64)
+}
+
 fn registry() -> Arc<Metrics> {
     Metrics::new(
         "glider-d-kmwp",
@@ -44,8 +49,7 @@ async fn start() -> Agent {
         Some(0),
         SyncStatus::Unsynchronised,
     ));
-    let (tk, _) =
-        Timekeeper::start(Arc::clone(&clocks), None, TimePolicy::default()).expect("test setup");
+    let (tk, _) = Timekeeper::start(Arc::clone(&clocks), None, policy()).expect("test setup");
     tk.gnss_time(
         1_780_272_000 * SEC as i64,
         clocks_now(&clocks),

@@ -8,6 +8,11 @@ use aloft_agent::timekeeping::{ManualClocks, SyncStatus, TimePolicy, Timekeeper}
 use aloft_protocol::{TimeSource, Timestamp};
 
 const SEC: u64 = 1_000_000_000;
+
+/// 2026-01-01 as the build floor, whatever SOURCE_DATE_EPOCH this build had.
+fn policy() -> TimePolicy {
+    TimePolicy::default().with_build_floor(1_767_225_600 * SEC as i64)
+}
 /// 2026-06-01T00:00:00Z.
 const JUNE_2026: i64 = 1_780_272_000 * SEC as i64;
 
@@ -38,7 +43,7 @@ fn run(
 #[test]
 fn wall_clock_steps_back_and_forth_never_reorder_or_drop_readings() {
     let clocks = Arc::new(ManualClocks::new(100 * SEC, Some(JUNE_2026), synced()));
-    let (tk, _) = Timekeeper::start(Arc::clone(&clocks), None, TimePolicy::default()).unwrap();
+    let (tk, _) = Timekeeper::start(Arc::clone(&clocks), None, policy()).unwrap();
     let (mut stamps, mut correlations) = (Vec::new(), Vec::new());
     run(&tk, &clocks, 50, &mut stamps, &mut correlations);
     // NTP steps the clock back an hour; it stays synchronised.
@@ -84,7 +89,7 @@ fn a_1970_boot_gets_utc_from_gnss_then_from_ntp() {
         Some(12 * SEC as i64),
         SyncStatus::Unsynchronised,
     ));
-    let (tk, boot) = Timekeeper::start(Arc::clone(&clocks), None, TimePolicy::default()).unwrap();
+    let (tk, boot) = Timekeeper::start(Arc::clone(&clocks), None, policy()).unwrap();
     assert_eq!(boot.utc_ns, None);
     let before = tk.stamp();
     assert_eq!(before.source, TimeSource::Monotonic);
@@ -125,7 +130,7 @@ fn the_last_good_time_persisted_by_one_run_raises_the_floor_of_the_next() {
 
     // First run: NTP-synchronised in June 2026.
     let clocks = Arc::new(ManualClocks::new(SEC, Some(JUNE_2026), synced()));
-    let (tk, _) = Timekeeper::start(Arc::clone(&clocks), None, TimePolicy::default()).unwrap();
+    let (tk, _) = Timekeeper::start(Arc::clone(&clocks), None, policy()).unwrap();
     tk.stamp();
     let good = tk.persist_due().unwrap();
     let st = AgentState {
@@ -139,12 +144,8 @@ fn the_last_good_time_persisted_by_one_run_raises_the_floor_of_the_next() {
     assert!(loaded.problem.is_none());
     let stale = JUNE_2026 - 7 * 86_400 * SEC as i64;
     let clocks = Arc::new(ManualClocks::new(SEC, Some(stale), synced()));
-    let (tk, boot) = Timekeeper::start(
-        Arc::clone(&clocks),
-        loaded.state.last_good_utc_ns,
-        TimePolicy::default(),
-    )
-    .unwrap();
+    let (tk, boot) =
+        Timekeeper::start(Arc::clone(&clocks), loaded.state.last_good_utc_ns, policy()).unwrap();
     assert_eq!(boot.utc_ns, None);
     assert_eq!(tk.stamp().source, TimeSource::Monotonic);
     assert_eq!(tk.last_good_utc_ns(), Some(JUNE_2026));
