@@ -150,3 +150,84 @@ fn the_last_good_time_persisted_by_one_run_raises_the_floor_of_the_next() {
     assert_eq!(tk.stamp().source, TimeSource::Monotonic);
     assert_eq!(tk.last_good_utc_ns(), Some(JUNE_2026));
 }
+
+/// The simulated flight's u-blox receiver, decoded by the real framer, parser and fix
+/// assembler, feeding a board that booted in 1970 and whose monotonic clock runs `ppm`
+/// fast. Returns the correlations handed out and, per fix, the stamp's error against the
+/// scenario's true UTC when the fix's data arrived.
+fn fly_gnss(seconds: f64, ppm: f64) -> (Vec<aloft_protocol::TimeCorrelation>, Vec<i64>) {
+    use aloft_sensors::flight::Scenario;
+    use aloft_sensors::gps::fix::FixAssembler;
+    use aloft_sensors::gps::framer::{GnssFramer, Item};
+    use aloft_sensors::gps::nmea;
+    use aloft_sensors::gps::sim::{UbloxSim, UbloxSimConfig};
+    use aloft_sensors::serial::SerialDevice;
+
+    let scenario = Scenario::new(7, JUNE_2026);
+    let mut receiver = UbloxSim::new(UbloxSimConfig::default());
+    let boot_mono = 42 * SEC;
+    let clocks = Arc::new(ManualClocks::new(
+        boot_mono,
+        Some(0),
+        SyncStatus::Unsynchronised,
+    ));
+    let (tk, _) =
+        Timekeeper::start(Arc::clone(&clocks), None, policy()).expect("timekeeper starts");
+    let (mut framer, mut fixes) = (GnssFramer::new(), FixAssembler::new());
+    let (mut correlations, mut errors) = (Vec::new(), Vec::new());
+    let mut bytes = Vec::new();
+    let step_s = 0.02;
+    let mut t = 0.0;
+    while t < seconds {
+        t += step_s;
+        let state = scenario.state_at(t);
+        // The board's clock: monotonic since its boot, `ppm` fast; its wall clock began at 1970.
+        let mono = boot_mono + (t * (1.0 + ppm * 1e-6) * 1e9) as u64;
+        clocks.advance(mono - clocks_mono(&clocks));
+        bytes.clear();
+        receiver.tick(&state, &mut bytes);
+        framer.push(&bytes);
+        while let Some(item) = framer.next_item() {
+            let Item::Nmea(line) = item else { continue };
+            let Ok(sentence) = nmea::parse(line) else {
+                continue;
+            };
+            if let Some(fix) = fixes.push(&sentence) {
+                correlations.extend(tk.gnss_fix(&fix, mono));
+                let stamp = tk.stamp();
+                assert_eq!(stamp.source, TimeSource::Reconstructed);
+                errors.push(stamp.utc_ns.expect("reconstructed UTC") - state.utc_ns);
+            }
+        }
+    }
+    (correlations, errors)
+}
+
+#[test]
+fn simulated_gnss_fixes_correlate_once_when_the_board_clock_keeps_time() {
+    let (correlations, errors) = fly_gnss(20.0, 0.0);
+    assert_eq!(correlations.len(), 1, "{correlations:?}");
+    assert_eq!(correlations[0].source, TimeSource::Gnss);
+    // A fix is assembled when the next epoch's first sentence arrives: its UTC is up to
+    // one epoch (100 ms) plus one tick behind the moment of arrival.
+    assert!(errors.len() > 150, "{} fixes", errors.len());
+    assert!(
+        errors.iter().all(|e| e.abs() <= 150_000_000),
+        "{:?}",
+        errors.iter().max_by_key(|e| e.abs())
+    );
+}
+
+#[test]
+fn simulated_gnss_fixes_correlate_again_when_the_board_clock_drifts() {
+    // 2 % fast: 250 ms of drift after ~12.5 s, so a second correlation within 20 s.
+    let (correlations, _) = fly_gnss(20.0, 20_000.0);
+    assert!(correlations.len() >= 2, "{correlations:?}");
+    let (a, b) = (correlations[0], correlations[1]);
+    let mono_span = (b.mono_ns - a.mono_ns) as f64;
+    let utc_span = (b.utc_ns - a.utc_ns) as f64;
+    assert!(
+        (mono_span / utc_span - 1.02).abs() < 0.01,
+        "{mono_span} / {utc_span}"
+    );
+}
