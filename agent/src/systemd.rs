@@ -120,6 +120,12 @@ impl Notifier {
         self.notify("STOPPING=1")
     }
 
+    /// `EXTEND_TIMEOUT_USEC=...`: the stop (or start) needs up to `by` more, e.g. while a
+    /// large final flush of the store runs after SIGTERM.
+    pub fn extend_timeout(&self, by: Duration) -> Result<(), NotifyError> {
+        self.notify(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()))
+    }
+
     /// Sends `WATCHDOG=1` every [`Notifier::watchdog_interval`] until `shutdown` completes;
     /// returns at once when systemd asked for no watchdog. A failed send is logged, never
     /// fatal: systemd restarts the agent if keep-alives stop arriving, which is the point.

@@ -15,7 +15,7 @@ fn receive(socket: &UnixDatagram) -> String {
 }
 
 #[test]
-fn ready_status_watchdog_and_stopping_arrive_at_a_path_socket() {
+fn ready_status_watchdog_stopping_and_extend_timeout_arrive_at_a_path_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify");
     let systemd = UnixDatagram::bind(&path).unwrap();
@@ -29,10 +29,12 @@ fn ready_status_watchdog_and_stopping_arrive_at_a_path_socket() {
     n.status("4 sensors running\n1 degraded").unwrap();
     n.watchdog().unwrap();
     n.stopping().unwrap();
+    n.extend_timeout(Duration::from_millis(2500)).unwrap();
     assert_eq!(receive(&systemd), "READY=1");
     assert_eq!(receive(&systemd), "STATUS=4 sensors running 1 degraded");
     assert_eq!(receive(&systemd), "WATCHDOG=1");
     assert_eq!(receive(&systemd), "STOPPING=1");
+    assert_eq!(receive(&systemd), "EXTEND_TIMEOUT_USEC=2500000");
 }
 
 #[test]
