@@ -3,13 +3,17 @@
 //! Invariant (DESIGN.md invariant 8): a board without an RTC boots in 1970, so UTC from the
 //! system clock is only attached when it is later than this build was made; otherwise a
 //! reading carries monotonic time alone and a later time-correlation record maps it.
+//!
+//! This is the demo's simple clock (plausibility only); the daemon stamps with
+//! [`crate::timekeeping::Timekeeper`], which also asks the kernel whether NTP keeps the
+//! clock and hands out time-correlation records.
 
 use aloft_protocol::{TimeSource, Timestamp};
 use nix::time::{ClockId, clock_gettime};
 
 /// UTC before which the system clock is certainly wrong: 2026-01-01T00:00:00Z, before any
 /// Aloft build existed.
-const EARLIEST_PLAUSIBLE_UTC_NS: i64 = 1_767_225_600_000_000_000;
+pub(crate) const EARLIEST_PLAUSIBLE_UTC_NS: i64 = 1_767_225_600_000_000_000;
 
 /// Reads CLOCK_MONOTONIC and the system clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,14 +27,7 @@ impl AgentClock {
 
     /// Now, as a reading's timestamp.
     pub fn now(&self) -> Timestamp {
-        // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make ages look large.
-        let mono_ns = clock_gettime(ClockId::CLOCK_MONOTONIC)
-            .map(|t| {
-                (t.tv_sec() as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(t.tv_nsec() as u64)
-            })
-            .unwrap_or(0);
+        let mono_ns = monotonic_ns();
         let utc_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
@@ -42,6 +39,18 @@ impl AgentClock {
             _ => Timestamp::monotonic(mono_ns),
         }
     }
+}
+
+/// CLOCK_MONOTONIC, ns: the clock of every reading's `mono_ns`.
+pub fn monotonic_ns() -> u64 {
+    // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make ages look large.
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| {
+            (t.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec() as u64)
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -6,8 +6,18 @@
 //! - [`demo`]: the simulated flight read live by the real drivers (`cargo xtask demo`).
 //! - [`config`]: the configuration file's types (the file owns the hardware).
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
+//! - [`timekeeping`]: boot id, trusted time, time-correlation records (invariant 8).
+//! - [`systemd`]: sd_notify READY, WATCHDOG, STATUS, STOPPING, EXTEND_TIMEOUT.
+//! - [`metrics`]: the metrics registry and the local endpoint (`/metrics`, `/status`).
+//! - [`status`]: the local picture `aloft-agent status` prints.
+//! - [`state`]: the agent's small state file, replaced atomically.
 
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod replay;
+pub mod state;
+pub mod status;
+pub mod systemd;
+pub mod timekeeping;
