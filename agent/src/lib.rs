@@ -4,7 +4,8 @@
 //!
 //! - [`replay`]: decode a capture from a real device into JSON records (`aloft-agent replay`).
 //! - [`demo`]: the simulated flight read live by the real drivers (`cargo xtask demo`).
-//! - [`config`]: the configuration file's types (the file owns the hardware).
+//! - [`config`]: the configuration file: its types, loading, validation with key and line,
+//!   `check-config` (the file owns the hardware).
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
 //! - [`timekeeping`]: boot id, trusted time, time-correlation records (invariant 8).
 //! - [`systemd`]: sd_notify READY, WATCHDOG, STATUS, STOPPING, EXTEND_TIMEOUT.

@@ -26,7 +26,9 @@ pub enum TimeSource {
     SystemClock,
     /// UTC reported by the GNSS receiver for this very fix.
     Gnss,
-    /// UTC reconstructed afterwards from a time-correlation record (hub and exports only).
+    /// UTC derived from a time-correlation record rather than read from a clock: by the
+    /// agent from its latest GNSS correlation while the system clock is untrusted, and by
+    /// the hub and exports for readings that carried only monotonic time.
     Reconstructed,
 }
 
