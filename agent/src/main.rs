@@ -35,6 +35,20 @@ enum Command {
         /// The capture file (`#` comment lines of recorders are skipped).
         file: PathBuf,
     },
+    /// Check a configuration file and report every problem with its key and line.
+    CheckConfig {
+        /// The file (`/etc/aloft/agent.toml`).
+        file: PathBuf,
+    },
+    /// Print the running agent's local picture: sensors, time, store.
+    Status {
+        /// The agent's config, to find its local endpoint.
+        #[arg(long, default_value = "/etc/aloft/agent.toml")]
+        config: PathBuf,
+        /// The local endpoint's address, instead of the one in the config.
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+    },
     /// Fly the simulated flight: every sensor's driver reads its simulated device, live.
     Demo {
         /// Run briefly without a live screen and fail unless every sensor produced readings.
@@ -74,6 +88,15 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
+        Command::CheckConfig { file } => {
+            let report = aloft_agent::config::check(&file);
+            println!("{}", report.text.trim_end());
+            if !report.valid {
+                return ExitCode::FAILURE;
+            }
+            Ok(())
+        }
+        Command::Status { config, address } => status(&config, address),
         Command::Demo {
             smoke,
             duration,
@@ -96,6 +119,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn status(config: &std::path::Path, address: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let address = match address {
+        Some(a) => a,
+        None => {
+            aloft_agent::config::load(config)
+                .with_context(|| "cannot find the agent's endpoint; give --address".to_string())?
+                .metrics
+                .listen
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime
+        .block_on(aloft_agent::status::fetch(address))
+        // The error names the address and the cause; its source would repeat the cause.
+        .map_err(|e| anyhow::anyhow!("{e}; is `aloft-agent run` running?"))?;
+    print!("{}", report.render());
+    Ok(())
 }
 
 fn replay_file(kind: CaptureKind, file: &std::path::Path) -> anyhow::Result<()> {
