@@ -1,0 +1,671 @@
+//! The sensor supervisor: one supervised thread per sensor, restarts, power lines.
+//!
+//! Each enabled sensor runs on its own thread (the drivers are blocking), in a loop of
+//! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
+//! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
+//! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
+//! under way. A disabled sensor gets no thread and stays `Disabled`. What a sensor produces
+//! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
+//! [`DescriptorRecord`] at every (re)start and a status record at every state change.
+//!
+//! [`Supervisor::restart`] is the operation the rest of the agent calls: soft (close,
+//! reopen, re-initialise) or hard (the sensor's power line off for `off_for`, then the soft
+//! path); it returns once the sensor is running again or has failed.
+//!
+//! Invariants: a sensor thread never panics on what a device does; every state change is
+//! recorded with its reason ([`state`]); a full records channel slows the sensor threads
+//! down (back-pressure) rather than dropping records; a closed channel stops them; a
+//! stalled device (no reading for several times its normal silence) is treated as failed
+//! and restarted, so no sensor stays silently dead.
+
+pub mod backoff;
+pub mod power;
+pub mod state;
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aloft_protocol::{
+    DescriptorRecord, Quality, Reading, Record, SensorDescriptor, SensorId, SensorState,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::AgentClock;
+use crate::config::SensorKind;
+use crate::sensor::{Device, LatestValues, PollOutcome, kind_name};
+use backoff::{Backoff, BackoffPolicy};
+use power::{Level, PowerLine, powered_level};
+use state::SensorHealth;
+
+/// How a restart is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestartKind {
+    /// Close, reopen and re-initialise the device.
+    Soft,
+    /// Power off for the line's `off_for`, then the soft path.
+    Hard,
+}
+
+/// Why the supervisor could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    /// No sensor has this name.
+    #[error("no sensor named {0}")]
+    UnknownSensor(String),
+    /// The sensor is disabled: there is nothing to restart.
+    #[error("sensor {0} is disabled")]
+    Disabled(String),
+    /// A hard restart of a sensor without a power line.
+    #[error("sensor {0} has no power line for a hard restart")]
+    NoPowerLine(String),
+    /// The sensor's thread has ended (the agent is stopping).
+    #[error("sensor {0} is no longer supervised")]
+    Gone(String),
+    /// A thread could not be started.
+    #[error("cannot start the thread of sensor {name}: {message}")]
+    Thread {
+        /// The sensor.
+        name: String,
+        /// What the OS said.
+        message: String,
+    },
+}
+
+/// How sensors are supervised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SupervisorOptions {
+    /// Delays between automatic restarts.
+    pub backoff: BackoffPolicy,
+    /// A degraded sensor is running again after this long without a problem.
+    pub recover_after: Duration,
+    /// A silence of this many times the device's normal silence is a failure.
+    pub silences_before_failure: u32,
+    /// Seed of the backoff jitter (mixed with each sensor's number).
+    pub seed: u64,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        SupervisorOptions {
+            backoff: BackoffPolicy::default(),
+            recover_after: Duration::from_secs(5),
+            silences_before_failure: 3,
+            seed: AgentClock::new().now().mono_ns,
+        }
+    }
+}
+
+impl SupervisorOptions {
+    /// With this backoff.
+    pub fn with_backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Running again after `after` without a problem.
+    pub fn with_recover_after(mut self, after: Duration) -> Self {
+        self.recover_after = after;
+        self
+    }
+
+    /// With this jitter seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// A sensor's power switch for hard restarts.
+#[derive(Debug)]
+pub struct PowerSwitch {
+    /// The line.
+    pub line: Box<dyn PowerLine>,
+    /// The sensor is powered when the line is low.
+    pub active_low: bool,
+    /// How long power stays off.
+    pub off_for: Duration,
+}
+
+/// One sensor to supervise.
+pub struct SensorSlot {
+    /// Its number in readings.
+    pub id: SensorId,
+    /// Its name in the config.
+    pub name: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Its adapter.
+    pub device: Box<dyn Device>,
+    /// Its power line, if it has one.
+    pub power: Option<PowerSwitch>,
+    /// Its readings come from a simulator (flagged [`Quality::SIMULATED`]).
+    pub simulated: bool,
+}
+
+impl std::fmt::Debug for SensorSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SensorSlot")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("power", &self.power)
+            .field("simulated", &self.simulated)
+            .finish_non_exhaustive()
+    }
+}
+
+type Reply = oneshot::Sender<SensorState>;
+
+enum Command {
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+    Stop,
+}
+
+#[derive(Debug)]
+struct SupervisedSensor {
+    name: String,
+    health: Arc<Mutex<SensorHealth>>,
+    commands: Option<std_mpsc::Sender<Command>>,
+    has_power: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The running supervisor: a handle on every sensor's thread.
+#[derive(Debug)]
+pub struct Supervisor {
+    sensors: Vec<SupervisedSensor>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Supervisor {
+    /// Starts a thread for every enabled sensor; records go to `records`, every reading
+    /// also to `latest`. A disabled sensor's `Disabled` status is sent here.
+    pub async fn start(
+        slots: Vec<SensorSlot>,
+        options: SupervisorOptions,
+        records: mpsc::Sender<Record>,
+        latest: LatestValues,
+    ) -> Result<Supervisor, SupervisorError> {
+        let clock = AgentClock::new();
+        let mut sensors = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let health = Arc::new(Mutex::new(SensorHealth::new(
+                slot.id,
+                slot.name.clone(),
+                slot.enabled,
+            )));
+            if !slot.enabled {
+                let record = lock(&health).record(clock.now());
+                tracing::info!(sensor = %slot.name, "Sensor disabled in the config; not started.");
+                // A closed channel means the agent is stopping; nothing to tell then.
+                let _ = records.send(Record::Status(record)).await;
+                sensors.push(SupervisedSensor {
+                    name: slot.name,
+                    health,
+                    commands: None,
+                    has_power: slot.power.is_some(),
+                    thread: None,
+                });
+                continue;
+            }
+            let (tx, rx) = std_mpsc::channel();
+            let has_power = slot.power.is_some();
+            let name = slot.name.clone();
+            let runner = Runner {
+                id: slot.id,
+                name: slot.name.clone(),
+                kind: slot.kind,
+                device: slot.device,
+                power: slot.power,
+                simulated: slot.simulated,
+                health: Arc::clone(&health),
+                records: records.clone(),
+                latest: latest.clone(),
+                options,
+                backoff: Backoff::new(
+                    options.backoff,
+                    options.seed ^ u64::from(slot.id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ),
+                commands: rx,
+                clock,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sensor-{}", slot.name))
+                .spawn(move || runner.run())
+                .map_err(|e| SupervisorError::Thread {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })?;
+            sensors.push(SupervisedSensor {
+                name,
+                health,
+                commands: Some(tx),
+                has_power,
+                thread: Some(thread),
+            });
+        }
+        Ok(Supervisor { sensors })
+    }
+
+    /// Every sensor's health now, in config order.
+    pub fn health(&self) -> Vec<SensorHealth> {
+        self.sensors
+            .iter()
+            .map(|s| lock(&s.health).clone())
+            .collect()
+    }
+
+    /// Restarts the sensor named `sensor`; returns its state once it is running again
+    /// (`Running`) or has failed (`Failed`, with an automatic retry scheduled).
+    pub async fn restart(
+        &self,
+        sensor: &str,
+        kind: RestartKind,
+        reason: &str,
+    ) -> Result<SensorState, SupervisorError> {
+        let s = self
+            .sensors
+            .iter()
+            .find(|s| s.name == sensor)
+            .ok_or_else(|| SupervisorError::UnknownSensor(sensor.to_string()))?;
+        let Some(commands) = &s.commands else {
+            return Err(SupervisorError::Disabled(sensor.to_string()));
+        };
+        if kind == RestartKind::Hard && !s.has_power {
+            return Err(SupervisorError::NoPowerLine(sensor.to_string()));
+        }
+        let (reply, answer) = oneshot::channel();
+        commands
+            .send(Command::Restart {
+                kind,
+                reason: reason.to_string(),
+                reply,
+            })
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
+        answer
+            .await
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))
+    }
+
+    /// Stops every sensor thread, closing its device, and waits for them.
+    pub async fn shutdown(mut self) {
+        for s in &mut self.sensors {
+            if let Some(c) = s.commands.take() {
+                let _ = c.send(Command::Stop);
+            }
+        }
+        let threads: Vec<_> = self
+            .sensors
+            .iter_mut()
+            .filter_map(|s| s.thread.take())
+            .collect();
+        // Joining blocks; a device in the middle of a UBX exchange takes a second or two.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for s in &mut self.sensors {
+            if let Some(c) = s.commands.take() {
+                let _ = c.send(Command::Stop);
+            }
+        }
+    }
+}
+
+/// How serving an open device ended.
+enum Exit {
+    Stop,
+    Failed {
+        healthy_for: Duration,
+    },
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+}
+
+/// What woke a waiting sensor thread.
+enum Wake {
+    Timeout,
+    Stop,
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+}
+
+/// One sensor's thread.
+struct Runner {
+    id: SensorId,
+    name: String,
+    kind: SensorKind,
+    device: Box<dyn Device>,
+    power: Option<PowerSwitch>,
+    simulated: bool,
+    health: Arc<Mutex<SensorHealth>>,
+    records: mpsc::Sender<Record>,
+    latest: LatestValues,
+    options: SupervisorOptions,
+    backoff: Backoff,
+    commands: std_mpsc::Receiver<Command>,
+    clock: AgentClock,
+}
+
+/// The records channel closed: the agent is stopping.
+struct Closed;
+
+impl Runner {
+    fn run(mut self) {
+        tracing::info!(sensor = %self.name, kind = kind_name(self.kind), "Sensor supervision started.");
+        let mut reply: Option<Reply> = None;
+        let mut start_reason = "agent started".to_string();
+        loop {
+            if self.enter(SensorState::Starting, &start_reason).is_err() {
+                break;
+            }
+            let exit = match self.device.open() {
+                Ok(descriptor) => match self.opened(descriptor, &mut reply) {
+                    Ok(()) => self.serve(),
+                    Err(Closed) => Exit::Stop,
+                },
+                Err(e) => {
+                    tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
+                    match self.enter(SensorState::Failed, &e.to_string()) {
+                        Ok(()) => Exit::Failed {
+                            healthy_for: Duration::ZERO,
+                        },
+                        Err(Closed) => Exit::Stop,
+                    }
+                }
+            };
+            self.device.close();
+            // An operator's restart ends here either way: running, or failed.
+            if let Some(r) = reply.take() {
+                let _ = r.send(lock(&self.health).state);
+            }
+            let (kind, reason) = match exit {
+                Exit::Stop => break,
+                Exit::Restart {
+                    kind,
+                    reason,
+                    reply: r,
+                } => {
+                    reply = Some(r);
+                    (Some(kind), reason)
+                }
+                Exit::Failed { healthy_for } => {
+                    let delay = self.backoff.next_delay(healthy_for);
+                    tracing::info!(sensor = %self.name, delay_ms = delay.as_millis() as u64, failures = self.backoff.failures(), "Sensor restart scheduled.");
+                    match self.wait(delay) {
+                        Wake::Stop => break,
+                        Wake::Timeout => (None, "automatic restart after failure".to_string()),
+                        Wake::Restart {
+                            kind,
+                            reason,
+                            reply: r,
+                        } => {
+                            reply = Some(r);
+                            (Some(kind), reason)
+                        }
+                    }
+                }
+            };
+            if kind.is_some() {
+                // An operator asked: the automatic sequence starts over.
+                self.backoff.reset();
+            }
+            if self.restart(kind, &reason).is_err() {
+                break;
+            }
+            start_reason = format!("restarting: {reason}");
+        }
+        self.device.close();
+        tracing::info!(sensor = %self.name, "Sensor supervision stopped.");
+    }
+
+    /// Records a restart and, for a hard one, cycles the power.
+    fn restart(&mut self, kind: Option<RestartKind>, reason: &str) -> Result<(), Closed> {
+        let label = match kind {
+            Some(RestartKind::Soft) => format!("soft restart: {reason}"),
+            Some(RestartKind::Hard) => format!("hard restart: {reason}"),
+            None => reason.to_string(),
+        };
+        let record = lock(&self.health).begin_restart(label, self.clock.now());
+        tracing::info!(sensor = %self.name, restarts = record.restarts, reason = %record.reason, "Sensor restarting.");
+        self.send(Record::Status(record))?;
+        if kind == Some(RestartKind::Hard)
+            && let Some(power) = self.power.as_mut()
+        {
+            let on = powered_level(power.active_low);
+            let off = match on {
+                Level::High => Level::Low,
+                Level::Low => Level::High,
+            };
+            if let Err(e) = power.line.set(off) {
+                tracing::warn!(sensor = %self.name, error = %e, "Power line not switched off; soft restart only.");
+            } else {
+                // The supply must stay off long enough for the device to reset; this is a
+                // deliberate wait, not a poll.
+                std::thread::sleep(power.off_for);
+            }
+            if let Err(e) = power.line.set(on) {
+                tracing::error!(sensor = %self.name, error = %e, "Power line not switched back on.");
+            }
+        }
+        Ok(())
+    }
+
+    /// The device opened: descriptor, then running.
+    fn opened(
+        &mut self,
+        descriptor: SensorDescriptor,
+        reply: &mut Option<Reply>,
+    ) -> Result<(), Closed> {
+        self.send_descriptor(descriptor)?;
+        self.enter(SensorState::Running, "device opened")?;
+        if let Some(r) = reply.take() {
+            let _ = r.send(SensorState::Running);
+        }
+        Ok(())
+    }
+
+    /// Polls the open device until it fails, is told to restart or to stop.
+    fn serve(&mut self) -> Exit {
+        let opened_at = Instant::now();
+        let mut last_data = Instant::now();
+        let mut last_problem: Option<Instant> = None;
+        let mut next_tick = Instant::now();
+        let mut readings: Vec<Reading> = Vec::new();
+        loop {
+            let command = match self.device.interval() {
+                Some(interval) => {
+                    let wait = next_tick.saturating_duration_since(Instant::now());
+                    let command = match self.commands.recv_timeout(wait) {
+                        Ok(c) => Some(c),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => Some(Command::Stop),
+                    };
+                    next_tick += interval;
+                    // After a long stall, skip the missed ticks instead of bursting.
+                    if next_tick < Instant::now() {
+                        next_tick = Instant::now() + interval;
+                    }
+                    command
+                }
+                None => match self.commands.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(std_mpsc::TryRecvError::Empty) => None,
+                    Err(std_mpsc::TryRecvError::Disconnected) => Some(Command::Stop),
+                },
+            };
+            match command {
+                Some(Command::Stop) => return Exit::Stop,
+                Some(Command::Restart {
+                    kind,
+                    reason,
+                    reply,
+                }) => {
+                    return Exit::Restart {
+                        kind,
+                        reason,
+                        reply,
+                    };
+                }
+                None => {}
+            }
+            readings.clear();
+            let outcome = match self.device.poll(&mut readings) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
+                    return match self.enter(SensorState::Failed, &e.to_string()) {
+                        Ok(()) => Exit::Failed {
+                            healthy_for: opened_at.elapsed(),
+                        },
+                        Err(Closed) => Exit::Stop,
+                    };
+                }
+            };
+            if !readings.is_empty() {
+                last_data = Instant::now();
+                if self.forward(&mut readings).is_err() {
+                    return Exit::Stop;
+                }
+            }
+            if let Some(d) = self.device.take_descriptor()
+                && self.send_descriptor(d).is_err()
+            {
+                return Exit::Stop;
+            }
+            let state = lock(&self.health).state;
+            let result = match outcome {
+                PollOutcome::Healthy => Ok(()),
+                PollOutcome::Degraded(reason) => {
+                    last_problem = Some(Instant::now());
+                    // Stay on the first reason while degraded: one record per episode.
+                    if state == SensorState::Degraded {
+                        Ok(())
+                    } else {
+                        self.enter(SensorState::Degraded, &reason)
+                    }
+                }
+                PollOutcome::Notice(reason) => {
+                    tracing::info!(sensor = %self.name, notice = %reason, "Sensor notice.");
+                    self.enter(state, &reason)
+                }
+            };
+            if result.is_err() {
+                return Exit::Stop;
+            }
+            let limit = self.device.silence_limit();
+            let silence = last_data.elapsed();
+            let fail_at = limit.saturating_mul(self.options.silences_before_failure.max(1));
+            let result = if silence >= fail_at {
+                let reason = format!("no data for {:.1} s", silence.as_secs_f64());
+                tracing::warn!(sensor = %self.name, silence_ms = silence.as_millis() as u64, "Sensor stalled.");
+                return match self.enter(SensorState::Failed, &reason) {
+                    Ok(()) => Exit::Failed {
+                        healthy_for: opened_at.elapsed().saturating_sub(silence),
+                    },
+                    Err(Closed) => Exit::Stop,
+                };
+            } else if silence >= limit {
+                last_problem = Some(Instant::now());
+                if lock(&self.health).state == SensorState::Degraded {
+                    Ok(())
+                } else {
+                    self.enter(
+                        SensorState::Degraded,
+                        &format!("no data for over {:.1} s", limit.as_secs_f64()),
+                    )
+                }
+            } else if lock(&self.health).state == SensorState::Degraded
+                && last_problem.is_none_or(|t| t.elapsed() >= self.options.recover_after)
+            {
+                self.enter(SensorState::Running, "recovered")
+            } else {
+                Ok(())
+            };
+            if result.is_err() {
+                return Exit::Stop;
+            }
+        }
+    }
+
+    fn wait(&self, delay: Duration) -> Wake {
+        match self.commands.recv_timeout(delay) {
+            Ok(Command::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => Wake::Stop,
+            Ok(Command::Restart {
+                kind,
+                reason,
+                reply,
+            }) => Wake::Restart {
+                kind,
+                reason,
+                reply,
+            },
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Wake::Timeout,
+        }
+    }
+
+    fn forward(&self, readings: &mut Vec<Reading>) -> Result<(), Closed> {
+        for r in readings.iter_mut() {
+            r.sensor = self.id;
+            if self.simulated {
+                r.quality |= Quality::SIMULATED;
+            }
+        }
+        self.latest.record(&self.name, readings);
+        for r in readings.drain(..) {
+            self.send(Record::Reading(r))?;
+        }
+        Ok(())
+    }
+
+    fn send_descriptor(&self, descriptor: SensorDescriptor) -> Result<(), Closed> {
+        self.send(Record::Descriptor(DescriptorRecord {
+            sensor: self.id,
+            name: self.name.clone(),
+            kind: kind_name(self.kind).to_string(),
+            time: self.clock.now(),
+            descriptor,
+        }))
+    }
+
+    fn enter(&self, state: SensorState, reason: &str) -> Result<(), Closed> {
+        let record = lock(&self.health).enter(state, reason, self.clock.now());
+        match record {
+            Some(record) => {
+                tracing::info!(sensor = %self.name, state = ?record.state, reason = %record.reason, restarts = record.restarts, "Sensor state changed.");
+                self.send(Record::Status(record))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, record: Record) -> Result<(), Closed> {
+        self.records.blocking_send(record).map_err(|_| Closed)
+    }
+}
