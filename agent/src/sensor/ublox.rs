@@ -40,6 +40,8 @@ pub struct UbloxOptions {
     pub command_timeout: Duration,
     /// Bound of each read of the port.
     pub read_timeout: Duration,
+    /// The longest normal silence of the receiver (see [`Device::silence_limit`]).
+    pub silence_limit: Duration,
 }
 
 impl Default for UbloxOptions {
@@ -51,6 +53,8 @@ impl Default for UbloxOptions {
             model_check_every: Duration::from_secs(60),
             command_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_millis(100),
+            // 10 Hz normally, 1 Hz at worst: two seconds without a fix is not normal.
+            silence_limit: Duration::from_secs(2),
         }
     }
 }
@@ -59,6 +63,18 @@ impl UbloxOptions {
     /// Checking the dynamic model every `every`.
     pub fn with_model_check_every(mut self, every: Duration) -> Self {
         self.model_check_every = every;
+        self
+    }
+
+    /// With this normal silence (tests shorten it to notice a stall quickly).
+    pub fn with_silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = limit;
+        self
+    }
+
+    /// Bounding each wait for a UBX answer by `timeout`.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
         self
     }
 
@@ -237,8 +253,9 @@ impl Device for UbloxDevice {
     }
 
     fn silence_limit(&self) -> Duration {
-        // 10 Hz normally, 1 Hz at worst; a model check holds the line for ~2 command
-        // timeouts.
-        Duration::from_secs(2).max(self.options.command_timeout * 3)
+        // A model check holds the line for up to a few command timeouts.
+        self.options
+            .silence_limit
+            .max(self.options.command_timeout * 3)
     }
 }
