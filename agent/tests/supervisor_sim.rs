@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use aloft_agent::config::{SensorConfig, SimulationConfig};
-use aloft_agent::sensor::LatestValues;
+use aloft_agent::replay::{self, CaptureKind};
 use aloft_agent::sensor::simulation::{Simulation, SimulationTuning};
 use aloft_agent::sensor::ublox::UbloxOptions;
+use aloft_agent::sensor::{LatestValues, hardware_slots};
 use aloft_agent::supervisor::backoff::BackoffPolicy;
 use aloft_agent::supervisor::power::Level;
 use aloft_agent::supervisor::{RestartKind, Supervisor, SupervisorError, SupervisorOptions};
@@ -259,8 +260,17 @@ async fn a_hard_restart_pulls_the_power_line_off_then_on_and_comes_back_running(
         static_port("static"),
     ])
     .await;
-    f.until_state(0, SensorState::Running).await;
-    f.until_state(1, SensorState::Running).await;
+    let mut running = [false; 2];
+    f.until("both powered sensors running", |r| {
+        if let Record::Status(s) = r
+            && s.state == SensorState::Running
+            && let Some(flag) = running.get_mut(usize::from(s.sensor.0))
+        {
+            *flag = true;
+        }
+        running == [true, true]
+    })
+    .await;
 
     for name in ["outside-air", "inverted"] {
         let state = f
@@ -444,16 +454,102 @@ async fn a_brown_out_that_reverts_the_dynamic_model_is_noticed_and_the_model_res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_serial_kinds_without_configuration_produce_readings_and_descriptors() {
-    let mut f = fly_with(
-        vec![
-            sensor(serde_json::json!({ "name": "cosmic-ray", "kind": "cosmicwatch", "port": "/dev/ttyACM0" })),
-            sensor(serde_json::json!({ "name": "backup-gps", "kind": "nmea", "port": "/dev/ttyS1" })),
-        ],
-        tuning(),
-    )
-    .await;
-    f.until_readings(0, 2).await;
-    f.until_readings(1, 3).await;
+async fn the_other_serial_kinds_run_and_their_raw_capture_replays() {
+    let captures = tempfile::tempdir().expect("a temporary directory");
+    let capture = serde_json::json!({
+        "dir": captures.path(), "max_file_bytes": 2048, "max_files": 50
+    });
+    let f = fly(vec![
+        sensor(serde_json::json!({
+            "name": "cosmic-ray", "kind": "cosmicwatch", "port": "/dev/ttyACM0", "capture": capture
+        })),
+        sensor(serde_json::json!({
+            "name": "backup-gps", "kind": "nmea", "port": "/dev/ttyS1", "capture": capture
+        })),
+    ]);
+    let mut f = f.await;
+    let mut seen = f.until_readings(0, 3).await;
+    seen.extend(f.until_readings(1, 3).await);
+    assert!(
+        seen.iter()
+            .any(|r| matches!(r, Record::Descriptor(d) if d.sensor == SensorId(1)))
+    );
     f.land().await;
+
+    for (sensor, ext, kind) in [
+        ("cosmic-ray", "cosmicwatch", CaptureKind::Cosmicwatch),
+        ("backup-gps", "nmea", CaptureKind::Nmea),
+    ] {
+        let mut files: Vec<_> = std::fs::read_dir(captures.path())
+            .expect("the capture directory")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{sensor}.")) && n.ends_with(ext))
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "{sensor} was captured");
+        let bytes: Vec<u8> = files
+            .iter()
+            .flat_map(|p| std::fs::read(p).expect("readable"))
+            .collect();
+        let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
+        let summary = replay::run(kind, &bytes, &mut out, &mut diagnostics).expect("replayed");
+        assert!(
+            summary.records > 0,
+            "{sensor}: the capture replays to records"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_hardware_is_reported_failed_with_its_path_and_retried() {
+    let sensors = vec![
+        sensor(serde_json::json!({
+            "name": "static", "kind": "ms5611", "bus": "/dev/i2c-aloft-missing"
+        })),
+        sensor(serde_json::json!({
+            "name": "gps", "kind": "ublox", "port": "/dev/serial/by-id/usb-aloft-missing",
+            "power": { "chip": "/dev/gpiochip-aloft-missing", "line": 3 }
+        })),
+    ];
+    let latest = LatestValues::new();
+    let slots = hardware_slots(&sensors, &latest).expect("adapters for every kind");
+    let (tx, mut records) = mpsc::channel(256);
+    let supervisor = Supervisor::start(slots, options(), tx, latest)
+        .await
+        .expect("the supervisor starts");
+    let deadline = Instant::now() + PATIENCE;
+    let mut failures = Vec::new();
+    // Two failures of each: the first attempt and at least one automatic retry.
+    while failures.iter().filter(|(s, _)| *s == SensorId(0)).count() < 2
+        || failures.iter().filter(|(s, _)| *s == SensorId(1)).count() < 2
+    {
+        match timeout_at(deadline, records.recv()).await {
+            Ok(Some(Record::Status(s))) if s.state == SensorState::Failed => {
+                failures.push((s.sensor, s.reason))
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no failures reported: {other:?} after {failures:?}"),
+        }
+    }
+    assert!(
+        failures
+            .iter()
+            .any(|(s, r)| *s == SensorId(0) && r.contains("/dev/i2c-aloft-missing"))
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|(s, r)| *s == SensorId(1) && r.contains("usb-aloft-missing"))
+    );
+    // The GPIO chip is missing too: the sensor runs without a power line.
+    let refused = supervisor.restart("gps", RestartKind::Hard, "wedged").await;
+    assert_eq!(refused, Err(SupervisorError::NoPowerLine("gps".into())));
+    let drain = tokio::spawn(async move { while records.recv().await.is_some() {} });
+    supervisor.shutdown().await;
+    drain.abort();
 }

@@ -12,6 +12,7 @@ use aloft_protocol::{Reading, SensorDescriptor, SensorId};
 use aloft_sensors::cosmicwatch::{MuonDetector, StreamItem};
 use aloft_sensors::serial::Port;
 
+use super::capture::Capture;
 use super::ublox::{open_port, read_port};
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
@@ -32,6 +33,7 @@ pub struct CosmicWatchDevice {
     port: Option<Port>,
     detector: MuonDetector,
     buf: Vec<u8>,
+    capture: Option<Capture>,
     silence_limit: Duration,
 }
 
@@ -45,11 +47,18 @@ impl CosmicWatchDevice {
             clock: AgentClock::new(),
             port: None,
             detector: MuonDetector::new(RATE_WINDOW_S),
+            capture: None,
             buf: vec![0; 1024],
             // About one muon per second at sea level, more aloft: 30 s of silence is
             // practically impossible from a live detector.
             silence_limit: Duration::from_secs(30),
         }
+    }
+
+    /// Writing the bytes read from the port to `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 
     /// With a shorter or longer normal silence (tests, a very quiet detector).
@@ -85,6 +94,9 @@ impl Device for CosmicWatchDevice {
         let mut bad = 0u32;
         let now = self.clock.now();
         let bytes = self.buf.get(..n).unwrap_or_default();
+        if let Some(c) = self.capture.as_mut() {
+            c.write(bytes);
+        }
         self.detector.push_bytes(bytes, self.id, now, out, |item| {
             if matches!(item, StreamItem::Bad(_)) {
                 bad += 1;

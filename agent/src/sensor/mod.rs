@@ -17,6 +17,7 @@
 //! agent (DESIGN.md invariant 6): a bad line or CRC is counted and reported as degraded, a
 //! vanished port or a NACK is an error the supervisor answers with a restart.
 
+pub mod capture;
 pub mod cosmicwatch;
 pub mod i2c;
 pub mod latest;
@@ -139,24 +140,104 @@ pub fn hardware_device(
             .ok_or_else(|| DeviceError::Config(format!("sensor {} needs a port", config.name)))
     };
     Ok(match config.kind {
-        SensorKind::Ublox => Box::new(ublox::UbloxDevice::new(
-            id,
-            port()?,
-            config.baud.unwrap_or(ublox::DEFAULT_BAUD),
-            ublox::UbloxOptions::default(),
+        SensorKind::Ublox => {
+            let device = ublox::UbloxDevice::new(
+                id,
+                port()?,
+                config.baud.unwrap_or(ublox::DEFAULT_BAUD),
+                ublox::UbloxOptions::default(),
+            );
+            let kind = device.capture_kind();
+            Box::new(with_capture(
+                device,
+                config,
+                kind,
+                ublox::UbloxDevice::with_capture,
+            ))
+        }
+        SensorKind::Nmea => Box::new(with_capture(
+            nmea::NmeaDevice::new(id, port()?, config.baud.unwrap_or(nmea::DEFAULT_BAUD)),
+            config,
+            "nmea",
+            nmea::NmeaDevice::with_capture,
         )),
-        SensorKind::Nmea => Box::new(nmea::NmeaDevice::new(
-            id,
-            port()?,
-            config.baud.unwrap_or(nmea::DEFAULT_BAUD),
-        )),
-        SensorKind::Cosmicwatch => Box::new(cosmicwatch::CosmicWatchDevice::new(
-            id,
-            port()?,
-            config.baud.unwrap_or(cosmicwatch::DEFAULT_BAUD),
+        SensorKind::Cosmicwatch => Box::new(with_capture(
+            cosmicwatch::CosmicWatchDevice::new(
+                id,
+                port()?,
+                config.baud.unwrap_or(cosmicwatch::DEFAULT_BAUD),
+            ),
+            config,
+            "cosmicwatch",
+            cosmicwatch::CosmicWatchDevice::with_capture,
         )),
         SensorKind::Bme280 | SensorKind::Ms5611 | SensorKind::Scd41 | SensorKind::Ms4525do => {
             i2c::linux_device(id, config, latest)?
         }
     })
+}
+
+/// Attaches the raw capture the sensor's config asks for, if any.
+pub(crate) fn with_capture<T>(
+    device: T,
+    config: &SensorConfig,
+    kind: &'static str,
+    attach: fn(T, capture::Capture) -> T,
+) -> T {
+    match &config.capture {
+        Some(c) => attach(device, capture::Capture::new(c, &config.name, kind)),
+        None => device,
+    }
+}
+
+/// Why the hardware sensors could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("sensor {sensor}: {source}")]
+pub struct SlotError {
+    /// The sensor.
+    pub sensor: String,
+    /// Why.
+    pub source: DeviceError,
+}
+
+/// The supervisor's slots for the configured sensors on real hardware, numbered in config
+/// order. A power line that cannot be opened is logged and left out (the sensor runs, and
+/// a hard restart of it is refused), so a miswired GPIO never keeps a sensor from reading.
+pub fn hardware_slots(
+    sensors: &[SensorConfig],
+    latest: &LatestValues,
+) -> Result<Vec<crate::supervisor::SensorSlot>, SlotError> {
+    use crate::supervisor::power::GpioPowerLine;
+    use crate::supervisor::{PowerSwitch, SensorSlot};
+    let mut slots = Vec::with_capacity(sensors.len());
+    for (n, config) in sensors.iter().enumerate() {
+        let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+        let device = hardware_device(id, config, latest).map_err(|source| SlotError {
+            sensor: config.name.clone(),
+            source,
+        })?;
+        let power = config.power.as_ref().and_then(|p| {
+            match GpioPowerLine::open(p) {
+                Ok(line) => Some(PowerSwitch {
+                    line: Box::new(line),
+                    active_low: p.active_low,
+                    off_for: p.off_for,
+                }),
+                Err(e) => {
+                    tracing::error!(sensor = %config.name, error = %e, "Power line unusable; hard restarts of this sensor are refused.");
+                    None
+                }
+            }
+        });
+        slots.push(SensorSlot {
+            id,
+            name: config.name.clone(),
+            kind: config.kind,
+            enabled: config.enabled,
+            device,
+            power,
+            simulated: false,
+        });
+    }
+    Ok(slots)
 }

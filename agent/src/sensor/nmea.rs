@@ -13,6 +13,7 @@ use aloft_sensors::gps::framer::{GnssFramer, Item};
 use aloft_sensors::gps::nmea;
 use aloft_sensors::serial::Port;
 
+use super::capture::Capture;
 use super::ublox::{open_port, read_port};
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
@@ -31,6 +32,7 @@ pub struct NmeaDevice {
     framer: GnssFramer,
     fixes: FixAssembler,
     buf: Vec<u8>,
+    capture: Option<Capture>,
 }
 
 impl NmeaDevice {
@@ -44,8 +46,15 @@ impl NmeaDevice {
             port: None,
             framer: GnssFramer::new(),
             fixes: FixAssembler::new(),
+            capture: None,
             buf: vec![0; 1024],
         }
+    }
+
+    /// Writing the bytes read from the port to `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
     }
 }
 
@@ -72,7 +81,11 @@ impl Device for NmeaDevice {
         let Some(n) = read_port(port, &self.path, &mut self.buf)? else {
             return Ok(PollOutcome::Healthy);
         };
-        self.framer.push(self.buf.get(..n).unwrap_or_default());
+        let bytes = self.buf.get(..n).unwrap_or_default();
+        if let Some(c) = self.capture.as_mut() {
+            c.write(bytes);
+        }
+        self.framer.push(bytes);
         let now = self.clock.now();
         let mut bad = 0u32;
         while let Some(item) = self.framer.next_item() {

@@ -34,7 +34,7 @@ use super::cosmicwatch::CosmicWatchDevice;
 use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval};
 use super::nmea::NmeaDevice;
 use super::ublox::{UbloxDevice, UbloxOptions};
-use super::{Device, DeviceError, LatestValues};
+use super::{Device, DeviceError, LatestValues, with_capture};
 use crate::clock::AgentClock;
 use crate::config::{SensorConfig, SensorKind, SimulationConfig};
 use crate::supervisor::power::SimulatedPowerLine;
@@ -328,10 +328,10 @@ impl Simulation {
                 self.ublox.insert(sensor.name.clone(), receiver.clone());
                 let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
                     .map_err(port_error)?;
-                (
-                    port,
-                    Box::new(UbloxDevice::new(id, link, baud, tuning.ublox)),
-                )
+                let device = UbloxDevice::new(id, link, baud, tuning.ublox);
+                let kind = device.capture_kind();
+                let device = with_capture(device, sensor, kind, UbloxDevice::with_capture);
+                (port, Box::new(device))
             }
             SensorKind::Nmea => {
                 // A plain receiver: NMEA only, once a second, at 9600 baud.
@@ -346,7 +346,9 @@ impl Simulation {
                 let receiver = UbloxSim::new(config);
                 let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
                     .map_err(port_error)?;
-                (port, Box::new(NmeaDevice::new(id, link, 9600)))
+                let device = NmeaDevice::new(id, link, 9600);
+                let device = with_capture(device, sensor, "nmea", NmeaDevice::with_capture);
+                (port, Box::new(device))
             }
             _ => {
                 let detector = CosmicWatchSim::new(Format::V2, sensor.name.clone(), seed);
@@ -356,6 +358,12 @@ impl Simulation {
                 if let Some(limit) = tuning.cosmicwatch_silence {
                     device = device.with_silence_limit(limit);
                 }
+                let device = with_capture(
+                    device,
+                    sensor,
+                    "cosmicwatch",
+                    CosmicWatchDevice::with_capture,
+                );
                 (port, Box::new(device))
             }
         };

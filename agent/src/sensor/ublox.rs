@@ -22,6 +22,7 @@ use aloft_sensors::gps::ubx::{NavPvt, msg};
 use aloft_sensors::gps::{nmea, ublox};
 use aloft_sensors::serial::{self, LineError, Port};
 
+use super::capture::Capture;
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -127,6 +128,7 @@ pub struct UbloxDevice {
     fixes: FixAssembler,
     last_model_check: Instant,
     buf: Vec<u8>,
+    capture: Option<Capture>,
 }
 
 impl UbloxDevice {
@@ -142,8 +144,20 @@ impl UbloxDevice {
             framer: GnssFramer::new(),
             fixes: FixAssembler::new(),
             last_model_check: Instant::now(),
+            capture: None,
             buf: vec![0; 4096],
         }
+    }
+
+    /// Writing the bytes read from the port to `capture`.
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    /// The replay kind of what this adapter captures: fixes come from NAV-PVT or NMEA.
+    pub fn capture_kind(&self) -> &'static str {
+        if self.options.nav_pvt { "ubx" } else { "nmea" }
     }
 
     fn check_model(&mut self, port: &mut Port) -> Result<Option<PollOutcome>, DeviceError> {
@@ -208,7 +222,11 @@ impl Device for UbloxDevice {
         let n = read_port(&mut port, &self.path, &mut self.buf)?;
         self.port = Some(port);
         let Some(n) = n else { return Ok(outcome) };
-        self.framer.push(self.buf.get(..n).unwrap_or_default());
+        let bytes = self.buf.get(..n).unwrap_or_default();
+        if let Some(c) = self.capture.as_mut() {
+            c.write(bytes);
+        }
+        self.framer.push(bytes);
         let now = self.clock.now();
         let mut bad = 0u32;
         while let Some(item) = self.framer.next_item() {
