@@ -432,20 +432,32 @@ async fn a_gps_that_stalls_is_noticed_as_degraded_then_failed_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brown_out_that_reverts_the_dynamic_model_is_noticed_and_the_model_restored() {
     let mut f = fly(vec![gps()]).await;
-    f.until_state(0, SensorState::Running).await;
-    f.until_readings(0, 5).await;
+    let mut seen = f.until_state(0, SensorState::Running).await;
+    seen.extend(f.until_readings(0, 5).await);
     let receiver = f.sim().ublox("gps").expect("a receiver").clone();
     assert_eq!(receiver.dynamic_model(), DynamicModel::Airborne2g);
 
     receiver.brown_out();
     assert_eq!(receiver.dynamic_model(), DynamicModel::Portable);
-    let seen = f
-        .until(
+    seen.extend(
+        f.until(
             "the model restored",
             |r| matches!(r, Record::Status(s) if s.reason.contains("Airborne <2g restored")),
         )
-        .await;
-    let notice = statuses(&seen, Some(0)).pop().expect("a status");
+        .await,
+    );
+    // Nothing between the open and the notice: sentences cut by the open are not noise.
+    let all = statuses(&seen, Some(0));
+    assert_eq!(
+        all.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![
+            SensorState::Starting,
+            SensorState::Running,
+            SensorState::Running
+        ],
+        "{all:?}"
+    );
+    let notice = all.last().expect("a status");
     assert!(notice.1.contains("Portable"), "{}", notice.1);
     assert_eq!(receiver.dynamic_model(), DynamicModel::Airborne2g);
     // Not a restart: the port stayed open.

@@ -34,6 +34,9 @@ pub struct CosmicWatchDevice {
     detector: MuonDetector,
     buf: Vec<u8>,
     capture: Option<Capture>,
+    /// A good line was seen since the open: a bad line before it is the tail of one cut
+    /// by the open, not line noise.
+    synced: bool,
     silence_limit: Duration,
 }
 
@@ -48,6 +51,7 @@ impl CosmicWatchDevice {
             port: None,
             detector: MuonDetector::new(RATE_WINDOW_S),
             capture: None,
+            synced: false,
             buf: vec![0; 1024],
             // About one muon per second at sea level, more aloft: 30 s of silence is
             // practically impossible from a live detector.
@@ -78,6 +82,7 @@ impl Device for CosmicWatchDevice {
         )?);
         // A reopened detector may have rebooted; its header will say so.
         self.detector = MuonDetector::new(RATE_WINDOW_S);
+        self.synced = false;
         Ok(SensorDescriptor::new("CosmicWatch muon detector"))
     }
 
@@ -97,9 +102,14 @@ impl Device for CosmicWatchDevice {
         if let Some(c) = self.capture.as_mut() {
             c.write(bytes);
         }
+        let synced = &mut self.synced;
         self.detector.push_bytes(bytes, self.id, now, out, |item| {
             if matches!(item, StreamItem::Bad(_)) {
-                bad += 1;
+                if *synced {
+                    bad += 1;
+                }
+            } else {
+                *synced = true;
             }
         });
         Ok(if bad > 0 {

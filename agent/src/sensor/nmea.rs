@@ -33,6 +33,8 @@ pub struct NmeaDevice {
     fixes: FixAssembler,
     buf: Vec<u8>,
     capture: Option<Capture>,
+    /// A complete sentence was seen since the open (see the u-blox adapter).
+    synced: bool,
 }
 
 impl NmeaDevice {
@@ -47,6 +49,7 @@ impl NmeaDevice {
             framer: GnssFramer::new(),
             fixes: FixAssembler::new(),
             capture: None,
+            synced: false,
             buf: vec![0; 1024],
         }
     }
@@ -67,6 +70,7 @@ impl Device for NmeaDevice {
             Duration::from_millis(100),
         )?);
         self.framer = GnssFramer::new();
+        self.synced = false;
         self.fixes = FixAssembler::new();
         Ok(SensorDescriptor::new("NMEA 0183 GNSS receiver"))
     }
@@ -89,6 +93,9 @@ impl Device for NmeaDevice {
         let now = self.clock.now();
         let mut bad = 0u32;
         while let Some(item) = self.framer.next_item() {
+            if !matches!(item, Item::Skipped { .. }) {
+                self.synced = true;
+            }
             match item {
                 Item::Nmea(line) => match nmea::parse(line) {
                     Ok(sentence) => {
@@ -98,7 +105,7 @@ impl Device for NmeaDevice {
                     }
                     Err(_) => bad += 1,
                 },
-                Item::Skipped { .. } => bad += 1,
+                Item::Skipped { .. } if self.synced => bad += 1,
                 _ => {}
             }
         }

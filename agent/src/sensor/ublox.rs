@@ -129,6 +129,9 @@ pub struct UbloxDevice {
     last_model_check: Instant,
     buf: Vec<u8>,
     capture: Option<Capture>,
+    /// A complete sentence or frame was seen since the open: bytes skipped before it are
+    /// the tail of one cut by the open, not line noise.
+    synced: bool,
 }
 
 impl UbloxDevice {
@@ -145,6 +148,7 @@ impl UbloxDevice {
             fixes: FixAssembler::new(),
             last_model_check: Instant::now(),
             capture: None,
+            synced: false,
             buf: vec![0; 4096],
         }
     }
@@ -203,6 +207,7 @@ impl Device for UbloxDevice {
         )
         .map_err(|e| DeviceError::Init(format!("dynamic model not confirmed: {e}")))?;
         self.framer = GnssFramer::new();
+        self.synced = false;
         self.fixes = FixAssembler::new();
         self.last_model_check = Instant::now();
         self.port = Some(port);
@@ -230,6 +235,9 @@ impl Device for UbloxDevice {
         let now = self.clock.now();
         let mut bad = 0u32;
         while let Some(item) = self.framer.next_item() {
+            if !matches!(item, Item::Skipped { .. }) {
+                self.synced = true;
+            }
             match item {
                 Item::Nmea(line) if !self.options.nav_pvt => match nmea::parse(line) {
                     Ok(sentence) => {
@@ -247,7 +255,9 @@ impl Device for UbloxDevice {
                 }
                 Item::Skipped { bytes, reason } => {
                     tracing::debug!(port = %self.path.display(), bytes, ?reason, "GNSS bytes skipped.");
-                    bad += 1;
+                    if self.synced {
+                        bad += 1;
+                    }
                 }
                 _ => {}
             }

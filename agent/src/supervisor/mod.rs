@@ -379,6 +379,11 @@ struct Closed;
 impl Runner {
     fn run(mut self) {
         tracing::info!(sensor = %self.name, kind = kind_name(self.kind), "Sensor supervision started.");
+        // The first state is news too: the stream says when supervision began.
+        let first = lock(&self.health).record(self.clock.now());
+        if self.send(Record::Status(first)).is_err() {
+            return;
+        }
         let mut reply: Option<Reply> = None;
         let mut start_reason = "agent started".to_string();
         loop {
