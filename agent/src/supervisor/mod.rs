@@ -674,3 +674,258 @@ impl Runner {
         self.records.blocking_send(record).map_err(|_| Closed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use aloft_protocol::{Quantity, Timestamp};
+    use tokio::time::{Instant as TokioInstant, timeout_at};
+
+    use crate::sensor::DeviceError;
+
+    /// What the scripted device does at a poll.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Reading,
+        Silent,
+        Degraded,
+        Notice,
+        Fail,
+    }
+
+    /// A device that follows a script, then produces one reading per poll.
+    struct Scripted {
+        script: Arc<Mutex<VecDeque<Step>>>,
+        refuse_open: Arc<AtomicBool>,
+        silence_limit: Duration,
+    }
+
+    impl Device for Scripted {
+        fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
+            if self.refuse_open.load(Ordering::SeqCst) {
+                return Err(DeviceError::NotAnswering("scripted refusal".into()));
+            }
+            Ok(SensorDescriptor::new("scripted"))
+        }
+
+        fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
+            let step = lock(&self.script).pop_front().unwrap_or(Step::Reading);
+            let reading = Reading {
+                sensor: SensorId(99),
+                quantity: Quantity::AirPressure,
+                time: Timestamp::monotonic(AgentClock::new().now().mono_ns),
+                value: 19_400.0,
+                quality: Quality::GOOD,
+            };
+            match step {
+                Step::Reading => out.push(reading),
+                Step::Silent => {}
+                Step::Degraded => {
+                    out.push(reading);
+                    return Ok(PollOutcome::Degraded("scripted trouble".into()));
+                }
+                Step::Notice => {
+                    out.push(reading);
+                    return Ok(PollOutcome::Notice("scripted notice".into()));
+                }
+                Step::Fail => return Err(DeviceError::NotAnswering("scripted failure".into())),
+            }
+            Ok(PollOutcome::Healthy)
+        }
+
+        fn close(&mut self) {}
+
+        fn interval(&self) -> Option<Duration> {
+            Some(Duration::from_millis(2))
+        }
+
+        fn silence_limit(&self) -> Duration {
+            self.silence_limit
+        }
+    }
+
+    struct Rig {
+        supervisor: Supervisor,
+        records: mpsc::Receiver<Record>,
+        script: Arc<Mutex<VecDeque<Step>>>,
+        refuse_open: Arc<AtomicBool>,
+    }
+
+    async fn rig(steps: Vec<Step>, options: SupervisorOptions, silence_limit: Duration) -> Rig {
+        let script = Arc::new(Mutex::new(VecDeque::from(steps)));
+        let refuse_open = Arc::new(AtomicBool::new(false));
+        let slot = SensorSlot {
+            id: SensorId(4),
+            name: "static".into(),
+            kind: SensorKind::Ms5611,
+            enabled: true,
+            device: Box::new(Scripted {
+                script: Arc::clone(&script),
+                refuse_open: Arc::clone(&refuse_open),
+                silence_limit,
+            }),
+            power: None,
+            simulated: true,
+        };
+        let (tx, records) = mpsc::channel(64);
+        let supervisor = Supervisor::start(vec![slot], options, tx, LatestValues::new())
+            .await
+            .expect("started");
+        Rig {
+            supervisor,
+            records,
+            script,
+            refuse_open,
+        }
+    }
+
+    fn quick() -> SupervisorOptions {
+        SupervisorOptions::default()
+            .with_backoff(
+                BackoffPolicy::new(Duration::from_millis(5), Duration::from_millis(20))
+                    .with_jitter(0.0),
+            )
+            .with_recover_after(Duration::ZERO)
+            .with_seed(1)
+    }
+
+    impl Rig {
+        /// Status changes until (and with) the first that `done` accepts.
+        async fn statuses_until(
+            &mut self,
+            mut done: impl FnMut(SensorState, &str) -> bool,
+        ) -> Vec<(SensorState, String)> {
+            let deadline = TokioInstant::now() + Duration::from_secs(10);
+            let mut seen = Vec::new();
+            loop {
+                match timeout_at(deadline, self.records.recv()).await {
+                    Ok(Some(Record::Reading(r))) => {
+                        assert_eq!(r.sensor, SensorId(4), "the slot's id replaces the device's");
+                        assert!(r.quality.contains(Quality::SIMULATED));
+                    }
+                    Ok(Some(Record::Status(s))) => {
+                        let hit = done(s.state, &s.reason);
+                        seen.push((s.state, s.reason));
+                        if hit {
+                            return seen;
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    other => panic!("no matching status: {other:?} after {seen:?}"),
+                }
+            }
+        }
+
+        async fn finish(mut self) {
+            let drain = tokio::spawn(async move { while self.records.recv().await.is_some() {} });
+            self.supervisor.shutdown().await;
+            drain.abort();
+        }
+    }
+
+    fn just_states(seen: &[(SensorState, String)]) -> Vec<SensorState> {
+        seen.iter().map(|s| s.0).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_degraded_sensor_is_running_again_once_its_problems_stop() {
+        let steps = vec![Step::Reading, Step::Degraded, Step::Degraded, Step::Reading];
+        let mut rig = rig(steps, quick(), Duration::from_secs(5)).await;
+        let seen = rig
+            .statuses_until(|s, r| s == SensorState::Running && r == "recovered")
+            .await;
+        assert_eq!(
+            just_states(&seen),
+            vec![
+                SensorState::Starting,
+                SensorState::Running,
+                SensorState::Degraded,
+                SensorState::Running
+            ]
+        );
+        assert_eq!(seen[2].1, "scripted trouble");
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notice_is_recorded_without_leaving_the_running_state() {
+        let mut rig = rig(vec![Step::Notice], quick(), Duration::from_secs(5)).await;
+        let seen = rig.statuses_until(|_, r| r == "scripted notice").await;
+        assert_eq!(seen.last().map(|s| s.0), Some(SensorState::Running));
+        assert_eq!(rig.supervisor.health()[0].restarts, 0);
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_device_is_degraded_then_failed_and_restarted() {
+        let steps = vec![Step::Silent; 10_000];
+        let mut rig = rig(steps, quick(), Duration::from_millis(30)).await;
+        let seen = rig
+            .statuses_until(|s, _| s == SensorState::Restarting)
+            .await;
+        assert_eq!(
+            just_states(&seen),
+            vec![
+                SensorState::Starting,
+                SensorState::Running,
+                SensorState::Degraded,
+                SensorState::Failed,
+                SensorState::Restarting
+            ]
+        );
+        assert!(seen[3].1.starts_with("no data for"), "{}", seen[3].1);
+        lock(&rig.script).clear();
+        rig.statuses_until(|s, _| s == SensorState::Running).await;
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operator_restart_during_a_long_backoff_is_done_at_once_and_reports_failed() {
+        // A backoff far longer than the test: only the operator's restart can end it.
+        let options = quick().with_backoff(
+            BackoffPolicy::new(Duration::from_secs(600), Duration::from_secs(600)).with_jitter(0.0),
+        );
+        let mut rig = rig(vec![Step::Reading], options, Duration::from_secs(5)).await;
+        rig.refuse_open.store(true, Ordering::SeqCst);
+        lock(&rig.script).push_back(Step::Fail);
+        rig.statuses_until(|s, _| s == SensorState::Failed).await;
+
+        let state = rig
+            .supervisor
+            .restart("static", RestartKind::Soft, "operator")
+            .await;
+        assert_eq!(state, Ok(SensorState::Failed));
+        rig.refuse_open.store(false, Ordering::SeqCst);
+        let state = rig
+            .supervisor
+            .restart("static", RestartKind::Soft, "operator again")
+            .await;
+        assert_eq!(state, Ok(SensorState::Running));
+        let health = &rig.supervisor.health()[0];
+        assert_eq!(health.restarts, 2);
+        assert_eq!(
+            health.last_restart.as_ref().map(|r| r.reason.as_str()),
+            Some("soft restart: operator again")
+        );
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_records_channel_stops_the_sensor_thread() {
+        let rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        let Rig {
+            supervisor,
+            records,
+            ..
+        } = rig;
+        drop(records);
+        // The thread ends at its next record; a restart then finds nobody to do it.
+        let restart = supervisor.restart("static", RestartKind::Soft, "anyone?");
+        let answer = tokio::time::timeout(Duration::from_secs(10), restart).await;
+        assert_eq!(answer, Ok(Err(SupervisorError::Gone("static".into()))));
+        supervisor.shutdown().await;
+    }
+}
