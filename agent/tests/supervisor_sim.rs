@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aloft_agent::config::{SensorConfig, SimulationConfig};
 use aloft_agent::replay::{self, CaptureKind};
-use aloft_agent::sensor::simulation::{Simulation, SimulationTuning};
+use aloft_agent::sensor::simulation::{SimulatedI2c, Simulation, SimulationTuning};
 use aloft_agent::sensor::ublox::UbloxOptions;
 use aloft_agent::sensor::{LatestValues, hardware_slots};
 use aloft_agent::supervisor::backoff::BackoffPolicy;
@@ -337,6 +337,10 @@ async fn airspeed_and_co2_use_the_newest_values_of_the_sensors_their_config_name
             "name": "pitot", "kind": "ms4525do", "bus": "/dev/i2c-1", "interval": "50ms",
             "static_pressure_from": "static", "outside_air_from": "outside-air"
         })),
+        sensor(serde_json::json!({
+            "name": "co2", "kind": "scd41", "bus": "/dev/i2c-1", "interval": "50ms",
+            "ambient_pressure_from": "static"
+        })),
     ])
     .await;
     let seen = f
@@ -360,6 +364,18 @@ async fn airspeed_and_co2_use_the_newest_values_of_the_sensors_their_config_name
         .get("static", Quantity::AirPressure, now, Duration::from_secs(5))
         .expect("the static pressure is shared");
     assert!(p.value < 101_325.0, "static pressure {} Pa aloft", p.value);
+    // The CO2 sensor polls every 50 ms: a second of static readings spans many polls.
+    f.until_readings(0, 50).await;
+    let Some(SimulatedI2c::Scd41(co2)) = f.sim().i2c("co2") else {
+        panic!("an SCD41 model");
+    };
+    let fed = co2.ambient_pressure_hpa().expect("compensation was fed");
+    // The SCD41 takes 700..1200 hPa; lower pressures are sent as the limit (and flagged).
+    let expected = (p.value / 100.0).clamp(700.0, 1200.0);
+    assert!(
+        (f64::from(fed) - expected).abs() <= 2.0,
+        "fed {fed} hPa, static {expected} hPa"
+    );
     f.land().await;
 }
 
@@ -564,4 +580,30 @@ async fn missing_hardware_is_reported_failed_with_its_path_and_retried() {
     let drain = tokio::spawn(async move { while records.recv().await.is_some() {} });
     supervisor.shutdown().await;
     drain.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ublox_set_to_nav_pvt_takes_its_fixes_from_nav_pvt() {
+    let tuning = SimulationTuning::default().with_ublox(
+        UbloxOptions::default()
+            .with_nav_pvt(true)
+            .with_command_timeout(Duration::from_millis(200)),
+    );
+    let mut f = fly_with(vec![gps()], tuning).await;
+    let seen = f.until_readings(0, 20).await;
+    let quantities: std::collections::BTreeSet<Quantity> = seen
+        .iter()
+        .filter_map(|r| match r {
+            Record::Reading(x) => Some(x.quantity),
+            _ => None,
+        })
+        .collect();
+    assert!(quantities.contains(&Quantity::Latitude), "{quantities:?}");
+    assert!(quantities.contains(&Quantity::Longitude), "{quantities:?}");
+    // NMEA carries no vertical speed; NAV-PVT's velD does.
+    assert!(
+        quantities.contains(&Quantity::VerticalSpeed),
+        "{quantities:?}"
+    );
+    f.land().await;
 }
