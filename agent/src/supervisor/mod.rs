@@ -396,6 +396,9 @@ impl Runner {
                     Err(Closed) => Exit::Stop,
                 },
                 Err(e) => {
+                    let mut health = lock(&self.health);
+                    health.problems = health.problems.saturating_add(1);
+                    drop(health);
                     tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
                     match self.enter(SensorState::Failed, &e.to_string()) {
                         Ok(()) => Exit::Failed {
@@ -544,6 +547,9 @@ impl Runner {
             let outcome = match self.device.poll(&mut readings) {
                 Ok(o) => o,
                 Err(e) => {
+                    let mut health = lock(&self.health);
+                    health.problems = health.problems.saturating_add(1);
+                    drop(health);
                     tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
                     return match self.enter(SensorState::Failed, &e.to_string()) {
                         Ok(()) => Exit::Failed {
@@ -553,6 +559,15 @@ impl Runner {
                     };
                 }
             };
+            if !matches!(outcome, PollOutcome::Healthy | PollOutcome::Notice(_))
+                || !readings.is_empty()
+            {
+                let mut health = lock(&self.health);
+                health.readings = health.readings.saturating_add(readings.len() as u64);
+                if matches!(outcome, PollOutcome::Degraded(_)) {
+                    health.problems = health.problems.saturating_add(1);
+                }
+            }
             if !readings.is_empty() {
                 last_data = Instant::now();
                 if self.forward(&mut readings).is_err() {
@@ -833,7 +848,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_degraded_sensor_is_running_again_once_its_problems_stop() {
         let steps = vec![Step::Reading, Step::Degraded, Step::Degraded, Step::Reading];
-        let mut rig = rig(steps, quick(), Duration::from_secs(5)).await;
+        // Longer than a poll: the second degraded poll extends the episode, one record.
+        let options = quick().with_recover_after(Duration::from_millis(50));
+        let mut rig = rig(steps, options, Duration::from_secs(5)).await;
         let seen = rig
             .statuses_until(|s, r| s == SensorState::Running && r == "recovered")
             .await;
@@ -847,6 +864,13 @@ mod tests {
             ]
         );
         assert_eq!(seen[2].1, "scripted trouble");
+        let health = &rig.supervisor.health()[0];
+        assert!(health.problems >= 2, "both degraded polls counted");
+        assert!(
+            health.readings >= 4,
+            "readings counted: {}",
+            health.readings
+        );
         rig.finish().await;
     }
 

@@ -33,6 +33,10 @@ pub struct SensorHealth {
     pub restarts: u32,
     /// The newest restart.
     pub last_restart: Option<RestartInfo>,
+    /// Readings produced since the agent started (for metrics).
+    pub readings: u64,
+    /// Problems seen since the agent started: degraded polls and failures (for metrics).
+    pub problems: u64,
 }
 
 impl SensorHealth {
@@ -50,6 +54,8 @@ impl SensorHealth {
             reason,
             restarts: 0,
             last_restart: None,
+            readings: 0,
+            problems: 0,
         }
     }
 
