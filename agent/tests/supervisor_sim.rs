@@ -574,6 +574,12 @@ async fn missing_hardware_is_reported_failed_with_its_path_and_retried() {
             .iter()
             .any(|(s, r)| *s == SensorId(1) && r.contains("usb-aloft-missing"))
     );
+    assert!(
+        failures
+            .iter()
+            .all(|(_, r)| r.contains("; next attempt in ")),
+        "a failure says when the next attempt comes: {failures:?}"
+    );
     // The GPIO chip is missing too: the sensor runs without a power line.
     let refused = supervisor.restart("gps", RestartKind::Hard, "wedged").await;
     assert_eq!(refused, Err(SupervisorError::NoPowerLine("gps".into())));

@@ -337,6 +337,7 @@ enum Exit {
     Stop,
     Failed {
         healthy_for: Duration,
+        reason: String,
     },
     Restart {
         kind: RestartKind,
@@ -400,19 +401,13 @@ impl Runner {
                     health.problems = health.problems.saturating_add(1);
                     drop(health);
                     tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
-                    match self.enter(SensorState::Failed, &e.to_string()) {
-                        Ok(()) => Exit::Failed {
-                            healthy_for: Duration::ZERO,
-                        },
-                        Err(Closed) => Exit::Stop,
+                    Exit::Failed {
+                        healthy_for: Duration::ZERO,
+                        reason: e.to_string(),
                     }
                 }
             };
             self.device.close();
-            // An operator's restart ends here either way: running, or failed.
-            if let Some(r) = reply.take() {
-                let _ = r.send(lock(&self.health).state);
-            }
             let (kind, reason) = match exit {
                 Exit::Stop => break,
                 Exit::Restart {
@@ -423,9 +418,21 @@ impl Runner {
                     reply = Some(r);
                     (Some(kind), reason)
                 }
-                Exit::Failed { healthy_for } => {
+                Exit::Failed {
+                    healthy_for,
+                    reason,
+                } => {
                     let delay = self.backoff.next_delay(healthy_for);
                     tracing::info!(sensor = %self.name, delay_ms = delay.as_millis() as u64, failures = self.backoff.failures(), "Sensor restart scheduled.");
+                    // The operator reads when the next attempt comes.
+                    let reason = format!("{reason}; next attempt in {:.1} s", delay.as_secs_f64());
+                    if self.enter(SensorState::Failed, &reason).is_err() {
+                        break;
+                    }
+                    // An operator's restart that ends in a failure is answered now.
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(SensorState::Failed);
+                    }
                     match self.wait(delay) {
                         Wake::Stop => break,
                         Wake::Timeout => (None, "automatic restart after failure".to_string()),
@@ -551,11 +558,9 @@ impl Runner {
                     health.problems = health.problems.saturating_add(1);
                     drop(health);
                     tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
-                    return match self.enter(SensorState::Failed, &e.to_string()) {
-                        Ok(()) => Exit::Failed {
-                            healthy_for: opened_at.elapsed(),
-                        },
-                        Err(Closed) => Exit::Stop,
+                    return Exit::Failed {
+                        healthy_for: opened_at.elapsed(),
+                        reason: e.to_string(),
                     };
                 }
             };
@@ -605,11 +610,9 @@ impl Runner {
             let result = if silence >= fail_at {
                 let reason = format!("no data for {:.1} s", silence.as_secs_f64());
                 tracing::warn!(sensor = %self.name, silence_ms = silence.as_millis() as u64, "Sensor stalled.");
-                return match self.enter(SensorState::Failed, &reason) {
-                    Ok(()) => Exit::Failed {
-                        healthy_for: opened_at.elapsed().saturating_sub(silence),
-                    },
-                    Err(Closed) => Exit::Stop,
+                return Exit::Failed {
+                    healthy_for: opened_at.elapsed().saturating_sub(silence),
+                    reason,
                 };
             } else if silence >= limit {
                 last_problem = Some(Instant::now());
