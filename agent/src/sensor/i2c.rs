@@ -365,3 +365,134 @@ pub fn linux_device(
         latest.clone(),
     )?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::{Quality, Timestamp};
+    use aloft_sensors::bme280::sim::Bme280Sim;
+    use aloft_sensors::i2c::sim::{NoopDelay, SimDelay};
+    use aloft_sensors::ms4525do::sim::Ms4525doSim;
+    use aloft_sensors::ms5611::sim::Ms5611Sim;
+
+    fn ms5611(sim: &Ms5611Sim) -> I2cDevice<Ms5611Sim, SimDelay> {
+        let s = sim.clone();
+        let open: BusOpener<Ms5611Sim, SimDelay> = Box::new(move || Ok((s.clone(), s.delay())));
+        I2cDevice::new(
+            SensorId(2),
+            SensorKind::Ms5611,
+            0x77,
+            Duration::from_millis(100),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind")
+    }
+
+    #[test]
+    fn a_single_nack_is_degraded_and_only_repeated_failures_ask_for_a_restart() {
+        let sim = Ms5611Sim::new(0x77);
+        sim.set_environment(19_400.0, 223.15, 0.2);
+        let mut device = ms5611(&sim);
+        device.open().expect("opens");
+        let mut out = Vec::new();
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+        assert!(!out.is_empty());
+
+        sim.nack_next(1);
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(_))
+        ));
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+
+        sim.nack_until_cleared();
+        for _ in 1..FAILURES_BEFORE_RESTART {
+            assert!(matches!(
+                device.poll(&mut out),
+                Ok(PollOutcome::Degraded(_))
+            ));
+        }
+        let last = device.poll(&mut out);
+        assert!(
+            matches!(&last, Err(DeviceError::NotAnswering(m)) if m.contains("0x77")),
+            "{last:?}"
+        );
+        // The soft restart path re-initialises once the device answers again.
+        sim.clear_faults();
+        device.open().expect("opens again");
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+    }
+
+    #[test]
+    fn a_chip_that_is_not_the_configured_kind_fails_initialisation() {
+        let sim = Bme280Sim::new(0x76);
+        sim.set_chip_id(0x58);
+        let s = sim.clone();
+        let open: BusOpener<Bme280Sim, SimDelay> = Box::new(move || Ok((s.clone(), s.delay())));
+        let mut device = I2cDevice::new(
+            SensorId(1),
+            SensorKind::Bme280,
+            0x76,
+            Duration::from_millis(100),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind");
+        let e = device.open().expect_err("a BMP280 is not a BME280");
+        assert!(
+            matches!(&e, DeviceError::Init(m) if m.contains("0x58")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn true_airspeed_needs_fresh_values_from_both_named_sensors() {
+        let sim = Ms4525doSim::new(ms4525do::Config::default(), 1);
+        sim.set_differential_pressure_pa(1_500.0);
+        let latest = LatestValues::new();
+        let s = sim.clone();
+        let open: BusOpener<Ms4525doSim, NoopDelay> = Box::new(move || Ok((s.clone(), NoopDelay)));
+        let inputs = Inputs {
+            static_pressure_from: Some("static".into()),
+            outside_air_from: Some("outside-air".into()),
+            ..Inputs::default()
+        };
+        let mut device = I2cDevice::new(
+            SensorId(3),
+            SensorKind::Ms4525do,
+            0x28,
+            Duration::from_millis(20),
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind");
+        device.open().expect("opens");
+        let tas = |out: &[Reading]| out.iter().any(|r| r.quantity == Quantity::TrueAirspeed);
+
+        let mut out = Vec::new();
+        device.poll(&mut out).expect("measures");
+        assert!(!tas(&out), "no inputs yet");
+
+        let now = AgentClock::new().now().mono_ns;
+        let reading = |quantity, value| Reading {
+            sensor: SensorId(0),
+            quantity,
+            time: Timestamp::monotonic(now),
+            value,
+            quality: Quality::GOOD,
+        };
+        latest.record("static", &[reading(Quantity::AirPressure, 19_400.0)]);
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert!(!tas(&out), "the outside air temperature is still missing");
+
+        latest.record("outside-air", &[reading(Quantity::AirTemperature, 216.65)]);
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert!(tas(&out), "{out:?}");
+    }
+}
