@@ -23,6 +23,10 @@ pub const DEFAULT_BAUD: u32 = 9600;
 /// Window of the count-rate estimate, s.
 const RATE_WINDOW_S: f64 = 60.0;
 
+/// How long a read waits on a quiet line: it returns as soon as bytes arrive, so this only
+/// bounds idle wake-ups (two a second) and how soon a stop or restart is seen.
+const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The adapter.
 #[derive(Debug)]
 pub struct CosmicWatchDevice {
@@ -75,11 +79,7 @@ impl CosmicWatchDevice {
 impl Device for CosmicWatchDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
         self.close();
-        self.port = Some(open_port(
-            &self.path,
-            self.baud,
-            Duration::from_millis(100),
-        )?);
+        self.port = Some(open_port(&self.path, self.baud, IDLE_READ_TIMEOUT)?);
         // A reopened detector may have rebooted; its header will say so.
         self.detector = MuonDetector::new(RATE_WINDOW_S);
         self.synced = false;

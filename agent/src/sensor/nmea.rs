@@ -21,6 +21,10 @@ use crate::clock::AgentClock;
 /// NMEA 0183's standard line rate.
 pub const DEFAULT_BAUD: u32 = 4800;
 
+/// How long a read waits on a quiet line: it returns as soon as bytes arrive, so this only
+/// bounds idle wake-ups (two a second) and how soon a stop or restart is seen.
+const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The adapter.
 #[derive(Debug)]
 pub struct NmeaDevice {
@@ -64,11 +68,7 @@ impl NmeaDevice {
 impl Device for NmeaDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
         self.close();
-        self.port = Some(open_port(
-            &self.path,
-            self.baud,
-            Duration::from_millis(100),
-        )?);
+        self.port = Some(open_port(&self.path, self.baud, IDLE_READ_TIMEOUT)?);
         self.framer = GnssFramer::new();
         self.synced = false;
         self.fixes = FixAssembler::new();
