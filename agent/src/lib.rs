@@ -12,13 +12,17 @@
 //! - [`metrics`]: the metrics registry and the local endpoint (`/metrics`, `/status`).
 //! - [`status`]: the local picture `aloft-agent status` prints.
 //! - [`state`]: the agent's small state file, replaced atomically.
+//! - [`supervisor`]: one supervised thread per sensor: states, backoff, restarts, power lines.
+//! - [`sensor`]: the adapter of each device kind, the shared latest values, the simulation.
 
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod replay;
+pub mod sensor;
 pub mod state;
 pub mod status;
+pub mod supervisor;
 pub mod systemd;
 pub mod timekeeping;

@@ -1,0 +1,498 @@
+//! The I2C devices: BME280, MS5611, SCD41 and MS4525DO, on a Linux i2c-dev bus or on the
+//! register models of the simulated flight.
+//!
+//! One [`I2cDevice`] per sensor, generic over the bus and delay it gets from its
+//! [`BusOpener`], so the same code reads hardware and simulators. `open` reopens the bus and
+//! runs the driver's `init`, which is each device's soft restart (BME280 soft reset and
+//! trim, MS5611 reset and PROM, SCD41 re-init, MS4525DO first read).
+//!
+//! Invariants: a single NACK or CRC failure is survived and reported as degraded; only
+//! [`FAILURES_BEFORE_RESTART`] consecutive failed measurements hand the device back to the
+//! supervisor for a restart; the SCD41's compensation and the MS4525DO's true airspeed use
+//! the newest values of the sensors their config names, never older than
+//! [`MAX_INPUT_AGE`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aloft_protocol::{Quantity, Reading, SensorDescriptor, SensorId};
+use aloft_sensors::Sample;
+use aloft_sensors::bme280::Bme280;
+use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
+use aloft_sensors::ms5611::Ms5611;
+use aloft_sensors::scd41::{self, Scd41};
+use embedded_hal::delay::DelayNs;
+use embedded_hal::i2c::I2c;
+
+use super::{Device, DeviceError, LatestValues, PollOutcome};
+use crate::clock::AgentClock;
+use crate::config::{SensorConfig, SensorKind};
+
+/// Consecutive failed measurements after which the device is restarted.
+pub const FAILURES_BEFORE_RESTART: u32 = 3;
+
+/// The oldest value of another sensor that compensation or true airspeed may use.
+pub const MAX_INPUT_AGE: Duration = Duration::from_secs(10);
+
+/// Opens the bus afresh and gives the delay the driver waits with.
+pub type BusOpener<I2C, D> = Box<dyn FnMut() -> Result<(I2C, D), DeviceError> + Send>;
+
+/// Runs before every measurement (the simulation moves its register models to the
+/// flight's present state).
+pub type BeforeMeasure = Box<dyn FnMut() + Send>;
+
+enum Driver<I2C, D> {
+    Bme280(Bme280<I2C>, D),
+    Ms5611(Ms5611<I2C>, D),
+    Scd41(Scd41<I2C, D>),
+    Ms4525do(Ms4525do<I2C, D>),
+}
+
+/// Where an I2C sensor's inputs from other sensors come from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// SCD41: the sensor whose pressure compensates CO2.
+    pub ambient_pressure_from: Option<String>,
+    /// MS4525DO: the sensor whose pressure is the static pressure.
+    pub static_pressure_from: Option<String>,
+    /// MS4525DO: the sensor whose temperature is the outside air temperature.
+    pub outside_air_from: Option<String>,
+}
+
+impl Inputs {
+    /// The inputs a sensor's config names.
+    pub fn from_config(config: &SensorConfig) -> Self {
+        Inputs {
+            ambient_pressure_from: config.ambient_pressure_from.clone(),
+            static_pressure_from: config.static_pressure_from.clone(),
+            outside_air_from: config.outside_air_from.clone(),
+        }
+    }
+}
+
+/// One I2C sensor.
+pub struct I2cDevice<I2C, D> {
+    id: SensorId,
+    kind: SensorKind,
+    address: u8,
+    interval: Duration,
+    open_bus: BusOpener<I2C, D>,
+    before_measure: Option<BeforeMeasure>,
+    driver: Option<Driver<I2C, D>>,
+    inputs: Inputs,
+    latest: LatestValues,
+    clock: AgentClock,
+    consecutive_failures: u32,
+}
+
+impl<I2C, D> fmt::Debug for I2cDevice<I2C, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("I2cDevice")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .field("interval", &self.interval)
+            .field("open", &self.driver.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default address of a kind.
+pub fn default_address(kind: SensorKind) -> Option<u8> {
+    match kind {
+        SensorKind::Bme280 => Some(0x76),
+        SensorKind::Ms5611 => Some(0x77),
+        SensorKind::Scd41 => Some(0x62),
+        SensorKind::Ms4525do => Some(0x28),
+        SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => None,
+    }
+}
+
+/// The default sampling interval of a kind.
+pub fn default_interval(kind: SensorKind) -> Duration {
+    match kind {
+        // The SCD41 measures every 5 s on its own; asking more often finds nothing new.
+        SensorKind::Scd41 => Duration::from_secs(5),
+        SensorKind::Ms4525do => Duration::from_millis(20),
+        _ => Duration::from_millis(100),
+    }
+}
+
+impl<I2C, D> I2cDevice<I2C, D>
+where
+    I2C: I2c + Send,
+    D: DelayNs + Send,
+{
+    /// A sensor of `kind` at `address`, sampled every `interval`, on the bus `open_bus`
+    /// opens.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: SensorId,
+        kind: SensorKind,
+        address: u8,
+        interval: Duration,
+        open_bus: BusOpener<I2C, D>,
+        inputs: Inputs,
+        latest: LatestValues,
+    ) -> Result<Self, DeviceError> {
+        if default_address(kind).is_none() {
+            return Err(DeviceError::Config(format!(
+                "{} is not an I2C device",
+                super::kind_name(kind)
+            )));
+        }
+        Ok(I2cDevice {
+            id,
+            kind,
+            address,
+            interval,
+            open_bus,
+            before_measure: None,
+            driver: None,
+            inputs,
+            latest,
+            clock: AgentClock::new(),
+            consecutive_failures: 0,
+        })
+    }
+
+    /// Running `hook` before every measurement.
+    pub fn with_before_measure(mut self, hook: BeforeMeasure) -> Self {
+        self.before_measure = Some(hook);
+        self
+    }
+
+    fn input(
+        &self,
+        from: Option<&String>,
+        quantity: Quantity,
+        now_ns: u64,
+    ) -> Option<(f64, aloft_protocol::Quality)> {
+        let from = from?;
+        self.latest
+            .get(from, quantity, now_ns, MAX_INPUT_AGE)
+            .map(|v| (v.value, v.quality))
+    }
+
+    /// One measurement: readings appended, or the driver's error in words and whether it
+    /// is a failure (not merely "no new data").
+    fn measure(&mut self, out: &mut Vec<Reading>) -> Result<(), Option<String>> {
+        let now = self.clock.now();
+        let pressure_for_co2 = self.input(
+            self.inputs.ambient_pressure_from.as_ref(),
+            Quantity::AirPressure,
+            now.mono_ns,
+        );
+        let static_pressure = self.input(
+            self.inputs.static_pressure_from.as_ref(),
+            Quantity::AirPressure,
+            now.mono_ns,
+        );
+        let outside_air = self.input(
+            self.inputs.outside_air_from.as_ref(),
+            Quantity::AirTemperature,
+            now.mono_ns,
+        );
+        let id = self.id;
+        let Some(driver) = self.driver.as_mut() else {
+            return Err(Some("not open".into()));
+        };
+        match driver {
+            Driver::Bme280(d, delay) => match d.measure(delay) {
+                Ok(m) => m.push_readings(id, now, out),
+                Err(e) => return Err(Some(e.to_string())),
+            },
+            Driver::Ms5611(d, delay) => match d.measure(delay) {
+                Ok(m) => m.push_readings(id, now, out),
+                Err(e) => return Err(Some(e.to_string())),
+            },
+            Driver::Scd41(d) => {
+                if let Some((p, _)) = pressure_for_co2
+                    && let Err(e) = d.set_ambient_pressure(p)
+                {
+                    return Err(Some(format!("pressure compensation: {e}")));
+                }
+                match d.measurement() {
+                    Ok(m) => m.push_readings(id, now, out),
+                    Err(scd41::Error::NotReady) => return Err(None),
+                    Err(e) => return Err(Some(e.to_string())),
+                }
+            }
+            Driver::Ms4525do(d) => {
+                let air = static_pressure
+                    .zip(outside_air)
+                    .map(|((p, pq), (t, tq))| OutsideAir {
+                        static_pressure_pa: p,
+                        temperature_k: t,
+                        quality: pq | tq,
+                    });
+                let measured = match air {
+                    Some(air) => d.measure_with_outside_air(air),
+                    None => d.measure(),
+                };
+                match measured {
+                    Ok(m) => m.push_readings(id, now, out),
+                    Err(e) => return Err(Some(e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<I2C, D> Device for I2cDevice<I2C, D>
+where
+    I2C: I2c + Send,
+    D: DelayNs + Send,
+{
+    fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
+        self.close();
+        self.consecutive_failures = 0;
+        let (bus, mut delay) = (self.open_bus)()?;
+        if let Some(hook) = self.before_measure.as_mut() {
+            hook();
+        }
+        let init = |e: &dyn fmt::Display| DeviceError::Init(e.to_string());
+        let (driver, descriptor) = match self.kind {
+            SensorKind::Bme280 => {
+                let mut d = Bme280::new(bus, self.address);
+                d.init(&mut delay).map_err(|e| init(&e))?;
+                let descriptor = d.descriptor();
+                (Driver::Bme280(d, delay), descriptor)
+            }
+            SensorKind::Ms5611 => {
+                let mut d = Ms5611::new(bus, self.address);
+                d.init(&mut delay).map_err(|e| init(&e))?;
+                let descriptor = d.descriptor();
+                (Driver::Ms5611(d, delay), descriptor)
+            }
+            SensorKind::Scd41 => {
+                let mut d = Scd41::new(bus, delay);
+                d.init().map_err(|e| init(&e))?;
+                let descriptor = d.descriptor();
+                (Driver::Scd41(d), descriptor)
+            }
+            SensorKind::Ms4525do => {
+                let defaults = ms4525do::Config::default();
+                let config =
+                    ms4525do::Config::new(self.address, defaults.output_type, defaults.range);
+                let mut d = Ms4525do::new(bus, delay, config);
+                d.init().map_err(|e| init(&e))?;
+                let descriptor = d.descriptor();
+                (Driver::Ms4525do(d), descriptor)
+            }
+            SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => {
+                return Err(DeviceError::Config("not an I2C device".into()));
+            }
+        };
+        self.driver = Some(driver);
+        Ok(descriptor)
+    }
+
+    fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
+        if let Some(hook) = self.before_measure.as_mut() {
+            hook();
+        }
+        match self.measure(out) {
+            Ok(()) => {
+                self.consecutive_failures = 0;
+                Ok(PollOutcome::Healthy)
+            }
+            Err(None) => Ok(PollOutcome::Healthy),
+            Err(Some(message)) => {
+                self.consecutive_failures += 1;
+                tracing::debug!(sensor = self.id.0, address = self.address, failures = self.consecutive_failures, error = %message, "I2C measurement failed.");
+                if self.consecutive_failures >= FAILURES_BEFORE_RESTART {
+                    Err(DeviceError::NotAnswering(format!(
+                        "{} failed measurements at {:#04x}, last: {message}",
+                        self.consecutive_failures, self.address
+                    )))
+                } else {
+                    Ok(PollOutcome::Degraded(format!(
+                        "measurement failed at {:#04x}: {message}",
+                        self.address
+                    )))
+                }
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        // Dropping the driver drops its bus handle; the SCD41 keeps measuring on its own
+        // and is stopped by the next init.
+        self.driver = None;
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+
+    fn silence_limit(&self) -> Duration {
+        // Failed measurements end in a restart by themselves; silence here means a device
+        // that answers without data (an SCD41 that is never ready).
+        (self.interval * 4).max(Duration::from_secs(12))
+    }
+}
+
+/// The adapter of an I2C sensor on a Linux i2c-dev bus.
+pub fn linux_device(
+    id: SensorId,
+    config: &SensorConfig,
+    latest: &LatestValues,
+) -> Result<Box<dyn Device>, DeviceError> {
+    let bus: PathBuf = config
+        .bus
+        .clone()
+        .ok_or_else(|| DeviceError::Config(format!("sensor {} needs a bus", config.name)))?;
+    let address = config
+        .address
+        .or(default_address(config.kind))
+        .ok_or_else(|| DeviceError::Config(format!("sensor {} needs an address", config.name)))?;
+    let interval = config.interval.unwrap_or(default_interval(config.kind));
+    let open_bus: BusOpener<linux_embedded_hal::I2cdev, linux_embedded_hal::Delay> =
+        Box::new(move || {
+            let dev = aloft_sensors::i2c::open(&bus).map_err(|e| DeviceError::open(&bus, e))?;
+            Ok((dev, linux_embedded_hal::Delay))
+        });
+    Ok(Box::new(I2cDevice::new(
+        id,
+        config.kind,
+        address,
+        interval,
+        open_bus,
+        Inputs::from_config(config),
+        latest.clone(),
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::{Quality, Timestamp};
+    use aloft_sensors::bme280::sim::Bme280Sim;
+    use aloft_sensors::i2c::sim::{NoopDelay, SimDelay};
+    use aloft_sensors::ms4525do::sim::Ms4525doSim;
+    use aloft_sensors::ms5611::sim::Ms5611Sim;
+
+    fn ms5611(sim: &Ms5611Sim) -> I2cDevice<Ms5611Sim, SimDelay> {
+        let s = sim.clone();
+        let open: BusOpener<Ms5611Sim, SimDelay> = Box::new(move || Ok((s.clone(), s.delay())));
+        I2cDevice::new(
+            SensorId(2),
+            SensorKind::Ms5611,
+            0x77,
+            Duration::from_millis(100),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind")
+    }
+
+    #[test]
+    fn a_single_nack_is_degraded_and_only_repeated_failures_ask_for_a_restart() {
+        let sim = Ms5611Sim::new(0x77);
+        sim.set_environment(19_400.0, 223.15, 0.2);
+        let mut device = ms5611(&sim);
+        device.open().expect("opens");
+        let mut out = Vec::new();
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+        assert!(!out.is_empty());
+
+        sim.nack_next(1);
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(_))
+        ));
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+
+        sim.nack_until_cleared();
+        for _ in 1..FAILURES_BEFORE_RESTART {
+            assert!(matches!(
+                device.poll(&mut out),
+                Ok(PollOutcome::Degraded(_))
+            ));
+        }
+        let last = device.poll(&mut out);
+        assert!(
+            matches!(&last, Err(DeviceError::NotAnswering(m)) if m.contains("0x77")),
+            "{last:?}"
+        );
+        // The soft restart path re-initialises once the device answers again.
+        sim.clear_faults();
+        device.open().expect("opens again");
+        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+    }
+
+    #[test]
+    fn a_chip_that_is_not_the_configured_kind_fails_initialisation() {
+        let sim = Bme280Sim::new(0x76);
+        sim.set_chip_id(0x58);
+        let s = sim.clone();
+        let open: BusOpener<Bme280Sim, SimDelay> = Box::new(move || Ok((s.clone(), s.delay())));
+        let mut device = I2cDevice::new(
+            SensorId(1),
+            SensorKind::Bme280,
+            0x76,
+            Duration::from_millis(100),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind");
+        let e = device.open().expect_err("a BMP280 is not a BME280");
+        assert!(
+            matches!(&e, DeviceError::Init(m) if m.contains("0x58")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn true_airspeed_needs_fresh_values_from_both_named_sensors() {
+        let sim = Ms4525doSim::new(ms4525do::Config::default(), 1);
+        sim.set_differential_pressure_pa(1_500.0);
+        let latest = LatestValues::new();
+        let s = sim.clone();
+        let open: BusOpener<Ms4525doSim, NoopDelay> = Box::new(move || Ok((s.clone(), NoopDelay)));
+        let inputs = Inputs {
+            static_pressure_from: Some("static".into()),
+            outside_air_from: Some("outside-air".into()),
+            ..Inputs::default()
+        };
+        let mut device = I2cDevice::new(
+            SensorId(3),
+            SensorKind::Ms4525do,
+            0x28,
+            Duration::from_millis(20),
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind");
+        device.open().expect("opens");
+        let tas = |out: &[Reading]| out.iter().any(|r| r.quantity == Quantity::TrueAirspeed);
+
+        let mut out = Vec::new();
+        device.poll(&mut out).expect("measures");
+        assert!(!tas(&out), "no inputs yet");
+
+        let now = AgentClock::new().now().mono_ns;
+        let reading = |quantity, value| Reading {
+            sensor: SensorId(0),
+            quantity,
+            time: Timestamp::monotonic(now),
+            value,
+            quality: Quality::GOOD,
+        };
+        latest.record("static", &[reading(Quantity::AirPressure, 19_400.0)]);
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert!(!tas(&out), "the outside air temperature is still missing");
+
+        latest.record("outside-air", &[reading(Quantity::AirTemperature, 216.65)]);
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert!(tas(&out), "{out:?}");
+    }
+}

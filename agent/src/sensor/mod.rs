@@ -1,0 +1,243 @@
+//! The adapters that run each kind of device, and the seams they share.
+//!
+//! An adapter is a [`Device`]: blocking, driven by one supervisor thread. `open` opens the
+//! port or bus, (re-)initialises the device and says what it is; `poll` produces readings;
+//! `close` lets go of the port. The supervisor decides when to open, poll, close and
+//! restart; adapters never retry on their own, so every retry shows in the sensor's state.
+//!
+//! - [`ublox`], [`nmea`], [`cosmicwatch`]: serial devices, opened by path at every `open`
+//!   (a `/dev/serial/by-id/...` symlink is resolved afresh each time).
+//! - [`i2c`]: BME280, MS5611, SCD41 and MS4525DO on an I2C bus (Linux i2c-dev, or the
+//!   register models).
+//! - [`latest`]: the newest value of every (sensor, quantity), which the SCD41 (pressure
+//!   compensation) and the MS4525DO (true airspeed) read from other sensors.
+//! - [`simulation`]: the simulated flight's devices, built in one place.
+//!
+//! Invariants: an adapter's readings carry the sensor's id; nothing from a device panics the
+//! agent (DESIGN.md invariant 6): a bad line or CRC is counted and reported as degraded, a
+//! vanished port or a NACK is an error the supervisor answers with a restart.
+
+pub mod capture;
+pub mod cosmicwatch;
+pub mod i2c;
+pub mod latest;
+pub mod nmea;
+pub mod simulation;
+pub mod ublox;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aloft_protocol::{Reading, SensorDescriptor, SensorId};
+
+use crate::config::{SensorConfig, SensorKind};
+
+pub use latest::LatestValues;
+
+/// Why a device could not be opened or read. The supervisor closes it and restarts it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceError {
+    /// The port or bus could not be opened (missing, busy, no permission).
+    #[error("cannot open {path}: {message}")]
+    Open {
+        /// The port or bus.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The device did not initialise (no answer, wrong chip, rejected configuration).
+    #[error("initialisation failed: {0}")]
+    Init(String),
+    /// The port vanished or closed (an unplugged USB adapter).
+    #[error("port {path} lost: {message}")]
+    Lost {
+        /// The port.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The device answered no more (NACKs, bus errors, stuck conversions).
+    #[error("device not answering: {0}")]
+    NotAnswering(String),
+    /// The config lacks something this kind needs.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+impl DeviceError {
+    pub(crate) fn open(path: &Path, message: impl ToString) -> Self {
+        DeviceError::Open {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What one poll found beside its readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// All well (possibly no reading this time: a serial device between lines).
+    Healthy,
+    /// Readings flow, with problems (bad lines, CRC failures, a failed model check).
+    Degraded(String),
+    /// All well, and something an operator should know happened (a brown-out reverted the
+    /// GNSS dynamic model and it was restored).
+    Notice(String),
+}
+
+/// One device, driven by its supervisor thread.
+pub trait Device: Send {
+    /// Opens the port or bus and initialises the device (the soft restart path: BME280
+    /// soft reset, SCD41 re-init, u-blox dynamic model). Returns what the device is.
+    fn open(&mut self) -> Result<SensorDescriptor, DeviceError>;
+
+    /// Reads what the device has; appends readings to `out`. Blocks at most about
+    /// [`Device::poll_timeout`] (serial devices) or one measurement (I2C devices).
+    fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError>;
+
+    /// Lets go of the port or bus. Called before every reopen and at shutdown.
+    fn close(&mut self);
+
+    /// `Some(interval)` for a device sampled on a schedule (I2C); `None` for one that
+    /// sends at its own rate (serial), which is polled continuously.
+    fn interval(&self) -> Option<Duration>;
+
+    /// The longest silence (no reading) that is normal for this device. The supervisor
+    /// calls a longer one degraded, and several times longer a failure to restart from
+    /// (a stalled GPS, a wedged adapter).
+    fn silence_limit(&self) -> Duration;
+
+    /// A better descriptor learned while running (a CosmicWatch names itself in its boot
+    /// header, after the port was opened); recorded like the one from `open`.
+    fn take_descriptor(&mut self) -> Option<SensorDescriptor> {
+        None
+    }
+}
+
+/// The name of a kind as the config and descriptor records spell it.
+pub fn kind_name(kind: SensorKind) -> &'static str {
+    match kind {
+        SensorKind::Ublox => "ublox",
+        SensorKind::Nmea => "nmea",
+        SensorKind::Cosmicwatch => "cosmicwatch",
+        SensorKind::Bme280 => "bme280",
+        SensorKind::Ms5611 => "ms5611",
+        SensorKind::Scd41 => "scd41",
+        SensorKind::Ms4525do => "ms4525do",
+    }
+}
+
+/// The adapter for one configured sensor on real hardware.
+pub fn hardware_device(
+    id: SensorId,
+    config: &SensorConfig,
+    latest: &LatestValues,
+) -> Result<Box<dyn Device>, DeviceError> {
+    let port = || {
+        config
+            .port
+            .clone()
+            .ok_or_else(|| DeviceError::Config(format!("sensor {} needs a port", config.name)))
+    };
+    Ok(match config.kind {
+        SensorKind::Ublox => {
+            let device = ublox::UbloxDevice::new(
+                id,
+                port()?,
+                config.baud.unwrap_or(ublox::DEFAULT_BAUD),
+                ublox::UbloxOptions::default(),
+            );
+            let kind = device.capture_kind();
+            Box::new(with_capture(
+                device,
+                config,
+                kind,
+                ublox::UbloxDevice::with_capture,
+            ))
+        }
+        SensorKind::Nmea => Box::new(with_capture(
+            nmea::NmeaDevice::new(id, port()?, config.baud.unwrap_or(nmea::DEFAULT_BAUD)),
+            config,
+            "nmea",
+            nmea::NmeaDevice::with_capture,
+        )),
+        SensorKind::Cosmicwatch => Box::new(with_capture(
+            cosmicwatch::CosmicWatchDevice::new(
+                id,
+                port()?,
+                config.baud.unwrap_or(cosmicwatch::DEFAULT_BAUD),
+            ),
+            config,
+            "cosmicwatch",
+            cosmicwatch::CosmicWatchDevice::with_capture,
+        )),
+        SensorKind::Bme280 | SensorKind::Ms5611 | SensorKind::Scd41 | SensorKind::Ms4525do => {
+            i2c::linux_device(id, config, latest)?
+        }
+    })
+}
+
+/// Attaches the raw capture the sensor's config asks for, if any.
+pub(crate) fn with_capture<T>(
+    device: T,
+    config: &SensorConfig,
+    kind: &'static str,
+    attach: fn(T, capture::Capture) -> T,
+) -> T {
+    match &config.capture {
+        Some(c) => attach(device, capture::Capture::new(c, &config.name, kind)),
+        None => device,
+    }
+}
+
+/// Why the hardware sensors could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("sensor {sensor}: {source}")]
+pub struct SlotError {
+    /// The sensor.
+    pub sensor: String,
+    /// Why.
+    pub source: DeviceError,
+}
+
+/// The supervisor's slots for the configured sensors on real hardware, numbered in config
+/// order. A power line that cannot be opened is logged and left out (the sensor runs, and
+/// a hard restart of it is refused), so a miswired GPIO never keeps a sensor from reading.
+pub fn hardware_slots(
+    sensors: &[SensorConfig],
+    latest: &LatestValues,
+) -> Result<Vec<crate::supervisor::SensorSlot>, SlotError> {
+    use crate::supervisor::power::GpioPowerLine;
+    use crate::supervisor::{PowerSwitch, SensorSlot};
+    let mut slots = Vec::with_capacity(sensors.len());
+    for (n, config) in sensors.iter().enumerate() {
+        let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+        let device = hardware_device(id, config, latest).map_err(|source| SlotError {
+            sensor: config.name.clone(),
+            source,
+        })?;
+        let power = config.power.as_ref().and_then(|p| {
+            match GpioPowerLine::open(p) {
+                Ok(line) => Some(PowerSwitch {
+                    line: Box::new(line),
+                    active_low: p.active_low,
+                    off_for: p.off_for,
+                }),
+                Err(e) => {
+                    tracing::error!(sensor = %config.name, error = %e, "Power line unusable; hard restarts of this sensor are refused.");
+                    None
+                }
+            }
+        });
+        slots.push(SensorSlot {
+            id,
+            name: config.name.clone(),
+            kind: config.kind,
+            enabled: config.enabled,
+            device,
+            power,
+            simulated: false,
+        });
+    }
+    Ok(slots)
+}

@@ -1,0 +1,438 @@
+//! The simulated flight's devices, built in one place for `[simulation]` configs (and, later,
+//! the demo).
+//!
+//! Every configured sensor gets the simulator of its kind, driven by one seeded
+//! [`Scenario`]: serial devices run behind [`SimulatedPort`]s, each with a stable symlink
+//! in `link_dir` that its adapter opens (so the by-id re-resolution path is the one
+//! exercised when a port vanishes and comes back as a new pty); I2C devices are the
+//! register models, moved to the flight's present state before every measurement. A
+//! sensor with a power line gets a [`SimulatedPowerLine`].
+//!
+//! Invariants: the adapters are the ones real hardware uses; only the port path, the bus
+//! and the power line differ. The handles (`ublox`, `i2c`, `port`, `power_line`) let tests
+//! inject faults: a brown-out, NACKs, a vanished or stalled port.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use aloft_protocol::SensorId;
+use aloft_sensors::bme280::sim::Bme280Sim;
+use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format};
+use aloft_sensors::flight::{FlightState, Scenario};
+use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
+use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
+use aloft_sensors::ms4525do;
+use aloft_sensors::ms4525do::sim::Ms4525doSim;
+use aloft_sensors::ms5611::sim::Ms5611Sim;
+use aloft_sensors::scd41::sim::Scd41Sim;
+use aloft_sensors::serial::SerialDevice;
+use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
+
+use super::cosmicwatch::CosmicWatchDevice;
+use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval};
+use super::nmea::NmeaDevice;
+use super::ublox::{UbloxDevice, UbloxOptions};
+use super::{Device, DeviceError, LatestValues, with_capture};
+use crate::clock::AgentClock;
+use crate::config::{SensorConfig, SensorKind, SimulationConfig};
+use crate::supervisor::power::SimulatedPowerLine;
+use crate::supervisor::{PowerSwitch, SensorSlot};
+
+/// Why the simulation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    /// A simulated serial device could not start.
+    #[error("cannot start the simulated device of sensor {sensor}: {source}")]
+    Port {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: PtyError,
+    },
+    /// An adapter could not be built.
+    #[error("sensor {sensor}: {source}")]
+    Device {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: DeviceError,
+    },
+}
+
+/// Knobs of the simulated adapters (tests shorten the periodic checks).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct SimulationTuning {
+    /// The u-blox adapters' options.
+    pub ublox: UbloxOptions,
+    /// The CosmicWatch adapters' normal silence, when not the default.
+    pub cosmicwatch_silence: Option<Duration>,
+}
+
+impl SimulationTuning {
+    /// With these u-blox options.
+    pub fn with_ublox(mut self, ublox: UbloxOptions) -> Self {
+        self.ublox = ublox;
+        self
+    }
+}
+
+/// A u-blox simulator shared between its port's thread and the tests that brown it out.
+#[derive(Debug, Clone)]
+pub struct SharedUblox(Arc<Mutex<UbloxSim>>);
+
+impl SharedUblox {
+    fn lock(&self) -> MutexGuard<'_, UbloxSim> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A supply dip: the receiver reverts to its default (Portable) model.
+    pub fn brown_out(&self) {
+        self.lock().brown_out();
+    }
+
+    /// The dynamic model in force.
+    pub fn dynamic_model(&self) -> aloft_protocol::DynamicModel {
+        self.lock().dynamic_model()
+    }
+}
+
+impl SerialDevice for SharedUblox {
+    fn baud(&self) -> u32 {
+        self.lock().baud()
+    }
+
+    fn tick(&mut self, state: &FlightState, out: &mut Vec<u8>) {
+        self.lock().tick(state, out);
+    }
+
+    fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.lock().receive(bytes, out);
+    }
+}
+
+/// A register model of the simulated flight, for fault injection.
+#[derive(Debug, Clone)]
+pub enum SimulatedI2c {
+    /// A BME280.
+    Bme280(Bme280Sim),
+    /// An MS5611.
+    Ms5611(Ms5611Sim),
+    /// An SCD41.
+    Scd41(Scd41Sim),
+    /// An MS4525DO.
+    Ms4525do(Ms4525doSim),
+}
+
+impl SimulatedI2c {
+    /// NACKs every transaction until [`SimulatedI2c::clear_faults`].
+    pub fn nack_until_cleared(&self) {
+        match self {
+            SimulatedI2c::Bme280(s) => s.nack_until_cleared(),
+            SimulatedI2c::Ms5611(s) => s.nack_until_cleared(),
+            SimulatedI2c::Scd41(s) => s.nack_until_cleared(),
+            SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
+        }
+    }
+
+    /// Clears every injected fault.
+    pub fn clear_faults(&self) {
+        match self {
+            SimulatedI2c::Bme280(s) => s.clear_faults(),
+            SimulatedI2c::Ms5611(s) => s.clear_faults(),
+            SimulatedI2c::Scd41(s) => s.clear_faults(),
+            SimulatedI2c::Ms4525do(s) => s.clear_faults(),
+        }
+    }
+
+    fn apply(&self, state: &FlightState) {
+        match self {
+            SimulatedI2c::Bme280(s) => s.apply(state),
+            SimulatedI2c::Ms5611(s) => s.apply(state),
+            SimulatedI2c::Scd41(s) => s.apply(state),
+            SimulatedI2c::Ms4525do(s) => s.apply(state),
+        }
+    }
+}
+
+/// Scenario time as every simulator sees it.
+#[derive(Debug, Clone, Copy)]
+struct FlightClock {
+    started: Instant,
+    start_at_s: f64,
+    speed: f64,
+}
+
+impl FlightClock {
+    fn t_s(&self) -> f64 {
+        self.start_at_s + self.started.elapsed().as_secs_f64() * self.speed
+    }
+}
+
+/// The running simulation: keep it alive as long as the sensors run.
+#[derive(Debug)]
+pub struct Simulation {
+    ports: HashMap<String, SimulatedPort>,
+    ublox: HashMap<String, SharedUblox>,
+    i2c: HashMap<String, SimulatedI2c>,
+    power_lines: HashMap<String, SimulatedPowerLine>,
+}
+
+impl Simulation {
+    /// Starts the simulator of every configured sensor and returns the slots the
+    /// supervisor runs. Serial symlinks are made in `link_dir`, which must exist.
+    pub fn start(
+        config: &SimulationConfig,
+        sensors: &[SensorConfig],
+        link_dir: &Path,
+        latest: &LatestValues,
+        tuning: SimulationTuning,
+    ) -> Result<(Simulation, Vec<SensorSlot>), SimulationError> {
+        let speed = if config.speed.is_finite() && config.speed > 0.0 {
+            config.speed
+        } else {
+            1.0
+        };
+        let now_utc_ns = AgentClock::new().now().utc_ns.unwrap_or(0);
+        // The scenario's UTC is arranged so that the flight is happening now.
+        let start_utc_ns = now_utc_ns - (config.start_at_s * 1e9) as i64;
+        let scenario = Arc::new(Scenario::new(config.seed, start_utc_ns));
+        let flight = FlightClock {
+            started: Instant::now(),
+            start_at_s: config.start_at_s,
+            speed,
+        };
+        let mut sim = Simulation {
+            ports: HashMap::new(),
+            ublox: HashMap::new(),
+            i2c: HashMap::new(),
+            power_lines: HashMap::new(),
+        };
+        let mut slots = Vec::with_capacity(sensors.len());
+        for (n, sensor) in sensors.iter().enumerate() {
+            let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+            let seed = config.seed.wrapping_add(n as u64 + 1);
+            let device_error = |source| SimulationError::Device {
+                sensor: sensor.name.clone(),
+                source,
+            };
+            let device: Box<dyn Device> = match sensor.kind {
+                SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => {
+                    let link = link_dir.join(&sensor.name);
+                    let options = PortOptions::new()
+                        .speed(speed)
+                        .scenario_offset_s(config.start_at_s)
+                        .symlink(&link);
+                    sim.serial(sensor, id, seed, link, options, &scenario, tuning)?
+                }
+                kind => {
+                    let model = i2c_model(kind, sensor, seed);
+                    let address = sensor.address.or(default_address(kind)).unwrap_or_default();
+                    let interval = sensor.interval.unwrap_or(default_interval(kind));
+                    let hook_model = model.clone();
+                    let hook_scenario = Arc::clone(&scenario);
+                    let hook = Box::new(move || {
+                        hook_model.apply(&hook_scenario.state_at(flight.t_s()));
+                    });
+                    sim.i2c.insert(sensor.name.clone(), model.clone());
+                    let inputs = Inputs::from_config(sensor);
+                    let latest = latest.clone();
+                    match model {
+                        SimulatedI2c::Bme280(s) => {
+                            let open: BusOpener<Bme280Sim, SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Ms5611(s) => {
+                            let open: BusOpener<Ms5611Sim, SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Scd41(s) => {
+                            let open: BusOpener<Scd41Sim, aloft_sensors::scd41::sim::SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Ms4525do(s) => {
+                            let open: BusOpener<Ms4525doSim, NoopDelay> =
+                                Box::new(move || Ok((s.clone(), NoopDelay)));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                    }
+                    .map_err(device_error)?
+                }
+            };
+            let power = sensor.power.as_ref().map(|p| {
+                let line = SimulatedPowerLine::new();
+                sim.power_lines.insert(sensor.name.clone(), line.clone());
+                PowerSwitch {
+                    line: Box::new(line),
+                    active_low: p.active_low,
+                    off_for: p.off_for,
+                }
+            });
+            slots.push(SensorSlot {
+                id,
+                name: sensor.name.clone(),
+                kind: sensor.kind,
+                enabled: sensor.enabled,
+                device,
+                power,
+                simulated: true,
+            });
+        }
+        Ok((sim, slots))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serial(
+        &mut self,
+        sensor: &SensorConfig,
+        id: SensorId,
+        seed: u64,
+        link: PathBuf,
+        options: PortOptions,
+        scenario: &Arc<Scenario>,
+        tuning: SimulationTuning,
+    ) -> Result<Box<dyn Device>, SimulationError> {
+        let port_error = |source| SimulationError::Port {
+            sensor: sensor.name.clone(),
+            source,
+        };
+        let (port, device): (SimulatedPort, Box<dyn Device>) = match sensor.kind {
+            SensorKind::Ublox => {
+                let outputs = Outputs {
+                    nav_pvt: tuning.ublox.nav_pvt,
+                    ..Outputs::ALL
+                };
+                let receiver = SharedUblox(Arc::new(Mutex::new(UbloxSim::new(
+                    UbloxSimConfig::default()
+                        .with_seed(seed)
+                        .with_outputs(outputs),
+                ))));
+                let baud = receiver.baud();
+                self.ublox.insert(sensor.name.clone(), receiver.clone());
+                let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
+                    .map_err(port_error)?;
+                let device = UbloxDevice::new(id, link, baud, tuning.ublox);
+                let kind = device.capture_kind();
+                let device = with_capture(device, sensor, kind, UbloxDevice::with_capture);
+                (port, Box::new(device))
+            }
+            SensorKind::Nmea => {
+                // A plain receiver: NMEA only, once a second, at 9600 baud.
+                let config = UbloxSimConfig::default()
+                    .with_seed(seed)
+                    .with_rate_hz(1.0)
+                    .with_baud(9600)
+                    .with_outputs(Outputs {
+                        nav_pvt: false,
+                        ..Outputs::ALL
+                    });
+                let receiver = UbloxSim::new(config);
+                let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
+                    .map_err(port_error)?;
+                let device = NmeaDevice::new(id, link, 9600);
+                let device = with_capture(device, sensor, "nmea", NmeaDevice::with_capture);
+                (port, Box::new(device))
+            }
+            _ => {
+                let detector = CosmicWatchSim::new(Format::V2, sensor.name.clone(), seed);
+                let port = SimulatedPort::spawn(detector, Arc::clone(scenario), options)
+                    .map_err(port_error)?;
+                let mut device = CosmicWatchDevice::new(id, link, Format::V2.baud());
+                if let Some(limit) = tuning.cosmicwatch_silence {
+                    device = device.with_silence_limit(limit);
+                }
+                let device = with_capture(
+                    device,
+                    sensor,
+                    "cosmicwatch",
+                    CosmicWatchDevice::with_capture,
+                );
+                (port, Box::new(device))
+            }
+        };
+        self.ports.insert(sensor.name.clone(), port);
+        Ok(device)
+    }
+
+    /// The simulated port of a serial sensor (to inject [`aloft_sensors::serial::pty::Fault`]s).
+    pub fn port(&self, sensor: &str) -> Option<&SimulatedPort> {
+        self.ports.get(sensor)
+    }
+
+    /// The u-blox simulator of a sensor (to brown it out).
+    pub fn ublox(&self, sensor: &str) -> Option<&SharedUblox> {
+        self.ublox.get(sensor)
+    }
+
+    /// The register model of an I2C sensor (to make it NACK).
+    pub fn i2c(&self, sensor: &str) -> Option<&SimulatedI2c> {
+        self.i2c.get(sensor)
+    }
+
+    /// The simulated power line of a sensor that has one.
+    pub fn power_line(&self, sensor: &str) -> Option<&SimulatedPowerLine> {
+        self.power_lines.get(sensor)
+    }
+
+    /// Stops every simulated port (removing its symlink).
+    pub fn stop(self) {
+        for (_, port) in self.ports {
+            // A port only fails to stop if its thread panicked; the logs said so.
+            let _ = port.stop();
+        }
+    }
+}
+
+fn boxed<I2C, D>(
+    device: Result<I2cDevice<I2C, D>, DeviceError>,
+    hook: Box<dyn FnMut() + Send>,
+) -> Result<Box<dyn Device>, DeviceError>
+where
+    I2C: embedded_hal::i2c::I2c + Send + 'static,
+    D: embedded_hal::delay::DelayNs + Send + 'static,
+{
+    Ok(Box::new(device?.with_before_measure(hook)))
+}
+
+/// The register model of an I2C kind, mounted as the glider carries it.
+fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> SimulatedI2c {
+    let address = sensor.address.or(default_address(kind)).unwrap_or_default();
+    match kind {
+        SensorKind::Bme280 => SimulatedI2c::Bme280(
+            Bme280Sim::new(address)
+                .with_noise(seed)
+                .with_temperature_source(TemperatureSource::OutsideAir),
+        ),
+        SensorKind::Scd41 => SimulatedI2c::Scd41(Scd41Sim::new(0x0A10_F7A1_2026, seed)),
+        SensorKind::Ms4525do => {
+            let defaults = ms4525do::Config::default();
+            SimulatedI2c::Ms4525do(Ms4525doSim::new(
+                ms4525do::Config::new(address, defaults.output_type, defaults.range),
+                seed,
+            ))
+        }
+        // MS5611, and any serial kind (never asked for here), as the static pressure port.
+        _ => SimulatedI2c::Ms5611(
+            Ms5611Sim::new(address)
+                .with_noise(seed)
+                .with_temperature_source(TemperatureSource::InstrumentBox),
+        ),
+    }
+}

@@ -1,0 +1,958 @@
+//! The sensor supervisor: one supervised thread per sensor, restarts, power lines.
+//!
+//! Each enabled sensor runs on its own thread (the drivers are blocking), in a loop of
+//! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
+//! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
+//! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
+//! under way. A disabled sensor gets no thread and stays `Disabled`. What a sensor produces
+//! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
+//! [`DescriptorRecord`] at every (re)start and a status record at every state change.
+//!
+//! [`Supervisor::restart`] is the operation the rest of the agent calls: soft (close,
+//! reopen, re-initialise) or hard (the sensor's power line off for `off_for`, then the soft
+//! path); it returns once the sensor is running again or has failed.
+//!
+//! Invariants: a sensor thread never panics on what a device does; every state change is
+//! recorded with its reason ([`state`]); a full records channel slows the sensor threads
+//! down (back-pressure) rather than dropping records; a closed channel stops them; a
+//! stalled device (no reading for several times its normal silence) is treated as failed
+//! and restarted, so no sensor stays silently dead.
+
+pub mod backoff;
+pub mod power;
+pub mod state;
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aloft_protocol::{
+    DescriptorRecord, Quality, Reading, Record, SensorDescriptor, SensorId, SensorState,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::AgentClock;
+use crate::config::SensorKind;
+use crate::sensor::{Device, LatestValues, PollOutcome, kind_name};
+use backoff::{Backoff, BackoffPolicy};
+use power::{Level, PowerLine, powered_level};
+use state::SensorHealth;
+
+/// How a restart is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestartKind {
+    /// Close, reopen and re-initialise the device.
+    Soft,
+    /// Power off for the line's `off_for`, then the soft path.
+    Hard,
+}
+
+/// Why the supervisor could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    /// No sensor has this name.
+    #[error("no sensor named {0}")]
+    UnknownSensor(String),
+    /// The sensor is disabled: there is nothing to restart.
+    #[error("sensor {0} is disabled")]
+    Disabled(String),
+    /// A hard restart of a sensor without a power line.
+    #[error("sensor {0} has no power line for a hard restart")]
+    NoPowerLine(String),
+    /// The sensor's thread has ended (the agent is stopping).
+    #[error("sensor {0} is no longer supervised")]
+    Gone(String),
+    /// A thread could not be started.
+    #[error("cannot start the thread of sensor {name}: {message}")]
+    Thread {
+        /// The sensor.
+        name: String,
+        /// What the OS said.
+        message: String,
+    },
+}
+
+/// How sensors are supervised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SupervisorOptions {
+    /// Delays between automatic restarts.
+    pub backoff: BackoffPolicy,
+    /// A degraded sensor is running again after this long without a problem.
+    pub recover_after: Duration,
+    /// A silence of this many times the device's normal silence is a failure.
+    pub silences_before_failure: u32,
+    /// Seed of the backoff jitter (mixed with each sensor's number).
+    pub seed: u64,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        SupervisorOptions {
+            backoff: BackoffPolicy::default(),
+            recover_after: Duration::from_secs(5),
+            silences_before_failure: 3,
+            seed: AgentClock::new().now().mono_ns,
+        }
+    }
+}
+
+impl SupervisorOptions {
+    /// With this backoff.
+    pub fn with_backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Running again after `after` without a problem.
+    pub fn with_recover_after(mut self, after: Duration) -> Self {
+        self.recover_after = after;
+        self
+    }
+
+    /// With this jitter seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// A sensor's power switch for hard restarts.
+#[derive(Debug)]
+pub struct PowerSwitch {
+    /// The line.
+    pub line: Box<dyn PowerLine>,
+    /// The sensor is powered when the line is low.
+    pub active_low: bool,
+    /// How long power stays off.
+    pub off_for: Duration,
+}
+
+/// One sensor to supervise.
+pub struct SensorSlot {
+    /// Its number in readings.
+    pub id: SensorId,
+    /// Its name in the config.
+    pub name: String,
+    /// Its kind.
+    pub kind: SensorKind,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Its adapter.
+    pub device: Box<dyn Device>,
+    /// Its power line, if it has one.
+    pub power: Option<PowerSwitch>,
+    /// Its readings come from a simulator (flagged [`Quality::SIMULATED`]).
+    pub simulated: bool,
+}
+
+impl std::fmt::Debug for SensorSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SensorSlot")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("power", &self.power)
+            .field("simulated", &self.simulated)
+            .finish_non_exhaustive()
+    }
+}
+
+type Reply = oneshot::Sender<SensorState>;
+
+enum Command {
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+    Stop,
+}
+
+#[derive(Debug)]
+struct SupervisedSensor {
+    name: String,
+    health: Arc<Mutex<SensorHealth>>,
+    commands: Option<std_mpsc::Sender<Command>>,
+    has_power: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The running supervisor: a handle on every sensor's thread.
+#[derive(Debug)]
+pub struct Supervisor {
+    sensors: Vec<SupervisedSensor>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Supervisor {
+    /// Starts a thread for every enabled sensor; records go to `records`, every reading
+    /// also to `latest`. A disabled sensor's `Disabled` status is sent here.
+    pub async fn start(
+        slots: Vec<SensorSlot>,
+        options: SupervisorOptions,
+        records: mpsc::Sender<Record>,
+        latest: LatestValues,
+    ) -> Result<Supervisor, SupervisorError> {
+        let clock = AgentClock::new();
+        let mut sensors = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let health = Arc::new(Mutex::new(SensorHealth::new(
+                slot.id,
+                slot.name.clone(),
+                slot.enabled,
+            )));
+            if !slot.enabled {
+                let record = lock(&health).record(clock.now());
+                tracing::info!(sensor = %slot.name, "Sensor disabled in the config; not started.");
+                // A closed channel means the agent is stopping; nothing to tell then.
+                let _ = records.send(Record::Status(record)).await;
+                sensors.push(SupervisedSensor {
+                    name: slot.name,
+                    health,
+                    commands: None,
+                    has_power: slot.power.is_some(),
+                    thread: None,
+                });
+                continue;
+            }
+            let (tx, rx) = std_mpsc::channel();
+            let has_power = slot.power.is_some();
+            let name = slot.name.clone();
+            let runner = Runner {
+                id: slot.id,
+                name: slot.name.clone(),
+                kind: slot.kind,
+                device: slot.device,
+                power: slot.power,
+                simulated: slot.simulated,
+                health: Arc::clone(&health),
+                records: records.clone(),
+                latest: latest.clone(),
+                options,
+                backoff: Backoff::new(
+                    options.backoff,
+                    options.seed ^ u64::from(slot.id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ),
+                commands: rx,
+                clock,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sensor-{}", slot.name))
+                .spawn(move || runner.run())
+                .map_err(|e| SupervisorError::Thread {
+                    name: name.clone(),
+                    message: e.to_string(),
+                })?;
+            sensors.push(SupervisedSensor {
+                name,
+                health,
+                commands: Some(tx),
+                has_power,
+                thread: Some(thread),
+            });
+        }
+        Ok(Supervisor { sensors })
+    }
+
+    /// Every sensor's health now, in config order.
+    pub fn health(&self) -> Vec<SensorHealth> {
+        self.sensors
+            .iter()
+            .map(|s| lock(&s.health).clone())
+            .collect()
+    }
+
+    /// Restarts the sensor named `sensor`; returns its state once it is running again
+    /// (`Running`) or has failed (`Failed`, with an automatic retry scheduled).
+    pub async fn restart(
+        &self,
+        sensor: &str,
+        kind: RestartKind,
+        reason: &str,
+    ) -> Result<SensorState, SupervisorError> {
+        let s = self
+            .sensors
+            .iter()
+            .find(|s| s.name == sensor)
+            .ok_or_else(|| SupervisorError::UnknownSensor(sensor.to_string()))?;
+        let Some(commands) = &s.commands else {
+            return Err(SupervisorError::Disabled(sensor.to_string()));
+        };
+        if kind == RestartKind::Hard && !s.has_power {
+            return Err(SupervisorError::NoPowerLine(sensor.to_string()));
+        }
+        let (reply, answer) = oneshot::channel();
+        commands
+            .send(Command::Restart {
+                kind,
+                reason: reason.to_string(),
+                reply,
+            })
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
+        answer
+            .await
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))
+    }
+
+    /// Stops every sensor thread, closing its device, and waits for them.
+    pub async fn shutdown(mut self) {
+        for s in &mut self.sensors {
+            if let Some(c) = s.commands.take() {
+                let _ = c.send(Command::Stop);
+            }
+        }
+        let threads: Vec<_> = self
+            .sensors
+            .iter_mut()
+            .filter_map(|s| s.thread.take())
+            .collect();
+        // Joining blocks; a device in the middle of a UBX exchange takes a second or two.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        for s in &mut self.sensors {
+            if let Some(c) = s.commands.take() {
+                let _ = c.send(Command::Stop);
+            }
+        }
+    }
+}
+
+/// How serving an open device ended.
+enum Exit {
+    Stop,
+    Failed {
+        healthy_for: Duration,
+        reason: String,
+    },
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+}
+
+/// What woke a waiting sensor thread.
+enum Wake {
+    Timeout,
+    Stop,
+    Restart {
+        kind: RestartKind,
+        reason: String,
+        reply: Reply,
+    },
+}
+
+/// One sensor's thread.
+struct Runner {
+    id: SensorId,
+    name: String,
+    kind: SensorKind,
+    device: Box<dyn Device>,
+    power: Option<PowerSwitch>,
+    simulated: bool,
+    health: Arc<Mutex<SensorHealth>>,
+    records: mpsc::Sender<Record>,
+    latest: LatestValues,
+    options: SupervisorOptions,
+    backoff: Backoff,
+    commands: std_mpsc::Receiver<Command>,
+    clock: AgentClock,
+}
+
+/// The records channel closed: the agent is stopping.
+struct Closed;
+
+impl Runner {
+    fn run(mut self) {
+        tracing::info!(sensor = %self.name, kind = kind_name(self.kind), "Sensor supervision started.");
+        // The first state is news too: the stream says when supervision began.
+        let first = lock(&self.health).record(self.clock.now());
+        if self.send(Record::Status(first)).is_err() {
+            return;
+        }
+        let mut reply: Option<Reply> = None;
+        let mut start_reason = "agent started".to_string();
+        loop {
+            if self.enter(SensorState::Starting, &start_reason).is_err() {
+                break;
+            }
+            let exit = match self.device.open() {
+                Ok(descriptor) => match self.opened(descriptor, &mut reply) {
+                    Ok(()) => self.serve(),
+                    Err(Closed) => Exit::Stop,
+                },
+                Err(e) => {
+                    let mut health = lock(&self.health);
+                    health.problems = health.problems.saturating_add(1);
+                    drop(health);
+                    tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
+                    Exit::Failed {
+                        healthy_for: Duration::ZERO,
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            self.device.close();
+            let (kind, reason) = match exit {
+                Exit::Stop => break,
+                Exit::Restart {
+                    kind,
+                    reason,
+                    reply: r,
+                } => {
+                    reply = Some(r);
+                    (Some(kind), reason)
+                }
+                Exit::Failed {
+                    healthy_for,
+                    reason,
+                } => {
+                    let delay = self.backoff.next_delay(healthy_for);
+                    tracing::info!(sensor = %self.name, delay_ms = delay.as_millis() as u64, failures = self.backoff.failures(), "Sensor restart scheduled.");
+                    // The operator reads when the next attempt comes.
+                    let reason = format!("{reason}; next attempt in {:.1} s", delay.as_secs_f64());
+                    if self.enter(SensorState::Failed, &reason).is_err() {
+                        break;
+                    }
+                    // An operator's restart that ends in a failure is answered now.
+                    if let Some(r) = reply.take() {
+                        let _ = r.send(SensorState::Failed);
+                    }
+                    match self.wait(delay) {
+                        Wake::Stop => break,
+                        Wake::Timeout => (None, "automatic restart after failure".to_string()),
+                        Wake::Restart {
+                            kind,
+                            reason,
+                            reply: r,
+                        } => {
+                            reply = Some(r);
+                            (Some(kind), reason)
+                        }
+                    }
+                }
+            };
+            if kind.is_some() {
+                // An operator asked: the automatic sequence starts over.
+                self.backoff.reset();
+            }
+            if self.restart(kind, &reason).is_err() {
+                break;
+            }
+            start_reason = format!("restarting: {reason}");
+        }
+        self.device.close();
+        tracing::info!(sensor = %self.name, "Sensor supervision stopped.");
+    }
+
+    /// Records a restart and, for a hard one, cycles the power.
+    fn restart(&mut self, kind: Option<RestartKind>, reason: &str) -> Result<(), Closed> {
+        let label = match kind {
+            Some(RestartKind::Soft) => format!("soft restart: {reason}"),
+            Some(RestartKind::Hard) => format!("hard restart: {reason}"),
+            None => reason.to_string(),
+        };
+        let record = lock(&self.health).begin_restart(label, self.clock.now());
+        tracing::info!(sensor = %self.name, restarts = record.restarts, reason = %record.reason, "Sensor restarting.");
+        self.send(Record::Status(record))?;
+        if kind == Some(RestartKind::Hard)
+            && let Some(power) = self.power.as_mut()
+        {
+            let on = powered_level(power.active_low);
+            let off = match on {
+                Level::High => Level::Low,
+                Level::Low => Level::High,
+            };
+            if let Err(e) = power.line.set(off) {
+                tracing::warn!(sensor = %self.name, error = %e, "Power line not switched off; soft restart only.");
+            } else {
+                // The supply must stay off long enough for the device to reset; this is a
+                // deliberate wait, not a poll.
+                std::thread::sleep(power.off_for);
+            }
+            if let Err(e) = power.line.set(on) {
+                tracing::error!(sensor = %self.name, error = %e, "Power line not switched back on.");
+            }
+        }
+        Ok(())
+    }
+
+    /// The device opened: descriptor, then running.
+    fn opened(
+        &mut self,
+        descriptor: SensorDescriptor,
+        reply: &mut Option<Reply>,
+    ) -> Result<(), Closed> {
+        self.send_descriptor(descriptor)?;
+        self.enter(SensorState::Running, "device opened")?;
+        if let Some(r) = reply.take() {
+            let _ = r.send(SensorState::Running);
+        }
+        Ok(())
+    }
+
+    /// Polls the open device until it fails, is told to restart or to stop.
+    fn serve(&mut self) -> Exit {
+        let opened_at = Instant::now();
+        let mut last_data = Instant::now();
+        let mut last_problem: Option<Instant> = None;
+        let mut next_tick = Instant::now();
+        let mut readings: Vec<Reading> = Vec::new();
+        loop {
+            let command = match self.device.interval() {
+                Some(interval) => {
+                    let wait = next_tick.saturating_duration_since(Instant::now());
+                    let command = match self.commands.recv_timeout(wait) {
+                        Ok(c) => Some(c),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => Some(Command::Stop),
+                    };
+                    next_tick += interval;
+                    // After a long stall, skip the missed ticks instead of bursting.
+                    if next_tick < Instant::now() {
+                        next_tick = Instant::now() + interval;
+                    }
+                    command
+                }
+                None => match self.commands.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(std_mpsc::TryRecvError::Empty) => None,
+                    Err(std_mpsc::TryRecvError::Disconnected) => Some(Command::Stop),
+                },
+            };
+            match command {
+                Some(Command::Stop) => return Exit::Stop,
+                Some(Command::Restart {
+                    kind,
+                    reason,
+                    reply,
+                }) => {
+                    return Exit::Restart {
+                        kind,
+                        reason,
+                        reply,
+                    };
+                }
+                None => {}
+            }
+            readings.clear();
+            let outcome = match self.device.poll(&mut readings) {
+                Ok(o) => o,
+                Err(e) => {
+                    let mut health = lock(&self.health);
+                    health.problems = health.problems.saturating_add(1);
+                    drop(health);
+                    tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
+                    return Exit::Failed {
+                        healthy_for: opened_at.elapsed(),
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            if !matches!(outcome, PollOutcome::Healthy | PollOutcome::Notice(_))
+                || !readings.is_empty()
+            {
+                let mut health = lock(&self.health);
+                health.readings = health.readings.saturating_add(readings.len() as u64);
+                if matches!(outcome, PollOutcome::Degraded(_)) {
+                    health.problems = health.problems.saturating_add(1);
+                }
+            }
+            if !readings.is_empty() {
+                last_data = Instant::now();
+                if self.forward(&mut readings).is_err() {
+                    return Exit::Stop;
+                }
+            }
+            if let Some(d) = self.device.take_descriptor()
+                && self.send_descriptor(d).is_err()
+            {
+                return Exit::Stop;
+            }
+            let state = lock(&self.health).state;
+            let result = match outcome {
+                PollOutcome::Healthy => Ok(()),
+                PollOutcome::Degraded(reason) => {
+                    last_problem = Some(Instant::now());
+                    // Stay on the first reason while degraded: one record per episode.
+                    if state == SensorState::Degraded {
+                        Ok(())
+                    } else {
+                        self.enter(SensorState::Degraded, &reason)
+                    }
+                }
+                PollOutcome::Notice(reason) => {
+                    tracing::info!(sensor = %self.name, notice = %reason, "Sensor notice.");
+                    self.enter(state, &reason)
+                }
+            };
+            if result.is_err() {
+                return Exit::Stop;
+            }
+            let limit = self.device.silence_limit();
+            let silence = last_data.elapsed();
+            let fail_at = limit.saturating_mul(self.options.silences_before_failure.max(1));
+            let result = if silence >= fail_at {
+                let reason = format!("no data for {:.1} s", silence.as_secs_f64());
+                tracing::warn!(sensor = %self.name, silence_ms = silence.as_millis() as u64, "Sensor stalled.");
+                return Exit::Failed {
+                    healthy_for: opened_at.elapsed().saturating_sub(silence),
+                    reason,
+                };
+            } else if silence >= limit {
+                last_problem = Some(Instant::now());
+                if lock(&self.health).state == SensorState::Degraded {
+                    Ok(())
+                } else {
+                    self.enter(
+                        SensorState::Degraded,
+                        &format!("no data for over {:.1} s", limit.as_secs_f64()),
+                    )
+                }
+            } else if lock(&self.health).state == SensorState::Degraded
+                && last_problem.is_none_or(|t| t.elapsed() >= self.options.recover_after)
+            {
+                self.enter(SensorState::Running, "recovered")
+            } else {
+                Ok(())
+            };
+            if result.is_err() {
+                return Exit::Stop;
+            }
+        }
+    }
+
+    fn wait(&self, delay: Duration) -> Wake {
+        match self.commands.recv_timeout(delay) {
+            Ok(Command::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => Wake::Stop,
+            Ok(Command::Restart {
+                kind,
+                reason,
+                reply,
+            }) => Wake::Restart {
+                kind,
+                reason,
+                reply,
+            },
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Wake::Timeout,
+        }
+    }
+
+    fn forward(&self, readings: &mut Vec<Reading>) -> Result<(), Closed> {
+        for r in readings.iter_mut() {
+            r.sensor = self.id;
+            if self.simulated {
+                r.quality |= Quality::SIMULATED;
+            }
+        }
+        self.latest.record(&self.name, readings);
+        for r in readings.drain(..) {
+            self.send(Record::Reading(r))?;
+        }
+        Ok(())
+    }
+
+    fn send_descriptor(&self, descriptor: SensorDescriptor) -> Result<(), Closed> {
+        self.send(Record::Descriptor(DescriptorRecord {
+            sensor: self.id,
+            name: self.name.clone(),
+            kind: kind_name(self.kind).to_string(),
+            time: self.clock.now(),
+            descriptor,
+        }))
+    }
+
+    fn enter(&self, state: SensorState, reason: &str) -> Result<(), Closed> {
+        let record = lock(&self.health).enter(state, reason, self.clock.now());
+        match record {
+            Some(record) => {
+                tracing::info!(sensor = %self.name, state = ?record.state, reason = %record.reason, restarts = record.restarts, "Sensor state changed.");
+                self.send(Record::Status(record))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, record: Record) -> Result<(), Closed> {
+        self.records.blocking_send(record).map_err(|_| Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use aloft_protocol::{Quantity, Timestamp};
+    use tokio::time::{Instant as TokioInstant, timeout_at};
+
+    use crate::sensor::DeviceError;
+
+    /// What the scripted device does at a poll.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Reading,
+        Silent,
+        Degraded,
+        Notice,
+        Fail,
+    }
+
+    /// A device that follows a script, then produces one reading per poll.
+    struct Scripted {
+        script: Arc<Mutex<VecDeque<Step>>>,
+        refuse_open: Arc<AtomicBool>,
+        silence_limit: Duration,
+    }
+
+    impl Device for Scripted {
+        fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
+            if self.refuse_open.load(Ordering::SeqCst) {
+                return Err(DeviceError::NotAnswering("scripted refusal".into()));
+            }
+            Ok(SensorDescriptor::new("scripted"))
+        }
+
+        fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
+            let step = lock(&self.script).pop_front().unwrap_or(Step::Reading);
+            let reading = Reading {
+                sensor: SensorId(99),
+                quantity: Quantity::AirPressure,
+                time: Timestamp::monotonic(AgentClock::new().now().mono_ns),
+                value: 19_400.0,
+                quality: Quality::GOOD,
+            };
+            match step {
+                Step::Reading => out.push(reading),
+                Step::Silent => {}
+                Step::Degraded => {
+                    out.push(reading);
+                    return Ok(PollOutcome::Degraded("scripted trouble".into()));
+                }
+                Step::Notice => {
+                    out.push(reading);
+                    return Ok(PollOutcome::Notice("scripted notice".into()));
+                }
+                Step::Fail => return Err(DeviceError::NotAnswering("scripted failure".into())),
+            }
+            Ok(PollOutcome::Healthy)
+        }
+
+        fn close(&mut self) {}
+
+        fn interval(&self) -> Option<Duration> {
+            Some(Duration::from_millis(2))
+        }
+
+        fn silence_limit(&self) -> Duration {
+            self.silence_limit
+        }
+    }
+
+    struct Rig {
+        supervisor: Supervisor,
+        records: mpsc::Receiver<Record>,
+        script: Arc<Mutex<VecDeque<Step>>>,
+        refuse_open: Arc<AtomicBool>,
+    }
+
+    async fn rig(steps: Vec<Step>, options: SupervisorOptions, silence_limit: Duration) -> Rig {
+        let script = Arc::new(Mutex::new(VecDeque::from(steps)));
+        let refuse_open = Arc::new(AtomicBool::new(false));
+        let slot = SensorSlot {
+            id: SensorId(4),
+            name: "static".into(),
+            kind: SensorKind::Ms5611,
+            enabled: true,
+            device: Box::new(Scripted {
+                script: Arc::clone(&script),
+                refuse_open: Arc::clone(&refuse_open),
+                silence_limit,
+            }),
+            power: None,
+            simulated: true,
+        };
+        let (tx, records) = mpsc::channel(64);
+        let supervisor = Supervisor::start(vec![slot], options, tx, LatestValues::new())
+            .await
+            .expect("started");
+        Rig {
+            supervisor,
+            records,
+            script,
+            refuse_open,
+        }
+    }
+
+    fn quick() -> SupervisorOptions {
+        SupervisorOptions::default()
+            .with_backoff(
+                BackoffPolicy::new(Duration::from_millis(5), Duration::from_millis(20))
+                    .with_jitter(0.0),
+            )
+            .with_recover_after(Duration::ZERO)
+            .with_seed(1)
+    }
+
+    impl Rig {
+        /// Status changes until (and with) the first that `done` accepts.
+        async fn statuses_until(
+            &mut self,
+            mut done: impl FnMut(SensorState, &str) -> bool,
+        ) -> Vec<(SensorState, String)> {
+            let deadline = TokioInstant::now() + Duration::from_secs(10);
+            let mut seen = Vec::new();
+            loop {
+                match timeout_at(deadline, self.records.recv()).await {
+                    Ok(Some(Record::Reading(r))) => {
+                        assert_eq!(r.sensor, SensorId(4), "the slot's id replaces the device's");
+                        assert!(r.quality.contains(Quality::SIMULATED));
+                    }
+                    Ok(Some(Record::Status(s))) => {
+                        let hit = done(s.state, &s.reason);
+                        seen.push((s.state, s.reason));
+                        if hit {
+                            return seen;
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    other => panic!("no matching status: {other:?} after {seen:?}"),
+                }
+            }
+        }
+
+        async fn finish(mut self) {
+            let drain = tokio::spawn(async move { while self.records.recv().await.is_some() {} });
+            self.supervisor.shutdown().await;
+            drain.abort();
+        }
+    }
+
+    fn just_states(seen: &[(SensorState, String)]) -> Vec<SensorState> {
+        seen.iter().map(|s| s.0).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_degraded_sensor_is_running_again_once_its_problems_stop() {
+        let steps = vec![Step::Reading, Step::Degraded, Step::Degraded, Step::Reading];
+        // Longer than a poll: the second degraded poll extends the episode, one record.
+        let options = quick().with_recover_after(Duration::from_millis(50));
+        let mut rig = rig(steps, options, Duration::from_secs(5)).await;
+        let seen = rig
+            .statuses_until(|s, r| s == SensorState::Running && r == "recovered")
+            .await;
+        assert_eq!(
+            just_states(&seen),
+            vec![
+                SensorState::Starting,
+                SensorState::Running,
+                SensorState::Degraded,
+                SensorState::Running
+            ]
+        );
+        assert_eq!(seen[2].1, "scripted trouble");
+        let health = &rig.supervisor.health()[0];
+        assert!(health.problems >= 2, "both degraded polls counted");
+        assert!(
+            health.readings >= 4,
+            "readings counted: {}",
+            health.readings
+        );
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notice_is_recorded_without_leaving_the_running_state() {
+        let mut rig = rig(vec![Step::Notice], quick(), Duration::from_secs(5)).await;
+        let seen = rig.statuses_until(|_, r| r == "scripted notice").await;
+        assert_eq!(seen.last().map(|s| s.0), Some(SensorState::Running));
+        assert_eq!(rig.supervisor.health()[0].restarts, 0);
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_device_is_degraded_then_failed_and_restarted() {
+        let steps = vec![Step::Silent; 10_000];
+        let mut rig = rig(steps, quick(), Duration::from_millis(30)).await;
+        let seen = rig
+            .statuses_until(|s, _| s == SensorState::Restarting)
+            .await;
+        assert_eq!(
+            just_states(&seen),
+            vec![
+                SensorState::Starting,
+                SensorState::Running,
+                SensorState::Degraded,
+                SensorState::Failed,
+                SensorState::Restarting
+            ]
+        );
+        assert!(seen[3].1.starts_with("no data for"), "{}", seen[3].1);
+        lock(&rig.script).clear();
+        rig.statuses_until(|s, _| s == SensorState::Running).await;
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operator_restart_during_a_long_backoff_is_done_at_once_and_reports_failed() {
+        // A backoff far longer than the test: only the operator's restart can end it.
+        let options = quick().with_backoff(
+            BackoffPolicy::new(Duration::from_secs(600), Duration::from_secs(600)).with_jitter(0.0),
+        );
+        let mut rig = rig(vec![Step::Reading], options, Duration::from_secs(5)).await;
+        rig.refuse_open.store(true, Ordering::SeqCst);
+        lock(&rig.script).push_back(Step::Fail);
+        rig.statuses_until(|s, _| s == SensorState::Failed).await;
+
+        let state = rig
+            .supervisor
+            .restart("static", RestartKind::Soft, "operator")
+            .await;
+        assert_eq!(state, Ok(SensorState::Failed));
+        rig.refuse_open.store(false, Ordering::SeqCst);
+        let state = rig
+            .supervisor
+            .restart("static", RestartKind::Soft, "operator again")
+            .await;
+        assert_eq!(state, Ok(SensorState::Running));
+        let health = &rig.supervisor.health()[0];
+        assert_eq!(health.restarts, 2);
+        assert_eq!(
+            health.last_restart.as_ref().map(|r| r.reason.as_str()),
+            Some("soft restart: operator again")
+        );
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_records_channel_stops_the_sensor_thread() {
+        let rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        let Rig {
+            supervisor,
+            records,
+            ..
+        } = rig;
+        drop(records);
+        // The thread ends at its next record; a restart then finds nobody to do it.
+        let restart = supervisor.restart("static", RestartKind::Soft, "anyone?");
+        let answer = tokio::time::timeout(Duration::from_secs(10), restart).await;
+        assert_eq!(answer, Ok(Err(SupervisorError::Gone("static".into()))));
+        supervisor.shutdown().await;
+    }
+}
