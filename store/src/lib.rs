@@ -57,7 +57,7 @@ pub trait Backend {
         max: usize,
         out: &mut Vec<(u64, Vec<u8>)>,
     ) -> Result<(), StoreError>;
-    /// Bytes the records take on disk.
+    /// Bytes the records take on disk, counting those appended and not yet synced.
     fn disk_bytes(&self) -> u64;
     /// The chunks holding records, oldest first.
     fn chunks(&self) -> Vec<Chunk>;

@@ -430,8 +430,9 @@ impl<B: Backend> Outbox<B> {
         {
             let size = (FRAME_HEADER + postcard::experimental::serialized_size(record)?) as u64;
             let chunks = self.backend.chunks();
+            // Bytes on disk count the appended, not yet committed records too.
             let held = self.backend.disk_bytes() - self.reclaimable_bytes(&chunks);
-            if held + self.pending_bytes + size > self.options.max_bytes {
+            if held + size > self.options.max_bytes {
                 self.refused.readings += 1;
                 self.refused.span = widen(self.refused.span, reading.time);
                 self.refused.sensor = match self.refused.sensor {
@@ -464,14 +465,19 @@ impl<B: Backend> Outbox<B> {
     /// then brings the store back under its bound.
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.next_seq != self.durable_end {
-            match self.backend.sync() {
-                Ok(()) => {}
-                Err(e) if e.is_storage_full() => {
-                    tracing::warn!(error = %e, "The disk is full; freeing space by the store's policy.");
-                    self.free_for_full_disk()?;
-                    self.backend.sync()?;
+            loop {
+                match self.backend.sync() {
+                    Ok(()) => break,
+                    // Free a chunk at a time and retry; with nothing left to free the
+                    // records stay appended and the next commit tries again.
+                    Err(e) if e.is_storage_full() => {
+                        tracing::warn!(error = %e, "The disk is full; freeing space by the store's policy.");
+                        if !self.free_for_full_disk()? {
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
             self.durable_end = self.next_seq;
             self.pending_bytes = 0;
@@ -672,24 +678,23 @@ impl<B: Backend> Outbox<B> {
         }
     }
 
-    /// Frees space when the disk itself is full: acked chunks, then (unless the policy
+    /// Frees space when the disk itself is full: an acked chunk, else (unless the policy
     /// refuses new readings) the oldest unsent chunk, whose gap is written after it goes.
-    fn free_for_full_disk(&mut self) -> Result<(), StoreError> {
+    /// Returns whether anything was freed.
+    fn free_for_full_disk(&mut self) -> Result<bool, StoreError> {
         let chunks = self.backend.chunks();
         let older = chunks.len().saturating_sub(1);
-        let mut freed = false;
-        for chunk in &chunks[..older] {
-            if chunk.last < self.acked_below {
-                self.backend.remove_chunk(chunk.first)?;
-                freed = true;
-            }
+        let Some(&oldest) = chunks[..older].first() else {
+            return Ok(false);
+        };
+        if oldest.last < self.acked_below {
+            self.backend.remove_chunk(oldest.first)?;
+            return Ok(true);
         }
-        if !freed
-            && self.options.policy != FullPolicy::RejectNew
-            && let Some(&oldest) = chunks[..older].first()
-        {
-            self.drop_chunk(oldest, false)?;
+        if self.options.policy == FullPolicy::RejectNew {
+            return Ok(false);
         }
-        Ok(())
+        self.drop_chunk(oldest, false)?;
+        Ok(true)
     }
 }
