@@ -553,8 +553,12 @@ impl<B: Backend> Outbox<B> {
     }
 
     /// Drops a whole chunk after a durable gap record covering its unacked part.
+    ///
+    /// The gap covers everything unacked up to the chunk's end, not only the chunk: earlier
+    /// drops' gap records may have been dropped with their own chunks by now, and the hub
+    /// must learn of every unacked number it will never get, or its watermark stalls.
     fn drop_chunk(&mut self, chunk: Chunk, gap_first: bool) -> Result<(), StoreError> {
-        let lo = chunk.first.max(self.acked_below);
+        let lo = self.acked_below;
         let mut tally = ReadingTally::default();
         for (seq, record) in self.chunk_records(&chunk)? {
             if seq >= lo {
@@ -571,7 +575,7 @@ impl<B: Backend> Outbox<B> {
                 readings = tally.readings,
                 "The store was full and dropped its oldest unsent records."
             );
-            self.losses.dropped += chunk.last - lo + 1;
+            self.losses.dropped += chunk.last - lo.max(chunk.first) + 1;
             self.append_gap(Gap {
                 reason: GapReason::DroppedOldest,
                 covers: Some((lo, chunk.last)),
