@@ -525,8 +525,11 @@ impl<S: Storage> Backend for SegmentedLog<S> {
                 .take_while(|&&(s, _)| s <= seq)
                 .last()
                 .map_or(0, |&(_, off)| off);
-            let mut want = READ_BLOCK;
+            let mut need = 0;
             'segment: while offset < segment.len {
+                // Small segments and tails are read in one small read, not a whole block.
+                let left = usize::try_from(segment.len - offset).unwrap_or(usize::MAX);
+                let want = left.min(READ_BLOCK).max(need);
                 buf.resize(want, 0);
                 let n = file.read_at(offset, &mut buf).map_err(io_err("read", &name))?;
                 if n == 0 {
@@ -551,7 +554,7 @@ impl<S: Storage> Backend for SegmentedLog<S> {
                                 // The file ends inside a frame: buffered, not yet written.
                                 break 'segment;
                             }
-                            want = want.max(needed);
+                            need = needed;
                             break;
                         }
                         Frame::Bad => {

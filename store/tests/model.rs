@@ -100,7 +100,7 @@ fn run(ops: Vec<Op>, policy: FullPolicy, bounded: bool) {
     };
     let commit = |outbox: &mut Store, model: &mut Model| {
         outbox.commit().unwrap();
-        model.durable.append(&mut model.pending);
+        model.durable.extend(std::mem::take(&mut model.pending));
     };
     for op in ops {
         match op {
@@ -130,7 +130,7 @@ fn run(ops: Vec<Op>, policy: FullPolicy, bounded: bool) {
             }
             Op::ReopenClean => {
                 outbox.close().unwrap();
-                model.durable.append(&mut model.pending);
+                model.durable.extend(std::mem::take(&mut model.pending));
                 let (reopened, report) = Outbox::open_on(disk.clone(), options).unwrap();
                 assert!(!report.unclean);
                 outbox = reopened;

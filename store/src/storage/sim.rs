@@ -31,9 +31,23 @@ struct Disk {
     life: u64,
     capacity: Option<u64>,
     syncs: u64,
+    /// Storage operations left before the power goes; `None` for no limit.
+    ops_left: Option<u64>,
 }
 
 impl Disk {
+    /// Spends one operation of the budget; fails once the power is (about to be) gone.
+    fn spend(&mut self) -> io::Result<()> {
+        match &mut self.ops_left {
+            Some(0) => Err(io::Error::other("the simulated disk lost power")),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn used(&self) -> u64 {
         self.inodes.values().map(|i| i.data.len() as u64).sum()
     }
@@ -77,6 +91,12 @@ impl SimDisk {
         self.lock().capacity = capacity;
     }
 
+    /// Lets `ops` more storage operations (file or directory) succeed; every later one
+    /// fails, as if the power went at that moment. `None` lifts the limit.
+    pub fn fail_after(&self, ops: Option<u64>) {
+        self.lock().ops_left = ops;
+    }
+
     /// Bytes all files hold now.
     pub fn used(&self) -> u64 {
         self.lock().used()
@@ -115,6 +135,7 @@ impl SimDisk {
         let mut state = seed | 1;
         let mut disk = self.lock();
         disk.life += 1;
+        disk.ops_left = None;
         disk.dir = disk.synced_dir.clone();
         let live: Vec<u64> = disk.dir.values().copied().collect();
         disk.inodes.retain(|inode, _| live.contains(inode));
@@ -167,6 +188,7 @@ impl Storage for SimDisk {
 
     fn create(&self, name: &str) -> io::Result<SimFile> {
         let mut disk = self.lock();
+        disk.spend()?;
         let inode = disk.next_inode;
         disk.next_inode += 1;
         disk.inodes.insert(inode, Inode::default());
@@ -191,12 +213,15 @@ impl Storage for SimDisk {
     fn remove(&self, name: &str) -> io::Result<()> {
         // The inode stays until no directory state (current or synced) names it, so a power
         // cut before the directory sync brings the file back whole.
-        self.lock().dir.remove(name);
+        let mut disk = self.lock();
+        disk.spend()?;
+        disk.dir.remove(name);
         Ok(())
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut disk = self.lock();
+        disk.spend()?;
         let inode = disk.dir.remove(from).ok_or(io::ErrorKind::NotFound)?;
         disk.dir.insert(to.to_owned(), inode);
         Ok(())
@@ -204,6 +229,7 @@ impl Storage for SimDisk {
 
     fn sync_dir(&self) -> io::Result<()> {
         let mut disk = self.lock();
+        disk.spend()?;
         disk.synced_dir = disk.dir.clone();
         let live: Vec<u64> = disk.dir.values().copied().collect();
         disk.inodes.retain(|inode, _| live.contains(inode));
@@ -230,6 +256,7 @@ fn inode(disk: &mut Disk, inode: u64) -> io::Result<&mut Inode> {
 impl StorageFile for SimFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         self.with(|disk, i| {
+            disk.spend()?;
             if let Some(cap) = disk.capacity
                 && disk.used() + buf.len() as u64 > cap
             {
@@ -256,6 +283,7 @@ impl StorageFile for SimFile {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.with(|disk, i| {
+            disk.spend()?;
             let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
             inode(disk, i)?.data.truncate(len);
             Ok(())
@@ -264,6 +292,7 @@ impl StorageFile for SimFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.with(|disk, i| {
+            disk.spend()?;
             let file = inode(disk, i)?;
             file.synced = file.data.clone();
             disk.syncs += 1;
