@@ -392,7 +392,10 @@ impl<S: Storage> SegmentedLog<S> {
 
     fn start_segment(&mut self, first: u64) -> Result<(), StoreError> {
         let name = segment_name(first, 0);
-        let file = self.storage.create(&name).map_err(io_err("create", &name))?;
+        let file = self
+            .storage
+            .create(&name)
+            .map_err(io_err("create", &name))?;
         self.segments.push(Segment::new(first, 0));
         self.writers.push(Writer {
             first,
@@ -531,7 +534,9 @@ impl<S: Storage> Backend for SegmentedLog<S> {
                 let left = usize::try_from(segment.len - offset).unwrap_or(usize::MAX);
                 let want = left.min(READ_BLOCK).max(need);
                 buf.resize(want, 0);
-                let n = file.read_at(offset, &mut buf).map_err(io_err("read", &name))?;
+                let n = file
+                    .read_at(offset, &mut buf)
+                    .map_err(io_err("read", &name))?;
                 if n == 0 {
                     break;
                 }
@@ -597,7 +602,9 @@ impl<S: Storage> Backend for SegmentedLog<S> {
             return Ok(());
         };
         let name = self.segments[pos].name();
-        self.storage.remove(&name).map_err(io_err("remove", &name))?;
+        self.storage
+            .remove(&name)
+            .map_err(io_err("remove", &name))?;
         self.storage.sync_dir().map_err(io_err("sync", "."))?;
         self.segments.remove(pos);
         Ok(())

@@ -65,21 +65,36 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
                 }
             })
         };
-        std::thread::sleep(Duration::from_micros(2_000 + next_random(&mut state) % 30_000));
+        std::thread::sleep(Duration::from_micros(
+            2_000 + next_random(&mut state) % 30_000,
+        ));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
-        assert!(!status.success(), "cycle {cycle}: the writer stopped by itself: {status}");
+        assert!(
+            !status.success(),
+            "cycle {cycle}: the writer stopped by itself: {status}"
+        );
         reader.join().unwrap();
         let last = *last_committed.lock().unwrap();
 
         let (mut outbox, report) = Outbox::open(dir.path(), options()).unwrap();
-        assert_eq!(report.corrupt_regions, 0, "cycle {cycle}: a kill leaves no corruption");
+        assert_eq!(
+            report.corrupt_regions, 0,
+            "cycle {cycle}: a kill leaves no corruption"
+        );
         let records = outbox.read_from(verified_to, usize::MAX).unwrap();
         for pair in records.windows(2) {
-            assert_eq!(pair[0].0 + 1, pair[1].0, "cycle {cycle}: numbers must be contiguous");
+            assert_eq!(
+                pair[0].0 + 1,
+                pair[1].0,
+                "cycle {cycle}: numbers must be contiguous"
+            );
         }
         if let Some(first) = records.first() {
-            assert_eq!(first.0, verified_to, "cycle {cycle}: nothing between cycles vanished");
+            assert_eq!(
+                first.0, verified_to,
+                "cycle {cycle}: nothing between cycles vanished"
+            );
         }
         let mut values = Vec::new();
         for (_, record) in &records {
@@ -92,8 +107,15 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
         // The readings of this cycle are a prefix of what it appended, reaching at least
         // the last value it reported committed.
         let this: Vec<u64> = values.iter().copied().filter(|v| *v >= base).collect();
-        assert!(values.iter().all(|v| *v >= base), "cycle {cycle}: an old reading reappeared");
-        assert_eq!(this, (base..base + this.len() as u64).collect::<Vec<_>>(), "cycle {cycle}");
+        assert!(
+            values.iter().all(|v| *v >= base),
+            "cycle {cycle}: an old reading reappeared"
+        );
+        assert_eq!(
+            this,
+            (base..base + this.len() as u64).collect::<Vec<_>>(),
+            "cycle {cycle}"
+        );
         match last {
             Some(last) => {
                 assert!(
@@ -107,7 +129,9 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
         }
         if cycle > 0 {
             assert!(
-                records.iter().any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash)),
+                records
+                    .iter()
+                    .any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash)),
                 "cycle {cycle}: the kill is recorded as a crash gap"
             );
         }
@@ -124,5 +148,8 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
         "crash torture: seed {seed:#x}, {CYCLES} kills, {committed_total} readings reported \
          committed, {killed_before_any_commit} kills before a first commit"
     );
-    assert!(committed_total > 0, "the writer committed something in 200 runs");
+    assert!(
+        committed_total > 0,
+        "the writer committed something in 200 runs"
+    );
 }

@@ -64,7 +64,10 @@ fn check(outbox: &Store, model: &Model, bounded: bool) {
         if let Some(expected) = model.durable.get(seq) {
             assert_eq!(*record, expected, "record {seq} changed");
         }
-        assert!(!model.pending.contains_key(seq), "uncommitted record {seq} is readable");
+        assert!(
+            !model.pending.contains_key(seq),
+            "uncommitted record {seq} is readable"
+        );
     }
     let covered = covered(&records);
     for (seq, record) in &model.durable {
@@ -118,7 +121,10 @@ fn run(ops: Vec<Op>, policy: FullPolicy, bounded: bool) {
                 let from = u64::from(from) * outbox.durable_end() / 255;
                 let got = outbox.read_from(from, usize::from(max)).unwrap();
                 assert!(got.len() <= usize::from(max));
-                assert!(got.iter().all(|(s, _)| *s >= from && *s < outbox.durable_end()));
+                assert!(
+                    got.iter()
+                        .all(|(s, _)| *s >= from && *s < outbox.durable_end())
+                );
             }
             Op::Ack { at } => {
                 let end = outbox.durable_end();

@@ -35,10 +35,16 @@ fn appended_records_get_contiguous_numbers_and_are_readable_only_after_commit() 
         .map(|i| numbered(outbox.append(&reading(i)).unwrap()))
         .collect();
     assert_eq!(seqs, (0..10).collect::<Vec<_>>());
-    assert!(outbox.read_from(0, 100).unwrap().is_empty(), "nothing is durable yet");
+    assert!(
+        outbox.read_from(0, 100).unwrap().is_empty(),
+        "nothing is durable yet"
+    );
     outbox.commit().unwrap();
     let records = outbox.read_from(3, 4).unwrap();
-    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+    assert_eq!(
+        records.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6]
+    );
     assert_eq!(records[0].1, reading(3));
 }
 
@@ -56,12 +62,18 @@ fn the_epoch_numbering_and_ack_survive_a_clean_reopen() {
 
     let (mut outbox, report) = Outbox::open(dir.path(), StoreOptions::default()).unwrap();
     assert!(!report.created);
-    assert!(!report.unclean, "a closed store opens clean, without a crash gap");
+    assert!(
+        !report.unclean,
+        "a closed store opens clean, without a crash gap"
+    );
     assert_eq!(outbox.epoch(), epoch);
     assert_eq!(outbox.first_unacked(), 3);
     assert_eq!(numbered(outbox.append(&reading(5)).unwrap()), 5);
     outbox.commit().unwrap();
-    assert_eq!(reading_values(&assert_contiguous(&outbox)), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        reading_values(&assert_contiguous(&outbox)),
+        vec![0, 1, 2, 3, 4, 5]
+    );
 }
 
 #[test]
@@ -107,7 +119,11 @@ fn acks_are_capped_at_the_durable_end_and_never_go_back() {
     outbox.commit().unwrap();
     outbox.append(&reading(4)).unwrap();
     outbox.ack(100).unwrap();
-    assert_eq!(outbox.first_unacked(), 4, "record 4 is not durable, so not ackable");
+    assert_eq!(
+        outbox.first_unacked(),
+        4,
+        "record 4 is not durable, so not ackable"
+    );
     outbox.ack(1).unwrap();
     assert_eq!(outbox.first_unacked(), 4);
 }
@@ -143,7 +159,10 @@ fn drop_oldest_keeps_the_store_bounded_and_reports_every_dropped_number() {
     let records = assert_contiguous(&outbox);
     let values = reading_values(&records);
     assert_eq!(values.last(), Some(&4_999), "the newest readings are kept");
-    assert!(values.windows(2).all(|w| w[1] == w[0] + 1), "drop-oldest keeps a contiguous tail");
+    assert!(
+        values.windows(2).all(|w| w[1] == w[0] + 1),
+        "drop-oldest keeps a contiguous tail"
+    );
     let dropped = gaps(&records, GapReason::DroppedOldest);
     assert!(!dropped.is_empty());
     assert!(stats.losses.dropped > 0);
@@ -163,8 +182,14 @@ fn decimate_thins_the_backlog_evenly_instead_of_losing_its_oldest_span() {
     assert!(!gaps(&records, GapReason::Decimated).is_empty());
     // The oldest hour is still represented, thinned, rather than gone.
     let oldest = values.first().copied().unwrap_or(u64::MAX);
-    assert!(oldest < 300, "decimation kept early readings: oldest held is {oldest}");
-    assert!(values.windows(2).any(|w| w[1] - w[0] >= 2), "readings were thinned");
+    assert!(
+        oldest < 300,
+        "decimation kept early readings: oldest held is {oldest}"
+    );
+    assert!(
+        values.windows(2).any(|w| w[1] - w[0] >= 2),
+        "readings were thinned"
+    );
 }
 
 #[test]
@@ -174,9 +199,16 @@ fn reject_new_refuses_readings_when_full_and_counts_them_in_a_gap_once_there_is_
     let rejected = fill(&mut outbox, 0, 2_000);
     assert!(rejected > 0, "a 16 KiB store cannot hold 2000 readings");
     let kept_before = reading_values(&all_records(&outbox));
-    assert_eq!(kept_before, (0..kept_before.len() as u64).collect::<Vec<_>>(), "the oldest are kept");
+    assert_eq!(
+        kept_before,
+        (0..kept_before.len() as u64).collect::<Vec<_>>(),
+        "the oldest are kept"
+    );
     // Non-reading records are still accepted while full.
-    assert!(matches!(outbox.append(&boot(1)).unwrap(), AppendOutcome::Numbered(_)));
+    assert!(matches!(
+        outbox.append(&boot(1)).unwrap(),
+        AppendOutcome::Numbered(_)
+    ));
     // The hub acks everything: space is back and the refused readings get their gap.
     outbox.commit().unwrap();
     let end = outbox.durable_end();
@@ -187,7 +219,10 @@ fn reject_new_refuses_readings_when_full_and_counts_them_in_a_gap_once_there_is_
     let refused = gaps(&records, GapReason::RejectedNew);
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].readings, Some(rejected));
-    assert_eq!(refused[0].covers, None, "refused readings never had numbers");
+    assert_eq!(
+        refused[0].covers, None,
+        "refused readings never had numbers"
+    );
 }
 
 #[test]
@@ -199,7 +234,10 @@ fn acked_records_are_freed_before_any_unsent_one_is_dropped() {
     outbox.ack(end - 1).unwrap();
     fill(&mut outbox, 300, 300);
     let records = assert_contiguous(&outbox);
-    assert!(gaps(&records, GapReason::DroppedOldest).is_empty(), "only acked data had to go");
+    assert!(
+        gaps(&records, GapReason::DroppedOldest).is_empty(),
+        "only acked data had to go"
+    );
     let values = reading_values(&records);
     assert!(values.contains(&300) && values.contains(&599));
 }
@@ -216,8 +254,14 @@ fn acked_records_beyond_the_retention_are_freed() {
     let end = outbox.durable_end();
     outbox.ack(end - 1).unwrap();
     let after = outbox.stats().disk_bytes;
-    assert!(after < before / 4, "retention freed acked data: {before} -> {after}");
-    assert!(after >= 4096 - 2048, "it keeps about the retained amount: {after}");
+    assert!(
+        after < before / 4,
+        "retention freed acked data: {before} -> {after}"
+    );
+    assert!(
+        after >= 4096 - 2048,
+        "it keeps about the retained amount: {after}"
+    );
 }
 
 #[test]
@@ -247,15 +291,25 @@ fn a_region_overwritten_with_garbage_is_skipped_reported_as_a_gap_and_the_rest_s
     assert_eq!(corrupt.len(), 1);
     let (lo, hi) = corrupt[0].covers.unwrap();
     let values = reading_values(&records);
-    assert_eq!(values.len() as u64, 1_000 - (hi - lo + 1), "everything else is served");
+    assert_eq!(
+        values.len() as u64,
+        1_000 - (hi - lo + 1),
+        "everything else is served"
+    );
     assert!(values.contains(&0) && values.contains(&999));
     // 500 bytes of garbage cost about 500 / 36 readings, not the segment.
     assert!(hi - lo + 1 <= 16, "lost {lo}..={hi}");
     outbox.close().unwrap();
 
     let (outbox, report) = Outbox::open(dir.path(), StoreOptions::default()).unwrap();
-    assert_eq!(report.corrupt_regions, 0, "the region was reported once and repaired");
-    assert_eq!(gaps(&assert_contiguous(&outbox), GapReason::CorruptRegion).len(), 1);
+    assert_eq!(
+        report.corrupt_regions, 0,
+        "the region was reported once and repaired"
+    );
+    assert_eq!(
+        gaps(&assert_contiguous(&outbox), GapReason::CorruptRegion).len(),
+        1
+    );
 }
 
 #[test]

@@ -67,7 +67,10 @@ fn check(outbox: &Store, model: &Model, context: &str) {
     let records = assert_contiguous(outbox);
     let held: BTreeMap<u64, &Record> = records.iter().map(|(s, r)| (*s, r)).collect();
     let covered = covered(&records);
-    assert!(outbox.first_unacked() >= model.acked_below, "{context}: an ack went back");
+    assert!(
+        outbox.first_unacked() >= model.acked_below,
+        "{context}: an ack went back"
+    );
     for (seq, record) in &model.durable {
         match held.get(seq) {
             Some(held) => assert_eq!(*held, record, "{context}: record {seq} changed"),
@@ -115,8 +118,15 @@ fn torture(policy: FullPolicy, cuts: u64, seed: u64) {
         drop(outbox);
         disk.power_cut(next_random(&mut state));
     }
-    assert!(opened > cuts / 2, "most cycles got past open: {opened}/{cuts}");
-    assert!(model.next_value > cuts, "the workload ran: {} readings", model.next_value);
+    assert!(
+        opened > cuts / 2,
+        "most cycles got past open: {opened}/{cuts}"
+    );
+    assert!(
+        model.next_value > cuts,
+        "the workload ran: {} readings",
+        model.next_value
+    );
 }
 
 #[test]

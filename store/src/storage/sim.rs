@@ -270,7 +270,9 @@ impl StorageFile for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.with(|disk, i| {
             let data = &inode(disk, i)?.data;
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             let n = buf.len().min(data.len() - start);
             buf[..n].copy_from_slice(&data[start..start + n]);
             Ok(n)
@@ -318,7 +320,10 @@ mod tests {
             let after = disk.contents("a").unwrap();
             assert!(after.starts_with(b"durable"), "seed {seed}: {after:?}");
             assert!(after.len() <= b"durable volatile tail".len());
-            assert!(f.append(b"x").is_err(), "old handles must fail after the cut");
+            assert!(
+                f.append(b"x").is_err(),
+                "old handles must fail after the cut"
+            );
         }
     }
 

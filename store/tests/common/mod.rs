@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use aloft_protocol::{
-    Boot, BootId, Quality, Quantity, Reading, Record, SensorId, Timestamp,
-};
+use aloft_protocol::{Boot, BootId, Quality, Quantity, Reading, Record, SensorId, Timestamp};
 use aloft_store::{Backend, Outbox};
 
 /// Reading number `i`: its value says which it is, so a test can tell them apart.
@@ -32,7 +30,9 @@ pub fn boot(i: u8) -> Record {
 
 /// Every durable record, in order.
 pub fn all_records<B: Backend>(outbox: &Outbox<B>) -> Vec<(u64, Record)> {
-    outbox.read_from(0, usize::MAX).expect("the store reads back")
+    outbox
+        .read_from(0, usize::MAX)
+        .expect("the store reads back")
 }
 
 /// The gaps' covered numbers.
@@ -53,7 +53,12 @@ pub fn covered(records: &[(u64, Record)]) -> BTreeSet<u64> {
 pub fn assert_contiguous<B: Backend>(outbox: &Outbox<B>) -> Vec<(u64, Record)> {
     let records = all_records(outbox);
     for pair in records.windows(2) {
-        assert!(pair[0].0 < pair[1].0, "numbers go backwards: {} then {}", pair[0].0, pair[1].0);
+        assert!(
+            pair[0].0 < pair[1].0,
+            "numbers go backwards: {} then {}",
+            pair[0].0,
+            pair[1].0
+        );
     }
     let covered = covered(&records);
     if let Some(&(first, _)) = records.first() {
@@ -66,7 +71,11 @@ pub fn assert_contiguous<B: Backend>(outbox: &Outbox<B>) -> Vec<(u64, Record)> {
             );
         }
         let last = records.last().map(|r| r.0).unwrap_or(first);
-        assert_eq!(last + 1, outbox.durable_end(), "the newest durable record is readable");
+        assert_eq!(
+            last + 1,
+            outbox.durable_end(),
+            "the newest durable record is readable"
+        );
     }
     records
 }
