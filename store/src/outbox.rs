@@ -91,9 +91,9 @@ impl StoreOptions {
     }
 
     fn log_options(&self) -> LogOptions {
-        let mut log = LogOptions::default();
-        log.segment_bytes = self.segment_bytes.min(self.max_bytes / 8).max(1024);
-        log
+        LogOptions {
+            segment_bytes: self.segment_bytes.min(self.max_bytes / 8).max(1024),
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 //! reading the writer reported committed is there exactly once, and the numbering is
 //! contiguous (what the kill lost is a crash gap).
 
+// Test code: a failed unwrap is a failed test, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -2,6 +2,9 @@
 //! or after a power cut) and fill-up, run against the outbox on the simulated disk and
 //! against an in-memory model of what it must hold.
 
+// Test code: a failed unwrap is a failed test, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

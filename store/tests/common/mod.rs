@@ -1,6 +1,6 @@
 //! What the store's integration tests share: records to append and the stream invariant.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 
