@@ -54,6 +54,8 @@ enum Chore {
 enum Bench {
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
+    /// Durable appends per second of the store against SQLite, and bytes per reading.
+    Store,
 }
 
 fn main() -> ExitCode {
@@ -183,6 +185,18 @@ fn bench(name: Bench) -> Result<()> {
                 "aloft-sensors",
                 "--bench",
                 "parse",
+            ]),
+        ),
+        Bench::Store => run(
+            "cargo bench store",
+            cargo().args([
+                "bench",
+                "--quiet",
+                "--locked",
+                "-p",
+                "aloft-store",
+                "--bench",
+                "store",
             ]),
         ),
     }

@@ -1,0 +1,704 @@
+//! The outbox: the agent's stream, numbered, durable, bounded, read by the uplink.
+//!
+//! Records get the next sequence number of the store's epoch when appended
+//! ([`Outbox::append`]) but are readable only once [`Outbox::commit`] made them durable
+//! (the agent commits every flush interval: group commit, one fsync for the window).
+//! [`Outbox::ack`] records the hub's contiguous watermark durably.
+//!
+//! # Small state
+//!
+//! Beside the backend's records, two files replaced whole and crash-safely:
+//! `epoch` (16 random bytes, then a CRC32 of them), written once when the store is created;
+//! `cursor` (`acked_below` u64 LE, a clean-shutdown flag u8, then a CRC32 of both). The flag
+//! is set by [`Outbox::close`] and cleared at open, so the next open knows whether the agent
+//! stopped cleanly.
+//!
+//! # Invariants
+//!
+//! - Sequence numbers are contiguous: from the oldest held record to the newest durable one,
+//!   every number is held or covered by the `covers` range of a durable gap record.
+//! - A loss is made durable as a gap record *before* the records go (policy drops,
+//!   decimation): a crash between the two over-reports a loss, never hides one. The one
+//!   exception is a full disk (ENOSPC), where space must be freed before anything, the gap
+//!   included, can be written.
+//! - Only durable records are read; numbers of records lost in a crash before their commit
+//!   are reused (they were never read, so never sent), and a [`GapReason::Crash`] gap says
+//!   a window may have been lost. Numbers at or below the acked watermark are never reused.
+//! - The store never exceeds `max_bytes` after a commit by more than its newest segment
+//!   and the gap records of that commit; when over, it frees acked data first, then applies
+//!   the [`FullPolicy`]. Decimation thins only unacked readings: gap, boot,
+//!   time-correlation, descriptor and status records stay until their whole segment goes.
+
+use aloft_protocol::{Gap, GapReason, Record, SensorId, StoreEpoch, Timestamp};
+
+use crate::log::{FRAME_HEADER, LogOptions, Recovery, SegmentedLog};
+use crate::storage::{OsStorage, Storage};
+use crate::{Backend, Chunk, StoreError};
+
+const EPOCH_FILE: &str = "epoch";
+const CURSOR_FILE: &str = "cursor";
+/// Records read at a time while counting what a chunk holds.
+const SCAN_BATCH: usize = 4096;
+
+/// What the store does when it is full and no acked data is left to free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FullPolicy {
+    /// Drop the oldest unsent records, a segment at a time.
+    #[default]
+    DropOldest,
+    /// Thin the oldest unsent backlog evenly (every other reading of the least thinned
+    /// segment), so no time span is lost whole; other record kinds are kept.
+    Decimate,
+    /// Refuse new readings; other records are still accepted.
+    RejectNew,
+}
+
+/// How a store is bounded and laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// The most bytes of records the store keeps.
+    pub max_bytes: u64,
+    /// What to do when full.
+    pub policy: FullPolicy,
+    /// Acked records kept locally (for a look on the board) before they are freed.
+    pub retain_acked_bytes: u64,
+    /// The size of one segment; capped at an eighth of `max_bytes`, so the store frees space
+    /// in steps small against its bound.
+    pub segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_bytes: 1024 * 1024 * 1024,
+            policy: FullPolicy::DropOldest,
+            retain_acked_bytes: 64 * 1024 * 1024,
+            segment_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Options with this bound and policy, other fields default.
+    pub fn new(max_bytes: u64, policy: FullPolicy) -> Self {
+        StoreOptions {
+            max_bytes,
+            policy,
+            ..StoreOptions::default()
+        }
+    }
+
+    fn log_options(&self) -> LogOptions {
+        LogOptions {
+            segment_bytes: self.segment_bytes.min(self.max_bytes / 8).max(1024),
+        }
+    }
+}
+
+/// What happened to an appended record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// It has this sequence number and becomes durable at the next commit.
+    Numbered(u64),
+    /// The store is full under [`FullPolicy::RejectNew`]: it got no number; a gap record
+    /// will count it once space is back.
+    Rejected,
+}
+
+/// What opening the store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The store was created by this open.
+    pub created: bool,
+    /// The previous run did not close the store (crash, kill or power cut).
+    pub unclean: bool,
+    /// Corrupt regions skipped (each reported by a gap record).
+    pub corrupt_regions: usize,
+    /// Bytes cut off a torn tail.
+    pub torn_bytes: u64,
+}
+
+/// Losses since the store opened, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Records dropped by [`FullPolicy::DropOldest`] (or on a full disk).
+    pub dropped: u64,
+    /// Readings thinned by [`FullPolicy::Decimate`].
+    pub decimated: u64,
+    /// Readings refused by [`FullPolicy::RejectNew`].
+    pub rejected: u64,
+    /// Corrupt regions skipped at open.
+    pub corrupt_regions: u64,
+}
+
+/// The store's numbers, for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The store's epoch.
+    pub epoch: StoreEpoch,
+    /// The oldest record held, if any.
+    pub oldest_seq: Option<u64>,
+    /// The first number not yet acked by the hub.
+    pub first_unacked: u64,
+    /// One past the newest durable record.
+    pub durable_end: u64,
+    /// The number the next record gets.
+    pub next_seq: u64,
+    /// Bytes of records on disk (not counting those still to be committed).
+    pub disk_bytes: u64,
+    /// The bound.
+    pub max_bytes: u64,
+    /// Losses since open.
+    pub losses: Losses,
+}
+
+/// Readings refused under [`FullPolicy::RejectNew`] and not yet reported by a gap.
+#[derive(Debug, Default)]
+struct Refused {
+    readings: u64,
+    span: Option<(Timestamp, Timestamp)>,
+    sensor: Option<Option<SensorId>>,
+}
+
+/// The agent's outbox over a [`Backend`] (by default the segmented log on disk).
+#[derive(Debug)]
+pub struct Outbox<B: Backend = SegmentedLog<OsStorage>> {
+    backend: B,
+    options: StoreOptions,
+    epoch: StoreEpoch,
+    next_seq: u64,
+    durable_end: u64,
+    acked_below: u64,
+    pending_bytes: u64,
+    refused: Refused,
+    losses: Losses,
+    scratch: Vec<u8>,
+}
+
+fn with_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn checked(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    let crc = u32::from_le_bytes(crc.try_into().ok()?);
+    (crc32fast::hash(body) == crc).then_some(body)
+}
+
+fn new_epoch() -> Result<StoreEpoch, StoreError> {
+    let mut id = [0; 16];
+    getrandom::fill(&mut id).map_err(|e| StoreError::Io {
+        op: "random",
+        file: EPOCH_FILE.into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(StoreEpoch(id))
+}
+
+fn widen(span: Option<(Timestamp, Timestamp)>, t: Timestamp) -> Option<(Timestamp, Timestamp)> {
+    Some(match span {
+        None => (t, t),
+        Some((first, _)) => (first, t),
+    })
+}
+
+/// Readings in a set of records: count, their time span, and their sensor if all share one.
+#[derive(Debug, Default)]
+struct ReadingTally {
+    readings: u64,
+    span: Option<(Timestamp, Timestamp)>,
+    sensor: Option<Option<SensorId>>,
+}
+
+impl ReadingTally {
+    fn add(&mut self, record: &Record) {
+        if let Record::Reading(r) = record {
+            self.readings += 1;
+            self.span = widen(self.span, r.time);
+            self.sensor = match self.sensor {
+                None => Some(Some(r.sensor)),
+                Some(Some(s)) if s == r.sensor => Some(Some(s)),
+                Some(_) => Some(None),
+            };
+        }
+    }
+}
+
+impl Outbox<SegmentedLog<OsStorage>> {
+    /// Opens (or creates) the store in directory `dir`.
+    pub fn open(
+        dir: impl AsRef<std::path::Path>,
+        options: StoreOptions,
+    ) -> Result<(Self, OpenReport), StoreError> {
+        let storage = OsStorage::new(dir.as_ref()).map_err(|source| StoreError::Io {
+            op: "create",
+            file: dir.as_ref().display().to_string(),
+            source,
+        })?;
+        Outbox::open_on(storage, options)
+    }
+}
+
+impl<S: Storage> Outbox<SegmentedLog<S>> {
+    /// Opens (or creates) the store on `storage` (the simulated disk in tests).
+    pub fn open_on(storage: S, options: StoreOptions) -> Result<(Self, OpenReport), StoreError> {
+        let (log, recovery) = SegmentedLog::open(storage, options.log_options())?;
+        Outbox::open_with(log, recovery, options)
+    }
+
+    /// The storage under the store.
+    pub fn storage(&self) -> &S {
+        self.backend.storage()
+    }
+}
+
+impl<B: Backend> Outbox<B> {
+    /// Opens the outbox over an opened backend and what its recovery found: records the
+    /// losses as gap records, then repairs the backend.
+    pub fn open_with(
+        backend: B,
+        recovery: Recovery,
+        options: StoreOptions,
+    ) -> Result<(Self, OpenReport), StoreError> {
+        let mut outbox = Outbox {
+            backend,
+            options,
+            epoch: StoreEpoch([0; 16]),
+            next_seq: 0,
+            durable_end: 0,
+            acked_below: 0,
+            pending_bytes: 0,
+            refused: Refused::default(),
+            losses: Losses::default(),
+            scratch: Vec::new(),
+        };
+        let stored_epoch = outbox
+            .backend
+            .load_meta(EPOCH_FILE)?
+            .and_then(|b| checked(&b).and_then(|e| <[u8; 16]>::try_from(e).ok()));
+        let created = stored_epoch.is_none();
+        outbox.epoch = match stored_epoch {
+            Some(id) => StoreEpoch(id),
+            None => {
+                let epoch = new_epoch()?;
+                if recovery.last_seq.is_some() {
+                    // Records without a readable epoch: keep them and their numbers under a
+                    // new epoch rather than lose them.
+                    tracing::error!(
+                        "The store's epoch file is missing or damaged; its records continue under a new epoch."
+                    );
+                }
+                outbox
+                    .backend
+                    .store_meta(EPOCH_FILE, &with_crc(epoch.0.to_vec()))?;
+                epoch
+            }
+        };
+        let cursor = outbox
+            .backend
+            .load_meta(CURSOR_FILE)?
+            .and_then(|b| checked(&b).map(<[u8]>::to_vec));
+        let (acked_below, clean) = match cursor.as_deref() {
+            Some([a0, a1, a2, a3, a4, a5, a6, a7, flag]) => (
+                u64::from_le_bytes([*a0, *a1, *a2, *a3, *a4, *a5, *a6, *a7]),
+                *flag == 1,
+            ),
+            // No cursor: a new store is clean, an old one without a cursor is not.
+            _ => (0, created && recovery.last_seq.is_none()),
+        };
+        outbox.acked_below = acked_below;
+        outbox.next_seq = recovery.last_seq.map_or(0, |s| s + 1).max(acked_below);
+        outbox.durable_end = outbox.next_seq;
+
+        let report = OpenReport {
+            created,
+            unclean: !clean,
+            corrupt_regions: recovery.corrupt.len(),
+            torn_bytes: recovery.torn_bytes,
+        };
+        if !clean {
+            tracing::warn!(
+                next_seq = outbox.next_seq,
+                torn_bytes = recovery.torn_bytes,
+                "The store was not closed cleanly; at most one flush window was lost."
+            );
+            outbox.append_gap(Gap {
+                reason: GapReason::Crash,
+                covers: None,
+                readings: None,
+                sensor: None,
+                span: None,
+            })?;
+        }
+        for region in &recovery.corrupt {
+            outbox.losses.corrupt_regions += 1;
+            if let Some(covers) = region.lost {
+                outbox.append_gap(Gap {
+                    reason: GapReason::CorruptRegion,
+                    covers: Some(covers),
+                    readings: None,
+                    sensor: None,
+                    span: None,
+                })?;
+            }
+        }
+        outbox.commit()?;
+        // Only now that the losses are durable may the damaged bytes go.
+        outbox.backend.repair()?;
+        outbox.write_cursor(false)?;
+        Ok((outbox, report))
+    }
+
+    /// The store's epoch.
+    pub fn epoch(&self) -> StoreEpoch {
+        self.epoch
+    }
+
+    /// The number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// One past the newest durable (readable) record.
+    pub fn durable_end(&self) -> u64 {
+        self.durable_end
+    }
+
+    /// The first number the hub has not acked.
+    pub fn first_unacked(&self) -> u64 {
+        self.acked_below
+    }
+
+    /// The options the store runs with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// The store's numbers.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            epoch: self.epoch,
+            oldest_seq: self.backend.chunks().first().map(|c| c.first),
+            first_unacked: self.acked_below,
+            durable_end: self.durable_end,
+            next_seq: self.next_seq,
+            disk_bytes: self.backend.disk_bytes(),
+            max_bytes: self.options.max_bytes,
+            losses: self.losses,
+        }
+    }
+
+    fn write_cursor(&mut self, clean: bool) -> Result<(), StoreError> {
+        let mut bytes = self.acked_below.to_le_bytes().to_vec();
+        bytes.push(u8::from(clean));
+        self.backend.store_meta(CURSOR_FILE, &with_crc(bytes))
+    }
+
+    /// Bytes acked records take in chunks that could be freed (all but the newest).
+    fn reclaimable_bytes(&self, chunks: &[Chunk]) -> u64 {
+        let older = chunks.len().saturating_sub(1);
+        chunks[..older]
+            .iter()
+            .take_while(|c| c.last < self.acked_below)
+            .map(|c| c.bytes)
+            .sum()
+    }
+
+    fn push(&mut self, record: &Record) -> Result<u64, StoreError> {
+        self.scratch.clear();
+        self.scratch = postcard::to_extend(record, std::mem::take(&mut self.scratch))?;
+        let seq = self.next_seq;
+        self.backend.append(seq, &self.scratch)?;
+        self.next_seq += 1;
+        self.pending_bytes += (FRAME_HEADER + self.scratch.len()) as u64;
+        Ok(seq)
+    }
+
+    fn append_gap(&mut self, gap: Gap) -> Result<u64, StoreError> {
+        self.push(&Record::Gap(gap))
+    }
+
+    /// Appends a record: it gets the next sequence number and becomes readable at the next
+    /// [`Outbox::commit`]. Under [`FullPolicy::RejectNew`] a full store refuses readings.
+    pub fn append(&mut self, record: &Record) -> Result<AppendOutcome, StoreError> {
+        if let Record::Reading(reading) = record
+            && self.options.policy == FullPolicy::RejectNew
+        {
+            let size = (FRAME_HEADER + postcard::experimental::serialized_size(record)?) as u64;
+            let chunks = self.backend.chunks();
+            // Bytes on disk count the appended, not yet committed records too.
+            let held = self.backend.disk_bytes() - self.reclaimable_bytes(&chunks);
+            if held + size > self.options.max_bytes {
+                self.refused.readings += 1;
+                self.refused.span = widen(self.refused.span, reading.time);
+                self.refused.sensor = match self.refused.sensor {
+                    None => Some(Some(reading.sensor)),
+                    Some(Some(s)) if s == reading.sensor => Some(Some(s)),
+                    Some(_) => Some(None),
+                };
+                self.losses.rejected += 1;
+                return Ok(AppendOutcome::Rejected);
+            }
+        }
+        if self.refused.readings > 0 {
+            let refused = std::mem::take(&mut self.refused);
+            tracing::warn!(
+                readings = refused.readings,
+                "The store was full and refused new readings."
+            );
+            self.append_gap(Gap {
+                reason: GapReason::RejectedNew,
+                covers: None,
+                readings: Some(refused.readings),
+                sensor: refused.sensor.flatten(),
+                span: refused.span,
+            })?;
+        }
+        Ok(AppendOutcome::Numbered(self.push(record)?))
+    }
+
+    /// Makes every appended record durable and readable (one fsync for the whole window),
+    /// then brings the store back under its bound.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.next_seq != self.durable_end {
+            loop {
+                match self.backend.sync() {
+                    Ok(()) => break,
+                    // Free a chunk at a time and retry; with nothing left to free the
+                    // records stay appended and the next commit tries again.
+                    Err(e) if e.is_storage_full() => {
+                        tracing::warn!(error = %e, "The disk is full; freeing space by the store's policy.");
+                        if !self.free_for_full_disk()? {
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            self.durable_end = self.next_seq;
+            self.pending_bytes = 0;
+        }
+        self.enforce_bound()
+    }
+
+    /// Reads up to `max` durable records numbered `seq` or above, in order.
+    pub fn read_from(&self, seq: u64, max: usize) -> Result<Vec<(u64, Record)>, StoreError> {
+        let mut raw = Vec::new();
+        if seq < self.durable_end {
+            self.backend.read_from(seq, max, &mut raw)?;
+        }
+        raw.into_iter()
+            .take_while(|(s, _)| *s < self.durable_end)
+            .map(|(s, bytes)| Ok((s, postcard::from_bytes(&bytes)?)))
+            .collect()
+    }
+
+    /// Records the hub's contiguous watermark: every record up to `up_to` (inclusive) is
+    /// acked. Durable when this returns. Acks of numbers not yet durable are capped.
+    pub fn ack(&mut self, up_to: u64) -> Result<(), StoreError> {
+        let below = up_to.saturating_add(1).min(self.durable_end);
+        if below <= self.acked_below {
+            return Ok(());
+        }
+        self.acked_below = below;
+        self.write_cursor(false)?;
+        // Retention: acked records beyond what is kept locally go.
+        loop {
+            let chunks = self.backend.chunks();
+            let older = chunks.len().saturating_sub(1);
+            let acked: Vec<&Chunk> = chunks[..older]
+                .iter()
+                .take_while(|c| c.last < self.acked_below)
+                .collect();
+            let acked_bytes: u64 = acked.iter().map(|c| c.bytes).sum();
+            match acked.first() {
+                Some(oldest) if acked_bytes > self.options.retain_acked_bytes => {
+                    self.backend.remove_chunk(oldest.first)?;
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits and marks the store cleanly closed.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.commit()?;
+        self.write_cursor(true)
+    }
+
+    /// Reads every record of a chunk.
+    fn chunk_records(&self, chunk: &Chunk) -> Result<Vec<(u64, Record)>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = chunk.first;
+        loop {
+            let mut raw = Vec::new();
+            self.backend.read_from(from, SCAN_BATCH, &mut raw)?;
+            let done = raw.len() < SCAN_BATCH;
+            for (seq, bytes) in raw {
+                if seq > chunk.last {
+                    return Ok(out);
+                }
+                from = seq + 1;
+                out.push((seq, postcard::from_bytes(&bytes)?));
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Drops a whole chunk after a durable gap record covering its unacked part.
+    ///
+    /// The gap covers everything unacked up to the chunk's end, not only the chunk: earlier
+    /// drops' gap records may have been dropped with their own chunks by now, and the hub
+    /// must learn of every unacked number it will never get, or its watermark stalls.
+    fn drop_chunk(&mut self, chunk: Chunk, gap_first: bool) -> Result<(), StoreError> {
+        let lo = self.acked_below;
+        let mut tally = ReadingTally::default();
+        for (seq, record) in self.chunk_records(&chunk)? {
+            if seq >= lo {
+                tally.add(&record);
+            }
+        }
+        if !gap_first {
+            self.backend.remove_chunk(chunk.first)?;
+        }
+        if lo <= chunk.last {
+            tracing::warn!(
+                first = lo,
+                last = chunk.last,
+                readings = tally.readings,
+                "The store was full and dropped its oldest unsent records."
+            );
+            self.losses.dropped += chunk.last - lo.max(chunk.first) + 1;
+            self.append_gap(Gap {
+                reason: GapReason::DroppedOldest,
+                covers: Some((lo, chunk.last)),
+                readings: Some(tally.readings),
+                sensor: tally.sensor.flatten(),
+                span: tally.span,
+            })?;
+            if gap_first {
+                self.sync_now()?;
+            }
+        }
+        if gap_first {
+            self.backend.remove_chunk(chunk.first)?;
+        }
+        Ok(())
+    }
+
+    fn sync_now(&mut self) -> Result<(), StoreError> {
+        self.backend.sync()?;
+        self.durable_end = self.next_seq;
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Thins every other unacked reading of a chunk, after a durable gap record; returns
+    /// false when there is too little to thin.
+    fn decimate_chunk(&mut self, chunk: Chunk) -> Result<bool, StoreError> {
+        let mut drop = Vec::new();
+        let mut tally = ReadingTally::default();
+        let mut nth = 0u64;
+        for (seq, record) in self.chunk_records(&chunk)? {
+            if seq < self.acked_below || !matches!(record, Record::Reading(_)) {
+                continue;
+            }
+            if nth % 2 == 1 {
+                drop.push(seq);
+                tally.add(&record);
+            }
+            nth += 1;
+        }
+        // Thinning a single reading frees less than its gap record takes.
+        let (Some(&first), Some(&last)) = (drop.first(), drop.last()) else {
+            return Ok(false);
+        };
+        if drop.len() < 2 {
+            return Ok(false);
+        }
+        tracing::warn!(
+            first,
+            last,
+            readings = tally.readings,
+            "The store was full and thinned its oldest unsent readings."
+        );
+        self.losses.decimated += tally.readings;
+        self.append_gap(Gap {
+            reason: GapReason::Decimated,
+            covers: Some((first, last)),
+            readings: Some(tally.readings),
+            sensor: tally.sensor.flatten(),
+            span: tally.span,
+        })?;
+        self.sync_now()?;
+        self.backend.thin_chunk(chunk.first, &drop)?;
+        Ok(true)
+    }
+
+    /// Brings the store under `max_bytes`: acked chunks first, then the policy. The newest
+    /// chunk always stays (it carries the numbering on).
+    fn enforce_bound(&mut self) -> Result<(), StoreError> {
+        loop {
+            if self.backend.disk_bytes() <= self.options.max_bytes {
+                return Ok(());
+            }
+            let chunks = self.backend.chunks();
+            if chunks.len() <= 1 {
+                return Ok(());
+            }
+            let candidates = &chunks[..chunks.len() - 1];
+            let oldest = candidates[0];
+            if oldest.last < self.acked_below {
+                self.backend.remove_chunk(oldest.first)?;
+                continue;
+            }
+            match self.options.policy {
+                FullPolicy::RejectNew => return Ok(()),
+                FullPolicy::DropOldest => self.drop_chunk(oldest, true)?,
+                FullPolicy::Decimate => {
+                    let mut order: Vec<Chunk> = candidates.to_vec();
+                    // Least thinned first, oldest first among equals: the backlog is thinned
+                    // evenly instead of one span to nothing.
+                    order.sort_by_key(|c| (c.generation, c.first));
+                    let mut thinned = false;
+                    for chunk in order {
+                        if self.decimate_chunk(chunk)? {
+                            thinned = true;
+                            break;
+                        }
+                    }
+                    if !thinned {
+                        self.drop_chunk(oldest, true)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees space when the disk itself is full: an acked chunk, else (unless the policy
+    /// refuses new readings) the oldest unsent chunk, whose gap is written after it goes.
+    /// Returns whether anything was freed.
+    fn free_for_full_disk(&mut self) -> Result<bool, StoreError> {
+        let chunks = self.backend.chunks();
+        let older = chunks.len().saturating_sub(1);
+        let Some(&oldest) = chunks[..older].first() else {
+            return Ok(false);
+        };
+        if oldest.last < self.acked_below {
+            self.backend.remove_chunk(oldest.first)?;
+            return Ok(true);
+        }
+        if self.options.policy == FullPolicy::RejectNew {
+            return Ok(false);
+        }
+        self.drop_chunk(oldest, false)?;
+        Ok(true)
+    }
+}

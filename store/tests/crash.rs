@@ -1,0 +1,158 @@
+//! SIGKILL crash torture: a writer process appending at a high rate with a short flush
+//! interval is killed at random moments, 200 times; after each kill the store opens, every
+//! reading the writer reported committed is there exactly once, and the numbering is
+//! contiguous (what the kill lost is a crash gap).
+
+// Test code: a failed unwrap is a failed test, helpers included.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aloft_protocol::{GapReason, Record};
+use aloft_store::{Outbox, StoreOptions};
+use common::*;
+
+const CYCLES: u64 = 200;
+/// Values of cycle `c` start at `c * SPAN`.
+const SPAN: u64 = 10_000_000;
+
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+fn options() -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.segment_bytes = 256 * 1024;
+    options.retain_acked_bytes = 64 * 1024;
+    options
+}
+
+#[test]
+fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = 0x5eed_u64;
+    let mut state = seed;
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut verified_to = 0; // records below this number were checked in earlier cycles
+    let mut committed_total = 0;
+    let mut killed_before_any_commit = 0;
+    for cycle in 0..CYCLES {
+        let base = cycle * SPAN;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_store-torture-writer"))
+            .arg(dir.path())
+            .arg(base.to_string())
+            .arg("3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let last_committed: Arc<Mutex<Option<u64>>> = Arc::default();
+        let reader = {
+            let last = Arc::clone(&last_committed);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(v) = line.strip_prefix("C ").and_then(|v| v.parse().ok()) {
+                        *last.lock().unwrap() = Some(v);
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_micros(
+            2_000 + next_random(&mut state) % 30_000,
+        ));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "cycle {cycle}: the writer stopped by itself: {status}"
+        );
+        reader.join().unwrap();
+        let last = *last_committed.lock().unwrap();
+
+        let (mut outbox, report) = Outbox::open(dir.path(), options()).unwrap();
+        assert_eq!(
+            report.corrupt_regions, 0,
+            "cycle {cycle}: a kill leaves no corruption"
+        );
+        let records = outbox.read_from(verified_to, usize::MAX).unwrap();
+        for pair in records.windows(2) {
+            assert_eq!(
+                pair[0].0 + 1,
+                pair[1].0,
+                "cycle {cycle}: numbers must be contiguous"
+            );
+        }
+        if let Some(first) = records.first() {
+            assert_eq!(
+                first.0, verified_to,
+                "cycle {cycle}: nothing between cycles vanished"
+            );
+        }
+        let mut values = Vec::new();
+        for (_, record) in &records {
+            if let Record::Reading(r) = record {
+                let v = r.value as u64;
+                assert!(seen.insert(v), "cycle {cycle}: reading {v} is there twice");
+                values.push(v);
+            }
+        }
+        // The readings of this cycle are a prefix of what it appended, reaching at least
+        // the last value it reported committed.
+        let this: Vec<u64> = values.iter().copied().filter(|v| *v >= base).collect();
+        assert!(
+            values.iter().all(|v| *v >= base),
+            "cycle {cycle}: an old reading reappeared"
+        );
+        assert_eq!(
+            this,
+            (base..base + this.len() as u64).collect::<Vec<_>>(),
+            "cycle {cycle}"
+        );
+        match last {
+            Some(last) => {
+                assert!(
+                    this.last().is_some_and(|v| *v >= last),
+                    "cycle {cycle}: reading {last} was committed, the store ends at {:?}",
+                    this.last()
+                );
+                committed_total += last - base + 1;
+            }
+            None => killed_before_any_commit += 1,
+        }
+        if cycle > 0 {
+            assert!(
+                records
+                    .iter()
+                    .any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash)),
+                "cycle {cycle}: the kill is recorded as a crash gap"
+            );
+        }
+        // The hub has it all: ack, so retention keeps the store small.
+        verified_to = outbox.durable_end();
+        if verified_to > 0 {
+            outbox.ack(verified_to - 1).unwrap();
+        }
+        drop(outbox); // not closed: the next writer's open sees an unclean store too
+    }
+    let (outbox, _) = Outbox::open(dir.path(), options()).unwrap();
+    assert_contiguous(&outbox);
+    eprintln!(
+        "crash torture: seed {seed:#x}, {CYCLES} kills, {committed_total} readings reported \
+         committed, {killed_before_any_commit} kills before a first commit"
+    );
+    assert!(
+        committed_total > 0,
+        "the writer committed something in 200 runs"
+    );
+}
