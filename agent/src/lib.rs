@@ -12,6 +12,7 @@
 //! - [`metrics`]: the metrics registry and the local endpoint (`/metrics`, `/status`).
 //! - [`status`]: the local picture `aloft-agent status` prints.
 //! - [`state`]: the agent's small state file, replaced atomically.
+//! - [`run`]: the daemon (`aloft-agent run`): wires the parts and writes the store.
 //! - [`supervisor`]: one supervised thread per sensor: states, backoff, restarts, power lines.
 //! - [`sensor`]: the adapter of each device kind, the shared latest values, the simulation.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod replay;
+pub mod run;
 pub mod sensor;
 pub mod state;
 pub mod status;

@@ -35,6 +35,15 @@ enum Command {
         /// The capture file (`#` comment lines of recorders are skipped).
         file: PathBuf,
     },
+    /// Run the agent: read the sensors, keep every reading, serve metrics and status.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/aloft/agent.toml")]
+        config: PathBuf,
+        /// The store's directory, instead of the one in the config.
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// Check a configuration file and report every problem with its key and line.
     CheckConfig {
         /// The file (`/etc/aloft/agent.toml`).
@@ -84,10 +93,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
+        Command::Run { config, store } => run(&config, store),
         Command::CheckConfig { file } => {
             let report = aloft_agent::config::check(&file);
             println!("{}", report.text.trim_end());
@@ -118,6 +129,37 @@ fn main() -> ExitCode {
             eprintln!("aloft-agent: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(config: &std::path::Path, store: Option<PathBuf>) -> anyhow::Result<()> {
+    // The config error's text is the full report, one problem a line.
+    let mut config = aloft_agent::config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dir) = store {
+        config = config.with_store_dir(dir);
+    }
+    // One thread for the writer, the endpoint and the watchdog: the sensors have their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(aloft_agent::run::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Completes at SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "No SIGTERM handler; stopping on Ctrl-C only.");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Interrupted: stopping."),
     }
 }
 

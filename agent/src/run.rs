@@ -1,0 +1,302 @@
+//! `aloft-agent run`: the daemon. Wires the parts together and owns the store writer.
+//!
+//! Start-up: small state, time (boot record), store, metrics, sensors (hardware or the
+//! simulated flight), the local endpoint, then READY to systemd. While running, one writer
+//! task appends every record the sensors produce and group-commits every flush interval
+//! (only then are records durable, invariant 3), appending time-correlation records as the
+//! clocks allow. On shutdown (SIGTERM or Ctrl-C) the sensors stop, every record they
+//! produced is appended, the store is committed and closed: nothing accepted is lost on a
+//! graceful stop.
+//!
+//! Invariant 7: nothing here waits for the hub; the agent samples with its config (or its
+//! last known desired state) whether or not a link exists.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+
+use aloft_protocol::{Quantity, Record, SensorId, TimeSource};
+use aloft_store::{FullPolicy as StorePolicy, Outbox, StoreError, StoreOptions};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock;
+use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
+use crate::metrics::{self, Metrics};
+use crate::sensor::simulation::{Simulation, SimulationTuning};
+use crate::sensor::{LatestValues, hardware_slots};
+use crate::state;
+use crate::status::StatusReport;
+use crate::supervisor::{Supervisor, SupervisorOptions};
+use crate::systemd::Notifier;
+use crate::timekeeping::{TimePolicy, Timekeeper};
+
+/// Records in flight between the sensor threads and the store writer. A full channel makes
+/// sensor threads wait, never drop.
+const RECORD_QUEUE: usize = 4096;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened or written.
+    #[error("store {path}: {source}")]
+    Store {
+        /// The store's directory.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The clocks could not be read.
+    #[error("time: {0}")]
+    Time(#[from] crate::timekeeping::TimeError),
+    /// The sensors could not be set up.
+    #[error("sensors: {0}")]
+    Sensors(String),
+    /// The local endpoint could not listen.
+    #[error("cannot listen on {addr} for metrics and status: {source}")]
+    Endpoint {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn store_options(config: &AgentConfig) -> StoreOptions {
+    let policy = match config.store.full_policy {
+        FullPolicy::DropOldest => StorePolicy::DropOldest,
+        FullPolicy::Decimate => StorePolicy::Decimate,
+        FullPolicy::RejectNew => StorePolicy::RejectNew,
+    };
+    let mut options = StoreOptions::new(config.store.max_bytes, policy);
+    options.segment_bytes = STORE_SEGMENT_BYTES;
+    // Acked data is kept for a look on the board, within a quarter of the bound.
+    options.retain_acked_bytes = options.retain_acked_bytes.min(config.store.max_bytes / 4);
+    options
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let store_dir = config.store.path.clone();
+    let store_error = |source| RunError::Store {
+        path: store_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&store_dir).map_err(|e| {
+        store_error(StoreError::Io {
+            op: "create",
+            file: store_dir.display().to_string(),
+            source: e,
+        })
+    })?;
+
+    let state_path = store_dir.join("state.json");
+    let loaded = state::load_or_default(&state_path);
+    if let Some(problem) = &loaded.problem {
+        tracing::warn!(path = %state_path.display(), %problem, "State file unreadable; running with the config file alone.");
+    }
+    let mut agent_state = loaded.state;
+
+    let (timekeeper, boot) =
+        Timekeeper::start_system(agent_state.last_good_utc_ns, TimePolicy::default())?;
+    let timekeeper = Arc::new(timekeeper);
+
+    let (mut outbox, report) =
+        Outbox::open(&store_dir, store_options(&config)).map_err(store_error)?;
+    tracing::info!(
+        store = %store_dir.display(),
+        created = report.created,
+        unclean = report.unclean,
+        corrupt_regions = report.corrupt_regions,
+        torn_bytes = report.torn_bytes,
+        "Store open."
+    );
+    outbox.append(&Record::Boot(boot)).map_err(store_error)?;
+
+    let metrics = Metrics::from_config(&config);
+    let latest = LatestValues::default();
+    let (records_tx, mut records) = mpsc::channel(RECORD_QUEUE);
+
+    // The simulation (when configured) must live as long as the sensors read it.
+    let (simulation, slots) = match &config.simulation {
+        Some(sim) => {
+            let links = store_dir.join("sim-ports");
+            std::fs::create_dir_all(&links).map_err(|e| {
+                RunError::Sensors(format!("cannot create {}: {e}", links.display()))
+            })?;
+            let (simulation, slots) = Simulation::start(
+                sim,
+                &config.sensors,
+                &links,
+                &latest,
+                SimulationTuning::default(),
+            )
+            .map_err(|e| RunError::Sensors(e.to_string()))?;
+            (Some(simulation), slots)
+        }
+        None => (
+            None,
+            hardware_slots(&config.sensors, &latest)
+                .map_err(|e| RunError::Sensors(e.to_string()))?,
+        ),
+    };
+    let supervisor = Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest)
+        .await
+        .map_err(|e| RunError::Sensors(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let listen = config.metrics.listen;
+    let listener = metrics::http::bind(listen)
+        .await
+        .map_err(|source| RunError::Endpoint {
+            addr: listen,
+            source,
+        })?;
+    let status_source: metrics::http::StatusSource = {
+        let (metrics, timekeeper) = (Arc::clone(&metrics), Arc::clone(&timekeeper));
+        Arc::new(move || {
+            StatusReport::gather(&metrics, &timekeeper.status(), clock::monotonic_ns())
+        })
+    };
+    let endpoint = tokio::spawn(metrics::http::serve(
+        listener,
+        Arc::clone(&metrics),
+        status_source,
+        stopped(stop_rx.clone()),
+    ));
+
+    let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "NOTIFY_SOCKET unusable; running without systemd notifications.");
+        Notifier::disabled()
+    }));
+    let watchdog = tokio::spawn({
+        let notifier = Arc::clone(&notifier);
+        let stop = stopped(stop_rx.clone());
+        async move { notifier.run_watchdog(stop).await }
+    });
+    if let Err(e) = notifier.ready() {
+        tracing::warn!(error = %e, "Could not tell systemd the agent is ready.");
+    }
+    tracing::info!(node = %config.node.name, sensors = config.sensors.len(), "Agent running.");
+
+    let mut flush = tokio::time::interval(config.store.flush_interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut writer = Writer {
+        metrics: &metrics,
+        timekeeper: &timekeeper,
+        restarts: HashMap::new(),
+    };
+    let result = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            record = records.recv() => match record {
+                Some(record) => {
+                    if let Err(e) = writer.append(&mut outbox, record) {
+                        break Err(store_error(e));
+                    }
+                }
+                None => break Ok(()),
+            },
+            _ = flush.tick() => {
+                if let Err(e) = writer.commit(&mut outbox) {
+                    break Err(store_error(e));
+                }
+                if let Some(utc) = timekeeper.persist_due() {
+                    agent_state.last_good_utc_ns = Some(utc);
+                    if let Err(e) = state::save(&state_path, &agent_state) {
+                        tracing::warn!(error = %e, "Could not save the last good time.");
+                    }
+                }
+                // A lost status line is harmless: the next flush sends another.
+                let _ = notifier.status(&metrics.summary_line());
+            }
+        }
+    };
+
+    // Graceful stop: nothing accepted is lost.
+    let _ = notifier.stopping();
+    tracing::info!("Stopping: sensors first, then the store.");
+    supervisor.shutdown().await;
+    drop(simulation);
+    let mut drained = Ok(());
+    while let Ok(record) = records.try_recv() {
+        if let Err(e) = writer.append(&mut outbox, record) {
+            drained = Err(store_error(e));
+            break;
+        }
+    }
+    let closed = writer
+        .commit(&mut outbox)
+        .and_then(|()| outbox.close())
+        .map_err(store_error);
+    if let Some(utc) = timekeeper.last_good_utc_ns() {
+        agent_state.last_good_utc_ns = Some(utc);
+        if let Err(e) = state::save(&state_path, &agent_state) {
+            tracing::warn!(error = %e, "Could not save the last good time.");
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = endpoint.await;
+    let _ = watchdog.await;
+    result.and(drained).and(closed)
+}
+
+/// Appends records and commits them, keeping the metrics and the clocks up to date.
+struct Writer<'a> {
+    metrics: &'a Metrics,
+    timekeeper: &'a Timekeeper,
+    /// Restarts each sensor's status records reported last, to count new ones.
+    restarts: HashMap<SensorId, u32>,
+}
+
+impl Writer<'_> {
+    fn append(&mut self, outbox: &mut Outbox, record: Record) -> Result<(), StoreError> {
+        if let Record::Status(s) = &record
+            && let Some(sensor) = self.metrics.sensor(s.sensor)
+        {
+            sensor.set_state(s.state, &s.reason);
+            let seen = self.restarts.insert(s.sensor, s.restarts).unwrap_or(0);
+            for _ in seen..s.restarts {
+                sensor.restarted();
+            }
+        }
+        if let Record::Reading(r) = &record {
+            if let Some(sensor) = self.metrics.sensor(r.sensor) {
+                sensor.reading(r.quantity, r.time.mono_ns);
+            }
+            // One GNSS time per fix: the latitude reading carries the fix's UTC.
+            if r.quantity == Quantity::Latitude
+                && r.time.source == TimeSource::Gnss
+                && let Some(utc) = r.time.utc_ns
+                && let Some(correlation) = self.timekeeper.gnss_time(utc, r.time.mono_ns, None)
+            {
+                outbox.append(&Record::TimeCorrelation(correlation))?;
+            }
+        }
+        outbox.append(&record)?;
+        Ok(())
+    }
+
+    fn commit(&self, outbox: &mut Outbox) -> Result<(), StoreError> {
+        if let Some(correlation) = self.timekeeper.check() {
+            outbox.append(&Record::TimeCorrelation(correlation))?;
+        }
+        let started = Instant::now();
+        let before = outbox.durable_end();
+        outbox.commit()?;
+        let stats = outbox.stats();
+        self.metrics
+            .store
+            .committed(stats.durable_end.saturating_sub(before), started.elapsed());
+        self.metrics.store.set_bytes(stats.disk_bytes);
+        let unsent = stats.durable_end.saturating_sub(stats.first_unacked);
+        self.metrics.store.set_unsent(unsent, None::<Duration>);
+        Ok(())
+    }
+}
