@@ -4,12 +4,30 @@
 //! system clock is only attached when it is later than this build was made; otherwise a
 //! reading carries monotonic time alone and a later time-correlation record maps it.
 //!
-//! This is the demo's simple clock (plausibility only); the daemon stamps with
-//! [`crate::timekeeping::Timekeeper`], which also asks the kernel whether NTP keeps the
-//! clock and hands out time-correlation records.
+//! On its own (the demo, tests) it applies that plausibility rule only. The daemon
+//! [`install`]s its [`crate::timekeeping::Timekeeper`], which also asks the kernel whether
+//! NTP keeps the clock and uses GNSS time; from then on every `AgentClock` stamps with it.
+
+use std::sync::{Arc, OnceLock};
 
 use aloft_protocol::{TimeSource, Timestamp};
 use nix::time::{ClockId, clock_gettime};
+
+/// What stamps readings in a running daemon (its `Timekeeper`).
+pub trait Stamp: Send + Sync {
+    /// Now, as a reading's timestamp.
+    fn stamp(&self) -> Timestamp;
+}
+
+/// The daemon's stamper, installed once at start: every [`AgentClock`] of the process then
+/// stamps with it, so sensors, status records and the store agree on which UTC to trust.
+static STAMPER: OnceLock<Arc<dyn Stamp>> = OnceLock::new();
+
+/// Makes every [`AgentClock`] of this process stamp with `stamper`. Only the first call
+/// takes effect (one process, one timekeeper); returns whether this one did.
+pub fn install(stamper: Arc<dyn Stamp>) -> bool {
+    STAMPER.set(stamper).is_ok()
+}
 
 /// UTC before which the system clock is certainly wrong: 2026-01-01T00:00:00Z, before any
 /// Aloft build existed.
@@ -27,6 +45,9 @@ impl AgentClock {
 
     /// Now, as a reading's timestamp.
     pub fn now(&self) -> Timestamp {
+        if let Some(stamper) = STAMPER.get() {
+            return stamper.stamp();
+        }
         let mono_ns = monotonic_ns();
         let utc_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

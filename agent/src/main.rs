@@ -44,6 +44,11 @@ enum Command {
         #[arg(long)]
         store: Option<PathBuf>,
     },
+    /// Look at the local store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Check a configuration file and report every problem with its key and line.
     CheckConfig {
         /// The file (`/etc/aloft/agent.toml`).
@@ -75,6 +80,22 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print the store's records as JSON lines (stop the agent first: it holds the store).
+    Dump {
+        /// The store's directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// The first sequence number to print.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Print at most this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let trimmed = s.strip_suffix('s').unwrap_or(s);
     trimmed
@@ -99,6 +120,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
         Command::Run { config, store } => run(&config, store),
+        Command::Store {
+            command: StoreCommand::Dump { store, from, limit },
+        } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            aloft_agent::inspect::dump(&store, from, limit, &mut out)
+                .map(|n| tracing::info!(records = n, "Store dumped."))
+                // The error names the store and the cause; its sources would repeat it.
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Command::CheckConfig { file } => {
             let report = aloft_agent::config::check(&file);
             println!("{}", report.text.trim_end());

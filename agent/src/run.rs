@@ -102,6 +102,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let (timekeeper, boot) =
         Timekeeper::start_system(agent_state.last_good_utc_ns, TimePolicy::default())?;
     let timekeeper = Arc::new(timekeeper);
+    // Sensors, supervisor and store now stamp with the timekeeper's idea of trusted UTC.
+    clock::install(Arc::clone(&timekeeper) as Arc<dyn clock::Stamp>);
 
     let (mut outbox, report) =
         Outbox::open(&store_dir, store_options(&config)).map_err(store_error)?;

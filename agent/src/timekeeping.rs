@@ -286,6 +286,12 @@ impl Timekeeper<SystemClocks> {
     }
 }
 
+impl<C: Clocks + Send + Sync> crate::clock::Stamp for Timekeeper<C> {
+    fn stamp(&self) -> Timestamp {
+        Timekeeper::stamp(self)
+    }
+}
+
 impl<C: Clocks> Timekeeper<C> {
     /// Starts timekeeping for this run: a random boot id and the [`Boot`] record to append
     /// first. `last_good_utc_ns` is what an earlier run persisted (state file); it raises
