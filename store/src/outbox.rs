@@ -444,6 +444,12 @@ impl<B: Backend> Outbox<B> {
                 return Ok(AppendOutcome::Rejected);
             }
         }
+        self.report_refused()?;
+        Ok(AppendOutcome::Numbered(self.push(record)?))
+    }
+
+    /// Appends the gap record for readings refused since the last one, if any.
+    fn report_refused(&mut self) -> Result<(), StoreError> {
         if self.refused.readings > 0 {
             let refused = std::mem::take(&mut self.refused);
             tracing::warn!(
@@ -458,7 +464,7 @@ impl<B: Backend> Outbox<B> {
                 span: refused.span,
             })?;
         }
-        Ok(AppendOutcome::Numbered(self.push(record)?))
+        Ok(())
     }
 
     /// Makes every appended record durable and readable (one fsync for the whole window),
@@ -525,8 +531,10 @@ impl<B: Backend> Outbox<B> {
         Ok(())
     }
 
-    /// Commits and marks the store cleanly closed.
+    /// Commits and marks the store cleanly closed. Readings refused while full are
+    /// reported by a gap record first, so a stop does not hide them.
     pub fn close(mut self) -> Result<(), StoreError> {
+        self.report_refused()?;
         self.commit()?;
         self.write_cursor(true)
     }

@@ -330,3 +330,16 @@ fn a_full_disk_frees_space_by_the_policy_and_the_store_keeps_running() {
     assert_eq!(reading_values(&records).last(), Some(&2_999));
     assert!(!gaps(&records, GapReason::DroppedOldest).is_empty());
 }
+
+#[test]
+fn readings_refused_while_full_are_reported_by_a_gap_at_a_clean_stop() {
+    let disk = SimDisk::new();
+    let (mut outbox, _) = Outbox::open_on(disk.clone(), small(FullPolicy::RejectNew)).unwrap();
+    let rejected = fill(&mut outbox, 0, 1_000);
+    assert!(rejected > 0);
+    outbox.close().unwrap();
+    let (outbox, _) = Outbox::open_on(disk, small(FullPolicy::RejectNew)).unwrap();
+    let refused = gaps(&assert_contiguous(&outbox), GapReason::RejectedNew);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].readings, Some(rejected));
+}
