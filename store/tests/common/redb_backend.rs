@@ -45,7 +45,11 @@ impl std::fmt::Debug for RedbBackend {
 impl RedbBackend {
     /// Opens or creates the database file at `path`.
     pub fn open(path: &Path) -> Result<(Self, Recovery), StoreError> {
-        let db = Database::create(path).map_err(backend_err)?;
+        RedbBackend::with_database(Database::create(path).map_err(backend_err)?)
+    }
+
+    /// Uses an opened database (one on a test storage backend, for instance).
+    pub fn with_database(db: Database) -> Result<(Self, Recovery), StoreError> {
         let mut backend = RedbBackend {
             db,
             pending: Vec::new(),
