@@ -10,7 +10,6 @@ use aloft_store::{AppendOutcome, Backend, Outbox, StoreError};
 
 use super::common::{assert_contiguous, covered, reading};
 
-
 pub fn next_random(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -29,7 +28,11 @@ pub struct Model {
 }
 
 /// Runs appends, commits and acks until the power goes (an operation fails).
-pub fn work<B: Backend>(outbox: &mut Outbox<B>, model: &mut Model, state: &mut u64) -> Result<(), StoreError> {
+pub fn work<B: Backend>(
+    outbox: &mut Outbox<B>,
+    model: &mut Model,
+    state: &mut u64,
+) -> Result<(), StoreError> {
     loop {
         match next_random(state) % 10 {
             0..=6 => {
@@ -76,4 +79,3 @@ pub fn check<B: Backend>(outbox: &Outbox<B>, model: &Model, context: &str) {
         }
     }
 }
-
