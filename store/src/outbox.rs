@@ -710,3 +710,49 @@ impl<B: Backend> Outbox<B> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_state_with_a_flipped_bit_is_refused() {
+        let mut bytes = with_crc(vec![1, 2, 3, 4, 5, 6, 7, 8, 1]);
+        assert_eq!(checked(&bytes), Some(&[1, 2, 3, 4, 5, 6, 7, 8, 1][..]));
+        bytes[3] ^= 0x10;
+        assert_eq!(checked(&bytes), None);
+        assert_eq!(checked(&[1, 2]), None, "shorter than a CRC");
+    }
+
+    #[test]
+    fn segments_are_capped_at_an_eighth_of_the_bound() {
+        let options = StoreOptions::new(64 * 1024, FullPolicy::Decimate);
+        assert_eq!(options.log_options().segment_bytes, 8 * 1024);
+        let options = StoreOptions::new(1 << 40, FullPolicy::Decimate);
+        assert_eq!(options.log_options().segment_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_tally_names_the_sensor_only_when_all_readings_share_it() {
+        use aloft_protocol::{Quality, Quantity, Reading};
+        let r = |sensor| {
+            Record::Reading(Reading {
+                sensor: SensorId(sensor),
+                quantity: Quantity::AirPressure,
+                time: Timestamp::monotonic(u64::from(sensor)),
+                value: 1.0,
+                quality: Quality::GOOD,
+            })
+        };
+        let mut one = ReadingTally::default();
+        one.add(&r(2));
+        one.add(&r(2));
+        assert_eq!(one.sensor.flatten(), Some(SensorId(2)));
+        let mut two = ReadingTally::default();
+        two.add(&r(2));
+        two.add(&r(3));
+        assert_eq!(two.sensor.flatten(), None);
+        assert_eq!(two.readings, 2);
+        assert_eq!(two.span.map(|s| (s.0.mono_ns, s.1.mono_ns)), Some((2, 3)));
+    }
+}
