@@ -238,7 +238,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
-            segment_bytes: 4 * 1024 * 1024,
+            segment_bytes: 1024 * 1024,
         }
     }
 }

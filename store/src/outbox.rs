@@ -75,7 +75,8 @@ impl Default for StoreOptions {
             max_bytes: 1024 * 1024 * 1024,
             policy: FullPolicy::DropOldest,
             retain_acked_bytes: 64 * 1024 * 1024,
-            segment_bytes: 4 * 1024 * 1024,
+            // Small enough that a rewrite (decimation, repair) holds at most 2 MiB.
+            segment_bytes: 1024 * 1024,
         }
     }
 }
@@ -539,23 +540,27 @@ impl<B: Backend> Outbox<B> {
         self.write_cursor(true)
     }
 
-    /// Reads every record of a chunk.
-    fn chunk_records(&self, chunk: &Chunk) -> Result<Vec<(u64, Record)>, StoreError> {
-        let mut out = Vec::new();
+    /// Calls `visit` with every record of a chunk, a batch at a time, so a full segment is
+    /// never held decoded in memory at once.
+    fn each_record(
+        &self,
+        chunk: &Chunk,
+        mut visit: impl FnMut(u64, &Record),
+    ) -> Result<(), StoreError> {
         let mut from = chunk.first;
+        let mut raw = Vec::new();
         loop {
-            let mut raw = Vec::new();
+            raw.clear();
             self.backend.read_from(from, SCAN_BATCH, &mut raw)?;
-            let done = raw.len() < SCAN_BATCH;
-            for (seq, bytes) in raw {
-                if seq > chunk.last {
-                    return Ok(out);
+            for (seq, bytes) in &raw {
+                if *seq > chunk.last {
+                    return Ok(());
                 }
                 from = seq + 1;
-                out.push((seq, postcard::from_bytes(&bytes)?));
+                visit(*seq, &postcard::from_bytes(bytes)?);
             }
-            if done {
-                return Ok(out);
+            if raw.len() < SCAN_BATCH {
+                return Ok(());
             }
         }
     }
@@ -568,11 +573,11 @@ impl<B: Backend> Outbox<B> {
     fn drop_chunk(&mut self, chunk: Chunk, gap_first: bool) -> Result<(), StoreError> {
         let lo = self.acked_below;
         let mut tally = ReadingTally::default();
-        for (seq, record) in self.chunk_records(&chunk)? {
+        self.each_record(&chunk, |seq, record| {
             if seq >= lo {
-                tally.add(&record);
+                tally.add(record);
             }
-        }
+        })?;
         if !gap_first {
             self.backend.remove_chunk(chunk.first)?;
         }
@@ -614,16 +619,17 @@ impl<B: Backend> Outbox<B> {
         let mut drop = Vec::new();
         let mut tally = ReadingTally::default();
         let mut nth = 0u64;
-        for (seq, record) in self.chunk_records(&chunk)? {
-            if seq < self.acked_below || !matches!(record, Record::Reading(_)) {
-                continue;
+        let acked_below = self.acked_below;
+        self.each_record(&chunk, |seq, record| {
+            if seq < acked_below || !matches!(record, Record::Reading(_)) {
+                return;
             }
             if nth % 2 == 1 {
                 drop.push(seq);
-                tally.add(&record);
+                tally.add(record);
             }
             nth += 1;
-        }
+        })?;
         // Thinning a single reading frees less than its gap record takes.
         let (Some(&first), Some(&last)) = (drop.first(), drop.last()) else {
             return Ok(false);
@@ -729,7 +735,7 @@ mod tests {
         let options = StoreOptions::new(64 * 1024, FullPolicy::Decimate);
         assert_eq!(options.log_options().segment_bytes, 8 * 1024);
         let options = StoreOptions::new(1 << 40, FullPolicy::Decimate);
-        assert_eq!(options.log_options().segment_bytes, 4 * 1024 * 1024);
+        assert_eq!(options.log_options().segment_bytes, 1024 * 1024);
     }
 
     #[test]
