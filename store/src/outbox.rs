@@ -111,7 +111,8 @@ pub enum AppendOutcome {
 /// What opening the store found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReport {
-    /// The store was created by this open.
+    /// This open made a new epoch: a new store, or one whose epoch file was lost or
+    /// damaged (its records are kept and numbered on under the new epoch).
     pub created: bool,
     /// The previous run did not close the store (crash, kill or power cut).
     pub unclean: bool,
