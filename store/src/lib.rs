@@ -27,7 +27,7 @@ pub mod storage;
 
 pub use atomic::atomic_replace;
 pub use log::{LogOptions, SegmentedLog};
-pub use outbox::{AppendOutcome, FullPolicy, OpenReport, Outbox, StoreOptions, StoreStats};
+pub use outbox::{AppendOutcome, FullPolicy, Losses, OpenReport, Outbox, StoreOptions, StoreStats};
 
 /// A contiguous run of records a backend frees or thins as one (a segment of the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
