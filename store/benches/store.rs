@@ -1,6 +1,6 @@
 //! `cargo xtask bench store`: durable appends per second of the simulated flight's reading
 //! mix with a 1 s group commit, for the segmented log and for SQLite doing the same work,
-//! and the bytes a reading takes on disk. Prints `NAME.FIGURE VALUE UNIT` lines; asserts
+//! and the bytes a reading takes on disk; redb, a candidate, behind the same outbox. Prints `NAME.FIGURE VALUE UNIT` lines; asserts
 //! nothing about time.
 //!
 //! The mix: GPS 10 Hz (8 readings a fix), static pressure 10 Hz (pressure, temperature),
@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use aloft_protocol::{Quality, Quantity, Reading, Record, SensorId, TimeSource, Timestamp};
 use aloft_sensors::flight::Scenario;
 use aloft_store::{Outbox, StoreOptions};
+
+#[path = "../tests/common/redb_backend.rs"]
+mod redb_backend;
 
 const RUN_S: f64 = 3.0;
 const FLUSH: Duration = Duration::from_secs(1);
@@ -173,6 +176,21 @@ fn segmented(dir: &Path, mix: &[Record]) -> f64 {
     )
 }
 
+fn redb(dir: &Path, mix: &[Record]) -> f64 {
+    let (backend, recovery) =
+        redb_backend::RedbBackend::open(&dir.join("store.redb")).expect("open redb");
+    let (mut outbox, _) =
+        Outbox::open_with(backend, recovery, StoreOptions::default()).expect("open the redb store");
+    let outbox = std::cell::RefCell::new(&mut outbox);
+    sustained(
+        mix,
+        |r| {
+            outbox.borrow_mut().append(r).expect("append");
+        },
+        || outbox.borrow_mut().commit().expect("commit"),
+    )
+}
+
 fn sqlite(dir: &Path, mix: &[Record]) -> f64 {
     let conn = rusqlite::Connection::open(dir.join("sqlite.db")).expect("open sqlite");
     conn.execute_batch(
@@ -241,10 +259,12 @@ fn main() {
         FLUSH.as_secs()
     );
     let segmented = segmented(dir.path(), &mix);
+    let redb = redb(dir.path(), &mix);
     let sqlite = sqlite(dir.path(), &mix);
     let bytes = bytes_per_reading(dir.path(), &mix);
     println!("store.append_per_s {segmented:.0} readings/s");
     println!("store.segmented_append_per_s {segmented:.0} readings/s");
+    println!("store.redb_append_per_s {redb:.0} readings/s");
     println!("store.sqlite_append_per_s {sqlite:.0} readings/s");
     println!("store.vs_sqlite {:.2} x", segmented / sqlite);
     println!("store.bytes_per_reading {bytes:.1} B");

@@ -7,8 +7,11 @@
 //!   numbers, group commit, range reads of durable records, the acked cursor, the size bound
 //!   and its [`FullPolicy`], gap records for every loss, recovery after a crash.
 //! - [`Backend`]: the narrow trait an outbox keeps its records in. [`log`] holds the one the
-//!   agent uses, a purpose-built segmented log ([`SegmentedLog`]); sled and redb were
-//!   measured against it behind the same trait (docs/decisions/store-backend.md).
+//!   agent uses, a purpose-built segmented log ([`SegmentedLog`]); redb was measured and
+//!   tortured against it behind the same trait (docs/decisions/store-backend.md).
+//!
+//! The outbox is synchronous (it does file I/O and fsyncs): the agent owns it from one
+//! task and runs its calls on a blocking thread (`spawn_blocking` or a dedicated thread).
 //! - [`storage`]: the I/O seam the segmented log writes through, the real filesystem and a
 //!   simulated disk that loses unsynced writes at a power cut ([`storage::sim`]).
 //! - [`atomic`]: crash-safe whole-file replacement for small state ([`atomic_replace`]).
@@ -24,7 +27,7 @@ pub mod storage;
 
 pub use atomic::atomic_replace;
 pub use log::{LogOptions, SegmentedLog};
-pub use outbox::{AppendOutcome, FullPolicy, OpenReport, Outbox, StoreOptions, StoreStats};
+pub use outbox::{AppendOutcome, FullPolicy, Losses, OpenReport, Outbox, StoreOptions, StoreStats};
 
 /// A contiguous run of records a backend frees or thins as one (a segment of the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

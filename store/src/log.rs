@@ -238,7 +238,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
-            segment_bytes: 4 * 1024 * 1024,
+            segment_bytes: 1024 * 1024,
         }
     }
 }
@@ -361,9 +361,11 @@ impl<S: Storage> SegmentedLog<S> {
                 file.sync().map_err(io_err("sync", &name))?;
                 tracing::warn!(segment = %name, offset = cut, bytes = recovery.torn_bytes, "Cut a torn tail off the log.");
             }
-            if segment.records == 0 {
-                // An empty segment (created, then the crash came): nothing to keep, and a
-                // new segment may need its name.
+            // An empty segment (created, then the crash came) holds nothing and a new
+            // segment may need its name. One whose bytes were all corrupt stays until
+            // `repair`: removing it before the outbox made its gap durable could hide the
+            // loss if the power went in between.
+            if segment.records == 0 && to_repair.last() != Some(&first) {
                 storage.remove(&name).map_err(io_err("remove", &name))?;
                 dir_dirty = true;
                 continue;
@@ -734,6 +736,35 @@ mod tests {
         let (_, again) = SegmentedLog::open(disk, LogOptions::default()).unwrap();
         assert!(again.corrupt.is_empty(), "repair leaves no bad region");
         assert_eq!(again.last_seq, Some(9));
+    }
+
+    #[test]
+    fn a_segment_of_nothing_but_garbage_is_kept_until_repair_and_its_numbers_reported() {
+        let disk = SimDisk::new();
+        let options = LogOptions { segment_bytes: 100 };
+        let (mut log, _) = SegmentedLog::open(disk.clone(), options).unwrap();
+        for seq in 0..12 {
+            log.append(seq, b"0123456789").unwrap();
+        }
+        log.sync().unwrap();
+        let chunks = log.chunks();
+        assert!(chunks.len() >= 3, "{chunks:?}");
+        drop(log);
+        let middle = chunks[1];
+        let name = segment_name(middle.first, 0);
+        let len = disk.contents(&name).unwrap().len();
+        disk.overwrite(&name, 0, &vec![0x55; len]).unwrap();
+
+        let (mut log, recovery) = SegmentedLog::open(disk.clone(), options).unwrap();
+        assert_eq!(recovery.corrupt.len(), 1);
+        assert_eq!(recovery.corrupt[0].lost, Some((middle.first, middle.last)));
+        assert!(
+            disk.contents(&name).is_some(),
+            "the damaged file stays until its loss is recorded"
+        );
+        log.repair().unwrap();
+        let (_, again) = SegmentedLog::open(disk, options).unwrap();
+        assert!(again.corrupt.is_empty());
     }
 
     #[test]

@@ -75,7 +75,8 @@ impl Default for StoreOptions {
             max_bytes: 1024 * 1024 * 1024,
             policy: FullPolicy::DropOldest,
             retain_acked_bytes: 64 * 1024 * 1024,
-            segment_bytes: 4 * 1024 * 1024,
+            // Small enough that a rewrite (decimation, repair) holds at most 2 MiB.
+            segment_bytes: 1024 * 1024,
         }
     }
 }
@@ -110,7 +111,8 @@ pub enum AppendOutcome {
 /// What opening the store found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReport {
-    /// The store was created by this open.
+    /// This open made a new epoch: a new store, or one whose epoch file was lost or
+    /// damaged (its records are kept and numbered on under the new epoch).
     pub created: bool,
     /// The previous run did not close the store (crash, kill or power cut).
     pub unclean: bool,
@@ -444,6 +446,12 @@ impl<B: Backend> Outbox<B> {
                 return Ok(AppendOutcome::Rejected);
             }
         }
+        self.report_refused()?;
+        Ok(AppendOutcome::Numbered(self.push(record)?))
+    }
+
+    /// Appends the gap record for readings refused since the last one, if any.
+    fn report_refused(&mut self) -> Result<(), StoreError> {
         if self.refused.readings > 0 {
             let refused = std::mem::take(&mut self.refused);
             tracing::warn!(
@@ -458,7 +466,7 @@ impl<B: Backend> Outbox<B> {
                 span: refused.span,
             })?;
         }
-        Ok(AppendOutcome::Numbered(self.push(record)?))
+        Ok(())
     }
 
     /// Makes every appended record durable and readable (one fsync for the whole window),
@@ -525,29 +533,35 @@ impl<B: Backend> Outbox<B> {
         Ok(())
     }
 
-    /// Commits and marks the store cleanly closed.
+    /// Commits and marks the store cleanly closed. Readings refused while full are
+    /// reported by a gap record first, so a stop does not hide them.
     pub fn close(mut self) -> Result<(), StoreError> {
+        self.report_refused()?;
         self.commit()?;
         self.write_cursor(true)
     }
 
-    /// Reads every record of a chunk.
-    fn chunk_records(&self, chunk: &Chunk) -> Result<Vec<(u64, Record)>, StoreError> {
-        let mut out = Vec::new();
+    /// Calls `visit` with every record of a chunk, a batch at a time, so a full segment is
+    /// never held decoded in memory at once.
+    fn each_record(
+        &self,
+        chunk: &Chunk,
+        mut visit: impl FnMut(u64, &Record),
+    ) -> Result<(), StoreError> {
         let mut from = chunk.first;
+        let mut raw = Vec::new();
         loop {
-            let mut raw = Vec::new();
+            raw.clear();
             self.backend.read_from(from, SCAN_BATCH, &mut raw)?;
-            let done = raw.len() < SCAN_BATCH;
-            for (seq, bytes) in raw {
-                if seq > chunk.last {
-                    return Ok(out);
+            for (seq, bytes) in &raw {
+                if *seq > chunk.last {
+                    return Ok(());
                 }
                 from = seq + 1;
-                out.push((seq, postcard::from_bytes(&bytes)?));
+                visit(*seq, &postcard::from_bytes(bytes)?);
             }
-            if done {
-                return Ok(out);
+            if raw.len() < SCAN_BATCH {
+                return Ok(());
             }
         }
     }
@@ -560,11 +574,11 @@ impl<B: Backend> Outbox<B> {
     fn drop_chunk(&mut self, chunk: Chunk, gap_first: bool) -> Result<(), StoreError> {
         let lo = self.acked_below;
         let mut tally = ReadingTally::default();
-        for (seq, record) in self.chunk_records(&chunk)? {
+        self.each_record(&chunk, |seq, record| {
             if seq >= lo {
-                tally.add(&record);
+                tally.add(record);
             }
-        }
+        })?;
         if !gap_first {
             self.backend.remove_chunk(chunk.first)?;
         }
@@ -606,16 +620,17 @@ impl<B: Backend> Outbox<B> {
         let mut drop = Vec::new();
         let mut tally = ReadingTally::default();
         let mut nth = 0u64;
-        for (seq, record) in self.chunk_records(&chunk)? {
-            if seq < self.acked_below || !matches!(record, Record::Reading(_)) {
-                continue;
+        let acked_below = self.acked_below;
+        self.each_record(&chunk, |seq, record| {
+            if seq < acked_below || !matches!(record, Record::Reading(_)) {
+                return;
             }
             if nth % 2 == 1 {
                 drop.push(seq);
-                tally.add(&record);
+                tally.add(record);
             }
             nth += 1;
-        }
+        })?;
         // Thinning a single reading frees less than its gap record takes.
         let (Some(&first), Some(&last)) = (drop.first(), drop.last()) else {
             return Ok(false);
@@ -700,5 +715,51 @@ impl<B: Backend> Outbox<B> {
         }
         self.drop_chunk(oldest, false)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_state_with_a_flipped_bit_is_refused() {
+        let mut bytes = with_crc(vec![1, 2, 3, 4, 5, 6, 7, 8, 1]);
+        assert_eq!(checked(&bytes), Some(&[1, 2, 3, 4, 5, 6, 7, 8, 1][..]));
+        bytes[3] ^= 0x10;
+        assert_eq!(checked(&bytes), None);
+        assert_eq!(checked(&[1, 2]), None, "shorter than a CRC");
+    }
+
+    #[test]
+    fn segments_are_capped_at_an_eighth_of_the_bound() {
+        let options = StoreOptions::new(64 * 1024, FullPolicy::Decimate);
+        assert_eq!(options.log_options().segment_bytes, 8 * 1024);
+        let options = StoreOptions::new(1 << 40, FullPolicy::Decimate);
+        assert_eq!(options.log_options().segment_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn a_tally_names_the_sensor_only_when_all_readings_share_it() {
+        use aloft_protocol::{Quality, Quantity, Reading};
+        let r = |sensor| {
+            Record::Reading(Reading {
+                sensor: SensorId(sensor),
+                quantity: Quantity::AirPressure,
+                time: Timestamp::monotonic(u64::from(sensor)),
+                value: 1.0,
+                quality: Quality::GOOD,
+            })
+        };
+        let mut one = ReadingTally::default();
+        one.add(&r(2));
+        one.add(&r(2));
+        assert_eq!(one.sensor.flatten(), Some(SensorId(2)));
+        let mut two = ReadingTally::default();
+        two.add(&r(2));
+        two.add(&r(3));
+        assert_eq!(two.sensor.flatten(), None);
+        assert_eq!(two.readings, 2);
+        assert_eq!(two.span.map(|s| (s.0.mono_ns, s.1.mono_ns)), Some((2, 3)));
     }
 }

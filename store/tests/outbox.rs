@@ -330,3 +330,35 @@ fn a_full_disk_frees_space_by_the_policy_and_the_store_keeps_running() {
     assert_eq!(reading_values(&records).last(), Some(&2_999));
     assert!(!gaps(&records, GapReason::DroppedOldest).is_empty());
 }
+
+#[test]
+fn readings_refused_while_full_are_reported_by_a_gap_at_a_clean_stop() {
+    let disk = SimDisk::new();
+    let (mut outbox, _) = Outbox::open_on(disk.clone(), small(FullPolicy::RejectNew)).unwrap();
+    let rejected = fill(&mut outbox, 0, 1_000);
+    assert!(rejected > 0);
+    outbox.close().unwrap();
+    let (outbox, _) = Outbox::open_on(disk, small(FullPolicy::RejectNew)).unwrap();
+    let refused = gaps(&assert_contiguous(&outbox), GapReason::RejectedNew);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].readings, Some(rejected));
+}
+
+#[test]
+fn a_damaged_epoch_file_gets_a_new_epoch_and_the_records_are_kept() {
+    let disk = SimDisk::new();
+    let (mut outbox, _) = Outbox::open_on(disk.clone(), StoreOptions::default()).unwrap();
+    let old_epoch = outbox.epoch();
+    for i in 0..10 {
+        outbox.append(&reading(i)).unwrap();
+    }
+    outbox.close().unwrap();
+    disk.overwrite("epoch", 3, &[0xff]).unwrap();
+
+    let (outbox, report) = Outbox::open_on(disk, StoreOptions::default()).unwrap();
+    assert!(report.created, "a new epoch was made");
+    assert_ne!(outbox.epoch(), old_epoch);
+    let values = reading_values(&assert_contiguous(&outbox));
+    assert_eq!(values, (0..10).collect::<Vec<_>>());
+    assert_eq!(outbox.next_seq(), 10, "numbers go on, never reused");
+}

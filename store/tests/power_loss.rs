@@ -9,81 +9,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/power.rs"]
+mod power;
 
-use std::collections::BTreeMap;
-
-use aloft_protocol::Record;
 use aloft_store::storage::sim::SimDisk;
-use aloft_store::{AppendOutcome, FullPolicy, Outbox, SegmentedLog, StoreError, StoreOptions};
-use common::*;
-
-type Store = Outbox<SegmentedLog<SimDisk>>;
-
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-#[derive(Debug, Default)]
-struct Model {
-    /// Records whose commit returned Ok.
-    durable: BTreeMap<u64, Record>,
-    pending: BTreeMap<u64, Record>,
-    /// Acks that returned Ok.
-    acked_below: u64,
-    next_value: u64,
-}
-
-/// Runs appends, commits and acks until the power goes (an operation fails).
-fn work(outbox: &mut Store, model: &mut Model, state: &mut u64) -> Result<(), StoreError> {
-    loop {
-        match next_random(state) % 10 {
-            0..=6 => {
-                let r = reading(model.next_value);
-                model.next_value += 1;
-                if let AppendOutcome::Numbered(seq) = outbox.append(&r)? {
-                    model.pending.insert(seq, r);
-                }
-            }
-            7 | 8 => {
-                let result = outbox.commit();
-                if result.is_ok() {
-                    model.durable.extend(std::mem::take(&mut model.pending));
-                }
-                result?;
-            }
-            _ => {
-                let end = outbox.durable_end();
-                if end > 0 {
-                    let up_to = next_random(state) % end;
-                    outbox.ack(up_to)?;
-                    model.acked_below = model.acked_below.max(up_to + 1);
-                }
-            }
-        }
-    }
-}
-
-fn check(outbox: &Store, model: &Model, context: &str) {
-    let records = assert_contiguous(outbox);
-    let held: BTreeMap<u64, &Record> = records.iter().map(|(s, r)| (*s, r)).collect();
-    let covered = covered(&records);
-    assert!(
-        outbox.first_unacked() >= model.acked_below,
-        "{context}: an ack went back"
-    );
-    for (seq, record) in &model.durable {
-        match held.get(seq) {
-            Some(held) => assert_eq!(*held, record, "{context}: record {seq} changed"),
-            None => assert!(
-                covered.contains(seq) || *seq < outbox.first_unacked(),
-                "{context}: committed record {seq} vanished without a gap"
-            ),
-        }
-    }
-}
+use aloft_store::{FullPolicy, Outbox, StoreOptions};
+use power::{Model, check, next_random, work};
 
 fn torture(policy: FullPolicy, cuts: u64, seed: u64) {
     let disk = SimDisk::new();

@@ -1,0 +1,205 @@
+//! redb behind the outbox's [`Backend`] trait: a candidate measured against the segmented
+//! log (dev-dependency only; it never reaches the agent).
+//!
+//! Records live in one table keyed by sequence number; a "chunk" is a fixed run of
+//! `CHUNK_RECORDS` numbers, so the outbox's policies free and thin the same way as with
+//! segments. Appends are buffered and written by `sync` in one write transaction with
+//! redb's default `Durability::Immediate` (its two-phase commit with fsync).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aloft_store::log::{FRAME_HEADER, Recovery};
+use aloft_store::{Backend, Chunk, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const CHUNK_RECORDS: u64 = 4096;
+
+fn backend_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(Box::new(e.into()))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ChunkInfo {
+    first: u64,
+    last: u64,
+    bytes: u64,
+    generation: u32,
+}
+
+/// The redb candidate.
+pub struct RedbBackend {
+    db: Database,
+    pending: Vec<(u64, Vec<u8>)>,
+    chunks: BTreeMap<u64, ChunkInfo>,
+}
+
+impl std::fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbBackend").finish_non_exhaustive()
+    }
+}
+
+impl RedbBackend {
+    /// Opens or creates the database file at `path`.
+    pub fn open(path: &Path) -> Result<(Self, Recovery), StoreError> {
+        RedbBackend::with_database(Database::create(path).map_err(backend_err)?)
+    }
+
+    /// Uses an opened database (one on a test storage backend, for instance).
+    pub fn with_database(db: Database) -> Result<(Self, Recovery), StoreError> {
+        let mut backend = RedbBackend {
+            db,
+            pending: Vec::new(),
+            chunks: BTreeMap::new(),
+        };
+        let tx = backend.db.begin_write().map_err(backend_err)?;
+        {
+            let table = tx.open_table(RECORDS).map_err(backend_err)?;
+            tx.open_table(META).map_err(backend_err)?;
+            for entry in table.iter().map_err(backend_err)? {
+                let (k, v) = entry.map_err(backend_err)?;
+                backend.note(k.value(), v.value().len());
+            }
+        }
+        tx.commit().map_err(backend_err)?;
+        let last_seq = backend.chunks.values().next_back().map(|c| c.last);
+        Ok((
+            backend,
+            Recovery {
+                last_seq,
+                ..Recovery::default()
+            },
+        ))
+    }
+
+    fn note(&mut self, seq: u64, len: usize) {
+        let key = seq / CHUNK_RECORDS;
+        let chunk = self.chunks.entry(key).or_insert(ChunkInfo {
+            first: seq,
+            last: seq,
+            bytes: 0,
+            generation: 0,
+        });
+        chunk.last = chunk.last.max(seq);
+        chunk.bytes += (FRAME_HEADER + len) as u64;
+    }
+}
+
+impl Backend for RedbBackend {
+    fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.note(seq, payload.len());
+        self.pending.push((seq, payload.to_vec()));
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(backend_err)?;
+        {
+            let mut table = tx.open_table(RECORDS).map_err(backend_err)?;
+            for (seq, payload) in &self.pending {
+                table
+                    .insert(*seq, payload.as_slice())
+                    .map_err(backend_err)?;
+            }
+        }
+        tx.commit().map_err(backend_err)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn read_from(
+        &self,
+        seq: u64,
+        max: usize,
+        out: &mut Vec<(u64, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(backend_err)?;
+        let table = tx.open_table(RECORDS).map_err(backend_err)?;
+        for entry in table.range(seq..).map_err(backend_err)?.take(max) {
+            let (k, v) = entry.map_err(backend_err)?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.chunks.values().map(|c| c.bytes).sum()
+    }
+
+    fn chunks(&self) -> Vec<Chunk> {
+        self.chunks
+            .values()
+            .map(|c| Chunk {
+                first: c.first,
+                last: c.last,
+                bytes: c.bytes,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
+    fn remove_chunk(&mut self, first: u64) -> Result<(), StoreError> {
+        let key = first / CHUNK_RECORDS;
+        let Some(chunk) = self.chunks.get(&key).copied() else {
+            return Ok(());
+        };
+        let tx = self.db.begin_write().map_err(backend_err)?;
+        {
+            let mut table = tx.open_table(RECORDS).map_err(backend_err)?;
+            table
+                .retain_in(chunk.first..=chunk.last, |_, _| false)
+                .map_err(backend_err)?;
+        }
+        tx.commit().map_err(backend_err)?;
+        self.chunks.remove(&key);
+        Ok(())
+    }
+
+    fn thin_chunk(&mut self, first: u64, drop: &[u64]) -> Result<(), StoreError> {
+        let key = first / CHUNK_RECORDS;
+        let tx = self.db.begin_write().map_err(backend_err)?;
+        let mut freed = 0;
+        {
+            let mut table = tx.open_table(RECORDS).map_err(backend_err)?;
+            for seq in drop {
+                if let Some(v) = table.remove(*seq).map_err(backend_err)? {
+                    freed += (FRAME_HEADER + v.value().len()) as u64;
+                }
+            }
+        }
+        tx.commit().map_err(backend_err)?;
+        if let Some(chunk) = self.chunks.get_mut(&key) {
+            chunk.bytes -= freed.min(chunk.bytes);
+            chunk.generation += 1;
+        }
+        Ok(())
+    }
+
+    fn repair(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn load_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend_err)?;
+        let table = tx.open_table(META).map_err(backend_err)?;
+        Ok(table
+            .get(name)
+            .map_err(backend_err)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn store_meta(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend_err)?;
+        {
+            let mut table = tx.open_table(META).map_err(backend_err)?;
+            table.insert(name, bytes).map_err(backend_err)?;
+        }
+        tx.commit().map_err(backend_err)
+    }
+}
