@@ -78,7 +78,10 @@ fn store_options(config: &AgentConfig) -> StoreOptions {
 }
 
 /// Runs the agent until `shutdown` completes.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    mut config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let store_dir = config.store.path.clone();
     let store_error = |source| RunError::Store {
         path: store_dir.clone(),
@@ -98,6 +101,17 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
         tracing::warn!(path = %state_path.display(), %problem, "State file unreadable; running with the config file alone.");
     }
     let mut agent_state = loaded.state;
+    // Edge autonomy (invariant 7): the last desired state from the hub rules until the hub
+    // says otherwise, whether or not a link comes up.
+    if let Some(desired) = &agent_state.desired {
+        for refused in desired.apply_to(&mut config) {
+            tracing::warn!(generation = desired.generation, %refused, "Desired state not applied.");
+        }
+        tracing::info!(
+            generation = desired.generation,
+            "Sampling with the last desired state."
+        );
+    }
 
     let (timekeeper, boot) =
         Timekeeper::start_system(agent_state.last_good_utc_ns, TimePolicy::default())?;

@@ -78,6 +78,40 @@ pub struct DesiredState {
     pub sensors: Vec<DesiredSensor>,
 }
 
+impl DesiredState {
+    /// Applies what is safe to change remotely (interval, enabled) to `config`, the file that
+    /// owns the hardware (invariant 5): the agent samples with the last desired state when it
+    /// boots without a hub (invariant 7). Returns what could not be applied, in words, for
+    /// the log: a sensor the file does not have, an interval on a device that sends at its
+    /// own rate or below what the part can do.
+    pub fn apply_to(&self, config: &mut crate::config::AgentConfig) -> Vec<String> {
+        let mut refused = Vec::new();
+        for desired in &self.sensors {
+            let Some(sensor) = config.sensors.iter_mut().find(|s| s.name == desired.name) else {
+                refused.push(format!("sensor {}: not in the config file", desired.name));
+                continue;
+            };
+            if let Some(enabled) = desired.enabled {
+                sensor.enabled = enabled;
+            }
+            if let Some(interval) = desired.interval {
+                match sensor.kind.min_interval() {
+                    Some(min) if interval >= min => sensor.interval = Some(interval),
+                    Some(min) => refused.push(format!(
+                        "sensor {}: interval {interval:?} is below the {min:?} a {} can do",
+                        desired.name, sensor.kind
+                    )),
+                    None => refused.push(format!(
+                        "sensor {}: a {} sends at its own rate, it has no interval",
+                        desired.name, sensor.kind
+                    )),
+                }
+            }
+        }
+        refused
+    }
+}
+
 /// Everything in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentState {
@@ -254,6 +288,63 @@ fn replace_with(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) ->
     fs::rename(&tmp, path)?;
     // The rename is only durable once the directory entry is.
     File::open(&dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod desired_tests {
+    use super::*;
+
+    fn config() -> crate::config::AgentConfig {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+        crate::config::load(&example).unwrap()
+    }
+
+    #[test]
+    fn desired_state_changes_interval_and_enabled_only_where_safe() {
+        let mut config = config();
+        let desired = DesiredState {
+            generation: 3,
+            sensors: vec![
+                DesiredSensor {
+                    name: "static".into(),
+                    interval: Some(Duration::from_millis(250)),
+                    enabled: None,
+                },
+                DesiredSensor {
+                    name: "co2".into(),
+                    interval: None,
+                    enabled: Some(false),
+                },
+                DesiredSensor {
+                    name: "gps".into(),
+                    interval: Some(Duration::from_secs(1)),
+                    enabled: None,
+                },
+                DesiredSensor {
+                    name: "pitot".into(),
+                    interval: Some(Duration::from_nanos(1)),
+                    enabled: None,
+                },
+                DesiredSensor {
+                    name: "wing-strain".into(),
+                    interval: None,
+                    enabled: Some(true),
+                },
+            ],
+        };
+        let refused = desired.apply_to(&mut config);
+        let sensor = |n: &str| config.sensor(n).unwrap().1.clone();
+        assert_eq!(sensor("static").interval, Some(Duration::from_millis(250)));
+        assert!(!sensor("co2").enabled);
+        assert_eq!(
+            sensor("gps").interval,
+            None,
+            "a GNSS receiver has no interval"
+        );
+        assert_ne!(sensor("pitot").interval, Some(Duration::from_nanos(1)));
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(refused.iter().any(|r| r.contains("wing-strain")));
+    }
 }
 
 #[cfg(test)]

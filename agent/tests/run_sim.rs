@@ -195,3 +195,58 @@ fn after_a_sigkill_the_store_opens_and_numbering_goes_on() {
         .count();
     assert_eq!(boots, 2, "one boot record per run");
 }
+
+#[test]
+fn with_no_hub_the_agent_samples_with_the_last_desired_state() {
+    use aloft_agent::state::{AgentState, DesiredSensor, DesiredState, save};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = config(dir.path(), port);
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let state = AgentState {
+        desired: Some(DesiredState {
+            generation: 7,
+            sensors: vec![DesiredSensor {
+                name: "co2".into(),
+                interval: None,
+                enabled: Some(false),
+            }],
+        }),
+        ..AgentState::default()
+    };
+    save(&dir.path().join("store/state.json"), &state).unwrap();
+
+    let mut agent = start(&config);
+    // Five sensors run; the one the hub switched off stays off.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
+            .args(["status", "--address", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.lines().filter(|l| l.contains(" running ")).count() == 5
+            && text
+                .lines()
+                .any(|l| l.starts_with("co2") && l.contains("disabled"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the desired state was not applied:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(stop(&mut agent, nix::sys::signal::Signal::SIGTERM).success());
+    let records = records(&dir.path().join("store"));
+    assert!(
+        records.iter().any(|r| matches!(r, Record::Status(s) if s.sensor.0 == 4 && s.state == SensorState::Disabled)),
+        "the store says why co2 is silent"
+    );
+    let co2_readings = records
+        .iter()
+        .filter(|r| matches!(r, Record::Reading(r) if r.sensor.0 == 4))
+        .count();
+    assert_eq!(co2_readings, 0, "a disabled sensor takes no readings");
+}

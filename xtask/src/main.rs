@@ -16,6 +16,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench_agent;
 mod packages;
 
 #[derive(Parser)]
@@ -52,6 +53,9 @@ enum Chore {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Bench {
+    /// The release agent on the simulated flight: peak memory, CPU, wake-ups; and the
+    /// memory of reading a million-reading backlog.
+    Agent,
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
@@ -175,6 +179,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
 
 fn bench(name: Bench) -> Result<()> {
     match name {
+        Bench::Agent => bench_agent::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([

@@ -1,0 +1,221 @@
+//! `cargo xtask bench agent`: the release agent running the simulated flight, measured from
+//! outside through /proc, and the memory of reading a million-reading backlog.
+//!
+//! Figures: `agent.rss_mb` (peak resident set over the run), `agent.cpu_pct` (of one core),
+//! `agent.wakeups_per_s` (context switches of all its threads per second: each is a wake-up
+//! of a sleeping thread or a preemption), and `agent.rss_after_backlog_mb` (peak resident
+//! set of `aloft-agent store dump` reading a 1 000 000-reading store through the same
+//! bounded read path the uplink uses). Nothing here asserts: figures only.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aloft_protocol::{Quality, Quantity, Reading, Record, SensorId, Timestamp};
+use aloft_store::{FullPolicy, Outbox, StoreOptions};
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run, target_dir, workspace_root};
+
+/// How long the flight is measured, after a warm-up.
+const MEASURE: Duration = Duration::from_secs(60);
+const WARM_UP: Duration = Duration::from_secs(5);
+/// Where in the simulated flight to fly: the wave climb near 4.7 km, where the detector
+/// counts about 5 muons a second, as the mix asks.
+const START_AT_S: f64 = 1_150.0;
+const BACKLOG_READINGS: u64 = 1_000_000;
+
+pub fn bench() -> Result<()> {
+    run(
+        "build the release agent",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--locked",
+            "--release",
+            "-p",
+            "aloft-agent",
+        ]),
+    )?;
+    let agent = target_dir().join("release").join("aloft-agent");
+    let dir = std::env::temp_dir().join(format!("aloft-bench-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = flight(&agent, &dir).and_then(|()| backlog(&agent, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// /proc/PID/status field `name` in kB.
+fn status_kb(pid: u32, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time of the process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Context switches of every thread of the process so far.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches")
+                        || l.starts_with("nonvoluntary_ctxt_switches")
+                })
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn flight(agent: &Path, dir: &Path) -> Result<()> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let example = workspace_root().join("deploy/examples/sim.toml");
+    let text =
+        std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))?;
+    let text = text
+        .replace(
+            "/tmp/aloft-sim/store",
+            &dir.join("store").display().to_string(),
+        )
+        .replace(
+            "/tmp/aloft-sim/capture",
+            &dir.join("capture").display().to_string(),
+        )
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"))
+        .replace("start_at_s = 0.0", &format!("start_at_s = {START_AT_S:.1}"));
+    if !text.contains(&format!("start_at_s = {START_AT_S:.1}")) {
+        bail!(
+            "{} no longer has `start_at_s = 0.0`; update the benchmark",
+            example.display()
+        );
+    }
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, text)?;
+
+    eprintln!(
+        "xtask: flying the simulated flight for {} s",
+        (WARM_UP + MEASURE).as_secs()
+    );
+    let mut child = Command::new(agent)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the agent")?;
+    let pid = child.id();
+    std::thread::sleep(WARM_UP);
+    let (cpu0, sw0, t0) = (cpu_ticks(pid), switches(pid), Instant::now());
+    let mut peak_kb = 0;
+    while t0.elapsed() < MEASURE {
+        std::thread::sleep(Duration::from_millis(500));
+        match status_kb(pid, "VmHWM:") {
+            Some(kb) => peak_kb = peak_kb.max(kb),
+            None => {
+                stop(&mut child);
+                bail!("the agent stopped during the benchmark");
+            }
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu1, sw1) = (cpu_ticks(pid), switches(pid));
+    stop(&mut child);
+    let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
+        bail!("could not read the agent's CPU time")
+    };
+    let cpu_s = (cpu1 - cpu0) as f64 / clock_ticks_per_s();
+    println!("agent.rss_mb {:.1} MB", peak_kb as f64 / 1024.0);
+    println!("agent.cpu_pct {:.2} %", cpu_s / elapsed * 100.0);
+    println!(
+        "agent.wakeups_per_s {:.1} 1/s",
+        sw1.saturating_sub(sw0) as f64 / elapsed
+    );
+    Ok(())
+}
+
+fn backlog(agent: &Path, dir: &Path) -> Result<()> {
+    let store: PathBuf = dir.join("backlog");
+    eprintln!("xtask: filling a store with {BACKLOG_READINGS} readings");
+    let options = StoreOptions::new(4 * 1024 * 1024 * 1024, FullPolicy::DropOldest);
+    let (mut outbox, _) = Outbox::open(&store, options).context("open the backlog store")?;
+    for i in 0..BACKLOG_READINGS {
+        let reading = Reading {
+            sensor: SensorId((i % 6) as u16),
+            quantity: Quantity::ALL[(i % 20) as usize],
+            time: Timestamp::monotonic(1_000_000_000 + i * 10_000_000),
+            value: 19_400.0 + (i % 977) as f64 * 0.37,
+            quality: Quality::GOOD,
+        };
+        outbox.append(&Record::Reading(reading))?;
+        if i % 10_000 == 9_999 {
+            outbox.commit()?;
+        }
+    }
+    outbox.close()?;
+
+    let mut child = Command::new(agent)
+        .args(["store", "dump", "--store"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the store reader")?;
+    let pid = child.id();
+    let mut peak_kb = 0;
+    loop {
+        if let Some(kb) = status_kb(pid, "VmHWM:") {
+            peak_kb = peak_kb.max(kb);
+        }
+        match child.try_wait()? {
+            Some(status) if status.success() => break,
+            Some(status) => bail!("the backlog read failed ({status})"),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    println!(
+        "agent.rss_after_backlog_mb {:.1} MB",
+        peak_kb as f64 / 1024.0
+    );
+    Ok(())
+}
