@@ -35,6 +35,7 @@
 //!   the sequence numbers it may have held, and [`SegmentedLog::repair`] rewrites its segment
 //!   without it once the outbox has recorded the loss.
 
+use std::collections::VecDeque;
 use std::io;
 
 use crate::atomic::{read_file, replace_file};
@@ -97,6 +98,95 @@ fn decode_frame(buf: &[u8]) -> Frame {
     Frame::Valid {
         seq: u64::from_le_bytes(seq),
         len,
+    }
+}
+
+/// What opening the log has settled so far.
+struct Opening {
+    recovery: Recovery,
+    segments: Vec<Segment>,
+    to_repair: Vec<u64>,
+    /// The newest valid record's number so far.
+    prev_seq: Option<u64>,
+    dir_dirty: bool,
+}
+
+impl Opening {
+    /// Settles one scanned segment: records its corrupt regions and the sequence numbers
+    /// they held (up to `later_valid`, the first valid frame of any later segment), cuts a
+    /// torn tail, drops an empty segment, keeps the rest.
+    fn settle<S: Storage>(
+        &mut self,
+        storage: &S,
+        first: u64,
+        generation: u32,
+        scan: &Scan,
+        later_valid: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let name = segment_name(first, generation);
+        let mut segment = Segment::new(first, generation);
+        let mut frames = scan.frames.iter().peekable();
+        let mut cut_at = None;
+        for &(from, to) in &scan.bad {
+            // Frames before this region.
+            while let Some(&&(seq, off, _)) = frames.peek() {
+                if off >= from {
+                    break;
+                }
+                self.prev_seq = Some(seq);
+                frames.next();
+            }
+            let next_seq = frames.peek().map(|f| f.0).or(later_valid);
+            let Some(next_seq) = next_seq else {
+                cut_at = Some(from);
+                self.recovery.torn_bytes += to - from;
+                break;
+            };
+            let lo = self.prev_seq.map_or(first, |p| p + 1);
+            let lost = (lo < next_seq).then(|| (lo, next_seq - 1));
+            tracing::warn!(
+                segment = %name,
+                offset = from,
+                bytes = to - from,
+                lost_from = lost.map(|l| l.0),
+                lost_to = lost.map(|l| l.1),
+                "Skipped a corrupt region of a segment."
+            );
+            self.recovery.corrupt.push(CorruptRegion {
+                segment: name.clone(),
+                bytes: to - from,
+                lost,
+            });
+            if self.to_repair.last() != Some(&first) {
+                self.to_repair.push(first);
+            }
+        }
+        for &(seq, off, total) in &scan.frames {
+            if cut_at.is_some_and(|cut| off >= cut) {
+                break;
+            }
+            segment.note_frame(seq, off, total);
+            self.prev_seq = Some(seq);
+        }
+        if let Some(cut) = cut_at
+            && segment.records > 0
+        {
+            let mut file = storage.open(&name).map_err(io_err("open", &name))?;
+            file.truncate(cut).map_err(io_err("truncate", &name))?;
+            file.sync().map_err(io_err("sync", &name))?;
+            tracing::warn!(segment = %name, offset = cut, bytes = self.recovery.torn_bytes, "Cut a torn tail off the log.");
+        }
+        // An empty segment (created, then the crash came) holds nothing and a new
+        // segment may need its name. One whose bytes were all corrupt stays until
+        // `repair`: removing it before the outbox made its gap durable could hide the
+        // loss if the power went in between.
+        if segment.records == 0 && self.to_repair.last() != Some(&first) {
+            storage.remove(&name).map_err(io_err("remove", &name))?;
+            self.dir_dirty = true;
+            return Ok(());
+        }
+        self.segments.push(segment);
+        Ok(())
     }
 }
 
@@ -288,7 +378,18 @@ impl<S: Storage> SegmentedLog<S> {
             }
         }
 
-        let mut scans = Vec::with_capacity(chosen.len());
+        // Segments are scanned one after another, and each is settled as soon as a later
+        // segment with a valid frame is known (a corrupt region's loss ends where the next
+        // valid frame starts): at most two segments' frame lists are in memory at once, so
+        // opening a large backlog costs memory of a segment, not of the store.
+        let mut opening = Opening {
+            recovery: Recovery::default(),
+            segments: Vec::new(),
+            to_repair: Vec::new(),
+            prev_seq: None,
+            dir_dirty,
+        };
+        let mut pending: VecDeque<(u64, u32, Scan)> = VecDeque::new();
         let mut min_seq = 0;
         for &(first, generation) in &chosen {
             let name = segment_name(first, generation);
@@ -299,79 +400,25 @@ impl<S: Storage> SegmentedLog<S> {
             if let Some(&(seq, _, _)) = scan.frames.last() {
                 min_seq = seq + 1;
             }
-            scans.push(scan);
+            pending.push_back((first, generation, scan));
+            while pending.len() >= 2 && pending.iter().skip(1).any(|p| !p.2.frames.is_empty()) {
+                if let Some((first, generation, scan)) = pending.pop_front() {
+                    let later_valid = pending.iter().find_map(|p| p.2.frames.first().map(|f| f.0));
+                    opening.settle(&storage, first, generation, &scan, later_valid)?;
+                }
+            }
         }
-
-        let mut recovery = Recovery::default();
-        let mut segments = Vec::new();
-        let mut to_repair = Vec::new();
-        let mut prev_seq: Option<u64> = None;
-        for (i, (&(first, generation), scan)) in chosen.iter().zip(&scans).enumerate() {
-            let name = segment_name(first, generation);
-            let later_valid = scans[i + 1..].iter().find_map(|s| s.frames.first());
-            let mut segment = Segment::new(first, generation);
-            let mut frames = scan.frames.iter().peekable();
-            let mut cut_at = None;
-            for &(from, to) in &scan.bad {
-                // Frames before this region.
-                while let Some(&&(seq, off, _)) = frames.peek() {
-                    if off >= from {
-                        break;
-                    }
-                    prev_seq = Some(seq);
-                    frames.next();
-                }
-                let next_seq = frames.peek().map(|f| f.0).or(later_valid.map(|f| f.0));
-                let Some(next_seq) = next_seq else {
-                    cut_at = Some(from);
-                    recovery.torn_bytes += to - from;
-                    break;
-                };
-                let lo = prev_seq.map_or(first, |p| p + 1);
-                let lost = (lo < next_seq).then(|| (lo, next_seq - 1));
-                tracing::warn!(
-                    segment = %name,
-                    offset = from,
-                    bytes = to - from,
-                    lost_from = lost.map(|l| l.0),
-                    lost_to = lost.map(|l| l.1),
-                    "Skipped a corrupt region of a segment."
-                );
-                recovery.corrupt.push(CorruptRegion {
-                    segment: name.clone(),
-                    bytes: to - from,
-                    lost,
-                });
-                if to_repair.last() != Some(&first) {
-                    to_repair.push(first);
-                }
-            }
-            for &(seq, off, total) in &scan.frames {
-                if cut_at.is_some_and(|cut| off >= cut) {
-                    break;
-                }
-                segment.note_frame(seq, off, total);
-                prev_seq = Some(seq);
-            }
-            if let Some(cut) = cut_at
-                && segment.records > 0
-            {
-                let mut file = storage.open(&name).map_err(io_err("open", &name))?;
-                file.truncate(cut).map_err(io_err("truncate", &name))?;
-                file.sync().map_err(io_err("sync", &name))?;
-                tracing::warn!(segment = %name, offset = cut, bytes = recovery.torn_bytes, "Cut a torn tail off the log.");
-            }
-            // An empty segment (created, then the crash came) holds nothing and a new
-            // segment may need its name. One whose bytes were all corrupt stays until
-            // `repair`: removing it before the outbox made its gap durable could hide the
-            // loss if the power went in between.
-            if segment.records == 0 && to_repair.last() != Some(&first) {
-                storage.remove(&name).map_err(io_err("remove", &name))?;
-                dir_dirty = true;
-                continue;
-            }
-            segments.push(segment);
+        while let Some((first, generation, scan)) = pending.pop_front() {
+            let later_valid = pending.iter().find_map(|p| p.2.frames.first().map(|f| f.0));
+            opening.settle(&storage, first, generation, &scan, later_valid)?;
         }
+        let Opening {
+            mut recovery,
+            segments,
+            to_repair,
+            prev_seq,
+            dir_dirty,
+        } = opening;
         if dir_dirty {
             storage.sync_dir().map_err(io_err("sync", "."))?;
         }
