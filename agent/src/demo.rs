@@ -24,7 +24,7 @@ use aloft_sensors::Sample;
 use aloft_sensors::bme280::Bme280;
 use aloft_sensors::bme280::sim::Bme280Sim;
 use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format, MuonDetector, StreamItem};
-use aloft_sensors::flight::{Phase, Scenario};
+use aloft_sensors::flight::{FlightClock, Phase, Scenario, start_utc_for_now};
 use aloft_sensors::gps::fix::FixAssembler;
 use aloft_sensors::gps::framer::{GnssFramer, Item};
 use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
@@ -129,20 +129,6 @@ enum Event {
     Problem(Sensor, String),
 }
 
-/// Scenario time as the simulators see it: the same for every thread.
-#[derive(Debug, Clone, Copy)]
-struct FlightClock {
-    started: Instant,
-    start_at_s: f64,
-    speed: f64,
-}
-
-impl FlightClock {
-    fn t_s(&self) -> f64 {
-        self.start_at_s + self.started.elapsed().as_secs_f64() * self.speed
-    }
-}
-
 /// Runs the demo, writing its screen to `out`.
 pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError> {
     let speed = if options.speed.is_finite() && options.speed > 0.0 {
@@ -151,15 +137,9 @@ pub fn run(options: &DemoOptions, out: &mut impl Write) -> Result<(), DemoError>
         1.0
     };
     let clock = AgentClock::new();
-    let now_utc_ns = clock.now().utc_ns.unwrap_or(0);
     // The scenario's UTC is arranged so that the flight is happening now.
-    let start_utc_ns = now_utc_ns - (options.start_at_s * 1e9) as i64;
-    let scenario = Arc::new(Scenario::new(2026, start_utc_ns));
-    let flight = FlightClock {
-        started: Instant::now(),
-        start_at_s: options.start_at_s,
-        speed,
-    };
+    let scenario = Arc::new(Scenario::new(2026, start_utc_for_now(options.start_at_s)));
+    let flight = FlightClock::start(options.start_at_s, speed);
     let port_options = PortOptions::new()
         .speed(speed)
         .scenario_offset_s(options.start_at_s);

@@ -139,7 +139,7 @@ where
         if default_address(kind).is_none() {
             return Err(DeviceError::Config(format!(
                 "{} is not an I2C device",
-                super::kind_name(kind)
+                kind.as_str()
             )));
         }
         Ok(I2cDevice {

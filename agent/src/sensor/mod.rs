@@ -114,19 +114,6 @@ pub trait Device: Send {
     }
 }
 
-/// The name of a kind as the config and descriptor records spell it.
-pub fn kind_name(kind: SensorKind) -> &'static str {
-    match kind {
-        SensorKind::Ublox => "ublox",
-        SensorKind::Nmea => "nmea",
-        SensorKind::Cosmicwatch => "cosmicwatch",
-        SensorKind::Bme280 => "bme280",
-        SensorKind::Ms5611 => "ms5611",
-        SensorKind::Scd41 => "scd41",
-        SensorKind::Ms4525do => "ms4525do",
-    }
-}
-
 /// The adapter for one configured sensor on real hardware.
 pub fn hardware_device(
     id: SensorId,

@@ -15,12 +15,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aloft_protocol::SensorId;
 use aloft_sensors::bme280::sim::Bme280Sim;
 use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format};
-use aloft_sensors::flight::{FlightState, Scenario};
+use aloft_sensors::flight::{FlightClock, FlightState, Scenario, start_utc_for_now};
 use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
 use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
 use aloft_sensors::ms4525do;
@@ -35,7 +35,6 @@ use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval
 use super::nmea::NmeaDevice;
 use super::ublox::{UbloxDevice, UbloxOptions};
 use super::{Device, DeviceError, LatestValues, with_capture};
-use crate::clock::AgentClock;
 use crate::config::{SensorConfig, SensorKind, SimulationConfig};
 use crate::supervisor::power::SimulatedPowerLine;
 use crate::supervisor::{PowerSwitch, SensorSlot};
@@ -157,20 +156,6 @@ impl SimulatedI2c {
     }
 }
 
-/// Scenario time as every simulator sees it.
-#[derive(Debug, Clone, Copy)]
-struct FlightClock {
-    started: Instant,
-    start_at_s: f64,
-    speed: f64,
-}
-
-impl FlightClock {
-    fn t_s(&self) -> f64 {
-        self.start_at_s + self.started.elapsed().as_secs_f64() * self.speed
-    }
-}
-
 /// The running simulation: keep it alive as long as the sensors run.
 #[derive(Debug)]
 pub struct Simulation {
@@ -195,15 +180,10 @@ impl Simulation {
         } else {
             1.0
         };
-        let now_utc_ns = AgentClock::new().now().utc_ns.unwrap_or(0);
         // The scenario's UTC is arranged so that the flight is happening now.
-        let start_utc_ns = now_utc_ns - (config.start_at_s * 1e9) as i64;
+        let start_utc_ns = start_utc_for_now(config.start_at_s);
         let scenario = Arc::new(Scenario::new(config.seed, start_utc_ns));
-        let flight = FlightClock {
-            started: Instant::now(),
-            start_at_s: config.start_at_s,
-            speed,
-        };
+        let flight = FlightClock::start(config.start_at_s, speed);
         let mut sim = Simulation {
             ports: HashMap::new(),
             ublox: HashMap::new(),

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
-use crate::sensor::{Device, LatestValues, PollOutcome, kind_name};
+use crate::sensor::{Device, LatestValues, PollOutcome};
 use backoff::{Backoff, BackoffPolicy};
 use power::{Level, PowerLine, powered_level};
 use state::SensorHealth;
@@ -379,7 +379,7 @@ struct Closed;
 
 impl Runner {
     fn run(mut self) {
-        tracing::info!(sensor = %self.name, kind = kind_name(self.kind), "Sensor supervision started.");
+        tracing::info!(sensor = %self.name, kind = self.kind.as_str(), "Sensor supervision started.");
         // The first state is news too: the stream says when supervision began.
         let first = lock(&self.health).record(self.clock.now());
         if self.send(Record::Status(first)).is_err() {
@@ -671,7 +671,7 @@ impl Runner {
         self.send(Record::Descriptor(DescriptorRecord {
             sensor: self.id,
             name: self.name.clone(),
-            kind: kind_name(self.kind).to_string(),
+            kind: self.kind.as_str().to_string(),
             time: self.clock.now(),
             descriptor,
         }))

@@ -53,3 +53,50 @@ pub struct FlightState {
     /// Expected cosmic-ray (muon) event rate of a CosmicWatch detector, s-1.
     pub muon_rate_per_s: f64,
 }
+
+/// Scenario time as the simulators of one simulated flight see it: it starts at
+/// `start_at_s` and runs `speed` times as fast as real time.
+#[derive(Debug, Clone, Copy)]
+pub struct FlightClock {
+    started: std::time::Instant,
+    start_at_s: f64,
+    speed: f64,
+}
+
+impl FlightClock {
+    /// A clock at `start_at_s` now; a speed that is not a positive number runs at 1.
+    pub fn start(start_at_s: f64, speed: f64) -> Self {
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
+        FlightClock {
+            started: std::time::Instant::now(),
+            start_at_s,
+            speed,
+        }
+    }
+
+    /// Scenario time now, s.
+    pub fn t_s(&self) -> f64 {
+        self.start_at_s + self.started.elapsed().as_secs_f64() * self.speed
+    }
+
+    /// Simulated seconds per real second.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+}
+
+/// The start UTC that makes a scenario's `start_at_s` happen now, by the host's wall clock:
+/// the simulated world (and its GNSS time) runs on the host's time, whatever the agent
+/// thinks of that clock.
+pub fn start_utc_for_now(start_at_s: f64) -> i64 {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0);
+    now_ns - (start_at_s * 1e9) as i64
+}
