@@ -72,8 +72,7 @@ fn store_options(config: &AgentConfig) -> StoreOptions {
     };
     let mut options = StoreOptions::new(config.store.max_bytes, policy);
     options.segment_bytes = STORE_SEGMENT_BYTES;
-    // Acked data is kept for a look on the board, within a quarter of the bound.
-    options.retain_acked_bytes = options.retain_acked_bytes.min(config.store.max_bytes / 4);
+    options.retain_acked_bytes = config.retained_acked_bytes();
     options
 }
 

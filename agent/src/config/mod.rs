@@ -110,7 +110,8 @@ pub struct StoreConfig {
     /// Group-commit interval: at most this much is lost in a power cut.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// How long acked records are kept locally before they may be dropped.
+    /// How long acked records are kept locally before they may be dropped. The store keeps
+    /// them by size: this is converted with [`AgentConfig::retained_acked_bytes`].
     #[serde(with = "humantime_serde")]
     pub retain_acked: Duration,
 }
@@ -328,6 +329,20 @@ impl AgentConfig {
         let readings = per_s * self.store.flush_interval.as_secs_f64();
         // Saturating float-to-int: a huge estimate only makes the bound stricter.
         (readings.ceil() as u64).saturating_mul(STORED_READING_BYTES_MAX)
+    }
+
+    /// The bytes of acked records the store keeps: `retain_acked` at the enabled sensors'
+    /// highest reading rates (so at least that long is kept at any real rate), within half of
+    /// `max_bytes` (unsent records always come first).
+    pub fn retained_acked_bytes(&self) -> u64 {
+        let flush_s = self.store.flush_interval.as_secs_f64();
+        if flush_s <= 0.0 {
+            return 0;
+        }
+        let per_s = self.flush_window_bytes_max() as f64 / flush_s;
+        // Saturating float-to-int: a huge product is capped by the store's bound below.
+        let bytes = (per_s * self.store.retain_acked.as_secs_f64()).ceil() as u64;
+        bytes.min(self.store.max_bytes / 2)
     }
 
     /// Whether the agent runs the simulated flight's devices instead of hardware.
@@ -657,5 +672,24 @@ mod tests {
         assert_eq!(one, 50 * 4 * STORED_READING_BYTES_MAX);
         assert_eq!(ten, 10 * one);
         assert_eq!(config(text("1s", false)).flush_window_bytes_max(), 0);
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    #[test]
+    fn acked_retention_is_the_configured_time_at_the_highest_rates_within_half_the_store() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+        let mut config = crate::config::load(&example).unwrap();
+        config.store.retain_acked = std::time::Duration::from_secs(10);
+        let ten_s = config.retained_acked_bytes();
+        assert_eq!(
+            ten_s,
+            config.flush_window_bytes_max() * 10,
+            "1 s flush windows"
+        );
+        config.store.retain_acked = std::time::Duration::from_secs(3600 * 24 * 365);
+        assert_eq!(config.retained_acked_bytes(), config.store.max_bytes / 2);
     }
 }
