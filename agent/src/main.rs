@@ -168,8 +168,10 @@ fn run(config: &std::path::Path, store: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(dir) = store {
         config = config.with_store_dir(dir);
     }
-    // One thread for the writer, the endpoint and the watchdog: the sensors have their own.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One worker for the writer, the endpoint and the watchdog (the sensors have their own
+    // threads); the group commit's fsync hands the worker over to another thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     runtime.block_on(aloft_agent::run::run(config, shutdown_signal()))?;

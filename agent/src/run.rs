@@ -76,7 +76,8 @@ fn store_options(config: &AgentConfig) -> StoreOptions {
     options
 }
 
-/// Runs the agent until `shutdown` completes.
+/// Runs the agent until `shutdown` completes. Needs a multi-thread runtime (one worker is
+/// enough): the group commit runs in `block_in_place`.
 pub async fn run(
     mut config: AgentConfig,
     shutdown: impl Future<Output = ()>,
@@ -219,7 +220,9 @@ pub async fn run(
                 None => break Ok(()),
             },
             _ = flush.tick() => {
-                if let Err(e) = writer.commit(&mut outbox) {
+                // The commit fsyncs: off the runtime's worker, so the endpoint and the
+                // watchdog keep answering while the SD card is slow.
+                if let Err(e) = tokio::task::block_in_place(|| writer.commit(&mut outbox)) {
                     break Err(store_error(e));
                 }
                 if let Some(utc) = timekeeper.persist_due() {
