@@ -12,9 +12,11 @@
 //! - SIGKILL torture (`tests/crash.rs`): the killed writer is the store crate's binary
 //!   `store-torture-writer`, which cannot use sled (a dev-dependency only).
 //! - Garbage written over a region, the model-based proptest and a real full disk: not run,
-//!   as for redb. "Unclean" below means the process keeps running and the `Db` is dropped
-//!   with records appended but not committed: what the outbox buffered is lost, sled's own
-//!   files are closed normally.
+//!   as for redb.
+//!
+//! "Unclean" below means the outbox is dropped without `close`, a record appended but not
+//! committed: the process keeps running and sled flushes when its `Db` drops, so that record
+//! may survive. It is no crash test.
 
 // Test code: a failed unwrap is a failed test, helpers included.
 #![allow(clippy::unwrap_used)]
@@ -55,12 +57,17 @@ fn sled_numbers_contiguously_and_holds_committed_records_across_an_unclean_reope
         "the epoch is kept in sled's meta tree"
     );
     let records = assert_contiguous(&outbox);
-    assert_eq!(reading_values(&records), (0..1_000).collect::<Vec<_>>());
+    let values = reading_values(&records);
+    assert_eq!(values[..1_000], (0..1_000).collect::<Vec<_>>());
+    // sled may have flushed the uncommitted reading when its `Db` dropped; the outbox,
+    // not closed cleanly, writes its crash gap either way.
+    let lost = records
+        .iter()
+        .any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash));
     assert!(
-        records
-            .iter()
-            .any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash)),
-        "the uncommitted reading is reported as lost"
+        values.len() <= 1_001 && lost,
+        "{} readings, crash gap {lost}",
+        values.len()
     );
 }
 

@@ -4,10 +4,15 @@
 //! Records live in one tree keyed by the big-endian sequence number (so sled's byte order is
 //! numeric order); small state in a second tree. A "chunk" is a fixed run of
 //! `CHUNK_RECORDS` numbers, as for redb, so the outbox's policies free and thin the same way
-//! as with segments. Appends are buffered and written by `sync` as one atomic `Batch`
-//! followed by `Db::flush` (sled's fsync of its log); removals and meta writes are batches
-//! flushed the same way before they return. sled's defaults otherwise (its background flush
-//! every 500 ms only ever makes more durable, never less).
+//! as with segments. Appends are inserted into the tree at once (sled buffers them in its
+//! page cache) and `sync` is `Db::flush` (sled writes and fsyncs its log); removals and meta
+//! writes are atomic batches flushed before they return. sled's defaults otherwise: its
+//! background flush every 500 ms and the flush when the `Db` is dropped may make records
+//! durable before `sync`, which the outbox allows (it reads only below its durable end).
+//!
+//! A first version buffered appends like the redb candidate and wrote them in one `Batch`
+//! per commit; under the bench (millions of appends a second between commits) the copies
+//! of every payload in the buffer and the batch got the bench process killed for memory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,7 +39,7 @@ pub struct SledBackend {
     db: sled::Db,
     records: sled::Tree,
     meta: sled::Tree,
-    pending: Vec<(u64, Vec<u8>)>,
+    dirty: bool,
     chunks: BTreeMap<u64, ChunkInfo>,
 }
 
@@ -61,7 +66,7 @@ impl SledBackend {
             db,
             records,
             meta,
-            pending: Vec::new(),
+            dirty: false,
             chunks: BTreeMap::new(),
         };
         for entry in backend.records.iter() {
@@ -98,22 +103,20 @@ impl SledBackend {
 
 impl Backend for SledBackend {
     fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.records
+            .insert(seq.to_be_bytes(), payload)
+            .map_err(backend_err)?;
         self.note(seq, payload.len());
-        self.pending.push((seq, payload.to_vec()));
+        self.dirty = true;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+        if !self.dirty {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for (seq, payload) in &self.pending {
-            batch.insert(&seq.to_be_bytes(), payload.as_slice());
-        }
-        self.records.apply_batch(batch).map_err(backend_err)?;
         self.flush()?;
-        self.pending.clear();
+        self.dirty = false;
         Ok(())
     }
 
