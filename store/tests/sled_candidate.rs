@@ -1,7 +1,7 @@
 //! The sled 0.34 candidate behind the same `Backend` trait: the outbox's contract that sled's
 //! design lets us check, run through the same `Outbox` as the segmented log and redb:
-//! contiguous numbering, records durable across an unclean reopen once committed (`sync` is
-//! one atomic batch plus `Db::flush`), the ack cursor and epoch kept across a reopen, each
+//! contiguous numbering, committed records kept across a reopen without `close` (`sync` is
+//! `Db::flush`), the ack cursor and epoch kept across a reopen, each
 //! full policy (drop-oldest, decimate, reject-new), and range reads.
 //!
 //! Not run on sled, and why:
