@@ -1,7 +1,7 @@
 //! `cargo xtask bench store`: durable appends per second of the simulated flight's reading
 //! mix with a 1 s group commit, for the segmented log and for SQLite doing the same work,
-//! and the bytes a reading takes on disk; redb, a candidate, behind the same outbox. Prints `NAME.FIGURE VALUE UNIT` lines; asserts
-//! nothing about time.
+//! and the bytes a reading takes on disk; redb and sled, candidates, behind the same outbox.
+//! Prints `NAME.FIGURE VALUE UNIT` lines; asserts nothing about time.
 //!
 //! The mix: GPS 10 Hz (8 readings a fix), static pressure 10 Hz (pressure, temperature),
 //! airspeed 50 Hz (differential pressure, true airspeed), CO2 every 5 s (CO2, temperature,
@@ -21,6 +21,8 @@ use aloft_store::{Outbox, StoreOptions};
 
 #[path = "../tests/common/redb_backend.rs"]
 mod redb_backend;
+#[path = "../tests/common/sled_backend.rs"]
+mod sled_backend;
 
 const RUN_S: f64 = 3.0;
 const FLUSH: Duration = Duration::from_secs(1);
@@ -191,6 +193,21 @@ fn redb(dir: &Path, mix: &[Record]) -> f64 {
     )
 }
 
+fn sled(dir: &Path, mix: &[Record]) -> f64 {
+    let (backend, recovery) =
+        sled_backend::SledBackend::open(&dir.join("store.sled")).expect("open sled");
+    let (mut outbox, _) =
+        Outbox::open_with(backend, recovery, StoreOptions::default()).expect("open the sled store");
+    let outbox = std::cell::RefCell::new(&mut outbox);
+    sustained(
+        mix,
+        |r| {
+            outbox.borrow_mut().append(r).expect("append");
+        },
+        || outbox.borrow_mut().commit().expect("commit"),
+    )
+}
+
 fn sqlite(dir: &Path, mix: &[Record]) -> f64 {
     let conn = rusqlite::Connection::open(dir.join("sqlite.db")).expect("open sqlite");
     conn.execute_batch(
@@ -260,11 +277,13 @@ fn main() {
     );
     let segmented = segmented(dir.path(), &mix);
     let redb = redb(dir.path(), &mix);
+    let sled = sled(dir.path(), &mix);
     let sqlite = sqlite(dir.path(), &mix);
     let bytes = bytes_per_reading(dir.path(), &mix);
     println!("store.append_per_s {segmented:.0} readings/s");
     println!("store.segmented_append_per_s {segmented:.0} readings/s");
     println!("store.redb_append_per_s {redb:.0} readings/s");
+    println!("store.sled_append_per_s {sled:.0} readings/s");
     println!("store.sqlite_append_per_s {sqlite:.0} readings/s");
     println!("store.vs_sqlite {:.2} x", segmented / sqlite);
     println!("store.bytes_per_reading {bytes:.1} B");

@@ -8,7 +8,8 @@
 //!   and its [`FullPolicy`], gap records for every loss, recovery after a crash.
 //! - [`Backend`]: the narrow trait an outbox keeps its records in. [`log`] holds the one the
 //!   agent uses, a purpose-built segmented log ([`SegmentedLog`]); redb was measured and
-//!   tortured against it behind the same trait (docs/decisions/store-backend.md).
+//!   tortured against it behind the same trait, sled 0.34 measured and contract-tested
+//!   (docs/decisions/store-backend.md).
 //!
 //! The outbox is synchronous (it does file I/O and fsyncs): the agent owns it from one
 //! task and runs its calls on a blocking thread (`spawn_blocking` or a dedicated thread).
