@@ -314,7 +314,71 @@ impl Writer<'_> {
             .committed(stats.durable_end.saturating_sub(before), started.elapsed());
         self.metrics.store.set_bytes(stats.disk_bytes);
         let unsent = stats.durable_end.saturating_sub(stats.first_unacked);
-        self.metrics.store.set_unsent(unsent, None::<Duration>);
+        let oldest_age = if unsent == 0 {
+            None
+        } else {
+            // One record read per flush: the oldest unsent one, to say how stale the hub is.
+            outbox
+                .read_from(stats.first_unacked, 1)?
+                .first()
+                .and_then(|(_, record)| age_of(record, self.timekeeper.stamp()))
+        };
+        self.metrics.store.set_unsent(unsent, oldest_age);
         Ok(())
+    }
+}
+
+/// How long ago `record` was taken: by UTC when both times have it (records may come from an
+/// earlier boot), else by the monotonic clock as if the record were of this boot. A record of
+/// an earlier boot without UTC can only be aged that way and may read wrong; one whose
+/// monotonic time is ahead of now reads as unknown.
+fn age_of(record: &Record, now: aloft_protocol::Timestamp) -> Option<Duration> {
+    let (mono, utc) = match record {
+        Record::Reading(r) => (r.time.mono_ns, r.time.utc_ns),
+        Record::Status(s) => (s.time.mono_ns, s.time.utc_ns),
+        Record::Descriptor(d) => (d.time.mono_ns, d.time.utc_ns),
+        Record::Boot(b) => (b.mono_ns, b.utc_ns),
+        Record::TimeCorrelation(c) => (c.mono_ns, Some(c.utc_ns)),
+        _ => return None,
+    };
+    match (utc, now.utc_ns) {
+        (Some(then), Some(now_utc)) if now_utc >= then => {
+            Some(Duration::from_nanos(u64::try_from(now_utc - then).ok()?))
+        }
+        _ if now.mono_ns >= mono => Some(Duration::from_nanos(now.mono_ns - mono)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aloft_protocol::{Quality, Quantity, Reading, SensorId, TimeSource, Timestamp};
+
+    use super::*;
+
+    fn reading(time: Timestamp) -> Record {
+        Record::Reading(Reading {
+            sensor: SensorId(0),
+            quantity: Quantity::AirPressure,
+            time,
+            value: 1.0,
+            quality: Quality::GOOD,
+        })
+    }
+
+    #[test]
+    fn age_of_the_oldest_unsent_record_prefers_utc_and_falls_back_to_this_boots_clock() {
+        let now = Timestamp::with_utc(50_000_000_000, 2_000_000_000_000_000_000, TimeSource::Gnss);
+        let by_utc = reading(Timestamp::with_utc(
+            1,
+            1_999_999_990_000_000_000,
+            TimeSource::Gnss,
+        ));
+        assert_eq!(age_of(&by_utc, now), Some(Duration::from_secs(10)));
+        let by_mono = reading(Timestamp::monotonic(20_000_000_000));
+        assert_eq!(age_of(&by_mono, now), Some(Duration::from_secs(30)));
+        // Monotonic time of another boot, ahead of this one's: unknown, not negative.
+        let other_boot = reading(Timestamp::monotonic(90_000_000_000));
+        assert_eq!(age_of(&other_boot, now), None);
     }
 }
