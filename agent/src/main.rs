@@ -82,7 +82,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Print the store's records as JSON lines (stop the agent first: it holds the store).
+    /// Print the store's records as JSON lines (stop the agent first: it holds the store, and a
+    /// held store is refused).
     Dump {
         /// The store's directory.
         #[arg(long)]

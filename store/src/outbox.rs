@@ -236,7 +236,7 @@ impl Outbox<SegmentedLog<OsStorage>> {
         dir: impl AsRef<std::path::Path>,
         options: StoreOptions,
     ) -> Result<(Self, OpenReport), StoreError> {
-        let storage = OsStorage::new(dir.as_ref()).map_err(|source| StoreError::Io {
+        let storage = OsStorage::exclusive(dir.as_ref()).map_err(|source| StoreError::Io {
             op: "create",
             file: dir.as_ref().display().to_string(),
             source,

@@ -64,18 +64,52 @@ pub trait StorageFile: Send {
     }
 }
 
-/// A directory of the local filesystem.
+/// A directory of the local filesystem; a store's directory is held exclusively
+/// ([`OsStorage::exclusive`]): two processes (or two opens) on one store would number records
+/// twice, so the second open fails while the first lives.
 #[derive(Debug, Clone)]
 pub struct OsStorage {
     dir: PathBuf,
+    /// The open `lock` file whose exclusive lock marks the store as in use; released when
+    /// the last clone is dropped or the process dies.
+    _lock: Option<std::sync::Arc<File>>,
 }
 
+/// Name of the file whose lock marks a store in use.
+pub const LOCK_FILE: &str = "lock";
+
 impl OsStorage {
-    /// Uses `dir`, creating it (and its parents) if missing.
+    /// Uses `dir`, creating it (and its parents) if missing, without holding it.
     pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
         fs::create_dir_all(dir.as_ref())?;
         Ok(OsStorage {
             dir: dir.as_ref().to_path_buf(),
+            _lock: None,
+        })
+    }
+
+    /// Uses `dir` as a store's directory, creating it if missing, and holds it: a directory
+    /// another process (or another open) holds fails with [`io::ErrorKind::ResourceBusy`].
+    pub fn exclusive(dir: impl AsRef<Path>) -> io::Result<Self> {
+        fs::create_dir_all(dir.as_ref())?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.as_ref().join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    "the store is in use by another process (is aloft-agent running?)",
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        Ok(OsStorage {
+            dir: dir.as_ref().to_path_buf(),
+            _lock: Some(std::sync::Arc::new(lock)),
         })
     }
 
@@ -159,5 +193,28 @@ impl StorageFile for OsFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_held_by_one_open_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OsStorage::exclusive(dir.path()).unwrap();
+        let second = OsStorage::exclusive(dir.path()).unwrap_err();
+        assert_eq!(second.kind(), io::ErrorKind::ResourceBusy);
+        // Plain use of the directory (small-state files beside the store) is not held off.
+        OsStorage::new(dir.path()).unwrap();
+        let clone = first.clone();
+        drop(first);
+        assert!(
+            OsStorage::exclusive(dir.path()).is_err(),
+            "a clone still holds the store"
+        );
+        drop(clone);
+        OsStorage::exclusive(dir.path()).expect("free again once every holder is gone");
     }
 }
