@@ -1,8 +1,8 @@
 //! `aloft-agent store dump`: the store's records as JSON lines, for a look on the board.
 //!
 //! Invariant: it reads only durable records, in batches, so its memory stays bounded
-//! whatever the backlog (the same read path the uplink takes). It opens the store like the
-//! agent does, so it must not run while the agent holds the store.
+//! whatever the backlog (the same read path the uplink takes). A store the running agent
+//! holds is refused: whoever opens a store locks it.
 
 use std::io::{self, Write};
 use std::path::Path;
