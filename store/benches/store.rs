@@ -165,10 +165,9 @@ fn sustained(mix: &[Record], mut append: impl FnMut(&Record), mut commit: impl F
     durable as f64 / start.elapsed().as_secs_f64()
 }
 
-fn segmented(dir: &Path, mix: &[Record]) -> f64 {
-    let (mut outbox, _) =
-        Outbox::open(dir.join("segmented"), StoreOptions::default()).expect("open the store");
-    let outbox = std::cell::RefCell::new(&mut outbox);
+/// Durable readings per second of `outbox` over `mix`: the same drive for every backend.
+fn outbox_rate<B: aloft_store::Backend>(outbox: &mut Outbox<B>, mix: &[Record]) -> f64 {
+    let outbox = std::cell::RefCell::new(outbox);
     sustained(
         mix,
         |r| {
@@ -176,6 +175,12 @@ fn segmented(dir: &Path, mix: &[Record]) -> f64 {
         },
         || outbox.borrow_mut().commit().expect("commit"),
     )
+}
+
+fn segmented(dir: &Path, mix: &[Record]) -> f64 {
+    let (mut outbox, _) =
+        Outbox::open(dir.join("segmented"), StoreOptions::default()).expect("open the store");
+    outbox_rate(&mut outbox, mix)
 }
 
 fn redb(dir: &Path, mix: &[Record]) -> f64 {
@@ -183,14 +188,7 @@ fn redb(dir: &Path, mix: &[Record]) -> f64 {
         redb_backend::RedbBackend::open(&dir.join("store.redb")).expect("open redb");
     let (mut outbox, _) =
         Outbox::open_with(backend, recovery, StoreOptions::default()).expect("open the redb store");
-    let outbox = std::cell::RefCell::new(&mut outbox);
-    sustained(
-        mix,
-        |r| {
-            outbox.borrow_mut().append(r).expect("append");
-        },
-        || outbox.borrow_mut().commit().expect("commit"),
-    )
+    outbox_rate(&mut outbox, mix)
 }
 
 fn sled(dir: &Path, mix: &[Record]) -> f64 {
@@ -198,14 +196,7 @@ fn sled(dir: &Path, mix: &[Record]) -> f64 {
         sled_backend::SledBackend::open(&dir.join("store.sled")).expect("open sled");
     let (mut outbox, _) =
         Outbox::open_with(backend, recovery, StoreOptions::default()).expect("open the sled store");
-    let outbox = std::cell::RefCell::new(&mut outbox);
-    sustained(
-        mix,
-        |r| {
-            outbox.borrow_mut().append(r).expect("append");
-        },
-        || outbox.borrow_mut().commit().expect("commit"),
-    )
+    outbox_rate(&mut outbox, mix)
 }
 
 fn sqlite(dir: &Path, mix: &[Record]) -> f64 {
