@@ -100,3 +100,33 @@ pub fn start_utc_for_now(start_at_s: f64) -> i64 {
         .unwrap_or(0);
     now_ns - (start_at_s * 1e9) as i64
 }
+
+/// A test fixture: the true state at `altitude_m` in the plain ISA at time `t_s`, flying at
+/// 30 m/s indicated, the box heated to 20 °C, 420 ppm CO2.
+#[cfg(test)]
+pub(crate) fn isa_state(altitude_m: f64, t_s: f64) -> FlightState {
+    use crate::{airspeed, atmosphere};
+    let p = atmosphere::pressure_pa(altitude_m);
+    let t = atmosphere::temperature_k(altitude_m);
+    let ias = 30.0;
+    let tas = ias * (atmosphere::RHO0_KG_M3 / atmosphere::density_kg_m3(p, t)).sqrt();
+    FlightState {
+        t_s,
+        utc_ns: 0,
+        latitude_deg: 46.0,
+        longitude_deg: 7.0,
+        altitude_m,
+        geoid_separation_m: 48.0,
+        ground_speed_mps: tas,
+        track_deg: 270.0,
+        vertical_speed_mps: 2.0,
+        pressure_pa: p,
+        outside_air_k: t,
+        box_temperature_k: 293.15,
+        relative_humidity: 0.3,
+        co2_mol_mol: 420e-6,
+        true_airspeed_mps: tas,
+        differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
+        muon_rate_per_s: 1.0,
+    }
+}

@@ -229,36 +229,14 @@ impl I2c for Ms4525doSim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Sample;
     use crate::ms4525do::{Error, Measurement, Ms4525do, OutsideAir};
-    use crate::{Sample, airspeed, atmosphere};
     use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
 
     /// The true state at `altitude_m` in the ISA, flying at 30 m/s indicated, the box at
     /// 20 °C.
     fn state_at(altitude_m: f64, t_s: f64) -> FlightState {
-        let p = atmosphere::pressure_pa(altitude_m);
-        let t = atmosphere::temperature_k(altitude_m);
-        let ias = 30.0;
-        let tas = ias * (atmosphere::RHO0_KG_M3 / atmosphere::density_kg_m3(p, t)).sqrt();
-        FlightState {
-            t_s,
-            utc_ns: 0,
-            latitude_deg: 46.0,
-            longitude_deg: 7.0,
-            altitude_m,
-            geoid_separation_m: 48.0,
-            ground_speed_mps: tas,
-            track_deg: 270.0,
-            vertical_speed_mps: 2.0,
-            pressure_pa: p,
-            outside_air_k: t,
-            box_temperature_k: 293.15,
-            relative_humidity: 0.3,
-            co2_mol_mol: 420e-6,
-            true_airspeed_mps: tas,
-            differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
-            muon_rate_per_s: 1.0,
-        }
+        crate::flight::isa_state(altitude_m, t_s)
     }
 
     fn started(seed: u64) -> (Ms4525doSim, Ms4525do<Ms4525doSim, NoopDelay>) {

@@ -449,7 +449,6 @@ impl DelayNs for SimDelay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::airspeed;
     use crate::scd41::{COMPENSATION_MIN_PA, Compensation, Error, Mode, RATED_MIN_K, Scd41};
     use aloft_protocol::Quality;
 
@@ -458,29 +457,7 @@ mod tests {
 
     /// The true state at `altitude_m` in the ISA, with the box heated to 20 °C.
     fn state_at(altitude_m: f64, t_s: f64) -> FlightState {
-        let p = atmosphere::pressure_pa(altitude_m);
-        let t = atmosphere::temperature_k(altitude_m);
-        let ias = 30.0;
-        let tas = ias * (atmosphere::RHO0_KG_M3 / atmosphere::density_kg_m3(p, t)).sqrt();
-        FlightState {
-            t_s,
-            utc_ns: 0,
-            latitude_deg: 46.0,
-            longitude_deg: 7.0,
-            altitude_m,
-            geoid_separation_m: 48.0,
-            ground_speed_mps: tas,
-            track_deg: 270.0,
-            vertical_speed_mps: 2.0,
-            pressure_pa: p,
-            outside_air_k: t,
-            box_temperature_k: 293.15,
-            relative_humidity: 0.3,
-            co2_mol_mol: TRUE_CO2,
-            true_airspeed_mps: tas,
-            differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
-            muon_rate_per_s: 1.0,
-        }
+        crate::flight::isa_state(altitude_m, t_s)
     }
 
     fn started(seed: u64) -> (Scd41Sim, Scd41<Scd41Sim, SimDelay>) {
