@@ -10,6 +10,7 @@
 //!   dynamic model), recorded at every sensor (re)start.
 //! - [`record`]: the agent's stream: readings, gaps, boots, time correlations, descriptors
 //!   and sensor status, each with the next sequence number of its store epoch.
+//! - [`sync`] (feature `sync`): the edge-hub protocol's messages and batch codec.
 //!
 //! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
 //! variants are only ever appended, never reordered, because postcard encodes the
@@ -25,6 +26,8 @@ pub mod quantity;
 pub mod reading;
 #[cfg(feature = "alloc")]
 pub mod record;
+#[cfg(feature = "sync")]
+pub mod sync;
 
 #[cfg(feature = "alloc")]
 pub use descriptor::{DeviceParameter, DynamicModel, ParameterValue, SensorDescriptor};

@@ -1,0 +1,567 @@
+//! The edge-hub sync protocol: the messages `aloft-agent` and `aloft-hub` exchange over one
+//! WebSocket (binary messages over TLS), each one postcard-encoded [`Uplink`] (agent to hub)
+//! or [`Downlink`] (hub to agent). docs/protocol.md is the full specification.
+//!
+//! Invariants (DESIGN.md invariants 1-4 and 8):
+//! - Only records durable in the agent's store travel in a [`Batch`]. A batch covers the
+//!   sequence range `first..=last` of one store epoch: a number of that range that is not
+//!   in the batch does not exist in the store (the full-store policy removed it; a gap
+//!   record, in this batch or a later one, says so). That is what lets the hub's contiguous
+//!   watermark pass over holes.
+//! - The hub acks ([`Downlink::Ack`]) its contiguous watermark per (node, epoch) only after
+//!   it has persisted everything up to it; it ignores numbers it already holds, so a resend
+//!   is harmless.
+//! - The live lane ([`LiveUpdate`]) carries copies of the newest values and sensor states:
+//!   it is not part of the stream, has no sequence numbers, and may be lost.
+//! - Desired state is level-triggered (a generation per sensor, never expires); commands are
+//!   edge-triggered (an id, an expiry, applied at most once, acked when received and
+//!   reported when done).
+//! - Enum variants are only ever appended, never reordered: postcard encodes the variant
+//!   index. [`Uplink::Hello`] is variant 0 and its first field is the protocol version, so a
+//!   peer of any version can read the version of a hello it cannot otherwise decode
+//!   ([`hello_version`]) and refuse it with a clear reason.
+
+pub mod batch;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BootId, Reading, SensorState, StoreEpoch, Timestamp};
+pub use batch::{BatchEncoding, BatchError, BatchLimits};
+
+/// The version this build speaks. A hub refuses a hello of another version with
+/// [`RefusalCode::ProtocolVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest WebSocket message either side accepts, bytes (a batch's compressed payload
+/// included). Larger messages are refused and the connection closed.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The WebSocket path nodes connect to; the node's token travels in the upgrade request's
+/// `Authorization: Bearer <token>` header.
+pub const NODE_PATH: &str = "/v1/nodes/connect";
+
+/// A message from the agent to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Uplink {
+    /// First message of every session.
+    Hello(Hello),
+    /// Durable records of the store, oldest first.
+    Batch(Batch),
+    /// The newest values and sensor states (not part of the stream).
+    Live(LiveUpdate),
+    /// Keepalive; the peer answers [`Downlink::Pong`] with the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to [`Downlink::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// The agent has durably recorded a command: the hub marks it delivered and stops
+    /// resending it.
+    CommandAck {
+        /// The command's id.
+        id: String,
+    },
+    /// A command came to its end on the agent.
+    CommandResult {
+        /// The command's id.
+        id: String,
+        /// How it ended.
+        outcome: CommandOutcome,
+    },
+    /// The generations of desired state the agent has applied, per sensor.
+    Observed(Observed),
+    /// Recent log lines, answering [`Downlink::FetchLogs`].
+    Logs(LogBatch),
+}
+
+/// A message from the hub to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Downlink {
+    /// Answer to a hello: where the agent resumes.
+    Welcome(Welcome),
+    /// The hub's contiguous watermark for an epoch: every number up to `watermark`
+    /// (inclusive) is persisted at the hub or known not to exist.
+    Ack {
+        /// The store epoch.
+        epoch: StoreEpoch,
+        /// Highest number of the contiguous prefix the hub holds.
+        watermark: u64,
+    },
+    /// The hub refuses the session (sent just before it closes the connection).
+    Refused {
+        /// Why, for programs.
+        code: RefusalCode,
+        /// Why, for people.
+        message: String,
+    },
+    /// Keepalive; the agent answers [`Uplink::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to [`Uplink::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// The node's desired sensor state, whole (level-triggered): sent after every welcome
+    /// and whenever it changes.
+    Desired(DesiredSpec),
+    /// A command to apply once. Resent after every welcome until the agent acks it.
+    Command(Command),
+    /// Asks for recent agent log lines.
+    FetchLogs {
+        /// Echoed in [`LogBatch::request`].
+        request: u64,
+        /// Only lines about this sensor, when given.
+        sensor: Option<String>,
+        /// At most this many lines, newest last.
+        max_lines: u32,
+    },
+}
+
+/// First message of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the agent. Keep first.
+    pub protocol_version: u16,
+    /// The node's name; must be the token's node.
+    pub node: String,
+    /// The agent's store epoch.
+    pub epoch: StoreEpoch,
+    /// This boot of the agent.
+    pub boot: BootId,
+    /// `CARGO_PKG_VERSION` of the agent.
+    pub agent_version: String,
+    /// The first number the agent's store has not seen acked.
+    pub first_unacked: u64,
+    /// One past the agent's newest durable record.
+    pub durable_end: u64,
+}
+
+/// The hub's answer to a hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// [`PROTOCOL_VERSION`] of the hub.
+    pub protocol_version: u16,
+    /// The epoch of the hello.
+    pub epoch: StoreEpoch,
+    /// The hub's contiguous watermark for that epoch; `None` when it holds nothing of it
+    /// (a new epoch: a replaced SD card is synced from its start).
+    pub watermark: Option<u64>,
+    /// The hub's clock, ns since the Unix epoch, UTC.
+    pub server_utc_ns: i64,
+}
+
+/// Durable records of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The store epoch.
+    pub epoch: StoreEpoch,
+    /// First number the batch covers.
+    pub first: u64,
+    /// Last number the batch covers (inclusive); numbers of `first..=last` missing from the
+    /// payload do not exist in the store.
+    pub last: u64,
+    /// How `payload` is encoded.
+    pub encoding: BatchEncoding,
+    /// The records with their numbers ([`batch::encode_batch`]).
+    pub payload: Vec<u8>,
+}
+
+/// Why a hub refused a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RefusalCode {
+    /// The hello's protocol version is not spoken here.
+    ProtocolVersion,
+    /// The hello names another node than the token's.
+    WrongNode,
+    /// A message could not be decoded.
+    Malformed,
+    /// A message or a batch's decoded size passed its cap.
+    TooLarge,
+    /// A message that is not allowed now (a batch before the hello, a second hello).
+    Unexpected,
+    /// A newer session of the same node replaced this one.
+    Replaced,
+    /// The hub could not persist (its disk); try again later.
+    Unavailable,
+}
+
+/// The newest values and states, sent first on every connection and then periodically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveUpdate {
+    /// When the agent made this update.
+    pub time: Timestamp,
+    /// The newest reading of every (sensor, quantity) that changed since the last update.
+    pub readings: Vec<Reading>,
+    /// Every sensor's state (all of them, each update).
+    pub sensors: Vec<SensorReport>,
+    /// The store's unsent backlog.
+    pub backlog: BacklogReport,
+}
+
+/// One sensor as the agent sees it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorReport {
+    /// The sensor's number in readings.
+    pub sensor: crate::SensorId,
+    /// Its name in the config file.
+    pub name: String,
+    /// Its configured kind (`ublox`, `bme280`, ...).
+    pub kind: String,
+    /// Its state.
+    pub state: SensorState,
+    /// Why it is in that state.
+    pub reason: String,
+    /// Restarts since the agent started.
+    pub restarts: u32,
+    /// When it last restarted, and why.
+    pub last_restart: Option<(Timestamp, String)>,
+    /// The last error seen, if any.
+    pub last_error: Option<String>,
+    /// Sampling interval in effect, ms (`None` for devices that send at their own rate).
+    pub interval_ms: Option<u32>,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Readings taken since the agent started.
+    pub readings: u64,
+}
+
+/// The store's unsent backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BacklogReport {
+    /// Durable records not yet acked.
+    pub records: u64,
+    /// Their bytes in the store.
+    pub bytes: u64,
+    /// Age of the oldest unsent record, s, when known.
+    pub oldest_age_s: Option<f64>,
+}
+
+/// Desired state of a node's sensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredSpec {
+    /// One entry per sensor the hub has a spec for.
+    pub sensors: Vec<DesiredSensorSpec>,
+}
+
+/// What the hub wants of one sensor: only what may change remotely (invariant 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredSensorSpec {
+    /// The sensor's name in the node's config file.
+    pub name: String,
+    /// Bumped by the hub at every change of this spec.
+    pub generation: u64,
+    /// Sampling interval, ms, when set.
+    pub interval_ms: Option<u32>,
+    /// Whether the sensor runs, when set.
+    pub enabled: Option<bool>,
+}
+
+/// What the agent applied of the desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// Per sensor.
+    pub sensors: Vec<ObservedSensor>,
+}
+
+/// The generation of one sensor's spec the agent has applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedSensor {
+    /// The sensor's name.
+    pub name: String,
+    /// The generation applied (or refused: then `refused` says why).
+    pub observed_generation: u64,
+    /// Why (part of) the spec could not be applied (an unknown sensor, an interval below
+    /// what the part can do).
+    pub refused: Option<String>,
+}
+
+/// A command, edge-triggered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique at the hub; the agent remembers the ids it applied.
+    pub id: String,
+    /// After this, UTC ns, the agent does not apply it (reports it expired).
+    pub expires_utc_ns: i64,
+    /// What to do.
+    pub action: CommandAction,
+}
+
+/// What a command does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CommandAction {
+    /// Restart a sensor: soft (close, reopen, re-initialise) or hard (power-cycle its power
+    /// line first).
+    RestartSensor {
+        /// The sensor's name.
+        sensor: String,
+        /// Power-cycle first.
+        hard: bool,
+    },
+}
+
+/// How a command ended on the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CommandOutcome {
+    /// Done.
+    Succeeded {
+        /// What happened, for the operator.
+        message: String,
+    },
+    /// Not done, or not completely.
+    Failed {
+        /// Why (including "interrupted by an agent restart").
+        message: String,
+    },
+    /// Arrived after its expiry; not applied.
+    Expired,
+}
+
+/// Recent log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogBatch {
+    /// The [`Downlink::FetchLogs`] request this answers.
+    pub request: u64,
+    /// Oldest first.
+    pub lines: Vec<LogLine>,
+}
+
+/// One log line of the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When.
+    pub time: Timestamp,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`.
+    pub level: String,
+    /// The sensor it is about, when it is about one.
+    pub sensor: Option<String>,
+    /// The formatted line (message and fields).
+    pub message: String,
+}
+
+/// Why a message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {size} bytes is over the {max}-byte cap")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not a valid message of this protocol version.
+    #[error("malformed message: {0}")]
+    Malformed(postcard::Error),
+}
+
+macro_rules! codec {
+    ($ty:ty) => {
+        impl $ty {
+            /// Encodes for one binary WebSocket message.
+            pub fn encode(&self) -> Vec<u8> {
+                // Serializing these types into a Vec cannot fail: no maps, no unsized
+                // sequences, no custom serializers.
+                postcard::to_allocvec(self).unwrap_or_default()
+            }
+
+            /// Decodes one binary WebSocket message, refusing it above the size cap.
+            pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+                if bytes.len() > MAX_MESSAGE_BYTES {
+                    return Err(DecodeError::TooLarge {
+                        size: bytes.len(),
+                        max: MAX_MESSAGE_BYTES,
+                    });
+                }
+                postcard::from_bytes(bytes).map_err(DecodeError::Malformed)
+            }
+        }
+    };
+}
+codec!(Uplink);
+codec!(Downlink);
+
+/// The protocol version of a message that starts like a hello (variant 0, then the
+/// version), whatever the rest of it is; `None` if it is not a hello.
+pub fn hello_version(bytes: &[u8]) -> Option<u16> {
+    let (variant, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
+    if variant != 0 {
+        return None;
+    }
+    postcard::take_from_bytes::<u16>(rest).ok().map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Quality, Quantity, SensorId};
+    use alloc::vec;
+
+    fn hello() -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            node: "glider-1".into(),
+            epoch: StoreEpoch([3; 16]),
+            boot: BootId([4; 16]),
+            agent_version: "0.1.0".into(),
+            first_unacked: 10,
+            durable_end: 20,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let reading = Reading {
+            sensor: SensorId(2),
+            quantity: Quantity::AirPressure,
+            time: Timestamp::monotonic(7),
+            value: 19_400.5,
+            quality: Quality::GOOD,
+        };
+        let uplinks = vec![
+            Uplink::Hello(hello()),
+            Uplink::Batch(Batch {
+                epoch: StoreEpoch([3; 16]),
+                first: 10,
+                last: 12,
+                encoding: BatchEncoding::Postcard,
+                payload: vec![1, 2, 3],
+            }),
+            Uplink::Live(LiveUpdate {
+                time: Timestamp::monotonic(9),
+                readings: vec![reading],
+                sensors: vec![SensorReport {
+                    sensor: SensorId(2),
+                    name: "static".into(),
+                    kind: "ms5611".into(),
+                    state: SensorState::Running,
+                    reason: "ok".into(),
+                    restarts: 1,
+                    last_restart: Some((Timestamp::monotonic(3), "operator".into())),
+                    last_error: None,
+                    interval_ms: Some(100),
+                    enabled: true,
+                    readings: 99,
+                }],
+                backlog: BacklogReport {
+                    records: 5,
+                    bytes: 200,
+                    oldest_age_s: Some(1.5),
+                },
+            }),
+            Uplink::Ping { nonce: 1 },
+            Uplink::Pong { nonce: 2 },
+            Uplink::CommandAck { id: "c1".into() },
+            Uplink::CommandResult {
+                id: "c1".into(),
+                outcome: CommandOutcome::Failed {
+                    message: "interrupted by an agent restart".into(),
+                },
+            },
+            Uplink::Observed(Observed {
+                sensors: vec![ObservedSensor {
+                    name: "static".into(),
+                    observed_generation: 3,
+                    refused: None,
+                }],
+            }),
+            Uplink::Logs(LogBatch {
+                request: 4,
+                lines: vec![LogLine {
+                    time: Timestamp::monotonic(1),
+                    level: "WARN".into(),
+                    sensor: Some("gps".into()),
+                    message: "stalled".into(),
+                }],
+            }),
+        ];
+        for message in uplinks {
+            assert_eq!(Uplink::decode(&message.encode()), Ok(message));
+        }
+        let downlinks = vec![
+            Downlink::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                epoch: StoreEpoch([3; 16]),
+                watermark: Some(9),
+                server_utc_ns: 1_780_000_000_000_000_000,
+            }),
+            Downlink::Ack {
+                epoch: StoreEpoch([3; 16]),
+                watermark: 12,
+            },
+            Downlink::Refused {
+                code: RefusalCode::WrongNode,
+                message: "token is glider-2's".into(),
+            },
+            Downlink::Desired(DesiredSpec {
+                sensors: vec![DesiredSensorSpec {
+                    name: "static".into(),
+                    generation: 2,
+                    interval_ms: Some(200),
+                    enabled: None,
+                }],
+            }),
+            Downlink::Command(Command {
+                id: "c1".into(),
+                expires_utc_ns: 5,
+                action: CommandAction::RestartSensor {
+                    sensor: "cosmic-ray".into(),
+                    hard: true,
+                },
+            }),
+            Downlink::FetchLogs {
+                request: 4,
+                sensor: None,
+                max_lines: 100,
+            },
+        ];
+        for message in downlinks {
+            assert_eq!(Downlink::decode(&message.encode()), Ok(message));
+        }
+    }
+
+    #[test]
+    fn hello_version_is_readable_from_a_hello_of_another_version() {
+        let mut future = hello();
+        future.protocol_version = 9;
+        let mut bytes = Uplink::Hello(future).encode();
+        // A future hello may carry fields this build cannot decode.
+        bytes.truncate(4);
+        assert_eq!(hello_version(&bytes), Some(9));
+        assert_eq!(hello_version(&Uplink::Ping { nonce: 1 }.encode()), None);
+        assert_eq!(hello_version(&[]), None);
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_before_decoding() {
+        let bytes = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            Uplink::decode(&bytes),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = Uplink::decode(&bytes);
+            let _ = Downlink::decode(&bytes);
+            let _ = hello_version(&bytes);
+        }
+    }
+}
