@@ -185,6 +185,15 @@ async fn receive_hello(
             }
         };
         hub.registry.traffic(node, bytes.len() as u64, 0);
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(Refusal::new(
+                RefusalCode::TooLarge,
+                format!(
+                    "message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte cap",
+                    bytes.len()
+                ),
+            ));
+        }
         if let Some(version) = hello_version(&bytes)
             && version != PROTOCOL_VERSION
         {

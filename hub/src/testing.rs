@@ -314,6 +314,11 @@ impl HubProcess {
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            // Quiet unless asked: tests print the hub's log only when RUST_LOG says so.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
