@@ -119,13 +119,7 @@ fn main() -> anyhow::Result<()> {
                 aloft_hub::Hub::open(&data)?;
                 aloft_hub::pki::server_config(&data)?;
                 println!("aloft-hub listening on {}", listener.local_addr()?);
-                aloft_hub::server::run(
-                    &data,
-                    listener,
-                    aloft_hub::server::ServeOptions::default(),
-                    stop_signal(),
-                )
-                .await?;
+                aloft_hub::server::run(&data, listener, serve_options, stop_signal()).await?;
                 Ok(())
             })
         }
@@ -137,6 +131,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The control layer and extra API routes the hub serves with.
+fn serve_options(_hub: &aloft_hub::Hub) -> aloft_hub::server::ServeOptions {
+    aloft_hub::server::ServeOptions::default()
 }
 
 /// Resolves at SIGTERM or SIGINT.
