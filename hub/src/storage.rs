@@ -241,35 +241,24 @@ impl Streams {
         entries: &[(u64, Record)],
     ) -> Result<Option<u64>, StorageError> {
         let key = (node.to_owned(), epoch);
-        let cached = self
-            .cursors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        let cursor = self.db.write(|conn| -> Result<StreamCursor, StorageError> {
-            let mut cursor = match cached {
+        // The cursor is read and written back while the writer lock is held: two
+        // sessions of one node (a replaced one still persisting) never work from a stale
+        // cursor.
+        self.db.write(|conn| {
+            let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cursor = match cursors.remove(&key) {
                 Some(c) => c,
                 None => load_cursor(conn, node, epoch)?,
             };
             let tx = conn.transaction()?;
             ingest_in(&tx, node, &mut cursor, first, last, entries)?;
             tx.commit()?;
-            Ok(cursor)
-        });
-        let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
-        match cursor {
-            Ok(cursor) => {
-                let watermark = cursor.watermark;
-                cursors.insert(key, cursor);
-                Ok(watermark)
-            }
-            Err(e) => {
-                // The transaction rolled back: the cached cursor may be ahead of the disk.
-                cursors.remove(&key);
-                Err(e)
-            }
-        }
+            // Only a committed cursor goes back; after a failure the next batch reloads
+            // it from the database.
+            let watermark = cursor.watermark;
+            cursors.insert(key, cursor);
+            Ok(watermark)
+        })
     }
 
     /// Every stored record of a node in (epoch, seq) order, to `each`.
