@@ -34,9 +34,10 @@ use crate::sessions::SessionSignal;
 
 /// How long a new connection may take to say hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
-/// A session that hears nothing (not even a ping) for this long is closed. The agent
-/// pings every 15 s by default.
-pub const IDLE_DEADLINE: Duration = Duration::from_secs(120);
+/// A session that hears nothing (not even a ping) for this long is closed
+/// (docs/protocol.md: the hub's session silence limit). The agent pings every 15 s by
+/// default.
+pub const IDLE_DEADLINE: Duration = Duration::from_secs(60);
 /// Batches decoded and waiting for the persister, per session: reading and decoding the
 /// next batch overlaps persisting the previous one, and no more than this waits.
 pub const PIPELINE: usize = 2;
