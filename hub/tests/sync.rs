@@ -168,11 +168,14 @@ async fn batches_with_holes_and_duplicates_are_stored_once_and_acked_by_watermar
         again.hello(hello("glider", EPOCH)).await.unwrap().watermark,
         Some(9)
     );
-    drop(again);
+    // SIGTERM with a session open: the hub closes it and exits 0.
     assert!(
         run.hub.stop().unwrap().success(),
         "SIGTERM stops the hub cleanly"
     );
+    assert!(matches!(again.recv().await, Err(ClientError::Closed)));
+    // `init` never overwrites a hub.
+    assert!(HubProcess::init(Path::new(BIN), &run.data, "glider").is_err());
 
     // A restarted hub resumes from the same watermark.
     let hub = HubProcess::start(Path::new(BIN), &run.data).unwrap();
