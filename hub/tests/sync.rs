@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aloft_hub::testing::{
     ClientError, HubProcess, InitTokens, NodeClient, api_get, client_config, hello,
 };
-use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
+use aloft_protocol::sync::batch::{BatchEncoding, PREFERRED_ENCODING, encode_batch};
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, LiveUpdate, MAX_MESSAGE_BYTES, RefusalCode, Uplink,
 };
@@ -258,6 +258,15 @@ async fn bad_input_is_refused_with_its_code_and_nothing_is_stored_while_another_
     // Declares more records than the cap: what a batch inflating past the cap looks like
     // to the plain codec.
     let too_many = postcard::to_allocvec(&(1_000_000u32,)).unwrap();
+    let too_many = Uplink::Batch(Batch {
+        epoch: EPOCH,
+        first: 0,
+        last: 0,
+        // Plain postcard, whatever the preferred encoding: the cap is the decoder's.
+        encoding: BatchEncoding::Postcard,
+        payload: too_many,
+    })
+    .encode();
 
     enum Input {
         First(Vec<u8>),
@@ -298,7 +307,7 @@ async fn bad_input_is_refused_with_its_code_and_nothing_is_stored_while_another_
         ),
         (
             "batch inflating past the cap",
-            Input::AfterHello(batch_message(EPOCH, 0, 0, too_many)),
+            Input::AfterHello(too_many),
             RefusalCode::TooLarge,
         ),
         (
