@@ -588,7 +588,7 @@ fn ingest_in(
                 if before.is_none() {
                     // Readings of this boot that came before its first correlation.
                     tx.prepare_cached(
-                        "UPDATE records SET utc_ns = ?2 + (mono_ns - ?3), source = 3 \
+                        "UPDATE records SET utc_ns = CAST(?2 + (mono_ns - ?3) AS INTEGER), source = 3 \
                          WHERE kind = 0 AND boot = ?1 AND utc_ns IS NULL",
                     )?
                     .execute(params![key, correlation.1, correlation.0])?;
