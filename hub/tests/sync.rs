@@ -514,6 +514,15 @@ async fn the_api_returns_readings_with_utc_reconstructed_from_their_boots_correl
             agent_version: "test".into(),
         }),
         reading(1, 40, 18_800.0),
+        // A later correlation of the first boot, 7 ns of drift on: the reading at 30 s is
+        // nearer to it than to the one at 20 s.
+        Record::TimeCorrelation(TimeCorrelation {
+            boot_id: boot,
+            mono_ns: 35_000_000_000,
+            utc_ns: t0 + 15_000_000_000 + 7,
+            source: TimeSource::Gnss,
+            uncertainty_ns: None,
+        }),
     ];
     let entries: Vec<_> = records
         .into_iter()
@@ -541,7 +550,11 @@ async fn the_api_returns_readings_with_utc_reconstructed_from_their_boots_correl
     let utc: Vec<_> = lines.iter().map(|l| l["utc_ns"].as_i64()).collect();
     assert_eq!(
         utc,
-        vec![Some(t0 - 10_000_000_000), Some(t0 + 10_000_000_000), None]
+        vec![
+            Some(t0 - 10_000_000_000),
+            Some(t0 + 10_000_000_000 + 7),
+            None
+        ]
     );
     assert_eq!(lines[0]["time_source"], "reconstructed");
     assert_eq!(lines[1]["time_source"], "reconstructed");
