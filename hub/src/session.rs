@@ -13,7 +13,11 @@
 //! - Any bad input (undecodable, oversized, a batch that inflates past the cap or
 //!   contradicts its range, a message out of place) is answered with
 //!   `Downlink::Refused { code }` and the connection is closed; other sessions never notice.
-//! - A session that hears nothing for [`IDLE_DEADLINE`] ends (half-open links).
+//! - A session that hears nothing for [`IDLE_DEADLINE`], or whose send stalls for
+//!   [`SEND_DEADLINE`], ends (half-open links).
+//! - Batches are persisted in arrival order by one persister task per session, while the
+//!   session reads and decodes the next ([`PIPELINE`] at most waiting); acks go out in the
+//!   same order.
 
 use std::sync::Arc;
 use std::time::Duration;
