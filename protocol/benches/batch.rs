@@ -16,8 +16,8 @@
 //!
 //! For every candidate: bytes of payload per reading, batches of `BATCH` entries (and, for
 //! the chosen codec, other batch sizes), encode and decode speed in readings per second of
-//! one core, and an estimate of the bytes on the wire per reading (payload + batch message
-//! + WebSocket header + TLS record overhead + the hub's ack) beside the same readings as
+//! one core, and an estimate of the bytes on the wire per reading (payload, batch message,
+//! WebSocket header, TLS record overhead and the hub's ack) beside the same readings as
 //! KubeEdge-style JSON messages, one per reading.
 
 use std::hint::black_box;
@@ -105,10 +105,13 @@ fn rate(batches: &[&[(u64, Record)]], readings: usize, mut f: impl FnMut(usize))
     (readings * rounds) as f64 / start.elapsed().as_secs_f64()
 }
 
+type Encoder = Box<dyn Fn(&[(u64, Record)]) -> Vec<u8>>;
+type Decoder = Box<dyn Fn(&[u8]) -> Vec<(u64, Record)>>;
+
 struct Candidate {
     name: &'static str,
-    encode: Box<dyn Fn(&[(u64, Record)]) -> Vec<u8>>,
-    decode: Box<dyn Fn(&[u8]) -> Vec<(u64, Record)>>,
+    encode: Encoder,
+    decode: Decoder,
 }
 
 fn postcard_then(
