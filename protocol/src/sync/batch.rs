@@ -1531,7 +1531,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn arbitrary_entries_round_trip_bit_for_bit(entries in arb_entries()) {
