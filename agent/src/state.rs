@@ -567,6 +567,69 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_before_generations_and_outcomes_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // What the first agents wrote: bare command ids, one generation for the spec.
+        fs::write(
+            &path,
+            br#"{"version": 1, "state": {
+                "desired": {"generation": 7, "sensors": [{"name": "co2", "enabled": false}]},
+                "applied_commands": ["restart-co2-1", "restart-gps-2"],
+                "applying_command": null,
+                "last_good_utc_ns": 1780000000000000000}}"#,
+        )
+        .unwrap();
+        let state = load(&path).unwrap().unwrap();
+        assert_eq!(
+            state.applied("restart-gps-2"),
+            Some(&AppliedCommand {
+                id: "restart-gps-2".into(),
+                outcome: None
+            })
+        );
+        assert_eq!(state.desired_generation("co2"), Some(7));
+        assert_eq!(state.desired_generation("static"), None);
+        // Saved again in the new shape, it reads back the same.
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn an_outcome_recorded_later_completes_an_applied_id_and_clears_applying() {
+        let mut s = AgentState {
+            applying_command: Some("c1".into()),
+            ..AgentState::default()
+        };
+        s.record_outcome("c1".into(), RecordedOutcome::Expired);
+        assert_eq!(s.applying_command, None);
+        s.record_applied("c1".into());
+        assert_eq!(
+            s.applied("c1").and_then(|c| c.outcome.clone()),
+            Some(RecordedOutcome::Expired),
+            "a bare record does not erase a known outcome"
+        );
+        assert_eq!(s.applied_commands.len(), 1);
+    }
+
+    #[test]
+    fn a_state_file_update_that_cannot_be_saved_changes_nothing_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("state.json");
+        let file = StateFile::with_state(&path, sample());
+        let result = file.update(|s| s.applying_command = Some("c2".into()));
+        assert!(matches!(result, Err(StateError::Io { .. })), "{result:?}");
+        assert_eq!(file.snapshot(), sample());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        file.update(|s| s.applying_command = Some("c2".into()))
+            .unwrap();
+        assert_eq!(
+            load(&path).unwrap().and_then(|s| s.applying_command),
+            Some("c2".into())
+        );
+    }
+
+    #[test]
     fn a_command_interrupted_by_a_crash_counts_as_seen() {
         let s = AgentState {
             applying_command: Some("restart-gps-1".into()),

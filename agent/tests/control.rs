@@ -7,12 +7,12 @@
 //! from below by the interval the sensor samples at, which a slow machine only widens).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aloft_agent::clock::monotonic_ns;
 use aloft_agent::config::{self, AgentConfig};
-use aloft_agent::control::{self, ControlHandles, UtcClock, commands::INTERRUPTED};
+use aloft_agent::control::{self, ControlHandles, LogRing, UtcClock, commands::INTERRUPTED};
 use aloft_agent::sensor::LatestValues;
 use aloft_agent::sensor::simulation::{Simulation, SimulationTuning};
 use aloft_agent::state::{self, StateFile};
@@ -25,6 +25,7 @@ use aloft_protocol::{Record, SensorId, SensorState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// The longest any awaited event may take.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -134,6 +135,20 @@ struct Session {
     task: JoinHandle<()>,
 }
 
+/// The process's log ring, installed once as the global subscriber (as main does next to
+/// its fmt layer). Every test of this binary logs into it; the log test looks only for
+/// lines its own command id makes.
+fn log_ring() -> LogRing {
+    static RING: OnceLock<LogRing> = OnceLock::new();
+    RING.get_or_init(|| {
+        let (layer, ring) = control::log_ring(10_000);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("the only global subscriber");
+        ring
+    })
+    .clone()
+}
+
 fn fixed_utc(utc: Option<i64>) -> UtcClock {
     Arc::new(move || utc)
 }
@@ -143,12 +158,11 @@ impl Node {
     fn control(&self, utc: Option<i64>) -> Session {
         let (state, problem) = StateFile::open(&self.state_path);
         assert!(problem.is_none(), "state file unreadable: {problem:?}");
-        let (_layer, ring) = control::log_ring(16);
         let handles = ControlHandles::new(
             self.handle.clone(),
             Arc::new(state),
             Arc::clone(&self.config),
-            ring,
+            log_ring(),
         )
         .with_utc_clock(fixed_utc(utc));
         let (downlink, downlink_rx) = mpsc::channel(16);
@@ -580,6 +594,78 @@ async fn refused_specs_say_why_and_leave_the_sensors_as_they_were() {
     assert_eq!(health.interval, Some(Duration::from_millis(20)));
     assert!(health.enabled);
     assert_eq!(node.health("cosmic").interval, None);
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    session
+        .send(restart("c-logs", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    session.ack_and_result("c-logs").await;
+
+    session
+        .send(Downlink::FetchLogs {
+            request: 41,
+            sensor: Some("static".into()),
+            max_lines: 200,
+        })
+        .await;
+    let batch = match session.next().await {
+        Uplink::Logs(batch) => batch,
+        other => panic!("expected Logs, got {other:?}"),
+    };
+    assert_eq!(batch.request, 41);
+    assert!(batch.lines.len() <= 200);
+    assert!(
+        batch
+            .lines
+            .iter()
+            .all(|l| l.sensor.as_deref() == Some("static")),
+        "only the sensor's lines: {:?}",
+        batch.lines
+    );
+    let restarting = batch
+        .lines
+        .iter()
+        .position(|l| l.message.starts_with("Sensor restarting.") && l.message.contains("c-logs"))
+        .unwrap_or_else(|| panic!("the restart is in the log: {:?}", batch.lines));
+    assert!(
+        batch.lines[restarting..].iter().any(
+            |l| l.message.starts_with("Sensor state changed.") && l.message.contains("Running")
+        ),
+        "and its coming back after it: {:?}",
+        batch.lines
+    );
+    assert!(
+        batch
+            .lines
+            .windows(2)
+            .all(|w| w[0].time.mono_ns <= w[1].time.mono_ns),
+        "oldest first"
+    );
+
+    // The node's log has the control task's own lines, without a sensor.
+    session
+        .send(Downlink::FetchLogs {
+            request: 42,
+            sensor: None,
+            max_lines: 10_000,
+        })
+        .await;
+    let Uplink::Logs(all) = session.next().await else {
+        panic!("expected Logs");
+    };
+    assert!(
+        all.lines
+            .iter()
+            .any(|l| l.sensor.is_none() && l.message.contains("c-logs") && l.level == "INFO"),
+        "the command's own log lines"
+    );
     session.close().await;
     node.shutdown().await;
 }

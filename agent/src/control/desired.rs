@@ -139,11 +139,15 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     let sensors = handles.supervisor.sensors();
     let mut plan = plan(&handles.config, &sensors, spec);
     // Persisted first: a crash in the middle still boots with this spec (invariant 7).
+    // The hub resends the spec after every welcome: an unchanged one costs no SD write.
     let (desired, generations) = to_state(spec);
-    if let Err(e) = handles.state.update(|s| {
-        s.desired = desired;
-        s.desired_generations = generations;
-    }) {
+    let known = handles.state.snapshot();
+    if (known.desired != desired || known.desired_generations != generations)
+        && let Err(e) = handles.state.update(|s| {
+            s.desired = desired;
+            s.desired_generations = generations;
+        })
+    {
         tracing::error!(error = %e, "Could not persist the desired state; applied until the agent restarts.");
     }
     let generation = spec.sensors.iter().map(|s| s.generation).max().unwrap_or(0);

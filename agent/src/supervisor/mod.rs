@@ -691,7 +691,11 @@ impl Runner {
     fn idle(&mut self) -> Option<(String, ChangeReply)> {
         loop {
             let command = self.commands.recv().unwrap_or(Command::Stop);
-            match self.order(command)? {
+            // A change that needs nothing of the loop (a new interval) keeps it idle.
+            let Some(order) = self.order(command) else {
+                continue;
+            };
+            match order {
                 Order::Stop => return None,
                 Order::Enable { reason, reply } => return Some((reason, reply)),
                 // Nothing runs: a restart has nothing to do, a disable is already done.
@@ -1249,6 +1253,84 @@ mod tests {
         assert_eq!(
             health.last_restart.as_ref().map(|r| r.reason.as_str()),
             Some("soft restart: operator again")
+        );
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sensor_disabled_and_enabled_live_closes_and_reopens_without_counting_a_restart() {
+        let mut rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        rig.statuses_until(|s, _| s == SensorState::Running).await;
+        let handle = rig.supervisor.handle();
+        let mut changes = handle.changes();
+        changes.borrow_and_update();
+
+        let off = SensorChange {
+            interval: None,
+            enabled: Some(false),
+        };
+        assert_eq!(
+            handle.reconfigure("static", off, "generation 2").await,
+            Ok(())
+        );
+        let health = &handle.health()[0];
+        assert_eq!(health.state, SensorState::Disabled);
+        assert_eq!(health.reason, "disabled: generation 2");
+        assert!(!health.enabled);
+        assert!(
+            changes.has_changed().unwrap_or(false),
+            "the change is signalled"
+        );
+        assert_eq!(
+            handle.restart("static", RestartKind::Soft, "anyone?").await,
+            Err(SupervisorError::Disabled("static".into()))
+        );
+        // Disabling twice is no new change.
+        assert_eq!(handle.reconfigure("static", off, "again").await, Ok(()));
+        let seen = rig.statuses_until(|s, _| s == SensorState::Disabled).await;
+        assert_eq!(
+            seen.last().map(|s| s.1.as_str()),
+            Some("disabled: generation 2")
+        );
+
+        let on = SensorChange {
+            interval: None,
+            enabled: Some(true),
+        };
+        assert_eq!(
+            handle.reconfigure("static", on, "generation 3").await,
+            Ok(())
+        );
+        let seen = rig.statuses_until(|s, _| s == SensorState::Running).await;
+        assert_eq!(
+            seen.first(),
+            Some(&(SensorState::Starting, "enabled: generation 3".to_string()))
+        );
+        let health = &handle.health()[0];
+        assert!(health.enabled);
+        assert_eq!(health.restarts, 0, "switching off and on is not a restart");
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intervals_the_part_cannot_do_are_refused_before_reaching_the_sensor() {
+        let rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        let handle = rig.supervisor.handle();
+        let too_fast = SensorChange {
+            interval: Some(Duration::from_micros(1)),
+            enabled: None,
+        };
+        assert!(matches!(
+            handle.reconfigure("static", too_fast, "x").await,
+            Err(SupervisorError::IntervalTooShort { .. })
+        ));
+        assert_eq!(
+            handle.reconfigure("pitot", too_fast, "x").await,
+            Err(SupervisorError::UnknownSensor("pitot".into()))
+        );
+        assert_eq!(
+            handle.sensors(),
+            vec![("static".to_string(), SensorKind::Ms5611)]
         );
         rig.finish().await;
     }
