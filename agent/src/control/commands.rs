@@ -15,6 +15,11 @@ use crate::supervisor::{RestartKind, SupervisorHandle};
 /// The reason given for a command a crash interrupted.
 pub const INTERRUPTED: &str = "interrupted by an agent restart";
 
+/// The longest command id or sensor name the agent accepts, bytes. Ids are remembered
+/// ([`crate::state::MAX_APPLIED_COMMANDS`] of them): a hostile or broken hub must not grow
+/// the state file without bound (invariant 6).
+pub const MAX_NAME_BYTES: usize = 128;
+
 /// What the control task knows about a command beside the state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intake {
@@ -27,6 +32,10 @@ pub struct Intake {
 /// What to do with a command that arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Not a command this agent can take (an oversized id or name): ack it and report it
+    /// failed with this reason, without recording it (it can never be applied, so a
+    /// redelivery gets the same answer).
+    Malformed(String),
     /// Seen before and finished: ack it and send this outcome again, without acting.
     Repeat(RecordedOutcome),
     /// Queued or being applied now: ack it; its result follows when it ends.
@@ -43,6 +52,15 @@ pub enum Decision {
 
 /// Decides what to do with `command` given the state file and this run's queue.
 pub fn decide(state: &AgentState, command: &Command, intake: Intake) -> Decision {
+    let sensor_len = match &command.action {
+        CommandAction::RestartSensor { sensor, .. } => sensor.len(),
+        _ => 0,
+    };
+    if command.id.len() > MAX_NAME_BYTES || sensor_len > MAX_NAME_BYTES {
+        return Decision::Malformed(format!(
+            "refused: a command id or sensor name is longer than {MAX_NAME_BYTES} bytes"
+        ));
+    }
     if let Some(done) = state.applied(&command.id) {
         return Decision::Repeat(done.outcome.clone().unwrap_or(RecordedOutcome::Succeeded {
             message: "applied earlier (its outcome was not recorded by that agent version)".into(),
@@ -145,6 +163,24 @@ mod tests {
             at(Some(NOW)),
         );
         assert_eq!(d, Decision::Apply { utc_known: true });
+    }
+
+    #[test]
+    fn an_oversized_id_or_sensor_name_is_refused_without_being_remembered() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let d = decide(
+            &AgentState::default(),
+            &restart(&long, NOW + 1),
+            at(Some(NOW)),
+        );
+        assert!(matches!(d, Decision::Malformed(_)), "{d:?}");
+        let mut command = restart("c1", NOW + 1);
+        command.action = CommandAction::RestartSensor {
+            sensor: long,
+            hard: true,
+        };
+        let d = decide(&AgentState::default(), &command, at(Some(NOW)));
+        assert!(matches!(d, Decision::Malformed(_)), "{d:?}");
     }
 
     #[test]

@@ -109,20 +109,29 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
     Plan { targets, observed }
 }
 
-/// The spec as the state file keeps it: the desired state and each sensor's generation.
-pub fn to_state(spec: &DesiredSpec) -> (Option<DesiredState>, BTreeMap<String, u64>) {
-    if spec.sensors.is_empty() {
+/// The spec as the state file keeps it: the desired state and each sensor's generation,
+/// for the sensors the node has (`known`). Entries for other sensors are answered as
+/// refused but not kept: the file stays bounded by the config, whatever the hub sends,
+/// and the hub resends the whole spec after every welcome anyway.
+pub fn to_state(
+    spec: &DesiredSpec,
+    known: &[(String, SensorKind)],
+) -> (Option<DesiredState>, BTreeMap<String, u64>) {
+    let kept: Vec<_> = spec
+        .sensors
+        .iter()
+        .filter(|s| known.iter().any(|(name, _)| *name == s.name))
+        .collect();
+    if kept.is_empty() {
         return (None, BTreeMap::new());
     }
-    let generations = spec
-        .sensors
+    let generations = kept
         .iter()
         .map(|s| (s.name.clone(), s.generation))
         .collect();
     let desired = DesiredState {
-        generation: spec.sensors.iter().map(|s| s.generation).max().unwrap_or(0),
-        sensors: spec
-            .sensors
+        generation: kept.iter().map(|s| s.generation).max().unwrap_or(0),
+        sensors: kept
             .iter()
             .map(|s| DesiredSensor {
                 name: s.name.clone(),
@@ -140,7 +149,7 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     let mut plan = plan(&handles.config, &sensors, spec);
     // Persisted first: a crash in the middle still boots with this spec (invariant 7).
     // The hub resends the spec after every welcome: an unchanged one costs no SD write.
-    let (desired, generations) = to_state(spec);
+    let (desired, generations) = to_state(spec, &sensors);
     let known = handles.state.snapshot();
     if (known.desired != desired || known.desired_generations != generations)
         && let Err(e) = handles.state.update(|s| {
@@ -306,17 +315,25 @@ mod tests {
         let s = spec(&[
             ("static", 4, Some(250), None),
             ("co2", 9, None, Some(false)),
+            ("wing-strain", 11, None, Some(true)),
         ]);
-        let (desired, generations) = to_state(&s);
+        let mut config = config();
+        let (desired, generations) = to_state(&s, &sensors(&config));
         let desired = desired.unwrap();
         assert_eq!(desired.generation, 9);
         assert_eq!(generations.get("static"), Some(&4));
-        let mut config = config();
+        assert!(
+            !generations.contains_key("wing-strain"),
+            "a sensor the node does not have is not kept"
+        );
         assert!(desired.apply_to(&mut config).is_empty());
         assert_eq!(
             config.sensor("static").unwrap().1.interval,
             Some(Duration::from_millis(250))
         );
-        assert_eq!(to_state(&spec(&[])), (None, BTreeMap::new()));
+        assert_eq!(
+            to_state(&spec(&[]), &sensors(&config)),
+            (None, BTreeMap::new())
+        );
     }
 }

@@ -41,6 +41,9 @@
 //!   applied, because the hub checks the TTL against its own clock when it sends, so a
 //!   command that arrives is fresh within a link round trip, and refusing every command
 //!   until GPS time would leave operators unable to restart the GPS itself.
+//! - Hostile or broken input is answered, not obeyed (invariant 6): a command with an
+//!   oversized id or sensor name is reported failed and not remembered, and the state file
+//!   keeps only the spec entries of sensors the node has, so it stays bounded.
 //! - Desired state is level-triggered: each spec is the whole truth, fields it leaves out
 //!   go back to the config file's values, and it is persisted so the agent samples with it
 //!   at boot without a hub. Only interval and enabled change; the config file owns the
@@ -279,6 +282,19 @@ impl Controller {
                 self.send(Uplink::CommandResult {
                     id: command.id,
                     outcome: to_wire(&outcome),
+                })
+                .await
+            }
+            Decision::Malformed(message) => {
+                tracing::warn!(id_bytes = command.id.len(), "Malformed command refused.");
+                // The id is echoed as it came: the hub matches the answer by it.
+                self.send(Uplink::CommandAck {
+                    id: command.id.clone(),
+                })
+                .await?;
+                self.send(Uplink::CommandResult {
+                    id: command.id,
+                    outcome: CommandOutcome::Failed { message },
                 })
                 .await
             }
