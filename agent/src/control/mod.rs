@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`commands`]: a command's life on the agent (pure decisions over the state file).
-//! - [`desired`]: turning a [`DesiredSpec`] into live changes and an [`Observed`] answer.
+//! - [`desired`]: turning a `DesiredSpec` into live changes and an `Observed` answer.
 //! - [`logs`]: the ring of recent log lines that answers `FetchLogs` (a tracing layer).
 //!
 //! # Wiring (for the daemon)

@@ -4,13 +4,17 @@
 //! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
 //! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
 //! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
-//! under way. A disabled sensor gets no thread and stays `Disabled`. What a sensor produces
+//! under way. A disabled sensor's thread waits with its device closed, `Disabled`, until
+//! it is enabled. What a sensor produces
 //! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
 //! [`DescriptorRecord`] at every (re)start and a status record at every state change.
 //!
-//! [`Supervisor::restart`] is the operation the rest of the agent calls: soft (close,
-//! reopen, re-initialise) or hard (the sensor's power line off for `off_for`, then the soft
-//! path); it returns once the sensor is running again or has failed.
+//! Other tasks reach the sensors through a [`SupervisorHandle`] (cloneable): `restart`,
+//! soft (close, reopen, re-initialise) or hard (the sensor's power line off for `off_for`,
+//! then the soft path), returns once the sensor is running again or has failed;
+//! `reconfigure` changes the sampling interval (from the next tick, no reopen) and the
+//! enabled flag (close, or open again) live, within what the part can do; `changes` and
+//! `reports` let the uplink's live lane show every state change as it happens.
 //!
 //! Invariants: a sensor thread never panics on what a device does; every state change is
 //! recorded with its reason ([`state`]); a full records channel slows the sensor threads
