@@ -350,8 +350,16 @@ async fn a_restart_is_applied_once_and_a_redelivery_gets_the_same_answer_without
     assert_eq!(session.ack_and_result("c-1").await, outcome);
     session.close().await;
 
-    // Redelivered after an agent restart (a fresh control task from the state file).
+    // Redelivered after an agent restart (a fresh control task from the state file),
+    // which first resends the outcome in case a crash lost it on its way.
     let mut session = node.control(Some(NOW_UTC_NS));
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandResult {
+            id: "c-1".into(),
+            outcome: outcome.clone()
+        }
+    );
     session
         .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
         .await;
@@ -430,6 +438,14 @@ async fn an_expired_command_is_reported_expired_and_not_applied_even_when_redeli
 
     // A clock that now says it is earlier changes nothing: the answer is recorded.
     let mut session = node.control(Some(NOW_UTC_NS - HOUR_NS));
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandResult {
+            id: "c-old".into(),
+            outcome: CommandOutcome::Expired
+        },
+        "resent at start"
+    );
     session
         .send(restart("c-old", "static", false, NOW_UTC_NS - 1))
         .await;

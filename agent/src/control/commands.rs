@@ -81,6 +81,21 @@ pub fn decide(state: &AgentState, command: &Command, intake: Intake) -> Decision
     }
 }
 
+/// The outcomes of the newest `n` finished commands, oldest first: resent at every start,
+/// because a crash can come between recording an outcome and the hub receiving it, and
+/// the hub, which had the command's ack, would not deliver it again to ask.
+pub fn recent_results(state: &AgentState, n: usize) -> Vec<(String, RecordedOutcome)> {
+    let mut recent: Vec<_> = state
+        .applied_commands
+        .iter()
+        .rev()
+        .filter_map(|c| Some((c.id.clone(), c.outcome.clone()?)))
+        .take(n)
+        .collect();
+    recent.reverse();
+    recent
+}
+
 /// At start: a command still "applying" was interrupted by a crash. Records it as failed
 /// and returns it for reporting; `None` when there is none.
 pub fn close_interrupted(state: &mut AgentState) -> Option<(String, RecordedOutcome)> {
@@ -244,6 +259,24 @@ mod tests {
             decide(&AgentState::default(), &restart("any", 0), at(None)),
             Decision::Apply { utc_known: false },
             "a board that never knew UTC applies what the hub sent"
+        );
+    }
+
+    #[test]
+    fn the_newest_recorded_outcomes_are_resent_oldest_first() {
+        let mut state = AgentState::default();
+        for i in 0..5 {
+            state.record_outcome(format!("c{i}"), RecordedOutcome::Expired);
+        }
+        state.record_applied("bare".into());
+        let ids: Vec<_> = recent_results(&state, 3)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            ids,
+            vec!["c2", "c3", "c4"],
+            "ids without an outcome are skipped"
         );
     }
 

@@ -32,6 +32,9 @@
 //!   redelivered command is acked and answered with the recorded outcome, never re-run. A
 //!   command found "applying" at start was interrupted by a crash: it is reported
 //!   `Failed` ("interrupted by an agent restart") and never re-run.
+//! - Results reach the hub even across a crash: there is no ack of a result, so at every
+//!   start the agent resends the newest [`RESENT_AT_START`] recorded outcomes (the hub
+//!   takes a result for a command it already closed as a repeat and ignores it).
 //! - Commands are applied one at a time, in arrival order (the state file has one
 //!   "applying" slot); desired state and log fetches are answered meanwhile.
 //! - Expiry: a command whose expiry has passed by the agent's trusted UTC is reported
@@ -142,6 +145,11 @@ pub fn log_ring(capacity: usize) -> (LogRingLayer, LogRing) {
     logs::log_ring(capacity)
 }
 
+/// Outcomes resent at every start: more than the commands that can finish between a
+/// result's recording and its arrival at the hub (one applies at a time; a few may finish
+/// while the link is down), few enough to cost nothing.
+pub const RESENT_AT_START: usize = 8;
+
 type Applying = Pin<Box<dyn Future<Output = (String, RecordedOutcome)> + Send>>;
 
 /// The uplink is gone: the agent is stopping.
@@ -154,7 +162,7 @@ struct Controller {
 
 impl Controller {
     async fn run(self, mut downlink: mpsc::Receiver<Downlink>) {
-        if self.report_interrupted().await.is_err() {
+        if self.report_at_start().await.is_err() {
             return;
         }
         let mut queue: VecDeque<Command> = VecDeque::new();
@@ -210,8 +218,18 @@ impl Controller {
         self.uplink.send(message).await.map_err(|_| UplinkClosed)
     }
 
-    /// Reports a command a crash interrupted, and records it as finished (invariant 4).
-    async fn report_interrupted(&self) -> Result<(), UplinkClosed> {
+    /// At start: resends the newest outcomes (a crash may have lost them on their way),
+    /// then reports a command a crash interrupted and records it as finished (invariant 4).
+    async fn report_at_start(&self) -> Result<(), UplinkClosed> {
+        let snapshot = self.handles.state.snapshot();
+        for (id, outcome) in commands::recent_results(&snapshot, RESENT_AT_START) {
+            tracing::debug!(command = %id, "Resending a command's outcome.");
+            self.send(Uplink::CommandResult {
+                id,
+                outcome: to_wire(&outcome),
+            })
+            .await?;
+        }
         let interrupted = self.handles.state.update(commands::close_interrupted);
         match interrupted {
             Ok(Some((id, outcome))) => {
