@@ -298,4 +298,82 @@ mod tests {
         );
         assert_eq!(close_interrupted(&mut state), None, "reported once");
     }
+
+    /// Where a simulated agent dies while handling a delivery.
+    #[derive(Debug, Clone, Copy)]
+    enum Crash {
+        Never,
+        AfterApplyingRecorded,
+        AfterActing,
+    }
+
+    fn crash() -> impl proptest::strategy::Strategy<Value = Crash> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(Crash::Never),
+            proptest::strategy::Just(Crash::AfterApplyingRecorded),
+            proptest::strategy::Just(Crash::AfterActing),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Model of the control task over any sequence of deliveries (redeliveries
+        /// included), crashes and restarts: no command acts twice, and every answer the
+        /// hub gets for an id is the same one.
+        #[test]
+        fn any_deliveries_and_crashes_apply_each_command_at_most_once_with_one_answer(
+            deliveries in proptest::collection::vec((0u8..4, -1i64..2, crash()), 1..40)
+        ) {
+            use std::collections::HashMap;
+            let mut state = AgentState::default();
+            let mut acted: HashMap<String, u32> = HashMap::new();
+            let mut answers: HashMap<String, Vec<RecordedOutcome>> = HashMap::new();
+            let agent_restarts = |state: &mut AgentState, answers: &mut HashMap<String, Vec<RecordedOutcome>>| {
+                for (id, outcome) in recent_results(state, 8) {
+                    answers.entry(id).or_default().push(outcome);
+                }
+                if let Some((id, outcome)) = close_interrupted(state) {
+                    answers.entry(id).or_default().push(outcome);
+                }
+            };
+            for (n, expiry, crash) in deliveries {
+                let id = format!("c{n}");
+                let command = restart_cmd(&id, NOW + expiry * HOUR_NS_TEST);
+                match decide(&state, &command, at(Some(NOW))) {
+                    Decision::Repeat(o) => answers.entry(id).or_default().push(o),
+                    Decision::Expired => {
+                        state.record_outcome(id.clone(), RecordedOutcome::Expired);
+                        answers.entry(id).or_default().push(RecordedOutcome::Expired);
+                    }
+                    Decision::Apply { .. } => {
+                        state.applying_command = Some(id.clone());
+                        if let Crash::AfterApplyingRecorded = crash {
+                            agent_restarts(&mut state, &mut answers);
+                            continue;
+                        }
+                        *acted.entry(id.clone()).or_default() += 1;
+                        if let Crash::AfterActing = crash {
+                            agent_restarts(&mut state, &mut answers);
+                            continue;
+                        }
+                        let done = RecordedOutcome::Succeeded { message: "ok".into() };
+                        state.record_outcome(id.clone(), done.clone());
+                        answers.entry(id).or_default().push(done);
+                    }
+                    other => proptest::prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            for (id, count) in &acted {
+                proptest::prop_assert!(*count <= 1, "{} acted {} times", id, count);
+            }
+            for (id, said) in &answers {
+                proptest::prop_assert!(said.windows(2).all(|w| w[0] == w[1]), "{}: {:?}", id, said);
+            }
+        }
+    }
+
+    const HOUR_NS_TEST: i64 = 3_600_000_000_000;
+
+    fn restart_cmd(id: &str, expires_utc_ns: i64) -> Command {
+        restart(id, expires_utc_ns)
+    }
 }
