@@ -60,6 +60,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aloft_protocol::sync::{Command, CommandOutcome, Downlink, Uplink};
 use tokio::sync::mpsc;
@@ -89,7 +90,16 @@ pub struct ControlHandles {
     pub logs: LogRing,
     /// Trusted UTC for command expiry (the daemon's clock by default).
     pub utc_now: UtcClock,
+    /// How long a command may take before it is reported failed
+    /// ([`DEFAULT_COMMAND_PATIENCE`] by default).
+    pub command_patience: Duration,
 }
+
+/// How long a command may take by default: far more than any restart (a u-blox
+/// re-initialises in a second or two, a power line stays off for seconds), so only a device
+/// wedged in its open reaches it. Commands apply one at a time: without a bound, one wedged
+/// sensor would hold back every later command, restarts of other sensors included.
+pub const DEFAULT_COMMAND_PATIENCE: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for ControlHandles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +126,7 @@ impl ControlHandles {
             config,
             logs,
             utc_now: Arc::new(|| AgentClock::new().now().utc_ns),
+            command_patience: DEFAULT_COMMAND_PATIENCE,
         }
     }
 
@@ -123,6 +134,12 @@ impl ControlHandles {
     /// none at all).
     pub fn with_utc_clock(mut self, utc_now: UtcClock) -> Self {
         self.utc_now = utc_now;
+        self
+    }
+
+    /// With another bound on how long a command may take.
+    pub fn with_command_patience(mut self, patience: Duration) -> Self {
+        self.command_patience = patience;
         self
     }
 }
@@ -372,8 +389,18 @@ impl Controller {
         self.send(Uplink::CommandAck { id: id.clone() }).await?;
         tracing::info!(command = %id, action = ?command.action, "Applying command.");
         let supervisor = self.handles.supervisor.clone();
+        let patience = self.handles.command_patience;
         let future: Applying = Box::pin(async move {
-            let outcome = commands::act(&supervisor, &command).await;
+            let outcome = tokio::time::timeout(patience, commands::act(&supervisor, &command))
+                .await
+                .unwrap_or_else(|_| RecordedOutcome::Failed {
+                    // The sensor's thread may still finish the restart: it was asked once
+                    // and is never asked again for this command.
+                    message: format!(
+                        "no answer within {:.1} s; the sensor may still be restarting",
+                        patience.as_secs_f64()
+                    ),
+                });
             (command.id, outcome)
         });
         Ok(Some((id, future)))
