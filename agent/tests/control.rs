@@ -776,16 +776,31 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
     session
         .send(restart("c-next", "other", false, NOW_UTC_NS + HOUR_NS))
         .await;
-    let stuck = session.ack_and_result("c-stuck").await;
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandAck {
+            id: "c-stuck".into()
+        }
+    );
+    // The hub resends the waiting one (a reconnect): it is not acked before it starts, so
+    // a crash now would not lose it.
+    session
+        .send(restart("c-next", "other", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    let stuck = match session.next().await {
+        Uplink::CommandResult { id, outcome } if id == "c-stuck" => outcome,
+        other => panic!("expected the result of c-stuck, got {other:?}"),
+    };
     assert!(
         matches!(&stuck, CommandOutcome::Failed { message } if message.contains("no answer within 1.0 s")),
         "{stuck:?}"
     );
-    // The queue goes on while the wedged sensor is still stuck.
+    // The queue goes on while the wedged sensor is still stuck: one ack, one result.
     assert!(matches!(
         session.ack_and_result("c-next").await,
         CommandOutcome::Succeeded { .. }
     ));
+    assert!(session.uplink.try_recv().is_err(), "nothing more");
     let on_disk = state::load(&state_path).unwrap().unwrap();
     assert_eq!(on_disk.applying_command, None);
     assert!(on_disk.applied("c-stuck").is_some());

@@ -25,7 +25,7 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub struct Intake {
     /// Trusted UTC now, ns; `None` while the agent has none.
     pub now_utc_ns: Option<i64>,
-    /// A command with this id is queued or being applied in this run.
+    /// A command with this id is being applied in this run (recorded and acked).
     pub waiting: bool,
 }
 
@@ -38,7 +38,7 @@ pub enum Decision {
     Malformed(String),
     /// Seen before and finished: ack it and send this outcome again, without acting.
     Repeat(RecordedOutcome),
-    /// Queued or being applied now: ack it; its result follows when it ends.
+    /// Being applied now: ack it again; its result follows when it ends.
     AlreadyUnderWay,
     /// Past its expiry: record and report it `Expired`, do not apply it.
     Expired,
@@ -232,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_queued_in_this_run_is_only_acked_again() {
+    fn a_command_being_applied_in_this_run_is_only_acked_again() {
         let intake = Intake {
             now_utc_ns: Some(NOW),
             waiting: true,

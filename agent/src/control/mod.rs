@@ -36,7 +36,9 @@
 //!   start the agent resends the newest [`RESENT_AT_START`] recorded outcomes (the hub
 //!   takes a result for a command it already closed as a repeat and ignores it).
 //! - Commands are applied one at a time, in arrival order (the state file has one
-//!   "applying" slot); desired state and log fetches are answered meanwhile.
+//!   "applying" slot); desired state and log fetches are answered meanwhile. A command is
+//!   acked when it starts, right after its durable "applying" record: one still waiting
+//!   is not acked, so the hub delivers it again if the agent dies before it starts.
 //! - Expiry: a command whose expiry has passed by the agent's trusted UTC is reported
 //!   `Expired` and not applied. When the agent has no trusted UTC (a board booted in 1970
 //!   before its first GPS fix), it compares with the last good UTC it persisted, a lower
@@ -166,6 +168,10 @@ pub fn log_ring(capacity: usize) -> (LogRingLayer, LogRing) {
 /// result's recording and its arrival at the hub (one applies at a time; a few may finish
 /// while the link is down), few enough to cost nothing.
 pub const RESENT_AT_START: usize = 8;
+
+/// Commands waiting behind the one being applied. They are acked only when they start, so
+/// one left out is delivered again by the hub; the bound keeps a flood from growing memory.
+pub const MAX_QUEUED_COMMANDS: usize = 64;
 
 type Applying = Pin<Box<dyn Future<Output = (String, RecordedOutcome)> + Send>>;
 
@@ -300,11 +306,14 @@ impl Controller {
         in_flight: Option<&str>,
         queue: &mut VecDeque<Command>,
     ) -> Result<(), UplinkClosed> {
-        let waiting =
-            in_flight == Some(command.id.as_str()) || queue.iter().any(|c| c.id == command.id);
+        if queue.iter().any(|c| c.id == command.id) {
+            // Waiting, not yet recorded: its ack comes when it starts. Acking it now would
+            // let a crash before then lose it (the hub stops delivering acked commands).
+            return Ok(());
+        }
         let intake = Intake {
             now_utc_ns: (self.handles.utc_now)(),
-            waiting,
+            waiting: in_flight == Some(command.id.as_str()),
         };
         let decision = commands::decide(&self.handles.state.snapshot(), &command, intake);
         match decision {
@@ -358,7 +367,12 @@ impl Controller {
                 if !utc_known {
                     tracing::warn!(command = %command.id, "No trusted UTC to check the command's expiry against; applying it (the hub checked it when it sent).");
                 }
-                queue.push_back(command);
+                if queue.len() >= MAX_QUEUED_COMMANDS {
+                    // Not acked, so the hub delivers it again after the next welcome.
+                    tracing::warn!(command = %command.id, queued = queue.len(), "Too many commands waiting; this one is left for the hub to resend.");
+                } else {
+                    queue.push_back(command);
+                }
                 Ok(())
             }
         }
