@@ -7,6 +7,7 @@
 //! from below by the interval the sensor samples at, which a slow machine only widens).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -729,6 +730,7 @@ impl Device for Wedged {
 async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = config::parse(&config_text(dir.path()), "control-test.toml").unwrap();
+    let now = Arc::new(AtomicI64::new(NOW_UTC_NS));
     let release = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let slot = |id: u16, name: &str, wedges: bool| SensorSlot {
         id: SensorId(id),
@@ -760,8 +762,11 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
         Arc::new(config),
         log_ring(),
     )
-    .with_utc_clock(fixed_utc(Some(NOW_UTC_NS)))
-    .with_command_patience(Duration::from_secs(1));
+    .with_utc_clock({
+        let now = Arc::clone(&now);
+        Arc::new(move || Some(now.load(Ordering::SeqCst)))
+    })
+    .with_command_patience(Duration::from_secs(2));
     let (downlink, downlink_rx) = mpsc::channel(16);
     let (uplink_tx, uplink) = mpsc::channel(16);
     let mut session = Session {
@@ -774,7 +779,23 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
         .send(restart("c-stuck", "wedged", false, NOW_UTC_NS + HOUR_NS))
         .await;
     session
-        .send(restart("c-next", "other", false, NOW_UTC_NS + HOUR_NS))
+        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .await;
+    session
+        .send(restart("c-late", "other", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    // The hub resends the waiting one (a reconnect): it is not acked before it starts, so
+    // a crash now would not lose it.
+    session
+        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .await;
+    // Messages are handled in order: the answer to this one says all above were taken.
+    session
+        .send(Downlink::FetchLogs {
+            request: 9,
+            sensor: Some("none".into()),
+            max_lines: 1,
+        })
         .await;
     assert_eq!(
         session.next().await,
@@ -782,17 +803,15 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
             id: "c-stuck".into()
         }
     );
-    // The hub resends the waiting one (a reconnect): it is not acked before it starts, so
-    // a crash now would not lose it.
-    session
-        .send(restart("c-next", "other", false, NOW_UTC_NS + HOUR_NS))
-        .await;
+    assert!(matches!(session.next().await, Uplink::Logs(b) if b.request == 9));
+    // Two hours pass while they wait: c-late expires in the queue.
+    now.store(NOW_UTC_NS + 2 * HOUR_NS, Ordering::SeqCst);
     let stuck = match session.next().await {
         Uplink::CommandResult { id, outcome } if id == "c-stuck" => outcome,
         other => panic!("expected the result of c-stuck, got {other:?}"),
     };
     assert!(
-        matches!(&stuck, CommandOutcome::Failed { message } if message.contains("no answer within 1.0 s")),
+        matches!(&stuck, CommandOutcome::Failed { message } if message.contains("no answer within 2.0 s")),
         "{stuck:?}"
     );
     // The queue goes on while the wedged sensor is still stuck: one ack, one result.
@@ -800,6 +819,11 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
         session.ack_and_result("c-next").await,
         CommandOutcome::Succeeded { .. }
     ));
+    assert_eq!(
+        session.ack_and_result("c-late").await,
+        CommandOutcome::Expired,
+        "expiry is checked again when a waiting command's turn comes"
+    );
     assert!(session.uplink.try_recv().is_err(), "nothing more");
     let on_disk = state::load(&state_path).unwrap().unwrap();
     assert_eq!(on_disk.applying_command, None);

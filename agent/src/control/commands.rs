@@ -69,15 +69,21 @@ pub fn decide(state: &AgentState, command: &Command, intake: Intake) -> Decision
     if intake.waiting || state.applying_command.as_deref() == Some(command.id.as_str()) {
         return Decision::AlreadyUnderWay;
     }
-    match intake.now_utc_ns {
-        Some(now) if now > command.expires_utc_ns => Decision::Expired,
-        Some(_) => Decision::Apply { utc_known: true },
-        // Without trusted UTC, only the last good UTC (a lower bound of now) can prove a
-        // command expired.
-        None => match state.last_good_utc_ns {
-            Some(bound) if bound > command.expires_utc_ns => Decision::Expired,
-            _ => Decision::Apply { utc_known: false },
-        },
+    if has_expired(state, command, intake.now_utc_ns) {
+        Decision::Expired
+    } else {
+        Decision::Apply {
+            utc_known: intake.now_utc_ns.is_some(),
+        }
+    }
+}
+
+/// Whether `command` is past its expiry by trusted UTC `now`; without it, by the last good
+/// UTC, a lower bound of now (so only a command surely expired counts as expired).
+pub fn has_expired(state: &AgentState, command: &Command, now_utc_ns: Option<i64>) -> bool {
+    match now_utc_ns.or(state.last_good_utc_ns) {
+        Some(now) => now > command.expires_utc_ns,
+        None => false,
     }
 }
 

@@ -343,26 +343,7 @@ impl Controller {
                 .await
             }
             Decision::AlreadyUnderWay => self.send(Uplink::CommandAck { id: command.id }).await,
-            Decision::Expired => {
-                tracing::info!(command = %command.id, expires_utc_ns = command.expires_utc_ns, "Command arrived after its expiry; not applied.");
-                let id = command.id.clone();
-                let recorded = self
-                    .handles
-                    .state
-                    .update(|s| s.record_outcome(id, RecordedOutcome::Expired));
-                if let Err(e) = recorded {
-                    tracing::warn!(command = %command.id, error = %e, "Could not record the expired command.");
-                }
-                self.send(Uplink::CommandAck {
-                    id: command.id.clone(),
-                })
-                .await?;
-                self.send(Uplink::CommandResult {
-                    id: command.id,
-                    outcome: CommandOutcome::Expired,
-                })
-                .await
-            }
+            Decision::Expired => self.expire(command).await,
             Decision::Apply { utc_known } => {
                 if !utc_known {
                     tracing::warn!(command = %command.id, "No trusted UTC to check the command's expiry against; applying it (the hub checked it when it sent).");
@@ -382,6 +363,11 @@ impl Controller {
     /// ended at once (its record could not be made durable, so it is not applied).
     async fn begin(&self, command: Command) -> Result<Option<(String, Applying)>, UplinkClosed> {
         let id = command.id.clone();
+        // It may have expired while it waited behind a slow one.
+        let now = (self.handles.utc_now)();
+        if commands::has_expired(&self.handles.state.snapshot(), &command, now) {
+            return self.expire(command).await.map(|()| None);
+        }
         let recorded = self
             .handles
             .state
@@ -418,6 +404,28 @@ impl Controller {
             (command.id, outcome)
         });
         Ok(Some((id, future)))
+    }
+
+    /// Records and reports a command that arrived (or waited) past its expiry.
+    async fn expire(&self, command: Command) -> Result<(), UplinkClosed> {
+        tracing::info!(command = %command.id, expires_utc_ns = command.expires_utc_ns, "Command past its expiry; not applied.");
+        let id = command.id.clone();
+        let recorded = self
+            .handles
+            .state
+            .update(|s| s.record_outcome(id, RecordedOutcome::Expired));
+        if let Err(e) = recorded {
+            tracing::warn!(command = %command.id, error = %e, "Could not record the expired command.");
+        }
+        self.send(Uplink::CommandAck {
+            id: command.id.clone(),
+        })
+        .await?;
+        self.send(Uplink::CommandResult {
+            id: command.id,
+            outcome: CommandOutcome::Expired,
+        })
+        .await
     }
 
     /// Records a command's outcome and reports it.
