@@ -23,8 +23,9 @@
 //! `ambient_pressure_from` name another sensor that can provide it (outside air only from
 //! a bme280: [`SensorKind::provides_outside_air`] says why); the store holds two segments
 //! ([`STORE_SEGMENT_BYTES`]) and two flush windows; `flush_interval` is above zero and at
-//! most a minute; the hub's URL is `ws://` or `wss://` with a host; no GPIO line powers
-//! two sensors.
+//! most a minute; the hub's URL is `ws://` or `wss://` with a host; the hub's keepalive is
+//! shorter than its read deadline, every hub duration is above zero, and the upload budget
+//! is at least [`UPLOAD_BYTES_PER_S_MIN`]; no GPIO line powers two sensors.
 
 mod errors;
 mod load;
@@ -227,13 +228,48 @@ fn enabled() -> bool {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HubConfig {
-    /// `wss://hub.example.org:8443/v1/nodes`.
+    /// `wss://hub.example.org:8443/v1/nodes/connect`.
     pub url: String,
     /// File holding the node's token.
     pub token_file: PathBuf,
-    /// CA certificate to trust for the hub.
+    /// CA certificate to trust for the hub (PEM); without it, the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A keepalive ping this often.
+    #[serde(with = "humantime_serde", default = "default_keepalive")]
+    pub keepalive: Duration,
+    /// Nothing received from the hub for this long: the link is dead (half-open), reconnect.
+    #[serde(with = "humantime_serde", default = "default_read_deadline")]
+    pub read_deadline: Duration,
+    /// Upper bound of the jittered delay between connection attempts.
+    #[serde(with = "humantime_serde", default = "default_reconnect_max")]
+    pub reconnect_max: Duration,
+    /// Upload bandwidth budget, bytes/s (the glider streams video over the same link).
+    #[serde(default = "default_upload_bytes_per_s")]
+    pub upload_bytes_per_s: u64,
+    /// A live update (newest values, sensor states, backlog) this often.
+    #[serde(with = "humantime_serde", default = "default_live_interval")]
+    pub live_interval: Duration,
+}
+
+fn default_keepalive() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_read_deadline() -> Duration {
+    Duration::from_secs(45)
+}
+
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_upload_bytes_per_s() -> u64 {
+    250_000
+}
+
+fn default_live_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// The local MQTT bus.
@@ -292,6 +328,10 @@ fn one() -> f64 {
 /// minutes of the simulated flight's stream (about 14 kB/s), small against the gigabytes of
 /// an SD card, and a lost segment never costs more than that.
 pub const STORE_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The smallest upload budget accepted, bytes/s: below it a batch of the smallest size and
+/// the live lane no longer fit in a read deadline.
+pub const UPLOAD_BYTES_PER_S_MIN: u64 = 2_000;
 
 /// An upper bound of a reading's size in the store, bytes (postcard-encoded record with its
 /// length and CRC is 30-50 bytes): what the flush-window estimate counts with.
