@@ -132,6 +132,8 @@ async fn serve(
     command: Option<Command>,
 ) -> Result<(), String> {
     let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+    // tungstenite's callback type fixes the error type: a response, large as it is.
+    #[allow(clippy::result_large_err)]
     let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let auth = request
             .headers()

@@ -638,6 +638,48 @@ mod tests {
         assert_eq!(cw.interval_or_default(), None);
     }
 
+    const MINIMAL: &str = "[node]\nname = 'n'\n[store]\npath = '/s'\nmax_bytes = 10_000_000_000\n\
+        full_policy = 'decimate'\nflush_interval = '1s'\nretain_acked = '1h'\n";
+
+    #[test]
+    fn hub_tunables_default_to_the_contract() {
+        let text =
+            format!("{MINIMAL}[hub]\nurl = 'wss://h:8443/v1/nodes/connect'\ntoken_file = '/t'\n");
+        let config = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let hub = config.hub.unwrap_or_else(|| panic!("hub"));
+        assert_eq!(hub.keepalive, Duration::from_secs(15));
+        assert_eq!(hub.read_deadline, Duration::from_secs(45));
+        assert_eq!(hub.reconnect_max, Duration::from_secs(5));
+        assert_eq!(hub.upload_bytes_per_s, 250_000);
+        assert_eq!(hub.live_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hub_tunables_that_cannot_work_are_reported_with_key_and_line() {
+        let text = format!(
+            "{MINIMAL}[hub]\nurl = 'wss://h/v1/nodes/connect'\ntoken_file = '/t'\n\
+             keepalive = '1m'\nread_deadline = '45s'\nreconnect_max = '0s'\n\
+             upload_bytes_per_s = 10\n"
+        );
+        let errors = parse(&text, "t.toml")
+            .err()
+            .unwrap_or_else(|| panic!("refused"));
+        let keys: Vec<(&str, usize)> = errors
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.position.map_or(0, |p| p.line)))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("hub.keepalive", 12),
+                ("hub.reconnect_max", 14),
+                ("hub.upload_bytes_per_s", 15)
+            ],
+            "{errors}"
+        );
+    }
+
     #[test]
     fn i2c_defaults_are_the_parts_usual_address_and_interval() {
         let s = sensor("name = 's'\nkind = 'ms5611'");

@@ -58,8 +58,6 @@ const FIRST_BYTES_PER_RECORD: u64 = 48;
 
 /// The first delay after a failed attempt; attempts are cheap, outages long.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
-/// A session that lasted this long starts the backoff over.
-const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Why one connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -170,9 +168,8 @@ impl HubLink {
     /// Connects, syncs, and reconnects until `shutdown` completes.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let policy = BackoffPolicy::new(RECONNECT_INITIAL, self.options.reconnect_max)
-            .with_jitter(0.5)
-            .with_reset_after(HEALTHY_AFTER);
+        let policy =
+            BackoffPolicy::new(RECONNECT_INITIAL, self.options.reconnect_max).with_jitter(0.5);
         let seed = u64::from_le_bytes(self.boot.0[..8].try_into().unwrap_or([0; 8]));
         let mut backoff = Backoff::new(policy, seed);
         loop {
@@ -188,8 +185,11 @@ impl HubLink {
                 Err(e) => e,
             };
             self.metrics.uplink.reconnect(error.reason());
-            let healthy_for = welcomed_at.map_or(Duration::ZERO, |w: Instant| w.elapsed());
-            let delay = backoff.next_delay(healthy_for);
+            // docs/protocol.md 5: a session that reached its welcome starts the backoff over.
+            if welcomed_at.is_some() {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay(Duration::ZERO);
             tracing::warn!(
                 url = %self.options.url,
                 reason = error.reason().label(),
@@ -309,11 +309,11 @@ impl HubLink {
 
         loop {
             // A control message held from a failed send goes first.
-            if let Some(message) = self.pending.take() {
-                if let Err(e) = out.send(&message).await {
-                    self.pending = Some(message);
-                    return Err(e);
-                }
+            if let Some(message) = self.pending.take()
+                && let Err(e) = out.send(&message).await
+            {
+                self.pending = Some(message);
+                return Err(e);
             }
             let request = session.next_read();
             let budget_wait = budget.wait(clock());
@@ -429,11 +429,11 @@ impl HubLink {
             BacklogReport {
                 records,
                 // Records are of similar size: the unsent share of the store's bytes.
-                bytes: if held == 0 {
-                    0
-                } else {
-                    stats.disk_bytes.saturating_mul(records.min(held)) / held
-                },
+                bytes: stats
+                    .disk_bytes
+                    .saturating_mul(records.min(held))
+                    .checked_div(held)
+                    .unwrap_or(0),
                 oldest_age_s: self
                     .metrics
                     .store
