@@ -445,3 +445,136 @@ async fn an_unknown_token_is_refused_before_the_upgrade_and_retried_with_backoff
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }
+
+/// deploy/examples/sim.toml with this test's store and endpoint and a `[hub]` of `peer`.
+fn daemon_config(dir: &Path, metrics_port: u16, url: &str) -> std::path::PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+    let text = std::fs::read_to_string(example).expect("sim.toml");
+    let text = text
+        .replace(
+            "/tmp/aloft-sim/store",
+            &dir.join("store").display().to_string(),
+        )
+        .replace(
+            "/tmp/aloft-sim/capture",
+            &dir.join("capture").display().to_string(),
+        )
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    let hub = format!(
+        "\n[hub]\nurl = \"{url}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\nkeepalive = \"1s\"\n\
+         read_deadline = \"5s\"\nreconnect_max = \"1s\"\n",
+        dir.join("token").display(),
+        dir.join("ca.pem").display()
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text + &hub).expect("config");
+    path
+}
+
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_with_the_cursor_kept()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = daemon_config(dir.path(), metrics_port, &peer.url);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut child = KillOnDrop(child);
+
+    let Seen::Hello(0, hello) = next_seen(&mut peer).await else {
+        panic!("a hello first");
+    };
+    assert_eq!(hello.node, "glider-sim");
+    // Live updates until one shows every sensor running with readings.
+    let mut batches = 0;
+    loop {
+        match next_seen(&mut peer).await {
+            Seen::Message(_, Uplink::Live(live)) => {
+                assert_eq!(live.sensors.len(), 6, "every configured sensor is reported");
+                let names: Vec<&str> = live.sensors.iter().map(|s| s.name.as_str()).collect();
+                assert!(names.contains(&"gps"), "{names:?}");
+                if live
+                    .sensors
+                    .iter()
+                    .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
+                    && batches > 0
+                {
+                    break;
+                }
+            }
+            Seen::Message(_, Uplink::Batch(_)) => batches += 1,
+            _ => {}
+        }
+    }
+    let metrics = scrape(metrics_port).await;
+    assert!(
+        metrics.contains("aloft_uplink_connected 1"),
+        "connected in /metrics:\n{metrics}"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut exit = None;
+    poll_until("the agent to stop", || {
+        exit = child.0.try_wait().ok().flatten();
+        exit.is_some()
+    })
+    .await;
+    let exit = exit.expect("exited");
+    assert!(exit.success(), "a clean exit, not {exit}");
+
+    // The store's cursor is where the hub's acks left it, and what the hub holds is the
+    // store's content.
+    let watermark = lock(&peer.held).watermark.expect("the hub holds records");
+    let outbox = open_store(&dir.path().join("store"));
+    assert!(outbox.first_unacked() > 0);
+    assert!(outbox.first_unacked() <= watermark + 1);
+    let held = lock(&peer.held);
+    let mut from = 0;
+    while from < outbox.first_unacked() {
+        let chunk = outbox.read_from(from, 1_000).expect("read");
+        for (seq, record) in chunk
+            .iter()
+            .take_while(|(s, _)| *s < outbox.first_unacked())
+        {
+            assert_eq!(held.records.get(seq), Some(record), "record {seq}");
+        }
+        from = chunk.last().map_or(u64::MAX, |(s, _)| s + 1);
+    }
+}
+
+/// The agent process, killed if the test fails before it stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
