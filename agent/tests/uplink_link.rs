@@ -487,10 +487,18 @@ async fn scrape(port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_with_the_cursor_kept()
-{
+async fn the_daemon_syncs_its_store_reports_every_sensor_live_applies_a_command_and_keeps_the_cursor()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let restart = Command {
+        id: "restart-static".into(),
+        expires_utc_ns: i64::MAX,
+        action: CommandAction::RestartSensor {
+            sensor: "static".into(),
+            hard: false,
+        },
+    };
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), Some(restart)).await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -509,27 +517,46 @@ async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_wit
         panic!("a hello first");
     };
     assert_eq!(hello.node, "glider-sim");
-    // Live updates until one shows every sensor running with readings.
-    let mut batches = 0;
+    // Live updates until one shows every sensor running with readings and the restart the
+    // hub's command asked for; the control layer acks the command and reports its result.
+    let (mut batches, mut acked, mut result) = (0, false, None);
     loop {
         match next_seen(&mut peer).await {
             Seen::Message(_, Uplink::Live(live)) => {
                 assert_eq!(live.sensors.len(), 6, "every configured sensor is reported");
                 let names: Vec<&str> = live.sensors.iter().map(|s| s.name.as_str()).collect();
                 assert!(names.contains(&"gps"), "{names:?}");
-                if live
+                let restarted = live
                     .sensors
                     .iter()
-                    .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
+                    .any(|s| s.name == "static" && s.restarts > 0);
+                if restarted
+                    && live
+                        .sensors
+                        .iter()
+                        .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
                     && batches > 0
+                    && acked
+                    && result.is_some()
                 {
                     break;
                 }
             }
             Seen::Message(_, Uplink::Batch(_)) => batches += 1,
+            Seen::Message(_, Uplink::CommandAck { id }) => acked |= id == "restart-static",
+            Seen::Message(_, Uplink::CommandResult { id, outcome }) if id == "restart-static" => {
+                result = Some(outcome);
+            }
             _ => {}
         }
     }
+    assert!(
+        matches!(
+            result,
+            Some(aloft_protocol::sync::CommandOutcome::Succeeded { .. })
+        ),
+        "{result:?}"
+    );
     let metrics = scrape(metrics_port).await;
     assert!(
         metrics.contains("aloft_uplink_connected 1"),
