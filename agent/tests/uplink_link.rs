@@ -430,6 +430,45 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_drains_no_faster_than_the_upload_budget() {
+    const RATE: u64 = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    for i in 0..3_000 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let end = outbox.durable_end();
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let options = options(dir.path(), &peer.url, TOKEN).with_upload_bytes_per_s(RATE);
+    let agent = start_agent(options, outbox);
+    assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    let started = Instant::now();
+    let store = agent.store.clone();
+    poll_until("the backlog to drain", || {
+        store.lock().first_unacked() == end
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let sent = agent.metrics.uplink.bytes_sent();
+    // The bucket starts full (16 KiB) and the hello and first live update go before it
+    // counts: whatever is beyond that took at least its time at the budget's rate. A slow
+    // machine only makes the drain slower, never faster.
+    let free = 16_384 + 4_096;
+    assert!(
+        sent > 2 * free,
+        "the test needs a backlog well over the burst ({sent} bytes)"
+    );
+    let floor = Duration::from_secs_f64((sent - free) as f64 / RATE as f64);
+    assert!(
+        elapsed >= floor,
+        "{sent} bytes in {elapsed:?}: faster than {RATE} B/s allows ({floor:?})"
+    );
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_token_is_refused_before_the_upgrade_and_retried_with_backoff() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = open_store(&dir.path().join("store"));

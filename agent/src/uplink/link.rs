@@ -237,6 +237,7 @@ impl HubLink {
             last_rx: Arc::clone(&last_rx),
             deadline,
             metrics: Arc::clone(&self.metrics),
+            sent_bytes: 0,
         };
         out.send(&Uplink::Hello(hello)).await?;
 
@@ -299,6 +300,7 @@ impl HubLink {
         let clock = || start.elapsed();
         let burst = (self.options.upload_bytes_per_s / 4).max(WINDOW_MIN_BYTES);
         let mut budget = Budget::new(self.options.upload_bytes_per_s, burst, clock());
+        let mut charged = out.sent_bytes;
         let mut keepalive = tokio::time::interval(self.options.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.reset();
@@ -315,6 +317,10 @@ impl HubLink {
                 self.pending = Some(message);
                 return Err(e);
             }
+            // Everything sent counts against the budget (live, control, pings), not only
+            // batches: the budget is what the video stream can rely on.
+            budget.spend(out.sent_bytes.saturating_sub(charged), clock());
+            charged = out.sent_bytes;
             let request = session.next_read();
             let budget_wait = budget.wait(clock());
             let control_ready = self.control_open;
@@ -356,7 +362,6 @@ impl HubLink {
                     if let Some(request) = request {
                         let sent = self.send_batch(request, epoch, &mut session, &mut out).await?;
                         if let Some((bytes, records)) = sent {
-                            budget.spend(bytes, clock());
                             if records > 0 {
                                 batch_records = batch_records_for(window, bytes, records);
                                 session.set_batch_records(batch_records);
@@ -519,6 +524,8 @@ struct Sender<'a> {
     last_rx: Arc<AtomicU64>,
     deadline: Duration,
     metrics: Arc<Metrics>,
+    /// Bytes of messages sent on this connection.
+    sent_bytes: u64,
 }
 
 impl Sender<'_> {
@@ -535,6 +542,7 @@ impl Sender<'_> {
                 r = &mut send => {
                     r?;
                     self.metrics.uplink.sent(len);
+                    self.sent_bytes = self.sent_bytes.saturating_add(len as u64);
                     return Ok(());
                 }
                 () = tokio::time::sleep(until_deadline(&self.last_rx, self.deadline)) => {
