@@ -361,11 +361,11 @@ impl HubLink {
                 () = tokio::time::sleep(budget_wait), if request.is_some() => {
                     if let Some(request) = request {
                         let sent = self.send_batch(request, epoch, &mut session, &mut out).await?;
-                        if let Some((bytes, records)) = sent {
-                            if records > 0 {
-                                batch_records = batch_records_for(window, bytes, records);
-                                session.set_batch_records(batch_records);
-                            }
+                        if let Some((bytes, records)) = sent
+                            && records > 0
+                        {
+                            batch_records = batch_records_for(window, bytes, records);
+                            session.set_batch_records(batch_records);
                         }
                     }
                 }
