@@ -9,6 +9,12 @@
 //! within the deadline, not after TCP's minutes); a message from the control layer is taken
 //! off its queue only to be sent, and kept for the next connection if the send fails; the
 //! store is acked only with what the hub acked.
+//!
+//! Measured once by hand (debug build, a loopback proxy throttled to 1 Mbit/s in front of
+//! the test peer, a 200 000-reading backlog): live updates reached the peer 0.4-0.6 s after
+//! they were made while the backlog drained, and the throttled link was ~100 % used, with
+//! a budget of 250 kB/s and of 10 MB/s alike. The figures of record are the link-test
+//! bench's `sync.live_age_s` and `sync.link_utilisation_pct`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -402,7 +408,16 @@ impl HubLink {
         match message {
             Downlink::Ack { epoch, watermark } => {
                 let before = session.hub_next();
-                if let Some(up_to) = session.ack(epoch, watermark)? {
+                let acked = match session.ack(epoch, watermark) {
+                    // A stray ack of another epoch says nothing about this one; dropping
+                    // the connection for it would only loop.
+                    Err(SessionError::WrongEpoch) => {
+                        tracing::warn!(watermark, "Ack for another store epoch ignored.");
+                        None
+                    }
+                    other => other?,
+                };
+                if let Some(up_to) = acked {
                     self.metrics
                         .uplink
                         .acked(up_to.saturating_add(1).saturating_sub(before));
