@@ -80,6 +80,9 @@ struct Held {
 
 struct Peer {
     url: String,
+    /// Every wait on what the peer saw ends by then: a test that waits for something that
+    /// never comes fails instead of hanging on the live updates that keep coming.
+    until: Instant,
     seen: mpsc::UnboundedReceiver<Seen>,
     held: Arc<Mutex<Held>>,
 }
@@ -119,6 +122,7 @@ async fn start_peer(
     });
     Peer {
         url: format!("wss://127.0.0.1:{port}/v1/nodes/connect"),
+        until: Instant::now() + 2 * WAIT,
         seen,
         held,
     }
@@ -285,6 +289,10 @@ fn options(dir: &Path, url: &str, token: &str) -> UplinkOptions {
 }
 
 async fn next_seen(peer: &mut Peer) -> Seen {
+    assert!(
+        Instant::now() < peer.until,
+        "the peer did not see it in time"
+    );
     tokio::time::timeout(WAIT, peer.seen.recv())
         .await
         .expect("the peer saw something in time")
@@ -417,6 +425,12 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
     let agent = start_agent(options, outbox);
 
     assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    // A command ack written into the silent link is not lost with it.
+    agent
+        .control_up
+        .send(Uplink::CommandAck { id: "c-9".into() })
+        .await
+        .expect("control queue");
     // The second connection comes by itself once the deadline passed on the first.
     loop {
         if let Seen::Hello(1, hello) = next_seen(&mut peer).await {
@@ -424,6 +438,12 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
                 hello.first_unacked, 0,
                 "nothing was acked on the silent link"
             );
+            break;
+        }
+    }
+    loop {
+        if let Seen::Message(n, Uplink::CommandAck { id }) = next_seen(&mut peer).await {
+            assert_eq!((n, id.as_str()), (1, "c-9"));
             break;
         }
     }
