@@ -16,6 +16,7 @@
 //! - [`inspect`]: `aloft-agent store dump`, the store's records as JSON lines.
 //! - [`run`]: the daemon (`aloft-agent run`): wires the parts and writes the store.
 //! - [`supervisor`]: one supervised thread per sensor: states, backoff, restarts, power lines.
+//! - [`uplink`]: the link to aloft-hub: sync of the store, live lane, control messages.
 //! - [`sensor`]: the adapter of each device kind, the shared latest values, the simulation.
 
 pub mod clock;
@@ -32,3 +33,4 @@ pub mod status;
 pub mod supervisor;
 pub mod systemd;
 pub mod timekeeping;
+pub mod uplink;
