@@ -5,6 +5,7 @@
 //!   suite, and a smoke run of the demo.
 //! - `bench NAME`: one benchmark, printing `NAME.FIGURE VALUE UNIT` lines.
 //! - `demo`: the main job on simulated sensors.
+//! - `cross ARCH...`: the edge binaries for aarch64 and armv7 with Debian's toolchain.
 //!
 //! Invariant: `test` builds the workspace once (one profile, one feature set) and every
 //! later step reuses that build; nothing here asserts timing.
@@ -17,6 +18,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_agent;
+mod cross;
+mod deploy;
 mod packages;
 
 #[derive(Parser)]
@@ -49,6 +52,15 @@ enum Chore {
         #[arg(long)]
         smoke: bool,
     },
+    /// Build the edge binaries for ARM boards into target/<triple>/release/.
+    Cross {
+        /// Which boards' CPUs.
+        #[arg(value_enum, required = true)]
+        arches: Vec<cross::Arch>,
+        /// Do not install missing Debian packages.
+        #[arg(long)]
+        no_install: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -60,6 +72,9 @@ enum Bench {
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
     Store,
+    /// The ARM release binaries' sizes and the aarch64 agent's time to its first stored
+    /// reading under qemu-user.
+    Cross,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +86,7 @@ fn main() -> ExitCode {
         } => test(no_install, &runner_args),
         Chore::Bench { name } => bench(name),
         Chore::Demo { smoke } => demo(smoke),
+        Chore::Cross { arches, no_install } => cross::cross(&arches, !no_install),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +186,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     }
 
     demo(true)?;
+    cross_and_deploy(no_install)?;
     eprintln!(
         "xtask: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -177,9 +194,17 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
+/// The ARM builds under qemu-user and the deploy artifacts' linters (after the host suite,
+/// whose debug agent the unit checks point at).
+fn cross_and_deploy(no_install: bool) -> Result<()> {
+    cross::test(!no_install)?;
+    deploy::test(!no_install)
+}
+
 fn bench(name: Bench) -> Result<()> {
     match name {
         Bench::Agent => bench_agent::bench(),
+        Bench::Cross => cross::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
