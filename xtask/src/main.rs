@@ -6,6 +6,7 @@
 //! - `bench NAME`: one benchmark, printing `NAME.FIGURE VALUE UNIT` lines.
 //! - `demo`: the main job on simulated sensors.
 //! - `cross ARCH...`: the edge binaries for aarch64 and armv7 with Debian's toolchain.
+//! - `deploy`: the checks of deploy/ that `test` runs.
 //!
 //! Invariant: `test` builds the workspace once (one profile, one feature set) and every
 //! later step reuses that build; nothing here asserts timing.
@@ -57,7 +58,16 @@ enum Chore {
         /// Which boards' CPUs.
         #[arg(value_enum, required = true)]
         arches: Vec<cross::Arch>,
+        /// Also run the checks of `cargo xtask test` for them under qemu-user.
+        #[arg(long)]
+        test: bool,
         /// Do not install missing Debian packages.
+        #[arg(long)]
+        no_install: bool,
+    },
+    /// Check deploy/ (systemd units, Kubernetes manifests, Containerfiles) as `test` does.
+    Deploy {
+        /// Do not install missing Debian or PyPI packages.
         #[arg(long)]
         no_install: bool,
     },
@@ -86,7 +96,12 @@ fn main() -> ExitCode {
         } => test(no_install, &runner_args),
         Chore::Bench { name } => bench(name),
         Chore::Demo { smoke } => demo(smoke),
-        Chore::Cross { arches, no_install } => cross::cross(&arches, !no_install),
+        Chore::Cross {
+            arches,
+            test,
+            no_install,
+        } => cross::cross(&arches, test, !no_install),
+        Chore::Deploy { no_install } => deploy::test(!no_install),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,7 +212,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
 /// The ARM builds under qemu-user and the deploy artifacts' linters (after the host suite,
 /// whose debug agent the unit checks point at).
 fn cross_and_deploy(no_install: bool) -> Result<()> {
-    cross::test(!no_install)?;
+    cross::test(&cross::Arch::ALL, !no_install)?;
     deploy::test(!no_install)
 }
 
