@@ -82,6 +82,21 @@ impl Arch {
         }
     }
 
+    /// The emulator's command line before the binary: the same as cargo's runner in
+    /// `cross/<arch>.toml` (a test holds them equal). The guest's libraries are pinned to
+    /// the root's, since the host's ld.so.cache also lists libc6:arm64, another build of
+    /// glibc than the cross loader's, with which the first pthread_create hangs.
+    fn runner(self) -> [String; 5] {
+        let (qemu, root) = self.qemu();
+        [
+            qemu.to_owned(),
+            "-L".to_owned(),
+            root.to_owned(),
+            "-E".to_owned(),
+            format!("LD_LIBRARY_PATH={root}/lib"),
+        ]
+    }
+
     /// Debian's armhf standard library (1.85) is older than the workspace's
     /// rust-version, so armv7 builds its own from source.
     fn builds_std(self) -> bool {
@@ -137,9 +152,9 @@ impl Arch {
 
     /// A command that runs `binary` of this arch under qemu-user.
     pub fn emulate(self, binary: &Path) -> Command {
-        let (qemu, root) = self.qemu();
+        let [qemu, args @ ..] = self.runner();
         let mut cmd = Command::new(qemu);
-        cmd.arg("-L").arg(root).arg(binary);
+        cmd.args(args).arg(binary);
         cmd
     }
 
@@ -635,6 +650,20 @@ pub fn bench() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_runner_in_each_cross_config_is_the_emulator_xtask_runs() {
+        for arch in Arch::ALL {
+            let config = std::fs::read_to_string(arch.cargo_config()).unwrap_or_default();
+            let quoted: Vec<String> = arch.runner().iter().map(|a| format!("{a:?}")).collect();
+            let runner = config
+                .split_once("runner = [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(list, _)| list.split(',').map(str::trim).filter(|a| !a.is_empty()))
+                .map(|list| list.map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(runner, Some(quoted), "{}", arch.cargo_config().display());
+        }
+    }
 
     #[test]
     fn sensors_with_readings_counts_only_nonzero_reading_lines() {
