@@ -479,19 +479,25 @@ impl EmulatedFlight {
         let text = std::fs::read_to_string(&example)
             .with_context(|| format!("read {}", example.display()))?;
         let replacements = [
-            ("/tmp/aloft-sim/store", dir.join("store")),
-            ("/tmp/aloft-sim/capture", dir.join("capture")),
+            (
+                "\"/tmp/aloft-sim/store\"",
+                format!("{:?}", dir.join("store")),
+            ),
+            (
+                "\"/tmp/aloft-sim/capture/",
+                format!("\"{}/", dir.join("capture").display()),
+            ),
+            ("\"127.0.0.1:9464\"", format!("\"127.0.0.1:{port}\"")),
         ];
-        let mut config = text.clone();
+        let mut config = text;
         for (from, to) in &replacements {
-            config = config.replace(from, &to.display().to_string());
-        }
-        config = config.replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
-        if !config.contains(&format!("127.0.0.1:{port}")) || config.contains("/tmp/aloft-sim/") {
-            bail!(
-                "{} no longer has the store, capture or metrics settings this step replaces",
-                example.display()
-            );
+            if !config.contains(from) {
+                bail!(
+                    "{} no longer has {from}, which this step replaces with its own",
+                    example.display()
+                );
+            }
+            config = config.replace(from, to);
         }
         let path = dir.join("agent.toml");
         std::fs::write(&path, config)?;
