@@ -249,10 +249,22 @@ fn package_version(package: &str) -> Option<String> {
 /// rustc refuses a standard library built by another version (E0514). A security update
 /// of rustc-web alone would leave the arm64 library behind: say how to bring both level.
 fn check_std_matches_rustc(arches: &[Arch]) -> Result<()> {
+    let rustc = package_version("rustc-web");
+    // bookworm itself has rustc-web 1.85; 1.96 comes from bookworm-security.
+    let minor = rustc
+        .as_deref()
+        .and_then(|v| v.split('.').nth(1))
+        .and_then(|m| m.parse::<u32>().ok());
+    if minor.is_none_or(|m| m < 89) {
+        bail!(
+            "rustc-web {} is older than the workspace's rust-version 1.89: enable the \
+             bookworm-security suite in apt's sources and run apt-get update",
+            rustc.as_deref().unwrap_or("(missing)")
+        );
+    }
     if !arches.contains(&Arch::Aarch64) {
         return Ok(());
     }
-    let rustc = package_version("rustc-web");
     let std = package_version("libstd-rust-web-dev:arm64");
     if rustc != std {
         bail!(

@@ -9,7 +9,8 @@
 //! - `deploy`: the checks of deploy/ that `test` runs.
 //!
 //! Invariant: `test` builds the workspace once (one profile, one feature set) and every
-//! later step reuses that build; nothing here asserts timing.
+//! later step reuses that build (the cross steps build in their own target dirs, once,
+//! shared with `bench cross`); nothing here asserts timing.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
