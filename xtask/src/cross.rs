@@ -344,14 +344,15 @@ pub fn cross(arches: &[Arch], test: bool, install: bool) -> Result<()> {
 /// The library tests each arch runs under qemu-user, and why those.
 ///
 /// aarch64 is the glider's board: every unit test of the agent, whose lib holds the
-/// supervisor, store writer, serial layer and config. armv7 is 32-bit (usize, time_t and
-/// atomics differ): the crates whose correctness depends on widths, the wire format the
-/// 64-bit hub must decode (protocol) and the store's offsets and sizes (store). The agent's
-/// own tests would double the armv7 build for code that does not change with the width.
+/// supervisor, store writer, serial layer and config. armv7 is 32-bit (usize and time_t
+/// are 32 bits): the crates whose correctness depends on widths, the wire format the 64-bit
+/// hub must decode (protocol), the store's offsets and sizes (store), and the drivers'
+/// fixed-point compensation and the parsers (sensors). The agent's own tests would add its
+/// tree (tokio, clap, ...) to the armv7 build for code that does not change with the width.
 fn unit_tests(arch: Arch) -> &'static [&'static str] {
     match arch {
         Arch::Aarch64 => &["aloft-agent"],
-        Arch::Armv7 => &["aloft-protocol", "aloft-store"],
+        Arch::Armv7 => &["aloft-protocol", "aloft-store", "aloft-sensors"],
     }
 }
 
