@@ -31,12 +31,18 @@ pub struct EdgeBinary {
     pub bin: &'static str,
 }
 
+impl EdgeBinary {
+    const fn new(package: &'static str, bin: &'static str) -> Self {
+        EdgeBinary { package, bin }
+    }
+}
+
 /// Everything that runs on the board. One line per binary: `cargo xtask cross`, its test
 /// step (`--version` under qemu) and the bench all follow this list.
-pub const EDGE_BINARIES: &[EdgeBinary] = &[EdgeBinary {
-    package: "aloft-agent",
-    bin: "aloft-agent",
-}];
+pub const EDGE_BINARIES: &[EdgeBinary] = &[
+    EdgeBinary::new("aloft-agent", "aloft-agent"),
+    // EdgeBinary::new("aloftctl", "aloftctl"), once ctl/ is in the workspace.
+];
 
 /// The agent, which the emulated-flight test and the first-reading figure run.
 const AGENT: &str = "aloft-agent";
