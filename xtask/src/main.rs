@@ -5,9 +5,12 @@
 //!   suite, and a smoke run of the demo.
 //! - `bench NAME`: one benchmark, printing `NAME.FIGURE VALUE UNIT` lines.
 //! - `demo`: the main job on simulated sensors.
+//! - `cross ARCH...`: the edge binaries for aarch64 and armv7 with Debian's toolchain.
+//! - `deploy`: the checks of deploy/ that `test` runs.
 //!
 //! Invariant: `test` builds the workspace once (one profile, one feature set) and every
-//! later step reuses that build; nothing here asserts timing.
+//! later step reuses that build (the cross steps build in their own target dirs, once,
+//! shared with `bench cross`); nothing here asserts timing.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_agent;
+mod cross;
+mod deploy;
 mod packages;
 
 #[derive(Parser)]
@@ -49,6 +54,24 @@ enum Chore {
         #[arg(long)]
         smoke: bool,
     },
+    /// Build the edge binaries for ARM boards into target/<triple>/release/.
+    Cross {
+        /// Which boards' CPUs.
+        #[arg(value_enum, required = true)]
+        arches: Vec<cross::Arch>,
+        /// Also run the checks of `cargo xtask test` for them under qemu-user.
+        #[arg(long)]
+        test: bool,
+        /// Do not install missing Debian packages.
+        #[arg(long)]
+        no_install: bool,
+    },
+    /// Check deploy/ (systemd units, Kubernetes manifests, Containerfiles) as `test` does.
+    Deploy {
+        /// Do not install missing Debian or PyPI packages.
+        #[arg(long)]
+        no_install: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -60,6 +83,9 @@ enum Bench {
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
     Store,
+    /// The ARM release binaries' sizes and the aarch64 agent's time to its first stored
+    /// reading under qemu-user.
+    Cross,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +97,12 @@ fn main() -> ExitCode {
         } => test(no_install, &runner_args),
         Chore::Bench { name } => bench(name),
         Chore::Demo { smoke } => demo(smoke),
+        Chore::Cross {
+            arches,
+            test,
+            no_install,
+        } => cross::cross(&arches, test, !no_install),
+        Chore::Deploy { no_install } => deploy::test(!no_install),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +202,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     }
 
     demo(true)?;
+    cross_and_deploy(no_install)?;
     eprintln!(
         "xtask: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -177,9 +210,17 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
+/// The ARM builds under qemu-user and the deploy artifacts' linters (after the host suite,
+/// whose debug agent the unit checks point at).
+fn cross_and_deploy(no_install: bool) -> Result<()> {
+    cross::test(&cross::Arch::ALL, !no_install)?;
+    deploy::test(!no_install)
+}
+
 fn bench(name: Bench) -> Result<()> {
     match name {
         Bench::Agent => bench_agent::bench(),
+        Bench::Cross => cross::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
