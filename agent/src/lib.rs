@@ -3,7 +3,6 @@
 //! # Layout
 //!
 //! - [`replay`]: decode a capture from a real device into JSON records (`aloft-agent replay`).
-//! - [`demo`]: the simulated flight read live by the real drivers (`cargo xtask demo`).
 //! - [`config`]: the configuration file: its types, loading, validation with key and line,
 //!   `check-config` (the file owns the hardware).
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
@@ -22,7 +21,6 @@
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod demo;
 pub mod inspect;
 pub mod metrics;
 pub mod replay;

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use aloft_agent::demo::{self, DemoOptions};
 use aloft_agent::replay::{self, CaptureKind};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(name = "aloft-agent", version, about = "The Aloft edge agent")]
@@ -63,21 +63,6 @@ enum Command {
         #[arg(long)]
         address: Option<std::net::SocketAddr>,
     },
-    /// Fly the simulated flight: every sensor's driver reads its simulated device, live.
-    Demo {
-        /// Run briefly without a live screen and fail unless every sensor produced readings.
-        #[arg(long)]
-        smoke: bool,
-        /// How long to run (default: until Ctrl-C; with --smoke, a few seconds).
-        #[arg(long, value_parser = parse_seconds)]
-        duration: Option<Duration>,
-        /// Simulated seconds per real second.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Where in the flight to start, seconds after take-off.
-        #[arg(long, default_value_t = 3_600.0)]
-        start_at: f64,
-    },
 }
 
 #[derive(Subcommand)]
@@ -97,30 +82,26 @@ enum StoreCommand {
     },
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let trimmed = s.strip_suffix('s').unwrap_or(s);
-    trimmed
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("`{s}` is not a duration in seconds (like `5` or `5s`)"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The log ring keeps the newest lines for the hub's `aloftctl logs` (FetchLogs).
+    let (ring_layer, logs) = aloft_agent::control::log_ring(aloft_agent::run::LOG_LINES);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(ring_layer)
         .init();
 
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
-        Command::Run { config, store } => run(&config, store),
+        Command::Run { config, store } => run(&config, store, logs),
         Command::Store {
             command: StoreCommand::Dump { store, from, limit },
         } => {
@@ -139,20 +120,6 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Status { config, address } => status(&config, address),
-        Command::Demo {
-            smoke,
-            duration,
-            speed,
-            start_at,
-        } => {
-            let options = DemoOptions {
-                smoke,
-                duration,
-                speed,
-                start_at_s: start_at,
-            };
-            demo::run(&options, &mut std::io::stdout().lock()).context("the demo failed")
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,7 +130,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &std::path::Path, store: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(
+    config: &std::path::Path,
+    store: Option<PathBuf>,
+    logs: aloft_agent::control::LogRing,
+) -> anyhow::Result<()> {
     // The config error's text is the full report, one problem a line.
     let mut config = aloft_agent::config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(dir) = store {
@@ -175,7 +146,11 @@ fn run(config: &std::path::Path, store: Option<PathBuf>) -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(aloft_agent::run::run(config, shutdown_signal()))?;
+    runtime.block_on(aloft_agent::run::run_with_logs(
+        config,
+        logs,
+        shutdown_signal(),
+    ))?;
     Ok(())
 }
 

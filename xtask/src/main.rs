@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_agent;
 mod cross;
+mod demo;
 mod deploy;
 mod packages;
 
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
             runner_args,
         } => test(no_install, &runner_args),
         Chore::Bench { name } => bench(name),
-        Chore::Demo { smoke } => demo(smoke),
+        Chore::Demo { smoke } => demo::demo(smoke),
         Chore::Cross {
             arches,
             test,
@@ -201,7 +202,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
         )?;
     }
 
-    demo(true)?;
+    demo::demo(true)?;
     cross_and_deploy(no_install)?;
     eprintln!(
         "xtask: all checks passed in {:.0} s",
@@ -246,26 +247,4 @@ fn bench(name: Bench) -> Result<()> {
             ]),
         ),
     }
-}
-
-fn demo(smoke: bool) -> Result<()> {
-    run(
-        "build aloft-agent",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "aloft-agent",
-            "--bin",
-            "aloft-agent",
-        ]),
-    )?;
-    let agent = target_dir().join("debug").join("aloft-agent");
-    let mut cmd = Command::new(&agent);
-    cmd.current_dir(workspace_root()).arg("demo");
-    if smoke {
-        cmd.arg("--smoke");
-    }
-    run(if smoke { "demo smoke run" } else { "demo" }, &mut cmd)
 }
