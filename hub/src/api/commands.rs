@@ -72,9 +72,13 @@ pub async fn create(
             body.spec.action
         )));
     }
-    let ttl = body.spec.ttl_seconds.map_or(DEFAULT_TTL, Duration::from_secs);
+    let ttl = body
+        .spec
+        .ttl_seconds
+        .map_or(DEFAULT_TTL, Duration::from_secs);
     let spec = body.spec;
-    let command = blocking(move || control.restart(&actor, &node, &spec.sensor, spec.hard, ttl)).await?;
+    let command =
+        blocking(move || control.restart(&actor, &node, &spec.sensor, spec.hard, ttl)).await?;
     Ok((StatusCode::CREATED, Json(resources::command(&command))).into_response())
 }
 

@@ -67,13 +67,28 @@ async fn write(
     };
     let worker = control.clone();
     let (n, s) = (node.clone(), sensor.clone());
-    let written = blocking(move || worker.set_desired(&actor, &n, &s, change, how, dry_run)).await?;
-    let status = control.registry().node(&node).map_err(|e| ApiError::internal(&e))?;
+    let written =
+        blocking(move || worker.set_desired(&actor, &n, &s, change, how, dry_run)).await?;
+    let status = control
+        .registry()
+        .node(&node)
+        .map_err(|e| ApiError::internal(&e))?;
     let mut sensor_json = match status {
         Some(status) => {
             let report = status.sensors.iter().find(|r| r.name == sensor).cloned();
-            let values: Vec<_> = status.latest.iter().filter(|l| l.sensor == sensor).collect();
-            resources::sensor(&status, &sensor, report.as_ref(), Some(&written.row), &values, now_utc_ns())
+            let values: Vec<_> = status
+                .latest
+                .iter()
+                .filter(|l| l.sensor == sensor)
+                .collect();
+            resources::sensor(
+                &status,
+                &sensor,
+                report.as_ref(),
+                Some(&written.row),
+                &values,
+                now_utc_ns(),
+            )
         }
         None => return Err(ApiError::not_found(format!("no node {node:?}"))),
     };
@@ -92,7 +107,16 @@ pub async fn replace(
     Query(query): Query<DryRun>,
     body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    write(caller, control, node, sensor, body, query.dry_run, SpecWrite::Replace).await
+    write(
+        caller,
+        control,
+        node,
+        sensor,
+        body,
+        query.dry_run,
+        SpecWrite::Replace,
+    )
+    .await
 }
 
 /// `PATCH .../spec` (operator): only the fields given change.
@@ -103,7 +127,16 @@ pub async fn merge(
     Query(query): Query<DryRun>,
     body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    write(caller, control, node, sensor, body, query.dry_run, SpecWrite::Merge).await
+    write(
+        caller,
+        control,
+        node,
+        sensor,
+        body,
+        query.dry_run,
+        SpecWrite::Merge,
+    )
+    .await
 }
 
 /// `GET /api/v1/nodes/{node}/desired` (viewer): the `DesiredSpec` the node is sent.

@@ -37,7 +37,9 @@ pub async fn get(
     caller.require(Role::Viewer)?;
     let timeout = Duration::from_secs(query.timeout_seconds.unwrap_or(10).clamp(1, 120));
     let lines = query.lines.unwrap_or(100).clamp(1, 10_000);
-    let batch = control.fetch_logs(&node, query.sensor.clone(), lines, timeout).await?;
+    let batch = control
+        .fetch_logs(&node, query.sensor.clone(), lines, timeout)
+        .await?;
     Ok(Json(json!({
         "apiVersion": resources::API_VERSION,
         "kind": "LogList",

@@ -30,7 +30,11 @@ pub struct ListQuery {
 }
 
 /// Sensors of one node or of every node.
-fn read(control: &Control, node: Option<&str>, sensor: Option<&str>) -> Result<Vec<Value>, ControlError> {
+fn read(
+    control: &Control,
+    node: Option<&str>,
+    sensor: Option<&str>,
+) -> Result<Vec<Value>, ControlError> {
     let nodes = match node {
         Some(name) => vec![
             control

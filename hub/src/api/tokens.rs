@@ -24,9 +24,24 @@ use crate::registry::RegistryError;
 use crate::tokens::Role;
 
 /// `GET /api/v1/tokens` (admin).
-pub async fn list(caller: Caller, Extension(control): Extension<Control>) -> Result<Json<Value>, ApiError> {
-    require(&control, &caller, Role::Admin, "list tokens", "list", "Token", "", None)?;
-    let tokens = control.tokens().list().map_err(|e| ApiError::internal(&e))?;
+pub async fn list(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+) -> Result<Json<Value>, ApiError> {
+    require(
+        &control,
+        &caller,
+        Role::Admin,
+        "list tokens",
+        "list",
+        "Token",
+        "",
+        None,
+    )?;
+    let tokens = control
+        .tokens()
+        .list()
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(resources::list(
         "Token",
         tokens.iter().map(|t| resources::token(t, None)).collect(),
@@ -57,7 +72,16 @@ pub async fn create(
     Extension(control): Extension<Control>,
     body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let actor = require(&control, &caller, Role::Admin, "create tokens", "create", "Token", "", None)?;
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "create tokens",
+        "create",
+        "Token",
+        "",
+        None,
+    )?;
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "a token is JSON like {{\"spec\": {{\"role\": \"operator\", \"description\": \"ground station\"}}}}: {e}"
@@ -82,8 +106,20 @@ pub async fn create(
         .tokens()
         .create(role, None, &label)
         .map_err(|e| ApiError::internal(&e))?;
-    control.audit(&actor, "create", "Token", &info.id, None, "ok", format!("role {}", role.name()));
-    Ok((StatusCode::CREATED, Json(resources::token(&info, Some(&secret)))).into_response())
+    control.audit(crate::control::event(
+        &actor,
+        "create",
+        "Token",
+        &info.id,
+        None,
+        "ok",
+        format!("role {}", role.name()),
+    ));
+    Ok((
+        StatusCode::CREATED,
+        Json(resources::token(&info, Some(&secret))),
+    )
+        .into_response())
 }
 
 /// `DELETE /api/v1/tokens/{id}` (admin): revokes.
@@ -92,21 +128,43 @@ pub async fn revoke(
     Extension(control): Extension<Control>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = require(&control, &caller, Role::Admin, "revoke tokens", "revoke", "Token", &id, None)?;
-    let revoked = control.tokens().revoke(&id).map_err(|e| ApiError::internal(&e))?;
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "revoke tokens",
+        "revoke",
+        "Token",
+        &id,
+        None,
+    )?;
+    let revoked = control
+        .tokens()
+        .revoke(&id)
+        .map_err(|e| ApiError::internal(&e))?;
     if !revoked {
         return Err(ApiError::not_found(format!(
             "no active token {id:?}; `aloftctl get tokens` lists them (by id, not secret)"
         )));
     }
-    control.audit(&actor, "revoke", "Token", &id, None, "ok", String::new());
+    control.audit(crate::control::event(
+        &actor,
+        "revoke",
+        "Token",
+        &id,
+        None,
+        "ok",
+        String::new(),
+    ));
     let info = control
         .tokens()
         .list()
         .map_err(|e| ApiError::internal(&e))?
         .into_iter()
         .find(|t| t.id == id);
-    Ok(Json(info.map_or(Value::Null, |t| resources::token(&t, None))))
+    Ok(Json(
+        info.map_or(Value::Null, |t| resources::token(&t, None)),
+    ))
 }
 
 /// The body of a node.
@@ -129,20 +187,35 @@ pub async fn create_node(
     Extension(control): Extension<Control>,
     body: Result<Json<NodeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let actor = require(&control, &caller, Role::Admin, "create nodes", "create", "Node", "", None)?;
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "create nodes",
+        "create",
+        "Node",
+        "",
+        None,
+    )?;
     let Json(body) = body.map_err(|e| {
-        ApiError::bad_request(format!("a node is JSON like {{\"metadata\": {{\"name\": \"glider-2\"}}}}: {e}"))
+        ApiError::bad_request(format!(
+            "a node is JSON like {{\"metadata\": {{\"name\": \"glider-2\"}}}}: {e}"
+        ))
     })?;
     let name = body.metadata.name;
     let created = match control.registry().create_node(&name) {
         Ok(created) => created,
         Err(e @ RegistryError::Exists(_)) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "AlreadyExists", e.to_string()));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                e.to_string(),
+            ));
         }
         Err(e @ RegistryError::InvalidName(_)) => return Err(ApiError::bad_request(e.to_string())),
         Err(e) => return Err(ApiError::internal(&e)),
     };
-    control.audit(
+    control.audit(crate::control::event(
         &actor,
         "create",
         "Node",
@@ -150,7 +223,7 @@ pub async fn create_node(
         Some(&name),
         "ok",
         format!("with token {}", created.token.id),
-    );
+    ));
     let node = control
         .registry()
         .node(&name)
@@ -170,16 +243,35 @@ pub async fn delete_node(
     Extension(control): Extension<Control>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = require(&control, &caller, Role::Admin, "delete nodes", "delete", "Node", &name, Some(&name))?;
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "delete nodes",
+        "delete",
+        "Node",
+        &name,
+        Some(&name),
+    )?;
     let deleted = control
         .registry()
         .delete_node(&name)
         .map_err(|e| ApiError::internal(&e))?;
     if !deleted {
-        return Err(ApiError::not_found(format!("no node {name:?}; `aloftctl get nodes` lists them")));
+        return Err(ApiError::not_found(format!(
+            "no node {name:?}; `aloftctl get nodes` lists them"
+        )));
     }
     control.forget_node(&actor, &name)?;
-    control.audit(&actor, "delete", "Node", &name, Some(&name), "ok", "its tokens are revoked".into());
+    control.audit(crate::control::event(
+        &actor,
+        "delete",
+        "Node",
+        &name,
+        Some(&name),
+        "ok",
+        "its tokens are revoked".into(),
+    ));
     Ok(Json(json!({
         "apiVersion": resources::API_VERSION,
         "kind": "Status",

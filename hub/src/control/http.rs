@@ -83,9 +83,11 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
             ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
-            ControlError::NotConnected(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NodeNotConnected", e.to_string())
-            }
+            ControlError::NotConnected(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NodeNotConnected",
+                e.to_string(),
+            ),
             ControlError::LogsTimeout { .. } => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", e.to_string())
             }
@@ -129,7 +131,15 @@ pub fn require(
         role.name(),
         hint(role)
     );
-    control.audit(&actor_of(who), action, kind, name, node, "denied", message.clone());
+    control.audit(crate::control::event(
+        &actor_of(who),
+        action,
+        kind,
+        name,
+        node,
+        "denied",
+        message.clone(),
+    ));
     Err(ApiError::forbidden(message))
 }
 
@@ -180,7 +190,9 @@ pub struct Watched {
 
 impl std::fmt::Debug for Watched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watched").field("poll", &self.poll).finish_non_exhaustive()
+        f.debug_struct("Watched")
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,10 +249,11 @@ pub fn stream(
             }
             first = false;
             seen = present;
-            if let Some(until) = watched.until {
-                if !objects.is_empty() && objects.iter().all(until) {
-                    break;
-                }
+            if let Some(until) = watched.until
+                && !objects.is_empty()
+                && objects.iter().all(until)
+            {
+                break;
             }
             let poll = watched.poll.unwrap_or(WATCH_MAX);
             tokio::select! {

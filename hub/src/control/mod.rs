@@ -39,11 +39,11 @@ use aloft_protocol::sync::{
 };
 use tokio::sync::{oneshot, watch};
 
+use crate::Hub;
 use crate::db::{now_utc_ns, random_hex};
 use crate::node_control::NodeControl;
 use crate::registry::{Registry, RegistryError};
 use crate::sessions::Sessions;
-use crate::Hub;
 use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
 use store::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
@@ -98,10 +98,14 @@ pub enum ControlError {
     #[error("{0}")]
     Invalid(String),
     /// Logs need a connected node.
-    #[error("node {0:?} is not connected: its logs are fetched from the agent live; try again when it is (`aloftctl get nodes`)")]
+    #[error(
+        "node {0:?} is not connected: its logs are fetched from the agent live; try again when it is (`aloftctl get nodes`)"
+    )]
     NotConnected(String),
     /// The node did not answer in time.
-    #[error("node {node:?} did not send its logs within {waited_s} s; the link may be slow or down")]
+    #[error(
+        "node {node:?} did not send its logs within {waited_s} s; the link may be slow or down"
+    )]
     LogsTimeout {
         /// The node.
         node: String,
@@ -155,7 +159,8 @@ struct Inner {
     next_request: AtomicU64,
 }
 
-fn event(
+/// An audit event of now.
+pub fn event(
     actor: &Actor,
     action: &str,
     kind: &str,
@@ -189,7 +194,12 @@ impl Control {
     /// Opens `control.sqlite` in the hub's data directory. Call [`Control::start_expiry`]
     /// from within the runtime to have pending commands expire on time.
     pub fn open(hub: &Hub) -> Result<Control, ControlError> {
-        Control::open_parts(&hub.data_dir, hub.sessions.clone(), hub.registry.clone(), hub.tokens.clone())
+        Control::open_parts(
+            &hub.data_dir,
+            hub.sessions.clone(),
+            hub.registry.clone(),
+            hub.tokens.clone(),
+        )
     }
 
     /// [`Control::open`] from the hub's parts.
@@ -258,21 +268,17 @@ impl Control {
     }
 
     /// Records an audit event (the API's node and token changes, refusals).
-    pub fn audit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        kind: &str,
-        name: &str,
-        node: Option<&str>,
-        outcome: &str,
-        message: String,
-    ) {
-        let row = event(actor, action, kind, name, node, outcome, message);
+    pub fn audit(&self, row: EventRow) {
         match self.inner.store.add_event(&row) {
             Ok(()) => self.changed(),
             // The audit trail failing must be loud, but it must not undo what was done.
-            Err(e) => tracing::error!(error = %e, action, kind, name, "Audit event not recorded."),
+            Err(e) => tracing::error!(
+                error = %e,
+                action = %row.action,
+                kind = %row.object_kind,
+                name = %row.object_name,
+                "Audit event not recorded."
+            ),
         }
     }
 
@@ -377,7 +383,7 @@ impl Control {
         let to = match command.phase.on_cancel() {
             Ok(to) => to,
             Err(reason) => {
-                self.audit(
+                self.audit(event(
                     who,
                     "cancel",
                     "Command",
@@ -385,7 +391,7 @@ impl Control {
                     Some(&command.node),
                     "refused",
                     reason.to_string(),
-                );
+                ));
                 return Err(ControlError::CannotCancel {
                     id: id.to_owned(),
                     reason,
@@ -393,7 +399,15 @@ impl Control {
             }
         };
         let message = format!("cancelled by {}", who.token);
-        let audit = event(who, "cancel", "Command", id, Some(&command.node), "ok", message.clone());
+        let audit = event(
+            who,
+            "cancel",
+            "Command",
+            id,
+            Some(&command.node),
+            "ok",
+            message.clone(),
+        );
         match self
             .inner
             .store
@@ -426,7 +440,11 @@ impl Control {
     }
 
     /// Commands (of a node), oldest first, the newest `limit`.
-    pub fn commands(&self, node: Option<&str>, limit: u32) -> Result<Vec<CommandRow>, ControlError> {
+    pub fn commands(
+        &self,
+        node: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CommandRow>, ControlError> {
         Ok(self.inner.store.commands(node, limit)?)
     }
 
@@ -479,7 +497,9 @@ impl Control {
         dry_run: bool,
     ) -> Result<DesiredWritten, ControlError> {
         if change.interval_ms == Some(0) {
-            return Err(ControlError::Invalid("intervalMs must be at least 1".into()));
+            return Err(ControlError::Invalid(
+                "intervalMs must be at least 1".into(),
+            ));
         }
         self.check_node(node)?;
         self.check_sensor(node, sensor)?;
@@ -505,7 +525,11 @@ impl Control {
             observed_generation: old.as_ref().and_then(|o| o.observed_generation),
             refused: old.as_ref().and_then(|o| o.refused.clone()),
             created_ns: old.as_ref().map_or(now, |o| o.created_ns),
-            updated_ns: if changed { now } else { old.as_ref().map_or(now, |o| o.updated_ns) },
+            updated_ns: if changed {
+                now
+            } else {
+                old.as_ref().map_or(now, |o| o.updated_ns)
+            },
         };
         if dry_run || !changed {
             return Ok(DesiredWritten { row, changed });
@@ -530,7 +554,13 @@ impl Control {
             Some(spec) => self.inner.sessions.push(node, Downlink::Desired(spec)),
             None => false,
         };
-        tracing::info!(node, sensor, generation = row.generation, pushed, "Desired state changed.");
+        tracing::info!(
+            node,
+            sensor,
+            generation = row.generation,
+            pushed,
+            "Desired state changed."
+        );
         Ok(DesiredWritten { row, changed })
     }
 
@@ -573,10 +603,23 @@ impl Control {
     pub fn forget_node(&self, who: &Actor, node: &str) -> Result<(), ControlError> {
         for command in self.inner.store.commands_in(node, Phase::Pending)? {
             let message = "cancelled: the node was deleted".to_owned();
-            let audit = event(who, "cancel", "Command", &command.id, Some(node), "ok", message.clone());
-            self.inner
-                .store
-                .transition(&command.id, Phase::Pending, Phase::Cancelled, &message, now_utc_ns(), &audit)?;
+            let audit = event(
+                who,
+                "cancel",
+                "Command",
+                &command.id,
+                Some(node),
+                "ok",
+                message.clone(),
+            );
+            self.inner.store.transition(
+                &command.id,
+                Phase::Pending,
+                Phase::Cancelled,
+                &message,
+                now_utc_ns(),
+                &audit,
+            )?;
         }
         self.inner.store.forget_desired(node)?;
         self.changed();
@@ -640,7 +683,15 @@ impl Control {
             return Ok(());
         };
         let message = "the node holds it and applies it once".to_owned();
-        let audit = event(&Actor::node(node), "deliver", "Command", id, Some(node), to.name(), message.clone());
+        let audit = event(
+            &Actor::node(node),
+            "deliver",
+            "Command",
+            id,
+            Some(node),
+            to.name(),
+            message.clone(),
+        );
         if self
             .inner
             .store
@@ -652,7 +703,12 @@ impl Control {
         Ok(())
     }
 
-    fn on_result(&self, node: &str, id: &str, outcome: &CommandOutcome) -> Result<(), ControlError> {
+    fn on_result(
+        &self,
+        node: &str,
+        id: &str,
+        outcome: &CommandOutcome,
+    ) -> Result<(), ControlError> {
         let Some(command) = self.inner.store.command(id)? else {
             tracing::warn!(node, command = id, "Result of an unknown command ignored.");
             return Ok(());
@@ -668,7 +724,10 @@ impl Control {
                 Phase::Expired,
                 "the node received it after its expiry and did not apply it".to_owned(),
             ),
-            _ => (Phase::Failed, "the node reported an outcome this hub does not know".to_owned()),
+            _ => (
+                Phase::Failed,
+                "the node reported an outcome this hub does not know".to_owned(),
+            ),
         };
         let Some(to) = command.phase.on_result(to) else {
             return Ok(());
@@ -676,7 +735,15 @@ impl Control {
         if command.phase == Phase::Cancelled {
             message = format!("the cancel came too late: {message}");
         }
-        let audit = event(&Actor::node(node), "complete", "Command", id, Some(node), to.name(), message.clone());
+        let audit = event(
+            &Actor::node(node),
+            "complete",
+            "Command",
+            id,
+            Some(node),
+            to.name(),
+            message.clone(),
+        );
         if self
             .inner
             .store
@@ -723,7 +790,11 @@ impl Control {
                     Some(tx) => {
                         let _ = tx.send(batch);
                     }
-                    None => tracing::debug!(node, request = batch.request, "Logs nobody waits for any more."),
+                    None => tracing::debug!(
+                        node,
+                        request = batch.request,
+                        "Logs nobody waits for any more."
+                    ),
                 }
                 Ok(())
             }
@@ -773,7 +844,9 @@ impl NodeControl for Control {
         }
         match self.inner.store.commands_in(node, Phase::Pending) {
             Ok(commands) => out.extend(commands.iter().map(|c| Downlink::Command(wire_command(c)))),
-            Err(e) => tracing::error!(node, error = %e, "Pending commands not readable at connect."),
+            Err(e) => {
+                tracing::error!(node, error = %e, "Pending commands not readable at connect.")
+            }
         }
         out
     }

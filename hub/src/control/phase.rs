@@ -125,10 +125,16 @@ mod tests {
 
     #[test]
     fn the_agents_result_ends_it_once_and_beats_a_late_cancel() {
-        assert_eq!(Phase::Delivered.on_result(Phase::Succeeded), Some(Phase::Succeeded));
+        assert_eq!(
+            Phase::Delivered.on_result(Phase::Succeeded),
+            Some(Phase::Succeeded)
+        );
         assert_eq!(Phase::Pending.on_result(Phase::Failed), Some(Phase::Failed));
         assert_eq!(Phase::Succeeded.on_result(Phase::Failed), None);
-        assert_eq!(Phase::Cancelled.on_result(Phase::Succeeded), Some(Phase::Succeeded));
+        assert_eq!(
+            Phase::Cancelled.on_result(Phase::Succeeded),
+            Some(Phase::Succeeded)
+        );
         assert_eq!(Phase::Expired.on_result(Phase::Expired), None);
     }
 
@@ -146,7 +152,14 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for phase in [Phase::Pending, Phase::Delivered, Phase::Succeeded, Phase::Failed, Phase::Expired, Phase::Cancelled] {
+        for phase in [
+            Phase::Pending,
+            Phase::Delivered,
+            Phase::Succeeded,
+            Phase::Failed,
+            Phase::Expired,
+            Phase::Cancelled,
+        ] {
             assert_eq!(Phase::from_name(phase.name()), Some(phase));
         }
         assert_eq!(Phase::from_name("pending"), None);

@@ -79,16 +79,39 @@ fn commands_in(downlinks: &[Downlink]) -> Vec<String> {
 #[test]
 fn a_restart_is_sent_at_every_connect_until_acked_then_ends_with_the_agents_result() {
     let f = fixture();
-    let command = ok(f.control.restart(&operator(), "glider", "cosmic-ray", true, Duration::from_secs(60)));
+    let command = ok(f.control.restart(
+        &operator(),
+        "glider",
+        "cosmic-ray",
+        true,
+        Duration::from_secs(60),
+    ));
     assert_eq!(command.phase, Phase::Pending);
     // Persisted before the answer: a second Control on the same files sees it.
     let again = ok(Control::open(&f.hub));
-    assert_eq!(ok(again.command(&command.id)).map(|c| c.phase), Some(Phase::Pending));
+    assert_eq!(
+        ok(again.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Pending)
+    );
 
-    assert_eq!(commands_in(&f.control.on_connect("glider")), vec![command.id.clone()]);
-    assert_eq!(commands_in(&f.control.on_connect("glider")), vec![command.id.clone()]);
-    f.control.on_control("glider", Uplink::CommandAck { id: command.id.clone() });
-    assert_eq!(ok(f.control.command(&command.id)).map(|c| c.phase), Some(Phase::Delivered));
+    assert_eq!(
+        commands_in(&f.control.on_connect("glider")),
+        vec![command.id.clone()]
+    );
+    assert_eq!(
+        commands_in(&f.control.on_connect("glider")),
+        vec![command.id.clone()]
+    );
+    f.control.on_control(
+        "glider",
+        Uplink::CommandAck {
+            id: command.id.clone(),
+        },
+    );
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Delivered)
+    );
     assert!(commands_in(&f.control.on_connect("glider")).is_empty());
 
     f.control.on_control(
@@ -115,7 +138,10 @@ fn a_restart_is_sent_at_every_connect_until_acked_then_ends_with_the_agents_resu
             },
         },
     );
-    assert_eq!(ok(f.control.command(&command.id)).map(|c| c.phase), Some(Phase::Succeeded));
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Succeeded)
+    );
 
     let actions: Vec<(String, String)> = ok(f.control.events(Some("glider"), 0, 100))
         .into_iter()
@@ -135,36 +161,55 @@ fn a_restart_is_sent_at_every_connect_until_acked_then_ends_with_the_agents_resu
 fn another_nodes_ack_or_result_does_not_touch_a_command() {
     let f = fixture();
     ok(f.hub.registry.create_node("other"));
-    let command = ok(f.control.restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
-    f.control.on_control("other", Uplink::CommandAck { id: command.id.clone() });
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    f.control.on_control(
+        "other",
+        Uplink::CommandAck {
+            id: command.id.clone(),
+        },
+    );
     f.control.on_control(
         "other",
         Uplink::CommandResult {
             id: command.id.clone(),
-            outcome: CommandOutcome::Succeeded { message: String::new() },
+            outcome: CommandOutcome::Succeeded {
+                message: String::new(),
+            },
         },
     );
-    assert_eq!(ok(f.control.command(&command.id)).map(|c| c.phase), Some(Phase::Pending));
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Pending)
+    );
     assert!(commands_in(&f.control.on_connect("other")).is_empty());
 }
 
 #[test]
 fn a_pending_command_past_its_ttl_expires_at_the_hub_and_is_not_sent() {
     let f = fixture();
-    let command = ok(f.control.restart(&operator(), "glider", "gps", false, Duration::from_secs(1)));
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(1)));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while ok(f.control.expire_due()) == 0 {
         assert!(std::time::Instant::now() < deadline, "never expired");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(ok(f.control.command(&command.id)).map(|c| c.phase), Some(Phase::Expired));
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Expired)
+    );
     assert!(commands_in(&f.control.on_connect("glider")).is_empty());
 }
 
 #[test]
 fn only_undelivered_commands_can_be_cancelled_and_a_late_result_still_counts() {
     let f = fixture();
-    let first = ok(f.control.restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    let first = ok(f
+        .control
+        .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
     let cancelled = ok(f.control.cancel(&operator(), &first.id));
     assert_eq!(cancelled.phase, Phase::Cancelled);
     assert!(commands_in(&f.control.on_connect("glider")).is_empty());
@@ -173,15 +218,28 @@ fn only_undelivered_commands_can_be_cancelled_and_a_late_result_still_counts() {
         "glider",
         Uplink::CommandResult {
             id: first.id.clone(),
-            outcome: CommandOutcome::Succeeded { message: "restarted".into() },
+            outcome: CommandOutcome::Succeeded {
+                message: "restarted".into(),
+            },
         },
     );
     let after = ok(f.control.command(&first.id)).unwrap_or_else(|| panic!("gone"));
     assert_eq!(after.phase, Phase::Succeeded);
-    assert!(after.message.contains("cancel came too late"), "{}", after.message);
+    assert!(
+        after.message.contains("cancel came too late"),
+        "{}",
+        after.message
+    );
 
-    let second = ok(f.control.restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
-    f.control.on_control("glider", Uplink::CommandAck { id: second.id.clone() });
+    let second =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    f.control.on_control(
+        "glider",
+        Uplink::CommandAck {
+            id: second.id.clone(),
+        },
+    );
     assert!(matches!(
         f.control.cancel(&operator(), &second.id),
         Err(ControlError::CannotCancel { .. })
@@ -196,29 +254,76 @@ fn only_undelivered_commands_can_be_cancelled_and_a_late_result_still_counts() {
 fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observed() {
     let f = fixture();
     let set = |change: SpecChange, how: SpecWrite| {
-        ok(f.control.set_desired(&operator(), "glider", "cosmic-ray", change, how, false))
+        ok(f.control
+            .set_desired(&operator(), "glider", "cosmic-ray", change, how, false))
     };
-    let first = set(SpecChange { interval_ms: Some(500), enabled: None }, SpecWrite::Merge);
+    let first = set(
+        SpecChange {
+            interval_ms: Some(500),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+    );
     assert!(first.changed);
     assert_eq!(first.row.generation, 1);
-    let same = set(SpecChange { interval_ms: Some(500), enabled: None }, SpecWrite::Merge);
+    let same = set(
+        SpecChange {
+            interval_ms: Some(500),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+    );
     assert!(!same.changed);
     assert_eq!(same.row.generation, 1);
-    let merged = set(SpecChange { interval_ms: None, enabled: Some(false) }, SpecWrite::Merge);
-    assert_eq!((merged.row.generation, merged.row.interval_ms, merged.row.enabled), (2, Some(500), Some(false)));
-    let replaced = set(SpecChange { interval_ms: Some(200), enabled: None }, SpecWrite::Replace);
-    assert_eq!((replaced.row.generation, replaced.row.interval_ms, replaced.row.enabled), (3, Some(200), None));
+    let merged = set(
+        SpecChange {
+            interval_ms: None,
+            enabled: Some(false),
+        },
+        SpecWrite::Merge,
+    );
+    assert_eq!(
+        (
+            merged.row.generation,
+            merged.row.interval_ms,
+            merged.row.enabled
+        ),
+        (2, Some(500), Some(false))
+    );
+    let replaced = set(
+        SpecChange {
+            interval_ms: Some(200),
+            enabled: None,
+        },
+        SpecWrite::Replace,
+    );
+    assert_eq!(
+        (
+            replaced.row.generation,
+            replaced.row.interval_ms,
+            replaced.row.enabled
+        ),
+        (3, Some(200), None)
+    );
     let dry = ok(f.control.set_desired(
         &operator(),
         "glider",
         "cosmic-ray",
-        SpecChange { interval_ms: Some(100), enabled: None },
+        SpecChange {
+            interval_ms: Some(100),
+            enabled: None,
+        },
         SpecWrite::Replace,
         true,
     ));
     assert!(dry.changed);
     assert_eq!(dry.row.generation, 4);
-    assert_eq!(ok(f.control.desired(Some("glider"))).first().map(|d| d.generation), Some(3));
+    assert_eq!(
+        ok(f.control.desired(Some("glider")))
+            .first()
+            .map(|d| d.generation),
+        Some(3)
+    );
 
     let connect = f.control.on_connect("glider");
     let spec = connect.iter().find_map(|d| match d {
@@ -227,7 +332,10 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
     });
     let spec = spec.unwrap_or_else(|| panic!("no desired spec at connect"));
     assert_eq!(spec.sensors.len(), 1);
-    assert_eq!(spec.sensors.first().map(|s| (s.generation, s.interval_ms)), Some((3, Some(200))));
+    assert_eq!(
+        spec.sensors.first().map(|s| (s.generation, s.interval_ms)),
+        Some((3, Some(200)))
+    );
 
     f.control.on_control(
         "glider",
@@ -240,7 +348,9 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         }),
     );
     assert_eq!(
-        ok(f.control.desired(Some("glider"))).first().and_then(|d| d.observed_generation),
+        ok(f.control.desired(Some("glider")))
+            .first()
+            .and_then(|d| d.observed_generation),
         Some(3)
     );
 }
@@ -254,22 +364,42 @@ fn a_sensor_the_node_did_not_report_is_refused_with_the_ones_it_did() {
             time: Timestamp::monotonic(1),
             readings: vec![],
             sensors: vec![report("cosmic-ray"), report("gps")],
-            backlog: BacklogReport { records: 0, bytes: 0, oldest_age_s: None },
+            backlog: BacklogReport {
+                records: 0,
+                bytes: 0,
+                oldest_age_s: None,
+            },
         },
     );
     let err = f
         .control
-        .restart(&operator(), "glider", "cosmic", false, Duration::from_secs(60))
+        .restart(
+            &operator(),
+            "glider",
+            "cosmic",
+            false,
+            Duration::from_secs(60),
+        )
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("no sensor \"cosmic\"") && err.contains("cosmic-ray, gps"), "{err}");
+    assert!(
+        err.contains("no sensor \"cosmic\"") && err.contains("cosmic-ray, gps"),
+        "{err}"
+    );
     assert!(matches!(
-        f.control.restart(&operator(), "nowhere", "gps", false, Duration::from_secs(60)),
+        f.control.restart(
+            &operator(),
+            "nowhere",
+            "gps",
+            false,
+            Duration::from_secs(60)
+        ),
         Err(ControlError::NoSuchNode(_))
     ));
     assert!(matches!(
-        f.control.restart(&operator(), "glider", "gps", false, Duration::ZERO),
+        f.control
+            .restart(&operator(), "glider", "gps", false, Duration::ZERO),
         Err(ControlError::Invalid(_))
     ));
 }
@@ -277,16 +407,34 @@ fn a_sensor_the_node_did_not_report_is_refused_with_the_ones_it_did() {
 #[test]
 fn deleting_a_node_cancels_its_pending_commands_and_forgets_its_desired_state() {
     let f = fixture();
-    let command = ok(f.control.restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
-    ok(f.control.set_desired(&operator(), "glider", "gps", SpecChange { interval_ms: Some(100), enabled: None }, SpecWrite::Merge, false));
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "gps",
+        SpecChange {
+            interval_ms: Some(100),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+        false,
+    ));
     ok(f.control.forget_node(&operator(), "glider"));
-    assert_eq!(ok(f.control.command(&command.id)).map(|c| c.phase), Some(Phase::Cancelled));
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Cancelled)
+    );
     assert!(ok(f.control.desired(Some("glider"))).is_empty());
 }
 
 #[tokio::test]
 async fn logs_of_a_node_that_is_not_connected_fail_at_once() {
     let f = fixture();
-    let result = f.control.fetch_logs("glider", None, 10, Duration::from_secs(5)).await;
+    let result = f
+        .control
+        .fetch_logs("glider", None, 10, Duration::from_secs(5))
+        .await;
     assert!(matches!(result, Err(ControlError::NotConnected(_))));
 }
