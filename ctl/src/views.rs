@@ -52,7 +52,7 @@ fn nodes(items: &[Value], wide: bool, now: SystemTime) -> Table {
             cell(node, "/status/agentVersion"),
         ];
         if wide {
-            row.push(cell(node, "/status/boot"));
+            row.push(cell(node, "/status/bootId"));
             row.push(cell(node, "/status/epoch"));
         }
         table.row(row);
@@ -196,10 +196,16 @@ fn events(items: &[Value], wide: bool, now: SystemTime) -> Table {
     let mut table = Table::new(&headers);
     for event in items {
         let node = str_at(event, "/spec/object/node");
+        let kind = str_at(event, "/spec/object/kind").to_ascii_lowercase();
+        let name = str_at(event, "/spec/object/name");
         let object = format!(
-            "{}/{}{}",
-            str_at(event, "/spec/object/kind").to_ascii_lowercase(),
-            str_at(event, "/spec/object/name"),
+            "{}{}",
+            // A refused creation has no name yet: the kind alone says what was tried.
+            if name.is_empty() {
+                kind
+            } else {
+                format!("{kind}/{name}")
+            },
             if node.is_empty() {
                 String::new()
             } else {
