@@ -648,8 +648,12 @@ impl Invocation<'_> {
             };
             return write(out, &text);
         }
+        let lines = items(&list);
+        if lines.is_empty() {
+            return write(out, "No log lines.\n");
+        }
         let mut text = String::new();
-        for line in items(&list) {
+        for line in lines {
             let sensor = str_at(&line, "/sensor");
             text.push_str(&format!(
                 "{} {:<5} {}{}\n",

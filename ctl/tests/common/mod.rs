@@ -22,27 +22,31 @@ use serde_json::Value;
 /// How long a test waits for something that should happen promptly.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
-/// The hub binary: built by cargo for this workspace (`cargo build` builds it with the
-/// tests; when only this crate was built, build it now).
+/// A workspace binary built by cargo next to this test (`cargo build` / `cargo xtask test`
+/// build every binary); when it is missing (only this crate was built), it is built now.
+/// Run `cargo build -p aloft-hub -p aloft-agent` first after changing them.
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let bin = dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.contains(&bin) && !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {name} failed");
+        built.push(bin.clone());
+    }
+    bin
+}
+
+/// The hub binary.
 pub fn hub_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            // target/<profile>/deps/<test> -> target/<profile>/aloft-hub
-            let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-            let bin = dir.join("aloft-hub");
-            if !bin.is_file() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "aloft-hub", "--bin", "aloft-hub"])
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "building aloft-hub failed");
-            }
-            bin
-        })
-        .clone()
+    workspace_bin("aloft-hub", "aloft-hub")
 }
 
 /// A running hub and what it takes to talk to it.
