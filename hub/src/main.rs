@@ -119,7 +119,7 @@ fn main() -> anyhow::Result<()> {
                 let hub = aloft_hub::Hub::open(&data)?;
                 let tls = aloft_hub::pki::server_config(&data)?;
                 // Commands, desired state, audit and their API (issue 5).
-                let options = aloft_hub::control::serve_options(&hub)?;
+                let options = serve_options(&hub)?;
                 println!("aloft-hub listening on {}", listener.local_addr()?);
                 aloft_hub::server::serve(hub, tls, listener, options, stop_signal()).await?;
                 Ok(())
@@ -133,6 +133,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The control layer and extra API routes the hub serves with (issue 5: commands, desired
+/// state, audit). Opened before the port is announced, with the same `Hub` the server uses
+/// (its sessions are where commands are pushed).
+fn serve_options(hub: &aloft_hub::Hub) -> anyhow::Result<aloft_hub::server::ServeOptions> {
+    aloft_hub::control::serve_options(hub).context("opening the control layer (control.sqlite)")
 }
 
 /// Resolves at SIGTERM or SIGINT.

@@ -70,14 +70,17 @@ pub enum ServeError {
 }
 
 /// Opens the hub in `data_dir` and serves it on `listener` until `shutdown` resolves.
+/// `options` makes the control layer and extra routes from the opened hub (they need its
+/// [`crate::Sessions`] and stores).
 pub async fn run(
     data_dir: &std::path::Path,
     listener: TcpListener,
-    options: ServeOptions,
+    options: impl FnOnce(&Hub) -> ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let hub = Hub::open(data_dir)?;
     let tls = crate::pki::server_config(data_dir)?;
+    let options = options(&hub);
     serve(hub, tls, listener, options, shutdown).await
 }
 

@@ -173,6 +173,23 @@ async fn batches_with_holes_and_duplicates_are_stored_once_and_acked_by_watermar
         run.hub.stop().unwrap().success(),
         "SIGTERM stops the hub cleanly"
     );
+
+    // A restarted hub resumes from the same watermark.
+    let hub = HubProcess::start(Path::new(BIN), &run.data).unwrap();
+    let mut after = NodeClient::connect(hub.addr, &run.tls, &run.tokens.node)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.hello(hello("glider", EPOCH)).await.unwrap().watermark,
+        Some(9)
+    );
+    assert_eq!(
+        after
+            .batch(EPOCH, 10, 10, &[(10, reading(1, 10, 10.0))])
+            .await
+            .unwrap(),
+        10
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
