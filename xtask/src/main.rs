@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_agent;
+mod bench_control;
 mod packages;
 
 #[derive(Parser)]
@@ -56,6 +57,9 @@ enum Bench {
     /// The release agent on the simulated flight: peak memory, CPU, wake-ups; and the
     /// memory of reading a million-reading backlog.
     Agent,
+    /// Remote control over loopback: restart latency to "running again", and a queued
+    /// command applied after a 60 s outage.
+    Control,
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
@@ -180,6 +184,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
 fn bench(name: Bench) -> Result<()> {
     match name {
         Bench::Agent => bench_agent::bench(),
+        Bench::Control => bench_control::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
