@@ -266,8 +266,13 @@ impl Invocation<'_> {
                 return true;
             };
             // The watch starts with the current objects, already printed above.
+            let identity = |o: &Value| {
+                o.pointer("/metadata/uid")
+                    .or(o.pointer("/metadata/name"))
+                    .cloned()
+            };
             if event.get("type").and_then(Value::as_str) == Some("ADDED")
-                && listed.iter().any(|o| o == object)
+                && listed.iter().any(|o| identity(o) == identity(object))
             {
                 return true;
             }

@@ -489,3 +489,62 @@ fn a_context_written_by_aloftctl_config_is_used_without_flags() {
     let contexts = config(&["config", "get-contexts"]).ok().stdout;
     assert!(contexts.contains("*         local"), "{contexts}");
 }
+
+#[test]
+fn get_sensors_watch_shows_a_restart_as_it_happens() {
+    let hub = Hub::start();
+    let _agent = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray", "gps"]);
+    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
+        item(v, "cosmic-ray").is_some()
+    });
+    let mut child = common::ctl_command(hub.dir.path())
+        .env("ALOFT_HUB", hub.url())
+        .env("ALOFT_CA", hub.ca())
+        .env("ALOFT_TOKEN", &hub.tokens.admin)
+        .args(["get", "sensors", "--node", "glider", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let restarts_of = |line: &str| -> Option<String> {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        (cells.get(1) == Some(&"cosmic-ray"))
+            .then(|| cells.get(4).map(|c| (*c).to_owned()))
+            .flatten()
+    };
+    let next = || rx.recv_timeout(common::DEADLINE).unwrap();
+    assert!(next().starts_with("NODE"), "a header first");
+    // The listing, then the restart's change as its own line.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(next());
+    }
+    assert!(
+        seen.iter().any(|l| restarts_of(l).as_deref() == Some("0")),
+        "{seen:?}"
+    );
+    hub.ctl(&["restart", "sensor", "cosmic-ray", "--node", "glider"])
+        .ok();
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let line = next();
+        if restarts_of(&line).as_deref() == Some("1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no restart line");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -275,7 +275,7 @@ fn agent_config(dir: &Path, relay_port: u16) -> Result<PathBuf> {
     let store = dir.join("store");
     let text = format!(
         "[simulation]\nseed = 7\nspeed = 1.0\nstart_at_s = 0.0\n\n[node]\nname = \"{NODE}\"\n\n\
-         [store]\npath = \"{}\"\nmax_bytes = 67_108_864\nfull_policy = \"drop-oldest\"\nflush_interval = \"1s\"\n\n\
+         [store]\npath = \"{}\"\nmax_bytes = 67_108_864\nfull_policy = \"drop-oldest\"\nflush_interval = \"1s\"\nretain_acked = \"1h\"\n\n\
          [[sensor]]\nname = \"{SENSOR}\"\nkind = \"ms5611\"\naddress = 0x77\ninterval = \"100ms\"\n\n\
          [hub]\nurl = \"wss://127.0.0.1:{relay_port}/v1/nodes/connect\"\ntoken_file = \"{}\"\nca_file = \"{}\"\n",
         store.display(),

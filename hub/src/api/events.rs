@@ -21,9 +21,21 @@ pub struct ListQuery {
     pub node: Option<String>,
     /// The newest this many (default 100).
     pub limit: Option<u32>,
-    /// Watch.
-    #[serde(flatten)]
-    pub watch: WatchQuery,
+    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
+    /// values over as strings, and `watch=true` would not parse as a boolean).
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts, s.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ListQuery {
+    fn watching(&self) -> WatchQuery {
+        WatchQuery {
+            watch: self.watch,
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
 }
 
 fn key(event: &Value) -> String {
@@ -54,14 +66,14 @@ pub async fn list(
                 .collect())
         }
     };
-    if !query.watch.watch {
+    if !query.watch {
         let items = blocking(read).await?;
         return Ok(Json(resources::list("Event", items)).into_response());
     }
     Ok(http::stream(
         &control,
         state.shutdown.clone(),
-        query.watch,
+        query.watching(),
         Watched {
             read: Box::new(read),
             key,

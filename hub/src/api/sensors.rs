@@ -24,9 +24,21 @@ use crate::tokens::Role;
 pub struct ListQuery {
     /// Only this node's sensors.
     pub node: Option<String>,
-    /// Watch.
-    #[serde(flatten)]
-    pub watch: WatchQuery,
+    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
+    /// values over as strings, and `watch=true` would not parse as a boolean).
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts, s.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ListQuery {
+    fn watching(&self) -> WatchQuery {
+        WatchQuery {
+            watch: self.watch,
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
 }
 
 /// Sensors of one node or of every node.
@@ -108,7 +120,8 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    answer(control, &state, query.node, None, query.watch)
+    let watch = query.watching();
+    answer(control, &state, query.node, None, watch)
 }
 
 /// `GET /api/v1/nodes/{node}/sensors` (viewer).
