@@ -60,6 +60,8 @@ enum Behaviour {
     Sync,
     /// Welcome, then neither read nor write nor close (a half-open link).
     SilentAfterWelcome,
+    /// Answer the hello with `Refused { Unavailable }` and close.
+    RefuseHello,
 }
 
 /// What the peer saw.
@@ -161,6 +163,15 @@ async fn serve(
                 epoch = Some(hello.epoch);
                 let watermark = lock(&held).watermark;
                 let _ = seen.send(Seen::Hello(index, hello.clone()));
+                if behaviour == Behaviour::RefuseHello {
+                    let refused = Downlink::Refused {
+                        code: aloft_protocol::sync::RefusalCode::Unavailable,
+                        message: "disk full".into(),
+                    };
+                    let _ = ws.send(Message::binary(refused.encode())).await;
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
                 let welcome = Downlink::Welcome(Welcome {
                     protocol_version: PROTOCOL_VERSION,
                     epoch: hello.epoch,
@@ -425,6 +436,78 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
         store.lock().first_unacked() == 100
     })
     .await;
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_drains_no_faster_than_the_upload_budget() {
+    const RATE: u64 = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    for i in 0..3_000 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let end = outbox.durable_end();
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let options = options(dir.path(), &peer.url, TOKEN).with_upload_bytes_per_s(RATE);
+    let agent = start_agent(options, outbox);
+    assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    let started = Instant::now();
+    let store = agent.store.clone();
+    poll_until("the backlog to drain", || {
+        store.lock().first_unacked() == end
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let sent = agent.metrics.uplink.bytes_sent();
+    // The bucket starts full (16 KiB) and the hello and first live update go before it
+    // counts: whatever is beyond that took at least its time at the budget's rate. A slow
+    // machine only makes the drain slower, never faster.
+    let free = 16_384 + 4_096;
+    assert!(
+        sent > 2 * free,
+        "the test needs a backlog well over the burst ({sent} bytes)"
+    );
+    let floor = Duration::from_secs_f64((sent - free) as f64 / RATE as f64);
+    assert!(
+        elapsed >= floor,
+        "{sent} bytes in {elapsed:?}: faster than {RATE} B/s allows ({floor:?})"
+    );
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_messages_wait_out_a_refused_session_and_go_after_the_next_welcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::RefuseHello],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    for id in ["c-1", "c-2"] {
+        agent
+            .control_up
+            .send(Uplink::CommandAck { id: id.into() })
+            .await
+            .expect("control queue");
+    }
+    let mut order = Vec::new();
+    while order.len() < 4 {
+        match next_seen(&mut peer).await {
+            Seen::Hello(n, _) => order.push(format!("hello {n}")),
+            Seen::Message(n, Uplink::CommandAck { id }) => order.push(format!("{id} on {n}")),
+            _ => {}
+        }
+    }
+    assert_eq!(order, ["hello 0", "hello 1", "c-1 on 1", "c-2 on 1"]);
+    assert_eq!(agent.metrics.uplink.reconnects(ReconnectReason::Refused), 1);
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }
