@@ -380,8 +380,13 @@ impl Invocation<'_> {
             Ok(list) => {
                 let mut events = items(&list);
                 if let Some(name) = &sensor {
+                    // The sensor's own events and those of its commands.
                     events.retain(|e| {
-                        str_at(e, "/spec/object/name") == name || str_at(e, "/spec/sensor") == name
+                        let object = str_at(e, "/spec/object/name");
+                        object == name
+                            || commands
+                                .iter()
+                                .any(|c| str_at(c, "/metadata/name") == object)
                     });
                 }
                 text.push_str("Events:\n");

@@ -96,6 +96,30 @@ fn restart_while_connected_waits_for_the_agent_and_shows_the_restart() {
         .pointer("/spec/actor/role")
         .and_then(Value::as_str);
     assert_eq!(creator, Some("admin"));
+
+    // describe gathers the sensor, its commands and their events in one page.
+    let page = hub.ctl(&["describe", "sensor", "cosmic-ray"]).ok().stdout;
+    for expected in [
+        "Name:         cosmic-ray",
+        "Node:         glider",
+        "restarts: 1",
+        "Commands:",
+        id.as_str(),
+        "Events:",
+        "complete",
+    ] {
+        assert!(
+            page.contains(expected),
+            "describe lacks {expected:?}:\n{page}"
+        );
+    }
+    let page = hub.ctl(&["describe", "node", "glider"]).ok().stdout;
+    assert!(
+        page.contains("Sensors:") && page.contains("cosmic-ray") && page.contains("gps"),
+        "{page}"
+    );
+    // The stand-in agent sends no readings: top says so rather than print an empty table.
+    assert_eq!(hub.ctl(&["top"]).ok().stdout, "No values yet.\n");
 }
 
 #[test]
