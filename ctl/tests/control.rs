@@ -510,6 +510,16 @@ fn a_context_written_by_aloftctl_config_is_used_without_flags() {
     let nodes = config(&["get", "nodes", "-o", "name"]).ok();
     assert_eq!(nodes.stdout, "node/glider\n");
     config(&["get", "nodes", "--context", "field"]).fails(1, "no context `field`");
+    let version = config(&["version"]).ok().stdout;
+    assert!(
+        version.starts_with("aloftctl 0.") && version.contains("aloft-hub 0."),
+        "{version}"
+    );
+    let completion = config(&["completion", "bash"]).ok().stdout;
+    assert!(
+        completion.contains("_aloftctl()") && completion.contains("restart"),
+        "bash completion"
+    );
     let contexts = config(&["config", "get-contexts"]).ok().stdout;
     assert!(contexts.contains("*         local"), "{contexts}");
 }
