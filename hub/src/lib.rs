@@ -21,6 +21,7 @@
 //! - `testing` (feature `testing`): a protocol-speaking test client.
 
 pub mod api;
+pub mod control;
 pub mod db;
 pub mod init;
 pub mod node_control;

@@ -116,10 +116,12 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("listening on {listen}"))?;
                 // Hub::open and the certificates are checked before announcing the port,
                 // so a test reading this line knows the hub is really up.
-                aloft_hub::Hub::open(&data)?;
-                aloft_hub::pki::server_config(&data)?;
+                let hub = aloft_hub::Hub::open(&data)?;
+                let tls = aloft_hub::pki::server_config(&data)?;
+                // Commands, desired state, audit and their API (issue 5).
+                let options = serve_options(&hub)?;
                 println!("aloft-hub listening on {}", listener.local_addr()?);
-                aloft_hub::server::run(&data, listener, serve_options, stop_signal()).await?;
+                aloft_hub::server::serve(hub, tls, listener, options, stop_signal()).await?;
                 Ok(())
             })
         }
@@ -133,9 +135,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The control layer and extra API routes the hub serves with.
-fn serve_options(_hub: &aloft_hub::Hub) -> aloft_hub::server::ServeOptions {
-    aloft_hub::server::ServeOptions::default()
+/// The control layer and extra API routes the hub serves with (issue 5: commands, desired
+/// state, audit). Opened before the port is announced, with the same `Hub` the server uses
+/// (its sessions are where commands are pushed).
+fn serve_options(hub: &aloft_hub::Hub) -> anyhow::Result<aloft_hub::server::ServeOptions> {
+    aloft_hub::control::serve_options(hub).context("opening the control layer (control.sqlite)")
 }
 
 /// Resolves at SIGTERM or SIGINT.

@@ -41,7 +41,7 @@ impl EdgeBinary {
 /// step (`--version` under qemu) and the bench all follow this list.
 pub const EDGE_BINARIES: &[EdgeBinary] = &[
     EdgeBinary::new("aloft-agent", "aloft-agent"),
-    // EdgeBinary::new("aloftctl", "aloftctl"), once ctl/ is in the workspace.
+    EdgeBinary::new("aloftctl", "aloftctl"),
 ];
 
 /// The agent, which the emulated-flight test and the first-reading figure run.

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_agent;
+mod bench_control;
 mod cross;
 mod demo;
 mod deploy;
@@ -80,6 +81,9 @@ enum Bench {
     /// The release agent on the simulated flight: peak memory, CPU, wake-ups; and the
     /// memory of reading a million-reading backlog.
     Agent,
+    /// Remote control over loopback: restart latency to "running again", and a queued
+    /// command applied after a 60 s outage.
+    Control,
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
@@ -222,6 +226,7 @@ fn bench(name: Bench) -> Result<()> {
     match name {
         Bench::Agent => bench_agent::bench(),
         Bench::Cross => cross::bench(),
+        Bench::Control => bench_control::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([

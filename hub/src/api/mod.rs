@@ -6,8 +6,14 @@
 //! route's ([`Caller::require`]); node tokens never read the API; errors are JSON
 //! `Status` objects with the HTTP code and a message that says what to do.
 
+pub mod commands;
+pub mod desired;
+pub mod events;
+pub mod logs;
 pub mod nodes;
 pub mod readings;
+pub mod sensors;
+pub mod tokens;
 
 use std::sync::Arc;
 

@@ -1,0 +1,370 @@
+//! The command line: kubectl's verbs and conventions over aloft-hub's resources.
+//!
+//! Only argument shapes live here; `verbs` does the work. Global flags (`--context`,
+//! `--hub`, `--token`, `--ca`, `-o`) come after or before the verb, as with kubectl.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+/// `aloftctl`: operate aloft-hub's nodes and sensors.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aloftctl",
+    version,
+    about = "Operate Aloft nodes and sensors through aloft-hub",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 a waited-for command ended without \
+                  success, 4 a wait timed out, 5 `diff` found changes."
+)]
+pub struct Cli {
+    /// Where and who: context, hub, token, CA.
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Output format: table (default), wide, json, yaml, name.
+    #[arg(short = 'o', long = "output", global = true, value_enum)]
+    pub output: Option<Format>,
+
+    /// Log filter for aloftctl's own diagnostics (RUST_LOG syntax); RUST_LOG wins if set.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// Which hub and which credentials; each flag overrides its environment variable, which
+/// overrides the context of the config file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct TargetArgs {
+    /// The context of the config file to use instead of its current-context.
+    #[arg(long, global = true, env = "ALOFT_CONTEXT")]
+    pub context: Option<String>,
+    /// The config file (default ~/.config/aloft/config.yaml).
+    #[arg(long, global = true, env = "ALOFT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The hub's URL, e.g. https://127.0.0.1:8443.
+    #[arg(long, global = true, env = "ALOFT_HUB")]
+    pub hub: Option<String>,
+    /// The bearer token.
+    #[arg(long, global = true, env = "ALOFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the hub's certificate (the hub's DATA/ca.pem).
+    #[arg(long, global = true, env = "ALOFT_CA")]
+    pub ca: Option<PathBuf>,
+    /// How long to wait for the hub to answer one request.
+    #[arg(long = "request-timeout", global = true, value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// List resources: nodes, sensors, commands, events, tokens.
+    Get(GetArgs),
+    /// Show one node or sensor in detail.
+    Describe(DescribeArgs),
+    /// The newest value of every sensor's quantities.
+    Top(TopArgs),
+    /// Restart a sensor (a command: queued while the node is offline, applied once).
+    Restart(RestartArgs),
+    /// Change a sensor's desired state (interval, enabled).
+    Set(SetArgs),
+    /// Make the desired state of sensors what a YAML file says.
+    Apply(FileArgs),
+    /// Show what `apply -f FILE` would change.
+    Diff(FileArgs),
+    /// Recent agent log lines, fetched from the node now.
+    Logs(LogsArgs),
+    /// Cancel a command that has not been applied yet.
+    Cancel(CancelArgs),
+    /// Create a node (prints its token once) or a token.
+    Create(CreateArgs),
+    /// Delete a node.
+    Delete(DeleteArgs),
+    /// Revoke a token.
+    Revoke(RevokeArgs),
+    /// Edit the config file's contexts.
+    Config(ConfigArgs),
+    /// Print aloftctl's version and, when reachable, the hub's.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `get KIND`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// One resource by name (a node, a sensor, a command id, a token id).
+    pub name: Option<String>,
+    /// Only this node's resources.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+    /// After listing, watch for changes and print them as they happen.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Events: at most this many, newest last.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// The kinds `get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Nodes.
+    #[value(alias = "node", alias = "no")]
+    Nodes,
+    /// Sensors of every node (or of `--node`).
+    #[value(alias = "sensor", alias = "se")]
+    Sensors,
+    /// Commands.
+    #[value(alias = "command", alias = "cmd")]
+    Commands,
+    /// The audit trail.
+    #[value(alias = "event", alias = "ev")]
+    Events,
+    /// Tokens (admin).
+    #[value(alias = "token")]
+    Tokens,
+}
+
+/// `describe node|sensor NAME`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Node or sensor.
+    #[arg(value_enum)]
+    pub kind: DescribeKind,
+    /// Its name.
+    pub name: String,
+    /// The sensor's node (needed when more than one node has a sensor of that name).
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+}
+
+/// What `describe` and `logs` take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DescribeKind {
+    /// A node.
+    Node,
+    /// A sensor.
+    Sensor,
+}
+
+/// `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Only this node.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+}
+
+/// `restart sensor NAME`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Only `sensor` can be restarted.
+    #[arg(value_enum)]
+    pub kind: RestartKind,
+    /// The sensor's name.
+    pub name: String,
+    /// The sensor's node.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+    /// Power-cycle the sensor's power line first.
+    #[arg(long)]
+    pub hard: bool,
+    /// Follow the command to its end; exit 3 unless it succeeded, 4 on --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+    /// After this, the agent does not apply the command (it waits out outages until then).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub ttl: Duration,
+}
+
+/// The one kind `restart` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartKind {
+    /// A sensor.
+    Sensor,
+}
+
+/// `set sensor NAME`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Only `sensor` can be set.
+    #[arg(value_enum)]
+    pub kind: RestartKind,
+    /// The sensor's name.
+    pub name: String,
+    /// The sensor's node.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+    /// Sampling interval (`100ms`, `2s`).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Run the sensor.
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// Stop the sensor (until enabled again).
+    #[arg(long)]
+    pub disable: bool,
+}
+
+/// `apply -f FILE`, `diff -f FILE`.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The YAML file (`-` for standard input); several documents separated by `---`.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+}
+
+/// `logs node|sensor NAME`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// A node's lines, or only those about one sensor.
+    #[arg(value_enum)]
+    pub kind: DescribeKind,
+    /// Its name.
+    pub name: String,
+    /// The sensor's node.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
+    /// At most this many lines, newest last.
+    #[arg(long, default_value_t = 100)]
+    pub tail: u32,
+}
+
+/// `cancel command ID`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Only `command`.
+    #[arg(value_enum)]
+    pub kind: CancelKind,
+    /// The command's id.
+    pub id: String,
+}
+
+/// The one kind `cancel` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CancelKind {
+    /// A command.
+    Command,
+}
+
+/// `create node NAME`, `create token --role R`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// What.
+    #[command(subcommand)]
+    pub what: CreateWhat,
+}
+
+/// What `create` makes.
+#[derive(Debug, Subcommand)]
+pub enum CreateWhat {
+    /// A node and its token (printed once: keep it for the agent's token_file).
+    Node {
+        /// The node's name (its `[node] name`).
+        name: String,
+    },
+    /// A token for a person or a script (printed once).
+    Token {
+        /// viewer (read), operator (commands, desired state) or admin (nodes, tokens).
+        #[arg(long)]
+        role: String,
+        /// What it is for, shown by `get tokens`.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+/// `delete node NAME`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Only `node`.
+    #[arg(value_enum)]
+    pub kind: DeleteKind,
+    /// Its name.
+    pub name: String,
+}
+
+/// The one kind `delete` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeleteKind {
+    /// A node.
+    Node,
+}
+
+/// `revoke token ID`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Only `token`.
+    #[arg(value_enum)]
+    pub kind: RevokeKind,
+    /// The token's id (from `get tokens`), not its secret.
+    pub id: String,
+}
+
+/// The one kind `revoke` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RevokeKind {
+    /// A token.
+    Token,
+}
+
+/// `config ...`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What.
+    #[command(subcommand)]
+    pub what: ConfigWhat,
+}
+
+/// Config file edits, as `kubectl config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigWhat {
+    /// Add or change a context (and make it current with --use).
+    SetContext {
+        /// The context's name.
+        name: String,
+        /// The hub's URL.
+        #[arg(long = "server")]
+        server: Option<String>,
+        /// The CA file.
+        #[arg(long = "certificate-authority")]
+        certificate_authority: Option<PathBuf>,
+        /// A file holding the token (read at each use).
+        #[arg(long = "token-file")]
+        token_file: Option<PathBuf>,
+        /// Make it the current context.
+        #[arg(long = "use")]
+        use_it: bool,
+    },
+    /// Make a context the current one.
+    UseContext {
+        /// Its name.
+        name: String,
+    },
+    /// List the contexts.
+    GetContexts,
+    /// Print the current context's name.
+    CurrentContext,
+}
+
+/// Parses `100ms`, `2s`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 100ms, 5s, 1h"))
+}

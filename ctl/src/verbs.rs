@@ -1,0 +1,886 @@
+//! What each verb does: requests to the hub's API (docs/api.md, "Control") and what is
+//! printed.
+//!
+//! Output goes to the writer given (standard output in the binary), diagnostics and errors
+//! to the caller as [`CtlError`], whose [`CtlError::exit_code`] is the process's exit code
+//! (docs/ctl.md lists them).
+
+use std::io::{Read, Write};
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::cli::{
+    CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
+    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, SetArgs, TargetArgs, TopArgs, Verb,
+};
+use crate::client::{ClientError, Hub, segment};
+use crate::config::{self, ConfigError, ConfigFile, Context};
+use crate::manifest::{self, ManifestError};
+use crate::output::{self, Format, Table, str_at};
+use crate::views;
+
+/// Why a verb did not succeed, and with which exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// Arguments that cannot work together (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The config file or target (exit 1).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The hub refused or could not be reached (exit 1).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A manifest file (exit 1).
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A local file or the terminal (exit 1).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A waited-for command ended without success (exit 3).
+    #[error("command {id} ended {phase}: {message}")]
+    CommandUnsuccessful {
+        /// The command.
+        id: String,
+        /// Failed, Expired or Cancelled.
+        phase: String,
+        /// The agent's or hub's words.
+        message: String,
+    },
+    /// `--wait` ran out of time (exit 4).
+    #[error(
+        "command {id} is still {phase} after {waited}; it stays queued until it expires. Follow it with `aloftctl get commands {id} -w`"
+    )]
+    WaitTimedOut {
+        /// The command.
+        id: String,
+        /// Its phase then.
+        phase: String,
+        /// How long was waited.
+        waited: String,
+    },
+    /// `diff` found changes (exit 5; not an error, but scripts need to tell).
+    #[error("changes found")]
+    ChangesFound,
+}
+
+impl CtlError {
+    /// The process's exit code for this outcome.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Usage(_) => 2,
+            CtlError::CommandUnsuccessful { .. } => 3,
+            CtlError::WaitTimedOut { .. } => 4,
+            CtlError::ChangesFound => 5,
+            _ => 1,
+        }
+    }
+}
+
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> CtlError + '_ {
+    move |source| CtlError::Io {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+/// Runs one parsed command line, printing to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+    let format = cli.output.unwrap_or(Format::Table);
+    let ctx = Invocation {
+        target: &cli.target,
+        format,
+    };
+    match &cli.verb {
+        Verb::Get(args) => ctx.get(args, out),
+        Verb::Describe(args) => ctx.describe(args, out),
+        Verb::Top(args) => ctx.top(args, out),
+        Verb::Restart(args) => ctx.restart(args, out),
+        Verb::Set(args) => ctx.set(args, out),
+        Verb::Apply(args) => ctx.apply(args, out, false),
+        Verb::Diff(args) => ctx.apply(args, out, true),
+        Verb::Logs(args) => ctx.logs(args, out),
+        Verb::Cancel(args) => ctx.cancel(args, out),
+        Verb::Create(args) => ctx.create(&args.what, out),
+        Verb::Delete(args) => ctx.delete(args, out),
+        Verb::Revoke(args) => ctx.revoke(args, out),
+        Verb::Config(args) => config_edit(&cli.target, &args.what, out),
+        Verb::Version => ctx.version(out),
+        Verb::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "aloftctl", out);
+            Ok(())
+        }
+    }
+}
+
+struct Invocation<'a> {
+    target: &'a TargetArgs,
+    format: Format,
+}
+
+fn write(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
+    out.write_all(text.as_bytes())
+        .map_err(io("writing the output"))
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    match list {
+        Value::Array(items) => items.clone(),
+        other => other
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+impl Invocation<'_> {
+    fn hub(&self) -> Result<Hub, CtlError> {
+        let target = config::resolve(self.target)?;
+        Ok(Hub::new(&target, self.target.request_timeout)?)
+    }
+
+    /// Prints objects in the chosen format; tables through `table`.
+    fn show(
+        &self,
+        out: &mut dyn Write,
+        objects: &[Value],
+        single: bool,
+        table: impl Fn(&[Value], bool) -> Table,
+        empty: &str,
+    ) -> Result<(), CtlError> {
+        let text = match self.format {
+            Format::Json => output::to_json(&output::document(objects, single)),
+            Format::Yaml => output::to_yaml(&output::document(objects, single)),
+            Format::Name => objects.iter().map(|o| output::name_of(o) + "\n").collect(),
+            Format::Table | Format::Wide => {
+                let table = table(objects, self.format == Format::Wide);
+                if table.is_empty() {
+                    format!("{empty}\n")
+                } else {
+                    table.render(true)
+                }
+            }
+        };
+        write(out, &text)
+    }
+
+    /// The node a sensor verb is about: `--node`, else the only node there is.
+    fn node_for(&self, hub: &Hub, node: Option<&String>) -> Result<String, CtlError> {
+        if let Some(node) = node {
+            return Ok(node.clone());
+        }
+        let nodes = items(&hub.get("/api/v1/nodes")?);
+        match nodes.as_slice() {
+            [one] => Ok(str_at(one, "/metadata/name").to_owned()),
+            [] => Err(CtlError::Usage(
+                "the hub has no node yet; create one with `aloftctl create node NAME`".into(),
+            )),
+            many => Err(CtlError::Usage(format!(
+                "the hub has {} nodes ({}): say which with --node NAME",
+                many.len(),
+                many.iter()
+                    .map(|n| str_at(n, "/metadata/name"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn get(&self, args: &GetArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let query = |extra: &str| -> String {
+            let mut q = Vec::new();
+            if let Some(node) = &args.node {
+                q.push(format!("node={}", segment(node)));
+            }
+            if args.kind == Kind::Events {
+                q.push(format!("limit={}", args.limit));
+            }
+            if !extra.is_empty() {
+                q.push(extra.to_owned());
+            }
+            if q.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", q.join("&"))
+            }
+        };
+        let collection = match args.kind {
+            Kind::Nodes => "/api/v1/nodes".to_owned(),
+            Kind::Sensors => "/api/v1/sensors".to_owned(),
+            Kind::Commands => "/api/v1/commands".to_owned(),
+            Kind::Events => "/api/v1/events".to_owned(),
+            Kind::Tokens => "/api/v1/tokens".to_owned(),
+        };
+        let (path, single) = match (&args.name, args.kind) {
+            (None, _) => (collection.clone(), false),
+            (Some(name), Kind::Sensors) => {
+                let node = self.node_for(&hub, args.node.as_ref())?;
+                (
+                    format!("/api/v1/nodes/{}/sensors/{}", segment(&node), segment(name)),
+                    true,
+                )
+            }
+            (Some(name), _) => (format!("{collection}/{}", segment(name)), true),
+        };
+        let now = SystemTime::now();
+        let kind = args.kind;
+        let listed = if single {
+            vec![hub.get(&path)?]
+        } else {
+            items(&hub.get(&format!("{path}{}", query("")))?)
+        };
+        let empty = format!("No {} found.", format!("{kind:?}").to_ascii_lowercase());
+        self.show(
+            out,
+            &listed,
+            single,
+            |o, w| views::table(kind, o, w, now),
+            &empty,
+        )?;
+        if !args.watch {
+            return Ok(());
+        }
+        if kind == Kind::Nodes || kind == Kind::Tokens {
+            return Err(CtlError::Usage(
+                "watch works for sensors, commands and events".into(),
+            ));
+        }
+        out.flush().map_err(io("writing the output"))?;
+        let watch_path = if single {
+            format!("{path}?watch=true")
+        } else {
+            format!("{path}{}", query("watch=true"))
+        };
+        let mut failure = None;
+        hub.watch(&watch_path, |event| {
+            let Some(object) = event.get("object") else {
+                return true;
+            };
+            // The watch starts with the current objects, already printed above.
+            let identity = |o: &Value| {
+                o.pointer("/metadata/uid")
+                    .or(o.pointer("/metadata/name"))
+                    .cloned()
+            };
+            if event.get("type").and_then(Value::as_str) == Some("ADDED")
+                && listed.iter().any(|o| identity(o) == identity(object))
+            {
+                return true;
+            }
+            let text = match self.format {
+                Format::Json => output::to_json(&event),
+                Format::Yaml => format!("---\n{}", output::to_yaml(&event)),
+                Format::Name => output::name_of(object) + "\n",
+                Format::Table | Format::Wide => views::table(
+                    kind,
+                    std::slice::from_ref(object),
+                    self.format == Format::Wide,
+                    SystemTime::now(),
+                )
+                .render(false),
+            };
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        match failure {
+            // A closed pipe (`| head`) ends a watch; it is not an error.
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Some(e) => Err(io("writing the output")(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn describe(&self, args: &DescribeArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let now = SystemTime::now();
+        let (object, node, sensor) = match args.kind {
+            DescribeKind::Node => {
+                let node = hub.get(&format!("/api/v1/nodes/{}", segment(&args.name)))?;
+                (node, args.name.clone(), None)
+            }
+            DescribeKind::Sensor => {
+                let node = self.node_for(&hub, args.node.as_ref())?;
+                let sensor = hub.get(&format!(
+                    "/api/v1/nodes/{}/sensors/{}",
+                    segment(&node),
+                    segment(&args.name)
+                ))?;
+                (sensor, node, Some(args.name.clone()))
+            }
+        };
+        if matches!(self.format, Format::Json | Format::Yaml | Format::Name) {
+            return self.show(
+                out,
+                std::slice::from_ref(&object),
+                true,
+                |_, _| Table::default(),
+                "",
+            );
+        }
+        let mut text = String::new();
+        text.push_str(&format!(
+            "Name:         {}\nKind:         {}\n",
+            str_at(&object, "/metadata/name"),
+            str_at(&object, "/kind")
+        ));
+        if sensor.is_some() {
+            text.push_str(&format!("Node:         {node}\n"));
+        }
+        for (title, pointer) in [("Spec", "/spec"), ("Status", "/status")] {
+            if let Some(section) = object.pointer(pointer).filter(|v| !v.is_null()) {
+                text.push_str(&format!("{title}:\n"));
+                for line in output::to_yaml(section).lines() {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        let mut sensors = items(&hub.get(&format!("/api/v1/sensors?node={}", segment(&node)))?);
+        if let Some(name) = &sensor {
+            sensors.retain(|s| str_at(s, "/metadata/name") == name);
+        } else {
+            text.push_str("Sensors:\n");
+            for line in views::table(Kind::Sensors, &sensors, false, now)
+                .render(true)
+                .lines()
+            {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        let mut commands = items(&hub.get(&format!("/api/v1/commands?node={}", segment(&node)))?);
+        if let Some(name) = &sensor {
+            commands.retain(|c| str_at(c, "/spec/sensor") == name);
+        }
+        text.push_str("Commands:\n");
+        if commands.is_empty() {
+            text.push_str("  <none>\n");
+        } else {
+            for line in views::table(Kind::Commands, &commands, false, now)
+                .render(true)
+                .lines()
+            {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        // Events are for admins and operators to see; a viewer's describe still works.
+        match hub.get(&format!("/api/v1/events?node={}&limit=20", segment(&node))) {
+            Ok(list) => {
+                let mut events = items(&list);
+                if let Some(name) = &sensor {
+                    // The sensor's own events and those of its commands.
+                    events.retain(|e| {
+                        let object = str_at(e, "/spec/object/name");
+                        object == name
+                            || commands
+                                .iter()
+                                .any(|c| str_at(c, "/metadata/name") == object)
+                    });
+                }
+                text.push_str("Events:\n");
+                if events.is_empty() {
+                    text.push_str("  <none>\n");
+                } else {
+                    for line in views::table(Kind::Events, &events, false, now)
+                        .render(true)
+                        .lines()
+                    {
+                        text.push_str(&format!("  {line}\n"));
+                    }
+                }
+            }
+            Err(ClientError::Forbidden { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        write(out, &text)
+    }
+
+    fn top(&self, args: &TopArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let path = match &args.node {
+            Some(node) => format!("/api/v1/sensors?node={}", segment(node)),
+            None => "/api/v1/sensors".to_owned(),
+        };
+        let sensors = items(&hub.get(&path)?);
+        self.show(
+            out,
+            &sensors,
+            false,
+            |s, _| views::values(s),
+            "No values yet.",
+        )
+    }
+
+    fn restart(&self, args: &RestartArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let node = self.node_for(&hub, args.node.as_ref())?;
+        let body = json!({
+            "apiVersion": manifest::API_VERSION,
+            "kind": "Command",
+            "spec": {
+                "action": "restartSensor",
+                "sensor": args.name,
+                "hard": args.hard,
+                "ttlSeconds": args.ttl.as_secs().max(1),
+            }
+        });
+        let command = hub.post(&format!("/api/v1/nodes/{}/commands", segment(&node)), &body)?;
+        let id = str_at(&command, "/metadata/name").to_owned();
+        match self.format {
+            Format::Table | Format::Wide => write(
+                out,
+                &format!(
+                    "command/{id} created: {} on {node}, {}\n",
+                    views::command_action(&command),
+                    phase_words(&command)
+                ),
+            )?,
+            _ => self.show(
+                out,
+                std::slice::from_ref(&command),
+                true,
+                |_, _| Table::default(),
+                "",
+            )?,
+        }
+        if !args.wait {
+            return Ok(());
+        }
+        out.flush().map_err(io("writing the output"))?;
+        self.wait_for(&hub, &id, args.timeout, out)
+    }
+
+    fn wait_for(
+        &self,
+        hub: &Hub,
+        id: &str,
+        timeout: std::time::Duration,
+        out: &mut dyn Write,
+    ) -> Result<(), CtlError> {
+        let path = format!(
+            "/api/v1/commands/{}?watch=true&timeoutSeconds={}",
+            segment(id),
+            timeout.as_secs().max(1)
+        );
+        let mut last: Option<Value> = None;
+        let mut printed_phase = String::new();
+        hub.watch(&path, |event| {
+            let Some(object) = event.get("object") else {
+                return true;
+            };
+            let phase = str_at(object, "/status/phase").to_owned();
+            if phase != printed_phase && matches!(self.format, Format::Table | Format::Wide) {
+                let _ = writeln!(out, "command/{id} {}", phase_words(object));
+                let _ = out.flush();
+                printed_phase.clone_from(&phase);
+            }
+            last = Some(object.clone());
+            !is_terminal(&phase)
+        })?;
+        let Some(last) = last else {
+            return Err(CtlError::WaitTimedOut {
+                id: id.to_owned(),
+                phase: "unknown".into(),
+                waited: humantime::format_duration(timeout).to_string(),
+            });
+        };
+        if matches!(self.format, Format::Json | Format::Yaml | Format::Name) {
+            self.show(
+                out,
+                std::slice::from_ref(&last),
+                true,
+                |_, _| Table::default(),
+                "",
+            )?;
+        }
+        let phase = str_at(&last, "/status/phase").to_owned();
+        match phase.as_str() {
+            "Succeeded" => Ok(()),
+            p if is_terminal(p) => Err(CtlError::CommandUnsuccessful {
+                id: id.to_owned(),
+                phase,
+                message: str_at(&last, "/status/message").to_owned(),
+            }),
+            _ => Err(CtlError::WaitTimedOut {
+                id: id.to_owned(),
+                phase,
+                waited: humantime::format_duration(timeout).to_string(),
+            }),
+        }
+    }
+
+    fn set(&self, args: &SetArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        if args.interval.is_none() && !args.enable && !args.disable {
+            return Err(CtlError::Usage(
+                "nothing to set: give --interval DURATION, --enable or --disable".into(),
+            ));
+        }
+        let mut spec = serde_json::Map::new();
+        if let Some(interval) = args.interval {
+            let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+            if ms == 0 {
+                return Err(CtlError::Usage("--interval must be at least 1ms".into()));
+            }
+            spec.insert("intervalMs".into(), json!(ms));
+        }
+        if args.enable {
+            spec.insert("enabled".into(), json!(true));
+        }
+        if args.disable {
+            spec.insert("enabled".into(), json!(false));
+        }
+        let hub = self.hub()?;
+        let node = self.node_for(&hub, args.node.as_ref())?;
+        let sensor = hub.patch(
+            &format!(
+                "/api/v1/nodes/{}/sensors/{}/spec",
+                segment(&node),
+                segment(&args.name)
+            ),
+            &Value::Object(spec),
+        )?;
+        self.changed(out, &sensor, "set")
+    }
+
+    fn changed(&self, out: &mut dyn Write, sensor: &Value, verb: &str) -> Result<(), CtlError> {
+        match self.format {
+            Format::Table | Format::Wide => {
+                let changed = sensor.pointer("/status/changed").and_then(Value::as_bool);
+                let word = if changed == Some(false) {
+                    "unchanged"
+                } else {
+                    verb
+                };
+                write(
+                    out,
+                    &format!(
+                        "sensor/{} on {} {word} (generation {})\n",
+                        str_at(sensor, "/metadata/name"),
+                        str_at(sensor, "/metadata/node"),
+                        sensor
+                            .pointer("/metadata/generation")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                    ),
+                )
+            }
+            _ => self.show(
+                out,
+                std::slice::from_ref(sensor),
+                true,
+                |_, _| Table::default(),
+                "",
+            ),
+        }
+    }
+
+    fn apply(&self, args: &FileArgs, out: &mut dyn Write, dry: bool) -> Result<(), CtlError> {
+        let name = args.file.display().to_string();
+        let text = if name == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(io("reading standard input"))?;
+            text
+        } else {
+            std::fs::read_to_string(&args.file).map_err(|source| CtlError::Io {
+                what: format!("cannot read {name}"),
+                source,
+            })?
+        };
+        let sensors = manifest::parse(&name, &text)?;
+        let hub = self.hub()?;
+        let mut changes = false;
+        for sensor in &sensors {
+            let path = format!(
+                "/api/v1/nodes/{}/sensors/{}/spec",
+                segment(&sensor.node),
+                segment(&sensor.name)
+            );
+            if dry {
+                let current = hub.get(&format!(
+                    "/api/v1/nodes/{}/sensors/{}",
+                    segment(&sensor.node),
+                    segment(&sensor.name)
+                ))?;
+                // The hub validates too (an unknown sensor is an error in diff as in apply).
+                hub.put(&format!("{path}?dryRun=true"), &sensor.spec_json())?;
+                let lines = manifest::diff_lines(sensor, current.get("spec"));
+                if !lines.is_empty() {
+                    changes = true;
+                    let mut text = format!("sensor/{} on {}:\n", sensor.name, sensor.node);
+                    for line in lines {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                    write(out, &text)?;
+                }
+            } else {
+                let applied = hub.put(&path, &sensor.spec_json())?;
+                self.changed(out, &applied, "configured")?;
+            }
+        }
+        if changes {
+            Err(CtlError::ChangesFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn logs(&self, args: &LogsArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let (node, sensor) = match args.kind {
+            DescribeKind::Node => (args.name.clone(), None),
+            DescribeKind::Sensor => (self.node_for(&hub, args.node.as_ref())?, Some(&args.name)),
+        };
+        let mut path = format!("/api/v1/nodes/{}/logs?lines={}", segment(&node), args.tail);
+        if let Some(sensor) = sensor {
+            path.push_str(&format!("&sensor={}", segment(sensor)));
+        }
+        let list = hub.get(&path)?;
+        if matches!(self.format, Format::Json | Format::Yaml) {
+            let text = if self.format == Format::Json {
+                output::to_json(&list)
+            } else {
+                output::to_yaml(&list)
+            };
+            return write(out, &text);
+        }
+        let lines = items(&list);
+        if lines.is_empty() {
+            return write(out, "No log lines.\n");
+        }
+        let mut text = String::new();
+        for line in lines {
+            let sensor = str_at(&line, "/sensor");
+            text.push_str(&format!(
+                "{} {:<5} {}{}\n",
+                str_at(&line, "/time"),
+                str_at(&line, "/level"),
+                if sensor.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{sensor}] ")
+                },
+                str_at(&line, "/message")
+            ));
+        }
+        write(out, &text)
+    }
+
+    fn cancel(&self, args: &CancelArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let command = hub.post(
+            &format!("/api/v1/commands/{}/cancel", segment(&args.id)),
+            &json!({}),
+        )?;
+        match self.format {
+            Format::Table | Format::Wide => write(
+                out,
+                &format!("command/{} {}\n", args.id, phase_words(&command)),
+            ),
+            _ => self.show(
+                out,
+                std::slice::from_ref(&command),
+                true,
+                |_, _| Table::default(),
+                "",
+            ),
+        }
+    }
+
+    fn create(&self, what: &CreateWhat, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let (created, secret) = match what {
+            CreateWhat::Node { name } => {
+                let node = hub.post(
+                    "/api/v1/nodes",
+                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Node", "metadata": {"name": name}}),
+                )?;
+                let token = str_at(&node, "/status/token").to_owned();
+                (node, token)
+            }
+            CreateWhat::Token { role, description } => {
+                let token = hub.post(
+                    "/api/v1/tokens",
+                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Token", "spec": {"role": role, "description": description}}),
+                )?;
+                let secret = str_at(&token, "/status/secret").to_owned();
+                (token, secret)
+            }
+        };
+        match self.format {
+            Format::Table | Format::Wide => {
+                let text = match what {
+                    CreateWhat::Node { name } => format!(
+                        "node/{name} created. Its token (shown once; put it in the agent's [hub] token_file):\n{secret}\n"
+                    ),
+                    CreateWhat::Token { role, .. } => format!(
+                        "token/{} created with role {role}. The token (shown once):\n{secret}\n",
+                        str_at(&created, "/metadata/name")
+                    ),
+                };
+                write(out, &text)
+            }
+            _ => self.show(
+                out,
+                std::slice::from_ref(&created),
+                true,
+                |_, _| Table::default(),
+                "",
+            ),
+        }
+    }
+
+    fn delete(&self, args: &DeleteArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        hub.delete(&format!("/api/v1/nodes/{}", segment(&args.name)))?;
+        write(out, &format!("node/{} deleted\n", args.name))
+    }
+
+    fn revoke(&self, args: &RevokeArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        hub.delete(&format!("/api/v1/tokens/{}", segment(&args.id)))?;
+        write(out, &format!("token/{} revoked\n", args.id))
+    }
+
+    fn version(&self, out: &mut dyn Write) -> Result<(), CtlError> {
+        write(out, &format!("aloftctl {}\n", env!("CARGO_PKG_VERSION")))?;
+        let hub = match self.hub() {
+            Ok(hub) => hub,
+            // No hub configured: the client's version is all there is to say.
+            Err(CtlError::Config(ConfigError::NoHub)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let line = match hub.get("/api/v1/version") {
+            Ok(v) => format!(
+                "aloft-hub {} at {}\n",
+                v.get("version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<unknown>"),
+                hub.base()
+            ),
+            Err(e) => format!("aloft-hub at {}: {e}\n", hub.base()),
+        };
+        write(out, &line)
+    }
+}
+
+/// `pending (waiting for the node to connect)`, `succeeded: restarted`.
+fn phase_words(command: &Value) -> String {
+    let phase = str_at(command, "/status/phase").to_ascii_lowercase();
+    let message = str_at(command, "/status/message");
+    if message.is_empty() {
+        phase
+    } else {
+        format!("{phase}: {message}")
+    }
+}
+
+/// Whether a command's phase is final.
+pub fn is_terminal(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "Expired" | "Cancelled")
+}
+
+fn config_edit(
+    target: &TargetArgs,
+    what: &ConfigWhat,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let path = config::config_path(target);
+    let mut file = ConfigFile::load(&path)?;
+    match what {
+        ConfigWhat::SetContext {
+            name,
+            server,
+            certificate_authority,
+            token_file,
+            use_it,
+        } => {
+            let absolute =
+                |p: &std::path::PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            let index = match file.contexts.iter().position(|c| &c.name == name) {
+                Some(i) => i,
+                None => {
+                    file.contexts.push(Context {
+                        name: name.clone(),
+                        server: None,
+                        certificate_authority: None,
+                        token: None,
+                        token_file: None,
+                    });
+                    file.contexts.len() - 1
+                }
+            };
+            if let Some(context) = file.contexts.get_mut(index) {
+                if let Some(server) = server {
+                    context.server = Some(server.clone());
+                }
+                if let Some(ca) = certificate_authority {
+                    context.certificate_authority = Some(absolute(ca));
+                }
+                if let Some(token_file) = token_file {
+                    context.token_file = Some(absolute(token_file));
+                    context.token = None;
+                }
+            }
+            if *use_it {
+                file.current_context = Some(name.clone());
+            }
+            file.save(&path)?;
+            write(
+                out,
+                &format!("context {name} written to {}\n", path.display()),
+            )
+        }
+        ConfigWhat::UseContext { name } => {
+            if file.context(name).is_none() {
+                return Err(ConfigError::UnknownContext {
+                    name: name.clone(),
+                    path,
+                    known: file
+                        .contexts
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+            file.current_context = Some(name.clone());
+            file.save(&path)?;
+            write(out, &format!("switched to context {name}\n"))
+        }
+        ConfigWhat::GetContexts => {
+            let mut table = Table::new(&["CURRENT", "NAME", "SERVER"]);
+            for context in &file.contexts {
+                let current = file.current_context.as_deref() == Some(context.name.as_str());
+                table.row(vec![
+                    if current { "*" } else { "" }.to_owned(),
+                    context.name.clone(),
+                    context.server.clone().unwrap_or_default(),
+                ]);
+            }
+            write(out, &table.render(true))
+        }
+        ConfigWhat::CurrentContext => match &file.current_context {
+            Some(name) => write(out, &format!("{name}\n")),
+            None => Err(CtlError::Usage(format!(
+                "no current context in {}; set one with `aloftctl config use-context NAME`",
+                path.display()
+            ))),
+        },
+    }
+}

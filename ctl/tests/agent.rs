@@ -1,0 +1,240 @@
+//! aloftctl and the hub against the real agent (`aloft-agent run` on the simulated flight,
+//! syncing over loopback TLS): a restart applied once even when the agent is killed after
+//! it acked, and a new interval that changes the sampling rate and the observed generation.
+
+#![allow(clippy::unwrap_used)] // Tests: a failed step should stop the test loudly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, Hub, item, workspace_bin};
+use serde_json::Value;
+
+const NODE: &str = "glider-sim";
+
+/// `aloft-agent run` on the simulated sensors, syncing with `hub` as `NODE`.
+struct RealAgent {
+    child: Child,
+}
+
+impl RealAgent {
+    fn start(hub: &Hub, token: &str, dir: &Path) -> RealAgent {
+        let token_file = dir.join("node.token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+        let config = std::fs::read_to_string(example)
+            .unwrap()
+            .replace("/tmp/aloft-sim", dir.to_str().unwrap())
+            .replace("127.0.0.1:9464", "127.0.0.1:0");
+        let config = format!(
+            "{config}\n[hub]\nurl = \"wss://127.0.0.1:{}/v1/nodes/connect\"\ntoken_file = \"{}\"\nca_file = \"{}\"\n",
+            hub.addr().port(),
+            token_file.display(),
+            hub.ca().display()
+        );
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(workspace_bin("aloft-agent", "aloft-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        RealAgent { child }
+    }
+
+    /// SIGKILL: no goodbye, as a crash or a power cut.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RealAgent {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child with a valid signal number.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hub_with_sim_node() -> (Hub, String) {
+    let hub = Hub::start();
+    let created = hub.ctl(&["create", "node", NODE]).ok().stdout;
+    let token = created.lines().last().unwrap().trim().to_owned();
+    (hub, token)
+}
+
+fn sensor(hub: &Hub, name: &str) -> Value {
+    hub.json(&["get", "sensors", name, "--node", NODE])
+}
+
+fn time_at(v: &Value, pointer: &str) -> std::time::SystemTime {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(Value::as_u64)
+}
+
+#[test]
+fn a_restart_acked_by_an_agent_killed_at_once_is_not_applied_again_by_the_next() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(
+        &["get", "sensors", "--node", NODE],
+        "cosmic-ray running",
+        |v| {
+            item(v, "cosmic-ray")
+                .and_then(|s| s.pointer("/status/state"))
+                .and_then(Value::as_str)
+                == Some("Running")
+        },
+    );
+
+    let out = hub
+        .ctl(&["restart", "sensor", "cosmic-ray", "--node", NODE])
+        .ok()
+        .stdout;
+    let id = out
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_start_matches("command/")
+        .trim_end_matches(':')
+        .to_owned();
+    // Kill the agent as soon as the hub has its ack: the agent recorded the command durably
+    // before acking, and may or may not have acted yet.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let phase = hub.json(&["get", "commands", &id])["status"]["phase"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if phase != "Pending" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never delivered");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old_boot = hub.json(&["get", "nodes", NODE])["status"]["bootId"].clone();
+    agent.kill();
+
+    let _again = RealAgent::start(&hub, &token, dir.path());
+    let done = hub.wait_json(&["get", "commands", &id], "the command ends", |c| {
+        matches!(
+            c.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+    });
+    let finished = time_at(&done, "/status/finished");
+    // A live report of the new agent made after the command ended: its restart counter
+    // counts that agent's own restarts, 0 unless it applied the command a second time.
+    hub.wait_json(&["get", "nodes", NODE], "the new agent reports", |n| {
+        n["status"]["bootId"] != old_boot
+            && n["status"]["connected"] == Value::Bool(true)
+            && time_at(n, "/status/liveReceived")
+                > time_at(n, "/status/sessionStarted").max(finished)
+    });
+    let fresh = sensor(&hub, "cosmic-ray");
+    assert_eq!(
+        u64_at(&fresh, "/status/restarts"),
+        Some(0),
+        "applied twice? command: {done:#}"
+    );
+    let phase = done
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap();
+    let message = done
+        .pointer("/status/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if phase == "Failed" {
+        assert!(message.contains("interrupted"), "{message}");
+    }
+}
+
+/// Readings the agent reports for `name` over `window` of wall time.
+fn readings_over(hub: &Hub, name: &str, window: Duration) -> u64 {
+    let start = u64_at(&sensor(hub, name), "/status/readings").unwrap_or(0);
+    std::thread::sleep(window);
+    let end = u64_at(&sensor(hub, name), "/status/readings").unwrap_or(0);
+    end.saturating_sub(start)
+}
+
+#[test]
+fn applying_a_new_interval_changes_the_sampling_rate_and_the_observed_generation() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(
+        &["get", "sensors", "--node", NODE],
+        "static sampling",
+        |v| {
+            item(v, "static")
+                .and_then(|s| s.pointer("/status/readings"))
+                .and_then(Value::as_u64)
+                .is_some_and(|r| r > 5)
+        },
+    );
+    let window = Duration::from_secs(3);
+    // 100 ms in the config: about 30 in the window (reports come every second, so +-10).
+    let before = readings_over(&hub, "static", window);
+
+    let file = dir.path().join("static.yaml");
+    std::fs::write(
+        &file,
+        format!("apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {{name: static, node: {NODE}}}\nspec: {{interval: 1s}}\n"),
+    )
+    .unwrap();
+    hub.ctl(&["apply", "-f", file.to_str().unwrap()]).ok();
+    let applied = hub.wait_json(
+        &["get", "sensors", "static", "--node", NODE],
+        "generation 1 observed",
+        |s| {
+            u64_at(s, "/status/observedGeneration") == Some(1)
+                && u64_at(s, "/status/intervalMs") == Some(1000)
+        },
+    );
+    assert_eq!(u64_at(&applied, "/metadata/generation"), Some(1));
+    // Let one report go by at the new rate before counting.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = readings_over(&hub, "static", window);
+    // Ten times slower; each sample is two readings (pressure, temperature), and reports
+    // come every second, so the counts are coarse: a ratio of 4 leaves room for that and
+    // for a slow machine, which lowers `before` but cannot raise `after`.
+    assert!(
+        before >= 15,
+        "the old rate was not seen: {before} readings in {window:?}"
+    );
+    assert!(
+        after * 4 <= before,
+        "still sampling fast: {after} readings in {window:?} (before: {before})"
+    );
+}

@@ -1,0 +1,171 @@
+//! Desired sensor state (operator): `PUT /api/v1/nodes/{node}/sensors/{sensor}/spec`
+//! replaces a sensor's spec (`apply`), `PATCH` merges into it (`set`); both take
+//! `{"intervalMs": N|null, "enabled": bool|null}` and `?dryRun=true` to validate and show
+//! the result without writing (`diff`). `GET /api/v1/nodes/{node}/desired` (viewer) shows
+//! the whole spec as the node receives it.
+//!
+//! Invariant: the answer comes after the change is persisted and audited; the generation
+//! moves only when the spec changes (`status.changed` says whether it did).
+
+use axum::extract::{Path, Query};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Caller};
+use crate::control::http::{blocking, require};
+use crate::control::{Control, SpecChange, SpecWrite, resources};
+use crate::db::now_utc_ns;
+use crate::tokens::Role;
+
+/// The body of a spec write.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpecBody {
+    /// Sampling interval, ms.
+    pub interval_ms: Option<u32>,
+    /// Whether the sensor runs.
+    pub enabled: Option<bool>,
+}
+
+/// `?dryRun=true`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    /// Validate and compute only.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+async fn write(
+    caller: Caller,
+    control: Control,
+    node: String,
+    sensor: String,
+    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    dry_run: bool,
+    how: SpecWrite,
+) -> Result<Json<Value>, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Operator,
+        "change desired state",
+        "set",
+        "Sensor",
+        &sensor,
+        Some(&node),
+    )?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the spec must be JSON like {{\"intervalMs\": 500, \"enabled\": true}}: {e}"
+        ))
+    })?;
+    let change = SpecChange {
+        interval_ms: body.interval_ms,
+        enabled: body.enabled,
+    };
+    let worker = control.clone();
+    let (n, s) = (node.clone(), sensor.clone());
+    let written =
+        blocking(move || worker.set_desired(&actor, &n, &s, change, how, dry_run)).await?;
+    let status = control
+        .registry()
+        .node(&node)
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut sensor_json = match status {
+        Some(status) => {
+            let report = status.sensors.iter().find(|r| r.name == sensor).cloned();
+            let values: Vec<_> = status
+                .latest
+                .iter()
+                .filter(|l| l.sensor == sensor)
+                .collect();
+            resources::sensor(
+                &status,
+                &sensor,
+                report.as_ref(),
+                Some(&written.row),
+                &values,
+                now_utc_ns(),
+            )
+        }
+        None => return Err(ApiError::not_found(format!("no node {node:?}"))),
+    };
+    if let Some(status) = sensor_json.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("changed".into(), json!(written.changed));
+        status.insert("dryRun".into(), json!(dry_run));
+    }
+    Ok(Json(sensor_json))
+}
+
+/// `PUT .../spec` (operator): the spec is exactly the body.
+pub async fn replace(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path((node, sensor)): Path<(String, String)>,
+    Query(query): Query<DryRun>,
+    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    write(
+        caller,
+        control,
+        node,
+        sensor,
+        body,
+        query.dry_run,
+        SpecWrite::Replace,
+    )
+    .await
+}
+
+/// `PATCH .../spec` (operator): only the fields given change.
+pub async fn merge(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path((node, sensor)): Path<(String, String)>,
+    Query(query): Query<DryRun>,
+    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    write(
+        caller,
+        control,
+        node,
+        sensor,
+        body,
+        query.dry_run,
+        SpecWrite::Merge,
+    )
+    .await
+}
+
+/// `GET /api/v1/nodes/{node}/desired` (viewer): the `DesiredSpec` the node is sent.
+pub async fn get(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path(node): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let rows = blocking(move || control.desired(Some(&node)).map(|rows| (node, rows))).await?;
+    let (node, rows) = rows;
+    Ok(Json(json!({
+        "apiVersion": resources::API_VERSION,
+        "kind": "DesiredState",
+        "metadata": { "name": node, "node": node },
+        "spec": {
+            "sensors": rows.iter().map(|r| json!({
+                "name": r.sensor,
+                "generation": r.generation,
+                "intervalMs": r.interval_ms,
+                "enabled": r.enabled,
+            })).collect::<Vec<_>>(),
+        },
+        "status": {
+            "sensors": rows.iter().map(|r| json!({
+                "name": r.sensor,
+                "observedGeneration": r.observed_generation,
+                "refused": r.refused,
+            })).collect::<Vec<_>>(),
+        },
+    })))
+}

@@ -1,0 +1,87 @@
+//! `GET /api/v1/events[?node=&limit=&watch=]` (viewer): the audit trail, oldest first:
+//! who (token id and role), what, when, outcome, for every command, desired-state, node and
+//! token change, and for refusals of them.
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiState, Caller};
+use crate::control::http::{self, WatchQuery, Watched, blocking};
+use crate::control::{Control, ControlError, resources};
+use crate::tokens::Role;
+
+/// `?node=&limit=&watch=&timeoutSeconds=`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only events about this node.
+    pub node: Option<String>,
+    /// The newest this many (default 100).
+    pub limit: Option<u32>,
+    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
+    /// values over as strings, and `watch=true` would not parse as a boolean).
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts, s.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ListQuery {
+    fn watching(&self) -> WatchQuery {
+        WatchQuery {
+            watch: self.watch,
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
+}
+
+fn key(event: &Value) -> String {
+    event
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `GET /api/v1/events` (viewer).
+pub async fn list(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Extension(control): Extension<Control>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let node = query.node.clone();
+    let read = {
+        let control = control.clone();
+        move || -> Result<Vec<Value>, ControlError> {
+            Ok(control
+                .events(node.as_deref(), 0, limit)?
+                .iter()
+                .map(resources::event)
+                .collect())
+        }
+    };
+    if !query.watch {
+        let items = blocking(read).await?;
+        return Ok(Json(resources::list("Event", items)).into_response());
+    }
+    Ok(http::stream(
+        &control,
+        state.shutdown.clone(),
+        query.watching(),
+        Watched {
+            read: Box::new(read),
+            key,
+            // Events never change: only new ones are news.
+            fingerprint: key,
+            until: None,
+            poll: None,
+            deletions: false,
+        },
+    ))
+}

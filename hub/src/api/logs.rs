@@ -1,0 +1,54 @@
+//! `GET /api/v1/nodes/{node}/logs?sensor=&lines=&timeoutSeconds=` (viewer): recent agent
+//! log lines, fetched now: the hub sends the node `FetchLogs` and waits for its `Logs`.
+//!
+//! Invariant: nothing is stored at the hub; a node that is not connected gets 503, one
+//! that does not answer within the timeout (default 10 s) 504, both saying why.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Caller, timestamp};
+use crate::control::{Control, resources};
+use crate::tokens::Role;
+
+/// `?sensor=&lines=&timeoutSeconds=`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsQuery {
+    /// Only lines about this sensor.
+    pub sensor: Option<String>,
+    /// At most this many lines (default 100, at most 10 000).
+    pub lines: Option<u32>,
+    /// How long to wait for the node (default 10, at most 120).
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `GET /api/v1/nodes/{node}/logs` (viewer).
+pub async fn get(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path(node): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let timeout = Duration::from_secs(query.timeout_seconds.unwrap_or(10).clamp(1, 120));
+    let lines = query.lines.unwrap_or(100).clamp(1, 10_000);
+    let batch = control
+        .fetch_logs(&node, query.sensor.clone(), lines, timeout)
+        .await?;
+    Ok(Json(json!({
+        "apiVersion": resources::API_VERSION,
+        "kind": "LogList",
+        "metadata": { "node": node, "sensor": query.sensor },
+        "items": batch.lines.iter().map(|l| json!({
+            "time": if l.time.utc_ns.is_some() { timestamp(l.time.utc_ns) } else { json!(format!("+{:.3}s", l.time.mono_ns as f64 / 1e9)) },
+            "level": l.level,
+            "sensor": l.sensor,
+            "message": l.message,
+        })).collect::<Vec<_>>(),
+    })))
+}

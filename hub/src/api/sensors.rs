@@ -1,0 +1,149 @@
+//! `GET /api/v1/sensors`, `GET /api/v1/nodes/{node}/sensors[/{sensor}]` (viewer): every
+//! sensor as a `Sensor` resource: spec from the desired state, status from the node's
+//! latest live report (state, restarts, newest value age, values, backlog) and the observed
+//! generation. `?watch=true` streams changes (`get sensors -w`).
+//!
+//! Invariant: a sensor is listed if its node reported it or the hub has desired state for
+//! it, so a `set` made before the node ever connected is visible.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, ApiState, Caller};
+use crate::control::http::{self, WatchQuery, Watched};
+use crate::control::{Control, ControlError, resources};
+use crate::db::now_utc_ns;
+use crate::tokens::Role;
+
+/// `?node=&watch=&timeoutSeconds=`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only this node's sensors.
+    pub node: Option<String>,
+    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
+    /// values over as strings, and `watch=true` would not parse as a boolean).
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts, s.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ListQuery {
+    fn watching(&self) -> WatchQuery {
+        WatchQuery {
+            watch: self.watch,
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
+}
+
+/// Sensors of one node or of every node.
+fn read(
+    control: &Control,
+    node: Option<&str>,
+    sensor: Option<&str>,
+) -> Result<Vec<Value>, ControlError> {
+    let nodes = match node {
+        Some(name) => vec![
+            control
+                .registry()
+                .node(name)?
+                .ok_or_else(|| ControlError::NoSuchNode(name.to_owned()))?,
+        ],
+        None => control.registry().nodes()?,
+    };
+    let now = now_utc_ns();
+    let mut out = Vec::new();
+    for status in &nodes {
+        let desired = control.desired(Some(&status.name))?;
+        let mut sensors = resources::sensors(status, &desired, now);
+        if let Some(sensor) = sensor {
+            sensors.retain(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(sensor));
+        }
+        out.extend(sensors);
+    }
+    Ok(out)
+}
+
+fn key(sensor: &Value) -> String {
+    sensor
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn answer(
+    control: Control,
+    state: &ApiState,
+    node: Option<String>,
+    sensor: Option<String>,
+    watch: WatchQuery,
+) -> Result<Response, ApiError> {
+    let objects = read(&control, node.as_deref(), sensor.as_deref())?;
+    if let (Some(name), [], Some(node)) = (&sensor, objects.as_slice(), &node) {
+        return Err(ApiError::not_found(format!(
+            "node {node:?} has no sensor {name:?} (it neither reported one nor has desired state for one); `aloftctl get sensors --node {node}` lists them"
+        )));
+    }
+    if !watch.watch {
+        return Ok(match sensor {
+            Some(_) => Json(objects.into_iter().next().unwrap_or(Value::Null)).into_response(),
+            None => Json(resources::list("Sensor", objects)).into_response(),
+        });
+    }
+    let reader = control.clone();
+    Ok(http::stream(
+        &control,
+        state.shutdown.clone(),
+        watch,
+        Watched {
+            read: Box::new(move || read(&reader, node.as_deref(), sensor.as_deref())),
+            key,
+            fingerprint: resources::sensor_fingerprint,
+            until: None,
+            poll: Some(http::SENSOR_POLL),
+            deletions: true,
+        },
+    ))
+}
+
+/// `GET /api/v1/sensors?node=` (viewer).
+pub async fn list(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Extension(control): Extension<Control>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    let watch = query.watching();
+    answer(control, &state, query.node, None, watch)
+}
+
+/// `GET /api/v1/nodes/{node}/sensors` (viewer).
+pub async fn list_node(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Extension(control): Extension<Control>,
+    Path(node): Path<String>,
+    Query(watch): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    answer(control, &state, Some(node), None, watch)
+}
+
+/// `GET /api/v1/nodes/{node}/sensors/{sensor}` (viewer).
+pub async fn get(
+    caller: Caller,
+    State(state): State<ApiState>,
+    Extension(control): Extension<Control>,
+    Path((node, sensor)): Path<(String, String)>,
+    Query(watch): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Viewer)?;
+    answer(control, &state, Some(node), Some(sensor), watch)
+}

@@ -1,0 +1,281 @@
+//! Credentials (admin): tokens — `GET /api/v1/tokens`, `POST /api/v1/tokens`
+//! (`{"spec": {"role": "operator", "description": "..."}}`), `DELETE /api/v1/tokens/{id}`
+//! (revoke) — and nodes, whose creation is the creation of their token —
+//! `POST /api/v1/nodes` (`{"metadata": {"name": "glider-2"}}`) and
+//! `DELETE /api/v1/nodes/{node}`.
+//!
+//! Invariants: a secret appears once, in the answer that created it (`status.secret` of
+//! a token, `status.token` of a node), never again; every change and every refused
+//! attempt is audited; deleting a node revokes its tokens (its agent is refused at the next
+//! upgrade), cancels its pending commands and forgets its desired state.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::nodes::node_json;
+use super::{ApiError, Caller};
+use crate::control::http::require;
+use crate::control::{Control, resources};
+use crate::registry::RegistryError;
+use crate::tokens::Role;
+
+/// `GET /api/v1/tokens` (admin).
+pub async fn list(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+) -> Result<Json<Value>, ApiError> {
+    require(
+        &control,
+        &caller,
+        Role::Admin,
+        "list tokens",
+        "list",
+        "Token",
+        "",
+        None,
+    )?;
+    let tokens = control
+        .tokens()
+        .list()
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(resources::list(
+        "Token",
+        tokens.iter().map(|t| resources::token(t, None)).collect(),
+    )))
+}
+
+/// The body of a token.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    /// What it may do.
+    pub spec: TokenSpec,
+}
+
+/// A token's spec.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// viewer, operator or admin.
+    pub role: String,
+    /// Who or what it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `POST /api/v1/tokens` (admin).
+pub async fn create(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "create tokens",
+        "create",
+        "Token",
+        "",
+        None,
+    )?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "a token is JSON like {{\"spec\": {{\"role\": \"operator\", \"description\": \"ground station\"}}}}: {e}"
+        ))
+    })?;
+    let role = match Role::from_name(&body.spec.role) {
+        Some(role @ (Role::Viewer | Role::Operator | Role::Admin)) => role,
+        Some(Role::Node) => {
+            return Err(ApiError::bad_request(
+                "node tokens come with their node: `aloftctl create node NAME`",
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "role {:?} is not known: use viewer, operator or admin",
+                body.spec.role
+            )));
+        }
+    };
+    let label = body.spec.description.unwrap_or_default();
+    let (info, secret) = control
+        .tokens()
+        .create(role, None, &label)
+        .map_err(|e| ApiError::internal(&e))?;
+    control.audit(crate::control::event(
+        &actor,
+        "create",
+        "Token",
+        &info.id,
+        None,
+        "ok",
+        format!("role {}", role.name()),
+    ));
+    Ok((
+        StatusCode::CREATED,
+        Json(resources::token(&info, Some(&secret))),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/tokens/{id}` (admin): revokes.
+pub async fn revoke(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "revoke tokens",
+        "revoke",
+        "Token",
+        &id,
+        None,
+    )?;
+    let revoked = control
+        .tokens()
+        .revoke(&id)
+        .map_err(|e| ApiError::internal(&e))?;
+    if !revoked {
+        return Err(ApiError::not_found(format!(
+            "no active token {id:?}; `aloftctl get tokens` lists them (by id, not secret)"
+        )));
+    }
+    control.audit(crate::control::event(
+        &actor,
+        "revoke",
+        "Token",
+        &id,
+        None,
+        "ok",
+        String::new(),
+    ));
+    let info = control
+        .tokens()
+        .list()
+        .map_err(|e| ApiError::internal(&e))?
+        .into_iter()
+        .find(|t| t.id == id);
+    Ok(Json(
+        info.map_or(Value::Null, |t| resources::token(&t, None)),
+    ))
+}
+
+/// The body of a node.
+#[derive(Debug, Deserialize)]
+pub struct NodeBody {
+    /// Its name.
+    pub metadata: NodeMetadata,
+}
+
+/// A node's metadata.
+#[derive(Debug, Deserialize)]
+pub struct NodeMetadata {
+    /// The node's name (its agent's `[node] name`).
+    pub name: String,
+}
+
+/// `POST /api/v1/nodes` (admin): the node and its token.
+pub async fn create_node(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    body: Result<Json<NodeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "create nodes",
+        "create",
+        "Node",
+        "",
+        None,
+    )?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "a node is JSON like {{\"metadata\": {{\"name\": \"glider-2\"}}}}: {e}"
+        ))
+    })?;
+    let name = body.metadata.name;
+    let created = match control.registry().create_node(&name) {
+        Ok(created) => created,
+        Err(e @ RegistryError::Exists(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                e.to_string(),
+            ));
+        }
+        Err(e @ RegistryError::InvalidName(_)) => return Err(ApiError::bad_request(e.to_string())),
+        Err(e) => return Err(ApiError::internal(&e)),
+    };
+    control.audit(crate::control::event(
+        &actor,
+        "create",
+        "Node",
+        &name,
+        Some(&name),
+        "ok",
+        format!("with token {}", created.token.id),
+    ));
+    let node = control
+        .registry()
+        .node(&name)
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::internal(&"the node vanished as it was created"))?;
+    let mut json = node_json(&node);
+    if let Some(status) = json.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("token".into(), json!(created.secret));
+        status.insert("tokenId".into(), json!(created.token.id));
+    }
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+/// `DELETE /api/v1/nodes/{node}` (admin).
+pub async fn delete_node(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Admin,
+        "delete nodes",
+        "delete",
+        "Node",
+        &name,
+        Some(&name),
+    )?;
+    let deleted = control
+        .registry()
+        .delete_node(&name)
+        .map_err(|e| ApiError::internal(&e))?;
+    if !deleted {
+        return Err(ApiError::not_found(format!(
+            "no node {name:?}; `aloftctl get nodes` lists them"
+        )));
+    }
+    control.forget_node(&actor, &name)?;
+    control.audit(crate::control::event(
+        &actor,
+        "delete",
+        "Node",
+        &name,
+        Some(&name),
+        "ok",
+        "its tokens are revoked".into(),
+    ));
+    Ok(Json(json!({
+        "apiVersion": resources::API_VERSION,
+        "kind": "Status",
+        "status": "Success",
+        "message": format!("node {name} deleted; its tokens are revoked"),
+    })))
+}

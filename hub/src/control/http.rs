@@ -1,0 +1,273 @@
+//! The control layer's HTTP side: its routes (handlers live in `api/{sensors,commands,
+//! desired,events,tokens,logs}.rs`), how its errors become API errors, role checks that
+//! are audited when refused, and watches streamed as NDJSON.
+//!
+//! A watch (`?watch=true`) answers `200` with one JSON object a line,
+//! `{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}`: first every current object as
+//! ADDED, then each change. It ends at `timeoutSeconds` (default 300), when its `until`
+//! says the object is final (a command that ended), when the client goes away, or at hub
+//! shutdown. Changes are noticed at once for commands, desired state and events (the
+//! control layer signals them) and within [`SENSOR_POLL`] for sensor status, which comes
+//! from the node's live lane.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Router};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::store::Actor;
+use super::{Control, ControlError, actor_of};
+use crate::api::{ApiError, ApiState, Caller};
+use crate::tokens::Role;
+
+/// How often a sensor watch re-reads the registry.
+pub const SENSOR_POLL: Duration = Duration::from_millis(50);
+
+/// The default and longest life of a watch.
+const WATCH_DEFAULT: Duration = Duration::from_secs(300);
+const WATCH_MAX: Duration = Duration::from_secs(3600);
+
+/// The issue-5 routes, to merge into the hub's API router.
+pub fn routes(control: Control) -> Router<ApiState> {
+    use crate::api::{commands, desired, events, logs, sensors, tokens};
+    Router::new()
+        .route("/api/v1/sensors", get(sensors::list))
+        .route("/api/v1/nodes/{node}/sensors", get(sensors::list_node))
+        .route("/api/v1/nodes/{node}/sensors/{sensor}", get(sensors::get))
+        .route(
+            "/api/v1/nodes/{node}/sensors/{sensor}/spec",
+            put(desired::replace).patch(desired::merge),
+        )
+        .route("/api/v1/nodes/{node}/desired", get(desired::get))
+        .route("/api/v1/nodes/{node}/commands", post(commands::create))
+        .route("/api/v1/commands", get(commands::list))
+        .route(
+            "/api/v1/commands/{id}",
+            get(commands::get).delete(commands::cancel),
+        )
+        .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/api/v1/nodes", post(tokens::create_node))
+        .route("/api/v1/nodes/{node}", delete(tokens::delete_node))
+        .route("/api/v1/nodes/{node}/logs", get(logs::get))
+        .route("/api/v1/version", get(version))
+        .layer(Extension(control))
+}
+
+async fn version(caller: Caller) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(axum::Json(json!({
+        "apiVersion": super::resources::API_VERSION,
+        "kind": "Version",
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match &e {
+            ControlError::NoSuchNode(_)
+            | ControlError::NoSuchSensor { .. }
+            | ControlError::NoSuchCommand(_) => ApiError::not_found(e.to_string()),
+            ControlError::CannotCancel { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ControlError::NotConnected(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NodeNotConnected",
+                e.to_string(),
+            ),
+            ControlError::LogsTimeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", e.to_string())
+            }
+            _ => ApiError::internal(&e),
+        }
+    }
+}
+
+/// What a refused caller is told to do instead, per role needed.
+fn hint(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "ask an admin, or use an admin token",
+        Role::Operator => {
+            "use an operator or admin token (an admin makes one with `aloftctl create token --role operator`)"
+        }
+        _ => "use a viewer, operator or admin token",
+    }
+}
+
+/// The caller's role must include `role`; a refusal of a change is audited. `what` says
+/// what was refused in words (`restart sensors`).
+#[allow(clippy::too_many_arguments)]
+pub fn require(
+    control: &Control,
+    caller: &Caller,
+    role: Role,
+    what: &str,
+    action: &str,
+    kind: &str,
+    name: &str,
+    node: Option<&str>,
+) -> Result<Actor, ApiError> {
+    let who = &caller.0;
+    if who.role.includes(role) {
+        return Ok(actor_of(who));
+    }
+    let message = format!(
+        "token {} has role {}, which cannot {what}: that needs role {} or higher; {}",
+        who.token_id,
+        who.role.name(),
+        role.name(),
+        hint(role)
+    );
+    control.audit(crate::control::event(
+        &actor_of(who),
+        action,
+        kind,
+        name,
+        node,
+        "denied",
+        message.clone(),
+    ));
+    Err(ApiError::forbidden(message))
+}
+
+/// Runs a blocking control operation (SQLite) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)
+}
+
+/// `?watch=true&timeoutSeconds=N`.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchQuery {
+    /// Stream changes instead of answering once.
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl WatchQuery {
+    fn duration(self) -> Duration {
+        self.timeout_seconds
+            .map_or(WATCH_DEFAULT, Duration::from_secs)
+            .min(WATCH_MAX)
+    }
+}
+
+/// What a watch re-reads and how it compares.
+pub struct Watched {
+    /// The current objects.
+    pub read: Box<dyn FnMut() -> Result<Vec<Value>, ControlError> + Send>,
+    /// The object's identity.
+    pub key: fn(&Value) -> String,
+    /// What counts as a change of it.
+    pub fingerprint: fn(&Value) -> String,
+    /// Ends the watch once every object is final (a waited-for command).
+    pub until: Option<fn(&Value) -> bool>,
+    /// Re-read at least this often, for changes the control layer does not signal.
+    pub poll: Option<Duration>,
+    /// Report objects that left the list (not for a sliding window of events).
+    pub deletions: bool,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Streams a watch as NDJSON.
+pub fn stream(
+    control: &Control,
+    mut shutdown: watch::Receiver<bool>,
+    query: WatchQuery,
+    mut watched: Watched,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(64);
+    let mut changes = control.subscribe();
+    let deadline = tokio::time::Instant::now() + query.duration();
+    tokio::spawn(async move {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut first = true;
+        loop {
+            // The registry and SQLite reads are quick; a blocking pool hop per change is
+            // not worth it.
+            let objects = match (watched.read)() {
+                Ok(objects) => objects,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Watch read failed; ending it.");
+                    break;
+                }
+            };
+            let mut present = HashMap::new();
+            for object in &objects {
+                let key = (watched.key)(object);
+                let print = (watched.fingerprint)(object);
+                let kind = match seen.get(&key) {
+                    None => Some("ADDED"),
+                    Some(old) if *old != print => Some("MODIFIED"),
+                    Some(_) => None,
+                };
+                present.insert(key, print);
+                if let Some(kind) = kind {
+                    let line = format!("{}\n", json!({ "type": kind, "object": object }));
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !first && watched.deletions {
+                for key in seen.keys().filter(|k| !present.contains_key(*k)) {
+                    let line = format!(
+                        "{}\n",
+                        json!({ "type": "DELETED", "object": { "metadata": { "name": key } } })
+                    );
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            first = false;
+            seen = present;
+            if let Some(until) = watched.until
+                && !objects.is_empty()
+                && objects.iter().all(until)
+            {
+                break;
+            }
+            let poll = watched.poll.unwrap_or(WATCH_MAX);
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = tx.closed() => break,
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response()
+}

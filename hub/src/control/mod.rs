@@ -1,0 +1,862 @@
+//! The hub's control layer (issue 5): commands, desired sensor state, the audit trail and
+//! on-demand agent logs. It implements [`NodeControl`], the sessions' seam: what to send a
+//! node when it connects, and what to do with the control messages it sends.
+//!
+//! # Layout
+//!
+//! - [`phase`]: a command's life as a state machine with no I/O.
+//! - [`store`]: `control.sqlite`, where commands, desired state and events are persisted.
+//! - [`resources`]: the Kubernetes-shaped JSON of the API (`aloft.dev/v1`).
+//! - this module: [`Control`], which ties them to the sessions and the registry.
+//!
+//! Invariants (DESIGN.md invariant 4):
+//! - A command is persisted (with its audit event, in one transaction) before the API
+//!   answers; it is then pushed at once if the node is connected, and sent again after
+//!   every welcome until the agent acks it. Resending is harmless: the agent applies an id
+//!   at most once.
+//! - Desired state is level-triggered and never expires: the whole spec of the node goes
+//!   out after every welcome and after every change; a change bumps the sensor's
+//!   generation, a write that changes nothing does not.
+//! - Every command, desired-state, node and token change is audited: who (token id, role),
+//!   what, when, outcome. So are refusals of them.
+//! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
+//!   own, never a wait on the network.
+
+pub mod http;
+pub mod phase;
+pub mod resources;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use aloft_protocol::sync::{
+    Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, LogBatch,
+    Uplink,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::Hub;
+use crate::db::{now_utc_ns, random_hex};
+use crate::node_control::NodeControl;
+use crate::registry::{Registry, RegistryError};
+use crate::sessions::Sessions;
+use crate::tokens::{Principal, Tokens};
+use phase::{CancelRefused, Phase};
+use store::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
+
+/// A command's default time to live (issue 5: 1 h).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// The longest TTL accepted: a week. Longer is a desired state, not a command.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the hub looks for pending commands past their expiry.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// Why a control operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The control database failed.
+    #[error("control database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// No randomness for an id.
+    #[error("no randomness for an id: {0}")]
+    Random(#[from] getrandom::Error),
+    /// No such node.
+    #[error("node {0:?} does not exist; list nodes with `aloftctl get nodes`")]
+    NoSuchNode(String),
+    /// The node has reported its sensors and this is not one of them.
+    #[error("node {node:?} has no sensor {sensor:?}; its sensors are: {known}")]
+    NoSuchSensor {
+        /// The node.
+        node: String,
+        /// The name asked for.
+        sensor: String,
+        /// The names it reported.
+        known: String,
+    },
+    /// No such command.
+    #[error("command {0:?} does not exist; list commands with `aloftctl get commands`")]
+    NoSuchCommand(String),
+    /// The command cannot be cancelled.
+    #[error("command {id} cannot be cancelled: {reason}")]
+    CannotCancel {
+        /// The command.
+        id: String,
+        /// Why.
+        reason: CancelRefused,
+    },
+    /// A request that makes no sense (a TTL of 0, an interval of 0).
+    #[error("{0}")]
+    Invalid(String),
+    /// Logs need a connected node.
+    #[error(
+        "node {0:?} is not connected: its logs are fetched from the agent live; try again when it is (`aloftctl get nodes`)"
+    )]
+    NotConnected(String),
+    /// The node did not answer in time.
+    #[error(
+        "node {node:?} did not send its logs within {waited_s} s; the link may be slow or down"
+    )]
+    LogsTimeout {
+        /// The node.
+        node: String,
+        /// How long the hub waited, s.
+        waited_s: u64,
+    },
+}
+
+/// What a desired-state write asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpecChange {
+    /// Desired interval, ms; `None` leaves it to the node's config file.
+    pub interval_ms: Option<u32>,
+    /// Desired enabled flag; `None` leaves it to the node's config file.
+    pub enabled: Option<bool>,
+}
+
+/// How a desired-state write is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecWrite {
+    /// The spec is exactly this (`apply`): unset fields are no longer desired.
+    Replace,
+    /// Only the fields given change (`set`).
+    Merge,
+}
+
+/// The result of a desired-state write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredWritten {
+    /// The sensor's desired state after it (or as it would be, in a dry run).
+    pub row: DesiredRow,
+    /// Whether it changed anything (and bumped the generation).
+    pub changed: bool,
+}
+
+/// The control layer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: ControlStore,
+    sessions: Sessions,
+    registry: Registry,
+    tokens: Tokens,
+    /// Bumped at every change; watches wait on it.
+    changes: watch::Sender<u64>,
+    logs: Mutex<HashMap<u64, oneshot::Sender<LogBatch>>>,
+    next_request: AtomicU64,
+}
+
+/// An audit event of now.
+pub fn event(
+    actor: &Actor,
+    action: &str,
+    kind: &str,
+    name: &str,
+    node: Option<&str>,
+    outcome: &str,
+    message: String,
+) -> EventRow {
+    EventRow {
+        seq: 0,
+        time_ns: now_utc_ns(),
+        actor: actor.clone(),
+        action: action.to_owned(),
+        object_kind: kind.to_owned(),
+        object_name: name.to_owned(),
+        node: node.map(str::to_owned),
+        outcome: outcome.to_owned(),
+        message,
+    }
+}
+
+/// The actor of an authenticated caller.
+pub fn actor_of(who: &Principal) -> Actor {
+    Actor {
+        token: who.token_id.clone(),
+        role: who.role.name().to_owned(),
+    }
+}
+
+impl Control {
+    /// Opens `control.sqlite` in the hub's data directory. Call [`Control::start_expiry`]
+    /// from within the runtime to have pending commands expire on time.
+    pub fn open(hub: &Hub) -> Result<Control, ControlError> {
+        Control::open_parts(
+            &hub.data_dir,
+            hub.sessions.clone(),
+            hub.registry.clone(),
+            hub.tokens.clone(),
+        )
+    }
+
+    /// [`Control::open`] from the hub's parts.
+    pub fn open_parts(
+        data_dir: &Path,
+        sessions: Sessions,
+        registry: Registry,
+        tokens: Tokens,
+    ) -> Result<Control, ControlError> {
+        let store = ControlStore::open(data_dir)?;
+        let (changes, _) = watch::channel(0);
+        Ok(Control {
+            inner: Arc::new(Inner {
+                store,
+                sessions,
+                registry,
+                tokens,
+                changes,
+                logs: Mutex::new(HashMap::new()),
+                next_request: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Starts the task that marks pending commands expired when their TTL passes; it ends
+    /// when the last clone of this `Control` is dropped.
+    pub fn start_expiry(&self) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EXPIRY_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let control = Control { inner };
+                if let Err(e) = control.expire_due() {
+                    tracing::warn!(error = %e, "Command expiry check failed.");
+                }
+            }
+        })
+    }
+
+    /// A receiver that sees a new value at every change of commands, desired state or
+    /// events.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The registry this layer reads sensors from.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The hub's tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// Whether the node has a current session.
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.inner.sessions.is_connected(node)
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Records an audit event (the API's node and token changes, refusals).
+    pub fn audit(&self, row: EventRow) {
+        match self.inner.store.add_event(&row) {
+            Ok(()) => self.changed(),
+            // The audit trail failing must be loud, but it must not undo what was done.
+            Err(e) => tracing::error!(
+                error = %e,
+                action = %row.action,
+                kind = %row.object_kind,
+                name = %row.object_name,
+                "Audit event not recorded."
+            ),
+        }
+    }
+
+    fn check_node(&self, node: &str) -> Result<(), ControlError> {
+        if self.inner.registry.exists(node)? {
+            Ok(())
+        } else {
+            Err(ControlError::NoSuchNode(node.to_owned()))
+        }
+    }
+
+    /// Refuses a sensor the node has never reported, when it has reported its sensors.
+    /// A node the hub has not heard from since it started cannot be checked: the agent
+    /// then refuses an unknown name itself (in its Observed or CommandResult).
+    fn check_sensor(&self, node: &str, sensor: &str) -> Result<(), ControlError> {
+        let Some(status) = self.inner.registry.node(node)? else {
+            return Err(ControlError::NoSuchNode(node.to_owned()));
+        };
+        if status.sensors.is_empty() || status.sensors.iter().any(|s| s.name == sensor) {
+            return Ok(());
+        }
+        if self.inner.store.desired_one(node, sensor)?.is_some() {
+            return Ok(());
+        }
+        Err(ControlError::NoSuchSensor {
+            node: node.to_owned(),
+            sensor: sensor.to_owned(),
+            known: status
+                .sensors
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Creates a restart command: persisted and audited, then pushed if the node is
+    /// connected (else it goes out when the node next connects).
+    pub fn restart(
+        &self,
+        who: &Actor,
+        node: &str,
+        sensor: &str,
+        hard: bool,
+        ttl: Duration,
+    ) -> Result<CommandRow, ControlError> {
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(ControlError::Invalid(format!(
+                "ttl must be between 1 s and {} s",
+                MAX_TTL.as_secs()
+            )));
+        }
+        self.check_node(node)?;
+        self.check_sensor(node, sensor)?;
+        let now = now_utc_ns();
+        let ttl_ns = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+        let command = CommandRow {
+            id: format!("cmd-{}", random_hex(6)?),
+            node: node.to_owned(),
+            sensor: sensor.to_owned(),
+            hard,
+            ttl_s: ttl.as_secs(),
+            created_ns: now,
+            expires_ns: now.saturating_add(ttl_ns),
+            phase: Phase::Pending,
+            message: "waiting for the node to receive it".into(),
+            actor: who.clone(),
+            delivered_ns: None,
+            finished_ns: None,
+            revision: 1,
+        };
+        let audit = event(
+            who,
+            "create",
+            "Command",
+            &command.id,
+            Some(node),
+            "ok",
+            format!(
+                "restart {sensor}{} (ttl {} s)",
+                if hard { " (hard)" } else { "" },
+                command.ttl_s
+            ),
+        );
+        self.inner.store.insert_command(&command, &audit)?;
+        self.changed();
+        let pushed = self
+            .inner
+            .sessions
+            .push(node, Downlink::Command(wire_command(&command)));
+        tracing::info!(command = %command.id, node, sensor, hard, pushed, "Restart command created.");
+        Ok(command)
+    }
+
+    /// Cancels a command that the node has not received.
+    pub fn cancel(&self, who: &Actor, id: &str) -> Result<CommandRow, ControlError> {
+        let command = self
+            .inner
+            .store
+            .command(id)?
+            .ok_or_else(|| ControlError::NoSuchCommand(id.to_owned()))?;
+        let to = match command.phase.on_cancel() {
+            Ok(to) => to,
+            Err(reason) => {
+                self.audit(event(
+                    who,
+                    "cancel",
+                    "Command",
+                    id,
+                    Some(&command.node),
+                    "refused",
+                    reason.to_string(),
+                ));
+                return Err(ControlError::CannotCancel {
+                    id: id.to_owned(),
+                    reason,
+                });
+            }
+        };
+        let message = format!("cancelled by {}", who.token);
+        let audit = event(
+            who,
+            "cancel",
+            "Command",
+            id,
+            Some(&command.node),
+            "ok",
+            message.clone(),
+        );
+        match self
+            .inner
+            .store
+            .transition(id, command.phase, to, &message, now_utc_ns(), &audit)?
+        {
+            Some(row) => {
+                self.changed();
+                Ok(row)
+            }
+            // The agent's ack won the race: say so as the phase it is now in.
+            None => {
+                let phase = self
+                    .inner
+                    .store
+                    .command(id)?
+                    .map(|c| c.phase)
+                    .unwrap_or(Phase::Delivered);
+                let reason = phase.on_cancel().err().unwrap_or(CancelRefused::Delivered);
+                Err(ControlError::CannotCancel {
+                    id: id.to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// One command.
+    pub fn command(&self, id: &str) -> Result<Option<CommandRow>, ControlError> {
+        Ok(self.inner.store.command(id)?)
+    }
+
+    /// Commands (of a node), oldest first, the newest `limit`.
+    pub fn commands(
+        &self,
+        node: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CommandRow>, ControlError> {
+        Ok(self.inner.store.commands(node, limit)?)
+    }
+
+    /// Marks pending commands past their expiry Expired; how many.
+    pub fn expire_due(&self) -> Result<usize, ControlError> {
+        let now = now_utc_ns();
+        let mut expired = 0;
+        for command in self.inner.store.due_for_expiry(now)? {
+            let Some(to) = command.phase.on_expiry() else {
+                continue;
+            };
+            let message = format!(
+                "not delivered within its ttl of {} s (the node did not connect)",
+                command.ttl_s
+            );
+            let audit = event(
+                &Actor::hub(),
+                "expire",
+                "Command",
+                &command.id,
+                Some(&command.node),
+                to.name(),
+                message.clone(),
+            );
+            if self
+                .inner
+                .store
+                .transition(&command.id, command.phase, to, &message, now, &audit)?
+                .is_some()
+            {
+                expired += 1;
+                tracing::info!(command = %command.id, node = %command.node, "Command expired.");
+            }
+        }
+        if expired > 0 {
+            self.changed();
+        }
+        Ok(expired)
+    }
+
+    /// Writes a sensor's desired state; bumps the generation and sends the node its new
+    /// spec if anything changed. A dry run validates and computes without writing.
+    pub fn set_desired(
+        &self,
+        who: &Actor,
+        node: &str,
+        sensor: &str,
+        change: SpecChange,
+        how: SpecWrite,
+        dry_run: bool,
+    ) -> Result<DesiredWritten, ControlError> {
+        if change.interval_ms == Some(0) {
+            return Err(ControlError::Invalid(
+                "intervalMs must be at least 1".into(),
+            ));
+        }
+        self.check_node(node)?;
+        self.check_sensor(node, sensor)?;
+        let now = now_utc_ns();
+        let old = self.inner.store.desired_one(node, sensor)?;
+        let (interval_ms, enabled) = match (how, &old) {
+            (SpecWrite::Merge, Some(old)) => (
+                change.interval_ms.or(old.interval_ms),
+                change.enabled.or(old.enabled),
+            ),
+            _ => (change.interval_ms, change.enabled),
+        };
+        let changed = match &old {
+            Some(old) => old.interval_ms != interval_ms || old.enabled != enabled,
+            None => interval_ms.is_some() || enabled.is_some(),
+        };
+        let row = DesiredRow {
+            node: node.to_owned(),
+            sensor: sensor.to_owned(),
+            generation: old.as_ref().map_or(0, |o| o.generation) + u64::from(changed),
+            interval_ms,
+            enabled,
+            observed_generation: old.as_ref().and_then(|o| o.observed_generation),
+            refused: old.as_ref().and_then(|o| o.refused.clone()),
+            created_ns: old.as_ref().map_or(now, |o| o.created_ns),
+            updated_ns: if changed {
+                now
+            } else {
+                old.as_ref().map_or(now, |o| o.updated_ns)
+            },
+        };
+        if dry_run || !changed {
+            return Ok(DesiredWritten { row, changed });
+        }
+        let audit = event(
+            who,
+            "set",
+            "Sensor",
+            sensor,
+            Some(node),
+            "ok",
+            format!(
+                "generation {}: interval {}, enabled {}",
+                row.generation,
+                interval_ms.map_or("from config".to_owned(), |ms| format!("{ms} ms")),
+                enabled.map_or("from config".to_owned(), |e| e.to_string())
+            ),
+        );
+        self.inner.store.put_desired(&row, &audit)?;
+        self.changed();
+        let pushed = match self.desired_spec(node)? {
+            Some(spec) => self.inner.sessions.push(node, Downlink::Desired(spec)),
+            None => false,
+        };
+        tracing::info!(
+            node,
+            sensor,
+            generation = row.generation,
+            pushed,
+            "Desired state changed."
+        );
+        Ok(DesiredWritten { row, changed })
+    }
+
+    /// Desired state of a node's sensors (or all nodes').
+    pub fn desired(&self, node: Option<&str>) -> Result<Vec<DesiredRow>, ControlError> {
+        Ok(self.inner.store.desired(node)?)
+    }
+
+    /// The spec the node is sent, `None` when nothing is desired of it.
+    pub fn desired_spec(&self, node: &str) -> Result<Option<DesiredSpec>, ControlError> {
+        let rows = self.inner.store.desired(Some(node))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(DesiredSpec {
+            sensors: rows
+                .into_iter()
+                .map(|r| DesiredSensorSpec {
+                    name: r.sensor,
+                    generation: r.generation,
+                    interval_ms: r.interval_ms,
+                    enabled: r.enabled,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Audit events (of a node), after `after`, the newest `limit`, oldest first.
+    pub fn events(
+        &self,
+        node: Option<&str>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, ControlError> {
+        Ok(self.inner.store.events(node, after, limit)?)
+    }
+
+    /// A node was deleted: its pending commands are cancelled and its desired state
+    /// forgotten (a node of the same name created later starts clean).
+    pub fn forget_node(&self, who: &Actor, node: &str) -> Result<(), ControlError> {
+        for command in self.inner.store.commands_in(node, Phase::Pending)? {
+            let message = "cancelled: the node was deleted".to_owned();
+            let audit = event(
+                who,
+                "cancel",
+                "Command",
+                &command.id,
+                Some(node),
+                "ok",
+                message.clone(),
+            );
+            self.inner.store.transition(
+                &command.id,
+                Phase::Pending,
+                Phase::Cancelled,
+                &message,
+                now_utc_ns(),
+                &audit,
+            )?;
+        }
+        self.inner.store.forget_desired(node)?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Asks the node for recent log lines and waits for them.
+    pub async fn fetch_logs(
+        &self,
+        node: &str,
+        sensor: Option<String>,
+        max_lines: u32,
+        timeout: Duration,
+    ) -> Result<LogBatch, ControlError> {
+        self.check_node(node)?;
+        let request = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request, tx);
+        let sent = self.inner.sessions.push(
+            node,
+            Downlink::FetchLogs {
+                request,
+                sensor,
+                max_lines,
+            },
+        );
+        let result = if sent {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(batch)) => Ok(batch),
+                _ => Err(ControlError::LogsTimeout {
+                    node: node.to_owned(),
+                    waited_s: timeout.as_secs(),
+                }),
+            }
+        } else {
+            Err(ControlError::NotConnected(node.to_owned()))
+        };
+        self.inner
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request);
+        result
+    }
+
+    fn on_ack(&self, node: &str, id: &str) -> Result<(), ControlError> {
+        let Some(command) = self.inner.store.command(id)? else {
+            tracing::warn!(node, command = id, "Ack of an unknown command ignored.");
+            return Ok(());
+        };
+        if command.node != node {
+            // A node can only touch its own commands.
+            tracing::warn!(node, command = id, owner = %command.node, "Ack of another node's command ignored.");
+            return Ok(());
+        }
+        let Some(to) = command.phase.on_ack() else {
+            return Ok(());
+        };
+        let message = "the node holds it and applies it once".to_owned();
+        let audit = event(
+            &Actor::node(node),
+            "deliver",
+            "Command",
+            id,
+            Some(node),
+            to.name(),
+            message.clone(),
+        );
+        if self
+            .inner
+            .store
+            .transition(id, command.phase, to, &message, now_utc_ns(), &audit)?
+            .is_some()
+        {
+            self.changed();
+        }
+        Ok(())
+    }
+
+    fn on_result(
+        &self,
+        node: &str,
+        id: &str,
+        outcome: &CommandOutcome,
+    ) -> Result<(), ControlError> {
+        let Some(command) = self.inner.store.command(id)? else {
+            tracing::warn!(node, command = id, "Result of an unknown command ignored.");
+            return Ok(());
+        };
+        if command.node != node {
+            tracing::warn!(node, command = id, owner = %command.node, "Result of another node's command ignored.");
+            return Ok(());
+        }
+        let (to, mut message) = match outcome {
+            CommandOutcome::Succeeded { message } => (Phase::Succeeded, message.clone()),
+            CommandOutcome::Failed { message } => (Phase::Failed, message.clone()),
+            CommandOutcome::Expired => (
+                Phase::Expired,
+                "the node received it after its expiry and did not apply it".to_owned(),
+            ),
+            _ => (
+                Phase::Failed,
+                "the node reported an outcome this hub does not know".to_owned(),
+            ),
+        };
+        let Some(to) = command.phase.on_result(to) else {
+            return Ok(());
+        };
+        if command.phase == Phase::Cancelled {
+            message = format!("the cancel came too late: {message}");
+        }
+        let audit = event(
+            &Actor::node(node),
+            "complete",
+            "Command",
+            id,
+            Some(node),
+            to.name(),
+            message.clone(),
+        );
+        if self
+            .inner
+            .store
+            .transition(id, command.phase, to, &message, now_utc_ns(), &audit)?
+            .is_some()
+        {
+            self.changed();
+            tracing::info!(node, command = id, phase = to.name(), "Command ended.");
+        }
+        Ok(())
+    }
+
+    fn handle(&self, node: &str, message: Uplink) -> Result<(), ControlError> {
+        match message {
+            Uplink::CommandAck { id } => self.on_ack(node, &id),
+            Uplink::CommandResult { id, outcome } => {
+                // An agent that applied without our seeing its ack (lost on a cut) still
+                // delivered it: the result settles both.
+                self.on_result(node, &id, &outcome)
+            }
+            Uplink::Observed(observed) => {
+                let mut any = false;
+                for sensor in observed.sensors {
+                    any |= self.inner.store.observe(
+                        node,
+                        &sensor.name,
+                        sensor.observed_generation,
+                        sensor.refused.as_deref(),
+                    )?;
+                }
+                if any {
+                    self.changed();
+                }
+                Ok(())
+            }
+            Uplink::Logs(batch) => {
+                let waiter = self
+                    .inner
+                    .logs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&batch.request);
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(batch);
+                    }
+                    None => tracing::debug!(
+                        node,
+                        request = batch.request,
+                        "Logs nobody waits for any more."
+                    ),
+                }
+                Ok(())
+            }
+            other => {
+                tracing::debug!(node, ?other, "Not a control message; ignored.");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The server's options with this control layer: its [`NodeControl`] and its routes.
+/// Starts the expiry task, so call it within the runtime.
+pub fn serve_options(hub: &Hub) -> Result<crate::server::ServeOptions, ControlError> {
+    let control = Control::open(hub)?;
+    // The task ends with the last clone of `control`, i.e. with the server.
+    drop(control.start_expiry());
+    Ok(crate::server::ServeOptions {
+        control: Arc::new(control.clone()),
+        routes: Some(http::routes(control)),
+    })
+}
+
+/// The command as the agent receives it.
+pub fn wire_command(command: &CommandRow) -> Command {
+    Command {
+        id: command.id.clone(),
+        expires_utc_ns: command.expires_ns,
+        action: CommandAction::RestartSensor {
+            sensor: command.sensor.clone(),
+            hard: command.hard,
+        },
+    }
+}
+
+impl NodeControl for Control {
+    fn on_connect(&self, node: &str) -> Vec<Downlink> {
+        let mut out = Vec::new();
+        match self.desired_spec(node) {
+            Ok(Some(spec)) => out.push(Downlink::Desired(spec)),
+            Ok(None) => {}
+            Err(e) => tracing::error!(node, error = %e, "Desired state not readable at connect."),
+        }
+        // Expired ones first, so none of them goes out past its expiry.
+        if let Err(e) = self.expire_due() {
+            tracing::warn!(node, error = %e, "Command expiry check failed.");
+        }
+        match self.inner.store.commands_in(node, Phase::Pending) {
+            Ok(commands) => out.extend(commands.iter().map(|c| Downlink::Command(wire_command(c)))),
+            Err(e) => {
+                tracing::error!(node, error = %e, "Pending commands not readable at connect.")
+            }
+        }
+        out
+    }
+
+    fn on_control(&self, node: &str, message: Uplink) {
+        if let Err(e) = self.handle(node, message) {
+            tracing::error!(node, error = %e, "Control message not recorded.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,440 @@
+//! The control layer against a real hub data directory (SQLite files, registry, sessions):
+//! commands through their whole life, desired state generations, audit, expiry.
+
+use std::time::Duration;
+
+use aloft_protocol::sync::{
+    BacklogReport, CommandOutcome, Downlink, LiveUpdate, Observed, ObservedSensor, SensorReport,
+    Uplink,
+};
+use aloft_protocol::{SensorId, SensorState, Timestamp};
+
+use super::phase::Phase;
+use super::store::Actor;
+use super::{Control, ControlError, SpecChange, SpecWrite};
+use crate::Hub;
+use crate::node_control::NodeControl;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    hub: Hub,
+    control: Control,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data = dir.path().join("hub");
+    crate::init::init(&crate::init::InitOptions {
+        data_dir: data.clone(),
+        sans: vec!["localhost".into()],
+        node: "glider".into(),
+    })
+    .unwrap_or_else(|e| panic!("init: {e}"));
+    let hub = Hub::open(&data).unwrap_or_else(|e| panic!("open: {e}"));
+    let control = Control::open(&hub).unwrap_or_else(|e| panic!("control: {e}"));
+    Fixture {
+        _dir: dir,
+        hub,
+        control,
+    }
+}
+
+fn operator() -> Actor {
+    Actor {
+        token: "tok-op".into(),
+        role: "operator".into(),
+    }
+}
+
+fn report(name: &str) -> SensorReport {
+    SensorReport {
+        sensor: SensorId(1),
+        name: name.into(),
+        kind: "cosmicwatch".into(),
+        state: SensorState::Running,
+        reason: "ok".into(),
+        restarts: 0,
+        last_restart: None,
+        last_error: None,
+        interval_ms: Some(1000),
+        enabled: true,
+        readings: 5,
+    }
+}
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn commands_in(downlinks: &[Downlink]) -> Vec<String> {
+    downlinks
+        .iter()
+        .filter_map(|d| match d {
+            Downlink::Command(c) => Some(c.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_is_sent_at_every_connect_until_acked_then_ends_with_the_agents_result() {
+    let f = fixture();
+    let command = ok(f.control.restart(
+        &operator(),
+        "glider",
+        "cosmic-ray",
+        true,
+        Duration::from_secs(60),
+    ));
+    assert_eq!(command.phase, Phase::Pending);
+    // Persisted before the answer: a second Control on the same files sees it.
+    let again = ok(Control::open(&f.hub));
+    assert_eq!(
+        ok(again.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Pending)
+    );
+
+    assert_eq!(
+        commands_in(&f.control.on_connect("glider")),
+        vec![command.id.clone()]
+    );
+    assert_eq!(
+        commands_in(&f.control.on_connect("glider")),
+        vec![command.id.clone()]
+    );
+    f.control.on_control(
+        "glider",
+        Uplink::CommandAck {
+            id: command.id.clone(),
+        },
+    );
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Delivered)
+    );
+    assert!(commands_in(&f.control.on_connect("glider")).is_empty());
+
+    f.control.on_control(
+        "glider",
+        Uplink::CommandResult {
+            id: command.id.clone(),
+            outcome: CommandOutcome::Succeeded {
+                message: "restarted in 12 ms".into(),
+            },
+        },
+    );
+    let done = ok(f.control.command(&command.id)).unwrap_or_else(|| panic!("gone"));
+    assert_eq!(done.phase, Phase::Succeeded);
+    assert_eq!(done.message, "restarted in 12 ms");
+    assert!(done.delivered_ns.is_some() && done.finished_ns.is_some());
+
+    // A repeated result (the agent resends after a reconnect) changes nothing.
+    f.control.on_control(
+        "glider",
+        Uplink::CommandResult {
+            id: command.id.clone(),
+            outcome: CommandOutcome::Failed {
+                message: "interrupted".into(),
+            },
+        },
+    );
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Succeeded)
+    );
+
+    let actions: Vec<(String, String)> = ok(f.control.events(Some("glider"), 0, 100))
+        .into_iter()
+        .map(|e| (e.action, e.outcome))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("create".to_owned(), "ok".to_owned()),
+            ("deliver".to_owned(), "Delivered".to_owned()),
+            ("complete".to_owned(), "Succeeded".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn another_nodes_ack_or_result_does_not_touch_a_command() {
+    let f = fixture();
+    ok(f.hub.registry.create_node("other"));
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    f.control.on_control(
+        "other",
+        Uplink::CommandAck {
+            id: command.id.clone(),
+        },
+    );
+    f.control.on_control(
+        "other",
+        Uplink::CommandResult {
+            id: command.id.clone(),
+            outcome: CommandOutcome::Succeeded {
+                message: String::new(),
+            },
+        },
+    );
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Pending)
+    );
+    assert!(commands_in(&f.control.on_connect("other")).is_empty());
+}
+
+#[test]
+fn a_pending_command_past_its_ttl_expires_at_the_hub_and_is_not_sent() {
+    let f = fixture();
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(1)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ok(f.control.expire_due()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Expired)
+    );
+    assert!(commands_in(&f.control.on_connect("glider")).is_empty());
+}
+
+#[test]
+fn only_undelivered_commands_can_be_cancelled_and_a_late_result_still_counts() {
+    let f = fixture();
+    let first = ok(f
+        .control
+        .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    let cancelled = ok(f.control.cancel(&operator(), &first.id));
+    assert_eq!(cancelled.phase, Phase::Cancelled);
+    assert!(commands_in(&f.control.on_connect("glider")).is_empty());
+    // The node had it already (pushed before the cancel): what it did is the truth.
+    f.control.on_control(
+        "glider",
+        Uplink::CommandResult {
+            id: first.id.clone(),
+            outcome: CommandOutcome::Succeeded {
+                message: "restarted".into(),
+            },
+        },
+    );
+    let after = ok(f.control.command(&first.id)).unwrap_or_else(|| panic!("gone"));
+    assert_eq!(after.phase, Phase::Succeeded);
+    assert!(
+        after.message.contains("cancel came too late"),
+        "{}",
+        after.message
+    );
+
+    let second =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    f.control.on_control(
+        "glider",
+        Uplink::CommandAck {
+            id: second.id.clone(),
+        },
+    );
+    assert!(matches!(
+        f.control.cancel(&operator(), &second.id),
+        Err(ControlError::CannotCancel { .. })
+    ));
+    assert!(matches!(
+        f.control.cancel(&operator(), "cmd-nope"),
+        Err(ControlError::NoSuchCommand(_))
+    ));
+}
+
+#[test]
+fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observed() {
+    let f = fixture();
+    let set = |change: SpecChange, how: SpecWrite| {
+        ok(f.control
+            .set_desired(&operator(), "glider", "cosmic-ray", change, how, false))
+    };
+    let first = set(
+        SpecChange {
+            interval_ms: Some(500),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+    );
+    assert!(first.changed);
+    assert_eq!(first.row.generation, 1);
+    let same = set(
+        SpecChange {
+            interval_ms: Some(500),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+    );
+    assert!(!same.changed);
+    assert_eq!(same.row.generation, 1);
+    let merged = set(
+        SpecChange {
+            interval_ms: None,
+            enabled: Some(false),
+        },
+        SpecWrite::Merge,
+    );
+    assert_eq!(
+        (
+            merged.row.generation,
+            merged.row.interval_ms,
+            merged.row.enabled
+        ),
+        (2, Some(500), Some(false))
+    );
+    let replaced = set(
+        SpecChange {
+            interval_ms: Some(200),
+            enabled: None,
+        },
+        SpecWrite::Replace,
+    );
+    assert_eq!(
+        (
+            replaced.row.generation,
+            replaced.row.interval_ms,
+            replaced.row.enabled
+        ),
+        (3, Some(200), None)
+    );
+    let dry = ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "cosmic-ray",
+        SpecChange {
+            interval_ms: Some(100),
+            enabled: None,
+        },
+        SpecWrite::Replace,
+        true,
+    ));
+    assert!(dry.changed);
+    assert_eq!(dry.row.generation, 4);
+    assert_eq!(
+        ok(f.control.desired(Some("glider")))
+            .first()
+            .map(|d| d.generation),
+        Some(3)
+    );
+
+    let connect = f.control.on_connect("glider");
+    let spec = connect.iter().find_map(|d| match d {
+        Downlink::Desired(spec) => Some(spec.clone()),
+        _ => None,
+    });
+    let spec = spec.unwrap_or_else(|| panic!("no desired spec at connect"));
+    assert_eq!(spec.sensors.len(), 1);
+    assert_eq!(
+        spec.sensors.first().map(|s| (s.generation, s.interval_ms)),
+        Some((3, Some(200)))
+    );
+
+    f.control.on_control(
+        "glider",
+        Uplink::Observed(Observed {
+            sensors: vec![ObservedSensor {
+                name: "cosmic-ray".into(),
+                observed_generation: 3,
+                refused: None,
+            }],
+        }),
+    );
+    assert_eq!(
+        ok(f.control.desired(Some("glider")))
+            .first()
+            .and_then(|d| d.observed_generation),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_sensor_the_node_did_not_report_is_refused_with_the_ones_it_did() {
+    let f = fixture();
+    f.hub.registry.live(
+        "glider",
+        LiveUpdate {
+            time: Timestamp::monotonic(1),
+            readings: vec![],
+            sensors: vec![report("cosmic-ray"), report("gps")],
+            backlog: BacklogReport {
+                records: 0,
+                bytes: 0,
+                oldest_age_s: None,
+            },
+        },
+    );
+    let err = f
+        .control
+        .restart(
+            &operator(),
+            "glider",
+            "cosmic",
+            false,
+            Duration::from_secs(60),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("no sensor \"cosmic\"") && err.contains("cosmic-ray, gps"),
+        "{err}"
+    );
+    assert!(matches!(
+        f.control.restart(
+            &operator(),
+            "nowhere",
+            "gps",
+            false,
+            Duration::from_secs(60)
+        ),
+        Err(ControlError::NoSuchNode(_))
+    ));
+    assert!(matches!(
+        f.control
+            .restart(&operator(), "glider", "gps", false, Duration::ZERO),
+        Err(ControlError::Invalid(_))
+    ));
+}
+
+#[test]
+fn deleting_a_node_cancels_its_pending_commands_and_forgets_its_desired_state() {
+    let f = fixture();
+    let command =
+        ok(f.control
+            .restart(&operator(), "glider", "gps", false, Duration::from_secs(60)));
+    ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "gps",
+        SpecChange {
+            interval_ms: Some(100),
+            enabled: None,
+        },
+        SpecWrite::Merge,
+        false,
+    ));
+    ok(f.control.forget_node(&operator(), "glider"));
+    assert_eq!(
+        ok(f.control.command(&command.id)).map(|c| c.phase),
+        Some(Phase::Cancelled)
+    );
+    assert!(ok(f.control.desired(Some("glider"))).is_empty());
+}
+
+#[tokio::test]
+async fn logs_of_a_node_that_is_not_connected_fail_at_once() {
+    let f = fixture();
+    let result = f
+        .control
+        .fetch_logs("glider", None, 10, Duration::from_secs(5))
+        .await;
+    assert!(matches!(result, Err(ControlError::NotConnected(_))));
+}
