@@ -65,10 +65,15 @@ pub enum InitError {
     Registry(#[from] RegistryError),
 }
 
+/// Whether `dir` already holds a hub made by [`init`].
+pub fn holds_hub(dir: &Path) -> bool {
+    dir.join(DB_FILE).exists()
+}
+
 /// Creates the hub's data directory.
 pub fn init(options: &InitOptions) -> Result<Initialised, InitError> {
     let dir = &options.data_dir;
-    if dir.join(DB_FILE).exists() {
+    if holds_hub(dir) {
         return Err(InitError::Exists(dir.display().to_string()));
     }
     create_dir_private(dir)?;

@@ -36,6 +36,10 @@ enum Command {
         /// Also write the node's token to this file (mode 0600).
         #[arg(long)]
         node_token_file: Option<PathBuf>,
+        /// Exit successfully, changing nothing, when the directory already holds a hub (for
+        /// init containers and provisioning scripts that run at every start).
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Serve nodes and the API until SIGTERM or SIGINT.
     Run {
@@ -73,7 +77,12 @@ fn main() -> anyhow::Result<()> {
             node,
             admin_token_file,
             node_token_file,
+            if_missing,
         } => {
+            if if_missing && aloft_hub::init::holds_hub(&data) {
+                println!("{} already holds a hub; left as it is.", data.display());
+                return Ok(());
+            }
             let sans = if sans.is_empty() {
                 vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
             } else {
@@ -102,6 +111,10 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "Token of node {} (shown once): {}",
                 done.node, done.node_token
+            );
+            println!(
+                "Point aloftctl at it: aloftctl config set-context NAME --server https://HOST:8443 \\\n  --certificate-authority {} --token-file ADMIN_TOKEN_FILE --use",
+                done.ca_file.display()
             );
             Ok(())
         }

@@ -176,6 +176,15 @@ async fn batches_with_holes_and_duplicates_are_stored_once_and_acked_by_watermar
     assert!(matches!(again.recv().await, Err(ClientError::Closed)));
     // `init` never overwrites a hub.
     assert!(HubProcess::init(Path::new(BIN), &run.data, "glider").is_err());
+    // ... but an init container's `--if-missing` leaves it as it is and succeeds.
+    let ca_before = std::fs::read(run.data.join("ca.pem")).unwrap();
+    let again_init = std::process::Command::new(BIN)
+        .args(["init", "--if-missing", "--data"])
+        .arg(&run.data)
+        .output()
+        .unwrap();
+    assert!(again_init.status.success(), "{again_init:?}");
+    assert_eq!(std::fs::read(run.data.join("ca.pem")).unwrap(), ca_before);
 
     // A restarted hub resumes from the same watermark.
     let hub = HubProcess::start(Path::new(BIN), &run.data).unwrap();

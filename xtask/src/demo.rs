@@ -174,7 +174,8 @@ pub fn demo(smoke: bool) -> Result<()> {
             .arg(&admin_file)
             .arg("--node-token-file")
             .arg(&node_file)
-            .stdout(Stdio::null()),
+            .stdout(Stdio::null())
+            .stderr(log_file(&dir, "hub-init.log")?),
     )?;
     let (hub, address) = start_hub(&bin, &hub_dir, &dir)?;
     let demo = Demo { bin, dir };
@@ -215,7 +216,14 @@ pub fn demo(smoke: bool) -> Result<()> {
     wait_until_live(&demo, &mut processes)?;
     demo.show(&["get", "sensors", "--node", NODE])?;
     demo.show(&[
-        "restart", "sensor", RESTARTED, "--node", NODE, "--wait", "--timeout", "30s",
+        "restart",
+        "sensor",
+        RESTARTED,
+        "--node",
+        NODE,
+        "--wait",
+        "--timeout",
+        "30s",
     ])?;
     demo.show(&["get", "sensors", "--node", NODE])?;
 
@@ -323,7 +331,10 @@ fn write_agent_config(dir: &Path, hub: &str, token: &Path, ca: &Path) -> Result<
         ),
     ] {
         if !text.contains(from) {
-            bail!("{} no longer has `{from}`: update xtask/src/demo.rs", example.display());
+            bail!(
+                "{} no longer has `{from}`: update xtask/src/demo.rs",
+                example.display()
+            );
         }
         text = text.replacen(from, &to, 1);
     }
@@ -343,7 +354,11 @@ fn wait_until_live(demo: &Demo, processes: &mut [Running]) -> Result<()> {
     while Instant::now() < deadline {
         for p in processes.iter_mut() {
             if let Some(status) = p.exited() {
-                bail!("{} stopped ({status}); see its log in {}", p.name, demo.dir.display());
+                bail!(
+                    "{} stopped ({status}); see its log in {}",
+                    p.name,
+                    demo.dir.display()
+                );
             }
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
@@ -370,6 +385,9 @@ fn all_running(json: &str) -> bool {
     };
     items.len() >= 6
         && items.iter().all(|sensor| {
-            sensor.pointer("/status/state").and_then(serde_json::Value::as_str) == Some("Running")
+            sensor
+                .pointer("/status/state")
+                .and_then(serde_json::Value::as_str)
+                == Some("Running")
         })
 }
