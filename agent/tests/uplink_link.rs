@@ -465,8 +465,22 @@ async fn the_backlog_drains_no_faster_than_the_upload_budget() {
     const RATE: u64 = 20_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut outbox = open_store(&dir.path().join("store"));
-    for i in 0..3_000 {
-        outbox.append(&reading(i)).expect("append");
+    // Values with full-entropy mantissas: the batch codec cannot squeeze them below a few
+    // bytes each, so the backlog really is well over the bucket's burst.
+    let mut noise = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in 0..12_000 {
+        noise ^= noise << 13;
+        noise ^= noise >> 7;
+        noise ^= noise << 17;
+        let value = 20_000.0 + (noise >> 11) as f64 / (1u64 << 53) as f64;
+        let record = Record::Reading(Reading {
+            sensor: SensorId(0),
+            quantity: Quantity::AirPressure,
+            time: Timestamp::monotonic(1_000_000 * i),
+            value,
+            quality: Quality::GOOD,
+        });
+        outbox.append(&record).expect("append");
     }
     outbox.commit().expect("commit");
     let end = outbox.durable_end();
