@@ -1,0 +1,151 @@
+//! # aloft-hub
+//!
+//! The cloud end of Aloft: nodes sync their stream to it over one TLS WebSocket each, and
+//! operators read it over an HTTPS JSON API on the same port.
+//!
+//! # Layout
+//!
+//! - [`init`]: `aloft-hub init`: the data directory, its certificates and first tokens.
+//! - [`server`]: `aloft-hub run`: the TLS listener serving the node WebSocket
+//!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`), and its shutdown.
+//! - [`session`]: one node's session: hello, welcome, batches persisted then acked, the
+//!   live lane, control messages; refusals of bad input.
+//! - [`sessions`]: the current session of each node; [`Sessions::push`] to send to one.
+//! - [`node_control`]: the seam to the control layer (commands, desired state).
+//! - [`storage`]: every node's stream per (node, epoch, seq), watermarks, queries.
+//! - [`registry`]: nodes and what the hub knows of each now.
+//! - [`tokens`]: bearer tokens and roles.
+//! - [`api`]: the HTTPS JSON API (issue 4's resources; issue 5 adds its own routes).
+//! - [`db`]: the one SQLite database under all of it.
+//! - [`pki`]: the CA and server certificate.
+//! - `testing` (feature `testing`): a protocol-speaking test client.
+
+pub mod api;
+pub mod db;
+pub mod init;
+pub mod node_control;
+pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod session;
+pub mod sessions;
+pub mod storage;
+pub mod tokens;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::path::{Path, PathBuf};
+
+pub use node_control::{NoControl, NodeControl, RecordingControl};
+pub use registry::{NodeStatus, Registry, RegistryError};
+pub use sessions::Sessions;
+pub use storage::{StorageError, Streams};
+pub use tokens::{Principal, Role, TokenError, TokenInfo, Tokens};
+
+/// Everything the hub holds, opened from its data directory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Nodes.
+    pub registry: Registry,
+    /// Stored streams.
+    pub streams: Streams,
+    /// Connected nodes.
+    pub sessions: Sessions,
+}
+
+/// Why the hub's data could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Not a hub data directory (no `aloft-hub init` yet).
+    #[error("{0} is not a hub data directory (run `aloft-hub init --data {0}` first)")]
+    NotInitialised(String),
+    /// The database could not be opened.
+    #[error("opening the hub database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+impl Hub {
+    /// Opens an initialised data directory.
+    pub fn open(data_dir: &Path) -> Result<Hub, OpenError> {
+        if !data_dir.join(db::DB_FILE).is_file() {
+            return Err(OpenError::NotInitialised(data_dir.display().to_string()));
+        }
+        Ok(Hub::from_db(data_dir, db::Db::open(data_dir)?))
+    }
+
+    fn from_db(data_dir: &Path, db: db::Db) -> Hub {
+        let tokens = Tokens::new(db.clone());
+        let streams = Streams::new(db.clone());
+        let registry = Registry::new(db, tokens.clone(), streams.clone());
+        Hub {
+            data_dir: data_dir.to_owned(),
+            tokens,
+            registry,
+            streams,
+            sessions: Sessions::default(),
+        }
+    }
+}
+
+/// One line of `aloft-hub dump`: `{"epoch":"<32 hex>","seq":N,"record":{...}}`.
+pub fn dump_line(
+    epoch: aloft_protocol::StoreEpoch,
+    seq: u64,
+    record: &aloft_protocol::Record,
+) -> String {
+    serde_json::json!({
+        "epoch": db::hex(&epoch.0),
+        "seq": seq,
+        "record": record,
+    })
+    .to_string()
+}
+
+/// Writes every stored record of `node` to `out` as JSON lines in (epoch, seq) order.
+/// Opens the database without changing it, so it runs beside a running hub.
+pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result<u64, DumpError> {
+    if !data_dir.join(db::DB_FILE).is_file() {
+        return Err(OpenError::NotInitialised(data_dir.display().to_string()).into());
+    }
+    let db = db::Db::open_existing(data_dir).map_err(OpenError::Db)?;
+    let streams = Streams::new(db);
+    let mut count = 0;
+    let mut failed = None;
+    streams.dump(node, |epoch, seq, record| {
+        match writeln!(out, "{}", dump_line(epoch, seq, &record)) {
+            Ok(()) => {
+                count += 1;
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(DumpError::Io(e)),
+        None => Ok(count),
+    }
+}
+
+/// Why `dump` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DumpError {
+    /// The data directory.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The stored stream.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Writing the output.
+    #[error("writing: {0}")]
+    Io(std::io::Error),
+}

@@ -1,0 +1,392 @@
+//! The node registry: which nodes exist (persisted, with their credentials in `tokens`),
+//! and what the hub knows of each right now (in memory: connected or not, the agent's
+//! version and boot, link statistics, the newest value of every sensor quantity, sensor
+//! reports and the backlog from the live lane).
+//!
+//! Invariants: a node exists only if created (by `init` or the API); its live state is a
+//! copy of what its sessions reported and is lost at a hub restart, except last seen, the
+//! agent version and boot id, which are persisted when a session starts and ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, SensorReport};
+use aloft_protocol::{Quantity, Reading, SensorId};
+use rusqlite::{OptionalExtension, params};
+
+use crate::db::{Db, hex, now_utc_ns};
+use crate::storage::{StorageError, StreamStatus, Streams};
+use crate::tokens::{Role, TokenError, TokenInfo, Tokens};
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The database failed.
+    #[error("registry database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A token could not be made or revoked.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The streams could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The node exists already.
+    #[error("node {0:?} exists already")]
+    Exists(String),
+    /// Not a usable node name.
+    #[error(
+        "invalid node name {0:?}: use 1 to 63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+    )]
+    InvalidName(String),
+}
+
+/// Traffic of a node's sessions since the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStats {
+    /// Sessions welcomed.
+    pub sessions: u64,
+    /// Sessions refused (bad input, wrong node, replaced).
+    pub refusals: u64,
+    /// WebSocket message bytes received.
+    pub bytes_received: u64,
+    /// WebSocket message bytes sent.
+    pub bytes_sent: u64,
+    /// Batches persisted.
+    pub batches: u64,
+    /// Records received in batches (duplicates included).
+    pub records: u64,
+    /// Live updates received.
+    pub live_updates: u64,
+}
+
+/// The newest value of one (sensor, quantity), from the live lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestValue {
+    /// The sensor's name (from the live lane's reports; `sensor-N` if unnamed).
+    pub sensor: String,
+    /// The reading.
+    pub reading: Reading,
+    /// When the hub received it, ns since the Unix epoch.
+    pub received_utc_ns: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Live {
+    connected: bool,
+    link: LinkStats,
+    session_started_utc_ns: Option<i64>,
+    last_seen_utc_ns: Option<i64>,
+    sensors: Vec<SensorReport>,
+    names: HashMap<SensorId, String>,
+    latest: BTreeMap<(SensorId, Quantity), LatestValue>,
+    backlog: Option<BacklogReport>,
+    live_received_utc_ns: Option<i64>,
+    agent_version: Option<String>,
+    boot: Option<String>,
+    epoch: Option<String>,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// When it was created, ns.
+    pub created_utc_ns: i64,
+    /// Whether a session is current.
+    pub connected: bool,
+    /// When the hub last heard from it, ns.
+    pub last_seen_utc_ns: Option<i64>,
+    /// When the current session started, ns.
+    pub session_started_utc_ns: Option<i64>,
+    /// The agent's version (last hello).
+    pub agent_version: Option<String>,
+    /// The agent's boot id, hex (last hello).
+    pub boot: Option<String>,
+    /// The store epoch of the current or last session, hex.
+    pub epoch: Option<String>,
+    /// Traffic since the hub started.
+    pub link: LinkStats,
+    /// Sensor reports of the newest live update.
+    pub sensors: Vec<SensorReport>,
+    /// Newest value of every (sensor, quantity).
+    pub latest: Vec<LatestValue>,
+    /// The agent's backlog, as last reported.
+    pub backlog: Option<BacklogReport>,
+    /// When the newest live update arrived, ns.
+    pub live_received_utc_ns: Option<i64>,
+    /// Its streams (one per store epoch) with their watermarks.
+    pub streams: Vec<StreamStatus>,
+}
+
+/// A node just created, with its token's secret (shown once).
+#[derive(Debug, Clone)]
+pub struct NodeCreated {
+    /// The node's name.
+    pub name: String,
+    /// Its token.
+    pub token: TokenInfo,
+    /// The token's secret.
+    pub secret: String,
+}
+
+/// The registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    db: Db,
+    tokens: Tokens,
+    streams: Streams,
+    live: Arc<Mutex<HashMap<String, Live>>>,
+}
+
+/// Whether a node name is acceptable (it appears in URLs and file names).
+pub fn valid_node_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() < 64
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+        })
+}
+
+impl Registry {
+    pub(crate) fn new(db: Db, tokens: Tokens, streams: Streams) -> Registry {
+        Registry {
+            db,
+            tokens,
+            streams,
+            live: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn with_live<T>(&self, node: &str, f: impl FnOnce(&mut Live) -> T) -> T {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        f(live.entry(node.to_owned()).or_default())
+    }
+
+    /// Creates a node and its first token.
+    pub fn create_node(&self, name: &str) -> Result<NodeCreated, RegistryError> {
+        if !valid_node_name(name) {
+            return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        let inserted = self.db.write(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO nodes(name, created_utc_ns) VALUES (?1, ?2)",
+                params![name, now_utc_ns()],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(RegistryError::Exists(name.to_owned()));
+        }
+        let (token, secret) =
+            self.tokens
+                .create(Role::Node, Some(name), &format!("node {name}"))?;
+        tracing::info!(node = name, token = %token.id, "Node created.");
+        Ok(NodeCreated {
+            name: name.to_owned(),
+            token,
+            secret,
+        })
+    }
+
+    /// Deletes a node and revokes its tokens (its stored stream stays, for the record);
+    /// `false` if there was no such node.
+    pub fn delete_node(&self, name: &str) -> Result<bool, RegistryError> {
+        let deleted = self
+            .db
+            .write(|conn| conn.execute("DELETE FROM nodes WHERE name = ?1", params![name]))?;
+        self.tokens.revoke_node(name)?;
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if deleted > 0 {
+            tracing::info!(node = name, "Node deleted.");
+        }
+        Ok(deleted > 0)
+    }
+
+    /// Whether a node exists.
+    pub fn exists(&self, name: &str) -> Result<bool, RegistryError> {
+        let conn = self.db.reader()?;
+        Ok(conn
+            .query_row("SELECT 1 FROM nodes WHERE name = ?1", params![name], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Result<Vec<NodeStatus>, RegistryError> {
+        let names: Vec<String> = {
+            let conn = self.db.reader()?;
+            let mut stmt = conn.prepare("SELECT name FROM nodes ORDER BY name")?;
+            stmt.query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(node) = self.node(&name)? {
+                out.push(node);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One node, `None` if it does not exist.
+    pub fn node(&self, name: &str) -> Result<Option<NodeStatus>, RegistryError> {
+        type Row = (i64, Option<i64>, Option<String>, Option<String>);
+        let row: Option<Row> = {
+            let conn = self.db.reader()?;
+            conn.query_row(
+                "SELECT created_utc_ns, last_seen_utc_ns, agent_version, boot_id FROM nodes WHERE name = ?1",
+                params![name],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?
+        };
+        let Some((created, last_seen, agent_version, boot)) = row else {
+            return Ok(None);
+        };
+        let streams = self.streams.streams(name)?;
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(NodeStatus {
+            name: name.to_owned(),
+            created_utc_ns: created,
+            connected: live.connected,
+            last_seen_utc_ns: live.last_seen_utc_ns.or(last_seen),
+            session_started_utc_ns: live.session_started_utc_ns,
+            agent_version: live.agent_version.or(agent_version),
+            boot: live.boot.or(boot),
+            epoch: live.epoch,
+            link: live.link,
+            sensors: live.sensors,
+            latest: live.latest.into_values().collect(),
+            backlog: live.backlog,
+            live_received_utc_ns: live.live_received_utc_ns,
+            streams,
+        }))
+    }
+
+    /// A session of the node was welcomed.
+    pub(crate) fn session_started(&self, node: &str, hello: &Hello) -> Result<(), RegistryError> {
+        let now = now_utc_ns();
+        let boot = hex(&hello.boot.0);
+        self.with_live(node, |live| {
+            live.connected = true;
+            live.link.sessions += 1;
+            live.session_started_utc_ns = Some(now);
+            live.last_seen_utc_ns = Some(now);
+            live.agent_version = Some(hello.agent_version.clone());
+            live.boot = Some(boot.clone());
+            live.epoch = Some(hex(&hello.epoch.0));
+        });
+        self.db.write(|conn| {
+            conn.execute(
+                "UPDATE nodes SET last_seen_utc_ns = ?2, agent_version = ?3, boot_id = ?4 WHERE name = ?1",
+                params![node, now, hello.agent_version, boot],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The node's current session ended.
+    pub(crate) fn session_ended(&self, node: &str) -> Result<(), RegistryError> {
+        let now = now_utc_ns();
+        self.with_live(node, |live| {
+            live.connected = false;
+            live.session_started_utc_ns = None;
+            live.last_seen_utc_ns = Some(now);
+        });
+        self.db.write(|conn| {
+            conn.execute(
+                "UPDATE nodes SET last_seen_utc_ns = ?2 WHERE name = ?1",
+                params![node, now],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// A session was refused.
+    pub(crate) fn refused(&self, node: &str) {
+        self.with_live(node, |live| live.link.refusals += 1);
+    }
+
+    /// Traffic of a session: a message received or sent.
+    pub(crate) fn traffic(&self, node: &str, received: u64, sent: u64) {
+        let now = now_utc_ns();
+        self.with_live(node, |live| {
+            live.link.bytes_received += received;
+            live.link.bytes_sent += sent;
+            if received > 0 {
+                live.last_seen_utc_ns = Some(now);
+            }
+        });
+    }
+
+    /// A batch was persisted.
+    pub(crate) fn batch(&self, node: &str, records: u64) {
+        self.with_live(node, |live| {
+            live.link.batches += 1;
+            live.link.records += records;
+        });
+    }
+
+    /// A live update arrived.
+    pub(crate) fn live(&self, node: &str, update: LiveUpdate) {
+        let now = now_utc_ns();
+        self.with_live(node, |live| {
+            live.link.live_updates += 1;
+            live.live_received_utc_ns = Some(now);
+            for report in &update.sensors {
+                live.names.insert(report.sensor, report.name.clone());
+            }
+            if !update.sensors.is_empty() {
+                live.sensors = update.sensors;
+            }
+            for reading in update.readings {
+                let sensor = live
+                    .names
+                    .get(&reading.sensor)
+                    .cloned()
+                    .unwrap_or_else(|| format!("sensor-{}", reading.sensor.0));
+                live.latest.insert(
+                    (reading.sensor, reading.quantity),
+                    LatestValue {
+                        sensor,
+                        reading,
+                        received_utc_ns: now,
+                    },
+                );
+            }
+            live.backlog = Some(update.backlog);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_checked() {
+        assert!(valid_node_name("glider"));
+        assert!(valid_node_name("glider-2.alps"));
+        assert!(!valid_node_name(""));
+        assert!(!valid_node_name("-x"));
+        assert!(!valid_node_name("Glider"));
+        assert!(!valid_node_name("a/b"));
+        assert!(!valid_node_name(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,438 @@
+//! One node's session over its WebSocket, after the upgrade authenticated its token.
+//!
+//! Protocol (docs/protocol.md): the first message must be a hello of this protocol
+//! version naming the token's node; the hub answers with a welcome holding its watermark
+//! for the hello's epoch, then whatever the control layer wants sent. Then: batches are
+//! checked, persisted and acked with the watermark; live updates go to the registry;
+//! pings are answered; control messages go to the control layer; messages pushed through
+//! [`crate::Sessions::push`] are sent.
+//!
+//! Invariants:
+//! - Nothing is stored from a session whose hello was not accepted, and a batch is stored
+//!   whole or not at all (one transaction); an ack is sent only after its commit.
+//! - Any bad input (undecodable, oversized, a batch that inflates past the cap or
+//!   contradicts its range, a message out of place) is answered with
+//!   `Downlink::Refused { code }` and the connection is closed; other sessions never notice.
+//! - A session that hears nothing for [`IDLE_DEADLINE`] ends (half-open links).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_protocol::sync::batch::{BatchError, DEFAULT_BATCH_LIMITS, decode_batch};
+use aloft_protocol::sync::{
+    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode, Uplink,
+    Welcome, hello_version,
+};
+use axum::extract::ws::{Message, WebSocket};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::Hub;
+use crate::db::now_utc_ns;
+use crate::node_control::NodeControl;
+use crate::sessions::SessionSignal;
+
+/// How long a new connection may take to say hello.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
+/// A session that hears nothing (not even a ping) for this long is closed. The agent
+/// pings every 15 s by default.
+pub const IDLE_DEADLINE: Duration = Duration::from_secs(120);
+/// How often the hub pings an idle session.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Why a session ended with a refusal.
+#[derive(Debug)]
+struct Refusal {
+    code: RefusalCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: RefusalCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn refusal_of_decode(e: &DecodeError) -> Refusal {
+    match e {
+        DecodeError::TooLarge { .. } => Refusal::new(RefusalCode::TooLarge, e.to_string()),
+        _ => Refusal::new(RefusalCode::Malformed, e.to_string()),
+    }
+}
+
+/// Runs a session to its end. `node` is the authenticated token's node.
+pub async fn run(
+    hub: Hub,
+    control: Arc<dyn NodeControl>,
+    node: String,
+    mut socket: WebSocket,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let hello =
+        match tokio::time::timeout(HELLO_DEADLINE, receive_hello(&hub, &node, &mut socket)).await {
+            Ok(Ok(Some(hello))) => hello,
+            Ok(Ok(None)) => return,
+            Ok(Err(refusal)) => {
+                refuse(&hub, &node, &mut socket, refusal).await;
+                return;
+            }
+            Err(_) => {
+                tracing::info!(node, "No hello within the deadline; closing.");
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
+    let epoch = hello.epoch;
+    let watermark = {
+        let streams = hub.streams.clone();
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || streams.watermark(&node, epoch)).await
+    };
+    let watermark = match watermark {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            tracing::error!(node, error = %e, "Reading the watermark failed.");
+            refuse(
+                &hub,
+                &node,
+                &mut socket,
+                Refusal::new(
+                    RefusalCode::Unavailable,
+                    "the hub cannot read its store; try again later",
+                ),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(node, error = %e, "Reading the watermark failed.");
+            return;
+        }
+    };
+    let mut attached = hub.sessions.attach(&node);
+    if let Err(e) = hub.registry.session_started(&node, &hello) {
+        tracing::warn!(node, error = %e, "Could not record the session start.");
+    }
+    tracing::info!(
+        node,
+        session = attached.id,
+        epoch = %crate::db::hex(&epoch.0),
+        watermark = ?watermark,
+        first_unacked = hello.first_unacked,
+        durable_end = hello.durable_end,
+        agent_version = %hello.agent_version,
+        "Session started."
+    );
+    let welcome = Downlink::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        epoch,
+        watermark,
+        server_utc_ns: now_utc_ns(),
+    });
+    let mut outcome = send(&hub, &node, &mut socket, &welcome).await;
+    if outcome.is_ok() {
+        for message in control.on_connect(&node) {
+            outcome = send(&hub, &node, &mut socket, &message).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+    }
+    if outcome.is_ok() {
+        serve(
+            &hub,
+            &control,
+            &node,
+            &hello,
+            &mut socket,
+            &mut attached.rx,
+            &mut shutdown,
+        )
+        .await;
+    }
+    if hub.sessions.detach(&node, attached.id)
+        && let Err(e) = hub.registry.session_ended(&node)
+    {
+        tracing::warn!(node, error = %e, "Could not record the session end.");
+    }
+    tracing::info!(node, session = attached.id, "Session ended.");
+}
+
+/// The first message: `Ok(None)` if the peer went away before saying anything.
+async fn receive_hello(
+    hub: &Hub,
+    node: &str,
+    socket: &mut WebSocket,
+) -> Result<Option<Hello>, Refusal> {
+    loop {
+        let bytes = match socket.recv().await {
+            None => return Ok(None),
+            Some(Err(e)) => {
+                tracing::info!(node, error = %e, "Connection failed before hello.");
+                return Ok(None);
+            }
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Ok(Message::Text(_))) => {
+                return Err(Refusal::new(
+                    RefusalCode::Malformed,
+                    "text message: the protocol speaks binary messages only",
+                ));
+            }
+        };
+        hub.registry.traffic(node, bytes.len() as u64, 0);
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(Refusal::new(
+                RefusalCode::TooLarge,
+                format!(
+                    "message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte cap",
+                    bytes.len()
+                ),
+            ));
+        }
+        if let Some(version) = hello_version(&bytes)
+            && version != PROTOCOL_VERSION
+        {
+            return Err(Refusal::new(
+                RefusalCode::ProtocolVersion,
+                format!(
+                    "protocol version {version} is not spoken here; this hub speaks {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        let hello = match Uplink::decode(&bytes) {
+            Ok(Uplink::Hello(hello)) => hello,
+            Ok(_) => {
+                return Err(Refusal::new(
+                    RefusalCode::Unexpected,
+                    "the first message of a session must be a hello",
+                ));
+            }
+            Err(e) => return Err(refusal_of_decode(&e)),
+        };
+        if hello.node != node {
+            return Err(Refusal::new(
+                RefusalCode::WrongNode,
+                format!(
+                    "hello names node {:?} but the token is node {node:?}'s",
+                    hello.node
+                ),
+            ));
+        }
+        return Ok(Some(hello));
+    }
+}
+
+async fn serve(
+    hub: &Hub,
+    control: &Arc<dyn NodeControl>,
+    node: &str,
+    hello: &Hello,
+    socket: &mut WebSocket,
+    signals: &mut tokio::sync::mpsc::Receiver<SessionSignal>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut nonce = 0u64;
+    loop {
+        let idle = tokio::time::sleep_until(last_heard + IDLE_DEADLINE);
+        tokio::select! {
+            received = socket.recv() => {
+                let bytes = match received {
+                    None | Some(Ok(Message::Close(_))) => return,
+                    Some(Err(e)) => {
+                        tracing::info!(node, error = %e, "Connection failed.");
+                        return;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        refuse(hub, node, socket, Refusal::new(RefusalCode::Malformed, "text message: the protocol speaks binary messages only")).await;
+                        return;
+                    }
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                };
+                last_heard = Instant::now();
+                hub.registry.traffic(node, bytes.len() as u64, 0);
+                let reply = match handle(hub, control, node, hello, &bytes).await {
+                    Ok(reply) => reply,
+                    Err(refusal) => {
+                        refuse(hub, node, socket, refusal).await;
+                        return;
+                    }
+                };
+                if let Some(reply) = reply
+                    && send(hub, node, socket, &reply).await.is_err()
+                {
+                    return;
+                }
+            }
+            signal = signals.recv() => match signal {
+                Some(SessionSignal::Send(message)) => {
+                    if send(hub, node, socket, &message).await.is_err() {
+                        return;
+                    }
+                }
+                Some(SessionSignal::Replaced) | None => {
+                    refuse(hub, node, socket, Refusal::new(RefusalCode::Replaced, "a newer session of this node replaced this one")).await;
+                    return;
+                }
+            },
+            _ = ping.tick() => {
+                nonce = nonce.wrapping_add(1);
+                if send(hub, node, socket, &Downlink::Ping { nonce }).await.is_err() {
+                    return;
+                }
+            }
+            () = idle => {
+                tracing::info!(node, deadline_s = IDLE_DEADLINE.as_secs(), "Nothing heard within the deadline; closing.");
+                return;
+            }
+            _ = shutdown.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// One message of an established session: the reply to send, if any.
+async fn handle(
+    hub: &Hub,
+    control: &Arc<dyn NodeControl>,
+    node: &str,
+    hello: &Hello,
+    bytes: &[u8],
+) -> Result<Option<Downlink>, Refusal> {
+    let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
+    match message {
+        Uplink::Hello(_) => Err(Refusal::new(
+            RefusalCode::Unexpected,
+            "a second hello in one session",
+        )),
+        Uplink::Batch(batch) => persist(hub, node, hello, batch).await.map(Some),
+        Uplink::Live(update) => {
+            hub.registry.live(node, update);
+            Ok(None)
+        }
+        Uplink::Ping { nonce } => Ok(Some(Downlink::Pong { nonce })),
+        Uplink::Pong { .. } => Ok(None),
+        other @ (Uplink::CommandAck { .. }
+        | Uplink::CommandResult { .. }
+        | Uplink::Observed(_)
+        | Uplink::Logs(_)) => {
+            control.on_control(node, other);
+            Ok(None)
+        }
+        other => {
+            tracing::debug!(
+                node,
+                ?other,
+                "Uplink message this hub does not know; ignored."
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Checks a batch, persists it, and returns its ack.
+async fn persist(hub: &Hub, node: &str, hello: &Hello, batch: Batch) -> Result<Downlink, Refusal> {
+    if batch.epoch != hello.epoch {
+        return Err(Refusal::new(
+            RefusalCode::Unexpected,
+            "a batch of another epoch than the hello's",
+        ));
+    }
+    if batch.first > batch.last {
+        return Err(Refusal::new(
+            RefusalCode::Malformed,
+            format!("batch range {}..={} is empty", batch.first, batch.last),
+        ));
+    }
+    let Batch {
+        epoch,
+        first,
+        last,
+        encoding,
+        payload,
+    } = batch;
+    let streams = hub.streams.clone();
+    let owned_node = node.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        let entries =
+            decode_batch(encoding, &payload, &DEFAULT_BATCH_LIMITS).map_err(|e| match e {
+                BatchError::TooLarge { .. } | BatchError::TooManyRecords { .. } => {
+                    Refusal::new(RefusalCode::TooLarge, e.to_string())
+                }
+                other => Refusal::new(RefusalCode::Malformed, other.to_string()),
+            })?;
+        if let Some((seq, _)) = entries.iter().find(|(seq, _)| *seq < first || *seq > last) {
+            return Err(Refusal::new(
+                RefusalCode::Malformed,
+                format!("record {seq} is outside the batch's range {first}..={last}"),
+            ));
+        }
+        let watermark = streams
+            .ingest(&owned_node, epoch, first, last, &entries)
+            .map_err(|e| {
+                tracing::error!(node = %owned_node, error = %e, "Persisting a batch failed.");
+                Refusal::new(
+                    RefusalCode::Unavailable,
+                    "the hub could not persist; try again later",
+                )
+            })?;
+        Ok((entries.len(), watermark))
+    })
+    .await
+    .map_err(|e| Refusal::new(RefusalCode::Unavailable, format!("the hub failed: {e}")))?;
+    let (records, watermark) = result?;
+    hub.registry.batch(node, records as u64);
+    tracing::debug!(node, first, last, records, watermark = ?watermark, "Batch persisted.");
+    // The first batch always starts or extends the prefix, so there is a watermark.
+    Ok(Downlink::Ack {
+        epoch,
+        watermark: watermark.unwrap_or(last),
+    })
+}
+
+async fn send(hub: &Hub, node: &str, socket: &mut WebSocket, message: &Downlink) -> Result<(), ()> {
+    let bytes = message.encode();
+    let len = bytes.len() as u64;
+    match socket.send(Message::Binary(bytes.into())).await {
+        Ok(()) => {
+            hub.registry.traffic(node, 0, len);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(node, error = %e, "Sending failed.");
+            Err(())
+        }
+    }
+}
+
+async fn refuse(hub: &Hub, node: &str, socket: &mut WebSocket, refusal: Refusal) {
+    tracing::warn!(node, code = ?refusal.code, reason = %refusal.message, "Session refused.");
+    hub.registry.refused(node);
+    let message = Downlink::Refused {
+        code: refusal.code,
+        message: refusal.message,
+    };
+    // Best effort: the peer may be gone or half-open; never wait long on it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = socket.send(Message::Binary(message.encode().into())).await;
+        let _ = socket.send(Message::Close(None)).await;
+    })
+    .await;
+}
+
+/// The WebSocket message size the server lets through to the session: a little over
+/// [`MAX_MESSAGE_BYTES`], so that a message just over the cap is refused with
+/// `TooLarge` rather than cut by the WebSocket layer without a reason.
+pub const WS_MESSAGE_LIMIT: usize = MAX_MESSAGE_BYTES + (64 << 10);

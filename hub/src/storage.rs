@@ -1,0 +1,679 @@
+//! Every node's stream, per (node, store epoch, sequence number), and the queries over it.
+//!
+//! Layout (tables in `db.rs`): `streams` (one row per node and epoch, with its contiguous
+//! watermark), `records` (every record's postcard bytes, keyed by stream and number: what
+//! `dump` prints; reading records also fill indexed columns: sensor, quantity, UTC, boot),
+//! `pending` (ranges received beyond a hole in the watermark), and what
+//! turns readings into answers: `sensors` (names from descriptor records), `boots` (the
+//! time correlation of each boot) with `boot_marks` and `descriptor_marks` (where in the
+//! stream a boot or descriptor record stood).
+//!
+//! Invariants:
+//! - A batch's records and the watermark they move commit in one transaction; the hub acks
+//!   only what this returned, so an ack never runs ahead of the disk.
+//! - A number already held is ignored (a resend is harmless); held records never change.
+//! - The watermark is the end of the contiguous prefix: every number up to it is held or
+//!   known not to exist (a batch covers `first..=last`, numbers missing from it do not
+//!   exist). The first batch of a new epoch starts its prefix.
+//! - Readings keep the time they carried. A reading with only monotonic time gets UTC from
+//!   the time correlation of its own boot (the boot record before it in its stream),
+//!   flagged [`TimeSource::Reconstructed`]: from the boot's newest correlation at ingest,
+//!   and readings that arrived before their boot's first correlation are filled in when it
+//!   arrives.
+//! - Boots and sensor names are tracked in stream order; a batch received beyond a hole
+//!   (rare: the agent sends oldest first) uses the boot and names known at that moment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aloft_protocol::{Quality, Quantity, Reading, Record, StoreEpoch, TimeSource};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::db::{Db, now_utc_ns};
+
+/// Why the stream store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database failed.
+    #[error("stream database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A stored column has an unexpected type (a damaged database).
+    #[error("stored column: {0}")]
+    Column(#[from] rusqlite::types::FromSqlError),
+    /// A record could not be re-encoded or a stored one decoded.
+    #[error("record encoding: {0}")]
+    Encoding(#[from] postcard::Error),
+    /// A stored stream holds an epoch that is not 16 bytes (a damaged database).
+    #[error("stored epoch of {0} bytes, not 16")]
+    BadEpoch(usize),
+}
+
+/// What the hub knows of one stream between batches: kept in memory, rebuilt from the
+/// database after a restart.
+#[derive(Debug, Clone)]
+struct StreamCursor {
+    id: i64,
+    watermark: Option<u64>,
+    boot: Option<BootState>,
+    sensors: HashMap<u16, i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BootState {
+    key: i64,
+    correlation: Option<(i64, i64)>,
+}
+
+/// The stream store.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    db: Db,
+    cursors: Arc<Mutex<HashMap<(String, StoreEpoch), StreamCursor>>>,
+}
+
+/// One stored reading, as the queries return it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingRow {
+    /// The store epoch it belongs to.
+    pub epoch: StoreEpoch,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The sensor's name (from its descriptor; `sensor-N` before any descriptor).
+    pub sensor: String,
+    /// What was measured.
+    pub quantity: Quantity,
+    /// The value, in the quantity's unit.
+    pub value: f64,
+    /// The agent's monotonic time.
+    pub mono_ns: u64,
+    /// UTC, as carried or reconstructed.
+    pub utc_ns: Option<i64>,
+    /// Where `utc_ns` came from.
+    pub source: TimeSource,
+    /// Quality flags.
+    pub quality: Quality,
+}
+
+/// A reading query: by node, optionally sensor, quantity and a UTC range.
+#[derive(Debug, Clone, Default)]
+pub struct ReadingQuery {
+    /// The node.
+    pub node: String,
+    /// Only this sensor (by name).
+    pub sensor: Option<String>,
+    /// Only this quantity.
+    pub quantity: Option<Quantity>,
+    /// Only readings at or after this UTC, ns (readings without UTC are then left out).
+    pub since_utc_ns: Option<i64>,
+    /// Only readings before this UTC, ns.
+    pub until_utc_ns: Option<i64>,
+    /// At most this many.
+    pub limit: Option<u64>,
+}
+
+/// A loss in a node's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamGap {
+    /// A gap record of the agent: something was lost on the node, and why.
+    Recorded {
+        /// The epoch.
+        epoch: StoreEpoch,
+        /// The gap record's number.
+        seq: u64,
+        /// The record.
+        gap: aloft_protocol::Gap,
+    },
+    /// Numbers not yet received: between the watermark and records received beyond it.
+    Unsynced {
+        /// The epoch.
+        epoch: StoreEpoch,
+        /// First missing number.
+        first: u64,
+        /// Last missing number (inclusive).
+        last: u64,
+    },
+}
+
+/// One stream's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStatus {
+    /// The epoch.
+    pub epoch: StoreEpoch,
+    /// Its contiguous watermark.
+    pub watermark: Option<u64>,
+    /// When the hub first saw it, ns.
+    pub created_utc_ns: i64,
+}
+
+const KIND_READING: i64 = 0;
+const KIND_GAP: i64 = 1;
+
+fn kind(record: &Record) -> i64 {
+    match record {
+        Record::Reading(_) => KIND_READING,
+        Record::Gap(_) => KIND_GAP,
+        Record::Boot(_) => 2,
+        Record::TimeCorrelation(_) => 3,
+        Record::Descriptor(_) => 4,
+        Record::Status(_) => 5,
+        _ => 9,
+    }
+}
+
+/// A quantity's column value: its position in encoding order (stable: only appended).
+pub(crate) fn quantity_code(q: Quantity) -> i64 {
+    Quantity::ALL
+        .iter()
+        .position(|x| *x == q)
+        .map_or(-1, |p| p as i64)
+}
+
+fn source_code(s: TimeSource) -> i64 {
+    match s {
+        TimeSource::Monotonic => 0,
+        TimeSource::SystemClock => 1,
+        TimeSource::Gnss => 2,
+        TimeSource::Reconstructed => 3,
+        _ => 9,
+    }
+}
+
+fn source_of(code: i64) -> TimeSource {
+    match code {
+        1 => TimeSource::SystemClock,
+        2 => TimeSource::Gnss,
+        3 => TimeSource::Reconstructed,
+        _ => TimeSource::Monotonic,
+    }
+}
+
+/// The name of a time source in the API.
+pub fn source_name(s: TimeSource) -> &'static str {
+    match s {
+        TimeSource::SystemClock => "system_clock",
+        TimeSource::Gnss => "gnss",
+        TimeSource::Reconstructed => "reconstructed",
+        _ => "monotonic",
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn epoch_of(bytes: Vec<u8>) -> Result<StoreEpoch, StorageError> {
+    let len = bytes.len();
+    <[u8; 16]>::try_from(bytes)
+        .map(StoreEpoch)
+        .map_err(|_| StorageError::BadEpoch(len))
+}
+
+impl Streams {
+    pub(crate) fn new(db: Db) -> Streams {
+        Streams {
+            db,
+            cursors: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The contiguous watermark of (node, epoch); `None` when the hub holds nothing of it.
+    pub fn watermark(&self, node: &str, epoch: StoreEpoch) -> Result<Option<u64>, StorageError> {
+        let conn = self.db.reader()?;
+        let w: Option<Option<i64>> = conn
+            .query_row(
+                "SELECT watermark FROM streams WHERE node = ?1 AND epoch = ?2",
+                params![node, epoch.0.as_slice()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(w.flatten().and_then(|w| u64::try_from(w).ok()))
+    }
+
+    /// Persists a batch's entries (`first..=last`, entries within it, strictly increasing)
+    /// and returns the stream's watermark after it, committed.
+    pub fn ingest(
+        &self,
+        node: &str,
+        epoch: StoreEpoch,
+        first: u64,
+        last: u64,
+        entries: &[(u64, Record)],
+    ) -> Result<Option<u64>, StorageError> {
+        let key = (node.to_owned(), epoch);
+        let cached = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let cursor = self.db.write(|conn| -> Result<StreamCursor, StorageError> {
+            let mut cursor = match cached {
+                Some(c) => c,
+                None => load_cursor(conn, node, epoch)?,
+            };
+            let tx = conn.transaction()?;
+            ingest_in(&tx, node, &mut cursor, first, last, entries)?;
+            tx.commit()?;
+            Ok(cursor)
+        });
+        let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+        match cursor {
+            Ok(cursor) => {
+                let watermark = cursor.watermark;
+                cursors.insert(key, cursor);
+                Ok(watermark)
+            }
+            Err(e) => {
+                // The transaction rolled back: the cached cursor may be ahead of the disk.
+                cursors.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Every stored record of a node in (epoch, seq) order, to `each`.
+    pub fn dump(
+        &self,
+        node: &str,
+        mut each: impl FnMut(StoreEpoch, u64, Record) -> bool,
+    ) -> Result<(), StorageError> {
+        let conn = self.db.reader()?;
+        let mut streams =
+            conn.prepare("SELECT id, epoch FROM streams WHERE node = ?1 ORDER BY epoch")?;
+        let ids = streams
+            .query_map(params![node], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records =
+            conn.prepare("SELECT seq, body FROM records WHERE stream = ?1 ORDER BY seq")?;
+        for (id, epoch) in ids {
+            let epoch = epoch_of(epoch)?;
+            let mut rows = records.query(params![id])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let body = row.get_ref(1)?.as_blob()?;
+                let record: Record = postcard::from_bytes(body)?;
+                if !each(epoch, u64::try_from(seq).unwrap_or(0), record) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Readings matching `query`, in stream order ((epoch, seq)), to `each` until it says
+    /// stop. Streams from the database: nothing is collected in memory.
+    pub fn readings(
+        &self,
+        query: &ReadingQuery,
+        mut each: impl FnMut(ReadingRow) -> bool,
+    ) -> Result<(), StorageError> {
+        let conn = self.db.reader()?;
+        let mut sql = String::from(
+            "SELECT s.epoch, r.seq, n.name, r.body, r.utc_ns, r.source \
+             FROM streams s JOIN records r ON r.stream = s.id JOIN sensors n ON n.id = r.sensor \
+             WHERE s.node = ?1 AND r.kind = 0",
+        );
+        if query.sensor.is_some() {
+            sql.push_str(" AND n.name = ?2");
+        }
+        if query.quantity.is_some() {
+            sql.push_str(" AND r.quantity = ?3");
+        }
+        if query.since_utc_ns.is_some() {
+            sql.push_str(" AND r.utc_ns >= ?4");
+        }
+        if query.until_utc_ns.is_some() {
+            sql.push_str(" AND r.utc_ns < ?5");
+        }
+        sql.push_str(" ORDER BY s.epoch, r.seq LIMIT ?6");
+        let mut stmt = conn.prepare(&sql)?;
+        let limit = query.limit.map_or(-1, to_i64);
+        let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![("?1", &query.node)];
+        let quantity = query.quantity.map(quantity_code);
+        if let Some(sensor) = &query.sensor {
+            named.push(("?2", sensor));
+        }
+        if let Some(q) = &quantity {
+            named.push(("?3", q));
+        }
+        if let Some(s) = &query.since_utc_ns {
+            named.push(("?4", s));
+        }
+        if let Some(u) = &query.until_utc_ns {
+            named.push(("?5", u));
+        }
+        named.push(("?6", &limit));
+        let mut rows = stmt.query(named.as_slice())?;
+        while let Some(row) = rows.next()? {
+            let Record::Reading(r) = postcard::from_bytes(row.get_ref(3)?.as_blob()?)? else {
+                continue;
+            };
+            let reading = ReadingRow {
+                epoch: epoch_of(row.get(0)?)?,
+                seq: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                sensor: row.get(2)?,
+                quantity: r.quantity,
+                value: r.value,
+                mono_ns: r.time.mono_ns,
+                utc_ns: row.get(4)?,
+                source: source_of(row.get(5)?),
+                quality: r.quality,
+            };
+            if !each(reading) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The node's gaps: gap records of the agent and numbers not yet received.
+    pub fn gaps(&self, node: &str) -> Result<Vec<StreamGap>, StorageError> {
+        let conn = self.db.reader()?;
+        let mut out = Vec::new();
+        let mut streams = conn
+            .prepare("SELECT id, epoch, watermark FROM streams WHERE node = ?1 ORDER BY epoch")?;
+        let list = streams
+            .query_map(params![node], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut gaps = conn
+            .prepare("SELECT seq, body FROM records WHERE stream = ?1 AND kind = 1 ORDER BY seq")?;
+        let mut pending =
+            conn.prepare("SELECT first, last FROM pending WHERE stream = ?1 ORDER BY first")?;
+        for (id, epoch, watermark) in list {
+            let epoch = epoch_of(epoch)?;
+            let mut rows = gaps.query(params![id])?;
+            while let Some(row) = rows.next()? {
+                let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+                if let Record::Gap(gap) = postcard::from_bytes(row.get_ref(1)?.as_blob()?)? {
+                    out.push(StreamGap::Recorded { epoch, seq, gap });
+                }
+            }
+            let mut next = watermark.map_or(0, |w| w.saturating_add(1));
+            let ranges = pending
+                .query_map(params![id], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (first, last) in ranges {
+                if first > next {
+                    out.push(StreamGap::Unsynced {
+                        epoch,
+                        first: u64::try_from(next).unwrap_or(0),
+                        last: u64::try_from(first - 1).unwrap_or(0),
+                    });
+                }
+                next = next.max(last.saturating_add(1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The node's streams (one per store epoch it has sent).
+    pub fn streams(&self, node: &str) -> Result<Vec<StreamStatus>, StorageError> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT epoch, watermark, created_utc_ns FROM streams WHERE node = ?1 ORDER BY created_utc_ns, epoch",
+        )?;
+        let rows = stmt
+            .query_map(params![node], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(epoch, watermark, created)| {
+                Ok(StreamStatus {
+                    epoch: epoch_of(epoch)?,
+                    watermark: watermark.and_then(|w| u64::try_from(w).ok()),
+                    created_utc_ns: created,
+                })
+            })
+            .collect()
+    }
+}
+
+fn load_cursor(
+    conn: &Connection,
+    node: &str,
+    epoch: StoreEpoch,
+) -> Result<StreamCursor, StorageError> {
+    let found: Option<(i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, watermark FROM streams WHERE node = ?1 AND epoch = ?2",
+            params![node, epoch.0.as_slice()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (id, watermark) = match found {
+        Some(f) => f,
+        None => {
+            conn.execute(
+                "INSERT INTO streams(node, epoch, watermark, created_utc_ns) VALUES (?1, ?2, NULL, ?3)",
+                params![node, epoch.0.as_slice(), now_utc_ns()],
+            )?;
+            (conn.last_insert_rowid(), None)
+        }
+    };
+    let boot: Option<(i64, Option<i64>, Option<i64>)> = conn
+        .query_row(
+            "SELECT b.id, b.corr_mono_ns, b.corr_utc_ns FROM boot_marks m JOIN boots b ON b.id = m.boot \
+             WHERE m.stream = ?1 ORDER BY m.seq DESC LIMIT 1",
+            params![id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let mut sensors = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT sensor_id, sensor FROM descriptor_marks WHERE stream = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map(params![id], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (sensor_id, sensor) = row?;
+        if let Ok(sensor_id) = u16::try_from(sensor_id) {
+            sensors.insert(sensor_id, sensor);
+        }
+    }
+    Ok(StreamCursor {
+        id,
+        watermark: watermark.and_then(|w| u64::try_from(w).ok()),
+        boot: boot.map(|(key, mono, utc)| BootState {
+            key,
+            correlation: mono.zip(utc),
+        }),
+        sensors,
+    })
+}
+
+fn sensor_key(tx: &Transaction<'_>, node: &str, name: &str) -> Result<i64, rusqlite::Error> {
+    tx.prepare_cached("INSERT OR IGNORE INTO sensors(node, name) VALUES (?1, ?2)")?
+        .execute(params![node, name])?;
+    tx.prepare_cached("SELECT id FROM sensors WHERE node = ?1 AND name = ?2")?
+        .query_row(params![node, name], |row| row.get(0))
+}
+
+fn boot_key(
+    tx: &Transaction<'_>,
+    node: &str,
+    boot: &[u8],
+) -> Result<(i64, Option<(i64, i64)>), rusqlite::Error> {
+    tx.prepare_cached("INSERT OR IGNORE INTO boots(node, boot) VALUES (?1, ?2)")?
+        .execute(params![node, boot])?;
+    tx.prepare_cached(
+        "SELECT id, corr_mono_ns, corr_utc_ns FROM boots WHERE node = ?1 AND boot = ?2",
+    )?
+    .query_row(params![node, boot], |row| {
+        let mono: Option<i64> = row.get(1)?;
+        let utc: Option<i64> = row.get(2)?;
+        Ok((row.get(0)?, mono.zip(utc)))
+    })
+}
+
+fn ingest_in(
+    tx: &Transaction<'_>,
+    node: &str,
+    cursor: &mut StreamCursor,
+    first: u64,
+    last: u64,
+    entries: &[(u64, Record)],
+) -> Result<(), StorageError> {
+    let mut insert_record = tx.prepare_cached(
+        "INSERT OR IGNORE INTO records(stream, seq, kind, body, sensor, quantity, mono_ns, boot, utc_ns, source) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut body = Vec::with_capacity(64);
+    for (seq, record) in entries {
+        if cursor.watermark.is_some_and(|w| *seq <= w) {
+            continue;
+        }
+        body.clear();
+        body = postcard::to_extend(record, body)?;
+        let added = match record {
+            Record::Reading(r) => {
+                let sensor = match cursor.sensors.get(&r.sensor.0) {
+                    Some(k) => *k,
+                    None => {
+                        let k = sensor_key(tx, node, &format!("sensor-{}", r.sensor.0))?;
+                        cursor.sensors.insert(r.sensor.0, k);
+                        k
+                    }
+                };
+                let (utc, source) = reading_utc(r, cursor.boot);
+                insert_record.execute(params![
+                    cursor.id,
+                    to_i64(*seq),
+                    KIND_READING,
+                    body,
+                    sensor,
+                    quantity_code(r.quantity),
+                    to_i64(r.time.mono_ns),
+                    cursor.boot.map(|b| b.key),
+                    utc,
+                    source_code(source),
+                ])?
+            }
+            other => insert_record.execute(params![
+                cursor.id,
+                to_i64(*seq),
+                kind(other),
+                body,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+                None::<i64>,
+            ])?,
+        };
+        if added == 0 {
+            continue;
+        }
+        match record {
+            Record::Boot(b) => {
+                let (key, correlation) = boot_key(tx, node, &b.boot_id.0)?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO boot_marks(stream, seq, boot) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![cursor.id, to_i64(*seq), key])?;
+                cursor.boot = Some(BootState { key, correlation });
+            }
+            Record::TimeCorrelation(c) => {
+                let (key, before) = boot_key(tx, node, &c.boot_id.0)?;
+                let correlation = (to_i64(c.mono_ns), c.utc_ns);
+                tx.prepare_cached(
+                    "UPDATE boots SET corr_mono_ns = ?2, corr_utc_ns = ?3 WHERE id = ?1",
+                )?
+                .execute(params![key, correlation.0, correlation.1])?;
+                if before.is_none() {
+                    // Readings of this boot that came before its first correlation.
+                    tx.prepare_cached(
+                        "UPDATE records SET utc_ns = ?2 + (mono_ns - ?3), source = 3 \
+                         WHERE kind = 0 AND boot = ?1 AND utc_ns IS NULL",
+                    )?
+                    .execute(params![key, correlation.1, correlation.0])?;
+                }
+                if let Some(boot) = cursor.boot.as_mut().filter(|b| b.key == key) {
+                    boot.correlation = Some(correlation);
+                }
+            }
+            Record::Descriptor(d) => {
+                let key = sensor_key(tx, node, &d.name)?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO descriptor_marks(stream, seq, sensor_id, sensor) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![cursor.id, to_i64(*seq), i64::from(d.sensor.0), key])?;
+                cursor.sensors.insert(d.sensor.0, key);
+            }
+            _ => {}
+        }
+    }
+    advance_watermark(tx, cursor, first, last)?;
+    Ok(())
+}
+
+fn reading_utc(r: &Reading, boot: Option<BootState>) -> (Option<i64>, TimeSource) {
+    if let Some(utc) = r.time.utc_ns {
+        return (Some(utc), r.time.source);
+    }
+    match boot.and_then(|b| b.correlation) {
+        Some((mono, utc)) => (
+            Some(utc.saturating_add(to_i64(r.time.mono_ns).saturating_sub(mono))),
+            TimeSource::Reconstructed,
+        ),
+        None => (None, TimeSource::Monotonic),
+    }
+}
+
+fn advance_watermark(
+    tx: &Transaction<'_>,
+    cursor: &mut StreamCursor,
+    first: u64,
+    last: u64,
+) -> Result<(), StorageError> {
+    let contiguous = match cursor.watermark {
+        None => true,
+        Some(w) => first <= w.saturating_add(1),
+    };
+    if !contiguous {
+        tx.prepare_cached(
+            "INSERT INTO pending(stream, first, last) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(stream, first) DO UPDATE SET last = max(last, excluded.last)",
+        )?
+        .execute(params![cursor.id, to_i64(first), to_i64(last)])?;
+        return Ok(());
+    }
+    let mut watermark = cursor.watermark.map_or(last, |w| w.max(last));
+    // Ranges received earlier beyond a hole may now join the prefix.
+    let ranges: Vec<(i64, i64)> = tx
+        .prepare_cached("SELECT first, last FROM pending WHERE stream = ?1 ORDER BY first")?
+        .query_map(params![cursor.id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (p_first, p_last) in ranges {
+        let (p_first, p_last) = (
+            u64::try_from(p_first).unwrap_or(0),
+            u64::try_from(p_last).unwrap_or(0),
+        );
+        if p_first > watermark.saturating_add(1) {
+            break;
+        }
+        watermark = watermark.max(p_last);
+        tx.prepare_cached("DELETE FROM pending WHERE stream = ?1 AND first = ?2")?
+            .execute(params![cursor.id, to_i64(p_first)])?;
+    }
+    tx.prepare_cached("UPDATE streams SET watermark = ?2 WHERE id = ?1")?
+        .execute(params![cursor.id, to_i64(watermark)])?;
+    cursor.watermark = Some(watermark);
+    Ok(())
+}
