@@ -12,13 +12,16 @@
 //! - [`metrics`]: the metrics registry and the local endpoint (`/metrics`, `/status`).
 //! - [`status`]: the local picture `aloft-agent status` prints.
 //! - [`state`]: the agent's small state file, replaced atomically.
+//! - [`control`]: the hub's desired state, commands and log fetches, applied once.
 //! - [`inspect`]: `aloft-agent store dump`, the store's records as JSON lines.
 //! - [`run`]: the daemon (`aloft-agent run`): wires the parts and writes the store.
 //! - [`supervisor`]: one supervised thread per sensor: states, backoff, restarts, power lines.
+//! - [`uplink`]: the link to aloft-hub: sync of the store, live lane, control messages.
 //! - [`sensor`]: the adapter of each device kind, the shared latest values, the simulation.
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod inspect;
 pub mod metrics;
@@ -30,3 +33,4 @@ pub mod status;
 pub mod supervisor;
 pub mod systemd;
 pub mod timekeeping;
+pub mod uplink;

@@ -8,8 +8,15 @@
 //! produced is appended, the store is committed and closed: nothing accepted is lost on a
 //! graceful stop.
 //!
+//! With a `[hub]`, the uplink ([`crate::uplink`]) shares the store with the writer (a
+//! mutex held for one append, one commit, one batch read or one ack) and learns of new
+//! durable records from the writer after each commit; the writer also keeps the live
+//! lane's board as records pass. The hub's control messages go to the control layer over
+//! [`crate::uplink::ControlChannels`].
+//!
 //! Invariant 7: nothing here waits for the hub; the agent samples with its config (or its
-//! last known desired state) whether or not a link exists.
+//! last known desired state) whether or not a link exists, and the writer never waits on
+//! the network.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,6 +39,7 @@ use crate::status::StatusReport;
 use crate::supervisor::{Supervisor, SupervisorOptions};
 use crate::systemd::Notifier;
 use crate::timekeeping::{TimePolicy, Timekeeper};
+use crate::uplink::{self, HubLink, LiveBoard, SharedStore, UplinkOptions};
 
 /// Records in flight between the sensor threads and the store writer. A full channel makes
 /// sensor threads wait, never drop.
@@ -130,8 +138,11 @@ pub async fn run(
         "Store open."
     );
     outbox.append(&Record::Boot(boot)).map_err(store_error)?;
+    let boot_id = timekeeper.boot_id();
+    let store = SharedStore::new(outbox);
 
     let metrics = Metrics::from_config(&config);
+    let live = Arc::new(LiveBoard::from_config(&config));
     let latest = LatestValues::default();
     let (records_tx, mut records) = mpsc::channel(RECORD_QUEUE);
 
@@ -198,6 +209,18 @@ pub async fn run(
     if let Err(e) = notifier.ready() {
         tracing::warn!(error = %e, "Could not tell systemd the agent is ready.");
     }
+    // Its own stop: the uplink lets go of the store before the store is closed, while the
+    // endpoint and the watchdog serve to the end.
+    let (uplink_stop, uplink_stopped) = watch::channel(false);
+    let link = start_uplink(
+        &config,
+        &store,
+        &live,
+        &metrics,
+        &timekeeper,
+        boot_id,
+        stopped(uplink_stopped),
+    );
     tracing::info!(node = %config.node.name, sensors = config.sensors.len(), "Agent running.");
 
     let mut flush = tokio::time::interval(config.store.flush_interval);
@@ -206,6 +229,7 @@ pub async fn run(
     let mut writer = Writer {
         metrics: &metrics,
         timekeeper: &timekeeper,
+        live: &live,
         restarts: HashMap::new(),
     };
     let result = loop {
@@ -213,7 +237,7 @@ pub async fn run(
             () = &mut shutdown => break Ok(()),
             record = records.recv() => match record {
                 Some(record) => {
-                    if let Err(e) = writer.append(&mut outbox, record) {
+                    if let Err(e) = writer.append(&mut store.lock(), record) {
                         break Err(store_error(e));
                     }
                 }
@@ -222,8 +246,11 @@ pub async fn run(
             _ = flush.tick() => {
                 // The commit fsyncs: off the runtime's worker, so the endpoint and the
                 // watchdog keep answering while the SD card is slow.
-                if let Err(e) = tokio::task::block_in_place(|| writer.commit(&mut outbox)) {
-                    break Err(store_error(e));
+                let committed =
+                    tokio::task::block_in_place(|| writer.commit(&mut store.lock()));
+                match committed {
+                    Ok(durable_end) => store.publish_durable(durable_end),
+                    Err(e) => break Err(store_error(e)),
                 }
                 if let Some(utc) = timekeeper.persist_due() {
                     agent_state.last_good_utc_ns = Some(utc);
@@ -242,17 +269,28 @@ pub async fn run(
     tracing::info!("Stopping: sensors first, then the store.");
     supervisor.shutdown().await;
     drop(simulation);
+    let _ = uplink_stop.send(true);
+    if let Some(link) = link {
+        let _ = link.await;
+    }
     let mut drained = Ok(());
     while let Ok(record) = records.try_recv() {
-        if let Err(e) = writer.append(&mut outbox, record) {
+        if let Err(e) = writer.append(&mut store.lock(), record) {
             drained = Err(store_error(e));
             break;
         }
     }
-    let closed = writer
-        .commit(&mut outbox)
-        .and_then(|()| outbox.close())
-        .map_err(store_error);
+    let closed = match store.into_inner() {
+        Ok(mut outbox) => writer
+            .commit(&mut outbox)
+            .and_then(|_| outbox.close())
+            .map_err(store_error),
+        // Not expected: every other holder stopped above. Commit what was appended.
+        Err(shared) => writer
+            .commit(&mut shared.lock())
+            .map(|_| ())
+            .map_err(store_error),
+    };
     if let Some(utc) = timekeeper.last_good_utc_ns() {
         agent_state.last_good_utc_ns = Some(utc);
         if let Err(e) = state::save(&state_path, &agent_state) {
@@ -265,16 +303,19 @@ pub async fn run(
     result.and(drained).and(closed)
 }
 
-/// Appends records and commits them, keeping the metrics and the clocks up to date.
+/// Appends records and commits them, keeping the metrics, the clocks and the live lane up
+/// to date.
 struct Writer<'a> {
     metrics: &'a Metrics,
     timekeeper: &'a Timekeeper,
+    live: &'a LiveBoard,
     /// Restarts each sensor's status records reported last, to count new ones.
     restarts: HashMap<SensorId, u32>,
 }
 
 impl Writer<'_> {
     fn append(&mut self, outbox: &mut Outbox, record: Record) -> Result<(), StoreError> {
+        self.live.observe(&record);
         if let Record::Status(s) = &record
             && let Some(sensor) = self.metrics.sensor(s.sensor)
         {
@@ -301,7 +342,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn commit(&self, outbox: &mut Outbox) -> Result<(), StoreError> {
+    /// Commits; returns the durable end.
+    fn commit(&self, outbox: &mut Outbox) -> Result<u64, StoreError> {
         if let Some(correlation) = self.timekeeper.check() {
             outbox.append(&Record::TimeCorrelation(correlation))?;
         }
@@ -324,8 +366,48 @@ impl Writer<'_> {
                 .and_then(|(_, record)| age_of(record, self.timekeeper.stamp()))
         };
         self.metrics.store.set_unsent(unsent, oldest_age);
-        Ok(())
+        Ok(stats.durable_end)
     }
+}
+
+/// Starts the uplink when the config has a `[hub]`. A hub that cannot be set up (an
+/// unreadable token file, a bad CA file) is logged and the agent runs without it
+/// (invariant 7): sampling matters more than the link.
+fn start_uplink(
+    config: &AgentConfig,
+    store: &SharedStore,
+    live: &Arc<LiveBoard>,
+    metrics: &Arc<Metrics>,
+    timekeeper: &Arc<Timekeeper>,
+    boot: aloft_protocol::BootId,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let hub = config.hub.as_ref()?;
+    let trusted: uplink::tls::TrustedTime = {
+        let timekeeper = Arc::clone(timekeeper);
+        Arc::new(move || Some(timekeeper.certificate_time_utc_ns()))
+    };
+    let options = match UplinkOptions::from_config(hub, &config.node.name, trusted) {
+        Ok(options) => options,
+        Err(e) => {
+            tracing::error!(error = %e, url = %hub.url, "Cannot set up the link to the hub; running without it.");
+            return None;
+        }
+    };
+    // The control layer's ends. Until it is wired here (crate::control, issue 5), the
+    // hub's control messages are dropped at once (the hub resends desired state and
+    // pending commands after every welcome), and nothing is queued towards the hub.
+    let (channels, _downlink, _uplink) = uplink::control_channels();
+    let link = HubLink::new(
+        options,
+        store.clone(),
+        Arc::clone(live),
+        channels,
+        Arc::clone(metrics),
+        boot,
+    );
+    tracing::info!(url = %hub.url, "Uplink starting.");
+    Some(tokio::spawn(link.run(stop)))
 }
 
 /// How long ago `record` was taken: by UTC when both times have it (records may come from an

@@ -9,13 +9,23 @@
 //! agent. [`load_or_default`] reports it, keeps it aside ([`aside_path`]) and falls back to
 //! the empty state, so the agent runs from its config file. The store epoch is not here: it lives in the store.
 //!
+//! Several tasks change the file (the daemon's last good time, the control task's desired
+//! state and commands): they share one [`StateFile`], whose [`StateFile::update`] changes
+//! the state and saves it under one lock, so no writer overwrites another's change with an
+//! older copy.
+//!
+//! Older files load: fields added since version 1 (per-sensor generations, command
+//! outcomes) have defaults, and an applied command recorded as a bare id reads as applied
+//! with no recorded outcome.
+//!
 //! JSON rather than postcard: the file is a few hundred bytes written a few times an hour,
 //! and a flight engineer can read it with `cat` on the board.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -112,15 +122,67 @@ impl DesiredState {
     }
 }
 
+/// How a command ended, as remembered so that a redelivered command gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecordedOutcome {
+    /// Done.
+    Succeeded {
+        /// What happened.
+        message: String,
+    },
+    /// Not done, or not completely (an interrupted command included).
+    Failed {
+        /// Why.
+        message: String,
+    },
+    /// Arrived after its expiry; not applied.
+    Expired,
+}
+
+/// A command the agent has finished with: applied, refused, expired or interrupted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedCommand {
+    /// The command's id.
+    pub id: String,
+    /// How it ended; `None` for an id recorded by an agent that did not keep outcomes.
+    pub outcome: Option<RecordedOutcome>,
+}
+
+impl<'de> Deserialize<'de> for AppliedCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Files written before outcomes were kept list bare ids.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Entry {
+            Id(String),
+            Full {
+                id: String,
+                #[serde(default)]
+                outcome: Option<RecordedOutcome>,
+            },
+        }
+        Ok(match Entry::deserialize(d)? {
+            Entry::Id(id) => AppliedCommand { id, outcome: None },
+            Entry::Full { id, outcome } => AppliedCommand { id, outcome },
+        })
+    }
+}
+
 /// Everything in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentState {
     /// The hub's last desired state; `None` means the config file alone rules.
     #[serde(default)]
     pub desired: Option<DesiredState>,
-    /// Ids of commands applied (oldest first, at most [`MAX_APPLIED_COMMANDS`]).
+    /// The generation of each sensor's desired spec in `desired` (the hub bumps one sensor's
+    /// generation when it changes that sensor's spec). A sensor missing here has the spec's
+    /// `generation` (files written before per-sensor generations).
     #[serde(default)]
-    pub applied_commands: VecDeque<String>,
+    pub desired_generations: BTreeMap<String, u64>,
+    /// Commands finished with (oldest first, at most [`MAX_APPLIED_COMMANDS`]).
+    #[serde(default)]
+    pub applied_commands: VecDeque<AppliedCommand>,
     /// A command the agent started applying and has not finished: after a crash it is
     /// reported failed, never re-run (invariant 4).
     #[serde(default)]
@@ -134,21 +196,109 @@ pub struct AgentState {
 impl AgentState {
     /// Whether a command id was already applied (or was being applied at a crash).
     pub fn has_seen_command(&self, id: &str) -> bool {
-        self.applied_commands.iter().any(|c| c == id)
-            || self.applying_command.as_deref() == Some(id)
+        self.applied(id).is_some() || self.applying_command.as_deref() == Some(id)
     }
 
-    /// Records a command as applied, forgetting the oldest beyond the bound.
+    /// The finished command with this id, if the agent remembers it.
+    pub fn applied(&self, id: &str) -> Option<&AppliedCommand> {
+        self.applied_commands.iter().find(|c| c.id == id)
+    }
+
+    /// Records a command as applied without an outcome (kept for callers that have none).
     pub fn record_applied(&mut self, id: String) {
-        if self.applying_command.as_deref() == Some(id.as_str()) {
+        self.finish_command(AppliedCommand { id, outcome: None });
+    }
+
+    /// Records a command as finished with `outcome`, clearing it as the one applying and
+    /// forgetting the oldest beyond the bound.
+    pub fn record_outcome(&mut self, id: String, outcome: RecordedOutcome) {
+        self.finish_command(AppliedCommand {
+            id,
+            outcome: Some(outcome),
+        });
+    }
+
+    fn finish_command(&mut self, command: AppliedCommand) {
+        if self.applying_command.as_deref() == Some(command.id.as_str()) {
             self.applying_command = None;
         }
-        if !self.applied_commands.contains(&id) {
-            self.applied_commands.push_back(id);
+        match self
+            .applied_commands
+            .iter_mut()
+            .find(|c| c.id == command.id)
+        {
+            Some(known) => {
+                if command.outcome.is_some() {
+                    known.outcome = command.outcome;
+                }
+            }
+            None => self.applied_commands.push_back(command),
         }
         while self.applied_commands.len() > MAX_APPLIED_COMMANDS {
             self.applied_commands.pop_front();
         }
+    }
+
+    /// The generation of sensor `name`'s desired spec, if the desired state has one.
+    pub fn desired_generation(&self, name: &str) -> Option<u64> {
+        let desired = self.desired.as_ref()?;
+        desired.sensors.iter().find(|s| s.name == name)?;
+        Some(
+            self.desired_generations
+                .get(name)
+                .copied()
+                .unwrap_or(desired.generation),
+        )
+    }
+}
+
+/// The state file shared by every task that changes it: one lock, one writer at a time.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    state: Mutex<AgentState>,
+}
+
+impl StateFile {
+    /// Loads `path` ([`load_or_default`]: an unreadable file is reported, kept aside, and
+    /// the agent starts from the empty state).
+    pub fn open(path: &Path) -> (StateFile, Option<StateError>) {
+        let loaded = load_or_default(path);
+        (StateFile::with_state(path, loaded.state), loaded.problem)
+    }
+
+    /// A state file at `path` starting from `state` (not saved until the first update).
+    pub fn with_state(path: &Path, state: AgentState) -> StateFile {
+        StateFile {
+            path: path.to_owned(),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A copy of the state now.
+    pub fn snapshot(&self) -> AgentState {
+        self.lock().clone()
+    }
+
+    /// Changes the state with `change` and saves it (fsync, atomic rename). If the save
+    /// fails, the state in memory stays as it was: what the file says is what the agent
+    /// believes, so a change it could not make durable is never acted on.
+    pub fn update<R>(&self, change: impl FnOnce(&mut AgentState) -> R) -> Result<R, StateError> {
+        let mut state = self.lock();
+        let mut next = state.clone();
+        let result = change(&mut next);
+        save(&self.path, &next)?;
+        *state = next;
+        Ok(result)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -414,6 +564,69 @@ mod tests {
         assert_eq!(s.applied_commands.len(), MAX_APPLIED_COMMANDS);
         assert!(!s.has_seen_command("c0"));
         assert!(s.has_seen_command(&format!("c{}", MAX_APPLIED_COMMANDS + 9)));
+    }
+
+    #[test]
+    fn a_file_written_before_generations_and_outcomes_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // What the first agents wrote: bare command ids, one generation for the spec.
+        fs::write(
+            &path,
+            br#"{"version": 1, "state": {
+                "desired": {"generation": 7, "sensors": [{"name": "co2", "enabled": false}]},
+                "applied_commands": ["restart-co2-1", "restart-gps-2"],
+                "applying_command": null,
+                "last_good_utc_ns": 1780000000000000000}}"#,
+        )
+        .unwrap();
+        let state = load(&path).unwrap().unwrap();
+        assert_eq!(
+            state.applied("restart-gps-2"),
+            Some(&AppliedCommand {
+                id: "restart-gps-2".into(),
+                outcome: None
+            })
+        );
+        assert_eq!(state.desired_generation("co2"), Some(7));
+        assert_eq!(state.desired_generation("static"), None);
+        // Saved again in the new shape, it reads back the same.
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state));
+    }
+
+    #[test]
+    fn an_outcome_recorded_later_completes_an_applied_id_and_clears_applying() {
+        let mut s = AgentState {
+            applying_command: Some("c1".into()),
+            ..AgentState::default()
+        };
+        s.record_outcome("c1".into(), RecordedOutcome::Expired);
+        assert_eq!(s.applying_command, None);
+        s.record_applied("c1".into());
+        assert_eq!(
+            s.applied("c1").and_then(|c| c.outcome.clone()),
+            Some(RecordedOutcome::Expired),
+            "a bare record does not erase a known outcome"
+        );
+        assert_eq!(s.applied_commands.len(), 1);
+    }
+
+    #[test]
+    fn a_state_file_update_that_cannot_be_saved_changes_nothing_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("state.json");
+        let file = StateFile::with_state(&path, sample());
+        let result = file.update(|s| s.applying_command = Some("c2".into()));
+        assert!(matches!(result, Err(StateError::Io { .. })), "{result:?}");
+        assert_eq!(file.snapshot(), sample());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        file.update(|s| s.applying_command = Some("c2".into()))
+            .unwrap();
+        assert_eq!(
+            load(&path).unwrap().and_then(|s| s.applying_command),
+            Some("c2".into())
+        );
     }
 
     #[test]

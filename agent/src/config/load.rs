@@ -796,7 +796,11 @@ mod tests {
             "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",
         );
         required_matches_serde::<CaptureConfig>("dir = '/d'\nmax_file_bytes = 1\nmax_files = 1");
-        required_matches_serde::<HubConfig>("url = 'ws://h'\ntoken_file = '/t'\nca_file = '/c'");
+        required_matches_serde::<HubConfig>(
+            "url = 'ws://h'\ntoken_file = '/t'\nca_file = '/c'\nkeepalive = '15s'\n\
+             read_deadline = '45s'\nreconnect_max = '5s'\nupload_bytes_per_s = 250000\n\
+             live_interval = '1s'",
+        );
         required_matches_serde::<MqttConfig>("broker = '127.0.0.1:1883'");
         required_matches_serde::<MetricsConfig>("listen = '127.0.0.1:9464'");
         required_matches_serde::<SimulationConfig>("seed = 1\nspeed = 1.0\nstart_at_s = 0.0");

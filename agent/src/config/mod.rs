@@ -23,8 +23,9 @@
 //! `ambient_pressure_from` name another sensor that can provide it (outside air only from
 //! a bme280: [`SensorKind::provides_outside_air`] says why); the store holds two segments
 //! ([`STORE_SEGMENT_BYTES`]) and two flush windows; `flush_interval` is above zero and at
-//! most a minute; the hub's URL is `ws://` or `wss://` with a host; no GPIO line powers
-//! two sensors.
+//! most a minute; the hub's URL is `ws://` or `wss://` with a host; the hub's keepalive is
+//! shorter than its read deadline, every hub duration is above zero, and the upload budget
+//! is at least [`UPLOAD_BYTES_PER_S_MIN`]; no GPIO line powers two sensors.
 
 mod errors;
 mod load;
@@ -227,13 +228,48 @@ fn enabled() -> bool {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HubConfig {
-    /// `wss://hub.example.org:8443/v1/nodes`.
+    /// `wss://hub.example.org:8443/v1/nodes/connect`.
     pub url: String,
     /// File holding the node's token.
     pub token_file: PathBuf,
-    /// CA certificate to trust for the hub.
+    /// CA certificate to trust for the hub (PEM); without it, the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A keepalive ping this often.
+    #[serde(with = "humantime_serde", default = "default_keepalive")]
+    pub keepalive: Duration,
+    /// Nothing received from the hub for this long: the link is dead (half-open), reconnect.
+    #[serde(with = "humantime_serde", default = "default_read_deadline")]
+    pub read_deadline: Duration,
+    /// Upper bound of the jittered delay between connection attempts.
+    #[serde(with = "humantime_serde", default = "default_reconnect_max")]
+    pub reconnect_max: Duration,
+    /// Upload bandwidth budget, bytes/s (the glider streams video over the same link).
+    #[serde(default = "default_upload_bytes_per_s")]
+    pub upload_bytes_per_s: u64,
+    /// A live update (newest values, sensor states, backlog) this often.
+    #[serde(with = "humantime_serde", default = "default_live_interval")]
+    pub live_interval: Duration,
+}
+
+fn default_keepalive() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_read_deadline() -> Duration {
+    Duration::from_secs(45)
+}
+
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_upload_bytes_per_s() -> u64 {
+    250_000
+}
+
+fn default_live_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// The local MQTT bus.
@@ -292,6 +328,10 @@ fn one() -> f64 {
 /// minutes of the simulated flight's stream (about 14 kB/s), small against the gigabytes of
 /// an SD card, and a lost segment never costs more than that.
 pub const STORE_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The smallest upload budget accepted, bytes/s: below it a batch of the smallest size and
+/// the live lane no longer fit in a read deadline.
+pub const UPLOAD_BYTES_PER_S_MIN: u64 = 2_000;
 
 /// An upper bound of a reading's size in the store, bytes (postcard-encoded record with its
 /// length and CRC is 30-50 bytes): what the flush-window estimate counts with.
@@ -596,6 +636,48 @@ mod tests {
         assert_eq!(cw.baud_or_default(), Some(115_200));
         assert_eq!(cw.address_or_default(), None);
         assert_eq!(cw.interval_or_default(), None);
+    }
+
+    const MINIMAL: &str = "[node]\nname = 'n'\n[store]\npath = '/s'\nmax_bytes = 10_000_000_000\n\
+        full_policy = 'decimate'\nflush_interval = '1s'\nretain_acked = '1h'\n";
+
+    #[test]
+    fn hub_tunables_default_to_the_contract() {
+        let text =
+            format!("{MINIMAL}[hub]\nurl = 'wss://h:8443/v1/nodes/connect'\ntoken_file = '/t'\n");
+        let config = parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let hub = config.hub.unwrap_or_else(|| panic!("hub"));
+        assert_eq!(hub.keepalive, Duration::from_secs(15));
+        assert_eq!(hub.read_deadline, Duration::from_secs(45));
+        assert_eq!(hub.reconnect_max, Duration::from_secs(5));
+        assert_eq!(hub.upload_bytes_per_s, 250_000);
+        assert_eq!(hub.live_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hub_tunables_that_cannot_work_are_reported_with_key_and_line() {
+        let text = format!(
+            "{MINIMAL}[hub]\nurl = 'wss://h/v1/nodes/connect'\ntoken_file = '/t'\n\
+             keepalive = '1m'\nread_deadline = '45s'\nreconnect_max = '0s'\n\
+             upload_bytes_per_s = 10\n"
+        );
+        let errors = parse(&text, "t.toml")
+            .err()
+            .unwrap_or_else(|| panic!("refused"));
+        let keys: Vec<(&str, usize)> = errors
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.position.map_or(0, |p| p.line)))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("hub.keepalive", 12),
+                ("hub.reconnect_max", 14),
+                ("hub.upload_bytes_per_s", 15)
+            ],
+            "{errors}"
+        );
     }
 
     #[test]

@@ -519,6 +519,41 @@ fn hub(rules: &mut Rules<'_>, hub: &HubConfig) {
             }
         }
     }
+    for (key, value) in [
+        ("hub.keepalive", hub.keepalive),
+        ("hub.read_deadline", hub.read_deadline),
+        ("hub.reconnect_max", hub.reconnect_max),
+        ("hub.live_interval", hub.live_interval),
+    ] {
+        if value.is_zero() {
+            rules.report(
+                key,
+                "is zero",
+                "write a duration above zero, such as \"1s\"",
+            );
+        }
+    }
+    if !hub.read_deadline.is_zero() && hub.keepalive >= hub.read_deadline {
+        rules.report(
+            "hub.keepalive",
+            format!(
+                "{} is not shorter than hub.read_deadline ({}): a quiet but healthy link would be dropped",
+                humantime_serde::re::humantime::format_duration(hub.keepalive),
+                humantime_serde::re::humantime::format_duration(hub.read_deadline),
+            ),
+            "make the keepalive a third of the read deadline or less (15s and 45s by default)",
+        );
+    }
+    if hub.upload_bytes_per_s < super::UPLOAD_BYTES_PER_S_MIN {
+        rules.report(
+            "hub.upload_bytes_per_s",
+            format!("{} bytes/s is too little to sync", hub.upload_bytes_per_s),
+            format!(
+                "write at least {} (250000 by default)",
+                super::UPLOAD_BYTES_PER_S_MIN
+            ),
+        );
+    }
     if hub.token_file.as_os_str().is_empty() {
         rules.report(
             "hub.token_file",

@@ -8,6 +8,7 @@
 //! idle wake-ups for the low-power figure.
 
 pub mod http;
+pub mod uplink;
 pub mod wakeups;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -318,6 +319,8 @@ pub struct Metrics {
     sensors: Box<[SensorMetrics]>,
     /// The store's figures.
     pub store: StoreMetrics,
+    /// The link to the hub.
+    pub uplink: uplink::UplinkMetrics,
     started_mono_ns: u64,
 }
 
@@ -328,6 +331,7 @@ impl Metrics {
             node: node.to_owned(),
             sensors: sensors.into_iter().map(SensorMetrics::new).collect(),
             store: StoreMetrics::default(),
+            uplink: uplink::UplinkMetrics::default(),
             started_mono_ns: monotonic_ns(),
         })
     }
@@ -546,6 +550,7 @@ impl Metrics {
             "aloft_store_last_commit_seconds {}",
             st.last_commit().as_secs_f64()
         );
+        self.uplink.render(&mut out);
         out
     }
 }

@@ -328,6 +328,13 @@ where
         Some(self.interval)
     }
 
+    fn set_interval(&mut self, interval: Duration) -> bool {
+        // Only the polling schedule changes: every kind here measures on demand (the
+        // SCD41 measures every 5 s on its own, and its minimum interval is that period).
+        self.interval = interval;
+        true
+    }
+
     fn silence_limit(&self) -> Duration {
         // Failed measurements end in a restart by themselves; silence here means a device
         // that answers without data (an SCD41 that is never ready).

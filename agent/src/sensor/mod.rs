@@ -102,6 +102,13 @@ pub trait Device: Send {
     /// sends at its own rate (serial), which is polled continuously.
     fn interval(&self) -> Option<Duration>;
 
+    /// Samples every `interval` from the next poll on (the hub's desired state, applied
+    /// live without reopening the device). Returns `false`, changing nothing, for a device
+    /// that sends at its own rate. The supervisor checks the part's minimum beforehand.
+    fn set_interval(&mut self, _interval: Duration) -> bool {
+        false
+    }
+
     /// The longest silence (no reading) that is normal for this device. The supervisor
     /// calls a longer one degraded, and several times longer a failure to restart from
     /// (a stalled GPS, a wedged adapter).

@@ -4,13 +4,17 @@
 //! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
 //! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
 //! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
-//! under way. A disabled sensor gets no thread and stays `Disabled`. What a sensor produces
+//! under way. A disabled sensor's thread waits with its device closed, `Disabled`, until
+//! it is enabled. What a sensor produces
 //! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
 //! [`DescriptorRecord`] at every (re)start and a status record at every state change.
 //!
-//! [`Supervisor::restart`] is the operation the rest of the agent calls: soft (close,
-//! reopen, re-initialise) or hard (the sensor's power line off for `off_for`, then the soft
-//! path); it returns once the sensor is running again or has failed.
+//! Other tasks reach the sensors through a [`SupervisorHandle`] (cloneable): `restart`,
+//! soft (close, reopen, re-initialise) or hard (the sensor's power line off for `off_for`,
+//! then the soft path), returns once the sensor is running again or has failed;
+//! `reconfigure` changes the sampling interval (from the next tick, no reopen) and the
+//! enabled flag (close, or open again) live, within what the part can do; `changes` and
+//! `reports` let the uplink's live lane show every state change as it happens.
 //!
 //! Invariants: a sensor thread never panics on what a device does; every state change is
 //! recorded with its reason ([`state`]); a full records channel slows the sensor threads
@@ -27,10 +31,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use aloft_protocol::sync::SensorReport;
 use aloft_protocol::{
     DescriptorRecord, Quality, Reading, Record, SensorDescriptor, SensorId, SensorState,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
@@ -63,6 +68,26 @@ pub enum SupervisorError {
     /// The sensor's thread has ended (the agent is stopping).
     #[error("sensor {0} is no longer supervised")]
     Gone(String),
+    /// An interval for a device that sends at its own rate.
+    #[error("sensor {name}: a {kind} sends at its own rate, it has no interval")]
+    NoInterval {
+        /// The sensor.
+        name: String,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// An interval shorter than the part can measure.
+    #[error("sensor {name}: interval {interval:?} is below the {min:?} a {kind} can do")]
+    IntervalTooShort {
+        /// The sensor.
+        name: String,
+        /// Its kind.
+        kind: &'static str,
+        /// What was asked.
+        interval: Duration,
+        /// The part's minimum.
+        min: Duration,
+    },
     /// A thread could not be started.
     #[error("cannot start the thread of sensor {name}: {message}")]
     Thread {
@@ -161,6 +186,16 @@ impl std::fmt::Debug for SensorSlot {
 }
 
 type Reply = oneshot::Sender<SensorState>;
+type ChangeReply = oneshot::Sender<()>;
+
+/// A live change of what may change remotely (invariant 5): `None` leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SensorChange {
+    /// The new sampling interval (only for a device sampled on a schedule).
+    pub interval: Option<Duration>,
+    /// Whether the sensor runs: `false` closes its device, `true` opens it again.
+    pub enabled: Option<bool>,
+}
 
 enum Command {
     Restart {
@@ -168,22 +203,47 @@ enum Command {
         reason: String,
         reply: Reply,
     },
+    Reconfigure {
+        change: SensorChange,
+        reason: String,
+        reply: ChangeReply,
+    },
     Stop,
 }
 
+/// What the supervisor keeps of one sensor to control it from other tasks.
 #[derive(Debug)]
-struct SupervisedSensor {
+struct SensorControl {
     name: String,
+    kind: SensorKind,
     health: Arc<Mutex<SensorHealth>>,
-    commands: Option<std_mpsc::Sender<Command>>,
+    commands: std_mpsc::Sender<Command>,
     has_power: bool,
-    thread: Option<JoinHandle<()>>,
+    /// The device is sampled on a schedule, so its interval can change.
+    scheduled: bool,
+}
+
+/// A cheap, cloneable handle on the running sensors for other tasks (the control task,
+/// the uplink's live lane): restart, reconfigure, read health, follow changes.
+///
+/// Status changes: [`SupervisorHandle::changes`] is a `watch` of a counter bumped at every
+/// state change, restart and reconfiguration of any sensor, from the sensor's own thread
+/// at the moment it happens. A subscriber awaits `changed()` and then reads
+/// [`SupervisorHandle::health`] (or [`SupervisorHandle::reports`]): it sees `Restarting`,
+/// then `Running` with the new restart count, without polling and without waiting for the
+/// store. Changes that come faster than the subscriber reads are coalesced (it sees the
+/// newest), which is what a live view wants; the store keeps every one as a status record.
+#[derive(Debug, Clone)]
+pub struct SupervisorHandle {
+    sensors: Arc<Vec<SensorControl>>,
+    changes: Arc<watch::Sender<u64>>,
 }
 
 /// The running supervisor: a handle on every sensor's thread.
 #[derive(Debug)]
 pub struct Supervisor {
-    sensors: Vec<SupervisedSensor>,
+    handle: SupervisorHandle,
+    threads: Vec<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,8 +251,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Supervisor {
-    /// Starts a thread for every enabled sensor; records go to `records`, every reading
-    /// also to `latest`. A disabled sensor's `Disabled` status is sent here.
+    /// Starts a thread for every sensor; records go to `records`, every reading also to
+    /// `latest`. A disabled sensor's thread sends its `Disabled` status and waits, its
+    /// device closed, until it is enabled ([`SupervisorHandle::reconfigure`]) or stopped.
     pub async fn start(
         slots: Vec<SensorSlot>,
         options: SupervisorOptions,
@@ -200,26 +261,17 @@ impl Supervisor {
         latest: LatestValues,
     ) -> Result<Supervisor, SupervisorError> {
         let clock = AgentClock::new();
+        let (changes, _) = watch::channel(0u64);
+        let changes = Arc::new(changes);
         let mut sensors = Vec::with_capacity(slots.len());
+        let mut threads = Vec::with_capacity(slots.len());
         for slot in slots {
-            let health = Arc::new(Mutex::new(SensorHealth::new(
-                slot.id,
-                slot.name.clone(),
-                slot.enabled,
-            )));
+            let interval = slot.device.interval();
+            let mut health = SensorHealth::new(slot.id, slot.name.clone(), slot.enabled);
+            health.interval = interval;
+            let health = Arc::new(Mutex::new(health));
             if !slot.enabled {
-                let record = lock(&health).record(clock.now());
                 tracing::info!(sensor = %slot.name, "Sensor disabled in the config; not started.");
-                // A closed channel means the agent is stopping; nothing to tell then.
-                let _ = records.send(Record::Status(record)).await;
-                sensors.push(SupervisedSensor {
-                    name: slot.name,
-                    health,
-                    commands: None,
-                    has_power: slot.power.is_some(),
-                    thread: None,
-                });
-                continue;
             }
             let (tx, rx) = std_mpsc::channel();
             let has_power = slot.power.is_some();
@@ -228,6 +280,7 @@ impl Supervisor {
                 id: slot.id,
                 name: slot.name.clone(),
                 kind: slot.kind,
+                enabled: slot.enabled,
                 device: slot.device,
                 power: slot.power,
                 simulated: slot.simulated,
@@ -240,6 +293,7 @@ impl Supervisor {
                     options.seed ^ u64::from(slot.id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ),
                 commands: rx,
+                changes: Arc::clone(&changes),
                 clock,
             };
             let thread = std::thread::Builder::new()
@@ -249,69 +303,50 @@ impl Supervisor {
                     name: name.clone(),
                     message: e.to_string(),
                 })?;
-            sensors.push(SupervisedSensor {
+            threads.push(thread);
+            sensors.push(SensorControl {
                 name,
+                kind: slot.kind,
                 health,
-                commands: Some(tx),
+                commands: tx,
                 has_power,
-                thread: Some(thread),
+                scheduled: interval.is_some(),
             });
         }
-        Ok(Supervisor { sensors })
+        Ok(Supervisor {
+            handle: SupervisorHandle {
+                sensors: Arc::new(sensors),
+                changes,
+            },
+            threads,
+        })
+    }
+
+    /// A handle for other tasks; it outlives nothing: after [`Supervisor::shutdown`] its
+    /// calls answer [`SupervisorError::Gone`].
+    pub fn handle(&self) -> SupervisorHandle {
+        self.handle.clone()
     }
 
     /// Every sensor's health now, in config order.
     pub fn health(&self) -> Vec<SensorHealth> {
-        self.sensors
-            .iter()
-            .map(|s| lock(&s.health).clone())
-            .collect()
+        self.handle.health()
     }
 
-    /// Restarts the sensor named `sensor`; returns its state once it is running again
-    /// (`Running`) or has failed (`Failed`, with an automatic retry scheduled).
+    /// Restarts the sensor named `sensor` ([`SupervisorHandle::restart`]).
     pub async fn restart(
         &self,
         sensor: &str,
         kind: RestartKind,
         reason: &str,
     ) -> Result<SensorState, SupervisorError> {
-        let s = self
-            .sensors
-            .iter()
-            .find(|s| s.name == sensor)
-            .ok_or_else(|| SupervisorError::UnknownSensor(sensor.to_string()))?;
-        let Some(commands) = &s.commands else {
-            return Err(SupervisorError::Disabled(sensor.to_string()));
-        };
-        if kind == RestartKind::Hard && !s.has_power {
-            return Err(SupervisorError::NoPowerLine(sensor.to_string()));
-        }
-        let (reply, answer) = oneshot::channel();
-        commands
-            .send(Command::Restart {
-                kind,
-                reason: reason.to_string(),
-                reply,
-            })
-            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
-        answer
-            .await
-            .map_err(|_| SupervisorError::Gone(sensor.to_string()))
+        self.handle.restart(sensor, kind, reason).await
     }
 
     /// Stops every sensor thread, closing its device, and waits for them.
     pub async fn shutdown(mut self) {
-        for s in &mut self.sensors {
-            if let Some(c) = s.commands.take() {
-                let _ = c.send(Command::Stop);
-            }
-        }
-        let threads: Vec<_> = self
-            .sensors
-            .iter_mut()
-            .filter_map(|s| s.thread.take())
-            .collect();
+        self.handle.stop_all();
+        let threads = std::mem::take(&mut self.threads);
         // Joining blocks; a device in the middle of a UBX exchange takes a second or two.
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -324,11 +359,144 @@ impl Supervisor {
 
 impl Drop for Supervisor {
     fn drop(&mut self) {
-        for s in &mut self.sensors {
-            if let Some(c) = s.commands.take() {
-                let _ = c.send(Command::Stop);
+        self.handle.stop_all();
+    }
+}
+
+impl SupervisorHandle {
+    fn sensor(&self, name: &str) -> Result<&SensorControl, SupervisorError> {
+        self.sensors
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SupervisorError::UnknownSensor(name.to_string()))
+    }
+
+    fn stop_all(&self) {
+        for s in self.sensors.iter() {
+            // A thread that has already ended has nobody to tell.
+            let _ = s.commands.send(Command::Stop);
+        }
+    }
+
+    /// Every sensor's health now, in config order.
+    pub fn health(&self) -> Vec<SensorHealth> {
+        self.sensors
+            .iter()
+            .map(|s| lock(&s.health).clone())
+            .collect()
+    }
+
+    /// The sensors' names and kinds, in config order.
+    pub fn sensors(&self) -> Vec<(String, SensorKind)> {
+        self.sensors
+            .iter()
+            .map(|s| (s.name.clone(), s.kind))
+            .collect()
+    }
+
+    /// A counter bumped at every status change, restart or reconfiguration of any sensor
+    /// (see the type's documentation for how to follow it).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every sensor as the live lane reports it, in config order.
+    pub fn reports(&self) -> Vec<SensorReport> {
+        self.sensors
+            .iter()
+            .map(|s| {
+                let h = lock(&s.health);
+                SensorReport {
+                    sensor: h.sensor,
+                    name: h.name.clone(),
+                    kind: s.kind.as_str().to_string(),
+                    state: h.state,
+                    reason: h.reason.clone(),
+                    restarts: h.restarts,
+                    last_restart: h.last_restart.as_ref().map(|r| (r.time, r.reason.clone())),
+                    last_error: h.last_error.clone(),
+                    interval_ms: h
+                        .interval
+                        .map(|i| u32::try_from(i.as_millis()).unwrap_or(u32::MAX)),
+                    enabled: h.enabled,
+                    readings: h.readings,
+                }
+            })
+            .collect()
+    }
+
+    /// Restarts the sensor named `sensor`; returns its state once it is running again
+    /// (`Running`) or has failed (`Failed`, with an automatic retry scheduled).
+    pub async fn restart(
+        &self,
+        sensor: &str,
+        kind: RestartKind,
+        reason: &str,
+    ) -> Result<SensorState, SupervisorError> {
+        let s = self.sensor(sensor)?;
+        if lock(&s.health).state == SensorState::Disabled {
+            return Err(SupervisorError::Disabled(sensor.to_string()));
+        }
+        if kind == RestartKind::Hard && !s.has_power {
+            return Err(SupervisorError::NoPowerLine(sensor.to_string()));
+        }
+        let (reply, answer) = oneshot::channel();
+        s.commands
+            .send(Command::Restart {
+                kind,
+                reason: reason.to_string(),
+                reply,
+            })
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
+        match answer.await {
+            // Disabled between the check above and the thread's turn.
+            Ok(SensorState::Disabled) => Err(SupervisorError::Disabled(sensor.to_string())),
+            Ok(state) => Ok(state),
+            Err(_) => Err(SupervisorError::Gone(sensor.to_string())),
+        }
+    }
+
+    /// Changes a sensor's interval and enabled flag live, without restarting the agent or
+    /// (for an interval) the device; `reason` goes into the status record. Returns once the
+    /// sensor's thread has taken the change (a disabled sensor is then `Disabled`, an
+    /// enabled one `Starting`). An interval is refused for a device that sends at its own
+    /// rate and below what the part can do; nothing of a refused change is applied.
+    pub async fn reconfigure(
+        &self,
+        sensor: &str,
+        change: SensorChange,
+        reason: &str,
+    ) -> Result<(), SupervisorError> {
+        let s = self.sensor(sensor)?;
+        if let Some(interval) = change.interval {
+            if !s.scheduled {
+                return Err(SupervisorError::NoInterval {
+                    name: sensor.to_string(),
+                    kind: s.kind.as_str(),
+                });
+            }
+            if let Some(min) = s.kind.min_interval()
+                && interval < min
+            {
+                return Err(SupervisorError::IntervalTooShort {
+                    name: sensor.to_string(),
+                    kind: s.kind.as_str(),
+                    interval,
+                    min,
+                });
             }
         }
+        let (reply, answer) = oneshot::channel();
+        s.commands
+            .send(Command::Reconfigure {
+                change,
+                reason: reason.to_string(),
+                reply,
+            })
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
+        answer
+            .await
+            .map_err(|_| SupervisorError::Gone(sensor.to_string()))
     }
 }
 
@@ -344,16 +512,27 @@ enum Exit {
         reason: String,
         reply: Reply,
     },
+    Disable {
+        reason: String,
+        reply: ChangeReply,
+    },
 }
 
-/// What woke a waiting sensor thread.
-enum Wake {
-    Timeout,
+/// What a command asks of the sensor's loop, once what it could do on the spot is done.
+enum Order {
     Stop,
     Restart {
         kind: RestartKind,
         reason: String,
         reply: Reply,
+    },
+    Disable {
+        reason: String,
+        reply: ChangeReply,
+    },
+    Enable {
+        reason: String,
+        reply: ChangeReply,
     },
 }
 
@@ -362,6 +541,7 @@ struct Runner {
     id: SensorId,
     name: String,
     kind: SensorKind,
+    enabled: bool,
     device: Box<dyn Device>,
     power: Option<PowerSwitch>,
     simulated: bool,
@@ -371,6 +551,7 @@ struct Runner {
     options: SupervisorOptions,
     backoff: Backoff,
     commands: std_mpsc::Receiver<Command>,
+    changes: Arc<watch::Sender<u64>>,
     clock: AgentClock,
 }
 
@@ -379,7 +560,7 @@ struct Closed;
 
 impl Runner {
     fn run(mut self) {
-        tracing::info!(sensor = %self.name, kind = self.kind.as_str(), "Sensor supervision started.");
+        tracing::info!(sensor = %self.name, kind = self.kind.as_str(), enabled = self.enabled, "Sensor supervision started.");
         // The first state is news too: the stream says when supervision began.
         let first = lock(&self.health).record(self.clock.now());
         if self.send(Record::Status(first)).is_err() {
@@ -388,6 +569,20 @@ impl Runner {
         let mut reply: Option<Reply> = None;
         let mut start_reason = "agent started".to_string();
         loop {
+            if !self.enabled {
+                match self.idle() {
+                    Some((reason, r)) => {
+                        // A sensor switched back on starts with a clean backoff.
+                        self.backoff.reset();
+                        start_reason = reason;
+                        if self.enter(SensorState::Starting, &start_reason).is_err() {
+                            break;
+                        }
+                        let _ = r.send(());
+                    }
+                    None => break,
+                }
+            }
             if self.enter(SensorState::Starting, &start_reason).is_err() {
                 break;
             }
@@ -410,6 +605,12 @@ impl Runner {
             self.device.close();
             let (kind, reason) = match exit {
                 Exit::Stop => break,
+                Exit::Disable { reason, reply: r } => {
+                    if self.disable(&reason, r, reply.take()).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 Exit::Restart {
                     kind,
                     reason,
@@ -434,13 +635,24 @@ impl Runner {
                         let _ = r.send(SensorState::Failed);
                     }
                     match self.wait(delay) {
-                        Wake::Stop => break,
-                        Wake::Timeout => (None, "automatic restart after failure".to_string()),
-                        Wake::Restart {
+                        None => (None, "automatic restart after failure".to_string()),
+                        Some(Order::Stop) => break,
+                        Some(Order::Disable { reason, reply: r }) => {
+                            if self.disable(&reason, r, None).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        // Enabled already: nothing changes, the backoff goes on.
+                        Some(Order::Enable { reply: r, .. }) => {
+                            let _ = r.send(());
+                            (None, "automatic restart after failure".to_string())
+                        }
+                        Some(Order::Restart {
                             kind,
                             reason,
                             reply: r,
-                        } => {
+                        }) => {
                             reply = Some(r);
                             (Some(kind), reason)
                         }
@@ -460,6 +672,96 @@ impl Runner {
         tracing::info!(sensor = %self.name, "Sensor supervision stopped.");
     }
 
+    /// The device is closed: records `Disabled`, then answers whoever asked (and a
+    /// restart that was under way, which now has nothing to restart).
+    fn disable(
+        &mut self,
+        reason: &str,
+        reply: ChangeReply,
+        restart: Option<Reply>,
+    ) -> Result<(), Closed> {
+        self.enabled = false;
+        lock(&self.health).enabled = false;
+        let entered = self.enter(SensorState::Disabled, reason);
+        let _ = reply.send(());
+        if let Some(r) = restart {
+            let _ = r.send(SensorState::Disabled);
+        }
+        entered
+    }
+
+    /// Waits, device closed, while the sensor is disabled: `Some` with the reason and the
+    /// reply once it is enabled, `None` when the agent stops.
+    fn idle(&mut self) -> Option<(String, ChangeReply)> {
+        loop {
+            let command = self.commands.recv().unwrap_or(Command::Stop);
+            // A change that needs nothing of the loop (a new interval) keeps it idle.
+            let Some(order) = self.order(command) else {
+                continue;
+            };
+            match order {
+                Order::Stop => return None,
+                Order::Enable { reason, reply } => return Some((reason, reply)),
+                // Nothing runs: a restart has nothing to do, a disable is already done.
+                Order::Restart { reply, .. } => {
+                    let _ = reply.send(SensorState::Disabled);
+                }
+                Order::Disable { reply, .. } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    /// Does what a command can do on the spot (a new interval takes effect at the next
+    /// poll) and says what the loop must do, if anything.
+    fn order(&mut self, command: Command) -> Option<Order> {
+        match command {
+            Command::Stop => Some(Order::Stop),
+            Command::Restart {
+                kind,
+                reason,
+                reply,
+            } => Some(Order::Restart {
+                kind,
+                reason,
+                reply,
+            }),
+            Command::Reconfigure {
+                change,
+                reason,
+                reply,
+            } => {
+                if let Some(interval) = change.interval
+                    && self.device.interval() != Some(interval)
+                    && self.device.set_interval(interval)
+                {
+                    lock(&self.health).interval = Some(interval);
+                    tracing::info!(sensor = %self.name, interval_ms = interval.as_millis() as u64, reason = %reason, "Sensor interval changed.");
+                    self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                match change.enabled {
+                    Some(false) if self.enabled => Some(Order::Disable {
+                        reason: format!("disabled: {reason}"),
+                        reply,
+                    }),
+                    Some(true) if !self.enabled => {
+                        self.enabled = true;
+                        lock(&self.health).enabled = true;
+                        Some(Order::Enable {
+                            reason: format!("enabled: {reason}"),
+                            reply,
+                        })
+                    }
+                    _ => {
+                        let _ = reply.send(());
+                        None
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a restart and, for a hard one, cycles the power.
     fn restart(&mut self, kind: Option<RestartKind>, reason: &str) -> Result<(), Closed> {
         let label = match kind {
@@ -469,6 +771,7 @@ impl Runner {
         };
         let record = lock(&self.health).begin_restart(label, self.clock.now());
         tracing::info!(sensor = %self.name, restarts = record.restarts, reason = %record.reason, "Sensor restarting.");
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         self.send(Record::Status(record))?;
         if kind == Some(RestartKind::Hard)
             && let Some(power) = self.power.as_mut()
@@ -517,17 +820,18 @@ impl Runner {
             let command = match self.device.interval() {
                 Some(interval) => {
                     let wait = next_tick.saturating_duration_since(Instant::now());
-                    let command = match self.commands.recv_timeout(wait) {
+                    match self.commands.recv_timeout(wait) {
                         Ok(c) => Some(c),
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                            next_tick += interval;
+                            // After a long stall, skip the missed ticks instead of bursting.
+                            if next_tick < Instant::now() {
+                                next_tick = Instant::now() + interval;
+                            }
+                            None
+                        }
                         Err(std_mpsc::RecvTimeoutError::Disconnected) => Some(Command::Stop),
-                    };
-                    next_tick += interval;
-                    // After a long stall, skip the missed ticks instead of bursting.
-                    if next_tick < Instant::now() {
-                        next_tick = Instant::now() + interval;
                     }
-                    command
                 }
                 None => match self.commands.try_recv() {
                     Ok(c) => Some(c),
@@ -535,20 +839,35 @@ impl Runner {
                     Err(std_mpsc::TryRecvError::Disconnected) => Some(Command::Stop),
                 },
             };
-            match command {
-                Some(Command::Stop) => return Exit::Stop,
-                Some(Command::Restart {
-                    kind,
-                    reason,
-                    reply,
-                }) => {
-                    return Exit::Restart {
+            if let Some(command) = command {
+                match self.order(command) {
+                    Some(Order::Stop) => return Exit::Stop,
+                    Some(Order::Restart {
                         kind,
                         reason,
                         reply,
-                    };
+                    }) => {
+                        return Exit::Restart {
+                            kind,
+                            reason,
+                            reply,
+                        };
+                    }
+                    Some(Order::Disable { reason, reply }) => {
+                        return Exit::Disable { reason, reply };
+                    }
+                    // Running already.
+                    Some(Order::Enable { reply, .. }) => {
+                        let _ = reply.send(());
+                    }
+                    None => {}
                 }
-                None => {}
+                // A new interval starts its cadence now; the tick being waited for is
+                // still due, so nothing is polled early.
+                if let Some(interval) = self.device.interval() {
+                    next_tick = next_tick.min(Instant::now() + interval);
+                }
+                continue;
             }
             readings.clear();
             let outcome = match self.device.poll(&mut readings) {
@@ -637,19 +956,20 @@ impl Runner {
         }
     }
 
-    fn wait(&self, delay: Duration) -> Wake {
-        match self.commands.recv_timeout(delay) {
-            Ok(Command::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => Wake::Stop,
-            Ok(Command::Restart {
-                kind,
-                reason,
-                reply,
-            }) => Wake::Restart {
-                kind,
-                reason,
-                reply,
-            },
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Wake::Timeout,
+    /// Waits out a backoff `delay`; `None` when it passed, the order that cut it short
+    /// otherwise (a new interval is taken on the way, the wait goes on).
+    fn wait(&mut self, delay: Duration) -> Option<Order> {
+        let until = Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let command = match self.commands.recv_timeout(left) {
+                Ok(c) => c,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => return None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => Command::Stop,
+            };
+            if let Some(order) = self.order(command) {
+                return Some(order);
+            }
         }
     }
 
@@ -682,6 +1002,7 @@ impl Runner {
         match record {
             Some(record) => {
                 tracing::info!(sensor = %self.name, state = ?record.state, reason = %record.reason, restarts = record.restarts, "Sensor state changed.");
+                self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 self.send(Record::Status(record))
             }
             None => Ok(()),
@@ -936,6 +1257,84 @@ mod tests {
         assert_eq!(
             health.last_restart.as_ref().map(|r| r.reason.as_str()),
             Some("soft restart: operator again")
+        );
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sensor_disabled_and_enabled_live_closes_and_reopens_without_counting_a_restart() {
+        let mut rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        rig.statuses_until(|s, _| s == SensorState::Running).await;
+        let handle = rig.supervisor.handle();
+        let mut changes = handle.changes();
+        changes.borrow_and_update();
+
+        let off = SensorChange {
+            interval: None,
+            enabled: Some(false),
+        };
+        assert_eq!(
+            handle.reconfigure("static", off, "generation 2").await,
+            Ok(())
+        );
+        let health = &handle.health()[0];
+        assert_eq!(health.state, SensorState::Disabled);
+        assert_eq!(health.reason, "disabled: generation 2");
+        assert!(!health.enabled);
+        assert!(
+            changes.has_changed().unwrap_or(false),
+            "the change is signalled"
+        );
+        assert_eq!(
+            handle.restart("static", RestartKind::Soft, "anyone?").await,
+            Err(SupervisorError::Disabled("static".into()))
+        );
+        // Disabling twice is no new change.
+        assert_eq!(handle.reconfigure("static", off, "again").await, Ok(()));
+        let seen = rig.statuses_until(|s, _| s == SensorState::Disabled).await;
+        assert_eq!(
+            seen.last().map(|s| s.1.as_str()),
+            Some("disabled: generation 2")
+        );
+
+        let on = SensorChange {
+            interval: None,
+            enabled: Some(true),
+        };
+        assert_eq!(
+            handle.reconfigure("static", on, "generation 3").await,
+            Ok(())
+        );
+        let seen = rig.statuses_until(|s, _| s == SensorState::Running).await;
+        assert_eq!(
+            seen.first(),
+            Some(&(SensorState::Starting, "enabled: generation 3".to_string()))
+        );
+        let health = &handle.health()[0];
+        assert!(health.enabled);
+        assert_eq!(health.restarts, 0, "switching off and on is not a restart");
+        rig.finish().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intervals_the_part_cannot_do_are_refused_before_reaching_the_sensor() {
+        let rig = rig(vec![], quick(), Duration::from_secs(5)).await;
+        let handle = rig.supervisor.handle();
+        let too_fast = SensorChange {
+            interval: Some(Duration::from_micros(1)),
+            enabled: None,
+        };
+        assert!(matches!(
+            handle.reconfigure("static", too_fast, "x").await,
+            Err(SupervisorError::IntervalTooShort { .. })
+        ));
+        assert_eq!(
+            handle.reconfigure("pitot", too_fast, "x").await,
+            Err(SupervisorError::UnknownSensor("pitot".into()))
+        );
+        assert_eq!(
+            handle.sensors(),
+            vec![("static".to_string(), SensorKind::Ms5611)]
         );
         rig.finish().await;
     }

@@ -5,7 +5,11 @@
 //! Invariants: every state change carries a reason an operator can read; a change is
 //! reported once (repeating the same state and reason is not a change, so a sensor that
 //! stays degraded for an hour writes one record, not thousands); `restarts` only grows and
-//! counts every restart, automatic or by an operator.
+//! counts every restart, automatic or by an operator; `last_error` is the reason of the
+//! newest `Failed` or `Degraded` state and outlives the recovery (an operator asks what
+//! went wrong after it came back).
+
+use std::time::Duration;
 
 use aloft_protocol::{SensorId, SensorState, StatusRecord, Timestamp};
 
@@ -37,6 +41,12 @@ pub struct SensorHealth {
     pub readings: u64,
     /// Problems seen since the agent started: degraded polls and failures (for metrics).
     pub problems: u64,
+    /// The reason of the newest failure or degradation.
+    pub last_error: Option<String>,
+    /// Whether it is enabled (by the config file or the hub's desired state).
+    pub enabled: bool,
+    /// Sampling interval in effect; `None` for a device that sends at its own rate.
+    pub interval: Option<Duration>,
 }
 
 impl SensorHealth {
@@ -56,6 +66,9 @@ impl SensorHealth {
             last_restart: None,
             readings: 0,
             problems: 0,
+            last_error: None,
+            enabled,
+            interval: None,
         }
     }
 
@@ -80,6 +93,9 @@ impl SensorHealth {
         let reason = reason.into();
         if self.state == state && self.reason == reason {
             return None;
+        }
+        if matches!(state, SensorState::Failed | SensorState::Degraded) {
+            self.last_error = Some(reason.clone());
         }
         self.state = state;
         self.reason = reason;
@@ -130,6 +146,12 @@ mod tests {
         // A new reason in the same state is news to an operator.
         let other = h.enter(SensorState::Degraded, "bad checksum", t(3));
         assert_eq!(other.map(|r| r.reason), Some("bad checksum".to_string()));
+        h.enter(SensorState::Running, "recovered", t(4));
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("bad checksum"),
+            "the last error outlives the recovery"
+        );
     }
 
     #[test]

@@ -1,0 +1,339 @@
+//! The hub's desired sensor state, applied live: a [`DesiredSpec`] becomes one target
+//! (interval, enabled) per sensor, the changes go to the supervisor, the spec is persisted
+//! for the next boot (invariant 7) and the agent answers with the [`Observed`] generation
+//! of every sensor the spec names.
+//!
+//! Invariants: level-triggered (DESIGN.md 4): a spec is the whole truth, so a sensor or a
+//! field the spec does not mention goes back to the config file's value; only interval and
+//! enabled change (invariant 5): a sensor the config file does not have, an interval on a
+//! device that sends at its own rate, or one below what the part can do is refused with
+//! its reason in `refused`, and the rest of that sensor's spec still applies. The observed
+//! generation is the spec's generation once the agent has acted on it, refused parts
+//! included: the refusal is the agent's answer to that generation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aloft_protocol::sync::{DesiredSpec, Observed, ObservedSensor};
+
+use super::ControlHandles;
+use crate::config::{AgentConfig, SensorKind};
+use crate::sensor::i2c::default_interval;
+use crate::state::{DesiredSensor, DesiredState};
+use crate::supervisor::{SensorChange, SupervisorError};
+
+/// What a spec asks of the running sensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The target of every supervised sensor, in the supervisor's order.
+    pub targets: Vec<(String, SensorChange)>,
+    /// Per sensor the spec names: its generation and what was refused.
+    pub observed: Vec<ObservedSensor>,
+}
+
+/// The config file's interval of a sensor: its own, else its kind's default; `None` for a
+/// device that sends at its own rate.
+fn file_interval(config: &AgentConfig, name: &str, kind: SensorKind) -> Option<Duration> {
+    kind.min_interval()?;
+    let configured = config
+        .sensors
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.interval);
+    Some(configured.unwrap_or(default_interval(kind)))
+}
+
+/// Works out the targets of `spec` for the `sensors` the supervisor runs, with the config
+/// file as the base of everything the spec leaves out.
+pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &DesiredSpec) -> Plan {
+    let mut targets: Vec<(String, SensorChange)> = sensors
+        .iter()
+        .map(|(name, kind)| {
+            let file = config.sensors.iter().find(|s| &s.name == name);
+            (
+                name.clone(),
+                SensorChange {
+                    interval: file_interval(config, name, *kind),
+                    // A sensor the file does not list (a test rig) keeps what it has.
+                    enabled: file.map(|s| s.enabled),
+                },
+            )
+        })
+        .collect();
+    let mut observed = Vec::with_capacity(spec.sensors.len());
+    for wanted in &spec.sensors {
+        let mut refused = Vec::new();
+        let known = sensors
+            .iter()
+            .position(|(name, _)| *name == wanted.name)
+            .and_then(|i| Some((sensors.get(i)?.1, &mut targets.get_mut(i)?.1)));
+        match known {
+            Some((kind, target)) => {
+                if let Some(enabled) = wanted.enabled {
+                    target.enabled = Some(enabled);
+                }
+                if let Some(ms) = wanted.interval_ms {
+                    let interval = Duration::from_millis(u64::from(ms));
+                    match kind.min_interval() {
+                        None => refused.push(
+                            SupervisorError::NoInterval {
+                                name: wanted.name.clone(),
+                                kind: kind.as_str(),
+                            }
+                            .to_string(),
+                        ),
+                        Some(min) if interval < min => refused.push(
+                            SupervisorError::IntervalTooShort {
+                                name: wanted.name.clone(),
+                                kind: kind.as_str(),
+                                interval,
+                                min,
+                            }
+                            .to_string(),
+                        ),
+                        Some(_) => target.interval = Some(interval),
+                    }
+                }
+            }
+            None => refused.push(format!(
+                "sensor {}: not in the node's config file (the config file owns the hardware; add it there)",
+                wanted.name
+            )),
+        }
+        observed.push(ObservedSensor {
+            name: wanted.name.clone(),
+            observed_generation: wanted.generation,
+            refused: (!refused.is_empty()).then(|| refused.join("; ")),
+        });
+    }
+    Plan { targets, observed }
+}
+
+/// The spec as the state file keeps it: the desired state and each sensor's generation,
+/// for the sensors the node has (`known`). Entries for other sensors are answered as
+/// refused but not kept: the file stays bounded by the config, whatever the hub sends,
+/// and the hub resends the whole spec after every welcome anyway.
+pub fn to_state(
+    spec: &DesiredSpec,
+    known: &[(String, SensorKind)],
+) -> (Option<DesiredState>, BTreeMap<String, u64>) {
+    let kept: Vec<_> = spec
+        .sensors
+        .iter()
+        .filter(|s| known.iter().any(|(name, _)| *name == s.name))
+        .collect();
+    if kept.is_empty() {
+        return (None, BTreeMap::new());
+    }
+    let generations = kept
+        .iter()
+        .map(|s| (s.name.clone(), s.generation))
+        .collect();
+    let desired = DesiredState {
+        generation: kept.iter().map(|s| s.generation).max().unwrap_or(0),
+        sensors: kept
+            .iter()
+            .map(|s| DesiredSensor {
+                name: s.name.clone(),
+                interval: s.interval_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+                enabled: s.enabled,
+            })
+            .collect(),
+    };
+    (Some(desired), generations)
+}
+
+/// Persists `spec`, applies it live and says what was observed.
+pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
+    let sensors = handles.supervisor.sensors();
+    let mut plan = plan(&handles.config, &sensors, spec);
+    // Persisted first: a crash in the middle still boots with this spec (invariant 7).
+    // The hub resends the spec after every welcome: an unchanged one costs no SD write.
+    let (desired, generations) = to_state(spec, &sensors);
+    let known = handles.state.snapshot();
+    if (known.desired != desired || known.desired_generations != generations)
+        && let Err(e) = handles.state.update(|s| {
+            s.desired = desired;
+            s.desired_generations = generations;
+        })
+    {
+        tracing::error!(error = %e, "Could not persist the desired state; applied until the agent restarts.");
+    }
+    let generation = spec.sensors.iter().map(|s| s.generation).max().unwrap_or(0);
+    let reason = format!("desired state generation {generation}");
+    for (name, change) in &plan.targets {
+        if let Err(e) = handles.supervisor.reconfigure(name, *change, &reason).await {
+            tracing::warn!(sensor = %name, error = %e, "Desired state not applied.");
+            if let Some(o) = plan.observed.iter_mut().find(|o| &o.name == name) {
+                let text = e.to_string();
+                o.refused = Some(match o.refused.take() {
+                    Some(before) => format!("{before}; {text}"),
+                    None => text,
+                });
+            }
+        }
+    }
+    for o in &plan.observed {
+        match &o.refused {
+            Some(why) => {
+                tracing::warn!(sensor = %o.name, generation = o.observed_generation, refused = %why, "Desired state partly refused.")
+            }
+            None => {
+                tracing::info!(sensor = %o.name, generation = o.observed_generation, "Desired state applied.")
+            }
+        }
+    }
+    Observed {
+        sensors: plan.observed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::sync::DesiredSensorSpec;
+    use std::path::Path;
+
+    fn config() -> AgentConfig {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+        crate::config::load(&example).unwrap()
+    }
+
+    fn sensors(config: &AgentConfig) -> Vec<(String, SensorKind)> {
+        config
+            .sensors
+            .iter()
+            .map(|s| (s.name.clone(), s.kind))
+            .collect()
+    }
+
+    fn spec(entries: &[(&str, u64, Option<u32>, Option<bool>)]) -> DesiredSpec {
+        DesiredSpec {
+            sensors: entries
+                .iter()
+                .map(
+                    |(name, generation, interval_ms, enabled)| DesiredSensorSpec {
+                        name: (*name).into(),
+                        generation: *generation,
+                        interval_ms: *interval_ms,
+                        enabled: *enabled,
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    fn target<'a>(plan: &'a Plan, name: &str) -> &'a SensorChange {
+        &plan.targets.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn a_spec_sets_interval_and_enabled_and_is_observed_at_its_generation() {
+        let config = config();
+        let plan = plan(
+            &config,
+            &sensors(&config),
+            &spec(&[
+                ("static", 4, Some(250), None),
+                ("co2", 9, None, Some(false)),
+            ]),
+        );
+        assert_eq!(
+            target(&plan, "static").interval,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(target(&plan, "co2").enabled, Some(false));
+        assert_eq!(
+            plan.observed,
+            vec![
+                ObservedSensor {
+                    name: "static".into(),
+                    observed_generation: 4,
+                    refused: None
+                },
+                ObservedSensor {
+                    name: "co2".into(),
+                    observed_generation: 9,
+                    refused: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_spec_leaves_out_goes_back_to_the_config_file() {
+        let config = config();
+        let plan = plan(&config, &sensors(&config), &spec(&[]));
+        for (name, change) in &plan.targets {
+            let file = config.sensor(name).unwrap().1;
+            assert_eq!(change.enabled, Some(file.enabled), "{name}");
+            let expected = file
+                .kind
+                .min_interval()
+                .map(|_| file.interval.unwrap_or(default_interval(file.kind)));
+            assert_eq!(change.interval, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn refused_parts_say_why_and_the_rest_of_the_sensor_spec_applies() {
+        let config = config();
+        let plan = plan(
+            &config,
+            &sensors(&config),
+            &spec(&[
+                ("gps", 2, Some(1000), Some(false)),
+                ("pitot", 3, Some(0), None),
+                ("wing-strain", 5, None, Some(true)),
+            ]),
+        );
+        let refused = |n: &str| {
+            plan.observed
+                .iter()
+                .find(|o| o.name == n)
+                .and_then(|o| o.refused.clone())
+                .unwrap_or_default()
+        };
+        assert!(refused("gps").contains("own rate"), "{}", refused("gps"));
+        assert_eq!(
+            target(&plan, "gps").enabled,
+            Some(false),
+            "the enabled part applies"
+        );
+        assert_eq!(target(&plan, "gps").interval, None);
+        assert!(refused("pitot").contains("below"), "{}", refused("pitot"));
+        assert!(
+            refused("wing-strain").contains("not in the node's config file"),
+            "{}",
+            refused("wing-strain")
+        );
+        assert!(plan.observed.iter().all(|o| o.observed_generation > 0));
+    }
+
+    #[test]
+    fn the_persisted_form_keeps_each_sensors_generation_and_loads_at_boot() {
+        let s = spec(&[
+            ("static", 4, Some(250), None),
+            ("co2", 9, None, Some(false)),
+            ("wing-strain", 11, None, Some(true)),
+        ]);
+        let mut config = config();
+        let (desired, generations) = to_state(&s, &sensors(&config));
+        let desired = desired.unwrap();
+        assert_eq!(desired.generation, 9);
+        assert_eq!(generations.get("static"), Some(&4));
+        assert!(
+            !generations.contains_key("wing-strain"),
+            "a sensor the node does not have is not kept"
+        );
+        assert!(desired.apply_to(&mut config).is_empty());
+        assert_eq!(
+            config.sensor("static").unwrap().1.interval,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            to_state(&spec(&[]), &sensors(&config)),
+            (None, BTreeMap::new())
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The live lane's board: the newest reading of every (sensor, quantity) and every sensor's
+//! report, kept up to date by the store writer as records pass, read by the uplink for
+//! [`LiveUpdate`]s.
+//!
+//! Invariants: a reading older than the one held for its (sensor, quantity) never replaces
+//! it; every change bumps a version, so an update can carry only what changed since the
+//! previous one and a new connection gets everything; a sensor's change of state wakes the
+//! uplink at once (an operator watching sees a restart live, not a live interval later).
+//! Writers hold the lock for one record; nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use aloft_protocol::sync::SensorReport;
+use aloft_protocol::{Quantity, Reading, Record, SensorId, SensorState, Timestamp};
+use tokio::sync::Notify;
+
+use crate::config::AgentConfig;
+
+#[derive(Debug, Default)]
+struct Board {
+    readings: BTreeMap<(SensorId, Quantity), (Reading, u64)>,
+    sensors: Vec<SensorReport>,
+    version: u64,
+}
+
+/// The newest values and sensor states (share as `Arc<LiveBoard>`).
+#[derive(Debug, Default)]
+pub struct LiveBoard {
+    board: Mutex<Board>,
+    state_changed: Notify,
+}
+
+/// What a live update carries, taken from the board.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSnapshot {
+    /// Readings changed since the version asked for.
+    pub readings: Vec<Reading>,
+    /// Every sensor.
+    pub sensors: Vec<SensorReport>,
+    /// The board's version now: ask with it next time.
+    pub version: u64,
+}
+
+impl LiveBoard {
+    /// A board with the config's sensors, each `Starting` (or `Disabled`) until its first
+    /// status record.
+    pub fn from_config(config: &AgentConfig) -> Self {
+        let sensors = config
+            .sensors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SensorReport {
+                sensor: SensorId(u16::try_from(i).unwrap_or(u16::MAX)),
+                name: s.name.clone(),
+                kind: s.kind.as_str().to_string(),
+                state: if s.enabled {
+                    SensorState::Starting
+                } else {
+                    SensorState::Disabled
+                },
+                reason: String::new(),
+                restarts: 0,
+                last_restart: None,
+                last_error: None,
+                interval_ms: s
+                    .interval_or_default()
+                    .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+                enabled: s.enabled,
+                readings: 0,
+            })
+            .collect();
+        Self::with_sensors(sensors)
+    }
+
+    /// A board with these sensors.
+    pub fn with_sensors(sensors: Vec<SensorReport>) -> Self {
+        LiveBoard {
+            board: Mutex::new(Board {
+                sensors,
+                ..Board::default()
+            }),
+            state_changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A record on its way into the store.
+    pub fn observe(&self, record: &Record) {
+        let changed_state = {
+            let mut board = self.lock();
+            board.version += 1;
+            let version = board.version;
+            match record {
+                Record::Reading(r) => {
+                    if let Some(s) = board.sensors.iter_mut().find(|s| s.sensor == r.sensor) {
+                        s.readings += 1;
+                    }
+                    let key = (r.sensor, r.quantity);
+                    match board.readings.get(&key) {
+                        Some((held, _)) if held.time.mono_ns > r.time.mono_ns => {}
+                        _ => {
+                            board.readings.insert(key, (*r, version));
+                        }
+                    }
+                    false
+                }
+                Record::Status(s) => {
+                    match board.sensors.iter_mut().find(|x| x.sensor == s.sensor) {
+                        Some(report) => {
+                            let changed = report.state != s.state || report.reason != s.reason;
+                            if s.restarts > report.restarts {
+                                report.last_restart = Some((s.time, s.reason.clone()));
+                            }
+                            if matches!(s.state, SensorState::Failed | SensorState::Degraded) {
+                                report.last_error = Some(s.reason.clone());
+                            }
+                            report.state = s.state;
+                            report.reason.clone_from(&s.reason);
+                            report.restarts = s.restarts;
+                            report.enabled = s.state != SensorState::Disabled;
+                            changed
+                        }
+                        None => false,
+                    }
+                }
+                _ => false,
+            }
+        };
+        if changed_state {
+            self.state_changed.notify_one();
+        }
+    }
+
+    /// Readings changed after `since` (all of them with `None`) and every sensor.
+    pub fn snapshot(&self, since: Option<u64>) -> LiveSnapshot {
+        let board = self.lock();
+        let readings = board
+            .readings
+            .values()
+            .filter(|(_, v)| since.is_none_or(|s| *v > s))
+            .map(|(r, _)| *r)
+            .collect();
+        LiveSnapshot {
+            readings,
+            sensors: board.sensors.clone(),
+            version: board.version,
+        }
+    }
+
+    /// Completes when a sensor changed state (since the last call returned).
+    pub async fn state_changed(&self) {
+        self.state_changed.notified().await;
+    }
+}
+
+/// The time a live update is stamped with.
+pub fn stamp() -> Timestamp {
+    crate::clock::AgentClock::new().now()
+}
+
+#[cfg(test)]
+mod tests {
+    use aloft_protocol::{Quality, StatusRecord};
+
+    use super::*;
+
+    fn reading(sensor: u16, quantity: Quantity, mono_ns: u64, value: f64) -> Record {
+        Record::Reading(Reading {
+            sensor: SensorId(sensor),
+            quantity,
+            time: Timestamp::monotonic(mono_ns),
+            value,
+            quality: Quality::GOOD,
+        })
+    }
+
+    fn board() -> LiveBoard {
+        let report = |i: u16, name: &str| SensorReport {
+            sensor: SensorId(i),
+            name: name.into(),
+            kind: "bme280".into(),
+            state: SensorState::Starting,
+            reason: String::new(),
+            restarts: 0,
+            last_restart: None,
+            last_error: None,
+            interval_ms: Some(1000),
+            enabled: true,
+            readings: 0,
+        };
+        LiveBoard::with_sensors(vec![report(0, "outside-air"), report(1, "static")])
+    }
+
+    #[test]
+    fn an_update_carries_only_what_changed_since_the_previous_one() {
+        let b = board();
+        b.observe(&reading(0, Quantity::AirPressure, 10, 1.0));
+        b.observe(&reading(1, Quantity::AirPressure, 10, 2.0));
+        let first = b.snapshot(None);
+        assert_eq!(first.readings.len(), 2);
+        b.observe(&reading(1, Quantity::AirPressure, 20, 3.0));
+        let second = b.snapshot(Some(first.version));
+        assert_eq!(second.readings.len(), 1);
+        assert_eq!(second.readings[0].value, 3.0);
+        assert_eq!(second.sensors[1].readings, 2);
+        // A new connection gets everything again.
+        assert_eq!(b.snapshot(None).readings.len(), 2);
+    }
+
+    #[test]
+    fn an_older_reading_never_replaces_a_newer_one() {
+        let b = board();
+        b.observe(&reading(0, Quantity::AirPressure, 20, 1.0));
+        b.observe(&reading(0, Quantity::AirPressure, 10, 9.0));
+        assert_eq!(b.snapshot(None).readings[0].value, 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_change_of_state_wakes_the_uplink_and_is_reported_with_the_restart() {
+        let b = board();
+        b.observe(&Record::Status(StatusRecord {
+            sensor: SensorId(1),
+            state: SensorState::Restarting,
+            reason: "operator".into(),
+            restarts: 1,
+            time: Timestamp::monotonic(5),
+        }));
+        // The notification is stored: awaiting after the change still completes.
+        tokio::time::timeout(std::time::Duration::from_secs(5), b.state_changed())
+            .await
+            .expect("woken");
+        let s = &b.snapshot(None).sensors[1];
+        assert_eq!(s.state, SensorState::Restarting);
+        assert_eq!(s.restarts, 1);
+        assert_eq!(
+            s.last_restart,
+            Some((Timestamp::monotonic(5), "operator".into()))
+        );
+    }
+}

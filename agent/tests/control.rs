@@ -1,0 +1,687 @@
+//! The control task against a real supervisor running the simulated flight's devices and a
+//! real state file: commands applied at most once (redelivered, interrupted by a crash,
+//! expired), desired state changing the sampling live, refusals with reasons.
+//!
+//! Every wait is for a message or a record with a bounded timeout; no assertion is about
+//! how fast anything is, only about what happened (the spacing of readings is bounded
+//! from below by the interval the sensor samples at, which a slow machine only widens).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aloft_agent::clock::monotonic_ns;
+use aloft_agent::config::{self, AgentConfig};
+use aloft_agent::control::{self, ControlHandles, LogRing, UtcClock, commands::INTERRUPTED};
+use aloft_agent::sensor::LatestValues;
+use aloft_agent::sensor::simulation::{Simulation, SimulationTuning};
+use aloft_agent::state::{self, StateFile};
+use aloft_agent::supervisor::{Supervisor, SupervisorHandle, SupervisorOptions};
+use aloft_protocol::sync::{
+    Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, Observed,
+    Uplink,
+};
+use aloft_protocol::{Record, SensorId, SensorState};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The longest any awaited event may take.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// 2026-06-01, a UTC the tests pretend is now.
+const NOW_UTC_NS: i64 = 1_780_272_000_000_000_000;
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+const STATIC: u16 = 0;
+
+fn config_text(store: &std::path::Path) -> String {
+    format!(
+        r#"
+[simulation]
+seed = 7
+start_at_s = 1800.0
+
+[node]
+name = "glider-test"
+
+[store]
+path = "{store}"
+max_bytes = 16_777_216
+full_policy = "drop-oldest"
+flush_interval = "1s"
+retain_acked = "1h"
+
+[[sensor]]
+name = "static"
+kind = "ms5611"
+interval = "20ms"
+
+[[sensor]]
+name = "outside-air"
+kind = "bme280"
+interval = "50ms"
+[sensor.power]
+chip = "/dev/gpiochip0"
+line = 5
+off_for = "3s"
+
+[[sensor]]
+name = "cosmic"
+kind = "cosmicwatch"
+"#,
+        store = store.display()
+    )
+}
+
+/// A node without its uplink: the simulated devices, the supervisor, the state file.
+struct Node {
+    supervisor: Option<Supervisor>,
+    simulation: Option<Simulation>,
+    handle: SupervisorHandle,
+    records: mpsc::UnboundedReceiver<Record>,
+    drain: JoinHandle<()>,
+    config: Arc<AgentConfig>,
+    state_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn boot() -> Node {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("the store directory");
+    let config = config::parse(&config_text(&store), "control-test.toml").expect("a valid config");
+    let links = dir.path().join("links");
+    std::fs::create_dir_all(&links).expect("the links directory");
+    let latest = LatestValues::new();
+    let (simulation, slots) = Simulation::start(
+        config.simulation.as_ref().expect("a [simulation] table"),
+        &config.sensors,
+        &links,
+        &latest,
+        SimulationTuning::default(),
+    )
+    .expect("the simulation starts");
+    let (tx, mut rx) = mpsc::channel(4096);
+    let supervisor = Supervisor::start(slots, SupervisorOptions::default(), tx, latest)
+        .await
+        .expect("the supervisor starts");
+    // Keep the sensors' channel empty so they never wait on the test.
+    let (forward, records) = mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            if forward.send(r).is_err() {
+                break;
+            }
+        }
+    });
+    Node {
+        handle: supervisor.handle(),
+        supervisor: Some(supervisor),
+        simulation: Some(simulation),
+        records,
+        drain,
+        config: Arc::new(config),
+        state_path: store.join("state.json"),
+        _dir: dir,
+    }
+}
+
+/// One run of the control task, as the uplink would drive it.
+struct Session {
+    downlink: mpsc::Sender<Downlink>,
+    uplink: mpsc::Receiver<Uplink>,
+    task: JoinHandle<()>,
+}
+
+/// The process's log ring, installed once as the global subscriber (as main does next to
+/// its fmt layer). Every test of this binary logs into it; the log test looks only for
+/// lines its own command id makes.
+fn log_ring() -> LogRing {
+    static RING: OnceLock<LogRing> = OnceLock::new();
+    RING.get_or_init(|| {
+        let (layer, ring) = control::log_ring(10_000);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("the only global subscriber");
+        ring
+    })
+    .clone()
+}
+
+fn fixed_utc(utc: Option<i64>) -> UtcClock {
+    Arc::new(move || utc)
+}
+
+impl Node {
+    /// Starts a control task from the state file as it is on disk (a fresh agent start).
+    fn control(&self, utc: Option<i64>) -> Session {
+        let (state, problem) = StateFile::open(&self.state_path);
+        assert!(problem.is_none(), "state file unreadable: {problem:?}");
+        let handles = ControlHandles::new(
+            self.handle.clone(),
+            Arc::new(state),
+            Arc::clone(&self.config),
+            log_ring(),
+        )
+        .with_utc_clock(fixed_utc(utc));
+        let (downlink, downlink_rx) = mpsc::channel(16);
+        let (uplink_tx, uplink) = mpsc::channel(16);
+        let task = control::start(handles, downlink_rx, uplink_tx);
+        Session {
+            downlink,
+            uplink,
+            task,
+        }
+    }
+
+    fn health(&self, name: &str) -> aloft_agent::supervisor::state::SensorHealth {
+        self.handle
+            .health()
+            .into_iter()
+            .find(|h| h.name == name)
+            .expect("a supervised sensor")
+    }
+
+    /// Records until `done` accepts one (which is returned with those before it).
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&Record) -> bool) -> Vec<Record> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            match timeout_at(deadline, self.records.recv()).await {
+                Ok(Some(r)) => {
+                    let hit = done(&r);
+                    seen.push(r);
+                    if hit {
+                        return seen;
+                    }
+                }
+                other => panic!("no {what}: {other:?}"),
+            }
+        }
+    }
+
+    async fn until_running(&mut self, sensor: u16) {
+        self.until(&format!("sensor {sensor} running"), |r| {
+            matches!(r, Record::Status(s) if s.sensor == SensorId(sensor) && s.state == SensorState::Running)
+        })
+        .await;
+    }
+
+    /// The distinct times (monotonic ns) of the next `n` polls of `sensor` taken after
+    /// `after` (a poll's readings share a time).
+    async fn poll_times(&mut self, sensor: u16, n: usize, after: u64) -> Vec<u64> {
+        let mut times: Vec<u64> = Vec::new();
+        self.until(&format!("{n} polls of sensor {sensor}"), |r| {
+            if let Record::Reading(x) = r
+                && x.sensor == SensorId(sensor)
+                && x.time.mono_ns > after
+                && times.last() != Some(&x.time.mono_ns)
+            {
+                times.push(x.time.mono_ns);
+            }
+            times.len() >= n
+        })
+        .await;
+        times
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.supervisor.take() {
+            s.shutdown().await;
+        }
+        if let Some(sim) = self.simulation.take() {
+            sim.stop();
+        }
+        self.drain.abort();
+    }
+}
+
+impl Session {
+    async fn next(&mut self) -> Uplink {
+        match timeout_at(Instant::now() + PATIENCE, self.uplink.recv()).await {
+            Ok(Some(m)) => m,
+            other => panic!("no uplink message: {other:?}"),
+        }
+    }
+
+    async fn send(&self, message: Downlink) {
+        self.downlink
+            .send(message)
+            .await
+            .expect("control task alive");
+    }
+
+    /// The ack and the result of command `id`.
+    async fn ack_and_result(&mut self, id: &str) -> CommandOutcome {
+        assert_eq!(self.next().await, Uplink::CommandAck { id: id.into() });
+        match self.next().await {
+            Uplink::CommandResult { id: got, outcome } if got == id => outcome,
+            other => panic!("expected the result of {id}, got {other:?}"),
+        }
+    }
+
+    async fn observed(&mut self, spec: DesiredSpec) -> Observed {
+        self.send(Downlink::Desired(spec)).await;
+        match self.next().await {
+            Uplink::Observed(o) => o,
+            other => panic!("expected Observed, got {other:?}"),
+        }
+    }
+
+    async fn close(self) {
+        drop(self.downlink);
+        let _ = timeout_at(Instant::now() + PATIENCE, self.task).await;
+    }
+}
+
+fn restart(id: &str, sensor: &str, hard: bool, expires_utc_ns: i64) -> Downlink {
+    Downlink::Command(Command {
+        id: id.into(),
+        expires_utc_ns,
+        action: CommandAction::RestartSensor {
+            sensor: sensor.into(),
+            hard,
+        },
+    })
+}
+
+fn spec(entries: &[(&str, u64, Option<u32>, Option<bool>)]) -> DesiredSpec {
+    DesiredSpec {
+        sensors: entries
+            .iter()
+            .map(
+                |(name, generation, interval_ms, enabled)| DesiredSensorSpec {
+                    name: (*name).into(),
+                    generation: *generation,
+                    interval_ms: *interval_ms,
+                    enabled: *enabled,
+                },
+            )
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_is_applied_once_and_a_redelivery_gets_the_same_answer_without_a_second_restart()
+{
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut changes = node.handle.changes();
+    changes.borrow_and_update();
+
+    let mut session = node.control(Some(NOW_UTC_NS));
+    session
+        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    let outcome = session.ack_and_result("c-1").await;
+    assert!(
+        matches!(&outcome, CommandOutcome::Succeeded { message } if message.contains("static")),
+        "{outcome:?}"
+    );
+    assert_eq!(node.health("static").restarts, 1);
+
+    // The live lane sees the restart without waiting for the store: the watch moved and
+    // the report says running again, one restart, with the command as its reason.
+    assert!(changes.has_changed().expect("the supervisor is alive"));
+    let report = node
+        .handle
+        .reports()
+        .into_iter()
+        .find(|r| r.name == "static")
+        .expect("a report");
+    assert_eq!(
+        (report.state, report.restarts),
+        (SensorState::Running, 1),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .last_restart
+            .as_ref()
+            .is_some_and(|(_, why)| why.contains("command c-1")),
+        "{report:?}"
+    );
+
+    // Redelivered in the same run (the hub missed the ack): the same answer, no restart.
+    session
+        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    assert_eq!(session.ack_and_result("c-1").await, outcome);
+    session.close().await;
+
+    // Redelivered after an agent restart (a fresh control task from the state file),
+    // which first resends the outcome in case a crash lost it on its way.
+    let mut session = node.control(Some(NOW_UTC_NS));
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandResult {
+            id: "c-1".into(),
+            outcome: outcome.clone()
+        }
+    );
+    session
+        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    assert_eq!(session.ack_and_result("c-1").await, outcome);
+    assert_eq!(node.health("static").restarts, 1, "applied once");
+    let on_disk = state::load(&node.state_path).unwrap().unwrap();
+    assert_eq!(on_disk.applying_command, None);
+    assert!(on_disk.applied("c-1").is_some());
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_interrupted_by_a_crash_is_reported_failed_and_never_rerun() {
+    let mut node = boot().await;
+    node.until_running(1).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    // A hard restart keeps the power off for 3 s: the "crash" comes in the middle.
+    session
+        .send(restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS))
+        .await;
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandAck {
+            id: "c-hard".into()
+        }
+    );
+    // The ack follows the durable "applying" record.
+    let on_disk = state::load(&node.state_path).unwrap().unwrap();
+    assert_eq!(on_disk.applying_command.as_deref(), Some("c-hard"));
+    // The agent dies here: its control task is gone with everything in memory.
+    session.task.abort();
+    let _ = session.task.await;
+    drop(session.uplink);
+
+    let mut session = node.control(Some(NOW_UTC_NS));
+    let failed = CommandOutcome::Failed {
+        message: INTERRUPTED.into(),
+    };
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandResult {
+            id: "c-hard".into(),
+            outcome: failed.clone()
+        },
+        "reported at start, before anything arrives"
+    );
+    let on_disk = state::load(&node.state_path).unwrap().unwrap();
+    assert_eq!(on_disk.applying_command, None);
+
+    // The hub never saw a result and delivers it again: answered, not re-run.
+    session
+        .send(restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS))
+        .await;
+    assert_eq!(session.ack_and_result("c-hard").await, failed);
+    // The one restart that began before the "crash" ends; no second one follows.
+    node.until_running(1).await;
+    assert_eq!(node.health("outside-air").restarts, 1);
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_command_is_reported_expired_and_not_applied_even_when_redelivered_early() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    session
+        .send(restart("c-old", "static", false, NOW_UTC_NS - 1))
+        .await;
+    assert_eq!(
+        session.ack_and_result("c-old").await,
+        CommandOutcome::Expired
+    );
+    session.close().await;
+
+    // A clock that now says it is earlier changes nothing: the answer is recorded.
+    let mut session = node.control(Some(NOW_UTC_NS - HOUR_NS));
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandResult {
+            id: "c-old".into(),
+            outcome: CommandOutcome::Expired
+        },
+        "resent at start"
+    );
+    session
+        .send(restart("c-old", "static", false, NOW_UTC_NS - 1))
+        .await;
+    assert_eq!(
+        session.ack_and_result("c-old").await,
+        CommandOutcome::Expired
+    );
+    assert_eq!(node.health("static").restarts, 0);
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_utc_a_command_is_applied_and_failures_say_why() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(None);
+    session.send(restart("c-1970", "static", false, 1)).await;
+    assert!(matches!(
+        session.ack_and_result("c-1970").await,
+        CommandOutcome::Succeeded { .. }
+    ));
+    session.send(restart("c-nope", "wing", false, 1)).await;
+    assert_eq!(
+        session.ack_and_result("c-nope").await,
+        CommandOutcome::Failed {
+            message: "no sensor named wing".into()
+        }
+    );
+    session.send(restart("c-nopower", "static", true, 1)).await;
+    assert!(matches!(
+        session.ack_and_result("c-nopower").await,
+        CommandOutcome::Failed { message } if message.contains("no power line")
+    ));
+    assert_eq!(node.health("static").restarts, 1);
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desired_interval_slows_the_sampling_live_and_reports_the_observed_generation() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    let observed = session
+        .observed(spec(&[("static", 3, Some(200), None)]))
+        .await;
+    assert_eq!(observed.sensors.len(), 1);
+    assert_eq!(observed.sensors[0].observed_generation, 3);
+    assert_eq!(observed.sensors[0].refused, None);
+    assert_eq!(
+        node.health("static").interval,
+        Some(Duration::from_millis(200))
+    );
+
+    // The first poll after the change may be the tick scheduled before it; from then on
+    // the sensor waits for its 200 ms tick, never polling early. Four gaps span at least
+    // 800 ms (at the file's 20 ms they would span 80 ms); the 100 ms of slack is for a
+    // measurement delayed at either end, which shortens the span.
+    let times = node.poll_times(STATIC, 6, monotonic_ns()).await;
+    let span = times[5] - times[1];
+    assert!(
+        span >= 700_000_000,
+        "4 polls in {span} ns at a 200 ms interval: {times:?}"
+    );
+    assert_eq!(
+        node.health("static").restarts,
+        0,
+        "changed without a restart"
+    );
+
+    // Persisted for the next boot, with the sensor's generation.
+    let on_disk = state::load(&node.state_path).unwrap().unwrap();
+    assert_eq!(on_disk.desired_generation("static"), Some(3));
+    let mut boot_config = (*node.config).clone();
+    let desired = on_disk.desired.expect("a desired state");
+    assert!(desired.apply_to(&mut boot_config).is_empty());
+    assert_eq!(
+        boot_config.sensor("static").unwrap().1.interval,
+        Some(Duration::from_millis(200))
+    );
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desired_disable_stops_a_sensor_and_a_spec_without_it_brings_back_the_config_file() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    let observed = session
+        .observed(spec(&[("static", 5, Some(100), Some(false))]))
+        .await;
+    assert_eq!(observed.sensors[0].observed_generation, 5);
+    let health = node.health("static");
+    assert_eq!(health.state, SensorState::Disabled, "{health:?}");
+    assert!(!health.enabled);
+    assert!(health.reason.contains("generation 5"), "{}", health.reason);
+    let readings_when_disabled = health.readings;
+
+    // The hub drops its spec: the file's values rule again (enabled, 20 ms).
+    let observed = session.observed(spec(&[])).await;
+    assert!(observed.sensors.is_empty());
+    node.until(
+        "static running again",
+        |r| matches!(r, Record::Status(s) if s.sensor == SensorId(STATIC) && s.state == SensorState::Running && s.restarts == 0),
+    )
+    .await;
+    node.poll_times(STATIC, 3, monotonic_ns()).await;
+    let health = node.health("static");
+    assert!(health.enabled);
+    assert_eq!(health.interval, Some(Duration::from_millis(20)));
+    assert!(health.readings > readings_when_disabled);
+    let on_disk = state::load(&node.state_path).unwrap().unwrap();
+    assert_eq!(on_disk.desired, None);
+
+    // A restart of a disabled sensor is refused, with the reason.
+    session
+        .observed(spec(&[("static", 6, None, Some(false))]))
+        .await;
+    session
+        .send(restart("c-off", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    assert_eq!(
+        session.ack_and_result("c-off").await,
+        CommandOutcome::Failed {
+            message: "sensor static is disabled".into()
+        }
+    );
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_specs_say_why_and_leave_the_sensors_as_they_were() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    let observed = session
+        .observed(spec(&[
+            ("wing-strain", 2, Some(100), None),
+            ("cosmic", 3, Some(1000), None),
+            ("static", 4, Some(0), Some(true)),
+        ]))
+        .await;
+    let refused = |name: &str| {
+        let o = observed
+            .sensors
+            .iter()
+            .find(|o| o.name == name)
+            .expect("observed");
+        (o.observed_generation, o.refused.clone().unwrap_or_default())
+    };
+    let (generation, why) = refused("wing-strain");
+    assert_eq!(generation, 2);
+    assert!(why.contains("not in the node's config file"), "{why}");
+    let (_, why) = refused("cosmic");
+    assert!(why.contains("own rate"), "{why}");
+    let (_, why) = refused("static");
+    assert!(why.contains("below"), "{why}");
+    let health = node.health("static");
+    assert_eq!(health.interval, Some(Duration::from_millis(20)));
+    assert!(health.enabled);
+    assert_eq!(node.health("cosmic").interval, None);
+    session.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
+    let mut node = boot().await;
+    node.until_running(STATIC).await;
+    let mut session = node.control(Some(NOW_UTC_NS));
+    session
+        .send(restart("c-logs", "static", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    session.ack_and_result("c-logs").await;
+
+    session
+        .send(Downlink::FetchLogs {
+            request: 41,
+            sensor: Some("static".into()),
+            max_lines: 200,
+        })
+        .await;
+    let batch = match session.next().await {
+        Uplink::Logs(batch) => batch,
+        other => panic!("expected Logs, got {other:?}"),
+    };
+    assert_eq!(batch.request, 41);
+    assert!(batch.lines.len() <= 200);
+    assert!(
+        batch
+            .lines
+            .iter()
+            .all(|l| l.sensor.as_deref() == Some("static")),
+        "only the sensor's lines: {:?}",
+        batch.lines
+    );
+    let restarting = batch
+        .lines
+        .iter()
+        .position(|l| l.message.starts_with("Sensor restarting.") && l.message.contains("c-logs"))
+        .unwrap_or_else(|| panic!("the restart is in the log: {:?}", batch.lines));
+    assert!(
+        batch.lines[restarting..].iter().any(
+            |l| l.message.starts_with("Sensor state changed.") && l.message.contains("Running")
+        ),
+        "and its coming back after it: {:?}",
+        batch.lines
+    );
+    assert!(
+        batch
+            .lines
+            .windows(2)
+            .all(|w| w[0].time.mono_ns <= w[1].time.mono_ns),
+        "oldest first"
+    );
+
+    // The node's log has the control task's own lines, without a sensor.
+    session
+        .send(Downlink::FetchLogs {
+            request: 42,
+            sensor: None,
+            max_lines: 10_000,
+        })
+        .await;
+    let Uplink::Logs(all) = session.next().await else {
+        panic!("expected Logs");
+    };
+    assert!(
+        all.lines
+            .iter()
+            .any(|l| l.sensor.is_none() && l.message.contains("c-logs") && l.level == "INFO"),
+        "the command's own log lines"
+    );
+    session.close().await;
+    node.shutdown().await;
+}

@@ -1,0 +1,580 @@
+//! The uplink against a real TLS WebSocket peer on loopback: a minimal hub that speaks the
+//! protocol (hello, welcome from its watermark, acks after "persisting", pongs), with a CA
+//! made here by rcgen. The agent side is the real `HubLink` over a real store.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aloft_agent::metrics::Metrics;
+use aloft_agent::metrics::uplink::ReconnectReason;
+use aloft_agent::uplink::{HubLink, LiveBoard, SharedStore, UplinkOptions, control_channels, tls};
+use aloft_protocol::sync::batch::{DEFAULT_BATCH_LIMITS, decode_batch};
+use aloft_protocol::sync::{
+    Command, CommandAction, Downlink, Hello, PROTOCOL_VERSION, Uplink, Welcome,
+};
+use aloft_protocol::{BootId, Quality, Quantity, Reading, Record, SensorId, Timestamp};
+use aloft_store::{FullPolicy, Outbox, StoreOptions};
+use futures_util::{SinkExt, StreamExt};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
+const TOKEN: &str = "node-token-for-tests";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A CA (written to `dir/ca.pem`) and a server config for 127.0.0.1 signed by it.
+fn pki(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "uplink test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+    Arc::new(config)
+}
+
+/// How the peer treats one connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// Welcome, store batches, ack, answer pings.
+    Sync,
+    /// Welcome, then neither read nor write nor close (a half-open link).
+    SilentAfterWelcome,
+}
+
+/// What the peer saw.
+#[derive(Debug)]
+enum Seen {
+    Hello(usize, Hello),
+    Message(usize, Uplink),
+}
+
+/// The peer's persisted state: records by number, and its contiguous watermark.
+#[derive(Debug, Default)]
+struct Held {
+    records: std::collections::BTreeMap<u64, Record>,
+    watermark: Option<u64>,
+}
+
+struct Peer {
+    url: String,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    held: Arc<Mutex<Held>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn start_peer(
+    tls: Arc<rustls::ServerConfig>,
+    script: Vec<Behaviour>,
+    held: Held,
+    command_after_welcome: Option<Command>,
+) -> Peer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let held = Arc::new(Mutex::new(held));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let shared = Arc::clone(&held);
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let behaviour = script.get(n).copied().unwrap_or(Behaviour::Sync);
+            let (acceptor, seen, held, command) = (
+                acceptor.clone(),
+                seen_tx.clone(),
+                Arc::clone(&shared),
+                command_after_welcome.clone(),
+            );
+            let index = n;
+            n += 1;
+            tokio::spawn(async move {
+                let _ = serve(acceptor, tcp, index, behaviour, seen, held, command).await;
+            });
+        }
+    });
+    Peer {
+        url: format!("wss://127.0.0.1:{port}/v1/nodes/connect"),
+        seen,
+        held,
+    }
+}
+
+async fn serve(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    index: usize,
+    behaviour: Behaviour,
+    seen: mpsc::UnboundedSender<Seen>,
+    held: Arc<Mutex<Held>>,
+    command: Option<Command>,
+) -> Result<(), String> {
+    let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+    // tungstenite's callback type fixes the error type: a response, large as it is.
+    #[allow(clippy::result_large_err)]
+    let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let auth = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if auth == Some(&format!("Bearer {TOKEN}")) {
+            Ok(response)
+        } else {
+            let mut refused = ErrorResponse::new(Some("unknown token".into()));
+            *refused.status_mut() = StatusCode::UNAUTHORIZED;
+            Err(refused)
+        }
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async(tls, check)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut epoch = None;
+    while let Some(frame) = ws.next().await {
+        let Message::Binary(bytes) = frame.map_err(|e| e.to_string())? else {
+            continue;
+        };
+        let message = Uplink::decode(&bytes).map_err(|e| e.to_string())?;
+        match message {
+            Uplink::Hello(hello) => {
+                epoch = Some(hello.epoch);
+                let watermark = lock(&held).watermark;
+                let _ = seen.send(Seen::Hello(index, hello.clone()));
+                let welcome = Downlink::Welcome(Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    epoch: hello.epoch,
+                    watermark,
+                    server_utc_ns: 0,
+                });
+                ws.send(Message::binary(welcome.encode()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if behaviour == Behaviour::SilentAfterWelcome {
+                    // Keep the socket open, read nothing, answer nothing.
+                    std::future::pending::<()>().await;
+                }
+                if let Some(command) = &command {
+                    ws.send(Message::binary(Downlink::Command(command.clone()).encode()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Uplink::Batch(batch) => {
+                let entries = decode_batch(batch.encoding, &batch.payload, &DEFAULT_BATCH_LIMITS)
+                    .map_err(|e| e.to_string())?;
+                let watermark = {
+                    let mut held = lock(&held);
+                    let next = held.watermark.map_or(0, |w| w + 1);
+                    if batch.first > next {
+                        return Err(format!("hole: batch from {} at {next}", batch.first));
+                    }
+                    for (seq, record) in entries {
+                        held.records.entry(seq).or_insert(record);
+                    }
+                    held.watermark = Some(held.watermark.map_or(batch.last, |w| w.max(batch.last)));
+                    held.watermark
+                };
+                let _ = seen.send(Seen::Message(index, Uplink::Batch(batch.clone())));
+                if let (Some(epoch), Some(watermark)) = (epoch, watermark) {
+                    ws.send(Message::binary(Downlink::Ack { epoch, watermark }.encode()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Uplink::Ping { nonce } => {
+                ws.send(Message::binary(Downlink::Pong { nonce }.encode()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            other => {
+                let _ = seen.send(Seen::Message(index, other));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reading(i: u64) -> Record {
+    Record::Reading(Reading {
+        sensor: SensorId(0),
+        quantity: Quantity::AirPressure,
+        time: Timestamp::monotonic(1_000_000 * i),
+        value: 20_000.0 + i as f64,
+        quality: Quality::GOOD,
+    })
+}
+
+fn open_store(dir: &Path) -> Outbox {
+    let (outbox, _) = Outbox::open(dir, StoreOptions::new(64 << 20, FullPolicy::DropOldest))
+        .expect("store opens");
+    outbox
+}
+
+struct Agent {
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    control_down: mpsc::Receiver<Downlink>,
+    control_up: mpsc::Sender<Uplink>,
+}
+
+fn start_agent(options: UplinkOptions, outbox: Outbox) -> Agent {
+    let store = SharedStore::new(outbox);
+    let metrics = Metrics::new("glider", std::iter::empty());
+    let (channels, control_down, control_up) = control_channels();
+    let link = HubLink::new(
+        options,
+        store.clone(),
+        Arc::new(LiveBoard::with_sensors(Vec::new())),
+        channels,
+        Arc::clone(&metrics),
+        BootId([9; 16]),
+    );
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(link.run(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    Agent {
+        store,
+        metrics,
+        stop,
+        task,
+        control_down,
+        control_up,
+    }
+}
+
+fn options(dir: &Path, url: &str, token: &str) -> UplinkOptions {
+    let tls = tls::client_config(Some(&dir.join("ca.pem")), Arc::new(|| None)).expect("tls");
+    UplinkOptions::new(url, token, "glider", tls)
+        .with_reconnect_max(Duration::from_millis(500))
+        .with_upload_bytes_per_s(50_000_000)
+}
+
+async fn next_seen(peer: &mut Peer) -> Seen {
+    tokio::time::timeout(WAIT, peer.seen.recv())
+        .await
+        .expect("the peer saw something in time")
+        .expect("peer running")
+}
+
+async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_from_the_welcome_watermark_live_first_and_acks_advance_the_store_cursor_durably() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let mut outbox = open_store(&store_dir);
+    for i in 0..5_000 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let epoch = outbox.epoch();
+    // The hub already holds 0..=999 of this epoch (an earlier session's).
+    let held = Held {
+        records: Default::default(),
+        watermark: Some(999),
+    };
+    let command = Command {
+        id: "c-1".into(),
+        expires_utc_ns: i64::MAX,
+        action: CommandAction::RestartSensor {
+            sensor: "static".into(),
+            hard: false,
+        },
+    };
+    let mut peer = start_peer(pki(dir.path()), vec![], held, Some(command.clone())).await;
+    let mut agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+
+    let Seen::Hello(0, hello) = next_seen(&mut peer).await else {
+        panic!("a hello first");
+    };
+    assert_eq!(hello.epoch, epoch);
+    assert_eq!(hello.node, "glider");
+    assert_eq!(hello.first_unacked, 0);
+    assert_eq!(hello.durable_end, 5_000);
+    match next_seen(&mut peer).await {
+        Seen::Message(0, Uplink::Live(_)) => {}
+        other => panic!("the live lane goes before any batch, got {other:?}"),
+    }
+    // The control seam: the hub's command reaches the control layer, its ack the hub.
+    let down = tokio::time::timeout(WAIT, agent.control_down.recv())
+        .await
+        .expect("command forwarded in time");
+    assert_eq!(down, Some(Downlink::Command(command)));
+    agent
+        .control_up
+        .send(Uplink::CommandAck { id: "c-1".into() })
+        .await
+        .expect("control queue");
+
+    let mut first_batch = None;
+    let mut command_ack = false;
+    while first_batch.is_none() || !command_ack {
+        match next_seen(&mut peer).await {
+            Seen::Message(_, Uplink::Batch(b)) if first_batch.is_none() => {
+                first_batch = Some(b.first)
+            }
+            Seen::Message(_, Uplink::CommandAck { id }) => command_ack = id == "c-1",
+            _ => {}
+        }
+    }
+    assert_eq!(
+        first_batch,
+        Some(1_000),
+        "resumes after the hub's watermark"
+    );
+
+    let store = agent.store.clone();
+    poll_until("the store cursor to reach the end", || {
+        store.lock().first_unacked() == 5_000
+    })
+    .await;
+    assert_eq!(agent.metrics.uplink.records_acked(), 4_000);
+    assert!(agent.metrics.uplink.is_connected());
+
+    // What the hub holds is exactly the store's records 1000..5000, in content.
+    {
+        let held = lock(&peer.held);
+        assert_eq!(held.records.len(), 4_000);
+        let outbox = store.lock();
+        let mut from = 1_000;
+        while from < 5_000 {
+            let chunk = outbox.read_from(from, 1_000).expect("read");
+            for (seq, record) in &chunk {
+                assert_eq!(held.records.get(seq), Some(record), "record {seq}");
+            }
+            from = chunk.last().map_or(5_000, |(s, _)| s + 1);
+        }
+    }
+
+    // The cursor is durable: it survives closing and reopening the store.
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+    drop(store);
+    let outbox = agent.store.into_inner().expect("sole owner");
+    outbox.close().expect("close");
+    let reopened = open_store(&store_dir);
+    assert_eq!(reopened.first_unacked(), 5_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconnects_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    for i in 0..100 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::SilentAfterWelcome],
+        Held::default(),
+        None,
+    )
+    .await;
+    let options = options(dir.path(), &peer.url, TOKEN)
+        .with_keepalive(Duration::from_millis(500), Duration::from_secs(2));
+    let agent = start_agent(options, outbox);
+
+    assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    // The second connection comes by itself once the deadline passed on the first.
+    loop {
+        if let Seen::Hello(1, hello) = next_seen(&mut peer).await {
+            assert_eq!(
+                hello.first_unacked, 0,
+                "nothing was acked on the silent link"
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        agent.metrics.uplink.reconnects(ReconnectReason::Deadline),
+        1
+    );
+    let store = agent.store.clone();
+    poll_until("the backlog to be acked on the new link", || {
+        store.lock().first_unacked() == 100
+    })
+    .await;
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_token_is_refused_before_the_upgrade_and_retried_with_backoff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let agent = start_agent(options(dir.path(), &peer.url, "wrong-token"), outbox);
+    let metrics = Arc::clone(&agent.metrics);
+    poll_until("two refusals", || {
+        metrics.uplink.reconnects(ReconnectReason::Refused) >= 2
+    })
+    .await;
+    assert!(peer.seen.try_recv().is_err(), "no hello got through");
+    assert_eq!(metrics.uplink.sessions(), 0);
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+/// deploy/examples/sim.toml with this test's store and endpoint and a `[hub]` of `peer`.
+fn daemon_config(dir: &Path, metrics_port: u16, url: &str) -> std::path::PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+    let text = std::fs::read_to_string(example).expect("sim.toml");
+    let text = text
+        .replace(
+            "/tmp/aloft-sim/store",
+            &dir.join("store").display().to_string(),
+        )
+        .replace(
+            "/tmp/aloft-sim/capture",
+            &dir.join("capture").display().to_string(),
+        )
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
+    let hub = format!(
+        "\n[hub]\nurl = \"{url}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\nkeepalive = \"1s\"\n\
+         read_deadline = \"5s\"\nreconnect_max = \"1s\"\n",
+        dir.join("token").display(),
+        dir.join("ca.pem").display()
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text + &hub).expect("config");
+    path
+}
+
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_with_the_cursor_kept()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = daemon_config(dir.path(), metrics_port, &peer.url);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut child = KillOnDrop(child);
+
+    let Seen::Hello(0, hello) = next_seen(&mut peer).await else {
+        panic!("a hello first");
+    };
+    assert_eq!(hello.node, "glider-sim");
+    // Live updates until one shows every sensor running with readings.
+    let mut batches = 0;
+    loop {
+        match next_seen(&mut peer).await {
+            Seen::Message(_, Uplink::Live(live)) => {
+                assert_eq!(live.sensors.len(), 6, "every configured sensor is reported");
+                let names: Vec<&str> = live.sensors.iter().map(|s| s.name.as_str()).collect();
+                assert!(names.contains(&"gps"), "{names:?}");
+                if live
+                    .sensors
+                    .iter()
+                    .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
+                    && batches > 0
+                {
+                    break;
+                }
+            }
+            Seen::Message(_, Uplink::Batch(_)) => batches += 1,
+            _ => {}
+        }
+    }
+    let metrics = scrape(metrics_port).await;
+    assert!(
+        metrics.contains("aloft_uplink_connected 1"),
+        "connected in /metrics:\n{metrics}"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut exit = None;
+    poll_until("the agent to stop", || {
+        exit = child.0.try_wait().ok().flatten();
+        exit.is_some()
+    })
+    .await;
+    let exit = exit.expect("exited");
+    assert!(exit.success(), "a clean exit, not {exit}");
+
+    // The store's cursor is where the hub's acks left it, and what the hub holds is the
+    // store's content.
+    let watermark = lock(&peer.held).watermark.expect("the hub holds records");
+    let outbox = open_store(&dir.path().join("store"));
+    assert!(outbox.first_unacked() > 0);
+    assert!(outbox.first_unacked() <= watermark + 1);
+    let held = lock(&peer.held);
+    let mut from = 0;
+    while from < outbox.first_unacked() {
+        let chunk = outbox.read_from(from, 1_000).expect("read");
+        for (seq, record) in chunk
+            .iter()
+            .take_while(|(s, _)| *s < outbox.first_unacked())
+        {
+            assert_eq!(held.records.get(seq), Some(record), "record {seq}");
+        }
+        from = chunk.last().map_or(u64::MAX, |(s, _)| s + 1);
+    }
+}
+
+/// The agent process, killed if the test fails before it stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
