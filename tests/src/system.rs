@@ -543,8 +543,16 @@ impl AgentSetup {
             );
         if !flight.sensors {
             text = text
-                .replace("enabled = true", "")
-                .replace("[[sensor]]", "[[sensor]]\nenabled = false");
+                .lines()
+                .filter(|l| l.trim() != "enabled = true")
+                .map(|l| {
+                    if l.trim() == "[[sensor]]" {
+                        "[[sensor]]\nenabled = false\n".to_owned()
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
         }
         if let Some(hub) = &flight.hub {
             text.push_str(&format!(
