@@ -2,7 +2,7 @@
 //! ([`aloft_protocol::sync::NODE_PATH`]) and the HTTPS JSON API.
 //!
 //! Invariants: a node's token is checked before the WebSocket upgrade (an unknown or
-//! revoked token gets HTTP 401 and no upgrade; a token of another role 403); a slow or
+//! revoked token, or a token that is not a node token, gets HTTP 401 and no upgrade); a slow or
 //! broken client costs only its own task (TLS handshakes have a deadline); at shutdown the
 //! hub stops accepting, asks every connection and session to close, and waits for them a
 //! bounded time ([`DRAIN_DEADLINE`]); nothing acked is lost because acks follow commits.
@@ -185,7 +185,8 @@ async fn connect(
         Err(e) => return e.into_response(),
     };
     let Some(node) = principal.node.filter(|_| principal.role == Role::Node) else {
-        return ApiError::forbidden(format!(
+        // docs/protocol.md: anything but a valid node token is refused with 401.
+        return ApiError::unauthorized(format!(
             "a {} token cannot connect as a node; use the node's token",
             principal.role.name()
         ))

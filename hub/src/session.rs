@@ -24,7 +24,7 @@ use aloft_protocol::sync::{
     Welcome, hello_version,
 };
 use axum::extract::ws::{Message, WebSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::Hub;
@@ -34,9 +34,13 @@ use crate::sessions::SessionSignal;
 
 /// How long a new connection may take to say hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
-/// A session that hears nothing (not even a ping) for this long is closed. The agent
-/// pings every 15 s by default.
-pub const IDLE_DEADLINE: Duration = Duration::from_secs(120);
+/// A session that hears nothing (not even a ping) for this long is closed
+/// (docs/protocol.md: the hub's session silence limit). The agent pings every 15 s by
+/// default.
+pub const IDLE_DEADLINE: Duration = Duration::from_secs(60);
+/// Batches decoded and waiting for the persister, per session: reading and decoding the
+/// next batch overlaps persisting the previous one, and no more than this waits.
+pub const PIPELINE: usize = 2;
 /// How often the hub pings an idle session.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -233,9 +237,10 @@ async fn serve(
     node: &str,
     hello: &Hello,
     socket: &mut WebSocket,
-    signals: &mut tokio::sync::mpsc::Receiver<SessionSignal>,
+    signals: &mut mpsc::Receiver<SessionSignal>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
+    let (to_persist, mut persisted) = start_persister(hub.clone(), node.to_owned());
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut nonce = 0u64;
@@ -261,19 +266,37 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                let reply = match handle(hub, control, node, hello, &bytes).await {
-                    Ok(reply) => reply,
+                match handle(hub, control, node, hello, &bytes) {
+                    Ok(Action::Reply(Some(reply))) => {
+                        if send(hub, node, socket, &reply).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Action::Reply(None)) => {}
+                    // Waits only while PIPELINE batches are already queued: backpressure.
+                    Ok(Action::Persist(batch)) => {
+                        if to_persist.send(batch).await.is_err() {
+                            return;
+                        }
+                    }
                     Err(refusal) => {
                         refuse(hub, node, socket, refusal).await;
                         return;
                     }
-                };
-                if let Some(reply) = reply
-                    && send(hub, node, socket, &reply).await.is_err()
-                {
-                    return;
                 }
             }
+            persisted = persisted.recv() => match persisted {
+                Some(Ok(ack)) => {
+                    if send(hub, node, socket, &ack).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(refusal)) => {
+                    refuse(hub, node, socket, refusal).await;
+                    return;
+                }
+                None => return,
+            },
             signal = signals.recv() => match signal {
                 Some(SessionSignal::Send(message)) => {
                     if send(hub, node, socket, &message).await.is_err() {
@@ -303,33 +326,42 @@ async fn serve(
     }
 }
 
-/// One message of an established session: the reply to send, if any.
-async fn handle(
+/// What to do after one message of an established session.
+#[derive(Debug)]
+enum Action {
+    /// Send this reply, if any.
+    Reply(Option<Downlink>),
+    /// Hand this batch to the persister.
+    Persist(Decoded),
+}
+
+/// One message of an established session.
+fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
     hello: &Hello,
     bytes: &[u8],
-) -> Result<Option<Downlink>, Refusal> {
+) -> Result<Action, Refusal> {
     let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
     match message {
         Uplink::Hello(_) => Err(Refusal::new(
             RefusalCode::Unexpected,
             "a second hello in one session",
         )),
-        Uplink::Batch(batch) => persist(hub, node, hello, batch).await.map(Some),
+        Uplink::Batch(batch) => check_batch(hello, batch).map(Action::Persist),
         Uplink::Live(update) => {
             hub.registry.live(node, update);
-            Ok(None)
+            Ok(Action::Reply(None))
         }
-        Uplink::Ping { nonce } => Ok(Some(Downlink::Pong { nonce })),
-        Uplink::Pong { .. } => Ok(None),
+        Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),
+        Uplink::Pong { .. } => Ok(Action::Reply(None)),
         other @ (Uplink::CommandAck { .. }
         | Uplink::CommandResult { .. }
         | Uplink::Observed(_)
         | Uplink::Logs(_)) => {
             control.on_control(node, other);
-            Ok(None)
+            Ok(Action::Reply(None))
         }
         other => {
             tracing::debug!(
@@ -337,23 +369,26 @@ async fn handle(
                 ?other,
                 "Uplink message this hub does not know; ignored."
             );
-            Ok(None)
+            Ok(Action::Reply(None))
         }
     }
 }
 
-/// Checks a batch, persists it, and returns its ack.
-async fn persist(hub: &Hub, node: &str, hello: &Hello, batch: Batch) -> Result<Downlink, Refusal> {
+/// A batch checked and decoded, waiting to be persisted.
+#[derive(Debug)]
+struct Decoded {
+    epoch: aloft_protocol::StoreEpoch,
+    first: u64,
+    last: u64,
+    entries: Vec<(u64, aloft_protocol::Record)>,
+}
+
+/// Checks a batch against the session and its own range, and decodes it within the limits.
+fn check_batch(hello: &Hello, batch: Batch) -> Result<Decoded, Refusal> {
     if batch.epoch != hello.epoch {
         return Err(Refusal::new(
             RefusalCode::Unexpected,
             "a batch of another epoch than the hello's",
-        ));
-    }
-    if batch.first > batch.last {
-        return Err(Refusal::new(
-            RefusalCode::Malformed,
-            format!("batch range {}..={} is empty", batch.first, batch.last),
         ));
     }
     let Batch {
@@ -363,36 +398,55 @@ async fn persist(hub: &Hub, node: &str, hello: &Hello, batch: Batch) -> Result<D
         encoding,
         payload,
     } = batch;
+    if first > last {
+        return Err(Refusal::new(
+            RefusalCode::Malformed,
+            format!("batch range {first}..={last} is empty"),
+        ));
+    }
+    let entries = decode_batch(encoding, &payload, &DEFAULT_BATCH_LIMITS).map_err(|e| match e {
+        BatchError::TooLarge { .. } | BatchError::TooManyRecords { .. } => {
+            Refusal::new(RefusalCode::TooLarge, e.to_string())
+        }
+        other => Refusal::new(RefusalCode::Malformed, other.to_string()),
+    })?;
+    if let Some((seq, _)) = entries.iter().find(|(seq, _)| *seq < first || *seq > last) {
+        return Err(Refusal::new(
+            RefusalCode::Malformed,
+            format!("record {seq} is outside the batch's range {first}..={last}"),
+        ));
+    }
+    Ok(Decoded {
+        epoch,
+        first,
+        last,
+        entries,
+    })
+}
+
+/// Persists a decoded batch and returns its ack.
+async fn persist(hub: &Hub, node: &str, batch: Decoded) -> Result<Downlink, Refusal> {
+    let Decoded {
+        epoch,
+        first,
+        last,
+        entries,
+    } = batch;
+    let records = entries.len();
     let streams = hub.streams.clone();
     let owned_node = node.to_owned();
-    let result = tokio::task::spawn_blocking(move || {
-        let entries =
-            decode_batch(encoding, &payload, &DEFAULT_BATCH_LIMITS).map_err(|e| match e {
-                BatchError::TooLarge { .. } | BatchError::TooManyRecords { .. } => {
-                    Refusal::new(RefusalCode::TooLarge, e.to_string())
-                }
-                other => Refusal::new(RefusalCode::Malformed, other.to_string()),
-            })?;
-        if let Some((seq, _)) = entries.iter().find(|(seq, _)| *seq < first || *seq > last) {
-            return Err(Refusal::new(
-                RefusalCode::Malformed,
-                format!("record {seq} is outside the batch's range {first}..={last}"),
-            ));
-        }
-        let watermark = streams
-            .ingest(&owned_node, epoch, first, last, &entries)
-            .map_err(|e| {
-                tracing::error!(node = %owned_node, error = %e, "Persisting a batch failed.");
-                Refusal::new(
-                    RefusalCode::Unavailable,
-                    "the hub could not persist; try again later",
-                )
-            })?;
-        Ok((entries.len(), watermark))
+    let watermark = tokio::task::spawn_blocking(move || {
+        streams.ingest(&owned_node, epoch, first, last, &entries)
     })
     .await
-    .map_err(|e| Refusal::new(RefusalCode::Unavailable, format!("the hub failed: {e}")))?;
-    let (records, watermark) = result?;
+    .map_err(|e| Refusal::new(RefusalCode::Unavailable, format!("the hub failed: {e}")))?
+    .map_err(|e| {
+        tracing::error!(node, error = %e, "Persisting a batch failed.");
+        Refusal::new(
+            RefusalCode::Unavailable,
+            "the hub could not persist; try again later",
+        )
+    })?;
     hub.registry.batch(node, records as u64);
     tracing::debug!(node, first, last, records, watermark = ?watermark, "Batch persisted.");
     // The first batch always starts or extends the prefix, so there is a watermark.
@@ -400,6 +454,29 @@ async fn persist(hub: &Hub, node: &str, hello: &Hello, batch: Batch) -> Result<D
         epoch,
         watermark: watermark.unwrap_or(last),
     })
+}
+
+/// Persists batches in arrival order, one at a time, beside the session's reading of the
+/// next ones; each result goes back to the session, which sends the ack.
+fn start_persister(
+    hub: Hub,
+    node: String,
+) -> (
+    mpsc::Sender<Decoded>,
+    mpsc::UnboundedReceiver<Result<Downlink, Refusal>>,
+) {
+    let (batches_tx, mut batches) = mpsc::channel::<Decoded>(PIPELINE);
+    let (results_tx, results) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(batch) = batches.recv().await {
+            let result = persist(&hub, &node, batch).await;
+            let failed = result.is_err();
+            if results_tx.send(result).is_err() || failed {
+                break;
+            }
+        }
+    });
+    (batches_tx, results)
 }
 
 async fn send(hub: &Hub, node: &str, socket: &mut WebSocket, message: &Downlink) -> Result<(), ()> {

@@ -241,35 +241,24 @@ impl Streams {
         entries: &[(u64, Record)],
     ) -> Result<Option<u64>, StorageError> {
         let key = (node.to_owned(), epoch);
-        let cached = self
-            .cursors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        let cursor = self.db.write(|conn| -> Result<StreamCursor, StorageError> {
-            let mut cursor = match cached {
+        // The cursor is read and written back while the writer lock is held: two
+        // sessions of one node (a replaced one still persisting) never work from a stale
+        // cursor.
+        self.db.write(|conn| {
+            let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cursor = match cursors.remove(&key) {
                 Some(c) => c,
                 None => load_cursor(conn, node, epoch)?,
             };
             let tx = conn.transaction()?;
             ingest_in(&tx, node, &mut cursor, first, last, entries)?;
             tx.commit()?;
-            Ok(cursor)
-        });
-        let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
-        match cursor {
-            Ok(cursor) => {
-                let watermark = cursor.watermark;
-                cursors.insert(key, cursor);
-                Ok(watermark)
-            }
-            Err(e) => {
-                // The transaction rolled back: the cached cursor may be ahead of the disk.
-                cursors.remove(&key);
-                Err(e)
-            }
-        }
+            // Only a committed cursor goes back; after a failure the next batch reloads
+            // it from the database.
+            let watermark = cursor.watermark;
+            cursors.insert(key, cursor);
+            Ok(watermark)
+        })
     }
 
     /// Every stored record of a node in (epoch, seq) order, to `each`.
@@ -676,4 +665,93 @@ fn advance_watermark(
         .execute(params![cursor.id, to_i64(watermark)])?;
     cursor.watermark = Some(watermark);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::{SensorId, Timestamp};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn reading(seq: u64, copy: u32) -> Record {
+        Record::Reading(Reading {
+            sensor: SensorId(1),
+            quantity: Quantity::AirPressure,
+            time: Timestamp::monotonic(seq),
+            value: f64::from(copy),
+            quality: Quality::GOOD,
+        })
+    }
+
+    /// Ranges partitioning `0..n` with cut points, and which numbers do not exist.
+    fn scenario() -> impl Strategy<Value = (Vec<(u64, u64)>, Vec<bool>, Vec<usize>)> {
+        (2u64..60).prop_flat_map(|n| {
+            (
+                proptest::collection::btree_set(1..n, 0..8),
+                proptest::collection::vec(proptest::bool::weighted(0.8), n as usize),
+                proptest::collection::vec(0usize..64, 1..24),
+            )
+                .prop_map(move |(cuts, exists, order)| {
+                    let mut ranges = Vec::new();
+                    let mut start = 0;
+                    for cut in cuts.into_iter().chain([n]) {
+                        ranges.push((start, cut - 1));
+                        start = cut;
+                    }
+                    (ranges, exists, order)
+                })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever order batches arrive in, resent or not (the first always being the
+        /// oldest, as the agent starts there), the watermark is the end of the covered
+        /// prefix, every existing number is stored once with its first content, and
+        /// nothing else is stored.
+        #[test]
+        fn the_watermark_is_the_covered_prefix_and_each_number_is_stored_once(
+            (ranges, exists, order) in scenario()
+        ) {
+            // tmpfs where there is one: this is about logic, not fsync (one per batch).
+            let shm = std::path::Path::new("/dev/shm");
+            let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+            let streams = Streams::new(Db::open(dir.path()).unwrap());
+            let epoch = StoreEpoch([1; 16]);
+            let deliveries: Vec<usize> = std::iter::once(0)
+                .chain(order.into_iter().map(|i| i % ranges.len()))
+                .collect();
+            let mut covered = vec![false; exists.len()];
+            let mut first_copy: BTreeMap<u64, u32> = BTreeMap::new();
+            for (copy, &index) in deliveries.iter().enumerate() {
+                let (first, last) = ranges[index];
+                let entries: Vec<_> = (first..=last)
+                    .filter(|&s| exists[s as usize])
+                    .map(|s| (s, reading(s, copy as u32)))
+                    .collect();
+                let watermark = streams.ingest("glider", epoch, first, last, &entries).unwrap();
+                for s in first..=last {
+                    covered[s as usize] = true;
+                    if exists[s as usize] {
+                        first_copy.entry(s).or_insert(copy as u32);
+                    }
+                }
+                let prefix = covered.iter().take_while(|c| **c).count() as u64;
+                prop_assert_eq!(watermark, Some(prefix - 1));
+                prop_assert_eq!(streams.watermark("glider", epoch).unwrap(), Some(prefix - 1));
+            }
+            let mut stored = BTreeMap::new();
+            streams
+                .dump("glider", |_, seq, record| {
+                    if let Record::Reading(r) = record {
+                        stored.insert(seq, r.value as u32);
+                    }
+                    true
+                })
+                .unwrap();
+            prop_assert_eq!(stored, first_copy);
+        }
+    }
 }

@@ -364,10 +364,10 @@ async fn unknown_and_revoked_tokens_get_401_before_the_upgrade() {
         NodeClient::connect(addr, &run.tls, "aloft_not-a-token").await,
         Err(ClientError::Http(401))
     ));
-    // Other roles cannot connect as a node.
+    // Other roles cannot connect as a node: 401 too (docs/protocol.md).
     assert!(matches!(
         NodeClient::connect(addr, &run.tls, &run.tokens.admin).await,
-        Err(ClientError::Http(403))
+        Err(ClientError::Http(401))
     ));
     // The API: no token 401, node token 403, /healthz open.
     let (status, _) = api_get(addr, &run.tls, None, "/api/v1/nodes")
