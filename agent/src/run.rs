@@ -31,15 +31,23 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock;
 use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
+use crate::control::{self, ControlHandles, LogRing};
 use crate::metrics::{self, Metrics};
 use crate::sensor::simulation::{Simulation, SimulationTuning};
 use crate::sensor::{LatestValues, hardware_slots};
-use crate::state;
+use crate::state::StateFile;
 use crate::status::StatusReport;
 use crate::supervisor::{Supervisor, SupervisorOptions};
 use crate::systemd::Notifier;
 use crate::timekeeping::{TimePolicy, Timekeeper};
 use crate::uplink::{self, HubLink, LiveBoard, SharedStore, UplinkOptions};
+
+/// How long a stop waits for the control layer to finish the command under way (a hard
+/// restart holds power off for seconds).
+const CONTROL_STOP: Duration = Duration::from_secs(10);
+
+/// Recent log lines kept for the hub's `FetchLogs`.
+pub const LOG_LINES: usize = 1000;
 
 /// Records in flight between the sensor threads and the store writer. A full channel makes
 /// sensor threads wait, never drop.
@@ -85,9 +93,18 @@ fn store_options(config: &AgentConfig) -> StoreOptions {
 }
 
 /// Runs the agent until `shutdown` completes. Needs a multi-thread runtime (one worker is
-/// enough): the group commit runs in `block_in_place`.
-pub async fn run(
+/// enough): the group commit runs in `block_in_place`. The hub's `FetchLogs` is answered
+/// from an empty ring: [`run_with_logs`] takes the ring the binary's subscriber fills.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let (_unused_layer, logs) = control::log_ring(LOG_LINES);
+    run_with_logs(config, logs, shutdown).await
+}
+
+/// [`run`], answering the hub's log fetches from `logs` (the ring of the layer installed
+/// in the tracing subscriber: [`control::log_ring`]).
+pub async fn run_with_logs(
     mut config: AgentConfig,
+    logs: LogRing,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let store_dir = config.store.path.clone();
@@ -104,11 +121,16 @@ pub async fn run(
     })?;
 
     let state_path = store_dir.join("state.json");
-    let loaded = state::load_or_default(&state_path);
-    if let Some(problem) = &loaded.problem {
+    let (state_file, problem) = StateFile::open(&state_path);
+    if let Some(problem) = &problem {
         tracing::warn!(path = %state_path.display(), %problem, "State file unreadable; running with the config file alone.");
     }
-    let mut agent_state = loaded.state;
+    // One state file for every writer: the control layer's desired state and commands,
+    // and the last good time here.
+    let state_file = Arc::new(state_file);
+    let agent_state = state_file.snapshot();
+    // The file as written: what a sensor goes back to when the hub's spec stops naming it.
+    let file_config = Arc::new(config.clone());
     // Edge autonomy (invariant 7): the last desired state from the hub rules until the hub
     // says otherwise, whether or not a link comes up.
     if let Some(desired) = &agent_state.desired {
@@ -142,7 +164,6 @@ pub async fn run(
     let store = SharedStore::new(outbox);
 
     let metrics = Metrics::from_config(&config);
-    let live = Arc::new(LiveBoard::from_config(&config));
     let latest = LatestValues::default();
     let (records_tx, mut records) = mpsc::channel(RECORD_QUEUE);
 
@@ -172,6 +193,14 @@ pub async fn run(
     let supervisor = Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest)
         .await
         .map_err(|e| RunError::Sensors(e.to_string()))?;
+    // The live lane reports sensors as the supervisor sees them (live reconfiguration
+    // included) and goes out at once when one changes.
+    let live = {
+        let handle = supervisor.handle();
+        Arc::new(LiveBoard::with_report_source(Arc::new(move || {
+            handle.reports()
+        })))
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -214,13 +243,37 @@ pub async fn run(
     let (uplink_stop, uplink_stopped) = watch::channel(false);
     let link = start_uplink(
         &config,
-        &store,
-        &live,
-        &metrics,
-        &timekeeper,
-        boot_id,
-        stopped(uplink_stopped),
+        Remote {
+            store: &store,
+            live: &live,
+            metrics: &metrics,
+            timekeeper: &timekeeper,
+            boot: boot_id,
+            control: ControlHandles::new(
+                supervisor.handle(),
+                Arc::clone(&state_file),
+                file_config,
+                logs,
+            ),
+        },
+        stopped(uplink_stopped.clone()),
     );
+    let follow_sensors = tokio::spawn({
+        let (mut changes, live) = (supervisor.handle().changes(), Arc::clone(&live));
+        let stop = stopped(uplink_stopped);
+        async move {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    changed = changes.changed() => match changed {
+                        Ok(()) => live.sensors_changed(),
+                        Err(_) => break,
+                    },
+                }
+            }
+        }
+    });
     tracing::info!(node = %config.node.name, sensors = config.sensors.len(), "Agent running.");
 
     let mut flush = tokio::time::interval(config.store.flush_interval);
@@ -253,10 +306,7 @@ pub async fn run(
                     Err(e) => break Err(store_error(e)),
                 }
                 if let Some(utc) = timekeeper.persist_due() {
-                    agent_state.last_good_utc_ns = Some(utc);
-                    if let Err(e) = state::save(&state_path, &agent_state) {
-                        tracing::warn!(error = %e, "Could not save the last good time.");
-                    }
+                    save_last_good(&state_file, utc);
                 }
                 // A lost status line is harmless: the next flush sends another.
                 let _ = notifier.status(&metrics.summary_line());
@@ -266,13 +316,19 @@ pub async fn run(
 
     // Graceful stop: nothing accepted is lost.
     let _ = notifier.stopping();
-    tracing::info!("Stopping: sensors first, then the store.");
+    tracing::info!("Stopping: the link and the control layer, the sensors, then the store.");
+    // The uplink lets go of the store before it is closed; the control layer ends when the
+    // link is gone, after the command under way.
+    let _ = uplink_stop.send(true);
+    let _ = follow_sensors.await;
+    if let Some((link, control)) = link {
+        let _ = link.await;
+        if tokio::time::timeout(CONTROL_STOP, control).await.is_err() {
+            tracing::warn!("The control layer did not stop in time; its command is cut short.");
+        }
+    }
     supervisor.shutdown().await;
     drop(simulation);
-    let _ = uplink_stop.send(true);
-    if let Some(link) = link {
-        let _ = link.await;
-    }
     let mut drained = Ok(());
     while let Ok(record) = records.try_recv() {
         if let Err(e) = writer.append(&mut store.lock(), record) {
@@ -292,15 +348,18 @@ pub async fn run(
             .map_err(store_error),
     };
     if let Some(utc) = timekeeper.last_good_utc_ns() {
-        agent_state.last_good_utc_ns = Some(utc);
-        if let Err(e) = state::save(&state_path, &agent_state) {
-            tracing::warn!(error = %e, "Could not save the last good time.");
-        }
+        save_last_good(&state_file, utc);
     }
     let _ = stop_tx.send(true);
     let _ = endpoint.await;
     let _ = watchdog.await;
     result.and(drained).and(closed)
+}
+
+fn save_last_good(state: &StateFile, utc: i64) {
+    if let Err(e) = state.update(|s| s.last_good_utc_ns = Some(utc)) {
+        tracing::warn!(error = %e, "Could not save the last good time.");
+    }
 }
 
 /// Appends records and commits them, keeping the metrics, the clocks and the live lane up
@@ -370,21 +429,27 @@ impl Writer<'_> {
     }
 }
 
-/// Starts the uplink when the config has a `[hub]`. A hub that cannot be set up (an
-/// unreadable token file, a bad CA file) is logged and the agent runs without it
-/// (invariant 7): sampling matters more than the link.
+/// What the uplink and the control layer share with the daemon.
+struct Remote<'a> {
+    store: &'a SharedStore,
+    live: &'a Arc<LiveBoard>,
+    metrics: &'a Arc<Metrics>,
+    timekeeper: &'a Arc<Timekeeper>,
+    boot: aloft_protocol::BootId,
+    control: ControlHandles,
+}
+
+/// Starts the uplink and the control layer when the config has a `[hub]`. A hub that
+/// cannot be set up (an unreadable token file, a bad CA file) is logged and the agent runs
+/// without it (invariant 7): sampling matters more than the link.
 fn start_uplink(
     config: &AgentConfig,
-    store: &SharedStore,
-    live: &Arc<LiveBoard>,
-    metrics: &Arc<Metrics>,
-    timekeeper: &Arc<Timekeeper>,
-    boot: aloft_protocol::BootId,
+    remote: Remote<'_>,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
     let hub = config.hub.as_ref()?;
     let trusted: uplink::tls::TrustedTime = {
-        let timekeeper = Arc::clone(timekeeper);
+        let timekeeper = Arc::clone(remote.timekeeper);
         Arc::new(move || Some(timekeeper.certificate_time_utc_ns()))
     };
     let options = match UplinkOptions::from_config(hub, &config.node.name, trusted) {
@@ -394,20 +459,18 @@ fn start_uplink(
             return None;
         }
     };
-    // The control layer's ends. Until it is wired here (crate::control, issue 5), the
-    // hub's control messages are dropped at once (the hub resends desired state and
-    // pending commands after every welcome), and nothing is queued towards the hub.
-    let (channels, _downlink, _uplink) = uplink::control_channels();
+    let (channels, downlink, uplink) = uplink::control_channels();
+    let control = control::start(remote.control, downlink, uplink);
     let link = HubLink::new(
         options,
-        store.clone(),
-        Arc::clone(live),
+        remote.store.clone(),
+        Arc::clone(remote.live),
         channels,
-        Arc::clone(metrics),
-        boot,
+        Arc::clone(remote.metrics),
+        remote.boot,
     );
     tracing::info!(url = %hub.url, "Uplink starting.");
-    Some(tokio::spawn(link.run(stop)))
+    Some((tokio::spawn(link.run(stop)), control))
 }
 
 /// How long ago `record` was taken: by UTC when both times have it (records may come from an

@@ -430,6 +430,45 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_drains_no_faster_than_the_upload_budget() {
+    const RATE: u64 = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    for i in 0..3_000 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let end = outbox.durable_end();
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let options = options(dir.path(), &peer.url, TOKEN).with_upload_bytes_per_s(RATE);
+    let agent = start_agent(options, outbox);
+    assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    let started = Instant::now();
+    let store = agent.store.clone();
+    poll_until("the backlog to drain", || {
+        store.lock().first_unacked() == end
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let sent = agent.metrics.uplink.bytes_sent();
+    // The bucket starts full (16 KiB) and the hello and first live update go before it
+    // counts: whatever is beyond that took at least its time at the budget's rate. A slow
+    // machine only makes the drain slower, never faster.
+    let free = 16_384 + 4_096;
+    assert!(
+        sent > 2 * free,
+        "the test needs a backlog well over the burst ({sent} bytes)"
+    );
+    let floor = Duration::from_secs_f64((sent - free) as f64 / RATE as f64);
+    assert!(
+        elapsed >= floor,
+        "{sent} bytes in {elapsed:?}: faster than {RATE} B/s allows ({floor:?})"
+    );
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_token_is_refused_before_the_upgrade_and_retried_with_backoff() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = open_store(&dir.path().join("store"));
@@ -487,10 +526,18 @@ async fn scrape(port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_with_the_cursor_kept()
-{
+async fn the_daemon_syncs_its_store_reports_every_sensor_live_applies_a_command_and_keeps_the_cursor()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let restart = Command {
+        id: "restart-static".into(),
+        expires_utc_ns: i64::MAX,
+        action: CommandAction::RestartSensor {
+            sensor: "static".into(),
+            hard: false,
+        },
+    };
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), Some(restart)).await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -509,27 +556,46 @@ async fn the_daemon_syncs_its_store_and_reports_every_sensor_live_then_stops_wit
         panic!("a hello first");
     };
     assert_eq!(hello.node, "glider-sim");
-    // Live updates until one shows every sensor running with readings.
-    let mut batches = 0;
+    // Live updates until one shows every sensor running with readings and the restart the
+    // hub's command asked for; the control layer acks the command and reports its result.
+    let (mut batches, mut acked, mut result) = (0, false, None);
     loop {
         match next_seen(&mut peer).await {
             Seen::Message(_, Uplink::Live(live)) => {
                 assert_eq!(live.sensors.len(), 6, "every configured sensor is reported");
                 let names: Vec<&str> = live.sensors.iter().map(|s| s.name.as_str()).collect();
                 assert!(names.contains(&"gps"), "{names:?}");
-                if live
+                let restarted = live
                     .sensors
                     .iter()
-                    .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
+                    .any(|s| s.name == "static" && s.restarts > 0);
+                if restarted
+                    && live
+                        .sensors
+                        .iter()
+                        .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
                     && batches > 0
+                    && acked
+                    && result.is_some()
                 {
                     break;
                 }
             }
             Seen::Message(_, Uplink::Batch(_)) => batches += 1,
+            Seen::Message(_, Uplink::CommandAck { id }) => acked |= id == "restart-static",
+            Seen::Message(_, Uplink::CommandResult { id, outcome }) if id == "restart-static" => {
+                result = Some(outcome);
+            }
             _ => {}
         }
     }
+    assert!(
+        matches!(
+            result,
+            Some(aloft_protocol::sync::CommandOutcome::Succeeded { .. })
+        ),
+        "{result:?}"
+    );
     let metrics = scrape(metrics_port).await;
     assert!(
         metrics.contains("aloft_uplink_connected 1"),

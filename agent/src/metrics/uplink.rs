@@ -112,6 +112,11 @@ impl UplinkMetrics {
         self.sessions.load(Ordering::Relaxed)
     }
 
+    /// Message bytes sent since start.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
     /// Records acked since start.
     pub fn records_acked(&self) -> u64 {
         self.records_acked.load(Ordering::Relaxed)

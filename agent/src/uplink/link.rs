@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::live::{self, LiveBoard};
-use super::session::{Budget, ReadRequest, SessionError, SyncSession, plan_batch};
+use super::session::{Budget, ReadRequest, SessionError, SyncSession, WindowTuner, plan_batch};
 use super::{ControlChannels, SharedStore, UplinkOptions};
 use crate::metrics::Metrics;
 use crate::metrics::uplink::ReconnectReason;
@@ -42,10 +42,14 @@ use crate::supervisor::backoff::{Backoff, BackoffPolicy};
 /// update; the send window bounds the rest. 32 KiB is a quarter second at 1 Mbit/s.
 const SEND_BUFFER_BYTES: u32 = 32 * 1024;
 
-/// The send window is this much of a second at the budget's rate: enough to keep a link
-/// busy over a Starlink round trip plus the hub's persist, small enough that the live lane
-/// waits well under its 2 s target behind backlog.
+/// The send window starts at this much of a second at the budget's rate (at most
+/// [`WINDOW_START_MAX_BYTES`]) and is then sized to the measured delivery rate so that a
+/// live update waits at most [`QUEUE_TARGET`] behind backlog ([`WindowTuner`]): well under
+/// the 2 s target for the live lane, and several round trips of Starlink plus the hub's
+/// persist, so the link stays busy.
 const WINDOW_SECONDS: f64 = 0.25;
+const WINDOW_START_MAX_BYTES: u64 = 64 * 1024;
+const QUEUE_TARGET: Duration = Duration::from_millis(500);
 const WINDOW_MIN_BYTES: u64 = 16 * 1024;
 const WINDOW_MAX_BYTES: u64 = 8 << 20;
 
@@ -237,6 +241,7 @@ impl HubLink {
             last_rx: Arc::clone(&last_rx),
             deadline,
             metrics: Arc::clone(&self.metrics),
+            sent_bytes: 0,
         };
         out.send(&Uplink::Hello(hello)).await?;
 
@@ -273,9 +278,22 @@ impl HubLink {
                 }
             }
         };
-        let window = window_bytes(self.options.upload_bytes_per_s);
-        let mut batch_records = batch_records(window, FIRST_BYTES_PER_RECORD);
-        let mut session = SyncSession::new(epoch, durable_end, window, batch_records);
+        let start = tokio::time::Instant::now();
+        let clock = || start.elapsed();
+        let mut tuner = WindowTuner::new(
+            window_bytes(self.options.upload_bytes_per_s).min(WINDOW_START_MAX_BYTES),
+            WINDOW_MIN_BYTES,
+            window_bytes(self.options.upload_bytes_per_s).max(WINDOW_MIN_BYTES),
+            QUEUE_TARGET,
+            clock(),
+        );
+        let mut bytes_per_record = FIRST_BYTES_PER_RECORD;
+        let mut session = SyncSession::new(
+            epoch,
+            durable_end,
+            tuner.window(),
+            batch_records(tuner.window(), bytes_per_record),
+        );
         let store_ack = session.welcome(&welcome)?;
         *welcomed_at = Some(Instant::now());
         self.metrics.uplink.set_connected(true);
@@ -295,10 +313,9 @@ impl HubLink {
 
         let mut durable = self.store.subscribe();
         session.durable(*durable.borrow_and_update());
-        let start = tokio::time::Instant::now();
-        let clock = || start.elapsed();
         let burst = (self.options.upload_bytes_per_s / 4).max(WINDOW_MIN_BYTES);
         let mut budget = Budget::new(self.options.upload_bytes_per_s, burst, clock());
+        let mut charged = out.sent_bytes;
         let mut keepalive = tokio::time::interval(self.options.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.reset();
@@ -315,6 +332,10 @@ impl HubLink {
                 self.pending = Some(message);
                 return Err(e);
             }
+            // Everything sent counts against the budget (live, control, pings), not only
+            // batches: the budget is what the video stream can rely on.
+            budget.spend(out.sent_bytes.saturating_sub(charged), clock());
+            charged = out.sent_bytes;
             let request = session.next_read();
             let budget_wait = budget.wait(clock());
             let control_ready = self.control_open;
@@ -325,6 +346,11 @@ impl HubLink {
                     Some(Inbound::End(e)) => return Err(e),
                     Some(Inbound::Message(m)) => {
                         self.handle(m, &mut session, &mut out).await?;
+                        let window = tuner.acked(session.acked_bytes(), clock());
+                        if window != session.window() {
+                            session.set_window(window);
+                            session.set_batch_records(batch_records(window, bytes_per_record));
+                        }
                     }
                 },
                 () = tokio::time::sleep(until_deadline(&last_rx, deadline)) => {
@@ -355,12 +381,11 @@ impl HubLink {
                 () = tokio::time::sleep(budget_wait), if request.is_some() => {
                     if let Some(request) = request {
                         let sent = self.send_batch(request, epoch, &mut session, &mut out).await?;
-                        if let Some((bytes, records)) = sent {
-                            budget.spend(bytes, clock());
-                            if records > 0 {
-                                batch_records = batch_records_for(window, bytes, records);
-                                session.set_batch_records(batch_records);
-                            }
+                        if let Some((bytes, records)) = sent
+                            && records > 0
+                        {
+                            bytes_per_record = (bytes / records as u64).max(1);
+                            session.set_batch_records(batch_records(session.window(), bytes_per_record));
                         }
                     }
                 }
@@ -519,6 +544,8 @@ struct Sender<'a> {
     last_rx: Arc<AtomicU64>,
     deadline: Duration,
     metrics: Arc<Metrics>,
+    /// Bytes of messages sent on this connection.
+    sent_bytes: u64,
 }
 
 impl Sender<'_> {
@@ -535,6 +562,7 @@ impl Sender<'_> {
                 r = &mut send => {
                     r?;
                     self.metrics.uplink.sent(len);
+                    self.sent_bytes = self.sent_bytes.saturating_add(len as u64);
                     return Ok(());
                 }
                 () = tokio::time::sleep(until_deadline(&self.last_rx, self.deadline)) => {
@@ -690,10 +718,6 @@ fn batch_records(window: u64, bytes_per_record: u64) -> usize {
     usize::try_from(records)
         .unwrap_or(BATCH_RECORDS_MAX)
         .clamp(BATCH_RECORDS_MIN, BATCH_RECORDS_MAX)
-}
-
-fn batch_records_for(window: u64, bytes: u64, records: usize) -> usize {
-    batch_records(window, bytes / (records as u64).max(1))
 }
 
 fn downlink_name(message: &Downlink) -> &'static str {

@@ -2,6 +2,10 @@
 //! report, kept up to date by the store writer as records pass, read by the uplink for
 //! [`LiveUpdate`]s.
 //!
+//! Sensor reports come from the supervisor when the daemon gives a [`ReportSource`] (it
+//! knows live reconfiguration: interval and enabled from the hub's desired state), else
+//! from the status records that pass.
+//!
 //! Invariants: a reading older than the one held for its (sensor, quantity) never replaces
 //! it; every change bumps a version, so an update can carry only what changed since the
 //! previous one and a new connection gets everything; a sensor's change of state wakes the
@@ -9,13 +13,12 @@
 //! Writers hold the lock for one record; nothing here does I/O.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aloft_protocol::sync::SensorReport;
 use aloft_protocol::{Quantity, Reading, Record, SensorId, SensorState, Timestamp};
 use tokio::sync::Notify;
-
-use crate::config::AgentConfig;
 
 #[derive(Debug, Default)]
 struct Board {
@@ -24,11 +27,24 @@ struct Board {
     version: u64,
 }
 
+/// Every sensor's report now (the supervisor's view).
+pub type ReportSource = Arc<dyn Fn() -> Vec<SensorReport> + Send + Sync>;
+
 /// The newest values and sensor states (share as `Arc<LiveBoard>`).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LiveBoard {
     board: Mutex<Board>,
     state_changed: Notify,
+    reports: Option<ReportSource>,
+}
+
+impl fmt::Debug for LiveBoard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveBoard")
+            .field("board", &self.board)
+            .field("reports_from_supervisor", &self.reports.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a live update carries, taken from the board.
@@ -43,36 +59,6 @@ pub struct LiveSnapshot {
 }
 
 impl LiveBoard {
-    /// A board with the config's sensors, each `Starting` (or `Disabled`) until its first
-    /// status record.
-    pub fn from_config(config: &AgentConfig) -> Self {
-        let sensors = config
-            .sensors
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SensorReport {
-                sensor: SensorId(u16::try_from(i).unwrap_or(u16::MAX)),
-                name: s.name.clone(),
-                kind: s.kind.as_str().to_string(),
-                state: if s.enabled {
-                    SensorState::Starting
-                } else {
-                    SensorState::Disabled
-                },
-                reason: String::new(),
-                restarts: 0,
-                last_restart: None,
-                last_error: None,
-                interval_ms: s
-                    .interval_or_default()
-                    .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
-                enabled: s.enabled,
-                readings: 0,
-            })
-            .collect();
-        Self::with_sensors(sensors)
-    }
-
     /// A board with these sensors.
     pub fn with_sensors(sensors: Vec<SensorReport>) -> Self {
         LiveBoard {
@@ -81,7 +67,22 @@ impl LiveBoard {
                 ..Board::default()
             }),
             state_changed: Notify::new(),
+            reports: None,
         }
+    }
+
+    /// A board whose sensor reports come from `reports`; the caller tells it of changes
+    /// with [`LiveBoard::sensors_changed`].
+    pub fn with_report_source(reports: ReportSource) -> Self {
+        LiveBoard {
+            reports: Some(reports),
+            ..LiveBoard::default()
+        }
+    }
+
+    /// A sensor changed state or configuration: a live update goes out now.
+    pub fn sensors_changed(&self) {
+        self.state_changed.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Board> {
@@ -130,7 +131,7 @@ impl LiveBoard {
                 _ => false,
             }
         };
-        if changed_state {
+        if changed_state && self.reports.is_none() {
             self.state_changed.notify_one();
         }
     }
@@ -144,10 +145,12 @@ impl LiveBoard {
             .filter(|(_, v)| since.is_none_or(|s| *v > s))
             .map(|(r, _)| *r)
             .collect();
+        let (sensors, version) = (board.sensors.clone(), board.version);
+        drop(board);
         LiveSnapshot {
             readings,
-            sensors: board.sensors.clone(),
-            version: board.version,
+            sensors: self.reports.as_ref().map_or(sensors, |source| source()),
+            version,
         }
     }
 
@@ -217,6 +220,20 @@ mod tests {
         b.observe(&reading(0, Quantity::AirPressure, 20, 1.0));
         b.observe(&reading(0, Quantity::AirPressure, 10, 9.0));
         assert_eq!(b.snapshot(None).readings[0].value, 1.0);
+    }
+
+    #[tokio::test]
+    async fn reports_come_from_the_source_when_one_is_given_and_it_wakes_the_uplink() {
+        let source = board().snapshot(None).sensors;
+        let b = LiveBoard::with_report_source(Arc::new(move || source.clone()));
+        b.observe(&reading(1, Quantity::AirPressure, 10, 2.0));
+        let snapshot = b.snapshot(None);
+        assert_eq!(snapshot.sensors.len(), 2);
+        assert_eq!(snapshot.readings.len(), 1);
+        b.sensors_changed();
+        tokio::time::timeout(std::time::Duration::from_secs(5), b.state_changed())
+            .await
+            .expect("woken");
     }
 
     #[tokio::test]

@@ -59,6 +59,8 @@ pub struct SyncSession {
     /// Sent batches not wholly acked: (last number, bytes on the wire).
     in_flight: VecDeque<(u64, u64)>,
     in_flight_bytes: u64,
+    /// Bytes of batches the hub acked on this connection.
+    acked_bytes: u64,
     window_bytes: u64,
     batch_records: usize,
 }
@@ -80,6 +82,7 @@ impl SyncSession {
             durable_end,
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            acked_bytes: 0,
             window_bytes: window_bytes.max(1),
             batch_records: batch_records.max(1),
         }
@@ -157,11 +160,27 @@ impl SyncSession {
             }
             self.in_flight.pop_front();
             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+            self.acked_bytes = self.acked_bytes.saturating_add(bytes);
         }
         // The hub may hold more than this connection sent (an earlier one's batches it
         // persisted after that one dropped): do not send those again.
         self.next_send = self.next_send.max(next);
         Ok(Some(watermark))
+    }
+
+    /// Bytes of batches wholly acked on this connection.
+    pub fn acked_bytes(&self) -> u64 {
+        self.acked_bytes
+    }
+
+    /// The send window from now on, bytes ([`WindowTuner`]).
+    pub fn set_window(&mut self, window_bytes: u64) {
+        self.window_bytes = window_bytes.max(1);
+    }
+
+    /// The send window, bytes.
+    pub fn window(&self) -> u64 {
+        self.window_bytes
     }
 
     /// At most this many records per batch from now on (the shell adapts it to the bytes
@@ -204,6 +223,63 @@ pub fn plan_batch(request: ReadRequest, seqs: &[u64], durable_end: u64) -> Optio
         Some(&last) if seqs.len() >= request.max_records => Some((request.from, last)),
         _ if durable_end > request.from => Some((request.from, durable_end - 1)),
         _ => None,
+    }
+}
+
+/// Sizes the send window from the rate the hub acks at: `window = delivery rate x target`.
+///
+/// Why: a window derived from the configured budget alone queues minutes of backlog ahead
+/// of the live lane whenever the link is slower than the budget (a 1 Mbit/s Starlink
+/// moment under a 10 MB/s budget). Measured, the window settles where the queue ahead of
+/// the live lane is `target` long: while the queue is short the acks come back quickly,
+/// the measured rate is `window / rtt` and the window grows by `target / rtt` per sample;
+/// once the link is the bottleneck the measured rate is the link's and the window stops at
+/// `link rate x target`, which is still several round trips of data (the link stays busy).
+#[derive(Debug, Clone)]
+pub struct WindowTuner {
+    window: u64,
+    min: u64,
+    max: u64,
+    target: Duration,
+    sample_start: Duration,
+    acked_at_start: u64,
+}
+
+impl WindowTuner {
+    /// Starting at `initial` bytes, kept within `min..=max`, aiming at `target` of queue.
+    pub fn new(initial: u64, min: u64, max: u64, target: Duration, now: Duration) -> Self {
+        let max = max.max(min);
+        WindowTuner {
+            window: initial.clamp(min, max),
+            min,
+            max,
+            target,
+            sample_start: now,
+            acked_at_start: 0,
+        }
+    }
+
+    /// The window now.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The session has had `acked_total` bytes acked by `now`; returns the window. A
+    /// sample lasts at least 200 ms and holds a quarter window of acks (or 1 s passes, then
+    /// the link really is that slow: a window sized for a faster link queues the live lane
+    /// behind it), so one late ack does not collapse the window.
+    pub fn acked(&mut self, acked_total: u64, now: Duration) -> u64 {
+        let elapsed = now.saturating_sub(self.sample_start);
+        let acked = acked_total.saturating_sub(self.acked_at_start);
+        let enough = acked >= self.window / 4 || elapsed >= Duration::from_secs(1);
+        if elapsed >= Duration::from_millis(200) && enough {
+            let rate = acked as f64 / elapsed.as_secs_f64();
+            let window = (rate * self.target.as_secs_f64()) as u64;
+            self.window = window.clamp(self.min, self.max);
+            self.sample_start = now;
+            self.acked_at_start = acked_total;
+        }
+        self.window
     }
 }
 
@@ -383,6 +459,33 @@ mod tests {
         assert_eq!(b.wait(t(60_000)), Duration::ZERO);
         b.spend(300, t(60_000));
         assert_eq!(b.wait(t(60_000)), t(200));
+    }
+
+    #[test]
+    fn the_window_grows_while_acks_come_back_fast_and_settles_at_the_link_rate() {
+        let ms = Duration::from_millis;
+        let mut t = WindowTuner::new(16_000, 16_000, 8_000_000, ms(500), ms(0));
+        // A fast link, window-limited: a window acked every 20 ms.
+        let mut acked = 0;
+        let mut now = ms(0);
+        for _ in 0..10 {
+            acked += t.window() * 10;
+            now += ms(200);
+            t.acked(acked, now);
+        }
+        assert_eq!(t.window(), 8_000_000, "grows to the cap on a fast link");
+        // A 125 kB/s link: the window settles at half a second of it.
+        for _ in 0..20 {
+            acked += 25_000;
+            now += ms(200);
+            t.acked(acked, now);
+        }
+        assert_eq!(t.window(), 62_500);
+        // No acks for a while is not a sample until 1 s passed, then it is the rate.
+        now += ms(500);
+        assert_eq!(t.acked(acked, now), 62_500);
+        now += ms(500);
+        assert_eq!(t.acked(acked, now), 16_000);
     }
 
     /// One event of the model: the store grows, the agent sends, the hub takes a message,
