@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench_agent;
+mod bench_sync;
 mod packages;
 
 #[derive(Parser)]
@@ -60,6 +61,8 @@ enum Bench {
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
     Store,
+    /// Hub and agent syncing a million-reading backlog over TLS: speed, bytes, 1 Mbit/s link.
+    Sync,
 }
 
 fn main() -> ExitCode {
@@ -180,6 +183,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
 fn bench(name: Bench) -> Result<()> {
     match name {
         Bench::Agent => bench_agent::bench(),
+        Bench::Sync => bench_sync::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
