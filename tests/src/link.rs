@@ -254,10 +254,14 @@ impl Link {
             .enable_all()
             .build()
             .map_err(LinkError::Runtime)?;
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .map_err(LinkError::Listen)?;
-        let addr = listener.local_addr().map_err(LinkError::Listen)?;
+        // Bound without block_on, so a link can start from inside another runtime.
+        let bound = std::net::TcpListener::bind("127.0.0.1:0").map_err(LinkError::Listen)?;
+        bound.set_nonblocking(true).map_err(LinkError::Listen)?;
+        let addr = bound.local_addr().map_err(LinkError::Listen)?;
+        let listener = {
+            let _context = runtime.enter();
+            TcpListener::from_std(bound).map_err(LinkError::Listen)?
+        };
         let shared = Arc::new(Shared {
             mode: watch::Sender::new(Mode::Pass),
             throttle: watch::Sender::new(None),
