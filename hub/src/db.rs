@@ -77,6 +77,12 @@ CREATE TABLE IF NOT EXISTS boots(
     corr_utc_ns INTEGER,
     UNIQUE(node, boot)
 );
+CREATE TABLE IF NOT EXISTS correlations(
+    boot INTEGER NOT NULL,
+    mono_ns INTEGER NOT NULL,
+    utc_ns INTEGER NOT NULL,
+    PRIMARY KEY(boot, mono_ns)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS boot_marks(
     stream INTEGER NOT NULL,
     seq INTEGER NOT NULL,

@@ -18,6 +18,10 @@ use crate::db::{Db, hex, now_utc_ns};
 use crate::storage::{StorageError, StreamStatus, Streams};
 use crate::tokens::{Role, TokenError, TokenInfo, Tokens};
 
+/// Most (sensor, quantity) newest values and sensor names kept per node: far above any
+/// real node (tens of sensors), far below what a misbehaving one could send.
+const MAX_LIVE_KEYS: usize = 4096;
+
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -350,7 +354,9 @@ impl Registry {
             live.link.live_updates += 1;
             live.live_received_utc_ns = Some(now);
             for report in &update.sensors {
-                live.names.insert(report.sensor, report.name.clone());
+                if live.names.len() < MAX_LIVE_KEYS || live.names.contains_key(&report.sensor) {
+                    live.names.insert(report.sensor, report.name.clone());
+                }
             }
             if !update.sensors.is_empty() {
                 live.sensors = update.sensors;
@@ -361,8 +367,13 @@ impl Registry {
                     .get(&reading.sensor)
                     .cloned()
                     .unwrap_or_else(|| format!("sensor-{}", reading.sensor.0));
+                let key = (reading.sensor, reading.quantity);
+                if live.latest.len() >= MAX_LIVE_KEYS && !live.latest.contains_key(&key) {
+                    // A node cannot grow the hub's memory without bound.
+                    continue;
+                }
                 live.latest.insert(
-                    (reading.sensor, reading.quantity),
+                    key,
                     LatestValue {
                         sensor,
                         reading,
@@ -378,6 +389,38 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_cannot_grow_the_live_view_without_bound() {
+        use aloft_protocol::{Quality, Timestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        registry.create_node("glider").unwrap();
+        let reading = |sensor: u16| Reading {
+            sensor: SensorId(sensor),
+            quantity: Quantity::AirPressure,
+            time: Timestamp::monotonic(1),
+            value: f64::from(sensor),
+            quality: Quality::GOOD,
+        };
+        registry.live(
+            "glider",
+            LiveUpdate {
+                time: Timestamp::monotonic(1),
+                readings: (0..5000).map(reading).collect(),
+                sensors: vec![],
+                backlog: BacklogReport {
+                    records: 0,
+                    bytes: 0,
+                    oldest_age_s: None,
+                },
+            },
+        );
+        let node = registry.node("glider").unwrap().unwrap();
+        assert_eq!(node.latest.len(), MAX_LIVE_KEYS);
+        assert_eq!(node.latest[0].sensor, "sensor-0");
+    }
 
     #[test]
     fn node_names_are_checked() {

@@ -13,7 +13,11 @@
 //! - Any bad input (undecodable, oversized, a batch that inflates past the cap or
 //!   contradicts its range, a message out of place) is answered with
 //!   `Downlink::Refused { code }` and the connection is closed; other sessions never notice.
-//! - A session that hears nothing for [`IDLE_DEADLINE`] ends (half-open links).
+//! - A session that hears nothing for [`IDLE_DEADLINE`], or whose send stalls for
+//!   [`SEND_DEADLINE`], ends (half-open links).
+//! - Batches are persisted in arrival order by one persister task per session, while the
+//!   session reads and decodes the next ([`PIPELINE`] at most waiting); acks go out in the
+//!   same order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +45,8 @@ pub const IDLE_DEADLINE: Duration = Duration::from_secs(60);
 /// Batches decoded and waiting for the persister, per session: reading and decoding the
 /// next batch overlaps persisting the previous one, and no more than this waits.
 pub const PIPELINE: usize = 2;
+/// A send that does not complete within this ends the session (a half-open peer).
+pub const SEND_DEADLINE: Duration = Duration::from_secs(30);
 /// How often the hub pings an idle session.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -266,7 +272,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, hello, &bytes) {
+                match handle(hub, control, node, &bytes) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -275,8 +281,20 @@ async fn serve(
                     Ok(Action::Reply(None)) => {}
                     // Waits only while PIPELINE batches are already queued: backpressure.
                     Ok(Action::Persist(batch)) => {
-                        if to_persist.send(batch).await.is_err() {
-                            return;
+                        let epoch = hello.epoch;
+                        let decoded = tokio::task::spawn_blocking(move || check_batch(epoch, batch))
+                            .await
+                            .unwrap_or_else(|e| Err(Refusal::new(RefusalCode::Unavailable, format!("the hub failed: {e}"))));
+                        match decoded {
+                            Ok(batch) => {
+                                if to_persist.send(batch).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(refusal) => {
+                                refuse(hub, node, socket, refusal).await;
+                                return;
+                            }
                         }
                     }
                     Err(refusal) => {
@@ -331,8 +349,9 @@ async fn serve(
 enum Action {
     /// Send this reply, if any.
     Reply(Option<Downlink>),
-    /// Hand this batch to the persister.
-    Persist(Decoded),
+    /// Check and decode this batch (off the async threads: a compressed batch may inflate
+    /// to megabytes), then hand it to the persister.
+    Persist(Batch),
 }
 
 /// One message of an established session.
@@ -340,7 +359,6 @@ fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
-    hello: &Hello,
     bytes: &[u8],
 ) -> Result<Action, Refusal> {
     let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
@@ -349,7 +367,7 @@ fn handle(
             RefusalCode::Unexpected,
             "a second hello in one session",
         )),
-        Uplink::Batch(batch) => check_batch(hello, batch).map(Action::Persist),
+        Uplink::Batch(batch) => Ok(Action::Persist(batch)),
         Uplink::Live(update) => {
             hub.registry.live(node, update);
             Ok(Action::Reply(None))
@@ -384,8 +402,11 @@ struct Decoded {
 }
 
 /// Checks a batch against the session and its own range, and decodes it within the limits.
-fn check_batch(hello: &Hello, batch: Batch) -> Result<Decoded, Refusal> {
-    if batch.epoch != hello.epoch {
+fn check_batch(
+    session_epoch: aloft_protocol::StoreEpoch,
+    batch: Batch,
+) -> Result<Decoded, Refusal> {
+    if batch.epoch != session_epoch {
         return Err(Refusal::new(
             RefusalCode::Unexpected,
             "a batch of another epoch than the hello's",
@@ -482,13 +503,22 @@ fn start_persister(
 async fn send(hub: &Hub, node: &str, socket: &mut WebSocket, message: &Downlink) -> Result<(), ()> {
     let bytes = message.encode();
     let len = bytes.len() as u64;
-    match socket.send(Message::Binary(bytes.into())).await {
-        Ok(()) => {
+    match tokio::time::timeout(SEND_DEADLINE, socket.send(Message::Binary(bytes.into()))).await {
+        Ok(Ok(())) => {
             hub.registry.traffic(node, 0, len);
             Ok(())
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::info!(node, error = %e, "Sending failed.");
+            Err(())
+        }
+        Err(_) => {
+            // A half-open peer stops reading; its socket buffer fills and a send never ends.
+            tracing::info!(
+                node,
+                deadline_s = SEND_DEADLINE.as_secs(),
+                "Sending stalled; closing."
+            );
             Err(())
         }
     }

@@ -17,13 +17,14 @@
 //!   exist). The first batch of a new epoch starts its prefix.
 //! - Readings keep the time they carried. A reading with only monotonic time gets UTC from
 //!   the time correlation of its own boot (the boot record before it in its stream),
-//!   flagged [`TimeSource::Reconstructed`]: from the boot's newest correlation at ingest,
-//!   and readings that arrived before their boot's first correlation are filled in when it
-//!   arrives.
+//!   flagged [`TimeSource::Reconstructed`]. Queries return it by the boot's correlation
+//!   nearest in monotonic time (`correlations`); the stored column, which time-range
+//!   filters use, is from the boot's newest correlation at ingest (readings that arrived
+//!   before their boot's first correlation are filled in when it arrives).
 //! - Boots and sensor names are tracked in stream order; a batch received beyond a hole
 //!   (rare: the agent sends oldest first) uses the boot and names known at that moment.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aloft_protocol::{Quality, Quantity, Reading, Record, StoreEpoch, TimeSource};
@@ -301,7 +302,7 @@ impl Streams {
     ) -> Result<(), StorageError> {
         let conn = self.db.reader()?;
         let mut sql = String::from(
-            "SELECT s.epoch, r.seq, n.name, r.body, r.utc_ns, r.source \
+            "SELECT s.epoch, r.seq, n.name, r.body, r.utc_ns, r.source, r.boot \
              FROM streams s JOIN records r ON r.stream = s.id JOIN sensors n ON n.id = r.sensor \
              WHERE s.node = ?1 AND r.kind = 0",
         );
@@ -335,11 +336,33 @@ impl Streams {
             named.push(("?5", u));
         }
         named.push(("?6", &limit));
+        let mut corr_stmt =
+            conn.prepare("SELECT mono_ns, utc_ns FROM correlations WHERE boot = ?1")?;
+        let mut correlations: HashMap<i64, BTreeMap<i64, i64>> = HashMap::new();
         let mut rows = stmt.query(named.as_slice())?;
         while let Some(row) = rows.next()? {
             let Record::Reading(r) = postcard::from_bytes(row.get_ref(3)?.as_blob()?)? else {
                 continue;
             };
+            let source = source_of(row.get(5)?);
+            let mut utc_ns: Option<i64> = row.get(4)?;
+            if source == TimeSource::Reconstructed
+                && let Some(boot) = row.get::<_, Option<i64>>(6)?
+            {
+                // The nearest correlation of the reading's boot, as docs/protocol.md
+                // says; the stored UTC (from the newest one at ingest) serves the filters.
+                let points = match correlations.entry(boot) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        corr_stmt
+                            .query_map(params![boot], |row| Ok((row.get(0)?, row.get(1)?)))?
+                            .collect::<Result<BTreeMap<i64, i64>, _>>()?,
+                    ),
+                };
+                if let Some(utc) = nearest_utc(points, to_i64(r.time.mono_ns)) {
+                    utc_ns = Some(utc);
+                }
+            }
             let reading = ReadingRow {
                 epoch: epoch_of(row.get(0)?)?,
                 seq: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
@@ -347,8 +370,8 @@ impl Streams {
                 quantity: r.quantity,
                 value: r.value,
                 mono_ns: r.time.mono_ns,
-                utc_ns: row.get(4)?,
-                source: source_of(row.get(5)?),
+                utc_ns,
+                source,
                 quality: r.quality,
             };
             if !each(reading) {
@@ -585,10 +608,14 @@ fn ingest_in(
                     "UPDATE boots SET corr_mono_ns = ?2, corr_utc_ns = ?3 WHERE id = ?1",
                 )?
                 .execute(params![key, correlation.0, correlation.1])?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO correlations(boot, mono_ns, utc_ns) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![key, correlation.0, correlation.1])?;
                 if before.is_none() {
                     // Readings of this boot that came before its first correlation.
                     tx.prepare_cached(
-                        "UPDATE records SET utc_ns = ?2 + (mono_ns - ?3), source = 3 \
+                        "UPDATE records SET utc_ns = CAST(?2 + (mono_ns - ?3) AS INTEGER), source = 3 \
                          WHERE kind = 0 AND boot = ?1 AND utc_ns IS NULL",
                     )?
                     .execute(params![key, correlation.1, correlation.0])?;
@@ -610,6 +637,24 @@ fn ingest_in(
     }
     advance_watermark(tx, cursor, first, last)?;
     Ok(())
+}
+
+/// UTC of monotonic time `mono` by the correlation nearest to it.
+fn nearest_utc(points: &BTreeMap<i64, i64>, mono: i64) -> Option<i64> {
+    let before = points.range(..=mono).next_back();
+    let after = points.range(mono..).next();
+    let (c_mono, c_utc) = match (before, after) {
+        (Some(b), Some(a)) => {
+            if mono.saturating_sub(*b.0) <= a.0.saturating_sub(mono) {
+                b
+            } else {
+                a
+            }
+        }
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => return None,
+    };
+    Some(c_utc.saturating_add(mono.saturating_sub(*c_mono)))
 }
 
 fn reading_utc(r: &Reading, boot: Option<BootState>) -> (Option<i64>, TimeSource) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use aloft_hub::testing::{
     ClientError, HubProcess, InitTokens, NodeClient, api_get, client_config, hello,
 };
-use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
+use aloft_protocol::sync::batch::{BatchEncoding, PREFERRED_ENCODING, encode_batch};
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, LiveUpdate, MAX_MESSAGE_BYTES, RefusalCode, Uplink,
 };
@@ -168,11 +168,14 @@ async fn batches_with_holes_and_duplicates_are_stored_once_and_acked_by_watermar
         again.hello(hello("glider", EPOCH)).await.unwrap().watermark,
         Some(9)
     );
-    drop(again);
+    // SIGTERM with a session open: the hub closes it and exits 0.
     assert!(
         run.hub.stop().unwrap().success(),
         "SIGTERM stops the hub cleanly"
     );
+    assert!(matches!(again.recv().await, Err(ClientError::Closed)));
+    // `init` never overwrites a hub.
+    assert!(HubProcess::init(Path::new(BIN), &run.data, "glider").is_err());
 
     // A restarted hub resumes from the same watermark.
     let hub = HubProcess::start(Path::new(BIN), &run.data).unwrap();
@@ -255,6 +258,15 @@ async fn bad_input_is_refused_with_its_code_and_nothing_is_stored_while_another_
     // Declares more records than the cap: what a batch inflating past the cap looks like
     // to the plain codec.
     let too_many = postcard::to_allocvec(&(1_000_000u32,)).unwrap();
+    let too_many = Uplink::Batch(Batch {
+        epoch: EPOCH,
+        first: 0,
+        last: 0,
+        // Plain postcard, whatever the preferred encoding: the cap is the decoder's.
+        encoding: BatchEncoding::Postcard,
+        payload: too_many,
+    })
+    .encode();
 
     enum Input {
         First(Vec<u8>),
@@ -295,7 +307,7 @@ async fn bad_input_is_refused_with_its_code_and_nothing_is_stored_while_another_
         ),
         (
             "batch inflating past the cap",
-            Input::AfterHello(batch_message(EPOCH, 0, 0, too_many)),
+            Input::AfterHello(too_many),
             RefusalCode::TooLarge,
         ),
         (
@@ -502,6 +514,15 @@ async fn the_api_returns_readings_with_utc_reconstructed_from_their_boots_correl
             agent_version: "test".into(),
         }),
         reading(1, 40, 18_800.0),
+        // A later correlation of the first boot, 7 ns of drift on: the reading at 30 s is
+        // nearer to it than to the one at 20 s.
+        Record::TimeCorrelation(TimeCorrelation {
+            boot_id: boot,
+            mono_ns: 35_000_000_000,
+            utc_ns: t0 + 15_000_000_000 + 7,
+            source: TimeSource::Gnss,
+            uncertainty_ns: None,
+        }),
     ];
     let entries: Vec<_> = records
         .into_iter()
@@ -529,7 +550,11 @@ async fn the_api_returns_readings_with_utc_reconstructed_from_their_boots_correl
     let utc: Vec<_> = lines.iter().map(|l| l["utc_ns"].as_i64()).collect();
     assert_eq!(
         utc,
-        vec![Some(t0 - 10_000_000_000), Some(t0 + 10_000_000_000), None]
+        vec![
+            Some(t0 - 10_000_000_000),
+            Some(t0 + 10_000_000_000 + 7),
+            None
+        ]
     );
     assert_eq!(lines[0]["time_source"], "reconstructed");
     assert_eq!(lines[1]["time_source"], "reconstructed");

@@ -50,7 +50,7 @@ fn latest_json(latest: &LatestValue, now: i64) -> Value {
         "monoNs": r.time.mono_ns,
         "quality": r.quality.names().collect::<Vec<_>>(),
         "received": timestamp(Some(latest.received_utc_ns)),
-        "ageSeconds": r.time.utc_ns.map(|utc| (now - utc) as f64 / 1e9),
+        "ageSeconds": r.time.utc_ns.map(|utc| now.saturating_sub(utc) as f64 / 1e9),
     })
 }
 
