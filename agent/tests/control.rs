@@ -7,21 +7,23 @@
 //! from below by the interval the sensor samples at, which a slow machine only widens).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aloft_agent::clock::monotonic_ns;
+use aloft_agent::config::SensorKind;
 use aloft_agent::config::{self, AgentConfig};
 use aloft_agent::control::{self, ControlHandles, LogRing, UtcClock, commands::INTERRUPTED};
-use aloft_agent::sensor::LatestValues;
 use aloft_agent::sensor::simulation::{Simulation, SimulationTuning};
+use aloft_agent::sensor::{Device, DeviceError, LatestValues, PollOutcome};
 use aloft_agent::state::{self, StateFile};
-use aloft_agent::supervisor::{Supervisor, SupervisorHandle, SupervisorOptions};
+use aloft_agent::supervisor::{SensorSlot, Supervisor, SupervisorHandle, SupervisorOptions};
 use aloft_protocol::sync::{
     Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, Observed,
     Uplink,
 };
-use aloft_protocol::{Record, SensorId, SensorState};
+use aloft_protocol::{Record, SensorDescriptor, SensorId, SensorState};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
@@ -684,4 +686,176 @@ async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
     );
     session.close().await;
     node.shutdown().await;
+}
+
+/// A device whose every open after the first blocks until released (when `wedges`): a
+/// sensor wedged in its initialisation.
+struct Wedged {
+    release: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    wedges: bool,
+    opens: u32,
+}
+
+impl Device for Wedged {
+    fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
+        self.opens += 1;
+        if self.wedges && self.opens > 1 {
+            let (lock, released) = &*self.release;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Bounded, so a failing test cannot leave the thread behind for ever.
+            let _ = released.wait_timeout_while(guard, PATIENCE, |r| !*r);
+        }
+        Ok(SensorDescriptor::new("wedged"))
+    }
+
+    fn poll(
+        &mut self,
+        _out: &mut Vec<aloft_protocol::Reading>,
+    ) -> Result<PollOutcome, DeviceError> {
+        Ok(PollOutcome::Healthy)
+    }
+
+    fn close(&mut self) {}
+
+    fn interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(20))
+    }
+
+    fn silence_limit(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config::parse(&config_text(dir.path()), "control-test.toml").unwrap();
+    let now = Arc::new(AtomicI64::new(NOW_UTC_NS));
+    let release = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let slot = |id: u16, name: &str, wedges: bool| SensorSlot {
+        id: SensorId(id),
+        name: name.into(),
+        kind: SensorKind::Ms5611,
+        enabled: true,
+        device: Box::new(Wedged {
+            release: Arc::clone(&release),
+            wedges,
+            opens: 0,
+        }),
+        power: None,
+        simulated: true,
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let supervisor = Supervisor::start(
+        vec![slot(0, "wedged", true), slot(1, "other", false)],
+        SupervisorOptions::default(),
+        tx,
+        LatestValues::new(),
+    )
+    .await
+    .unwrap();
+    let state_path = dir.path().join("state.json");
+    let handles = ControlHandles::new(
+        supervisor.handle(),
+        Arc::new(StateFile::with_state(&state_path, Default::default())),
+        Arc::new(config),
+        log_ring(),
+    )
+    .with_utc_clock({
+        let now = Arc::clone(&now);
+        Arc::new(move || Some(now.load(Ordering::SeqCst)))
+    })
+    .with_command_patience(Duration::from_secs(2));
+    let (downlink, downlink_rx) = mpsc::channel(16);
+    let (uplink_tx, uplink) = mpsc::channel(16);
+    let mut session = Session {
+        downlink,
+        uplink,
+        task: control::start(handles, downlink_rx, uplink_tx),
+    };
+
+    session
+        .send(restart("c-stuck", "wedged", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    session
+        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .await;
+    session
+        .send(restart("c-late", "other", false, NOW_UTC_NS + HOUR_NS))
+        .await;
+    // The hub resends the waiting one (a reconnect): it is not acked before it starts, so
+    // a crash now would not lose it.
+    session
+        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .await;
+    // Messages are handled in order: the answer to this one says all above were taken.
+    session
+        .send(Downlink::FetchLogs {
+            request: 9,
+            sensor: Some("none".into()),
+            max_lines: 1,
+        })
+        .await;
+    assert_eq!(
+        session.next().await,
+        Uplink::CommandAck {
+            id: "c-stuck".into()
+        }
+    );
+    assert!(matches!(session.next().await, Uplink::Logs(b) if b.request == 9));
+    // Two hours pass while they wait: c-late expires in the queue.
+    now.store(NOW_UTC_NS + 2 * HOUR_NS, Ordering::SeqCst);
+    let stuck = match session.next().await {
+        Uplink::CommandResult { id, outcome } if id == "c-stuck" => outcome,
+        other => panic!("expected the result of c-stuck, got {other:?}"),
+    };
+    assert!(
+        matches!(&stuck, CommandOutcome::Failed { message } if message.contains("no answer within 2.0 s")),
+        "{stuck:?}"
+    );
+    // The queue goes on while the wedged sensor is still stuck: one ack, one result.
+    assert!(matches!(
+        session.ack_and_result("c-next").await,
+        CommandOutcome::Succeeded { .. }
+    ));
+    assert_eq!(
+        session.ack_and_result("c-late").await,
+        CommandOutcome::Expired,
+        "expiry is checked again when a waiting command's turn comes"
+    );
+    assert!(session.uplink.try_recv().is_err(), "nothing more");
+    let on_disk = state::load(&state_path).unwrap().unwrap();
+    assert_eq!(on_disk.applying_command, None);
+    assert!(on_disk.applied("c-stuck").is_some());
+    let health = |name: &str| {
+        supervisor
+            .health()
+            .into_iter()
+            .find(|h| h.name == name)
+            .unwrap()
+    };
+    assert_eq!(
+        health("wedged").state,
+        SensorState::Starting,
+        "still opening"
+    );
+
+    // Unwedged, the restart asked once completes; nothing asks it again.
+    let mut changes = supervisor.handle().changes();
+    {
+        let (lock, released) = &*release;
+        *lock.lock().unwrap() = true;
+        released.notify_all();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while health("wedged").state != SensorState::Running {
+        assert!(Instant::now() < deadline, "{:?}", health("wedged"));
+        let _ = timeout_at(deadline, changes.changed()).await;
+    }
+    assert_eq!(health("wedged").restarts, 1);
+    assert_eq!(health("other").restarts, 1);
+    session.close().await;
+    supervisor.shutdown().await;
+    drain.abort();
 }

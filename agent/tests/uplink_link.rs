@@ -60,6 +60,8 @@ enum Behaviour {
     Sync,
     /// Welcome, then neither read nor write nor close (a half-open link).
     SilentAfterWelcome,
+    /// Answer the hello with `Refused { Unavailable }` and close.
+    RefuseHello,
 }
 
 /// What the peer saw.
@@ -78,6 +80,9 @@ struct Held {
 
 struct Peer {
     url: String,
+    /// Every wait on what the peer saw ends by then: a test that waits for something that
+    /// never comes fails instead of hanging on the live updates that keep coming.
+    until: Instant,
     seen: mpsc::UnboundedReceiver<Seen>,
     held: Arc<Mutex<Held>>,
 }
@@ -117,6 +122,7 @@ async fn start_peer(
     });
     Peer {
         url: format!("wss://127.0.0.1:{port}/v1/nodes/connect"),
+        until: Instant::now() + 2 * WAIT,
         seen,
         held,
     }
@@ -161,6 +167,15 @@ async fn serve(
                 epoch = Some(hello.epoch);
                 let watermark = lock(&held).watermark;
                 let _ = seen.send(Seen::Hello(index, hello.clone()));
+                if behaviour == Behaviour::RefuseHello {
+                    let refused = Downlink::Refused {
+                        code: aloft_protocol::sync::RefusalCode::Unavailable,
+                        message: "disk full".into(),
+                    };
+                    let _ = ws.send(Message::binary(refused.encode())).await;
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
                 let welcome = Downlink::Welcome(Welcome {
                     protocol_version: PROTOCOL_VERSION,
                     epoch: hello.epoch,
@@ -274,6 +289,10 @@ fn options(dir: &Path, url: &str, token: &str) -> UplinkOptions {
 }
 
 async fn next_seen(peer: &mut Peer) -> Seen {
+    assert!(
+        Instant::now() < peer.until,
+        "the peer did not see it in time"
+    );
     tokio::time::timeout(WAIT, peer.seen.recv())
         .await
         .expect("the peer saw something in time")
@@ -406,6 +425,12 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
     let agent = start_agent(options, outbox);
 
     assert!(matches!(next_seen(&mut peer).await, Seen::Hello(0, _)));
+    // A command ack written into the silent link is not lost with it.
+    agent
+        .control_up
+        .send(Uplink::CommandAck { id: "c-9".into() })
+        .await
+        .expect("control queue");
     // The second connection comes by itself once the deadline passed on the first.
     loop {
         if let Seen::Hello(1, hello) = next_seen(&mut peer).await {
@@ -413,6 +438,12 @@ async fn a_silent_peer_is_dropped_within_the_read_deadline_and_the_agent_reconne
                 hello.first_unacked, 0,
                 "nothing was acked on the silent link"
             );
+            break;
+        }
+    }
+    loop {
+        if let Seen::Message(n, Uplink::CommandAck { id }) = next_seen(&mut peer).await {
+            assert_eq!((n, id.as_str()), (1, "c-9"));
             break;
         }
     }
@@ -464,6 +495,39 @@ async fn the_backlog_drains_no_faster_than_the_upload_budget() {
         elapsed >= floor,
         "{sent} bytes in {elapsed:?}: faster than {RATE} B/s allows ({floor:?})"
     );
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_messages_wait_out_a_refused_session_and_go_after_the_next_welcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::RefuseHello],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    for id in ["c-1", "c-2"] {
+        agent
+            .control_up
+            .send(Uplink::CommandAck { id: id.into() })
+            .await
+            .expect("control queue");
+    }
+    let mut order = Vec::new();
+    while order.len() < 4 {
+        match next_seen(&mut peer).await {
+            Seen::Hello(n, _) => order.push(format!("hello {n}")),
+            Seen::Message(n, Uplink::CommandAck { id }) => order.push(format!("{id} on {n}")),
+            _ => {}
+        }
+    }
+    assert_eq!(order, ["hello 0", "hello 1", "c-1 on 1", "c-2 on 1"]);
+    assert_eq!(agent.metrics.uplink.reconnects(ReconnectReason::Refused), 1);
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }

@@ -149,7 +149,18 @@ fn summary(origin: &str, config: &AgentConfig) -> String {
     }
     match &config.hub {
         Some(hub) => {
-            let _ = writeln!(out, "hub {}", hub.url);
+            let d = |d| humantime_serde::re::humantime::format_duration(d);
+            let _ = writeln!(
+                out,
+                "hub {}: ping every {}, dead after {} of silence, reconnect within {}, \
+                 upload at most {} bytes/s, live every {}",
+                hub.url,
+                d(hub.keepalive),
+                d(hub.read_deadline),
+                d(hub.reconnect_max),
+                hub.upload_bytes_per_s,
+                d(hub.live_interval),
+            );
         }
         None => {
             let _ = writeln!(out, "no hub: the node keeps everything locally");

@@ -25,7 +25,7 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub struct Intake {
     /// Trusted UTC now, ns; `None` while the agent has none.
     pub now_utc_ns: Option<i64>,
-    /// A command with this id is queued or being applied in this run.
+    /// A command with this id is being applied in this run (recorded and acked).
     pub waiting: bool,
 }
 
@@ -38,7 +38,7 @@ pub enum Decision {
     Malformed(String),
     /// Seen before and finished: ack it and send this outcome again, without acting.
     Repeat(RecordedOutcome),
-    /// Queued or being applied now: ack it; its result follows when it ends.
+    /// Being applied now: ack it again; its result follows when it ends.
     AlreadyUnderWay,
     /// Past its expiry: record and report it `Expired`, do not apply it.
     Expired,
@@ -69,15 +69,21 @@ pub fn decide(state: &AgentState, command: &Command, intake: Intake) -> Decision
     if intake.waiting || state.applying_command.as_deref() == Some(command.id.as_str()) {
         return Decision::AlreadyUnderWay;
     }
-    match intake.now_utc_ns {
-        Some(now) if now > command.expires_utc_ns => Decision::Expired,
-        Some(_) => Decision::Apply { utc_known: true },
-        // Without trusted UTC, only the last good UTC (a lower bound of now) can prove a
-        // command expired.
-        None => match state.last_good_utc_ns {
-            Some(bound) if bound > command.expires_utc_ns => Decision::Expired,
-            _ => Decision::Apply { utc_known: false },
-        },
+    if has_expired(state, command, intake.now_utc_ns) {
+        Decision::Expired
+    } else {
+        Decision::Apply {
+            utc_known: intake.now_utc_ns.is_some(),
+        }
+    }
+}
+
+/// Whether `command` is past its expiry by trusted UTC `now`; without it, by the last good
+/// UTC, a lower bound of now (so only a command surely expired counts as expired).
+pub fn has_expired(state: &AgentState, command: &Command, now_utc_ns: Option<i64>) -> bool {
+    match now_utc_ns.or(state.last_good_utc_ns) {
+        Some(now) => now > command.expires_utc_ns,
+        None => false,
     }
 }
 
@@ -232,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_queued_in_this_run_is_only_acked_again() {
+    fn a_command_being_applied_in_this_run_is_only_acked_again() {
         let intake = Intake {
             now_utc_ns: Some(NOW),
             waiting: true,
@@ -297,5 +303,83 @@ mod tests {
             Decision::Repeat(failed)
         );
         assert_eq!(close_interrupted(&mut state), None, "reported once");
+    }
+
+    /// Where a simulated agent dies while handling a delivery.
+    #[derive(Debug, Clone, Copy)]
+    enum Crash {
+        Never,
+        AfterApplyingRecorded,
+        AfterActing,
+    }
+
+    fn crash() -> impl proptest::strategy::Strategy<Value = Crash> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(Crash::Never),
+            proptest::strategy::Just(Crash::AfterApplyingRecorded),
+            proptest::strategy::Just(Crash::AfterActing),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Model of the control task over any sequence of deliveries (redeliveries
+        /// included), crashes and restarts: no command acts twice, and every answer the
+        /// hub gets for an id is the same one.
+        #[test]
+        fn any_deliveries_and_crashes_apply_each_command_at_most_once_with_one_answer(
+            deliveries in proptest::collection::vec((0u8..4, -1i64..2, crash()), 1..40)
+        ) {
+            use std::collections::HashMap;
+            let mut state = AgentState::default();
+            let mut acted: HashMap<String, u32> = HashMap::new();
+            let mut answers: HashMap<String, Vec<RecordedOutcome>> = HashMap::new();
+            let agent_restarts = |state: &mut AgentState, answers: &mut HashMap<String, Vec<RecordedOutcome>>| {
+                for (id, outcome) in recent_results(state, 8) {
+                    answers.entry(id).or_default().push(outcome);
+                }
+                if let Some((id, outcome)) = close_interrupted(state) {
+                    answers.entry(id).or_default().push(outcome);
+                }
+            };
+            for (n, expiry, crash) in deliveries {
+                let id = format!("c{n}");
+                let command = restart_cmd(&id, NOW + expiry * HOUR_NS_TEST);
+                match decide(&state, &command, at(Some(NOW))) {
+                    Decision::Repeat(o) => answers.entry(id).or_default().push(o),
+                    Decision::Expired => {
+                        state.record_outcome(id.clone(), RecordedOutcome::Expired);
+                        answers.entry(id).or_default().push(RecordedOutcome::Expired);
+                    }
+                    Decision::Apply { .. } => {
+                        state.applying_command = Some(id.clone());
+                        if let Crash::AfterApplyingRecorded = crash {
+                            agent_restarts(&mut state, &mut answers);
+                            continue;
+                        }
+                        *acted.entry(id.clone()).or_default() += 1;
+                        if let Crash::AfterActing = crash {
+                            agent_restarts(&mut state, &mut answers);
+                            continue;
+                        }
+                        let done = RecordedOutcome::Succeeded { message: "ok".into() };
+                        state.record_outcome(id.clone(), done.clone());
+                        answers.entry(id).or_default().push(done);
+                    }
+                    other => proptest::prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            for (id, count) in &acted {
+                proptest::prop_assert!(*count <= 1, "{} acted {} times", id, count);
+            }
+            for (id, said) in &answers {
+                proptest::prop_assert!(said.windows(2).all(|w| w[0] == w[1]), "{}: {:?}", id, said);
+            }
+        }
+    }
+
+    const HOUR_NS_TEST: i64 = 3_600_000_000_000;
+
+    fn restart_cmd(id: &str, expires_utc_ns: i64) -> Command {
+        restart(id, expires_utc_ns)
     }
 }

@@ -7,19 +7,21 @@
 //!
 //! Invariants: memory is bounded (at most `capacity` lines of at most [`MAX_LINE_BYTES`]
 //! each); an answer stays well under the protocol's message cap ([`MAX_BATCH_BYTES`]),
-//! dropping the oldest lines first; recording never blocks on anything but one short lock.
+//! dropping the oldest lines first; recording never blocks on anything but the ring's own
+//! short lock (never the timekeeper's, which logs under its own lock).
 
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aloft_protocol::sync::{LogBatch, LogLine, MAX_MESSAGE_BYTES};
+use aloft_protocol::{TimeSource, Timestamp};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
-use crate::clock::AgentClock;
+use crate::clock::{EARLIEST_PLAUSIBLE_UTC_NS, monotonic_ns};
 
 /// A line longer than this is cut (a runaway debug dump must not fill the ring's memory).
 pub const MAX_LINE_BYTES: usize = 512;
@@ -156,6 +158,24 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
+/// When a line was logged: monotonic time, and the system clock's UTC when it is plausible
+/// (later than this build), as [`crate::clock::AgentClock`] stamps without a timekeeper.
+/// Not the timekeeper's stamp: the timekeeper logs while holding its own lock, and
+/// stamping from inside its log line would take that lock again and hang the agent.
+fn log_time() -> Timestamp {
+    let mono_ns = monotonic_ns();
+    let utc_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok());
+    match utc_ns {
+        Some(utc) if utc >= EARLIEST_PLAUSIBLE_UTC_NS => {
+            Timestamp::with_utc(mono_ns, utc, TimeSource::SystemClock)
+        }
+        _ => Timestamp::monotonic(mono_ns),
+    }
+}
+
 impl<S: Subscriber> Layer<S> for LogRingLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
@@ -163,7 +183,7 @@ impl<S: Subscriber> Layer<S> for LogRingLayer {
         let mut message = fields.message;
         message.push_str(&fields.rest);
         let line = LogLine {
-            time: AgentClock::new().now(),
+            time: log_time(),
             level: event.metadata().level().as_str().to_string(),
             sensor: fields.sensor.map(|s| cut(s, 64)),
             message: cut(message, MAX_LINE_BYTES),

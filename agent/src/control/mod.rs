@@ -36,7 +36,9 @@
 //!   start the agent resends the newest [`RESENT_AT_START`] recorded outcomes (the hub
 //!   takes a result for a command it already closed as a repeat and ignores it).
 //! - Commands are applied one at a time, in arrival order (the state file has one
-//!   "applying" slot); desired state and log fetches are answered meanwhile.
+//!   "applying" slot); desired state and log fetches are answered meanwhile. A command is
+//!   acked when it starts, right after its durable "applying" record: one still waiting
+//!   is not acked, so the hub delivers it again if the agent dies before it starts.
 //! - Expiry: a command whose expiry has passed by the agent's trusted UTC is reported
 //!   `Expired` and not applied. When the agent has no trusted UTC (a board booted in 1970
 //!   before its first GPS fix), it compares with the last good UTC it persisted, a lower
@@ -60,6 +62,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aloft_protocol::sync::{Command, CommandOutcome, Downlink, Uplink};
 use tokio::sync::mpsc;
@@ -89,7 +92,16 @@ pub struct ControlHandles {
     pub logs: LogRing,
     /// Trusted UTC for command expiry (the daemon's clock by default).
     pub utc_now: UtcClock,
+    /// How long a command may take before it is reported failed
+    /// ([`DEFAULT_COMMAND_PATIENCE`] by default).
+    pub command_patience: Duration,
 }
+
+/// How long a command may take by default: far more than any restart (a u-blox
+/// re-initialises in a second or two, a power line stays off for seconds), so only a device
+/// wedged in its open reaches it. Commands apply one at a time: without a bound, one wedged
+/// sensor would hold back every later command, restarts of other sensors included.
+pub const DEFAULT_COMMAND_PATIENCE: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for ControlHandles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +128,7 @@ impl ControlHandles {
             config,
             logs,
             utc_now: Arc::new(|| AgentClock::new().now().utc_ns),
+            command_patience: DEFAULT_COMMAND_PATIENCE,
         }
     }
 
@@ -123,6 +136,12 @@ impl ControlHandles {
     /// none at all).
     pub fn with_utc_clock(mut self, utc_now: UtcClock) -> Self {
         self.utc_now = utc_now;
+        self
+    }
+
+    /// With another bound on how long a command may take.
+    pub fn with_command_patience(mut self, patience: Duration) -> Self {
+        self.command_patience = patience;
         self
     }
 }
@@ -149,6 +168,10 @@ pub fn log_ring(capacity: usize) -> (LogRingLayer, LogRing) {
 /// result's recording and its arrival at the hub (one applies at a time; a few may finish
 /// while the link is down), few enough to cost nothing.
 pub const RESENT_AT_START: usize = 8;
+
+/// Commands waiting behind the one being applied. They are acked only when they start, so
+/// one left out is delivered again by the hub; the bound keeps a flood from growing memory.
+pub const MAX_QUEUED_COMMANDS: usize = 64;
 
 type Applying = Pin<Box<dyn Future<Output = (String, RecordedOutcome)> + Send>>;
 
@@ -283,11 +306,14 @@ impl Controller {
         in_flight: Option<&str>,
         queue: &mut VecDeque<Command>,
     ) -> Result<(), UplinkClosed> {
-        let waiting =
-            in_flight == Some(command.id.as_str()) || queue.iter().any(|c| c.id == command.id);
+        if queue.iter().any(|c| c.id == command.id) {
+            // Waiting, not yet recorded: its ack comes when it starts. Acking it now would
+            // let a crash before then lose it (the hub stops delivering acked commands).
+            return Ok(());
+        }
         let intake = Intake {
             now_utc_ns: (self.handles.utc_now)(),
-            waiting,
+            waiting: in_flight == Some(command.id.as_str()),
         };
         let decision = commands::decide(&self.handles.state.snapshot(), &command, intake);
         match decision {
@@ -317,31 +343,17 @@ impl Controller {
                 .await
             }
             Decision::AlreadyUnderWay => self.send(Uplink::CommandAck { id: command.id }).await,
-            Decision::Expired => {
-                tracing::info!(command = %command.id, expires_utc_ns = command.expires_utc_ns, "Command arrived after its expiry; not applied.");
-                let id = command.id.clone();
-                let recorded = self
-                    .handles
-                    .state
-                    .update(|s| s.record_outcome(id, RecordedOutcome::Expired));
-                if let Err(e) = recorded {
-                    tracing::warn!(command = %command.id, error = %e, "Could not record the expired command.");
-                }
-                self.send(Uplink::CommandAck {
-                    id: command.id.clone(),
-                })
-                .await?;
-                self.send(Uplink::CommandResult {
-                    id: command.id,
-                    outcome: CommandOutcome::Expired,
-                })
-                .await
-            }
+            Decision::Expired => self.expire(command).await,
             Decision::Apply { utc_known } => {
                 if !utc_known {
                     tracing::warn!(command = %command.id, "No trusted UTC to check the command's expiry against; applying it (the hub checked it when it sent).");
                 }
-                queue.push_back(command);
+                if queue.len() >= MAX_QUEUED_COMMANDS {
+                    // Not acked, so the hub delivers it again after the next welcome.
+                    tracing::warn!(command = %command.id, queued = queue.len(), "Too many commands waiting; this one is left for the hub to resend.");
+                } else {
+                    queue.push_back(command);
+                }
                 Ok(())
             }
         }
@@ -351,6 +363,11 @@ impl Controller {
     /// ended at once (its record could not be made durable, so it is not applied).
     async fn begin(&self, command: Command) -> Result<Option<(String, Applying)>, UplinkClosed> {
         let id = command.id.clone();
+        // It may have expired while it waited behind a slow one.
+        let now = (self.handles.utc_now)();
+        if commands::has_expired(&self.handles.state.snapshot(), &command, now) {
+            return self.expire(command).await.map(|()| None);
+        }
         let recorded = self
             .handles
             .state
@@ -372,11 +389,43 @@ impl Controller {
         self.send(Uplink::CommandAck { id: id.clone() }).await?;
         tracing::info!(command = %id, action = ?command.action, "Applying command.");
         let supervisor = self.handles.supervisor.clone();
+        let patience = self.handles.command_patience;
         let future: Applying = Box::pin(async move {
-            let outcome = commands::act(&supervisor, &command).await;
+            let outcome = tokio::time::timeout(patience, commands::act(&supervisor, &command))
+                .await
+                .unwrap_or_else(|_| RecordedOutcome::Failed {
+                    // The sensor's thread may still finish the restart: it was asked once
+                    // and is never asked again for this command.
+                    message: format!(
+                        "no answer within {:.1} s; the sensor may still be restarting",
+                        patience.as_secs_f64()
+                    ),
+                });
             (command.id, outcome)
         });
         Ok(Some((id, future)))
+    }
+
+    /// Records and reports a command that arrived (or waited) past its expiry.
+    async fn expire(&self, command: Command) -> Result<(), UplinkClosed> {
+        tracing::info!(command = %command.id, expires_utc_ns = command.expires_utc_ns, "Command past its expiry; not applied.");
+        let id = command.id.clone();
+        let recorded = self
+            .handles
+            .state
+            .update(|s| s.record_outcome(id, RecordedOutcome::Expired));
+        if let Err(e) = recorded {
+            tracing::warn!(command = %command.id, error = %e, "Could not record the expired command.");
+        }
+        self.send(Uplink::CommandAck {
+            id: command.id.clone(),
+        })
+        .await?;
+        self.send(Uplink::CommandResult {
+            id: command.id,
+            outcome: CommandOutcome::Expired,
+        })
+        .await
     }
 
     /// Records a command's outcome and reports it.
