@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_agent;
 mod bench_control;
+mod bench_sync;
 mod cross;
 mod demo;
 mod deploy;
@@ -91,6 +92,8 @@ enum Bench {
     /// The ARM release binaries' sizes and the aarch64 agent's time to its first stored
     /// reading under qemu-user.
     Cross,
+    /// Hub and agent syncing a million-reading backlog over TLS: speed, bytes, 1 Mbit/s link.
+    Sync,
 }
 
 fn main() -> ExitCode {
@@ -227,6 +230,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Agent => bench_agent::bench(),
         Bench::Cross => cross::bench(),
         Bench::Control => bench_control::bench(),
+        Bench::Sync => bench_sync::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([

@@ -18,6 +18,10 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("gpsd-clients", "gpspipe, to read gpsd's decode"),
     ("gpsd-tools", "gpsfake, to feed a capture to gpsd"),
     ("python3-gps", "the Python module gpsfake runs on"),
+    (
+        "faketime",
+        "libfaketime, to boot the agent in 1970 in the sync tests",
+    ),
 ];
 
 fn installed(package: &str) -> bool {
