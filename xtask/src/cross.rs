@@ -389,13 +389,142 @@ pub fn test(arches: &[Arch], install: bool) -> Result<()> {
         if arch == Arch::Aarch64 {
             let agent = arch.release_dir().join(AGENT);
             timed("aarch64 agent on pseudo-terminals under qemu", || {
-                let mut flight = EmulatedFlight::start(arch, &agent)?;
+                let mut flight = EmulatedFlight::start(arch, &agent, None)?;
                 flight.until_serial_sensors_read()?;
                 flight.stop()
             })?;
+            timed(
+                "aarch64 agent under qemu syncing with the x86 hub, restarted by aloftctl",
+                || with_hub(arch, &agent),
+            )?;
         }
     }
     Ok(())
+}
+
+/// End to end across architectures: the emulated agent on the simulated flight syncs with
+/// the host's `aloft-hub` over loopback TLS, every sensor shows running through the host's
+/// `aloftctl`, and a restart issued with it reaches the emulated agent and succeeds.
+fn with_hub(arch: Arch, agent: &Path) -> Result<()> {
+    run(
+        "build the host's aloft-hub and aloftctl",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "aloft-hub",
+            "-p",
+            "aloftctl",
+            "--bins",
+        ]),
+    )?;
+    let bin = target_dir().join("debug");
+    let dir = std::env::temp_dir().join(format!(
+        "aloft-cross-hub-{}-{}",
+        arch.name(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let result = with_hub_in(arch, agent, &bin, &dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!(
+            "xtask: the hub's log and data are kept in {}",
+            dir.display()
+        );
+    }
+    result
+}
+
+fn with_hub_in(arch: Arch, agent: &Path, bin: &Path, dir: &Path) -> Result<()> {
+    const NODE: &str = "glider-sim";
+    let hub_dir = dir.join("hub");
+    let admin = dir.join("admin.token");
+    let node = dir.join("node.token");
+    run(
+        "aloft-hub init",
+        Command::new(bin.join("aloft-hub"))
+            .args(["init", "--data"])
+            .arg(&hub_dir)
+            .args(["--node", NODE, "--admin-token-file"])
+            .arg(&admin)
+            .arg("--node-token-file")
+            .arg(&node)
+            .stdout(Stdio::null())
+            .stderr(crate::demo::log_file(dir, "hub-init.log")?),
+    )?;
+    let (hub, address) = crate::demo::start_hub(bin, &hub_dir, dir)?;
+    let ca = hub_dir.join("ca.pem");
+    let section = format!(
+        "\n[hub]\nurl = \"wss://{address}/v1/nodes/connect\"\ntoken_file = {node:?}\nca_file = {ca:?}\n"
+    );
+    let mut flight = EmulatedFlight::start(arch, agent, Some(&section))?;
+    let token = std::fs::read_to_string(&admin)?.trim().to_owned();
+    let aloftctl = |args: &[&str]| -> Result<std::process::Output> {
+        Command::new(bin.join("aloftctl"))
+            .args(args)
+            .env("ALOFT_CONFIG", dir.join("aloftctl.yaml"))
+            .env("ALOFT_HUB", format!("https://{address}"))
+            .env("ALOFT_TOKEN", &token)
+            .env("ALOFT_CA", &ca)
+            .env_remove("ALOFT_CONTEXT")
+            .output()
+            .context("could not start aloftctl")
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = aloftctl(&["get", "sensors", "--node", NODE, "-o", "json"])?;
+        if out.status.success() && crate::demo::all_running(&String::from_utf8_lossy(&out.stdout)) {
+            break;
+        }
+        if let Some(status) = flight.child.try_wait()? {
+            bail!(
+                "the emulated agent exited ({status}); its log:\n{}",
+                flight.log()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the emulated agent's sensors were not all running at the hub within {PATIENCE:?}; \
+                 aloftctl said: {}{}\nthe agent's log:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                flight.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = aloftctl(&[
+        "restart",
+        "sensor",
+        "cosmic-ray",
+        "--node",
+        NODE,
+        "--wait",
+        "--timeout",
+        "60s",
+    ])?;
+    if !out.status.success() {
+        bail!(
+            "aloftctl restart did not succeed ({}): {}{}\nthe agent's log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            flight.log()
+        );
+    }
+    eprintln!(
+        "xtask: {}",
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+    );
+    flight.stop()?;
+    hub.stop(PATIENCE)
 }
 
 fn timed<T>(step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -497,7 +626,7 @@ struct EmulatedFlight {
 }
 
 impl EmulatedFlight {
-    fn start(arch: Arch, agent: &Path) -> Result<Self> {
+    fn start(arch: Arch, agent: &Path, hub: Option<&str>) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "aloft-cross-{}-{}",
             arch.name(),
@@ -529,6 +658,9 @@ impl EmulatedFlight {
                 );
             }
             config = config.replace(from, to);
+        }
+        if let Some(hub) = hub {
+            config.push_str(hub);
         }
         let path = dir.join("agent.toml");
         std::fs::write(&path, config)?;
@@ -674,7 +806,7 @@ pub fn bench() -> Result<()> {
         sizes.push((arch, std::fs::metadata(&agent)?.len()));
     }
     let agent = Arch::Aarch64.release_dir().join(AGENT);
-    let mut flight = EmulatedFlight::start(Arch::Aarch64, &agent)?;
+    let mut flight = EmulatedFlight::start(Arch::Aarch64, &agent, None)?;
     let first = flight.first_reading()?;
     flight.stop()?;
     for (arch, bytes) in sizes {

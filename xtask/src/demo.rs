@@ -38,15 +38,15 @@ extern "C" fn on_interrupt(_: nix::libc::c_int) {
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Running {
-    name: &'static str,
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
 }
 
 impl Running {
     /// Asks the process to stop with SIGTERM and waits for it; an error if it does not
     /// exit cleanly within `within`.
-    fn stop(mut self, within: Duration) -> Result<()> {
+    pub(crate) fn stop(mut self, within: Duration) -> Result<()> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + within;
@@ -270,13 +270,13 @@ pub fn demo(smoke: bool) -> Result<()> {
     hub.stop(Duration::from_secs(20))
 }
 
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+pub(crate) fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     let path = dir.join(name);
     std::fs::File::create(&path).with_context(|| format!("could not create {}", path.display()))
 }
 
 /// Starts the hub on a free loopback port; returns it and the address it reports.
-fn start_hub(bin: &Path, hub_dir: &Path, dir: &Path) -> Result<(Running, String)> {
+pub(crate) fn start_hub(bin: &Path, hub_dir: &Path, dir: &Path) -> Result<(Running, String)> {
     let mut child = Command::new(bin.join("aloft-hub"))
         .args(["run", "--data"])
         .arg(hub_dir)
@@ -376,7 +376,7 @@ fn wait_until_live(demo: &Demo, processes: &mut [Running]) -> Result<()> {
 
 /// Whether `get sensors -o json` (a kubectl-style `List`) lists the six sensors of the
 /// simulated flight, all running.
-fn all_running(json: &str) -> bool {
+pub(crate) fn all_running(json: &str) -> bool {
     let Ok(list) = serde_json::from_str::<serde_json::Value>(json) else {
         return false;
     };
