@@ -66,7 +66,7 @@ static_pressure_from = "static"
 outside_air_from = "outside-air"
 
 [hub]
-url = "wss://hub.example.org:8443/v1/nodes"
+url = "wss://hub.example.org:8443/v1/nodes/connect"
 token_file = "/etc/aloft/token"
 "#;
 
@@ -421,13 +421,13 @@ fn hub_url_must_be_a_websocket_url() {
         "wss:///v1/nodes",
     ] {
         let text = edited(
-            "url = \"wss://hub.example.org:8443/v1/nodes\"",
+            "url = \"wss://hub.example.org:8443/v1/nodes/connect\"",
             &format!("url = \"{bad}\""),
         );
         only_problem(&text, "hub.url", line_of(&text, "url = "));
     }
     let text = edited(
-        "url = \"wss://hub.example.org:8443/v1/nodes\"",
+        "url = \"wss://hub.example.org:8443/v1/nodes/connect\"",
         "url = \"ws://127.0.0.1:8080/v1/nodes\"",
     );
     config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -530,7 +530,7 @@ test.toml:8:1: store.flush_interval: 2m is more than a minute: a power cut would
 test.toml:15:1: sensor[0].baud: a ublox does not speak 4800000 baud; use one of 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600 (or leave it out for 115200)
 test.toml:21:1: sensor[1].interval: 1s is shorter than an scd41 can do (5s at least: its periodic mode measures once every 5 s); write 5s or more
 test.toml:22:1: sensor[1].ambient_pressure_from: no sensor is called "static"; name one of the [[sensor]] tables
-test.toml:25:1: hub.url: "https://hub.example.org" is not a WebSocket URL; write a ws:// or wss:// URL, such as "wss://hub.example.org:8443/v1/nodes""#;
+test.toml:25:1: hub.url: "https://hub.example.org" is not a WebSocket URL; write a ws:// or wss:// URL, such as "wss://hub.example.org:8443/v1/nodes/connect""#;
     assert_eq!(errors.to_string(), expected);
 }
 

@@ -505,7 +505,7 @@ fn hub(rules: &mut Rules<'_>, hub: &HubConfig) {
         None => rules.report(
             "hub.url",
             format!("\"{url}\" is not a WebSocket URL"),
-            "write a ws:// or wss:// URL, such as \"wss://hub.example.org:8443/v1/nodes\"",
+            "write a ws:// or wss:// URL, such as \"wss://hub.example.org:8443/v1/nodes/connect\"",
         ),
         Some(rest) => {
             let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -514,7 +514,7 @@ fn hub(rules: &mut Rules<'_>, hub: &HubConfig) {
                 rules.report(
                     "hub.url",
                     format!("\"{url}\" names no host"),
-                    "write the hub's host after the scheme, such as \"wss://hub.example.org:8443/v1/nodes\"",
+                    "write the hub's host after the scheme, such as \"wss://hub.example.org:8443/v1/nodes/connect\"",
                 );
             }
         }
