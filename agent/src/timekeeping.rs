@@ -32,6 +32,11 @@ use aloft_protocol::{Boot, BootId, TimeCorrelation, TimeSource, Timestamp};
 use crate::clock::EARLIEST_PLAUSIBLE_UTC_NS;
 
 const NS_PER_S: u64 = 1_000_000_000;
+/// GNSS time further than this after the build floor is not believed: a two-digit NMEA
+/// year read in the wrong century (a receiver or simulator saying `70` for 1970) would
+/// otherwise become the persisted last good time, and every certificate would look
+/// expired at every later start. 30 years outlives any board this build runs on.
+const GNSS_CEILING_AFTER_FLOOR_NS: i64 = 30 * 366 * 86_400 * NS_PER_S as i64;
 
 /// Problems of the timekeeper.
 #[derive(Debug, thiserror::Error)]
@@ -442,7 +447,8 @@ impl<C: Clocks> Timekeeper<C> {
     /// latency, 50-500 ms over NMEA: say so in `uncertainty_ns` when it is known). Returns a correlation to append the first time,
     /// then every `correlation_interval_ns` or when the fix departs from the latest
     /// correlation by more than `drift_threshold_ns`. A UTC below the build floor (a
-    /// receiver without almanac, a week-number rollover) is ignored.
+    /// receiver without almanac, a week-number rollover) is ignored, and so is one decades
+    /// after it (a two-digit year read in the wrong century).
     pub fn gnss_time(
         &self,
         utc_ns: i64,
@@ -452,6 +458,10 @@ impl<C: Clocks> Timekeeper<C> {
         let mut state = self.lock();
         if utc_ns < self.policy.build_floor_utc_ns {
             tracing::debug!(utc_ns, "GNSS time before the build floor ignored.");
+            return None;
+        }
+        if utc_ns - self.policy.build_floor_utc_ns > GNSS_CEILING_AFTER_FLOOR_NS {
+            tracing::warn!(utc_ns, "GNSS time decades after this build ignored.");
             return None;
         }
         let due = match state.gnss {
@@ -679,6 +689,19 @@ mod tests {
         let (tk, _) = keeper(&clocks);
         assert_eq!(tk.gnss_time(315_964_800 * SEC as i64, SEC, None), None);
         assert_eq!(tk.stamp().source, TimeSource::Monotonic);
+    }
+
+    #[test]
+    fn gnss_time_decades_after_the_build_is_ignored_and_never_persisted() {
+        let clocks = Arc::new(ManualClocks::new(SEC, Some(0), SyncStatus::Unsynchronised));
+        let (tk, _) = keeper(&clocks);
+        // 2070-01-01: an NMEA year `70` read in the 21st century.
+        let year_2070 = 3_155_760_000 * SEC as i64;
+        assert_eq!(tk.gnss_time(year_2070, SEC, None), None);
+        assert_eq!(tk.stamp().source, TimeSource::Monotonic);
+        assert_eq!(tk.persist_due(), None);
+        // A plausible time still goes through.
+        assert!(tk.gnss_time(T2026, 2 * SEC, None).is_some());
     }
 
     #[test]
