@@ -8,6 +8,7 @@ use aloft_agent::replay::{self, CaptureKind};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -89,14 +90,16 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("warn"));
     // The log ring keeps the newest lines for the hub's `aloftctl logs` (FetchLogs).
     let (ring_layer, logs) = aloft_agent::control::log_ring(aloft_agent::run::LOG_LINES);
+    // The ring keeps INFO and above whatever stderr shows: an operator fetching lines
+    // from the ground wants the agent's story, not only its warnings.
     tracing_subscriber::registry()
-        .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
         )
-        .with(ring_layer)
+        .with(ring_layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .init();
 
     let result = match cli.command {

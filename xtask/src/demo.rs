@@ -158,8 +158,16 @@ pub fn demo(smoke: bool) -> Result<()> {
             nix::sys::signal::SaFlags::empty(),
             nix::sys::signal::SigSet::empty(),
         );
-        nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGINT, &action)
-            .context("could not handle Ctrl-C")?;
+        // Ctrl-C, and a stop from a supervisor or a terminal closing: the children are
+        // stopped in order either way, never left running.
+        for signal in [
+            nix::sys::signal::Signal::SIGINT,
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGHUP,
+        ] {
+            nix::sys::signal::sigaction(signal, &action)
+                .with_context(|| format!("could not handle {signal}"))?;
+        }
     }
 
     let hub_dir = dir.join("hub");
@@ -230,6 +238,11 @@ pub fn demo(smoke: bool) -> Result<()> {
     let [hub, agent] = processes;
     if smoke {
         demo.show(&["get", "commands"])?;
+        // The agent's own account of the restart, fetched from the node on demand.
+        let logs = demo.ctl(&["logs", "sensor", RESTARTED, "--node", NODE])?;
+        if !logs.contains("restart") {
+            bail!("aloftctl logs showed no line of the restart: {logs:?}");
+        }
         agent.stop(Duration::from_secs(20))?;
         hub.stop(Duration::from_secs(20))?;
         println!("demo smoke run: hub and agent stopped cleanly");
