@@ -441,21 +441,11 @@ fn with_hub(arch: Arch, agent: &Path) -> Result<()> {
 
 fn with_hub_in(arch: Arch, agent: &Path, bin: &Path, dir: &Path) -> Result<()> {
     const NODE: &str = "glider-sim";
-    let hub_dir = dir.join("hub");
-    let admin = dir.join("admin.token");
-    let node = dir.join("node.token");
-    run(
-        "aloft-hub init",
-        Command::new(bin.join("aloft-hub"))
-            .args(["init", "--data"])
-            .arg(&hub_dir)
-            .args(["--node", NODE, "--admin-token-file"])
-            .arg(&admin)
-            .arg("--node-token-file")
-            .arg(&node)
-            .stdout(Stdio::null())
-            .stderr(crate::demo::log_file(dir, "hub-init.log")?),
-    )?;
+    let crate::demo::HubFiles {
+        data: hub_dir,
+        admin_token: admin,
+        node_token: node,
+    } = crate::demo::init_hub(bin, dir, NODE)?;
     let (hub, address) = crate::demo::start_hub(bin, &hub_dir, dir)?;
     let ca = hub_dir.join("ca.pem");
     let section = format!(

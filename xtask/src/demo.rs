@@ -170,21 +170,11 @@ pub fn demo(smoke: bool) -> Result<()> {
         }
     }
 
-    let hub_dir = dir.join("hub");
-    let admin_file = dir.join("admin.token");
-    let node_file = dir.join("node.token");
-    run(
-        "aloft-hub init",
-        Command::new(bin.join("aloft-hub"))
-            .args(["init", "--data"])
-            .arg(&hub_dir)
-            .args(["--node", NODE, "--admin-token-file"])
-            .arg(&admin_file)
-            .arg("--node-token-file")
-            .arg(&node_file)
-            .stdout(Stdio::null())
-            .stderr(log_file(&dir, "hub-init.log")?),
-    )?;
+    let HubFiles {
+        data: hub_dir,
+        admin_token: admin_file,
+        node_token: node_file,
+    } = init_hub(&bin, &dir, NODE)?;
     let (hub, address) = start_hub(&bin, &hub_dir, &dir)?;
     let demo = Demo { bin, dir };
     let ca = hub_dir.join("ca.pem");
@@ -281,6 +271,39 @@ pub fn demo(smoke: bool) -> Result<()> {
     let [hub, agent] = processes;
     agent.stop(Duration::from_secs(20))?;
     hub.stop(Duration::from_secs(20))
+}
+
+/// What `aloft-hub init` made under a directory.
+pub(crate) struct HubFiles {
+    /// The hub's data directory (its CA is `ca.pem` there).
+    pub(crate) data: PathBuf,
+    /// File holding the admin token.
+    pub(crate) admin_token: PathBuf,
+    /// File holding the node's token.
+    pub(crate) node_token: PathBuf,
+}
+
+/// Makes a hub under `dir` (data in `dir/hub`, tokens in files beside it) with one node,
+/// its log in `dir/hub-init.log`.
+pub(crate) fn init_hub(bin: &Path, dir: &Path, node: &str) -> Result<HubFiles> {
+    let files = HubFiles {
+        data: dir.join("hub"),
+        admin_token: dir.join("admin.token"),
+        node_token: dir.join("node.token"),
+    };
+    run(
+        "aloft-hub init",
+        Command::new(bin.join("aloft-hub"))
+            .args(["init", "--data"])
+            .arg(&files.data)
+            .args(["--node", node, "--admin-token-file"])
+            .arg(&files.admin_token)
+            .arg("--node-token-file")
+            .arg(&files.node_token)
+            .stdout(Stdio::null())
+            .stderr(log_file(dir, "hub-init.log")?),
+    )?;
+    Ok(files)
 }
 
 pub(crate) fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
