@@ -107,14 +107,6 @@ impl ListQuery {
     }
 }
 
-fn key(command: &Value) -> String {
-    command
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn fingerprint(command: &Value) -> String {
     command
         .pointer("/metadata/resourceVersion")
@@ -160,7 +152,7 @@ pub async fn list(
         query.watching(),
         Watched {
             read: Box::new(read),
-            key,
+            key: http::name_key,
             fingerprint,
             until: None,
             poll: None,
@@ -198,7 +190,7 @@ pub async fn get(
         watch,
         Watched {
             read: Box::new(read),
-            key,
+            key: http::name_key,
             fingerprint,
             until: Some(is_final),
             poll: None,

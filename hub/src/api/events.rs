@@ -38,14 +38,6 @@ impl ListQuery {
     }
 }
 
-fn key(event: &Value) -> String {
-    event
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// `GET /api/v1/events` (viewer).
 pub async fn list(
     caller: Caller,
@@ -76,9 +68,9 @@ pub async fn list(
         query.watching(),
         Watched {
             read: Box::new(read),
-            key,
+            key: http::name_key,
             // Events never change: only new ones are news.
-            fingerprint: key,
+            fingerprint: http::name_key,
             until: None,
             poll: None,
             deletions: false,

@@ -69,14 +69,6 @@ fn read(
     Ok(out)
 }
 
-fn key(sensor: &Value) -> String {
-    sensor
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn answer(
     control: Control,
     state: &ApiState,
@@ -103,7 +95,7 @@ fn answer(
         watch,
         Watched {
             read: Box::new(move || read(&reader, node.as_deref(), sensor.as_deref())),
-            key,
+            key: http::uid_key,
             fingerprint: resources::sensor_fingerprint,
             until: None,
             poll: Some(http::SENSOR_POLL),

@@ -196,6 +196,25 @@ impl std::fmt::Debug for Watched {
     }
 }
 
+/// A resource's `metadata.name`: the key a watch tells its objects apart by.
+pub fn name_key(resource: &Value) -> String {
+    metadata_str(resource, "name")
+}
+
+/// A resource's `metadata.uid`, for resources whose names repeat across nodes.
+pub fn uid_key(resource: &Value) -> String {
+    metadata_str(resource, "uid")
+}
+
+fn metadata_str(resource: &Value, field: &str) -> String {
+    resource
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Streams a watch as NDJSON.
 pub fn stream(
     control: &Control,
