@@ -28,7 +28,11 @@ pub fn switches_by_thread(pid: Option<u32>) -> io::Result<Vec<(u32, u64)>> {
     let mut threads = Vec::new();
     for entry in fs::read_dir(tasks)? {
         let entry = entry?;
-        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
             continue;
         };
         let status = match fs::read_to_string(entry.path().join("status")) {
