@@ -1,12 +1,14 @@
 //! I2C buses: opening a Linux i2c-dev adapter (with bounded retries), and in [`sim`] the
 //! pieces the register-level simulators share (a simulated clock with its `DelayNs`, bus
-//! faults, the inversion of a compensation).
+//! faults, the inversion of a compensation). [`open_bus`] also reaches simulated devices
+//! served by another process over a [`bridge`] socket.
 //!
 //! Invariants: opening never panics and never retries forever; every failure names the
 //! path it was about. Retries sleep only through the [`Sleeper`] seam, so tests run
 //! without sleeping. The real bus cannot be exercised on the build machines (no
 //! i2c-stub module), so only its open and retry paths are tested here.
 
+pub mod bridge;
 pub mod sim;
 
 use std::io;
@@ -78,6 +80,78 @@ pub fn open(path: impl AsRef<Path>) -> Result<I2cdev, OpenError> {
         path: path.to_path_buf(),
         source: io::Error::from(e),
     })
+}
+
+/// A bus the agent reads sensors on: a Linux i2c-dev adapter, or the [`bridge`] to
+/// simulated devices in another process.
+pub enum Bus {
+    /// An i2c-dev adapter (`/dev/i2c-1`).
+    Adapter(I2cdev),
+    /// A Unix socket served by [`bridge::I2cBridge`].
+    Bridge(bridge::BridgeBus),
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bus::Adapter(_) => f.write_str("Bus::Adapter"),
+            Bus::Bridge(bus) => f.debug_tuple("Bus::Bridge").field(bus).finish(),
+        }
+    }
+}
+
+/// An error of either kind of [`Bus`].
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// From the i2c-dev adapter.
+    #[error(transparent)]
+    Adapter(#[from] linux_embedded_hal::I2CError),
+    /// From the bridge.
+    #[error(transparent)]
+    Bridge(#[from] bridge::BridgeError),
+}
+
+impl embedded_hal::i2c::Error for BusError {
+    fn kind(&self) -> embedded_hal::i2c::ErrorKind {
+        match self {
+            BusError::Adapter(e) => e.kind(),
+            BusError::Bridge(e) => e.kind(),
+        }
+    }
+}
+
+impl embedded_hal::i2c::ErrorType for Bus {
+    type Error = BusError;
+}
+
+impl embedded_hal::i2c::I2c for Bus {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [embedded_hal::i2c::Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        match self {
+            Bus::Adapter(bus) => Ok(bus.transaction(address, operations)?),
+            Bus::Bridge(bus) => Ok(bus.transaction(address, operations)?),
+        }
+    }
+}
+
+/// Opens the bus at `path`: a Unix socket is a [`bridge`] to simulated devices, anything
+/// else is opened as an i2c-dev adapter with [`open`].
+pub fn open_bus(path: impl AsRef<Path>) -> Result<Bus, OpenError> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = path.as_ref();
+    let is_socket = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket {
+        return bridge::BridgeBus::connect(path)
+            .map(Bus::Bridge)
+            .map_err(|source| OpenError {
+                path: path.to_path_buf(),
+                source,
+            });
+    }
+    open(path).map(Bus::Adapter)
 }
 
 /// How [`open_with_retry`] retries: a bounded number of attempts with exponential backoff.
