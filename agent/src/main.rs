@@ -45,6 +45,17 @@ enum Command {
         #[arg(long)]
         store: Option<PathBuf>,
     },
+    /// Host the simulated flight's devices of a config with [simulation] for an agent in
+    /// another process (serial ones on pseudo-terminals, I2C ones on bridge sockets), and
+    /// write DIR/agent.toml, the config that agent runs. Runs until SIGTERM or Ctrl-C.
+    Simulate {
+        /// The config with the [simulation] table (`deploy/examples/sim.toml`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the devices and DIR/agent.toml go.
+        #[arg(long, value_name = "DIR")]
+        devices: PathBuf,
+    },
     /// Look at the local store.
     Store {
         #[command(subcommand)]
@@ -105,6 +116,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay { kind, file } => replay_file(kind, &file),
         Command::Run { config, store } => run(&config, store, logs),
+        Command::Simulate { config, devices } => simulate(&config, &devices),
         Command::Store {
             command: StoreCommand::Dump { store, from, limit },
         } => {
@@ -154,6 +166,22 @@ fn run(
         logs,
         shutdown_signal(),
     ))?;
+    Ok(())
+}
+
+fn simulate(config_file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
+    let config = aloft_agent::config::load(config_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hosted = aloft_agent::sensor::hosted::HostedDevices::start(&config, config_file, dir)?;
+    // One line on stdout, for people and for scripts waiting for the devices.
+    println!(
+        "aloft-agent: devices ready; run: aloft-agent run --config {}",
+        hosted.agent_config().display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(shutdown_signal());
+    hosted.stop();
     Ok(())
 }
 

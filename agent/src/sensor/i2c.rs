@@ -342,7 +342,8 @@ where
     }
 }
 
-/// The adapter of an I2C sensor on a Linux i2c-dev bus.
+/// The adapter of an I2C sensor on a Linux i2c-dev bus (or, when the bus path is a Unix
+/// socket, on the bridge to simulated devices in another process).
 pub fn linux_device(
     id: SensorId,
     config: &SensorConfig,
@@ -357,9 +358,9 @@ pub fn linux_device(
         .or(default_address(config.kind))
         .ok_or_else(|| DeviceError::Config(format!("sensor {} needs an address", config.name)))?;
     let interval = config.interval.unwrap_or(default_interval(config.kind));
-    let open_bus: BusOpener<linux_embedded_hal::I2cdev, linux_embedded_hal::Delay> =
+    let open_bus: BusOpener<aloft_sensors::i2c::Bus, linux_embedded_hal::Delay> =
         Box::new(move || {
-            let dev = aloft_sensors::i2c::open(&bus).map_err(|e| DeviceError::open(&bus, e))?;
+            let dev = aloft_sensors::i2c::open_bus(&bus).map_err(|e| DeviceError::open(&bus, e))?;
             Ok((dev, linux_embedded_hal::Delay))
         });
     Ok(Box::new(I2cDevice::new(

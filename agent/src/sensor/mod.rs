@@ -19,6 +19,7 @@
 
 pub mod capture;
 pub mod cosmicwatch;
+pub mod hosted;
 pub mod i2c;
 pub mod latest;
 pub mod nmea;

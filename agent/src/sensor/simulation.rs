@@ -146,7 +146,34 @@ impl SimulatedI2c {
         }
     }
 
-    fn apply(&self, state: &FlightState) {
+    /// Moves the device's own time forward (conversions complete, periodic measurements
+    /// come due): the hosted devices follow real time.
+    pub(crate) fn advance(&self, by: Duration) {
+        let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        match self {
+            SimulatedI2c::Bme280(s) => s.clock().advance_ns(ns),
+            SimulatedI2c::Ms5611(s) => s.clock().advance_ns(ns),
+            SimulatedI2c::Scd41(s) => s.advance(by),
+            SimulatedI2c::Ms4525do(s) => s.advance(by),
+        }
+    }
+
+    /// One bus transaction with the model, as a driver would do it.
+    pub(crate) fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [embedded_hal::i2c::Operation<'_>],
+    ) -> Result<(), embedded_hal::i2c::ErrorKind> {
+        use embedded_hal::i2c::I2c;
+        match self {
+            SimulatedI2c::Bme280(s) => s.transaction(address, operations),
+            SimulatedI2c::Ms5611(s) => s.transaction(address, operations),
+            SimulatedI2c::Scd41(s) => s.transaction(address, operations),
+            SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
+        }
+    }
+
+    pub(crate) fn apply(&self, state: &FlightState) {
         match self {
             SimulatedI2c::Bme280(s) => s.apply(state),
             SimulatedI2c::Ms5611(s) => s.apply(state),
@@ -289,65 +316,44 @@ impl Simulation {
         scenario: &Arc<Scenario>,
         tuning: SimulationTuning,
     ) -> Result<Box<dyn Device>, SimulationError> {
-        let port_error = |source| SimulationError::Port {
-            sensor: sensor.name.clone(),
-            source,
-        };
-        let (port, device): (SimulatedPort, Box<dyn Device>) = match sensor.kind {
+        let spawned = spawn_port(sensor, seed, options, scenario, tuning)?;
+        let device: Box<dyn Device> = match sensor.kind {
             SensorKind::Ublox => {
-                let outputs = Outputs {
-                    nav_pvt: tuning.ublox.nav_pvt,
-                    ..Outputs::ALL
-                };
-                let receiver = SharedUblox(Arc::new(Mutex::new(UbloxSim::new(
-                    UbloxSimConfig::default()
-                        .with_seed(seed)
-                        .with_outputs(outputs),
-                ))));
-                let baud = receiver.baud();
-                self.ublox.insert(sensor.name.clone(), receiver.clone());
-                let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
-                    .map_err(port_error)?;
-                let device = UbloxDevice::new(id, link, baud, tuning.ublox);
+                let device = UbloxDevice::new(id, link, spawned.baud, tuning.ublox);
                 let kind = device.capture_kind();
-                let device = with_capture(device, sensor, kind, UbloxDevice::with_capture);
-                (port, Box::new(device))
+                Box::new(with_capture(
+                    device,
+                    sensor,
+                    kind,
+                    UbloxDevice::with_capture,
+                ))
             }
             SensorKind::Nmea => {
-                // A plain receiver: NMEA only, once a second, at 9600 baud.
-                let config = UbloxSimConfig::default()
-                    .with_seed(seed)
-                    .with_rate_hz(1.0)
-                    .with_baud(9600)
-                    .with_outputs(Outputs {
-                        nav_pvt: false,
-                        ..Outputs::ALL
-                    });
-                let receiver = UbloxSim::new(config);
-                let port = SimulatedPort::spawn(receiver, Arc::clone(scenario), options)
-                    .map_err(port_error)?;
-                let device = NmeaDevice::new(id, link, 9600);
-                let device = with_capture(device, sensor, "nmea", NmeaDevice::with_capture);
-                (port, Box::new(device))
+                let device = NmeaDevice::new(id, link, spawned.baud);
+                Box::new(with_capture(
+                    device,
+                    sensor,
+                    "nmea",
+                    NmeaDevice::with_capture,
+                ))
             }
             _ => {
-                let detector = CosmicWatchSim::new(Format::V2, sensor.name.clone(), seed);
-                let port = SimulatedPort::spawn(detector, Arc::clone(scenario), options)
-                    .map_err(port_error)?;
-                let mut device = CosmicWatchDevice::new(id, link, Format::V2.baud());
+                let mut device = CosmicWatchDevice::new(id, link, spawned.baud);
                 if let Some(limit) = tuning.cosmicwatch_silence {
                     device = device.with_silence_limit(limit);
                 }
-                let device = with_capture(
+                Box::new(with_capture(
                     device,
                     sensor,
                     "cosmicwatch",
                     CosmicWatchDevice::with_capture,
-                );
-                (port, Box::new(device))
+                ))
             }
         };
-        self.ports.insert(sensor.name.clone(), port);
+        if let Some(receiver) = spawned.ublox {
+            self.ublox.insert(sensor.name.clone(), receiver);
+        }
+        self.ports.insert(sensor.name.clone(), spawned.port);
         Ok(device)
     }
 
@@ -380,6 +386,80 @@ impl Simulation {
     }
 }
 
+/// A serial device of the simulated flight, running behind its pseudo-terminal.
+pub(crate) struct SpawnedPort {
+    /// The running port.
+    pub port: SimulatedPort,
+    /// The receiver, for a u-blox (to brown it out).
+    pub ublox: Option<SharedUblox>,
+    /// The baud rate the device speaks.
+    pub baud: u32,
+}
+
+/// Starts the simulator of a serial sensor (u-blox, plain NMEA receiver or CosmicWatch)
+/// behind a pseudo-terminal.
+pub(crate) fn spawn_port(
+    sensor: &SensorConfig,
+    seed: u64,
+    options: PortOptions,
+    scenario: &Arc<Scenario>,
+    tuning: SimulationTuning,
+) -> Result<SpawnedPort, SimulationError> {
+    let port_error = |source| SimulationError::Port {
+        sensor: sensor.name.clone(),
+        source,
+    };
+    Ok(match sensor.kind {
+        SensorKind::Ublox => {
+            let outputs = Outputs {
+                nav_pvt: tuning.ublox.nav_pvt,
+                ..Outputs::ALL
+            };
+            let receiver = SharedUblox(Arc::new(Mutex::new(UbloxSim::new(
+                UbloxSimConfig::default()
+                    .with_seed(seed)
+                    .with_outputs(outputs),
+            ))));
+            let baud = receiver.baud();
+            let port = SimulatedPort::spawn(receiver.clone(), Arc::clone(scenario), options)
+                .map_err(port_error)?;
+            SpawnedPort {
+                port,
+                ublox: Some(receiver),
+                baud,
+            }
+        }
+        SensorKind::Nmea => {
+            // A plain receiver: NMEA only, once a second, at 9600 baud.
+            let config = UbloxSimConfig::default()
+                .with_seed(seed)
+                .with_rate_hz(1.0)
+                .with_baud(9600)
+                .with_outputs(Outputs {
+                    nav_pvt: false,
+                    ..Outputs::ALL
+                });
+            let port = SimulatedPort::spawn(UbloxSim::new(config), Arc::clone(scenario), options)
+                .map_err(port_error)?;
+            SpawnedPort {
+                port,
+                ublox: None,
+                baud: 9600,
+            }
+        }
+        _ => {
+            let detector = CosmicWatchSim::new(Format::V2, sensor.name.clone(), seed);
+            let port = SimulatedPort::spawn(detector, Arc::clone(scenario), options)
+                .map_err(port_error)?;
+            SpawnedPort {
+                port,
+                ublox: None,
+                baud: Format::V2.baud(),
+            }
+        }
+    })
+}
+
 fn boxed<I2C, D>(
     device: Result<I2cDevice<I2C, D>, DeviceError>,
     hook: Box<dyn FnMut() + Send>,
@@ -392,7 +472,7 @@ where
 }
 
 /// The register model of an I2C kind, mounted as the glider carries it.
-fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> SimulatedI2c {
+pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> SimulatedI2c {
     let address = sensor.address.or(default_address(kind)).unwrap_or_default();
     match kind {
         SensorKind::Bme280 => SimulatedI2c::Bme280(
