@@ -1,6 +1,12 @@
 //! `cargo xtask bench agent`: the release agent running the simulated flight, measured from
 //! outside through /proc, and the memory of reading a million-reading backlog.
 //!
+//! The flight's devices run in another process (`aloft-agent simulate`: serial devices on
+//! pseudo-terminals, I2C register models on bridge sockets), and the agent reads them
+//! through its hardware path with the config that process writes; so the agent's process
+//! holds nothing of the simulation and its figures are its own. The simulator's CPU is
+//! printed on stderr as a note, not as a figure.
+//!
 //! Figures: `agent.rss_mb` (peak resident set over the run), `agent.cpu_pct` (of one core),
 //! `agent.wakeups_per_s` (context switches of all its threads per second: each is a wake-up
 //! of a sleeping thread or a preemption), and `agent.rss_after_backlog_mb` (peak resident
@@ -25,8 +31,6 @@ const WARM_UP: Duration = Duration::from_secs(5);
 /// counts about 5 muons a second, as the mix asks.
 const START_AT_S: f64 = 1_150.0;
 const BACKLOG_READINGS: u64 = 1_000_000;
-/// Thread name of the pseudo-terminal harness (`comm` is cut at 15 bytes).
-const SIMULATED_SERIAL: &str = "simulated-seria";
 
 pub fn bench() -> Result<()> {
     run(
@@ -64,25 +68,6 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-/// CPU ticks of the threads whose name starts with `prefix` (the simulated serial
-/// devices' threads: the simulation runs inside the agent's process).
-fn thread_cpu_ticks(pid: u32, prefix: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
-        })
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum()
 }
 
 /// Context switches of every thread of the process so far.
@@ -151,16 +136,42 @@ fn flight(agent: &Path, dir: &Path) -> Result<()> {
             example.display()
         );
     }
-    let config = dir.join("agent.toml");
+    let config = dir.join("sim.toml");
     std::fs::write(&config, text)?;
 
+    let devices = dir.join("devices");
+    let mut simulator = Command::new(agent)
+        .args(["simulate", "--config"])
+        .arg(&config)
+        .arg("--devices")
+        .arg(&devices)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the simulated devices")?;
+    let mut ready = String::new();
+    if let Some(out) = simulator.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready)?;
+    }
+    if !ready.contains("devices ready") {
+        stop(&mut simulator);
+        bail!("`aloft-agent simulate` did not start its devices: {ready:?}");
+    }
+    let result = measure_flight(agent, &devices.join("agent.toml"), simulator.id());
+    stop(&mut simulator);
+    result
+}
+
+/// Runs the agent with `config` (reading the devices of the simulator `simulator_pid`) for
+/// the warm-up and the measurement, and prints its figures.
+fn measure_flight(agent: &Path, config: &Path, simulator_pid: u32) -> Result<()> {
     eprintln!(
         "xtask: flying the simulated flight for {} s",
         (WARM_UP + MEASURE).as_secs()
     );
     let mut child = Command::new(agent)
         .args(["run", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -168,7 +179,7 @@ fn flight(agent: &Path, dir: &Path) -> Result<()> {
     let pid = child.id();
     std::thread::sleep(WARM_UP);
     let (cpu0, sw0, t0) = (cpu_ticks(pid), switches(pid), Instant::now());
-    let sim0 = thread_cpu_ticks(pid, SIMULATED_SERIAL);
+    let sim0 = cpu_ticks(simulator_pid);
     let mut peak_kb = 0;
     while t0.elapsed() < MEASURE {
         std::thread::sleep(Duration::from_millis(500));
@@ -182,19 +193,21 @@ fn flight(agent: &Path, dir: &Path) -> Result<()> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, sw1) = (cpu_ticks(pid), switches(pid));
-    let sim1 = thread_cpu_ticks(pid, SIMULATED_SERIAL);
+    let sim1 = cpu_ticks(simulator_pid);
     stop(&mut child);
     let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
         bail!("could not read the agent's CPU time")
     };
-    let cpu_s = (cpu1 - cpu0) as f64 / clock_ticks_per_s();
-    // Not a figure of the agent: what the in-process simulation of its serial devices took.
-    eprintln!(
-        "note: the simulated serial devices' threads took {:.2} % of one core of that",
-        sim1.saturating_sub(sim0) as f64 / clock_ticks_per_s() / elapsed * 100.0
-    );
+    let per_s = |ticks: u64| ticks as f64 / clock_ticks_per_s() / elapsed * 100.0;
+    if let (Some(sim0), Some(sim1)) = (sim0, sim1) {
+        // Not a figure of the agent: what simulating its devices took, in the other process.
+        eprintln!(
+            "note: the simulated devices (aloft-agent simulate) took {:.2} % of one core",
+            per_s(sim1.saturating_sub(sim0))
+        );
+    }
     println!("agent.rss_mb {:.1} MB", peak_kb as f64 / 1024.0);
-    println!("agent.cpu_pct {:.2} %", cpu_s / elapsed * 100.0);
+    println!("agent.cpu_pct {:.2} %", per_s(cpu1.saturating_sub(cpu0)));
     println!(
         "agent.wakeups_per_s {:.1} 1/s",
         sw1.saturating_sub(sw0) as f64 / elapsed
