@@ -24,6 +24,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -288,6 +289,9 @@ pub struct I2cBridge {
     path: PathBuf,
     stopping: Arc<AtomicBool>,
     clients: Arc<Clients>,
+    /// The acceptor's listening socket (a second descriptor of it), shut down to wake the
+    /// acceptor: waking it by connecting to `path` fails once the file is gone.
+    listener: UnixListener,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -314,6 +318,7 @@ impl I2cBridge {
             std::fs::remove_file(&path)?;
         }
         let listener = UnixListener::bind(&path)?;
+        let wake = listener.try_clone()?;
         let handler: Arc<Mutex<dyn BridgeHandler>> = Arc::new(Mutex::new(handler));
         let stopping = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Clients::default());
@@ -329,6 +334,7 @@ impl I2cBridge {
             path,
             stopping,
             clients,
+            listener: wake,
             acceptor: Some(acceptor),
         })
     }
@@ -357,8 +363,13 @@ impl I2cBridge {
             return;
         };
         self.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor from its blocking accept.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the acceptor from its blocking accept: on Linux, accept on a listening
+        // socket that was shut down fails at once.
+        // SAFETY: shutdown(2) on a descriptor this bridge owns (`self.listener`), which
+        // stays open for the call; it touches no memory.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
         let _ = acceptor.join();
         self.disconnect_clients();
         let _ = std::fs::remove_file(&self.path);
@@ -738,6 +749,24 @@ mod tests {
         bus.write(0x42, &[0, 7]).unwrap();
         bridge.stop();
         assert!(!path.exists(), "the socket file is removed on stop");
+    }
+
+    #[test]
+    fn a_bridge_whose_socket_file_was_removed_still_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i2c.sock");
+        let bridge = I2cBridge::spawn(&path, registers()).unwrap();
+        let mut bus = BridgeBus::connect(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            bridge.stop();
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop returns without the socket file");
+        assert!(bus.write(0x42, &[0, 7]).is_err(), "its clients are cut off");
     }
 
     #[test]
