@@ -156,16 +156,21 @@ fn run(
         config = config.with_store_dir(dir);
     }
     // One worker for the writer, the endpoint and the watchdog (the sensors have their own
-    // threads); the group commit's fsync hands the worker over to another thread.
+    // threads); the group commit's fsync hands the worker over to another thread. The agent
+    // runs as a task on that worker, not on this thread: a timer tick then wakes one thread,
+    // not the worker and this one (each wake-up costs battery on the board).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    runtime.block_on(aloft_agent::run::run_with_logs(
-        config,
-        logs,
-        shutdown_signal(),
-    ))?;
+    runtime.block_on(async {
+        tokio::spawn(aloft_agent::run::run_with_logs(
+            config,
+            logs,
+            shutdown_signal(),
+        ))
+        .await
+    })??;
     Ok(())
 }
 
