@@ -487,6 +487,8 @@ impl i2c::Error for BridgeError {
 #[derive(Debug)]
 pub struct BridgeBus {
     stream: UnixStream,
+    /// The same socket, buffered: a response is taken in one receive, not two.
+    responses: io::BufReader<UnixStream>,
     buffer: Vec<u8>,
 }
 
@@ -496,8 +498,10 @@ impl BridgeBus {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
         stream.set_write_timeout(Some(RESPONSE_TIMEOUT))?;
+        let responses = io::BufReader::new(stream.try_clone()?);
         Ok(BridgeBus {
             stream,
+            responses,
             buffer: Vec::new(),
         })
     }
@@ -535,7 +539,7 @@ impl i2c::I2c for BridgeBus {
         self.buffer.clear();
         encode_request(address, operations, &mut self.buffer);
         write_frame(&mut self.stream, &self.buffer)?;
-        if !read_frame(&mut self.stream, 1 + expected, &mut self.buffer)? {
+        if !read_frame(&mut self.responses, 1 + expected, &mut self.buffer)? {
             return Err(BridgeError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the simulator closed the bus",
