@@ -23,6 +23,7 @@ pub mod hosted;
 pub mod i2c;
 pub mod latest;
 pub mod nmea;
+pub mod pacing;
 pub mod simulation;
 pub mod ublox;
 

@@ -4,7 +4,7 @@
 //! bad checksum or an unknown shape is counted and reported as degraded, never fatal.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aloft_protocol::{Reading, SensorDescriptor, SensorId};
 use aloft_sensors::Sample;
@@ -14,6 +14,7 @@ use aloft_sensors::gps::nmea;
 use aloft_sensors::serial::Port;
 
 use super::capture::Capture;
+use super::pacing::ReadPacing;
 use super::ublox::{open_port, read_port};
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
@@ -36,6 +37,7 @@ pub struct NmeaDevice {
     framer: GnssFramer,
     fixes: FixAssembler,
     buf: Vec<u8>,
+    pacing: ReadPacing,
     capture: Option<Capture>,
     /// A complete sentence was seen since the open (see the u-blox adapter).
     synced: bool,
@@ -54,7 +56,9 @@ impl NmeaDevice {
             fixes: FixAssembler::new(),
             capture: None,
             synced: false,
-            buf: vec![0; 1024],
+            // What a pacing window can bring at any line rate (pacing.rs).
+            buf: vec![0; 4096],
+            pacing: ReadPacing::for_baud(baud),
         }
     }
 
@@ -72,6 +76,7 @@ impl Device for NmeaDevice {
         self.framer = GnssFramer::new();
         self.synced = false;
         self.fixes = FixAssembler::new();
+        self.pacing.reset();
         Ok(SensorDescriptor::new("NMEA 0183 GNSS receiver"))
     }
 
@@ -82,7 +87,10 @@ impl Device for NmeaDevice {
                 message: "not open".into(),
             });
         };
-        let Some(n) = read_port(port, &self.path, &mut self.buf)? else {
+        self.pacing.wait();
+        let read = read_port(port, &self.path, &mut self.buf)?;
+        self.pacing.record(read.is_some(), Instant::now());
+        let Some(n) = read else {
             return Ok(PollOutcome::Healthy);
         };
         let bytes = self.buf.get(..n).unwrap_or_default();

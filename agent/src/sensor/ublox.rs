@@ -23,6 +23,7 @@ use aloft_sensors::gps::{nmea, ublox};
 use aloft_sensors::serial::{self, LineError, Port};
 
 use super::capture::Capture;
+use super::pacing::ReadPacing;
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -128,6 +129,7 @@ pub struct UbloxDevice {
     fixes: FixAssembler,
     last_model_check: Instant,
     buf: Vec<u8>,
+    pacing: ReadPacing,
     capture: Option<Capture>,
     /// A complete sentence or frame was seen since the open: bytes skipped before it are
     /// the tail of one cut by the open, not line noise.
@@ -150,6 +152,7 @@ impl UbloxDevice {
             capture: None,
             synced: false,
             buf: vec![0; 4096],
+            pacing: ReadPacing::for_baud(baud),
         }
     }
 
@@ -210,6 +213,7 @@ impl Device for UbloxDevice {
         self.synced = false;
         self.fixes = FixAssembler::new();
         self.last_model_check = Instant::now();
+        self.pacing.reset();
         self.port = Some(port);
         Ok(info.to_descriptor())
     }
@@ -224,7 +228,9 @@ impl Device for UbloxDevice {
         {
             outcome = o;
         }
+        self.pacing.wait();
         let n = read_port(&mut port, &self.path, &mut self.buf)?;
+        self.pacing.record(n.is_some(), Instant::now());
         self.port = Some(port);
         let Some(n) = n else { return Ok(outcome) };
         let bytes = self.buf.get(..n).unwrap_or_default();
