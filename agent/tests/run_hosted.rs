@@ -7,37 +7,20 @@
 #![allow(clippy::unwrap_used)] // A test harness: a failed setup step should stop the test loudly.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::free_port;
 
 /// Bound of every wait: generous for a loaded 2-core machine (a restart backs off for up
 /// to a few seconds).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// deploy/examples/sim.toml with this test's store, capture directory and endpoint.
 fn sim_config(dir: &Path, port: u16) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
-    let text = std::fs::read_to_string(example)
-        .unwrap()
-        .replace(
-            "/tmp/aloft-sim/store",
-            &dir.join("store").display().to_string(),
-        )
-        .replace(
-            "/tmp/aloft-sim/capture",
-            &dir.join("capture").display().to_string(),
-        )
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
+    let text = common::sim_toml(dir, port);
     let path = dir.join("sim.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // A test harness: a failed setup step should stop the test loudly.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,31 +12,15 @@ use std::time::{Duration, Instant};
 use aloft_protocol::{Record, SensorState};
 use aloft_store::{Outbox, StoreOptions};
 
+mod common;
+use common::free_port;
+
 /// Bound of every wait: generous for a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// deploy/examples/sim.toml with this test's store, capture directory and endpoint.
 fn config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
-    let text = std::fs::read_to_string(example).unwrap();
-    let text = text
-        .replace(
-            "/tmp/aloft-sim/store",
-            &dir.join("store").display().to_string(),
-        )
-        .replace(
-            "/tmp/aloft-sim/capture",
-            &dir.join("capture").display().to_string(),
-        )
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
+    let text = common::sim_toml(dir, port);
     let path = dir.join("agent.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
+mod common;
+
 const TOKEN: &str = "node-token-for-tests";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -565,18 +567,7 @@ async fn an_unknown_token_is_refused_before_the_upgrade_and_retried_with_backoff
 
 /// deploy/examples/sim.toml with this test's store and endpoint and a `[hub]` of `peer`.
 fn daemon_config(dir: &Path, metrics_port: u16, url: &str) -> std::path::PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
-    let text = std::fs::read_to_string(example).expect("sim.toml");
-    let text = text
-        .replace(
-            "/tmp/aloft-sim/store",
-            &dir.join("store").display().to_string(),
-        )
-        .replace(
-            "/tmp/aloft-sim/capture",
-            &dir.join("capture").display().to_string(),
-        )
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+    let text = common::sim_toml(dir, metrics_port);
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
     let hub = format!(
         "\n[hub]\nurl = \"{url}\"\ntoken_file = \"{}\"\nca_file = \"{}\"\nkeepalive = \"1s\"\n\
@@ -616,10 +607,7 @@ async fn the_daemon_syncs_its_store_reports_every_sensor_live_applies_a_command_
         },
     };
     let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), Some(restart)).await;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let metrics_port = common::free_port();
     let config = daemon_config(dir.path(), metrics_port, &peer.url);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
         .args(["run", "--config"])
