@@ -19,12 +19,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aloft_sensors::flight::{FlightClock, Scenario, start_utc_for_now};
+use aloft_sensors::flight::{FlightClock, Scenario};
 use aloft_sensors::i2c::bridge::{BridgeHandler, I2cBridge};
-use aloft_sensors::serial::pty::{PortOptions, SimulatedPort};
+use aloft_sensors::serial::pty::SimulatedPort;
 use embedded_hal::i2c::{ErrorKind, Operation};
 
-use super::simulation::{SimulatedI2c, SimulationError, SimulationTuning, i2c_model, spawn_port};
+use super::simulation::{
+    SimulatedFlight, SimulatedI2c, SimulationError, SimulationTuning, device_seed, i2c_model,
+    port_options, spawn_port,
+};
 use crate::config::{AgentConfig, SensorKind, SimulationConfig};
 
 /// How often a register model is moved to the flight's present state (the fastest
@@ -127,16 +130,10 @@ impl HostedDevices {
             path: dir.to_path_buf(),
             source,
         })?;
-        let speed = if simulation.speed.is_finite() && simulation.speed > 0.0 {
-            simulation.speed
-        } else {
-            1.0
-        };
-        let scenario = Arc::new(Scenario::new(
-            simulation.seed,
-            start_utc_for_now(simulation.start_at_s),
-        ));
-        let flight = FlightClock::start(simulation.start_at_s, speed);
+        let SimulatedFlight {
+            scenario,
+            clock: flight,
+        } = SimulatedFlight::start(simulation);
         let mut hosted = HostedDevices {
             dir: dir.to_path_buf(),
             ports: HashMap::new(),
@@ -146,17 +143,13 @@ impl HostedDevices {
         let mut paths = HashMap::new();
         for (n, sensor) in config.sensors.iter().enumerate() {
             // The same seeds as the in-process simulation: the same flight either way.
-            let seed = simulation.seed.wrapping_add(n as u64 + 1);
-            let path = hosted.device_path(sensor.kind, &sensor.name);
+            let seed = device_seed(simulation, n);
+            let (key, path) = hosted.device_path(sensor.kind, &sensor.name);
             if sensor.kind.is_serial() {
-                let options = PortOptions::new()
-                    .speed(speed)
-                    .scenario_offset_s(simulation.start_at_s)
-                    .symlink(&path);
                 let spawned = spawn_port(
                     sensor,
                     seed,
-                    options,
+                    port_options(simulation, &path),
                     &scenario,
                     SimulationTuning::default(),
                 )?;
@@ -179,7 +172,7 @@ impl HostedDevices {
                 hosted.bridges.insert(sensor.name.clone(), bridge);
                 hosted.models.insert(sensor.name.clone(), model);
             }
-            paths.insert(sensor.name.clone(), path);
+            paths.insert(sensor.name.clone(), (key, path));
         }
         let text = std::fs::read_to_string(config_file).map_err(|e| HostError::Rewrite {
             path: config_file.to_path_buf(),
@@ -200,12 +193,13 @@ impl HostedDevices {
         Ok(hosted)
     }
 
-    /// Where a sensor's device is: the pty symlink or the bridge socket.
-    fn device_path(&self, kind: SensorKind, name: &str) -> PathBuf {
+    /// Where a sensor's device is, with the config key that names it: the pty symlink
+    /// (`port`) or the bridge socket (`bus`).
+    fn device_path(&self, kind: SensorKind, name: &str) -> (&'static str, PathBuf) {
         if kind.is_serial() {
-            self.dir.join(name)
+            ("port", self.dir.join(name))
         } else {
-            self.dir.join(format!("{name}.i2c"))
+            ("bus", self.dir.join(format!("{name}.i2c")))
         }
     }
 
@@ -242,9 +236,12 @@ impl HostedDevices {
 }
 
 /// `text` (a config with `[simulation]`) rewritten for an agent reading hosted devices:
-/// no `[simulation]`, each sensor's `port` or `bus` set to its device, and no power lines
-/// (the simulated devices have none to pull).
-pub fn agent_config_text(text: &str, paths: &HashMap<String, PathBuf>) -> Result<String, String> {
+/// no `[simulation]`, each sensor's `port` or `bus` (the key in `paths`) set to its device,
+/// and no power lines (the simulated devices have none to pull).
+pub fn agent_config_text(
+    text: &str,
+    paths: &HashMap<String, (&'static str, PathBuf)>,
+) -> Result<String, String> {
     let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| e.message().to_string())?;
@@ -258,17 +255,12 @@ pub fn agent_config_text(text: &str, paths: &HashMap<String, PathBuf>) -> Result
                 .get("name")
                 .and_then(|n| n.as_str())
                 .unwrap_or_default();
-            let Some(path) = paths.get(name) else {
+            let Some((key, path)) = paths.get(name) else {
                 continue;
             };
             let path = toml::Value::String(path.display().to_string());
-            let key = if name_is_i2c(path.as_str()) {
-                "bus"
-            } else {
-                "port"
-            };
             sensor.remove("power");
-            sensor.insert(key.into(), path);
+            sensor.insert((*key).into(), path);
         }
     }
     let body = toml::to_string(&table).map_err(|e| e.to_string())?;
@@ -277,10 +269,6 @@ pub fn agent_config_text(text: &str, paths: &HashMap<String, PathBuf>) -> Result
          # that process, read by an agent in another. Serial sensors read pseudo-terminals,\n\
          # I2C sensors bridge sockets. Regenerated at every start.\n\n{body}"
     ))
-}
-
-fn name_is_i2c(path: Option<&str>) -> bool {
-    path.is_some_and(|p| p.ends_with(".i2c"))
 }
 
 #[cfg(test)]
@@ -309,8 +297,11 @@ chip = "/dev/gpiochip0"
 line = 4
 "#;
         let paths = HashMap::from([
-            ("gps".to_string(), PathBuf::from("/d/gps")),
-            ("static".to_string(), PathBuf::from("/d/static.i2c")),
+            ("gps".to_string(), ("port", PathBuf::from("/d/gps"))),
+            (
+                "static".to_string(),
+                ("bus", PathBuf::from("/d/static.i2c")),
+            ),
         ]);
         let out = agent_config_text(text, &paths).unwrap();
         let table: toml::Table = out.parse().unwrap();

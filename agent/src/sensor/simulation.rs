@@ -202,15 +202,10 @@ impl Simulation {
         latest: &LatestValues,
         tuning: SimulationTuning,
     ) -> Result<(Simulation, Vec<SensorSlot>), SimulationError> {
-        let speed = if config.speed.is_finite() && config.speed > 0.0 {
-            config.speed
-        } else {
-            1.0
-        };
-        // The scenario's UTC is arranged so that the flight is happening now.
-        let start_utc_ns = start_utc_for_now(config.start_at_s);
-        let scenario = Arc::new(Scenario::new(config.seed, start_utc_ns));
-        let flight = FlightClock::start(config.start_at_s, speed);
+        let SimulatedFlight {
+            scenario,
+            clock: flight,
+        } = SimulatedFlight::start(config);
         let mut sim = Simulation {
             ports: HashMap::new(),
             ublox: HashMap::new(),
@@ -220,7 +215,7 @@ impl Simulation {
         let mut slots = Vec::with_capacity(sensors.len());
         for (n, sensor) in sensors.iter().enumerate() {
             let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
-            let seed = config.seed.wrapping_add(n as u64 + 1);
+            let seed = device_seed(config, n);
             let device_error = |source| SimulationError::Device {
                 sensor: sensor.name.clone(),
                 source,
@@ -228,10 +223,7 @@ impl Simulation {
             let device: Box<dyn Device> = match sensor.kind {
                 SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => {
                     let link = link_dir.join(&sensor.name);
-                    let options = PortOptions::new()
-                        .speed(speed)
-                        .scenario_offset_s(config.start_at_s)
-                        .symlink(&link);
+                    let options = port_options(config, &link);
                     sim.serial(sensor, id, seed, link, options, &scenario, tuning)?
                 }
                 kind => {
@@ -384,6 +376,50 @@ impl Simulation {
             let _ = port.stop();
         }
     }
+}
+
+/// The flight every simulated device follows: one seeded scenario and its clock.
+pub(crate) struct SimulatedFlight {
+    /// The scenario, its UTC arranged so that the flight is happening now.
+    pub scenario: Arc<Scenario>,
+    /// Where in the flight we are, at the configured speed.
+    pub clock: FlightClock,
+}
+
+impl SimulatedFlight {
+    /// Starts the flight of `config` at its `start_at_s`.
+    pub(crate) fn start(config: &SimulationConfig) -> SimulatedFlight {
+        SimulatedFlight {
+            scenario: Arc::new(Scenario::new(
+                config.seed,
+                start_utc_for_now(config.start_at_s),
+            )),
+            clock: FlightClock::start(config.start_at_s, flight_speed(config)),
+        }
+    }
+}
+
+/// The configured speed, or real time if it is not a positive number.
+fn flight_speed(config: &SimulationConfig) -> f64 {
+    if config.speed.is_finite() && config.speed > 0.0 {
+        config.speed
+    } else {
+        1.0
+    }
+}
+
+/// The seed of the `n`th configured sensor's device: the same flight wherever the
+/// devices run.
+pub(crate) fn device_seed(config: &SimulationConfig, n: usize) -> u64 {
+    config.seed.wrapping_add(n as u64 + 1)
+}
+
+/// How a serial device of the flight runs behind its pty, with its symlink at `link`.
+pub(crate) fn port_options(config: &SimulationConfig, link: &Path) -> PortOptions {
+    PortOptions::new()
+        .speed(flight_speed(config))
+        .scenario_offset_s(config.start_at_s)
+        .symlink(link)
 }
 
 /// A serial device of the simulated flight, running behind its pseudo-terminal.
