@@ -224,21 +224,21 @@ pub trait BridgeHandler: Send + 'static {
 
 /// Runs `request` on `handler` and encodes the response body.
 pub fn respond(handler: &mut dyn BridgeHandler, request: &Request, out: &mut Vec<u8>) {
-    let mut writes: Vec<&[u8]> = Vec::new();
-    let mut reads: Vec<Vec<u8>> = Vec::new();
-    for op in &request.operations {
-        match op {
-            RequestOperation::Write(bytes) => writes.push(bytes),
-            RequestOperation::Read(len) => reads.push(vec![0; *len]),
-        }
-    }
-    let (mut w, mut r) = (writes.into_iter(), reads.iter_mut());
+    let mut reads: Vec<Vec<u8>> = request
+        .operations
+        .iter()
+        .filter_map(|op| match op {
+            RequestOperation::Read(len) => Some(vec![0; *len]),
+            RequestOperation::Write(_) => None,
+        })
+        .collect();
+    let mut read_buffers = reads.iter_mut();
     let mut ops: Vec<Operation<'_>> = request
         .operations
         .iter()
         .filter_map(|op| match op {
-            RequestOperation::Write(_) => w.next().map(Operation::Write),
-            RequestOperation::Read(_) => r.next().map(|b| Operation::Read(b.as_mut_slice())),
+            RequestOperation::Write(bytes) => Some(Operation::Write(bytes)),
+            RequestOperation::Read(_) => read_buffers.next().map(|b| Operation::Read(b)),
         })
         .collect();
     let result = handler.transaction(request.address, &mut ops);
