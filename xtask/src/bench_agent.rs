@@ -198,16 +198,19 @@ fn measure_flight(agent: &Path, config: &Path, simulator_pid: u32) -> Result<()>
     let (Some(cpu0), Some(cpu1)) = (cpu0, cpu1) else {
         bail!("could not read the agent's CPU time")
     };
-    let per_s = |ticks: u64| ticks as f64 / clock_ticks_per_s() / elapsed * 100.0;
+    let pct_of_core = |ticks: u64| ticks as f64 / clock_ticks_per_s() / elapsed * 100.0;
     if let (Some(sim0), Some(sim1)) = (sim0, sim1) {
         // Not a figure of the agent: what simulating its devices took, in the other process.
         eprintln!(
             "note: the simulated devices (aloft-agent simulate) took {:.2} % of one core",
-            per_s(sim1.saturating_sub(sim0))
+            pct_of_core(sim1.saturating_sub(sim0))
         );
     }
     println!("agent.rss_mb {:.1} MB", peak_kb as f64 / 1024.0);
-    println!("agent.cpu_pct {:.2} %", per_s(cpu1.saturating_sub(cpu0)));
+    println!(
+        "agent.cpu_pct {:.2} %",
+        pct_of_core(cpu1.saturating_sub(cpu0))
+    );
     println!(
         "agent.wakeups_per_s {:.1} 1/s",
         sw1.saturating_sub(sw0) as f64 / elapsed
