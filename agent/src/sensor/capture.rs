@@ -7,6 +7,14 @@
 //! highest index already in the directory, so a restart of the agent never overwrites the
 //! previous flight's capture.
 //!
+//! Bytes are gathered in memory and written at most every [`WRITE_EVERY`] or
+//! [`WRITE_AT_BYTES`], whichever comes first, and whenever the capture is flushed or
+//! dropped (a device's close, the agent's stop). A GPS at 10 Hz hands over a read every
+//! 25 ms; a write of each to the card cost the sensor's thread as much as the read itself
+//! (a write syscall and an inode time update each), so a SIGKILL or a power cut now loses
+//! at most the last second of capture. The readings themselves are in the store, which has
+//! its own durability; the capture is for replaying parsers.
+//!
 //! Invariants: a capture holds exactly the bytes read from the port, in order, with nothing
 //! added (a UBX capture must stay a valid byte stream); a capture failure (full card,
 //! removed directory) is logged and never stops the sensor.
@@ -14,8 +22,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::CaptureConfig;
+
+/// The longest captured bytes wait in memory before they are written.
+pub const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// Gathered bytes are written once they reach this size, whatever their age.
+pub const WRITE_AT_BYTES: usize = 16 * 1024;
 
 /// Why a capture file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +54,13 @@ pub struct Capture {
     max_file_bytes: u64,
     max_files: u32,
     file: Option<File>,
+    /// Bytes of the current file, written or gathered.
     written: u64,
     next_index: u64,
     failing: bool,
+    /// Bytes for the current file not written yet, and since when the oldest waits.
+    gathered: Vec<u8>,
+    gathered_since: Option<Instant>,
 }
 
 impl Capture {
@@ -58,6 +77,8 @@ impl Capture {
             written: 0,
             next_index: 0,
             failing: false,
+            gathered: Vec::new(),
+            gathered_since: None,
         };
         capture.next_index = capture
             .existing()
@@ -91,7 +112,18 @@ impl Capture {
 
     /// Appends `bytes` (logging, not returning, a failure: capture never stops a sensor).
     pub fn write(&mut self, bytes: &[u8]) {
-        match self.try_write(bytes) {
+        let result = self.try_write(bytes);
+        self.outcome(result);
+    }
+
+    /// Writes what was gathered (a device's close; the drop does it too).
+    pub fn flush(&mut self) {
+        let result = self.write_gathered();
+        self.outcome(result);
+    }
+
+    fn outcome(&mut self, result: Result<(), CaptureError>) {
+        match result {
             Ok(()) => self.failing = false,
             Err(e) => {
                 // One warning per failing spell, not one per read.
@@ -109,16 +141,34 @@ impl Capture {
             return Ok(());
         }
         if self.file.is_none() || self.written >= self.max_file_bytes {
+            self.write_gathered()?;
             self.rotate()?;
         }
-        let path = self.path_of(self.next_index.saturating_sub(1));
-        let Some(file) = self.file.as_mut() else {
-            return Ok(());
-        };
-        file.write_all(bytes)
-            .map_err(|source| CaptureError::Io { path, source })?;
+        self.gathered.extend_from_slice(bytes);
         self.written = self.written.saturating_add(bytes.len() as u64);
+        let since = *self.gathered_since.get_or_insert_with(Instant::now);
+        if self.gathered.len() >= WRITE_AT_BYTES || since.elapsed() >= WRITE_EVERY {
+            self.write_gathered()?;
+        }
         Ok(())
+    }
+
+    /// Writes the gathered bytes to the current file. On failure they are dropped (the
+    /// file is reopened with the next bytes), so memory stays bounded on a dead card.
+    fn write_gathered(&mut self) -> Result<(), CaptureError> {
+        self.gathered_since = None;
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let path = self.path_of(self.next_index.saturating_sub(1));
+        let result = match self.file.as_mut() {
+            Some(file) => file
+                .write_all(&self.gathered)
+                .map_err(|source| CaptureError::Io { path, source }),
+            None => Ok(()),
+        };
+        self.gathered.clear();
+        result
     }
 
     fn rotate(&mut self) -> Result<(), CaptureError> {
@@ -146,6 +196,12 @@ impl Capture {
             remove(&old)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -180,6 +236,7 @@ mod tests {
         for chunk in all.chunks(7) {
             capture.write(chunk);
         }
+        capture.flush();
         let files = capture.existing();
         assert_eq!(files.len(), 3);
         let kept: Vec<u8> = files
@@ -208,6 +265,7 @@ mod tests {
         drop(first);
         let mut second = Capture::new(&config(dir.path(), 1_000, 10), "gps", "ubx");
         second.write(b"second run");
+        second.flush();
         let files = second.existing();
         assert_eq!(
             files.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
@@ -226,6 +284,43 @@ mod tests {
         capture.write(b"b");
         assert_eq!(capture.existing().len(), 1);
         assert!(dir.path().join("cosmic-ray.000000.cosmicwatch").exists());
+    }
+
+    #[test]
+    fn bytes_wait_in_memory_until_a_second_passes_a_size_is_reached_or_a_flush() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut capture = Capture::new(&config(dir.path(), 1 << 20, 4), "gps", "ubx");
+        let on_disk = |capture: &Capture| -> Vec<u8> {
+            capture
+                .existing()
+                .iter()
+                .flat_map(|(_, p)| fs::read(p).expect("readable"))
+                .collect()
+        };
+        capture.write(b"$GNGGA");
+        assert_eq!(on_disk(&capture), b"", "gathered, not written");
+        std::thread::sleep(WRITE_EVERY + Duration::from_millis(50));
+        capture.write(b",1");
+        assert_eq!(
+            on_disk(&capture),
+            b"$GNGGA,1",
+            "written once the oldest byte waited"
+        );
+
+        let big = vec![b'x'; WRITE_AT_BYTES];
+        capture.write(&big);
+        assert_eq!(
+            on_disk(&capture).len(),
+            8 + WRITE_AT_BYTES,
+            "written at the size"
+        );
+
+        capture.write(b"tail");
+        capture.flush();
+        assert!(
+            on_disk(&capture).ends_with(b"xtail"),
+            "written by the flush"
+        );
     }
 
     #[test]

@@ -121,6 +121,9 @@ impl Device for CosmicWatchDevice {
 
     fn close(&mut self) {
         self.port = None;
+        if let Some(c) = self.capture.as_mut() {
+            c.flush();
+        }
     }
 
     fn interval(&self) -> Option<Duration> {

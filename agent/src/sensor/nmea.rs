@@ -126,6 +126,9 @@ impl Device for NmeaDevice {
 
     fn close(&mut self) {
         self.port = None;
+        if let Some(c) = self.capture.as_mut() {
+            c.flush();
+        }
     }
 
     fn interval(&self) -> Option<Duration> {

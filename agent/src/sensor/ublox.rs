@@ -280,6 +280,9 @@ impl Device for UbloxDevice {
         if let Some(mut port) = self.port.take() {
             let _ = port.flush();
         }
+        if let Some(c) = self.capture.as_mut() {
+            c.flush();
+        }
     }
 
     fn interval(&self) -> Option<Duration> {
