@@ -214,10 +214,14 @@ impl Node {
     /// `after` (a poll's readings share a time).
     async fn poll_times(&mut self, sensor: u16, n: usize, after: u64) -> Vec<u64> {
         let mut times: Vec<u64> = Vec::new();
+        // One quantity, the first one seen: a sensor may measure some only every few
+        // polls, at times of their own (the MS5611's temperature).
+        let mut quantity = None;
         self.until(&format!("{n} polls of sensor {sensor}"), |r| {
             if let Record::Reading(x) = r
                 && x.sensor == SensorId(sensor)
                 && x.time.mono_ns > after
+                && *quantity.get_or_insert(x.quantity) == x.quantity
                 && times.last() != Some(&x.time.mono_ns)
             {
                 times.push(x.time.mono_ns);

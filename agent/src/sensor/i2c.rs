@@ -6,6 +6,10 @@
 //! runs the driver's `init`, which is each device's soft restart (BME280 soft reset and
 //! trim, MS5611 reset and PROM, SCD41 re-init, MS4525DO first read).
 //!
+//! The MS5611 runs its next pressure conversion between polls and converts the
+//! temperature every third poll ([`aloft_sensors::ms5611::pipeline`]): its pressure is
+//! stamped when the conversion started, one interval before the poll that reads it.
+//!
 //! Invariants: a single NACK or CRC failure is survived and reported as degraded; only
 //! [`FAILURES_BEFORE_RESTART`] consecutive failed measurements hand the device back to the
 //! supervisor for a restart; the SCD41's compensation and the MS4525DO's true airspeed use
@@ -21,6 +25,7 @@ use aloft_sensors::Sample;
 use aloft_sensors::bme280::Bme280;
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
+use aloft_sensors::ms5611::pipeline::Pipeline;
 use aloft_sensors::scd41::{self, Scd41};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
@@ -44,7 +49,8 @@ pub type BeforeMeasure = Box<dyn FnMut() + Send>;
 
 enum Driver<I2C, D> {
     Bme280(Bme280<I2C>, D),
-    Ms5611(Ms5611<I2C>, D),
+    /// With its conversions running between polls (the pipeline's module says why).
+    Ms5611(Ms5611<I2C>, D, Pipeline),
     Scd41(Scd41<I2C, D>),
     Ms4525do(Ms4525do<I2C, D>),
 }
@@ -195,6 +201,7 @@ where
             now.mono_ns,
         );
         let id = self.id;
+        let clock = &self.clock;
         let Some(driver) = self.driver.as_mut() else {
             return Err(Some("not open".into()));
         };
@@ -203,10 +210,12 @@ where
                 Ok(m) => m.push_readings(id, now, out),
                 Err(e) => return Err(Some(e.to_string())),
             },
-            Driver::Ms5611(d, delay) => match d.measure(delay) {
-                Ok(m) => m.push_readings(id, now, out),
-                Err(e) => return Err(Some(e.to_string())),
-            },
+            Driver::Ms5611(d, delay, pipeline) => {
+                match pipeline.measure(d, delay, &mut || clock.now()) {
+                    Ok(sampled) => sampled.push_readings(id, out),
+                    Err(e) => return Err(Some(e.to_string())),
+                }
+            }
             Driver::Scd41(d) => {
                 if let Some((p, _)) = pressure_for_co2
                     && let Err(e) = d.set_ambient_pressure(p)
@@ -265,7 +274,7 @@ where
                 let mut d = Ms5611::new(bus, self.address);
                 d.init(&mut delay).map_err(|e| init(&e))?;
                 let descriptor = d.descriptor();
-                (Driver::Ms5611(d, delay), descriptor)
+                (Driver::Ms5611(d, delay, Pipeline::new()), descriptor)
             }
             SensorKind::Scd41 => {
                 let mut d = Scd41::new(bus, delay);

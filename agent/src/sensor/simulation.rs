@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aloft_protocol::SensorId;
 use aloft_sensors::bme280::sim::Bme280Sim;
@@ -147,7 +147,7 @@ impl SimulatedI2c {
     }
 
     /// Moves the device's own time forward (conversions complete, periodic measurements
-    /// come due): the hosted devices follow real time.
+    /// come due): simulated devices follow real time between transactions.
     pub(crate) fn advance(&self, by: Duration) {
         let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         match self {
@@ -232,7 +232,15 @@ impl Simulation {
                     let interval = sensor.interval.unwrap_or(default_interval(kind));
                     let hook_model = model.clone();
                     let hook_scenario = Arc::clone(&scenario);
+                    // The model's time follows real time between measurements, as the
+                    // hosted devices' does, plus the driver's simulated waits.
+                    let mut last_hook: Option<Instant> = None;
                     let hook = Box::new(move || {
+                        let now = Instant::now();
+                        if let Some(last) = last_hook {
+                            hook_model.advance(now.saturating_duration_since(last));
+                        }
+                        last_hook = Some(now);
                         hook_model.apply(&hook_scenario.state_at(flight.t_s()));
                     });
                     sim.i2c.insert(sensor.name.clone(), model.clone());

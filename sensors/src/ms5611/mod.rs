@@ -16,6 +16,7 @@
 //! [`Prom::compensate`]). The temperature is the die's, so it is reported as
 //! [`Quantity::SensorTemperature`], not as air temperature.
 
+pub mod pipeline;
 pub mod sim;
 
 use aloft_protocol::{Quality, Quantity, Reading, SensorDescriptor, SensorId, Timestamp};
@@ -435,19 +436,31 @@ impl<I2C: I2c> Ms5611<I2C> {
         d
     }
 
-    fn convert<D: DelayNs>(
+    /// Runs one conversion: starts it, waits the datasheet's maximum time, reads it.
+    pub fn convert<D: DelayNs>(
         &mut self,
         which: Conversion,
         delay: &mut D,
     ) -> Result<u32, Error<I2C::Error>> {
+        self.start_conversion(which)?;
+        delay.delay_us(self.osr.max_conversion_time_us());
+        self.read_conversion(which)
+    }
+
+    /// Starts a conversion at the current oversampling ratio; its result is ready
+    /// [`Osr::max_conversion_time_us`] later, for [`Ms5611::read_conversion`].
+    pub fn start_conversion(&mut self, which: Conversion) -> Result<(), Error<I2C::Error>> {
         let base = match which {
             Conversion::Pressure => cmd::CONVERT_D1,
             Conversion::Temperature => cmd::CONVERT_D2,
         };
         self.bus
             .write(self.address, &[base + self.osr.command_offset()])
-            .map_err(Error::I2c)?;
-        delay.delay_us(self.osr.max_conversion_time_us());
+            .map_err(Error::I2c)
+    }
+
+    /// Reads the result of the conversion started last (`which` names it in errors).
+    pub fn read_conversion(&mut self, which: Conversion) -> Result<u32, Error<I2C::Error>> {
         let mut buf = [0u8; 3];
         self.bus
             .write_read(self.address, &[cmd::ADC_READ], &mut buf)
