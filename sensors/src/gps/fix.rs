@@ -3,8 +3,9 @@
 //!
 //! A receiver sends a burst of sentences per navigation epoch (typically RMC, VTG, GGA,
 //! GSA(s), GSV(s), GLL). [`FixAssembler`] keys an epoch on the UTC time of day of GGA, RMC
-//! and GLL; sentences without a time (GSA, GSV, VTG) join the epoch in progress; a new
-//! time closes the epoch and emits its [`Fix`]; [`FixAssembler::finish`] flushes the last.
+//! and GLL; sentences without a time (GSA, GSV, VTG) join the epoch in progress; the last
+//! sentence of the receiver's learned cycle, or else a new time, closes the epoch and emits
+//! its [`Fix`]; [`FixAssembler::finish`] flushes the last.
 //!
 //! Lost sentences are expected: the assembler learns the order of the receiver's cycle
 //! so that what survives of a damaged epoch is never merged into its neighbour (see
@@ -373,6 +374,9 @@ struct Epoch {
     seen: u8,
     /// The epoch's first sentence carried its time (it is not a fragment).
     opened_by_time: bool,
+    /// Stragglers of the epoch of this time, already closed at its cycle's end: the
+    /// fragment takes no time, and the next epoch's first timed sentence closes it.
+    straggler_of: Option<TimeOfDay>,
     /// The sentences of the epoch, in arrival order (first occurrences).
     order: Vec<Signature>,
     /// Place in the learned cycle of the latest sentence that has one.
@@ -419,11 +423,27 @@ fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
 /// next one. A second GGA, RMC, GLL or VTG in one epoch, or a GSV group that already
 /// ended, also opens the next one, so an epoch without any time (a receiver without a
 /// fix sends empty time fields) never grows without bound.
+///
+/// Once the cycle is known, the sentence that ends it (GLL on a u-blox) closes its epoch
+/// at once, as gpsd reports at its learned cycle ender: the fix comes out when its burst
+/// ends, not an interval later with the next epoch's first sentence, and the reader knows
+/// the line is quiet until the next burst ([`FixAssembler::between_epochs`]). A sentence
+/// that still belongs to an epoch closed this way (its time, or a kind the cycle does not
+/// know) is a straggler: it starts a fragment without time, like a damaged epoch's, so no
+/// epoch yields two fixes. A straggler of a kind the cycle lacks becomes the cycle's new
+/// end; a timed one shows an order that is not fixed, and epochs then close on the next
+/// time only.
 #[derive(Debug, Default)]
 pub struct FixAssembler {
     epoch: Option<Epoch>,
     /// The learned order of the receiver's cycle.
     cycle: Vec<Signature>,
+    /// The time of the epoch last closed by its cycle's last sentence, until a sentence
+    /// of the next epoch arrives.
+    closed_at_end: Option<TimeOfDay>,
+    /// A timed sentence came after its epoch's cycle end: this receiver's order is not
+    /// fixed, so epochs close on the next time only.
+    end_unreliable: bool,
     /// The latest RMC date and the time of day it was given at: carried to following
     /// epochs of the same day that lack an RMC.
     last_date: Option<(TimeOfDay, nmea::Date)>,
@@ -447,8 +467,8 @@ impl FixAssembler {
         FixAssembler::default()
     }
 
-    /// Adds one sentence; returns the previous epoch's fix when this sentence starts a
-    /// new epoch.
+    /// Adds one sentence; returns the fix of the epoch it closes: the previous one when
+    /// this sentence starts a new epoch, or its own when it ends the receiver's cycle.
     pub fn push(&mut self, sentence: &Sentence<'_>) -> Option<Fix> {
         let bit = match sentence {
             Sentence::Gga(_) => 1,
@@ -461,6 +481,17 @@ impl FixAssembler {
         let time = sentence.time();
         let signature = signature(sentence);
         let rank = signature.and_then(|sig| self.cycle.iter().position(|c| *c == sig));
+        let straggler_of = self.closed_at_end.take().filter(|&key| match time {
+            Some(t) => t == key,
+            None => rank.is_none(),
+        });
+        if straggler_of.is_some() {
+            match (time, signature) {
+                // A kind the cycle lacks came last: it is the cycle's new end.
+                (None, Some(sig)) if self.cycle.len() < MAX_CYCLE => self.cycle.push(sig),
+                _ => self.end_unreliable = true,
+            }
+        }
         let mut time_changed = false;
         let closes = self
             .epoch
@@ -470,6 +501,7 @@ impl FixAssembler {
                     time_changed = key != t;
                     time_changed
                 }
+                (None, Some(t)) if epoch.straggler_of.is_some_and(|of| of != t) => true,
                 _ => {
                     epoch.seen & bit != 0
                         || matches!(sentence, Sentence::Gsv(g) if epoch.gsv_group_complete(g))
@@ -485,10 +517,11 @@ impl FixAssembler {
             None
         };
         let epoch = self.epoch.get_or_insert_with(|| Epoch {
-            opened_by_time: time.is_some(),
+            opened_by_time: time.is_some() && straggler_of.is_none(),
+            straggler_of,
             ..Epoch::default()
         });
-        if epoch.key.is_none() {
+        if epoch.key.is_none() && epoch.straggler_of.is_none() {
             epoch.key = time;
         }
         epoch.seen |= bit;
@@ -501,7 +534,23 @@ impl FixAssembler {
             epoch.rank = rank;
         }
         epoch.apply(sentence);
+        let ends_cycle =
+            !self.end_unreliable && signature.is_some() && signature.as_ref() == self.cycle.last();
+        if closed.is_none()
+            && ends_cycle
+            && let Some(key) = epoch.key
+        {
+            self.learn_cycle();
+            self.closed_at_end = Some(key);
+            return self.close();
+        }
         closed
+    }
+
+    /// Whether the last epoch closed at the end of the receiver's cycle and nothing of
+    /// the next one has arrived: the receiver is between bursts.
+    pub fn between_epochs(&self) -> bool {
+        self.epoch.is_none() && self.closed_at_end.is_some()
     }
 
     /// Closes the epoch in progress, if any, and returns its fix.
@@ -842,6 +891,108 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
         assert_eq!(knots(&fixes[2]), 300.0);
         assert_eq!(fixes[2].latitude_deg, None);
         assert_eq!(knots(&fixes[3]), 400.0);
+    }
+
+    /// The NEO-M8N capture's first epoch at time of day `t` (hhmmss.ss), every line.
+    fn neo_m8n_epoch(t: &str) -> Vec<String> {
+        NEO_M8N
+            .lines()
+            .take(13)
+            .map(|l| l.replace("171926.00", t))
+            .map(|l| encode::finish(&l[1..l.len() - 3]))
+            .collect()
+    }
+
+    #[test]
+    fn once_the_cycle_is_known_its_last_sentence_closes_the_epoch() {
+        let mut a = FixAssembler::new();
+        let push = |a: &mut FixAssembler, line: &str| a.push(&parse(line.as_bytes()).unwrap());
+        // The first epoch teaches the cycle; its fix comes with the next epoch's RMC.
+        let first = neo_m8n_epoch("171926.00");
+        assert!(first.iter().all(|l| push(&mut a, l).is_none()));
+        let second = neo_m8n_epoch("171927.00");
+        let (gll, rest) = second.split_last().unwrap();
+        let fixes: Vec<Fix> = rest.iter().filter_map(|l| push(&mut a, l)).collect();
+        assert_eq!(fixes.len(), 1);
+        assert_eq!(fixes[0].time.map(|t| t.second), Some(26));
+        assert!(!a.between_epochs());
+        // The second epoch's GLL ends the cycle: its fix comes at once.
+        let fix = push(&mut a, gll).expect("closed by its last sentence");
+        assert_eq!(fix.time.map(|t| t.second), Some(27));
+        assert_eq!(fix.satellites.len(), 23);
+        assert_eq!(fix.satellites_used, Some(14));
+        assert!(a.between_epochs());
+        let third = neo_m8n_epoch("171928.00");
+        assert_eq!(push(&mut a, &third[0]), None);
+        assert!(!a.between_epochs());
+        assert_eq!(a.finish().and_then(|f| f.time).map(|t| t.second), Some(28));
+    }
+
+    #[test]
+    fn a_straggler_after_the_cycles_end_is_a_fragment_and_the_cycle_learns_it() {
+        // From the third epoch on, the receiver adds a sentence after GLL (a GPS GSV
+        // page the cycle has not seen, as when more satellites rise).
+        let straggler = encode::finish("GPGSV,5,5,17,33,10,100,20");
+        let mut stream = Vec::new();
+        for (n, t) in [
+            "171926.00",
+            "171927.00",
+            "171928.00",
+            "171929.00",
+            "171930.00",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            stream.extend(neo_m8n_epoch(t));
+            if n >= 2 {
+                stream.push(straggler.clone());
+            }
+        }
+        let mut a = FixAssembler::new();
+        let mut fixes: Vec<Fix> = stream
+            .iter()
+            .filter_map(|l| a.push(&parse(l.as_bytes()).unwrap()))
+            .collect();
+        fixes.extend(a.finish());
+        let seconds: Vec<Option<u8>> = fixes.iter().map(|f| f.time.map(|t| t.second)).collect();
+        // The third epoch closed at GLL before its straggler came: the straggler is a
+        // fragment without time, never a second fix of 28, and the cycle's new end, so
+        // from then on each epoch is whole again.
+        assert_eq!(
+            seconds,
+            [Some(26), Some(27), Some(28), None, Some(29), Some(30)]
+        );
+        assert_eq!(fixes[3].satellites.len(), 1);
+        assert_eq!(fixes[4].satellites.len(), 24);
+        assert_eq!(fixes[5].satellites.len(), 24);
+    }
+
+    #[test]
+    fn a_timed_straggler_ends_early_closing_and_each_epoch_still_yields_one_fix() {
+        let mut stream = Vec::new();
+        for t in ["171926.00", "171927.00", "171928.00", "171929.00"] {
+            let epoch = neo_m8n_epoch(t);
+            // This receiver repeats its GGA after GLL from the second epoch on.
+            let gga = epoch[2].clone();
+            stream.extend(epoch);
+            if t != "171926.00" {
+                stream.push(gga);
+            }
+        }
+        let mut a = FixAssembler::new();
+        let mut fixes: Vec<Fix> = stream
+            .iter()
+            .filter_map(|l| a.push(&parse(l.as_bytes()).unwrap()))
+            .collect();
+        fixes.extend(a.finish());
+        let seconds: Vec<Option<u8>> = fixes.iter().map(|f| f.time.map(|t| t.second)).collect();
+        assert_eq!(seconds, [Some(26), Some(27), None, Some(28), Some(29)]);
+        assert!(
+            fixes[2].latitude_deg.is_some(),
+            "the straggler's values are kept"
+        );
+        assert!(!a.between_epochs());
     }
 
     #[test]
