@@ -117,6 +117,11 @@ impl Device for NmeaDevice {
                 _ => {}
             }
         }
+        // The epoch closed at the end of the receiver's cycle: the line is quiet until
+        // the next burst, so the next read waits for its first byte, unpaced.
+        if self.fixes.between_epochs() && self.framer.pending() == 0 {
+            self.pacing.reset();
+        }
         Ok(if bad > 0 {
             PollOutcome::Degraded(format!("{bad} bad sentence(s)"))
         } else {
@@ -138,5 +143,73 @@ impl Device for NmeaDevice {
     fn silence_limit(&self) -> Duration {
         // 1 Hz receivers are common; three missed epochs is not normal.
         Duration::from_secs(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Instant;
+
+    use nix::fcntl::OFlag;
+
+    use super::*;
+
+    /// One epoch of a receiver whose cycle ends in GLL, at second `s`.
+    fn epoch(s: u8) -> String {
+        [
+            format!("GPRMC,1200{s:02}.00,A,4404.14063,N,12118.85478,W,50.0,,180325,,,A"),
+            format!("GPGGA,1200{s:02}.00,4404.14063,N,12118.85478,W,1,08,0.9,9500.0,M,10.0,M,,"),
+            "GPGSA,A,3,01,11,31,,,,,,,,,,1.5,0.9,1.2".to_owned(),
+            format!("GPGLL,4404.14063,N,12118.85478,W,1200{s:02}.00,A,A"),
+        ]
+        .map(|b| aloft_sensors::gps::nmea::encode::finish(&b))
+        .concat()
+    }
+
+    #[test]
+    fn the_read_after_an_epochs_last_sentence_is_not_paced() {
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).expect("a pty");
+        nix::pty::grantpt(&master).expect("grantpt");
+        nix::pty::unlockpt(&master).expect("unlockpt");
+        let path = PathBuf::from(nix::pty::ptsname_r(&master).expect("its name"));
+        let mut receiver = std::fs::File::from(std::os::fd::OwnedFd::from(master));
+        let mut device = NmeaDevice::new(SensorId(0), path, 115_200);
+        device.open().expect("opens");
+        let mut out = Vec::new();
+        let mut poll_until_fixes = |device: &mut NmeaDevice, fixes: usize| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while out
+                .iter()
+                .filter(|r: &&Reading| r.quantity == aloft_protocol::Quantity::Latitude)
+                .count()
+                < fixes
+            {
+                assert!(Instant::now() < deadline, "no fix from the pty");
+                device.poll(&mut out).expect("polls");
+            }
+        };
+        // The first epoch teaches the cycle (its fix comes with the second's RMC); the
+        // second's GLL closes it, and the reader stops pacing until the next burst.
+        receiver.write_all(epoch(0).as_bytes()).expect("written");
+        receiver.write_all(epoch(1).as_bytes()).expect("written");
+        poll_until_fixes(&mut device, 2);
+        assert!(device.fixes.between_epochs());
+        assert_eq!(device.pacing.delay_at(Instant::now()), Duration::ZERO);
+        // Mid-epoch (the RMC and part of the GGA), a read with data paces the next.
+        let third = epoch(2);
+        let gga_at = third
+            .match_indices('$')
+            .nth(1)
+            .map(|(i, _)| i)
+            .expect("two lines");
+        receiver
+            .write_all(&third.as_bytes()[..gga_at + 10])
+            .expect("written");
+        while device.framer.pending() == 0 {
+            device.poll(&mut out).expect("polls");
+        }
+        assert!(!device.fixes.between_epochs());
+        assert!(device.pacing.delay_at(Instant::now()) > Duration::ZERO);
     }
 }

@@ -4,7 +4,9 @@
 //! pseudo-terminals a 10 ms tick at a time: a reader that reads as soon as anything is there
 //! wakes once per chunk, several times per epoch. Paced, the next read after one that
 //! returned bytes waits until a window has passed since, so a burst costs a wake-up per
-//! window, not one per chunk.
+//! window, not one per chunk. When the NMEA adapters see the epoch end (the last sentence
+//! of the receiver's cycle, `FixAssembler::between_epochs`) they reset the pacing, so the
+//! quiet line after a burst costs no paced wake-up either.
 //!
 //! Invariants: a quiet line is never paced (the read after an empty one blocks until the
 //! first byte and returns at once); a read waits at most one window after data; the window

@@ -268,6 +268,11 @@ impl Device for UbloxDevice {
                 _ => {}
             }
         }
+        // The epoch closed at the end of the receiver's cycle: the line is quiet until
+        // the next burst, so the next read waits for its first byte, unpaced.
+        if self.fixes.between_epochs() && self.framer.pending() == 0 {
+            self.pacing.reset();
+        }
         if bad > 0 && outcome == PollOutcome::Healthy {
             outcome = PollOutcome::Degraded(format!("{bad} bad sentence(s) or frame(s)"));
         }
