@@ -893,6 +893,11 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
         assert_eq!(knots(&fixes[3]), 400.0);
     }
 
+    /// The second of each fix's time.
+    fn seconds(fixes: &[Fix]) -> Vec<Option<u8>> {
+        fixes.iter().map(|f| f.time.map(|t| t.second)).collect()
+    }
+
     /// The NEO-M8N capture's first epoch at time of day `t` (hhmmss.ss), every line.
     fn neo_m8n_epoch(t: &str) -> Vec<String> {
         NEO_M8N
@@ -949,18 +954,12 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
                 stream.push(straggler.clone());
             }
         }
-        let mut a = FixAssembler::new();
-        let mut fixes: Vec<Fix> = stream
-            .iter()
-            .filter_map(|l| a.push(&parse(l.as_bytes()).unwrap()))
-            .collect();
-        fixes.extend(a.finish());
-        let seconds: Vec<Option<u8>> = fixes.iter().map(|f| f.time.map(|t| t.second)).collect();
+        let fixes = assemble(&stream.concat());
         // The third epoch closed at GLL before its straggler came: the straggler is a
         // fragment without time, never a second fix of 28, and the cycle's new end, so
         // from then on each epoch is whole again.
         assert_eq!(
-            seconds,
+            seconds(&fixes),
             [Some(26), Some(27), Some(28), None, Some(29), Some(30)]
         );
         assert_eq!(fixes[3].satellites.len(), 1);
@@ -980,19 +979,15 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
                 stream.push(gga);
             }
         }
-        let mut a = FixAssembler::new();
-        let mut fixes: Vec<Fix> = stream
-            .iter()
-            .filter_map(|l| a.push(&parse(l.as_bytes()).unwrap()))
-            .collect();
-        fixes.extend(a.finish());
-        let seconds: Vec<Option<u8>> = fixes.iter().map(|f| f.time.map(|t| t.second)).collect();
-        assert_eq!(seconds, [Some(26), Some(27), None, Some(28), Some(29)]);
+        let fixes = assemble(&stream.concat());
+        assert_eq!(
+            seconds(&fixes),
+            [Some(26), Some(27), None, Some(28), Some(29)]
+        );
         assert!(
             fixes[2].latitude_deg.is_some(),
             "the straggler's values are kept"
         );
-        assert!(!a.between_epochs());
     }
 
     #[test]

@@ -163,40 +163,57 @@ impl Pipeline {
 mod tests {
     use super::super::sim::Ms5611Sim;
     use super::*;
-    use crate::i2c::sim::{SimClock, SimDelay};
+    use crate::i2c::sim::SimDelay;
 
-    /// A caller's clock that is the simulator's: the time a test lets pass between
-    /// measurements, and every wait of the driver, moves both.
-    fn clock(sim: SimClock) -> impl FnMut() -> Timestamp {
-        move || Timestamp::monotonic(sim.now_ns())
+    type SimError = <Ms5611Sim as embedded_hal::i2c::ErrorType>::Error;
+
+    /// A device at 194 hPa and its pipeline; the caller's clock is the simulator's, so
+    /// the time a test lets pass between measurements, and every wait of the driver,
+    /// moves both.
+    struct Rig {
+        sim: Ms5611Sim,
+        device: Ms5611<Ms5611Sim>,
+        delay: SimDelay,
+        pipeline: Pipeline,
     }
 
-    fn device() -> (Ms5611Sim, Ms5611<Ms5611Sim>, SimDelay) {
-        let sim = Ms5611Sim::new(0x77);
-        sim.set_environment(19_400.0, 223.15, 0.2);
-        let mut delay = sim.delay();
-        let mut device = Ms5611::new(sim.clone(), 0x77);
-        device.init(&mut delay).expect("initialises");
-        (sim, device, delay)
+    impl Rig {
+        fn new() -> Rig {
+            let sim = Ms5611Sim::new(0x77);
+            sim.set_environment(19_400.0, 223.15, 0.2);
+            let mut delay = sim.delay();
+            let mut device = Ms5611::new(sim.clone(), 0x77);
+            device.init(&mut delay).expect("initialises");
+            Rig {
+                sim,
+                device,
+                delay,
+                pipeline: Pipeline::new(),
+            }
+        }
+
+        fn measure(&mut self) -> Result<Sampled, Error<SimError>> {
+            let clock = self.sim.clock();
+            self.pipeline
+                .measure(&mut self.device, &mut self.delay, &mut || {
+                    Timestamp::monotonic(clock.now_ns())
+                })
+        }
     }
 
     #[test]
     fn a_sample_costs_two_transactions_and_the_temperature_three_more_every_third() {
-        let (sim, mut device, mut delay) = device();
-        let mut now = clock(sim.clock());
-        let mut pipeline = Pipeline::new();
+        let mut rig = Rig::new();
         let mut per_sample = Vec::new();
         let mut temperatures = 0;
         for _ in 0..9 {
-            let before = sim.transactions();
-            let s = pipeline
-                .measure(&mut device, &mut delay, &mut now)
-                .expect("measures");
-            per_sample.push(sim.transactions() - before);
+            let before = rig.sim.transactions();
+            let s = rig.measure().expect("measures");
+            per_sample.push(rig.sim.transactions() - before);
             temperatures += usize::from(s.temperature_time.is_some());
             assert!((s.measurement.pressure_pa - 19_400.0).abs() < 50.0, "{s:?}");
             // The interval passes (the device's conversion completes meanwhile).
-            sim.clock().advance_ns(100_000_000);
+            rig.sim.clock().advance_ns(100_000_000);
         }
         // First: D2 and D1 converted (2 each) and the next D1 started; then read + start,
         // with D2's command and read added every third sample.
@@ -206,44 +223,35 @@ mod tests {
 
     #[test]
     fn a_pressure_is_stamped_when_its_conversion_started_and_read_no_earlier_than_allowed() {
-        let (sim, mut device, mut delay) = device();
-        let mut now = clock(sim.clock());
-        let mut pipeline = Pipeline::new();
-        pipeline
-            .measure(&mut device, &mut delay, &mut now)
-            .expect("measures");
-        let started = sim.clock().now_ns();
+        let mut rig = Rig::new();
+        rig.measure().expect("measures");
+        let started = rig.sim.clock().now_ns();
         // Asked again at once: the remaining conversion time is waited, not a 0 read.
-        let s = pipeline
-            .measure(&mut device, &mut delay, &mut now)
-            .expect("measures");
+        let s = rig.measure().expect("measures");
         assert_eq!(s.pressure_time.mono_ns, started);
-        assert!(sim.clock().now_ns() - started >= 9_040_000);
+        assert!(rig.sim.clock().now_ns() - started >= 9_040_000);
         assert_eq!(s.temperature_time, None);
     }
 
     #[test]
     fn after_an_error_the_next_measurement_starts_afresh() {
-        let (sim, mut device, mut delay) = device();
-        let mut now = clock(sim.clock());
-        let mut pipeline = Pipeline::new();
-        pipeline
-            .measure(&mut device, &mut delay, &mut now)
-            .expect("measures");
-        assert!(pipeline.is_running());
-        sim.nack_next(1);
-        assert!(pipeline.measure(&mut device, &mut delay, &mut now).is_err());
-        assert!(!pipeline.is_running());
-        // A brown-out reset the device: the running conversion's read would be 0.
-        sim.zero_next_adc_reads(1);
+        let mut rig = Rig::new();
+        rig.measure().expect("measures");
+        assert!(rig.pipeline.is_running());
+        rig.sim.nack_next(1);
+        assert!(rig.measure().is_err());
+        assert!(!rig.pipeline.is_running());
+        rig.measure().expect("measures again");
+        assert!(rig.pipeline.is_running());
+        // A brown-out reset the device: the running conversion reads 0.
+        rig.sim.zero_next_adc_reads(1);
         assert!(matches!(
-            pipeline.measure(&mut device, &mut delay, &mut now),
-            Err(Error::AdcNotReady(_))
+            rig.measure(),
+            Err(Error::AdcNotReady(Conversion::Pressure))
         ));
-        let s = pipeline
-            .measure(&mut device, &mut delay, &mut now)
-            .expect("measures again");
+        assert!(!rig.pipeline.is_running());
+        let s = rig.measure().expect("measures after the reset");
         assert!(s.temperature_time.is_some(), "both converted afresh");
-        assert!(pipeline.is_running());
+        assert!(rig.pipeline.is_running());
     }
 }
