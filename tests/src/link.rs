@@ -312,7 +312,8 @@ impl Link {
         Played(done_rx)
     }
 
-    /// Bytes that crossed so far.
+    /// Bytes that crossed so far. A chunk is counted once its write to the far side
+    /// returned, so the far side (and an echo of it) may see it a moment earlier.
     pub fn bytes(&self) -> Bytes {
         Bytes {
             up: self.shared.up.load(Ordering::Relaxed),

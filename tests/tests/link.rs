@@ -56,9 +56,20 @@ fn a_healthy_link_forwards_both_ways_and_counts_every_byte() {
     let mut stream = connect(&link);
     let message: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(echo(&mut stream, &message).expect("echo"), message);
-    let bytes = link.bytes();
-    assert_eq!(bytes.up, message.len() as u64);
-    assert_eq!(bytes.down, message.len() as u64);
+    // A chunk is counted once its write returned, and the echo can be back before that:
+    // wait for the counters, then check they stopped at the message.
+    let sent = message.len() as u64;
+    let bytes = wait_until(
+        "the link to count the message",
+        Duration::from_secs(5),
+        || {
+            let b = link.bytes();
+            (b.up >= sent && b.down >= sent).then_some(b)
+        },
+    )
+    .expect("every byte counted");
+    assert_eq!(bytes.up, sent);
+    assert_eq!(bytes.down, sent);
     assert_eq!(link.connections(), 1);
 }
 
