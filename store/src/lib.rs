@@ -7,9 +7,9 @@
 //!   numbers, group commit, range reads of durable records, the acked cursor, the size bound
 //!   and its [`FullPolicy`], gap records for every loss, recovery after a crash.
 //! - [`Backend`]: the narrow trait an outbox keeps its records in. [`log`] holds the one the
-//!   agent uses, a purpose-built segmented log ([`SegmentedLog`]); redb was measured and
-//!   tortured against it behind the same trait, sled 0.34 measured and contract-tested
-//!   (docs/decisions/store-backend.md).
+//!   agent uses, a purpose-built segmented log ([`SegmentedLog`]); redb and sled 0.34 were
+//!   measured and tortured against it behind the same trait, in the `store-candidates`
+//!   crate (docs/decisions/store-backend.md).
 //!
 //! The outbox is synchronous (it does file I/O and fsyncs): the agent owns it from one
 //! task and runs its calls on a blocking thread (`spawn_blocking` or a dedicated thread).

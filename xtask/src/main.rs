@@ -250,7 +250,7 @@ fn bench(name: Bench) -> Result<()> {
                 "--quiet",
                 "--locked",
                 "-p",
-                "aloft-store",
+                "aloft-store-candidates",
                 "--bench",
                 "store",
             ]),

@@ -1,21 +1,26 @@
-//! SIGKILL crash torture: a writer process appending at a high rate with a short flush
-//! interval is killed at random moments, 200 times; after each kill the store opens, every
-//! reading the writer reported committed is there exactly once, and the numbering is
-//! contiguous (what the kill lost is a crash gap).
+//! SIGKILL crash torture, on the segmented log and on each candidate: a writer process
+//! (`torture-writer`) appending at a high rate with a short flush interval is killed at
+//! random moments (one in four while it opens the store, the rest while it appends), 200
+//! times; after each kill the store opens, every reading the writer
+//! reported committed is there exactly once, and the numbering is contiguous (what the
+//! kill lost is a crash gap).
 
 // Test code: a failed unwrap is a failed test, helpers included.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../store/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use aloft_protocol::{GapReason, Record};
-use aloft_store::{Outbox, StoreOptions};
+use aloft_store::{Backend, OpenReport, Outbox, StoreError, StoreOptions};
+use aloft_store_candidates::{Kind, open_redb, open_sled};
 use common::*;
 
 const CYCLES: u64 = 200;
@@ -37,7 +42,29 @@ fn options() -> StoreOptions {
 }
 
 #[test]
-fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_numbers() {
+fn on_the_segmented_log_every_committed_reading_survives_200_sigkills_exactly_once() {
+    torture(Kind::Log, |dir| Outbox::open(dir, options()));
+}
+
+#[test]
+fn on_redb_every_committed_reading_survives_200_sigkills_exactly_once() {
+    torture(Kind::Redb, |dir| open_redb(dir, options()));
+}
+
+/// Fails now and then: sled 0.34 refuses to open after a kill ("Read corrupted data at
+/// file offset None"), seen in 1 of 6 runs of 200 kills on 2026-11-25
+/// (docs/decisions/store-backend.md). Run it with `--ignored`.
+#[test]
+#[ignore = "sled 0.34 sometimes refuses to open after a SIGKILL (corrupted data); see docs/decisions/store-backend.md"]
+fn on_sled_every_committed_reading_survives_200_sigkills_exactly_once() {
+    torture(Kind::Sled, |dir| open_sled(dir, options()));
+}
+
+/// Kills the writer on `kind` `CYCLES` times; `open` opens the store as the writer does.
+fn torture<B: Backend>(
+    kind: Kind,
+    open: impl Fn(&Path) -> Result<(Outbox<B>, OpenReport), StoreError>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let seed = 0x5eed_u64;
     let mut state = seed;
@@ -47,7 +74,8 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
     let mut killed_before_any_commit = 0;
     for cycle in 0..CYCLES {
         let base = cycle * SPAN;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_store-torture-writer"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_torture-writer"))
+            .arg(kind.name())
             .arg(dir.path())
             .arg(base.to_string())
             .arg("3")
@@ -57,17 +85,27 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let last_committed: Arc<Mutex<Option<u64>>> = Arc::default();
+        let (opened_tx, opened) = mpsc::channel();
         let reader = {
             let last = Arc::clone(&last_committed);
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(v) = line.strip_prefix("C ").and_then(|v| v.parse().ok()) {
+                    if line == "O" {
+                        let _ = opened_tx.send(());
+                    } else if let Some(v) = line.strip_prefix("C ").and_then(|v| v.parse().ok()) {
                         *last.lock().unwrap() = Some(v);
                     }
                 }
             })
         };
+        // One kill in four lands anywhere from the start (in the open and its recovery);
+        // the others after the store opened, which takes the candidates far longer than
+        // the log, so that every backend is killed while it appends and commits.
+        if cycle % 4 != 0 && opened.recv_timeout(Duration::from_secs(30)).is_err() {
+            let status = child.wait().unwrap();
+            panic!("cycle {cycle}: the writer did not open the store ({status})");
+        }
         std::thread::sleep(Duration::from_micros(
             2_000 + next_random(&mut state) % 30_000,
         ));
@@ -80,7 +118,9 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
         reader.join().unwrap();
         let last = *last_committed.lock().unwrap();
 
-        let (mut outbox, report) = Outbox::open(dir.path(), options()).unwrap();
+        let (mut outbox, report) = open(dir.path()).unwrap_or_else(|e| {
+            panic!("cycle {cycle}: the store does not open after the kill: {e}")
+        });
         assert_eq!(
             report.corrupt_regions, 0,
             "cycle {cycle}: a kill leaves no corruption"
@@ -145,11 +185,12 @@ fn every_committed_reading_survives_200_sigkills_exactly_once_with_contiguous_nu
         }
         drop(outbox); // not closed: the next writer's open sees an unclean store too
     }
-    let (outbox, _) = Outbox::open(dir.path(), options()).unwrap();
+    let (outbox, _) = open(dir.path()).unwrap();
     assert_contiguous(&outbox);
     eprintln!(
-        "crash torture: seed {seed:#x}, {CYCLES} kills, {committed_total} readings reported \
-         committed, {killed_before_any_commit} kills before a first commit"
+        "crash torture on {}: seed {seed:#x}, {CYCLES} kills, {committed_total} readings reported \
+         committed, {killed_before_any_commit} kills before a first commit",
+        kind.name()
     );
     assert!(
         committed_total > 0,

@@ -1,24 +1,23 @@
 //! The redb candidate behind the same `Backend` trait: the outbox's contract, an unclean
 //! reopen, and power loss through redb's own `StorageBackend` seam (a simulated file that
-//! drops, applies or tears each write not yet synced). The SIGKILL torture's writer is a
-//! binary of the store crate, which cannot use the redb dev-dependency: not run on redb.
+//! drops, applies or tears each write not yet synced). Its SIGKILL torture is in
+//! `tests/crash.rs`, beside the segmented log's.
 
 // Test code: a failed unwrap is a failed test, helpers included.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../store/tests/common/mod.rs"]
 mod common;
-#[path = "common/power.rs"]
+#[path = "../../store/tests/common/power.rs"]
 mod power;
-#[path = "common/redb_backend.rs"]
-mod redb_backend;
 
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use aloft_protocol::{GapReason, Record};
 use aloft_store::{FullPolicy, Outbox, StoreOptions};
+use aloft_store_candidates::redb_backend::RedbBackend;
 use common::*;
-use redb_backend::RedbBackend;
 
 fn open(path: &std::path::Path, options: StoreOptions) -> Outbox<RedbBackend> {
     let (backend, recovery) = RedbBackend::open(path).unwrap();
@@ -46,6 +45,21 @@ fn redb_holds_committed_records_across_an_unclean_reopen() {
             .iter()
             .any(|(_, r)| matches!(r, Record::Gap(g) if g.reason == GapReason::Crash))
     );
+}
+
+#[test]
+fn a_database_is_created_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    // What a kill in the middle of a creation leaves: the temporary file, half written.
+    std::fs::write(dir.path().join("store.redb.creating"), b"\0\0half a header").unwrap();
+    let mut outbox = open(&path, StoreOptions::default());
+    outbox.append(&reading(0)).unwrap();
+    outbox.commit().unwrap();
+    drop(outbox);
+    assert!(!dir.path().join("store.redb.creating").exists());
+    let records = assert_contiguous(&open(&path, StoreOptions::default()));
+    assert_eq!(reading_values(&records), vec![0]);
 }
 
 #[test]

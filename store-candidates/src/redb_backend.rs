@@ -1,5 +1,5 @@
 //! redb behind the outbox's [`Backend`] trait: a candidate measured against the segmented
-//! log (dev-dependency only; it never reaches the agent).
+//! log (in this crate only; it never reaches the agent).
 //!
 //! Records live in one table keyed by sequence number; a "chunk" is a fixed run of
 //! `CHUNK_RECORDS` numbers, so the outbox's policies free and thin the same way as with
@@ -43,8 +43,38 @@ impl std::fmt::Debug for RedbBackend {
 }
 
 impl RedbBackend {
-    /// Opens or creates the database file at `path`.
+    /// Opens the database file at `path`, or creates it atomically.
+    ///
+    /// `Database::create` on a missing file writes the new file in place, and a kill in the
+    /// middle leaves a file redb refuses for good ("Not a redb database: magic number
+    /// mismatch"), the SIGKILL torture found. So a new database is made beside the path
+    /// under a temporary name, synced, and renamed into place: a kill leaves no file or a
+    /// whole one (a leftover temporary file is replaced at the next open).
     pub fn open(path: &Path) -> Result<(Self, Recovery), StoreError> {
+        if !path.exists() {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(".creating");
+            let creating = path.with_file_name(name);
+            let io = |op: &'static str, source: std::io::Error| StoreError::Io {
+                op,
+                file: creating.display().to_string(),
+                source,
+            };
+            match std::fs::remove_file(&creating) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", e)),
+                _ => {}
+            }
+            drop(Database::create(&creating).map_err(backend_err)?);
+            std::fs::File::open(&creating)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("sync", e))?;
+            std::fs::rename(&creating, path).map_err(|e| io("rename", e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io("sync directory", e))?;
+            }
+        }
         RedbBackend::with_database(Database::create(path).map_err(backend_err)?)
     }
 

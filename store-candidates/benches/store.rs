@@ -19,10 +19,7 @@ use aloft_protocol::{Quality, Quantity, Reading, Record, SensorId, TimeSource, T
 use aloft_sensors::flight::Scenario;
 use aloft_store::{Outbox, StoreOptions};
 
-#[path = "../tests/common/redb_backend.rs"]
-mod redb_backend;
-#[path = "../tests/common/sled_backend.rs"]
-mod sled_backend;
+use aloft_store_candidates::{redb_backend, sled_backend};
 
 const RUN_S: f64 = 3.0;
 const FLUSH: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
 //! sled 0.34 behind the outbox's [`Backend`] trait: the candidate DESIGN.md named, measured
-//! against the segmented log (dev-dependency only; it never reaches the agent).
+//! against the segmented log (in this crate only; it never reaches the agent).
 //!
 //! Records live in one tree keyed by the big-endian sequence number (so sled's byte order is
 //! numeric order); small state in a second tree. A "chunk" is a fixed run of
