@@ -11,6 +11,7 @@
 //! [`Backend`]: aloft_store::Backend
 //! [`Outbox`]: aloft_store::Outbox
 
+mod chunks;
 pub mod redb_backend;
 pub mod sled_backend;
 

@@ -6,34 +6,26 @@
 //! segments. Appends are buffered and written by `sync` in one write transaction with
 //! redb's default `Durability::Immediate` (its two-phase commit with fsync).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use aloft_store::log::{FRAME_HEADER, Recovery};
+
+use crate::chunks::Chunks;
 use aloft_store::{Backend, Chunk, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
-const CHUNK_RECORDS: u64 = 4096;
 
 fn backend_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(Box::new(e.into()))
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct ChunkInfo {
-    first: u64,
-    last: u64,
-    bytes: u64,
-    generation: u32,
 }
 
 /// The redb candidate.
 pub struct RedbBackend {
     db: Database,
     pending: Vec<(u64, Vec<u8>)>,
-    chunks: BTreeMap<u64, ChunkInfo>,
+    chunks: Chunks,
 }
 
 impl std::fmt::Debug for RedbBackend {
@@ -83,7 +75,7 @@ impl RedbBackend {
         let mut backend = RedbBackend {
             db,
             pending: Vec::new(),
-            chunks: BTreeMap::new(),
+            chunks: Chunks::default(),
         };
         let tx = backend.db.begin_write().map_err(backend_err)?;
         {
@@ -91,11 +83,11 @@ impl RedbBackend {
             tx.open_table(META).map_err(backend_err)?;
             for entry in table.iter().map_err(backend_err)? {
                 let (k, v) = entry.map_err(backend_err)?;
-                backend.note(k.value(), v.value().len());
+                backend.chunks.note(k.value(), v.value().len());
             }
         }
         tx.commit().map_err(backend_err)?;
-        let last_seq = backend.chunks.values().next_back().map(|c| c.last);
+        let last_seq = backend.chunks.last_seq();
         Ok((
             backend,
             Recovery {
@@ -104,23 +96,11 @@ impl RedbBackend {
             },
         ))
     }
-
-    fn note(&mut self, seq: u64, len: usize) {
-        let key = seq / CHUNK_RECORDS;
-        let chunk = self.chunks.entry(key).or_insert(ChunkInfo {
-            first: seq,
-            last: seq,
-            bytes: 0,
-            generation: 0,
-        });
-        chunk.last = chunk.last.max(seq);
-        chunk.bytes += (FRAME_HEADER + len) as u64;
-    }
 }
 
 impl Backend for RedbBackend {
     fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
-        self.note(seq, payload.len());
+        self.chunks.note(seq, payload.len());
         self.pending.push((seq, payload.to_vec()));
         Ok(())
     }
@@ -159,24 +139,15 @@ impl Backend for RedbBackend {
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.chunks.values().map(|c| c.bytes).sum()
+        self.chunks.disk_bytes()
     }
 
     fn chunks(&self) -> Vec<Chunk> {
-        self.chunks
-            .values()
-            .map(|c| Chunk {
-                first: c.first,
-                last: c.last,
-                bytes: c.bytes,
-                generation: c.generation,
-            })
-            .collect()
+        self.chunks.all()
     }
 
     fn remove_chunk(&mut self, first: u64) -> Result<(), StoreError> {
-        let key = first / CHUNK_RECORDS;
-        let Some(chunk) = self.chunks.get(&key).copied() else {
+        let Some(chunk) = self.chunks.get(first) else {
             return Ok(());
         };
         let tx = self.db.begin_write().map_err(backend_err)?;
@@ -187,12 +158,11 @@ impl Backend for RedbBackend {
                 .map_err(backend_err)?;
         }
         tx.commit().map_err(backend_err)?;
-        self.chunks.remove(&key);
+        self.chunks.remove(first);
         Ok(())
     }
 
     fn thin_chunk(&mut self, first: u64, drop: &[u64]) -> Result<(), StoreError> {
-        let key = first / CHUNK_RECORDS;
         let tx = self.db.begin_write().map_err(backend_err)?;
         let mut freed = 0;
         {
@@ -204,10 +174,7 @@ impl Backend for RedbBackend {
             }
         }
         tx.commit().map_err(backend_err)?;
-        if let Some(chunk) = self.chunks.get_mut(&key) {
-            chunk.bytes -= freed.min(chunk.bytes);
-            chunk.generation += 1;
-        }
+        self.chunks.thinned(first, freed);
         Ok(())
     }
 

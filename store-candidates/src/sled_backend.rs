@@ -14,24 +14,15 @@
 //! per commit; under the bench (millions of appends a second between commits) the copies
 //! of every payload in the buffer and the batch got the bench process killed for memory.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use aloft_store::log::{FRAME_HEADER, Recovery};
-use aloft_store::{Backend, Chunk, StoreError};
 
-const CHUNK_RECORDS: u64 = 4096;
+use crate::chunks::Chunks;
+use aloft_store::{Backend, Chunk, StoreError};
 
 fn backend_err(e: sled::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct ChunkInfo {
-    first: u64,
-    last: u64,
-    bytes: u64,
-    generation: u32,
 }
 
 /// The sled candidate.
@@ -40,7 +31,7 @@ pub struct SledBackend {
     records: sled::Tree,
     meta: sled::Tree,
     dirty: bool,
-    chunks: BTreeMap<u64, ChunkInfo>,
+    chunks: Chunks,
 }
 
 impl std::fmt::Debug for SledBackend {
@@ -67,13 +58,13 @@ impl SledBackend {
             records,
             meta,
             dirty: false,
-            chunks: BTreeMap::new(),
+            chunks: Chunks::default(),
         };
         for entry in backend.records.iter() {
             let (k, v) = entry.map_err(backend_err)?;
-            backend.note(key_seq(&k)?, v.len());
+            backend.chunks.note(key_seq(&k)?, v.len());
         }
-        let last_seq = backend.chunks.values().next_back().map(|c| c.last);
+        let last_seq = backend.chunks.last_seq();
         Ok((
             backend,
             Recovery {
@@ -81,18 +72,6 @@ impl SledBackend {
                 ..Recovery::default()
             },
         ))
-    }
-
-    fn note(&mut self, seq: u64, len: usize) {
-        let key = seq / CHUNK_RECORDS;
-        let chunk = self.chunks.entry(key).or_insert(ChunkInfo {
-            first: seq,
-            last: seq,
-            bytes: 0,
-            generation: 0,
-        });
-        chunk.last = chunk.last.max(seq);
-        chunk.bytes += (FRAME_HEADER + len) as u64;
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -106,7 +85,7 @@ impl Backend for SledBackend {
         self.records
             .insert(seq.to_be_bytes(), payload)
             .map_err(backend_err)?;
-        self.note(seq, payload.len());
+        self.chunks.note(seq, payload.len());
         self.dirty = true;
         Ok(())
     }
@@ -134,24 +113,15 @@ impl Backend for SledBackend {
     }
 
     fn disk_bytes(&self) -> u64 {
-        self.chunks.values().map(|c| c.bytes).sum()
+        self.chunks.disk_bytes()
     }
 
     fn chunks(&self) -> Vec<Chunk> {
-        self.chunks
-            .values()
-            .map(|c| Chunk {
-                first: c.first,
-                last: c.last,
-                bytes: c.bytes,
-                generation: c.generation,
-            })
-            .collect()
+        self.chunks.all()
     }
 
     fn remove_chunk(&mut self, first: u64) -> Result<(), StoreError> {
-        let key = first / CHUNK_RECORDS;
-        let Some(chunk) = self.chunks.get(&key).copied() else {
+        let Some(chunk) = self.chunks.get(first) else {
             return Ok(());
         };
         let mut batch = sled::Batch::default();
@@ -164,12 +134,11 @@ impl Backend for SledBackend {
         }
         self.records.apply_batch(batch).map_err(backend_err)?;
         self.flush()?;
-        self.chunks.remove(&key);
+        self.chunks.remove(first);
         Ok(())
     }
 
     fn thin_chunk(&mut self, first: u64, drop: &[u64]) -> Result<(), StoreError> {
-        let key = first / CHUNK_RECORDS;
         let mut batch = sled::Batch::default();
         let mut freed = 0;
         for seq in drop {
@@ -181,10 +150,7 @@ impl Backend for SledBackend {
         }
         self.records.apply_batch(batch).map_err(backend_err)?;
         self.flush()?;
-        if let Some(chunk) = self.chunks.get_mut(&key) {
-            chunk.bytes -= freed.min(chunk.bytes);
-            chunk.generation += 1;
-        }
+        self.chunks.thinned(first, freed);
         Ok(())
     }
 
