@@ -4,17 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The shared captures sit beside the checkout (`../shared`), in CI as on a developer's
-/// machine; from a git worktree they may be further up.
+/// The device captures in the repository (the sensors crate's test data).
 fn captures() -> PathBuf {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/data/captures");
-        if candidate.is_dir() {
-            return candidate;
-        }
-        dir = dir.parent().expect("shared/data/captures above the crate");
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sensors/testdata/captures")
 }
 
 fn replay(kind: &str, file: &Path) -> Output {
@@ -92,25 +84,22 @@ fn ubx_capture_replays_one_fix_per_nav_pvt() {
 }
 
 #[test]
-fn cosmicwatch_capture_replays_one_record_per_event() {
-    let out = replay(
-        "cosmicwatch",
-        &captures().join("cosmicwatch-v2-slave-0deg.txt"),
-    );
+fn cosmicwatch_recording_replays_one_record_per_event() {
+    let out = replay("cosmicwatch", &captures().join("cosmicwatch-v2-sim.txt"));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let events = records(&out);
-    assert_eq!(events.len(), 632);
-    // First event line of the file: `1 54840 675 317.99 10 18.00`.
+    assert_eq!(events.len(), 634);
+    // First event line of the file: `1 2407 99 21.91 0 20.11`.
     let first = &events[0];
     assert_eq!(first["event"], 1);
-    assert_eq!(first["adc"], 675);
-    assert!((first["detector_time_s"].as_f64().unwrap() - 54.840).abs() < 1e-9);
-    assert!((first["sipm_peak_v"].as_f64().unwrap() - 0.317_99).abs() < 1e-9);
-    assert!((first["temperature_k"].as_f64().unwrap() - 291.15).abs() < 1e-9);
+    assert_eq!(first["adc"], 99);
+    assert!((first["detector_time_s"].as_f64().unwrap() - 2.407).abs() < 1e-9);
+    assert!((first["sipm_peak_v"].as_f64().unwrap() - 0.021_91).abs() < 1e-9);
+    assert!((first["temperature_k"].as_f64().unwrap() - 293.26).abs() < 1e-9);
     assert!(
         events.last().unwrap()["count_rate_per_s"]
             .as_f64()

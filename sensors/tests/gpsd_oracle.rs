@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -25,6 +25,10 @@ use aloft_sensors::gps::nmea::{
     self, Date, Gga, Gll, Gsa, Gsv, GsvSatellite, PositioningMode, Rmc, Status, Talker, TimeOfDay,
     Vtg, encode,
 };
+
+mod common;
+
+use common::captures_dir;
 
 const PACKAGES: &str = "gpsd gpsd-clients gpsd-tools python3-gps";
 
@@ -178,15 +182,6 @@ fn compare(name: &str, fixes: &[Fix], reports: &[serde_json::Value], check_date:
         }
     }
     compared
-}
-
-fn captures_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/data/captures"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| panic!("no shared/data/captures/ above {}", manifest.display()))
 }
 
 #[test]

@@ -2,30 +2,13 @@
 //! capture, checked sentence by sentence and fix by fix against gpsd's own decode of it
 //! (the `.chk` file), and corrupted the ways a serial line corrupts data.
 
-use std::path::PathBuf;
-
 use aloft_sensors::gps::fix::{Fix, FixAssembler};
 use aloft_sensors::gps::nmea::{self, NmeaError, Sentence};
 
-/// `shared/` sits beside the repository checkout (in CI too); a worktree may sit one level
-/// deeper, so look upwards from the crate.
-fn captures_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|a| a.join("shared/data/captures"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/data/captures/ above {}: the shared/ folder must sit beside the checkout",
-                manifest.display()
-            )
-        })
-}
+mod common;
 
 fn read_capture(name: &str) -> String {
-    let path = captures_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    String::from_utf8(common::read_capture(name)).expect("a text capture")
 }
 
 /// The capture's sentences with their CRLF line ends, without the recorder's `#` lines.

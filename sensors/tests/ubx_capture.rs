@@ -3,26 +3,13 @@
 //! (the .chk file): every TPV report gpsd made from a NAV-PVT must be matched by ours in
 //! time, latitude, longitude and both altitudes.
 
-use std::path::PathBuf;
-
 use aloft_sensors::gps::fix::{Fix, FixMode};
 use aloft_sensors::gps::framer::{GnssFramer, Item};
 use aloft_sensors::gps::ubx::{NavPvt, msg};
 
-/// The shared captures folder: beside the repository (CI's layout), or one level further
-/// up when the repository is a worktree in a folder of worktrees.
-fn captures() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../shared/data/captures"),
-        manifest.join("../../../shared/data/captures"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.join("gpsd-ublox-neo-m8n.ubx").exists())
-        .cloned()
-        .unwrap_or_else(|| panic!("shared captures not found in {candidates:?}"))
-}
+mod common;
+
+use common::captures_dir as captures;
 
 /// The binary part of the capture: everything after the `#` comment lines.
 fn capture_bytes() -> Vec<u8> {
