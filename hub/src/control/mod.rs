@@ -35,14 +35,14 @@ use std::time::Duration;
 
 use aloft_protocol::sync::{
     Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, LogBatch,
-    Uplink,
+    MAX_DESIRED_SENSORS, UNSOLICITED_LOGS, Uplink,
 };
 use tokio::sync::{oneshot, watch};
 
 use crate::Hub;
 use crate::db::{now_utc_ns, random_hex};
 use crate::node_control::NodeControl;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{NameRefused, Registry, RegistryError, check_name};
 use crate::sessions::Sessions;
 use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
@@ -97,6 +97,30 @@ pub enum ControlError {
     /// A request that makes no sense (a TTL of 0, an interval of 0).
     #[error("{0}")]
     Invalid(String),
+    /// A node or sensor name that breaks the grammar of names.
+    #[error(transparent)]
+    InvalidName(#[from] NameRefused),
+    /// A new sensor entry would take the node's desired state past what one downlink
+    /// message carries.
+    #[error(
+        "node {node:?} has desired state for {max} sensors already, the most one node can have; delete entries it no longer needs (`aloftctl unset NODE SENSOR`)"
+    )]
+    TooManyDesired {
+        /// The node.
+        node: String,
+        /// [`MAX_DESIRED_SENSORS`].
+        max: usize,
+    },
+    /// No desired state for that sensor.
+    #[error(
+        "node {node:?} has no desired state for sensor {sensor:?}; `GET /api/v1/nodes/{node}/desired` shows what it has"
+    )]
+    NoSuchDesired {
+        /// The node.
+        node: String,
+        /// The sensor.
+        sensor: String,
+    },
     /// Logs need a connected node.
     #[error(
         "node {0:?} is not connected: its logs are fetched from the agent live; try again when it is (`aloftctl get nodes`)"
@@ -331,6 +355,8 @@ impl Control {
                 MAX_TTL.as_secs()
             )));
         }
+        check_name("node", node)?;
+        check_name("sensor", sensor)?;
         self.check_node(node)?;
         self.check_sensor(node, sensor)?;
         let now = now_utc_ns();
@@ -501,10 +527,21 @@ impl Control {
                 "intervalMs must be at least 1".into(),
             ));
         }
+        check_name("node", node)?;
+        check_name("sensor", sensor)?;
         self.check_node(node)?;
         self.check_sensor(node, sensor)?;
         let now = now_utc_ns();
         let old = self.inner.store.desired_one(node, sensor)?;
+        // The whole spec goes out in one message: bounded entries of bounded names keep
+        // it under the message cap, so the hub never sends what the agent must refuse.
+        if old.is_none() && self.inner.store.desired(Some(node))?.len() >= MAX_DESIRED_SENSORS
+        {
+            return Err(ControlError::TooManyDesired {
+                node: node.to_owned(),
+                max: MAX_DESIRED_SENSORS,
+            });
+        }
         let (interval_ms, enabled) = match (how, &old) {
             (SpecWrite::Merge, Some(old)) => (
                 change.interval_ms.or(old.interval_ms),
@@ -550,10 +587,7 @@ impl Control {
         );
         self.inner.store.put_desired(&row, &audit)?;
         self.changed();
-        let pushed = match self.desired_spec(node)? {
-            Some(spec) => self.inner.sessions.push(node, Downlink::Desired(spec)),
-            None => false,
-        };
+        let pushed = self.push_desired(node)?;
         tracing::info!(
             node,
             sensor,
@@ -562,6 +596,54 @@ impl Control {
             "Desired state changed."
         );
         Ok(DesiredWritten { row, changed })
+    }
+
+    /// Deletes a sensor's desired state: the agent goes back to its config file's values
+    /// for that sensor. Any existing entry can be deleted, also one whose name an older hub
+    /// let through. A dry run checks and returns the entry without deleting it.
+    pub fn delete_desired(
+        &self,
+        who: &Actor,
+        node: &str,
+        sensor: &str,
+        dry_run: bool,
+    ) -> Result<DesiredRow, ControlError> {
+        self.check_node(node)?;
+        let Some(row) = self.inner.store.desired_one(node, sensor)? else {
+            return Err(ControlError::NoSuchDesired {
+                node: node.to_owned(),
+                sensor: sensor.to_owned(),
+            });
+        };
+        if dry_run {
+            return Ok(row);
+        }
+        let audit = event(
+            who,
+            "delete",
+            "Sensor",
+            sensor,
+            Some(node),
+            "ok",
+            format!(
+                "desired state removed at generation {}: interval and enabled from config",
+                row.generation
+            ),
+        );
+        self.inner.store.delete_desired(node, sensor, &audit)?;
+        self.changed();
+        let pushed = self.push_desired(node)?;
+        tracing::info!(node, sensor, pushed, "Desired state deleted.");
+        Ok(row)
+    }
+
+    /// Sends the node its whole spec now, if it is connected (an empty spec too: that
+    /// is what sends every sensor back to its config file).
+    fn push_desired(&self, node: &str) -> Result<bool, ControlError> {
+        let spec = self
+            .desired_spec(node)?
+            .unwrap_or(DesiredSpec { sensors: vec![] });
+        Ok(self.inner.sessions.push(node, Downlink::Desired(spec)))
     }
 
     /// Desired state of a node's sensors (or all nodes').
@@ -634,6 +716,9 @@ impl Control {
         max_lines: u32,
         timeout: Duration,
     ) -> Result<LogBatch, ControlError> {
+        if let Some(sensor) = &sensor {
+            check_name("sensor", sensor)?;
+        }
         self.check_node(node)?;
         let request = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -756,6 +841,29 @@ impl Control {
         Ok(())
     }
 
+    /// Log lines the agent sent unasked: problems the operator must see, such as a
+    /// downlink message the agent refused. Each becomes an audit event of the node (a
+    /// bounded number per batch), so `aloftctl get events` shows it.
+    fn on_agent_report(&self, node: &str, batch: LogBatch) {
+        const MAX_REPORTED_LINES: usize = 16;
+        for line in batch.lines.into_iter().take(MAX_REPORTED_LINES) {
+            let message = aloft_protocol::sync::bounded_text(
+                &line.message,
+                aloft_protocol::sync::MAX_TEXT_BYTES,
+            );
+            tracing::warn!(node, level = %line.level, report = %message, "The node reports a problem.");
+            self.audit(event(
+                &Actor::node(node),
+                "report",
+                "Node",
+                node,
+                Some(node),
+                "refused",
+                message,
+            ));
+        }
+    }
+
     fn handle(&self, node: &str, message: Uplink) -> Result<(), ControlError> {
         match message {
             Uplink::CommandAck { id } => self.on_ack(node, &id),
@@ -777,6 +885,10 @@ impl Control {
                 if any {
                     self.changed();
                 }
+                Ok(())
+            }
+            Uplink::Logs(batch) if batch.request == UNSOLICITED_LOGS => {
+                self.on_agent_report(node, batch);
                 Ok(())
             }
             Uplink::Logs(batch) => {
@@ -833,9 +945,12 @@ pub fn wire_command(command: &CommandRow) -> Command {
 impl NodeControl for Control {
     fn on_connect(&self, node: &str) -> Vec<Downlink> {
         let mut out = Vec::new();
+        // Level-triggered: the whole spec, also when it is empty, so that entries
+        // deleted while the node was away stop applying.
         match self.desired_spec(node) {
-            Ok(Some(spec)) => out.push(Downlink::Desired(spec)),
-            Ok(None) => {}
+            Ok(spec) => out.push(Downlink::Desired(
+                spec.unwrap_or(DesiredSpec { sensors: vec![] }),
+            )),
             Err(e) => tracing::error!(node, error = %e, "Desired state not readable at connect."),
         }
         // Expired ones first, so none of them goes out past its expiry.

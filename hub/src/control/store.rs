@@ -445,6 +445,28 @@ impl ControlStore {
         })
     }
 
+    /// Removes one sensor's desired state, with its audit event, in one transaction;
+    /// `false` if there was none.
+    pub fn delete_desired(
+        &self,
+        node: &str,
+        sensor: &str,
+        event: &EventRow,
+    ) -> rusqlite::Result<bool> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let deleted = tx.execute(
+                "DELETE FROM desired WHERE node = ?1 AND sensor = ?2",
+                params![node, sensor],
+            )?;
+            if deleted > 0 {
+                insert_event(&tx, event)?;
+            }
+            tx.commit()?;
+            Ok(deleted > 0)
+        })
+    }
+
     /// Removes a node's desired state (the node was deleted).
     pub fn forget_desired(&self, node: &str) -> rusqlite::Result<usize> {
         self.with(|conn| conn.execute("DELETE FROM desired WHERE node = ?1", params![node]))
