@@ -648,7 +648,10 @@ async fn a_hub_message_too_large_to_read_is_reported_and_backs_off_instead_of_lo
         }
     }
     let report = report.unwrap_or_default();
-    assert!(report.contains("refused a message from the hub"), "{report}");
+    assert!(
+        report.contains("refused a message from the hub"),
+        "{report}"
+    );
     // Delays of 250 ms doubling to the 4 s cap, each shortened by at most half its
     // jitter: after four refusals the agent waits at least 1 s. A backoff that the
     // welcome reset would wait at most 250 ms every time.

@@ -218,10 +218,7 @@ impl Registry {
         let names: Vec<String> = stmt
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        Ok(names
-            .into_iter()
-            .filter(|n| !valid_node_name(n))
-            .collect())
+        Ok(names.into_iter().filter(|n| !valid_node_name(n)).collect())
     }
 
     fn with_live<T>(&self, node: &str, f: impl FnOnce(&mut Live) -> T) -> T {
@@ -513,11 +510,18 @@ mod tests {
         let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
         for bad in ["glider_2", "glider.alps", "Glider", "-g", "g-", ""] {
             let err = registry.create_node(bad).unwrap_err();
-            assert!(matches!(err, RegistryError::InvalidName(_)), "{bad:?}: {err}");
+            assert!(
+                matches!(err, RegistryError::InvalidName(_)),
+                "{bad:?}: {err}"
+            );
         }
         let long = "a".repeat(1_200_000);
         let message = registry.create_node(&long).unwrap_err().to_string();
-        assert!(message.contains("1200000 characters long"), "{}", message.len());
+        assert!(
+            message.contains("1200000 characters long"),
+            "{}",
+            message.len()
+        );
         assert!(message.len() < 400, "the name is not echoed whole");
         assert!(registry.create_node("glider-2").is_ok());
     }

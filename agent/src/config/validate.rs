@@ -115,11 +115,7 @@ fn name(rules: &mut Rules<'_>, key: &str, value: &str, what: &str) {
         aloft_protocol::NameError::Empty => format!("the {what} name is empty"),
         error => format!("the {what} name {shown} {error}"),
     };
-    rules.report(
-        key,
-        what,
-        format!("use {}", aloft_protocol::NAME_RULE),
-    );
+    rules.report(key, what, format!("use {}", aloft_protocol::NAME_RULE));
 }
 
 fn sensors(rules: &mut Rules<'_>, slots: &[SensorSlot]) {

@@ -324,11 +324,18 @@ mod tests {
         let plan = plan(
             &config,
             &sensors(&config),
-            &spec(&[("static_2", 1, Some(500), None), (&long, 2, None, Some(true))]),
+            &spec(&[
+                ("static_2", 1, Some(500), None),
+                (&long, 2, None, Some(true)),
+            ]),
         );
         let why = |i: usize| plan.observed[i].refused.clone().unwrap_or_default();
         assert!(why(0).contains("'_' at position 7"), "{}", why(0));
-        assert!(why(1).contains("100000 characters long") && why(1).len() < 300, "{}", why(1));
+        assert!(
+            why(1).contains("100000 characters long") && why(1).len() < 300,
+            "{}",
+            why(1)
+        );
     }
 
     #[test]

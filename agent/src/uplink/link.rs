@@ -279,7 +279,10 @@ impl HubLink {
         let same = |m: &Uplink| match (m, &report) {
             (Uplink::Logs(a), Uplink::Logs(b)) => {
                 a.request == b.request
-                    && a.lines.iter().map(|l| &l.message).eq(b.lines.iter().map(|l| &l.message))
+                    && a.lines
+                        .iter()
+                        .map(|l| &l.message)
+                        .eq(b.lines.iter().map(|l| &l.message))
             }
             _ => false,
         };

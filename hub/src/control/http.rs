@@ -86,11 +86,9 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
             ControlError::NoSuchDesired { .. } => ApiError::not_found(e.to_string()),
-            ControlError::InvalidName(_) | ControlError::TooManyDesired { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid",
-                e.to_string(),
-            ),
+            ControlError::InvalidName(_) | ControlError::TooManyDesired { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
+            }
             ControlError::NotConnected(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NodeNotConnected",

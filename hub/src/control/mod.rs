@@ -535,8 +535,7 @@ impl Control {
         let old = self.inner.store.desired_one(node, sensor)?;
         // The whole spec goes out in one message: bounded entries of bounded names keep
         // it under the message cap, so the hub never sends what the agent must refuse.
-        if old.is_none() && self.inner.store.desired(Some(node))?.len() >= MAX_DESIRED_SENSORS
-        {
+        if old.is_none() && self.inner.store.desired(Some(node))?.len() >= MAX_DESIRED_SENSORS {
             return Err(ControlError::TooManyDesired {
                 node: node.to_owned(),
                 max: MAX_DESIRED_SENSORS,

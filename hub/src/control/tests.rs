@@ -467,7 +467,8 @@ fn every_route_that_takes_a_name_accepts_it_exactly_when_the_protocol_does() {
         .run(&name_candidate(), |name| {
             let valid = aloft_protocol::check_name(&name).is_ok();
             let node = f.hub.registry.create_node(&name);
-            let node_accepted = !matches!(node, Err(crate::registry::RegistryError::InvalidName(_)));
+            let node_accepted =
+                !matches!(node, Err(crate::registry::RegistryError::InvalidName(_)));
             proptest::prop_assert_eq!(node_accepted, valid, "create node {:?}", node.err());
             let desired = f.control.set_desired(
                 &operator(),
@@ -478,19 +479,14 @@ fn every_route_that_takes_a_name_accepts_it_exactly_when_the_protocol_does() {
                 true,
             );
             proptest::prop_assert_eq!(desired.is_ok(), valid, "desired {:?}", desired.err());
-            let restart = f.control.restart(
-                &operator(),
-                "glider",
-                &name,
-                false,
-                Duration::from_secs(60),
-            );
+            let restart =
+                f.control
+                    .restart(&operator(), "glider", &name, false, Duration::from_secs(60));
             proptest::prop_assert_eq!(restart.is_ok(), valid, "restart {:?}", restart.err());
             if !valid {
-                let message = ControlError::from(
-                    crate::registry::check_name("sensor", &name).unwrap_err(),
-                )
-                .to_string();
+                let message =
+                    ControlError::from(crate::registry::check_name("sensor", &name).unwrap_err())
+                        .to_string();
                 proptest::prop_assert!(message.len() < 512, "the name is not echoed whole");
                 proptest::prop_assert!(!message.contains('\u{1b}'), "escaped: {message}");
             }
@@ -608,25 +604,27 @@ fn a_sensors_desired_state_can_be_deleted_and_the_node_is_sent_the_spec_without_
             .on_connect("glider")
             .into_iter()
             .find_map(|d| match d {
-                Downlink::Desired(spec) => Some(
-                    spec.sensors
-                        .into_iter()
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>(),
-                ),
+                Downlink::Desired(spec) => {
+                    Some(spec.sensors.into_iter().map(|s| s.name).collect::<Vec<_>>())
+                }
                 _ => None,
             })
     };
-    let dry = ok(f.control.delete_desired(&operator(), "glider", "static", true));
+    let dry = ok(f
+        .control
+        .delete_desired(&operator(), "glider", "static", true));
     assert_eq!(dry.generation, 1);
     assert_eq!(spec_at_connect(), Some(vec!["co2".into(), "static".into()]));
-    ok(f.control.delete_desired(&operator(), "glider", "static", false));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "static", false));
     assert_eq!(spec_at_connect(), Some(vec!["co2".into()]));
     assert!(matches!(
-        f.control.delete_desired(&operator(), "glider", "static", false),
+        f.control
+            .delete_desired(&operator(), "glider", "static", false),
         Err(ControlError::NoSuchDesired { .. })
     ));
-    ok(f.control.delete_desired(&operator(), "glider", "co2", false));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "co2", false));
     // The empty spec still goes out: it is what sends the sensors back to their config.
     assert_eq!(spec_at_connect(), Some(vec![]));
     let events = ok(f.control.events(Some("glider"), 0, 100));
@@ -660,5 +658,9 @@ fn a_downlink_message_the_agent_refused_is_recorded_as_an_event_of_the_node() {
         .find(|e| e.action == "report")
         .expect("the report is an event");
     assert_eq!(report.outcome, "refused");
-    assert!(report.message.contains("1200000 bytes"), "{}", report.message);
+    assert!(
+        report.message.contains("1200000 bytes"),
+        "{}",
+        report.message
+    );
 }

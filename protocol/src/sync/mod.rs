@@ -599,7 +599,10 @@ mod tests {
         assert_eq!(bounded_text("short", 10), "short");
         let cut = bounded_text(&"é".repeat(100), 11);
         assert!(cut.len() <= 11 && cut.ends_with('…'), "{cut}");
-        assert_eq!(bounded_text(&"x".repeat(5000), MAX_TEXT_BYTES).len(), MAX_TEXT_BYTES);
+        assert_eq!(
+            bounded_text(&"x".repeat(5000), MAX_TEXT_BYTES).len(),
+            MAX_TEXT_BYTES
+        );
     }
 
     #[test]
