@@ -16,7 +16,10 @@
 //!   at most once.
 //! - Desired state is level-triggered and never expires: the whole spec of the node goes
 //!   out after every welcome and after every change; a change bumps the sensor's
-//!   generation, a write that changes nothing does not.
+//!   generation, a write that changes nothing does not. A deleted entry leaves the spec
+//!   (once the last one is deleted, the spec goes out empty), so the agent goes back to its
+//!   config file. A node holds at most `MAX_DESIRED_SENSORS` entries of valid names: its
+//!   whole spec always fits one downlink message.
 //! - Every command, desired-state, node and token change is audited: who (token id, role),
 //!   what, when, outcome. So are refusals of them.
 //! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
@@ -944,12 +947,17 @@ pub fn wire_command(command: &CommandRow) -> Command {
 impl NodeControl for Control {
     fn on_connect(&self, node: &str) -> Vec<Downlink> {
         let mut out = Vec::new();
-        // Level-triggered: the whole spec, also when it is empty, so that entries
-        // deleted while the node was away stop applying.
+        // Level-triggered: the whole spec, also when its last entry was deleted (an empty
+        // spec), so that entries deleted while the node was away stop applying.
         match self.desired_spec(node) {
-            Ok(spec) => out.push(Downlink::Desired(
-                spec.unwrap_or(DesiredSpec { sensors: vec![] }),
-            )),
+            Ok(Some(spec)) => out.push(Downlink::Desired(spec)),
+            Ok(None) => match self.inner.store.desired_cleared(node) {
+                Ok(true) => out.push(Downlink::Desired(DesiredSpec { sensors: vec![] })),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(node, error = %e, "Desired state not readable at connect.")
+                }
+            },
             Err(e) => tracing::error!(node, error = %e, "Desired state not readable at connect."),
         }
         // Expired ones first, so none of them goes out past its expiry.

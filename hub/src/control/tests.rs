@@ -610,6 +610,14 @@ fn a_sensors_desired_state_can_be_deleted_and_the_node_is_sent_the_spec_without_
                 _ => None,
             })
     };
+    let other = ok(f.hub.registry.create_node("never-desired"));
+    assert!(
+        !f.control
+            .on_connect(&other.name)
+            .iter()
+            .any(|d| matches!(d, Downlink::Desired(_))),
+        "a node that never had desired state is sent none"
+    );
     let dry = ok(f
         .control
         .delete_desired(&operator(), "glider", "static", true));
