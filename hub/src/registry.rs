@@ -504,6 +504,44 @@ mod tests {
     }
 
     #[test]
+    fn sensors_an_older_agent_names_against_the_rule_are_kept_and_reported() {
+        use aloft_protocol::{SensorState, Timestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        registry.create_node("glider").unwrap();
+        let report = |name: &str| SensorReport {
+            sensor: SensorId(1),
+            name: name.into(),
+            kind: "bme280".into(),
+            state: SensorState::Running,
+            reason: "ok".into(),
+            restarts: 0,
+            last_restart: None,
+            last_error: None,
+            interval_ms: Some(1000),
+            enabled: true,
+            readings: 1,
+        };
+        registry.live(
+            "glider",
+            LiveUpdate {
+                time: Timestamp::monotonic(1),
+                readings: vec![],
+                sensors: vec![report("outside_air"), report("static")],
+                backlog: BacklogReport {
+                    records: 0,
+                    bytes: 0,
+                    oldest_age_s: None,
+                },
+            },
+        );
+        let node = registry.node("glider").unwrap().unwrap();
+        assert_eq!(node.sensors.len(), 2, "kept as sent");
+        assert_eq!(node.misnamed_sensors, ["\"outside_air\""]);
+    }
+
+    #[test]
     fn a_node_cannot_be_created_under_a_name_the_agent_would_refuse() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
