@@ -653,23 +653,48 @@ impl Control {
         Ok(self.inner.store.desired(node)?)
     }
 
-    /// The spec the node is sent, `None` when nothing is desired of it.
+    /// The spec the node is sent, `None` when nothing is desired of it. Entries an older
+    /// hub stored under names that break the rule for names are left out (no agent config
+    /// holds such a name, and one could be of any size), and so is anything past
+    /// [`MAX_DESIRED_SENSORS`]: the spec always fits one downlink message. Both are
+    /// logged; such entries can still be deleted.
     pub fn desired_spec(&self, node: &str) -> Result<Option<DesiredSpec>, ControlError> {
         let rows = self.inner.store.desired(Some(node))?;
         if rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(DesiredSpec {
-            sensors: rows
-                .into_iter()
-                .map(|r| DesiredSensorSpec {
-                    name: r.sensor,
-                    generation: r.generation,
-                    interval_ms: r.interval_ms,
-                    enabled: r.enabled,
-                })
-                .collect(),
-        }))
+        let total = rows.len();
+        let (valid, misnamed): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| aloft_protocol::is_valid_name(&r.sensor));
+        if !misnamed.is_empty() {
+            tracing::warn!(
+                node,
+                entries = misnamed.len(),
+                first = %crate::registry::shown_name(&misnamed[0].sensor),
+                "Desired-state entries whose sensor names break the rule for names are not sent; delete them."
+            );
+        }
+        if valid.len() > MAX_DESIRED_SENSORS {
+            tracing::warn!(
+                node,
+                entries = valid.len(),
+                sent = MAX_DESIRED_SENSORS,
+                "More desired-state entries than one message carries; the rest are not sent; delete the ones not needed."
+            );
+        }
+        let sensors: Vec<_> = valid
+            .into_iter()
+            .take(MAX_DESIRED_SENSORS)
+            .map(|r| DesiredSensorSpec {
+                name: r.sensor,
+                generation: r.generation,
+                interval_ms: r.interval_ms,
+                enabled: r.enabled,
+            })
+            .collect();
+        tracing::trace!(node, total, sent = sensors.len(), "Desired spec built.");
+        Ok(Some(DesiredSpec { sensors }))
     }
 
     /// Audit events (of a node), after `after`, the newest `limit`, oldest first.

@@ -672,3 +672,57 @@ fn a_downlink_message_the_agent_refused_is_recorded_as_an_event_of_the_node() {
         report.message
     );
 }
+
+#[test]
+fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted() {
+    use aloft_protocol::sync::MAX_MESSAGE_BYTES;
+    let f = fixture();
+    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let long = "s".repeat(1_200_000);
+    for (i, name) in ["static", "outside_air", long.as_str()].iter().enumerate() {
+        let row = super::store::DesiredRow {
+            node: "glider".into(),
+            sensor: (*name).into(),
+            generation: 1,
+            interval_ms: Some(500 + i as u32),
+            enabled: None,
+            observed_generation: None,
+            refused: None,
+            created_ns: 1,
+            updated_ns: 1,
+        };
+        let audit = super::event(
+            &operator(),
+            "set",
+            "Sensor",
+            name,
+            Some("glider"),
+            "ok",
+            String::new(),
+        );
+        ok(store.put_desired(&row, &audit));
+    }
+    let downlinks = f.control.on_connect("glider");
+    let spec = downlinks
+        .iter()
+        .find_map(|d| match d {
+            Downlink::Desired(spec) => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("a spec");
+    assert_eq!(
+        spec.sensors
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["static"]
+    );
+    for message in &downlinks {
+        assert!(message.encode().len() < MAX_MESSAGE_BYTES);
+    }
+    ok(f.control
+        .delete_desired(&operator(), "glider", &long, false));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "outside_air", false));
+    assert_eq!(ok(f.control.desired(Some("glider"))).len(), 1);
+}
