@@ -735,6 +735,44 @@ impl Control {
         Ok(())
     }
 
+    /// Cancels a pending command an older hub accepted for a sensor name that breaks the
+    /// rule for names, instead of sending it: no agent config holds such a name, and one
+    /// could be of any size.
+    fn cancel_misnamed(&self, command: &CommandRow) -> Result<(), ControlError> {
+        let message = format!(
+            "cancelled: {}",
+            check_name("sensor", &command.sensor)
+                .err()
+                .map_or_else(String::new, |e| e.to_string())
+        );
+        let audit = event(
+            &Actor::hub(),
+            "cancel",
+            "Command",
+            &command.id,
+            Some(&command.node),
+            "ok",
+            message.clone(),
+        );
+        if self
+            .inner
+            .store
+            .transition(
+                &command.id,
+                Phase::Pending,
+                Phase::Cancelled,
+                &message,
+                now_utc_ns(),
+                &audit,
+            )?
+            .is_some()
+        {
+            self.changed();
+            tracing::warn!(node = %command.node, command = %command.id, "Command of a sensor name that breaks the rule cancelled, not sent.");
+        }
+        Ok(())
+    }
+
     /// Asks the node for recent log lines and waits for them.
     pub async fn fetch_logs(
         &self,
@@ -990,7 +1028,15 @@ impl NodeControl for Control {
             tracing::warn!(node, error = %e, "Command expiry check failed.");
         }
         match self.inner.store.commands_in(node, Phase::Pending) {
-            Ok(commands) => out.extend(commands.iter().map(|c| Downlink::Command(wire_command(c)))),
+            Ok(commands) => {
+                for command in commands {
+                    if aloft_protocol::is_valid_name(&command.sensor) {
+                        out.push(Downlink::Command(wire_command(&command)));
+                    } else if let Err(e) = self.cancel_misnamed(&command) {
+                        tracing::error!(node, command = %command.id, error = %e, "Could not cancel a command of a bad sensor name.");
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(node, error = %e, "Pending commands not readable at connect.")
             }

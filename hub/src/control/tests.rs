@@ -726,3 +726,43 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
         .delete_desired(&operator(), "glider", "outside_air", false));
     assert_eq!(ok(f.control.desired(Some("glider"))).len(), 1);
 }
+
+#[test]
+fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent() {
+    let f = fixture();
+    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let command = super::store::CommandRow {
+        id: "cmd-legacy".into(),
+        node: "glider".into(),
+        sensor: "s".repeat(1_200_000),
+        hard: false,
+        ttl_s: 3600,
+        created_ns: crate::db::now_utc_ns(),
+        expires_ns: i64::MAX,
+        phase: Phase::Pending,
+        message: "waiting".into(),
+        actor: operator(),
+        delivered_ns: None,
+        finished_ns: None,
+        revision: 1,
+    };
+    let audit = super::event(
+        &operator(),
+        "create",
+        "Command",
+        "cmd-legacy",
+        Some("glider"),
+        "ok",
+        String::new(),
+    );
+    ok(store.insert_command(&command, &audit));
+    assert!(commands_in(&f.control.on_connect("glider")).is_empty());
+    let after = ok(f.control.command("cmd-legacy")).map(|c| (c.phase, c.message));
+    let (phase, message) = after.unwrap_or_else(|| panic!("kept"));
+    assert_eq!(phase, Phase::Cancelled);
+    assert!(
+        message.contains("1200000 characters long"),
+        "{}",
+        message.len()
+    );
+}
