@@ -228,6 +228,48 @@ fn sensor_names_must_be_lowercase_letters_digits_and_dashes() {
 }
 
 #[test]
+fn a_name_over_63_characters_is_reported_with_its_length() {
+    let long = "a".repeat(64);
+    let text = edited("name = \"glider-test\"", &format!("name = \"{long}\""));
+    let p = only_problem(&text, "node.name", line_of(&text, &long));
+    assert!(p.what.contains("64 characters long"), "{p}");
+}
+
+/// Names of every kind: labels of the grammar, and strings near it (upper case, `_`, `.`,
+/// spaces, a non-ASCII letter, edge hyphens, lengths around 63) that TOML can quote as is.
+fn name_candidate() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+        "[-a-z0-9]{0,70}",
+        "[-a-zA-Z0-9_. é]{0,70}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The config accepts a node or sensor name exactly when the protocol's grammar
+    /// does (the hub's API asks the same function).
+    #[test]
+    fn node_and_sensor_names_are_accepted_exactly_when_the_protocol_accepts_them(name in name_candidate()) {
+        let valid = aloft_protocol::check_name(&name).is_ok();
+        let node = edited("name = \"glider-test\"", &format!("name = \"{name}\""));
+        let node_errors = match config::parse(&node, "test.toml") {
+            Ok(_) => None,
+            Err(e) => e.problems.iter().find(|p| p.key == "node.name").cloned(),
+        };
+        prop_assert_eq!(node_errors.is_none(), valid, "node name {:?}: {:?}", name, node_errors);
+        // A sensor no other sensor refers to, so its name is the only thing at stake.
+        let sensor = edited("name = \"gps\"", &format!("name = \"{name}\""));
+        let sensor_errors = match config::parse(&sensor, "test.toml") {
+            Ok(_) => None,
+            Err(e) => e.problems.iter().find(|p| p.key == "sensor[0].name").cloned(),
+        };
+        prop_assert_eq!(sensor_errors.is_none(), valid, "sensor name {:?}: {:?}", name, sensor_errors);
+    }
+}
+
+#[test]
 fn serial_sensor_without_port_is_reported_at_its_table() {
     let text = edited("port = \"/dev/serial/by-id/usb-u-blox_GNSS-if00\"\n", "");
     only_problem(&text, "sensor[0].port", sensor_header(&text, 0));
@@ -524,7 +566,7 @@ url = "https://hub.example.org"
 token_file = "/etc/aloft/token"
 "#;
     let errors = errors_of(text);
-    let expected = r#"test.toml:2:1: node.name: the node name "glider 1" contains ' '; use lowercase letters, digits and dashes only, at most 63 characters (like "outside-air")
+    let expected = r#"test.toml:2:1: node.name: the node name "glider 1" has ' ' at position 7; only a-z, 0-9 and '-' are allowed; use 1 to 63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit (a DNS-1123 label, like "outside-air")
 test.toml:6:1: store.max_bytes: 1000 bytes cannot hold two store segments of 4194304 bytes (the one being written and one to drop when full); write 8388608 or more (an SD card's gigabytes are usual)
 test.toml:8:1: store.flush_interval: 2m is more than a minute: a power cut would lose all of it; write a minute or less; "1s" is the default of the design
 test.toml:15:1: sensor[0].baud: a ublox does not speak 4800000 baud; use one of 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600 (or leave it out for 115200)

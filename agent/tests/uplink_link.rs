@@ -64,6 +64,11 @@ enum Behaviour {
     SilentAfterWelcome,
     /// Answer the hello with `Refused { Unavailable }` and close.
     RefuseHello,
+    /// Welcome, send a restart command for a sensor name of 1.2 MB (a message over the
+    /// protocol's cap that the WebSocket still carries), then sync.
+    OversizedAfterWelcome,
+    /// Welcome, then send a 5 MiB message, too large for the agent to read, then sync.
+    HugeAfterWelcome,
 }
 
 /// What the peer saw.
@@ -187,6 +192,24 @@ async fn serve(
                 ws.send(Message::binary(welcome.encode()))
                     .await
                     .map_err(|e| e.to_string())?;
+                if behaviour == Behaviour::OversizedAfterWelcome {
+                    let oversized = Downlink::Command(Command {
+                        id: "c-huge".into(),
+                        expires_utc_ns: i64::MAX,
+                        action: aloft_protocol::sync::CommandAction::RestartSensor {
+                            sensor: "s".repeat(1_200_000),
+                            hard: false,
+                        },
+                    });
+                    ws.send(Message::binary(oversized.encode()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                if behaviour == Behaviour::HugeAfterWelcome {
+                    ws.send(Message::binary(vec![0u8; 5 << 20]))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
                 if behaviour == Behaviour::SilentAfterWelcome {
                     // Keep the socket open, read nothing, answer nothing.
                     std::future::pending::<()>().await;
@@ -544,6 +567,99 @@ async fn control_messages_wait_out_a_refused_session_and_go_after_the_next_welco
     }
     assert_eq!(order, ["hello 0", "hello 1", "c-1 on 1", "c-2 on 1"]);
     assert_eq!(agent.metrics.uplink.reconnects(ReconnectReason::Refused), 1);
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+/// The message of an unsolicited log batch (the agent's report of a refused message).
+fn refusal_report(message: &Uplink) -> Option<String> {
+    match message {
+        Uplink::Logs(batch) if batch.request == aloft_protocol::sync::UNSOLICITED_LOGS => {
+            batch.lines.first().map(|l| l.message.clone())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_message_over_the_cap_is_refused_reported_and_skipped_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    for i in 0..50 {
+        outbox.append(&reading(i)).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::OversizedAfterWelcome],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    let mut report = None;
+    let mut synced = false;
+    while report.is_none() || !synced {
+        match next_seen(&mut peer).await {
+            Seen::Hello(n, _) => assert_eq!(n, 0, "the session was not dropped"),
+            Seen::Message(0, message) => {
+                if let Some(text) = refusal_report(&message) {
+                    report = Some(text);
+                }
+                synced |= matches!(message, Uplink::Batch(ref b) if b.last >= 49);
+            }
+            Seen::Message(..) => {}
+        }
+    }
+    let report = report.unwrap_or_default();
+    assert!(report.contains("over the 1048576-byte cap"), "{report}");
+    assert!(report.len() <= 1024, "the report is bounded");
+    assert_eq!(agent.metrics.uplink.sessions(), 1);
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_message_too_large_to_read_is_reported_and_backs_off_instead_of_looping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::HugeAfterWelcome; 5],
+        Held::default(),
+        None,
+    )
+    .await;
+    let tls = tls::client_config(Some(&dir.path().join("ca.pem")), Arc::new(|| None)).expect("tls");
+    let options = UplinkOptions::new(&peer.url, TOKEN, "glider", tls)
+        .with_reconnect_max(Duration::from_secs(4))
+        .with_upload_bytes_per_s(50_000_000);
+    let agent = start_agent(options, outbox);
+    let mut hellos = Vec::new();
+    let mut report = None;
+    while hellos.len() < 6 || report.is_none() {
+        match next_seen(&mut peer).await {
+            Seen::Hello(..) => hellos.push(Instant::now()),
+            Seen::Message(_, message) => {
+                if let Some(text) = refusal_report(&message) {
+                    report = Some(text);
+                }
+            }
+        }
+    }
+    let report = report.unwrap_or_default();
+    assert!(
+        report.contains("refused a message from the hub"),
+        "{report}"
+    );
+    // Delays of 250 ms doubling to the 4 s cap, each shortened by at most half its
+    // jitter: after four refusals the agent waits at least 1 s. A backoff that the
+    // welcome reset would wait at most 250 ms every time.
+    let fifth_gap = hellos[5].duration_since(hellos[4]);
+    assert!(
+        fifth_gap >= Duration::from_millis(900),
+        "reconnected after {fifth_gap:?}"
+    );
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }

@@ -74,6 +74,8 @@ pub enum Verb {
     Restart(RestartArgs),
     /// Change a sensor's desired state (interval, enabled).
     Set(SetArgs),
+    /// Delete a sensor's desired state: it goes back to its node's config file.
+    Unset(UnsetArgs),
     /// Make the desired state of sensors what a YAML file says.
     Apply(FileArgs),
     /// Show what `apply -f FILE` would change.
@@ -220,6 +222,19 @@ pub struct SetArgs {
     /// Stop the sensor (until enabled again).
     #[arg(long)]
     pub disable: bool,
+}
+
+/// `unset sensor NAME`.
+#[derive(Debug, Args)]
+pub struct UnsetArgs {
+    /// Only `sensor` can be unset.
+    #[arg(value_enum)]
+    pub kind: RestartKind,
+    /// The sensor's name.
+    pub name: String,
+    /// The sensor's node.
+    #[arg(long, short = 'n')]
+    pub node: Option<String>,
 }
 
 /// `apply -f FILE`, `diff -f FILE`.

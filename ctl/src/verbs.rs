@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
-    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, SetArgs, TargetArgs, TopArgs, Verb,
+    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, SetArgs, TargetArgs, TopArgs, UnsetArgs,
+    Verb,
 };
 use crate::client::{ClientError, Hub, segment};
 use crate::config::{self, ConfigError, ConfigFile, Context};
@@ -103,6 +104,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         Verb::Top(args) => ctx.top(args, out),
         Verb::Restart(args) => ctx.restart(args, out),
         Verb::Set(args) => ctx.set(args, out),
+        Verb::Unset(args) => ctx.unset(args, out),
         Verb::Apply(args) => ctx.apply(args, out, false),
         Verb::Diff(args) => ctx.apply(args, out, true),
         Verb::Logs(args) => ctx.logs(args, out),
@@ -552,6 +554,18 @@ impl Invocation<'_> {
             &Value::Object(spec),
         )?;
         self.changed(out, &sensor, "set")
+    }
+
+    /// Deletes a sensor's desired state (`DELETE .../spec`).
+    fn unset(&self, args: &UnsetArgs, out: &mut dyn Write) -> Result<(), CtlError> {
+        let hub = self.hub()?;
+        let node = self.node_for(&hub, args.node.as_ref())?;
+        let sensor = hub.delete(&format!(
+            "/api/v1/nodes/{}/sensors/{}/spec",
+            segment(&node),
+            segment(&args.name)
+        ))?;
+        self.changed(out, &sensor, "unset (back to its config file)")
     }
 
     fn changed(&self, out: &mut dyn Write, sensor: &Value, verb: &str) -> Result<(), CtlError> {

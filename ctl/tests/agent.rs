@@ -238,3 +238,41 @@ fn applying_a_new_interval_changes_the_sampling_rate_and_the_observed_generation
         "still sampling fast: {after} readings in {window:?} (before: {before})"
     );
 }
+
+#[test]
+fn unset_sends_the_real_agent_back_to_its_config_files_interval() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(
+        &["get", "sensors", "--node", NODE],
+        "static reported at its config file's 100 ms",
+        |v| item(v, "static").is_some_and(|s| u64_at(s, "/status/intervalMs") == Some(100)),
+    );
+    hub.ctl(&[
+        "set",
+        "sensor",
+        "static",
+        "--node",
+        NODE,
+        "--interval",
+        "1s",
+    ])
+    .ok();
+    hub.wait_json(
+        &["get", "sensors", "static", "--node", NODE],
+        "1 s applied",
+        |s| {
+            u64_at(s, "/status/observedGeneration") == Some(1)
+                && u64_at(s, "/status/intervalMs") == Some(1000)
+        },
+    );
+    let unset = hub.ctl(&["unset", "sensor", "static", "--node", NODE]).ok();
+    assert!(unset.stdout.contains("unset"), "{}", unset.stdout);
+    let back = hub.wait_json(
+        &["get", "sensors", "static", "--node", NODE],
+        "back to the config file's 100 ms",
+        |s| u64_at(s, "/status/intervalMs") == Some(100),
+    );
+    assert_eq!(u64_at(&back, "/metadata/generation"), Some(0), "{back}");
+}

@@ -582,3 +582,67 @@ fn get_sensors_watch_shows_a_restart_as_it_happens() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn unset_deletes_a_sensors_desired_state_and_the_agent_is_sent_the_spec_without_it() {
+    let hub = Hub::start();
+    let agent = Agent::start(&hub, "glider", &hub.tokens.node, &["gps", "static"]);
+    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
+        item(v, "gps").is_some()
+    });
+    for sensor in ["gps", "static"] {
+        hub.ctl(&[
+            "set",
+            "sensor",
+            sensor,
+            "--node",
+            "glider",
+            "--interval",
+            "200ms",
+        ])
+        .ok();
+    }
+    agent.wait("both entries sent", |l| {
+        l.desired.last().is_some_and(|s| s.sensors.len() == 2)
+    });
+
+    let unset = hub
+        .ctl(&["unset", "sensor", "gps", "--node", "glider"])
+        .ok();
+    assert!(
+        unset.stdout.contains("sensor/gps on glider unset"),
+        "{}",
+        unset.stdout
+    );
+    agent.wait("the spec without gps", |l| {
+        l.desired
+            .last()
+            .is_some_and(|s| s.sensors.len() == 1 && s.sensors.iter().all(|e| e.name == "static"))
+    });
+    let sensor = hub.json(&["get", "sensors", "gps", "--node", "glider"]);
+    assert_eq!(
+        sensor
+            .pointer("/metadata/generation")
+            .and_then(Value::as_u64),
+        Some(0),
+        "{sensor}"
+    );
+    let events = hub.ctl(&["get", "events", "--node", "glider"]).ok().stdout;
+    assert!(events.contains("delete"), "{events}");
+
+    let again = hub.ctl(&["unset", "sensor", "gps", "--node", "glider"]);
+    assert_ne!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("no desired state"), "{again:?}");
+
+    let bad = hub.ctl(&[
+        "set",
+        "sensor",
+        "gps_2",
+        "--node",
+        "glider",
+        "--interval",
+        "1s",
+    ]);
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("'_' at position 4"), "{bad:?}");
+}

@@ -39,10 +39,41 @@ pub enum RegistryError {
     #[error("node {0:?} exists already")]
     Exists(String),
     /// Not a usable node name.
-    #[error(
-        "invalid node name {0:?}: use 1 to 63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
-    )]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(NameRefused),
+}
+
+/// A node or sensor name that breaks the one grammar of names
+/// ([`aloft_protocol::check_name`]), with what is wrong and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {what} name {} {error}; use {}", shown_name(.name), aloft_protocol::NAME_RULE)]
+pub struct NameRefused {
+    /// `node` or `sensor`.
+    pub what: &'static str,
+    /// The name as given.
+    pub name: String,
+    /// What is wrong with it.
+    pub error: aloft_protocol::NameError,
+}
+
+/// A name quoted and escaped for a message, and cut after 63 characters: a name of a
+/// megabyte is refused for its length, not echoed.
+pub fn shown_name(name: &str) -> String {
+    let head: String = name.chars().take(aloft_protocol::MAX_NAME_LEN).collect();
+    if head.len() < name.len() {
+        format!("{head:?}...")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// Checks a node or sensor name against the protocol's grammar.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), NameRefused> {
+    aloft_protocol::check_name(name).map_err(|error| NameRefused {
+        what,
+        name: name.to_owned(),
+        error,
+    })
 }
 
 /// Traffic of a node's sessions since the hub started.
@@ -123,6 +154,12 @@ pub struct NodeStatus {
     pub live_received_utc_ns: Option<i64>,
     /// Its streams (one per store epoch) with their watermarks.
     pub streams: Vec<StreamStatus>,
+    /// What is wrong with its name, for a node made before names were checked against
+    /// the grammar; `None` for a valid name.
+    pub name_problem: Option<String>,
+    /// Sensor names of its live lane that break the grammar (an agent older than the
+    /// rule): shown as sent, never addressable by commands or desired state.
+    pub misnamed_sensors: Vec<String>,
 }
 
 /// A node just created, with its token's secret (shown once).
@@ -145,26 +182,43 @@ pub struct Registry {
     live: Arc<Mutex<HashMap<String, Live>>>,
 }
 
-/// Whether a node name is acceptable (it appears in URLs and file names).
+/// Whether a node name is acceptable: the protocol's one grammar of names (a DNS-1123
+/// label), the same the agent's config and the protocol ask.
 pub fn valid_node_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() < 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
-        })
+    aloft_protocol::is_valid_name(name)
 }
 
 impl Registry {
+    /// The registry; warns once of every node whose name breaks the grammar of names
+    /// (created by an older hub that allowed `_` and `.`): such nodes keep their streams
+    /// and sessions, and their `Node` resource says so in a condition.
     pub(crate) fn new(db: Db, tokens: Tokens, streams: Streams) -> Registry {
-        Registry {
+        let registry = Registry {
             db,
             tokens,
             streams,
             live: Arc::new(Mutex::new(HashMap::new())),
+        };
+        match registry.misnamed_nodes() {
+            Ok(names) if !names.is_empty() => tracing::warn!(
+                nodes = ?names,
+                rule = aloft_protocol::NAME_RULE,
+                "Nodes whose names break the rule for names: they keep their data and sessions, but commands and desired state cannot address them; create each under a valid name and move its agent there."
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Could not check the node names."),
         }
+        registry
+    }
+
+    /// Nodes whose names break the grammar of names (made before it was enforced), by name.
+    pub fn misnamed_nodes(&self) -> Result<Vec<String>, RegistryError> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare("SELECT name FROM nodes ORDER BY name")?;
+        let names: Vec<String> = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(names.into_iter().filter(|n| !valid_node_name(n)).collect())
     }
 
     fn with_live<T>(&self, node: &str, f: impl FnOnce(&mut Live) -> T) -> T {
@@ -174,9 +228,7 @@ impl Registry {
 
     /// Creates a node and its first token.
     pub fn create_node(&self, name: &str) -> Result<NodeCreated, RegistryError> {
-        if !valid_node_name(name) {
-            return Err(RegistryError::InvalidName(name.to_owned()));
-        }
+        check_name("node", name).map_err(RegistryError::InvalidName)?;
         let inserted = self.db.write(|conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO nodes(name, created_utc_ns) VALUES (?1, ?2)",
@@ -265,6 +317,13 @@ impl Registry {
             .get(name)
             .cloned()
             .unwrap_or_default();
+        let misnamed_sensors = live
+            .sensors
+            .iter()
+            .filter(|s| !aloft_protocol::is_valid_name(&s.name))
+            .take(8)
+            .map(|s| shown_name(&s.name))
+            .collect();
         Ok(Some(NodeStatus {
             name: name.to_owned(),
             created_utc_ns: created,
@@ -280,6 +339,8 @@ impl Registry {
             backlog: live.backlog,
             live_received_utc_ns: live.live_received_utc_ns,
             streams,
+            name_problem: check_name("node", name).err().map(|e| e.to_string()),
+            misnamed_sensors,
         }))
     }
 
@@ -423,9 +484,91 @@ mod tests {
     }
 
     #[test]
+    fn a_node_named_before_the_rule_keeps_its_data_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.write(|conn| {
+            conn.execute(
+                "INSERT INTO nodes(name, created_utc_ns) VALUES ('glider_2.alps', 1), ('glider', 1)",
+                [],
+            )
+        })
+        .unwrap();
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        assert_eq!(registry.misnamed_nodes().unwrap(), ["glider_2.alps"]);
+        let node = registry.node("glider_2.alps").unwrap().unwrap();
+        let problem = node.name_problem.unwrap();
+        assert!(problem.contains("'_' at position 7"), "{problem}");
+        assert!(registry.exists("glider_2.alps").unwrap());
+        assert_eq!(registry.node("glider").unwrap().unwrap().name_problem, None);
+    }
+
+    #[test]
+    fn sensors_an_older_agent_names_against_the_rule_are_kept_and_reported() {
+        use aloft_protocol::{SensorState, Timestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        registry.create_node("glider").unwrap();
+        let report = |name: &str| SensorReport {
+            sensor: SensorId(1),
+            name: name.into(),
+            kind: "bme280".into(),
+            state: SensorState::Running,
+            reason: "ok".into(),
+            restarts: 0,
+            last_restart: None,
+            last_error: None,
+            interval_ms: Some(1000),
+            enabled: true,
+            readings: 1,
+        };
+        registry.live(
+            "glider",
+            LiveUpdate {
+                time: Timestamp::monotonic(1),
+                readings: vec![],
+                sensors: vec![report("outside_air"), report("static")],
+                backlog: BacklogReport {
+                    records: 0,
+                    bytes: 0,
+                    oldest_age_s: None,
+                },
+            },
+        );
+        let node = registry.node("glider").unwrap().unwrap();
+        assert_eq!(node.sensors.len(), 2, "kept as sent");
+        assert_eq!(node.misnamed_sensors, ["\"outside_air\""]);
+    }
+
+    #[test]
+    fn a_node_cannot_be_created_under_a_name_the_agent_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        for bad in ["glider_2", "glider.alps", "Glider", "-g", "g-", ""] {
+            let err = registry.create_node(bad).unwrap_err();
+            assert!(
+                matches!(err, RegistryError::InvalidName(_)),
+                "{bad:?}: {err}"
+            );
+        }
+        let long = "a".repeat(1_200_000);
+        let message = registry.create_node(&long).unwrap_err().to_string();
+        assert!(
+            message.contains("1200000 characters long"),
+            "{}",
+            message.len()
+        );
+        assert!(message.len() < 400, "the name is not echoed whole");
+        assert!(registry.create_node("glider-2").is_ok());
+    }
+
+    #[test]
     fn node_names_are_checked() {
         assert!(valid_node_name("glider"));
-        assert!(valid_node_name("glider-2.alps"));
+        assert!(!valid_node_name("glider-2.alps"));
+        assert!(!valid_node_name("glider_2"));
         assert!(!valid_node_name(""));
         assert!(!valid_node_name("-x"));
         assert!(!valid_node_name("Glider"));

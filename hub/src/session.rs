@@ -225,11 +225,17 @@ async fn receive_hello(
             Err(e) => return Err(refusal_of_decode(&e)),
         };
         if hello.node != node {
+            // The hello's name is the agent's to choose: shown bounded and escaped, and
+            // said to break the grammar when it does (the token's node may be one made
+            // before the grammar was enforced: that one is still served).
+            let problem = crate::registry::check_name("node", &hello.node)
+                .err()
+                .map_or(String::new(), |e| format!(" ({e})"));
             return Err(Refusal::new(
                 RefusalCode::WrongNode,
                 format!(
-                    "hello names node {:?} but the token is node {node:?}'s",
-                    hello.node
+                    "hello names node {} but the token is node {node:?}'s{problem}",
+                    crate::registry::shown_name(&hello.node)
                 ),
             ));
         }
@@ -529,7 +535,10 @@ async fn refuse(hub: &Hub, node: &str, socket: &mut WebSocket, refusal: Refusal)
     hub.registry.refused(node);
     let message = Downlink::Refused {
         code: refusal.code,
-        message: refusal.message,
+        message: aloft_protocol::sync::bounded_text(
+            &refusal.message,
+            aloft_protocol::sync::MAX_TEXT_BYTES,
+        ),
     };
     // Best effort: the peer may be gone or half-open; never wait long on it.
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`name`]: the one grammar of node and sensor names (a DNS-1123 label), the same
+//!   in the agent's config, the hub's API and the protocol.
 //! - [`quantity`]: the one vocabulary of measured quantities (name, SI unit, CF standard
 //!   name). The agent, hub and dataset exports all speak it.
 //! - [`reading`]: one sample of one quantity ([`Reading`]), its [`Timestamp`] and its
@@ -22,6 +24,7 @@ extern crate alloc;
 
 #[cfg(feature = "alloc")]
 pub mod descriptor;
+pub mod name;
 pub mod quantity;
 pub mod reading;
 #[cfg(feature = "alloc")]
@@ -31,6 +34,7 @@ pub mod sync;
 
 #[cfg(feature = "alloc")]
 pub use descriptor::{DeviceParameter, DynamicModel, ParameterValue, SensorDescriptor};
+pub use name::{MAX_NAME_LEN, NAME_RULE, NameError, check_name, is_valid_name};
 pub use quantity::Quantity;
 pub use reading::{Quality, Reading, SensorId, TimeSource, Timestamp};
 #[cfg(feature = "alloc")]

@@ -16,9 +16,8 @@ use super::{
     SensorConfig, SensorKind, SimulationConfig, StoreConfig,
 };
 
-/// The longest node or sensor name: a DNS label, so names can go into URLs, metric labels
-/// and file names unchanged.
-const NAME_LEN_MAX: usize = 63;
+/// The longest node or sensor name (the protocol's), shown of a name that is too long.
+const NAME_LEN_MAX: usize = aloft_protocol::MAX_NAME_LEN;
 
 /// What the rules need besides the parts.
 #[derive(Debug)]
@@ -99,35 +98,24 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// Node and sensor names: lowercase letters, digits and dashes, as in a DNS label.
+/// Node and sensor names: the protocol's one grammar ([`aloft_protocol::check_name`]), so
+/// that the hub's API and the protocol accept exactly the names the config does.
 fn name(rules: &mut Rules<'_>, key: &str, value: &str, what: &str) {
-    let fix = format!(
-        "use lowercase letters, digits and dashes only, at most {NAME_LEN_MAX} characters (like \"outside-air\")"
-    );
-    if value.is_empty() {
-        rules.report(key, format!("the {what} name is empty"), fix);
-    } else if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        rules.report(
-            key,
-            format!("the {what} name \"{value}\" contains '{bad}'"),
-            fix,
-        );
-    } else if value.starts_with('-') || value.ends_with('-') {
-        rules.report(
-            key,
-            format!("the {what} name \"{value}\" starts or ends with a dash"),
-            fix,
-        );
-    } else if value.len() > NAME_LEN_MAX {
-        rules.report(
-            key,
-            format!("the {what} name is {} characters long", value.len()),
-            fix,
-        );
-    }
+    let Err(error) = aloft_protocol::check_name(value) else {
+        return;
+    };
+    // A long name is shown by its start: the problem is its length, not its text.
+    let shown: String = value.chars().take(NAME_LEN_MAX).collect();
+    let shown = if shown.len() < value.len() {
+        format!("{shown:?}...")
+    } else {
+        format!("{shown:?}")
+    };
+    let what = match error {
+        aloft_protocol::NameError::Empty => format!("the {what} name is empty"),
+        error => format!("the {what} name {shown} {error}"),
+    };
+    rules.report(key, what, format!("use {}", aloft_protocol::NAME_RULE));
 }
 
 fn sensors(rules: &mut Rules<'_>, slots: &[SensorSlot]) {

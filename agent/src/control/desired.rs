@@ -95,10 +95,17 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
                     }
                 }
             }
-            None => refused.push(format!(
-                "sensor {}: not in the node's config file (the config file owns the hardware; add it there)",
-                wanted.name
-            )),
+            None => refused.push(match aloft_protocol::check_name(&wanted.name) {
+                // A name no config can hold: said as such, and shown bounded.
+                Err(e) => format!(
+                    "sensor {:?}: the name {e}, so no sensor of a config file has it",
+                    wanted.name.chars().take(aloft_protocol::MAX_NAME_LEN).collect::<String>()
+                ),
+                Ok(()) => format!(
+                    "sensor {}: not in the node's config file (the config file owns the hardware; add it there)",
+                    wanted.name
+                ),
+            }),
         }
         observed.push(ObservedSensor {
             name: wanted.name.clone(),
@@ -308,6 +315,27 @@ mod tests {
             refused("wing-strain")
         );
         assert!(plan.observed.iter().all(|o| o.observed_generation > 0));
+    }
+
+    #[test]
+    fn a_name_outside_the_grammar_is_refused_as_such_and_bounded() {
+        let config = config();
+        let long = "x".repeat(100_000);
+        let plan = plan(
+            &config,
+            &sensors(&config),
+            &spec(&[
+                ("static_2", 1, Some(500), None),
+                (&long, 2, None, Some(true)),
+            ]),
+        );
+        let why = |i: usize| plan.observed[i].refused.clone().unwrap_or_default();
+        assert!(why(0).contains("'_' at position 7"), "{}", why(0));
+        assert!(
+            why(1).contains("100000 characters long") && why(1).len() < 300,
+            "{}",
+            why(1)
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! within the deadline, not after TCP's minutes); a message from the control layer is taken
 //! off its queue only to be sent, and is sent again on the next connection unless the hub
 //! answered a ping sent after it (so one written into a half-open link is not lost); the
-//! store is acked only with what the hub acked.
+//! store is acked only with what the hub acked. A downlink message the agent cannot take
+//! (undecodable, or over [`MAX_MESSAGE_BYTES`]) is skipped and reported to the hub as an
+//! unsolicited log line ([`UNSOLICITED_LOGS`]), and the session goes on; a message too
+//! large even to be read ends the connection, is reported on the next one, and does not
+//! reset the reconnect backoff, so a hub that keeps sending it cannot make a reconnect
+//! loop.
 //!
 //! Measured once by hand (debug build, a loopback proxy throttled to 1 Mbit/s in front of
 //! the test peer, a 200 000-reading backlog): live updates reached the peer 0.4-0.6 s after
@@ -25,7 +30,8 @@ use std::time::Duration;
 
 use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
 use aloft_protocol::sync::{
-    BacklogReport, Batch, Downlink, Hello, LiveUpdate, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Uplink,
+    BacklogReport, Batch, Downlink, Hello, LiveUpdate, LogBatch, LogLine, MAX_MESSAGE_BYTES,
+    MAX_TEXT_BYTES, PROTOCOL_VERSION, UNSOLICITED_LOGS, Uplink, bounded_text,
 };
 use aloft_protocol::{BootId, Record, StoreEpoch};
 use futures_util::{SinkExt, StreamExt};
@@ -74,6 +80,12 @@ const UNCONFIRMED_MAX: usize = 4 * super::CONTROL_QUEUE;
 /// The first delay after a failed attempt; attempts are cheap, outages long.
 const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
 
+/// The largest WebSocket message the agent reads off the link. Above
+/// [`MAX_MESSAGE_BYTES`] so that a message a little over the cap is read whole, refused,
+/// reported and skipped while the session goes on; a larger one ends the connection (it
+/// cannot be skipped without reading it).
+const DOWNLINK_READ_LIMIT: usize = 4 * MAX_MESSAGE_BYTES;
+
 /// Why one connection ended.
 #[derive(Debug, thiserror::Error)]
 enum LinkError {
@@ -83,6 +95,9 @@ enum LinkError {
     Refused(String),
     #[error("closed by the hub")]
     Closed,
+    /// The hub sent a message this agent must refuse, too large to skip.
+    #[error("refused a message from the hub: {0}")]
+    HubMessage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -93,7 +108,7 @@ impl LinkError {
             LinkError::Deadline => ReconnectReason::Deadline,
             LinkError::Refused(_) => ReconnectReason::Refused,
             LinkError::Closed => ReconnectReason::Closed,
-            LinkError::Other(_) => ReconnectReason::Error,
+            LinkError::HubMessage(_) | LinkError::Other(_) => ReconnectReason::Error,
         }
     }
 }
@@ -139,7 +154,26 @@ type Ws = WebSocketStream<Box<dyn Io>>;
 #[derive(Debug)]
 enum Inbound {
     Message(Downlink),
+    /// A message read whole but refused (why); the connection goes on.
+    Refused(String),
     End(LinkError),
+}
+
+/// The report to the hub of a message the agent refused: an unsolicited log line, which
+/// every hub can decode (one that predates it drops it unread).
+fn refusal_report(why: &str) -> Uplink {
+    Uplink::Logs(LogBatch {
+        request: UNSOLICITED_LOGS,
+        lines: vec![LogLine {
+            time: live::stamp(),
+            level: "ERROR".into(),
+            sensor: None,
+            message: bounded_text(
+                &format!("refused a message from the hub: {why}"),
+                MAX_TEXT_BYTES,
+            ),
+        }],
+    })
 }
 
 /// The uplink: everything it needs across connections.
@@ -210,8 +244,15 @@ impl HubLink {
                 Err(e) => e,
             };
             self.metrics.uplink.reconnect(error.reason());
-            // docs/protocol.md 5: a session that reached its welcome starts the backoff over.
-            if welcomed_at.is_some() {
+            if let LinkError::HubMessage(why) = &error {
+                self.queue_report(why);
+            }
+            // docs/protocol.md 5: a session that reached its welcome starts the backoff
+            // over, unless it ended on a refusal (of either side): the next session would
+            // end the same way, and only the backoff keeps that from being a loop.
+            if welcomed_at.is_some()
+                && !matches!(error, LinkError::HubMessage(_) | LinkError::Refused(_))
+            {
                 backoff.reset();
             }
             let delay = backoff.next_delay(Duration::ZERO);
@@ -229,6 +270,25 @@ impl HubLink {
             }
         }
         tracing::info!("Uplink stopped.");
+    }
+
+    /// Queues the report of a refused hub message, once: a hub that sends the same bad
+    /// message at every welcome must not grow the queue.
+    fn queue_report(&mut self, why: &str) {
+        let report = refusal_report(why);
+        let same = |m: &Uplink| match (m, &report) {
+            (Uplink::Logs(a), Uplink::Logs(b)) => {
+                a.request == b.request
+                    && a.lines
+                        .iter()
+                        .map(|l| &l.message)
+                        .eq(b.lines.iter().map(|l| &l.message))
+            }
+            _ => false,
+        };
+        if !self.pending.iter().any(same) {
+            self.pending.push_back(report);
+        }
     }
 
     /// One connection, from TCP to its end.
@@ -284,6 +344,7 @@ impl HubLink {
                 Err(_) => {}
                 Ok(None) => return Err(LinkError::Closed),
                 Ok(Some(Inbound::End(e))) => return Err(e),
+                Ok(Some(Inbound::Refused(why))) => return Err(LinkError::HubMessage(why)),
                 Ok(Some(Inbound::Message(Downlink::Welcome(w)))) => break w,
                 Ok(Some(Inbound::Message(Downlink::Refused { code, message }))) => {
                     return Err(LinkError::Refused(format!("{code:?}: {message}")));
@@ -375,6 +436,10 @@ impl HubLink {
                 message = inbound.recv() => match message {
                     None => return Err(LinkError::Closed),
                     Some(Inbound::End(e)) => return Err(e),
+                    Some(Inbound::Refused(why)) => {
+                        tracing::warn!(reason = %why, "Message from the hub refused and skipped; reported to the hub.");
+                        self.queue_report(&why);
+                    }
                     Some(Inbound::Message(m)) => {
                         self.handle(m, &mut session, &mut out).await?;
                         let window = tuner.acked(session.acked_bytes(), clock());
@@ -634,16 +699,23 @@ async fn read_loop(
             Ok(Message::Binary(bytes)) => {
                 metrics.uplink.received(bytes.len());
                 match Downlink::decode(&bytes) {
-                    Ok(m) => m,
-                    Err(e) => break LinkError::Other(format!("bad message from the hub: {e}")),
+                    Ok(m) => Inbound::Message(m),
+                    // One WebSocket message is one protocol message: skipping it leaves
+                    // the stream in step (a newer hub's message, an oversized one).
+                    Err(e) => Inbound::Refused(e.to_string()),
                 }
             }
             Ok(Message::Close(_)) => break LinkError::Closed,
             // WebSocket pings are answered by tungstenite; they count as life.
             Ok(_) => continue,
+            Err(tungstenite::Error::Capacity(e)) => {
+                break LinkError::HubMessage(format!(
+                    "{e} (this agent reads at most {DOWNLINK_READ_LIMIT} bytes; the protocol's cap is {MAX_MESSAGE_BYTES})"
+                ));
+            }
             Err(e) => break e.into(),
         };
-        if inbound.send(Inbound::Message(message)).await.is_err() {
+        if inbound.send(message).await.is_err() {
             return;
         }
     };
@@ -703,8 +775,8 @@ async fn connect(options: &UplinkOptions) -> Result<Ws, LinkError> {
         .map_err(|_| LinkError::Other("the token is not a valid header value".into()))?;
     request.headers_mut().insert(AUTHORIZATION, bearer);
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        .max_message_size(Some(DOWNLINK_READ_LIMIT))
+        .max_frame_size(Some(DOWNLINK_READ_LIMIT));
     let (ws, _response) =
         tokio_tungstenite::client_async_with_config(request, io, Some(config)).await?;
     Ok(ws)

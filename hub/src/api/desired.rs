@@ -1,11 +1,15 @@
 //! Desired sensor state (operator): `PUT /api/v1/nodes/{node}/sensors/{sensor}/spec`
 //! replaces a sensor's spec (`apply`), `PATCH` merges into it (`set`); both take
 //! `{"intervalMs": N|null, "enabled": bool|null}` and `?dryRun=true` to validate and show
-//! the result without writing (`diff`). `GET /api/v1/nodes/{node}/desired` (viewer) shows
-//! the whole spec as the node receives it.
+//! the result without writing (`diff`). `DELETE` on the same path, or a `PUT` of `{}`,
+//! removes the sensor's entry: the agent goes back to its config file for that sensor
+//! (`unset`). `GET /api/v1/nodes/{node}/desired` (viewer) shows the whole spec as the node
+//! receives it.
 //!
 //! Invariant: the answer comes after the change is persisted and audited; the generation
-//! moves only when the spec changes (`status.changed` says whether it did).
+//! moves only when the spec changes (`status.changed` says whether it did). Node and
+//! sensor names follow the protocol's grammar (422 otherwise); a node holds at most
+//! `MAX_DESIRED_SENSORS` entries, so its whole spec always fits one downlink message.
 
 use axum::extract::{Path, Query};
 use axum::{Extension, Json};
@@ -65,6 +69,20 @@ async fn write(
         interval_ms: body.interval_ms,
         enabled: body.enabled,
     };
+    if how == SpecWrite::Replace && change == SpecChange::default() {
+        // A spec of nothing is no entry at all: the sensor follows its config file.
+        let worker = control.clone();
+        let (n, s) = (node.clone(), sensor.clone());
+        let existing = blocking(move || {
+            worker
+                .desired(Some(&n))
+                .map(|rows| rows.into_iter().any(|r| r.sensor == s))
+        })
+        .await?;
+        if existing {
+            return remove(actor, control, node, sensor, dry_run).await;
+        }
+    }
     let worker = control.clone();
     let (n, s) = (node.clone(), sensor.clone());
     let written =
@@ -137,6 +155,66 @@ pub async fn merge(
         SpecWrite::Merge,
     )
     .await
+}
+
+/// Deletes a sensor's desired state and answers with the sensor as it is then.
+async fn remove(
+    actor: crate::control::store::Actor,
+    control: Control,
+    node: String,
+    sensor: String,
+    dry_run: bool,
+) -> Result<Json<Value>, ApiError> {
+    let worker = control.clone();
+    let (n, s) = (node.clone(), sensor.clone());
+    let removed = blocking(move || worker.delete_desired(&actor, &n, &s, dry_run)).await?;
+    let status = control
+        .registry()
+        .node(&node)
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found(format!("no node {node:?}")))?;
+    let report = status.sensors.iter().find(|r| r.name == sensor).cloned();
+    let values: Vec<_> = status
+        .latest
+        .iter()
+        .filter(|l| l.sensor == sensor)
+        .collect();
+    let mut sensor_json = resources::sensor(
+        &status,
+        &sensor,
+        report.as_ref(),
+        None,
+        &values,
+        now_utc_ns(),
+    );
+    if let Some(status) = sensor_json.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("changed".into(), json!(true));
+        status.insert("deleted".into(), json!(true));
+        status.insert("deletedGeneration".into(), json!(removed.generation));
+        status.insert("dryRun".into(), json!(dry_run));
+    }
+    Ok(Json(sensor_json))
+}
+
+/// `DELETE .../spec` (operator): the sensor's desired state is removed; the agent goes
+/// back to its config file's values for it.
+pub async fn delete(
+    caller: Caller,
+    Extension(control): Extension<Control>,
+    Path((node, sensor)): Path<(String, String)>,
+    Query(query): Query<DryRun>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = require(
+        &control,
+        &caller,
+        Role::Operator,
+        "change desired state",
+        "delete",
+        "Sensor",
+        &sensor,
+        Some(&node),
+    )?;
+    remove(actor, control, node, sensor, query.dry_run).await
 }
 
 /// `GET /api/v1/nodes/{node}/desired` (viewer): the `DesiredSpec` the node is sent.

@@ -54,6 +54,36 @@ fn latest_json(latest: &LatestValue, now: i64) -> Value {
     })
 }
 
+/// The node's conditions about names: `NameValid` is `False` for a node made before the
+/// grammar of names was enforced (it keeps its streams and sessions; commands and desired
+/// state cannot address it), `SensorNamesValid` is `False` while its live lane reports
+/// sensors whose names break the grammar.
+fn name_conditions(node: &NodeStatus) -> Value {
+    let name = match &node.name_problem {
+        None => json!({"type": "NameValid", "status": "True", "reason": "ValidName"}),
+        Some(problem) => json!({
+            "type": "NameValid",
+            "status": "False",
+            "reason": "InvalidName",
+            "message": format!("{problem}; the node keeps its data, but commands and desired state cannot name it: create a node with a valid name and move the agent to it"),
+        }),
+    };
+    let sensors = if node.misnamed_sensors.is_empty() {
+        json!({"type": "SensorNamesValid", "status": "True", "reason": "ValidNames"})
+    } else {
+        json!({
+            "type": "SensorNamesValid",
+            "status": "False",
+            "reason": "InvalidSensorNames",
+            "message": format!(
+                "the agent reports sensors whose names break the rule for names ({}): their data is kept; rename them in the node's config",
+                node.misnamed_sensors.join(", ")
+            ),
+        })
+    };
+    json!([name, sensors])
+}
+
 /// A node as a `Node` resource.
 pub fn node_json(node: &NodeStatus) -> Value {
     let now = now_utc_ns();
@@ -66,6 +96,7 @@ pub fn node_json(node: &NodeStatus) -> Value {
         },
         "spec": {},
         "status": {
+            "conditions": name_conditions(node),
             "connected": node.connected,
             "lastSeen": timestamp(node.last_seen_utc_ns),
             "sessionStarted": timestamp(node.session_started_utc_ns),

@@ -44,7 +44,9 @@ pub fn routes(control: Control) -> Router<ApiState> {
         .route("/api/v1/nodes/{node}/sensors/{sensor}", get(sensors::get))
         .route(
             "/api/v1/nodes/{node}/sensors/{sensor}/spec",
-            put(desired::replace).patch(desired::merge),
+            put(desired::replace)
+                .patch(desired::merge)
+                .delete(desired::delete),
         )
         .route("/api/v1/nodes/{node}/desired", get(desired::get))
         .route("/api/v1/nodes/{node}/commands", post(commands::create))
@@ -83,6 +85,10 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
             ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ControlError::NoSuchDesired { .. } => ApiError::not_found(e.to_string()),
+            ControlError::InvalidName(_) | ControlError::TooManyDesired { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
+            }
             ControlError::NotConnected(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NodeNotConnected",

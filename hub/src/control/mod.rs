@@ -16,7 +16,10 @@
 //!   at most once.
 //! - Desired state is level-triggered and never expires: the whole spec of the node goes
 //!   out after every welcome and after every change; a change bumps the sensor's
-//!   generation, a write that changes nothing does not.
+//!   generation, a write that changes nothing does not. A deleted entry leaves the spec
+//!   (once the last one is deleted, the spec goes out empty), so the agent goes back to its
+//!   config file. A node holds at most `MAX_DESIRED_SENSORS` entries of valid names: its
+//!   whole spec always fits one downlink message.
 //! - Every command, desired-state, node and token change is audited: who (token id, role),
 //!   what, when, outcome. So are refusals of them.
 //! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
@@ -35,14 +38,14 @@ use std::time::Duration;
 
 use aloft_protocol::sync::{
     Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, LogBatch,
-    Uplink,
+    MAX_DESIRED_SENSORS, UNSOLICITED_LOGS, Uplink,
 };
 use tokio::sync::{oneshot, watch};
 
 use crate::Hub;
 use crate::db::{now_utc_ns, random_hex};
 use crate::node_control::NodeControl;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{NameRefused, Registry, RegistryError, check_name};
 use crate::sessions::Sessions;
 use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
@@ -97,6 +100,30 @@ pub enum ControlError {
     /// A request that makes no sense (a TTL of 0, an interval of 0).
     #[error("{0}")]
     Invalid(String),
+    /// A node or sensor name that breaks the grammar of names.
+    #[error(transparent)]
+    InvalidName(#[from] NameRefused),
+    /// A new sensor entry would take the node's desired state past what one downlink
+    /// message carries.
+    #[error(
+        "node {node:?} has desired state for {max} sensors already, the most one node can have; delete entries it no longer needs (`aloftctl unset NODE SENSOR`)"
+    )]
+    TooManyDesired {
+        /// The node.
+        node: String,
+        /// [`MAX_DESIRED_SENSORS`].
+        max: usize,
+    },
+    /// No desired state for that sensor.
+    #[error(
+        "node {node:?} has no desired state for sensor {sensor:?}; `GET /api/v1/nodes/{node}/desired` shows what it has"
+    )]
+    NoSuchDesired {
+        /// The node.
+        node: String,
+        /// The sensor.
+        sensor: String,
+    },
     /// Logs need a connected node.
     #[error(
         "node {0:?} is not connected: its logs are fetched from the agent live; try again when it is (`aloftctl get nodes`)"
@@ -331,6 +358,8 @@ impl Control {
                 MAX_TTL.as_secs()
             )));
         }
+        check_name("node", node)?;
+        check_name("sensor", sensor)?;
         self.check_node(node)?;
         self.check_sensor(node, sensor)?;
         let now = now_utc_ns();
@@ -501,10 +530,20 @@ impl Control {
                 "intervalMs must be at least 1".into(),
             ));
         }
+        check_name("node", node)?;
+        check_name("sensor", sensor)?;
         self.check_node(node)?;
         self.check_sensor(node, sensor)?;
         let now = now_utc_ns();
         let old = self.inner.store.desired_one(node, sensor)?;
+        // The whole spec goes out in one message: bounded entries of bounded names keep
+        // it under the message cap, so the hub never sends what the agent must refuse.
+        if old.is_none() && self.inner.store.desired(Some(node))?.len() >= MAX_DESIRED_SENSORS {
+            return Err(ControlError::TooManyDesired {
+                node: node.to_owned(),
+                max: MAX_DESIRED_SENSORS,
+            });
+        }
         let (interval_ms, enabled) = match (how, &old) {
             (SpecWrite::Merge, Some(old)) => (
                 change.interval_ms.or(old.interval_ms),
@@ -550,10 +589,7 @@ impl Control {
         );
         self.inner.store.put_desired(&row, &audit)?;
         self.changed();
-        let pushed = match self.desired_spec(node)? {
-            Some(spec) => self.inner.sessions.push(node, Downlink::Desired(spec)),
-            None => false,
-        };
+        let pushed = self.push_desired(node)?;
         tracing::info!(
             node,
             sensor,
@@ -564,28 +600,101 @@ impl Control {
         Ok(DesiredWritten { row, changed })
     }
 
+    /// Deletes a sensor's desired state: the agent goes back to its config file's values
+    /// for that sensor. Any existing entry can be deleted, also one whose name an older hub
+    /// let through. A dry run checks and returns the entry without deleting it.
+    pub fn delete_desired(
+        &self,
+        who: &Actor,
+        node: &str,
+        sensor: &str,
+        dry_run: bool,
+    ) -> Result<DesiredRow, ControlError> {
+        self.check_node(node)?;
+        let Some(row) = self.inner.store.desired_one(node, sensor)? else {
+            return Err(ControlError::NoSuchDesired {
+                node: node.to_owned(),
+                sensor: sensor.to_owned(),
+            });
+        };
+        if dry_run {
+            return Ok(row);
+        }
+        let audit = event(
+            who,
+            "delete",
+            "Sensor",
+            sensor,
+            Some(node),
+            "ok",
+            format!(
+                "desired state removed at generation {}: interval and enabled from config",
+                row.generation
+            ),
+        );
+        self.inner.store.delete_desired(node, sensor, &audit)?;
+        self.changed();
+        let pushed = self.push_desired(node)?;
+        tracing::info!(node, sensor, pushed, "Desired state deleted.");
+        Ok(row)
+    }
+
+    /// Sends the node its whole spec now, if it is connected (an empty spec too: that
+    /// is what sends every sensor back to its config file).
+    fn push_desired(&self, node: &str) -> Result<bool, ControlError> {
+        let spec = self
+            .desired_spec(node)?
+            .unwrap_or(DesiredSpec { sensors: vec![] });
+        Ok(self.inner.sessions.push(node, Downlink::Desired(spec)))
+    }
+
     /// Desired state of a node's sensors (or all nodes').
     pub fn desired(&self, node: Option<&str>) -> Result<Vec<DesiredRow>, ControlError> {
         Ok(self.inner.store.desired(node)?)
     }
 
-    /// The spec the node is sent, `None` when nothing is desired of it.
+    /// The spec the node is sent, `None` when nothing is desired of it. Entries an older
+    /// hub stored under names that break the rule for names are left out (no agent config
+    /// holds such a name, and one could be of any size), and so is anything past
+    /// [`MAX_DESIRED_SENSORS`]: the spec always fits one downlink message. Both are
+    /// logged; such entries can still be deleted.
     pub fn desired_spec(&self, node: &str) -> Result<Option<DesiredSpec>, ControlError> {
         let rows = self.inner.store.desired(Some(node))?;
         if rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(DesiredSpec {
-            sensors: rows
-                .into_iter()
-                .map(|r| DesiredSensorSpec {
-                    name: r.sensor,
-                    generation: r.generation,
-                    interval_ms: r.interval_ms,
-                    enabled: r.enabled,
-                })
-                .collect(),
-        }))
+        let total = rows.len();
+        let (valid, misnamed): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| aloft_protocol::is_valid_name(&r.sensor));
+        if !misnamed.is_empty() {
+            tracing::warn!(
+                node,
+                entries = misnamed.len(),
+                first = %crate::registry::shown_name(&misnamed[0].sensor),
+                "Desired-state entries whose sensor names break the rule for names are not sent; delete them."
+            );
+        }
+        if valid.len() > MAX_DESIRED_SENSORS {
+            tracing::warn!(
+                node,
+                entries = valid.len(),
+                sent = MAX_DESIRED_SENSORS,
+                "More desired-state entries than one message carries; the rest are not sent; delete the ones not needed."
+            );
+        }
+        let sensors: Vec<_> = valid
+            .into_iter()
+            .take(MAX_DESIRED_SENSORS)
+            .map(|r| DesiredSensorSpec {
+                name: r.sensor,
+                generation: r.generation,
+                interval_ms: r.interval_ms,
+                enabled: r.enabled,
+            })
+            .collect();
+        tracing::trace!(node, total, sent = sensors.len(), "Desired spec built.");
+        Ok(Some(DesiredSpec { sensors }))
     }
 
     /// Audit events (of a node), after `after`, the newest `limit`, oldest first.
@@ -626,6 +735,44 @@ impl Control {
         Ok(())
     }
 
+    /// Cancels a pending command an older hub accepted for a sensor name that breaks the
+    /// rule for names, instead of sending it: no agent config holds such a name, and one
+    /// could be of any size.
+    fn cancel_misnamed(&self, command: &CommandRow) -> Result<(), ControlError> {
+        let message = format!(
+            "cancelled: {}",
+            check_name("sensor", &command.sensor)
+                .err()
+                .map_or_else(String::new, |e| e.to_string())
+        );
+        let audit = event(
+            &Actor::hub(),
+            "cancel",
+            "Command",
+            &command.id,
+            Some(&command.node),
+            "ok",
+            message.clone(),
+        );
+        if self
+            .inner
+            .store
+            .transition(
+                &command.id,
+                Phase::Pending,
+                Phase::Cancelled,
+                &message,
+                now_utc_ns(),
+                &audit,
+            )?
+            .is_some()
+        {
+            self.changed();
+            tracing::warn!(node = %command.node, command = %command.id, "Command of a sensor name that breaks the rule cancelled, not sent.");
+        }
+        Ok(())
+    }
+
     /// Asks the node for recent log lines and waits for them.
     pub async fn fetch_logs(
         &self,
@@ -634,6 +781,9 @@ impl Control {
         max_lines: u32,
         timeout: Duration,
     ) -> Result<LogBatch, ControlError> {
+        if let Some(sensor) = &sensor {
+            check_name("sensor", sensor)?;
+        }
         self.check_node(node)?;
         let request = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -756,6 +906,29 @@ impl Control {
         Ok(())
     }
 
+    /// Log lines the agent sent unasked: problems the operator must see, such as a
+    /// downlink message the agent refused. Each becomes an audit event of the node (a
+    /// bounded number per batch), so `aloftctl get events` shows it.
+    fn on_agent_report(&self, node: &str, batch: LogBatch) {
+        const MAX_REPORTED_LINES: usize = 16;
+        for line in batch.lines.into_iter().take(MAX_REPORTED_LINES) {
+            let message = aloft_protocol::sync::bounded_text(
+                &line.message,
+                aloft_protocol::sync::MAX_TEXT_BYTES,
+            );
+            tracing::warn!(node, level = %line.level, report = %message, "The node reports a problem.");
+            self.audit(event(
+                &Actor::node(node),
+                "report",
+                "Node",
+                node,
+                Some(node),
+                "refused",
+                message,
+            ));
+        }
+    }
+
     fn handle(&self, node: &str, message: Uplink) -> Result<(), ControlError> {
         match message {
             Uplink::CommandAck { id } => self.on_ack(node, &id),
@@ -777,6 +950,10 @@ impl Control {
                 if any {
                     self.changed();
                 }
+                Ok(())
+            }
+            Uplink::Logs(batch) if batch.request == UNSOLICITED_LOGS => {
+                self.on_agent_report(node, batch);
                 Ok(())
             }
             Uplink::Logs(batch) => {
@@ -833,9 +1010,17 @@ pub fn wire_command(command: &CommandRow) -> Command {
 impl NodeControl for Control {
     fn on_connect(&self, node: &str) -> Vec<Downlink> {
         let mut out = Vec::new();
+        // Level-triggered: the whole spec, also when its last entry was deleted (an empty
+        // spec), so that entries deleted while the node was away stop applying.
         match self.desired_spec(node) {
             Ok(Some(spec)) => out.push(Downlink::Desired(spec)),
-            Ok(None) => {}
+            Ok(None) => match self.inner.store.desired_cleared(node) {
+                Ok(true) => out.push(Downlink::Desired(DesiredSpec { sensors: vec![] })),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(node, error = %e, "Desired state not readable at connect.")
+                }
+            },
             Err(e) => tracing::error!(node, error = %e, "Desired state not readable at connect."),
         }
         // Expired ones first, so none of them goes out past its expiry.
@@ -843,7 +1028,15 @@ impl NodeControl for Control {
             tracing::warn!(node, error = %e, "Command expiry check failed.");
         }
         match self.inner.store.commands_in(node, Phase::Pending) {
-            Ok(commands) => out.extend(commands.iter().map(|c| Downlink::Command(wire_command(c)))),
+            Ok(commands) => {
+                for command in commands {
+                    if aloft_protocol::is_valid_name(&command.sensor) {
+                        out.push(Downlink::Command(wire_command(&command)));
+                    } else if let Err(e) = self.cancel_misnamed(&command) {
+                        tracing::error!(node, command = %command.id, error = %e, "Could not cancel a command of a bad sensor name.");
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(node, error = %e, "Pending commands not readable at connect.")
             }

@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS desired(
     updated_ns INTEGER NOT NULL,
     PRIMARY KEY(node, sensor)
 );
+-- Nodes whose last desired entry was deleted: they are sent an empty spec at every
+-- connect (so a deletion made while the node was away applies); other nodes without
+-- desired state are sent none.
+CREATE TABLE IF NOT EXISTS desired_cleared(
+    node TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ns INTEGER NOT NULL,
@@ -445,9 +451,52 @@ impl ControlStore {
         })
     }
 
+    /// Removes one sensor's desired state, with its audit event, in one transaction;
+    /// `false` if there was none.
+    pub fn delete_desired(
+        &self,
+        node: &str,
+        sensor: &str,
+        event: &EventRow,
+    ) -> rusqlite::Result<bool> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let deleted = tx.execute(
+                "DELETE FROM desired WHERE node = ?1 AND sensor = ?2",
+                params![node, sensor],
+            )?;
+            if deleted > 0 {
+                insert_event(&tx, event)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO desired_cleared(node)
+                     SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM desired WHERE node = ?1)",
+                    params![node],
+                )?;
+            }
+            tx.commit()?;
+            Ok(deleted > 0)
+        })
+    }
+
+    /// Whether the node's last desired entry was deleted (it is sent an empty spec).
+    pub fn desired_cleared(&self, node: &str) -> rusqlite::Result<bool> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT 1 FROM desired_cleared WHERE node = ?1",
+                params![node],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+
     /// Removes a node's desired state (the node was deleted).
     pub fn forget_desired(&self, node: &str) -> rusqlite::Result<usize> {
-        self.with(|conn| conn.execute("DELETE FROM desired WHERE node = ?1", params![node]))
+        self.with(|conn| {
+            conn.execute("DELETE FROM desired_cleared WHERE node = ?1", params![node])?;
+            conn.execute("DELETE FROM desired WHERE node = ?1", params![node])
+        })
     }
 
     /// Appends an audit event.

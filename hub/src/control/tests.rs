@@ -438,3 +438,331 @@ async fn logs_of_a_node_that_is_not_connected_fail_at_once() {
         .await;
     assert!(matches!(result, Err(ControlError::NotConnected(_))));
 }
+
+fn change(interval_ms: Option<u32>, enabled: Option<bool>) -> SpecChange {
+    SpecChange {
+        interval_ms,
+        enabled,
+    }
+}
+
+/// Names of every kind: labels of the grammar and strings near it (upper case, `_`, `.`,
+/// `/`, spaces, a non-ASCII letter, control characters, lengths around 63 and far over).
+fn name_candidate() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+        "[-a-z0-9]{0,70}",
+        "[-a-zA-Z0-9_. é/\u{1b}]{0,70}",
+        (1usize..3_000_000).prop_map(|n| "s".repeat(n)),
+    ]
+}
+
+#[test]
+fn every_route_that_takes_a_name_accepts_it_exactly_when_the_protocol_does() {
+    use proptest::test_runner::{Config, TestRunner};
+    let f = fixture();
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&name_candidate(), |name| {
+            let valid = aloft_protocol::check_name(&name).is_ok();
+            let node = f.hub.registry.create_node(&name);
+            let node_accepted =
+                !matches!(node, Err(crate::registry::RegistryError::InvalidName(_)));
+            proptest::prop_assert_eq!(node_accepted, valid, "create node {:?}", node.err());
+            let desired = f.control.set_desired(
+                &operator(),
+                "glider",
+                &name,
+                change(Some(1000), None),
+                SpecWrite::Merge,
+                true,
+            );
+            proptest::prop_assert_eq!(desired.is_ok(), valid, "desired {:?}", desired.err());
+            let restart =
+                f.control
+                    .restart(&operator(), "glider", &name, false, Duration::from_secs(60));
+            proptest::prop_assert_eq!(restart.is_ok(), valid, "restart {:?}", restart.err());
+            if !valid {
+                let message =
+                    ControlError::from(crate::registry::check_name("sensor", &name).unwrap_err())
+                        .to_string();
+                proptest::prop_assert!(message.len() < 512, "the name is not echoed whole");
+                proptest::prop_assert!(!message.contains('\u{1b}'), "escaped: {message}");
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn any_accepted_write_keeps_every_downlink_under_the_message_cap() {
+    use aloft_protocol::sync::MAX_MESSAGE_BYTES;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let f = fixture();
+    let writes = proptest::collection::vec(
+        (
+            name_candidate(),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<bool>()),
+            any::<bool>(),
+        ),
+        1..8,
+    );
+    let mut runner = TestRunner::new(Config::with_cases(32));
+    runner
+        .run(&writes, |writes| {
+            for (name, interval, enabled, restart) in writes {
+                if restart {
+                    let _ = f.control.restart(
+                        &operator(),
+                        "glider",
+                        &name,
+                        true,
+                        Duration::from_secs(60),
+                    );
+                } else {
+                    let _ = f.control.set_desired(
+                        &operator(),
+                        "glider",
+                        &name,
+                        change(interval, enabled),
+                        SpecWrite::Merge,
+                        false,
+                    );
+                }
+            }
+            for message in f.control.on_connect("glider") {
+                let size = message.encode().len();
+                prop_assert!(size < MAX_MESSAGE_BYTES, "{size} bytes");
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_node_holds_at_most_the_desired_entries_one_message_carries() {
+    use aloft_protocol::sync::{MAX_DESIRED_SENSORS, MAX_MESSAGE_BYTES};
+    let f = fixture();
+    // The worst case: every entry with the longest name and every field set.
+    for i in 0..MAX_DESIRED_SENSORS {
+        ok(f.control.set_desired(
+            &operator(),
+            "glider",
+            &format!("{i:0>63}"),
+            change(Some(u32::MAX), Some(true)),
+            SpecWrite::Merge,
+            false,
+        ));
+    }
+    let more = f.control.set_desired(
+        &operator(),
+        "glider",
+        "one-more",
+        change(Some(100), None),
+        SpecWrite::Merge,
+        false,
+    );
+    assert!(
+        matches!(more, Err(ControlError::TooManyDesired { .. })),
+        "{more:?}"
+    );
+    // Changing an existing entry is still allowed.
+    ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        &format!("{:0>63}", 5),
+        change(Some(100), None),
+        SpecWrite::Merge,
+        false,
+    ));
+    let downlinks = f.control.on_connect("glider");
+    let desired = downlinks
+        .iter()
+        .find(|d| matches!(d, Downlink::Desired(_)))
+        .expect("the spec goes out at connect");
+    assert!(desired.encode().len() < MAX_MESSAGE_BYTES);
+}
+
+#[test]
+fn a_sensors_desired_state_can_be_deleted_and_the_node_is_sent_the_spec_without_it() {
+    let f = fixture();
+    for sensor in ["static", "co2"] {
+        ok(f.control.set_desired(
+            &operator(),
+            "glider",
+            sensor,
+            change(Some(500), Some(true)),
+            SpecWrite::Merge,
+            false,
+        ));
+    }
+    let spec_at_connect = || {
+        f.control
+            .on_connect("glider")
+            .into_iter()
+            .find_map(|d| match d {
+                Downlink::Desired(spec) => {
+                    Some(spec.sensors.into_iter().map(|s| s.name).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+    };
+    let other = ok(f.hub.registry.create_node("never-desired"));
+    assert!(
+        !f.control
+            .on_connect(&other.name)
+            .iter()
+            .any(|d| matches!(d, Downlink::Desired(_))),
+        "a node that never had desired state is sent none"
+    );
+    let dry = ok(f
+        .control
+        .delete_desired(&operator(), "glider", "static", true));
+    assert_eq!(dry.generation, 1);
+    assert_eq!(spec_at_connect(), Some(vec!["co2".into(), "static".into()]));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "static", false));
+    assert_eq!(spec_at_connect(), Some(vec!["co2".into()]));
+    assert!(matches!(
+        f.control
+            .delete_desired(&operator(), "glider", "static", false),
+        Err(ControlError::NoSuchDesired { .. })
+    ));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "co2", false));
+    // The empty spec still goes out: it is what sends the sensors back to their config.
+    assert_eq!(spec_at_connect(), Some(vec![]));
+    let events = ok(f.control.events(Some("glider"), 0, 100));
+    let deletes: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "delete" && e.object_kind == "Sensor")
+        .map(|e| e.object_name.as_str())
+        .collect();
+    assert_eq!(deletes, ["static", "co2"]);
+}
+
+#[test]
+fn a_downlink_message_the_agent_refused_is_recorded_as_an_event_of_the_node() {
+    use aloft_protocol::sync::{LogBatch, LogLine, UNSOLICITED_LOGS};
+    let f = fixture();
+    f.control.on_control(
+        "glider",
+        Uplink::Logs(LogBatch {
+            request: UNSOLICITED_LOGS,
+            lines: vec![LogLine {
+                time: Timestamp::monotonic(1),
+                level: "ERROR".into(),
+                sensor: None,
+                message: "refused a message from the hub: message of 1200000 bytes is over the 1048576-byte cap".into(),
+            }],
+        }),
+    );
+    let events = ok(f.control.events(Some("glider"), 0, 100));
+    let report = events
+        .iter()
+        .find(|e| e.action == "report")
+        .expect("the report is an event");
+    assert_eq!(report.outcome, "refused");
+    assert!(
+        report.message.contains("1200000 bytes"),
+        "{}",
+        report.message
+    );
+}
+
+#[test]
+fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted() {
+    use aloft_protocol::sync::MAX_MESSAGE_BYTES;
+    let f = fixture();
+    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let long = "s".repeat(1_200_000);
+    for (i, name) in ["static", "outside_air", long.as_str()].iter().enumerate() {
+        let row = super::store::DesiredRow {
+            node: "glider".into(),
+            sensor: (*name).into(),
+            generation: 1,
+            interval_ms: Some(500 + i as u32),
+            enabled: None,
+            observed_generation: None,
+            refused: None,
+            created_ns: 1,
+            updated_ns: 1,
+        };
+        let audit = super::event(
+            &operator(),
+            "set",
+            "Sensor",
+            name,
+            Some("glider"),
+            "ok",
+            String::new(),
+        );
+        ok(store.put_desired(&row, &audit));
+    }
+    let downlinks = f.control.on_connect("glider");
+    let spec = downlinks
+        .iter()
+        .find_map(|d| match d {
+            Downlink::Desired(spec) => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("a spec");
+    assert_eq!(
+        spec.sensors
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["static"]
+    );
+    for message in &downlinks {
+        assert!(message.encode().len() < MAX_MESSAGE_BYTES);
+    }
+    ok(f.control
+        .delete_desired(&operator(), "glider", &long, false));
+    ok(f.control
+        .delete_desired(&operator(), "glider", "outside_air", false));
+    assert_eq!(ok(f.control.desired(Some("glider"))).len(), 1);
+}
+
+#[test]
+fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent() {
+    let f = fixture();
+    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let command = super::store::CommandRow {
+        id: "cmd-legacy".into(),
+        node: "glider".into(),
+        sensor: "s".repeat(1_200_000),
+        hard: false,
+        ttl_s: 3600,
+        created_ns: crate::db::now_utc_ns(),
+        expires_ns: i64::MAX,
+        phase: Phase::Pending,
+        message: "waiting".into(),
+        actor: operator(),
+        delivered_ns: None,
+        finished_ns: None,
+        revision: 1,
+    };
+    let audit = super::event(
+        &operator(),
+        "create",
+        "Command",
+        "cmd-legacy",
+        Some("glider"),
+        "ok",
+        String::new(),
+    );
+    ok(store.insert_command(&command, &audit));
+    assert!(commands_in(&f.control.on_connect("glider")).is_empty());
+    let after = ok(f.control.command("cmd-legacy")).map(|c| (c.phase, c.message));
+    let (phase, message) = after.unwrap_or_else(|| panic!("kept"));
+    assert_eq!(phase, Phase::Cancelled);
+    assert!(
+        message.contains("1200000 characters long"),
+        "{}",
+        message.len()
+    );
+}

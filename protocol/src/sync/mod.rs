@@ -39,6 +39,37 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// included). Larger messages are refused and the connection closed.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
+/// Most sensors one [`DesiredSpec`] names. With names of at most
+/// [`crate::MAX_NAME_LEN`] characters a whole spec stays far under [`MAX_MESSAGE_BYTES`]
+/// (about 82 bytes an entry at worst, 84 KiB in all), so the hub never has to split one,
+/// and the agent never has to refuse one. The hub refuses the write that would pass it.
+pub const MAX_DESIRED_SENSORS: usize = 1024;
+
+/// Most bytes of free text (a refusal's message, a command id) in a downlink message;
+/// longer text is cut at a character boundary ([`bounded_text`]).
+pub const MAX_TEXT_BYTES: usize = 1024;
+
+/// [`LogBatch::request`] of log lines the agent sends without being asked: problems the
+/// hub should see, such as a downlink message the agent refused. Requests the hub makes
+/// are numbered from 1; a hub that predates this drops such a batch as an answer nobody
+/// waits for.
+pub const UNSOLICITED_LOGS: u64 = 0;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` marking the cut.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return String::from(text);
+    }
+    let mark = "…";
+    let mut end = max.saturating_sub(mark.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::from(&text[..end]);
+    out.push_str(mark);
+    out
+}
+
 /// The WebSocket path nodes connect to; the node's token travels in the upgrade request's
 /// `Authorization: Bearer <token>` header.
 pub const NODE_PATH: &str = "/v1/nodes/connect";
@@ -545,6 +576,33 @@ mod tests {
         assert_eq!(hello_version(&bytes), Some(9));
         assert_eq!(hello_version(&Uplink::Ping { nonce: 1 }.encode()), None);
         assert_eq!(hello_version(&[]), None);
+    }
+
+    #[test]
+    fn the_largest_desired_spec_the_hub_can_hold_fits_one_message() {
+        let spec = DesiredSpec {
+            sensors: (0..MAX_DESIRED_SENSORS)
+                .map(|i| DesiredSensorSpec {
+                    name: alloc::format!("{i:0>63}"),
+                    generation: u64::MAX,
+                    interval_ms: Some(u32::MAX),
+                    enabled: Some(true),
+                })
+                .collect(),
+        };
+        let size = Downlink::Desired(spec).encode().len();
+        assert!(size < MAX_MESSAGE_BYTES / 8, "{size} bytes");
+    }
+
+    #[test]
+    fn bounded_text_cuts_at_a_character_boundary() {
+        assert_eq!(bounded_text("short", 10), "short");
+        let cut = bounded_text(&"é".repeat(100), 11);
+        assert!(cut.len() <= 11 && cut.ends_with('…'), "{cut}");
+        assert_eq!(
+            bounded_text(&"x".repeat(5000), MAX_TEXT_BYTES).len(),
+            MAX_TEXT_BYTES
+        );
     }
 
     #[test]
