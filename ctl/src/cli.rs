@@ -75,7 +75,7 @@ pub enum Verb {
     /// Change a sensor's desired state (interval, enabled).
     Set(SetArgs),
     /// Make the desired state of sensors what a YAML file says.
-    Apply(FileArgs),
+    Apply(ApplyArgs),
     /// Show what `apply -f FILE` would change.
     Diff(FileArgs),
     /// Recent agent log lines, fetched from the node now.
@@ -189,6 +189,7 @@ pub struct RestartArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub timeout: Duration,
     /// After this, the agent does not apply the command (it waits out outages until then).
+    /// Whole seconds, at least 1s; a fraction rounds up.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     pub ttl: Duration,
 }
@@ -220,6 +221,32 @@ pub struct SetArgs {
     /// Stop the sensor (until enabled again).
     #[arg(long)]
     pub disable: bool,
+    /// How long to wait for the agent.
+    #[command(flatten)]
+    pub wait: RolloutWait,
+}
+
+/// `--wait` of `set` and `apply`: until the agent observed the new generation.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RolloutWait {
+    /// Wait until the agent has observed the new desired state; exit 3 if it refused it,
+    /// 4 on --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+/// `apply -f FILE [--wait]`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The file.
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// How long to wait for the agent.
+    #[command(flatten)]
+    pub wait: RolloutWait,
 }
 
 /// `apply -f FILE`, `diff -f FILE`.

@@ -90,7 +90,7 @@ fn sensors(items: &[Value], wide: bool) -> Table {
         "BACKLOG",
     ];
     if wide {
-        headers.extend(["ENABLED", "REASON", "LAST ERROR"]);
+        headers.extend(["ENABLED", "REASON", "LAST ERROR", "REFUSED"]);
     }
     let mut table = Table::new(&headers);
     for sensor in items {
@@ -101,9 +101,16 @@ fn sensors(items: &[Value], wide: bool) -> Table {
         let observed = sensor
             .pointer("/status/observedGeneration")
             .and_then(Value::as_u64);
-        // kubectl shows a rollout as "observed/desired"; nothing desired yet shows "-".
+        let refused = sensor
+            .pointer("/status/refused")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty());
+        // kubectl shows a rollout as "observed/desired"; nothing desired yet shows "-". A
+        // generation the agent refused (in part) is observed but not in effect: it says so,
+        // and `-o wide` shows the agent's reason.
         let generations = match (generation, observed) {
             (0, _) => "-".to_owned(),
+            (g, Some(o)) if refused.is_some() => format!("{o}/{g} refused"),
             (g, Some(o)) => format!("{o}/{g}"),
             (g, None) => format!("?/{g}"),
         };
@@ -135,6 +142,7 @@ fn sensors(items: &[Value], wide: bool) -> Table {
             row.push(cell(sensor, "/status/enabled"));
             row.push(cell(sensor, "/status/reason"));
             row.push(cell(sensor, "/status/lastError"));
+            row.push(refused.unwrap_or("<none>").to_owned());
         }
         table.row(row);
     }
