@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched, blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
 use crate::tokens::Role;

@@ -7,12 +7,12 @@
 //! Invariant: the answer comes after the change is persisted and audited; the generation
 //! moves only when the spec changes (`status.changed` says whether it did).
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller};
+use super::{ApiError, Caller, Query};
 use crate::control::http::{blocking, require};
 use crate::control::{Control, SpecChange, SpecWrite, resources};
 use crate::db::now_utc_ns;
