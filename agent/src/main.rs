@@ -135,7 +135,7 @@ fn main() -> ExitCode {
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
         Command::CheckConfig { file } => {
-            let report = aloft_agent::config::check(&file);
+            let report = aloft_agent::config::check_installed(&file);
             println!("{}", report.text.trim_end());
             if !report.valid {
                 return ExitCode::FAILURE;
