@@ -493,3 +493,55 @@ fn watch_rows_line_up_with_the_header() {
         );
     }
 }
+
+#[test]
+fn hub_logs_written_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let tokens = aloft_hub::testing::HubProcess::init(&common::hub_bin(), &data, "glider").unwrap();
+    let log = dir.path().join("hub.log");
+    let mut child = Command::new(common::hub_bin())
+        .args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("aloft-hub listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // A node session: the hub logs it, and is serving (its signal handler is set).
+    let tls = client_config(&data.join("ca.pem")).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut node = NodeClient::connect(addr, &tls, &tokens.node).await.unwrap();
+            node.hello(hello("glider", StoreEpoch([5; 16])))
+                .await
+                .unwrap();
+        });
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child with a valid signal number.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM"), "the hub logged nothing: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in the log file: {text:?}"
+    );
+}
