@@ -130,7 +130,12 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
+    // As in Kubernetes, limit=0 means no limit.
+    let limit = match query.limit {
+        None => 200,
+        Some(0) => u32::MAX,
+        Some(n) => n,
+    };
     let node = query.node.clone();
     let read = {
         let control = control.clone();
