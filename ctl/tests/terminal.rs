@@ -545,3 +545,77 @@ fn hub_logs_written_to_a_file_carry_no_colour_codes() {
         "ANSI codes in the log file: {text:?}"
     );
 }
+
+/// Standard error of `command` when it is a terminal (a pseudo-terminal), as text.
+fn stderr_on_a_terminal(mut command: Command) -> String {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty(3) fills two descriptors we then own; no name, termios or size.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are open and owned by nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
+    let status = command.status().unwrap();
+    // The terminal's last writer closes with the command.
+    drop(command);
+    let mut text = Vec::new();
+    let mut master = std::fs::File::from(master);
+    let mut chunk = [0u8; 4096];
+    // Linux answers EIO once the other side is closed and everything was read.
+    while let Ok(n) = std::io::Read::read(&mut master, &mut chunk) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        status.success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&text)
+    );
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[test]
+fn logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+    for no_color in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hub = Command::new(common::hub_bin());
+        hub.args(["init", "--data"])
+            .arg(dir.path().join("hub"))
+            .env("RUST_LOG", "info");
+        let mut agent = Command::new(common::workspace_bin("aloft-agent", "aloft-agent"));
+        agent
+            .arg("check-config")
+            .arg(&example)
+            .env("RUST_LOG", "debug");
+        for (what, mut command) in [("aloft-hub init", hub), ("aloft-agent check-config", agent)] {
+            if no_color {
+                command.env("NO_COLOR", "1");
+            } else {
+                command.env_remove("NO_COLOR");
+            }
+            let text = stderr_on_a_terminal(command);
+            assert!(!text.trim().is_empty(), "{what} logged nothing");
+            assert_eq!(
+                text.contains('\u{1b}'),
+                !no_color,
+                "{what}, NO_COLOR {}: {text:?}",
+                if no_color { "set" } else { "unset" }
+            );
+        }
+    }
+}
