@@ -840,23 +840,7 @@ impl Invocation<'_> {
         if lines.is_empty() {
             return write(out, "No log lines.\n");
         }
-        let mut text = String::new();
-        for line in lines {
-            let sensor = str_at(&line, "/sensor");
-            let level = shown(str_at(&line, "/level"));
-            text.push_str(&format!(
-                "{} {level}{} {}{}\n",
-                shown(str_at(&line, "/time")),
-                " ".repeat(5usize.saturating_sub(level.chars().count())),
-                if sensor.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{}] ", shown(sensor))
-                },
-                shown(str_at(&line, "/message"))
-            ));
-        }
-        write(out, &text)
+        write(out, &views::log_lines(&lines))
     }
 
     fn cancel(&self, args: &CancelArgs, out: &mut dyn Write) -> Result<(), CtlError> {
