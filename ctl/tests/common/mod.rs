@@ -482,9 +482,11 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
                 });
             }
             log.lock().unwrap().desired.push(spec);
+            // The new state first: whoever sees the generation observed also sees its
+            // effect (the sensor disabled, the new interval).
             vec![
-                Uplink::Observed(Observed { sensors: observed }),
                 live(sensors),
+                Uplink::Observed(Observed { sensors: observed }),
             ]
         }
         Downlink::FetchLogs {
