@@ -16,8 +16,9 @@ use crate::output::Format;
     name = "aloftctl",
     version,
     about = "Operate Aloft nodes and sensors through aloft-hub",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 a waited-for command ended without \
-                  success, 4 a wait timed out, 5 `diff` found changes."
+    after_help = "Exit codes: 0 ok (also when the output's reader went away), 1 error, \
+                  2 usage, 3 a waited-for command ended without success or the agent refused \
+                  a waited-for desired state, 4 a wait timed out, 5 `diff` found changes."
 )]
 pub struct Cli {
     /// Where and who: context, hub, token, CA.
