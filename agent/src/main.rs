@@ -1,6 +1,7 @@
 //! `aloft-agent`: the edge daemon's command line. Thin: it parses arguments, sets up
 //! tracing and calls the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,14 +130,25 @@ fn main() -> ExitCode {
             command: StoreCommand::Dump { store, from, limit },
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            aloft_agent::inspect::dump(&store, from, limit, &mut out)
-                .map(|n| tracing::info!(records = n, "Store dumped."))
+            match aloft_agent::inspect::dump(&store, from, limit, &mut out) {
+                Ok(n) => {
+                    tracing::info!(records = n, "Store dumped.");
+                    Ok(())
+                }
+                // A reader that went away (`| head`) has what it wanted: end quietly.
+                Err(aloft_agent::inspect::DumpError::Output(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    Ok(())
+                }
                 // The error names the store and the cause; its sources would repeat it.
-                .map_err(|e| anyhow::anyhow!("{e}"))
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            }
         }
         Command::CheckConfig { file } => {
             let report = aloft_agent::config::check_installed(&file);
-            println!("{}", report.text.trim_end());
+            // A reader that went away (`| head`) is no error; the exit code still tells.
+            let _ = writeln!(std::io::stdout(), "{}", report.text.trim_end());
             if !report.valid {
                 return ExitCode::FAILURE;
             }

@@ -194,6 +194,13 @@ fn a_closed_pipe_ends_aloftctl_quietly_and_successfully() {
         assert_eq!(code, Some(0), "aloftctl {args:?}: {stderr}");
         assert_eq!(stderr, "", "aloftctl {args:?}");
     }
+    let mut check = Command::new(common::workspace_bin("aloft-agent", "aloft-agent"));
+    check
+        .arg("check-config")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml"));
+    let (code, stderr) = into_closed_pipe(check);
+    assert_eq!(code, Some(0), "aloft-agent check-config: {stderr}");
+    assert_eq!(stderr, "", "aloft-agent check-config");
     // As `| head -1`: the reader takes one line of a long output, then goes away.
     let mut child = ctl_against(&hub, &["get", "sensors", "-o", "wide"])
         .stdout(Stdio::piped())
