@@ -1,6 +1,7 @@
 //! `aloft-agent`: the edge daemon's command line. Thin: it parses arguments, sets up
 //! tracing and calls the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -103,12 +106,18 @@ fn main() -> ExitCode {
     let (ring_layer, logs) = aloft_agent::control::log_ring(aloft_agent::run::LOG_LINES);
     // The ring keeps INFO and above whatever stderr shows: an operator fetching lines
     // from the ground wants the agent's story, not only its warnings.
+    // Whatever the filter asks for, the crates that trace a connection's raw headers (the
+    // node's bearer token among them) are capped below TRACE, and what is written still
+    // passes a redaction of bearer tokens.
+    let no_raw_headers = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE || !traces_raw_headers(meta.target())
+    });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(filter),
+                .with_writer(RedactedStderr)
+                .with_ansi(colour_on_stderr())
+                .with_filter(filter.and(no_raw_headers)),
         )
         .with(ring_layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .init();
@@ -121,14 +130,25 @@ fn main() -> ExitCode {
             command: StoreCommand::Dump { store, from, limit },
         } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            aloft_agent::inspect::dump(&store, from, limit, &mut out)
-                .map(|n| tracing::info!(records = n, "Store dumped."))
+            match aloft_agent::inspect::dump(&store, from, limit, &mut out) {
+                Ok(n) => {
+                    tracing::info!(records = n, "Store dumped.");
+                    Ok(())
+                }
+                // A reader that went away (`| head`) has what it wanted: end quietly.
+                Err(aloft_agent::inspect::DumpError::Output(e))
+                    if e.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    Ok(())
+                }
                 // The error names the store and the cause; its sources would repeat it.
-                .map_err(|e| anyhow::anyhow!("{e}"))
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            }
         }
         Command::CheckConfig { file } => {
-            let report = aloft_agent::config::check(&file);
-            println!("{}", report.text.trim_end());
+            let report = aloft_agent::config::check_installed(&file);
+            // A reader that went away (`| head`) is no error; the exit code still tells.
+            let _ = writeln!(std::io::stdout(), "{}", report.text.trim_end());
             if !report.valid {
                 return ExitCode::FAILURE;
             }
@@ -207,6 +227,79 @@ async fn shutdown_signal() {
     }
 }
 
+/// Crates (log targets) whose TRACE events print HTTP requests or responses as sent:
+/// the WebSocket handshake's `Authorization: Bearer` header.
+const RAW_HEADER_TARGETS: &[&str] = &["tungstenite", "tokio_tungstenite", "hyper", "h2", "http"];
+
+fn traces_raw_headers(target: &str) -> bool {
+    RAW_HEADER_TARGETS.iter().any(|crate_name| {
+        target
+            .strip_prefix(crate_name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// Whether log lines on standard error get ANSI colours: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (no-color.org), so a log file or journal holds plain text.
+fn colour_on_stderr() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Standard error with every bearer token in a line replaced by `<redacted>`: the last
+/// guard, should a dependency trace a request at a level or target not capped above.
+struct RedactedStderr;
+
+/// One log line's writer (the fmt layer writes each event with one `write_all`).
+struct RedactedLine;
+
+impl<'a> MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine
+    }
+}
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(redact_bearer(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `text` with what follows each `Bearer ` (any case) up to the end of the token
+/// replaced by `<redacted>`.
+fn redact_bearer(text: &str) -> std::borrow::Cow<'_, str> {
+    const WORD: &str = "bearer ";
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains(WORD) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(WORD) {
+        let start = rest + found + WORD.len();
+        out.push_str(&text[rest..start]);
+        let token_len = text[start..]
+            .find(|c: char| {
+                !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '='))
+            })
+            .unwrap_or(text.len() - start);
+        if token_len > 0 {
+            out.push_str("<redacted>");
+        }
+        rest = start + token_len;
+    }
+    out.push_str(&text[rest..]);
+    std::borrow::Cow::Owned(out)
+}
+
 fn status(config: &std::path::Path, address: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let address = match address {
         Some(a) => a,
@@ -224,8 +317,12 @@ fn status(config: &std::path::Path, address: Option<std::net::SocketAddr>) -> an
         .block_on(aloft_agent::status::fetch(address))
         // The error names the address and the cause; its source would repeat the cause.
         .map_err(|e| anyhow::anyhow!("{e}; is `aloft-agent run` running?"))?;
-    print!("{}", report.render());
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, report.render().as_bytes()) {
+        // A reader that went away (`| head`) has what it wanted.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn replay_file(kind: CaptureKind, file: &std::path::Path) -> anyhow::Result<()> {
@@ -245,4 +342,30 @@ fn replay_file(kind: CaptureKind, file: &std::path::Path) -> anyhow::Result<()> 
         summary.skipped
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_redacted_wherever_they_are_in_a_line() {
+        let line = "Request: \"GET / HTTP/1.1\\r\\nauthorization: Bearer aloft_3d1f+/=x\\r\\n\" BEARER b.c-d~e done";
+        let shown = redact_bearer(line);
+        assert!(!shown.contains("aloft_3d1f"), "{shown}");
+        assert!(!shown.contains("b.c-d~e"), "{shown}");
+        assert_eq!(shown.matches("<redacted>").count(), 2, "{shown}");
+        assert!(shown.ends_with(" done"), "{shown}");
+        assert_eq!(redact_bearer("no token here"), "no token here");
+        assert_eq!(redact_bearer("ends with bearer "), "ends with bearer ");
+    }
+
+    #[test]
+    fn only_the_header_tracing_crates_are_capped() {
+        assert!(traces_raw_headers("tungstenite::handshake::client"));
+        assert!(traces_raw_headers("tungstenite"));
+        assert!(traces_raw_headers("hyper::proto::h1::role"));
+        assert!(!traces_raw_headers("hyperion"));
+        assert!(!traces_raw_headers("aloft_agent::uplink"));
+    }
 }

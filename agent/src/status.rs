@@ -179,9 +179,9 @@ impl StatusReport {
         let _ = writeln!(
             o,
             "node {}  agent {}  boot {}  up {}",
-            self.node,
-            self.agent_version,
-            self.boot_id,
+            shown(&self.node),
+            shown(&self.agent_version),
+            shown(&self.boot_id),
             human_age(self.uptime_s)
         );
         let t = &self.time;
@@ -219,28 +219,34 @@ impl StatusReport {
         let width = self
             .sensors
             .iter()
-            .map(|s| s.name.len())
+            .map(|s| shown(&s.name).chars().count())
             .max()
             .unwrap_or(0)
             .max(6);
         let _ = writeln!(
             o,
-            "{:<width$}  {:<11}  {:<10}  {:>8}  {:>10}  {:>7}  {:>9}  reason",
-            "SENSOR", "KIND", "STATE", "RESTARTS", "READINGS", "ERRORS", "LAST"
+            "{}  {:<11}  {:<10}  {:>8}  {:>10}  {:>7}  {:>9}  reason",
+            padded("SENSOR", width),
+            "KIND",
+            "STATE",
+            "RESTARTS",
+            "READINGS",
+            "ERRORS",
+            "LAST"
         );
         for s in &self.sensors {
             let _ = writeln!(
                 o,
-                "{:<width$}  {:<11}  {:<10}  {:>8}  {:>10}  {:>7}  {:>9}  {}",
-                s.name,
-                s.kind,
+                "{}  {:<11}  {:<10}  {:>8}  {:>10}  {:>7}  {:>9}  {}",
+                padded(&shown(&s.name), width),
+                shown(&s.kind),
                 s.state.map_or("unknown", state_label),
                 s.restarts,
                 s.readings,
                 s.errors,
                 s.last_reading_age_s
                     .map_or_else(|| "never".to_owned(), human_age),
-                s.reason
+                shown(&s.reason)
             );
         }
         let st = &self.store;
@@ -255,6 +261,51 @@ impl StatusReport {
         );
         o
     }
+}
+
+/// Text from a device, a driver or the config as a terminal may show it: control
+/// characters (C0 with newlines, DEL, C1, bidirectional overrides, line separators) become
+/// visible escapes, so a sensor's reason cannot drive the terminal or break the table.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{061c}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+    };
+    if !text.chars().any(control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                '\u{1b}' => "\\e".to_owned(),
+                c if control(c) => format!("\\u{{{:x}}}", u32::from(c)),
+                c => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// `text` padded with spaces to `width` characters (by hand: a `{:width$}` format panics
+/// above 65 535).
+fn padded(text: &str, width: usize) -> String {
+    let mut out = text.to_owned();
+    out.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(text.chars().count()),
+    ));
+    out
 }
 
 fn source_label(s: TimeSource) -> &'static str {
@@ -350,6 +401,70 @@ async fn fetch_inner(addr: SocketAddr) -> Result<StatusReport, StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report_with(text: &str, sensors: usize) -> StatusReport {
+        StatusReport {
+            node: text.to_owned(),
+            agent_version: text.to_owned(),
+            boot_id: text.to_owned(),
+            uptime_s: 5.0,
+            time: TimeReport {
+                source: TimeSource::Gnss,
+                ntp_synchronised: None,
+                last_correlation_source: None,
+                last_correlation_utc_ns: None,
+                last_correlation_age_s: None,
+                clock_steps: 0,
+            },
+            sensors: (0..sensors)
+                .map(|i| SensorReport {
+                    name: format!("{text}{i}"),
+                    kind: text.to_owned(),
+                    state: None,
+                    reason: text.repeat(i + 1),
+                    restarts: 0,
+                    readings: 0,
+                    errors: 0,
+                    last_reading_age_s: None,
+                })
+                .collect(),
+            store: StoreReport {
+                bytes: 0,
+                unsent: 0,
+                oldest_unsent_age_s: None,
+                records_committed: 0,
+            },
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn status_of_any_text_keeps_its_lines_and_shows_no_control_character(
+            text in prop::collection::vec(
+                prop_oneof![
+                    any::<char>(),
+                    prop::sample::select(vec!['\u{1b}', '\n', '\r', '\u{9b}', '\u{202e}', '\u{7f}']),
+                ],
+                0..24,
+            ).prop_map(String::from_iter),
+            sensors in 0usize..4,
+        ) {
+            let shown = report_with(&text, sensors).render();
+            // Header line, time line, blank, table header, a line per sensor, blank, store.
+            prop_assert_eq!(shown.lines().count(), 6 + sensors, "{:?}", shown);
+            let bad = shown.chars().find(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)));
+            prop_assert_eq!(bad, None, "{:?}", shown);
+        }
+    }
+
+    #[test]
+    fn a_sensor_name_wider_than_65535_characters_renders_without_panicking() {
+        let long = "n".repeat(70_000);
+        let shown = report_with(&long, 1).render();
+        assert!(shown.contains(&long));
+    }
 
     #[test]
     fn utc_text_matches_known_dates() {

@@ -16,8 +16,9 @@ use crate::output::Format;
     name = "aloftctl",
     version,
     about = "Operate Aloft nodes and sensors through aloft-hub",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 a waited-for command ended without \
-                  success, 4 a wait timed out, 5 `diff` found changes."
+    after_help = "Exit codes: 0 ok (also when the output's reader went away), 1 error, \
+                  2 usage, 3 a waited-for command ended without success or the agent refused \
+                  a waited-for desired state, 4 a wait timed out, 5 `diff` found changes."
 )]
 pub struct Cli {
     /// Where and who: context, hub, token, CA.
@@ -77,7 +78,7 @@ pub enum Verb {
     /// Delete a sensor's desired state: it goes back to its node's config file.
     Unset(UnsetArgs),
     /// Make the desired state of sensors what a YAML file says.
-    Apply(FileArgs),
+    Apply(ApplyArgs),
     /// Show what `apply -f FILE` would change.
     Diff(FileArgs),
     /// Recent agent log lines, fetched from the node now.
@@ -191,6 +192,7 @@ pub struct RestartArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub timeout: Duration,
     /// After this, the agent does not apply the command (it waits out outages until then).
+    /// Whole seconds, at least 1s; a fraction rounds up.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     pub ttl: Duration,
 }
@@ -222,6 +224,32 @@ pub struct SetArgs {
     /// Stop the sensor (until enabled again).
     #[arg(long)]
     pub disable: bool,
+    /// How long to wait for the agent.
+    #[command(flatten)]
+    pub wait: RolloutWait,
+}
+
+/// `--wait` of `set` and `apply`: until the agent observed the new generation.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RolloutWait {
+    /// Wait until the agent has observed the new desired state; exit 3 if it refused it,
+    /// 4 on --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub timeout: Duration,
+}
+
+/// `apply -f FILE [--wait]`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The file.
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// How long to wait for the agent.
+    #[command(flatten)]
+    pub wait: RolloutWait,
 }
 
 /// `unset sensor NAME`.

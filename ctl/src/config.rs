@@ -57,6 +57,16 @@ pub enum ConfigError {
         "no hub given: pass --hub https://HOST:PORT, set ALOFT_HUB, or add a context with `aloftctl config set-context NAME --server URL --use`"
     )]
     NoHub,
+    /// The hub's address has a scheme other than https.
+    #[error(
+        "the hub address {given} is not HTTPS: aloft-hub speaks HTTPS only (its API and node links are always TLS). Write https://{rest} or just {rest}"
+    )]
+    NotHttps {
+        /// The address as given.
+        given: String,
+        /// It without its scheme.
+        rest: String,
+    },
     /// A token file could not be read.
     #[error("cannot read the token file {path}: {source}")]
     TokenFile {
@@ -245,10 +255,27 @@ pub fn resolve_with(
         .clone()
         .or_else(|| context.and_then(|c| c.certificate_authority.as_ref().map(relative)));
     Ok(Target {
-        hub: hub.trim_end_matches('/').to_owned(),
+        hub: hub_url(&hub)?,
         token,
         ca,
     })
+}
+
+/// The hub's base URL from what was given: `https://HOST:PORT` as it is, a bare
+/// `HOST:PORT` as HTTPS (the only scheme the hub speaks), any other scheme refused.
+pub fn hub_url(given: &str) -> Result<String, ConfigError> {
+    let given = given.trim();
+    let url = match given.split_once("://") {
+        None => format!("https://{given}"),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => given.to_owned(),
+        Some((_, rest)) => {
+            return Err(ConfigError::NotHttps {
+                given: given.to_owned(),
+                rest: rest.trim_end_matches('/').to_owned(),
+            });
+        }
+    };
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn known_names(file: &ConfigFile) -> String {
@@ -322,6 +349,28 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("known: local, field"), "{err}");
         assert!(err.contains("config set-context lab"), "{err}");
+    }
+
+    #[test]
+    fn a_bare_host_and_port_is_https_and_plain_http_is_refused_as_such() {
+        let url = |given: &str| hub_url(given).ok();
+        assert_eq!(
+            url("127.0.0.1:8443").as_deref(),
+            Some("https://127.0.0.1:8443")
+        );
+        assert_eq!(
+            url("hub.example:8443/").as_deref(),
+            Some("https://hub.example:8443")
+        );
+        assert_eq!(url("HTTPS://h:1").as_deref(), Some("HTTPS://h:1"));
+        for given in ["http://127.0.0.1:8443", "ws://h:1", "HTTP://h:1/"] {
+            let err = hub_url(given).map_err(|e| e.to_string());
+            let Err(err) = err else {
+                panic!("{given} accepted");
+            };
+            assert!(err.contains("HTTPS only"), "{err}");
+            assert!(err.contains("https://"), "{err}");
+        }
     }
 
     #[test]

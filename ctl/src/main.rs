@@ -1,6 +1,7 @@
 //! `aloftctl`: thin: parses the command line, sets up tracing, calls the library, and turns
 //! its outcome into an exit code (docs/ctl.md).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,8 +20,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `diff` found changes: its output said so; nothing to add.
         Err(aloftctl::CtlError::ChangesFound) => ExitCode::from(5),
+        // The reader of the output went away (`| head`): it has what it wanted. End quietly
+        // and successfully, as after a complete output (docs/ctl.md, "Exit codes").
+        Err(e) if e.is_closed_output() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The hub's words may carry what a node or a user wrote: escaped for the terminal.
+            let text = aloftctl::output::terminal_text(&e.to_string(), true).into_owned();
+            let _ = writeln!(std::io::stderr(), "error: {text}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -6,13 +6,14 @@
 //! (docs/ctl.md lists them).
 
 use std::io::{Read, Write};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
-    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, SetArgs, TargetArgs, TopArgs, UnsetArgs,
+    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs, TopArgs,
+    UnsetArgs,
     Verb,
 };
 use crate::client::{ClientError, Hub, segment};
@@ -69,6 +70,34 @@ pub enum CtlError {
     /// `diff` found changes (exit 5; not an error, but scripts need to tell).
     #[error("changes found")]
     ChangesFound,
+    /// A waited-for desired state was refused by the agent (exit 3).
+    #[error("sensor/{sensor} on {node}: the agent refused generation {generation}: {reason}")]
+    Refused {
+        /// The sensor.
+        sensor: String,
+        /// Its node.
+        node: String,
+        /// The generation refused.
+        generation: u64,
+        /// The agent's words.
+        reason: String,
+    },
+    /// `--wait` of `set` or `apply` ran out of time (exit 4).
+    #[error(
+        "sensor/{sensor} on {node}: the agent has not observed generation {generation} after {waited} (it observed {observed}); the hub keeps it and sends it when the node connects. Follow it with `aloftctl get sensors {sensor} -n {node} -w`"
+    )]
+    RolloutTimedOut {
+        /// The sensor.
+        sensor: String,
+        /// Its node.
+        node: String,
+        /// The generation waited for.
+        generation: u64,
+        /// What the agent had observed then.
+        observed: String,
+        /// How long was waited.
+        waited: String,
+    },
 }
 
 impl CtlError {
@@ -76,11 +105,16 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Usage(_) => 2,
-            CtlError::CommandUnsuccessful { .. } => 3,
-            CtlError::WaitTimedOut { .. } => 4,
+            CtlError::CommandUnsuccessful { .. } | CtlError::Refused { .. } => 3,
+            CtlError::WaitTimedOut { .. } | CtlError::RolloutTimedOut { .. } => 4,
             CtlError::ChangesFound => 5,
             _ => 1,
         }
+    }
+
+    /// Whether standard output was closed by its reader (a broken pipe).
+    pub fn is_closed_output(&self) -> bool {
+        matches!(self, CtlError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -105,8 +139,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         Verb::Restart(args) => ctx.restart(args, out),
         Verb::Set(args) => ctx.set(args, out),
         Verb::Unset(args) => ctx.unset(args, out),
-        Verb::Apply(args) => ctx.apply(args, out, false),
-        Verb::Diff(args) => ctx.apply(args, out, true),
+        Verb::Apply(args) => ctx.apply(&args.file, out, Some(args.wait)),
+        Verb::Diff(args) => ctx.apply(args, out, None),
         Verb::Logs(args) => ctx.logs(args, out),
         Verb::Cancel(args) => ctx.cancel(args, out),
         Verb::Create(args) => ctx.create(&args.what, out),
@@ -116,8 +150,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         Verb::Version => ctx.version(out),
         Verb::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "aloftctl", out);
-            Ok(())
+            // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "aloftctl", &mut script);
+            out.write_all(&script).map_err(io("writing the output"))
         }
     }
 }
@@ -127,9 +163,23 @@ struct Invocation<'a> {
     format: Format,
 }
 
+/// Writes human output: lines aloftctl composed, whose fields from outside were escaped
+/// with [`shown`] as they were put in (so their newlines are escaped); any control
+/// character still left is escaped here, so nothing reaches the terminal raw.
 fn write(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
+    write_data(out, &output::terminal_text(text, true))
+}
+
+/// Writes JSON, YAML or a completion script as it is (they escape what they carry).
+fn write_data(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
     out.write_all(text.as_bytes())
         .map_err(io("writing the output"))
+}
+
+/// A field from outside (a name, a reason, a log line) as it may be put into a line of
+/// human output: control characters, newlines included, shown as escapes.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    output::terminal_text(text, false)
 }
 
 fn items(list: &Value) -> Vec<Value> {
@@ -161,7 +211,10 @@ impl Invocation<'_> {
         let text = match self.format {
             Format::Json => output::to_json(&output::document(objects, single)),
             Format::Yaml => output::to_yaml(&output::document(objects, single)),
-            Format::Name => objects.iter().map(|o| output::name_of(o) + "\n").collect(),
+            Format::Name => objects
+                .iter()
+                .map(|o| format!("{}\n", shown(&output::name_of(o))))
+                .collect(),
             Format::Table | Format::Wide => {
                 let table = table(objects, self.format == Format::Wide);
                 if table.is_empty() {
@@ -171,7 +224,10 @@ impl Invocation<'_> {
                 }
             }
         };
-        write(out, &text)
+        match self.format {
+            Format::Json | Format::Yaml => write_data(out, &text),
+            Format::Name | Format::Table | Format::Wide => write(out, &text),
+        }
     }
 
     /// The node a sensor verb is about: `--node`, else the only node there is.
@@ -262,6 +318,12 @@ impl Invocation<'_> {
         } else {
             format!("{path}{}", query("watch=true"))
         };
+        let wide = self.format == Format::Wide;
+        // Later rows keep the columns of the table printed first; after an empty listing
+        // the first row brings the header.
+        let first = views::table(kind, &listed, wide, now);
+        let mut widths = first.widths();
+        let mut header_shown = !first.is_empty();
         let mut failure = None;
         hub.watch(&watch_path, |event| {
             let Some(object) = event.get("object") else {
@@ -281,14 +343,18 @@ impl Invocation<'_> {
             let text = match self.format {
                 Format::Json => output::to_json(&event),
                 Format::Yaml => format!("---\n{}", output::to_yaml(&event)),
-                Format::Name => output::name_of(object) + "\n",
-                Format::Table | Format::Wide => views::table(
-                    kind,
-                    std::slice::from_ref(object),
-                    self.format == Format::Wide,
-                    SystemTime::now(),
-                )
-                .render(false),
+                Format::Name => format!("{}\n", shown(&output::name_of(object))),
+                Format::Table | Format::Wide => {
+                    let table =
+                        views::table(kind, std::slice::from_ref(object), wide, SystemTime::now());
+                    let text = table.render_within(!header_shown, &widths);
+                    if !header_shown {
+                        widths = table.widths();
+                        header_shown = true;
+                    }
+                    // Every character left that could drive the terminal is escaped.
+                    output::terminal_text(&text, true).into_owned()
+                }
             };
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 Ok(()) => true,
@@ -336,11 +402,11 @@ impl Invocation<'_> {
         let mut text = String::new();
         text.push_str(&format!(
             "Name:         {}\nKind:         {}\n",
-            str_at(&object, "/metadata/name"),
-            str_at(&object, "/kind")
+            shown(str_at(&object, "/metadata/name")),
+            shown(str_at(&object, "/kind"))
         ));
         if sensor.is_some() {
-            text.push_str(&format!("Node:         {node}\n"));
+            text.push_str(&format!("Node:         {}\n", shown(&node)));
         }
         for (title, pointer) in [("Spec", "/spec"), ("Status", "/status")] {
             if let Some(section) = object.pointer(pointer).filter(|v| !v.is_null()) {
@@ -435,7 +501,7 @@ impl Invocation<'_> {
                 "action": "restartSensor",
                 "sensor": args.name,
                 "hard": args.hard,
-                "ttlSeconds": args.ttl.as_secs().max(1),
+                "ttlSeconds": ttl_seconds(args.ttl)?,
             }
         });
         let command = hub.post(&format!("/api/v1/nodes/{}/commands", segment(&node)), &body)?;
@@ -444,9 +510,11 @@ impl Invocation<'_> {
             Format::Table | Format::Wide => write(
                 out,
                 &format!(
-                    "command/{id} created: {} on {node}, {}\n",
-                    views::command_action(&command),
-                    phase_words(&command)
+                    "command/{} created: {} on {}, {}\n",
+                    shown(&id),
+                    shown(&views::command_action(&command)),
+                    shown(&node),
+                    shown(&phase_words(&command))
                 ),
             )?,
             _ => self.show(
@@ -474,17 +542,22 @@ impl Invocation<'_> {
         let path = format!(
             "/api/v1/commands/{}?watch=true&timeoutSeconds={}",
             segment(id),
-            timeout.as_secs().max(1)
+            whole_seconds(timeout)
         );
+        let deadline = Instant::now() + timeout;
         let mut last: Option<Value> = None;
         let mut printed_phase = String::new();
         hub.watch(&path, |event| {
+            // What arrives after the deadline came too late: the wait has timed out.
+            if Instant::now() >= deadline {
+                return false;
+            }
             let Some(object) = event.get("object") else {
                 return true;
             };
             let phase = str_at(object, "/status/phase").to_owned();
             if phase != printed_phase && matches!(self.format, Format::Table | Format::Wide) {
-                let _ = writeln!(out, "command/{id} {}", phase_words(object));
+                let _ = writeln!(out, "command/{} {}", shown(id), shown(&phase_words(object)));
                 let _ = out.flush();
                 printed_phase.clone_from(&phase);
             }
@@ -553,7 +626,92 @@ impl Invocation<'_> {
             ),
             &Value::Object(spec),
         )?;
-        self.changed(out, &sensor, "set")
+        self.changed(out, &sensor, "set")?;
+        if args.wait.wait {
+            out.flush().map_err(io("writing the output"))?;
+            let deadline = Instant::now() + args.wait.timeout;
+            self.wait_for_rollout(&hub, &sensor, deadline, args.wait.timeout, out)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the agent has observed the generation of `sensor` (the hub's answer to
+    /// a change), or refused it, or `deadline` passes.
+    fn wait_for_rollout(
+        &self,
+        hub: &Hub,
+        sensor: &Value,
+        deadline: Instant,
+        timeout: Duration,
+        out: &mut dyn Write,
+    ) -> Result<(), CtlError> {
+        let name = str_at(sensor, "/metadata/name").to_owned();
+        let node = str_at(sensor, "/metadata/node").to_owned();
+        let generation = sensor
+            .pointer("/metadata/generation")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let path = format!(
+            "/api/v1/nodes/{}/sensors/{}?watch=true&timeoutSeconds={}",
+            segment(&node),
+            segment(&name),
+            whole_seconds(left)
+        );
+        let mut observed = None;
+        let mut outcome: Option<Result<(), String>> = None;
+        if !left.is_zero() {
+            hub.watch(&path, |event| {
+                // What arrives after the deadline came too late: the wait has timed out.
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                let Some(object) = event.get("object") else {
+                    return true;
+                };
+                observed = object
+                    .pointer("/status/observedGeneration")
+                    .and_then(Value::as_u64);
+                if observed.is_some_and(|o| o >= generation) {
+                    outcome = Some(
+                        match object.pointer("/status/refused").and_then(Value::as_str) {
+                            Some(reason) if !reason.is_empty() => Err(reason.to_owned()),
+                            _ => Ok(()),
+                        },
+                    );
+                    return false;
+                }
+                true
+            })?;
+        }
+        match outcome {
+            Some(Ok(())) => {
+                if matches!(self.format, Format::Table | Format::Wide) {
+                    write(
+                        out,
+                        &format!(
+                            "sensor/{} on {} observed generation {generation}\n",
+                            shown(&name),
+                            shown(&node)
+                        ),
+                    )?;
+                }
+                Ok(())
+            }
+            Some(Err(reason)) => Err(CtlError::Refused {
+                sensor: name,
+                node,
+                generation,
+                reason,
+            }),
+            None => Err(CtlError::RolloutTimedOut {
+                sensor: name,
+                node,
+                generation,
+                observed: observed.map_or_else(|| "none".to_owned(), |o| o.to_string()),
+                waited: humantime::format_duration(timeout).to_string(),
+            }),
+        }
     }
 
     /// Deletes a sensor's desired state (`DELETE .../spec`).
@@ -581,8 +739,8 @@ impl Invocation<'_> {
                     out,
                     &format!(
                         "sensor/{} on {} {word} (generation {})\n",
-                        str_at(sensor, "/metadata/name"),
-                        str_at(sensor, "/metadata/node"),
+                        shown(str_at(sensor, "/metadata/name")),
+                        shown(str_at(sensor, "/metadata/node")),
                         sensor
                             .pointer("/metadata/generation")
                             .and_then(Value::as_u64)
@@ -600,7 +758,14 @@ impl Invocation<'_> {
         }
     }
 
-    fn apply(&self, args: &FileArgs, out: &mut dyn Write, dry: bool) -> Result<(), CtlError> {
+    /// `apply` (with its `--wait`) or, without one, `diff`.
+    fn apply(
+        &self,
+        args: &FileArgs,
+        out: &mut dyn Write,
+        wait: Option<RolloutWait>,
+    ) -> Result<(), CtlError> {
+        let dry = wait.is_none();
         let name = args.file.display().to_string();
         let text = if name == "-" {
             let mut text = String::new();
@@ -617,6 +782,7 @@ impl Invocation<'_> {
         let sensors = manifest::parse(&name, &text)?;
         let hub = self.hub()?;
         let mut changes = false;
+        let mut applied_all = Vec::new();
         for sensor in &sensors {
             let path = format!(
                 "/api/v1/nodes/{}/sensors/{}/spec",
@@ -634,9 +800,13 @@ impl Invocation<'_> {
                 let lines = manifest::diff_lines(sensor, current.get("spec"));
                 if !lines.is_empty() {
                     changes = true;
-                    let mut text = format!("sensor/{} on {}:\n", sensor.name, sensor.node);
+                    let mut text = format!(
+                        "sensor/{} on {}:\n",
+                        shown(&sensor.name),
+                        shown(&sensor.node)
+                    );
                     for line in lines {
-                        text.push_str(&line);
+                        text.push_str(&shown(&line));
                         text.push('\n');
                     }
                     write(out, &text)?;
@@ -644,6 +814,14 @@ impl Invocation<'_> {
             } else {
                 let applied = hub.put(&path, &sensor.spec_json())?;
                 self.changed(out, &applied, "configured")?;
+                applied_all.push(applied);
+            }
+        }
+        if let Some(wait) = wait.filter(|w| w.wait) {
+            out.flush().map_err(io("writing the output"))?;
+            let deadline = Instant::now() + wait.timeout;
+            for applied in &applied_all {
+                self.wait_for_rollout(&hub, applied, deadline, wait.timeout, out)?;
             }
         }
         if changes {
@@ -670,28 +848,13 @@ impl Invocation<'_> {
             } else {
                 output::to_yaml(&list)
             };
-            return write(out, &text);
+            return write_data(out, &text);
         }
         let lines = items(&list);
         if lines.is_empty() {
             return write(out, "No log lines.\n");
         }
-        let mut text = String::new();
-        for line in lines {
-            let sensor = str_at(&line, "/sensor");
-            text.push_str(&format!(
-                "{} {:<5} {}{}\n",
-                str_at(&line, "/time"),
-                str_at(&line, "/level"),
-                if sensor.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{sensor}] ")
-                },
-                str_at(&line, "/message")
-            ));
-        }
-        write(out, &text)
+        write(out, &views::log_lines(&lines))
     }
 
     fn cancel(&self, args: &CancelArgs, out: &mut dyn Write) -> Result<(), CtlError> {
@@ -703,7 +866,11 @@ impl Invocation<'_> {
         match self.format {
             Format::Table | Format::Wide => write(
                 out,
-                &format!("command/{} {}\n", args.id, phase_words(&command)),
+                &format!(
+                    "command/{} {}\n",
+                    shown(&args.id),
+                    shown(&phase_words(&command))
+                ),
             ),
             _ => self.show(
                 out,
@@ -739,11 +906,15 @@ impl Invocation<'_> {
             Format::Table | Format::Wide => {
                 let text = match what {
                     CreateWhat::Node { name } => format!(
-                        "node/{name} created. Its token (shown once; put it in the agent's [hub] token_file):\n{secret}\n"
+                        "node/{} created. Its token (shown once; put it in the agent's [hub] token_file):\n{}\n",
+                        shown(name),
+                        shown(&secret)
                     ),
                     CreateWhat::Token { role, .. } => format!(
-                        "token/{} created with role {role}. The token (shown once):\n{secret}\n",
-                        str_at(&created, "/metadata/name")
+                        "token/{} created with role {}. The token (shown once):\n{}\n",
+                        shown(str_at(&created, "/metadata/name")),
+                        shown(role),
+                        shown(&secret)
                     ),
                 };
                 write(out, &text)
@@ -761,13 +932,13 @@ impl Invocation<'_> {
     fn delete(&self, args: &DeleteArgs, out: &mut dyn Write) -> Result<(), CtlError> {
         let hub = self.hub()?;
         hub.delete(&format!("/api/v1/nodes/{}", segment(&args.name)))?;
-        write(out, &format!("node/{} deleted\n", args.name))
+        write(out, &format!("node/{} deleted\n", shown(&args.name)))
     }
 
     fn revoke(&self, args: &RevokeArgs, out: &mut dyn Write) -> Result<(), CtlError> {
         let hub = self.hub()?;
         hub.delete(&format!("/api/v1/tokens/{}", segment(&args.id)))?;
-        write(out, &format!("token/{} revoked\n", args.id))
+        write(out, &format!("token/{} revoked\n", shown(&args.id)))
     }
 
     fn version(&self, out: &mut dyn Write) -> Result<(), CtlError> {
@@ -781,15 +952,40 @@ impl Invocation<'_> {
         let line = match hub.get("/api/v1/version") {
             Ok(v) => format!(
                 "aloft-hub {} at {}\n",
-                v.get("version")
-                    .and_then(Value::as_str)
-                    .unwrap_or("<unknown>"),
-                hub.base()
+                shown(
+                    v.get("version")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<unknown>")
+                ),
+                shown(hub.base())
             ),
-            Err(e) => format!("aloft-hub at {}: {e}\n", hub.base()),
+            Err(e) => format!(
+                "aloft-hub at {}: {}\n",
+                shown(hub.base()),
+                shown(&e.to_string())
+            ),
         };
         write(out, &line)
     }
+}
+
+/// A command's TTL in whole seconds: a fraction rounds up; zero is refused, as a command
+/// that expires before any node could get it is a mistake.
+fn ttl_seconds(ttl: Duration) -> Result<u64, CtlError> {
+    if ttl.is_zero() {
+        return Err(CtlError::Usage(
+            "--ttl 0s would expire the command before the node could get it; give 1s or more (default 1h)".into(),
+        ));
+    }
+    Ok(whole_seconds(ttl))
+}
+
+/// `duration` in whole seconds, rounded up (the hub's TTLs and watch timeouts are seconds).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
+        .max(1)
 }
 
 /// `pending (waiting for the node to connect)`, `succeeded: restarted`.
@@ -856,7 +1052,11 @@ fn config_edit(
             file.save(&path)?;
             write(
                 out,
-                &format!("context {name} written to {}\n", path.display()),
+                &format!(
+                    "context {} written to {}\n",
+                    shown(name),
+                    shown(&path.display().to_string())
+                ),
             )
         }
         ConfigWhat::UseContext { name } => {
@@ -875,7 +1075,7 @@ fn config_edit(
             }
             file.current_context = Some(name.clone());
             file.save(&path)?;
-            write(out, &format!("switched to context {name}\n"))
+            write(out, &format!("switched to context {}\n", shown(name)))
         }
         ConfigWhat::GetContexts => {
             let mut table = Table::new(&["CURRENT", "NAME", "SERVER"]);
@@ -890,7 +1090,7 @@ fn config_edit(
             write(out, &table.render(true))
         }
         ConfigWhat::CurrentContext => match &file.current_context {
-            Some(name) => write(out, &format!("{name}\n")),
+            Some(name) => write(out, &format!("{}\n", shown(name))),
             None => Err(CtlError::Usage(format!(
                 "no current context in {}; set one with `aloftctl config use-context NAME`",
                 path.display()

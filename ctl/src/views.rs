@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::cli::Kind;
-use crate::output::{Table, age_secs, age_since, cell, str_at};
+use crate::output::{Table, age_secs, age_since, cell, str_at, terminal_text};
 
 /// The table of a list of one kind.
 pub fn table(kind: Kind, items: &[Value], wide: bool, now: SystemTime) -> Table {
@@ -90,7 +90,7 @@ fn sensors(items: &[Value], wide: bool) -> Table {
         "BACKLOG",
     ];
     if wide {
-        headers.extend(["ENABLED", "REASON", "LAST ERROR"]);
+        headers.extend(["ENABLED", "REASON", "LAST ERROR", "REFUSED"]);
     }
     let mut table = Table::new(&headers);
     for sensor in items {
@@ -101,9 +101,16 @@ fn sensors(items: &[Value], wide: bool) -> Table {
         let observed = sensor
             .pointer("/status/observedGeneration")
             .and_then(Value::as_u64);
-        // kubectl shows a rollout as "observed/desired"; nothing desired yet shows "-".
+        let refused = sensor
+            .pointer("/status/refused")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty());
+        // kubectl shows a rollout as "observed/desired"; nothing desired yet shows "-". A
+        // generation the agent refused (in part) is observed but not in effect: it says so,
+        // and `-o wide` shows the agent's reason.
         let generations = match (generation, observed) {
             (0, _) => "-".to_owned(),
+            (g, Some(o)) if refused.is_some() => format!("{o}/{g} refused"),
             (g, Some(o)) => format!("{o}/{g}"),
             (g, None) => format!("?/{g}"),
         };
@@ -135,6 +142,7 @@ fn sensors(items: &[Value], wide: bool) -> Table {
             row.push(cell(sensor, "/status/enabled"));
             row.push(cell(sensor, "/status/reason"));
             row.push(cell(sensor, "/status/lastError"));
+            row.push(refused.unwrap_or("<none>").to_owned());
         }
         table.row(row);
     }
@@ -252,6 +260,32 @@ fn tokens(items: &[Value], wide: bool, now: SystemTime) -> Table {
     table
 }
 
+/// `logs`: one line per log line of the node, `TIME LEVEL [sensor] message`, every field
+/// escaped, so a line the node sent is one line on the terminal and cannot drive it.
+pub fn log_lines(lines: &[Value]) -> String {
+    let mut text = String::new();
+    for line in lines {
+        let level = terminal_text(str_at(line, "/level"), false);
+        let sensor = str_at(line, "/sensor");
+        text.push_str(&terminal_text(str_at(line, "/time"), false));
+        text.push(' ');
+        text.push_str(&level);
+        // Levels padded to five, as `WARN ` and `ERROR` line up.
+        text.extend(std::iter::repeat_n(
+            ' ',
+            5usize.saturating_sub(level.chars().count()) + 1,
+        ));
+        if !sensor.is_empty() {
+            text.push('[');
+            text.push_str(&terminal_text(sensor, false));
+            text.push_str("] ");
+        }
+        text.push_str(&terminal_text(str_at(line, "/message"), false));
+        text.push('\n');
+    }
+    text
+}
+
 /// `top`: the newest value of every quantity of every sensor.
 pub fn values(sensors: &[Value]) -> Table {
     let mut table = Table::new(&[
@@ -302,7 +336,40 @@ fn format_value(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
     use super::*;
+    use crate::output::is_terminal_control;
+
+    fn hostile_text() -> impl Strategy<Value = String> {
+        let special = prop::sample::select(vec![
+            '\u{1b}', '\n', '\r', '\t', '\u{7}', '\u{7f}', '\u{9b}', '\u{202e}', '\u{2066}',
+            '\u{2028}',
+        ]);
+        prop::collection::vec(prop_oneof![any::<char>(), special], 0..32)
+            .prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #[test]
+        fn log_lines_of_any_text_are_one_line_each_without_control_characters(
+            lines in prop::collection::vec(
+                (hostile_text(), hostile_text(), prop::option::of(hostile_text()), hostile_text()),
+                0..6,
+            )
+        ) {
+            let values: Vec<Value> = lines
+                .iter()
+                .map(|(time, level, sensor, message)| {
+                    json!({"time": time, "level": level, "sensor": sensor, "message": message})
+                })
+                .collect();
+            let text = log_lines(&values);
+            prop_assert_eq!(text.matches('\n').count(), lines.len());
+            prop_assert!(!text.chars().any(|c| c != '\n' && is_terminal_control(c)), "{:?}", text);
+        }
+    }
 
     #[test]
     fn values_keep_six_significant_digits_without_trailing_zeros() {

@@ -22,6 +22,18 @@ struct RealAgent {
 
 impl RealAgent {
     fn start(hub: &Hub, token: &str, dir: &Path) -> RealAgent {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        RealAgent::start_logging(hub, token, dir, &filter, None)
+    }
+
+    /// As [`RealAgent::start`], logging at `filter` (RUST_LOG) into `log` when given.
+    fn start_logging(
+        hub: &Hub,
+        token: &str,
+        dir: &Path,
+        filter: &str,
+        log: Option<&Path>,
+    ) -> RealAgent {
         let token_file = dir.join("node.token");
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
@@ -37,16 +49,19 @@ impl RealAgent {
         );
         let path = dir.join("agent.toml");
         std::fs::write(&path, config).unwrap();
+        let stderr = match log {
+            Some(file) => Stdio::from(std::fs::File::create(file).unwrap()),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(workspace_bin("aloft-agent", "aloft-agent"))
             .arg("run")
             .arg("--config")
             .arg(&path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         RealAgent { child }
@@ -237,6 +252,79 @@ fn applying_a_new_interval_changes_the_sampling_rate_and_the_observed_generation
         after * 4 <= before,
         "still sampling fast: {after} readings in {window:?} (before: {before})"
     );
+}
+
+#[test]
+fn at_trace_level_the_agent_logs_no_bearer_token_and_no_colour_into_a_file() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let agent = RealAgent::start_logging(&hub, &token, dir.path(), "trace", Some(&log));
+    hub.wait_json(&["get", "nodes", NODE], "the agent connected", |n| {
+        n.pointer("/status/connected").and_then(Value::as_bool) == Some(true)
+    });
+    hub.wait_json(&["get", "sensors", "--node", NODE], "a live report", |v| {
+        item(v, "static").is_some()
+    });
+    drop(agent);
+    let text = std::fs::read_to_string(&log).unwrap();
+    // The handshake was traced (the request line itself is what carried the token).
+    assert!(text.contains(" TRACE "), "no trace lines at all");
+    assert!(
+        text.contains("/v1/nodes/connect"),
+        "the connection is not in the log"
+    );
+    let secret = token.trim();
+    assert!(!secret.is_empty());
+    if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+        panic!("the token is in the agent's log: {line}");
+    }
+    assert!(!text.contains('\u{1b}'), "ANSI colour codes in a log file");
+}
+
+#[test]
+fn an_interval_the_part_cannot_do_is_shown_refused_and_set_wait_exits_3_with_the_reason() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(
+        &["get", "sensors", "--node", NODE],
+        "static reported",
+        |v| item(v, "static").is_some(),
+    );
+    let run = hub
+        .ctl(&[
+            "set",
+            "sensor",
+            "static",
+            "--node",
+            NODE,
+            "--interval",
+            "1ms",
+            "--wait",
+        ])
+        .fails(3, "the agent refused generation 1: ");
+    assert!(
+        run.stderr.contains("1ms"),
+        "the agent's reason: {}",
+        run.stderr
+    );
+    let table = hub.ctl(&["get", "sensors", "static", "--node", NODE]).ok();
+    assert!(table.stdout.contains("1/1 refused"), "{}", table.stdout);
+    hub.ctl(&[
+        "set",
+        "sensor",
+        "static",
+        "--node",
+        NODE,
+        "--interval",
+        "200ms",
+        "--wait",
+    ])
+    .ok();
+    let table = hub.ctl(&["get", "sensors", "static", "--node", NODE]).ok();
+    assert!(table.stdout.contains("2/2"), "{}", table.stdout);
+    assert!(!table.stdout.contains("refused"), "{}", table.stdout);
 }
 
 #[test]

@@ -115,6 +115,37 @@ pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result
         return Err(OpenError::NotInitialised(data_dir.display().to_string()).into());
     }
     let db = db::Db::open_existing(data_dir).map_err(OpenError::Db)?;
+    // An unknown name would dump nothing, which reads like a node that sent nothing. A
+    // deleted node whose stream is still stored dumps it.
+    let conn = db.reader().map_err(OpenError::Db)?;
+    let known: bool = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1)
+                 OR EXISTS(SELECT 1 FROM streams WHERE node = ?1)",
+            [node],
+            |row| row.get(0),
+        )
+        .map_err(OpenError::Db)?;
+    if !known {
+        let mut names = conn
+            .prepare("SELECT name FROM nodes ORDER BY name")
+            .map_err(OpenError::Db)?;
+        let nodes = names
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(OpenError::Db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(OpenError::Db)?;
+        return Err(DumpError::UnknownNode {
+            node: node.to_owned(),
+            data_dir: data_dir.display().to_string(),
+            known: if nodes.is_empty() {
+                "none".to_owned()
+            } else {
+                nodes.join(", ")
+            },
+        });
+    }
+    drop(conn);
     let streams = Streams::new(db);
     let mut count = 0;
     let mut failed = None;
@@ -149,4 +180,14 @@ pub enum DumpError {
     /// Writing the output.
     #[error("writing: {0}")]
     Io(std::io::Error),
+    /// No node of that name, and no stream stored for one.
+    #[error("no node {node} in {data_dir}; its nodes: {known}")]
+    UnknownNode {
+        /// The name asked for.
+        node: String,
+        /// The data directory.
+        data_dir: String,
+        /// The nodes it has.
+        known: String,
+    },
 }

@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
     match cli.command {
         Command::Init {
@@ -80,7 +81,10 @@ fn main() -> anyhow::Result<()> {
             if_missing,
         } => {
             if if_missing && aloft_hub::init::holds_hub(&data) {
-                println!("{} already holds a hub; left as it is.", data.display());
+                say(&format!(
+                    "{} already holds a hub; left as it is.\n",
+                    data.display()
+                ))?;
                 return Ok(());
             }
             let sans = if sans.is_empty() {
@@ -102,21 +106,18 @@ fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("writing {}", file.display()))?;
                 }
             }
-            println!("Hub initialised in {}.", data.display());
-            println!(
-                "CA certificate for agents and clients: {}",
+            say(&format!(
+                "Hub initialised in {}.\nCA certificate for agents and clients: {}\n\
+                 Admin token (shown once): {}\nToken of node {} (shown once): {}\n\
+                 Point aloftctl at it: aloftctl config set-context NAME --server https://HOST:8443 \\\n  \
+                 --certificate-authority {} --token-file ADMIN_TOKEN_FILE --use\n",
+                data.display(),
+                done.ca_file.display(),
+                done.admin_token,
+                done.node,
+                done.node_token,
                 done.ca_file.display()
-            );
-            println!("Admin token (shown once): {}", done.admin_token);
-            println!(
-                "Token of node {} (shown once): {}",
-                done.node, done.node_token
-            );
-            println!(
-                "Point aloftctl at it: aloftctl config set-context NAME --server https://HOST:8443 \\\n  --certificate-authority {} --token-file ADMIN_TOKEN_FILE --use",
-                done.ca_file.display()
-            );
-            Ok(())
+            ))
         }
         Command::Run { data, listen } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -133,7 +134,10 @@ fn main() -> anyhow::Result<()> {
                 let tls = aloft_hub::pki::server_config(&data)?;
                 // Commands, desired state, audit and their API (issue 5).
                 let options = serve_options(&hub)?;
-                println!("aloft-hub listening on {}", listener.local_addr()?);
+                say(&format!(
+                    "aloft-hub listening on {}\n",
+                    listener.local_addr()?
+                ))?;
                 aloft_hub::server::serve(hub, tls, listener, options, stop_signal()).await?;
                 Ok(())
             })
@@ -141,9 +145,18 @@ fn main() -> anyhow::Result<()> {
         Command::Dump { data, node } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            aloft_hub::dump(&data, &node, &mut out)?;
-            std::io::Write::flush(&mut out)?;
-            Ok(())
+            let written = match aloft_hub::dump(&data, &node, &mut out) {
+                Err(aloft_hub::DumpError::Io(e)) => Err(e),
+                Err(e) => return Err(e.into()),
+                Ok(_) => std::io::Write::flush(&mut out),
+            };
+            match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing the dump"))
+                }
+                // A reader that went away (`| head`) has what it wanted: end quietly.
+                _ => Ok(()),
+            }
         }
     }
 }
@@ -153,6 +166,26 @@ fn main() -> anyhow::Result<()> {
 /// (its sessions are where commands are pushed).
 fn serve_options(hub: &aloft_hub::Hub) -> anyhow::Result<aloft_hub::server::ServeOptions> {
     aloft_hub::control::serve_options(hub).context("opening the control layer (control.sqlite)")
+}
+
+/// Writes `text` to standard output. A reader that went away (`| head`) is no error:
+/// what it read was what it wanted, so nothing more is said.
+fn say(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether log lines on standard error get ANSI colours: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (no-color.org), so a log file or journal holds plain text.
+fn colour_on_stderr() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Resolves at SIGTERM or SIGINT.

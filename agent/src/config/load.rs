@@ -101,6 +101,29 @@ pub fn check(path: &Path) -> Report {
     }
 }
 
+/// `aloft-agent check-config FILE` on the board: [`check`], and the files the config
+/// names that must be there for the agent to work (its hub token), so that a config that
+/// would never connect does not pass.
+pub fn check_installed(path: &Path) -> Report {
+    let problems = match load(path) {
+        Ok(config) => validate::files_present(&config),
+        Err(_) => Vec::new(),
+    };
+    if problems.is_empty() {
+        return check(path);
+    }
+    let errors = ConfigErrors {
+        origin: path.display().to_string(),
+        problems,
+    };
+    let n = errors.len();
+    let plural = if n == 1 { "problem" } else { "problems" };
+    Report {
+        valid: false,
+        text: format!("{errors}\n{}: {n} {plural}.", errors.origin),
+    }
+}
+
 /// What the agent would run with a valid config: the facts a flight engineer checks before
 /// take-off.
 fn summary(origin: &str, config: &AgentConfig) -> String {

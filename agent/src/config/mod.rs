@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use errors::{ConfigErrors, Position, Problem, Report};
-pub use load::{check, load, parse};
+pub use load::{check, check_installed, load, parse};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]

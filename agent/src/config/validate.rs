@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::errors::Problem;
 use super::load::{Finding, Spans, nearest};
 use super::{
     AgentConfig, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig, STORE_SEGMENT_BYTES,
@@ -73,6 +74,7 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
         name(&mut rules, "node.name", &node.name, "node");
     }
     sensors(&mut rules, parts.sensors);
+    i2c_addresses(&mut rules, parts.sensors);
     if let Some(store) = parts.store {
         let sensors: Vec<SensorConfig> = parts
             .sensors
@@ -549,6 +551,65 @@ fn hub(rules: &mut Rules<'_>, hub: &HubConfig) {
             "write the path of the file that holds the node's token",
         );
     }
+}
+
+/// Two devices cannot answer at one address of one bus: each would garble the other's
+/// replies. Sensors without a bus (simulated) share nothing.
+fn i2c_addresses(rules: &mut Rules<'_>, slots: &[SensorSlot]) {
+    let mut taken: HashMap<(PathBuf, u8), usize> = HashMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let Some(s) = &slot.config else {
+            continue;
+        };
+        let (Some(bus), Some(address)) = (&s.bus, s.address_or_default()) else {
+            continue;
+        };
+        if !s.kind.is_i2c() || bus.as_os_str().is_empty() {
+            continue;
+        }
+        match taken.get(&(bus.clone(), address)) {
+            Some(&first) => rules.report(
+                &format!("sensor[{i}].address"),
+                format!(
+                    "0x{address:02x} on {} is already sensor[{first}]'s address",
+                    bus.display()
+                ),
+                "two devices cannot answer at one address of one bus: give this one its other address (set by its address pin) or put it on another bus",
+            ),
+            None => {
+                taken.insert((bus.clone(), address), i);
+            }
+        }
+    }
+}
+
+/// Files the config names that must exist where the agent runs, checked by
+/// `check-config` (and not by every parse, so that a config can be written and parsed
+/// before it reaches its board): the token file, without which the agent never connects.
+pub(super) fn files_present(config: &AgentConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Some(hub) = &config.hub else {
+        return problems;
+    };
+    let path = &hub.token_file;
+    if path.as_os_str().is_empty() {
+        // Reported by the `hub` rule already.
+        return problems;
+    }
+    let what = match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Some(format!("{} is empty", path.display())),
+        Ok(_) => None,
+        Err(e) => Some(format!("{} cannot be read: {e}", path.display())),
+    };
+    if let Some(what) = what {
+        problems.push(Problem {
+            position: None,
+            key: "hub.token_file".into(),
+            what,
+            fix: "write the node's token there (`aloftctl create node NAME` prints it once), readable by the agent's user; without it the agent never connects".into(),
+        });
+    }
+    problems
 }
 
 fn simulation(rules: &mut Rules<'_>, sim: &SimulationConfig) {

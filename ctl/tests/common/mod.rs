@@ -223,9 +223,12 @@ pub struct Agent {
 #[derive(Debug, Clone)]
 struct Sensors {
     reports: Vec<SensorReport>,
+    /// Added to every log line and command result the agent sends (hostile-text tests).
+    words: String,
 }
 
-fn report(index: u16, name: &str) -> SensorReport {
+/// The report the stand-in agent sends for sensor `name`.
+pub fn report(index: u16, name: &str) -> SensorReport {
     SensorReport {
         sensor: SensorId(index),
         name: name.to_owned(),
@@ -275,16 +278,31 @@ impl Agent {
         sensor_names: &[&str],
         log: Arc<Mutex<AgentLog>>,
     ) -> Agent {
+        let reports = sensor_names
+            .iter()
+            .zip(1u16..)
+            .map(|(name, i)| report(i, name))
+            .collect();
+        Agent::start_reporting(hub, node, token, reports, "", log)
+    }
+
+    /// As [`Agent::start_with`], reporting `reports` as they are and adding `words` to
+    /// every log line and command result.
+    pub fn start_reporting(
+        hub: &Hub,
+        node: &str,
+        token: &str,
+        reports: Vec<SensorReport>,
+        words: &str,
+        log: Arc<Mutex<AgentLog>>,
+    ) -> Agent {
         let addr = hub.addr();
         let tls = client_config(&hub.ca()).unwrap();
         let node = node.to_owned();
         let token = token.to_owned();
         let mut sensors = Sensors {
-            reports: sensor_names
-                .iter()
-                .zip(1u16..)
-                .map(|(name, i)| report(i, name))
-                .collect(),
+            reports,
+            words: words.to_owned(),
         };
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = log.clone();
@@ -376,6 +394,9 @@ impl Drop for Agent {
     }
 }
 
+/// The shortest interval the stand-in agent's sensors accept.
+pub const STAND_IN_MIN_INTERVAL_MS: u32 = 10;
+
 fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink) -> Vec<Uplink> {
     match message {
         Downlink::Command(command) => {
@@ -399,7 +420,7 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
                                 log.applied.push(command.id.clone());
                             }
                             CommandOutcome::Succeeded {
-                                message: format!("{sensor} restarted"),
+                                message: format!("{sensor} restarted{}", sensors.words),
                             }
                         }
                         None => CommandOutcome::Failed {
@@ -422,6 +443,22 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
             let mut observed = Vec::new();
             for wanted in &spec.sensors {
                 let refused = match sensors.reports.iter_mut().find(|r| r.name == wanted.name) {
+                    // As the agent refuses an interval below what the part can do (and
+                    // applies the rest of the spec).
+                    Some(report)
+                        if wanted
+                            .interval_ms
+                            .is_some_and(|ms| ms < STAND_IN_MIN_INTERVAL_MS) =>
+                    {
+                        if let Some(enabled) = wanted.enabled {
+                            report.enabled = enabled;
+                        }
+                        Some(format!(
+                            "interval: {}ms is shorter than {} can do ({STAND_IN_MIN_INTERVAL_MS}ms at least)",
+                            wanted.interval_ms.unwrap_or(0),
+                            report.name
+                        ))
+                    }
                     Some(report) => {
                         if let Some(ms) = wanted.interval_ms {
                             report.interval_ms = Some(ms);
@@ -445,9 +482,11 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
                 });
             }
             log.lock().unwrap().desired.push(spec);
+            // The new state first: whoever sees the generation observed also sees its
+            // effect (the sensor disabled, the new interval).
             vec![
-                Uplink::Observed(Observed { sensors: observed }),
                 live(sensors),
+                Uplink::Observed(Observed { sensors: observed }),
             ]
         }
         Downlink::FetchLogs {
@@ -462,7 +501,7 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
                 ),
                 level: "WARN".into(),
                 sensor: sensor.clone().or(Some("gps".into())),
-                message: "stale fix: no sentence for 2 s".into(),
+                message: format!("stale fix: no sentence for 2 s{}", sensors.words),
             }],
         })],
         Downlink::Ping { nonce } => vec![Uplink::Pong { nonce }],

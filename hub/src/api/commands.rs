@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched, blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
 use crate::tokens::Role;
@@ -130,7 +130,12 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
+    // As in Kubernetes, limit=0 means no limit.
+    let limit = match query.limit {
+        None => 200,
+        Some(0) => u32::MAX,
+        Some(n) => n,
+    };
     let node = query.node.clone();
     let read = {
         let control = control.clone();

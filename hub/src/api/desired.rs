@@ -11,12 +11,12 @@
 //! sensor names follow the protocol's grammar (422 otherwise); a node holds at most
 //! `MAX_DESIRED_SENSORS` entries, so its whole spec always fits one downlink message.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller};
+use super::{ApiError, Caller, Query};
 use crate::control::http::{blocking, require};
 use crate::control::{Control, SpecChange, SpecWrite, resources};
 use crate::db::now_utc_ns;

@@ -2,16 +2,19 @@
 //! who (token id and role), what, when, outcome, for every command, desired-state, node and
 //! token change, and for refusals of them.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched, blocking};
 use crate::control::{Control, ControlError, resources};
 use crate::tokens::Role;
+
+/// How many of the newest events a list without `limit` returns.
+pub const DEFAULT_LIMIT: u32 = 100;
 
 /// `?node=&limit=&watch=&timeoutSeconds=`.
 #[derive(Debug, Deserialize)]
@@ -19,7 +22,8 @@ use crate::tokens::Role;
 pub struct ListQuery {
     /// Only events about this node.
     pub node: Option<String>,
-    /// The newest this many (default 100).
+    /// The newest this many (default 100); 0 means no limit, as `limit=0` in a Kubernetes
+    /// list call.
     pub limit: Option<u32>,
     /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
     /// values over as strings, and `watch=true` would not parse as a boolean).
@@ -46,7 +50,12 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = match query.limit {
+        None => DEFAULT_LIMIT,
+        // As in Kubernetes: no limit.
+        Some(0) => u32::MAX,
+        Some(n) => n,
+    };
     let node = query.node.clone();
     let read = {
         let control = control.clone();

@@ -2,16 +2,17 @@
 //! log lines, fetched now: the hub sends the node `FetchLogs` and waits for its `Logs`.
 //!
 //! Invariant: nothing is stored at the hub; a node that is not connected gets 503, one
-//! that does not answer within the timeout (default 10 s) 504, both saying why.
+//! that does not answer within the timeout (default 10 s) 504, both saying why; a sensor
+//! the node has not reported is 404, as an empty answer would look like a quiet sensor.
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query};
+use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller, timestamp};
+use super::{ApiError, ApiState, Caller, Query, timestamp};
 use crate::control::{Control, resources};
 use crate::tokens::Role;
 
@@ -30,11 +31,15 @@ pub struct LogsQuery {
 /// `GET /api/v1/nodes/{node}/logs` (viewer).
 pub async fn get(
     caller: Caller,
+    State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     Path(node): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Viewer)?;
+    if let Some(sensor) = &query.sensor {
+        known_sensor(&state, &node, sensor)?;
+    }
     let timeout = Duration::from_secs(query.timeout_seconds.unwrap_or(10).clamp(1, 120));
     let lines = query.lines.unwrap_or(100).clamp(1, 10_000);
     let batch = control
@@ -51,4 +56,30 @@ pub async fn get(
             "message": l.message,
         })).collect::<Vec<_>>(),
     })))
+}
+
+/// Refuses a sensor the node's newest report does not list. A node that never reported
+/// its sensors cannot be judged: its agent answers for itself.
+fn known_sensor(state: &ApiState, node: &str, sensor: &str) -> Result<(), ApiError> {
+    let Some(status) = state
+        .hub
+        .registry
+        .node(node)
+        .map_err(|e| ApiError::internal(&e))?
+    else {
+        // Fetching says that the node does not exist, as for every node route.
+        return Ok(());
+    };
+    if status.live_received_utc_ns.is_none() || status.sensors.iter().any(|s| s.name == sensor) {
+        return Ok(());
+    }
+    let known: Vec<&str> = status.sensors.iter().map(|s| s.name.as_str()).collect();
+    Err(ApiError::not_found(format!(
+        "node {node} has no sensor {sensor}; it reported: {}",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )))
 }

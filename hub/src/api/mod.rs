@@ -137,6 +137,30 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Query parameters of a route, read as axum's `Query` reads them, but a parameter that
+/// does not parse (`?limit=-1`, `?watch=yes`) is answered like every other refusal: a
+/// `Status` object with 400 and the parameter named, never axum's plain-text rejection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "bad query parameter: {}; docs/api.md lists each route's parameters",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
 /// The bearer token of a request's `Authorization` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -9,13 +9,13 @@
 use aloft_protocol::Quantity;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{API_VERSION, ApiError, ApiState, Caller, timestamp};
+use super::{API_VERSION, ApiError, ApiState, Caller, Query, timestamp};
 use crate::db::{hex, parse_utc};
 use crate::storage::{ReadingQuery, ReadingRow, StreamGap, source_name};
 use crate::tokens::Role;

@@ -6,13 +6,13 @@
 //! Invariant: a sensor is listed if its node reported it or the hub has desired state for
 //! it, so a `set` made before the node ever connected is visible.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched};
 use crate::control::{Control, ControlError, resources};
 use crate::db::now_utc_ns;
