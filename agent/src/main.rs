@@ -68,6 +68,11 @@ enum Command {
     CheckConfig {
         /// The file (`/etc/aloft/agent.toml`).
         file: PathBuf,
+        /// Check the file alone, not the files it names (the hub token). The systemd unit
+        /// checks this way before `run`: the agent samples without its token (it only cannot
+        /// sync), so a missing token must not keep it from starting.
+        #[arg(long)]
+        file_only: bool,
     },
     /// Print the running agent's local picture: sensors, time, store.
     Status {
@@ -145,8 +150,12 @@ fn main() -> ExitCode {
                 Err(e) => Err(anyhow::anyhow!("{e}")),
             }
         }
-        Command::CheckConfig { file } => {
-            let report = aloft_agent::config::check_installed(&file);
+        Command::CheckConfig { file, file_only } => {
+            let report = if file_only {
+                aloft_agent::config::check(&file)
+            } else {
+                aloft_agent::config::check_installed(&file)
+            };
             // A reader that went away (`| head`) is no error; the exit code still tells.
             let _ = writeln!(std::io::stdout(), "{}", report.text.trim_end());
             if !report.valid {

@@ -74,8 +74,13 @@ proptest! {
 }
 
 fn check_config(path: &Path) -> (i32, String) {
+    check_config_with(&[], path)
+}
+
+fn check_config_with(flags: &[&str], path: &Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
         .arg("check-config")
+        .args(flags)
         .arg(path)
         .env_remove("RUST_LOG")
         .output()
@@ -113,6 +118,10 @@ fn check_config_refuses_a_missing_or_empty_token_file_naming_key_and_file() {
     );
     assert!(text.contains(&expected), "{text}");
     assert!(text.contains("never connects"), "{text}");
+    // The systemd unit's check before `run`: the file alone, so that an agent without its
+    // token still starts and samples.
+    let (code, text) = check_config_with(&["--file-only"], &path);
+    assert_eq!(code, 0, "{text}");
 
     std::fs::write(&token, "\n").unwrap();
     let (code, text) = check_config(&path);

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use crate::cli::{
     CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
     GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs, TopArgs,
-    UnsetArgs,
-    Verb,
+    UnsetArgs, Verb,
 };
 use crate::client::{ClientError, Hub, segment};
 use crate::config::{self, ConfigError, ConfigFile, Context};

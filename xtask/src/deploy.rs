@@ -257,8 +257,9 @@ fn kubernetes(dir: &Path, venv: &Path) -> Result<()> {
                 "aloft-agent check-config (the ConfigMap in {})",
                 manifest.display()
             ),
+            // The token comes from a Secret mounted at run time: check the file alone.
             Command::new(target_dir().join("debug").join("aloft-agent"))
-                .arg("check-config")
+                .args(["check-config", "--file-only"])
                 .arg(&config)
                 .stdout(std::process::Stdio::null()),
         );
@@ -286,7 +287,7 @@ mod tests {
     fn installed_binaries_are_read_from_exec_lines_not_comments() {
         let unit = "# install -m 0755 aloft-x /usr/local/bin/aloft-x\n\
             [Service]\n\
-            ExecStartPre=/usr/local/bin/aloft-agent check-config /etc/aloft/agent.toml\n\
+            ExecStartPre=/usr/local/bin/aloft-agent check-config --file-only /etc/aloft/agent.toml\n\
             ExecStart=/usr/local/bin/aloft-agent run\n";
         assert_eq!(installed_binaries(unit), ["aloft-agent"]);
     }
