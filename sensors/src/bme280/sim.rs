@@ -2,7 +2,7 @@
 //!
 //! It models the register file (chip id, reset, NVM trim, ctrl_hum, ctrl_meas, config,
 //! status, data), forced-mode conversions that take the datasheet's typical time on a
-//! [`SimClock`] that only [`SimDelay`] advances, and the faults a real bus shows. Its ADC
+//! [`SimClock`] that only [`SimDelay`](crate::i2c::sim::SimDelay) advances, and the faults a real bus shows. Its ADC
 //! values come from inverting the driver's own integer compensation by bisection, so a
 //! driver reading it recovers the environment to within the compensation's resolution
 //! (plus the datasheet-level noise, if enabled).
@@ -11,6 +11,7 @@
 //! the environment or inject a fault while the driver owns a clone as its bus. It never
 //! panics on any transaction; unknown registers read as zero and ignore writes.
 
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
@@ -18,7 +19,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 use super::{Calibration, Config, Oversampling, RawSample, reg};
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::TemperatureSource;
-use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{SimBus, SimClock, bisect};
 
 /// Trim of a plausible device: temperature and pressure words are the BMP280 datasheet's
 /// worked example (section 3.12; BME280 shares the formulas), humidity words are typical
@@ -73,17 +74,17 @@ struct State {
     relative_humidity: f64,
     source: TemperatureSource,
     noise: Option<Noise>,
-    faults: BusFaults,
     stuck_measuring: bool,
     stuck_nvm_copy: bool,
     clock: SimClock,
-    transactions: u64,
 }
 
-/// A simulated BME280; clones share one device.
+/// A simulated BME280; clones share one device. Derefs to its [`SimBus`] (clock, delay,
+/// bus faults, transaction count).
 #[derive(Debug, Clone)]
 pub struct Bme280Sim {
     state: Arc<Mutex<State>>,
+    bus: SimBus,
 }
 
 impl Bme280Sim {
@@ -91,6 +92,7 @@ impl Bme280Sim {
     /// relative humidity, without noise, reading the outside air.
     pub fn new(address: u8) -> Self {
         let calibration = TYPICAL_CALIBRATION;
+        let bus = SimBus::new();
         Bme280Sim {
             state: Arc::new(Mutex::new(State {
                 address,
@@ -109,12 +111,11 @@ impl Bme280Sim {
                 relative_humidity: 0.5,
                 source: TemperatureSource::OutsideAir,
                 noise: None,
-                faults: BusFaults::default(),
                 stuck_measuring: false,
                 stuck_nvm_copy: false,
-                clock: SimClock::new(),
-                transactions: 0,
+                clock: bus.clock(),
             })),
+            bus,
         }
     }
 
@@ -145,16 +146,6 @@ impl Bme280Sim {
         self.lock().calibration
     }
 
-    /// The clock the device's conversions run on.
-    pub fn clock(&self) -> SimClock {
-        self.lock().clock.clone()
-    }
-
-    /// A delay that advances this device's clock: what a driver under test should wait with.
-    pub fn delay(&self) -> SimDelay {
-        SimDelay::on(self.clock())
-    }
-
     /// Sets the air the device is in (Pa, K, fraction 0..1).
     pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, relative_humidity: f64) {
         let mut s = self.lock();
@@ -167,21 +158,6 @@ impl Bme280Sim {
     pub fn apply(&self, state: &FlightState) {
         let temperature_k = self.lock().source.temperature_k(state);
         self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
-    }
-
-    /// NACKs the next `n` transactions.
-    pub fn nack_next(&self, n: u32) {
-        self.lock().faults.nack_next = n;
-    }
-
-    /// NACKs every transaction until [`Bme280Sim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().faults.nack_always = true;
-    }
-
-    /// Fails every transaction with a bus error until cleared.
-    pub fn set_bus_error(&self, on: bool) {
-        self.lock().faults.bus_error = on;
     }
 
     /// Keeps the `measuring` status bit set: conversions never finish.
@@ -201,16 +177,11 @@ impl Bme280Sim {
 
     /// Clears every fault and restores the BME280 chip id.
     pub fn clear_faults(&self) {
+        self.bus.clear_faults();
         let mut s = self.lock();
-        s.faults.clear();
         s.stuck_measuring = false;
         s.stuck_nvm_copy = false;
         s.chip_id = super::CHIP_ID;
-    }
-
-    /// Transactions addressed to the bus so far (including failed ones).
-    pub fn transactions(&self) -> u64 {
-        self.lock().transactions
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -371,6 +342,14 @@ pub fn invert(
     }
 }
 
+impl Deref for Bme280Sim {
+    type Target = SimBus;
+
+    fn deref(&self) -> &SimBus {
+        &self.bus
+    }
+}
+
 impl ErrorType for Bme280Sim {
     type Error = ErrorKind;
 }
@@ -382,11 +361,7 @@ impl I2c for Bme280Sim {
         operations: &mut [Operation<'_>],
     ) -> Result<(), Self::Error> {
         let mut s = self.lock();
-        s.transactions += 1;
-        let device = s.address;
-        if let Some(error) = s.faults.check(address, device) {
-            return Err(error);
-        }
+        self.bus.transaction(address, s.address)?;
         s.settle();
         for op in operations {
             match op {

@@ -4,21 +4,21 @@
 //! test or the demo sets the pitot pressure and injects faults through another. The part
 //! converts continuously, one conversion per response time (0.5 ms); a fetch before the
 //! next conversion returns the same data with the stale status, as the datasheet describes.
-//! Time is *simulated* ([`Ms4525doSim::advance`] or the time of the applied
+//! Time is *simulated* ([`SimBus::advance`] or the time of the applied
 //! [`FlightState`]); nothing here sleeps.
 //!
 //! Noise: the datasheet's ±0.25 % of span accuracy and ±1.5 °C temperature accuracy, each
 //! taken as 3 sigma. Counts saturate at what 14 and 11 bits carry, as the wire format
 //! would.
 
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
+use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::NoopDelay;
-use crate::scd41::sim::Persistence;
+use crate::i2c::sim::{SimBus, SimClock};
 
 use super::{Config, RawSample, Status, temperature_counts_for};
 
@@ -28,32 +28,34 @@ pub const UPDATE_PERIOD_NS: u64 = 500_000;
 #[derive(Debug)]
 struct Model {
     config: Config,
-    now_ns: u64,
+    clock: SimClock,
     last_conversion_ns: Option<u64>,
     latest: RawSample,
     fetched: bool,
     differential_pressure_pa: f64,
     temperature_k: f64,
     noise: Noise,
-    nack: Persistence,
     fault: bool,
     never_ready: bool,
     fetches: u64,
 }
 
-/// A simulated MS4525DO. Clones share one device.
+/// A simulated MS4525DO. Clones share one device. Derefs to its [`SimBus`] (simulated time,
+/// NACKs, transaction count).
 #[derive(Debug, Clone)]
 pub struct Ms4525doSim {
     model: Arc<Mutex<Model>>,
+    bus: SimBus,
 }
 
 impl Ms4525doSim {
     /// A device of the part `config` describes, with noise seed `seed`, seeing no airflow
     /// at 20 °C.
     pub fn new(config: Config, seed: u64) -> Self {
+        let bus = SimBus::new();
         let model = Model {
             config,
-            now_ns: 0,
+            clock: bus.clock(),
             last_conversion_ns: None,
             latest: RawSample {
                 status: Status::Normal,
@@ -64,13 +66,13 @@ impl Ms4525doSim {
             differential_pressure_pa: 0.0,
             temperature_k: 293.15,
             noise: Noise::new(seed),
-            nack: Persistence::Off,
             fault: false,
             never_ready: false,
             fetches: 0,
         };
         Ms4525doSim {
             model: Arc::new(Mutex::new(model)),
+            bus,
         }
     }
 
@@ -90,15 +92,7 @@ impl Ms4525doSim {
         m.temperature_k = state.box_temperature_k;
         // `as` saturates: a negative or NaN time leaves the clock where it is.
         let t_ns = (state.t_s * 1e9) as u64;
-        m.now_ns = m.now_ns.max(t_ns);
-    }
-
-    /// Moves simulated time forward.
-    pub fn advance(&self, by: Duration) {
-        let mut m = self.lock();
-        m.now_ns = m
-            .now_ns
-            .saturating_add(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX));
+        m.clock.advance_to_ns(t_ns);
     }
 
     /// Sets the true differential pressure, Pa.
@@ -116,16 +110,6 @@ impl Ms4525doSim {
         self.lock().fetches
     }
 
-    /// NACKs the next `transactions` transactions.
-    pub fn nack_next(&self, transactions: u32) {
-        self.lock().nack = Persistence::Next(transactions);
-    }
-
-    /// NACKs every transaction until [`Ms4525doSim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().nack = Persistence::UntilCleared;
-    }
-
     /// Reports the fault status (3) until cleared.
     pub fn fault(&self) {
         self.lock().fault = true;
@@ -138,21 +122,25 @@ impl Ms4525doSim {
 
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
+        self.bus.clear_faults();
         let mut m = self.lock();
-        m.nack = Persistence::Off;
         m.fault = false;
         m.never_ready = false;
     }
 }
 
 impl Model {
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
     fn convert_if_due(&mut self) {
         if self.never_ready && self.last_conversion_ns.is_some() {
             return;
         }
         let due = self
             .last_conversion_ns
-            .is_none_or(|last| self.now_ns >= last.saturating_add(UPDATE_PERIOD_NS));
+            .is_none_or(|last| self.now_ns() >= last.saturating_add(UPDATE_PERIOD_NS));
         if !due {
             return;
         }
@@ -174,7 +162,7 @@ impl Model {
             temperature,
         };
         self.fetched = false;
-        self.last_conversion_ns = Some(self.now_ns);
+        self.last_conversion_ns = Some(self.now_ns());
     }
 
     fn fetch(&mut self, buf: &mut [u8]) {
@@ -200,6 +188,14 @@ impl Model {
     }
 }
 
+impl Deref for Ms4525doSim {
+    type Target = SimBus;
+
+    fn deref(&self) -> &SimBus {
+        &self.bus
+    }
+}
+
 impl ErrorType for Ms4525doSim {
     type Error = ErrorKind;
 }
@@ -211,9 +207,7 @@ impl I2c for Ms4525doSim {
         operations: &mut [Operation<'_>],
     ) -> Result<(), ErrorKind> {
         let mut m = self.lock();
-        if address != m.config.address || m.nack.strike() {
-            return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
-        }
+        self.bus.transaction(address, m.config.address)?;
         for operation in operations {
             match operation {
                 // A write header is a measurement request (Read_MR): the part converts
@@ -232,6 +226,8 @@ mod tests {
     use crate::Sample;
     use crate::ms4525do::{Error, Measurement, Ms4525do, OutsideAir};
     use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
+    use embedded_hal::i2c::NoAcknowledgeSource;
+    use std::time::Duration;
 
     /// The true state at `altitude_m` in the ISA, flying at 30 m/s indicated, the box at
     /// 20 °C.

@@ -2,7 +2,7 @@
 //!
 //! It models the command set (reset, PROM read, D1/D2 conversion per OSR, ADC read) with
 //! conversions that take the datasheet's typical time on a [`SimClock`] that only
-//! [`SimDelay`] advances: an ADC read before the conversion finished, or a second read
+//! [`SimDelay`](crate::i2c::sim::SimDelay) advances: an ADC read before the conversion finished, or a second read
 //! of one result, returns 0 as the real device does. Its D1/D2 come from inverting the
 //! driver's own compensation by bisection, so a driver recovers the environment to within
 //! the compensation's resolution (plus datasheet-level noise per OSR, if enabled).
@@ -10,6 +10,7 @@
 //! Invariants: a cheap handle (`Arc<Mutex<..>>`) so a test can change the environment or
 //! inject faults while the driver owns a clone; never panics on any transaction.
 
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
@@ -17,7 +18,7 @@ use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
 use super::{Osr, Prom, cmd};
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::TemperatureSource;
-use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{SimBus, SimClock, bisect};
 
 /// The datasheet's worked-example coefficients C1..C6 with a plausible serial code and a
 /// valid CRC.
@@ -44,23 +45,24 @@ struct State {
     temperature_k: f64,
     source: TemperatureSource,
     noise: Option<Noise>,
-    faults: BusFaults,
     stuck_conversion: bool,
     zero_adc_reads: u32,
     clock: SimClock,
-    transactions: u64,
 }
 
-/// A simulated MS5611; clones share one device.
+/// A simulated MS5611; clones share one device. Derefs to its [`SimBus`] (clock, delay,
+/// bus faults, transaction count).
 #[derive(Debug, Clone)]
 pub struct Ms5611Sim {
     state: Arc<Mutex<State>>,
+    bus: SimBus,
 }
 
 impl Ms5611Sim {
     /// A device at `address` with [`typical_prom`], in ISA sea-level air, without noise,
     /// reading the outside air.
     pub fn new(address: u8) -> Self {
+        let bus = SimBus::new();
         Ms5611Sim {
             state: Arc::new(Mutex::new(State {
                 address,
@@ -74,12 +76,11 @@ impl Ms5611Sim {
                 temperature_k: crate::atmosphere::T0_K,
                 source: TemperatureSource::OutsideAir,
                 noise: None,
-                faults: BusFaults::default(),
                 stuck_conversion: false,
                 zero_adc_reads: 0,
-                clock: SimClock::new(),
-                transactions: 0,
+                clock: bus.clock(),
             })),
+            bus,
         }
     }
 
@@ -107,16 +108,6 @@ impl Ms5611Sim {
         self.lock().prom
     }
 
-    /// The clock the device's conversions run on.
-    pub fn clock(&self) -> SimClock {
-        self.lock().clock.clone()
-    }
-
-    /// A delay that advances this device's clock.
-    pub fn delay(&self) -> SimDelay {
-        SimDelay::on(self.clock())
-    }
-
     /// Sets the air the device is in (Pa, K). The MS5611 measures no humidity; the
     /// argument keeps one signature for every atmospheric simulator.
     pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, _relative_humidity: f64) {
@@ -129,21 +120,6 @@ impl Ms5611Sim {
     pub fn apply(&self, state: &FlightState) {
         let temperature_k = self.lock().source.temperature_k(state);
         self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
-    }
-
-    /// NACKs the next `n` transactions.
-    pub fn nack_next(&self, n: u32) {
-        self.lock().faults.nack_next = n;
-    }
-
-    /// NACKs every transaction until [`Ms5611Sim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().faults.nack_always = true;
-    }
-
-    /// Fails every transaction with a bus error until cleared.
-    pub fn set_bus_error(&self, on: bool) {
-        self.lock().faults.bus_error = on;
     }
 
     /// Conversions never finish: every ADC read returns 0.
@@ -163,16 +139,11 @@ impl Ms5611Sim {
 
     /// Clears every fault.
     pub fn clear_faults(&self) {
+        self.bus.clear_faults();
         let mut s = self.lock();
-        s.faults.clear();
         s.stuck_conversion = false;
         s.corrupt_prom = false;
         s.zero_adc_reads = 0;
-    }
-
-    /// Transactions addressed to the bus so far (including failed ones).
-    pub fn transactions(&self) -> u64 {
-        self.lock().transactions
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -282,6 +253,14 @@ impl State {
     }
 }
 
+impl Deref for Ms5611Sim {
+    type Target = SimBus;
+
+    fn deref(&self) -> &SimBus {
+        &self.bus
+    }
+}
+
 impl ErrorType for Ms5611Sim {
     type Error = ErrorKind;
 }
@@ -293,11 +272,7 @@ impl I2c for Ms5611Sim {
         operations: &mut [Operation<'_>],
     ) -> Result<(), Self::Error> {
         let mut s = self.lock();
-        s.transactions += 1;
-        let device = s.address;
-        if let Some(error) = s.faults.check(address, device) {
-            return Err(error);
-        }
+        self.bus.transaction(address, s.address)?;
         for op in operations {
             match op {
                 Operation::Write(bytes) => {
