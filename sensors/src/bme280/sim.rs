@@ -11,15 +11,11 @@
 //! the environment or inject a fault while the driver owns a clone as its bus. It never
 //! panics on any transaction; unknown registers read as zero and ignore writes.
 
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
+use embedded_hal::i2c::{ErrorKind, Operation};
 
 use super::{Calibration, Config, Oversampling, RawSample, reg};
-use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::TemperatureSource;
-use crate::i2c::sim::{SimBus, SimClock, bisect};
+use crate::i2c::sim::{InAir, RegisterModel, SimAir, SimBus, SimClock, SimDevice, bisect};
 
 /// Trim of a plausible device: temperature and pressure words are the BMP280 datasheet's
 /// worked example (section 3.12; BME280 shares the formulas), humidity words are typical
@@ -56,8 +52,9 @@ struct Conversion {
     data: [u8; reg::DATA_LEN],
 }
 
+/// The BME280's register file and conversions ([`Bme280Sim`]'s model).
 #[derive(Debug)]
-struct State {
+pub struct Bme280Model {
     address: u8,
     chip_id: u8,
     calibration: Calibration,
@@ -69,54 +66,38 @@ struct State {
     data: [u8; reg::DATA_LEN],
     conversion: Option<Conversion>,
     nvm_ready_at_ns: u64,
-    pressure_pa: f64,
-    temperature_k: f64,
-    relative_humidity: f64,
-    source: TemperatureSource,
-    noise: Option<Noise>,
+    air: SimAir,
     stuck_measuring: bool,
     stuck_nvm_copy: bool,
     clock: SimClock,
 }
 
-/// A simulated BME280; clones share one device. Derefs to its [`SimBus`] (clock, delay,
-/// bus faults, transaction count).
-#[derive(Debug, Clone)]
-pub struct Bme280Sim {
-    state: Arc<Mutex<State>>,
-    bus: SimBus,
-}
+/// A simulated BME280; clones share one device. Derefs to its
+/// [`SimBus`](crate::i2c::sim::SimBus) (clock, delay, bus faults, transaction count).
+pub type Bme280Sim = SimDevice<Bme280Model>;
 
-impl Bme280Sim {
+impl SimDevice<Bme280Model> {
     /// A device at `address` with [`TYPICAL_CALIBRATION`], in ISA sea-level air at 50 %
     /// relative humidity, without noise, reading the outside air.
     pub fn new(address: u8) -> Self {
         let calibration = TYPICAL_CALIBRATION;
-        let bus = SimBus::new();
-        Bme280Sim {
-            state: Arc::new(Mutex::new(State {
-                address,
-                chip_id: super::CHIP_ID,
-                calibration,
-                nvm: calibration.to_registers(),
-                pointer: 0,
-                ctrl_hum: 0,
-                ctrl_meas: 0,
-                config: 0,
-                data: RESET_DATA,
-                conversion: None,
-                nvm_ready_at_ns: 0,
-                pressure_pa: crate::atmosphere::P0_PA,
-                temperature_k: crate::atmosphere::T0_K,
-                relative_humidity: 0.5,
-                source: TemperatureSource::OutsideAir,
-                noise: None,
-                stuck_measuring: false,
-                stuck_nvm_copy: false,
-                clock: bus.clock(),
-            })),
-            bus,
-        }
+        SimDevice::with_model(|bus| Bme280Model {
+            address,
+            chip_id: super::CHIP_ID,
+            calibration,
+            nvm: calibration.to_registers(),
+            pointer: 0,
+            ctrl_hum: 0,
+            ctrl_meas: 0,
+            config: 0,
+            data: RESET_DATA,
+            conversion: None,
+            nvm_ready_at_ns: 0,
+            air: SimAir::sea_level(),
+            stuck_measuring: false,
+            stuck_nvm_copy: false,
+            clock: bus.clock(),
+        })
     }
 
     /// Uses `calibration` as the device's trim.
@@ -129,35 +110,9 @@ impl Bme280Sim {
         self
     }
 
-    /// Adds seeded Gaussian noise at the datasheet's RMS levels.
-    pub fn with_noise(self, seed: u64) -> Self {
-        self.lock().noise = Some(Noise::new(seed));
-        self
-    }
-
-    /// Chooses which temperature of a [`FlightState`] the device sees.
-    pub fn with_temperature_source(self, source: TemperatureSource) -> Self {
-        self.lock().source = source;
-        self
-    }
-
     /// The device's trim.
     pub fn calibration(&self) -> Calibration {
         self.lock().calibration
-    }
-
-    /// Sets the air the device is in (Pa, K, fraction 0..1).
-    pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, relative_humidity: f64) {
-        let mut s = self.lock();
-        s.pressure_pa = pressure_pa;
-        s.temperature_k = temperature_k;
-        s.relative_humidity = relative_humidity;
-    }
-
-    /// Sets the environment from the flight's true state.
-    pub fn apply(&self, state: &FlightState) {
-        let temperature_k = self.lock().source.temperature_k(state);
-        self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
     }
 
     /// Keeps the `measuring` status bit set: conversions never finish.
@@ -177,20 +132,15 @@ impl Bme280Sim {
 
     /// Clears every fault and restores the BME280 chip id.
     pub fn clear_faults(&self) {
-        self.bus.clear_faults();
+        SimBus::clear_faults(self);
         let mut s = self.lock();
         s.stuck_measuring = false;
         s.stuck_nvm_copy = false;
         s.chip_id = super::CHIP_ID;
     }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not take the device down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
-impl State {
+impl Bme280Model {
     fn now(&self) -> u64 {
         self.clock.now_ns()
     }
@@ -282,8 +232,9 @@ impl State {
 
     /// The ADC values the device would produce in the current environment.
     fn sample(&mut self, config: &Config) -> RawSample {
-        let (mut p, mut t, mut h) = (self.pressure_pa, self.temperature_k, self.relative_humidity);
-        if let Some(noise) = &mut self.noise {
+        let air = &mut self.air;
+        let (mut p, mut t, mut h) = (air.pressure_pa, air.temperature_k, air.relative_humidity);
+        if let Some(noise) = &mut air.noise {
             // Datasheet RMS noise, filter off: pressure by oversampling, T 0.005 °C, H 0.02 %RH.
             let sigma_p = match config.pressure {
                 Some(Oversampling::X1) | None => 3.3,
@@ -342,45 +293,37 @@ pub fn invert(
     }
 }
 
-impl Deref for Bme280Sim {
-    type Target = SimBus;
-
-    fn deref(&self) -> &SimBus {
-        &self.bus
+impl InAir for Bme280Model {
+    fn air(&mut self) -> &mut SimAir {
+        &mut self.air
     }
 }
 
-impl ErrorType for Bme280Sim {
-    type Error = ErrorKind;
-}
+impl RegisterModel for Bme280Model {
+    fn address(&self) -> u8 {
+        self.address
+    }
 
-impl I2c for Bme280Sim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        let mut s = self.lock();
-        self.bus.transaction(address, s.address)?;
-        s.settle();
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+        self.settle();
         for op in operations {
             match op {
                 Operation::Write(bytes) => {
                     if let Some(&first) = bytes.first() {
-                        s.pointer = first;
+                        self.pointer = first;
                     }
                     // Multi-byte writes are register/value pairs (datasheet 6.2.1).
                     for pair in bytes.chunks_exact(2) {
                         if let [register, value] = *pair {
-                            s.write(register, value);
+                            self.write(register, value);
                         }
                     }
                 }
                 Operation::Read(buffer) => {
                     for byte in buffer.iter_mut() {
-                        *byte = s.read(s.pointer);
+                        *byte = self.read(self.pointer);
                         // Burst reads auto-increment the register address.
-                        s.pointer = s.pointer.wrapping_add(1);
+                        self.pointer = self.pointer.wrapping_add(1);
                     }
                 }
             }
@@ -394,6 +337,7 @@ mod tests {
     use super::*;
     use crate::atmosphere;
     use crate::bme280::{Bme280, Measurement};
+    use embedded_hal::i2c::I2c;
 
     #[test]
     fn inversion_recovers_the_environment_through_the_drivers_compensation() {

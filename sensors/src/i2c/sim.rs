@@ -1,23 +1,29 @@
 //! What the register-level I2C simulators share: a simulated clock that only a
-//! [`SimDelay`] (or the simulation's own time) advances, and the bus side of every
-//! simulated device ([`SimBus`]): that clock, the bus faults a test injects and the count
-//! of transactions addressed to the device. Each simulator embeds one [`SimBus`] and
-//! derefs to it, so `nack_next`, `nack_until_cleared`, `set_bus_error`, `clock`, `delay`,
-//! `advance` and `transactions` are one set of methods for every device; a simulator's own
-//! `clear_faults` clears the bus's faults and its device-specific ones.
+//! [`SimDelay`] (or the simulation's own time) advances; the bus side of every simulated
+//! device ([`SimBus`]): that clock, the bus faults a test injects and the count of
+//! transactions addressed to the device; the handle every simulator is ([`SimDevice`]: a
+//! register model behind a mutex, with its bus side); and the air an atmospheric sensor
+//! sits in ([`SimAir`]).
+//!
+//! A simulator is `SimDevice<ItsModel>`: it derefs to its [`SimBus`], so `nack_next`,
+//! `nack_until_cleared`, `set_bus_error`, `clock`, `delay`, `advance` and `transactions`
+//! are one set of methods for every device, and its `I2c` implementation (count, bus
+//! faults, then the model) is written once; a simulator's own `clear_faults` clears the
+//! bus's faults and its device-specific ones.
 //!
 //! Invariant: simulated time moves only when a driver waits or the simulation moves it,
 //! so a driver that does not wait long enough for a conversion sees what the real device
 //! would show (a busy bit, an ADC reading of zero), and no test ever sleeps.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
 
-use crate::flight::FlightState;
+use crate::flight::{FlightState, Noise};
 
 /// Which temperature of the flight a simulated sensor sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -258,6 +264,144 @@ impl SimBus {
     fn faults(&self) -> MutexGuard<'_, BusFaults> {
         // A panicking test thread must not take the device down with it.
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A register model: what one simulated device answers once the bus lets a transaction
+/// through to it.
+pub trait RegisterModel {
+    /// The address the device answers at.
+    fn address(&self) -> u8;
+
+    /// Brings the model up to its clock before the bus decides a transaction's fate: for
+    /// a device that measures on its own whether or not it is addressed.
+    fn catch_up(&mut self) {}
+
+    /// Answers one transaction addressed to the device.
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind>;
+}
+
+/// A simulated I2C device: its register model behind a cheap handle (clones share one
+/// device, so a test changes the environment or injects faults while the driver owns a
+/// clone as its bus), and its bus side, which it derefs to.
+#[derive(Debug)]
+pub struct SimDevice<M> {
+    model: Arc<Mutex<M>>,
+    bus: SimBus,
+}
+
+impl<M> Clone for SimDevice<M> {
+    fn clone(&self) -> Self {
+        SimDevice {
+            model: Arc::clone(&self.model),
+            bus: self.bus.clone(),
+        }
+    }
+}
+
+impl<M> SimDevice<M> {
+    /// A device whose model `build` makes on the device's new bus side (the model keeps
+    /// the bus's clock).
+    pub(crate) fn with_model(build: impl FnOnce(&SimBus) -> M) -> Self {
+        let bus = SimBus::new();
+        SimDevice {
+            model: Arc::new(Mutex::new(build(&bus))),
+            bus,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, M> {
+        // A test that panicked while holding the lock leaves a consistent model: keep going.
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<M> Deref for SimDevice<M> {
+    type Target = SimBus;
+
+    fn deref(&self) -> &SimBus {
+        &self.bus
+    }
+}
+
+impl<M> ErrorType for SimDevice<M> {
+    type Error = ErrorKind;
+}
+
+impl<M: RegisterModel> I2c for SimDevice<M> {
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), ErrorKind> {
+        let mut model = self.lock();
+        model.catch_up();
+        self.bus.transaction(address, model.address())?;
+        model.transaction(operations)
+    }
+}
+
+/// The air around a simulated atmospheric sensor, where the sensor is mounted and its
+/// seeded datasheet-level noise (none unless asked for).
+#[derive(Debug)]
+pub struct SimAir {
+    pub(crate) pressure_pa: f64,
+    pub(crate) temperature_k: f64,
+    pub(crate) relative_humidity: f64,
+    pub(crate) source: TemperatureSource,
+    pub(crate) noise: Option<Noise>,
+}
+
+impl SimAir {
+    /// ISA sea-level air at 50 % relative humidity, outside, without noise.
+    pub fn sea_level() -> Self {
+        SimAir {
+            pressure_pa: crate::atmosphere::P0_PA,
+            temperature_k: crate::atmosphere::T0_K,
+            relative_humidity: 0.5,
+            source: TemperatureSource::OutsideAir,
+            noise: None,
+        }
+    }
+}
+
+/// A register model of a sensor that sits in the air ([`SimAir`]).
+pub trait InAir {
+    /// The air the model samples.
+    fn air(&mut self) -> &mut SimAir;
+}
+
+impl<M: InAir> SimDevice<M> {
+    /// Adds seeded Gaussian noise at the datasheet's RMS levels (per oversampling ratio
+    /// where the part has them).
+    pub fn with_noise(self, seed: u64) -> Self {
+        self.lock().air().noise = Some(Noise::new(seed));
+        self
+    }
+
+    /// Chooses which temperature of a [`FlightState`] the device sees.
+    pub fn with_temperature_source(self, source: TemperatureSource) -> Self {
+        self.lock().air().source = source;
+        self
+    }
+
+    /// Sets the air the device is in (Pa, K, fraction 0..1; a part that measures no
+    /// humidity ignores the last).
+    pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, relative_humidity: f64) {
+        let mut model = self.lock();
+        let air = model.air();
+        air.pressure_pa = pressure_pa;
+        air.temperature_k = temperature_k;
+        air.relative_humidity = relative_humidity;
+    }
+
+    /// Sets the environment from the flight's true state.
+    pub fn apply(&self, state: &FlightState) {
+        let mut model = self.lock();
+        let air = model.air();
+        air.temperature_k = air.source.temperature_k(state);
+        air.pressure_pa = state.pressure_pa;
+        air.relative_humidity = state.relative_humidity;
     }
 }
 

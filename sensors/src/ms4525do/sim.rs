@@ -11,22 +11,20 @@
 //! taken as 3 sigma. Counts saturate at what 14 and 11 bits carry, as the wire format
 //! would.
 
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
+use embedded_hal::i2c::{ErrorKind, Operation};
 
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::NoopDelay;
-use crate::i2c::sim::{SimBus, SimClock};
+use crate::i2c::sim::{RegisterModel, SimBus, SimClock, SimDevice};
 
 use super::{Config, RawSample, Status, temperature_counts_for};
 
 /// The part's response time, which is also how often it converts, ns.
 pub const UPDATE_PERIOD_NS: u64 = 500_000;
 
+/// The MS4525DO's conversions and fetches ([`Ms4525doSim`]'s model).
 #[derive(Debug)]
-struct Model {
+pub struct Ms4525doModel {
     config: Config,
     clock: SimClock,
     last_conversion_ns: Option<u64>,
@@ -42,18 +40,13 @@ struct Model {
 
 /// A simulated MS4525DO. Clones share one device. Derefs to its [`SimBus`] (simulated time,
 /// NACKs, transaction count).
-#[derive(Debug, Clone)]
-pub struct Ms4525doSim {
-    model: Arc<Mutex<Model>>,
-    bus: SimBus,
-}
+pub type Ms4525doSim = SimDevice<Ms4525doModel>;
 
-impl Ms4525doSim {
+impl SimDevice<Ms4525doModel> {
     /// A device of the part `config` describes, with noise seed `seed`, seeing no airflow
     /// at 20 °C.
     pub fn new(config: Config, seed: u64) -> Self {
-        let bus = SimBus::new();
-        let model = Model {
+        SimDevice::with_model(|bus| Ms4525doModel {
             config,
             clock: bus.clock(),
             last_conversion_ns: None,
@@ -69,18 +62,7 @@ impl Ms4525doSim {
             fault: false,
             never_ready: false,
             fetches: 0,
-        };
-        Ms4525doSim {
-            model: Arc::new(Mutex::new(model)),
-            bus,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Model> {
-        // A test that panicked while holding the lock leaves a consistent model: keep going.
-        self.model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
     }
 
     /// Takes the pitot pressure and the instrument box's temperature (where the part sits,
@@ -122,14 +104,14 @@ impl Ms4525doSim {
 
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
-        self.bus.clear_faults();
+        SimBus::clear_faults(self);
         let mut m = self.lock();
         m.fault = false;
         m.never_ready = false;
     }
 }
 
-impl Model {
+impl Ms4525doModel {
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
     }
@@ -188,32 +170,18 @@ impl Model {
     }
 }
 
-impl Deref for Ms4525doSim {
-    type Target = SimBus;
-
-    fn deref(&self) -> &SimBus {
-        &self.bus
+impl RegisterModel for Ms4525doModel {
+    fn address(&self) -> u8 {
+        self.config.address
     }
-}
 
-impl ErrorType for Ms4525doSim {
-    type Error = ErrorKind;
-}
-
-impl I2c for Ms4525doSim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        let mut m = self.lock();
-        self.bus.transaction(address, m.config.address)?;
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
         for operation in operations {
             match operation {
                 // A write header is a measurement request (Read_MR): the part converts
                 // continuously anyway, so it only acknowledges.
                 Operation::Write(_) => {}
-                Operation::Read(buf) => m.fetch(buf),
+                Operation::Read(buf) => self.fetch(buf),
             }
         }
         Ok(())
@@ -226,6 +194,7 @@ mod tests {
     use crate::Sample;
     use crate::ms4525do::{Error, Measurement, Ms4525do, OutsideAir};
     use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
+    use embedded_hal::i2c::I2c;
     use embedded_hal::i2c::NoAcknowledgeSource;
     use std::time::Duration;
 

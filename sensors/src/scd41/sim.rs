@@ -17,18 +17,16 @@
 //! Invariant: every word sent is followed by its CRC (unless CRC corruption is injected),
 //! and every argument word received is checked (a bad one is NACKed).
 
-use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
+use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource, Operation};
 
 use super::{ADDRESS, RawMeasurement, command, crc8, encode_word};
 use crate::atmosphere;
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::{NoopDelay, TemperatureSource};
-use crate::i2c::sim::{Persistence, SimBus, SimClock};
+use crate::i2c::sim::{Persistence, RegisterModel, SimBus, SimClock, SimDevice};
 
 /// What the model is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,8 +42,9 @@ pub enum SimMode {
     },
 }
 
+/// The SCD41's command state machine and measurements ([`Scd41Sim`]'s model).
 #[derive(Debug)]
-struct Model {
+pub struct Scd41Model {
     serial_number: u64,
     mounting: TemperatureSource,
     mode: SimMode,
@@ -68,18 +67,13 @@ struct Model {
 
 /// A simulated SCD41. Clones share one device. Derefs to its [`SimBus`] (simulated time,
 /// NACKs, transaction count).
-#[derive(Debug, Clone)]
-pub struct Scd41Sim {
-    model: Arc<Mutex<Model>>,
-    bus: SimBus,
-}
+pub type Scd41Sim = SimDevice<Scd41Model>;
 
-impl Scd41Sim {
+impl SimDevice<Scd41Model> {
     /// A device with `serial_number` (48 bits) and noise seed `seed`, idle, at sea level in
     /// standard air with 420 ppm CO2.
     pub fn new(serial_number: u64, seed: u64) -> Self {
-        let bus = SimBus::new();
-        let model = Model {
+        SimDevice::with_model(|bus| Scd41Model {
             serial_number: serial_number & 0xFFFF_FFFF_FFFF,
             mounting: TemperatureSource::OutsideAir,
             mode: SimMode::Idle,
@@ -97,18 +91,7 @@ impl Scd41Sim {
             corrupt_crc: Persistence::Off,
             never_ready: false,
             measurements: 0,
-        };
-        Scd41Sim {
-            model: Arc::new(Mutex::new(model)),
-            bus,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Model> {
-        // A test that panicked while holding the lock leaves a consistent model: keep going.
-        self.model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
     }
 
     /// Places the sensor (decides which temperature [`Scd41Sim::apply`] uses).
@@ -132,7 +115,7 @@ impl Scd41Sim {
 
     /// Moves simulated time forward and completes the measurements due by then.
     pub fn advance(&self, by: Duration) {
-        self.bus.advance(by);
+        SimBus::advance(self, by);
         self.lock().update();
     }
 
@@ -199,14 +182,14 @@ impl Scd41Sim {
 
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
-        self.bus.clear_faults();
+        SimBus::clear_faults(self);
         let mut m = self.lock();
         m.corrupt_crc = Persistence::Off;
         m.never_ready = false;
     }
 }
 
-impl Model {
+impl Scd41Model {
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
     }
@@ -373,31 +356,21 @@ fn words<const N: usize>(values: [u16; N]) -> Vec<u8> {
     values.into_iter().flat_map(encode_word).collect()
 }
 
-impl Deref for Scd41Sim {
-    type Target = SimBus;
-
-    fn deref(&self) -> &SimBus {
-        &self.bus
+impl RegisterModel for Scd41Model {
+    fn address(&self) -> u8 {
+        ADDRESS
     }
-}
 
-impl ErrorType for Scd41Sim {
-    type Error = ErrorKind;
-}
+    /// The device measures whether or not it is addressed.
+    fn catch_up(&mut self) {
+        self.update();
+    }
 
-impl I2c for Scd41Sim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        let mut m = self.lock();
-        m.update();
-        self.bus.transaction(address, ADDRESS)?;
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
         for operation in operations {
             match operation {
-                Operation::Write(bytes) => m.execute(bytes)?,
-                Operation::Read(buf) => m.answer(buf)?,
+                Operation::Write(bytes) => self.execute(bytes)?,
+                Operation::Read(buf) => self.answer(buf)?,
             }
         }
         Ok(())
@@ -421,6 +394,7 @@ mod tests {
     use super::*;
     use crate::scd41::{COMPENSATION_MIN_PA, Compensation, Error, Mode, RATED_MIN_K, Scd41};
     use aloft_protocol::Quality;
+    use embedded_hal::i2c::I2c;
 
     const SERIAL: u64 = 0xA1B2_C3D4_E5F6;
     const TRUE_CO2: f64 = 420e-6;
