@@ -19,9 +19,11 @@
 
 pub mod capture;
 pub mod cosmicwatch;
+pub(crate) mod gnss;
 pub mod hosted;
 pub mod i2c;
 pub mod latest;
+pub(crate) mod line;
 pub mod nmea;
 pub mod pacing;
 pub mod simulation;
@@ -73,6 +75,13 @@ impl DeviceError {
             message: message.to_string(),
         }
     }
+
+    pub(crate) fn lost(path: &Path, message: impl ToString) -> Self {
+        DeviceError::Lost {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// What one poll found beside its readings.
@@ -85,6 +94,18 @@ pub enum PollOutcome {
     /// All well, and something an operator should know happened (a brown-out reverted the
     /// GNSS dynamic model and it was restored).
     Notice(String),
+}
+
+impl PollOutcome {
+    /// `Healthy` when a poll saw nothing bad, else `Degraded` saying how many `what` (bad
+    /// lines, sentences, frames) it saw.
+    pub(crate) fn counting_bad(bad: u32, what: &str) -> Self {
+        if bad > 0 {
+            PollOutcome::Degraded(format!("{bad} {what}"))
+        } else {
+            PollOutcome::Healthy
+        }
+    }
 }
 
 /// One device, driven by its supervisor thread.
