@@ -73,7 +73,7 @@ pub struct Bme280Model {
 }
 
 /// A simulated BME280; clones share one device. Derefs to its
-/// [`SimBus`](crate::i2c::sim::SimBus) (clock, delay, bus faults, transaction count).
+/// [`SimBus`] (clock, delay, bus faults, transaction count).
 pub type Bme280Sim = SimDevice<Bme280Model>;
 
 impl SimDevice<Bme280Model> {

@@ -45,7 +45,7 @@ pub struct Ms5611Model {
 }
 
 /// A simulated MS5611; clones share one device. Derefs to its
-/// [`SimBus`](crate::i2c::sim::SimBus) (clock, delay, bus faults, transaction count).
+/// [`SimBus`] (clock, delay, bus faults, transaction count).
 pub type Ms5611Sim = SimDevice<Ms5611Model>;
 
 impl SimDevice<Ms5611Model> {

@@ -27,7 +27,7 @@ struct Columns {
     quality: Vec<u8>,
 }
 
-/// The uncompressed columnar form of `entries` (what [`BatchEncoding::ColumnarZstd`]
+/// The uncompressed columnar form of `entries` (what [`BatchEncoding::ColumnarZstd`](super::BatchEncoding::ColumnarZstd)
 /// compresses). Public so that the codec bench can try other compressors on it.
 pub fn columnar_bytes(entries: &[(u64, Record)]) -> Result<Vec<u8>, BatchError> {
     check_order(entries.iter().map(|(seq, _)| *seq))?;
