@@ -1,4 +1,5 @@
-//! The columnar frame of [`BatchEncoding::ColumnarZstd`](super::BatchEncoding::ColumnarZstd): its layout, and the per-series predictions encoder and decoder share.
+//! The columnar frame of [`BatchEncoding::ColumnarZstd`](super::BatchEncoding::ColumnarZstd):
+//! its layout, and the per-series predictions encoder and decoder share.
 //!
 //! Frame (before compression): varint entry count, varint first sequence number, then the
 //! columns below in this order, each as varint length + bytes. Varints are LEB128 (postcard's
