@@ -27,8 +27,11 @@ use std::path::{Path, PathBuf};
 use aloft_protocol::Record;
 use aloft_protocol::sync::batch::{
     BatchEncoding, DEFAULT_BATCH_LIMITS, columnar_bytes, decode_batch, encode_batch,
-    kubeedge_json_message,
 };
+
+#[path = "common/kubeedge.rs"]
+mod kubeedge;
+use kubeedge::kubeedge_json_message;
 
 /// Entries per batch: about 2.5 s of the flight, what a drain sends per message.
 const BATCH: usize = 1_000;

@@ -29,13 +29,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aloft_protocol::Record;
-use aloft_protocol::sync::batch::kubeedge_json_message;
 use aloft_store::{FullPolicy, Outbox, StoreOptions};
 use aloft_tests::link::{Action, Link, Throttle};
 use aloft_tests::system::{Agent, AgentSetup, Flight, Hub, HubData, HubLink, NODE, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
+
+#[path = "../../protocol/benches/common/kubeedge.rs"]
+mod kubeedge;
+use kubeedge::kubeedge_json_message;
 
 const BACKLOG_READINGS: u64 = 1_000_000;
 /// The flight's clocks move on by this much at each repetition of the fixture.

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use aloft_protocol::{Reading, SensorDescriptor, SensorId};
 use aloft_sensors::cosmicwatch::{MuonDetector, StreamItem};
-use aloft_sensors::serial::Port;
 
 use super::capture::Capture;
-use super::ublox::{open_port, read_port};
+use super::line::SerialLine;
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -31,13 +30,9 @@ const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct CosmicWatchDevice {
     id: SensorId,
-    path: PathBuf,
-    baud: u32,
     clock: AgentClock,
-    port: Option<Port>,
+    line: SerialLine,
     detector: MuonDetector,
-    buf: Vec<u8>,
-    capture: Option<Capture>,
     /// A good line was seen since the open: a bad line before it is the tail of one cut
     /// by the open, not line noise.
     synced: bool,
@@ -49,14 +44,11 @@ impl CosmicWatchDevice {
     pub fn new(id: SensorId, path: PathBuf, baud: u32) -> Self {
         CosmicWatchDevice {
             id,
-            path,
-            baud,
             clock: AgentClock::new(),
-            port: None,
+            // A few lines at a time: the detector sends one per muon, unpaced.
+            line: SerialLine::new(path, baud, IDLE_READ_TIMEOUT, 1024),
             detector: MuonDetector::new(RATE_WINDOW_S),
-            capture: None,
             synced: false,
-            buf: vec![0; 1024],
             // About one muon per second at sea level, more aloft: 30 s of silence is
             // practically impossible from a live detector.
             silence_limit: Duration::from_secs(30),
@@ -65,7 +57,7 @@ impl CosmicWatchDevice {
 
     /// Writing the bytes read from the port to `capture`.
     pub fn with_capture(mut self, capture: Capture) -> Self {
-        self.capture = Some(capture);
+        self.line.capture_to(capture);
         self
     }
 
@@ -78,8 +70,7 @@ impl CosmicWatchDevice {
 
 impl Device for CosmicWatchDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
-        self.close();
-        self.port = Some(open_port(&self.path, self.baud, IDLE_READ_TIMEOUT)?);
+        self.line.open()?;
         // A reopened detector may have rebooted; its header will say so.
         self.detector = MuonDetector::new(RATE_WINDOW_S);
         self.synced = false;
@@ -87,21 +78,11 @@ impl Device for CosmicWatchDevice {
     }
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
-        let Some(port) = self.port.as_mut() else {
-            return Err(DeviceError::Lost {
-                path: self.path.clone(),
-                message: "not open".into(),
-            });
-        };
-        let Some(n) = read_port(port, &self.path, &mut self.buf)? else {
+        let Some(bytes) = self.line.read()? else {
             return Ok(PollOutcome::Healthy);
         };
         let mut bad = 0u32;
         let now = self.clock.now();
-        let bytes = self.buf.get(..n).unwrap_or_default();
-        if let Some(c) = self.capture.as_mut() {
-            c.write(bytes);
-        }
         let synced = &mut self.synced;
         self.detector.push_bytes(bytes, self.id, now, out, |item| {
             if matches!(item, StreamItem::Bad(_)) {
@@ -112,18 +93,11 @@ impl Device for CosmicWatchDevice {
                 *synced = true;
             }
         });
-        Ok(if bad > 0 {
-            PollOutcome::Degraded(format!("{bad} bad line(s)"))
-        } else {
-            PollOutcome::Healthy
-        })
+        Ok(PollOutcome::counting_bad(bad, "bad line(s)"))
     }
 
     fn close(&mut self) {
-        self.port = None;
-        if let Some(c) = self.capture.as_mut() {
-            c.flush();
-        }
+        self.line.close();
     }
 
     fn interval(&self) -> Option<Duration> {

@@ -6,7 +6,9 @@
 //! restart; adapters never retry on their own, so every retry shows in the sensor's state.
 //!
 //! - [`ublox`], [`nmea`], [`cosmicwatch`]: serial devices, opened by path at every `open`
-//!   (a `/dev/serial/by-id/...` symlink is resolved afresh each time).
+//!   (a `/dev/serial/by-id/...` symlink is resolved afresh each time). They share `line`
+//!   (the port, paced reads, the raw capture, the close) and the two GNSS adapters `gnss`
+//!   (framer to fixes); [`pacing`] paces bursts, [`capture`] records the raw bytes.
 //! - [`i2c`]: BME280, MS5611, SCD41 and MS4525DO on an I2C bus (Linux i2c-dev, or the
 //!   register models).
 //! - [`latest`]: the newest value of every (sensor, quantity), which the SCD41 (pressure
@@ -19,9 +21,11 @@
 
 pub mod capture;
 pub mod cosmicwatch;
+pub(crate) mod gnss;
 pub mod hosted;
 pub mod i2c;
 pub mod latest;
+pub(crate) mod line;
 pub mod nmea;
 pub mod pacing;
 pub mod simulation;
@@ -73,6 +77,13 @@ impl DeviceError {
             message: message.to_string(),
         }
     }
+
+    pub(crate) fn lost(path: &Path, message: impl ToString) -> Self {
+        DeviceError::Lost {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// What one poll found beside its readings.
@@ -85,6 +96,18 @@ pub enum PollOutcome {
     /// All well, and something an operator should know happened (a brown-out reverted the
     /// GNSS dynamic model and it was restored).
     Notice(String),
+}
+
+impl PollOutcome {
+    /// `Healthy` when a poll saw nothing bad, else `Degraded` saying how many `what` (bad
+    /// lines, sentences, frames) it saw.
+    pub(crate) fn counting_bad(bad: u32, what: &str) -> Self {
+        if bad > 0 {
+            PollOutcome::Degraded(format!("{bad} {what}"))
+        } else {
+            PollOutcome::Healthy
+        }
+    }
 }
 
 /// One device, driven by its supervisor thread.

@@ -4,18 +4,13 @@
 //! bad checksum or an unknown shape is counted and reported as degraded, never fatal.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aloft_protocol::{Reading, SensorDescriptor, SensorId};
-use aloft_sensors::Sample;
-use aloft_sensors::gps::fix::FixAssembler;
-use aloft_sensors::gps::framer::{GnssFramer, Item};
-use aloft_sensors::gps::nmea;
-use aloft_sensors::serial::Port;
 
 use super::capture::Capture;
-use super::pacing::ReadPacing;
-use super::ublox::{open_port, read_port};
+use super::gnss::{FixSource, GnssStream};
+use super::line::SerialLine;
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -30,17 +25,9 @@ const IDLE_READ_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct NmeaDevice {
     id: SensorId,
-    path: PathBuf,
-    baud: u32,
     clock: AgentClock,
-    port: Option<Port>,
-    framer: GnssFramer,
-    fixes: FixAssembler,
-    buf: Vec<u8>,
-    pacing: ReadPacing,
-    capture: Option<Capture>,
-    /// A complete sentence was seen since the open (see the u-blox adapter).
-    synced: bool,
+    line: SerialLine,
+    gnss: GnssStream,
 }
 
 impl NmeaDevice {
@@ -48,92 +35,41 @@ impl NmeaDevice {
     pub fn new(id: SensorId, path: PathBuf, baud: u32) -> Self {
         NmeaDevice {
             id,
-            path,
-            baud,
             clock: AgentClock::new(),
-            port: None,
-            framer: GnssFramer::new(),
-            fixes: FixAssembler::new(),
-            capture: None,
-            synced: false,
             // What a pacing window can bring at any line rate (pacing.rs).
-            buf: vec![0; 4096],
-            pacing: ReadPacing::for_baud(baud),
+            line: SerialLine::new(path.clone(), baud, IDLE_READ_TIMEOUT, 4096).paced(),
+            gnss: GnssStream::new(FixSource::Nmea, path),
         }
     }
 
     /// Writing the bytes read from the port to `capture`.
     pub fn with_capture(mut self, capture: Capture) -> Self {
-        self.capture = Some(capture);
+        self.line.capture_to(capture);
         self
     }
 }
 
 impl Device for NmeaDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
-        self.close();
-        self.port = Some(open_port(&self.path, self.baud, IDLE_READ_TIMEOUT)?);
-        self.framer = GnssFramer::new();
-        self.synced = false;
-        self.fixes = FixAssembler::new();
-        self.pacing.reset();
+        self.line.open()?;
+        self.gnss.reset();
         Ok(SensorDescriptor::new("NMEA 0183 GNSS receiver"))
     }
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
-        let Some(port) = self.port.as_mut() else {
-            return Err(DeviceError::Lost {
-                path: self.path.clone(),
-                message: "not open".into(),
-            });
-        };
-        self.pacing.wait();
-        let read = read_port(port, &self.path, &mut self.buf)?;
-        self.pacing.record(read.is_some(), Instant::now());
-        let Some(n) = read else {
+        let Some(bytes) = self.line.read()? else {
             return Ok(PollOutcome::Healthy);
         };
-        let bytes = self.buf.get(..n).unwrap_or_default();
-        if let Some(c) = self.capture.as_mut() {
-            c.write(bytes);
-        }
-        self.framer.push(bytes);
         let now = self.clock.now();
-        let mut bad = 0u32;
-        while let Some(item) = self.framer.next_item() {
-            if !matches!(item, Item::Skipped { .. }) {
-                self.synced = true;
-            }
-            match item {
-                Item::Nmea(line) => match nmea::parse(line) {
-                    Ok(sentence) => {
-                        if let Some(fix) = self.fixes.push(&sentence) {
-                            fix.push_readings(self.id, now, out);
-                        }
-                    }
-                    Err(_) => bad += 1,
-                },
-                Item::Skipped { .. } if self.synced => bad += 1,
-                _ => {}
-            }
+        let bad = self.gnss.push(bytes, self.id, now, out);
+        if self.gnss.between_epochs() {
+            self.line.burst_ended();
         }
-        // The epoch closed at the end of the receiver's cycle: the line is quiet until
-        // the next burst, so the next read waits for its first byte, unpaced.
-        if self.fixes.between_epochs() && self.framer.pending() == 0 {
-            self.pacing.reset();
-        }
-        Ok(if bad > 0 {
-            PollOutcome::Degraded(format!("{bad} bad sentence(s)"))
-        } else {
-            PollOutcome::Healthy
-        })
+        Ok(PollOutcome::counting_bad(bad, "bad sentence(s)"))
     }
 
     fn close(&mut self) {
-        self.port = None;
-        if let Some(c) = self.capture.as_mut() {
-            c.flush();
-        }
+        self.line.close();
     }
 
     fn interval(&self) -> Option<Duration> {
@@ -194,8 +130,9 @@ mod tests {
         receiver.write_all(epoch(0).as_bytes()).expect("written");
         receiver.write_all(epoch(1).as_bytes()).expect("written");
         poll_until_fixes(&mut device, 2);
-        assert!(device.fixes.between_epochs());
-        assert_eq!(device.pacing.delay_at(Instant::now()), Duration::ZERO);
+        assert!(device.gnss.fixes().between_epochs());
+        let pacing = device.line.pacing().expect("paced");
+        assert_eq!(pacing.delay_at(Instant::now()), Duration::ZERO);
         // Mid-epoch (the RMC and part of the GGA), a read with data paces the next.
         let third = epoch(2);
         let gga_at = third
@@ -206,10 +143,11 @@ mod tests {
         receiver
             .write_all(&third.as_bytes()[..gga_at + 10])
             .expect("written");
-        while device.framer.pending() == 0 {
+        while device.gnss.pending() == 0 {
             device.poll(&mut out).expect("polls");
         }
-        assert!(!device.fixes.between_epochs());
-        assert!(device.pacing.delay_at(Instant::now()) > Duration::ZERO);
+        assert!(!device.gnss.fixes().between_epochs());
+        let pacing = device.line.pacing().expect("paced");
+        assert!(pacing.delay_at(Instant::now()) > Duration::ZERO);
     }
 }

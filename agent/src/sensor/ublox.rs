@@ -10,20 +10,15 @@
 //! `/dev/serial/by-id/...` symlink follows a re-enumerated adapter; fixes come from NMEA,
 //! or from NAV-PVT when `nav_pvt` is on (never both, which would double every reading).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aloft_protocol::{DynamicModel, Reading, SensorDescriptor, SensorId};
-use aloft_sensors::Sample;
-use aloft_sensors::gps::fix::FixAssembler;
-use aloft_sensors::gps::framer::{GnssFramer, Item};
-use aloft_sensors::gps::ubx::{NavPvt, msg};
-use aloft_sensors::gps::{nmea, ublox};
-use aloft_sensors::serial::{self, LineError, Port};
+use aloft_sensors::gps::ublox;
 
 use super::capture::Capture;
-use super::pacing::ReadPacing;
+use super::gnss::{FixSource, GnssStream};
+use super::line::SerialLine;
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -87,53 +82,15 @@ impl UbloxOptions {
     }
 }
 
-/// Opens a serial port by its configured path, logging where a symlink points now.
-pub(crate) fn open_port(path: &Path, baud: u32, timeout: Duration) -> Result<Port, DeviceError> {
-    let port = serial::open(path, baud, timeout).map_err(|e| DeviceError::open(path, e))?;
-    // A by-id name points at whichever ttyUSBn the adapter got this time.
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    tracing::info!(port = %path.display(), device = %target.display(), baud, "Serial port opened.");
-    Ok(port)
-}
-
-/// Reads the port once: `Ok(None)` when the read timed out.
-pub(crate) fn read_port(
-    port: &mut Port,
-    path: &Path,
-    buf: &mut [u8],
-) -> Result<Option<usize>, DeviceError> {
-    let lost = |message: String| DeviceError::Lost {
-        path: path.to_path_buf(),
-        message,
-    };
-    match port.read(buf) {
-        Ok(0) => Err(lost("the port closed".into())),
-        Ok(n) => Ok(Some(n)),
-        Err(e) => match LineError::from_io(&e) {
-            LineError::Timeout => Ok(None),
-            _ => Err(lost(e.to_string())),
-        },
-    }
-}
-
 /// The adapter.
 #[derive(Debug)]
 pub struct UbloxDevice {
     id: SensorId,
-    path: PathBuf,
-    baud: u32,
     options: UbloxOptions,
     clock: AgentClock,
-    port: Option<Port>,
-    framer: GnssFramer,
-    fixes: FixAssembler,
+    line: SerialLine,
+    gnss: GnssStream,
     last_model_check: Instant,
-    buf: Vec<u8>,
-    pacing: ReadPacing,
-    capture: Option<Capture>,
-    /// A complete sentence or frame was seen since the open: bytes skipped before it are
-    /// the tail of one cut by the open, not line noise.
-    synced: bool,
 }
 
 impl UbloxDevice {
@@ -141,24 +98,25 @@ impl UbloxDevice {
     pub fn new(id: SensorId, path: PathBuf, baud: u32, options: UbloxOptions) -> Self {
         UbloxDevice {
             id,
-            path,
-            baud,
             options,
             clock: AgentClock::new(),
-            port: None,
-            framer: GnssFramer::new(),
-            fixes: FixAssembler::new(),
+            // What a pacing window can bring at any line rate (pacing.rs).
+            line: SerialLine::new(path.clone(), baud, options.read_timeout, 4096).paced(),
+            gnss: GnssStream::new(
+                if options.nav_pvt {
+                    FixSource::NavPvt
+                } else {
+                    FixSource::Nmea
+                },
+                path,
+            ),
             last_model_check: Instant::now(),
-            capture: None,
-            synced: false,
-            buf: vec![0; 4096],
-            pacing: ReadPacing::for_baud(baud),
         }
     }
 
     /// Writing the bytes read from the port to `capture`.
     pub fn with_capture(mut self, capture: Capture) -> Self {
-        self.capture = Some(capture);
+        self.line.capture_to(capture);
         self
     }
 
@@ -167,13 +125,15 @@ impl UbloxDevice {
         if self.options.nav_pvt { "ubx" } else { "nmea" }
     }
 
-    fn check_model(&mut self, port: &mut Port) -> Result<Option<PollOutcome>, DeviceError> {
+    fn check_model(&mut self) -> Result<Option<PollOutcome>, DeviceError> {
         self.last_model_check = Instant::now();
         let timeout = self.options.command_timeout;
+        let port = self.line.port()?;
         match ublox::check_dynamic_model(port, timeout) {
             Ok(DynamicModel::Airborne2g) => Ok(None),
             Ok(found) => {
-                tracing::warn!(port = %self.path.display(), ?found, "GNSS dynamic model reverted, restoring Airborne <2g.");
+                tracing::warn!(port = %self.line.path().display(), ?found, "GNSS dynamic model reverted, restoring Airborne <2g.");
+                let port = self.line.port()?;
                 match ublox::configure_dynamic_model(port, DynamicModel::Airborne2g, timeout) {
                     Ok(_) => Ok(Some(PollOutcome::Notice(format!(
                         "dynamic model had reverted to {found:?} (brown-out?); Airborne <2g restored"
@@ -192,102 +152,57 @@ impl UbloxDevice {
     }
 
     fn lost(&self, e: impl ToString) -> DeviceError {
-        DeviceError::Lost {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        DeviceError::lost(self.line.path(), e)
     }
 }
 
 impl Device for UbloxDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
-        self.close();
-        let mut port = open_port(&self.path, self.baud, self.options.read_timeout)?;
-        let info = ublox::configure_dynamic_model(
-            &mut port,
+        let port = self.line.open()?;
+        let configured = ublox::configure_dynamic_model(
+            port,
             DynamicModel::Airborne2g,
             self.options.command_timeout,
-        )
-        .map_err(|e| DeviceError::Init(format!("dynamic model not confirmed: {e}")))?;
-        self.framer = GnssFramer::new();
-        self.synced = false;
-        self.fixes = FixAssembler::new();
+        );
+        let info = match configured {
+            Ok(info) => info,
+            Err(e) => {
+                // A receiver that did not take the model is not open.
+                self.line.close();
+                return Err(DeviceError::Init(format!(
+                    "dynamic model not confirmed: {e}"
+                )));
+            }
+        };
+        self.gnss.reset();
         self.last_model_check = Instant::now();
-        self.pacing.reset();
-        self.port = Some(port);
         Ok(info.to_descriptor())
     }
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
-        let Some(mut port) = self.port.take() else {
-            return Err(self.lost("not open"));
-        };
+        self.line.port()?;
         let mut outcome = PollOutcome::Healthy;
         if self.last_model_check.elapsed() >= self.options.model_check_every
-            && let Some(o) = self.check_model(&mut port)?
+            && let Some(o) = self.check_model()?
         {
             outcome = o;
         }
-        self.pacing.wait();
-        let n = read_port(&mut port, &self.path, &mut self.buf)?;
-        self.pacing.record(n.is_some(), Instant::now());
-        self.port = Some(port);
-        let Some(n) = n else { return Ok(outcome) };
-        let bytes = self.buf.get(..n).unwrap_or_default();
-        if let Some(c) = self.capture.as_mut() {
-            c.write(bytes);
-        }
-        self.framer.push(bytes);
+        let Some(bytes) = self.line.read()? else {
+            return Ok(outcome);
+        };
         let now = self.clock.now();
-        let mut bad = 0u32;
-        while let Some(item) = self.framer.next_item() {
-            if !matches!(item, Item::Skipped { .. }) {
-                self.synced = true;
-            }
-            match item {
-                Item::Nmea(line) if !self.options.nav_pvt => match nmea::parse(line) {
-                    Ok(sentence) => {
-                        if let Some(fix) = self.fixes.push(&sentence) {
-                            fix.push_readings(self.id, now, out);
-                        }
-                    }
-                    Err(_) => bad += 1,
-                },
-                Item::Ubx(frame) if self.options.nav_pvt && frame.kind() == msg::NAV_PVT => {
-                    match NavPvt::decode(&frame) {
-                        Ok(pvt) => pvt.to_fix().push_readings(self.id, now, out),
-                        Err(_) => bad += 1,
-                    }
-                }
-                Item::Skipped { bytes, reason } => {
-                    tracing::debug!(port = %self.path.display(), bytes, ?reason, "GNSS bytes skipped.");
-                    if self.synced {
-                        bad += 1;
-                    }
-                }
-                _ => {}
-            }
+        let bad = self.gnss.push(bytes, self.id, now, out);
+        if self.gnss.between_epochs() {
+            self.line.burst_ended();
         }
-        // The epoch closed at the end of the receiver's cycle: the line is quiet until
-        // the next burst, so the next read waits for its first byte, unpaced.
-        if self.fixes.between_epochs() && self.framer.pending() == 0 {
-            self.pacing.reset();
-        }
-        if bad > 0 && outcome == PollOutcome::Healthy {
-            outcome = PollOutcome::Degraded(format!("{bad} bad sentence(s) or frame(s)"));
+        if outcome == PollOutcome::Healthy {
+            outcome = PollOutcome::counting_bad(bad, "bad sentence(s) or frame(s)");
         }
         Ok(outcome)
     }
 
     fn close(&mut self) {
-        // Dropping the port closes it; writing nothing first keeps a wedged line from
-        // blocking the close.
-        if let Some(mut port) = self.port.take() {
-            let _ = port.flush();
-        }
-        if let Some(c) = self.capture.as_mut() {
-            c.flush();
-        }
+        self.line.close();
     }
 
     fn interval(&self) -> Option<Duration> {

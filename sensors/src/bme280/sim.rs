@@ -2,7 +2,7 @@
 //!
 //! It models the register file (chip id, reset, NVM trim, ctrl_hum, ctrl_meas, config,
 //! status, data), forced-mode conversions that take the datasheet's typical time on a
-//! [`SimClock`] that only [`SimDelay`] advances, and the faults a real bus shows. Its ADC
+//! [`SimClock`] that only [`SimDelay`](crate::i2c::sim::SimDelay) advances, and the faults a real bus shows. Its ADC
 //! values come from inverting the driver's own integer compensation by bisection, so a
 //! driver reading it recovers the environment to within the compensation's resolution
 //! (plus the datasheet-level noise, if enabled).
@@ -11,14 +11,11 @@
 //! the environment or inject a fault while the driver owns a clone as its bus. It never
 //! panics on any transaction; unknown registers read as zero and ignore writes.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
+use embedded_hal::i2c::{ErrorKind, Operation};
 
 use super::{Calibration, Config, Oversampling, RawSample, reg};
-use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::TemperatureSource;
-use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{InAir, RegisterModel, SimAir, SimBus, SimClock, SimDevice, bisect};
 
 /// Trim of a plausible device: temperature and pressure words are the BMP280 datasheet's
 /// worked example (section 3.12; BME280 shares the formulas), humidity words are typical
@@ -55,8 +52,9 @@ struct Conversion {
     data: [u8; reg::DATA_LEN],
 }
 
+/// The BME280's register file and conversions ([`Bme280Sim`]'s model).
 #[derive(Debug)]
-struct State {
+pub struct Bme280Model {
     address: u8,
     chip_id: u8,
     calibration: Calibration,
@@ -68,54 +66,38 @@ struct State {
     data: [u8; reg::DATA_LEN],
     conversion: Option<Conversion>,
     nvm_ready_at_ns: u64,
-    pressure_pa: f64,
-    temperature_k: f64,
-    relative_humidity: f64,
-    source: TemperatureSource,
-    noise: Option<Noise>,
-    faults: BusFaults,
+    air: SimAir,
     stuck_measuring: bool,
     stuck_nvm_copy: bool,
     clock: SimClock,
-    transactions: u64,
 }
 
-/// A simulated BME280; clones share one device.
-#[derive(Debug, Clone)]
-pub struct Bme280Sim {
-    state: Arc<Mutex<State>>,
-}
+/// A simulated BME280; clones share one device. Derefs to its
+/// [`SimBus`] (clock, delay, bus faults, transaction count).
+pub type Bme280Sim = SimDevice<Bme280Model>;
 
-impl Bme280Sim {
+impl SimDevice<Bme280Model> {
     /// A device at `address` with [`TYPICAL_CALIBRATION`], in ISA sea-level air at 50 %
     /// relative humidity, without noise, reading the outside air.
     pub fn new(address: u8) -> Self {
         let calibration = TYPICAL_CALIBRATION;
-        Bme280Sim {
-            state: Arc::new(Mutex::new(State {
-                address,
-                chip_id: super::CHIP_ID,
-                calibration,
-                nvm: calibration.to_registers(),
-                pointer: 0,
-                ctrl_hum: 0,
-                ctrl_meas: 0,
-                config: 0,
-                data: RESET_DATA,
-                conversion: None,
-                nvm_ready_at_ns: 0,
-                pressure_pa: crate::atmosphere::P0_PA,
-                temperature_k: crate::atmosphere::T0_K,
-                relative_humidity: 0.5,
-                source: TemperatureSource::OutsideAir,
-                noise: None,
-                faults: BusFaults::default(),
-                stuck_measuring: false,
-                stuck_nvm_copy: false,
-                clock: SimClock::new(),
-                transactions: 0,
-            })),
-        }
+        SimDevice::with_model(|bus| Bme280Model {
+            address,
+            chip_id: super::CHIP_ID,
+            calibration,
+            nvm: calibration.to_registers(),
+            pointer: 0,
+            ctrl_hum: 0,
+            ctrl_meas: 0,
+            config: 0,
+            data: RESET_DATA,
+            conversion: None,
+            nvm_ready_at_ns: 0,
+            air: SimAir::sea_level(),
+            stuck_measuring: false,
+            stuck_nvm_copy: false,
+            clock: bus.clock(),
+        })
     }
 
     /// Uses `calibration` as the device's trim.
@@ -128,60 +110,9 @@ impl Bme280Sim {
         self
     }
 
-    /// Adds seeded Gaussian noise at the datasheet's RMS levels.
-    pub fn with_noise(self, seed: u64) -> Self {
-        self.lock().noise = Some(Noise::new(seed));
-        self
-    }
-
-    /// Chooses which temperature of a [`FlightState`] the device sees.
-    pub fn with_temperature_source(self, source: TemperatureSource) -> Self {
-        self.lock().source = source;
-        self
-    }
-
     /// The device's trim.
     pub fn calibration(&self) -> Calibration {
         self.lock().calibration
-    }
-
-    /// The clock the device's conversions run on.
-    pub fn clock(&self) -> SimClock {
-        self.lock().clock.clone()
-    }
-
-    /// A delay that advances this device's clock: what a driver under test should wait with.
-    pub fn delay(&self) -> SimDelay {
-        SimDelay::on(self.clock())
-    }
-
-    /// Sets the air the device is in (Pa, K, fraction 0..1).
-    pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, relative_humidity: f64) {
-        let mut s = self.lock();
-        s.pressure_pa = pressure_pa;
-        s.temperature_k = temperature_k;
-        s.relative_humidity = relative_humidity;
-    }
-
-    /// Sets the environment from the flight's true state.
-    pub fn apply(&self, state: &FlightState) {
-        let temperature_k = self.lock().source.temperature_k(state);
-        self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
-    }
-
-    /// NACKs the next `n` transactions.
-    pub fn nack_next(&self, n: u32) {
-        self.lock().faults.nack_next = n;
-    }
-
-    /// NACKs every transaction until [`Bme280Sim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().faults.nack_always = true;
-    }
-
-    /// Fails every transaction with a bus error until cleared.
-    pub fn set_bus_error(&self, on: bool) {
-        self.lock().faults.bus_error = on;
     }
 
     /// Keeps the `measuring` status bit set: conversions never finish.
@@ -201,25 +132,15 @@ impl Bme280Sim {
 
     /// Clears every fault and restores the BME280 chip id.
     pub fn clear_faults(&self) {
+        SimBus::clear_faults(self);
         let mut s = self.lock();
-        s.faults.clear();
         s.stuck_measuring = false;
         s.stuck_nvm_copy = false;
         s.chip_id = super::CHIP_ID;
     }
-
-    /// Transactions addressed to the bus so far (including failed ones).
-    pub fn transactions(&self) -> u64 {
-        self.lock().transactions
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not take the device down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
-impl State {
+impl Bme280Model {
     fn now(&self) -> u64 {
         self.clock.now_ns()
     }
@@ -311,8 +232,9 @@ impl State {
 
     /// The ADC values the device would produce in the current environment.
     fn sample(&mut self, config: &Config) -> RawSample {
-        let (mut p, mut t, mut h) = (self.pressure_pa, self.temperature_k, self.relative_humidity);
-        if let Some(noise) = &mut self.noise {
+        let air = &mut self.air;
+        let (mut p, mut t, mut h) = (air.pressure_pa, air.temperature_k, air.relative_humidity);
+        if let Some(noise) = &mut air.noise {
             // Datasheet RMS noise, filter off: pressure by oversampling, T 0.005 °C, H 0.02 %RH.
             let sigma_p = match config.pressure {
                 Some(Oversampling::X1) | None => 3.3,
@@ -371,41 +293,37 @@ pub fn invert(
     }
 }
 
-impl ErrorType for Bme280Sim {
-    type Error = ErrorKind;
+impl InAir for Bme280Model {
+    fn air(&mut self) -> &mut SimAir {
+        &mut self.air
+    }
 }
 
-impl I2c for Bme280Sim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        let mut s = self.lock();
-        s.transactions += 1;
-        let device = s.address;
-        if let Some(error) = s.faults.check(address, device) {
-            return Err(error);
-        }
-        s.settle();
+impl RegisterModel for Bme280Model {
+    fn address(&self) -> u8 {
+        self.address
+    }
+
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
+        self.settle();
         for op in operations {
             match op {
                 Operation::Write(bytes) => {
                     if let Some(&first) = bytes.first() {
-                        s.pointer = first;
+                        self.pointer = first;
                     }
                     // Multi-byte writes are register/value pairs (datasheet 6.2.1).
                     for pair in bytes.chunks_exact(2) {
                         if let [register, value] = *pair {
-                            s.write(register, value);
+                            self.write(register, value);
                         }
                     }
                 }
                 Operation::Read(buffer) => {
                     for byte in buffer.iter_mut() {
-                        *byte = s.read(s.pointer);
+                        *byte = self.read(self.pointer);
                         // Burst reads auto-increment the register address.
-                        s.pointer = s.pointer.wrapping_add(1);
+                        self.pointer = self.pointer.wrapping_add(1);
                     }
                 }
             }
@@ -419,6 +337,7 @@ mod tests {
     use super::*;
     use crate::atmosphere;
     use crate::bme280::{Bme280, Measurement};
+    use embedded_hal::i2c::I2c;
 
     #[test]
     fn inversion_recovers_the_environment_through_the_drivers_compensation() {

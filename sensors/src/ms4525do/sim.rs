@@ -4,56 +4,51 @@
 //! test or the demo sets the pitot pressure and injects faults through another. The part
 //! converts continuously, one conversion per response time (0.5 ms); a fetch before the
 //! next conversion returns the same data with the stale status, as the datasheet describes.
-//! Time is *simulated* ([`Ms4525doSim::advance`] or the time of the applied
+//! Time is *simulated* ([`SimBus::advance`] or the time of the applied
 //! [`FlightState`]); nothing here sleeps.
 //!
 //! Noise: the datasheet's ±0.25 % of span accuracy and ±1.5 °C temperature accuracy, each
 //! taken as 3 sigma. Counts saturate at what 14 and 11 bits carry, as the wire format
 //! would.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
+use embedded_hal::i2c::{ErrorKind, Operation};
 
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::NoopDelay;
-use crate::scd41::sim::Persistence;
+use crate::i2c::sim::{RegisterModel, SimBus, SimClock, SimDevice};
 
 use super::{Config, RawSample, Status, temperature_counts_for};
 
 /// The part's response time, which is also how often it converts, ns.
 pub const UPDATE_PERIOD_NS: u64 = 500_000;
 
+/// The MS4525DO's conversions and fetches ([`Ms4525doSim`]'s model).
 #[derive(Debug)]
-struct Model {
+pub struct Ms4525doModel {
     config: Config,
-    now_ns: u64,
+    clock: SimClock,
     last_conversion_ns: Option<u64>,
     latest: RawSample,
     fetched: bool,
     differential_pressure_pa: f64,
     temperature_k: f64,
     noise: Noise,
-    nack: Persistence,
     fault: bool,
     never_ready: bool,
     fetches: u64,
 }
 
-/// A simulated MS4525DO. Clones share one device.
-#[derive(Debug, Clone)]
-pub struct Ms4525doSim {
-    model: Arc<Mutex<Model>>,
-}
+/// A simulated MS4525DO. Clones share one device. Derefs to its [`SimBus`] (simulated time,
+/// NACKs, transaction count).
+pub type Ms4525doSim = SimDevice<Ms4525doModel>;
 
-impl Ms4525doSim {
+impl SimDevice<Ms4525doModel> {
     /// A device of the part `config` describes, with noise seed `seed`, seeing no airflow
     /// at 20 °C.
     pub fn new(config: Config, seed: u64) -> Self {
-        let model = Model {
+        SimDevice::with_model(|bus| Ms4525doModel {
             config,
-            now_ns: 0,
+            clock: bus.clock(),
             last_conversion_ns: None,
             latest: RawSample {
                 status: Status::Normal,
@@ -64,21 +59,10 @@ impl Ms4525doSim {
             differential_pressure_pa: 0.0,
             temperature_k: 293.15,
             noise: Noise::new(seed),
-            nack: Persistence::Off,
             fault: false,
             never_ready: false,
             fetches: 0,
-        };
-        Ms4525doSim {
-            model: Arc::new(Mutex::new(model)),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Model> {
-        // A test that panicked while holding the lock leaves a consistent model: keep going.
-        self.model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
     }
 
     /// Takes the pitot pressure and the instrument box's temperature (where the part sits,
@@ -90,15 +74,7 @@ impl Ms4525doSim {
         m.temperature_k = state.box_temperature_k;
         // `as` saturates: a negative or NaN time leaves the clock where it is.
         let t_ns = (state.t_s * 1e9) as u64;
-        m.now_ns = m.now_ns.max(t_ns);
-    }
-
-    /// Moves simulated time forward.
-    pub fn advance(&self, by: Duration) {
-        let mut m = self.lock();
-        m.now_ns = m
-            .now_ns
-            .saturating_add(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX));
+        m.clock.advance_to_ns(t_ns);
     }
 
     /// Sets the true differential pressure, Pa.
@@ -116,16 +92,6 @@ impl Ms4525doSim {
         self.lock().fetches
     }
 
-    /// NACKs the next `transactions` transactions.
-    pub fn nack_next(&self, transactions: u32) {
-        self.lock().nack = Persistence::Next(transactions);
-    }
-
-    /// NACKs every transaction until [`Ms4525doSim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().nack = Persistence::UntilCleared;
-    }
-
     /// Reports the fault status (3) until cleared.
     pub fn fault(&self) {
         self.lock().fault = true;
@@ -138,21 +104,25 @@ impl Ms4525doSim {
 
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
+        SimBus::clear_faults(self);
         let mut m = self.lock();
-        m.nack = Persistence::Off;
         m.fault = false;
         m.never_ready = false;
     }
 }
 
-impl Model {
+impl Ms4525doModel {
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
     fn convert_if_due(&mut self) {
         if self.never_ready && self.last_conversion_ns.is_some() {
             return;
         }
         let due = self
             .last_conversion_ns
-            .is_none_or(|last| self.now_ns >= last.saturating_add(UPDATE_PERIOD_NS));
+            .is_none_or(|last| self.now_ns() >= last.saturating_add(UPDATE_PERIOD_NS));
         if !due {
             return;
         }
@@ -174,7 +144,7 @@ impl Model {
             temperature,
         };
         self.fetched = false;
-        self.last_conversion_ns = Some(self.now_ns);
+        self.last_conversion_ns = Some(self.now_ns());
     }
 
     fn fetch(&mut self, buf: &mut [u8]) {
@@ -200,26 +170,18 @@ impl Model {
     }
 }
 
-impl ErrorType for Ms4525doSim {
-    type Error = ErrorKind;
-}
+impl RegisterModel for Ms4525doModel {
+    fn address(&self) -> u8 {
+        self.config.address
+    }
 
-impl I2c for Ms4525doSim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        let mut m = self.lock();
-        if address != m.config.address || m.nack.strike() {
-            return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
-        }
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
         for operation in operations {
             match operation {
                 // A write header is a measurement request (Read_MR): the part converts
                 // continuously anyway, so it only acknowledges.
                 Operation::Write(_) => {}
-                Operation::Read(buf) => m.fetch(buf),
+                Operation::Read(buf) => self.fetch(buf),
             }
         }
         Ok(())
@@ -232,6 +194,9 @@ mod tests {
     use crate::Sample;
     use crate::ms4525do::{Error, Measurement, Ms4525do, OutsideAir};
     use aloft_protocol::{Quality, Quantity, SensorId, Timestamp};
+    use embedded_hal::i2c::I2c;
+    use embedded_hal::i2c::NoAcknowledgeSource;
+    use std::time::Duration;
 
     /// The true state at `altitude_m` in the ISA, flying at 30 m/s indicated, the box at
     /// 20 °C.

@@ -2,7 +2,7 @@
 //!
 //! It models the command set (reset, PROM read, D1/D2 conversion per OSR, ADC read) with
 //! conversions that take the datasheet's typical time on a [`SimClock`] that only
-//! [`SimDelay`] advances: an ADC read before the conversion finished, or a second read
+//! [`SimDelay`](crate::i2c::sim::SimDelay) advances: an ADC read before the conversion finished, or a second read
 //! of one result, returns 0 as the real device does. Its D1/D2 come from inverting the
 //! driver's own compensation by bisection, so a driver recovers the environment to within
 //! the compensation's resolution (plus datasheet-level noise per OSR, if enabled).
@@ -10,14 +10,11 @@
 //! Invariants: a cheap handle (`Arc<Mutex<..>>`) so a test can change the environment or
 //! inject faults while the driver owns a clone; never panics on any transaction.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, Operation};
+use embedded_hal::i2c::{ErrorKind, Operation};
 
 use super::{Osr, Prom, cmd};
-use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::TemperatureSource;
-use crate::i2c::sim::{BusFaults, SimClock, SimDelay, bisect};
+use crate::i2c::sim::{InAir, RegisterModel, SimAir, SimBus, SimClock, SimDevice, bisect};
 
 /// The datasheet's worked-example coefficients C1..C6 with a plausible serial code and a
 /// valid CRC.
@@ -31,8 +28,9 @@ struct Pending {
     value: u32,
 }
 
+/// The MS5611's command set, PROM and conversions ([`Ms5611Sim`]'s model).
 #[derive(Debug)]
-struct State {
+pub struct Ms5611Model {
     address: u8,
     prom: Prom,
     corrupt_prom: bool,
@@ -40,47 +38,33 @@ struct State {
     conversion: Option<Pending>,
     adc_result: u32,
     prom_ready_at_ns: u64,
-    pressure_pa: f64,
-    temperature_k: f64,
-    source: TemperatureSource,
-    noise: Option<Noise>,
-    faults: BusFaults,
+    air: SimAir,
     stuck_conversion: bool,
     zero_adc_reads: u32,
     clock: SimClock,
-    transactions: u64,
 }
 
-/// A simulated MS5611; clones share one device.
-#[derive(Debug, Clone)]
-pub struct Ms5611Sim {
-    state: Arc<Mutex<State>>,
-}
+/// A simulated MS5611; clones share one device. Derefs to its
+/// [`SimBus`] (clock, delay, bus faults, transaction count).
+pub type Ms5611Sim = SimDevice<Ms5611Model>;
 
-impl Ms5611Sim {
+impl SimDevice<Ms5611Model> {
     /// A device at `address` with [`typical_prom`], in ISA sea-level air, without noise,
     /// reading the outside air.
     pub fn new(address: u8) -> Self {
-        Ms5611Sim {
-            state: Arc::new(Mutex::new(State {
-                address,
-                prom: typical_prom(),
-                corrupt_prom: false,
-                command: None,
-                conversion: None,
-                adc_result: 0,
-                prom_ready_at_ns: 0,
-                pressure_pa: crate::atmosphere::P0_PA,
-                temperature_k: crate::atmosphere::T0_K,
-                source: TemperatureSource::OutsideAir,
-                noise: None,
-                faults: BusFaults::default(),
-                stuck_conversion: false,
-                zero_adc_reads: 0,
-                clock: SimClock::new(),
-                transactions: 0,
-            })),
-        }
+        SimDevice::with_model(|bus| Ms5611Model {
+            address,
+            prom: typical_prom(),
+            corrupt_prom: false,
+            command: None,
+            conversion: None,
+            adc_result: 0,
+            prom_ready_at_ns: 0,
+            air: SimAir::sea_level(),
+            stuck_conversion: false,
+            zero_adc_reads: 0,
+            clock: bus.clock(),
+        })
     }
 
     /// Uses `prom` as the device's PROM (its CRC is kept as given).
@@ -89,61 +73,9 @@ impl Ms5611Sim {
         self
     }
 
-    /// Adds seeded Gaussian noise at the datasheet's RMS resolution for each OSR.
-    pub fn with_noise(self, seed: u64) -> Self {
-        self.lock().noise = Some(Noise::new(seed));
-        self
-    }
-
-    /// Chooses which temperature of a [`FlightState`] the die sees (an MS5611 outside, or
-    /// on the board in the instrument box).
-    pub fn with_temperature_source(self, source: TemperatureSource) -> Self {
-        self.lock().source = source;
-        self
-    }
-
     /// The device's PROM.
     pub fn prom(&self) -> Prom {
         self.lock().prom
-    }
-
-    /// The clock the device's conversions run on.
-    pub fn clock(&self) -> SimClock {
-        self.lock().clock.clone()
-    }
-
-    /// A delay that advances this device's clock.
-    pub fn delay(&self) -> SimDelay {
-        SimDelay::on(self.clock())
-    }
-
-    /// Sets the air the device is in (Pa, K). The MS5611 measures no humidity; the
-    /// argument keeps one signature for every atmospheric simulator.
-    pub fn set_environment(&self, pressure_pa: f64, temperature_k: f64, _relative_humidity: f64) {
-        let mut s = self.lock();
-        s.pressure_pa = pressure_pa;
-        s.temperature_k = temperature_k;
-    }
-
-    /// Sets the environment from the flight's true state.
-    pub fn apply(&self, state: &FlightState) {
-        let temperature_k = self.lock().source.temperature_k(state);
-        self.set_environment(state.pressure_pa, temperature_k, state.relative_humidity);
-    }
-
-    /// NACKs the next `n` transactions.
-    pub fn nack_next(&self, n: u32) {
-        self.lock().faults.nack_next = n;
-    }
-
-    /// NACKs every transaction until [`Ms5611Sim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().faults.nack_always = true;
-    }
-
-    /// Fails every transaction with a bus error until cleared.
-    pub fn set_bus_error(&self, on: bool) {
-        self.lock().faults.bus_error = on;
     }
 
     /// Conversions never finish: every ADC read returns 0.
@@ -163,21 +95,11 @@ impl Ms5611Sim {
 
     /// Clears every fault.
     pub fn clear_faults(&self) {
+        SimBus::clear_faults(self);
         let mut s = self.lock();
-        s.faults.clear();
         s.stuck_conversion = false;
         s.corrupt_prom = false;
         s.zero_adc_reads = 0;
-    }
-
-    /// Transactions addressed to the bus so far (including failed ones).
-    pub fn transactions(&self) -> u64 {
-        self.lock().transactions
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not take the device down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -193,7 +115,7 @@ pub fn invert(prom: &Prom, pressure_pa: f64, temperature_k: f64) -> (u32, u32) {
     (d1, d2)
 }
 
-impl State {
+impl Ms5611Model {
     fn now(&self) -> u64 {
         self.clock.now_ns()
     }
@@ -239,8 +161,8 @@ impl State {
     }
 
     fn digital_values(&mut self, osr: Osr) -> (u32, u32) {
-        let (mut p, mut t) = (self.pressure_pa, self.temperature_k);
-        if let Some(noise) = &mut self.noise {
+        let (mut p, mut t) = (self.air.pressure_pa, self.air.temperature_k);
+        if let Some(noise) = &mut self.air.noise {
             // Datasheet resolution RMS per OSR: pressure in mbar, temperature in °C.
             let (sigma_mbar, sigma_c) = match osr {
                 Osr::Osr256 => (0.065, 0.012),
@@ -282,30 +204,26 @@ impl State {
     }
 }
 
-impl ErrorType for Ms5611Sim {
-    type Error = ErrorKind;
+impl InAir for Ms5611Model {
+    fn air(&mut self) -> &mut SimAir {
+        &mut self.air
+    }
 }
 
-impl I2c for Ms5611Sim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), Self::Error> {
-        let mut s = self.lock();
-        s.transactions += 1;
-        let device = s.address;
-        if let Some(error) = s.faults.check(address, device) {
-            return Err(error);
-        }
+impl RegisterModel for Ms5611Model {
+    fn address(&self) -> u8 {
+        self.address
+    }
+
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
         for op in operations {
             match op {
                 Operation::Write(bytes) => {
                     for &byte in bytes.iter() {
-                        s.command(byte);
+                        self.command(byte);
                     }
                 }
-                Operation::Read(buffer) => s.read(buffer),
+                Operation::Read(buffer) => self.read(buffer),
             }
         }
         Ok(())

@@ -17,16 +17,16 @@
 //! Invariant: every word sent is followed by its CRC (unless CRC corruption is injected),
 //! and every argument word received is checked (a bad one is NACKed).
 
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation};
+use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource, Operation};
 
 use super::{ADDRESS, RawMeasurement, command, crc8, encode_word};
 use crate::atmosphere;
 use crate::flight::{FlightState, Noise};
 pub use crate::i2c::sim::{NoopDelay, TemperatureSource};
+use crate::i2c::sim::{Persistence, RegisterModel, SimBus, SimClock, SimDevice};
 
 /// What the model is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,39 +42,14 @@ pub enum SimMode {
     },
 }
 
-/// How long a fault lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Persistence {
-    Off,
-    Next(u32),
-    UntilCleared,
-}
-
-impl Persistence {
-    /// Whether the fault hits this transaction; counts it down.
-    pub(crate) fn strike(&mut self) -> bool {
-        match *self {
-            Persistence::Off => false,
-            Persistence::UntilCleared => true,
-            Persistence::Next(n) => {
-                *self = if n <= 1 {
-                    Persistence::Off
-                } else {
-                    Persistence::Next(n - 1)
-                };
-                n > 0
-            }
-        }
-    }
-}
-
+/// The SCD41's command state machine and measurements ([`Scd41Sim`]'s model).
 #[derive(Debug)]
-struct Model {
+pub struct Scd41Model {
     serial_number: u64,
     mounting: TemperatureSource,
     mode: SimMode,
     // Integer nanoseconds: delays split into chunks must add up exactly.
-    now_ns: u64,
+    clock: SimClock,
     busy_until_ns: u64,
     next_due_ns: u64,
     buffer: Option<RawMeasurement>,
@@ -85,27 +60,24 @@ struct Model {
     temperature_k: f64,
     relative_humidity: f64,
     noise: Noise,
-    nack: Persistence,
     corrupt_crc: Persistence,
     never_ready: bool,
     measurements: u64,
 }
 
-/// A simulated SCD41. Clones share one device.
-#[derive(Debug, Clone)]
-pub struct Scd41Sim {
-    model: Arc<Mutex<Model>>,
-}
+/// A simulated SCD41. Clones share one device. Derefs to its [`SimBus`] (simulated time,
+/// NACKs, transaction count).
+pub type Scd41Sim = SimDevice<Scd41Model>;
 
-impl Scd41Sim {
+impl SimDevice<Scd41Model> {
     /// A device with `serial_number` (48 bits) and noise seed `seed`, idle, at sea level in
     /// standard air with 420 ppm CO2.
     pub fn new(serial_number: u64, seed: u64) -> Self {
-        let model = Model {
+        SimDevice::with_model(|bus| Scd41Model {
             serial_number: serial_number & 0xFFFF_FFFF_FFFF,
             mounting: TemperatureSource::OutsideAir,
             mode: SimMode::Idle,
-            now_ns: 0,
+            clock: bus.clock(),
             busy_until_ns: 0,
             next_due_ns: 0,
             buffer: None,
@@ -116,21 +88,10 @@ impl Scd41Sim {
             temperature_k: atmosphere::T0_K,
             relative_humidity: 0.5,
             noise: Noise::new(seed),
-            nack: Persistence::Off,
             corrupt_crc: Persistence::Off,
             never_ready: false,
             measurements: 0,
-        };
-        Scd41Sim {
-            model: Arc::new(Mutex::new(model)),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Model> {
-        // A test that panicked while holding the lock leaves a consistent model: keep going.
-        self.model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
     }
 
     /// Places the sensor (decides which temperature [`Scd41Sim::apply`] uses).
@@ -148,22 +109,14 @@ impl Scd41Sim {
         m.relative_humidity = state.relative_humidity;
         // `as` saturates: a negative or NaN time leaves the clock where it is.
         let t_ns = (state.t_s * 1e9) as u64;
-        m.now_ns = m.now_ns.max(t_ns);
+        m.clock.advance_to_ns(t_ns);
         m.update();
     }
 
-    /// Moves simulated time forward.
+    /// Moves simulated time forward and completes the measurements due by then.
     pub fn advance(&self, by: Duration) {
-        let mut m = self.lock();
-        m.now_ns = m
-            .now_ns
-            .saturating_add(u64::try_from(by.as_nanos()).unwrap_or(u64::MAX));
-        m.update();
-    }
-
-    /// Simulated time since the model was made.
-    pub fn now(&self) -> Duration {
-        Duration::from_nanos(self.lock().now_ns)
+        SimBus::advance(self, by);
+        self.lock().update();
     }
 
     /// A delay for the driver that advances this device's simulated time instead of
@@ -212,16 +165,6 @@ impl Scd41Sim {
         self.lock().measurements
     }
 
-    /// NACKs the next `transactions` transactions.
-    pub fn nack_next(&self, transactions: u32) {
-        self.lock().nack = Persistence::Next(transactions);
-    }
-
-    /// NACKs every transaction until [`Scd41Sim::clear_faults`].
-    pub fn nack_until_cleared(&self) {
-        self.lock().nack = Persistence::UntilCleared;
-    }
-
     /// Corrupts a CRC in the next `reads` answers.
     pub fn corrupt_crc_next(&self, reads: u32) {
         self.lock().corrupt_crc = Persistence::Next(reads);
@@ -239,26 +182,30 @@ impl Scd41Sim {
 
     /// Ends every injected fault.
     pub fn clear_faults(&self) {
+        SimBus::clear_faults(self);
         let mut m = self.lock();
-        m.nack = Persistence::Off;
         m.corrupt_crc = Persistence::Off;
         m.never_ready = false;
     }
 }
 
-impl Model {
+impl Scd41Model {
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
     /// Completes the measurements due by now.
     fn update(&mut self) {
         match self.mode {
-            SimMode::Periodic if self.now_ns >= self.next_due_ns => {
+            SimMode::Periodic if self.now_ns() >= self.next_due_ns => {
                 // Skip whole periods that passed unread: only the newest result is kept.
-                let periods = (self.now_ns - self.next_due_ns) / PERIOD_NS + 1;
+                let periods = (self.now_ns() - self.next_due_ns) / PERIOD_NS + 1;
                 self.next_due_ns = self
                     .next_due_ns
                     .saturating_add(periods.saturating_mul(PERIOD_NS));
                 self.complete_measurement();
             }
-            SimMode::SingleShot { due_ns } if self.now_ns >= due_ns => {
+            SimMode::SingleShot { due_ns } if self.now_ns() >= due_ns => {
                 self.mode = SimMode::Idle;
                 self.complete_measurement();
             }
@@ -302,10 +249,10 @@ impl Model {
         };
         if code == command::WAKE_UP {
             // The real device never acknowledges wake_up.
-            self.busy_until_ns = self.now_ns.saturating_add(ms_to_ns(command::REINIT_MS));
+            self.busy_until_ns = self.now_ns().saturating_add(ms_to_ns(command::REINIT_MS));
             return Err(nack_data);
         }
-        if self.now_ns < self.busy_until_ns || matches!(self.mode, SimMode::SingleShot { .. }) {
+        if self.now_ns() < self.busy_until_ns || matches!(self.mode, SimMode::SingleShot { .. }) {
             return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
         }
         // A new command discards an answer nobody read.
@@ -314,7 +261,7 @@ impl Model {
         let busy_ms = match (code, argument) {
             (command::START_PERIODIC_MEASUREMENT, None) if !periodic => {
                 self.mode = SimMode::Periodic;
-                self.next_due_ns = self.now_ns.saturating_add(PERIOD_NS);
+                self.next_due_ns = self.now_ns().saturating_add(PERIOD_NS);
                 0
             }
             (command::STOP_PERIODIC_MEASUREMENT, None) => {
@@ -365,20 +312,20 @@ impl Model {
             (command::MEASURE_SINGLE_SHOT, None) if !periodic => {
                 self.mode = SimMode::SingleShot {
                     due_ns: self
-                        .now_ns
+                        .now_ns()
                         .saturating_add(ms_to_ns(command::SINGLE_SHOT_MS)),
                 };
                 0
             }
             _ => return Err(nack_data),
         };
-        self.busy_until_ns = self.now_ns.saturating_add(ms_to_ns(busy_ms));
+        self.busy_until_ns = self.now_ns().saturating_add(ms_to_ns(busy_ms));
         Ok(())
     }
 
     /// Fills `buf` with the pending answer; no answer pending NACKs the read.
     fn answer(&mut self, buf: &mut [u8]) -> Result<(), ErrorKind> {
-        if self.now_ns < self.busy_until_ns {
+        if self.now_ns() < self.busy_until_ns {
             return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
         }
         let mut response = self
@@ -409,25 +356,21 @@ fn words<const N: usize>(values: [u16; N]) -> Vec<u8> {
     values.into_iter().flat_map(encode_word).collect()
 }
 
-impl ErrorType for Scd41Sim {
-    type Error = ErrorKind;
-}
+impl RegisterModel for Scd41Model {
+    fn address(&self) -> u8 {
+        ADDRESS
+    }
 
-impl I2c for Scd41Sim {
-    fn transaction(
-        &mut self,
-        address: u8,
-        operations: &mut [Operation<'_>],
-    ) -> Result<(), ErrorKind> {
-        let mut m = self.lock();
-        m.update();
-        if address != ADDRESS || m.nack.strike() {
-            return Err(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
-        }
+    /// The device measures whether or not it is addressed.
+    fn catch_up(&mut self) {
+        self.update();
+    }
+
+    fn transaction(&mut self, operations: &mut [Operation<'_>]) -> Result<(), ErrorKind> {
         for operation in operations {
             match operation {
-                Operation::Write(bytes) => m.execute(bytes)?,
-                Operation::Read(buf) => m.answer(buf)?,
+                Operation::Write(bytes) => self.execute(bytes)?,
+                Operation::Read(buf) => self.answer(buf)?,
             }
         }
         Ok(())
@@ -451,6 +394,7 @@ mod tests {
     use super::*;
     use crate::scd41::{COMPENSATION_MIN_PA, Compensation, Error, Mode, RATED_MIN_K, Scd41};
     use aloft_protocol::Quality;
+    use embedded_hal::i2c::I2c;
 
     const SERIAL: u64 = 0xA1B2_C3D4_E5F6;
     const TRUE_CO2: f64 = 420e-6;
