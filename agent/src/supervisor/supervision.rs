@@ -567,3 +567,581 @@ impl Supervision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+    const SILENCE: Duration = Duration::from_secs(1);
+
+    fn rules() -> Rules {
+        Rules {
+            backoff: BackoffPolicy::new(Duration::from_millis(100), Duration::from_millis(1_600))
+                .with_jitter(0.0)
+                .with_reset_after(Duration::from_secs(10)),
+            recover_after: Duration::from_secs(2),
+            silences_before_failure: 3,
+            seed: 1,
+        }
+    }
+
+    /// A supervision driven by hand, on a clock that moves only when told.
+    struct Rig {
+        sup: Supervision,
+        t0: Instant,
+        elapsed: Duration,
+    }
+
+    impl Rig {
+        fn new(enabled: bool, interval: Option<Duration>) -> (Rig, Vec<Action>) {
+            Rig::with_rules(enabled, interval, rules())
+        }
+
+        fn with_rules(
+            enabled: bool,
+            interval: Option<Duration>,
+            rules: Rules,
+        ) -> (Rig, Vec<Action>) {
+            let mut rig = Rig {
+                sup: Supervision::new(SensorId(3), "static", enabled, interval, rules),
+                t0: Instant::now(),
+                elapsed: Duration::ZERO,
+            };
+            let mut out = Vec::new();
+            let (at, stamp) = rig.now();
+            rig.sup.start(Now { at, stamp: &stamp }, &mut out);
+            (rig, out)
+        }
+
+        fn now(&self) -> (Instant, impl Fn() -> Timestamp + use<>) {
+            let ns = u64::try_from(self.elapsed.as_nanos()).unwrap_or(u64::MAX);
+            (self.t0 + self.elapsed, move || Timestamp::monotonic(ns))
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.elapsed += by;
+        }
+
+        fn at(&self, after: Duration) -> Instant {
+            self.t0 + after
+        }
+
+        fn step(&mut self, event: Event) -> Vec<Action> {
+            let mut out = Vec::new();
+            let (at, stamp) = self.now();
+            self.sup.handle(event, Now { at, stamp: &stamp }, &mut out);
+            out
+        }
+
+        fn request(&mut self, request: Request) -> Vec<Action> {
+            self.step(Event::Request(request))
+        }
+
+        /// Opens the device and reaches its first poll.
+        fn open(&mut self) -> Vec<Action> {
+            assert_eq!(self.sup.next(), Next::Open);
+            let mut out = self.step(Event::Opened);
+            out.extend(self.step(Event::WaitOver));
+            assert_eq!(self.sup.next(), Next::Poll);
+            out
+        }
+
+        /// One poll with `readings` and `outcome`, then the wait to the next one.
+        fn poll(&mut self, readings: usize, outcome: PollOutcome) -> Vec<Action> {
+            assert_eq!(self.sup.next(), Next::Poll, "polled only when due");
+            self.step(Event::Polled {
+                readings,
+                outcome,
+                silence_limit: SILENCE,
+            })
+        }
+
+        /// Waits out whatever is waited for, then steps the wait's end.
+        fn wait_out(&mut self) -> Vec<Action> {
+            let Next::Wait(Some(until)) = self.sup.next() else {
+                panic!("not waiting with a deadline: {:?}", self.sup.next());
+            };
+            self.elapsed = self.elapsed.max(until.saturating_duration_since(self.t0));
+            self.step(Event::WaitOver)
+        }
+
+        fn state(&self) -> (SensorState, &str) {
+            let h = self.sup.health();
+            (h.state, h.reason.as_str())
+        }
+    }
+
+    fn statuses(actions: &[Action]) -> Vec<(SensorState, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Status(r) => Some((r.state, r.reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn restart(kind: RestartKind, reason: &str) -> Request {
+        Request::Restart {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    fn change(interval: Option<Duration>, enabled: Option<bool>, reason: &str) -> Request {
+        Request::Reconfigure {
+            change: SensorChange { interval, enabled },
+            reason: reason.into(),
+        }
+    }
+
+    fn failed(reason: &str) -> Event {
+        Event::PollFailed {
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn an_enabled_sensor_records_its_first_state_then_opens() {
+        let (rig, out) = Rig::new(true, Some(INTERVAL));
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Starting, "agent started".to_string())]
+        );
+        assert_eq!(rig.sup.next(), Next::Open);
+    }
+
+    #[test]
+    fn a_disabled_sensor_records_disabled_and_waits_for_commands_without_opening() {
+        let (mut rig, out) = Rig::new(false, Some(INTERVAL));
+        assert_eq!(statuses(&out)[0].0, SensorState::Disabled);
+        assert_eq!(rig.sup.next(), Next::Wait(None));
+        // Events the thread never reports while disabled change nothing.
+        assert_eq!(rig.step(Event::Opened), vec![]);
+        assert_eq!(rig.step(Event::WaitOver), vec![]);
+        assert_eq!(rig.sup.next(), Next::Wait(None));
+    }
+
+    #[test]
+    fn an_opened_device_is_running_polled_at_once_then_on_its_schedule() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        let out = rig.open();
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Running, "device opened".to_string())]
+        );
+        assert_eq!(rig.poll(1, PollOutcome::Healthy), vec![]);
+        assert_eq!(rig.sup.next(), Next::Wait(Some(rig.at(INTERVAL))));
+        rig.advance(Duration::from_millis(40));
+        assert_eq!(rig.step(Event::WaitOver), vec![], "early: nothing to do yet");
+        assert_eq!(rig.sup.next(), Next::Wait(Some(rig.at(INTERVAL))));
+        rig.wait_out();
+        assert_eq!(rig.sup.next(), Next::Poll);
+        assert_eq!(rig.sup.health().readings, 1);
+    }
+
+    #[test]
+    fn a_device_without_a_schedule_is_polled_again_as_soon_as_no_command_is_queued() {
+        let (mut rig, _) = Rig::new(true, None);
+        rig.open();
+        rig.advance(Duration::from_millis(7));
+        rig.poll(0, PollOutcome::Healthy);
+        assert_eq!(
+            rig.sup.next(),
+            Next::Wait(Some(rig.at(Duration::from_millis(7))))
+        );
+        rig.step(Event::WaitOver);
+        assert_eq!(rig.sup.next(), Next::Poll);
+    }
+
+    #[test]
+    fn ticks_missed_during_a_long_poll_are_skipped_instead_of_polled_in_a_burst() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        rig.advance(Duration::from_millis(350));
+        rig.poll(1, PollOutcome::Healthy);
+        // The tick at 100 ms is due: it is polled, and the next is a full interval on.
+        rig.step(Event::WaitOver);
+        rig.poll(1, PollOutcome::Healthy);
+        assert_eq!(
+            rig.sup.next(),
+            Next::Wait(Some(rig.at(Duration::from_millis(450))))
+        );
+    }
+
+    #[test]
+    fn a_degraded_episode_is_one_record_with_its_first_reason_and_ends_after_recover_after() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        let out = rig.poll(1, PollOutcome::Degraded("bad CRC".into()));
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Degraded, "bad CRC".to_string())]
+        );
+        for n in 1..=5 {
+            rig.wait_out();
+            let reason = format!("bad line {n}");
+            assert_eq!(rig.poll(1, PollOutcome::Degraded(reason)), vec![]);
+        }
+        assert_eq!(rig.state(), (SensorState::Degraded, "bad CRC"));
+        assert_eq!(rig.sup.health().problems, 6);
+        // Healthy polls within recover_after of the last problem: still degraded.
+        rig.wait_out();
+        assert_eq!(rig.poll(1, PollOutcome::Healthy), vec![]);
+        rig.advance(Duration::from_secs(2));
+        rig.wait_out();
+        let out = rig.poll(1, PollOutcome::Healthy);
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Running, "recovered".to_string())]
+        );
+        assert_eq!(rig.sup.health().last_error.as_deref(), Some("bad CRC"));
+    }
+
+    #[test]
+    fn a_notice_keeps_the_state_and_records_the_new_reason() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        let out = rig.poll(1, PollOutcome::Notice("model restored".into()));
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Running, "model restored".to_string())]
+        );
+        assert_eq!(rig.sup.health().restarts, 0);
+    }
+
+    #[test]
+    fn a_silence_of_the_normal_limit_is_degraded_and_of_three_times_it_a_failure() {
+        let (mut rig, _) = Rig::new(true, None);
+        rig.open();
+        rig.advance(SILENCE);
+        let out = rig.poll(0, PollOutcome::Healthy);
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Degraded, "no data for over 1.0 s".to_string())]
+        );
+        rig.advance(SILENCE * 2);
+        rig.step(Event::WaitOver);
+        let out = rig.poll(0, PollOutcome::Healthy);
+        assert_eq!(
+            out[..2],
+            [
+                Action::Stalled { silence: SILENCE * 3 },
+                Action::Close
+            ]
+        );
+        assert_eq!(
+            statuses(&out),
+            vec![(
+                SensorState::Failed,
+                "no data for 3.0 s; next attempt in 0.1 s".to_string()
+            )]
+        );
+        assert_eq!(rig.sup.pending_backoff(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn readings_after_a_silence_recover_the_sensor_once_recover_after_has_passed() {
+        let (mut rig, _) = Rig::new(true, None);
+        rig.open();
+        rig.advance(SILENCE);
+        rig.poll(0, PollOutcome::Healthy);
+        rig.step(Event::WaitOver);
+        assert_eq!(rig.poll(3, PollOutcome::Healthy), vec![], "a problem just now");
+        rig.advance(Duration::from_secs(2));
+        rig.step(Event::WaitOver);
+        let out = rig.poll(1, PollOutcome::Healthy);
+        assert_eq!(statuses(&out)[0].1, "recovered");
+    }
+
+    #[test]
+    fn consecutive_failures_double_the_backoff_up_to_its_cap_and_each_restart_is_counted() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        let mut delays = Vec::new();
+        for n in 1..=7u32 {
+            assert_eq!(rig.sup.next(), Next::Open);
+            let out = rig.step(Event::OpenFailed {
+                reason: "no such file".into(),
+            });
+            assert_eq!(out[0], Action::Close);
+            let (state, reason) = rig.state();
+            assert_eq!(state, SensorState::Failed);
+            assert!(reason.starts_with("no such file; next attempt in "), "{reason}");
+            let delay = rig.sup.pending_backoff().expect("a backoff while failed");
+            delays.push(delay.as_millis());
+            assert_eq!(rig.sup.failures(), n);
+            let out = rig.wait_out();
+            assert_eq!(
+                statuses(&out),
+                vec![
+                    (SensorState::Restarting, AUTOMATIC_RESTART.to_string()),
+                    (
+                        SensorState::Starting,
+                        format!("restarting: {AUTOMATIC_RESTART}")
+                    )
+                ]
+            );
+            assert_eq!(rig.sup.health().restarts, n);
+            assert_eq!(rig.sup.pending_backoff(), None);
+        }
+        assert_eq!(delays, vec![100, 200, 400, 800, 1_600, 1_600, 1_600]);
+    }
+
+    #[test]
+    fn a_long_healthy_run_before_a_failure_starts_the_backoff_over() {
+        let (mut rig, _) = Rig::new(true, None);
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        rig.wait_out();
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        assert_eq!(rig.sup.pending_backoff(), Some(Duration::from_millis(200)));
+        rig.wait_out();
+        rig.open();
+        // Readings keep coming for longer than reset_after (10 s).
+        for _ in 0..12 {
+            rig.advance(Duration::from_millis(900));
+            rig.poll(1, PollOutcome::Healthy);
+            rig.step(Event::WaitOver);
+        }
+        rig.step(failed("port lost"));
+        assert_eq!(rig.sup.failures(), 1);
+        assert_eq!(rig.sup.pending_backoff(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn an_operator_restart_during_a_backoff_is_done_at_once_and_starts_the_backoff_over() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        rig.wait_out();
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        assert_eq!(rig.sup.failures(), 2);
+        let out = rig.request(restart(RestartKind::Soft, "operator"));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (SensorState::Restarting, "soft restart: operator".to_string()),
+                (SensorState::Starting, "restarting: operator".to_string())
+            ]
+        );
+        assert_eq!(rig.sup.failures(), 0);
+        assert_eq!(rig.sup.pending_backoff(), None);
+        // It fails again: the requester hears Failed, and the sequence is at its start.
+        let out = rig.step(Event::OpenFailed { reason: "x".into() });
+        assert!(out.contains(&Action::AnswerRestart(SensorState::Failed)));
+        assert_eq!(rig.sup.pending_backoff(), Some(Duration::from_millis(100)));
+        assert_eq!(rig.sup.health().restarts, 2);
+        assert_eq!(
+            rig.sup.health().last_restart.as_ref().map(|r| r.reason.as_str()),
+            Some("soft restart: operator")
+        );
+    }
+
+    #[test]
+    fn an_operator_restart_of_a_running_sensor_closes_it_and_is_answered_once_it_runs() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        rig.poll(1, PollOutcome::Healthy);
+        let out = rig.request(restart(RestartKind::Soft, "operator"));
+        assert_eq!(out[0], Action::Close);
+        assert!(!out.iter().any(|a| matches!(a, Action::AnswerRestart(_))));
+        assert_eq!(rig.sup.next(), Next::Open);
+        let out = rig.step(Event::Opened);
+        assert_eq!(
+            out,
+            vec![
+                Action::Status(StatusRecord {
+                    sensor: SensorId(3),
+                    state: SensorState::Running,
+                    reason: "device opened".into(),
+                    restarts: 1,
+                    time: Timestamp::monotonic(0),
+                }),
+                Action::AnswerRestart(SensorState::Running)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hard_restart_cycles_the_power_between_the_restart_record_and_opening() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        let out = rig.request(restart(RestartKind::Hard, "wedged"));
+        let kinds: Vec<&str> = out
+            .iter()
+            .map(|a| match a {
+                Action::Close => "close",
+                Action::Status(r) if r.state == SensorState::Restarting => "restarting",
+                Action::PowerCycle => "power",
+                Action::Status(r) if r.state == SensorState::Starting => "starting",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, vec!["close", "restarting", "power", "starting"]);
+        assert_eq!(
+            rig.sup.health().last_restart.as_ref().map(|r| r.reason.as_str()),
+            Some("hard restart: wedged")
+        );
+    }
+
+    #[test]
+    fn a_restart_of_a_disabled_sensor_is_answered_disabled_and_counts_nothing() {
+        let (mut rig, _) = Rig::new(false, None);
+        let out = rig.request(restart(RestartKind::Soft, "anyone?"));
+        assert_eq!(out, vec![Action::AnswerRestart(SensorState::Disabled)]);
+        assert_eq!(rig.sup.health().restarts, 0);
+        assert_eq!(rig.sup.next(), Next::Wait(None));
+    }
+
+    #[test]
+    fn disabling_closes_the_device_and_enabling_reopens_it_with_a_clean_backoff_and_no_restart()
+    {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        rig.wait_out();
+        rig.open();
+        let out = rig.request(change(None, Some(false), "generation 2"));
+        assert_eq!(
+            out,
+            vec![
+                Action::Close,
+                Action::Status(StatusRecord {
+                    sensor: SensorId(3),
+                    state: SensorState::Disabled,
+                    reason: "disabled: generation 2".into(),
+                    restarts: 1,
+                    time: Timestamp::monotonic(
+                        u64::try_from(rig.elapsed.as_nanos()).unwrap_or(u64::MAX)
+                    ),
+                }),
+                Action::AnswerChange
+            ]
+        );
+        assert!(!rig.sup.health().enabled);
+        assert_eq!(rig.sup.next(), Next::Wait(None));
+        // Disabling again is answered and no news.
+        assert_eq!(
+            rig.request(change(None, Some(false), "again")),
+            vec![Action::AnswerChange]
+        );
+        let out = rig.request(change(None, Some(true), "generation 3"));
+        assert_eq!(
+            statuses(&out),
+            vec![(SensorState::Starting, "enabled: generation 3".to_string())]
+        );
+        assert_eq!(out.last(), Some(&Action::AnswerChange));
+        assert!(rig.sup.health().enabled);
+        assert_eq!(rig.sup.failures(), 0);
+        assert_eq!(rig.sup.health().restarts, 1, "switching off and on is no restart");
+        assert_eq!(rig.sup.next(), Next::Open);
+    }
+
+    #[test]
+    fn disabling_during_a_backoff_cancels_it() {
+        let (mut rig, _) = Rig::new(true, None);
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        let out = rig.request(change(None, Some(false), "parked"));
+        assert_eq!(out.last(), Some(&Action::AnswerChange));
+        assert!(!out.contains(&Action::Close), "closed since the failure");
+        assert_eq!(rig.state(), (SensorState::Disabled, "disabled: parked"));
+        assert_eq!(rig.sup.pending_backoff(), None);
+        assert_eq!(rig.sup.next(), Next::Wait(None));
+    }
+
+    #[test]
+    fn enabling_an_enabled_sensor_is_answered_and_changes_nothing() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        rig.poll(1, PollOutcome::Healthy);
+        let before = rig.sup.next();
+        assert_eq!(
+            rig.request(change(None, Some(true), "same")),
+            vec![Action::AnswerChange]
+        );
+        assert_eq!(rig.sup.next(), before);
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        rig.wait_out();
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        let until = rig.sup.next();
+        assert_eq!(
+            rig.request(change(None, Some(true), "same")),
+            vec![Action::AnswerChange]
+        );
+        assert_eq!(rig.sup.next(), until, "the backoff goes on");
+    }
+
+    #[test]
+    fn a_new_interval_takes_its_cadence_from_now_without_polling_early() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        rig.poll(1, PollOutcome::Healthy);
+        rig.advance(Duration::from_millis(10));
+        let out = rig.request(change(Some(Duration::from_millis(30)), None, "faster"));
+        assert_eq!(
+            out,
+            vec![
+                Action::SetInterval(Duration::from_millis(30)),
+                Action::AnswerChange
+            ]
+        );
+        assert_eq!(
+            rig.sup.next(),
+            Next::Wait(Some(rig.at(Duration::from_millis(40))))
+        );
+        let out = rig.request(change(Some(Duration::from_secs(5)), None, "slower"));
+        assert_eq!(out[0], Action::SetInterval(Duration::from_secs(5)));
+        assert_eq!(
+            rig.sup.next(),
+            Next::Wait(Some(rig.at(Duration::from_millis(40)))),
+            "the tick already due stays due"
+        );
+        assert_eq!(rig.sup.health().interval, Some(Duration::from_secs(5)));
+        // The same interval again is no change.
+        assert_eq!(
+            rig.request(change(Some(Duration::from_secs(5)), None, "same")),
+            vec![Action::AnswerChange]
+        );
+    }
+
+    #[test]
+    fn a_device_that_sends_at_its_own_rate_takes_no_interval() {
+        let (mut rig, _) = Rig::new(false, None);
+        assert_eq!(
+            rig.request(change(Some(INTERVAL), None, "x")),
+            vec![Action::AnswerChange]
+        );
+        assert_eq!(rig.sup.health().interval, None);
+    }
+
+    #[test]
+    fn stop_ends_supervision_from_every_phase_closing_an_open_device() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        assert_eq!(rig.request(Request::Stop), vec![Action::Close]);
+        assert_eq!(rig.sup.next(), Next::Stop);
+        assert_eq!(rig.step(Event::Opened), vec![], "stopped for good");
+
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        assert_eq!(rig.request(Request::Stop), vec![Action::Close]);
+        assert_eq!(rig.sup.next(), Next::Stop);
+
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.step(Event::OpenFailed { reason: "x".into() });
+        assert_eq!(rig.request(Request::Stop), vec![]);
+        assert_eq!((rig.sup.next(), rig.sup.pending_backoff()), (Next::Stop, None));
+
+        let (mut rig, _) = Rig::new(false, None);
+        assert_eq!(rig.request(Request::Stop), vec![]);
+        assert_eq!(rig.sup.next(), Next::Stop);
+    }
+
+    #[test]
+    fn a_poll_failure_backs_off_after_closing_and_answers_no_one_who_did_not_ask() {
+        let (mut rig, _) = Rig::new(true, Some(INTERVAL));
+        rig.open();
+        let out = rig.step(failed("NACK at 0x77"));
+        assert_eq!(out[0], Action::Close);
+        assert!(!out.iter().any(|a| matches!(a, Action::AnswerRestart(_))));
+        assert_eq!(rig.sup.health().last_error.as_deref(), Some(rig.state().1));
+        assert_eq!(rig.sup.health().problems, 1);
+    }
+}
