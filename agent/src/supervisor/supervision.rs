@@ -201,7 +201,9 @@ pub struct Now<'a> {
 
 impl std::fmt::Debug for Now<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Now").field("at", &self.at).finish_non_exhaustive()
+        f.debug_struct("Now")
+            .field("at", &self.at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -384,7 +386,10 @@ impl Supervision {
                 Request::Stop => {}
             },
             // The thread does not report what it was not asked for; nothing to decide.
-            (Phase::Disabled | Phase::Opening | Phase::Serving(_) | Phase::BackingOff { .. }, _) => {}
+            (
+                Phase::Disabled | Phase::Opening | Phase::Serving(_) | Phase::BackingOff { .. },
+                _,
+            ) => {}
         }
     }
 
@@ -527,7 +532,12 @@ impl Supervision {
     fn disable(&mut self, reason: &str, now: Now<'_>, out: &mut Vec<Action>) {
         self.health.enabled = false;
         self.pending_delay = None;
-        self.enter(SensorState::Disabled, &format!("disabled: {reason}"), now, out);
+        self.enter(
+            SensorState::Disabled,
+            &format!("disabled: {reason}"),
+            now,
+            out,
+        );
         out.push(Action::AnswerChange);
         self.answer_restart(SensorState::Disabled, out);
         self.phase = Phase::Disabled;
@@ -734,7 +744,11 @@ mod tests {
         assert_eq!(rig.poll(1, PollOutcome::Healthy), vec![]);
         assert_eq!(rig.sup.next(), Next::Wait(Some(rig.at(INTERVAL))));
         rig.advance(Duration::from_millis(40));
-        assert_eq!(rig.step(Event::WaitOver), vec![], "early: nothing to do yet");
+        assert_eq!(
+            rig.step(Event::WaitOver),
+            vec![],
+            "early: nothing to do yet"
+        );
         assert_eq!(rig.sup.next(), Next::Wait(Some(rig.at(INTERVAL))));
         rig.wait_out();
         assert_eq!(rig.sup.next(), Next::Poll);
@@ -827,7 +841,9 @@ mod tests {
         assert_eq!(
             out[..2],
             [
-                Action::Stalled { silence: SILENCE * 3 },
+                Action::Stalled {
+                    silence: SILENCE * 3
+                },
                 Action::Close
             ]
         );
@@ -848,7 +864,11 @@ mod tests {
         rig.advance(SILENCE);
         rig.poll(0, PollOutcome::Healthy);
         rig.step(Event::WaitOver);
-        assert_eq!(rig.poll(3, PollOutcome::Healthy), vec![], "a problem just now");
+        assert_eq!(
+            rig.poll(3, PollOutcome::Healthy),
+            vec![],
+            "a problem just now"
+        );
         rig.advance(Duration::from_secs(2));
         rig.step(Event::WaitOver);
         let out = rig.poll(1, PollOutcome::Healthy);
@@ -867,7 +887,10 @@ mod tests {
             assert_eq!(out[0], Action::Close);
             let (state, reason) = rig.state();
             assert_eq!(state, SensorState::Failed);
-            assert!(reason.starts_with("no such file; next attempt in "), "{reason}");
+            assert!(
+                reason.starts_with("no such file; next attempt in "),
+                "{reason}"
+            );
             let delay = rig.sup.pending_backoff().expect("a backoff while failed");
             delays.push(delay.as_millis());
             assert_eq!(rig.sup.failures(), n);
@@ -919,7 +942,10 @@ mod tests {
         assert_eq!(
             statuses(&out),
             vec![
-                (SensorState::Restarting, "soft restart: operator".to_string()),
+                (
+                    SensorState::Restarting,
+                    "soft restart: operator".to_string()
+                ),
                 (SensorState::Starting, "restarting: operator".to_string())
             ]
         );
@@ -931,7 +957,11 @@ mod tests {
         assert_eq!(rig.sup.pending_backoff(), Some(Duration::from_millis(100)));
         assert_eq!(rig.sup.health().restarts, 2);
         assert_eq!(
-            rig.sup.health().last_restart.as_ref().map(|r| r.reason.as_str()),
+            rig.sup
+                .health()
+                .last_restart
+                .as_ref()
+                .map(|r| r.reason.as_str()),
             Some("soft restart: operator")
         );
     }
@@ -978,7 +1008,11 @@ mod tests {
             .collect();
         assert_eq!(kinds, vec!["close", "restarting", "power", "starting"]);
         assert_eq!(
-            rig.sup.health().last_restart.as_ref().map(|r| r.reason.as_str()),
+            rig.sup
+                .health()
+                .last_restart
+                .as_ref()
+                .map(|r| r.reason.as_str()),
             Some("hard restart: wedged")
         );
     }
@@ -993,8 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn disabling_closes_the_device_and_enabling_reopens_it_with_a_clean_backoff_and_no_restart()
-    {
+    fn disabling_closes_the_device_and_enabling_reopens_it_with_a_clean_backoff_and_no_restart() {
         let (mut rig, _) = Rig::new(true, Some(INTERVAL));
         rig.step(Event::OpenFailed { reason: "x".into() });
         rig.wait_out();
@@ -1031,7 +1064,11 @@ mod tests {
         assert_eq!(out.last(), Some(&Action::AnswerChange));
         assert!(rig.sup.health().enabled);
         assert_eq!(rig.sup.failures(), 0);
-        assert_eq!(rig.sup.health().restarts, 1, "switching off and on is no restart");
+        assert_eq!(
+            rig.sup.health().restarts,
+            1,
+            "switching off and on is no restart"
+        );
         assert_eq!(rig.sup.next(), Next::Open);
     }
 
@@ -1127,7 +1164,10 @@ mod tests {
         let (mut rig, _) = Rig::new(true, Some(INTERVAL));
         rig.step(Event::OpenFailed { reason: "x".into() });
         assert_eq!(rig.request(Request::Stop), vec![]);
-        assert_eq!((rig.sup.next(), rig.sup.pending_backoff()), (Next::Stop, None));
+        assert_eq!(
+            (rig.sup.next(), rig.sup.pending_backoff()),
+            (Next::Stop, None)
+        );
 
         let (mut rig, _) = Rig::new(false, None);
         assert_eq!(rig.request(Request::Stop), vec![]);
@@ -1143,5 +1183,322 @@ mod tests {
         assert!(!out.iter().any(|a| matches!(a, Action::AnswerRestart(_))));
         assert_eq!(rig.sup.health().last_error.as_deref(), Some(rig.state().1));
         assert_eq!(rig.sup.health().problems, 1);
+    }
+
+    mod model {
+        //! Arbitrary event sequences, fed as the thread would feed them (an event that fits
+        //! what `next` asks for), against a small model of what must hold after each.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One step of the world: how much time passes and what happens, read according to
+        /// what the supervision waits for.
+        #[derive(Debug, Clone)]
+        struct Choice {
+            advance_ms: u16,
+            pick: u8,
+            arg: u8,
+            flag: bool,
+        }
+
+        fn choice() -> impl Strategy<Value = Choice> {
+            (0u16..2_500, any::<u8>(), any::<u8>(), any::<bool>()).prop_map(
+                |(advance_ms, pick, arg, flag)| Choice {
+                    advance_ms,
+                    pick,
+                    arg,
+                    flag,
+                },
+            )
+        }
+
+        /// What the property test knows independently of the supervision.
+        #[derive(Debug, Default)]
+        struct Model {
+            restarts: u32,
+            failures: u32,
+            opened_at: Option<Duration>,
+            last_data: Duration,
+            restart_waiting: bool,
+        }
+
+        fn ceiling(policy: &BackoffPolicy, failures: u32) -> Duration {
+            let secs = policy.initial.as_secs_f64() * 2f64.powi(failures as i32 - 1);
+            Duration::from_secs_f64(secs.min(policy.max.as_secs_f64()))
+        }
+
+        fn check(
+            jitter: bool,
+            enabled: bool,
+            scheduled: bool,
+            choices: Vec<Choice>,
+        ) -> Result<(), TestCaseError> {
+            let policy = BackoffPolicy::new(Duration::from_millis(50), Duration::from_millis(800))
+                .with_jitter(if jitter { 0.5 } else { 0.0 })
+                .with_reset_after(Duration::from_secs(4));
+            let rules = Rules {
+                backoff: policy,
+                recover_after: Duration::from_millis(700),
+                silences_before_failure: 3,
+                seed: 9,
+            };
+            let interval = scheduled.then_some(Duration::from_millis(200));
+            let (mut rig, first) = Rig::with_rules(enabled, interval, rules);
+            prop_assert_eq!(statuses(&first).len(), 1, "the first state is recorded");
+            let mut model = Model::default();
+            for c in choices {
+                let before = (rig.sup.health().state, rig.sup.health().reason.clone());
+                let advance = Duration::from_millis(u64::from(c.advance_ms));
+                let mut is_reconfigure = false;
+                let mut early = false;
+                let next_before = rig.sup.next();
+                let event = match rig.sup.next() {
+                    Next::Stop => break,
+                    Next::Open => {
+                        rig.advance(advance);
+                        if c.flag {
+                            model.opened_at = Some(rig.elapsed);
+                            model.last_data = rig.elapsed;
+                            Event::Opened
+                        } else {
+                            Event::OpenFailed {
+                                reason: "cannot open /dev/ttyACM0".into(),
+                            }
+                        }
+                    }
+                    Next::Poll => {
+                        rig.advance(advance);
+                        let readings = usize::from(c.arg % 3);
+                        let outcome = match c.pick % 6 {
+                            0 | 1 | 5 => PollOutcome::Healthy,
+                            2 => PollOutcome::Degraded(format!("bad line {}", c.arg % 4)),
+                            3 => PollOutcome::Notice(format!("notice {}", c.arg % 2)),
+                            _ => PollOutcome::Healthy,
+                        };
+                        if c.pick % 6 == 4 {
+                            failed("NACK")
+                        } else {
+                            if readings > 0 {
+                                model.last_data = rig.elapsed;
+                            }
+                            Event::Polled {
+                                readings,
+                                outcome,
+                                silence_limit: Duration::from_millis(500),
+                            }
+                        }
+                    }
+                    Next::Wait(deadline) => {
+                        let pick = c.pick % 9;
+                        if pick < 4 && deadline.is_some() {
+                            // Nothing arrives before the deadline (or, for a wait cut short
+                            // by the operating system, before it; nothing may come of that).
+                            rig.advance(advance);
+                            if let Some(until) = deadline
+                                && pick != 3
+                            {
+                                let due = until.saturating_duration_since(rig.t0);
+                                rig.elapsed = rig.elapsed.max(due);
+                            }
+                            early = deadline.is_some_and(|d| rig.t0 + rig.elapsed < d);
+                            Event::WaitOver
+                        } else {
+                            // A request arrives before the deadline (or was queued).
+                            let until = deadline.map(|d| d.saturating_duration_since(rig.t0));
+                            let arrives = rig.elapsed + advance;
+                            rig.elapsed =
+                                until.map_or(arrives, |u| arrives.min(u).max(rig.elapsed));
+                            let request = match (pick, c.pick) {
+                                (_, 255) => Request::Stop,
+                                (0..=4, _) => restart(
+                                    if c.flag {
+                                        RestartKind::Hard
+                                    } else {
+                                        RestartKind::Soft
+                                    },
+                                    "operator",
+                                ),
+                                (5 | 6, _) => change(None, Some(c.flag), "desired"),
+                                _ => change(
+                                    Some(Duration::from_millis(u64::from(c.arg) + 1)),
+                                    c.flag.then_some(true),
+                                    "desired",
+                                ),
+                            };
+                            match &request {
+                                Request::Restart { .. } => {
+                                    model.restart_waiting = true;
+                                    if rig.sup.health().state != SensorState::Disabled {
+                                        model.restarts += 1;
+                                        model.failures = 0;
+                                    }
+                                }
+                                Request::Reconfigure { change, .. } => {
+                                    is_reconfigure = true;
+                                    if change.enabled == Some(true) && !rig.sup.health().enabled {
+                                        model.failures = 0;
+                                    }
+                                }
+                                Request::Stop => {}
+                            }
+                            Event::Request(request)
+                        }
+                    }
+                };
+                let automatic =
+                    matches!(event, Event::WaitOver) && rig.sup.pending_backoff().is_some();
+                let backed_off = rig.sup.pending_backoff();
+                let (opened_at, last_data) = (model.opened_at, model.last_data);
+                let out = rig.step(event.clone());
+                let health = rig.sup.health().clone();
+                if early {
+                    prop_assert!(out.is_empty(), "an early wait end acted: {:?}", out);
+                    prop_assert_eq!(rig.sup.next(), next_before);
+                }
+                // A degraded episode is one record: only a notice changes its reason.
+                let notice = matches!(
+                    &event,
+                    Event::Polled {
+                        outcome: PollOutcome::Notice(_),
+                        ..
+                    }
+                );
+                if before.0 == SensorState::Degraded
+                    && health.state == SensorState::Degraded
+                    && !notice
+                {
+                    prop_assert_eq!(&before.1, &health.reason);
+                }
+
+                // Restarts: one per restart, automatic or asked for.
+                if automatic && rig.sup.pending_backoff().is_none() {
+                    model.restarts += 1;
+                }
+                prop_assert_eq!(health.restarts, model.restarts);
+
+                // Backoff: grows per consecutive failure, capped, reset as the rules say.
+                if backed_off.is_none()
+                    && let Some(delay) = rig.sup.pending_backoff()
+                {
+                    let healthy_for = match &event {
+                        Event::OpenFailed { .. } => Duration::ZERO,
+                        Event::PollFailed { .. } => rig.elapsed - opened_at.unwrap_or(rig.elapsed),
+                        // A stall: healthy until the last reading.
+                        _ => last_data.saturating_sub(opened_at.unwrap_or(last_data)),
+                    };
+                    model.failures = if healthy_for >= policy.reset_after {
+                        1
+                    } else {
+                        model.failures + 1
+                    };
+                    prop_assert_eq!(rig.sup.failures(), model.failures);
+                    let cap = ceiling(&policy, model.failures);
+                    prop_assert!(delay <= policy.max, "{:?} over the cap", delay);
+                    prop_assert!(delay <= cap, "{:?} over {:?}", delay, cap);
+                    prop_assert!(
+                        delay >= cap.mul_f64(1.0 - policy.jitter) - Duration::from_nanos(1),
+                        "{:?} under the jitter band of {:?}",
+                        delay,
+                        cap
+                    );
+                    prop_assert!(health.reason.contains("; next attempt in "));
+                }
+
+                // State, phase and backoff agree.
+                let pending = rig.sup.pending_backoff();
+                match rig.sup.next() {
+                    Next::Stop => {}
+                    Next::Wait(None) => {
+                        prop_assert_eq!(health.state, SensorState::Disabled);
+                        prop_assert!(!health.enabled);
+                    }
+                    Next::Open => {
+                        prop_assert_eq!(health.state, SensorState::Starting);
+                        prop_assert!(health.enabled, "a disabled sensor is never opened");
+                    }
+                    Next::Poll | Next::Wait(Some(_)) if pending.is_none() => {
+                        prop_assert!(
+                            matches!(health.state, SensorState::Running | SensorState::Degraded),
+                            "serving in {:?}",
+                            health.state
+                        );
+                        prop_assert!(health.enabled, "a disabled sensor is never polled");
+                    }
+                    Next::Poll => prop_assert!(false, "polled while backing off"),
+                    Next::Wait(Some(_)) => {
+                        prop_assert_eq!(health.state, SensorState::Failed);
+                        prop_assert!(health.enabled);
+                    }
+                }
+                prop_assert_eq!(pending.is_some(), health.state == SensorState::Failed);
+                prop_assert!(!health.reason.is_empty());
+                if matches!(health.state, SensorState::Failed | SensorState::Degraded) {
+                    prop_assert!(health.last_error.is_some());
+                }
+                if health.state == SensorState::Failed {
+                    prop_assert_eq!(health.last_error.as_deref(), Some(health.reason.as_str()));
+                }
+
+                // Records: only changes, and the last one is the state now.
+                let records = statuses(&out);
+                let mut previous = before.clone();
+                for r in &records {
+                    prop_assert!(
+                        *r != previous || r.0 == SensorState::Restarting,
+                        "{:?} recorded twice",
+                        r
+                    );
+                    previous = r.clone();
+                }
+                match records.last() {
+                    Some(last) => prop_assert_eq!(last, &(health.state, health.reason.clone())),
+                    None => prop_assert_eq!(&before, &(health.state, health.reason.clone())),
+                }
+
+                // Answers: a reconfiguration in its step, a restart before the next wait.
+                let changes = out.iter().filter(|a| **a == Action::AnswerChange).count();
+                prop_assert_eq!(changes, usize::from(is_reconfigure));
+                for a in &out {
+                    if let Action::AnswerRestart(state) = a {
+                        prop_assert!(model.restart_waiting, "an answer nobody asked for");
+                        model.restart_waiting = false;
+                        prop_assert!(matches!(
+                            state,
+                            SensorState::Running | SensorState::Failed | SensorState::Disabled
+                        ));
+                    }
+                }
+                if matches!(rig.sup.next(), Next::Wait(_)) {
+                    prop_assert!(!model.restart_waiting, "a restart left unanswered");
+                }
+
+                // Power is cycled only inside a hard restart.
+                for (n, a) in out.iter().enumerate() {
+                    if *a == Action::PowerCycle {
+                        let restarting = n > 0
+                            && matches!(&out[n - 1], Action::Status(r)
+                                if r.state == SensorState::Restarting
+                                    && r.reason.starts_with("hard restart: "));
+                        prop_assert!(restarting, "power cycled outside a hard restart");
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn state_reason_backoff_and_answers_stay_consistent_over_any_event_sequence(
+                jitter in any::<bool>(),
+                enabled in any::<bool>(),
+                scheduled in any::<bool>(),
+                choices in proptest::collection::vec(choice(), 0..120),
+            ) {
+                check(jitter, enabled, scheduled, choices)?;
+            }
+        }
     }
 }
