@@ -12,6 +12,12 @@
 //! - [`latest`]: the newest value of every (sensor, quantity), which the SCD41 (pressure
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
 //! - [`simulation`]: the simulated flight's devices, built in one place.
+//! - [`power`]: the GPIO line that switches a sensor's supply, for hard restarts.
+//! - [`slot`]: the wiring place: each configured sensor's [`SensorSlot`] (adapter, power
+//!   line, number), assembled the same way for hardware and simulation.
+//!
+//! The supervisor (`crate::supervisor`) drives what this module builds; nothing here uses
+//! the supervisor, so the dependency runs one way.
 //!
 //! Invariants: an adapter's readings carry the sensor's id; nothing from a device panics the
 //! agent (DESIGN.md invariant 6): a bad line or CRC is counted and reported as degraded, a
@@ -24,7 +30,9 @@ pub mod i2c;
 pub mod latest;
 pub mod nmea;
 pub mod pacing;
+pub mod power;
 pub mod simulation;
+pub mod slot;
 pub mod ublox;
 
 use std::path::{Path, PathBuf};
@@ -35,9 +43,10 @@ use aloft_protocol::{Reading, SensorDescriptor, SensorId};
 use crate::config::{SensorConfig, SensorKind};
 
 pub use latest::LatestValues;
+pub use slot::{PowerSwitch, SensorSlot};
 
 /// Why a device could not be opened or read. The supervisor closes it and restarts it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The port or bus could not be opened (missing, busy, no permission).
     #[error("cannot open {path}: {message}")]
@@ -49,7 +58,7 @@ pub enum DeviceError {
     },
     /// The device did not initialise (no answer, wrong chip, rejected configuration).
     #[error("initialisation failed: {0}")]
-    Init(String),
+    Init(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The port vanished or closed (an unplugged USB adapter).
     #[error("port {path} lost: {message}")]
     Lost {
@@ -196,44 +205,27 @@ pub struct SlotError {
     pub source: DeviceError,
 }
 
-/// The supervisor's slots for the configured sensors on real hardware, numbered in config
-/// order. A power line that cannot be opened is logged and left out (the sensor runs, and
-/// a hard restart of it is refused), so a miswired GPIO never keeps a sensor from reading.
+/// The slots of the configured sensors on real hardware, numbered in config order. A power
+/// line that cannot be opened is logged and left out (the sensor runs, and a hard restart
+/// of it is refused), so a miswired GPIO never keeps a sensor from reading.
 pub fn hardware_slots(
     sensors: &[SensorConfig],
     latest: &LatestValues,
-) -> Result<Vec<crate::supervisor::SensorSlot>, SlotError> {
-    use crate::supervisor::power::GpioPowerLine;
-    use crate::supervisor::{PowerSwitch, SensorSlot};
-    let mut slots = Vec::with_capacity(sensors.len());
-    for (n, config) in sensors.iter().enumerate() {
-        let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+) -> Result<Vec<SensorSlot>, SlotError> {
+    slot::assemble(sensors, false, |id, config| {
         let device = hardware_device(id, config, latest).map_err(|source| SlotError {
             sensor: config.name.clone(),
             source,
         })?;
-        let power = config.power.as_ref().and_then(|p| {
-            match GpioPowerLine::open(p) {
-                Ok(line) => Some(PowerSwitch {
-                    line: Box::new(line),
-                    active_low: p.active_low,
-                    off_for: p.off_for,
-                }),
+        let line = config.power.as_ref().and_then(|p| {
+            match power::GpioPowerLine::open(p) {
+                Ok(line) => Some(Box::new(line) as Box<dyn power::PowerLine>),
                 Err(e) => {
                     tracing::error!(sensor = %config.name, error = %e, "Power line unusable; hard restarts of this sensor are refused.");
                     None
                 }
             }
         });
-        slots.push(SensorSlot {
-            id,
-            name: config.name.clone(),
-            kind: config.kind,
-            enabled: config.enabled,
-            device,
-            power,
-            simulated: false,
-        });
-    }
-    Ok(slots)
+        Ok((device, line))
+    })
 }

@@ -116,6 +116,11 @@ pub(crate) fn read_port(
     }
 }
 
+/// The receiver did not take the airborne dynamic model at `open`.
+#[derive(Debug, thiserror::Error)]
+#[error("dynamic model not confirmed: {0}")]
+struct ModelNotConfirmed(#[source] ublox::ConfigError);
+
 /// The adapter.
 #[derive(Debug)]
 pub struct UbloxDevice {
@@ -208,7 +213,7 @@ impl Device for UbloxDevice {
             DynamicModel::Airborne2g,
             self.options.command_timeout,
         )
-        .map_err(|e| DeviceError::Init(format!("dynamic model not confirmed: {e}")))?;
+        .map_err(|e| DeviceError::Init(Box::new(ModelNotConfirmed(e))))?;
         self.framer = GnssFramer::new();
         self.synced = false;
         self.fixes = FixAssembler::new();

@@ -23,7 +23,6 @@
 //! and restarted, so no sensor stays silently dead.
 
 pub mod backoff;
-pub mod power;
 pub mod state;
 pub mod supervision;
 
@@ -40,9 +39,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
+use crate::sensor::power::{Level, powered_level};
 use crate::sensor::{Device, LatestValues, PollOutcome};
+pub use crate::sensor::{PowerSwitch, SensorSlot};
 use backoff::BackoffPolicy;
-use power::{Level, PowerLine, powered_level};
 use state::SensorHealth;
 use supervision::{Action, Event, Next, Now, Request, Rules, Supervision};
 
@@ -90,14 +90,16 @@ pub enum SupervisorError {
         /// The part's minimum.
         min: Duration,
     },
-    /// A thread could not be started.
-    #[error("cannot start the thread of sensor {name}: {message}")]
-    Thread {
-        /// The sensor.
-        name: String,
-        /// What the OS said.
-        message: String,
-    },
+}
+
+/// A sensor's thread could not be started (the supervisor did not start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the thread of sensor {sensor}: {source}")]
+pub struct StartError {
+    /// The sensor.
+    pub sensor: String,
+    /// What the OS said.
+    pub source: std::io::Error,
 }
 
 /// How sensors are supervised.
@@ -142,48 +144,6 @@ impl SupervisorOptions {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
-    }
-}
-
-/// A sensor's power switch for hard restarts.
-#[derive(Debug)]
-pub struct PowerSwitch {
-    /// The line.
-    pub line: Box<dyn PowerLine>,
-    /// The sensor is powered when the line is low.
-    pub active_low: bool,
-    /// How long power stays off.
-    pub off_for: Duration,
-}
-
-/// One sensor to supervise.
-pub struct SensorSlot {
-    /// Its number in readings.
-    pub id: SensorId,
-    /// Its name in the config.
-    pub name: String,
-    /// Its kind.
-    pub kind: SensorKind,
-    /// Whether it runs.
-    pub enabled: bool,
-    /// Its adapter.
-    pub device: Box<dyn Device>,
-    /// Its power line, if it has one.
-    pub power: Option<PowerSwitch>,
-    /// Its readings come from a simulator (flagged [`Quality::SIMULATED`]).
-    pub simulated: bool,
-}
-
-impl std::fmt::Debug for SensorSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SensorSlot")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("enabled", &self.enabled)
-            .field("power", &self.power)
-            .field("simulated", &self.simulated)
-            .finish_non_exhaustive()
     }
 }
 
@@ -261,7 +221,7 @@ impl Supervisor {
         options: SupervisorOptions,
         records: mpsc::Sender<Record>,
         latest: LatestValues,
-    ) -> Result<Supervisor, SupervisorError> {
+    ) -> Result<Supervisor, StartError> {
         let clock = AgentClock::new();
         let (changes, _) = watch::channel(0u64);
         let changes = Arc::new(changes);
@@ -307,9 +267,9 @@ impl Supervisor {
             let thread = std::thread::Builder::new()
                 .name(format!("sensor-{}", slot.name))
                 .spawn(move || runner.run())
-                .map_err(|e| SupervisorError::Thread {
-                    name: name.clone(),
-                    message: e.to_string(),
+                .map_err(|source| StartError {
+                    sensor: name.clone(),
+                    source,
                 })?;
             threads.push(thread);
             sensors.push(SensorControl {
