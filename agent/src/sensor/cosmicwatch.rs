@@ -88,10 +88,7 @@ impl Device for CosmicWatchDevice {
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
         let Some(port) = self.port.as_mut() else {
-            return Err(DeviceError::Lost {
-                path: self.path.clone(),
-                message: "not open".into(),
-            });
+            return Err(DeviceError::not_open(&self.path));
         };
         let Some(n) = read_port(port, &self.path, &mut self.buf)? else {
             return Ok(PollOutcome::Healthy);

@@ -49,23 +49,23 @@ pub use slot::{PowerSwitch, SensorSlot};
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The port or bus could not be opened (missing, busy, no permission).
-    #[error("cannot open {path}: {message}")]
+    #[error("cannot open {path}: {source}")]
     Open {
         /// The port or bus.
         path: PathBuf,
         /// Why.
-        message: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The device did not initialise (no answer, wrong chip, rejected configuration).
     #[error("initialisation failed: {0}")]
     Init(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The port vanished or closed (an unplugged USB adapter).
-    #[error("port {path} lost: {message}")]
+    #[error("port {path} lost: {source}")]
     Lost {
         /// The port.
         path: PathBuf,
         /// Why.
-        message: String,
+        source: std::io::Error,
     },
     /// The device answered no more (NACKs, bus errors, stuck conversions).
     #[error("device not answering: {0}")]
@@ -76,10 +76,21 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
-    pub(crate) fn open(path: &Path, message: impl ToString) -> Self {
+    pub(crate) fn open(
+        path: &Path,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         DeviceError::Open {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// The port at `path` is not open (polled after a failed open).
+    pub(crate) fn not_open(path: &Path) -> Self {
+        DeviceError::Lost {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotConnected, "not open"),
         }
     }
 }
@@ -103,7 +114,7 @@ pub trait Device: Send {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError>;
 
     /// Reads what the device has; appends readings to `out`. Blocks at most about
-    /// [`Device::poll_timeout`] (serial devices) or one measurement (I2C devices).
+    /// its port's read timeout (serial devices) or one measurement (I2C devices).
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError>;
 
     /// Lets go of the port or bus. Called before every reopen and at shutdown.

@@ -82,10 +82,7 @@ impl Device for NmeaDevice {
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
         let Some(port) = self.port.as_mut() else {
-            return Err(DeviceError::Lost {
-                path: self.path.clone(),
-                message: "not open".into(),
-            });
+            return Err(DeviceError::not_open(&self.path));
         };
         self.pacing.wait();
         let read = read_port(port, &self.path, &mut self.buf)?;

@@ -102,16 +102,19 @@ pub(crate) fn read_port(
     path: &Path,
     buf: &mut [u8],
 ) -> Result<Option<usize>, DeviceError> {
-    let lost = |message: String| DeviceError::Lost {
+    let lost = |source: std::io::Error| DeviceError::Lost {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     match port.read(buf) {
-        Ok(0) => Err(lost("the port closed".into())),
+        Ok(0) => Err(lost(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the port closed",
+        ))),
         Ok(n) => Ok(Some(n)),
         Err(e) => match LineError::from_io(&e) {
             LineError::Timeout => Ok(None),
-            _ => Err(lost(e.to_string())),
+            _ => Err(lost(e)),
         },
     }
 }
@@ -196,10 +199,10 @@ impl UbloxDevice {
         }
     }
 
-    fn lost(&self, e: impl ToString) -> DeviceError {
+    fn lost(&self, source: std::io::Error) -> DeviceError {
         DeviceError::Lost {
             path: self.path.clone(),
-            message: e.to_string(),
+            source,
         }
     }
 }
@@ -225,7 +228,7 @@ impl Device for UbloxDevice {
 
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError> {
         let Some(mut port) = self.port.take() else {
-            return Err(self.lost("not open"));
+            return Err(DeviceError::not_open(&self.path));
         };
         let mut outcome = PollOutcome::Healthy;
         if self.last_model_check.elapsed() >= self.options.model_check_every

@@ -1,13 +1,22 @@
-//! The sensor supervisor: one supervised thread per sensor, restarts, power lines.
+//! The sensor supervisor: one supervised thread per sensor, its restarts and its power cycles.
 //!
 //! Each enabled sensor runs on its own thread (the drivers are blocking), in a loop of
 //! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
 //! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
 //! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
 //! under way. A disabled sensor's thread waits with its device closed, `Disabled`, until
-//! it is enabled. What a sensor produces
-//! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
-//! [`DescriptorRecord`] at every (re)start and a status record at every state change.
+//! it is enabled. What a sensor produces leaves as [`Record`]s on one bounded channel to the
+//! store writer: its readings, a [`DescriptorRecord`] at every (re)start and a status record
+//! at every state change.
+//!
+//! Every decision (when to poll, degrade, fail, back off, restart, recover) is made by the
+//! sensor's [`supervision::Supervision`], which does no I/O. The thread here is its shell:
+//! it opens and polls the device, waits for commands until the deadline the supervision
+//! names, feeds what happened back as events, and carries out the actions it gets (records,
+//! close, new interval, power cycle, answers).
+//!
+//! The sensors come as [`SensorSlot`]s built by [`crate::sensor`] (adapters, power lines,
+//! slot assembly); this module depends on `sensor`, never the reverse.
 //!
 //! Other tasks reach the sensors through a [`SupervisorHandle`] (cloneable): `restart`,
 //! soft (close, reopen, re-initialise) or hard (the sensor's power line off for `off_for`,
