@@ -14,9 +14,15 @@
 //! - [`control`]: the hub's desired state, commands and log fetches, applied once.
 //! - [`inspect`]: `aloft-agent store dump`, the store's records as JSON lines.
 //! - [`run`]: the daemon (`aloft-agent run`): wires the parts and writes the store.
-//! - [`supervisor`]: one supervised thread per sensor: states, backoff, restarts, power lines.
+//! - [`supervisor`]: one supervised thread per sensor. Its decisions (degrade, stall, recover,
+//!   backoff, restart, enable) are [`supervisor::supervision`], with no I/O; the thread around
+//!   it only opens, polls, waits for commands and carries out what it decides.
 //! - [`uplink`]: the link to aloft-hub: sync of the store, live lane, control messages.
-//! - [`sensor`]: the adapter of each device kind, the shared latest values, the simulation.
+//! - [`sensor`]: the adapter of each device kind, the power lines, the shared latest values,
+//!   the simulation, and the one place each configured sensor's slot is assembled.
+//!
+//! Dependencies run one way: [`supervisor`] drives what [`sensor`] builds (devices, power
+//! lines, slots) and nothing in [`sensor`] uses the supervisor.
 
 pub mod clock;
 pub mod config;

@@ -33,11 +33,11 @@ use crate::clock;
 use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
 use crate::control::{self, ControlHandles, LogRing};
 use crate::metrics::{self, Metrics};
-use crate::sensor::simulation::{Simulation, SimulationTuning};
-use crate::sensor::{LatestValues, hardware_slots};
+use crate::sensor::simulation::{Simulation, SimulationError, SimulationTuning};
+use crate::sensor::{LatestValues, SlotError, hardware_slots};
 use crate::state::StateFile;
 use crate::status::StatusReport;
-use crate::supervisor::{Supervisor, SupervisorOptions};
+use crate::supervisor::{StartError, Supervisor, SupervisorOptions};
 use crate::systemd::Notifier;
 use crate::timekeeping::{TimePolicy, Timekeeper};
 use crate::uplink::{self, HubLink, LiveBoard, SharedStore, UplinkOptions};
@@ -77,9 +77,23 @@ pub enum RunError {
     /// The clocks could not be read.
     #[error("time: {0}")]
     Time(#[from] crate::timekeeping::TimeError),
-    /// The sensors could not be set up.
+    /// The directory of the simulated ports could not be made.
+    #[error("sensors: cannot create {path}: {source}")]
+    SimulatedPorts {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The simulated sensors could not be started.
     #[error("sensors: {0}")]
-    Sensors(String),
+    Simulation(#[from] SimulationError),
+    /// The hardware sensors could not be set up.
+    #[error("sensors: {0}")]
+    Hardware(#[from] SlotError),
+    /// The sensors' supervision could not start.
+    #[error("sensors: {0}")]
+    Supervision(#[from] StartError),
     /// The local endpoint could not listen.
     #[error("cannot listen on {addr} for metrics and status: {source}")]
     Endpoint {
@@ -181,8 +195,9 @@ pub async fn run_with_logs(
     let (simulation, slots) = match &config.simulation {
         Some(sim) => {
             let links = store_dir.join("sim-ports");
-            std::fs::create_dir_all(&links).map_err(|e| {
-                RunError::Sensors(format!("cannot create {}: {e}", links.display()))
+            std::fs::create_dir_all(&links).map_err(|source| RunError::SimulatedPorts {
+                path: links.clone(),
+                source,
             })?;
             let (simulation, slots) = Simulation::start(
                 sim,
@@ -190,19 +205,13 @@ pub async fn run_with_logs(
                 &links,
                 &latest,
                 SimulationTuning::default(),
-            )
-            .map_err(|e| RunError::Sensors(e.to_string()))?;
+            )?;
             (Some(simulation), slots)
         }
-        None => (
-            None,
-            hardware_slots(&config.sensors, &latest)
-                .map_err(|e| RunError::Sensors(e.to_string()))?,
-        ),
+        None => (None, hardware_slots(&config.sensors, &latest)?),
     };
-    let supervisor = Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest)
-        .await
-        .map_err(|e| RunError::Sensors(e.to_string()))?;
+    let supervisor =
+        Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest).await?;
     // The live lane reports sensors as the supervisor sees them (live reconfiguration
     // included) and goes out at once when one changes.
     let live = {

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use aloft_agent::config::{SensorConfig, SimulationConfig};
 use aloft_agent::replay::{self, CaptureKind};
+use aloft_agent::sensor::power::Level;
 use aloft_agent::sensor::simulation::{SimulatedI2c, Simulation, SimulationTuning};
 use aloft_agent::sensor::ublox::UbloxOptions;
 use aloft_agent::sensor::{LatestValues, hardware_slots};
 use aloft_agent::supervisor::backoff::BackoffPolicy;
-use aloft_agent::supervisor::power::Level;
 use aloft_agent::supervisor::{RestartKind, Supervisor, SupervisorError, SupervisorOptions};
 use aloft_protocol::{
     DynamicModel, Quality, Quantity, Record, SensorId, SensorState, StatusRecord,

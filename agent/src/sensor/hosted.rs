@@ -65,13 +65,27 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// The config file could not be read back as TOML.
-    #[error("cannot rewrite {} for the agent: {reason}", path.display())]
+    #[error("cannot rewrite {} for the agent: {source}", path.display())]
     Rewrite {
         /// The config.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: RewriteError,
     },
+}
+
+/// Why the simulation's config could not be turned into the agent's.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// The file is not TOML.
+    #[error("{}", .0.message())]
+    Parse(#[source] toml::de::Error),
+    /// The rewritten table could not be written as TOML.
+    #[error("{0}")]
+    Write(#[source] toml::ser::Error),
 }
 
 /// One register model served on its bridge.
@@ -174,15 +188,13 @@ impl HostedDevices {
             }
             paths.insert(sensor.name.clone(), (key, path));
         }
-        let text = std::fs::read_to_string(config_file).map_err(|e| HostError::Rewrite {
+        let rewrite_error = |source| HostError::Rewrite {
             path: config_file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let agent_config =
-            agent_config_text(&text, &paths).map_err(|reason| HostError::Rewrite {
-                path: config_file.to_path_buf(),
-                reason,
-            })?;
+            source,
+        };
+        let text = std::fs::read_to_string(config_file)
+            .map_err(|e| rewrite_error(RewriteError::Read(e)))?;
+        let agent_config = agent_config_text(&text, &paths).map_err(rewrite_error)?;
         let agent_path = hosted.agent_config();
         std::fs::write(&agent_path, agent_config).map_err(|source| HostError::Write {
             path: agent_path,
@@ -241,10 +253,8 @@ impl HostedDevices {
 pub fn agent_config_text(
     text: &str,
     paths: &HashMap<String, (&'static str, PathBuf)>,
-) -> Result<String, String> {
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+) -> Result<String, RewriteError> {
+    let mut table: toml::Table = text.parse().map_err(RewriteError::Parse)?;
     table.remove("simulation");
     if let Some(toml::Value::Array(sensors)) = table.get_mut("sensor") {
         for sensor in sensors.iter_mut() {
@@ -263,7 +273,7 @@ pub fn agent_config_text(
             sensor.insert((*key).into(), path);
         }
     }
-    let body = toml::to_string(&table).map_err(|e| e.to_string())?;
+    let body = toml::to_string(&table).map_err(RewriteError::Write)?;
     Ok(format!(
         "# Written by `aloft-agent simulate`: the simulated flight's devices, hosted in\n\
          # that process, read by an agent in another. Serial sensors read pseudo-terminals,\n\
@@ -316,6 +326,11 @@ line = 4
 
     #[test]
     fn a_config_that_is_not_toml_is_refused_with_the_reason() {
-        assert!(agent_config_text("[node\nname=", &HashMap::new()).is_err());
+        let e = agent_config_text("[node\nname=", &HashMap::new()).expect_err("not TOML");
+        assert!(matches!(e, RewriteError::Parse(_)), "{e:?}");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parser's error is kept"
+        );
     }
 }

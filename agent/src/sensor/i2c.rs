@@ -253,6 +253,7 @@ where
 impl<I2C, D> Device for I2cDevice<I2C, D>
 where
     I2C: I2c + Send,
+    I2C::Error: Send + Sync + 'static,
     D: DelayNs + Send,
 {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
@@ -262,23 +263,24 @@ where
         if let Some(hook) = self.before_measure.as_mut() {
             hook();
         }
-        let init = |e: &dyn fmt::Display| DeviceError::Init(e.to_string());
         let (driver, descriptor) = match self.kind {
             SensorKind::Bme280 => {
                 let mut d = Bme280::new(bus, self.address);
-                d.init(&mut delay).map_err(|e| init(&e))?;
+                d.init(&mut delay)
+                    .map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Bme280(d, delay), descriptor)
             }
             SensorKind::Ms5611 => {
                 let mut d = Ms5611::new(bus, self.address);
-                d.init(&mut delay).map_err(|e| init(&e))?;
+                d.init(&mut delay)
+                    .map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Ms5611(d, delay, Pipeline::new()), descriptor)
             }
             SensorKind::Scd41 => {
                 let mut d = Scd41::new(bus, delay);
-                d.init().map_err(|e| init(&e))?;
+                d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Scd41(d), descriptor)
             }
@@ -287,7 +289,7 @@ where
                 let config =
                     ms4525do::Config::new(self.address, defaults.output_type, defaults.range);
                 let mut d = Ms4525do::new(bus, delay, config);
-                d.init().map_err(|e| init(&e))?;
+                d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Ms4525do(d), descriptor)
             }
@@ -414,7 +416,7 @@ mod tests {
         let mut device = ms5611(&sim);
         device.open().expect("opens");
         let mut out = Vec::new();
-        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
         assert!(!out.is_empty());
 
         sim.nack_next(1);
@@ -422,7 +424,7 @@ mod tests {
             device.poll(&mut out),
             Ok(PollOutcome::Degraded(_))
         ));
-        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
 
         sim.nack_until_cleared();
         for _ in 1..FAILURES_BEFORE_RESTART {
@@ -439,7 +441,7 @@ mod tests {
         // The soft restart path re-initialises once the device answers again.
         sim.clear_faults();
         device.open().expect("opens again");
-        assert_eq!(device.poll(&mut out), Ok(PollOutcome::Healthy));
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
     }
 
     #[test]
@@ -460,8 +462,17 @@ mod tests {
         .expect("an I2C kind");
         let e = device.open().expect_err("a BMP280 is not a BME280");
         assert!(
-            matches!(&e, DeviceError::Init(m) if m.contains("0x58")),
+            matches!(&e, DeviceError::Init(source) if source.to_string().contains("0x58")),
             "{e:?}"
+        );
+        // The driver's own error stays reachable as the source, not only its text.
+        let source = std::error::Error::source(&e).expect("the driver's error");
+        assert!(
+            matches!(
+                source.downcast_ref::<aloft_sensors::bme280::Error<embedded_hal::i2c::ErrorKind>>(),
+                Some(aloft_sensors::bme280::Error::WrongChipId(0x58))
+            ),
+            "{source:?}"
         );
     }
 

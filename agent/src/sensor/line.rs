@@ -80,20 +80,24 @@ impl SerialLine {
     pub(crate) fn port(&mut self) -> Result<&mut Port, DeviceError> {
         self.port
             .as_mut()
-            .ok_or_else(|| DeviceError::lost(&self.path, "not open"))
+            .ok_or_else(|| DeviceError::not_open(&self.path))
     }
 
     /// Reads the port once, after the pacing's wait: the bytes read (already in the
     /// capture), or `None` when the read timed out.
     pub(crate) fn read(&mut self) -> Result<Option<&[u8]>, DeviceError> {
         let Some(port) = self.port.as_mut() else {
-            return Err(DeviceError::lost(&self.path, "not open"));
+            return Err(DeviceError::not_open(&self.path));
         };
         if let Some(pacing) = self.pacing.as_ref() {
             pacing.wait();
         }
         let read = match port.read(&mut self.buf) {
-            Ok(0) => return Err(DeviceError::lost(&self.path, "the port closed")),
+            Ok(0) => {
+                let closed =
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the port closed");
+                return Err(DeviceError::lost(&self.path, closed));
+            }
             Ok(n) => Some(n),
             Err(e) => match LineError::from_io(&e) {
                 LineError::Timeout => None,

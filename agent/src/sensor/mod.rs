@@ -14,6 +14,12 @@
 //! - [`latest`]: the newest value of every (sensor, quantity), which the SCD41 (pressure
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
 //! - [`simulation`]: the simulated flight's devices, built in one place.
+//! - [`power`]: the GPIO line that switches a sensor's supply, for hard restarts.
+//! - [`slot`]: the wiring place: each configured sensor's [`SensorSlot`] (adapter, power
+//!   line, number), assembled the same way for hardware and simulation.
+//!
+//! The supervisor (`crate::supervisor`) drives what this module builds; nothing here uses
+//! the supervisor, so the dependency runs one way.
 //!
 //! Invariants: an adapter's readings carry the sensor's id; nothing from a device panics the
 //! agent (DESIGN.md invariant 6): a bad line or CRC is counted and reported as degraded, a
@@ -28,7 +34,9 @@ pub mod latest;
 pub(crate) mod line;
 pub mod nmea;
 pub mod pacing;
+pub mod power;
 pub mod simulation;
+pub mod slot;
 pub mod ublox;
 
 use std::path::{Path, PathBuf};
@@ -39,28 +47,29 @@ use aloft_protocol::{Reading, SensorDescriptor, SensorId};
 use crate::config::{SensorConfig, SensorKind};
 
 pub use latest::LatestValues;
+pub use slot::{PowerSwitch, SensorSlot};
 
 /// Why a device could not be opened or read. The supervisor closes it and restarts it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The port or bus could not be opened (missing, busy, no permission).
-    #[error("cannot open {path}: {message}")]
+    #[error("cannot open {path}: {source}")]
     Open {
         /// The port or bus.
         path: PathBuf,
         /// Why.
-        message: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The device did not initialise (no answer, wrong chip, rejected configuration).
     #[error("initialisation failed: {0}")]
-    Init(String),
+    Init(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The port vanished or closed (an unplugged USB adapter).
-    #[error("port {path} lost: {message}")]
+    #[error("port {path} lost: {source}")]
     Lost {
         /// The port.
         path: PathBuf,
         /// Why.
-        message: String,
+        source: std::io::Error,
     },
     /// The device answered no more (NACKs, bus errors, stuck conversions).
     #[error("device not answering: {0}")]
@@ -71,17 +80,28 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
-    pub(crate) fn open(path: &Path, message: impl ToString) -> Self {
+    pub(crate) fn open(
+        path: &Path,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         DeviceError::Open {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: source.into(),
         }
     }
 
-    pub(crate) fn lost(path: &Path, message: impl ToString) -> Self {
+    /// The port at `path` is not open (polled after a failed open).
+    pub(crate) fn not_open(path: &Path) -> Self {
         DeviceError::Lost {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotConnected, "not open"),
+        }
+    }
+
+    pub(crate) fn lost(path: &Path, source: std::io::Error) -> Self {
+        DeviceError::Lost {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }
@@ -117,7 +137,7 @@ pub trait Device: Send {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError>;
 
     /// Reads what the device has; appends readings to `out`. Blocks at most about
-    /// [`Device::poll_timeout`] (serial devices) or one measurement (I2C devices).
+    /// its port's read timeout (serial devices) or one measurement (I2C devices).
     fn poll(&mut self, out: &mut Vec<Reading>) -> Result<PollOutcome, DeviceError>;
 
     /// Lets go of the port or bus. Called before every reopen and at shutdown.
@@ -219,44 +239,27 @@ pub struct SlotError {
     pub source: DeviceError,
 }
 
-/// The supervisor's slots for the configured sensors on real hardware, numbered in config
-/// order. A power line that cannot be opened is logged and left out (the sensor runs, and
-/// a hard restart of it is refused), so a miswired GPIO never keeps a sensor from reading.
+/// The slots of the configured sensors on real hardware, numbered in config order. A power
+/// line that cannot be opened is logged and left out (the sensor runs, and a hard restart
+/// of it is refused), so a miswired GPIO never keeps a sensor from reading.
 pub fn hardware_slots(
     sensors: &[SensorConfig],
     latest: &LatestValues,
-) -> Result<Vec<crate::supervisor::SensorSlot>, SlotError> {
-    use crate::supervisor::power::GpioPowerLine;
-    use crate::supervisor::{PowerSwitch, SensorSlot};
-    let mut slots = Vec::with_capacity(sensors.len());
-    for (n, config) in sensors.iter().enumerate() {
-        let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+) -> Result<Vec<SensorSlot>, SlotError> {
+    slot::assemble(sensors, false, |id, config| {
         let device = hardware_device(id, config, latest).map_err(|source| SlotError {
             sensor: config.name.clone(),
             source,
         })?;
-        let power = config.power.as_ref().and_then(|p| {
-            match GpioPowerLine::open(p) {
-                Ok(line) => Some(PowerSwitch {
-                    line: Box::new(line),
-                    active_low: p.active_low,
-                    off_for: p.off_for,
-                }),
+        let line = config.power.as_ref().and_then(|p| {
+            match power::GpioPowerLine::open(p) {
+                Ok(line) => Some(Box::new(line) as Box<dyn power::PowerLine>),
                 Err(e) => {
                     tracing::error!(sensor = %config.name, error = %e, "Power line unusable; hard restarts of this sensor are refused.");
                     None
                 }
             }
         });
-        slots.push(SensorSlot {
-            id,
-            name: config.name.clone(),
-            kind: config.kind,
-            enabled: config.enabled,
-            device,
-            power,
-            simulated: false,
-        });
-    }
-    Ok(slots)
+        Ok((device, line))
+    })
 }

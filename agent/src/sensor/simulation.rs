@@ -33,11 +33,11 @@ use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
 use super::cosmicwatch::CosmicWatchDevice;
 use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval};
 use super::nmea::NmeaDevice;
+use super::power::{PowerLine, SimulatedPowerLine};
+use super::slot::{self, SensorSlot};
 use super::ublox::{UbloxDevice, UbloxOptions};
 use super::{Device, DeviceError, LatestValues, with_capture};
 use crate::config::{SensorConfig, SensorKind, SimulationConfig};
-use crate::supervisor::power::SimulatedPowerLine;
-use crate::supervisor::{PowerSwitch, SensorSlot};
 
 /// Why the simulation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -212,9 +212,8 @@ impl Simulation {
             i2c: HashMap::new(),
             power_lines: HashMap::new(),
         };
-        let mut slots = Vec::with_capacity(sensors.len());
-        for (n, sensor) in sensors.iter().enumerate() {
-            let id = SensorId(u16::try_from(n).unwrap_or(u16::MAX));
+        let slots = slot::assemble(sensors, true, |id, sensor| {
+            let n = usize::from(id.0);
             let seed = device_seed(config, n);
             let device_error = |source| SimulationError::Device {
                 sensor: sensor.name.clone(),
@@ -283,25 +282,13 @@ impl Simulation {
                     .map_err(device_error)?
                 }
             };
-            let power = sensor.power.as_ref().map(|p| {
+            let line = sensor.power.as_ref().map(|_| {
                 let line = SimulatedPowerLine::new();
                 sim.power_lines.insert(sensor.name.clone(), line.clone());
-                PowerSwitch {
-                    line: Box::new(line),
-                    active_low: p.active_low,
-                    off_for: p.off_for,
-                }
+                Box::new(line) as Box<dyn PowerLine>
             });
-            slots.push(SensorSlot {
-                id,
-                name: sensor.name.clone(),
-                kind: sensor.kind,
-                enabled: sensor.enabled,
-                device,
-                power,
-                simulated: true,
-            });
-        }
+            Ok((device, line))
+        })?;
         Ok((sim, slots))
     }
 
@@ -510,6 +497,7 @@ fn boxed<I2C, D>(
 ) -> Result<Box<dyn Device>, DeviceError>
 where
     I2C: embedded_hal::i2c::I2c + Send + 'static,
+    I2C::Error: Send + Sync + 'static,
     D: embedded_hal::delay::DelayNs + Send + 'static,
 {
     Ok(Box::new(device?.with_before_measure(hook)))

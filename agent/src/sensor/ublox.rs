@@ -151,10 +151,15 @@ impl UbloxDevice {
         }
     }
 
-    fn lost(&self, e: impl ToString) -> DeviceError {
+    fn lost(&self, e: std::io::Error) -> DeviceError {
         DeviceError::lost(self.line.path(), e)
     }
 }
+
+/// The receiver did not take the airborne dynamic model at `open`.
+#[derive(Debug, thiserror::Error)]
+#[error("dynamic model not confirmed: {0}")]
+struct ModelNotConfirmed(#[source] ublox::ConfigError);
 
 impl Device for UbloxDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
@@ -169,9 +174,7 @@ impl Device for UbloxDevice {
             Err(e) => {
                 // A receiver that did not take the model is not open.
                 self.line.close();
-                return Err(DeviceError::Init(format!(
-                    "dynamic model not confirmed: {e}"
-                )));
+                return Err(DeviceError::Init(Box::new(ModelNotConfirmed(e))));
             }
         };
         self.gnss.reset();

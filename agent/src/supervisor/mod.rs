@@ -1,13 +1,22 @@
-//! The sensor supervisor: one supervised thread per sensor, restarts, power lines.
+//! The sensor supervisor: one supervised thread per sensor, its restarts and its power cycles.
 //!
 //! Each enabled sensor runs on its own thread (the drivers are blocking), in a loop of
 //! open -> serve -> close: `Starting` while its [`Device`] opens, `Running` or `Degraded`
 //! while it produces readings, `Failed` with a jittered exponential [`backoff`] before the
 //! next automatic attempt, `Restarting` while an operator's (or the backoff's) restart is
 //! under way. A disabled sensor's thread waits with its device closed, `Disabled`, until
-//! it is enabled. What a sensor produces
-//! leaves as [`Record`]s on one bounded channel to the store writer: its readings, a
-//! [`DescriptorRecord`] at every (re)start and a status record at every state change.
+//! it is enabled. What a sensor produces leaves as [`Record`]s on one bounded channel to the
+//! store writer: its readings, a [`DescriptorRecord`] at every (re)start and a status record
+//! at every state change.
+//!
+//! Every decision (when to poll, degrade, fail, back off, restart, recover) is made by the
+//! sensor's [`supervision::Supervision`], which does no I/O. The thread here is its shell:
+//! it opens and polls the device, waits for commands until the deadline the supervision
+//! names, feeds what happened back as events, and carries out the actions it gets (records,
+//! close, new interval, power cycle, answers).
+//!
+//! The sensors come as [`SensorSlot`]s built by [`crate::sensor`] (adapters, power lines,
+//! slot assembly); this module depends on `sensor`, never the reverse.
 //!
 //! Other tasks reach the sensors through a [`SupervisorHandle`] (cloneable): `restart`,
 //! soft (close, reopen, re-initialise) or hard (the sensor's power line off for `off_for`,
@@ -23,8 +32,8 @@
 //! and restarted, so no sensor stays silently dead.
 
 pub mod backoff;
-pub mod power;
 pub mod state;
+pub mod supervision;
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,10 +48,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
+use crate::sensor::power::{Level, powered_level};
 use crate::sensor::{Device, LatestValues, PollOutcome};
-use backoff::{Backoff, BackoffPolicy};
-use power::{Level, PowerLine, powered_level};
+pub use crate::sensor::{PowerSwitch, SensorSlot};
+use backoff::BackoffPolicy;
 use state::SensorHealth;
+use supervision::{Action, Event, Next, Now, Request, Rules, Supervision};
 
 /// How a restart is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,14 +99,16 @@ pub enum SupervisorError {
         /// The part's minimum.
         min: Duration,
     },
-    /// A thread could not be started.
-    #[error("cannot start the thread of sensor {name}: {message}")]
-    Thread {
-        /// The sensor.
-        name: String,
-        /// What the OS said.
-        message: String,
-    },
+}
+
+/// A sensor's thread could not be started (the supervisor did not start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the thread of sensor {sensor}: {source}")]
+pub struct StartError {
+    /// The sensor.
+    pub sensor: String,
+    /// What the OS said.
+    pub source: std::io::Error,
 }
 
 /// How sensors are supervised.
@@ -143,48 +156,6 @@ impl SupervisorOptions {
     }
 }
 
-/// A sensor's power switch for hard restarts.
-#[derive(Debug)]
-pub struct PowerSwitch {
-    /// The line.
-    pub line: Box<dyn PowerLine>,
-    /// The sensor is powered when the line is low.
-    pub active_low: bool,
-    /// How long power stays off.
-    pub off_for: Duration,
-}
-
-/// One sensor to supervise.
-pub struct SensorSlot {
-    /// Its number in readings.
-    pub id: SensorId,
-    /// Its name in the config.
-    pub name: String,
-    /// Its kind.
-    pub kind: SensorKind,
-    /// Whether it runs.
-    pub enabled: bool,
-    /// Its adapter.
-    pub device: Box<dyn Device>,
-    /// Its power line, if it has one.
-    pub power: Option<PowerSwitch>,
-    /// Its readings come from a simulator (flagged [`Quality::SIMULATED`]).
-    pub simulated: bool,
-}
-
-impl std::fmt::Debug for SensorSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SensorSlot")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("enabled", &self.enabled)
-            .field("power", &self.power)
-            .field("simulated", &self.simulated)
-            .finish_non_exhaustive()
-    }
-}
-
 type Reply = oneshot::Sender<SensorState>;
 type ChangeReply = oneshot::Sender<()>;
 
@@ -216,7 +187,7 @@ enum Command {
 struct SensorControl {
     name: String,
     kind: SensorKind,
-    health: Arc<Mutex<SensorHealth>>,
+    supervision: Arc<Mutex<Supervision>>,
     commands: std_mpsc::Sender<Command>,
     has_power: bool,
     /// The device is sampled on a schedule, so its interval can change.
@@ -259,7 +230,7 @@ impl Supervisor {
         options: SupervisorOptions,
         records: mpsc::Sender<Record>,
         latest: LatestValues,
-    ) -> Result<Supervisor, SupervisorError> {
+    ) -> Result<Supervisor, StartError> {
         let clock = AgentClock::new();
         let (changes, _) = watch::channel(0u64);
         let changes = Arc::new(changes);
@@ -267,9 +238,19 @@ impl Supervisor {
         let mut threads = Vec::with_capacity(slots.len());
         for slot in slots {
             let interval = slot.device.interval();
-            let mut health = SensorHealth::new(slot.id, slot.name.clone(), slot.enabled);
-            health.interval = interval;
-            let health = Arc::new(Mutex::new(health));
+            let rules = Rules {
+                backoff: options.backoff,
+                recover_after: options.recover_after,
+                silences_before_failure: options.silences_before_failure,
+                seed: options.seed ^ u64::from(slot.id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let supervision = Arc::new(Mutex::new(Supervision::new(
+                slot.id,
+                slot.name.clone(),
+                slot.enabled,
+                interval,
+                rules,
+            )));
             if !slot.enabled {
                 tracing::info!(sensor = %slot.name, "Sensor disabled in the config; not started.");
             }
@@ -280,34 +261,30 @@ impl Supervisor {
                 id: slot.id,
                 name: slot.name.clone(),
                 kind: slot.kind,
-                enabled: slot.enabled,
                 device: slot.device,
                 power: slot.power,
                 simulated: slot.simulated,
-                health: Arc::clone(&health),
+                supervision: Arc::clone(&supervision),
                 records: records.clone(),
                 latest: latest.clone(),
-                options,
-                backoff: Backoff::new(
-                    options.backoff,
-                    options.seed ^ u64::from(slot.id.0).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                ),
                 commands: rx,
                 changes: Arc::clone(&changes),
                 clock,
+                restart_reply: None,
+                change_reply: None,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("sensor-{}", slot.name))
                 .spawn(move || runner.run())
-                .map_err(|e| SupervisorError::Thread {
-                    name: name.clone(),
-                    message: e.to_string(),
+                .map_err(|source| StartError {
+                    sensor: name.clone(),
+                    source,
                 })?;
             threads.push(thread);
             sensors.push(SensorControl {
                 name,
                 kind: slot.kind,
-                health,
+                supervision,
                 commands: tx,
                 has_power,
                 scheduled: interval.is_some(),
@@ -382,7 +359,7 @@ impl SupervisorHandle {
     pub fn health(&self) -> Vec<SensorHealth> {
         self.sensors
             .iter()
-            .map(|s| lock(&s.health).clone())
+            .map(|s| lock(&s.supervision).health().clone())
             .collect()
     }
 
@@ -405,7 +382,8 @@ impl SupervisorHandle {
         self.sensors
             .iter()
             .map(|s| {
-                let h = lock(&s.health);
+                let supervision = lock(&s.supervision);
+                let h = supervision.health();
                 SensorReport {
                     sensor: h.sensor,
                     name: h.name.clone(),
@@ -434,7 +412,7 @@ impl SupervisorHandle {
         reason: &str,
     ) -> Result<SensorState, SupervisorError> {
         let s = self.sensor(sensor)?;
-        if lock(&s.health).state == SensorState::Disabled {
+        if lock(&s.supervision).health().state == SensorState::Disabled {
             return Err(SupervisorError::Disabled(sensor.to_string()));
         }
         if kind == RestartKind::Hard && !s.has_power {
@@ -500,59 +478,25 @@ impl SupervisorHandle {
     }
 }
 
-/// How serving an open device ended.
-enum Exit {
-    Stop,
-    Failed {
-        healthy_for: Duration,
-        reason: String,
-    },
-    Restart {
-        kind: RestartKind,
-        reason: String,
-        reply: Reply,
-    },
-    Disable {
-        reason: String,
-        reply: ChangeReply,
-    },
-}
-
-/// What a command asks of the sensor's loop, once what it could do on the spot is done.
-enum Order {
-    Stop,
-    Restart {
-        kind: RestartKind,
-        reason: String,
-        reply: Reply,
-    },
-    Disable {
-        reason: String,
-        reply: ChangeReply,
-    },
-    Enable {
-        reason: String,
-        reply: ChangeReply,
-    },
-}
-
-/// One sensor's thread.
+/// One sensor's thread: the device, the channels and the clock around its
+/// [`Supervision`], which decides everything.
 struct Runner {
     id: SensorId,
     name: String,
     kind: SensorKind,
-    enabled: bool,
     device: Box<dyn Device>,
     power: Option<PowerSwitch>,
     simulated: bool,
-    health: Arc<Mutex<SensorHealth>>,
+    supervision: Arc<Mutex<Supervision>>,
     records: mpsc::Sender<Record>,
     latest: LatestValues,
-    options: SupervisorOptions,
-    backoff: Backoff,
     commands: std_mpsc::Receiver<Command>,
     changes: Arc<watch::Sender<u64>>,
     clock: AgentClock,
+    /// Whoever waits for the outcome of a restart.
+    restart_reply: Option<Reply>,
+    /// Whoever waits for a reconfiguration to be taken.
+    change_reply: Option<ChangeReply>,
 }
 
 /// The records channel closed: the agent is stopping.
@@ -560,416 +504,199 @@ struct Closed;
 
 impl Runner {
     fn run(mut self) {
-        tracing::info!(sensor = %self.name, kind = self.kind.as_str(), enabled = self.enabled, "Sensor supervision started.");
-        // The first state is news too: the stream says when supervision began.
-        let first = lock(&self.health).record(self.clock.now());
-        if self.send(Record::Status(first)).is_err() {
-            return;
-        }
-        let mut reply: Option<Reply> = None;
-        let mut start_reason = "agent started".to_string();
-        loop {
-            if !self.enabled {
-                match self.idle() {
-                    Some((reason, r)) => {
-                        // A sensor switched back on starts with a clean backoff.
-                        self.backoff.reset();
-                        start_reason = reason;
-                        if self.enter(SensorState::Starting, &start_reason).is_err() {
-                            break;
-                        }
-                        let _ = r.send(());
-                    }
-                    None => break,
-                }
-            }
-            if self.enter(SensorState::Starting, &start_reason).is_err() {
-                break;
-            }
-            let exit = match self.device.open() {
-                Ok(descriptor) => match self.opened(descriptor, &mut reply) {
-                    Ok(()) => self.serve(),
-                    Err(Closed) => Exit::Stop,
+        let enabled = lock(&self.supervision).health().enabled;
+        tracing::info!(sensor = %self.name, kind = self.kind.as_str(), enabled, "Sensor supervision started.");
+        let mut actions = Vec::new();
+        let clock = self.clock;
+        let stamp = move || clock.now();
+        lock(&self.supervision).start(
+            Now {
+                at: Instant::now(),
+                stamp: &stamp,
+            },
+            &mut actions,
+        );
+        let mut readings: Vec<Reading> = Vec::new();
+        while self.execute(&mut actions).is_ok() {
+            let next = lock(&self.supervision).next();
+            let event = match next {
+                Next::Stop => break,
+                Next::Open => match self.open() {
+                    Ok(event) => event,
+                    Err(Closed) => break,
                 },
-                Err(e) => {
-                    let mut health = lock(&self.health);
-                    health.problems = health.problems.saturating_add(1);
-                    drop(health);
-                    tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
-                    Exit::Failed {
-                        healthy_for: Duration::ZERO,
-                        reason: e.to_string(),
-                    }
-                }
+                Next::Poll => match self.poll(&mut readings) {
+                    Ok(event) => event,
+                    Err(Closed) => break,
+                },
+                Next::Wait(until) => match self.receive(until) {
+                    Some(request) => Event::Request(request),
+                    None => Event::WaitOver,
+                },
             };
-            self.device.close();
-            let (kind, reason) = match exit {
-                Exit::Stop => break,
-                Exit::Disable { reason, reply: r } => {
-                    if self.disable(&reason, r, reply.take()).is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                Exit::Restart {
-                    kind,
-                    reason,
-                    reply: r,
-                } => {
-                    reply = Some(r);
-                    (Some(kind), reason)
-                }
-                Exit::Failed {
-                    healthy_for,
-                    reason,
-                } => {
-                    let delay = self.backoff.next_delay(healthy_for);
-                    tracing::info!(sensor = %self.name, delay_ms = delay.as_millis() as u64, failures = self.backoff.failures(), "Sensor restart scheduled.");
-                    // The operator reads when the next attempt comes.
-                    let reason = format!("{reason}; next attempt in {:.1} s", delay.as_secs_f64());
-                    if self.enter(SensorState::Failed, &reason).is_err() {
-                        break;
-                    }
-                    // An operator's restart that ends in a failure is answered now.
-                    if let Some(r) = reply.take() {
-                        let _ = r.send(SensorState::Failed);
-                    }
-                    match self.wait(delay) {
-                        None => (None, "automatic restart after failure".to_string()),
-                        Some(Order::Stop) => break,
-                        Some(Order::Disable { reason, reply: r }) => {
-                            if self.disable(&reason, r, None).is_err() {
-                                break;
-                            }
-                            continue;
-                        }
-                        // Enabled already: nothing changes, the backoff goes on.
-                        Some(Order::Enable { reply: r, .. }) => {
-                            let _ = r.send(());
-                            (None, "automatic restart after failure".to_string())
-                        }
-                        Some(Order::Restart {
-                            kind,
-                            reason,
-                            reply: r,
-                        }) => {
-                            reply = Some(r);
-                            (Some(kind), reason)
-                        }
-                    }
-                }
+            let clock = self.clock;
+            let stamp = move || clock.now();
+            let now = Now {
+                at: Instant::now(),
+                stamp: &stamp,
             };
-            if kind.is_some() {
-                // An operator asked: the automatic sequence starts over.
-                self.backoff.reset();
-            }
-            if self.restart(kind, &reason).is_err() {
-                break;
-            }
-            start_reason = format!("restarting: {reason}");
+            lock(&self.supervision).handle(event, now, &mut actions);
         }
         self.device.close();
         tracing::info!(sensor = %self.name, "Sensor supervision stopped.");
     }
 
-    /// The device is closed: records `Disabled`, then answers whoever asked (and a
-    /// restart that was under way, which now has nothing to restart).
-    fn disable(
-        &mut self,
-        reason: &str,
-        reply: ChangeReply,
-        restart: Option<Reply>,
-    ) -> Result<(), Closed> {
-        self.enabled = false;
-        lock(&self.health).enabled = false;
-        let entered = self.enter(SensorState::Disabled, reason);
-        let _ = reply.send(());
-        if let Some(r) = restart {
-            let _ = r.send(SensorState::Disabled);
-        }
-        entered
-    }
-
-    /// Waits, device closed, while the sensor is disabled: `Some` with the reason and the
-    /// reply once it is enabled, `None` when the agent stops.
-    fn idle(&mut self) -> Option<(String, ChangeReply)> {
-        loop {
-            let command = self.commands.recv().unwrap_or(Command::Stop);
-            // A change that needs nothing of the loop (a new interval) keeps it idle.
-            let Some(order) = self.order(command) else {
-                continue;
-            };
-            match order {
-                Order::Stop => return None,
-                Order::Enable { reason, reply } => return Some((reason, reply)),
-                // Nothing runs: a restart has nothing to do, a disable is already done.
-                Order::Restart { reply, .. } => {
-                    let _ = reply.send(SensorState::Disabled);
-                }
-                Order::Disable { reply, .. } => {
-                    let _ = reply.send(());
-                }
+    /// Opens the device; its descriptor is recorded before the event says so.
+    fn open(&mut self) -> Result<Event, Closed> {
+        match self.device.open() {
+            Ok(descriptor) => {
+                self.send_descriptor(descriptor)?;
+                Ok(Event::Opened)
+            }
+            Err(e) => {
+                tracing::warn!(sensor = %self.name, error = %e, "Sensor did not open.");
+                Ok(Event::OpenFailed {
+                    reason: e.to_string(),
+                })
             }
         }
     }
 
-    /// Does what a command can do on the spot (a new interval takes effect at the next
-    /// poll) and says what the loop must do, if anything.
-    fn order(&mut self, command: Command) -> Option<Order> {
-        match command {
-            Command::Stop => Some(Order::Stop),
+    /// Polls the device; its readings (and a descriptor it learned) go out before the
+    /// event says how the poll went.
+    fn poll(&mut self, readings: &mut Vec<Reading>) -> Result<Event, Closed> {
+        readings.clear();
+        let outcome = match self.device.poll(readings) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
+                return Ok(Event::PollFailed {
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let count = readings.len();
+        if count > 0 {
+            self.forward(readings)?;
+        }
+        if let Some(d) = self.device.take_descriptor() {
+            self.send_descriptor(d)?;
+        }
+        if let PollOutcome::Notice(notice) = &outcome {
+            tracing::info!(sensor = %self.name, notice = %notice, "Sensor notice.");
+        }
+        Ok(Event::Polled {
+            readings: count,
+            outcome,
+            silence_limit: self.device.silence_limit(),
+        })
+    }
+
+    /// Waits for a command until `until` (for ever without one; only a queued command
+    /// once it has passed). A closed command channel is a stop.
+    fn receive(&mut self, until: Option<Instant>) -> Option<Request> {
+        let command = match until {
+            None => self.commands.recv().unwrap_or(Command::Stop),
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                let received = if left.is_zero() {
+                    self.commands.try_recv().map_err(|e| match e {
+                        std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
+                        std_mpsc::TryRecvError::Disconnected => {
+                            std_mpsc::RecvTimeoutError::Disconnected
+                        }
+                    })
+                } else {
+                    self.commands.recv_timeout(left)
+                };
+                match received {
+                    Ok(c) => c,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => return None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => Command::Stop,
+                }
+            }
+        };
+        Some(match command {
+            Command::Stop => Request::Stop,
             Command::Restart {
                 kind,
                 reason,
                 reply,
-            } => Some(Order::Restart {
-                kind,
-                reason,
-                reply,
-            }),
+            } => {
+                self.restart_reply = Some(reply);
+                Request::Restart { kind, reason }
+            }
             Command::Reconfigure {
                 change,
                 reason,
                 reply,
             } => {
-                if let Some(interval) = change.interval
-                    && self.device.interval() != Some(interval)
-                    && self.device.set_interval(interval)
-                {
-                    lock(&self.health).interval = Some(interval);
-                    tracing::info!(sensor = %self.name, interval_ms = interval.as_millis() as u64, reason = %reason, "Sensor interval changed.");
+                self.change_reply = Some(reply);
+                Request::Reconfigure { change, reason }
+            }
+        })
+    }
+
+    /// Carries out what the supervision decided, in order.
+    fn execute(&mut self, actions: &mut Vec<Action>) -> Result<(), Closed> {
+        for action in actions.drain(..) {
+            match action {
+                Action::Status(record) => {
+                    if record.state == SensorState::Restarting {
+                        tracing::info!(sensor = %self.name, restarts = record.restarts, reason = %record.reason, "Sensor restarting.");
+                    } else {
+                        tracing::info!(sensor = %self.name, state = ?record.state, reason = %record.reason, restarts = record.restarts, "Sensor state changed.");
+                    }
+                    self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                    self.send(Record::Status(record))?;
+                }
+                Action::Close => self.device.close(),
+                Action::SetInterval(interval) => {
+                    self.device.set_interval(interval);
+                    tracing::info!(sensor = %self.name, interval_ms = interval.as_millis() as u64, "Sensor interval changed.");
                     self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                match change.enabled {
-                    Some(false) if self.enabled => Some(Order::Disable {
-                        reason: format!("disabled: {reason}"),
-                        reply,
-                    }),
-                    Some(true) if !self.enabled => {
-                        self.enabled = true;
-                        lock(&self.health).enabled = true;
-                        Some(Order::Enable {
-                            reason: format!("enabled: {reason}"),
-                            reply,
-                        })
+                Action::PowerCycle => self.power_cycle(),
+                Action::AnswerRestart(state) => {
+                    if let Some(reply) = self.restart_reply.take() {
+                        let _ = reply.send(state);
                     }
-                    _ => {
+                }
+                Action::AnswerChange => {
+                    if let Some(reply) = self.change_reply.take() {
                         let _ = reply.send(());
-                        None
                     }
+                }
+                Action::BackOff { delay, failures } => {
+                    tracing::info!(sensor = %self.name, delay_ms = delay.as_millis() as u64, failures, "Sensor restart scheduled.");
+                }
+                Action::Stalled { silence } => {
+                    tracing::warn!(sensor = %self.name, silence_ms = silence.as_millis() as u64, "Sensor stalled.");
                 }
             }
         }
+        Ok(())
     }
 
-    /// Records a restart and, for a hard one, cycles the power.
-    fn restart(&mut self, kind: Option<RestartKind>, reason: &str) -> Result<(), Closed> {
-        let label = match kind {
-            Some(RestartKind::Soft) => format!("soft restart: {reason}"),
-            Some(RestartKind::Hard) => format!("hard restart: {reason}"),
-            None => reason.to_string(),
+    /// Switches the power line off for its `off_for`, then on again.
+    fn power_cycle(&mut self) {
+        let Some(power) = self.power.as_mut() else {
+            return;
         };
-        let record = lock(&self.health).begin_restart(label, self.clock.now());
-        tracing::info!(sensor = %self.name, restarts = record.restarts, reason = %record.reason, "Sensor restarting.");
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-        self.send(Record::Status(record))?;
-        if kind == Some(RestartKind::Hard)
-            && let Some(power) = self.power.as_mut()
-        {
-            let on = powered_level(power.active_low);
-            let off = match on {
-                Level::High => Level::Low,
-                Level::Low => Level::High,
-            };
-            if let Err(e) = power.line.set(off) {
-                tracing::warn!(sensor = %self.name, error = %e, "Power line not switched off; soft restart only.");
-            } else {
-                // The supply must stay off long enough for the device to reset; this is a
-                // deliberate wait, not a poll.
-                std::thread::sleep(power.off_for);
-            }
-            if let Err(e) = power.line.set(on) {
-                tracing::error!(sensor = %self.name, error = %e, "Power line not switched back on.");
-            }
+        let on = powered_level(power.active_low);
+        let off = match on {
+            Level::High => Level::Low,
+            Level::Low => Level::High,
+        };
+        if let Err(e) = power.line.set(off) {
+            tracing::warn!(sensor = %self.name, error = %e, "Power line not switched off; soft restart only.");
+        } else {
+            // The supply must stay off long enough for the device to reset; this is a
+            // deliberate wait, not a poll.
+            std::thread::sleep(power.off_for);
         }
-        Ok(())
-    }
-
-    /// The device opened: descriptor, then running.
-    fn opened(
-        &mut self,
-        descriptor: SensorDescriptor,
-        reply: &mut Option<Reply>,
-    ) -> Result<(), Closed> {
-        self.send_descriptor(descriptor)?;
-        self.enter(SensorState::Running, "device opened")?;
-        if let Some(r) = reply.take() {
-            let _ = r.send(SensorState::Running);
-        }
-        Ok(())
-    }
-
-    /// Polls the open device until it fails, is told to restart or to stop.
-    fn serve(&mut self) -> Exit {
-        let opened_at = Instant::now();
-        let mut last_data = Instant::now();
-        let mut last_problem: Option<Instant> = None;
-        let mut next_tick = Instant::now();
-        let mut readings: Vec<Reading> = Vec::new();
-        loop {
-            let command = match self.device.interval() {
-                Some(interval) => {
-                    let wait = next_tick.saturating_duration_since(Instant::now());
-                    match self.commands.recv_timeout(wait) {
-                        Ok(c) => Some(c),
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                            next_tick += interval;
-                            // After a long stall, skip the missed ticks instead of bursting.
-                            if next_tick < Instant::now() {
-                                next_tick = Instant::now() + interval;
-                            }
-                            None
-                        }
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => Some(Command::Stop),
-                    }
-                }
-                None => match self.commands.try_recv() {
-                    Ok(c) => Some(c),
-                    Err(std_mpsc::TryRecvError::Empty) => None,
-                    Err(std_mpsc::TryRecvError::Disconnected) => Some(Command::Stop),
-                },
-            };
-            if let Some(command) = command {
-                match self.order(command) {
-                    Some(Order::Stop) => return Exit::Stop,
-                    Some(Order::Restart {
-                        kind,
-                        reason,
-                        reply,
-                    }) => {
-                        return Exit::Restart {
-                            kind,
-                            reason,
-                            reply,
-                        };
-                    }
-                    Some(Order::Disable { reason, reply }) => {
-                        return Exit::Disable { reason, reply };
-                    }
-                    // Running already.
-                    Some(Order::Enable { reply, .. }) => {
-                        let _ = reply.send(());
-                    }
-                    None => {}
-                }
-                // A new interval starts its cadence now; the tick being waited for is
-                // still due, so nothing is polled early.
-                if let Some(interval) = self.device.interval() {
-                    next_tick = next_tick.min(Instant::now() + interval);
-                }
-                continue;
-            }
-            readings.clear();
-            let outcome = match self.device.poll(&mut readings) {
-                Ok(o) => o,
-                Err(e) => {
-                    let mut health = lock(&self.health);
-                    health.problems = health.problems.saturating_add(1);
-                    drop(health);
-                    tracing::warn!(sensor = %self.name, error = %e, "Sensor failed.");
-                    return Exit::Failed {
-                        healthy_for: opened_at.elapsed(),
-                        reason: e.to_string(),
-                    };
-                }
-            };
-            if !matches!(outcome, PollOutcome::Healthy | PollOutcome::Notice(_))
-                || !readings.is_empty()
-            {
-                let mut health = lock(&self.health);
-                health.readings = health.readings.saturating_add(readings.len() as u64);
-                if matches!(outcome, PollOutcome::Degraded(_)) {
-                    health.problems = health.problems.saturating_add(1);
-                }
-            }
-            if !readings.is_empty() {
-                last_data = Instant::now();
-                if self.forward(&mut readings).is_err() {
-                    return Exit::Stop;
-                }
-            }
-            if let Some(d) = self.device.take_descriptor()
-                && self.send_descriptor(d).is_err()
-            {
-                return Exit::Stop;
-            }
-            let state = lock(&self.health).state;
-            let result = match outcome {
-                PollOutcome::Healthy => Ok(()),
-                PollOutcome::Degraded(reason) => {
-                    last_problem = Some(Instant::now());
-                    // Stay on the first reason while degraded: one record per episode.
-                    if state == SensorState::Degraded {
-                        Ok(())
-                    } else {
-                        self.enter(SensorState::Degraded, &reason)
-                    }
-                }
-                PollOutcome::Notice(reason) => {
-                    tracing::info!(sensor = %self.name, notice = %reason, "Sensor notice.");
-                    self.enter(state, &reason)
-                }
-            };
-            if result.is_err() {
-                return Exit::Stop;
-            }
-            let limit = self.device.silence_limit();
-            let silence = last_data.elapsed();
-            let fail_at = limit.saturating_mul(self.options.silences_before_failure.max(1));
-            let result = if silence >= fail_at {
-                let reason = format!("no data for {:.1} s", silence.as_secs_f64());
-                tracing::warn!(sensor = %self.name, silence_ms = silence.as_millis() as u64, "Sensor stalled.");
-                return Exit::Failed {
-                    healthy_for: opened_at.elapsed().saturating_sub(silence),
-                    reason,
-                };
-            } else if silence >= limit {
-                last_problem = Some(Instant::now());
-                if lock(&self.health).state == SensorState::Degraded {
-                    Ok(())
-                } else {
-                    self.enter(
-                        SensorState::Degraded,
-                        &format!("no data for over {:.1} s", limit.as_secs_f64()),
-                    )
-                }
-            } else if lock(&self.health).state == SensorState::Degraded
-                && last_problem.is_none_or(|t| t.elapsed() >= self.options.recover_after)
-            {
-                self.enter(SensorState::Running, "recovered")
-            } else {
-                Ok(())
-            };
-            if result.is_err() {
-                return Exit::Stop;
-            }
-        }
-    }
-
-    /// Waits out a backoff `delay`; `None` when it passed, the order that cut it short
-    /// otherwise (a new interval is taken on the way, the wait goes on).
-    fn wait(&mut self, delay: Duration) -> Option<Order> {
-        let until = Instant::now() + delay;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let command = match self.commands.recv_timeout(left) {
-                Ok(c) => c,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => return None,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => Command::Stop,
-            };
-            if let Some(order) = self.order(command) {
-                return Some(order);
-            }
+        if let Err(e) = power.line.set(on) {
+            tracing::error!(sensor = %self.name, error = %e, "Power line not switched back on.");
         }
     }
 
@@ -995,18 +722,6 @@ impl Runner {
             time: self.clock.now(),
             descriptor,
         }))
-    }
-
-    fn enter(&self, state: SensorState, reason: &str) -> Result<(), Closed> {
-        let record = lock(&self.health).enter(state, reason, self.clock.now());
-        match record {
-            Some(record) => {
-                tracing::info!(sensor = %self.name, state = ?record.state, reason = %record.reason, restarts = record.restarts, "Sensor state changed.");
-                self.changes.send_modify(|n| *n = n.wrapping_add(1));
-                self.send(Record::Status(record))
-            }
-            None => Ok(()),
-        }
     }
 
     fn send(&self, record: Record) -> Result<(), Closed> {

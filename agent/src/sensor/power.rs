@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use embedded_hal::digital::OutputPin;
-use linux_embedded_hal::CdevPin;
-use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+use linux_embedded_hal::gpio_cdev::{self, Chip, LineRequestFlags};
+use linux_embedded_hal::{CdevPin, CdevPinError};
 
 use crate::config::PowerLineConfig;
 
@@ -37,24 +37,24 @@ pub fn powered_level(active_low: bool) -> Level {
 #[derive(Debug, thiserror::Error)]
 pub enum PowerError {
     /// The GPIO chip or line could not be opened or requested.
-    #[error("cannot use GPIO line {line} of {chip}: {message}")]
+    #[error("cannot use GPIO line {line} of {chip}: {source}")]
     Open {
         /// The chip.
         chip: PathBuf,
         /// The line offset.
         line: u32,
         /// What the kernel said.
-        message: String,
+        source: gpio_cdev::errors::Error,
     },
     /// Setting the line failed.
-    #[error("cannot set GPIO line {line} of {chip}: {message}")]
+    #[error("cannot set GPIO line {line} of {chip}: {source}")]
     Set {
         /// The chip.
         chip: PathBuf,
         /// The line offset.
         line: u32,
         /// What the kernel said.
-        message: String,
+        source: CdevPinError,
     },
 }
 
@@ -84,12 +84,12 @@ impl GpioPowerLine {
     /// Requests the configured line as an output, driven to its powered level so that
     /// taking it over never cuts a running sensor's supply.
     pub fn open(config: &PowerLineConfig) -> Result<Self, PowerError> {
-        let open_error = |e: &dyn fmt::Display| PowerError::Open {
+        let open_error = |source| PowerError::Open {
             chip: config.chip.clone(),
             line: config.line,
-            message: e.to_string(),
+            source,
         };
-        let mut chip = Chip::new(&config.chip).map_err(|e| open_error(&e))?;
+        let mut chip = Chip::new(&config.chip).map_err(open_error)?;
         let initial = match powered_level(config.active_low) {
             Level::High => 1,
             Level::Low => 0,
@@ -97,8 +97,8 @@ impl GpioPowerLine {
         let handle = chip
             .get_line(config.line)
             .and_then(|l| l.request(LineRequestFlags::OUTPUT, initial, "aloft-agent"))
-            .map_err(|e| open_error(&e))?;
-        let pin = CdevPin::new(handle).map_err(|e| open_error(&e))?;
+            .map_err(open_error)?;
+        let pin = CdevPin::new(handle).map_err(open_error)?;
         Ok(GpioPowerLine {
             pin,
             chip: config.chip.clone(),
@@ -113,10 +113,10 @@ impl PowerLine for GpioPowerLine {
             Level::High => self.pin.set_high(),
             Level::Low => self.pin.set_low(),
         };
-        result.map_err(|e| PowerError::Set {
+        result.map_err(|source| PowerError::Set {
             chip: self.chip.clone(),
             line: self.line,
-            message: e.to_string(),
+            source,
         })
     }
 }
@@ -175,6 +175,10 @@ mod tests {
         let message = e.to_string();
         assert!(message.contains("/dev/gpiochip-aloft-missing"), "{message}");
         assert!(message.contains("17"), "{message}");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the kernel's error is kept as the source"
+        );
     }
 
     #[test]
