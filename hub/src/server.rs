@@ -184,6 +184,7 @@ async fn connect(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let token = principal.token_id;
     let Some(node) = principal.node.filter(|_| principal.role == Role::Node) else {
         // docs/protocol.md: anything but a valid node token is refused with 401.
         return ApiError::unauthorized(format!(
@@ -207,6 +208,6 @@ async fn connect(
         .max_frame_size(session::WS_MESSAGE_LIMIT)
         .on_upgrade(move |socket| async move {
             let _running = running;
-            session::run(hub, control, node, socket, shutdown).await;
+            session::run(hub, control, node, token, socket, shutdown).await;
         })
 }
