@@ -353,11 +353,17 @@ impl HubProcess {
 
     /// Starts `aloft-hub run` on a free loopback port and waits for its listening line.
     pub fn start(bin: &Path, data: &Path) -> Result<HubProcess, ClientError> {
+        HubProcess::start_with(bin, data, &[])
+    }
+
+    /// [`HubProcess::start`] with more `run` flags (`--header-timeout 1s`, ...).
+    pub fn start_with(bin: &Path, data: &Path, flags: &[&str]) -> Result<HubProcess, ClientError> {
         let mut child = Command::new(bin)
             .arg("run")
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
             // Quiet unless asked: tests print the hub's log only when RUST_LOG says so.
             .env(
                 "RUST_LOG",
