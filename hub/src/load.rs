@@ -237,6 +237,15 @@ impl Load {
             &[("", get(&c.watches_refused))],
         );
         metric(
+            "aloft_hub_watch_reads_total",
+            "counter",
+            "Reads made by watches (each watch reads once, then only after a change).",
+            &[(
+                "",
+                crate::control::http::WATCH_READS.load(Ordering::Relaxed),
+            )],
+        );
+        metric(
             "aloft_hub_sessions_connected",
             "gauge",
             "Nodes with a live session.",

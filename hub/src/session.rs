@@ -154,6 +154,7 @@ pub async fn run(
     if let Err(e) = hub.registry.session_started(&node, &hello) {
         tracing::warn!(node, error = %e, "Could not record the session start.");
     }
+    hub.sessions.live_changed();
     tracing::info!(
         node,
         session = attached.id,
@@ -191,10 +192,11 @@ pub async fn run(
         )
         .await;
     }
-    if hub.sessions.detach(&node, attached.id)
-        && let Err(e) = hub.registry.session_ended(&node)
-    {
-        tracing::warn!(node, error = %e, "Could not record the session end.");
+    if hub.sessions.detach(&node, attached.id) {
+        if let Err(e) = hub.registry.session_ended(&node) {
+            tracing::warn!(node, error = %e, "Could not record the session end.");
+        }
+        hub.sessions.live_changed();
     }
     tracing::info!(node, session = attached.id, "Session ended.");
 }
@@ -408,6 +410,7 @@ fn handle(
         Uplink::Batch(batch) => Ok(Action::Persist(batch)),
         Uplink::Live(update) => {
             hub.registry.live(node, update);
+            hub.sessions.live_changed();
             Ok(Action::Reply(None))
         }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),

@@ -38,10 +38,23 @@ struct Slot {
 }
 
 /// The current session of every connected node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Sessions {
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     started: Arc<AtomicU64>,
+    /// Bumped whenever what the hub knows of a node's live state changes (a session
+    /// started or ended, a live update): sensor watches wait on it instead of polling.
+    live: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            slots: Arc::default(),
+            started: Arc::default(),
+            live: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 /// A session's registration.
@@ -75,6 +88,17 @@ impl Sessions {
         let mut names: Vec<String> = slots.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// Says that a node's live state changed (its session started or ended, a live update
+    /// arrived): wakes every [`Sessions::watch_live`] receiver.
+    pub fn live_changed(&self) {
+        self.live.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees a new value at every [`Sessions::live_changed`].
+    pub fn watch_live(&self) -> watch::Receiver<u64> {
+        self.live.subscribe()
     }
 
     /// Sessions started (welcomed) since the hub started, all nodes.

@@ -306,3 +306,87 @@ async fn wait_for_place(addr: SocketAddr, tls: &Arc<ClientConfig>, token: &str) 
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_watches_read_nothing_while_nothing_changes() {
+    let (_dir, hub, tokens, tls) = start(&[]);
+    let addr = hub.addr;
+    let mut watches = Vec::new();
+    for path in ["/api/v1/sensors", "/api/v1/events", "/api/v1/commands"] {
+        for _ in 0..10 {
+            let mut w = tls_from(LOCAL, addr, &tls).await.unwrap();
+            w.write_all(
+                format!(
+                    "GET {path}?watch=true&timeoutSeconds=60 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+                    tokens.admin
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            read_until(&mut w, "200 OK").await;
+            watches.push(w);
+        }
+    }
+    let before = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    // Nothing changes for a while: no node, no command, no event. Waiting is the test.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    // At most each watch's own first read, if it had not happened yet at `before`.
+    assert!(
+        after - before <= watches.len() as u64,
+        "{} reads by {} idle watches in 3 s",
+        after - before,
+        watches.len()
+    );
+    assert_eq!(
+        metric(addr, &tls, &tokens.admin, "aloft_hub_watches_open").await,
+        30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_watch_wakes_on_the_nodes_live_update() {
+    use aloft_protocol::SensorState;
+    use aloft_protocol::sync::{BacklogReport, LiveUpdate, SensorReport, Uplink};
+    let (_dir, hub, tokens, tls) = start(&[]);
+    let addr = hub.addr;
+    let mut w = tls_from(LOCAL, addr, &tls).await.unwrap();
+    w.write_all(
+        watch_request(&tokens.admin)
+            .replace("/api/v1/events", "/api/v1/sensors")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    read_until(&mut w, "200 OK").await;
+    let mut node = NodeClient::connect(addr, &tls, &tokens.node).await.unwrap();
+    node.hello(hello("glider", StoreEpoch([0x11; 16])))
+        .await
+        .unwrap();
+    node.send(&Uplink::Live(LiveUpdate {
+        time: Timestamp::monotonic(1),
+        readings: Vec::new(),
+        sensors: vec![SensorReport {
+            sensor: SensorId(1),
+            name: "woken-sensor".to_owned(),
+            kind: "ms5611".to_owned(),
+            state: SensorState::Running,
+            reason: String::new(),
+            restarts: 0,
+            last_restart: None,
+            last_error: None,
+            interval_ms: Some(100),
+            enabled: true,
+            readings: 0,
+        }],
+        backlog: BacklogReport {
+            records: 0,
+            bytes: 0,
+            oldest_age_s: None,
+        },
+    }))
+    .await
+    .unwrap();
+    read_until(&mut w, "woken-sensor").await;
+}
