@@ -10,9 +10,14 @@
 //!   creation to all the watchers having seen a line naming it.
 //! - `hub.api_p99_ms`: p99 of `READS` plain reads (`GET /api/v1/nodes/NODE`) with no watch
 //!   open; `hub.api_p99_ms_under_watches`: the same with the watches open.
+//! - `hub.sensor_watch_cpu_pct`: the hub's CPU with `WATCHES` sensor watches open (after the
+//!   others closed), minus the figure without watches. Sensor status does change (the node's
+//!   live lane, about once a second), so this is the cost of following it.
 //!
 //! Nothing here asserts: figures only. The machine may be shared: the figures carry its
-//! noise. `ALOFT_BENCH_DEBUG=1` uses the debug binaries, to check the bench itself quickly.
+//! noise. `ALOFT_BENCH_DEBUG=1` uses the debug binaries, to check the bench itself quickly;
+//! `ALOFT_BENCH_BIN=DIR` uses the `aloft-hub` and `aloft-agent` in DIR and builds nothing
+//! (to measure an older build beside the current one).
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -37,6 +42,9 @@ const COMMANDS: usize = 30;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn bench() -> Result<()> {
+    if let Some(bin) = std::env::var_os("ALOFT_BENCH_BIN") {
+        return in_temp_dir(Path::new(&bin));
+    }
     let debug = std::env::var_os("ALOFT_BENCH_DEBUG").is_some();
     let profile = if debug { "debug" } else { "release" };
     let mut build = cargo();
@@ -53,11 +61,14 @@ pub fn bench() -> Result<()> {
         build.arg("--release");
     }
     run("build the hub and the agent", &mut build)?;
-    let bin = target_dir().join(profile);
+    in_temp_dir(&target_dir().join(profile))
+}
+
+fn in_temp_dir(bin: &Path) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("aloft-bench-hub-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = measure(&bin, &dir);
+    let result = measure(bin, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -167,6 +178,7 @@ fn measure(bin: &Path, dir: &Path) -> Result<()> {
 
     eprintln!("xtask: opening {WATCHES} watches");
     let (seen_tx, seen_rx) = mpsc::channel::<(usize, Instant, String)>();
+    let mut held = Vec::with_capacity(WATCHES);
     for w in 0..WATCHES {
         let viewer = viewers[w % TOKENS].clone();
         let path = if w % 2 == 0 {
@@ -175,14 +187,11 @@ fn measure(bin: &Path, dir: &Path) -> Result<()> {
             "/api/v1/events?watch=true&timeoutSeconds=3600"
         };
         let seen = seen_tx.clone();
-        std::thread::spawn(move || {
-            let result = viewer.watch(path, |line| {
+        held.push(std::thread::spawn(move || {
+            let _ = viewer.watch(path, |line| {
                 seen.send((w, Instant::now(), line.to_string())).is_ok()
             });
-            if let Err(e) = result {
-                eprintln!("xtask: watch {w} ended: {e}");
-            }
-        });
+        }));
     }
     drop(seen_tx);
     let mut open = [false; WATCHES];
@@ -228,6 +237,42 @@ fn measure(bin: &Path, dir: &Path) -> Result<()> {
         while seen_rx.try_recv().is_ok() {}
     }
 
+    // A watch ends at its next line once the receiver is gone: one more command ends them
+    // all, before the sensor watches open.
+    drop(seen_rx);
+    let _ = create(&api)?;
+    for thread in held {
+        let _ = thread.join();
+    }
+
+    eprintln!(
+        "xtask: {} s of the hub with {WATCHES} sensor watches open",
+        WINDOW.as_secs()
+    );
+    let (sensor_tx, sensor_rx) = mpsc::channel::<usize>();
+    for w in 0..WATCHES {
+        let viewer = viewers[w % TOKENS].clone();
+        let seen = sensor_tx.clone();
+        std::thread::spawn(move || {
+            let _ = viewer.watch("/api/v1/sensors?watch=true&timeoutSeconds=3600", |_| {
+                seen.send(w).is_ok()
+            });
+        });
+    }
+    drop(sensor_tx);
+    let mut open = [false; WATCHES];
+    let deadline = Instant::now() + DEADLINE;
+    while open.iter().any(|o| !o) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let w = sensor_rx
+            .recv_timeout(left)
+            .context("not every sensor watch opened in time")?;
+        open[w] = true;
+    }
+    // Drained beside the measurement, so the watches never block on a full channel.
+    std::thread::spawn(move || for _ in sensor_rx {});
+    let cpu_sensors = cpu_pct(hub_pid, WINDOW)?;
+
     println!("hub.idle_watch_cpu_pct {:.2} %", cpu_with - cpu_without);
     println!(
         "hub.watch_event_latency_ms {:.1} ms",
@@ -235,7 +280,13 @@ fn measure(bin: &Path, dir: &Path) -> Result<()> {
     );
     println!("hub.api_p99_ms {api_p99:.1} ms");
     println!("hub.api_p99_ms_under_watches {api_p99_watched:.1} ms");
-    eprintln!("xtask: hub CPU without watches {cpu_without:.2} %, with {cpu_with:.2} %");
+    println!(
+        "hub.sensor_watch_cpu_pct {:.2} %",
+        cpu_sensors - cpu_without
+    );
+    eprintln!(
+        "xtask: hub CPU without watches {cpu_without:.2} %, with the idle ones {cpu_with:.2} %, with sensor watches {cpu_sensors:.2} %"
+    );
     Ok(())
 }
 
