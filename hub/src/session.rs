@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use aloft_protocol::sync::batch::{BatchError, DEFAULT_BATCH_LIMITS, decode_batch};
 use aloft_protocol::sync::{
-    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode, Uplink,
-    Welcome, hello_version,
+    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode,
+    SensorReport, Uplink, Welcome, hello_version,
 };
 use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::{mpsc, watch};
@@ -283,6 +283,7 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut nonce = 0u64;
+    let mut shown = Vec::new();
     loop {
         let idle = tokio::time::sleep_until(last_heard + IDLE_DEADLINE);
         tokio::select! {
@@ -305,7 +306,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, &bytes) {
+                match handle(hub, control, node, &bytes, &mut shown) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -395,11 +396,14 @@ enum Action {
 }
 
 /// One message of an established session.
+/// `shown` is what the last live update said of the node's sensors, but for their reading
+/// counts: sensor watches are woken only when that changes.
 fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
     bytes: &[u8],
+    shown: &mut Vec<SensorReport>,
 ) -> Result<Action, Refusal> {
     let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
     match message {
@@ -409,8 +413,21 @@ fn handle(
         )),
         Uplink::Batch(batch) => Ok(Action::Persist(batch)),
         Uplink::Live(update) => {
+            // A live update without sensors keeps the reported ones (the registry does too).
+            let now_shown: Vec<SensorReport> = update
+                .sensors
+                .iter()
+                .cloned()
+                .map(|mut report| {
+                    report.readings = 0;
+                    report
+                })
+                .collect();
             hub.registry.live(node, update);
-            hub.sessions.live_changed();
+            if !now_shown.is_empty() && now_shown != *shown {
+                *shown = now_shown;
+                hub.sessions.live_changed();
+            }
             Ok(Action::Reply(None))
         }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),

@@ -364,29 +364,46 @@ async fn a_sensor_watch_wakes_on_the_nodes_live_update() {
     node.hello(hello("glider", StoreEpoch([0x11; 16])))
         .await
         .unwrap();
-    node.send(&Uplink::Live(LiveUpdate {
-        time: Timestamp::monotonic(1),
-        readings: Vec::new(),
-        sensors: vec![SensorReport {
-            sensor: SensorId(1),
-            name: "woken-sensor".to_owned(),
-            kind: "ms5611".to_owned(),
-            state: SensorState::Running,
-            reason: String::new(),
-            restarts: 0,
-            last_restart: None,
-            last_error: None,
-            interval_ms: Some(100),
-            enabled: true,
-            readings: 0,
-        }],
-        backlog: BacklogReport {
-            records: 0,
-            bytes: 0,
-            oldest_age_s: None,
-        },
-    }))
-    .await
-    .unwrap();
+    let update = |state: SensorState, readings: u64| {
+        Uplink::Live(LiveUpdate {
+            time: Timestamp::monotonic(1),
+            readings: Vec::new(),
+            sensors: vec![SensorReport {
+                sensor: SensorId(1),
+                name: "woken-sensor".to_owned(),
+                kind: "ms5611".to_owned(),
+                state,
+                reason: String::new(),
+                restarts: 0,
+                last_restart: None,
+                last_error: None,
+                interval_ms: Some(100),
+                enabled: true,
+                readings,
+            }],
+            backlog: BacklogReport {
+                records: 0,
+                bytes: 0,
+                oldest_age_s: None,
+            },
+        })
+    };
+    node.send(&update(SensorState::Running, 0)).await.unwrap();
     read_until(&mut w, "woken-sensor").await;
+    let before = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    // Updates that change only the reading counts show nothing new: they wake no watch.
+    // The one after them does, and is read once.
+    for readings in 1..=20 {
+        node.send(&update(SensorState::Running, readings))
+            .await
+            .unwrap();
+    }
+    node.send(&update(SensorState::Degraded, 21)).await.unwrap();
+    read_until(&mut w, "Degraded").await;
+    let after = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    assert_eq!(
+        after - before,
+        1,
+        "re-reads for one change among 21 updates"
+    );
 }
