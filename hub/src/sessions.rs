@@ -42,8 +42,8 @@ struct Slot {
 pub struct Sessions {
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     started: Arc<AtomicU64>,
-    /// Bumped whenever what the hub knows of a node's live state changes (a session
-    /// started or ended, a live update): sensor watches wait on it instead of polling.
+    /// Bumped whenever what the hub shows of a node's live state changes (a session
+    /// started or ended, its sensors' reports): sensor watches wait on it instead of polling.
     live: Arc<watch::Sender<u64>>,
 }
 
@@ -90,8 +90,8 @@ impl Sessions {
         names
     }
 
-    /// Says that a node's live state changed (its session started or ended, a live update
-    /// arrived): wakes every [`Sessions::watch_live`] receiver.
+    /// Says that a node's live state changed (its session started or ended, its sensors'
+    /// reports changed): wakes every [`Sessions::watch_live`] receiver.
     pub fn live_changed(&self) {
         self.live.send_modify(|v| *v = v.wrapping_add(1));
     }

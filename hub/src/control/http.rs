@@ -10,7 +10,8 @@
 //!
 //! A watch costs nothing while nothing changes: it sleeps until the control layer signals a
 //! change of commands, desired state or events, or (sensor watches) the sessions signal a
-//! change of a node's live state (a session started or ended, a live update); only then
+//! change of a node's live state (a session started or ended, a live update whose sensor
+//! reports differ from the last in more than their reading counts); only then
 //! does it re-read, and it sends only what differs. Every re-read is counted
 //! ([`WATCH_READS`], `aloft_hub_watch_reads_total` at `GET /metrics`).
 
