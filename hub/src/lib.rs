@@ -15,6 +15,7 @@
 //! - [`storage`]: every node's stream per (node, epoch, seq), watermarks, queries.
 //! - [`registry`]: nodes and what the hub knows of each now.
 //! - [`tokens`]: bearer tokens and roles.
+//! - [`load`]: bounds on connections and watches, and their counters (`GET /metrics`).
 //! - [`api`]: the HTTPS JSON API (issue 4's resources; issue 5 adds its own routes).
 //! - [`db`]: the one SQLite database under all of it.
 //! - [`pki`]: the CA and server certificate.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod control;
 pub mod db;
 pub mod init;
+pub mod load;
 pub mod node_control;
 pub mod pki;
 pub mod registry;

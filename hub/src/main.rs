@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +50,24 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// Time allowed for a client's TLS handshake (`500ms`, `10s`, `1m`).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        handshake_timeout: Duration,
+        /// Time allowed for a complete HTTP request head, from the connection's start or
+        /// the end of the previous answer: also how long an idle keep-alive stays open.
+        /// Node sessions and watches, past their head, are not bound by it.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        header_timeout: Duration,
+        /// Connections open at once, all clients.
+        #[arg(long, default_value_t = 8192)]
+        max_connections: usize,
+        /// Connections open at once from one address (a load balancer, or many nodes
+        /// behind one NAT, share one).
+        #[arg(long, default_value_t = 2048)]
+        max_connections_per_peer: usize,
+        /// Watches (`?watch=true`) open at once per token; more are refused with 429.
+        #[arg(long, default_value_t = 64)]
+        max_watches_per_token: usize,
     },
     /// Print every stored record of a node as JSON lines, in (epoch, seq) order.
     Dump {
@@ -119,7 +138,22 @@ fn main() -> anyhow::Result<()> {
                 done.ca_file.display()
             ))
         }
-        Command::Run { data, listen } => {
+        Command::Run {
+            data,
+            listen,
+            handshake_timeout,
+            header_timeout,
+            max_connections,
+            max_connections_per_peer,
+            max_watches_per_token,
+        } => {
+            let limits = aloft_hub::server::Limits {
+                handshake_timeout,
+                header_timeout,
+                max_connections,
+                max_connections_per_peer,
+                max_watches_per_token,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -138,7 +172,8 @@ fn main() -> anyhow::Result<()> {
                     "aloft-hub listening on {}\n",
                     listener.local_addr()?
                 ))?;
-                aloft_hub::server::serve(hub, tls, listener, options, stop_signal()).await?;
+                aloft_hub::server::serve_with(hub, tls, listener, options, limits, stop_signal())
+                    .await?;
                 Ok(())
             })
         }
@@ -186,6 +221,28 @@ fn say(text: &str) -> anyhow::Result<()> {
 fn colour_on_stderr() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A duration as `NUMBER` and a unit: `ms`, `s` or `m` (`500ms`, `20s`, `2m`); not zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 20s or 2m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("a timeout of zero would refuse every client".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Resolves at SIGTERM or SIGINT.

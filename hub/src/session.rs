@@ -15,6 +15,12 @@
 //!   `Downlink::Refused { code }` and the connection is closed; other sessions never notice.
 //! - A session that hears nothing for [`IDLE_DEADLINE`], or whose send stalls for
 //!   [`SEND_DEADLINE`], ends (half-open links).
+//! - Revoking the session's token or deleting its node ends the session at once with
+//!   `Refused { WrongNode }` and the reason; no batch is stored or acked after that, and a
+//!   batch of a deleted node is never stored (the node's row is checked in the batch's own
+//!   transaction).
+//! - Sequence numbers are below 2^63 (the store's signed 64-bit integers): a batch reaching
+//!   2^63 is refused as `Malformed` and nothing of it is stored.
 //! - Batches are persisted in arrival order by one persister task per session, while the
 //!   session reads and decodes the next ([`PIPELINE`] at most waiting); acks go out in the
 //!   same order.
@@ -24,8 +30,8 @@ use std::time::Duration;
 
 use aloft_protocol::sync::batch::{BatchError, DEFAULT_BATCH_LIMITS, decode_batch};
 use aloft_protocol::sync::{
-    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode, Uplink,
-    Welcome, hello_version,
+    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode,
+    SensorReport, Uplink, Welcome, hello_version,
 };
 use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::{mpsc, watch};
@@ -34,7 +40,8 @@ use tokio::time::Instant;
 use crate::Hub;
 use crate::db::now_utc_ns;
 use crate::node_control::NodeControl;
-use crate::sessions::SessionSignal;
+use crate::sessions::{Attached, SessionSignal};
+use crate::storage::{MAX_SEQ, StorageError};
 
 /// How long a new connection may take to say hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
@@ -78,6 +85,7 @@ pub async fn run(
     hub: Hub,
     control: Arc<dyn NodeControl>,
     node: String,
+    token: String,
     mut socket: WebSocket,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -122,10 +130,31 @@ pub async fn run(
             return;
         }
     };
-    let mut attached = hub.sessions.attach(&node);
+    let mut attached = hub.sessions.attach(&node, &token);
+    // A revocation between the upgrade's authentication and the attach above found no
+    // session to end: look again now that this one can be ended.
+    match hub.tokens.is_active(&token) {
+        Ok(true) => {}
+        Ok(false) => {
+            hub.sessions.detach(&node, attached.id);
+            refuse(
+                &hub,
+                &node,
+                &mut socket,
+                Refusal::new(
+                    RefusalCode::WrongNode,
+                    format!("token {token} was revoked; this session ends"),
+                ),
+            )
+            .await;
+            return;
+        }
+        Err(e) => tracing::warn!(node, error = %e, "Could not re-check the session's token."),
+    }
     if let Err(e) = hub.registry.session_started(&node, &hello) {
         tracing::warn!(node, error = %e, "Could not record the session start.");
     }
+    hub.sessions.live_changed();
     tracing::info!(
         node,
         session = attached.id,
@@ -158,15 +187,16 @@ pub async fn run(
             &node,
             &hello,
             &mut socket,
-            &mut attached.rx,
+            &mut attached,
             &mut shutdown,
         )
         .await;
     }
-    if hub.sessions.detach(&node, attached.id)
-        && let Err(e) = hub.registry.session_ended(&node)
-    {
-        tracing::warn!(node, error = %e, "Could not record the session end.");
+    if hub.sessions.detach(&node, attached.id) {
+        if let Err(e) = hub.registry.session_ended(&node) {
+            tracing::warn!(node, error = %e, "Could not record the session end.");
+        }
+        hub.sessions.live_changed();
     }
     tracing::info!(node, session = attached.id, "Session ended.");
 }
@@ -249,13 +279,17 @@ async fn serve(
     node: &str,
     hello: &Hello,
     socket: &mut WebSocket,
-    signals: &mut mpsc::Receiver<SessionSignal>,
+    attached: &mut Attached,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let (to_persist, mut persisted) = start_persister(hub.clone(), node.to_owned());
+    let Attached {
+        rx: signals, end, ..
+    } = attached;
+    let (to_persist, mut persisted) = start_persister(hub.clone(), node.to_owned(), end.clone());
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut nonce = 0u64;
+    let mut shown = Vec::new();
     loop {
         let idle = tokio::time::sleep_until(last_heard + IDLE_DEADLINE);
         tokio::select! {
@@ -278,7 +312,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, &bytes) {
+                match handle(hub, control, node, &bytes, &mut shown) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -332,6 +366,13 @@ async fn serve(
                     return;
                 }
             },
+            Ok(()) = end.changed() => {
+                let reason = end.borrow_and_update().clone();
+                if let Some(reason) = reason {
+                    refuse(hub, node, socket, Refusal::new(RefusalCode::WrongNode, reason)).await;
+                    return;
+                }
+            }
             _ = ping.tick() => {
                 nonce = nonce.wrapping_add(1);
                 if send(hub, node, socket, &Downlink::Ping { nonce }).await.is_err() {
@@ -361,11 +402,14 @@ enum Action {
 }
 
 /// One message of an established session.
+/// `shown` is what the last live update said of the node's sensors, but for their reading
+/// counts: sensor watches are woken only when that changes.
 fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
     bytes: &[u8],
+    shown: &mut Vec<SensorReport>,
 ) -> Result<Action, Refusal> {
     let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
     match message {
@@ -375,7 +419,21 @@ fn handle(
         )),
         Uplink::Batch(batch) => Ok(Action::Persist(batch)),
         Uplink::Live(update) => {
+            // A live update without sensors keeps the reported ones (the registry does too).
+            let now_shown: Vec<SensorReport> = update
+                .sensors
+                .iter()
+                .cloned()
+                .map(|mut report| {
+                    report.readings = 0;
+                    report
+                })
+                .collect();
             hub.registry.live(node, update);
+            if !now_shown.is_empty() && now_shown != *shown {
+                *shown = now_shown;
+                hub.sessions.live_changed();
+            }
             Ok(Action::Reply(None))
         }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),
@@ -431,6 +489,14 @@ fn check_batch(
             format!("batch range {first}..={last} is empty"),
         ));
     }
+    if last > MAX_SEQ {
+        return Err(Refusal::new(
+            RefusalCode::Malformed,
+            format!(
+                "batch range {first}..={last} reaches 2^63; sequence numbers must be at most {MAX_SEQ}"
+            ),
+        ));
+    }
     let entries = decode_batch(encoding, &payload, &DEFAULT_BATCH_LIMITS).map_err(|e| match e {
         BatchError::TooLarge { .. } | BatchError::TooManyRecords { .. } => {
             Refusal::new(RefusalCode::TooLarge, e.to_string())
@@ -463,16 +529,25 @@ async fn persist(hub: &Hub, node: &str, batch: Decoded) -> Result<Downlink, Refu
     let streams = hub.streams.clone();
     let owned_node = node.to_owned();
     let watermark = tokio::task::spawn_blocking(move || {
-        streams.ingest(&owned_node, epoch, first, last, &entries)
+        streams.ingest_registered(&owned_node, epoch, first, last, &entries)
     })
     .await
     .map_err(|e| Refusal::new(RefusalCode::Unavailable, format!("the hub failed: {e}")))?
-    .map_err(|e| {
-        tracing::error!(node, error = %e, "Persisting a batch failed.");
-        Refusal::new(
-            RefusalCode::Unavailable,
-            "the hub could not persist; try again later",
-        )
+    .map_err(|e| match e {
+        StorageError::NoSuchNode(_) => {
+            tracing::warn!(node, first, last, "Batch of a deleted node refused.");
+            Refusal::new(
+                RefusalCode::WrongNode,
+                format!("node {node} was deleted; its records are no longer stored"),
+            )
+        }
+        e => {
+            tracing::error!(node, error = %e, "Persisting a batch failed.");
+            Refusal::new(
+                RefusalCode::Unavailable,
+                "the hub could not persist; try again later",
+            )
+        }
     })?;
     hub.registry.batch(node, records as u64);
     tracing::debug!(node, first, last, records, watermark = ?watermark, "Batch persisted.");
@@ -488,6 +563,7 @@ async fn persist(hub: &Hub, node: &str, batch: Decoded) -> Result<Downlink, Refu
 fn start_persister(
     hub: Hub,
     node: String,
+    end: watch::Receiver<Option<String>>,
 ) -> (
     mpsc::Sender<Decoded>,
     mpsc::UnboundedReceiver<Result<Downlink, Refusal>>,
@@ -496,7 +572,12 @@ fn start_persister(
     let (results_tx, results) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(batch) = batches.recv().await {
-            let result = persist(&hub, &node, batch).await;
+            // A batch queued before the session's end is not stored after it.
+            let ended = end.borrow().clone();
+            let result = match ended {
+                Some(reason) => Err(Refusal::new(RefusalCode::WrongNode, reason)),
+                None => persist(&hub, &node, batch).await,
+            };
             let failed = result.is_err();
             if results_tx.send(result).is_err() || failed {
                 break;

@@ -21,6 +21,11 @@
 //!   nearest in monotonic time (`correlations`); the stored column, which time-range
 //!   filters use, is from the boot's newest correlation at ingest (readings that arrived
 //!   before their boot's first correlation are filled in when it arrives).
+//! - Sequence numbers are at most [`MAX_SEQ`] (2^63 - 1, SQLite's signed integers): a
+//!   batch reaching past it is refused whole, never stored clamped.
+//! - [`Streams::ingest_registered`] stores only for a node that exists, checked in the
+//!   batch's own transaction, so a batch racing the node's deletion is either committed
+//!   before it or refused.
 //! - Boots and sensor names are tracked in stream order; a batch received beyond a hole
 //!   (rare: the agent sends oldest first) uses the boot and names known at that moment.
 
@@ -48,7 +53,16 @@ pub enum StorageError {
     /// A stored stream holds an epoch that is not 16 bytes (a damaged database).
     #[error("stored epoch of {0} bytes, not 16")]
     BadEpoch(usize),
+    /// A batch reaches past the largest sequence number the store holds.
+    #[error("sequence number {0} is above {MAX_SEQ}, the largest the hub stores")]
+    SeqTooLarge(u64),
+    /// The node does not exist (it was deleted).
+    #[error("no node {0:?}")]
+    NoSuchNode(String),
 }
+
+/// The largest sequence number the hub stores: SQLite integers are signed 64-bit.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// What the hub knows of one stream between batches: kept in memory, rebuilt from the
 /// database after a restart.
@@ -241,6 +255,38 @@ impl Streams {
         last: u64,
         entries: &[(u64, Record)],
     ) -> Result<Option<u64>, StorageError> {
+        self.ingest_checked(node, epoch, first, last, entries, false)
+    }
+
+    /// [`Streams::ingest`] for a node that must exist in the registry: refused with
+    /// [`StorageError::NoSuchNode`], storing nothing, once the node is deleted.
+    pub fn ingest_registered(
+        &self,
+        node: &str,
+        epoch: StoreEpoch,
+        first: u64,
+        last: u64,
+        entries: &[(u64, Record)],
+    ) -> Result<Option<u64>, StorageError> {
+        self.ingest_checked(node, epoch, first, last, entries, true)
+    }
+
+    fn ingest_checked(
+        &self,
+        node: &str,
+        epoch: StoreEpoch,
+        first: u64,
+        last: u64,
+        entries: &[(u64, Record)],
+        registered: bool,
+    ) -> Result<Option<u64>, StorageError> {
+        if let Some(seq) = [first, last]
+            .into_iter()
+            .chain(entries.iter().map(|(seq, _)| *seq))
+            .find(|seq| *seq > MAX_SEQ)
+        {
+            return Err(StorageError::SeqTooLarge(seq));
+        }
         let key = (node.to_owned(), epoch);
         // The cursor is read and written back while the writer lock is held: two
         // sessions of one node (a replaced one still persisting) never work from a stale
@@ -252,6 +298,18 @@ impl Streams {
                 None => load_cursor(conn, node, epoch)?,
             };
             let tx = conn.transaction()?;
+            if registered
+                && tx
+                    .query_row("SELECT 1 FROM nodes WHERE name = ?1", params![node], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_none()
+            {
+                // The cursor was taken out of the map; an untouched one may go back.
+                cursors.insert(key, cursor);
+                return Err(StorageError::NoSuchNode(node.to_owned()));
+            }
             ingest_in(&tx, node, &mut cursor, first, last, entries)?;
             tx.commit()?;
             // Only a committed cursor goes back; after a failure the next batch reloads
@@ -798,5 +856,70 @@ mod tests {
                 .unwrap();
             prop_assert_eq!(stored, first_copy);
         }
+
+        /// Around 2^63 a batch is stored exactly when all its numbers fit the store's
+        /// signed integers; one reaching past is refused whole and nothing is stored or
+        /// acknowledged (never clamped to the largest integer).
+        #[test]
+        fn numbers_at_or_above_2_63_are_refused_whole_and_below_stored_as_they_are(
+            first in prop_oneof![
+                (MAX_SEQ - 8)..=(MAX_SEQ + 8),
+                (u64::MAX - 8)..=u64::MAX,
+            ],
+            len in 0u64..8,
+        ) {
+            let shm = std::path::Path::new("/dev/shm");
+            let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+            let streams = Streams::new(Db::open(dir.path()).unwrap());
+            let epoch = StoreEpoch([2; 16]);
+            let last = first.saturating_add(len);
+            let entries: Vec<_> = (first..=last).map(|s| (s, reading(s, 1))).collect();
+            let result = streams.ingest("glider", epoch, first, last, &entries);
+            let mut stored = Vec::new();
+            streams.dump("glider", |_, seq, _| { stored.push(seq); true }).unwrap();
+            if last <= MAX_SEQ {
+                prop_assert_eq!(result.unwrap(), Some(last));
+                prop_assert_eq!(stored, (first..=last).collect::<Vec<_>>());
+            } else {
+                let refused = matches!(result, Err(StorageError::SeqTooLarge(seq)) if seq > MAX_SEQ);
+                prop_assert!(refused);
+                prop_assert!(stored.is_empty());
+                prop_assert_eq!(streams.watermark("glider", epoch).unwrap(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_registered_ingest_refuses_a_node_that_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let streams = Streams::new(db.clone());
+        let epoch = StoreEpoch([3; 16]);
+        let entries = [(0, reading(0, 1))];
+        assert!(matches!(
+            streams.ingest_registered("ghost", epoch, 0, 0, &entries),
+            Err(StorageError::NoSuchNode(_))
+        ));
+        let mut stored = 0;
+        streams
+            .dump("ghost", |_, _, _| {
+                stored += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(stored, 0);
+        db.write(|conn| {
+            conn.execute(
+                "INSERT INTO nodes(name, created_utc_ns) VALUES ('ghost', 0)",
+                [],
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            streams
+                .ingest_registered("ghost", epoch, 0, 0, &entries)
+                .unwrap(),
+            Some(0)
+        );
     }
 }

@@ -253,6 +253,50 @@ pub async fn api_get(
         .map_err(|_| ClientError::Deadline(DEADLINE))?
 }
 
+/// `METHOD path` over HTTPS with an optional bearer token and JSON body: (status, body).
+pub async fn api_request(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, Vec<u8>), ClientError> {
+    let stream = tls(addr, config).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(other)?;
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("localhost:{}", addr.port()));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let request = request
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(bytes)))
+        .map_err(other)?;
+    let exchange = async {
+        let response = sender.send_request(request).await.map_err(other)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(other)?
+            .to_bytes();
+        Ok::<_, ClientError>((status, body.to_vec()))
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .map_err(|_| ClientError::Deadline(DEADLINE))?
+}
+
 /// A hub started from its binary (`aloft-hub run --listen 127.0.0.1:0`).
 #[derive(Debug)]
 pub struct HubProcess {
@@ -309,11 +353,17 @@ impl HubProcess {
 
     /// Starts `aloft-hub run` on a free loopback port and waits for its listening line.
     pub fn start(bin: &Path, data: &Path) -> Result<HubProcess, ClientError> {
+        HubProcess::start_with(bin, data, &[])
+    }
+
+    /// [`HubProcess::start`] with more `run` flags (`--header-timeout 1s`, ...).
+    pub fn start_with(bin: &Path, data: &Path, flags: &[&str]) -> Result<HubProcess, ClientError> {
         let mut child = Command::new(bin)
             .arg("run")
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
             // Quiet unless asked: tests print the hub's log only when RUST_LOG says so.
             .env(
                 "RUST_LOG",

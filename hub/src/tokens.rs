@@ -167,6 +167,19 @@ impl Tokens {
         })?)
     }
 
+    /// Whether the token `id` exists and is not revoked.
+    pub fn is_active(&self, id: &str) -> Result<bool, TokenError> {
+        let conn = self.db.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM tokens WHERE id = ?1 AND revoked_utc_ns IS NULL",
+                params![id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Every token, revoked ones included, oldest first.
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
         let conn = self.db.reader()?;
@@ -235,7 +248,9 @@ mod tests {
         assert_eq!(who.node.as_deref(), Some("glider"));
         assert_eq!(who.role, Role::Node);
         assert!(tokens.authenticate("aloft_nonsense").unwrap().is_none());
+        assert!(tokens.is_active(&info.id).unwrap());
         assert!(tokens.revoke(&info.id).unwrap());
+        assert!(!tokens.is_active(&info.id).unwrap());
         assert!(tokens.authenticate(&secret).unwrap().is_none());
         assert!(!tokens.revoke(&info.id).unwrap());
         assert!(matches!(

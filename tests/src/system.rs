@@ -383,6 +383,11 @@ impl Hub {
 
     /// Starts the hub on `listen` (a restart on the same port as before).
     pub fn start_on(data: &HubData, listen: &str) -> Result<Self, SystemError> {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// [`Hub::start_on`] with more `aloft-hub run` flags (`--header-timeout 1s`, ...).
+    pub fn start_with(data: &HubData, listen: &str, flags: &[&str]) -> Result<Self, SystemError> {
         let log = data.dir.parent().unwrap_or(&data.dir).join("hub.log");
         let mut command = Command::new(binary("aloft-hub")?);
         command
@@ -390,6 +395,7 @@ impl Hub {
             .arg("--data")
             .arg(&data.dir)
             .args(["--listen", listen])
+            .args(flags)
             .env(
                 "RUST_LOG",
                 std::env::var("ALOFT_TEST_LOG").unwrap_or("info".into()),

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_agent;
 mod bench_control;
+mod bench_hub;
 mod bench_sync;
 mod cross;
 mod demo;
@@ -85,6 +86,8 @@ enum Bench {
     /// Remote control over loopback: restart latency to "running again", and a queued
     /// command applied after a 60 s outage.
     Control,
+    /// What 100 open watches cost the hub while a node syncs: CPU, event latency, API p99.
+    Hub,
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
@@ -230,6 +233,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Agent => bench_agent::bench(),
         Bench::Cross => cross::bench(),
         Bench::Control => bench_control::bench(),
+        Bench::Hub => bench_hub::bench(),
         Bench::Sync => bench_sync::bench(),
         Bench::Parse => run(
             "cargo bench parse",

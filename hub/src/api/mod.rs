@@ -41,6 +41,8 @@ pub struct ApiState {
     pub control: Arc<dyn NodeControl>,
     /// Turns true when the hub shuts down (long polls and streams should end).
     pub shutdown: watch::Receiver<bool>,
+    /// Connection and watch bounds and their counters.
+    pub load: crate::load::Load,
     /// Held while anything serves; the server waits for every clone at shutdown.
     pub(crate) _running: mpsc::Sender<()>,
 }

@@ -89,7 +89,8 @@ fn answer(
         });
     }
     let reader = control.clone();
-    Ok(http::stream(
+    // Sensor status comes from the node's live lane: woken by its changes, never polled.
+    Ok(http::stream_with(
         &control,
         state.shutdown.clone(),
         watch,
@@ -98,9 +99,10 @@ fn answer(
             key: http::uid_key,
             fingerprint: resources::sensor_fingerprint,
             until: None,
-            poll: Some(http::SENSOR_POLL),
+            poll: None,
             deletions: true,
         },
+        Some(state.hub.sessions.watch_live()),
     ))
 }
 

@@ -9,7 +9,7 @@
 //! attempt is audited; deleting a node revokes its tokens (its agent is refused at the next
 //! upgrade), cancels its pending commands and forgets its desired state.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::nodes::node_json;
-use super::{ApiError, Caller};
+use super::{ApiError, ApiState, Caller};
 use crate::control::http::require;
 use crate::control::{Control, resources};
 use crate::registry::RegistryError;
@@ -125,6 +125,7 @@ pub async fn create(
 /// `DELETE /api/v1/tokens/{id}` (admin): revokes.
 pub async fn revoke(
     caller: Caller,
+    State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -147,6 +148,8 @@ pub async fn revoke(
             "no active token {id:?}; `aloftctl get tokens` lists them (by id, not secret)"
         )));
     }
+    // A node still connected with it stops at once: no batch is stored or acked after this.
+    state.hub.sessions.end_token(&id);
     control.audit(crate::control::event(
         &actor,
         "revoke",
@@ -240,6 +243,7 @@ pub async fn create_node(
 /// `DELETE /api/v1/nodes/{node}` (admin).
 pub async fn delete_node(
     caller: Caller,
+    State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -262,6 +266,8 @@ pub async fn delete_node(
             "no node {name:?}; `aloftctl get nodes` lists them"
         )));
     }
+    // Its session ends now; a batch still in flight finds the node gone and is refused.
+    state.hub.sessions.end_node(&name);
     control.forget_node(&actor, &name)?;
     control.audit(crate::control::event(
         &actor,

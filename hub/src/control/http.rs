@@ -6,12 +6,18 @@
 //! `{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}`: first every current object as
 //! ADDED, then each change. It ends at `timeoutSeconds` (default 300), when its `until`
 //! says the object is final (a command that ended), when the client goes away, or at hub
-//! shutdown. Changes are noticed at once for commands, desired state and events (the
-//! control layer signals them) and within [`SENSOR_POLL`] for sensor status, which comes
-//! from the node's live lane.
+//! shutdown.
+//!
+//! A watch costs nothing while nothing changes: it sleeps until the control layer signals a
+//! change of commands, desired state or events, or (sensor watches) the sessions signal a
+//! change of a node's live state (a session started or ended, a live update whose sensor
+//! reports differ from the last in more than their reading counts); only then
+//! does it re-read, and it sends only what differs. Every re-read is counted
+//! ([`WATCH_READS`], `aloft_hub_watch_reads_total` at `GET /metrics`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,8 +34,8 @@ use super::{Control, ControlError, actor_of};
 use crate::api::{ApiError, ApiState, Caller};
 use crate::tokens::Role;
 
-/// How often a sensor watch re-reads the registry.
-pub const SENSOR_POLL: Duration = Duration::from_millis(50);
+/// Reads made by watches since the hub started (the first read of each included).
+pub static WATCH_READS: AtomicU64 = AtomicU64::new(0);
 
 /// The default and longest life of a watch.
 const WATCH_DEFAULT: Duration = Duration::from_secs(300);
@@ -224,9 +230,21 @@ fn metadata_str(resource: &Value, field: &str) -> String {
 /// Streams a watch as NDJSON.
 pub fn stream(
     control: &Control,
+    shutdown: watch::Receiver<bool>,
+    query: WatchQuery,
+    watched: Watched,
+) -> Response {
+    stream_with(control, shutdown, query, watched, None)
+}
+
+/// [`stream`], also re-reading when `also` changes (a change the control layer does not
+/// signal, such as a node's live state).
+pub fn stream_with(
+    control: &Control,
     mut shutdown: watch::Receiver<bool>,
     query: WatchQuery,
     mut watched: Watched,
+    mut also: Option<watch::Receiver<u64>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(64);
     let mut changes = control.subscribe();
@@ -237,6 +255,7 @@ pub fn stream(
         loop {
             // The registry and SQLite reads are quick; a blocking pool hop per change is
             // not worth it.
+            WATCH_READS.fetch_add(1, Ordering::Relaxed);
             let objects = match (watched.read)() {
                 Ok(objects) => objects,
                 Err(e) => {
@@ -283,6 +302,7 @@ pub fn stream(
             let poll = watched.poll.unwrap_or(WATCH_MAX);
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
+                changed = changed_or_never(&mut also) => if changed.is_err() { break },
                 () = tokio::time::sleep(poll) => {}
                 () = tokio::time::sleep_until(deadline) => break,
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -295,4 +315,14 @@ pub fn stream(
         Body::from_stream(ReceiverStream::new(rx)),
     )
         .into_response()
+}
+
+/// The next change of `also`; never when there is none.
+async fn changed_or_never(
+    also: &mut Option<watch::Receiver<u64>>,
+) -> Result<(), watch::error::RecvError> {
+    match also {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
 }
