@@ -12,6 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::bodies::{BodyRejection, JsonBody};
 use super::{ApiError, Caller};
 use crate::control::http::{blocking, require};
 use crate::control::{Control, SpecChange, SpecWrite, resources};
@@ -42,7 +43,7 @@ async fn write(
     control: Control,
     node: String,
     sensor: String,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
     dry_run: bool,
     how: SpecWrite,
 ) -> Result<Json<Value>, ApiError> {
@@ -56,7 +57,7 @@ async fn write(
         &sensor,
         Some(&node),
     )?;
-    let Json(body) = body.map_err(|e| {
+    let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "the spec must be JSON like {{\"intervalMs\": 500, \"enabled\": true}}: {e}"
         ))
@@ -105,7 +106,7 @@ pub async fn replace(
     Extension(control): Extension<Control>,
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
 ) -> Result<Json<Value>, ApiError> {
     write(
         caller,
@@ -125,7 +126,7 @@ pub async fn merge(
     Extension(control): Extension<Control>,
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
 ) -> Result<Json<Value>, ApiError> {
     write(
         caller,
