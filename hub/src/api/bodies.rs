@@ -5,7 +5,9 @@
 //!
 //! Invariants:
 //! - A body is parsed as axum's `Json` extractor parses one (serde_json over the buffered
-//!   bytes, nothing but whitespace after the value), with the same error messages.
+//!   bytes, nothing but whitespace after the value), with the same error messages, and
+//!   only if it is UTF-8 throughout (serde_json alone lets invalid bytes through in the
+//!   strings of fields it skips).
 //! - Outside input costs bounded memory and stack: the request body is buffered under the
 //!   router's body limit (axum's default, 2 MB) before it is parsed, serde_json allocates
 //!   only for what it has read, it refuses values nested deeper than 128 levels, and it
@@ -34,6 +36,10 @@ pub enum BodyRejection {
     /// The body could not be buffered (too large, or the connection failed).
     #[error(transparent)]
     Unreadable(#[from] BytesRejection),
+    /// The body is not UTF-8, which JSON must be (RFC 8259 section 8.1). serde_json
+    /// checks only the strings it keeps: an unknown field's value would pass unchecked.
+    #[error("the body is not UTF-8, as JSON must be: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
     /// The body is not valid JSON of the expected shape.
     #[error(transparent)]
     Invalid(#[from] JsonRejection),
@@ -47,9 +53,9 @@ impl IntoResponse for BodyRejection {
             BodyRejection::Unreadable(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
             }
-            BodyRejection::Unreadable(_) | BodyRejection::Invalid(_) => {
-                (StatusCode::BAD_REQUEST, "BadRequest")
-            }
+            BodyRejection::Unreadable(_)
+            | BodyRejection::NotUtf8(_)
+            | BodyRejection::Invalid(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
         };
         ApiError::new(status, reason, self.to_string()).into_response()
     }
@@ -57,6 +63,7 @@ impl IntoResponse for BodyRejection {
 
 /// Parses one body: what every handler that reads JSON runs on the bytes it received.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyRejection> {
+    std::str::from_utf8(bytes)?;
     axum::Json::<T>::from_bytes(bytes)
         .map(|axum::Json(value)| value)
         .map_err(BodyRejection::Invalid)
@@ -202,6 +209,23 @@ mod tests {
             panic!("trailing bytes parsed");
         };
         assert!(e.to_string().contains("trailing characters"), "{e}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_wherever_the_bad_byte_is() {
+        let body = br#"{"metadata": {"name": "glider-2", "labels": {"a": "b"}}, "x": [1]}"#;
+        assert!(parse::<super::super::tokens::NodeBody>(body).is_ok());
+        // Every position, every byte that cannot appear in UTF-8 text.
+        for at in 0..body.len() {
+            for bad in [0x80u8, 0x91, 0xc0, 0xff] {
+                let mut broken = body.to_vec();
+                broken[at] = bad;
+                assert!(
+                    parse::<super::super::tokens::NodeBody>(&broken).is_err(),
+                    "{bad:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]
