@@ -362,10 +362,16 @@ fn unit_tests(arch: Arch) -> &'static [&'static str] {
     }
 }
 
+/// Integration tests every arch runs under qemu-user, as (package, test target): the batch
+/// codec's test vectors, encoded on x86_64 and compiled into the test, which each ARM build
+/// must decode to the expected records and encode to the same bytes.
+const CROSS_VECTOR_TESTS: &[(&str, &str)] = &[("aloft-protocol", "batch_vector")];
+
 /// The cross steps of `cargo xtask test` (and of `cargo xtask cross --test`): for each
 /// arch, the release build (shared with the bench), its size, `--version` of each edge
-/// binary under qemu, the unit tests under qemu; and on aarch64 the agent flying the
-/// simulated flight with its serial sensors on pseudo-terminals.
+/// binary under qemu, the unit tests and the batch codec's vector test under qemu; and on
+/// aarch64 the agent flying the simulated flight with its serial sensors on
+/// pseudo-terminals.
 ///
 /// With `install` false and packages missing, the steps are skipped (as the host suite
 /// skips the gpsd tests), saying so.
@@ -383,9 +389,10 @@ pub fn test(arches: &[Arch], install: bool) -> Result<()> {
         timed(&format!("--version under qemu ({})", arch.name()), || {
             versions(arch, &binaries)
         })?;
-        timed(&format!("unit tests under qemu ({})", arch.name()), || {
-            run_unit_tests(arch)
-        })?;
+        timed(
+            &format!("unit and vector tests under qemu ({})", arch.name()),
+            || run_unit_tests(arch),
+        )?;
         if arch == Arch::Aarch64 {
             let agent = arch.release_dir().join(AGENT);
             timed("aarch64 agent on pseudo-terminals under qemu", || {
@@ -601,7 +608,21 @@ fn run_unit_tests(arch: Arch) -> Result<()> {
             arch.qemu().0
         ),
         &mut cmd,
-    )
+    )?;
+    for (package, test) in CROSS_VECTOR_TESTS {
+        let mut cmd = arch.cargo("test");
+        if arch.builds_std() {
+            cmd.arg("-Zbuild-std");
+        }
+        cmd.args(["-p", package, "--test", test])
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .env("CARGO_INCREMENTAL", "0");
+        run(
+            &format!("{package} --test {test} under {}", arch.qemu().0),
+            &mut cmd,
+        )?;
+    }
+    Ok(())
 }
 
 /// The agent of one arch under qemu-user on the simulated flight (deploy/examples/sim.toml)
@@ -821,6 +842,18 @@ mod tests {
                 .map(|(list, _)| list.split(',').map(str::trim).filter(|a| !a.is_empty()))
                 .map(|list| list.map(str::to_owned).collect::<Vec<_>>());
             assert_eq!(runner, Some(quoted), "{}", arch.cargo_config().display());
+        }
+    }
+
+    #[test]
+    fn every_cross_vector_test_exists() {
+        for (package, test) in CROSS_VECTOR_TESTS {
+            let dir = package.strip_prefix("aloft-").unwrap_or(package);
+            let path = workspace_root()
+                .join(dir)
+                .join("tests")
+                .join(format!("{test}.rs"));
+            assert!(path.is_file(), "{}", path.display());
         }
     }
 

@@ -16,6 +16,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bodies::{BodyRejection, JsonBody};
 use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched, blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
@@ -49,7 +50,7 @@ pub async fn create(
     caller: Caller,
     Extension(control): Extension<Control>,
     Path(node): Path<String>,
-    body: Result<Json<CommandBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<CommandBody>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let actor = require(
         &control,
@@ -61,7 +62,7 @@ pub async fn create(
         "",
         Some(&node),
     )?;
-    let Json(body) = body.map_err(|e| {
+    let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "a command is JSON like {{\"spec\": {{\"action\": \"restartSensor\", \"sensor\": \"gps\", \"hard\": false, \"ttlSeconds\": 3600}}}}: {e}"
         ))

@@ -16,6 +16,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::bodies::{BodyRejection, JsonBody};
 use super::{ApiError, Caller, Query};
 use crate::control::http::{blocking, require};
 use crate::control::{Control, SpecChange, SpecWrite, resources};
@@ -46,7 +47,7 @@ async fn write(
     control: Control,
     node: String,
     sensor: String,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
     dry_run: bool,
     how: SpecWrite,
 ) -> Result<Json<Value>, ApiError> {
@@ -60,7 +61,7 @@ async fn write(
         &sensor,
         Some(&node),
     )?;
-    let Json(body) = body.map_err(|e| {
+    let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "the spec must be JSON like {{\"intervalMs\": 500, \"enabled\": true}}: {e}"
         ))
@@ -123,7 +124,7 @@ pub async fn replace(
     Extension(control): Extension<Control>,
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
 ) -> Result<Json<Value>, ApiError> {
     write(
         caller,
@@ -143,7 +144,7 @@ pub async fn merge(
     Extension(control): Extension<Control>,
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
-    body: Result<Json<SpecBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SpecBody>, BodyRejection>,
 ) -> Result<Json<Value>, ApiError> {
     write(
         caller,

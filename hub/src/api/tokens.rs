@@ -16,6 +16,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::bodies::{BodyRejection, JsonBody};
 use super::nodes::node_json;
 use super::{ApiError, ApiState, Caller};
 use crate::control::http::require;
@@ -70,7 +71,7 @@ pub struct TokenSpec {
 pub async fn create(
     caller: Caller,
     Extension(control): Extension<Control>,
-    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<TokenBody>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let actor = require(
         &control,
@@ -82,7 +83,7 @@ pub async fn create(
         "",
         None,
     )?;
-    let Json(body) = body.map_err(|e| {
+    let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "a token is JSON like {{\"spec\": {{\"role\": \"operator\", \"description\": \"ground station\"}}}}: {e}"
         ))
@@ -188,7 +189,7 @@ pub struct NodeMetadata {
 pub async fn create_node(
     caller: Caller,
     Extension(control): Extension<Control>,
-    body: Result<Json<NodeBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<NodeBody>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let actor = require(
         &control,
@@ -200,7 +201,7 @@ pub async fn create_node(
         "",
         None,
     )?;
-    let Json(body) = body.map_err(|e| {
+    let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "a node is JSON like {{\"metadata\": {{\"name\": \"glider-2\"}}}}: {e}"
         ))

@@ -22,6 +22,7 @@
 //!   ([`hello_version`]) and refuse it with a clear reason.
 
 pub mod batch;
+pub mod fuzzing;
 
 use alloc::string::String;
 use alloc::vec::Vec;
