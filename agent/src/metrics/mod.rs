@@ -94,6 +94,7 @@ pub fn state_label(state: SensorState) -> &'static str {
         SensorState::Failed => "failed",
         SensorState::Restarting => "restarting",
         SensorState::Disabled => "disabled",
+        _ => "unknown",
     }
 }
 
