@@ -758,9 +758,16 @@ impl<S: Storage> Backend for SegmentedLog<S> {
     fn sync(&mut self) -> Result<(), StoreError> {
         let n = self.writers.len();
         for writer in &mut self.writers {
-            let Some(segment) = self.segments.iter_mut().find(|s| s.first == writer.first) else {
+            let Some(pos) = self.segments.iter().position(|s| s.first == writer.first) else {
                 continue;
             };
+            if writer.file.is_none() && self.segments[pos].after.is_some() {
+                // Records before it may have been shed from memory since it started: link
+                // to what is held, or the next open would report them missing again.
+                let held = self.segments[..pos].iter().rev().find_map(|s| s.last);
+                self.segments[pos].after = held;
+            }
+            let segment = &mut self.segments[pos];
             let name = segment.name();
             let file = match &mut writer.file {
                 Some(file) => file,

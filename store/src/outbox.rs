@@ -237,6 +237,8 @@ pub struct Outbox<B: Backend = SegmentedLog<OsStorage>> {
     repair_due: bool,
     /// Opened for inspection: nothing is written.
     read_only: bool,
+    /// Numbers appended since the last durable sync whose records were dropped from memory.
+    shed_pending: u64,
 }
 
 /// The cursor file's contents.
@@ -434,6 +436,7 @@ impl<B: Backend> Outbox<B> {
             cursor_dirty: false,
             repair_due: false,
             read_only,
+            shed_pending: 0,
         };
         let stored_epoch = outbox
             .backend
@@ -649,7 +652,7 @@ impl<B: Backend> Outbox<B> {
             max_bytes: self.options.max_bytes,
             losses: self.losses,
             health: self.health,
-            pending_records: self.next_seq - self.durable_end,
+            pending_records: self.next_seq - self.durable_end - self.shed_pending,
         }
     }
 
@@ -732,6 +735,7 @@ impl<B: Backend> Outbox<B> {
             self.pending_bytes = self.pending_bytes.saturating_sub(freed);
             if let Some(covers) = range {
                 self.losses.held_back += records;
+                self.shed_pending += records;
                 tracing::warn!(
                     first = covers.0,
                     last = covers.1,
@@ -851,6 +855,7 @@ impl<B: Backend> Outbox<B> {
             }
             self.durable_end = self.next_seq;
             self.pending_bytes = 0;
+            self.shed_pending = 0;
         }
         if self.health != StoreHealth::Healthy {
             tracing::info!("The store writes again.");
@@ -1008,6 +1013,7 @@ impl<B: Backend> Outbox<B> {
         self.backend.sync()?;
         self.durable_end = self.next_seq;
         self.pending_bytes = 0;
+        self.shed_pending = 0;
         Ok(())
     }
 
@@ -1104,14 +1110,21 @@ impl<B: Backend> Outbox<B> {
             return Ok(false);
         };
         if oldest.last < self.acked_below {
-            self.backend.remove_chunk(oldest.first)?;
-            return Ok(true);
+            return match self.backend.remove_chunk(oldest.first) {
+                Ok(()) => Ok(true),
+                Err(StoreError::Busy { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
         }
         if self.options.policy == FullPolicy::RejectNew {
             return Ok(false);
         }
-        self.drop_chunk(oldest, false)?;
-        Ok(true)
+        match self.drop_chunk(oldest, false) {
+            Ok(()) => Ok(true),
+            // The oldest chunk is itself still waiting to be written: nothing on disk to free.
+            Err(StoreError::Busy { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
