@@ -2,10 +2,13 @@
 //!
 //! # On-disk format
 //!
-//! The store directory holds segment files named `{first:020}-{generation}.seg`, where
-//! `first` is the sequence number of the first record ever written to the segment and
-//! `generation` counts its rewrites (decimation, repair). A segment is a plain sequence of
-//! frames, without header or padding:
+//! The store directory holds segment files named `{first:020}-{generation}-{after:020}.seg`,
+//! where `first` is the sequence number of the first record ever written to the segment,
+//! `generation` counts its rewrites (decimation, repair), and `after` links it to the records
+//! before it: the newest record the store held before this segment when it was started (and
+//! since the last rewrite of its predecessor). A store's first segment, and every segment
+//! written by the earlier format, is named `{first:020}-{generation}.seg` (no link); both
+//! forms are read. A segment is a plain sequence of frames, without header or padding:
 //!
 //! ```text
 //! +-----------+-----------+-----------+-------------------------+
@@ -28,6 +31,16 @@
 //!   crash leaves either the old or the new generation; at open the highest wins.
 //! - [`SegmentedLog::sync`] makes every appended frame durable: it writes the buffered
 //!   frames, fsyncs every file that got bytes, then the directory if a segment was created.
+//! - A link that names a record newer than the newest held before the segment shows records
+//!   gone with a deleted or cut predecessor (no fsync is added for it: the name is fixed
+//!   when the segment's file is created): reported in [`Recovery`] like a corrupt region,
+//!   and [`SegmentedLog::repair`] renames the segment to link to what is held. A missing
+//!   oldest or newest segment cannot be seen from the segments: the outbox's cursor shows it.
+//! - Appends do no I/O: a new segment's file is created, and frames written, at
+//!   [`SegmentedLog::sync`]. Frames stay buffered until their fsync succeeded (a failed write
+//!   or fsync is cut back and retried), so a full or failing disk never refuses an append.
+//! - [`SegmentedLog::open_read_only`] finds and reports the same, changes nothing, and
+//!   steps over bad regions when reading.
 //! - At open every segment is scanned: a frame whose checksum, length or order is wrong
 //!   starts a bad region, which ends at the next valid frame found by sliding byte by byte.
 //!   A bad region after which no valid frame exists anywhere is a torn tail (a write the

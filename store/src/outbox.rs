@@ -9,9 +9,25 @@
 //!
 //! Beside the backend's records, two files replaced whole and crash-safely:
 //! `epoch` (16 random bytes, then a CRC32 of them), written once when the store is created;
-//! `cursor` (`acked_below` u64 LE, a clean-shutdown flag u8, then a CRC32 of both). The flag
-//! is set by [`Outbox::close`] and cleared at open, so the next open knows whether the agent
+//! `cursor`: `acked_below` u64, a clean-shutdown flag u8, the durable mark `end` u64 and
+//! `accounted_below` u64 (all little endian), then a CRC32 of them (29 bytes). The flag is
+//! set by [`Outbox::close`] and cleared at open, so the next open knows whether the agent
 //! stopped cleanly.
+//!
+//! The durable mark makes the store know the highest number it ever made durable without
+//! trusting the segments' lengths: no number at or above `end` is ever made durable.
+//! While running, numbers are reserved [`RESERVE`] at a time (one cursor replace per 65 536
+//! records, not an extra fsync per group commit); [`Outbox::close`] writes the exact end.
+//! At open, numbering resumes at or above `end`; numbers below it that are not held get a
+//! gap record ([`GapReason::CorruptRegion`] after a clean stop: a segment cut short or
+//! deleted; [`GapReason::Crash`] with the range after a crash, which may also hold
+//! reserved numbers never used). `accounted_below` is where the store's own removals
+//! (acked, or dropped with a gap) end: an oldest segment missing above it was lost.
+//!
+//! Compatibility: a cursor of the earlier format (9 bytes and CRC, without `end` and
+//! `accounted_below`) is read as before (numbering resumes after the newest record held, no
+//! missing-start check); the first cursor write upgrades it. Segments named without a link
+//! are read as before.
 //!
 //! # Invariants
 //!
@@ -21,9 +37,13 @@
 //!   decimation): a crash between the two over-reports a loss, never hides one. The one
 //!   exception is a full disk (ENOSPC), where space must be freed before anything, the gap
 //!   included, can be written.
-//! - Only durable records are read; numbers of records lost in a crash before their commit
-//!   are reused (they were never read, so never sent), and a [`GapReason::Crash`] gap says
-//!   a window may have been lost. Numbers at or below the acked watermark are never reused.
+//! - Only durable records are read. No number is ever issued twice: numbering resumes above
+//!   the durable mark, and a [`GapReason::Crash`] gap covers what a crash may have lost.
+//! - A commit that cannot write (the disk full with nothing to free, EIO) fails without
+//!   losing anything appended: the records wait in memory, within
+//!   [`StoreOptions::max_pending_bytes`] (beyond it the oldest of them go, covered by a
+//!   [`GapReason::DroppedOldest`] gap), the store reports [`StoreHealth::Full`] or
+//!   [`StoreHealth::Degraded`], and the next commit retries. EIO frees nothing.
 //! - The store never exceeds `max_bytes` after a commit by more than its newest segment
 //!   and the gap records of that commit; when over, it frees acked data first, then applies
 //!   the [`FullPolicy`]. Decimation thins only unacked readings: gap, boot,
