@@ -158,7 +158,7 @@ impl Opening {
     fn settle<S: Storage>(
         &mut self,
         storage: &S,
-        (first, generation, after): (u64, u32, Option<u64>),
+        (first, generation, after): SegmentId,
         scan: &Scan,
         later_valid: Option<u64>,
     ) -> Result<(), StoreError> {
@@ -291,6 +291,9 @@ fn scan(bytes: &[u8], mut min_seq: u64) -> Scan {
     out
 }
 
+/// A segment as its name says: first number, generation, link.
+type SegmentId = (u64, u32, Option<u64>);
+
 fn segment_name(first: u64, generation: u32, after: Option<u64>) -> String {
     match after {
         Some(after) => format!("{first:020}-{generation}-{after:020}.seg"),
@@ -300,7 +303,7 @@ fn segment_name(first: u64, generation: u32, after: Option<u64>) -> String {
 
 /// A segment's name: its first number, its generation, and the link to the records before
 /// it (`None` for a store's first segment and for segments of the earlier format).
-fn parse_segment_name(name: &str) -> Option<(u64, u32, Option<u64>)> {
+fn parse_segment_name(name: &str) -> Option<SegmentId> {
     let stem = name.strip_suffix(".seg")?;
     let mut parts = stem.split('-');
     let first = parts.next()?.parse().ok()?;
@@ -506,7 +509,7 @@ impl<S: Storage> SegmentedLog<S> {
         read_only: bool,
     ) -> Result<(Self, Recovery), StoreError> {
         let names = storage.list().map_err(io_err("list", "."))?;
-        let mut found: Vec<(u64, u32, Option<u64>)> = Vec::new();
+        let mut found: Vec<SegmentId> = Vec::new();
         let mut dir_dirty = false;
         for name in &names {
             if name.ends_with(".tmp") {
@@ -521,7 +524,7 @@ impl<S: Storage> SegmentedLog<S> {
         found.sort_unstable();
         // A rewrite interrupted between its rename and the removal of the old generation
         // leaves two generations: the newer one is complete (it was fsynced before rename).
-        let mut chosen: Vec<(u64, u32, Option<u64>)> = Vec::new();
+        let mut chosen: Vec<SegmentId> = Vec::new();
         for seg in found {
             if let Some(prev) = chosen.last_mut()
                 && prev.0 == seg.0
@@ -552,7 +555,7 @@ impl<S: Storage> SegmentedLog<S> {
             dir_dirty,
             read_only,
         };
-        let mut pending: VecDeque<((u64, u32, Option<u64>), Scan)> = VecDeque::new();
+        let mut pending: VecDeque<(SegmentId, Scan)> = VecDeque::new();
         let mut min_seq = 0;
         for &seg in &chosen {
             let name = segment_name(seg.0, seg.1, seg.2);
