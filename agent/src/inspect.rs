@@ -1,8 +1,12 @@
 //! `aloft-agent store dump`: the store's records as JSON lines, for a look on the board.
 //!
-//! Invariant: it reads only durable records, in batches, so its memory stays bounded
-//! whatever the backlog (the same read path the uplink takes). A store the running agent
-//! holds is refused: whoever opens a store locks it.
+//! Invariants: it opens the store read-only and changes nothing: no file is written,
+//! renamed, cut or removed, no lock is taken, and a read-only directory works. Damage an
+//! agent's open would repair (a torn tail, a corrupt region, missing numbers) is stepped
+//! over and reported on the log, not repaired. It reads only records that were written, in
+//! batches, so its memory stays bounded whatever the backlog (the same read path the
+//! uplink takes). A store the running agent writes may be dumped; its newest records may
+//! not be in the dump yet.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -55,7 +59,22 @@ pub fn dump(
             source: io::Error::new(io::ErrorKind::NotFound, "no store here"),
         }));
     }
-    let (outbox, _) = Outbox::open(dir, StoreOptions::default()).map_err(store_error)?;
+    let (outbox, report) =
+        Outbox::open_read_only(dir, StoreOptions::default()).map_err(store_error)?;
+    for missing in &report.missing {
+        tracing::warn!(
+            first = missing.first,
+            last = missing.last,
+            reason = ?missing.reason,
+            "Records missing from the store; the agent records the loss as a gap when it next opens the store."
+        );
+    }
+    if report.torn_bytes > 0 {
+        tracing::warn!(
+            bytes = report.torn_bytes,
+            "The newest segment ends in a torn write (or one under way)."
+        );
+    }
     let mut next = from.max(outbox.stats().oldest_seq.unwrap_or(0));
     let mut written = 0u64;
     while limit.is_none_or(|l| written < l) {
@@ -74,7 +93,5 @@ pub fn dump(
         }
         next = last + 1;
     }
-    // Only read: closing marks the store clean again for the agent.
-    outbox.close().map_err(store_error)?;
     Ok(written)
 }

@@ -87,8 +87,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Print the store's records as JSON lines (stop the agent first: it holds the store, and a
-    /// held store is refused).
+    /// Print the store's records as JSON lines. Read-only: changes no file, takes no lock
+    /// (a running agent's newest records may not be in the dump yet).
     Dump {
         /// The store's directory.
         #[arg(long)]

@@ -14,6 +14,10 @@
 //! lane's board as records pass. The hub's control messages go to the control layer over
 //! [`crate::uplink::ControlChannels`].
 //!
+//! A store that cannot write (a full disk with nothing left to free, a failing card) never
+//! stops the agent: the store keeps the newest records in memory within its bound and
+//! every flush retries; the failure shows in status and metrics (invariants 1 and 9).
+//!
 //! Invariant 7: nothing here waits for the hub; the agent samples with its config (or its
 //! last known desired state) whether or not a link exists, and the writer never waits on
 //! the network.
@@ -310,16 +314,13 @@ pub async fn run_with_logs(
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             _ = intake.tick() => match take_queued(&mut records, &mut writer, &store) {
-                Ok(Intake::Open) => {}
-                Ok(Intake::Closed) => break Ok(()),
-                Err(e) => break Err(store_error(e)),
+                Intake::Open => {}
+                Intake::Closed => break Ok(()),
             },
             _ = flush.tick() => {
                 // What the sensors queued before the commit is in it.
-                match take_queued(&mut records, &mut writer, &store) {
-                    Ok(Intake::Open) => {}
-                    Ok(Intake::Closed) => break Ok(()),
-                    Err(e) => break Err(store_error(e)),
+                if let Intake::Closed = take_queued(&mut records, &mut writer, &store) {
+                    break Ok(());
                 }
                 // The commit fsyncs: off the runtime's worker, so the endpoint and the
                 // watchdog keep answering while the SD card is slow.
@@ -327,7 +328,9 @@ pub async fn run_with_logs(
                     tokio::task::block_in_place(|| writer.commit(&mut store.lock()));
                 match committed {
                     Ok(durable_end) => store.publish_durable(durable_end),
-                    Err(e) => break Err(store_error(e)),
+                    // The store logs when its health changes and keeps what it could not
+                    // write in memory; the next flush retries. Sampling goes on.
+                    Err(e) => tracing::debug!(error = %e, "Store commit failed; retrying at the next flush."),
                 }
                 if let Some(utc) = timekeeper.persist_due() {
                     save_last_good(&state_file, utc);
@@ -353,9 +356,7 @@ pub async fn run_with_logs(
     }
     supervisor.shutdown().await;
     drop(simulation);
-    let drained = take_queued(&mut records, &mut writer, &store)
-        .map(|_| ())
-        .map_err(store_error);
+    take_queued(&mut records, &mut writer, &store);
     let closed = match store.into_inner() {
         Ok(mut outbox) => writer
             .commit(&mut outbox)
@@ -373,7 +374,7 @@ pub async fn run_with_logs(
     let _ = stop_tx.send(true);
     let _ = endpoint.await;
     let _ = watchdog.await;
-    result.and(drained).and(closed)
+    result.and(closed)
 }
 
 /// Whether the sensors' queue is still open after [`take_queued`].
@@ -384,18 +385,23 @@ enum Intake {
     Closed,
 }
 
-/// Appends every record the sensors queued, under one lock of the store.
+/// Appends every record the sensors queued, under one lock of the store. An append does no
+/// I/O; one that fails (a record too large to store) is logged and the rest go on.
 fn take_queued(
     records: &mut mpsc::Receiver<Record>,
     writer: &mut Writer<'_>,
     store: &SharedStore,
-) -> Result<Intake, StoreError> {
+) -> Intake {
     let mut outbox = store.lock();
     loop {
         match records.try_recv() {
-            Ok(record) => writer.append(&mut outbox, record)?,
-            Err(mpsc::error::TryRecvError::Empty) => return Ok(Intake::Open),
-            Err(mpsc::error::TryRecvError::Disconnected) => return Ok(Intake::Closed),
+            Ok(record) => {
+                if let Err(e) = writer.append(&mut outbox, record) {
+                    tracing::error!(error = %e, "A record could not be stored.");
+                }
+            }
+            Err(mpsc::error::TryRecvError::Empty) => return Intake::Open,
+            Err(mpsc::error::TryRecvError::Disconnected) => return Intake::Closed,
         }
     }
 }
@@ -452,8 +458,10 @@ impl Writer<'_> {
         }
         let started = Instant::now();
         let before = outbox.durable_end();
-        outbox.commit()?;
+        let committed = outbox.commit();
         let stats = outbox.stats();
+        self.metrics.store.set_state(&stats, outbox.problem());
+        committed?;
         self.metrics
             .store
             .committed(stats.durable_end.saturating_sub(before), started.elapsed());

@@ -103,6 +103,19 @@ pub struct StoreReport {
     pub oldest_unsent_age_s: Option<f64>,
     /// Records made durable since start.
     pub records_committed: u64,
+    /// `ok`, `full` (the disk is full and nothing can be freed) or `degraded` (writes
+    /// fail); records wait in memory meanwhile.
+    #[serde(default)]
+    pub health: String,
+    /// Why the store is not `ok`.
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Records waiting in memory for a commit.
+    #[serde(default)]
+    pub pending: u64,
+    /// Records lost since start (each covered by a gap record).
+    #[serde(default)]
+    pub lost: u64,
 }
 
 /// The whole local picture.
@@ -169,6 +182,10 @@ impl StatusReport {
                 unsent: metrics.store.unsent(),
                 oldest_unsent_age_s: metrics.store.oldest_unsent_age().map(|d| d.as_secs_f64()),
                 records_committed: metrics.store.records_committed(),
+                health: crate::metrics::health_label(metrics.store.health()).to_owned(),
+                problem: metrics.store.problem(),
+                pending: metrics.store.pending(),
+                lost: metrics.store.lost(),
             },
         }
     }
@@ -259,6 +276,17 @@ impl StatusReport {
                 .map_or_else(|| "none".to_owned(), human_age),
             st.records_committed
         );
+        if !st.health.is_empty() {
+            let _ = write!(
+                o,
+                "store health {}  waiting in memory {} records  lost since start {}",
+                st.health, st.pending, st.lost
+            );
+            if let Some(problem) = &st.problem {
+                let _ = write!(o, "  ({problem})");
+            }
+            o.push('\n');
+        }
         o
     }
 }

@@ -28,7 +28,10 @@ pub mod storage;
 
 pub use atomic::atomic_replace;
 pub use log::{LogOptions, SegmentedLog};
-pub use outbox::{AppendOutcome, FullPolicy, Losses, OpenReport, Outbox, StoreOptions, StoreStats};
+pub use outbox::{
+    AppendOutcome, FullPolicy, Losses, MissingRange, OpenReport, Outbox, StoreHealth, StoreOptions,
+    StoreStats,
+};
 
 /// A contiguous run of records a backend frees or thins as one (a segment of the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,14 @@ pub trait Backend {
     fn thin_chunk(&mut self, first: u64, drop: &[u64]) -> Result<(), StoreError>;
     /// Removes the corrupt regions found at open, once their loss is recorded.
     fn repair(&mut self) -> Result<(), StoreError>;
+    /// Drops the oldest appended, not yet durable payloads until at least `bytes` are
+    /// freed (or none is left), calling `shed` with each; returns the bytes freed. What was
+    /// already written is never touched. Used when the disk refuses writes and the memory
+    /// holding them must stay bounded; a backend that cannot returns 0.
+    fn shed_unsynced(&mut self, bytes: u64, shed: &mut dyn FnMut(u64, &[u8])) -> u64 {
+        let _ = (bytes, shed);
+        0
+    }
     /// Reads a small state file, `None` if it does not exist.
     fn load_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces a small state file crash-safely.
@@ -120,8 +131,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the disk (or the filesystem) is full.
+    /// Whether the disk (or the filesystem) is full, or the user's quota on it is spent
+    /// (ENOSPC, EDQUOT): freeing space helps.
     pub fn is_storage_full(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
+        matches!(self, StoreError::Io { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ))
     }
 }

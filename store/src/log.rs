@@ -2,10 +2,13 @@
 //!
 //! # On-disk format
 //!
-//! The store directory holds segment files named `{first:020}-{generation}.seg`, where
-//! `first` is the sequence number of the first record ever written to the segment and
-//! `generation` counts its rewrites (decimation, repair). A segment is a plain sequence of
-//! frames, without header or padding:
+//! The store directory holds segment files named `{first:020}-{generation}-{after:020}.seg`,
+//! where `first` is the sequence number of the first record ever written to the segment,
+//! `generation` counts its rewrites (decimation, repair), and `after` links it to the records
+//! before it: the newest record the store held before this segment when it was started (and
+//! since the last rewrite of its predecessor). A store's first segment, and every segment
+//! written by the earlier format, is named `{first:020}-{generation}.seg` (no link); both
+//! forms are read. A segment is a plain sequence of frames, without header or padding:
 //!
 //! ```text
 //! +-----------+-----------+-----------+-------------------------+
@@ -28,6 +31,16 @@
 //!   crash leaves either the old or the new generation; at open the highest wins.
 //! - [`SegmentedLog::sync`] makes every appended frame durable: it writes the buffered
 //!   frames, fsyncs every file that got bytes, then the directory if a segment was created.
+//! - A link that names a record newer than the newest held before the segment shows records
+//!   gone with a deleted or cut predecessor (no fsync is added for it: the name is fixed
+//!   when the segment's file is created): reported in [`Recovery`] like a corrupt region,
+//!   and [`SegmentedLog::repair`] renames the segment to link to what is held. A missing
+//!   oldest or newest segment cannot be seen from the segments: the outbox's cursor shows it.
+//! - Appends do no I/O: a new segment's file is created, and frames written, at
+//!   [`SegmentedLog::sync`]. Frames stay buffered until their fsync succeeded (a failed write
+//!   or fsync is cut back and retried), so a full or failing disk never refuses an append.
+//! - [`SegmentedLog::open_read_only`] finds and reports the same, changes nothing, and
+//!   steps over bad regions when reading.
 //! - At open every segment is scanned: a frame whose checksum, length or order is wrong
 //!   starts a bad region, which ends at the next valid frame found by sliding byte by byte.
 //!   A bad region after which no valid frame exists anywhere is a torn tail (a write the
@@ -106,25 +119,76 @@ struct Opening {
     recovery: Recovery,
     segments: Vec<Segment>,
     to_repair: Vec<u64>,
+    /// First numbers of segments whose link shows records missing before them.
+    to_relink: Vec<u64>,
     /// The newest valid record's number so far.
     prev_seq: Option<u64>,
+    /// The highest number a loss reported so far reaches: a later check does not report
+    /// it twice.
+    reported_to: Option<u64>,
+    /// Whether a segment (even an empty one) came before the one being settled.
+    seen_segment: bool,
     dir_dirty: bool,
+    /// Inspection: find and report, change nothing.
+    read_only: bool,
 }
 
 impl Opening {
-    /// Settles one scanned segment: records its corrupt regions and the sequence numbers
-    /// they held (up to `later_valid`, the first valid frame of any later segment), cuts a
-    /// torn tail, drops an empty segment, keeps the rest.
+    fn report_lost(&mut self, segment: String, bytes: u64, lo: u64, hi: u64) -> Option<(u64, u64)> {
+        let lo = self.reported_to.map_or(lo, |r| lo.max(r.saturating_add(1)));
+        let lost = (lo <= hi).then_some((lo, hi));
+        if let Some((_, hi)) = lost {
+            self.reported_to = Some(self.reported_to.map_or(hi, |r| r.max(hi)));
+        } else if bytes == 0 {
+            // A missing segment whose numbers a corrupt region already reported.
+            return None;
+        }
+        self.recovery.corrupt.push(CorruptRegion {
+            segment,
+            bytes,
+            lost,
+        });
+        lost
+    }
+
+    /// Settles one scanned segment: checks its link to the records before it (a segment
+    /// deleted or cut short before it), records its corrupt regions and the sequence
+    /// numbers they held (up to `later_valid`, the first valid frame of any later segment),
+    /// cuts a torn tail, drops an empty segment, keeps the rest.
     fn settle<S: Storage>(
         &mut self,
         storage: &S,
-        first: u64,
-        generation: u32,
+        (first, generation, after): SegmentId,
         scan: &Scan,
         later_valid: Option<u64>,
     ) -> Result<(), StoreError> {
-        let name = segment_name(first, generation);
-        let mut segment = Segment::new(first, generation);
+        let name = segment_name(first, generation, after);
+        // The newest record before this segment was `after` when the segment started (and
+        // since its predecessor's last rewrite): records up to it that are not held now
+        // went with a deleted or truncated file. Before the oldest segment, removal is the
+        // store's own (acked or dropped with a gap): the outbox checks that against its
+        // cursor.
+        if let Some(after) = after
+            && self.seen_segment
+        {
+            let held_to = self.prev_seq;
+            if held_to.is_none_or(|h| h < after) {
+                let lo = held_to.map_or(0, |h| h + 1);
+                self.to_relink.push(first);
+                if let Some((lost_from, lost_to)) =
+                    self.report_lost(format!("before {name}"), 0, lo, after)
+                {
+                    tracing::warn!(
+                        segment = %name,
+                        lost_from,
+                        lost_to,
+                        "Records before a segment are missing: a segment file was deleted or cut short."
+                    );
+                }
+            }
+        }
+        self.seen_segment = true;
+        let mut segment = Segment::new(first, generation, after);
         let mut frames = scan.frames.iter().peekable();
         let mut cut_at = None;
         for &(from, to) in &scan.bad {
@@ -143,7 +207,7 @@ impl Opening {
                 break;
             };
             let lo = self.prev_seq.map_or(first, |p| p + 1);
-            let lost = (lo < next_seq).then(|| (lo, next_seq - 1));
+            let lost = self.report_lost(name.clone(), to - from, lo, next_seq.saturating_sub(1));
             tracing::warn!(
                 segment = %name,
                 offset = from,
@@ -152,11 +216,7 @@ impl Opening {
                 lost_to = lost.map(|l| l.1),
                 "Skipped a corrupt region of a segment."
             );
-            self.recovery.corrupt.push(CorruptRegion {
-                segment: name.clone(),
-                bytes: to - from,
-                lost,
-            });
+            segment.bad.push((from, to));
             if self.to_repair.last() != Some(&first) {
                 self.to_repair.push(first);
             }
@@ -170,6 +230,7 @@ impl Opening {
         }
         if let Some(cut) = cut_at
             && segment.records > 0
+            && !self.read_only
         {
             let mut file = storage.open(&name).map_err(io_err("open", &name))?;
             file.truncate(cut).map_err(io_err("truncate", &name))?;
@@ -181,8 +242,10 @@ impl Opening {
         // `repair`: removing it before the outbox made its gap durable could hide the
         // loss if the power went in between.
         if segment.records == 0 && self.to_repair.last() != Some(&first) {
-            storage.remove(&name).map_err(io_err("remove", &name))?;
-            self.dir_dirty = true;
+            if !self.read_only {
+                storage.remove(&name).map_err(io_err("remove", &name))?;
+                self.dir_dirty = true;
+            }
             return Ok(());
         }
         self.segments.push(segment);
@@ -228,14 +291,31 @@ fn scan(bytes: &[u8], mut min_seq: u64) -> Scan {
     out
 }
 
-fn segment_name(first: u64, generation: u32) -> String {
-    format!("{first:020}-{generation}.seg")
+/// A segment as its name says: first number, generation, link.
+type SegmentId = (u64, u32, Option<u64>);
+
+fn segment_name(first: u64, generation: u32, after: Option<u64>) -> String {
+    match after {
+        Some(after) => format!("{first:020}-{generation}-{after:020}.seg"),
+        None => format!("{first:020}-{generation}.seg"),
+    }
 }
 
-fn parse_segment_name(name: &str) -> Option<(u64, u32)> {
+/// A segment's name: its first number, its generation, and the link to the records before
+/// it (`None` for a store's first segment and for segments of the earlier format).
+fn parse_segment_name(name: &str) -> Option<SegmentId> {
     let stem = name.strip_suffix(".seg")?;
-    let (first, generation) = stem.split_once('-')?;
-    Some((first.parse().ok()?, generation.parse().ok()?))
+    let mut parts = stem.split('-');
+    let first = parts.next()?.parse().ok()?;
+    let generation = parts.next()?.parse().ok()?;
+    let after = match parts.next() {
+        Some(after) => Some(after.parse().ok()?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((first, generation, after))
 }
 
 fn io_err(op: &'static str, name: &str) -> impl FnOnce(io::Error) -> StoreError {
@@ -254,10 +334,15 @@ struct Segment {
     records: u64,
     /// Sparse (seq, offset) index, one entry per [`INDEX_EVERY`] bytes.
     index: Vec<(u64, u64)>,
+    /// The newest record the store held before this segment (its name's link).
+    after: Option<u64>,
+    /// Byte ranges that are not frames (found at open, or left by a write that failed
+    /// and could not be undone): reads step over them.
+    bad: Vec<(u64, u64)>,
 }
 
 impl Segment {
-    fn new(first: u64, generation: u32) -> Self {
+    fn new(first: u64, generation: u32, after: Option<u64>) -> Self {
         Segment {
             first,
             generation,
@@ -265,11 +350,45 @@ impl Segment {
             len: 0,
             records: 0,
             index: Vec::new(),
+            after,
+            bad: Vec::new(),
         }
     }
 
     fn name(&self) -> String {
-        segment_name(self.first, self.generation)
+        segment_name(self.first, self.generation, self.after)
+    }
+
+    /// Where the bad range starting at `offset` ends, if one does.
+    fn bad_at(&self, offset: u64) -> Option<u64> {
+        self.bad
+            .iter()
+            .find(|&&(from, _)| from == offset)
+            .map(|&(_, to)| to)
+    }
+
+    /// Rebuilds the bookkeeping of the unwritten frames (from byte `from` on, after
+    /// `records_before` records up to `last_before`) once they moved to start at byte `to`
+    /// (the bytes between are a failed write left in the file) or some were shed: `frames`
+    /// are the (seq, frame length) still buffered, in order.
+    fn renote_tail(
+        &mut self,
+        (from, to): (u64, u64),
+        (records_before, last_before): (u64, Option<u64>),
+        frames: &[(u64, u64)],
+    ) {
+        self.index.retain(|&(_, off)| off < from);
+        self.records = records_before;
+        self.last = last_before;
+        self.len = to;
+        if to > from {
+            self.bad.push((from, to));
+        }
+        let mut offset = to;
+        for &(seq, total) in frames {
+            self.note_frame(seq, offset, total);
+            offset += total;
+        }
     }
 
     fn note_frame(&mut self, seq: u64, offset: u64, total: u64) {
@@ -287,10 +406,29 @@ impl Segment {
 #[derive(Debug)]
 struct Writer<F> {
     first: u64,
-    file: F,
+    /// The segment's file, created at the first sync: an append does no I/O, so a full
+    /// or failing disk never refuses one.
+    file: Option<F>,
     buf: Vec<u8>,
     /// The file's length before `buf` is written: where to cut back to if writing fails.
     written: u64,
+    /// Records written before `buf`, and the newest of them.
+    written_records: u64,
+    written_last: Option<u64>,
+}
+
+impl<F> Writer<F> {
+    /// (seq, frame length) of the buffered frames, in order.
+    fn buffered(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Frame::Valid { seq, len } = decode_frame(&self.buf[pos..]) {
+            let total = FRAME_HEADER + len;
+            out.push((seq, total as u64));
+            pos += total;
+        }
+        out
+    }
 }
 
 /// A region found bad at open, which held records the outbox must report lost.
@@ -344,19 +482,41 @@ pub struct SegmentedLog<S: Storage> {
     dir_dirty: bool,
     /// First sequence numbers of segments whose bad regions [`Self::repair`] removes.
     to_repair: Vec<u64>,
+    /// First sequence numbers of segments whose link [`Self::repair`] points at the records
+    /// held before them, once the loss of those missing is recorded.
+    to_relink: Vec<u64>,
+    /// Opened for inspection: nothing is written.
+    read_only: bool,
 }
 
 impl<S: Storage> SegmentedLog<S> {
-    /// Opens the log in `storage`, creating nothing until the first append. Cuts a torn
-    /// tail and reports corrupt regions; fails only on I/O errors.
+    /// Opens the log in `storage`, creating nothing until the first sync. Cuts a torn
+    /// tail and reports corrupt regions and missing segments; fails only on I/O errors.
     pub fn open(storage: S, options: LogOptions) -> Result<(Self, Recovery), StoreError> {
+        Self::open_mode(storage, options, false)
+    }
+
+    /// Opens the log for inspection: finds and reports what [`SegmentedLog::open`] does,
+    /// but changes nothing (no torn tail cut, no leftover removed, nothing repaired), so the
+    /// storage may be read-only. Reads step over the bad regions; appends are refused.
+    pub fn open_read_only(storage: S, options: LogOptions) -> Result<(Self, Recovery), StoreError> {
+        Self::open_mode(storage, options, true)
+    }
+
+    fn open_mode(
+        storage: S,
+        options: LogOptions,
+        read_only: bool,
+    ) -> Result<(Self, Recovery), StoreError> {
         let names = storage.list().map_err(io_err("list", "."))?;
-        let mut found: Vec<(u64, u32)> = Vec::new();
+        let mut found: Vec<SegmentId> = Vec::new();
         let mut dir_dirty = false;
         for name in &names {
             if name.ends_with(".tmp") {
-                storage.remove(name).map_err(io_err("remove", name))?;
-                dir_dirty = true;
+                if !read_only {
+                    storage.remove(name).map_err(io_err("remove", name))?;
+                    dir_dirty = true;
+                }
             } else if let Some(seg) = parse_segment_name(name) {
                 found.push(seg);
             }
@@ -364,17 +524,19 @@ impl<S: Storage> SegmentedLog<S> {
         found.sort_unstable();
         // A rewrite interrupted between its rename and the removal of the old generation
         // leaves two generations: the newer one is complete (it was fsynced before rename).
-        let mut chosen: Vec<(u64, u32)> = Vec::new();
-        for (first, generation) in found {
+        let mut chosen: Vec<SegmentId> = Vec::new();
+        for seg in found {
             if let Some(prev) = chosen.last_mut()
-                && prev.0 == first
+                && prev.0 == seg.0
             {
-                let older = segment_name(prev.0, prev.1);
-                storage.remove(&older).map_err(io_err("remove", &older))?;
-                dir_dirty = true;
-                *prev = (first, generation);
+                if !read_only {
+                    let older = segment_name(prev.0, prev.1, prev.2);
+                    storage.remove(&older).map_err(io_err("remove", &older))?;
+                    dir_dirty = true;
+                }
+                *prev = seg;
             } else {
-                chosen.push((first, generation));
+                chosen.push(seg);
             }
         }
 
@@ -386,38 +548,44 @@ impl<S: Storage> SegmentedLog<S> {
             recovery: Recovery::default(),
             segments: Vec::new(),
             to_repair: Vec::new(),
+            to_relink: Vec::new(),
             prev_seq: None,
+            reported_to: None,
+            seen_segment: false,
             dir_dirty,
+            read_only,
         };
-        let mut pending: VecDeque<(u64, u32, Scan)> = VecDeque::new();
+        let mut pending: VecDeque<(SegmentId, Scan)> = VecDeque::new();
         let mut min_seq = 0;
-        for &(first, generation) in &chosen {
-            let name = segment_name(first, generation);
+        for &seg in &chosen {
+            let name = segment_name(seg.0, seg.1, seg.2);
             let bytes = read_file(&storage, &name)
                 .map_err(io_err("read", &name))?
                 .unwrap_or_default();
-            let scan = scan(&bytes, min_seq.max(first));
+            let scan = scan(&bytes, min_seq.max(seg.0));
             if let Some(&(seq, _, _)) = scan.frames.last() {
                 min_seq = seq + 1;
             }
-            pending.push_back((first, generation, scan));
-            while pending.len() >= 2 && pending.iter().skip(1).any(|p| !p.2.frames.is_empty()) {
-                if let Some((first, generation, scan)) = pending.pop_front() {
-                    let later_valid = pending.iter().find_map(|p| p.2.frames.first().map(|f| f.0));
-                    opening.settle(&storage, first, generation, &scan, later_valid)?;
+            pending.push_back((seg, scan));
+            while pending.len() >= 2 && pending.iter().skip(1).any(|p| !p.1.frames.is_empty()) {
+                if let Some((seg, scan)) = pending.pop_front() {
+                    let later_valid = pending.iter().find_map(|p| p.1.frames.first().map(|f| f.0));
+                    opening.settle(&storage, seg, &scan, later_valid)?;
                 }
             }
         }
-        while let Some((first, generation, scan)) = pending.pop_front() {
-            let later_valid = pending.iter().find_map(|p| p.2.frames.first().map(|f| f.0));
-            opening.settle(&storage, first, generation, &scan, later_valid)?;
+        while let Some((seg, scan)) = pending.pop_front() {
+            let later_valid = pending.iter().find_map(|p| p.1.frames.first().map(|f| f.0));
+            opening.settle(&storage, seg, &scan, later_valid)?;
         }
         let Opening {
             mut recovery,
             segments,
             to_repair,
+            to_relink,
             prev_seq,
             dir_dirty,
+            ..
         } = opening;
         if dir_dirty {
             storage.sync_dir().map_err(io_err("sync", "."))?;
@@ -430,6 +598,8 @@ impl<S: Storage> SegmentedLog<S> {
             writers: Vec::new(),
             dir_dirty: false,
             to_repair,
+            to_relink,
+            read_only,
         };
         Ok((log, recovery))
     }
@@ -439,20 +609,46 @@ impl<S: Storage> SegmentedLog<S> {
         &self.storage
     }
 
-    fn start_segment(&mut self, first: u64) -> Result<(), StoreError> {
-        let name = segment_name(first, 0);
-        let file = self
-            .storage
-            .create(&name)
-            .map_err(io_err("create", &name))?;
-        self.segments.push(Segment::new(first, 0));
+    /// Starts a segment in memory; its file is created at the next sync.
+    fn start_segment(&mut self, first: u64) {
+        // The link to the records before: at open a missing or shortened predecessor shows.
+        let after = self.segments.iter().rev().find_map(|s| s.last);
+        self.segments.push(Segment::new(first, 0, after));
         self.writers.push(Writer {
             first,
-            file,
+            file: None,
             buf: Vec::new(),
             written: 0,
+            written_records: 0,
+            written_last: None,
         });
         self.dir_dirty = true;
+    }
+
+    /// Points the segment after `pos` at the records now held before it, renaming its file
+    /// (after a rewrite dropped its predecessor's newest records).
+    fn relink_after(&mut self, pos: usize) -> Result<(), StoreError> {
+        let held_before = self.segments[..=pos].iter().rev().find_map(|s| s.last);
+        let Some(next) = self.segments.get(pos + 1) else {
+            return Ok(());
+        };
+        if next.after.is_none() || next.after == held_before {
+            return Ok(());
+        }
+        let old_name = next.name();
+        let first = next.first;
+        let created = self
+            .writers
+            .iter()
+            .find(|w| w.first == first)
+            .is_none_or(|w| w.file.is_some());
+        self.segments[pos + 1].after = held_before;
+        if created {
+            let new_name = self.segments[pos + 1].name();
+            self.storage
+                .rename(&old_name, &new_name)
+                .map_err(io_err("rename", &new_name))?;
+        }
         Ok(())
     }
 
@@ -471,7 +667,7 @@ impl<S: Storage> SegmentedLog<S> {
             .unwrap_or_default();
         let scan = scan(&bytes, old.first);
         let mut out = Vec::with_capacity(bytes.len());
-        let mut segment = Segment::new(first, old.generation + 1);
+        let mut segment = Segment::new(first, old.generation + 1, old.after);
         for &(seq, off, total) in &scan.frames {
             if keep(seq) {
                 let (off, total) = (off as usize, total as usize);
@@ -491,9 +687,53 @@ impl<S: Storage> SegmentedLog<S> {
         self.storage
             .remove(&old_name)
             .map_err(io_err("remove", &old_name))?;
-        self.storage.sync_dir().map_err(io_err("sync", "."))?;
         self.segments[pos] = segment;
+        // Records dropped from the segment's end are accounted for (a gap record): the
+        // next segment's link follows, or the next open would report them missing.
+        self.relink_after(pos)?;
+        self.storage.sync_dir().map_err(io_err("sync", "."))?;
         Ok(())
+    }
+
+    /// Drops buffered (not yet written) frames, oldest first, until at least `bytes` are
+    /// freed, and calls `shed` with each; returns the bytes freed. Written frames are never
+    /// touched.
+    fn shed(&mut self, bytes: u64, shed: &mut dyn FnMut(u64, &[u8])) -> u64 {
+        let mut freed = 0;
+        for writer in &mut self.writers {
+            if freed >= bytes {
+                break;
+            }
+            let frames = writer.buffered();
+            let mut drop = 0;
+            let mut dropped = 0;
+            for &(_, total) in &frames {
+                if freed + dropped >= bytes {
+                    break;
+                }
+                dropped += total;
+                drop += 1;
+            }
+            if drop == 0 {
+                continue;
+            }
+            let mut pos = 0;
+            for &(seq, total) in &frames[..drop] {
+                let total = total as usize;
+                shed(seq, &writer.buf[pos + FRAME_HEADER..pos + total]);
+                pos += total;
+            }
+            writer.buf.drain(..pos);
+            freed += pos as u64;
+            if let Some(segment) = self.segments.iter_mut().find(|s| s.first == writer.first) {
+                segment.renote_tail(
+                    (writer.written, writer.written),
+                    (writer.written_records, writer.written_last),
+                    &frames[drop..],
+                );
+            }
+        }
+        freed
     }
 }
 
@@ -512,8 +752,14 @@ impl<S: Storage> Backend for SegmentedLog<S> {
             // After open the newest segment is not appended to: a fresh one starts.
             _ => true,
         };
+        if self.read_only {
+            return Err(io_err("write", "segment")(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the store is open read-only for inspection",
+            )));
+        }
         if roll {
-            self.start_segment(seq)?;
+            self.start_segment(seq);
         }
         let (Some(segment), Some(writer)) = (self.segments.last_mut(), self.writers.last_mut())
         else {
@@ -528,23 +774,54 @@ impl<S: Storage> Backend for SegmentedLog<S> {
     fn sync(&mut self) -> Result<(), StoreError> {
         let n = self.writers.len();
         for writer in &mut self.writers {
-            let name = segment_name(
-                writer.first,
-                self.segments
-                    .iter()
-                    .find(|s| s.first == writer.first)
-                    .map_or(0, |s| s.generation),
-            );
-            if !writer.buf.is_empty() {
-                if let Err(e) = writer.file.append(&writer.buf) {
-                    // Leave the file as it was, so a retry writes the frames once.
-                    let _ = writer.file.truncate(writer.written);
-                    return Err(io_err("write", &name)(e));
-                }
-                writer.written += writer.buf.len() as u64;
-                writer.buf.clear();
+            let Some(pos) = self.segments.iter().position(|s| s.first == writer.first) else {
+                continue;
+            };
+            if writer.file.is_none() && self.segments[pos].after.is_some() {
+                // Records before it may have been shed from memory since it started: link
+                // to what is held, or the next open would report them missing again.
+                let held = self.segments[..pos].iter().rev().find_map(|s| s.last);
+                self.segments[pos].after = held;
             }
-            writer.file.sync().map_err(io_err("sync", &name))?;
+            let segment = &mut self.segments[pos];
+            let name = segment.name();
+            let file = match &mut writer.file {
+                Some(file) => file,
+                None => writer.file.insert(
+                    self.storage
+                        .create(&name)
+                        .map_err(io_err("create", &name))?,
+                ),
+            };
+            // The frames stay buffered until they are durable: a failed write or sync is
+            // undone and the next sync writes them again, once.
+            let failed = match file.append(&writer.buf) {
+                Err(e) => Some(io_err("write", &name)(e)),
+                Ok(()) => file.sync().err().map(io_err("sync", &name)),
+            };
+            if let Some(e) = failed {
+                if file.truncate(writer.written).is_err() {
+                    // The failed bytes stay in the file: step over them from now on, so
+                    // reads skip them and the retry lands after them.
+                    let len = file
+                        .len()
+                        .unwrap_or(writer.written + writer.buf.len() as u64);
+                    if len > writer.written {
+                        let frames = writer.buffered();
+                        segment.renote_tail(
+                            (writer.written, len),
+                            (writer.written_records, writer.written_last),
+                            &frames,
+                        );
+                        writer.written = len;
+                    }
+                }
+                return Err(e);
+            }
+            writer.written += writer.buf.len() as u64;
+            writer.buf.clear();
+            writer.written_records = segment.records;
+            writer.written_last = segment.last;
         }
         if self.dir_dirty {
             self.storage.sync_dir().map_err(io_err("sync", "."))?;
@@ -569,6 +846,14 @@ impl<S: Storage> Backend for SegmentedLog<S> {
             if segment.last.is_none_or(|last| last < seq) {
                 continue;
             }
+            if self
+                .writers
+                .iter()
+                .any(|w| w.first == segment.first && w.file.is_none())
+            {
+                // Not written yet: nothing of it (or after it) is readable.
+                break;
+            }
             let name = segment.name();
             let file = self.storage.open(&name).map_err(io_err("open", &name))?;
             let mut offset = segment
@@ -591,6 +876,13 @@ impl<S: Storage> Backend for SegmentedLog<S> {
                 }
                 let mut pos = 0;
                 while pos < n {
+                    if !segment.bad.is_empty()
+                        && let Some(to) = segment.bad_at(offset + pos as u64)
+                    {
+                        offset = to;
+                        need = 0;
+                        continue 'segment;
+                    }
                     match decode_frame(&buf[pos..n]) {
                         Frame::Valid { seq: s, len } => {
                             if s >= seq {
@@ -651,6 +943,12 @@ impl<S: Storage> Backend for SegmentedLog<S> {
             return Ok(());
         };
         let name = self.segments[pos].name();
+        if self.read_only {
+            return Err(io_err("remove", &name)(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the store is open read-only for inspection",
+            )));
+        }
         self.storage
             .remove(&name)
             .map_err(io_err("remove", &name))?;
@@ -667,7 +965,22 @@ impl<S: Storage> Backend for SegmentedLog<S> {
         for first in std::mem::take(&mut self.to_repair) {
             self.rewrite(first, &|_| true)?;
         }
+        let relink = std::mem::take(&mut self.to_relink);
+        for first in &relink {
+            if let Some(pos) = self.segments.iter().position(|s| s.first == *first)
+                && pos > 0
+            {
+                self.relink_after(pos - 1)?;
+            }
+        }
+        if !relink.is_empty() {
+            self.storage.sync_dir().map_err(io_err("sync", "."))?;
+        }
         Ok(())
+    }
+
+    fn shed_unsynced(&mut self, bytes: u64, shed: &mut dyn FnMut(u64, &[u8])) -> u64 {
+        self.shed(bytes, shed)
     }
 
     fn load_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -683,6 +996,18 @@ impl<S: Storage> Backend for SegmentedLog<S> {
 mod tests {
     use super::*;
     use crate::storage::sim::SimDisk;
+
+    /// The disk's segment files, oldest first.
+    fn log_names(disk: &SimDisk) -> Vec<String> {
+        let mut names: Vec<String> = disk
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|n| parse_segment_name(n).is_some())
+            .collect();
+        names.sort();
+        names
+    }
 
     fn frames(seqs: impl IntoIterator<Item = u64>) -> Vec<u8> {
         let mut out = Vec::new();
@@ -730,7 +1055,15 @@ mod tests {
 
     #[test]
     fn segment_names_round_trip() {
-        assert_eq!(parse_segment_name(&segment_name(123, 4)), Some((123, 4)));
+        assert_eq!(
+            parse_segment_name(&segment_name(123, 4, None)),
+            Some((123, 4, None))
+        );
+        assert_eq!(
+            parse_segment_name(&segment_name(123, 4, Some(122))),
+            Some((123, 4, Some(122)))
+        );
+        assert_eq!(parse_segment_name("1-2-3-4.seg"), None);
         assert_eq!(parse_segment_name("cursor"), None);
         assert_eq!(parse_segment_name("x-1.seg"), None);
     }
@@ -771,7 +1104,7 @@ mod tests {
         log.sync().unwrap();
         drop(log);
         let frame = FRAME_HEADER + 10;
-        let name = segment_name(0, 0);
+        let name = segment_name(0, 0, None);
         disk.overwrite(&name, 3 * frame + 2, &[0xAA; 30]).unwrap();
 
         let (mut log, recovery) = SegmentedLog::open(disk.clone(), LogOptions::default()).unwrap();
@@ -798,7 +1131,7 @@ mod tests {
         assert!(chunks.len() >= 3, "{chunks:?}");
         drop(log);
         let middle = chunks[1];
-        let name = segment_name(middle.first, 0);
+        let name = log_names(&disk)[1].clone();
         let len = disk.contents(&name).unwrap().len();
         disk.overwrite(&name, 0, &vec![0x55; len]).unwrap();
 
@@ -823,7 +1156,7 @@ mod tests {
         }
         log.sync().unwrap();
         drop(log);
-        let name = segment_name(0, 0);
+        let name = segment_name(0, 0, None);
         let mut f = disk.open(&name).unwrap();
         f.append(&frames([4])[..7]).unwrap();
         f.sync().unwrap();

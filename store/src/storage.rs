@@ -66,13 +66,23 @@ pub trait StorageFile: Send {
 
 /// A directory of the local filesystem; a store's directory is held exclusively
 /// ([`OsStorage::exclusive`]): two processes (or two opens) on one store would number records
-/// twice, so the second open fails while the first lives.
+/// twice, so the second open fails while the first lives. An inspection opens it
+/// [`OsStorage::read_only`]: files are opened for reading only and every change is refused,
+/// so looking at a store can never alter it.
 #[derive(Debug, Clone)]
 pub struct OsStorage {
     dir: PathBuf,
     /// The open `lock` file whose exclusive lock marks the store as in use; released when
     /// the last clone is dropped or the process dies.
     _lock: Option<std::sync::Arc<File>>,
+    read_only: bool,
+}
+
+fn refused_read_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the store is open read-only for inspection",
+    )
 }
 
 /// Name of the file whose lock marks a store in use.
@@ -85,6 +95,24 @@ impl OsStorage {
         Ok(OsStorage {
             dir: dir.as_ref().to_path_buf(),
             _lock: None,
+            read_only: false,
+        })
+    }
+
+    /// Uses the existing directory `dir` for reading only: nothing is created, locked,
+    /// written, renamed or removed (a read-only directory or filesystem works). A store a
+    /// running agent writes may be read this way; its newest bytes may be mid-write.
+    pub fn read_only(dir: impl AsRef<Path>) -> io::Result<Self> {
+        if !fs::metadata(dir.as_ref())?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
+        }
+        Ok(OsStorage {
+            dir: dir.as_ref().to_path_buf(),
+            _lock: None,
+            read_only: true,
         })
     }
 
@@ -110,6 +138,7 @@ impl OsStorage {
         Ok(OsStorage {
             dir: dir.as_ref().to_path_buf(),
             _lock: Some(std::sync::Arc::new(lock)),
+            read_only: false,
         })
     }
 
@@ -140,6 +169,9 @@ impl Storage for OsStorage {
     }
 
     fn create(&self, name: &str) -> io::Result<OsFile> {
+        if self.read_only {
+            return Err(refused_read_only());
+        }
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -153,12 +185,15 @@ impl Storage for OsStorage {
     fn open(&self, name: &str) -> io::Result<OsFile> {
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .append(!self.read_only)
             .open(self.dir.join(name))?;
         Ok(OsFile(file))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
+        if self.read_only {
+            return Err(refused_read_only());
+        }
         match fs::remove_file(self.dir.join(name)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
@@ -166,10 +201,16 @@ impl Storage for OsStorage {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        if self.read_only {
+            return Err(refused_read_only());
+        }
         fs::rename(self.dir.join(from), self.dir.join(to))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(refused_read_only());
+        }
         File::open(&self.dir)?.sync_all()
     }
 }

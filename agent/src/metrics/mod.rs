@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aloft_protocol::{Quantity, SensorId, SensorState};
+use aloft_store::{StoreHealth, StoreStats};
 
 use crate::clock::monotonic_ns;
 use crate::config::AgentConfig;
@@ -238,6 +239,29 @@ pub struct StoreMetrics {
     oldest_unsent_at_mono_ns: AtomicU64,
     records_committed: AtomicU64,
     last_commit_ns: AtomicU64,
+    /// [`StoreHealth`] as 0 healthy, 1 full, 2 degraded.
+    health: AtomicU8,
+    /// Why the store is not healthy.
+    problem: Mutex<Option<String>>,
+    /// Records waiting in memory for a commit.
+    pending: AtomicU64,
+    failed_commits: AtomicU64,
+    /// Records lost since start, by reason: dropped (policy or full disk), decimated,
+    /// rejected, dropped from memory while the disk refused writes, and corrupt regions.
+    dropped: AtomicU64,
+    decimated: AtomicU64,
+    rejected: AtomicU64,
+    held_back: AtomicU64,
+    corrupt_regions: AtomicU64,
+}
+
+/// The store's health as its metric and status name it.
+pub fn health_label(health: StoreHealth) -> &'static str {
+    match health {
+        StoreHealth::Healthy => "ok",
+        StoreHealth::Full => "full",
+        StoreHealth::Degraded => "degraded",
+    }
 }
 
 impl Default for StoreMetrics {
@@ -249,6 +273,15 @@ impl Default for StoreMetrics {
             oldest_unsent_at_mono_ns: AtomicU64::new(0),
             records_committed: AtomicU64::new(0),
             last_commit_ns: AtomicU64::new(0),
+            health: AtomicU8::new(0),
+            problem: Mutex::new(None),
+            pending: AtomicU64::new(0),
+            failed_commits: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            decimated: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+            corrupt_regions: AtomicU64::new(0),
         }
     }
 }
@@ -278,6 +311,68 @@ impl StoreMetrics {
             u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// The store's state after a commit (successful or not): health, the error while
+    /// unhealthy, records waiting in memory, losses since start.
+    pub fn set_state(&self, stats: &StoreStats, problem: Option<&str>) {
+        let health = match stats.health {
+            StoreHealth::Full => 1,
+            StoreHealth::Degraded => 2,
+            _ => 0,
+        };
+        self.health.store(health, Ordering::Relaxed);
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem.map(str::to_owned);
+        self.pending.store(stats.pending_records, Ordering::Relaxed);
+        let l = &stats.losses;
+        self.failed_commits
+            .store(l.failed_commits, Ordering::Relaxed);
+        self.dropped.store(l.dropped, Ordering::Relaxed);
+        self.decimated.store(l.decimated, Ordering::Relaxed);
+        self.rejected.store(l.rejected, Ordering::Relaxed);
+        self.held_back.store(l.held_back, Ordering::Relaxed);
+        self.corrupt_regions
+            .store(l.corrupt_regions, Ordering::Relaxed);
+    }
+
+    /// Whether the store's writes get through.
+    pub fn health(&self) -> StoreHealth {
+        match self.health.load(Ordering::Relaxed) {
+            1 => StoreHealth::Full,
+            2 => StoreHealth::Degraded,
+            _ => StoreHealth::Healthy,
+        }
+    }
+
+    /// The error of the last failed commit, while unhealthy.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records waiting in memory for a commit.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Commits that failed since start.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits.load(Ordering::Relaxed)
+    }
+
+    /// Records lost since start, whatever the reason (corrupt regions count once each).
+    pub fn lost(&self) -> u64 {
+        [
+            &self.dropped,
+            &self.decimated,
+            &self.rejected,
+            &self.held_back,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
     }
 
     /// Bytes on disk.
@@ -549,6 +644,72 @@ impl Metrics {
             out,
             "aloft_store_last_commit_seconds {}",
             st.last_commit().as_secs_f64()
+        );
+        family(
+            &mut out,
+            "aloft_store_health",
+            "gauge",
+            "1 for the store's current health (ok; full: the disk is full and nothing can be freed; degraded: writes fail).",
+        );
+        let current = st.health();
+        for health in [
+            StoreHealth::Healthy,
+            StoreHealth::Full,
+            StoreHealth::Degraded,
+        ] {
+            let _ = writeln!(
+                out,
+                "aloft_store_health{{state=\"{}\"}} {}",
+                health_label(health),
+                u8::from(health == current)
+            );
+        }
+        family(
+            &mut out,
+            "aloft_store_pending_records",
+            "gauge",
+            "Records waiting in memory for a commit (grows while the disk refuses writes).",
+        );
+        let _ = writeln!(out, "aloft_store_pending_records {}", st.pending());
+        family(
+            &mut out,
+            "aloft_store_failed_commits_total",
+            "counter",
+            "Group commits that failed (the disk full with nothing to free, or a write error).",
+        );
+        let _ = writeln!(
+            out,
+            "aloft_store_failed_commits_total {}",
+            st.failed_commits()
+        );
+        family(
+            &mut out,
+            "aloft_store_lost_records_total",
+            "counter",
+            "Records lost since start, each covered by a gap record, by reason.",
+        );
+        for (reason, counter) in [
+            ("dropped", &st.dropped),
+            ("decimated", &st.decimated),
+            ("rejected", &st.rejected),
+            ("memory_bound", &st.held_back),
+        ] {
+            let _ = writeln!(
+                out,
+                "aloft_store_lost_records_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        family(
+            &mut out,
+            "aloft_store_corrupt_regions_total",
+            "counter",
+            "Damaged or missing regions of the store found at open (each covered by a gap record).",
+        );
+        let _ = writeln!(
+            out,
+            "aloft_store_corrupt_regions_total {}",
+            st.corrupt_regions.load(Ordering::Relaxed)
         );
         self.uplink.render(&mut out);
         out

@@ -7,7 +7,9 @@
 //! may be garbled; the directory is its last synced state (files created, renamed or
 //! removed since are back as they were). Handles opened before the cut fail afterwards, as
 //! a process that died with the power would. With a capacity set, an append that would
-//! exceed it fails with `StorageFull` (ENOSPC) and writes nothing.
+//! exceed it fails with `StorageFull` (ENOSPC) and writes nothing. With a fault set
+//! ([`SimDisk::fail_writes`]), every change (create, write, sync, rename, remove) fails with
+//! that OS error (EIO for a failing SD card) and changes nothing, until it is lifted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -33,11 +35,16 @@ struct Disk {
     syncs: u64,
     /// Storage operations left before the power goes; `None` for no limit.
     ops_left: Option<u64>,
+    /// The OS error every change fails with, while set.
+    fault: Option<i32>,
 }
 
 impl Disk {
     /// Spends one operation of the budget; fails once the power is (about to be) gone.
     fn spend(&mut self) -> io::Result<()> {
+        if let Some(code) = self.fault {
+            return Err(io::Error::from_raw_os_error(code));
+        }
         match &mut self.ops_left {
             Some(0) => Err(io::Error::other("the simulated disk lost power")),
             Some(n) => {
@@ -95,6 +102,12 @@ impl SimDisk {
     /// fails, as if the power went at that moment. `None` lifts the limit.
     pub fn fail_after(&self, ops: Option<u64>) {
         self.lock().ops_left = ops;
+    }
+
+    /// Makes every change fail with the OS error `code` (`libc`'s EIO is 5) and change
+    /// nothing, as a failing card does; `None` heals the disk. Reads still work.
+    pub fn fail_writes(&self, code: Option<i32>) {
+        self.lock().fault = code;
     }
 
     /// Bytes all files hold now.
