@@ -280,10 +280,12 @@ impl StatusReport {
             let _ = write!(
                 o,
                 "store health {}  waiting in memory {} records  lost since start {}",
-                st.health, st.pending, st.lost
+                shown(&st.health),
+                st.pending,
+                st.lost
             );
             if let Some(problem) = &st.problem {
-                let _ = write!(o, "  ({problem})");
+                let _ = write!(o, "  ({})", shown(problem));
             }
             o.push('\n');
         }
@@ -461,6 +463,10 @@ mod tests {
                 unsent: 0,
                 oldest_unsent_age_s: None,
                 records_committed: 0,
+                health: text.to_owned(),
+                problem: Some(text.to_owned()),
+                pending: 0,
+                lost: 0,
             },
         }
     }
@@ -480,8 +486,10 @@ mod tests {
             sensors in 0usize..4,
         ) {
             let shown = report_with(&text, sensors).render();
-            // Header line, time line, blank, table header, a line per sensor, blank, store.
-            prop_assert_eq!(shown.lines().count(), 6 + sensors, "{:?}", shown);
+            // Header line, time line, blank, table header, a line per sensor, blank, store,
+            // and the store's health when it reports one.
+            let health_line = usize::from(!text.is_empty());
+            prop_assert_eq!(shown.lines().count(), 6 + sensors + health_line, "{:?}", shown);
             let bad = shown.chars().find(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)));
             prop_assert_eq!(bad, None, "{:?}", shown);
         }
