@@ -1,6 +1,6 @@
 //! The agent's clock: monotonic time always, UTC only when the system clock can be trusted.
 //!
-//! Invariant (DESIGN.md invariant 8): a board without an RTC boots in 1970, so UTC from the
+//! Invariant (docs/design.md invariant 8): a board without an RTC boots in 1970, so UTC from the
 //! system clock is only attached when it is later than this build was made; otherwise a
 //! reading carries monotonic time alone and a later time-correlation record maps it.
 //!

@@ -1,5 +1,5 @@
 //! Timekeeping: what time a reading carries, and the records that map a boot's monotonic
-//! clock to UTC (DESIGN.md invariant 8).
+//! clock to UTC (docs/design.md invariant 8).
 //!
 //! Invariants:
 //! - Every [`Timestamp`] carries the monotonic time of this boot; a step of the wall clock
@@ -529,7 +529,7 @@ impl<C: Clocks> Timekeeper<C> {
 
     /// The time to check certificate validity against: the latest of the system clock, the
     /// last good UTC (persisted or seen) and the build floor, so a board that boots in 1970
-    /// can still connect before its first fix (DESIGN.md, edge <-> hub protocol).
+    /// can still connect before its first fix (docs/design.md, edge <-> hub protocol).
     pub fn certificate_time_utc_ns(&self) -> i64 {
         let wall = self.clocks.wall_utc_ns().unwrap_or(i64::MIN);
         let good = self.lock().last_good_utc_ns.unwrap_or(i64::MIN);

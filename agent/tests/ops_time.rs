@@ -1,4 +1,4 @@
-//! Time across clock steps, GNSS time and restarts (DESIGN.md invariant 8), with clocks the
+//! Time across clock steps, GNSS time and restarts (docs/design.md invariant 8), with clocks the
 //! test moves by hand.
 
 use std::sync::Arc;

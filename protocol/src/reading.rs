@@ -1,6 +1,6 @@
 //! One sample of one quantity, with its time and quality.
 //!
-//! Invariants (DESIGN.md, invariant 8): time is never rewritten. A reading always carries
+//! Invariants (docs/design.md, invariant 8): time is never rewritten. A reading always carries
 //! the monotonic time at which the agent took it; it carries UTC only when UTC was known
 //! at that moment, and [`TimeSource`] says where that UTC came from. Quality flags only
 //! ever add information: a reading outside its sensor's rated range is flagged

@@ -1,6 +1,6 @@
 //! The agent's stream: every record its store accepts, in sequence-number order.
 //!
-//! Invariants (DESIGN.md invariants 1, 3 and 8):
+//! Invariants (docs/design.md invariants 1, 3 and 8):
 //! - Within a [`StoreEpoch`], every sequence number from the first to the newest is either
 //!   held by a record or covered by the `covers` range of a [`Gap`] record: whatever is lost
 //!   (dropped or decimated by the full-store policy, a corrupt region skipped at open) is

@@ -1,4 +1,4 @@
-//! sled 0.34 behind the outbox's [`Backend`] trait: the candidate DESIGN.md named, measured
+//! sled 0.34 behind the outbox's [`Backend`] trait: the candidate the design named, measured
 //! against the segmented log (in this crate only; it never reaches the agent).
 //!
 //! Records live in one tree keyed by the big-endian sequence number (so sled's byte order is

@@ -17,7 +17,7 @@
 //!   simulated disk that loses unsynced writes at a power cut ([`storage::sim`]).
 //! - [`atomic`]: crash-safe whole-file replacement for small state ([`atomic_replace`]).
 //!
-//! Invariants (DESIGN.md 1, 2, 3, 9): within an epoch every sequence number from the oldest
+//! Invariants (docs/design.md 1, 2, 3, 9): within an epoch every sequence number from the oldest
 //! held to the newest is held or covered by a gap record; only durable records are read;
 //! the store always opens again after a crash, with a gap record for what it lost.
 

@@ -1,6 +1,6 @@
 //! The agent's configuration file (`/etc/aloft/agent.toml`).
 //!
-//! Invariant (DESIGN.md invariant 5): the file owns the hardware (ports, buses, addresses,
+//! Invariant (docs/design.md invariant 5): the file owns the hardware (ports, buses, addresses,
 //! power lines); the hub's desired state may change only what is safe to change remotely
 //! (interval, enabled, sensor tunables).
 //!
@@ -338,7 +338,7 @@ pub const UPLOAD_BYTES_PER_S_MIN: u64 = 2_000;
 pub const STORED_READING_BYTES_MAX: u64 = 64;
 
 /// The longest flush interval accepted: a power cut loses at most one flush window
-/// (DESIGN.md invariant 3), and beyond a minute that is no longer "the last moments".
+/// (docs/design.md invariant 3), and beyond a minute that is no longer "the last moments".
 pub const FLUSH_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
 impl AgentConfig {

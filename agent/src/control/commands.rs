@@ -2,7 +2,7 @@
 //! own (the control task does the saving and the sending), plus the one action that touches
 //! the sensors.
 //!
-//! Invariants (DESIGN.md 4): a command id the agent remembers is never applied again; a
+//! Invariants (docs/design.md 4): a command id the agent remembers is never applied again; a
 //! command left "applying" by a crash becomes `Failed` with the reason
 //! [`INTERRUPTED`]; a command past its expiry is never applied.
 

@@ -3,7 +3,7 @@
 //! for the next boot (invariant 7) and the agent answers with the [`Observed`] generation
 //! of every sensor the spec names.
 //!
-//! Invariants: level-triggered (DESIGN.md 4): a spec is the whole truth, so a sensor or a
+//! Invariants: level-triggered (docs/design.md 4): a spec is the whole truth, so a sensor or a
 //! field the spec does not mention goes back to the config file's value; only interval and
 //! enabled change (invariant 5): a sensor the config file does not have, an interval on a
 //! device that sends at its own rate, or one below what the part can do is refused with

@@ -25,7 +25,7 @@
 //! [`crate::supervisor::SupervisorHandle::changes`] and
 //! [`crate::supervisor::SupervisorHandle::reports`].
 //!
-//! # Invariants (DESIGN.md 4, 5, 7)
+//! # Invariants (docs/design.md 4, 5, 7)
 //!
 //! - A command is applied at most once: before acting, the agent durably records that it
 //!   is applying the command (fsync of the state file); after, it records the outcome. A

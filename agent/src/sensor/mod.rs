@@ -22,7 +22,7 @@
 //! the supervisor, so the dependency runs one way.
 //!
 //! Invariants: an adapter's readings carry the sensor's id; nothing from a device panics the
-//! agent (DESIGN.md invariant 6): a bad line or CRC is counted and reported as degraded, a
+//! agent (docs/design.md invariant 6): a bad line or CRC is counted and reported as degraded, a
 //! vanished port or a NACK is an error the supervisor answers with a restart.
 
 pub mod capture;

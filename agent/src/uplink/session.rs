@@ -2,7 +2,7 @@
 //! store to send next and what an ack means for the store, and the shell in
 //! [`super::link`] does the reading, the encoding and the sockets.
 //!
-//! Invariants (DESIGN.md invariants 1-2, protocol/src/sync/mod.rs):
+//! Invariants (docs/design.md invariants 1-2, protocol/src/sync/mod.rs):
 //! - Nothing is sent before the hub's welcome; the first batch of a connection starts at
 //!   the hub's watermark + 1 (0 when it holds nothing of the epoch), so a reconnect resends
 //!   from the acked point and never leaves a hole behind at the hub.

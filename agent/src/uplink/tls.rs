@@ -2,7 +2,7 @@
 //! system's roots), and certificate validity checked against a time that a board without
 //! an RTC can trust.
 //!
-//! A board that boots in 1970 must connect before its first GPS fix (DESIGN.md, edge <->
+//! A board that boots in 1970 must connect before its first GPS fix (docs/design.md, edge <->
 //! hub protocol): [`FloorVerifier`] wraps rustls's WebPKI verifier and checks validity at
 //! the latest of the system clock, the agent's last good UTC (persisted across boots) and
 //! the build time ([`build_utc_ns`]). Invariant: that time is never earlier than the system

@@ -9,7 +9,7 @@
 //! - [`resources`]: the Kubernetes-shaped JSON of the API (`aloft.dev/v1`).
 //! - this module: [`Control`], which ties them to the sessions and the registry.
 //!
-//! Invariants (DESIGN.md invariant 4):
+//! Invariants (docs/design.md invariant 4):
 //! - A command is persisted (with its audit event, in one transaction) before the API
 //!   answers; it is then pushed at once if the node is connected, and sent again after
 //!   every welcome until the agent acks it. Resending is harmless: the agent applies an id

@@ -2,7 +2,7 @@
 //! WebSocket (binary messages over TLS), each one postcard-encoded [`Uplink`] (agent to hub)
 //! or [`Downlink`] (hub to agent). docs/protocol.md is the full specification.
 //!
-//! Invariants (DESIGN.md invariants 1-4 and 8):
+//! Invariants (docs/design.md invariants 1-4 and 8):
 //! - Only records durable in the agent's store travel in a [`Batch`]. A batch covers the
 //!   sequence range `first..=last` of one store epoch: a number of that range that is not
 //!   in the batch does not exist in the store (the full-store policy removed it; a gap
