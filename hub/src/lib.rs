@@ -16,7 +16,7 @@
 //! - [`registry`]: nodes and what the hub knows of each now.
 //! - [`tokens`]: bearer tokens and roles.
 //! - [`load`]: bounds on connections and watches, and their counters (`GET /metrics`).
-//! - [`api`]: the HTTPS JSON API (issue 4's resources; issue 5 adds its own routes).
+//! - [`api`]: the HTTPS JSON API (nodes, readings, gaps; the control layer adds its own routes).
 //! - [`db`]: the one SQLite database under all of it.
 //! - [`pki`]: the CA and server certificate.
 //! - `testing` (feature `testing`): a protocol-speaking test client.

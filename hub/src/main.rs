@@ -166,7 +166,7 @@ fn main() -> anyhow::Result<()> {
                 // so a test reading this line knows the hub is really up.
                 let hub = aloft_hub::Hub::open(&data)?;
                 let tls = aloft_hub::pki::server_config(&data)?;
-                // Commands, desired state, audit and their API (issue 5).
+                // Commands, desired state, audit and their API.
                 let options = serve_options(&hub)?;
                 say(&format!(
                     "aloft-hub listening on {}\n",
@@ -196,7 +196,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The control layer and extra API routes the hub serves with (issue 5: commands, desired
+/// The control layer and extra API routes the hub serves with (commands, desired
 /// state, audit). Opened before the port is announced, with the same `Hub` the server uses
 /// (its sessions are where commands are pushed).
 fn serve_options(hub: &aloft_hub::Hub) -> anyhow::Result<aloft_hub::server::ServeOptions> {

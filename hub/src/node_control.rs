@@ -1,4 +1,4 @@
-//! The seam between sessions and the control layer (issue 5: commands, desired state,
+//! The seam between sessions and the control layer (commands, desired state,
 //! logs): the session asks it what to send when a node connects and hands it every control
 //! message the node sends. The hub runs without one ([`NoControl`]).
 //!

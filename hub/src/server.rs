@@ -43,12 +43,12 @@ pub use crate::load::Limits;
 /// How long shutdown waits for connections and sessions to close.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// What the server serves besides issue 4's own parts.
+/// What the server serves besides the node sessions and the stream's API.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The control layer (commands, desired state); [`NoControl`] by default.
     pub control: Arc<dyn NodeControl>,
-    /// More API routes (issue 5's resources), merged into the API router.
+    /// More API routes (the control layer's resources), merged into the API router.
     pub routes: Option<Router<ApiState>>,
 }
 

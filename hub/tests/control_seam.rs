@@ -1,4 +1,4 @@
-//! The seam issue 5 builds on, with the hub in-process (`server::serve`) over real TLS: the
+//! The seam the control layer builds on, with the hub in-process (`server::serve`) over real TLS: the
 //! control layer's messages are sent after the welcome, the node's control messages reach
 //! it, `Sessions::push` delivers at once, and extra API routes are served with the hub's
 //! authentication.

@@ -1,7 +1,7 @@
 //! `cargo xtask bench control`: remote control over loopback, release hub and agent, the
 //! agent on the simulated sensors and connected through a cuttable TCP relay.
 //!
-//! Figures (issue 5): `control.restart_p50_ms` and `control.restart_p99_ms`, from the restart
+//! Figures: `control.restart_p50_ms` and `control.restart_p99_ms`, from the restart
 //! request to the hub until "running again" is visible through the API (the sensor's
 //! reported restart count went up and its state is Running), over `RESTARTS` restarts of the
 //! simulated MS5611 (its own init is a reset and a PROM read: about 3 ms of device time);

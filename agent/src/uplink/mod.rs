@@ -1,4 +1,4 @@
-//! The agent's uplink to aloft-hub (issue 4, docs/protocol.md): one WebSocket over TLS that
+//! The agent's uplink to aloft-hub (docs/protocol.md): one WebSocket over TLS that
 //! carries the store's durable records from the first unacked number, the live lane, and
 //! the control messages both ways.
 //!

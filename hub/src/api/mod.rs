@@ -48,7 +48,7 @@ pub struct ApiState {
     pub(crate) _running: mpsc::Sender<()>,
 }
 
-/// The API router without the node WebSocket: issue 4's routes plus `extra`.
+/// The API router without the node WebSocket: the stream's routes plus `extra`.
 pub fn router(extra: Option<Router<ApiState>>) -> Router<ApiState> {
     let router = Router::new()
         .route("/healthz", get(healthz))

@@ -1,4 +1,4 @@
-//! The hub's control layer (issue 5): commands, desired sensor state, the audit trail and
+//! The hub's control layer: commands, desired sensor state, the audit trail and
 //! on-demand agent logs. It implements [`NodeControl`], the sessions' seam: what to send a
 //! node when it connects, and what to do with the control messages it sends.
 //!
@@ -51,7 +51,7 @@ use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
 use store::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
 
-/// A command's default time to live (issue 5: 1 h).
+/// A command's default time to live: 1 h.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// The longest TTL accepted: a week. Longer is a desired state, not a command.

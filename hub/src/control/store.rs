@@ -3,7 +3,7 @@
 //!
 //! A file of its own, not tables in `hub.sqlite`: that file's single writer is busy with
 //! whole batches of a draining backlog (thousands of records a transaction), and an
-//! operator's restart must not queue behind them (issue 5's target: p99 under 100 ms from
+//! operator's restart must not queue behind them (the target: p99 under 100 ms from
 //! request to running again). SQLite (rusqlite, already the hub's) because the queries are
 //! relational: commands by node and phase, events by node and time.
 //!
