@@ -224,33 +224,7 @@ pub async fn api_get(
     token: Option<&str>,
     path: &str,
 ) -> Result<(u16, Vec<u8>), ClientError> {
-    let stream = tls(addr, config).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(other)?;
-    tokio::spawn(conn);
-    let mut request =
-        hyper::Request::get(path).header("host", format!("localhost:{}", addr.port()));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let request = request
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .map_err(other)?;
-    let exchange = async {
-        let response = sender.send_request(request).await.map_err(other)?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(other)?
-            .to_bytes();
-        Ok::<_, ClientError>((status, body.to_vec()))
-    };
-    tokio::time::timeout(DEADLINE, exchange)
-        .await
-        .map_err(|_| ClientError::Deadline(DEADLINE))?
+    api_request(addr, config, token, "GET", path, None).await
 }
 
 /// `METHOD path` over HTTPS with an optional bearer token and JSON body: (status, body).

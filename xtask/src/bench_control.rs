@@ -13,46 +13,28 @@
 //!
 //! `ALOFT_BENCH_DEBUG=1` uses the debug binaries, to check the bench itself quickly.
 
-use std::io::BufRead;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aloftctl::client::Hub;
-use aloftctl::config::Target;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::{cargo, run, target_dir};
+use crate::bench_hub_process::{
+    DEADLINE, LocalHub, build_hub_and_agent, percentile_ms, start_agent, wait,
+};
 
 const RESTARTS: usize = 500;
 const OUTAGE: Duration = Duration::from_secs(60);
 const NODE: &str = "bench";
 const SENSOR: &str = "static";
 const POLL: Duration = Duration::from_millis(1);
-const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn bench() -> Result<()> {
-    let debug = std::env::var_os("ALOFT_BENCH_DEBUG").is_some();
-    let profile = if debug { "debug" } else { "release" };
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--quiet",
-        "--locked",
-        "-p",
-        "aloft-hub",
-        "-p",
-        "aloft-agent",
-    ]);
-    if !debug {
-        build.arg("--release");
-    }
-    run("build the hub and the agent", &mut build)?;
-    let bin = target_dir().join(profile);
+    let bin = build_hub_and_agent()?;
     let dir = std::env::temp_dir().join(format!("aloft-bench-control-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -61,76 +43,13 @@ pub fn bench() -> Result<()> {
     result
 }
 
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn measure(bin: &Path, dir: &Path) -> Result<()> {
-    let data = dir.join("hub");
-    let status = Command::new(bin.join("aloft-hub"))
-        .arg("init")
-        .arg("--data")
-        .arg(&data)
-        .args(["--node", NODE])
-        .arg("--admin-token-file")
-        .arg(dir.join("admin.token"))
-        .arg("--node-token-file")
-        .arg(dir.join("node.token"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("aloft-hub init failed");
-    }
-    let mut hub = Process(
-        Command::new(bin.join("aloft-hub"))
-            .arg("run")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()?,
-    );
-    let stdout = hub.0.stdout.take().context("hub stdout")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let line = lines.next().context("the hub said nothing")??;
-    std::thread::spawn(move || for _ in lines {});
-    let hub_addr = line
-        .strip_prefix("aloft-hub listening on ")
-        .context("unexpected hub line")?
-        .trim()
-        .to_owned();
-    let relay = Relay::start(&hub_addr)?;
+    let hub = LocalHub::start(bin, dir, NODE)?;
+    let relay = Relay::start(&hub.addr)?;
 
     let config = agent_config(dir, relay.port)?;
-    let _agent = Process(
-        Command::new(bin.join("aloft-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let api = Hub::new(
-        &Target {
-            hub: format!("https://{hub_addr}"),
-            token: Some(
-                std::fs::read_to_string(dir.join("admin.token"))?
-                    .trim()
-                    .to_owned(),
-            ),
-            ca: Some(data.join("ca.pem")),
-        },
-        Duration::from_secs(10),
-    )?;
+    let _agent = start_agent(bin, &config)?;
+    let api = hub.admin_api()?;
     let sensor_path = format!("/api/v1/nodes/{NODE}/sensors/{SENSOR}");
     let running = |s: &Value| s.pointer("/status/state").and_then(Value::as_str) == Some("Running");
     let restarts = |s: &Value| {
@@ -245,29 +164,6 @@ fn create(api: &Hub) -> Result<Value> {
 fn finished(api: &Hub, id: &str) -> Result<bool> {
     let command = api.get(&format!("/api/v1/commands/{id}"))?;
     Ok(command.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded"))
-}
-
-fn wait(api: &Hub, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<()> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match api.get(path) {
-            Ok(v) if check(&v) => return Ok(()),
-            _ if Instant::now() > deadline => bail!("{what}: not within {DEADLINE:?}"),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn percentile_ms(samples: &mut [Duration], pct: f64) -> f64 {
-    samples.sort_unstable();
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((pct / 100.0) * samples.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, samples.len()) - 1;
-    samples
-        .get(index)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// The simulated flight's example config with only the MS5611, syncing through the relay.

@@ -20,18 +20,18 @@
 //! (to measure an older build beside the current one).
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aloftctl::client::Hub;
-use aloftctl::config::Target;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::{cargo, run, target_dir};
+use crate::bench_hub_process::{
+    DEADLINE, LocalHub, build_hub_and_agent, percentile_ms, start_agent, wait,
+};
 
 const NODE: &str = "bench";
 const TOKENS: usize = 10;
@@ -39,29 +39,12 @@ const WATCHES: usize = 100;
 const WINDOW: Duration = Duration::from_secs(20);
 const READS: usize = 300;
 const COMMANDS: usize = 30;
-const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn bench() -> Result<()> {
     if let Some(bin) = std::env::var_os("ALOFT_BENCH_BIN") {
         return in_temp_dir(Path::new(&bin));
     }
-    let debug = std::env::var_os("ALOFT_BENCH_DEBUG").is_some();
-    let profile = if debug { "debug" } else { "release" };
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--quiet",
-        "--locked",
-        "-p",
-        "aloft-hub",
-        "-p",
-        "aloft-agent",
-    ]);
-    if !debug {
-        build.arg("--release");
-    }
-    run("build the hub and the agent", &mut build)?;
-    in_temp_dir(&target_dir().join(profile))
+    in_temp_dir(&build_hub_and_agent()?)
 }
 
 fn in_temp_dir(bin: &Path) -> Result<()> {
@@ -73,72 +56,12 @@ fn in_temp_dir(bin: &Path) -> Result<()> {
     result
 }
 
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn measure(bin: &Path, dir: &Path) -> Result<()> {
-    let data = dir.join("hub");
-    let status = Command::new(bin.join("aloft-hub"))
-        .arg("init")
-        .arg("--data")
-        .arg(&data)
-        .args(["--node", NODE])
-        .arg("--admin-token-file")
-        .arg(dir.join("admin.token"))
-        .arg("--node-token-file")
-        .arg(dir.join("node.token"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("aloft-hub init failed");
-    }
-    let mut hub = Process(
-        Command::new(bin.join("aloft-hub"))
-            .arg("run")
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()?,
-    );
-    let hub_pid = hub.0.id();
-    let stdout = hub.0.stdout.take().context("hub stdout")?;
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let line = lines.next().context("the hub said nothing")??;
-    std::thread::spawn(move || for _ in lines {});
-    let hub_addr = line
-        .strip_prefix("aloft-hub listening on ")
-        .context("unexpected hub line")?
-        .trim()
-        .to_owned();
-    let config = agent_config(dir, &hub_addr)?;
-    let _agent = Process(
-        Command::new(bin.join("aloft-agent"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    );
-    let target = |token: String| Target {
-        hub: format!("https://{hub_addr}"),
-        token: Some(token),
-        ca: Some(data.join("ca.pem")),
-    };
-    let admin = std::fs::read_to_string(dir.join("admin.token"))?
-        .trim()
-        .to_owned();
-    let api = Hub::new(&target(admin), Duration::from_secs(10))?;
+    let hub = LocalHub::start(bin, dir, NODE)?;
+    let hub_pid = hub.pid();
+    let config = agent_config(dir, &hub.addr)?;
+    let _agent = start_agent(bin, &config)?;
+    let api = hub.admin_api()?;
     let node_path = format!("/api/v1/nodes/{NODE}");
     wait(&api, &node_path, "the node connected", |n| {
         n.pointer("/status/connected") == Some(&Value::Bool(true))
@@ -168,7 +91,7 @@ fn measure(bin: &Path, dir: &Path) -> Result<()> {
             .and_then(Value::as_str)
             .context("no secret in the created token")?
             .to_owned();
-        viewers.push(Hub::new(&target(secret), Duration::from_secs(10))?);
+        viewers.push(Hub::new(&hub.target(secret), Duration::from_secs(10))?);
     }
 
     eprintln!("xtask: {} s of the hub without watches", WINDOW.as_secs());
@@ -338,29 +261,6 @@ fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-fn wait(api: &Hub, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<()> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match api.get(path) {
-            Ok(v) if check(&v) => return Ok(()),
-            _ if Instant::now() > deadline => bail!("{what}: not within {DEADLINE:?}"),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-fn percentile_ms(samples: &mut [Duration], pct: f64) -> f64 {
-    samples.sort_unstable();
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((pct / 100.0) * samples.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, samples.len()) - 1;
-    samples
-        .get(index)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// The simulated flight (every simulated sensor of deploy/examples/sim.toml) syncing

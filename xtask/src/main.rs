@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 mod bench_agent;
 mod bench_control;
 mod bench_hub;
+mod bench_hub_process;
 mod bench_sync;
 mod cross;
 mod demo;
