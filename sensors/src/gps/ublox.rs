@@ -13,7 +13,8 @@
 //! 5. repeat up to [`ATTEMPTS`] times, then fail with a typed [`ConfigError`].
 //!
 //! A brown-out reverts the receiver to Portable, so the agent also calls
-//! [`check_dynamic_model`] periodically and reconfigures when it reports another model.
+//! [`check_dynamic_model`] periodically and reconfigures when it reports another model;
+//! the check, too, polls up to [`ATTEMPTS`] times, since line noise loses answers.
 //!
 //! Invariant: success is only reported for a model the receiver itself reported back,
 //! never for one merely sent. The port is any `Read + Write` (a serial port with a read
@@ -122,14 +123,48 @@ enum Reply<T> {
     Nak,
 }
 
+/// The time a wait's deadline is measured in, read beside the port it waits on.
+///
+/// On a real port that is the wall clock; a simulated line in the tests keeps its own
+/// time, so a wait there ends after the same traffic however busy the machine is.
+trait LineClock<P> {
+    /// Time since an arbitrary fixed origin.
+    fn now(&self, port: &P) -> Duration;
+}
+
+/// The wall clock, from when the procedure started.
+struct WallClock(Instant);
+
+impl WallClock {
+    fn start() -> Self {
+        WallClock(Instant::now())
+    }
+}
+
+impl<P> LineClock<P> for WallClock {
+    fn now(&self, _port: &P) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 /// A receiver port with the framer that splits what it says.
-struct Link<'p, P> {
+struct Link<'p, P, C> {
     port: &'p mut P,
     framer: GnssFramer,
     timeout: Duration,
+    clock: C,
 }
 
-impl<P: Read + Write> Link<'_, P> {
+impl<'p, P: Read + Write, C: LineClock<P>> Link<'p, P, C> {
+    fn new(port: &'p mut P, timeout: Duration, clock: C) -> Self {
+        Link {
+            port,
+            framer: GnssFramer::new(),
+            timeout,
+            clock,
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
         self.port.write_all(bytes)?;
         self.port.flush()?;
@@ -143,7 +178,7 @@ impl<P: Read + Write> Link<'_, P> {
         waiting_for: &'static str,
         mut pick: impl FnMut(&Frame<'_>) -> Option<T>,
     ) -> Result<T, ConfigError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.clock.now(self.port) + self.timeout;
         let mut buf = [0u8; 512];
         loop {
             while let Some(item) = self.framer.next_item() {
@@ -159,7 +194,7 @@ impl<P: Read + Write> Link<'_, P> {
                     Item::Nmea(_) => {}
                 }
             }
-            if Instant::now() >= deadline {
+            if self.clock.now(self.port) >= deadline {
                 return Err(ConfigError::Timeout {
                     waiting_for,
                     timeout: self.timeout,
@@ -293,11 +328,13 @@ pub fn configure_dynamic_model<P: Read + Write>(
     model: DynamicModel,
     timeout: Duration,
 ) -> Result<ReceiverInfo, ConfigError> {
-    let mut link = Link {
-        port,
-        framer: GnssFramer::new(),
-        timeout,
-    };
+    configure_with(Link::new(port, timeout, WallClock::start()), model)
+}
+
+fn configure_with<P: Read + Write, C: LineClock<P>>(
+    mut link: Link<'_, P, C>,
+    model: DynamicModel,
+) -> Result<ReceiverInfo, ConfigError> {
     let version = link.mon_ver()?;
     if version.is_none() {
         tracing::warn!("Receiver did not answer MON-VER; its descriptor will lack firmware.");
@@ -331,8 +368,8 @@ pub fn configure_dynamic_model<P: Read + Write>(
 }
 
 /// CFG-NAV5 first; CFG-VALSET when CFG-NAV5 is NAKed or unanswered.
-fn try_paths<P: Read + Write>(
-    link: &mut Link<'_, P>,
+fn try_paths<P: Read + Write, C: LineClock<P>>(
+    link: &mut Link<'_, P, C>,
     model: DynamicModel,
 ) -> Result<(DynamicModel, ConfigPath), ConfigError> {
     let nav5 = link.set_and_verify(model, ConfigPath::Nav5);
@@ -353,15 +390,36 @@ fn try_paths<P: Read + Write>(
 
 /// Reads the dynamic model in force (CFG-NAV5 poll, or CFG-VALGET where CFG-NAV5 is
 /// NAKed or unanswered): the periodic check that catches a brown-out's revert to Portable.
+///
+/// A poll whose answer line noise corrupted goes unanswered, so the pair of polls is
+/// tried up to [`ATTEMPTS`] times before the check fails; a NAK of both is final.
 pub fn check_dynamic_model<P: Read + Write>(
     port: &mut P,
     timeout: Duration,
 ) -> Result<DynamicModel, ConfigError> {
-    let mut link = Link {
-        port,
-        framer: GnssFramer::new(),
-        timeout,
-    };
+    check_with(Link::new(port, timeout, WallClock::start()))
+}
+
+fn check_with<P: Read + Write, C: LineClock<P>>(
+    mut link: Link<'_, P, C>,
+) -> Result<DynamicModel, ConfigError> {
+    let mut last = ConfigError::Rejected;
+    for attempt in 1..=ATTEMPTS {
+        match read_model(&mut link) {
+            Err(e @ ConfigError::Timeout { .. }) => {
+                tracing::debug!(attempt, error = %e, "GNSS dynamic model poll unanswered.");
+                last = e;
+            }
+            done => return done,
+        }
+    }
+    Err(last)
+}
+
+/// One CFG-NAV5 poll, and a CFG-VALGET poll where that is NAKed or unanswered.
+fn read_model<P: Read + Write, C: LineClock<P>>(
+    link: &mut Link<'_, P, C>,
+) -> Result<DynamicModel, ConfigError> {
     let nav5 = link.read_nav5();
     let code = match nav5 {
         Ok(Reply::Message(code)) => code,
@@ -446,7 +504,44 @@ mod tests {
         }
     }
 
-    /// Generous: answers arrive within microseconds of CPU time, but the machine is shared.
+    /// Simulated line time: how long a port has carried traffic, so a wait's deadline
+    /// falls after the same bytes however busy the machine running the test is.
+    trait SimTime {
+        fn sim_time(&self) -> Duration;
+    }
+
+    impl SimTime for SimPort {
+        fn sim_time(&self) -> Duration {
+            Duration::from_secs_f64(self.t_s)
+        }
+    }
+
+    struct SimClock;
+
+    impl<P: SimTime> LineClock<P> for SimClock {
+        fn now(&self, port: &P) -> Duration {
+            port.sim_time()
+        }
+    }
+
+    /// [`configure_dynamic_model`] with its deadlines in simulated line time.
+    fn configure<P: Read + Write + SimTime>(
+        port: &mut P,
+        model: DynamicModel,
+        timeout: Duration,
+    ) -> Result<ReceiverInfo, ConfigError> {
+        configure_with(Link::new(port, timeout, SimClock), model)
+    }
+
+    /// [`check_dynamic_model`] with its deadlines in simulated line time.
+    fn check<P: Read + Write + SimTime>(
+        port: &mut P,
+        timeout: Duration,
+    ) -> Result<DynamicModel, ConfigError> {
+        check_with(Link::new(port, timeout, SimClock))
+    }
+
+    /// A second of line time: thousands of navigation messages at 115 200 baud.
     const T: Duration = Duration::from_secs(1);
     const SHORT: Duration = Duration::from_millis(20);
 
@@ -471,7 +566,7 @@ mod tests {
     #[test]
     fn generation_9_falls_back_to_valset_and_verifies_with_valget() {
         let mut p = port(UbloxSimConfig::default().with_generation(Generation::Gen9));
-        let info = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
+        let info = configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
         assert_eq!(info.path, ConfigPath::ValSet);
         assert_eq!(info.module.as_deref(), Some("NEO-M9N"));
         assert_eq!(p.sim.dynamic_model(), DynamicModel::Airborne2g);
@@ -480,7 +575,7 @@ mod tests {
     #[test]
     fn receiver_that_naks_everything_is_rejected() {
         let mut p = port(UbloxSimConfig::default().with_commands(CommandBehaviour::NakAll));
-        let err = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap_err();
+        let err = configure(&mut p, DynamicModel::Airborne2g, T).unwrap_err();
         assert!(matches!(err, ConfigError::Rejected), "{err:?}");
         assert_eq!(p.sim.dynamic_model(), DynamicModel::Portable);
     }
@@ -488,17 +583,21 @@ mod tests {
     #[test]
     fn silent_receiver_times_out_while_its_nmea_keeps_flowing() {
         let mut p = port(UbloxSimConfig::default().with_commands(CommandBehaviour::Ignore));
-        let started = Instant::now();
-        let err = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, SHORT).unwrap_err();
+        let started = p.sim_time();
+        let err = configure(&mut p, DynamicModel::Airborne2g, SHORT).unwrap_err();
         assert!(matches!(err, ConfigError::Timeout { .. }), "{err:?}");
-        // MON-VER plus, per attempt, CFG-NAV5 and CFG-VALSET: 7 waits of 20 ms.
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // MON-VER plus, per attempt, CFG-NAV5 and CFG-VALSET: 7 waits of 20 ms, each
+        // overrunning by at most one read of the line.
+        let spent = p.sim_time() - started;
+        let read = Duration::from_secs_f64(37.0 * 10.0 / 115_200.0);
+        assert!(spent >= SHORT * 7, "{spent:?}");
+        assert!(spent <= (SHORT + read) * 7, "{spent:?}");
     }
 
     #[test]
     fn dead_line_times_out() {
         let mut p = port(UbloxSimConfig::default().with_commands(CommandBehaviour::Ignore)).quiet();
-        let err = check_dynamic_model(&mut p, SHORT).unwrap_err();
+        let err = check(&mut p, SHORT).unwrap_err();
         assert!(matches!(err, ConfigError::Timeout { .. }), "{err:?}");
     }
 
@@ -506,7 +605,7 @@ mod tests {
     fn answers_split_into_single_bytes_are_still_found() {
         let mut p = port(UbloxSimConfig::default());
         p.chunk = 1;
-        let info = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
+        let info = configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
         assert_eq!(info.dynamic_model, DynamicModel::Airborne2g);
     }
 
@@ -514,6 +613,12 @@ mod tests {
     /// before its data, so frames that span reads are corrupted too, as line noise does:
     /// the framer must resync and the procedure retry.
     struct Noisy(SimPort, u8);
+
+    impl SimTime for Noisy {
+        fn sim_time(&self) -> Duration {
+            self.0.sim_time()
+        }
+    }
 
     impl Read for Noisy {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -539,33 +644,67 @@ mod tests {
     fn line_noise_that_corrupts_frames_is_survived_by_resync_and_retry() {
         let mut p = Noisy(port(UbloxSimConfig::default()), 0);
         p.0.chunk = 64;
-        let info = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
+        let info = configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
         assert_eq!(info.dynamic_model, DynamicModel::Airborne2g);
-        assert_eq!(
-            check_dynamic_model(&mut p, T).unwrap(),
-            DynamicModel::Airborne2g
-        );
+        assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
+    }
+
+    /// A line that loses the first `n` requests the host sends, as a burst of noise on
+    /// the receiver's RX would.
+    struct LosesRequests(SimPort, usize);
+
+    impl SimTime for LosesRequests {
+        fn sim_time(&self) -> Duration {
+            self.0.sim_time()
+        }
+    }
+
+    impl Read for LosesRequests {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for LosesRequests {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.1 > 0 {
+                self.1 -= 1;
+                return Ok(buf.len());
+            }
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_check_polls_again_when_a_whole_attempt_goes_unanswered() {
+        for generation in [Generation::M8, Generation::Gen9] {
+            // One attempt is a CFG-NAV5 poll and a CFG-VALGET poll.
+            let mut p = LosesRequests(
+                port(UbloxSimConfig::default().with_generation(generation)),
+                2,
+            );
+            configure(&mut p.0, DynamicModel::Airborne2g, T).unwrap();
+            assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
+            // Every attempt lost: the check fails with the timeout, not a wrong model.
+            p.1 = 2 * ATTEMPTS as usize;
+            let err = check(&mut p, SHORT).unwrap_err();
+            assert!(matches!(err, ConfigError::Timeout { .. }), "{err:?}");
+        }
     }
 
     #[test]
     fn brown_out_is_seen_by_the_check_and_reconfiguring_restores_airborne() {
         for generation in [Generation::M8, Generation::Gen9] {
             let mut p = port(UbloxSimConfig::default().with_generation(generation));
-            configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
-            assert_eq!(
-                check_dynamic_model(&mut p, T).unwrap(),
-                DynamicModel::Airborne2g
-            );
+            configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
+            assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
             p.sim.brown_out();
-            assert_eq!(
-                check_dynamic_model(&mut p, T).unwrap(),
-                DynamicModel::Portable
-            );
-            configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
-            assert_eq!(
-                check_dynamic_model(&mut p, T).unwrap(),
-                DynamicModel::Airborne2g
-            );
+            assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Portable);
+            configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
+            assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
         }
     }
 
@@ -575,7 +714,7 @@ mod tests {
         let mut nav = Vec::new();
         p.sim.tick(&state(50.0, 12_500.0), &mut nav);
         let before = nav_fix_types(&nav);
-        configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap();
+        configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
         let mut nav = Vec::new();
         p.sim.tick(&state(p.t_s + 0.1, 12_500.0), &mut nav);
         assert_eq!(before, vec![0]);
@@ -594,6 +733,12 @@ mod tests {
     /// A receiver that acknowledges the set but keeps its model (a firmware bug, or a
     /// brown-out between set and read-back).
     struct Forgetful(SimPort);
+
+    impl SimTime for Forgetful {
+        fn sim_time(&self) -> Duration {
+            self.0.sim_time()
+        }
+    }
 
     impl Read for Forgetful {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -617,7 +762,7 @@ mod tests {
     #[test]
     fn model_that_does_not_stick_is_a_typed_error() {
         let mut p = Forgetful(port(UbloxSimConfig::default()));
-        let err = configure_dynamic_model(&mut p, DynamicModel::Airborne2g, T).unwrap_err();
+        let err = configure(&mut p, DynamicModel::Airborne2g, T).unwrap_err();
         assert!(
             matches!(
                 err,
