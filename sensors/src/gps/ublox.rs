@@ -13,8 +13,7 @@
 //! 5. repeat up to [`ATTEMPTS`] times, then fail with a typed [`ConfigError`].
 //!
 //! A brown-out reverts the receiver to Portable, so the agent also calls
-//! [`check_dynamic_model`] periodically and reconfigures when it reports another model;
-//! the check, too, polls up to [`ATTEMPTS`] times, since line noise loses answers.
+//! [`check_dynamic_model`] periodically and reconfigures when it reports another model.
 //!
 //! Invariant: success is only reported for a model the receiver itself reported back,
 //! never for one merely sent. The port is any `Read + Write` (a serial port with a read
@@ -391,29 +390,14 @@ fn try_paths<P: Read + Write, C: LineClock<P>>(
 /// Reads the dynamic model in force (CFG-NAV5 poll, or CFG-VALGET where CFG-NAV5 is
 /// NAKed or unanswered): the periodic check that catches a brown-out's revert to Portable.
 ///
-/// A poll whose answer line noise corrupted goes unanswered, so the pair of polls is
-/// tried up to [`ATTEMPTS`] times before the check fails; a NAK of both is final.
+/// One attempt only: the check runs inside the sensor's read loop, whose navigation
+/// traffic it skips while it waits, and an unanswered check is retried by the next
+/// periodic one.
 pub fn check_dynamic_model<P: Read + Write>(
     port: &mut P,
     timeout: Duration,
 ) -> Result<DynamicModel, ConfigError> {
-    check_with(Link::new(port, timeout, WallClock::start()))
-}
-
-fn check_with<P: Read + Write, C: LineClock<P>>(
-    mut link: Link<'_, P, C>,
-) -> Result<DynamicModel, ConfigError> {
-    let mut last = ConfigError::Rejected;
-    for attempt in 1..=ATTEMPTS {
-        match read_model(&mut link) {
-            Err(e @ ConfigError::Timeout { .. }) => {
-                tracing::debug!(attempt, error = %e, "GNSS dynamic model poll unanswered.");
-                last = e;
-            }
-            done => return done,
-        }
-    }
-    Err(last)
+    read_model(&mut Link::new(port, timeout, WallClock::start()))
 }
 
 /// One CFG-NAV5 poll, and a CFG-VALGET poll where that is NAKed or unanswered.
@@ -538,7 +522,7 @@ mod tests {
         port: &mut P,
         timeout: Duration,
     ) -> Result<DynamicModel, ConfigError> {
-        check_with(Link::new(port, timeout, SimClock))
+        read_model(&mut Link::new(port, timeout, SimClock))
     }
 
     /// A second of line time: thousands of navigation messages at 115 200 baud.
@@ -647,52 +631,6 @@ mod tests {
         let info = configure(&mut p, DynamicModel::Airborne2g, T).unwrap();
         assert_eq!(info.dynamic_model, DynamicModel::Airborne2g);
         assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
-    }
-
-    /// A line that loses the first `n` requests the host sends, as a burst of noise on
-    /// the receiver's RX would.
-    struct LosesRequests(SimPort, usize);
-
-    impl SimTime for LosesRequests {
-        fn sim_time(&self) -> Duration {
-            self.0.sim_time()
-        }
-    }
-
-    impl Read for LosesRequests {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-
-    impl Write for LosesRequests {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.1 > 0 {
-                self.1 -= 1;
-                return Ok(buf.len());
-            }
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn the_check_polls_again_when_a_whole_attempt_goes_unanswered() {
-        for generation in [Generation::M8, Generation::Gen9] {
-            // One attempt is a CFG-NAV5 poll and a CFG-VALGET poll.
-            let mut p = LosesRequests(
-                port(UbloxSimConfig::default().with_generation(generation)),
-                2,
-            );
-            configure(&mut p.0, DynamicModel::Airborne2g, T).unwrap();
-            assert_eq!(check(&mut p, T).unwrap(), DynamicModel::Airborne2g);
-            // Every attempt lost: the check fails with the timeout, not a wrong model.
-            p.1 = 2 * ATTEMPTS as usize;
-            let err = check(&mut p, SHORT).unwrap_err();
-            assert!(matches!(err, ConfigError::Timeout { .. }), "{err:?}");
-        }
     }
 
     #[test]
