@@ -9,18 +9,19 @@
 //!   `src/lib.rs`, `src/main.rs` and `src/bin/*` (each root is its own crate). Test modules
 //!   are left out with everything in them: a `mod` under an attribute `#[cfg(…test…)]`
 //!   (not `not(test)`), whether its body is inline or in a file.
-//! - A use is a path that starts with `crate::`, `super::` or `self::`, in a `use` item or
-//!   anywhere in code (`crate::x::f()`), groups included (`use crate::{a::X, b::Y}`). It
-//!   names the deepest declared module its leading segments spell. Comments and string
-//!   literals do not count. Relative paths (`use child::X`) can only reach a module's own
-//!   children, and macro-generated paths are not seen.
+//! - A use is a path in a `use` item, or a path anywhere in code that starts with `crate::`,
+//!   `super::` or `self::` (`crate::x::f()`), groups included (`use crate::{a::X, b::Y}`).
+//!   It names the deepest declared module its segments spell, followed through the names
+//!   `use` items bind (`pub use load::check` in `config` makes `crate::config::check` a use
+//!   of `config::load`; globs too, where the globbed module defines or binds the name), so
+//!   re-exports do not hide a dependency. Comments and string literals do not count, nor
+//!   macro-generated paths, nor paths to other crates.
 //! - The graph is drawn at every folder level: within a parent module, child `a` depends on
 //!   sibling `b` when anything in `a`'s subtree uses anything in `b`'s subtree. The crate
 //!   root's children are the top-level modules. A module using its own ancestor (`super::`
-//!   from `tests` or from a submodule reaching its parent's items) or its own descendant
-//!   (a `mod.rs` re-exporting its children) is normal Rust and draws no edge; a parent's
-//!   own file is not a node among its children, so a path through a parent's re-export
-//!   counts as a use of the parent.
+//!   from `tests` or from a submodule reaching its parent's own items) or its own
+//!   descendant (a `mod.rs` re-exporting its children) is normal Rust and draws no edge; a
+//!   parent's own file is not a node among its children.
 //!
 //! A cycle is reported as a path `a -> b -> a`, each step with the first place (file and
 //! line) that makes it.
@@ -463,22 +464,50 @@ struct ModDecl {
     in_file: bool,
 }
 
-/// A path starting at `crate`, `super` or `self`, flattened out of its groups.
+/// What a `use` brings into its module's scope (and its children's, through `super::`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Binding {
+    /// One name: the `as` name or the path's last segment.
+    Name(String),
+    /// Every public name of the module the path names (`use x::*`).
+    Glob,
+}
+
+/// A path that may name a module of the crate, flattened out of its groups.
 #[derive(Debug)]
 struct PathUse {
     /// The inline modules the path sits in.
     within: Vec<String>,
     segments: Vec<String>,
+    /// What it binds, for a path in a `use` item.
+    binds: Option<Binding>,
+    /// Whether the `use` is `pub` (of any reach), so that its binding is seen outside the
+    /// module and its descendants.
+    public: bool,
     line: usize,
+}
+
+/// An item a file defines (`struct X`, `fn f`, …), inside the inline modules `within`.
+#[derive(Debug)]
+struct Definition {
+    within: Vec<String>,
+    name: String,
 }
 
 #[derive(Debug, Default)]
 struct FileScan {
     mods: Vec<ModDecl>,
     paths: Vec<PathUse>,
+    defines: Vec<Definition>,
 }
 
-/// The non-test `mod` declarations and the `crate`/`super`/`self` paths of one file.
+/// Keywords that open an item whose name follows.
+const ITEM_KEYWORDS: &[&str] = &[
+    "struct", "enum", "union", "fn", "const", "static", "type", "trait",
+];
+
+/// The non-test `mod` declarations, the `use` items, the `crate`/`super`/`self` paths and
+/// the item names of one file.
 fn scan(text: &str) -> FileScan {
     let toks = tokens(text);
     let mut scan = FileScan::default();
@@ -487,6 +516,7 @@ fn scan(text: &str) -> FileScan {
     let mut depth = 0usize;
     let mut test_attribute = false;
     let mut i = 0;
+    let within = |stack: &[(String, usize)]| stack.iter().map(|(n, _)| n.clone()).collect();
     while i < toks.len() {
         let t = &toks[i];
         match &t.tok {
@@ -506,11 +536,10 @@ fn scan(text: &str) -> FileScan {
                     ..
                 }) = toks.get(i + 1)
                 {
-                    let within: Vec<String> = stack.iter().map(|(n, _)| n.clone()).collect();
                     if is_punct(toks.get(i + 2), ';') {
                         if !test_attribute {
                             scan.mods.push(ModDecl {
-                                within,
+                                within: within(&stack),
                                 name: name.clone(),
                                 in_file: true,
                             });
@@ -524,7 +553,7 @@ fn scan(text: &str) -> FileScan {
                             i = after_group(&toks, i + 2);
                         } else {
                             scan.mods.push(ModDecl {
-                                within,
+                                within: within(&stack),
                                 name: name.clone(),
                                 in_file: false,
                             });
@@ -537,18 +566,51 @@ fn scan(text: &str) -> FileScan {
                     }
                 }
             }
+            Tok::Ident(w) if w == "use" => {
+                if toks.get(i + 1).is_some_and(|n| n.tok == Tok::PathSep) {
+                    // `use ::name`: another crate.
+                    i += 2;
+                    continue;
+                }
+                let public = is_public(&toks, i);
+                let mut flat = Vec::new();
+                i = parse_path(&toks, i + 1, Vec::new(), &mut flat);
+                for (segments, binds) in flat {
+                    scan.paths.push(PathUse {
+                        within: within(&stack),
+                        segments,
+                        binds: Some(binds),
+                        public,
+                        line: t.line,
+                    });
+                }
+                continue;
+            }
+            Tok::Ident(w) if ITEM_KEYWORDS.contains(&w.as_str()) => {
+                if let Some(Token {
+                    tok: Tok::Ident(name),
+                    ..
+                }) = toks.get(i + 1)
+                {
+                    scan.defines.push(Definition {
+                        within: within(&stack),
+                        name: name.clone(),
+                    });
+                }
+            }
             Tok::Ident(w)
                 if matches!(w.as_str(), "crate" | "super" | "self")
                     && toks.get(i + 1).is_some_and(|n| n.tok == Tok::PathSep)
                     && !is_ident(i.checked_sub(1).and_then(|p| toks.get(p)), "in") =>
             {
-                let within: Vec<String> = stack.iter().map(|(n, _)| n.clone()).collect();
                 let mut flat = Vec::new();
                 i = parse_path(&toks, i, Vec::new(), &mut flat);
-                for segments in flat {
+                for (segments, _) in flat {
                     scan.paths.push(PathUse {
-                        within: within.clone(),
+                        within: within(&stack),
                         segments,
+                        binds: None,
+                        public: false,
                         line: t.line,
                     });
                 }
@@ -573,6 +635,20 @@ fn scan(text: &str) -> FileScan {
     scan
 }
 
+/// Whether the item whose keyword is at `i` is `pub`, `pub(crate)`, `pub(super)` or
+/// `pub(in …)`.
+fn is_public(toks: &[Token], i: usize) -> bool {
+    let before = |k: usize| i.checked_sub(k).and_then(|p| toks.get(p));
+    if is_ident(before(1), "pub") {
+        return true;
+    }
+    if !is_punct(before(1), ')') {
+        return false;
+    }
+    // Back to the `(` of the visibility.
+    (2..8).any(|k| is_punct(before(k), '(') && is_ident(before(k + 1), "pub"))
+}
+
 /// Whether an attribute's tokens (inside `#[…]`) make its item test-only.
 fn is_test_cfg(attr: &[Token]) -> bool {
     is_ident(attr.first(), "cfg")
@@ -581,13 +657,13 @@ fn is_test_cfg(attr: &[Token]) -> bool {
 }
 
 /// Parses the path whose first segment is at `i`, pushing each flattened path (groups
-/// expanded, `self` in a group dropped, renames and globs ending it) onto `out`; returns the
-/// index after it.
+/// expanded, `self` in a group standing for its prefix) with what it would bind in a `use`
+/// onto `out`; returns the index after it.
 fn parse_path(
     toks: &[Token],
     mut i: usize,
     mut prefix: Vec<String>,
-    out: &mut Vec<Vec<String>>,
+    out: &mut Vec<(Vec<String>, Binding)>,
 ) -> usize {
     loop {
         match toks.get(i).map(|t| &t.tok) {
@@ -606,7 +682,7 @@ fn parse_path(
                         continue;
                     }
                     let next = parse_path(toks, k, prefix.clone(), out);
-                    // Skip whatever the path left (`as name`, `*`) up to the next item.
+                    // Skip whatever the path left up to the next item.
                     k = next.max(k + 1);
                     while k + 1 < end && !is_punct(toks.get(k), ',') {
                         k += 1;
@@ -614,18 +690,39 @@ fn parse_path(
                 }
                 return end;
             }
-            _ => {
-                out.push(prefix);
-                return i;
+            Some(Tok::Punct('*')) => {
+                out.push((prefix, Binding::Glob));
+                return i + 1;
             }
+            _ => return end_path(toks, i, prefix, out),
         }
         if toks.get(i).is_some_and(|t| t.tok == Tok::PathSep) {
             i += 1;
         } else {
-            out.push(prefix);
-            return i;
+            return end_path(toks, i, prefix, out);
         }
     }
+}
+
+/// Pushes a finished path with its binding (an `as` name at `i`, else its last segment).
+fn end_path(
+    toks: &[Token],
+    i: usize,
+    prefix: Vec<String>,
+    out: &mut Vec<(Vec<String>, Binding)>,
+) -> usize {
+    if is_ident(toks.get(i), "as")
+        && let Some(Token {
+            tok: Tok::Ident(alias),
+            ..
+        }) = toks.get(i + 1)
+    {
+        out.push((prefix, Binding::Name(alias.clone())));
+        return i + 2;
+    }
+    let name = prefix.last().cloned().unwrap_or_default();
+    out.push((prefix, Binding::Name(name)));
+    i
 }
 
 // ---------------------------------------------------------------------------------------
@@ -657,9 +754,104 @@ fn module_file(
     .find(|p| sources.contains_key(p))
 }
 
+/// What the crate's modules declare, define and bring into scope: enough to follow a path
+/// through re-exports to the module that defines what it names.
+#[derive(Debug, Default)]
+struct Names {
+    modules: BTreeSet<ModPath>,
+    /// Per module, the names its `use` items bind, each to the absolute path it stands for
+    /// and whether the `use` is public.
+    binds: BTreeMap<ModPath, BTreeMap<String, (Vec<String>, bool)>>,
+    /// Per module, the modules its glob `use` items bring in, and whether publicly.
+    globs: BTreeMap<ModPath, Vec<(ModPath, bool)>>,
+    /// Per module, the items it defines.
+    defines: BTreeMap<ModPath, BTreeSet<String>>,
+}
+
+/// How many re-exports a path is followed through before it is taken where it stands.
+const MAX_HOPS: usize = 16;
+
+impl Names {
+    /// The path from the crate root (no `crate` segment) that `segments`, written in
+    /// `from`, spells; `None` for another crate's path.
+    fn absolute(&self, from: &ModPath, segments: &[String]) -> Option<Vec<String>> {
+        let (first, rest) = segments.split_first()?;
+        let mut at = match first.as_str() {
+            "crate" => Vec::new(),
+            "self" => from.clone(),
+            "super" => from[..from.len().checked_sub(1)?].to_vec(),
+            child => {
+                let mut path = from.clone();
+                path.push(child.to_owned());
+                if !self.modules.contains(&path) {
+                    return None;
+                }
+                path
+            }
+        };
+        let mut rest = rest.iter().peekable();
+        while rest.peek().is_some_and(|s| *s == "super") {
+            rest.next();
+            at.pop()?;
+        }
+        at.extend(rest.cloned());
+        Some(at)
+    }
+
+    /// The deepest module an absolute path written in `from` leads to, through modules and
+    /// the names their `use` items bind (a private `use` only for paths written in its
+    /// module or below).
+    fn module_of(&self, from: &ModPath, path: &[String], hops: usize) -> ModPath {
+        let mut at: ModPath = Vec::new();
+        for (k, seg) in path.iter().enumerate() {
+            let mut deeper = at.clone();
+            deeper.push(seg.clone());
+            if self.modules.contains(&deeper) {
+                at = deeper;
+                continue;
+            }
+            if hops < MAX_HOPS
+                && let Some(target) = self.source_of(from, &at, seg)
+            {
+                let mut next = target;
+                next.extend(path[k + 1..].iter().cloned());
+                return self.module_of(from, &next, hops + 1);
+            }
+            break;
+        }
+        at
+    }
+
+    /// Where the name `seg` that module `at` brings in with a `use` comes from, as seen
+    /// from `from`.
+    fn source_of(&self, from: &ModPath, at: &ModPath, seg: &str) -> Option<Vec<String>> {
+        if self.defines.get(at).is_some_and(|d| d.contains(seg)) {
+            return None;
+        }
+        let visible = |public: bool| public || from.starts_with(at);
+        if let Some((target, public)) = self.binds.get(at).and_then(|b| b.get(seg))
+            && visible(*public)
+        {
+            return Some(target.clone());
+        }
+        self.globs.get(at)?.iter().find_map(|(glob, public)| {
+            if !visible(*public) {
+                return None;
+            }
+            let mut child = glob.clone();
+            child.push(seg.to_owned());
+            let has = self.modules.contains(&child)
+                || self.defines.get(glob).is_some_and(|d| d.contains(seg))
+                || self.binds.get(glob).is_some_and(|b| b.contains_key(seg));
+            has.then_some(child)
+        })
+    }
+}
+
 /// Every use between the modules of the crate rooted at `root`: (from, to, place).
 fn uses(sources: &Sources, root: &Path) -> Vec<(ModPath, ModPath, Place)> {
-    let mut modules: BTreeSet<ModPath> = BTreeSet::from([Vec::new()]);
+    let mut names = Names::default();
+    names.modules.insert(Vec::new());
     let mut scanned: Vec<(ModPath, PathBuf, FileScan)> = Vec::new();
     let mut todo: Vec<(ModPath, PathBuf)> = vec![(Vec::new(), root.to_path_buf())];
     while let Some((module, file)) = todo.pop() {
@@ -671,7 +863,7 @@ fn uses(sources: &Sources, root: &Path) -> Vec<(ModPath, ModPath, Place)> {
             let mut path = module.clone();
             path.extend(decl.within.iter().cloned());
             path.push(decl.name.clone());
-            modules.insert(path.clone());
+            names.modules.insert(path.clone());
             if decl.in_file
                 && let Some(child) =
                     module_file(sources, &file, module.is_empty(), &decl.within, &decl.name)
@@ -679,56 +871,63 @@ fn uses(sources: &Sources, root: &Path) -> Vec<(ModPath, ModPath, Place)> {
                 todo.push((path, child));
             }
         }
+        for item in &found.defines {
+            let mut path = module.clone();
+            path.extend(item.within.iter().cloned());
+            names
+                .defines
+                .entry(path)
+                .or_default()
+                .insert(item.name.clone());
+        }
         scanned.push((module, file, found));
     }
 
-    let mut edges = Vec::new();
-    for (module, file, found) in scanned {
-        for path in found.paths {
+    // Every path with the module it is written in, made absolute.
+    let mut paths = Vec::new();
+    for (module, file, found) in &scanned {
+        for path in &found.paths {
             let mut from = module.clone();
-            from.extend(path.within);
-            let Some(to) = resolve(&modules, &from, &path.segments) else {
+            from.extend(path.within.iter().cloned());
+            let Some(absolute) = names.absolute(&from, &path.segments) else {
                 continue;
             };
-            edges.push((
-                from,
-                to,
-                Place {
-                    file: file.clone(),
-                    line: path.line,
-                },
-            ));
+            match &path.binds {
+                Some(Binding::Name(name)) => {
+                    names
+                        .binds
+                        .entry(from.clone())
+                        .or_default()
+                        .insert(name.clone(), (absolute.clone(), path.public));
+                }
+                Some(Binding::Glob) => {
+                    names
+                        .globs
+                        .entry(from.clone())
+                        .or_default()
+                        .push((absolute.clone(), path.public));
+                }
+                None => {}
+            }
+            let place = Place {
+                file: file.clone(),
+                line: path.line,
+            };
+            paths.push((from, absolute, place));
         }
     }
+
+    let mut edges: Vec<(ModPath, ModPath, Place)> = paths
+        .into_iter()
+        .map(|(from, absolute, place)| {
+            let to = names.module_of(&from, &absolute, 0);
+            (from, to, place)
+        })
+        .collect();
     edges.sort_by(|a, b| a.2.cmp(&b.2));
     edges
 }
 
-/// The deepest declared module a path used in `from` names.
-fn resolve(modules: &BTreeSet<ModPath>, from: &ModPath, segments: &[String]) -> Option<ModPath> {
-    let mut segments = segments.iter().peekable();
-    let mut at: ModPath = match segments.next()?.as_str() {
-        "crate" => Vec::new(),
-        "self" => from.clone(),
-        "super" => from[..from.len().checked_sub(1)?].to_vec(),
-        _ => return None,
-    };
-    while segments.peek().is_some_and(|s| *s == "super") {
-        segments.next();
-        at.pop()?;
-    }
-    for seg in segments {
-        let mut deeper = at.clone();
-        deeper.push(seg.clone());
-        if !modules.contains(&deeper) {
-            break;
-        }
-        at = deeper;
-    }
-    Some(at)
-}
-
-/// The cycles among siblings at every level of the crate's module tree.
 fn cycles_of(root: &str, uses: &[(ModPath, ModPath, Place)]) -> Vec<Cycle> {
     // Per parent module: child -> sibling -> first place.
     let mut levels: BTreeMap<ModPath, BTreeMap<String, BTreeMap<String, Place>>> = BTreeMap::new();
@@ -869,6 +1068,56 @@ mod tests {
             ("src/c.rs", "use crate::a::X;\n"),
         ]);
         assert_eq!(paths(&crate_cycles("x", &sources)), ["a -> b -> c -> a"]);
+    }
+
+    #[test]
+    fn a_use_through_a_re_export_is_a_use_of_the_module_that_defines_it() {
+        let sources = tree(&[
+            (
+                "src/lib.rs",
+                "mod a;\nmod b;\npub use b::{Thing as Renamed, other::*};\n",
+            ),
+            ("src/a.rs", "use crate::Renamed;\npub struct X;\n"),
+            ("src/b/mod.rs", "pub mod other;\npub struct Thing;\n"),
+            (
+                "src/b/other.rs",
+                "pub fn helper() { let _ = crate::a::X; }\n",
+            ),
+        ]);
+        assert_eq!(paths(&crate_cycles("x", &sources)), ["a -> b -> a"]);
+        // Through a glob: `crate::helper` is `b::other::helper`.
+        let mut sources = sources;
+        sources.insert(
+            "src/a.rs".into(),
+            "fn f() { crate::helper(); }\npub struct X;\n".into(),
+        );
+        assert_eq!(paths(&crate_cycles("x", &sources)), ["a -> b -> a"]);
+        // A name the root defines itself is the root's: no edge.
+        sources.insert(
+            "src/lib.rs".into(),
+            "mod a;\nmod b;\npub fn helper() {}\n".into(),
+        );
+        assert_eq!(crate_cycles("x", &sources), []);
+    }
+
+    #[test]
+    fn a_child_reaching_a_sibling_through_its_parent_is_a_sibling_use() {
+        let sources = tree(&[
+            ("src/lib.rs", "mod config;\n"),
+            (
+                "src/config/mod.rs",
+                "mod load;\nmod validate;\npub use load::parse;\nuse validate::rules;\n",
+            ),
+            ("src/config/load.rs", "pub fn parse() { super::rules(); }\n"),
+            (
+                "src/config/validate.rs",
+                "pub fn rules() { super::parse(); }\n",
+            ),
+        ]);
+        assert_eq!(
+            paths(&crate_cycles("agent", &sources)),
+            ["config::load -> config::validate -> config::load"]
+        );
     }
 
     #[test]
