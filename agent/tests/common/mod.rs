@@ -1,11 +1,15 @@
-//! What the agent's end-to-end tests share: a free loopback port and the simulated flight's
-//! example config pointed at a test's own directory.
+//! What the agent's end-to-end tests share: a free loopback port, the simulated flight's
+//! example config pointed at a test's own directory, and the wait for a record from the
+//! supervisor's channel.
 
 // Each test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::Path;
+
+use aloft_protocol::Record;
+use tokio::time::{Instant, timeout_at};
 
 /// A loopback port free at the time of the call.
 pub fn free_port() -> u16 {
@@ -30,4 +34,36 @@ pub fn sim_toml(dir: &Path, metrics_port: u16) -> String {
             &dir.join("capture").display().to_string(),
         )
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"))
+}
+
+/// Why [`records_until`] gave up, with the records it saw before.
+#[derive(Debug)]
+pub enum Unmet {
+    /// The channel closed.
+    Closed(Vec<Record>),
+    /// The deadline passed.
+    TimedOut(Vec<Record>),
+}
+
+/// Records from `next` until `done` accepts one, returned with all those before it in
+/// order; gives up when the channel closes or at `deadline`.
+pub async fn records_until(
+    mut next: impl AsyncFnMut() -> Option<Record>,
+    deadline: Instant,
+    mut done: impl FnMut(&Record) -> bool,
+) -> Result<Vec<Record>, Unmet> {
+    let mut seen = Vec::new();
+    loop {
+        match timeout_at(deadline, next()).await {
+            Ok(Some(r)) => {
+                let hit = done(&r);
+                seen.push(r);
+                if hit {
+                    return Ok(seen);
+                }
+            }
+            Ok(None) => return Err(Unmet::Closed(seen)),
+            Err(_) => return Err(Unmet::TimedOut(seen)),
+        }
+    }
 }
