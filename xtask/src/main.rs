@@ -31,6 +31,7 @@ mod demo;
 mod deploy;
 mod module_cycles;
 mod packages;
+mod procfs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Aloft's project chores")]
