@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aloft_protocol::sync::{LogBatch, LogLine, MAX_MESSAGE_BYTES};
 use aloft_protocol::Timestamp;
+use aloft_protocol::sync::{LogBatch, LogLine, MAX_MESSAGE_BYTES};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
