@@ -44,32 +44,9 @@ impl Drop for SmallFilesystem {
     }
 }
 
-fn status(port: u16) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
-        .args(["status", "--address", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `aloft-agent status` until `done` holds, checking the agent lives throughout.
 fn wait_for(agent: &mut Child, port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent exited while waiting for {what}"
-        );
-        let text = status(port);
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {PATIENCE:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_for_status(port, PATIENCE, what, Some(agent), done)
 }
 
 /// The number after `label` on the status's store health line.
