@@ -48,17 +48,23 @@ impl AgentClock {
         if let Some(stamper) = STAMPER.get() {
             return stamper.stamp();
         }
-        let mono_ns = monotonic_ns();
-        let utc_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_nanos()).ok());
-        match utc_ns {
-            Some(utc) if utc >= EARLIEST_PLAUSIBLE_UTC_NS => {
-                Timestamp::with_utc(mono_ns, utc, TimeSource::SystemClock)
-            }
-            _ => Timestamp::monotonic(mono_ns),
+        system_clock_stamp()
+    }
+}
+
+/// Now as monotonic time, with the system clock's UTC when it is plausible (later than
+/// this build): the stamp without a timekeeper.
+pub fn system_clock_stamp() -> Timestamp {
+    let mono_ns = monotonic_ns();
+    let utc_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok());
+    match utc_ns {
+        Some(utc) if utc >= EARLIEST_PLAUSIBLE_UTC_NS => {
+            Timestamp::with_utc(mono_ns, utc, TimeSource::SystemClock)
         }
+        _ => Timestamp::monotonic(mono_ns),
     }
 }
 

@@ -8,8 +8,10 @@
 //! - [`clock`]: monotonic time always, UTC when the system clock can be trusted.
 //! - [`timekeeping`]: boot id, trusted time, time-correlation records (invariant 8).
 //! - [`systemd`]: sd_notify READY, WATCHDOG, STATUS, STOPPING, EXTEND_TIMEOUT.
-//! - [`metrics`]: the metrics registry and the local endpoint (`/metrics`, `/status`).
+//! - [`metrics`]: the metrics registry the sensor tasks and the store update.
 //! - [`status`]: the local picture `aloft-agent status` prints.
+//! - [`endpoint`]: the local HTTP endpoint serving [`metrics`] at `/metrics` and [`status`]
+//!   at `/status`.
 //! - [`state`]: the agent's small state file, replaced atomically.
 //! - [`control`]: the hub's desired state, commands and log fetches, applied once.
 //! - [`inspect`]: `aloft-agent store dump`, the store's records as JSON lines.
@@ -27,6 +29,7 @@
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod endpoint;
 pub mod inspect;
 pub mod metrics;
 pub mod replay;

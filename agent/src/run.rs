@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, watch};
 use crate::clock;
 use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
 use crate::control::{self, ControlHandles, LogRing};
-use crate::metrics::{self, Metrics};
+use crate::endpoint;
+use crate::metrics::Metrics;
 use crate::sensor::simulation::{Simulation, SimulationError, SimulationTuning};
 use crate::sensor::{LatestValues, SlotError, hardware_slots};
 use crate::state::StateFile;
@@ -230,19 +231,19 @@ pub async fn run_with_logs(
         let _ = rx.wait_for(|s| *s).await;
     };
     let listen = config.metrics.listen;
-    let listener = metrics::http::bind(listen)
+    let listener = endpoint::bind(listen)
         .await
         .map_err(|source| RunError::Endpoint {
             addr: listen,
             source,
         })?;
-    let status_source: metrics::http::StatusSource = {
+    let status_source: endpoint::StatusSource = {
         let (metrics, timekeeper) = (Arc::clone(&metrics), Arc::clone(&timekeeper));
         Arc::new(move || {
             StatusReport::gather(&metrics, &timekeeper.status(), clock::monotonic_ns())
         })
     };
-    let endpoint = tokio::spawn(metrics::http::serve(
+    let endpoint_task = tokio::spawn(endpoint::serve(
         listener,
         Arc::clone(&metrics),
         status_source,
@@ -372,7 +373,7 @@ pub async fn run_with_logs(
         save_last_good(&state_file, utc);
     }
     let _ = stop_tx.send(true);
-    let _ = endpoint.await;
+    let _ = endpoint_task.await;
     let _ = watchdog.await;
     result.and(closed)
 }

@@ -6,6 +6,8 @@
 //! how fast anything is, only about what happened (the spacing of readings is bounded
 //! from below by the interval the sensor samples at, which a slow machine only widens).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +26,7 @@ use aloft_protocol::sync::{
     Uplink,
 };
 use aloft_protocol::{Record, SensorDescriptor, SensorId, SensorState};
+use common::{Unmet, records_until};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
@@ -130,6 +133,15 @@ async fn boot() -> Node {
     }
 }
 
+/// A node booted and its sensor `sensor` running, with a control task started as
+/// [`Node::control`] does.
+async fn boot_running(sensor: u16, utc: Option<i64>) -> (Node, Session) {
+    let mut node = boot().await;
+    node.until_running(sensor).await;
+    let session = node.control(utc);
+    (node, session)
+}
+
 /// One run of the control task, as the uplink would drive it.
 struct Session {
     downlink: mpsc::Sender<Downlink>,
@@ -167,14 +179,7 @@ impl Node {
             log_ring(),
         )
         .with_utc_clock(fixed_utc(utc));
-        let (downlink, downlink_rx) = mpsc::channel(16);
-        let (uplink_tx, uplink) = mpsc::channel(16);
-        let task = control::start(handles, downlink_rx, uplink_tx);
-        Session {
-            downlink,
-            uplink,
-            task,
-        }
+        Session::start(handles)
     }
 
     fn health(&self, name: &str) -> aloft_agent::supervisor::state::SensorHealth {
@@ -186,20 +191,12 @@ impl Node {
     }
 
     /// Records until `done` accepts one (which is returned with those before it).
-    async fn until(&mut self, what: &str, mut done: impl FnMut(&Record) -> bool) -> Vec<Record> {
+    async fn until(&mut self, what: &str, done: impl FnMut(&Record) -> bool) -> Vec<Record> {
         let deadline = Instant::now() + PATIENCE;
-        let mut seen = Vec::new();
-        loop {
-            match timeout_at(deadline, self.records.recv()).await {
-                Ok(Some(r)) => {
-                    let hit = done(&r);
-                    seen.push(r);
-                    if hit {
-                        return seen;
-                    }
-                }
-                other => panic!("no {what}: {other:?}"),
-            }
+        match records_until(async || self.records.recv().await, deadline, done).await {
+            Ok(seen) => seen,
+            Err(Unmet::Closed(_)) => panic!("no {what}: the records channel closed"),
+            Err(Unmet::TimedOut(_)) => panic!("no {what}: timed out"),
         }
     }
 
@@ -232,6 +229,12 @@ impl Node {
         times
     }
 
+    /// Closes `session`, then stops the node.
+    async fn shutdown_after(self, session: Session) {
+        session.close().await;
+        self.shutdown().await;
+    }
+
     async fn shutdown(mut self) {
         if let Some(s) = self.supervisor.take() {
             s.shutdown().await;
@@ -244,6 +247,18 @@ impl Node {
 }
 
 impl Session {
+    /// Starts a control task with `handles`, its downlink and uplink held here.
+    fn start(handles: ControlHandles) -> Session {
+        let (downlink, downlink_rx) = mpsc::channel(16);
+        let (uplink_tx, uplink) = mpsc::channel(16);
+        let task = control::start(handles, downlink_rx, uplink_tx);
+        Session {
+            downlink,
+            uplink,
+            task,
+        }
+    }
+
     async fn next(&mut self) -> Uplink {
         match timeout_at(Instant::now() + PATIENCE, self.uplink.recv()).await {
             Ok(Some(m)) => m,
@@ -256,6 +271,21 @@ impl Session {
             .send(message)
             .await
             .expect("control task alive");
+    }
+
+    /// Sends a restart of `sensor` as command `id`.
+    async fn send_restart(&self, id: &str, sensor: &str, hard: bool, expires_utc_ns: i64) {
+        self.send(restart(id, sensor, hard, expires_utc_ns)).await;
+    }
+
+    /// Asks for the newest `max_lines` log lines, of `sensor` only when given.
+    async fn send_fetch_logs(&self, request: u64, sensor: Option<&str>, max_lines: u32) {
+        self.send(Downlink::FetchLogs {
+            request,
+            sensor: sensor.map(Into::into),
+            max_lines,
+        })
+        .await;
     }
 
     /// The ack and the result of command `id`.
@@ -318,7 +348,7 @@ async fn a_restart_is_applied_once_and_a_redelivery_gets_the_same_answer_without
 
     let mut session = node.control(Some(NOW_UTC_NS));
     session
-        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS)
         .await;
     let outcome = session.ack_and_result("c-1").await;
     assert!(
@@ -351,7 +381,7 @@ async fn a_restart_is_applied_once_and_a_redelivery_gets_the_same_answer_without
 
     // Redelivered in the same run (the hub missed the ack): the same answer, no restart.
     session
-        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS)
         .await;
     assert_eq!(session.ack_and_result("c-1").await, outcome);
     session.close().await;
@@ -367,25 +397,22 @@ async fn a_restart_is_applied_once_and_a_redelivery_gets_the_same_answer_without
         }
     );
     session
-        .send(restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-1", "static", false, NOW_UTC_NS + HOUR_NS)
         .await;
     assert_eq!(session.ack_and_result("c-1").await, outcome);
     assert_eq!(node.health("static").restarts, 1, "applied once");
     let on_disk = state::load(&node.state_path).unwrap().unwrap();
     assert_eq!(on_disk.applying_command, None);
     assert!(on_disk.applied("c-1").is_some());
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_interrupted_by_a_crash_is_reported_failed_and_never_rerun() {
-    let mut node = boot().await;
-    node.until_running(1).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (mut node, mut session) = boot_running(1, Some(NOW_UTC_NS)).await;
     // A hard restart keeps the power off for 3 s: the "crash" comes in the middle.
     session
-        .send(restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS)
         .await;
     assert_eq!(
         session.next().await,
@@ -418,23 +445,20 @@ async fn a_command_interrupted_by_a_crash_is_reported_failed_and_never_rerun() {
 
     // The hub never saw a result and delivers it again: answered, not re-run.
     session
-        .send(restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-hard", "outside-air", true, NOW_UTC_NS + HOUR_NS)
         .await;
     assert_eq!(session.ack_and_result("c-hard").await, failed);
     // The one restart that began before the "crash" ends; no second one follows.
     node.until_running(1).await;
     assert_eq!(node.health("outside-air").restarts, 1);
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_command_is_reported_expired_and_not_applied_even_when_redelivered_early() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (node, mut session) = boot_running(STATIC, Some(NOW_UTC_NS)).await;
     session
-        .send(restart("c-old", "static", false, NOW_UTC_NS - 1))
+        .send_restart("c-old", "static", false, NOW_UTC_NS - 1)
         .await;
     assert_eq!(
         session.ack_and_result("c-old").await,
@@ -453,22 +477,19 @@ async fn an_expired_command_is_reported_expired_and_not_applied_even_when_redeli
         "resent at start"
     );
     session
-        .send(restart("c-old", "static", false, NOW_UTC_NS - 1))
+        .send_restart("c-old", "static", false, NOW_UTC_NS - 1)
         .await;
     assert_eq!(
         session.ack_and_result("c-old").await,
         CommandOutcome::Expired
     );
     assert_eq!(node.health("static").restarts, 0);
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_trusted_utc_a_command_is_applied_and_failures_say_why() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(None);
+    let (node, mut session) = boot_running(STATIC, None).await;
     session.send(restart("c-1970", "static", false, 1)).await;
     assert!(matches!(
         session.ack_and_result("c-1970").await,
@@ -487,15 +508,12 @@ async fn without_trusted_utc_a_command_is_applied_and_failures_say_why() {
         CommandOutcome::Failed { message } if message.contains("no power line")
     ));
     assert_eq!(node.health("static").restarts, 1);
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desired_interval_slows_the_sampling_live_and_reports_the_observed_generation() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (mut node, mut session) = boot_running(STATIC, Some(NOW_UTC_NS)).await;
     let observed = session
         .observed(spec(&[("static", 3, Some(200), None)]))
         .await;
@@ -533,15 +551,12 @@ async fn a_desired_interval_slows_the_sampling_live_and_reports_the_observed_gen
         boot_config.sensor("static").unwrap().1.interval,
         Some(Duration::from_millis(200))
     );
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desired_disable_stops_a_sensor_and_a_spec_without_it_brings_back_the_config_file() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (mut node, mut session) = boot_running(STATIC, Some(NOW_UTC_NS)).await;
     let observed = session
         .observed(spec(&[("static", 5, Some(100), Some(false))]))
         .await;
@@ -573,7 +588,7 @@ async fn a_desired_disable_stops_a_sensor_and_a_spec_without_it_brings_back_the_
         .observed(spec(&[("static", 6, None, Some(false))]))
         .await;
     session
-        .send(restart("c-off", "static", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-off", "static", false, NOW_UTC_NS + HOUR_NS)
         .await;
     assert_eq!(
         session.ack_and_result("c-off").await,
@@ -581,15 +596,12 @@ async fn a_desired_disable_stops_a_sensor_and_a_spec_without_it_brings_back_the_
             message: "sensor static is disabled".into()
         }
     );
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_specs_say_why_and_leave_the_sensors_as_they_were() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (node, mut session) = boot_running(STATIC, Some(NOW_UTC_NS)).await;
     let observed = session
         .observed(spec(&[
             ("wing-strain", 2, Some(100), None),
@@ -616,27 +628,18 @@ async fn refused_specs_say_why_and_leave_the_sensors_as_they_were() {
     assert_eq!(health.interval, Some(Duration::from_millis(20)));
     assert!(health.enabled);
     assert_eq!(node.health("cosmic").interval, None);
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
-    let mut node = boot().await;
-    node.until_running(STATIC).await;
-    let mut session = node.control(Some(NOW_UTC_NS));
+    let (node, mut session) = boot_running(STATIC, Some(NOW_UTC_NS)).await;
     session
-        .send(restart("c-logs", "static", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-logs", "static", false, NOW_UTC_NS + HOUR_NS)
         .await;
     session.ack_and_result("c-logs").await;
 
-    session
-        .send(Downlink::FetchLogs {
-            request: 41,
-            sensor: Some("static".into()),
-            max_lines: 200,
-        })
-        .await;
+    session.send_fetch_logs(41, Some("static"), 200).await;
     let batch = match session.next().await {
         Uplink::Logs(batch) => batch,
         other => panic!("expected Logs, got {other:?}"),
@@ -672,13 +675,7 @@ async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
     );
 
     // The node's log has the control task's own lines, without a sensor.
-    session
-        .send(Downlink::FetchLogs {
-            request: 42,
-            sensor: None,
-            max_lines: 10_000,
-        })
-        .await;
+    session.send_fetch_logs(42, None, 10_000).await;
     let Uplink::Logs(all) = session.next().await else {
         panic!("expected Logs");
     };
@@ -688,8 +685,7 @@ async fn fetched_logs_are_the_newest_lines_of_the_sensor_asked_for() {
             .any(|l| l.sensor.is_none() && l.message.contains("c-logs") && l.level == "INFO"),
         "the command's own log lines"
     );
-    session.close().await;
-    node.shutdown().await;
+    node.shutdown_after(session).await;
 }
 
 /// A device whose every open after the first blocks until released (when `wedges`): a
@@ -771,36 +767,24 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
         Arc::new(move || Some(now.load(Ordering::SeqCst)))
     })
     .with_command_patience(Duration::from_secs(2));
-    let (downlink, downlink_rx) = mpsc::channel(16);
-    let (uplink_tx, uplink) = mpsc::channel(16);
-    let mut session = Session {
-        downlink,
-        uplink,
-        task: control::start(handles, downlink_rx, uplink_tx),
-    };
+    let mut session = Session::start(handles);
 
     session
-        .send(restart("c-stuck", "wedged", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-stuck", "wedged", false, NOW_UTC_NS + HOUR_NS)
         .await;
     session
-        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .send_restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS)
         .await;
     session
-        .send(restart("c-late", "other", false, NOW_UTC_NS + HOUR_NS))
+        .send_restart("c-late", "other", false, NOW_UTC_NS + HOUR_NS)
         .await;
     // The hub resends the waiting one (a reconnect): it is not acked before it starts, so
     // a crash now would not lose it.
     session
-        .send(restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS))
+        .send_restart("c-next", "other", false, NOW_UTC_NS + 3 * HOUR_NS)
         .await;
     // Messages are handled in order: the answer to this one says all above were taken.
-    session
-        .send(Downlink::FetchLogs {
-            request: 9,
-            sensor: Some("none".into()),
-            max_lines: 1,
-        })
-        .await;
+    session.send_fetch_logs(9, Some("none"), 1).await;
     assert_eq!(
         session.next().await,
         Uplink::CommandAck {

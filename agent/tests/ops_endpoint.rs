@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aloft_agent::metrics::http::{self, StatusSource};
+use aloft_agent::endpoint::{self as http, StatusSource};
 use aloft_agent::metrics::{Metrics, SensorErrorKind, SensorLabel};
 use aloft_agent::status::{self, StatusReport};
 use aloft_agent::timekeeping::{ManualClocks, SyncStatus, TimePolicy, Timekeeper};

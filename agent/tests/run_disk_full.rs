@@ -11,12 +11,12 @@
 #![allow(clippy::unwrap_used)] // A test harness: a failed setup step should stop the test loudly.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aloft_protocol::Record;
 use aloft_store::{Outbox, StoreOptions};
+use aloft_test_support::mounts::Tmpfs;
 
 mod common;
 use common::free_port;
@@ -24,52 +24,9 @@ use common::free_port;
 /// Bound of every wait: generous for a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A tmpfs mount, unmounted when dropped.
-struct SmallFilesystem(PathBuf);
-
-impl SmallFilesystem {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .ok()?;
-        status.success().then(|| SmallFilesystem(dir.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFilesystem {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn status(port: u16) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
-        .args(["status", "--address", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `aloft-agent status` until `done` holds, checking the agent lives throughout.
 fn wait_for(agent: &mut Child, port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent exited while waiting for {what}"
-        );
-        let text = status(port);
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {PATIENCE:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_for_status(port, PATIENCE, what, Some(agent), done)
 }
 
 /// The number after `label` on the status's store health line.
@@ -87,7 +44,7 @@ fn a_filesystem_filled_by_another_process_does_not_stop_the_agent() {
     let dir = tempfile::tempdir().unwrap();
     let fs_dir = dir.path().join("fs");
     std::fs::create_dir_all(&fs_dir).unwrap();
-    let Some(fs) = SmallFilesystem::mount(&fs_dir, "8m") else {
+    let Some(fs) = Tmpfs::mount(&fs_dir, "8m") else {
         assert!(
             std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
             "a tmpfs could not be mounted (root is needed)"
@@ -95,7 +52,7 @@ fn a_filesystem_filled_by_another_process_does_not_stop_the_agent() {
         eprintln!("run_disk_full: SKIPPED: could not mount a tmpfs (not root?)");
         return;
     };
-    let store = fs.0.join("store");
+    let store = fs.path().join("store");
     let port = free_port();
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, common::sim_toml(dir.path(), port)).unwrap();
@@ -114,7 +71,7 @@ fn a_filesystem_filled_by_another_process_does_not_stop_the_agent() {
     });
 
     // Another process takes every byte left.
-    let filler = fs.0.join("filler");
+    let filler = fs.path().join("filler");
     let dd = Command::new("dd")
         .arg("if=/dev/zero")
         .arg(format!("of={}", filler.display()))

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::free_port;
@@ -20,10 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// deploy/examples/sim.toml with this test's store, capture directory and endpoint.
 fn sim_config(dir: &Path, port: u16) -> PathBuf {
-    let text = common::sim_toml(dir, port);
-    let path = dir.join("sim.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::write_sim_config(dir, "sim.toml", port)
 }
 
 /// Starts `aloft-agent simulate` and waits for its "devices ready" line.
@@ -45,32 +42,12 @@ fn simulate(config: &Path, devices: &Path) -> Child {
     child
 }
 
-/// The agent's status lines of the sensors, via `aloft-agent status`.
-fn status(port: u16) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
-        .args(["status", "--address", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn running(text: &str) -> usize {
     text.lines().filter(|l| l.contains(" running ")).count()
 }
 
 fn wait_for(port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = status(port);
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {PATIENCE:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_for_status(port, PATIENCE, what, None, done)
 }
 
 fn kill(child: &mut Child, signal: nix::sys::signal::Signal) {

@@ -20,10 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// deploy/examples/sim.toml with this test's store, capture directory and endpoint.
 fn config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let text = common::sim_toml(dir, port);
-    let path = dir.join("agent.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    common::write_sim_config(dir, "agent.toml", port)
 }
 
 fn start(config: &Path) -> Child {
@@ -38,23 +35,10 @@ fn start(config: &Path) -> Child {
 
 /// `aloft-agent status` until every sensor has readings, or the patience runs out.
 fn wait_until_every_sensor_reads(port: u16) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
-            .args(["status", "--address", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    common::wait_for_status(port, PATIENCE, "reading from every sensor", None, |text| {
         let sensors: Vec<&str> = text.lines().filter(|l| l.contains(" running ")).collect();
-        if sensors.len() == 6 && sensors.iter().all(|l| !l.contains("never")) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every sensor reads within {PATIENCE:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        sensors.len() == 6 && sensors.iter().all(|l| !l.contains("never"))
+    })
 }
 
 fn stop(child: &mut Child, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
@@ -209,26 +193,18 @@ fn with_no_hub_the_agent_samples_with_the_last_desired_state() {
 
     let mut agent = start(&config);
     // Five sensors run; the one the hub switched off stays off.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_aloft-agent"))
-            .args(["status", "--address", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if text.lines().filter(|l| l.contains(" running ")).count() == 5
-            && text
-                .lines()
-                .any(|l| l.starts_with("co2") && l.contains("disabled"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the desired state was not applied:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_for_status(
+        port,
+        PATIENCE,
+        "desired state applied (five sensors running, co2 disabled)",
+        None,
+        |text| {
+            text.lines().filter(|l| l.contains(" running ")).count() == 5
+                && text
+                    .lines()
+                    .any(|l| l.starts_with("co2") && l.contains("disabled"))
+        },
+    );
     assert!(stop(&mut agent, nix::sys::signal::Signal::SIGTERM).success());
     let records = records(&dir.path().join("store"));
     assert!(

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use aloft_protocol::{Quality, Quantity, Reading, Record, SensorId, Timestamp};
 use aloft_store::{Outbox, StoreOptions};
+use aloft_test_support::mounts::ReadOnlyBind;
 
 fn reading(i: u64) -> Record {
     Record::Reading(Reading {
@@ -129,36 +130,6 @@ fn a_dump_of_a_damaged_store_changes_no_file() {
     drop(outbox);
 }
 
-/// A read-only bind mount of `dir`, unmounted when dropped.
-struct ReadOnlyMount(std::path::PathBuf);
-
-impl ReadOnlyMount {
-    fn new(dir: &Path, at: &Path) -> Option<Self> {
-        let bind = Command::new("mount")
-            .arg("--bind")
-            .arg(dir)
-            .arg(at)
-            .status()
-            .ok()?;
-        if !bind.success() {
-            return None;
-        }
-        let mount = ReadOnlyMount(at.to_path_buf());
-        let ro = Command::new("mount")
-            .args(["-o", "remount,bind,ro"])
-            .arg(at)
-            .status()
-            .ok()?;
-        ro.success().then_some(mount)
-    }
-}
-
-impl Drop for ReadOnlyMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_store_on_a_read_only_mount_dumps() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +139,7 @@ fn a_store_on_a_read_only_mount_dumps() {
     std::fs::create_dir_all(&at).unwrap();
     damaged_store(&store);
     let before = snapshot(&store);
-    let Some(mount) = ReadOnlyMount::new(&store, &at) else {
+    let Some(mount) = ReadOnlyBind::new(&store, &at) else {
         assert!(
             std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
             "a read-only bind mount could not be made (root is needed)"

@@ -4,6 +4,8 @@
 //! Every wait is for a record (a status change, a descriptor, readings) with a bounded
 //! timeout; durations are configured short so each test takes a few seconds.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use aloft_protocol::{
     DynamicModel, Quality, Quantity, Record, SensorId, SensorState, StatusRecord,
 };
 use aloft_sensors::serial::pty::Fault;
+use common::{Unmet, records_until};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
@@ -96,24 +99,15 @@ impl Flight {
     }
 
     /// Records until `done` accepts one; all of them, in order. Panics after PATIENCE.
-    async fn until(&mut self, what: &str, mut done: impl FnMut(&Record) -> bool) -> Vec<Record> {
+    async fn until(&mut self, what: &str, done: impl FnMut(&Record) -> bool) -> Vec<Record> {
         let deadline = Instant::now() + PATIENCE;
-        let mut seen = Vec::new();
-        loop {
-            match timeout_at(deadline, self.records.recv()).await {
-                Ok(Some(r)) => {
-                    let hit = done(&r);
-                    seen.push(r);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Ok(None) => panic!("records channel closed while waiting for {what}"),
-                Err(_) => panic!(
-                    "timed out waiting for {what}; statuses seen: {:?}",
-                    statuses(&seen, None)
-                ),
-            }
+        match records_until(async || self.records.recv().await, deadline, done).await {
+            Ok(seen) => seen,
+            Err(Unmet::Closed(_)) => panic!("records channel closed while waiting for {what}"),
+            Err(Unmet::TimedOut(seen)) => panic!(
+                "timed out waiting for {what}; statuses seen: {:?}",
+                statuses(&seen, None)
+            ),
         }
     }
 

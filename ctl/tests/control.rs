@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Agent, Hub, item};
+use common::{Agent, Hub, created_token, item};
 use serde_json::Value;
 
 fn phase(hub: &Hub, id: &str) -> String {
@@ -30,10 +30,7 @@ fn created_id(stdout: &str) -> String {
 #[test]
 fn restart_while_connected_waits_for_the_agent_and_shows_the_restart() {
     let hub = Hub::start();
-    let agent = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray", "gps"]);
-    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
-        item(v, "cosmic-ray").is_some()
-    });
+    let agent = hub.glider_reported(&["cosmic-ray", "gps"]);
 
     let run = hub
         .ctl(&[
@@ -126,7 +123,7 @@ fn restart_while_connected_waits_for_the_agent_and_shows_the_restart() {
 fn a_restart_given_while_offline_is_delivered_on_reconnect_and_applied_once() {
     let hub = Hub::start();
     // The node reported its sensors once, then the link dropped.
-    let log = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray"]).stop();
+    let log = hub.glider(&["cosmic-ray"]).stop();
     hub.wait_json(&["get", "nodes", "glider"], "node offline", |n| {
         n.pointer("/status/connected") == Some(&Value::Bool(false))
     });
@@ -159,13 +156,13 @@ fn a_restart_given_while_offline_is_delivered_on_reconnect_and_applied_once() {
     ]);
     waited.fails(4, "still Pending");
 
-    let agent = Agent::start_with(&hub, "glider", &hub.tokens.node, &["cosmic-ray"], log);
+    let agent = hub.glider_again(&["cosmic-ray"], log);
     hub.wait_json(&["get", "commands", &id], "delivered and done", |c| {
         c.pointer("/status/phase").and_then(Value::as_str) == Some("Succeeded")
     });
     // A second reconnect does not bring it again: it was acked.
     let log = agent.stop();
-    let agent = Agent::start_with(&hub, "glider", &hub.tokens.node, &["cosmic-ray"], log);
+    let agent = hub.glider_again(&["cosmic-ray"], log);
     agent.wait("second session", |l| l.sessions == 3);
     let log = agent.log.lock().unwrap();
     assert_eq!(log.applied.iter().filter(|a| **a == id).count(), 1);
@@ -179,7 +176,7 @@ fn a_restart_given_while_offline_is_delivered_on_reconnect_and_applied_once() {
 #[test]
 fn a_set_made_while_offline_takes_effect_on_reconnect() {
     let hub = Hub::start();
-    let log = Agent::start(&hub, "glider", &hub.tokens.node, &["gps", "static"]).stop();
+    let log = hub.glider(&["gps", "static"]).stop();
     hub.ctl(&[
         "set",
         "sensor",
@@ -202,7 +199,7 @@ fn a_set_made_while_offline_takes_effect_on_reconnect() {
         Some(&Value::Null)
     );
 
-    let _agent = Agent::start_with(&hub, "glider", &hub.tokens.node, &["gps", "static"], log);
+    let _agent = hub.glider_again(&["gps", "static"], log);
     let sensor = hub.wait_json(
         &["get", "sensors", "gps", "--node", "glider"],
         "observed",
@@ -227,16 +224,11 @@ fn a_set_made_while_offline_takes_effect_on_reconnect() {
 #[test]
 fn apply_bumps_the_generation_the_agent_observes_and_diff_tells_what_would_change() {
     let hub = Hub::start();
-    let _agent = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray", "gps"]);
-    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
-        item(v, "gps").is_some()
-    });
-    let file = hub.dir.path().join("sensors.yaml");
-    std::fs::write(
-        &file,
+    let _agent = hub.glider_reported(&["cosmic-ray", "gps"]);
+    let file = hub.write(
+        "sensors.yaml",
         "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: gps, node: glider}\nspec: {interval: 500ms}\n---\napiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: cosmic-ray, node: glider}\nspec: {enabled: false}\n",
-    )
-    .unwrap();
+    );
     let f = file.to_str().unwrap();
     let diff = hub.ctl(&["diff", "-f", f]);
     assert_eq!(diff.code, 5, "{diff:?}");
@@ -307,7 +299,7 @@ fn apply_bumps_the_generation_the_agent_observes_and_diff_tells_what_would_chang
 fn a_node_created_through_aloftctl_connects_until_its_token_is_revoked() {
     let hub = Hub::start();
     let created = hub.ctl(&["create", "node", "glider-2"]).ok().stdout;
-    let token = created.lines().last().unwrap_or_default().trim().to_owned();
+    let token = created_token(&created);
     assert!(token.starts_with("aloft_"), "{created}");
 
     let agent = Agent::start(&hub, "glider-2", &token, &["gps"]);
@@ -347,7 +339,7 @@ fn roles_and_tokens_are_enforced_with_words_that_say_what_to_do() {
         .ctl(&["create", "token", "--role", "viewer"])
         .ok()
         .stdout;
-    let viewer = viewer.lines().last().unwrap_or_default().trim().to_owned();
+    let viewer = created_token(&viewer);
     hub.ctl_as(&viewer, &["get", "nodes"]).ok();
     hub.ctl_as(&viewer, &["restart", "sensor", "gps", "--node", "glider"])
         .fails(1, "role viewer, which cannot restart sensors");
@@ -371,12 +363,7 @@ fn roles_and_tokens_are_enforced_with_words_that_say_what_to_do() {
         .ctl(&["create", "token", "--role", "operator"])
         .ok()
         .stdout;
-    let operator = operator
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let operator = created_token(&operator);
     hub.ctl_as(&operator, &["restart", "sensor", "gps", "--node", "glider"])
         .ok();
     hub.ctl_as(&operator, &["get", "tokens"])
@@ -391,17 +378,12 @@ fn roles_and_tokens_are_enforced_with_words_that_say_what_to_do() {
 #[test]
 fn malformed_files_unknown_sensors_and_usage_errors_are_clear() {
     let hub = Hub::start();
-    let _agent = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray", "gps"]);
-    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
-        item(v, "gps").is_some()
-    });
+    let _agent = hub.glider_reported(&["cosmic-ray", "gps"]);
 
-    let bad = hub.dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let bad = hub.write(
+        "bad.yaml",
         "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: gps, node: glider\nspec: {}\n",
-    )
-    .unwrap();
+    );
     hub.ctl(&["apply", "-f", bad.to_str().unwrap()])
         .fails(1, "bad.yaml: document 1");
     std::fs::write(&bad, "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: gsp, node: glider}\nspec: {intervalMs: 100}\n").unwrap();
@@ -422,11 +404,7 @@ fn malformed_files_unknown_sensors_and_usage_errors_are_clear() {
         .fails(1, "does not exist");
 
     // Without any hub given, the error says how to give one.
-    let run = common::ctl_command(hub.dir.path())
-        .args(["get", "nodes"])
-        .output()
-        .unwrap();
-    let run = common::Run::of(&["get", "nodes"], run);
+    let run = hub.ctl_plain(&["get", "nodes"]);
     run.fails(1, "no hub given: pass --hub");
     // A wrong CA is a TLS error that names the fix.
     let wrong = hub.dir.path().join("wrong-ca");
@@ -452,7 +430,7 @@ impl HubProcessInit {
 #[test]
 fn cancel_stops_an_undelivered_command_and_logs_come_from_the_node() {
     let hub = Hub::start();
-    let log = Agent::start(&hub, "glider", &hub.tokens.node, &["gps"]).stop();
+    let log = hub.glider(&["gps"]).stop();
     let id = created_id(
         &hub.ctl(&["restart", "sensor", "gps", "--node", "glider"])
             .ok()
@@ -469,7 +447,7 @@ fn cancel_stops_an_undelivered_command_and_logs_come_from_the_node() {
 
     hub.ctl(&["logs", "node", "glider"])
         .fails(1, "not connected");
-    let agent = Agent::start_with(&hub, "glider", &hub.tokens.node, &["gps"], log);
+    let agent = hub.glider_again(&["gps"], log);
     agent.wait("connected", |l| l.sessions == 2);
     let logs = hub
         .ctl(&["logs", "sensor", "gps", "--node", "glider"])
@@ -485,15 +463,8 @@ fn cancel_stops_an_undelivered_command_and_logs_come_from_the_node() {
 #[test]
 fn a_context_written_by_aloftctl_config_is_used_without_flags() {
     let hub = Hub::start();
-    let token_file = hub.dir.path().join("admin.token");
-    std::fs::write(&token_file, format!("{}\n", hub.tokens.admin)).unwrap();
-    let config = |args: &[&str]| {
-        let out = common::ctl_command(hub.dir.path())
-            .args(args)
-            .output()
-            .unwrap();
-        common::Run::of(args, out)
-    };
+    let token_file = hub.write("admin.token", &format!("{}\n", hub.tokens.admin));
+    let config = |args: &[&str]| hub.ctl_plain(args);
     config(&[
         "config",
         "set-context",
@@ -527,14 +498,9 @@ fn a_context_written_by_aloftctl_config_is_used_without_flags() {
 #[test]
 fn get_sensors_watch_shows_a_restart_as_it_happens() {
     let hub = Hub::start();
-    let _agent = Agent::start(&hub, "glider", &hub.tokens.node, &["cosmic-ray", "gps"]);
-    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
-        item(v, "cosmic-ray").is_some()
-    });
-    let mut child = common::ctl_command(hub.dir.path())
-        .env("ALOFT_HUB", hub.url())
-        .env("ALOFT_CA", hub.ca())
-        .env("ALOFT_TOKEN", &hub.tokens.admin)
+    let _agent = hub.glider_reported(&["cosmic-ray", "gps"]);
+    let mut child = hub
+        .ctl_command_as(&hub.tokens.admin)
         .args(["get", "sensors", "--node", "glider", "-w"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -586,10 +552,7 @@ fn get_sensors_watch_shows_a_restart_as_it_happens() {
 #[test]
 fn unset_deletes_a_sensors_desired_state_and_the_agent_is_sent_the_spec_without_it() {
     let hub = Hub::start();
-    let agent = Agent::start(&hub, "glider", &hub.tokens.node, &["gps", "static"]);
-    hub.wait_json(&["get", "sensors"], "sensors reported", |v| {
-        item(v, "gps").is_some()
-    });
+    let agent = hub.glider_reported(&["gps", "static"]);
     for sensor in ["gps", "static"] {
         hub.ctl(&[
             "set",

@@ -11,41 +11,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use aloft_protocol::{GapReason, Record};
 use aloft_store::{FullPolicy, Outbox, StoreOptions};
+use aloft_test_support::mounts::Tmpfs;
 use common::*;
-
-/// A tmpfs mount, unmounted when dropped.
-struct SmallFilesystem {
-    dir: PathBuf,
-}
-
-impl SmallFilesystem {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .ok()?;
-        status.success().then(|| SmallFilesystem {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for SmallFilesystem {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
 
 #[test]
 fn a_full_filesystem_frees_space_by_the_policy_and_the_store_keeps_running() {
     let parent = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFilesystem::mount(parent.path(), "512k") else {
+    let Some(fs) = Tmpfs::mount(parent.path(), "512k") else {
         assert!(
             std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
             "a tmpfs could not be mounted (root is needed)"
@@ -55,7 +29,7 @@ fn a_full_filesystem_frees_space_by_the_policy_and_the_store_keeps_running() {
         );
         return;
     };
-    let store_dir = fs.dir.join("store");
+    let store_dir = fs.path().join("store");
     let mut options = StoreOptions::new(4 * 1024 * 1024, FullPolicy::DropOldest);
     options.segment_bytes = 32 * 1024;
     let (mut outbox, _) = Outbox::open(&store_dir, options).unwrap();

@@ -22,6 +22,7 @@ use aloft_protocol::{Quality, Quantity, Reading, Record, SensorId, Timestamp};
 use aloft_store::{FullPolicy, Outbox, StoreOptions};
 use anyhow::{Context, Result, bail};
 
+use crate::procfs::{clock_ticks_per_s, cpu_ticks, status_kb};
 use crate::{cargo, run, target_dir, workspace_root};
 
 /// How long the flight is measured, after a warm-up.
@@ -53,23 +54,6 @@ pub fn bench() -> Result<()> {
     result
 }
 
-/// /proc/PID/status field `name` in kB.
-fn status_kb(pid: u32, name: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// User plus system CPU time of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields start after its closing parenthesis.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name.
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
 /// Context switches of every thread of the process so far.
 fn switches(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -88,15 +72,6 @@ fn switches(pid: u32) -> u64 {
                 .sum::<u64>()
         })
         .sum()
-}
-
-fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn stop(child: &mut Child) {

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,7 @@ use serde_json::{Value, json};
 use crate::bench_hub_process::{
     DEADLINE, LocalHub, build_hub_and_agent, percentile_ms, start_agent, wait,
 };
+use crate::procfs::{clock_ticks_per_s, cpu_ticks};
 
 const NODE: &str = "bench";
 const TOKENS: usize = 10;
@@ -244,23 +244,6 @@ fn cpu_pct(pid: u32, window: Duration) -> Result<f64> {
     let (after, t1) = (cpu_ticks(pid).context("hub CPU")?, Instant::now());
     let seconds = after.saturating_sub(before) as f64 / clock_ticks_per_s();
     Ok(seconds / t1.duration_since(t0).as_secs_f64() * 100.0)
-}
-
-/// User plus system CPU time of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields start after its closing parenthesis.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The simulated flight (every simulated sensor of deploy/examples/sim.toml) syncing

@@ -7,6 +7,8 @@
 //! - `demo`: the main job on simulated sensors.
 //! - `cross ARCH...`: the edge binaries for aarch64 and armv7 with Debian's toolchain.
 //! - `deploy`: the checks of deploy/ that `test` runs.
+//! - `cycles`: the import cycles between each crate's modules (the test suite checks the
+//!   same in `module_cycles::tests`).
 //!
 //! Invariant: `test` builds the workspace once (one profile, one feature set) and every
 //! later step reuses that build (the cross steps build in their own target dirs, once,
@@ -27,7 +29,9 @@ mod bench_sync;
 mod cross;
 mod demo;
 mod deploy;
+mod module_cycles;
 mod packages;
+mod procfs;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Aloft's project chores")]
@@ -77,6 +81,8 @@ enum Chore {
         #[arg(long)]
         no_install: bool,
     },
+    /// List the import cycles between each crate's modules; fail if a crate has one.
+    Cycles,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
             no_install,
         } => cross::cross(&arches, test, !no_install),
         Chore::Deploy { no_install } => deploy::test(!no_install),
+        Chore::Cycles => module_cycles::check(&workspace_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@
 //! Invariants: no input text panics the loader (a property test feeds it arbitrary text);
 //! a config is returned only when no problem was found; problems come out in file order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::errors::{ConfigErrors, Position, Problem, Report};
+use super::findings::{Finding, Spans, nearest};
 use super::validate;
 use super::{
     AgentConfig, CaptureConfig, HubConfig, MetricsConfig, MqttConfig, NodeConfig, PowerLineConfig,
@@ -191,41 +192,6 @@ fn summary(origin: &str, config: &AgentConfig) -> String {
     }
     let _ = write!(out, "metrics on {}", config.metrics.listen);
     out
-}
-
-/// A problem before it is placed on a line.
-#[derive(Debug)]
-pub(super) struct Finding {
-    /// Byte offset in the text, if the problem is in it.
-    pub offset: Option<usize>,
-    pub key: String,
-    pub what: String,
-    pub fix: String,
-}
-
-/// Where each key path starts in the text, for the semantic rules to point at.
-#[derive(Debug, Default)]
-pub(super) struct Spans {
-    starts: HashMap<String, usize>,
-}
-
-impl Spans {
-    /// The offset of `path`, else of the nearest enclosing table that has one
-    /// (`sensor[2].address` falls back to `sensor[2]`: a default the file left out).
-    pub fn offset(&self, path: &str) -> Option<usize> {
-        let mut path = path;
-        loop {
-            if let Some(&o) = self.starts.get(path) {
-                return Some(o);
-            }
-            let cut = path.rfind(['.', '['])?;
-            path = &path[..cut];
-        }
-    }
-
-    fn insert(&mut self, path: String, offset: usize) {
-        self.starts.entry(path).or_insert(offset);
-    }
 }
 
 /// The walk over one document.
@@ -693,33 +659,6 @@ fn friendly(expected: &str) -> String {
     }
 }
 
-/// The candidate nearest to `word` by edit distance, if near enough to be a typo.
-pub(super) fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
 /// Deserializers that only look at what a `Deserialize` impl asks for.
 mod introspect {
     use std::fmt;
@@ -859,25 +798,6 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_counts_insertions_deletions_and_substitutions() {
-        assert_eq!(edit_distance("address", "address"), 0);
-        assert_eq!(edit_distance("adress", "address"), 1);
-        assert_eq!(edit_distance("adrress", "address"), 1);
-        assert_eq!(edit_distance("bud", "baud"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-
-    #[test]
-    fn nearest_suggests_only_plausible_typos() {
-        let keys = ["port", "baud", "bus", "address", "interval"];
-        assert_eq!(nearest("adress", &keys), Some("address"));
-        assert_eq!(nearest("intervall", &keys), Some("interval"));
-        assert_eq!(nearest("colour", &keys), None);
-        assert_eq!(nearest("", &keys), None);
-    }
-
-    #[test]
     fn positions_count_lines_and_characters_from_one() {
         let text = "a = 1\nbé = \"x\"\n";
         assert_eq!(
@@ -911,16 +831,6 @@ mod tests {
         let (what, fix) = explain("unknown variant `ubox`, expected one of `ublox`, `nmea`");
         assert_eq!(what, "unknown value \"ubox\"");
         assert!(fix.starts_with("did you mean \"ublox\"?"), "{fix}");
-    }
-
-    #[test]
-    fn span_lookup_falls_back_to_the_enclosing_table() {
-        let mut spans = Spans::default();
-        spans.insert("sensor[2]".into(), 40);
-        spans.insert("sensor[2].power".into(), 60);
-        assert_eq!(spans.offset("sensor[2].power.line"), Some(60));
-        assert_eq!(spans.offset("sensor[2].address"), Some(40));
-        assert_eq!(spans.offset("hub.url"), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! is at least [`UPLOAD_BYTES_PER_S_MIN`]; no GPIO line powers two sensors.
 
 mod errors;
+mod findings;
 mod load;
 mod validate;
 

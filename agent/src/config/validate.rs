@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::errors::Problem;
-use super::load::{Finding, Spans, nearest};
+use super::findings::{Finding, Spans, nearest};
 use super::{
     AgentConfig, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig, STORE_SEGMENT_BYTES,
     SensorConfig, SensorKind, SimulationConfig, StoreConfig,

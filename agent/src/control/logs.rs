@@ -14,14 +14,14 @@ use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use aloft_protocol::Timestamp;
 use aloft_protocol::sync::{LogBatch, LogLine, MAX_MESSAGE_BYTES};
-use aloft_protocol::{TimeSource, Timestamp};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
-use crate::clock::{EARLIEST_PLAUSIBLE_UTC_NS, monotonic_ns};
+use crate::clock::system_clock_stamp;
 
 /// A line longer than this is cut (a runaway debug dump must not fill the ring's memory).
 pub const MAX_LINE_BYTES: usize = 512;
@@ -159,21 +159,12 @@ fn cut(mut text: String, max: usize) -> String {
 }
 
 /// When a line was logged: monotonic time, and the system clock's UTC when it is plausible
-/// (later than this build), as [`crate::clock::AgentClock`] stamps without a timekeeper.
+/// (later than this build), as [`crate::clock::AgentClock`] stamps without a timekeeper
+/// ([`system_clock_stamp`]).
 /// Not the timekeeper's stamp: the timekeeper logs while holding its own lock, and
 /// stamping from inside its log line would take that lock again and hang the agent.
 fn log_time() -> Timestamp {
-    let mono_ns = monotonic_ns();
-    let utc_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_nanos()).ok());
-    match utc_ns {
-        Some(utc) if utc >= EARLIEST_PLAUSIBLE_UTC_NS => {
-            Timestamp::with_utc(mono_ns, utc, TimeSource::SystemClock)
-        }
-        _ => Timestamp::monotonic(mono_ns),
-    }
+    system_clock_stamp()
 }
 
 impl<S: Subscriber> Layer<S> for LogRingLayer {

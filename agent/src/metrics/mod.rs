@@ -1,5 +1,5 @@
 //! The agent's metrics: a registry the sensor tasks and the store update cheaply, rendered
-//! in the Prometheus text format by the local endpoint ([`http`]).
+//! in the Prometheus text format by the local endpoint ([`crate::endpoint`]).
 //!
 //! Invariants: an update on the hot path (a reading, an error) is one relaxed atomic add on
 //! memory allocated at start, with no lock and no allocation; the set of sensors is fixed at
@@ -7,7 +7,6 @@
 //! state change (rare) takes a lock, for its reason text. [`wakeups`] counts the agent's
 //! idle wake-ups for the low-power figure.
 
-pub mod http;
 pub mod uplink;
 pub mod wakeups;
 

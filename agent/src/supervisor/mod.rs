@@ -194,6 +194,23 @@ struct SensorControl {
     scheduled: bool,
 }
 
+impl SensorControl {
+    /// Sends the sensor's thread the command `ask` makes around a reply channel and waits
+    /// for its answer; [`SupervisorError::Gone`] when the thread has ended.
+    async fn ask<T>(
+        &self,
+        ask: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SupervisorError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(ask(reply))
+            .map_err(|_| SupervisorError::Gone(self.name.clone()))?;
+        answer
+            .await
+            .map_err(|_| SupervisorError::Gone(self.name.clone()))
+    }
+}
+
 /// A cheap, cloneable handle on the running sensors for other tasks (the control task,
 /// the uplink's live lane): restart, reconfigure, read health, follow changes.
 ///
@@ -418,19 +435,17 @@ impl SupervisorHandle {
         if kind == RestartKind::Hard && !s.has_power {
             return Err(SupervisorError::NoPowerLine(sensor.to_string()));
         }
-        let (reply, answer) = oneshot::channel();
-        s.commands
-            .send(Command::Restart {
+        let state = s
+            .ask(|reply| Command::Restart {
                 kind,
                 reason: reason.to_string(),
                 reply,
             })
-            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
-        match answer.await {
+            .await?;
+        match state {
             // Disabled between the check above and the thread's turn.
-            Ok(SensorState::Disabled) => Err(SupervisorError::Disabled(sensor.to_string())),
-            Ok(state) => Ok(state),
-            Err(_) => Err(SupervisorError::Gone(sensor.to_string())),
+            SensorState::Disabled => Err(SupervisorError::Disabled(sensor.to_string())),
+            state => Ok(state),
         }
     }
 
@@ -464,17 +479,12 @@ impl SupervisorHandle {
                 });
             }
         }
-        let (reply, answer) = oneshot::channel();
-        s.commands
-            .send(Command::Reconfigure {
-                change,
-                reason: reason.to_string(),
-                reply,
-            })
-            .map_err(|_| SupervisorError::Gone(sensor.to_string()))?;
-        answer
-            .await
-            .map_err(|_| SupervisorError::Gone(sensor.to_string()))
+        s.ask(|reply| Command::Reconfigure {
+            change,
+            reason: reason.to_string(),
+            reply,
+        })
+        .await
     }
 }
 

@@ -91,14 +91,52 @@ impl Hub {
 
     /// Runs `aloftctl ARGS` with a token, through the environment as a script would.
     pub fn ctl_as(&self, token: &str, args: &[&str]) -> Run {
-        let output = ctl_command(self.dir.path())
+        let output = self.ctl_command_as(token).args(args).output().unwrap();
+        Run::of(args, output)
+    }
+
+    /// Runs `aloftctl ARGS` with nothing pointing it at this hub: no ALOFT_* variables,
+    /// the hub's folder as HOME (where `aloftctl config` writes its contexts).
+    pub fn ctl_plain(&self, args: &[&str]) -> Run {
+        let output = ctl_command(self.dir.path()).args(args).output().unwrap();
+        Run::of(args, output)
+    }
+
+    /// Writes `text` to the file `name` in the hub's folder (a manifest, a token file).
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `aloftctl` pointed at this hub with `token` through the environment, to be given
+    /// its arguments (and spawned, for a watch).
+    pub fn ctl_command_as(&self, token: &str) -> Command {
+        let mut command = ctl_command(self.dir.path());
+        command
             .env("ALOFT_HUB", self.url())
             .env("ALOFT_CA", self.ca())
-            .env("ALOFT_TOKEN", token)
-            .args(args)
-            .output()
-            .unwrap();
-        Run::of(args, output)
+            .env("ALOFT_TOKEN", token);
+        command
+    }
+
+    /// The stand-in agent of node `glider` (the node `init` made), with init's node token.
+    pub fn glider(&self, sensor_names: &[&str]) -> Agent {
+        Agent::start(self, "glider", &self.tokens.node, sensor_names)
+    }
+
+    /// As [`Hub::glider`], continuing an earlier stand-in's log (a restarted agent).
+    pub fn glider_again(&self, sensor_names: &[&str], log: Arc<Mutex<AgentLog>>) -> Agent {
+        Agent::start_with(self, "glider", &self.tokens.node, sensor_names, log)
+    }
+
+    /// [`Hub::glider`], once `aloftctl get sensors` lists its sensors.
+    pub fn glider_reported(&self, sensor_names: &[&str]) -> Agent {
+        let agent = self.glider(sensor_names);
+        self.wait_json(&["get", "sensors"], "sensors reported", |v| {
+            sensor_names.iter().all(|name| item(v, name).is_some())
+        });
+        agent
     }
 
     /// `aloftctl ARGS -o json` that must succeed, parsed.
@@ -148,6 +186,11 @@ pub fn ctl_command(home: &Path) -> Command {
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null());
     command
+}
+
+/// The token `aloftctl create node|token` printed: its last line.
+pub fn created_token(stdout: &str) -> String {
+    stdout.lines().last().unwrap_or_default().trim().to_owned()
 }
 
 /// One finished `aloftctl`.

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::Metrics;
+use crate::metrics::Metrics;
 use crate::status::StatusReport;
 
 /// Largest request head accepted, bytes.

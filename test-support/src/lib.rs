@@ -1,0 +1,11 @@
+//! What the tests of several Aloft crates share, as a dev-dependency.
+//!
+//! # Layout
+//!
+//! - [`mounts`]: real filesystems mounted for a test, a small tmpfs (a disk that fills) and
+//!   a read-only bind mount (a store on a write-protected card), unmounted when dropped.
+//!
+//! Only what more than one crate's tests use lives here; a crate's own harness stays in its
+//! `tests/common/`.
+
+pub mod mounts;
