@@ -23,15 +23,11 @@
 
 pub mod api;
 pub mod control;
-pub mod db;
 pub mod init;
 pub mod load;
-pub mod node_control;
+pub mod nodes;
 pub mod pki;
-pub mod registry;
 pub mod server;
-pub mod session;
-pub mod sessions;
 pub mod storage;
 pub mod tokens;
 
@@ -40,10 +36,11 @@ pub mod testing;
 
 use std::path::{Path, PathBuf};
 
-pub use node_control::{NoControl, NodeControl, RecordingControl};
-pub use registry::{NodeStatus, Registry, RegistryError};
-pub use sessions::Sessions;
-pub use storage::{StorageError, Streams};
+pub use nodes::connected::Sessions;
+pub use nodes::control_seam::{NoControl, NodeControl, RecordingControl};
+pub use nodes::registry::{NodeStatus, Registry, RegistryError};
+pub use storage::sqlite::db;
+pub use storage::sqlite::streams::{StorageError, Streams};
 pub use tokens::{Principal, Role, TokenError, TokenInfo, Tokens};
 
 /// Everything the hub holds, opened from its data directory. Cheap to clone.

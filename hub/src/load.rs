@@ -240,10 +240,7 @@ impl Load {
             "aloft_hub_watch_reads_total",
             "counter",
             "Reads made by watches (each watch reads once, then only after a change).",
-            &[(
-                "",
-                crate::control::http::WATCH_READS.load(Ordering::Relaxed),
-            )],
+            &[("", crate::api::watches::WATCH_READS.load(Ordering::Relaxed))],
         );
         metric(
             "aloft_hub_sessions_connected",

@@ -35,8 +35,8 @@ use tokio_stream::StreamExt as _;
 use crate::Hub;
 use crate::api::{self, ApiError, ApiState};
 use crate::load::Load;
-use crate::node_control::{NoControl, NodeControl};
-use crate::session;
+use crate::nodes::control_seam::{NoControl, NodeControl};
+use crate::nodes::session;
 use crate::tokens::Role;
 
 pub use crate::load::Limits;
@@ -323,5 +323,7 @@ async fn bound_watches(State(state): State<ApiState>, request: Request, next: Ne
 
 /// A token's key in the watch bounds: a digest, so no secret is kept in memory longer.
 fn token_key(secret: &str) -> String {
-    crate::db::hex(&ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()[..16])
+    crate::storage::sqlite::db::hex(
+        &ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()[..16],
+    )
 }

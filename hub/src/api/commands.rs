@@ -17,9 +17,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::bodies::{BodyRejection, JsonBody};
+use super::resources;
 use super::{ApiError, ApiState, Caller, Query};
-use crate::control::http::{self, WatchQuery, Watched, blocking, require};
-use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
+use crate::api::watches::{self, WatchQuery, Watched, blocking, require};
+use crate::control::{Control, ControlError, DEFAULT_TTL};
 use crate::tokens::Role;
 
 /// The body of a command.
@@ -152,13 +153,13 @@ pub async fn list(
         let items = blocking(read).await?;
         return Ok(Json(resources::list("Command", items)).into_response());
     }
-    Ok(http::stream(
+    Ok(watches::stream(
         &control,
         state.shutdown.clone(),
         query.watching(),
         Watched {
             read: Box::new(read),
-            key: http::name_key,
+            key: watches::name_key,
             fingerprint,
             until: None,
             poll: None,
@@ -190,13 +191,13 @@ pub async fn get(
     if !watch.watch {
         return Ok(Json(first.into_iter().next().unwrap_or(Value::Null)).into_response());
     }
-    Ok(http::stream(
+    Ok(watches::stream(
         &control,
         state.shutdown.clone(),
         watch,
         Watched {
             read: Box::new(read),
-            key: http::name_key,
+            key: watches::name_key,
             fingerprint,
             until: Some(is_final),
             poll: None,

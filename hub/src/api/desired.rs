@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::bodies::{BodyRejection, JsonBody};
+use super::resources;
 use super::{ApiError, Caller, Query};
-use crate::control::http::{blocking, require};
-use crate::control::{Control, SpecChange, SpecWrite, resources};
-use crate::db::now_utc_ns;
+use crate::api::watches::{blocking, require};
+use crate::control::{Control, SpecChange, SpecWrite};
+use crate::storage::sqlite::db::now_utc_ns;
 use crate::tokens::Role;
 
 /// The body of a spec write.
@@ -160,7 +161,7 @@ pub async fn merge(
 
 /// Deletes a sensor's desired state and answers with the sensor as it is then.
 async fn remove(
-    actor: crate::control::store::Actor,
+    actor: crate::storage::sqlite::control::Actor,
     control: Control,
     node: String,
     sensor: String,

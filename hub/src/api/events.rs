@@ -8,9 +8,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::resources;
 use super::{ApiError, ApiState, Caller, Query};
-use crate::control::http::{self, WatchQuery, Watched, blocking};
-use crate::control::{Control, ControlError, resources};
+use crate::api::watches::{self, WatchQuery, Watched, blocking};
+use crate::control::{Control, ControlError};
 use crate::tokens::Role;
 
 /// How many of the newest events a list without `limit` returns.
@@ -71,15 +72,15 @@ pub async fn list(
         let items = blocking(read).await?;
         return Ok(Json(resources::list("Event", items)).into_response());
     }
-    Ok(http::stream(
+    Ok(watches::stream(
         &control,
         state.shutdown.clone(),
         query.watching(),
         Watched {
             read: Box::new(read),
-            key: http::name_key,
+            key: watches::name_key,
             // Events never change: only new ones are news.
-            fingerprint: http::name_key,
+            fingerprint: watches::name_key,
             until: None,
             poll: None,
             deletions: false,

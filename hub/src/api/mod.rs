@@ -13,8 +13,10 @@ pub mod events;
 pub mod logs;
 pub mod nodes;
 pub mod readings;
+pub mod resources;
 pub mod sensors;
 pub mod tokens;
+pub mod watches;
 
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ use axum::{Json, Router};
 use tokio::sync::{mpsc, watch};
 
 use crate::Hub;
-use crate::node_control::NodeControl;
+use crate::nodes::control_seam::NodeControl;
 use crate::tokens::{Principal, Role};
 
 /// The API group and version of every resource.
@@ -219,5 +221,7 @@ impl FromRequestParts<ApiState> for Caller {
 
 /// Metadata timestamps in RFC 3339.
 pub fn timestamp(utc_ns: Option<i64>) -> serde_json::Value {
-    utc_ns.map_or(serde_json::Value::Null, |ns| crate::db::rfc3339(ns).into())
+    utc_ns.map_or(serde_json::Value::Null, |ns| {
+        crate::storage::sqlite::db::rfc3339(ns).into()
+    })
 }

@@ -12,10 +12,11 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::resources;
 use super::{ApiError, ApiState, Caller, Query};
-use crate::control::http::{self, WatchQuery, Watched};
-use crate::control::{Control, ControlError, resources};
-use crate::db::now_utc_ns;
+use crate::api::watches::{self, WatchQuery, Watched};
+use crate::control::{Control, ControlError};
+use crate::storage::sqlite::db::now_utc_ns;
 use crate::tokens::Role;
 
 /// `?node=&watch=&timeoutSeconds=`.
@@ -90,13 +91,13 @@ fn answer(
     }
     let reader = control.clone();
     // Sensor status comes from the node's live lane: woken by its changes, never polled.
-    Ok(http::stream_with(
+    Ok(watches::stream_with(
         &control,
         state.shutdown.clone(),
         watch,
         Watched {
             read: Box::new(move || read(&reader, node.as_deref(), sensor.as_deref())),
-            key: http::uid_key,
+            key: watches::uid_key,
             fingerprint: resources::sensor_fingerprint,
             until: None,
             poll: None,

@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 
 use super::bodies::{BodyRejection, JsonBody};
 use super::nodes::node_json;
+use super::resources;
 use super::{ApiError, ApiState, Caller};
-use crate::control::http::require;
-use crate::control::{Control, resources};
-use crate::registry::RegistryError;
+use crate::api::watches::require;
+use crate::control::Control;
+use crate::nodes::registry::RegistryError;
 use crate::tokens::Role;
 
 /// `GET /api/v1/tokens` (admin).

@@ -25,10 +25,7 @@
 //! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
 //!   own, never a wait on the network.
 
-pub mod http;
 pub mod phase;
-pub mod resources;
-pub mod store;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,13 +40,13 @@ use aloft_protocol::sync::{
 use tokio::sync::{oneshot, watch};
 
 use crate::Hub;
-use crate::db::{now_utc_ns, random_hex};
-use crate::node_control::NodeControl;
-use crate::registry::{NameRefused, Registry, RegistryError, check_name};
-use crate::sessions::Sessions;
+use crate::nodes::connected::Sessions;
+use crate::nodes::control_seam::NodeControl;
+use crate::nodes::registry::{NameRefused, Registry, RegistryError, check_name};
+use crate::storage::sqlite::control::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
+use crate::storage::sqlite::db::{now_utc_ns, random_hex};
 use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
-use store::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
 
 /// A command's default time to live: 1 h.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -671,7 +668,7 @@ impl Control {
             tracing::warn!(
                 node,
                 entries = misnamed.len(),
-                first = %crate::registry::shown_name(&misnamed[0].sensor),
+                first = %crate::nodes::registry::shown_name(&misnamed[0].sensor),
                 "Desired-state entries whose sensor names break the rule for names are not sent; delete them."
             );
         }
@@ -991,7 +988,7 @@ pub fn serve_options(hub: &Hub) -> Result<crate::server::ServeOptions, ControlEr
     drop(control.start_expiry());
     Ok(crate::server::ServeOptions {
         control: Arc::new(control.clone()),
-        routes: Some(http::routes(control)),
+        routes: Some(crate::api::watches::routes(control)),
     })
 }
 

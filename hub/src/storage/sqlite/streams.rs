@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use aloft_protocol::{Quality, Quantity, Reading, Record, StoreEpoch, TimeSource};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::db::{Db, now_utc_ns};
+use crate::storage::sqlite::db::{Db, now_utc_ns};
 
 /// Why the stream store failed.
 #[derive(Debug, thiserror::Error)]

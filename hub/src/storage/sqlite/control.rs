@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::phase::Phase;
+use crate::control::phase::Phase;
 
 /// The file name in the data directory.
 pub const CONTROL_FILE: &str = "control.sqlite";

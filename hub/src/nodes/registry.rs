@@ -14,8 +14,8 @@ use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, SensorReport};
 use aloft_protocol::{Quantity, Reading, SensorId};
 use rusqlite::{OptionalExtension, params};
 
-use crate::db::{Db, hex, now_utc_ns};
-use crate::storage::{StorageError, StreamStatus, Streams};
+use crate::storage::sqlite::db::{Db, hex, now_utc_ns};
+use crate::storage::sqlite::streams::{StorageError, StreamStatus, Streams};
 use crate::tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// Most (sensor, quantity) newest values and sensor names kept per node: far above any

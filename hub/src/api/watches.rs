@@ -29,9 +29,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::store::Actor;
-use super::{Control, ControlError, actor_of};
 use crate::api::{ApiError, ApiState, Caller};
+use crate::control::{Control, ControlError, actor_of};
+use crate::storage::sqlite::control::Actor;
 use crate::tokens::Role;
 
 /// Reads made by watches since the hub started (the first read of each included).

@@ -1,0 +1,3 @@
+//! Where the hub keeps what it must not lose.
+
+pub mod sqlite;
