@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::Hub;
 use crate::nodes::registry::RegistryError;
 use crate::pki::{self, PkiError};
-use crate::storage::sqlite::db::{DB_FILE, Db};
+use crate::storage::sqlite::{DB_FILE, Db};
 use crate::tokens::{Role, TokenError};
 
 /// What `init` needs.

@@ -22,6 +22,7 @@
 //! - `testing` (feature `testing`): a protocol-speaking test client.
 
 pub mod api;
+pub mod clock;
 pub mod control;
 pub mod init;
 pub mod load;
@@ -40,7 +41,7 @@ pub use nodes::connected::Sessions;
 pub use nodes::control_seam::{NoControl, NodeControl, RecordingControl};
 pub use nodes::registry::{NodeStatus, Registry, RegistryError};
 pub use storage::sqlite::db;
-pub use storage::sqlite::streams::{StorageError, Streams};
+pub use storage::streams::{StorageError, Streams};
 pub use tokens::{Principal, Role, TokenError, TokenInfo, Tokens};
 
 /// Everything the hub holds, opened from its data directory. Cheap to clone.
@@ -81,7 +82,7 @@ impl Hub {
 
     fn from_db(data_dir: &Path, db: db::Db) -> Hub {
         let tokens = Tokens::new(db.clone());
-        let streams = Streams::new(db.clone());
+        let streams = Streams::sqlite(db.clone());
         let registry = Registry::new(db, tokens.clone(), streams.clone());
         Hub {
             data_dir: data_dir.to_owned(),
@@ -100,7 +101,7 @@ pub fn dump_line(
     record: &aloft_protocol::Record,
 ) -> String {
     serde_json::json!({
-        "epoch": db::hex(&epoch.0),
+        "epoch": clock::hex(&epoch.0),
         "seq": seq,
         "record": record,
     })
@@ -145,7 +146,7 @@ pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result
         });
     }
     drop(conn);
-    let streams = Streams::new(db);
+    let streams = Streams::sqlite(db);
     let mut count = 0;
     let mut failed = None;
     streams.dump(node, |epoch, seq, record| {

@@ -7,7 +7,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::storage::sqlite::db::{Db, hex, now_utc_ns, random_hex};
+use crate::clock::{hex, now_utc_ns, random_hex};
+use crate::storage::sqlite::Db;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use super::bodies::{BodyRejection, JsonBody};
 use super::resources;
+use super::watches::{self, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
-use crate::api::watches::{self, WatchQuery, Watched, blocking, require};
+use super::{blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL};
 use crate::tokens::Role;
 

@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use super::bodies::{BodyRejection, JsonBody};
 use super::resources;
 use super::{ApiError, Caller, Query};
-use crate::api::watches::{blocking, require};
+use super::{blocking, require};
+use crate::clock::now_utc_ns;
 use crate::control::{Control, SpecChange, SpecWrite};
-use crate::storage::sqlite::db::now_utc_ns;
 use crate::tokens::Role;
 
 /// The body of a spec write.
@@ -161,7 +161,7 @@ pub async fn merge(
 
 /// Deletes a sensor's desired state and answers with the sensor as it is then.
 async fn remove(
-    actor: crate::storage::sqlite::control::Actor,
+    actor: crate::storage::control::Actor,
     control: Control,
     node: String,
     sensor: String,

@@ -8,9 +8,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::blocking;
 use super::resources;
+use super::watches::{self, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
-use crate::api::watches::{self, WatchQuery, Watched, blocking};
 use crate::control::{Control, ControlError};
 use crate::tokens::Role;
 

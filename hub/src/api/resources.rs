@@ -8,10 +8,10 @@
 use aloft_protocol::sync::SensorReport;
 use serde_json::{Value, json};
 
+use crate::clock::rfc3339;
 use crate::nodes::registry::{LatestValue, NodeStatus};
-use crate::storage::sqlite::control::{Actor, CommandRow, DesiredRow, EventRow};
-use crate::storage::sqlite::db::rfc3339;
-use crate::storage::sqlite::streams::source_name;
+use crate::storage::control::{Actor, CommandRow, DesiredRow, EventRow};
+use crate::storage::streams::source_name;
 use crate::tokens::TokenInfo;
 
 /// The API group and version.

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::resources;
+use super::watches::{self, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
-use crate::api::watches::{self, WatchQuery, Watched};
+use crate::clock::now_utc_ns;
 use crate::control::{Control, ControlError};
-use crate::storage::sqlite::db::now_utc_ns;
 use crate::tokens::Role;
 
 /// `?node=&watch=&timeoutSeconds=`.

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use super::bodies::{BodyRejection, JsonBody};
 use super::nodes::node_json;
+use super::require;
 use super::resources;
 use super::{ApiError, ApiState, Caller};
-use crate::api::watches::require;
 use crate::control::Control;
 use crate::nodes::registry::RegistryError;
 use crate::tokens::Role;

@@ -13,157 +13,25 @@
 //! change of a node's live state (a session started or ended, a live update whose sensor
 //! reports differ from the last in more than their reading counts); only then
 //! does it re-read, and it sends only what differs. Every re-read is counted
-//! ([`WATCH_READS`], `aloft_hub_watch_reads_total` at `GET /metrics`).
+//! ([`crate::load::WATCH_READS`], `aloft_hub_watch_reads_total` at `GET /metrics`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
-use axum::{Extension, Router};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::api::{ApiError, ApiState, Caller};
-use crate::control::{Control, ControlError, actor_of};
-use crate::storage::sqlite::control::Actor;
-use crate::tokens::Role;
-
-/// Reads made by watches since the hub started (the first read of each included).
-pub static WATCH_READS: AtomicU64 = AtomicU64::new(0);
+use crate::control::{Control, ControlError};
 
 /// The default and longest life of a watch.
 const WATCH_DEFAULT: Duration = Duration::from_secs(300);
 const WATCH_MAX: Duration = Duration::from_secs(3600);
-
-/// The issue-5 routes, to merge into the hub's API router.
-pub fn routes(control: Control) -> Router<ApiState> {
-    use crate::api::{commands, desired, events, logs, sensors, tokens};
-    Router::new()
-        .route("/api/v1/sensors", get(sensors::list))
-        .route("/api/v1/nodes/{node}/sensors", get(sensors::list_node))
-        .route("/api/v1/nodes/{node}/sensors/{sensor}", get(sensors::get))
-        .route(
-            "/api/v1/nodes/{node}/sensors/{sensor}/spec",
-            put(desired::replace)
-                .patch(desired::merge)
-                .delete(desired::delete),
-        )
-        .route("/api/v1/nodes/{node}/desired", get(desired::get))
-        .route("/api/v1/nodes/{node}/commands", post(commands::create))
-        .route("/api/v1/commands", get(commands::list))
-        .route(
-            "/api/v1/commands/{id}",
-            get(commands::get).delete(commands::cancel),
-        )
-        .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
-        .route("/api/v1/events", get(events::list))
-        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
-        .route("/api/v1/nodes", post(tokens::create_node))
-        .route("/api/v1/nodes/{node}", delete(tokens::delete_node))
-        .route("/api/v1/nodes/{node}/logs", get(logs::get))
-        .route("/api/v1/version", get(version))
-        .layer(Extension(control))
-}
-
-async fn version(caller: Caller) -> Result<axum::Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    Ok(axum::Json(json!({
-        "apiVersion": super::resources::API_VERSION,
-        "kind": "Version",
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        match &e {
-            ControlError::NoSuchNode(_)
-            | ControlError::NoSuchSensor { .. }
-            | ControlError::NoSuchCommand(_) => ApiError::not_found(e.to_string()),
-            ControlError::CannotCancel { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
-            }
-            ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
-            ControlError::NoSuchDesired { .. } => ApiError::not_found(e.to_string()),
-            ControlError::InvalidName(_) | ControlError::TooManyDesired { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
-            }
-            ControlError::NotConnected(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NodeNotConnected",
-                e.to_string(),
-            ),
-            ControlError::LogsTimeout { .. } => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", e.to_string())
-            }
-            _ => ApiError::internal(&e),
-        }
-    }
-}
-
-/// What a refused caller is told to do instead, per role needed.
-fn hint(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "ask an admin, or use an admin token",
-        Role::Operator => {
-            "use an operator or admin token (an admin makes one with `aloftctl create token --role operator`)"
-        }
-        _ => "use a viewer, operator or admin token",
-    }
-}
-
-/// The caller's role must include `role`; a refusal of a change is audited. `what` says
-/// what was refused in words (`restart sensors`).
-#[allow(clippy::too_many_arguments)]
-pub fn require(
-    control: &Control,
-    caller: &Caller,
-    role: Role,
-    what: &str,
-    action: &str,
-    kind: &str,
-    name: &str,
-    node: Option<&str>,
-) -> Result<Actor, ApiError> {
-    let who = &caller.0;
-    if who.role.includes(role) {
-        return Ok(actor_of(who));
-    }
-    let message = format!(
-        "token {} has role {}, which cannot {what}: that needs role {} or higher; {}",
-        who.token_id,
-        who.role.name(),
-        role.name(),
-        hint(role)
-    );
-    control.audit(crate::control::event(
-        &actor_of(who),
-        action,
-        kind,
-        name,
-        node,
-        "denied",
-        message.clone(),
-    ));
-    Err(ApiError::forbidden(message))
-}
-
-/// Runs a blocking control operation (SQLite) off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(ApiError::from)
-}
 
 /// `?watch=true&timeoutSeconds=N`.
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
@@ -255,7 +123,7 @@ pub fn stream_with(
         loop {
             // The registry and SQLite reads are quick; a blocking pool hop per change is
             // not worth it.
-            WATCH_READS.fetch_add(1, Ordering::Relaxed);
+            crate::load::WATCH_READS.fetch_add(1, Ordering::Relaxed);
             let objects = match (watched.read)() {
                 Ok(objects) => objects,
                 Err(e) => {

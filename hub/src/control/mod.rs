@@ -40,11 +40,14 @@ use aloft_protocol::sync::{
 use tokio::sync::{oneshot, watch};
 
 use crate::Hub;
+use crate::clock::{now_utc_ns, random_hex};
 use crate::nodes::connected::Sessions;
 use crate::nodes::control_seam::NodeControl;
 use crate::nodes::registry::{NameRefused, Registry, RegistryError, check_name};
-use crate::storage::sqlite::control::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
-use crate::storage::sqlite::db::{now_utc_ns, random_hex};
+use crate::storage::control::{
+    Actor, CommandRow, ControlTables, DesiredRow, EventRow, TablesError,
+};
+use crate::storage::sqlite::SqliteControl;
 use crate::tokens::{Principal, Tokens};
 use phase::{CancelRefused, Phase};
 
@@ -63,7 +66,7 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 pub enum ControlError {
     /// The control database failed.
     #[error("control database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] TablesError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -173,7 +176,7 @@ pub struct Control {
 
 #[derive(Debug)]
 struct Inner {
-    store: ControlStore,
+    store: Arc<dyn ControlTables>,
     sessions: Sessions,
     registry: Registry,
     tokens: Tokens,
@@ -233,9 +236,19 @@ impl Control {
         registry: Registry,
         tokens: Tokens,
     ) -> Result<Control, ControlError> {
-        let store = ControlStore::open(data_dir)?;
+        let tables = SqliteControl::open(data_dir)?;
+        Ok(Control::new(Arc::new(tables), sessions, registry, tokens))
+    }
+
+    /// The control layer on `store`, any backend's control tables.
+    pub fn new(
+        store: Arc<dyn ControlTables>,
+        sessions: Sessions,
+        registry: Registry,
+        tokens: Tokens,
+    ) -> Control {
         let (changes, _) = watch::channel(0);
-        Ok(Control {
+        Control {
             inner: Arc::new(Inner {
                 store,
                 sessions,
@@ -245,7 +258,7 @@ impl Control {
                 logs: Mutex::new(HashMap::new()),
                 next_request: AtomicU64::new(1),
             }),
-        })
+        }
     }
 
     /// Starts the task that marks pending commands expired when their TTL passes; it ends
@@ -978,18 +991,6 @@ impl Control {
             }
         }
     }
-}
-
-/// The server's options with this control layer: its [`NodeControl`] and its routes.
-/// Starts the expiry task, so call it within the runtime.
-pub fn serve_options(hub: &Hub) -> Result<crate::server::ServeOptions, ControlError> {
-    let control = Control::open(hub)?;
-    // The task ends with the last clone of `control`, i.e. with the server.
-    drop(control.start_expiry());
-    Ok(crate::server::ServeOptions {
-        control: Arc::new(control.clone()),
-        routes: Some(crate::api::watches::routes(control)),
-    })
 }
 
 /// The command as the agent receives it.

@@ -13,7 +13,7 @@ use super::phase::Phase;
 use super::{Control, ControlError, SpecChange, SpecWrite};
 use crate::Hub;
 use crate::nodes::control_seam::NodeControl;
-use crate::storage::sqlite::control::Actor;
+use crate::storage::control::{Actor, ControlTables};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -680,11 +680,11 @@ fn a_downlink_message_the_agent_refused_is_recorded_as_an_event_of_the_node() {
 fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted() {
     use aloft_protocol::sync::MAX_MESSAGE_BYTES;
     let f = fixture();
-    let store = crate::storage::sqlite::control::ControlStore::open(&f.hub.data_dir)
+    let store = crate::storage::sqlite::SqliteControl::open(&f.hub.data_dir)
         .unwrap_or_else(|e| panic!("{e}"));
     let long = "s".repeat(1_200_000);
     for (i, name) in ["static", "outside_air", long.as_str()].iter().enumerate() {
-        let row = crate::storage::sqlite::control::DesiredRow {
+        let row = crate::storage::control::DesiredRow {
             node: "glider".into(),
             sensor: (*name).into(),
             generation: 1,
@@ -734,15 +734,15 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
 #[test]
 fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent() {
     let f = fixture();
-    let store = crate::storage::sqlite::control::ControlStore::open(&f.hub.data_dir)
+    let store = crate::storage::sqlite::SqliteControl::open(&f.hub.data_dir)
         .unwrap_or_else(|e| panic!("{e}"));
-    let command = crate::storage::sqlite::control::CommandRow {
+    let command = crate::storage::control::CommandRow {
         id: "cmd-legacy".into(),
         node: "glider".into(),
         sensor: "s".repeat(1_200_000),
         hard: false,
         ttl_s: 3600,
-        created_ns: crate::storage::sqlite::db::now_utc_ns(),
+        created_ns: crate::clock::now_utc_ns(),
         expires_ns: i64::MAX,
         phase: Phase::Pending,
         message: "waiting".into(),

@@ -14,8 +14,9 @@ use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, SensorReport};
 use aloft_protocol::{Quantity, Reading, SensorId};
 use rusqlite::{OptionalExtension, params};
 
-use crate::storage::sqlite::db::{Db, hex, now_utc_ns};
-use crate::storage::sqlite::streams::{StorageError, StreamStatus, Streams};
+use crate::clock::{hex, now_utc_ns};
+use crate::storage::sqlite::Db;
+use crate::storage::streams::{StorageError, StreamStatus, Streams};
 use crate::tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// Most (sensor, quantity) newest values and sensor names kept per node: far above any
@@ -456,7 +457,7 @@ mod tests {
         use aloft_protocol::{Quality, Timestamp};
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::sqlite(db));
         registry.create_node("glider").unwrap();
         let reading = |sensor: u16| Reading {
             sensor: SensorId(sensor),
@@ -494,7 +495,7 @@ mod tests {
             )
         })
         .unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::sqlite(db));
         assert_eq!(registry.misnamed_nodes().unwrap(), ["glider_2.alps"]);
         let node = registry.node("glider_2.alps").unwrap().unwrap();
         let problem = node.name_problem.unwrap();
@@ -508,7 +509,7 @@ mod tests {
         use aloft_protocol::{SensorState, Timestamp};
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::sqlite(db));
         registry.create_node("glider").unwrap();
         let report = |name: &str| SensorReport {
             sensor: SensorId(1),
@@ -545,7 +546,7 @@ mod tests {
     fn a_node_cannot_be_created_under_a_name_the_agent_would_refuse() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::sqlite(db));
         for bad in ["glider_2", "glider.alps", "Glider", "-g", "g-", ""] {
             let err = registry.create_node(bad).unwrap_err();
             assert!(

@@ -38,10 +38,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::Hub;
+use crate::clock::now_utc_ns;
 use crate::nodes::connected::{Attached, SessionSignal};
 use crate::nodes::control_seam::NodeControl;
-use crate::storage::sqlite::db::now_utc_ns;
-use crate::storage::sqlite::streams::{MAX_SEQ, StorageError};
+use crate::storage::streams::{MAX_SEQ, StorageError};
 
 /// How long a new connection may take to say hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
@@ -158,7 +158,7 @@ pub async fn run(
     tracing::info!(
         node,
         session = attached.id,
-        epoch = %crate::storage::sqlite::db::hex(&epoch.0),
+        epoch = %crate::clock::hex(&epoch.0),
         watermark = ?watermark,
         first_unacked = hello.first_unacked,
         durable_end = hello.durable_end,
