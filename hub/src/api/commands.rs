@@ -16,36 +16,13 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, CommandBody, JsonBody};
 use super::resources;
 use super::watches::{self, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
 use super::{blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL};
 use crate::tokens::Role;
-
-/// The body of a command.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CommandBody {
-    /// What to do.
-    pub spec: CommandSpec,
-}
-
-/// A command's spec.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommandSpec {
-    /// Only `restartSensor`.
-    pub action: String,
-    /// The sensor.
-    pub sensor: String,
-    /// Power-cycle first.
-    #[serde(default)]
-    pub hard: bool,
-    /// Time to live, s (default 3600).
-    pub ttl_seconds: Option<u64>,
-}
 
 /// `POST /api/v1/nodes/{node}/commands` (operator).
 pub async fn create(

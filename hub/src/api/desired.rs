@@ -16,23 +16,13 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, JsonBody, SpecBody};
 use super::resources;
 use super::{ApiError, Caller, Query};
 use super::{blocking, require};
 use crate::clock::now_utc_ns;
 use crate::control::{Control, SpecChange, SpecWrite};
 use crate::tokens::Role;
-
-/// The body of a spec write.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SpecBody {
-    /// Sampling interval, ms.
-    pub interval_ms: Option<u32>,
-    /// Whether the sensor runs.
-    pub enabled: Option<bool>,
-}
 
 /// `?dryRun=true`.
 #[derive(Debug, Default, Deserialize)]

@@ -13,10 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, JsonBody, NodeBody, TokenBody};
 use super::nodes::node_json;
 use super::require;
 use super::resources;
@@ -48,24 +47,6 @@ pub async fn list(
         "Token",
         tokens.iter().map(|t| resources::token(t, None)).collect(),
     )))
-}
-
-/// The body of a token.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    /// What it may do.
-    pub spec: TokenSpec,
-}
-
-/// A token's spec.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSpec {
-    /// viewer, operator or admin.
-    pub role: String,
-    /// Who or what it is for.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// `POST /api/v1/tokens` (admin).
@@ -170,20 +151,6 @@ pub async fn revoke(
     Ok(Json(
         info.map_or(Value::Null, |t| resources::token(&t, None)),
     ))
-}
-
-/// The body of a node.
-#[derive(Debug, Deserialize)]
-pub struct NodeBody {
-    /// Its name.
-    pub metadata: NodeMetadata,
-}
-
-/// A node's metadata.
-#[derive(Debug, Deserialize)]
-pub struct NodeMetadata {
-    /// The node's name (its agent's `[node] name`).
-    pub name: String,
 }
 
 /// `POST /api/v1/nodes` (admin): the node and its token.
