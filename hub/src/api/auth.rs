@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, header};
 
 use super::{ApiError, ApiState};
 use crate::Hub;
-use crate::control::{Control, actor_of};
+use crate::control::Control;
+use crate::control::audit::{Action, Object, Outcome, actor_of, event};
 use crate::storage::control::Actor;
 use crate::tokens::{Principal, Role};
 
@@ -78,18 +79,15 @@ fn hint(role: Role) -> &'static str {
     }
 }
 
-/// The caller's role must include `role`; a refusal of a change is audited. `what` says
-/// what was refused in words (`restart sensors`).
-#[allow(clippy::too_many_arguments)]
+/// The caller's role must include `role`; a refusal of a change is audited as `action`
+/// on `object`, denied. `what` says what was refused in words (`restart sensors`).
 pub fn require(
     control: &Control,
     caller: &Caller,
     role: Role,
     what: &str,
-    action: &str,
-    kind: &str,
-    name: &str,
-    node: Option<&str>,
+    action: Action,
+    object: Object<'_>,
 ) -> Result<Actor, ApiError> {
     let who = &caller.0;
     if who.role.includes(role) {
@@ -102,13 +100,11 @@ pub fn require(
         role.name(),
         hint(role)
     );
-    control.audit(crate::control::event(
+    control.audit(event(
         &actor_of(who),
         action,
-        kind,
-        name,
-        node,
-        "denied",
+        object,
+        Outcome::Denied,
         message.clone(),
     ));
     Err(ApiError::forbidden(message))

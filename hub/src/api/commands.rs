@@ -21,6 +21,7 @@ use super::resources;
 use super::watches::{self, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
 use super::{blocking, require};
+use crate::control::audit::{Action, Kind, Object};
 use crate::control::{Control, ControlError, DEFAULT_TTL};
 use crate::tokens::Role;
 
@@ -36,10 +37,8 @@ pub async fn create(
         &caller,
         Role::Operator,
         "restart sensors",
-        "create",
-        "Command",
-        "",
-        Some(&node),
+        Action::Create,
+        Object::new(Kind::Command, "", Some(&node)),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -196,10 +195,8 @@ pub async fn cancel(
         &caller,
         Role::Operator,
         "cancel commands",
-        "cancel",
-        "Command",
-        &id,
-        node.as_deref(),
+        Action::Cancel,
+        Object::new(Kind::Command, &id, node.as_deref()),
     )?;
     let command = blocking(move || control.cancel(&actor, &id)).await?;
     Ok(Json(resources::command(&command)))

@@ -21,6 +21,7 @@ use super::resources;
 use super::{ApiError, Caller, Query};
 use super::{blocking, require};
 use crate::clock::now_utc_ns;
+use crate::control::audit::{Action, Kind, Object};
 use crate::control::{Control, SpecChange, SpecWrite};
 use crate::tokens::Role;
 
@@ -47,10 +48,8 @@ async fn write(
         &caller,
         Role::Operator,
         "change desired state",
-        "set",
-        "Sensor",
-        &sensor,
-        Some(&node),
+        Action::Set,
+        Object::new(Kind::Sensor, &sensor, Some(&node)),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -201,10 +200,8 @@ pub async fn delete(
         &caller,
         Role::Operator,
         "change desired state",
-        "delete",
-        "Sensor",
-        &sensor,
-        Some(&node),
+        Action::Delete,
+        Object::new(Kind::Sensor, &sensor, Some(&node)),
     )?;
     remove(actor, control, node, sensor, query.dry_run).await
 }

@@ -25,7 +25,10 @@
 //! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
 //!   own, never a wait on the network.
 
+pub mod audit;
 pub mod phase;
+
+pub use audit::{Action, Kind, Object, Outcome, actor_of, event};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,7 +51,7 @@ use crate::storage::control::{
     Actor, CommandRow, ControlTables, DesiredRow, EventRow, TablesError,
 };
 use crate::storage::sqlite::SqliteControl;
-use crate::tokens::{Principal, Tokens};
+use crate::tokens::Tokens;
 use phase::{CancelRefused, Phase};
 
 /// A command's default time to live: 1 h.
@@ -184,37 +187,6 @@ struct Inner {
     changes: watch::Sender<u64>,
     logs: Mutex<HashMap<u64, oneshot::Sender<LogBatch>>>,
     next_request: AtomicU64,
-}
-
-/// An audit event of now.
-pub fn event(
-    actor: &Actor,
-    action: &str,
-    kind: &str,
-    name: &str,
-    node: Option<&str>,
-    outcome: &str,
-    message: String,
-) -> EventRow {
-    EventRow {
-        seq: 0,
-        time_ns: now_utc_ns(),
-        actor: actor.clone(),
-        action: action.to_owned(),
-        object_kind: kind.to_owned(),
-        object_name: name.to_owned(),
-        node: node.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        message,
-    }
-}
-
-/// The actor of an authenticated caller.
-pub fn actor_of(who: &Principal) -> Actor {
-    Actor {
-        token: who.token_id.clone(),
-        role: who.role.name().to_owned(),
-    }
 }
 
 impl Control {
@@ -391,11 +363,9 @@ impl Control {
         };
         let audit = event(
             who,
-            "create",
-            "Command",
-            &command.id,
-            Some(node),
-            "ok",
+            Action::Create,
+            Object::new(Kind::Command, &command.id, Some(node)),
+            Outcome::Ok,
             format!(
                 "restart {sensor}{} (ttl {} s)",
                 if hard { " (hard)" } else { "" },
@@ -424,11 +394,9 @@ impl Control {
             Err(reason) => {
                 self.audit(event(
                     who,
-                    "cancel",
-                    "Command",
-                    id,
-                    Some(&command.node),
-                    "refused",
+                    Action::Cancel,
+                    Object::new(Kind::Command, id, Some(&command.node)),
+                    Outcome::Refused,
                     reason.to_string(),
                 ));
                 return Err(ControlError::CannotCancel {
@@ -440,11 +408,9 @@ impl Control {
         let message = format!("cancelled by {}", who.token);
         let audit = event(
             who,
-            "cancel",
-            "Command",
-            id,
-            Some(&command.node),
-            "ok",
+            Action::Cancel,
+            Object::new(Kind::Command, id, Some(&command.node)),
+            Outcome::Ok,
             message.clone(),
         );
         match self
@@ -501,11 +467,9 @@ impl Control {
             );
             let audit = event(
                 &Actor::hub(),
-                "expire",
-                "Command",
-                &command.id,
-                Some(&command.node),
-                to.name(),
+                Action::Expire,
+                Object::new(Kind::Command, &command.id, Some(&command.node)),
+                Outcome::Phase(to),
                 message.clone(),
             );
             if self
@@ -585,11 +549,9 @@ impl Control {
         }
         let audit = event(
             who,
-            "set",
-            "Sensor",
-            sensor,
-            Some(node),
-            "ok",
+            Action::Set,
+            Object::new(Kind::Sensor, sensor, Some(node)),
+            Outcome::Ok,
             format!(
                 "generation {}: interval {}, enabled {}",
                 row.generation,
@@ -632,11 +594,9 @@ impl Control {
         }
         let audit = event(
             who,
-            "delete",
-            "Sensor",
-            sensor,
-            Some(node),
-            "ok",
+            Action::Delete,
+            Object::new(Kind::Sensor, sensor, Some(node)),
+            Outcome::Ok,
             format!(
                 "desired state removed at generation {}: interval and enabled from config",
                 row.generation
@@ -724,11 +684,9 @@ impl Control {
             let message = "cancelled: the node was deleted".to_owned();
             let audit = event(
                 who,
-                "cancel",
-                "Command",
-                &command.id,
-                Some(node),
-                "ok",
+                Action::Cancel,
+                Object::new(Kind::Command, &command.id, Some(node)),
+                Outcome::Ok,
                 message.clone(),
             );
             self.inner.store.transition(
@@ -757,11 +715,9 @@ impl Control {
         );
         let audit = event(
             &Actor::hub(),
-            "cancel",
-            "Command",
-            &command.id,
-            Some(&command.node),
-            "ok",
+            Action::Cancel,
+            Object::new(Kind::Command, &command.id, Some(&command.node)),
+            Outcome::Ok,
             message.clone(),
         );
         if self
@@ -845,11 +801,9 @@ impl Control {
         let message = "the node holds it and applies it once".to_owned();
         let audit = event(
             &Actor::node(node),
-            "deliver",
-            "Command",
-            id,
-            Some(node),
-            to.name(),
+            Action::Deliver,
+            Object::new(Kind::Command, id, Some(node)),
+            Outcome::Phase(to),
             message.clone(),
         );
         if self
@@ -897,11 +851,9 @@ impl Control {
         }
         let audit = event(
             &Actor::node(node),
-            "complete",
-            "Command",
-            id,
-            Some(node),
-            to.name(),
+            Action::Complete,
+            Object::new(Kind::Command, id, Some(node)),
+            Outcome::Phase(to),
             message.clone(),
         );
         if self
@@ -929,11 +881,9 @@ impl Control {
             tracing::warn!(node, level = %line.level, report = %message, "The node reports a problem.");
             self.audit(event(
                 &Actor::node(node),
-                "report",
-                "Node",
-                node,
-                Some(node),
-                "refused",
+                Action::Report,
+                Object::new(Kind::Node, node, Some(node)),
+                Outcome::Refused,
                 message,
             ));
         }

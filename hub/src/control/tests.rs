@@ -9,6 +9,7 @@ use aloft_protocol::sync::{
 };
 use aloft_protocol::{SensorId, SensorState, Timestamp};
 
+use super::audit::{Action, Kind, Object, Outcome};
 use super::phase::Phase;
 use super::{Control, ControlError, SpecChange, SpecWrite};
 use crate::Hub;
@@ -697,11 +698,9 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
         };
         let audit = super::event(
             &operator(),
-            "set",
-            "Sensor",
-            name,
-            Some("glider"),
-            "ok",
+            Action::Set,
+            Object::new(Kind::Sensor, name, Some("glider")),
+            Outcome::Ok,
             String::new(),
         );
         ok(store.put_desired(&row, &audit));
@@ -753,11 +752,9 @@ fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent(
     };
     let audit = super::event(
         &operator(),
-        "create",
-        "Command",
-        "cmd-legacy",
-        Some("glider"),
-        "ok",
+        Action::Create,
+        Object::new(Kind::Command, "cmd-legacy", Some("glider")),
+        Outcome::Ok,
         String::new(),
     );
     ok(store.insert_command(&command, &audit));
