@@ -5,21 +5,48 @@
 //!
 //! # Layout
 //!
+//! The folders are the components; each depends only on those listed after it (never
+//! back), so a component can be read, tested and replaced from the ones below it.
+//!
+//! - [`server`]: `aloft-hub run`, the wiring: the TLS listener serving the node WebSocket
+//!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`) on one port, the
+//!   control layer plugged in ([`server::with_control`]), shutdown. Uses all below.
+//! - [`api`]: all of HTTP: every route, the role checks ([`api::Caller`], audited
+//!   [`api::require`]), the list and watch query ([`api::watches::ListQuery`]) and the
+//!   NDJSON watch stream, the request bodies, the resources' JSON, and every error as a
+//!   Kubernetes `Status` ([`api::ApiError`]). The only module that names axum's request
+//!   and response types, besides the server.
+//! - [`control`]: the control domain, no HTTP: commands and their [`control::phase`],
+//!   desired sensor state, the typed [`control::audit`] trail, agent logs. Implements
+//!   [`NodeControl`] for the sessions.
 //! - [`init`]: `aloft-hub init`: the data directory, its certificates and first tokens.
-//! - [`server`]: `aloft-hub run`: the TLS listener serving the node WebSocket
-//!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`), and its shutdown.
-//! - [`session`]: one node's session: hello, welcome, batches persisted then acked, the
-//!   live lane, control messages; refusals of bad input.
-//! - [`sessions`]: the current session of each node; [`Sessions::push`] to send to one.
-//! - [`node_control`]: the seam to the control layer (commands, desired state).
-//! - [`storage`]: every node's stream per (node, epoch, seq), watermarks, queries.
-//! - [`registry`]: nodes and what the hub knows of each now.
+//! - [`nodes`]: the nodes: one session per node over WebSocket ([`nodes::session`]), the
+//!   map of connected sessions ([`Sessions`], [`nodes::connected`]), the registry of nodes
+//!   and their live state ([`Registry`]), and the seam sessions reach the control layer
+//!   through ([`NodeControl`], [`nodes::control_seam`]), so that nodes never name control.
+//! - [`load`]: bounds on connections and watches, and the counters of `GET /metrics`.
 //! - [`tokens`]: bearer tokens and roles.
-//! - [`load`]: bounds on connections and watches, and their counters (`GET /metrics`).
-//! - [`api`]: the HTTPS JSON API (nodes, readings, gaps; the control layer adds its own routes).
-//! - [`db`]: the one SQLite database under all of it.
-//! - [`pki`]: the CA and server certificate.
-//! - `testing` (feature `testing`): a protocol-speaking test client.
+//! - [`pki`]: the CA and the server certificate.
+//! - [`storage`]: what must not be lost, behind traits: [`storage::streams::StreamTables`]
+//!   (every node's stream and its queries, held as [`Streams`]) and
+//!   [`storage::control::ControlTables`] (commands, desired state, audit events);
+//!   [`storage::sqlite`] is the one backend (`hub.sqlite`, `control.sqlite`).
+//! - [`clock`]: the hub's clock and its text forms of times and ids, for every component.
+//! - `testing` (feature `testing`): a protocol-speaking test client and hub process.
+//!
+//! Names where the layout had a choice: `nodes` (not `sessions`) because the folder holds
+//! everything about a node's connection and state, of which the session is one part;
+//! `nodes::connected` for the map of sessions, so it does not read as a plural of
+//! `nodes::session`; `nodes::control_seam` for the trait, so it does not read as the
+//! control layer itself; `storage::sqlite` as a folder beside the traits, so the second
+//! backend is a sibling of it; the command's [`storage::control::Phase`] is defined with
+//! the records that store it and its transitions stay in [`control::phase`]; the request
+//! body types live in [`api::bodies`] with their parser, which the fuzz target calls.
+//!
+//! The crate root holds [`Hub`], the opened parts (tokens, registry, streams, sessions)
+//! that the server, the API, the sessions and the control layer are given, and `dump`.
+//! The nodes' tables and the tokens' table are still SQL over [`storage::sqlite::Db`] in
+//! [`nodes::registry`] and [`tokens`].
 
 pub mod api;
 pub mod clock;
@@ -37,10 +64,11 @@ pub mod testing;
 
 use std::path::{Path, PathBuf};
 
+use storage::sqlite::{DB_FILE, Db};
+
 pub use nodes::connected::Sessions;
 pub use nodes::control_seam::{NoControl, NodeControl, RecordingControl};
 pub use nodes::registry::{NodeStatus, Registry, RegistryError};
-pub use storage::sqlite::db;
 pub use storage::streams::{StorageError, Streams};
 pub use tokens::{Principal, Role, TokenError, TokenInfo, Tokens};
 
@@ -74,13 +102,13 @@ pub enum OpenError {
 impl Hub {
     /// Opens an initialised data directory.
     pub fn open(data_dir: &Path) -> Result<Hub, OpenError> {
-        if !data_dir.join(db::DB_FILE).is_file() {
+        if !data_dir.join(DB_FILE).is_file() {
             return Err(OpenError::NotInitialised(data_dir.display().to_string()));
         }
-        Ok(Hub::from_db(data_dir, db::Db::open(data_dir)?))
+        Ok(Hub::from_db(data_dir, Db::open(data_dir)?))
     }
 
-    fn from_db(data_dir: &Path, db: db::Db) -> Hub {
+    fn from_db(data_dir: &Path, db: Db) -> Hub {
         let tokens = Tokens::new(db.clone());
         let streams = Streams::sqlite(db.clone());
         let registry = Registry::new(db, tokens.clone(), streams.clone());
@@ -111,10 +139,10 @@ pub fn dump_line(
 /// Writes every stored record of `node` to `out` as JSON lines in (epoch, seq) order.
 /// Opens the database without changing it, so it runs beside a running hub.
 pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result<u64, DumpError> {
-    if !data_dir.join(db::DB_FILE).is_file() {
+    if !data_dir.join(DB_FILE).is_file() {
         return Err(OpenError::NotInitialised(data_dir.display().to_string()).into());
     }
-    let db = db::Db::open_existing(data_dir).map_err(OpenError::Db)?;
+    let db = Db::open_existing(data_dir).map_err(OpenError::Db)?;
     // An unknown name would dump nothing, which reads like a node that sent nothing. A
     // deleted node whose stream is still stored dumps it.
     let conn = db.reader().map_err(OpenError::Db)?;

@@ -13,12 +13,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::bodies::{BodyRejection, CommandBody, JsonBody};
 use super::resources;
-use super::watches::{self, WatchQuery, Watched};
+use super::watches::{self, ListQuery, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
 use super::{blocking, require};
 use crate::control::audit::{Action, Kind, Object};
@@ -61,31 +60,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(resources::command(&command))).into_response())
 }
 
-/// `?node=&limit=&watch=&timeoutSeconds=`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    /// Only this node's commands.
-    pub node: Option<String>,
-    /// At most this many, the newest (default 200).
-    pub limit: Option<u32>,
-    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
-    /// values over as strings, and `watch=true` would not parse as a boolean).
-    #[serde(default)]
-    pub watch: bool,
-    /// How long the watch lasts, s.
-    pub timeout_seconds: Option<u64>,
-}
-
-impl ListQuery {
-    fn watching(&self) -> WatchQuery {
-        WatchQuery {
-            watch: self.watch,
-            timeout_seconds: self.timeout_seconds,
-        }
-    }
-}
-
 fn fingerprint(command: &Value) -> String {
     command
         .pointer("/metadata/resourceVersion")
@@ -109,12 +83,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    // As in Kubernetes, limit=0 means no limit.
-    let limit = match query.limit {
-        None => 200,
-        Some(0) => u32::MAX,
-        Some(n) => n,
-    };
+    let limit = query.limit_or(200);
     let node = query.node.clone();
     let read = {
         let control = control.clone();

@@ -9,38 +9,14 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::resources;
-use super::watches::{self, WatchQuery, Watched};
+use super::watches::{self, ListQuery, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
 use crate::clock::now_utc_ns;
 use crate::control::{Control, ControlError};
 use crate::tokens::Role;
-
-/// `?node=&watch=&timeoutSeconds=`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    /// Only this node's sensors.
-    pub node: Option<String>,
-    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
-    /// values over as strings, and `watch=true` would not parse as a boolean).
-    #[serde(default)]
-    pub watch: bool,
-    /// How long the watch lasts, s.
-    pub timeout_seconds: Option<u64>,
-}
-
-impl ListQuery {
-    fn watching(&self) -> WatchQuery {
-        WatchQuery {
-            watch: self.watch,
-            timeout_seconds: self.timeout_seconds,
-        }
-    }
-}
 
 /// Sensors of one node or of every node.
 fn read(

@@ -33,6 +33,43 @@ use crate::control::{Control, ControlError};
 const WATCH_DEFAULT: Duration = Duration::from_secs(300);
 const WATCH_MAX: Duration = Duration::from_secs(3600);
 
+/// `?node=&limit=&watch=&timeoutSeconds=`: the query of every list route, whose answer
+/// a watch streams.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only objects of this node.
+    pub node: Option<String>,
+    /// At most this many, the newest (the route says its default); 0 means no limit, as
+    /// `limit=0` in a Kubernetes list call.
+    pub limit: Option<u32>,
+    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
+    /// values over as strings, and `watch=true` would not parse as a boolean).
+    #[serde(default)]
+    pub watch: bool,
+    /// How long the watch lasts, s.
+    pub timeout_seconds: Option<u64>,
+}
+
+impl ListQuery {
+    /// Its watch parameters.
+    pub fn watching(&self) -> WatchQuery {
+        WatchQuery {
+            watch: self.watch,
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
+
+    /// The list's length bound: `default` when none is given, none for 0.
+    pub fn limit_or(&self, default: u32) -> u32 {
+        match self.limit {
+            None => default,
+            Some(0) => u32::MAX,
+            Some(n) => n,
+        }
+    }
+}
+
 /// `?watch=true&timeoutSeconds=N`.
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

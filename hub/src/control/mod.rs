@@ -1,13 +1,14 @@
 //! The hub's control layer: commands, desired sensor state, the audit trail and
-//! on-demand agent logs. It implements [`NodeControl`], the sessions' seam: what to send a
-//! node when it connects, and what to do with the control messages it sends.
+//! on-demand agent logs, as a domain with no HTTP (the API's handlers call it). It
+//! implements [`NodeControl`], the sessions' seam: what to send a node when it connects,
+//! and what to do with the control messages it sends.
 //!
 //! # Layout
 //!
 //! - [`phase`]: a command's life as a state machine with no I/O.
-//! - [`store`]: `control.sqlite`, where commands, desired state and events are persisted.
-//! - [`resources`]: the Kubernetes-shaped JSON of the API (`aloft.dev/v1`).
-//! - this module: [`Control`], which ties them to the sessions and the registry.
+//! - [`audit`]: the audit trail's vocabulary (action, kind, outcome) and its events.
+//! - this module: [`Control`], which ties them to the control tables
+//!   ([`ControlTables`], `control.sqlite` by default), the sessions and the registry.
 //!
 //! Invariants (docs/design.md invariant 4):
 //! - A command is persisted (with its audit event, in one transaction) before the API
