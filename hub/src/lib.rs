@@ -28,8 +28,9 @@
 //! - [`tokens`]: bearer tokens and roles.
 //! - [`pki`]: the CA and the server certificate.
 //! - [`storage`]: what must not be lost, behind traits: [`storage::streams::StreamTables`]
-//!   (every node's stream and its queries, held as [`Streams`]) and
-//!   [`storage::control::ControlTables`] (commands, desired state, audit events);
+//!   (every node's stream and its queries, held as [`Streams`]),
+//!   [`storage::control::ControlTables`] (commands, desired state, audit events),
+//!   [`storage::nodes::NodeTables`] and [`storage::tokens::TokenTables`];
 //!   [`storage::sqlite`] is the one backend (`hub.sqlite`, `control.sqlite`).
 //! - [`clock`]: the hub's clock and its text forms of times and ids, for every component.
 //! - `testing` (feature `testing`): a protocol-speaking test client and hub process.
@@ -45,8 +46,8 @@
 //!
 //! The crate root holds [`Hub`], the opened parts (tokens, registry, streams, sessions)
 //! that the server, the API, the sessions and the control layer are given, and `dump`.
-//! The nodes' tables and the tokens' table are still SQL over [`storage::sqlite::Db`] in
-//! [`nodes::registry`] and [`tokens`].
+//! It and [`control::Control::open`] are where the SQLite backend is chosen; every other
+//! module holds the storage traits.
 
 pub mod api;
 pub mod clock;
@@ -63,8 +64,11 @@ pub mod tokens;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use storage::sqlite::{DB_FILE, Db};
+use storage::TablesError;
+use storage::nodes::NodeTables;
+use storage::sqlite::{DB_FILE, Db, SqliteNodes, SqliteTokens};
 
 pub use nodes::connected::Sessions;
 pub use nodes::control_seam::{NoControl, NodeControl, RecordingControl};
@@ -109,9 +113,10 @@ impl Hub {
     }
 
     fn from_db(data_dir: &Path, db: Db) -> Hub {
-        let tokens = Tokens::new(db.clone());
+        let tokens = Tokens::new(Arc::new(SqliteTokens::new(db.clone())));
         let streams = Streams::sqlite(db.clone());
-        let registry = Registry::new(db, tokens.clone(), streams.clone());
+        let nodes = Arc::new(SqliteNodes::new(db));
+        let registry = Registry::new(nodes, tokens.clone(), streams.clone());
         Hub {
             data_dir: data_dir.to_owned(),
             tokens,
@@ -145,36 +150,20 @@ pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result
     let db = Db::open_existing(data_dir).map_err(OpenError::Db)?;
     // An unknown name would dump nothing, which reads like a node that sent nothing. A
     // deleted node whose stream is still stored dumps it.
-    let conn = db.reader().map_err(OpenError::Db)?;
-    let known: bool = conn
-        .query_row(
-            "SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1)
-                 OR EXISTS(SELECT 1 FROM streams WHERE node = ?1)",
-            [node],
-            |row| row.get(0),
-        )
-        .map_err(OpenError::Db)?;
-    if !known {
-        let mut names = conn
-            .prepare("SELECT name FROM nodes ORDER BY name")
-            .map_err(OpenError::Db)?;
-        let nodes = names
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(OpenError::Db)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(OpenError::Db)?;
+    let nodes = SqliteNodes::new(db.clone());
+    let streams = Streams::sqlite(db);
+    if !nodes.exists(node)? && streams.streams(node)?.is_empty() {
+        let names = nodes.names()?;
         return Err(DumpError::UnknownNode {
             node: node.to_owned(),
             data_dir: data_dir.display().to_string(),
-            known: if nodes.is_empty() {
+            known: if names.is_empty() {
                 "none".to_owned()
             } else {
-                nodes.join(", ")
+                names.join(", ")
             },
         });
     }
-    drop(conn);
-    let streams = Streams::sqlite(db);
     let mut count = 0;
     let mut failed = None;
     streams.dump(node, |epoch, seq, record| {
@@ -205,6 +194,9 @@ pub enum DumpError {
     /// The stored stream.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The nodes table.
+    #[error("reading the nodes: {0}")]
+    Nodes(#[from] TablesError),
     /// Writing the output.
     #[error("writing: {0}")]
     Io(std::io::Error),

@@ -10,14 +10,7 @@
 
 use serde::Serialize;
 
-/// Why the control tables failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TablesError {
-    /// The SQLite backend failed.
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
-}
+pub use super::TablesError;
 
 /// Where a command is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
