@@ -211,3 +211,55 @@ pub enum DumpError {
         known: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use aloft_protocol::{Gap, GapReason, Record, StoreEpoch};
+
+    use super::*;
+
+    #[test]
+    fn dump_names_the_nodes_for_an_unknown_one_and_keeps_a_deleted_nodes_stream() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path().join("hub");
+        init::init(&init::InitOptions {
+            data_dir: data.clone(),
+            sans: vec!["localhost".into()],
+            node: "glider".into(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let hub = Hub::open(&data).unwrap_or_else(|e| panic!("{e}"));
+        hub.registry
+            .create_node("kite")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gap = Record::Gap(Gap {
+            reason: GapReason::DroppedOldest,
+            covers: None,
+            readings: Some(3),
+            sensor: None,
+            span: None,
+        });
+        hub.streams
+            .ingest("glider", StoreEpoch([7; 16]), 0, 0, &[(0, gap)])
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let mut out = Vec::new();
+        match dump(&data, "nosuch", &mut out) {
+            Err(DumpError::UnknownNode { known, .. }) => assert_eq!(known, "glider, kite"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            dump(&data, "kite", &mut out).ok(),
+            Some(0),
+            "known, nothing stored"
+        );
+
+        assert!(hub.registry.delete_node("glider").unwrap_or(false));
+        assert_eq!(
+            dump(&data, "glider", &mut out).ok(),
+            Some(1),
+            "its stream is kept"
+        );
+        assert!(String::from_utf8_lossy(&out).contains("\"seq\":0"));
+    }
+}
