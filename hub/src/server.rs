@@ -142,6 +142,7 @@ pub async fn serve_with(
         control: options.control,
         shutdown: stop_rx.clone(),
         load: load.clone(),
+        reads: api::watches::SharedReads::default(),
         _running: done_tx.clone(),
     };
     let app: Router = api::router(options.routes)

@@ -100,10 +100,11 @@ pub async fn list(
         return Ok(Json(resources::list("Command", items)).into_response());
     }
     Ok(watches::stream(
+        &state,
         &control,
-        state.shutdown.clone(),
         query.watching(),
         Watched {
+            query: format!("commands node={:?} limit={limit}", query.node),
             read: Box::new(read),
             key: watches::name_key,
             fingerprint,
@@ -138,10 +139,11 @@ pub async fn get(
         return Ok(Json(first.into_iter().next().unwrap_or(Value::Null)).into_response());
     }
     Ok(watches::stream(
+        &state,
         &control,
-        state.shutdown.clone(),
         watch,
         Watched {
+            query: format!("command {id:?}"),
             read: Box::new(read),
             key: watches::name_key,
             fingerprint,

@@ -42,10 +42,11 @@ pub async fn list(
         return Ok(Json(resources::list("Event", items)).into_response());
     }
     Ok(watches::stream(
+        &state,
         &control,
-        state.shutdown.clone(),
         query.watching(),
         Watched {
+            query: format!("events node={:?} limit={limit}", query.node),
             read: Box::new(read),
             key: watches::name_key,
             // Events never change: only new ones are news.

@@ -51,6 +51,8 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// Connection and watch bounds and their counters.
     pub load: crate::load::Load,
+    /// The watches' re-reads, shared among the watches of one query.
+    pub reads: watches::SharedReads,
     /// Held while anything serves; the server waits for every clone at shutdown.
     pub(crate) _running: mpsc::Sender<()>,
 }

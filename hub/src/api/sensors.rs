@@ -66,12 +66,14 @@ fn answer(
         });
     }
     let reader = control.clone();
+    let query = format!("sensors node={node:?} sensor={sensor:?}");
     // Sensor status comes from the node's live lane: woken by its changes, never polled.
     Ok(watches::stream_with(
+        state,
         &control,
-        state.shutdown.clone(),
         watch,
         Watched {
+            query,
             read: Box::new(move || read(&reader, node.as_deref(), sensor.as_deref())),
             key: watches::uid_key,
             fingerprint: resources::sensor_fingerprint,
