@@ -10,28 +10,34 @@
 //!
 //! - [`server`]: `aloft-hub run`, the wiring: the TLS listener serving the node WebSocket
 //!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`) on one port, the
-//!   control layer plugged in ([`server::with_control`]), shutdown. Uses all below.
-//! - [`api`]: all of HTTP: every route, the role checks ([`api::Caller`], audited
-//!   [`api::require`]), the list and watch query ([`api::watches::ListQuery`]) and the
-//!   NDJSON watch stream, the request bodies, the resources' JSON, and every error as a
-//!   Kubernetes `Status` ([`api::ApiError`]). The only module that names axum's request
-//!   and response types, besides the server.
-//! - [`control`]: the control domain, no HTTP: commands and their [`control::phase`],
-//!   desired sensor state, the typed [`control::audit`] trail, agent logs. Implements
-//!   [`NodeControl`] for the sessions.
+//!   control layer plugged in ([`server::with_control`]), `GET /metrics`, shutdown.
+//! - [`api`]: all of HTTP, the only module besides the server that names axum's types.
+//!   `mod.rs`: the router, [`api::ApiState`], every error as a Kubernetes `Status`
+//!   ([`api::ApiError`]); [`api::auth`]: bearer tokens, the [`api::Caller`] extractor and
+//!   the audited [`api::require`]; [`api::watches`]: the one list query
+//!   ([`api::watches::ListQuery`]), the NDJSON watch stream and the re-reads its watches
+//!   share; [`api::bodies`]: the request bodies and their parser (fuzzed);
+//!   [`api::resources`]: the resources' JSON; one module of handlers per resource:
+//!   [`api::nodes`], [`api::readings`], [`api::sensors`], [`api::desired`],
+//!   [`api::commands`], [`api::events`], [`api::tokens`], [`api::logs`].
+//! - [`control`]: the control domain, no HTTP: `mod.rs`: [`control::Control`] (commands,
+//!   desired sensor state, agent logs, expiry), which implements [`NodeControl`] for the
+//!   sessions; [`control::phase`]: a command's life, no I/O; [`control::audit`]: the typed
+//!   vocabulary of audit events.
 //! - [`init`]: `aloft-hub init`: the data directory, its certificates and first tokens.
-//! - [`nodes`]: the nodes: one session per node over WebSocket ([`nodes::session`]), the
-//!   map of connected sessions ([`Sessions`], [`nodes::connected`]), the registry of nodes
-//!   and their live state ([`Registry`]), and the seam sessions reach the control layer
-//!   through ([`NodeControl`], [`nodes::control_seam`]), so that nodes never name control.
+//! - [`nodes`]: the nodes: [`nodes::session`]: one session per node over WebSocket;
+//!   [`nodes::connected`]: [`Sessions`], the map of connected sessions; [`nodes::registry`]:
+//!   [`Registry`], the nodes and their live state; [`nodes::control_seam`]: [`NodeControl`],
+//!   the seam sessions reach the control layer through, so that nodes never name control.
 //! - [`load`]: bounds on connections and watches, and the counters of `GET /metrics`.
 //! - [`tokens`]: bearer tokens and roles.
 //! - [`pki`]: the CA and the server certificate.
-//! - [`storage`]: what must not be lost, behind traits: [`storage::streams::StreamTables`]
-//!   (every node's stream and its queries, held as [`Streams`]),
-//!   [`storage::control::ControlTables`] (commands, desired state, audit events),
-//!   [`storage::nodes::NodeTables`] and [`storage::tokens::TokenTables`];
-//!   [`storage::sqlite`] is the one backend (`hub.sqlite`, `control.sqlite`).
+//! - [`storage`]: what must not be lost, behind traits, each in its module with the records
+//!   it stores: [`storage::streams`] ([`storage::streams::StreamTables`], every node's
+//!   stream and its queries, held as [`Streams`]), [`storage::control`] (commands, desired
+//!   state, audit events), [`storage::nodes`], [`storage::tokens`]; [`storage::sqlite`] is
+//!   the one backend: `db.rs` (`hub.sqlite`, one writer), and one module per trait
+//!   (`control.rs` on `control.sqlite`).
 //! - [`clock`]: the hub's clock and its text forms of times and ids, for every component.
 //! - `testing` (feature `testing`): a protocol-speaking test client and hub process.
 //!

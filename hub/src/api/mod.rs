@@ -6,7 +6,7 @@
 //! route's ([`Caller::require`]); node tokens never read the API; errors are JSON
 //! `Status` objects with the HTTP code and a message that says what to do.
 
-mod auth;
+pub mod auth;
 pub mod bodies;
 pub mod commands;
 pub mod desired;
