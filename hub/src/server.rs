@@ -48,9 +48,10 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 ///
 /// The seam that lets the stream part of the hub run without the control layer: node
 /// sessions reach the control layer only through [`NodeControl`], and its API routes are
-/// merged in from here, so that the ingest example, the load benchmarks and the session
-/// tests serve nodes with [`NoControl`] and no `control.sqlite`, and the control seam test
-/// serves a recording control layer and routes of its own. `aloft-hub run` serves
+/// merged in from here. So the ingest example (the ingest measurement of docs/hub.md)
+/// serves nodes with [`NoControl`] and no `control.sqlite`, and the control seam test
+/// (`hub/tests/control_seam.rs`) serves a recording control layer and a route of its own,
+/// checking what the sessions hand the control layer. `aloft-hub run` serves
 /// [`with_control`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
