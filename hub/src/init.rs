@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::Hub;
-use crate::db::{DB_FILE, Db};
+use crate::nodes::registry::RegistryError;
 use crate::pki::{self, PkiError};
-use crate::registry::RegistryError;
+use crate::storage::sqlite::{DB_FILE, Db};
 use crate::tokens::{Role, TokenError};
 
 /// What `init` needs.

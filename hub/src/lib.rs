@@ -5,33 +5,64 @@
 //!
 //! # Layout
 //!
+//! The folders are the components; each depends only on those listed after it (never
+//! back), so a component can be read, tested and replaced from the ones below it.
+//!
+//! - [`server`]: `aloft-hub run`, the wiring: the TLS listener serving the node WebSocket
+//!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`) on one port, the
+//!   control layer plugged in ([`server::with_control`]), `GET /metrics`, shutdown.
+//! - [`api`]: all of HTTP, the only module besides the server that names axum's types.
+//!   `mod.rs`: the router, [`api::ApiState`], every error as a Kubernetes `Status`
+//!   ([`api::ApiError`]); [`api::auth`]: bearer tokens, the [`api::Caller`] extractor and
+//!   the audited [`api::require`]; [`api::watches`]: the one list query
+//!   ([`api::watches::ListQuery`]), the NDJSON watch stream and the re-reads its watches
+//!   share; [`api::bodies`]: the request bodies and their parser (fuzzed);
+//!   [`api::resources`]: the resources' JSON; one module of handlers per resource:
+//!   [`api::nodes`], [`api::readings`], [`api::sensors`], [`api::desired`],
+//!   [`api::commands`], [`api::events`], [`api::tokens`], [`api::logs`].
+//! - [`control`]: the control domain, no HTTP: `mod.rs`: [`control::Control`] (commands,
+//!   desired sensor state, agent logs, expiry), which implements [`NodeControl`] for the
+//!   sessions; [`control::phase`]: a command's life, no I/O; [`control::audit`]: the typed
+//!   vocabulary of audit events.
 //! - [`init`]: `aloft-hub init`: the data directory, its certificates and first tokens.
-//! - [`server`]: `aloft-hub run`: the TLS listener serving the node WebSocket
-//!   ([`aloft_protocol::sync::NODE_PATH`]) and the API (`/api/v1/...`), and its shutdown.
-//! - [`session`]: one node's session: hello, welcome, batches persisted then acked, the
-//!   live lane, control messages; refusals of bad input.
-//! - [`sessions`]: the current session of each node; [`Sessions::push`] to send to one.
-//! - [`node_control`]: the seam to the control layer (commands, desired state).
-//! - [`storage`]: every node's stream per (node, epoch, seq), watermarks, queries.
-//! - [`registry`]: nodes and what the hub knows of each now.
+//! - [`nodes`]: the nodes: [`nodes::session`]: one session per node over WebSocket;
+//!   [`nodes::connected`]: [`Sessions`], the map of connected sessions; [`nodes::registry`]:
+//!   [`Registry`], the nodes and their live state; [`nodes::control_seam`]: [`NodeControl`],
+//!   the seam sessions reach the control layer through, so that nodes never name control.
+//! - [`load`]: bounds on connections and watches, and the counters of `GET /metrics`.
 //! - [`tokens`]: bearer tokens and roles.
-//! - [`load`]: bounds on connections and watches, and their counters (`GET /metrics`).
-//! - [`api`]: the HTTPS JSON API (nodes, readings, gaps; the control layer adds its own routes).
-//! - [`db`]: the one SQLite database under all of it.
-//! - [`pki`]: the CA and server certificate.
-//! - `testing` (feature `testing`): a protocol-speaking test client.
+//! - [`pki`]: the CA and the server certificate.
+//! - [`storage`]: what must not be lost, behind traits, each in its module with the records
+//!   it stores: [`storage::streams`] ([`storage::streams::StreamTables`], every node's
+//!   stream and its queries, held as [`Streams`]), [`storage::control`] (commands, desired
+//!   state, audit events), [`storage::nodes`], [`storage::tokens`]; [`storage::sqlite`] is
+//!   the one backend: `db.rs` (`hub.sqlite`, one writer), and one module per trait
+//!   (`control.rs` on `control.sqlite`).
+//! - [`clock`]: the hub's clock and its text forms of times and ids, for every component.
+//! - `testing` (feature `testing`): a protocol-speaking test client and hub process.
+//!
+//! Names where the layout had a choice: `nodes` (not `sessions`) because the folder holds
+//! everything about a node's connection and state, of which the session is one part;
+//! `nodes::connected` for the map of sessions, so it does not read as a plural of
+//! `nodes::session`; `nodes::control_seam` for the trait, so it does not read as the
+//! control layer itself; `storage::sqlite` as a folder beside the traits, so the second
+//! backend is a sibling of it; the command's [`storage::control::Phase`] is defined with
+//! the records that store it and its transitions stay in [`control::phase`]; the request
+//! body types live in [`api::bodies`] with their parser, which the fuzz target calls.
+//!
+//! The crate root holds [`Hub`], the opened parts (tokens, registry, streams, sessions)
+//! that the server, the API, the sessions and the control layer are given, and `dump`.
+//! It and [`control::Control::open`] are where the SQLite backend is chosen; every other
+//! module holds the storage traits.
 
 pub mod api;
+pub mod clock;
 pub mod control;
-pub mod db;
 pub mod init;
 pub mod load;
-pub mod node_control;
+pub mod nodes;
 pub mod pki;
-pub mod registry;
 pub mod server;
-pub mod session;
-pub mod sessions;
 pub mod storage;
 pub mod tokens;
 
@@ -39,11 +70,16 @@ pub mod tokens;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub use node_control::{NoControl, NodeControl, RecordingControl};
-pub use registry::{NodeStatus, Registry, RegistryError};
-pub use sessions::Sessions;
-pub use storage::{StorageError, Streams};
+use storage::TablesError;
+use storage::nodes::NodeTables;
+use storage::sqlite::{DB_FILE, Db, SqliteNodes, SqliteTokens};
+
+pub use nodes::connected::Sessions;
+pub use nodes::control_seam::{NoControl, NodeControl, RecordingControl};
+pub use nodes::registry::{NodeStatus, Registry, RegistryError};
+pub use storage::streams::{StorageError, Streams};
 pub use tokens::{Principal, Role, TokenError, TokenInfo, Tokens};
 
 /// Everything the hub holds, opened from its data directory. Cheap to clone.
@@ -76,16 +112,17 @@ pub enum OpenError {
 impl Hub {
     /// Opens an initialised data directory.
     pub fn open(data_dir: &Path) -> Result<Hub, OpenError> {
-        if !data_dir.join(db::DB_FILE).is_file() {
+        if !data_dir.join(DB_FILE).is_file() {
             return Err(OpenError::NotInitialised(data_dir.display().to_string()));
         }
-        Ok(Hub::from_db(data_dir, db::Db::open(data_dir)?))
+        Ok(Hub::from_db(data_dir, Db::open(data_dir)?))
     }
 
-    fn from_db(data_dir: &Path, db: db::Db) -> Hub {
-        let tokens = Tokens::new(db.clone());
-        let streams = Streams::new(db.clone());
-        let registry = Registry::new(db, tokens.clone(), streams.clone());
+    fn from_db(data_dir: &Path, db: Db) -> Hub {
+        let tokens = Tokens::new(Arc::new(SqliteTokens::new(db.clone())));
+        let streams = Streams::sqlite(db.clone());
+        let nodes = Arc::new(SqliteNodes::new(db));
+        let registry = Registry::new(nodes, tokens.clone(), streams.clone());
         Hub {
             data_dir: data_dir.to_owned(),
             tokens,
@@ -103,7 +140,7 @@ pub fn dump_line(
     record: &aloft_protocol::Record,
 ) -> String {
     serde_json::json!({
-        "epoch": db::hex(&epoch.0),
+        "epoch": clock::hex(&epoch.0),
         "seq": seq,
         "record": record,
     })
@@ -113,42 +150,26 @@ pub fn dump_line(
 /// Writes every stored record of `node` to `out` as JSON lines in (epoch, seq) order.
 /// Opens the database without changing it, so it runs beside a running hub.
 pub fn dump(data_dir: &Path, node: &str, out: &mut dyn std::io::Write) -> Result<u64, DumpError> {
-    if !data_dir.join(db::DB_FILE).is_file() {
+    if !data_dir.join(DB_FILE).is_file() {
         return Err(OpenError::NotInitialised(data_dir.display().to_string()).into());
     }
-    let db = db::Db::open_existing(data_dir).map_err(OpenError::Db)?;
+    let db = Db::open_existing(data_dir).map_err(OpenError::Db)?;
     // An unknown name would dump nothing, which reads like a node that sent nothing. A
     // deleted node whose stream is still stored dumps it.
-    let conn = db.reader().map_err(OpenError::Db)?;
-    let known: bool = conn
-        .query_row(
-            "SELECT EXISTS(SELECT 1 FROM nodes WHERE name = ?1)
-                 OR EXISTS(SELECT 1 FROM streams WHERE node = ?1)",
-            [node],
-            |row| row.get(0),
-        )
-        .map_err(OpenError::Db)?;
-    if !known {
-        let mut names = conn
-            .prepare("SELECT name FROM nodes ORDER BY name")
-            .map_err(OpenError::Db)?;
-        let nodes = names
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(OpenError::Db)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(OpenError::Db)?;
+    let nodes = SqliteNodes::new(db.clone());
+    let streams = Streams::sqlite(db);
+    if !nodes.exists(node)? && streams.streams(node)?.is_empty() {
+        let names = nodes.names()?;
         return Err(DumpError::UnknownNode {
             node: node.to_owned(),
             data_dir: data_dir.display().to_string(),
-            known: if nodes.is_empty() {
+            known: if names.is_empty() {
                 "none".to_owned()
             } else {
-                nodes.join(", ")
+                names.join(", ")
             },
         });
     }
-    drop(conn);
-    let streams = Streams::new(db);
     let mut count = 0;
     let mut failed = None;
     streams.dump(node, |epoch, seq, record| {
@@ -179,6 +200,9 @@ pub enum DumpError {
     /// The stored stream.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The nodes table.
+    #[error("reading the nodes: {0}")]
+    Nodes(#[from] TablesError),
     /// Writing the output.
     #[error("writing: {0}")]
     Io(std::io::Error),
@@ -192,4 +216,56 @@ pub enum DumpError {
         /// The nodes it has.
         known: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use aloft_protocol::{Gap, GapReason, Record, StoreEpoch};
+
+    use super::*;
+
+    #[test]
+    fn dump_names_the_nodes_for_an_unknown_one_and_keeps_a_deleted_nodes_stream() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path().join("hub");
+        init::init(&init::InitOptions {
+            data_dir: data.clone(),
+            sans: vec!["localhost".into()],
+            node: "glider".into(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let hub = Hub::open(&data).unwrap_or_else(|e| panic!("{e}"));
+        hub.registry
+            .create_node("kite")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gap = Record::Gap(Gap {
+            reason: GapReason::DroppedOldest,
+            covers: None,
+            readings: Some(3),
+            sensor: None,
+            span: None,
+        });
+        hub.streams
+            .ingest("glider", StoreEpoch([7; 16]), 0, 0, &[(0, gap)])
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let mut out = Vec::new();
+        match dump(&data, "nosuch", &mut out) {
+            Err(DumpError::UnknownNode { known, .. }) => assert_eq!(known, "glider, kite"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            dump(&data, "kite", &mut out).ok(),
+            Some(0),
+            "known, nothing stored"
+        );
+
+        assert!(hub.registry.delete_node("glider").unwrap_or(false));
+        assert_eq!(
+            dump(&data, "glider", &mut out).ok(),
+            Some(1),
+            "its stream is kept"
+        );
+        assert!(String::from_utf8_lossy(&out).contains("\"seq\":0"));
+    }
 }

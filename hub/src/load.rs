@@ -13,6 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Reads made by watches since the hub started (the first read of each included). A
+/// process-wide counter because watches of every hub in the process share the one
+/// `GET /metrics` meaning: reads made by the hub's code.
+pub static WATCH_READS: AtomicU64 = AtomicU64::new(0);
+
 /// The bounds `aloft-hub run` serves with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -240,10 +245,7 @@ impl Load {
             "aloft_hub_watch_reads_total",
             "counter",
             "Reads made by watches (each watch reads once, then only after a change).",
-            &[(
-                "",
-                crate::control::http::WATCH_READS.load(Ordering::Relaxed),
-            )],
+            &[("", WATCH_READS.load(Ordering::Relaxed))],
         );
         metric(
             "aloft_hub_sessions_connected",

@@ -200,7 +200,7 @@ fn main() -> anyhow::Result<()> {
 /// state, audit). Opened before the port is announced, with the same `Hub` the server uses
 /// (its sessions are where commands are pushed).
 fn serve_options(hub: &aloft_hub::Hub) -> anyhow::Result<aloft_hub::server::ServeOptions> {
-    aloft_hub::control::serve_options(hub).context("opening the control layer (control.sqlite)")
+    aloft_hub::server::with_control(hub).context("opening the control layer (control.sqlite)")
 }
 
 /// Writes `text` to standard output. A reader that went away (`| head`) is no error:

@@ -34,9 +34,10 @@ use tokio_stream::StreamExt as _;
 
 use crate::Hub;
 use crate::api::{self, ApiError, ApiState};
+use crate::control::{Control, ControlError};
 use crate::load::Load;
-use crate::node_control::{NoControl, NodeControl};
-use crate::session;
+use crate::nodes::control_seam::{NoControl, NodeControl};
+use crate::nodes::session;
 use crate::tokens::Role;
 
 pub use crate::load::Limits;
@@ -44,12 +45,33 @@ pub use crate::load::Limits;
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What the server serves besides the node sessions and the stream's API.
+///
+/// The seam that lets the stream part of the hub run without the control layer: node
+/// sessions reach the control layer only through [`NodeControl`], and its API routes are
+/// merged in from here. So the ingest example (the ingest measurement of docs/hub.md)
+/// serves nodes with [`NoControl`] and no `control.sqlite`, and the control seam test
+/// (`hub/tests/control_seam.rs`) serves a recording control layer and a route of its own,
+/// checking what the sessions hand the control layer. `aloft-hub run` serves
+/// [`with_control`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The control layer (commands, desired state); [`NoControl`] by default.
     pub control: Arc<dyn NodeControl>,
     /// More API routes (the control layer's resources), merged into the API router.
     pub routes: Option<Router<ApiState>>,
+}
+
+/// The server's options with the hub's control layer: its [`NodeControl`] and its routes
+/// ([`api::control_routes`]). Starts the command expiry task, so call it within the
+/// runtime.
+pub fn with_control(hub: &Hub) -> Result<ServeOptions, ControlError> {
+    let control = Control::open(hub)?;
+    // The task ends with the last clone of `control`, i.e. with the server.
+    drop(control.start_expiry());
+    Ok(ServeOptions {
+        control: Arc::new(control.clone()),
+        routes: Some(api::control_routes(control)),
+    })
 }
 
 impl Default for ServeOptions {
@@ -121,6 +143,7 @@ pub async fn serve_with(
         control: options.control,
         shutdown: stop_rx.clone(),
         load: load.clone(),
+        reads: api::watches::SharedReads::default(),
         _running: done_tx.clone(),
     };
     let app: Router = api::router(options.routes)
@@ -323,5 +346,7 @@ async fn bound_watches(State(state): State<ApiState>, request: Request, next: Ne
 
 /// A token's key in the watch bounds: a digest, so no secret is kept in memory longer.
 fn token_key(secret: &str) -> String {
-    crate::db::hex(&ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()[..16])
+    crate::clock::hex(
+        &ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()[..16],
+    )
 }

@@ -4,10 +4,13 @@
 //! SHA-256 (a stolen database does not let anyone in); a revoked token never
 //! authenticates again; a `node` token is bound to exactly one node name.
 
-use rusqlite::{OptionalExtension, params};
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use crate::db::{Db, hex, now_utc_ns, random_hex};
+use crate::clock::{hex, now_utc_ns, random_hex};
+use crate::storage::TablesError;
+use crate::storage::tokens::{TokenRow, TokenTables};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -90,7 +93,7 @@ pub struct Principal {
 pub enum TokenError {
     /// The database failed.
     #[error("token database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] TablesError),
     /// No randomness.
     #[error("no randomness for a token: {0}")]
     Random(#[from] getrandom::Error),
@@ -99,10 +102,10 @@ pub enum TokenError {
     NodeBinding,
 }
 
-/// The token table.
+/// The tokens: a cheap handle on one backend's [`TokenTables`].
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    db: Db,
+    tables: Arc<dyn TokenTables>,
 }
 
 fn hash(secret: &str) -> String {
@@ -110,8 +113,9 @@ fn hash(secret: &str) -> String {
 }
 
 impl Tokens {
-    pub(crate) fn new(db: Db) -> Tokens {
-        Tokens { db }
+    /// The tokens of `tables`.
+    pub fn new(tables: Arc<dyn TokenTables>) -> Tokens {
+        Tokens { tables }
     }
 
     /// Makes a token; returns it and its secret (shown once, never stored).
@@ -133,94 +137,63 @@ impl Tokens {
             created_utc_ns: now_utc_ns(),
             revoked_utc_ns: None,
         };
-        self.db.write(|conn| {
-            conn.execute(
-                "INSERT INTO tokens(id, hash, role, node, label, created_utc_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![info.id, hash(&secret), role.name(), info.node, info.label, info.created_utc_ns],
-            )
-        })?;
+        let row = TokenRow {
+            id: info.id.clone(),
+            role: role.name().to_owned(),
+            node: info.node.clone(),
+            label: info.label.clone(),
+            created_utc_ns: info.created_utc_ns,
+            revoked_utc_ns: None,
+        };
+        self.tables.insert(&row, &hash(&secret))?;
         tracing::info!(token = %info.id, role = role.name(), node = ?info.node, "Token created.");
         Ok((info, secret))
     }
 
     /// Revokes a token by id; `false` if there is no such (unrevoked) token.
     pub fn revoke(&self, id: &str) -> Result<bool, TokenError> {
-        let changed = self.db.write(|conn| {
-            conn.execute(
-                "UPDATE tokens SET revoked_utc_ns = ?2 WHERE id = ?1 AND revoked_utc_ns IS NULL",
-                params![id, now_utc_ns()],
-            )
-        })?;
-        if changed > 0 {
+        let revoked = self.tables.revoke(id, now_utc_ns())?;
+        if revoked {
             tracing::info!(token = %id, "Token revoked.");
         }
-        Ok(changed > 0)
+        Ok(revoked)
     }
 
     /// Revokes every token of a node; how many.
     pub fn revoke_node(&self, node: &str) -> Result<usize, TokenError> {
-        Ok(self.db.write(|conn| {
-            conn.execute(
-                "UPDATE tokens SET revoked_utc_ns = ?2 WHERE node = ?1 AND revoked_utc_ns IS NULL",
-                params![node, now_utc_ns()],
-            )
-        })?)
+        Ok(self.tables.revoke_node(node, now_utc_ns())?)
     }
 
     /// Whether the token `id` exists and is not revoked.
     pub fn is_active(&self, id: &str) -> Result<bool, TokenError> {
-        let conn = self.db.reader()?;
-        Ok(conn
-            .query_row(
-                "SELECT 1 FROM tokens WHERE id = ?1 AND revoked_utc_ns IS NULL",
-                params![id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        Ok(self.tables.is_active(id)?)
     }
 
     /// Every token, revoked ones included, oldest first.
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
-        let conn = self.db.reader()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, role, node, label, created_utc_ns, revoked_utc_ns FROM tokens ORDER BY created_utc_ns, id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            let role: String = row.get(1)?;
-            Ok(TokenInfo {
-                id: row.get(0)?,
-                role: Role::from_name(&role).unwrap_or(Role::Viewer),
-                node: row.get(2)?,
-                label: row.get(3)?,
-                created_utc_ns: row.get(4)?,
-                revoked_utc_ns: row.get(5)?,
+        Ok(self
+            .tables
+            .list()?
+            .into_iter()
+            .map(|row| TokenInfo {
+                id: row.id,
+                role: Role::from_name(&row.role).unwrap_or(Role::Viewer),
+                node: row.node,
+                label: row.label,
+                created_utc_ns: row.created_utc_ns,
+                revoked_utc_ns: row.revoked_utc_ns,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect())
     }
 
     /// The caller a secret belongs to; `None` for an unknown or revoked token.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>, TokenError> {
-        let conn = self.db.reader()?;
-        let found = conn
-            .query_row(
-                "SELECT id, role, node FROM tokens WHERE hash = ?1 AND revoked_utc_ns IS NULL",
-                params![hash(secret)],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
-            .optional()?;
-        Ok(found.and_then(|(token_id, role, node)| {
-            Role::from_name(&role).map(|role| Principal {
-                token_id,
+        let found = self.tables.active_by_digest(&hash(secret))?;
+        Ok(found.and_then(|row| {
+            Role::from_name(&row.role).map(|role| Principal {
+                token_id: row.id,
                 role,
-                node,
+                node: row.node,
             })
         }))
     }
@@ -229,6 +202,7 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::sqlite::{Db, SqliteTokens};
 
     #[test]
     fn roles_include_lower_roles_but_never_node() {
@@ -242,7 +216,7 @@ mod tests {
     #[test]
     fn a_revoked_token_no_longer_authenticates() {
         let dir = tempfile::tempdir().unwrap();
-        let tokens = Tokens::new(Db::open(dir.path()).unwrap());
+        let tokens = Tokens::new(Arc::new(SqliteTokens::new(Db::open(dir.path()).unwrap())));
         let (info, secret) = tokens.create(Role::Node, Some("glider"), "test").unwrap();
         let who = tokens.authenticate(&secret).unwrap().unwrap();
         assert_eq!(who.node.as_deref(), Some("glider"));

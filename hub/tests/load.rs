@@ -430,3 +430,47 @@ async fn a_sensor_watch_wakes_on_the_nodes_live_update() {
         "re-reads for one change among 21 updates"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_of_one_query_share_one_read_per_change() {
+    let (_dir, hub, tokens, tls) = start(&[]);
+    let addr = hub.addr;
+    let create_token = || async {
+        let body = serde_json::json!({ "spec": { "role": "viewer" } });
+        let (status, answer) = api_request(
+            addr,
+            &tls,
+            Some(&tokens.admin),
+            "POST",
+            "/api/v1/tokens",
+            Some(&body),
+        )
+        .await
+        .unwrap();
+        assert!((200..300).contains(&status), "{status}");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        answer["metadata"]["name"].as_str().unwrap().to_owned()
+    };
+    // An event to show, so that each watch's first read is seen to be done.
+    let first = create_token().await;
+    let mut watches = Vec::new();
+    for _ in 0..20 {
+        let mut w = tls_from(LOCAL, addr, &tls).await.unwrap();
+        w.write_all(watch_request(&tokens.admin).as_bytes())
+            .await
+            .unwrap();
+        read_until(&mut w, &first).await;
+        watches.push(w);
+    }
+    let before = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    let second = create_token().await;
+    for w in &mut watches {
+        read_until(w, &second).await;
+    }
+    let after = metric(addr, &tls, &tokens.admin, "aloft_hub_watch_reads_total").await;
+    assert_eq!(
+        after - before,
+        1,
+        "re-reads by 20 watches of one query for one change"
+    );
+}

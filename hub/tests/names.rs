@@ -34,7 +34,7 @@ async fn a_node_named_before_the_rule_keeps_syncing_is_reported_and_its_agents_r
     let tokens = HubProcess::init(Path::new(BIN), &data, "glider").unwrap();
     // What an older hub, which let '_' and '.' through, left behind.
     let secret = {
-        let db = aloft_hub::db::Db::open(&data).unwrap();
+        let db = aloft_hub::storage::sqlite::Db::open(&data).unwrap();
         db.write(|conn| {
             conn.execute(
                 "INSERT INTO nodes(name, created_utc_ns) VALUES (?1, 1)",

@@ -19,9 +19,75 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+
+/// The body of a command.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandBody {
+    /// What to do.
+    pub spec: CommandSpec,
+}
+
+/// A command's spec.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Only `restartSensor`.
+    pub action: String,
+    /// The sensor.
+    pub sensor: String,
+    /// Power-cycle first.
+    #[serde(default)]
+    pub hard: bool,
+    /// Time to live, s (default 3600).
+    pub ttl_seconds: Option<u64>,
+}
+
+/// The body of a spec write.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpecBody {
+    /// Sampling interval, ms.
+    pub interval_ms: Option<u32>,
+    /// Whether the sensor runs.
+    pub enabled: Option<bool>,
+}
+
+/// The body of a token.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    /// What it may do.
+    pub spec: TokenSpec,
+}
+
+/// A token's spec.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// viewer, operator or admin.
+    pub role: String,
+    /// Who or what it is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The body of a node.
+#[derive(Debug, Deserialize)]
+pub struct NodeBody {
+    /// Its name.
+    pub metadata: NodeMetadata,
+}
+
+/// A node's metadata.
+#[derive(Debug, Deserialize)]
+pub struct NodeMetadata {
+    /// The node's name (its agent's `[node] name`).
+    pub name: String,
+}
 
 /// A request body parsed by [`parse`]: the extractor of every handler that reads JSON.
 #[derive(Debug, Clone)]
@@ -109,10 +175,6 @@ fn json_content_type(headers: &HeaderMap) -> bool {
 pub fn fuzz_every_body(data: &[u8]) {
     use serde_json::Value;
 
-    use super::commands::CommandBody;
-    use super::desired::SpecBody;
-    use super::tokens::{NodeBody, TokenBody};
-
     let json = || match serde_json::from_slice::<Value>(data) {
         Ok(value) => value,
         Err(e) => panic!("a body parsed from bytes that are not JSON: {e}"),
@@ -154,8 +216,6 @@ mod tests {
     use axum::body::Body;
 
     use super::*;
-    use crate::api::commands::CommandBody;
-    use crate::api::desired::SpecBody;
 
     fn request(content_type: Option<&str>, body: &'static str) -> Request {
         let mut builder = axum::http::Request::builder().method("POST").uri("/");
@@ -214,16 +274,13 @@ mod tests {
     #[test]
     fn a_body_that_is_not_utf8_is_refused_wherever_the_bad_byte_is() {
         let body = br#"{"metadata": {"name": "glider-2", "labels": {"a": "b"}}, "x": [1]}"#;
-        assert!(parse::<super::super::tokens::NodeBody>(body).is_ok());
+        assert!(parse::<NodeBody>(body).is_ok());
         // Every position, every byte that cannot appear in UTF-8 text.
         for at in 0..body.len() {
             for bad in [0x80u8, 0x91, 0xc0, 0xff] {
                 let mut broken = body.to_vec();
                 broken[at] = bad;
-                assert!(
-                    parse::<super::super::tokens::NodeBody>(&broken).is_err(),
-                    "{bad:#x} at {at}"
-                );
+                assert!(parse::<NodeBody>(&broken).is_err(), "{bad:#x} at {at}");
             }
         }
     }
@@ -239,7 +296,7 @@ mod tests {
                 "[".repeat(depth),
                 "]".repeat(depth)
             );
-            assert!(parse::<super::super::tokens::TokenBody>(nested.as_bytes()).is_err());
+            assert!(parse::<TokenBody>(nested.as_bytes()).is_err());
             let unknown = format!(
                 r#"{{"x": {}1{}, "spec": {{"action": "restartSensor", "sensor": "gps"}}}}"#,
                 "[".repeat(depth),

@@ -13,37 +13,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, CommandBody, JsonBody};
+use super::resources;
+use super::watches::{self, ListQuery, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
-use crate::control::http::{self, WatchQuery, Watched, blocking, require};
-use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
+use super::{blocking, require};
+use crate::control::audit::{Action, Kind, Object};
+use crate::control::{Control, ControlError, DEFAULT_TTL};
 use crate::tokens::Role;
-
-/// The body of a command.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CommandBody {
-    /// What to do.
-    pub spec: CommandSpec,
-}
-
-/// A command's spec.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommandSpec {
-    /// Only `restartSensor`.
-    pub action: String,
-    /// The sensor.
-    pub sensor: String,
-    /// Power-cycle first.
-    #[serde(default)]
-    pub hard: bool,
-    /// Time to live, s (default 3600).
-    pub ttl_seconds: Option<u64>,
-}
 
 /// `POST /api/v1/nodes/{node}/commands` (operator).
 pub async fn create(
@@ -57,10 +36,8 @@ pub async fn create(
         &caller,
         Role::Operator,
         "restart sensors",
-        "create",
-        "Command",
-        "",
-        Some(&node),
+        Action::Create,
+        Object::new(Kind::Command, "", Some(&node)),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -81,31 +58,6 @@ pub async fn create(
     let command =
         blocking(move || control.restart(&actor, &node, &spec.sensor, spec.hard, ttl)).await?;
     Ok((StatusCode::CREATED, Json(resources::command(&command))).into_response())
-}
-
-/// `?node=&limit=&watch=&timeoutSeconds=`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    /// Only this node's commands.
-    pub node: Option<String>,
-    /// At most this many, the newest (default 200).
-    pub limit: Option<u32>,
-    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
-    /// values over as strings, and `watch=true` would not parse as a boolean).
-    #[serde(default)]
-    pub watch: bool,
-    /// How long the watch lasts, s.
-    pub timeout_seconds: Option<u64>,
-}
-
-impl ListQuery {
-    fn watching(&self) -> WatchQuery {
-        WatchQuery {
-            watch: self.watch,
-            timeout_seconds: self.timeout_seconds,
-        }
-    }
 }
 
 fn fingerprint(command: &Value) -> String {
@@ -131,12 +83,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
-    // As in Kubernetes, limit=0 means no limit.
-    let limit = match query.limit {
-        None => 200,
-        Some(0) => u32::MAX,
-        Some(n) => n,
-    };
+    let limit = query.limit_or(200);
     let node = query.node.clone();
     let read = {
         let control = control.clone();
@@ -152,13 +99,14 @@ pub async fn list(
         let items = blocking(read).await?;
         return Ok(Json(resources::list("Command", items)).into_response());
     }
-    Ok(http::stream(
+    Ok(watches::stream(
+        &state,
         &control,
-        state.shutdown.clone(),
         query.watching(),
         Watched {
+            query: format!("commands node={:?} limit={limit}", query.node),
             read: Box::new(read),
-            key: http::name_key,
+            key: watches::name_key,
             fingerprint,
             until: None,
             poll: None,
@@ -190,13 +138,14 @@ pub async fn get(
     if !watch.watch {
         return Ok(Json(first.into_iter().next().unwrap_or(Value::Null)).into_response());
     }
-    Ok(http::stream(
+    Ok(watches::stream(
+        &state,
         &control,
-        state.shutdown.clone(),
         watch,
         Watched {
+            query: format!("command {id:?}"),
             read: Box::new(read),
-            key: http::name_key,
+            key: watches::name_key,
             fingerprint,
             until: Some(is_final),
             poll: None,
@@ -217,10 +166,8 @@ pub async fn cancel(
         &caller,
         Role::Operator,
         "cancel commands",
-        "cancel",
-        "Command",
-        &id,
-        node.as_deref(),
+        Action::Cancel,
+        Object::new(Kind::Command, &id, node.as_deref()),
     )?;
     let command = blocking(move || control.cancel(&actor, &id)).await?;
     Ok(Json(resources::command(&command)))

@@ -16,22 +16,14 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, JsonBody, SpecBody};
+use super::resources;
 use super::{ApiError, Caller, Query};
-use crate::control::http::{blocking, require};
-use crate::control::{Control, SpecChange, SpecWrite, resources};
-use crate::db::now_utc_ns;
+use super::{blocking, require};
+use crate::clock::now_utc_ns;
+use crate::control::audit::{Action, Kind, Object};
+use crate::control::{Control, SpecChange, SpecWrite};
 use crate::tokens::Role;
-
-/// The body of a spec write.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SpecBody {
-    /// Sampling interval, ms.
-    pub interval_ms: Option<u32>,
-    /// Whether the sensor runs.
-    pub enabled: Option<bool>,
-}
 
 /// `?dryRun=true`.
 #[derive(Debug, Default, Deserialize)]
@@ -56,10 +48,8 @@ async fn write(
         &caller,
         Role::Operator,
         "change desired state",
-        "set",
-        "Sensor",
-        &sensor,
-        Some(&node),
+        Action::Set,
+        Object::new(Kind::Sensor, &sensor, Some(&node)),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -160,7 +150,7 @@ pub async fn merge(
 
 /// Deletes a sensor's desired state and answers with the sensor as it is then.
 async fn remove(
-    actor: crate::control::store::Actor,
+    actor: crate::storage::control::Actor,
     control: Control,
     node: String,
     sensor: String,
@@ -210,10 +200,8 @@ pub async fn delete(
         &caller,
         Role::Operator,
         "change desired state",
-        "delete",
-        "Sensor",
-        &sensor,
-        Some(&node),
+        Action::Delete,
+        Object::new(Kind::Sensor, &sensor, Some(&node)),
     )?;
     remove(actor, control, node, sensor, query.dry_run).await
 }

@@ -12,8 +12,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::resources;
 use super::{ApiError, ApiState, Caller, Query, timestamp};
-use crate::control::{Control, resources};
+use crate::control::Control;
 use crate::tokens::Role;
 
 /// `?sensor=&lines=&timeoutSeconds=`.

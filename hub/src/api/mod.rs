@@ -6,6 +6,7 @@
 //! route's ([`Caller::require`]); node tokens never read the API; errors are JSON
 //! `Status` objects with the HTTP code and a message that says what to do.
 
+pub mod auth;
 pub mod bodies;
 pub mod commands;
 pub mod desired;
@@ -13,22 +14,28 @@ pub mod events;
 pub mod logs;
 pub mod nodes;
 pub mod readings;
+pub mod resources;
 pub mod sensors;
 pub mod tokens;
+pub mod watches;
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+pub use auth::{Caller, authenticate, bearer, require};
+
 use crate::Hub;
-use crate::node_control::NodeControl;
-use crate::tokens::{Principal, Role};
+use crate::control::{Control, ControlError};
+use crate::nodes::control_seam::NodeControl;
+use crate::tokens::Role;
 
 /// The API group and version of every resource.
 pub const API_VERSION: &str = "aloft.dev/v1";
@@ -44,6 +51,8 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// Connection and watch bounds and their counters.
     pub load: crate::load::Load,
+    /// The watches' re-reads, shared among the watches of one query.
+    pub reads: watches::SharedReads,
     /// Held while anything serves; the server waits for every clone at shutdown.
     pub(crate) _running: mpsc::Sender<()>,
 }
@@ -61,6 +70,47 @@ pub fn router(extra: Option<Router<ApiState>>) -> Router<ApiState> {
         None => router,
     };
     router.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such path") })
+}
+
+/// The control layer's routes (sensors and their desired state, commands, the audit
+/// trail, tokens and nodes as resources, agent logs, the version), to merge into
+/// [`router`]: their handlers reach the [`Control`] as an extension.
+pub fn control_routes(control: Control) -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/sensors", get(sensors::list))
+        .route("/api/v1/nodes/{node}/sensors", get(sensors::list_node))
+        .route("/api/v1/nodes/{node}/sensors/{sensor}", get(sensors::get))
+        .route(
+            "/api/v1/nodes/{node}/sensors/{sensor}/spec",
+            put(desired::replace)
+                .patch(desired::merge)
+                .delete(desired::delete),
+        )
+        .route("/api/v1/nodes/{node}/desired", get(desired::get))
+        .route("/api/v1/nodes/{node}/commands", post(commands::create))
+        .route("/api/v1/commands", get(commands::list))
+        .route(
+            "/api/v1/commands/{id}",
+            get(commands::get).delete(commands::cancel),
+        )
+        .route("/api/v1/commands/{id}/cancel", post(commands::cancel))
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/api/v1/nodes", post(tokens::create_node))
+        .route("/api/v1/nodes/{node}", delete(tokens::delete_node))
+        .route("/api/v1/nodes/{node}/logs", get(logs::get))
+        .route("/api/v1/version", get(version))
+        .layer(Extension(control))
+}
+
+async fn version(caller: Caller) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(axum::Json(json!({
+        "apiVersion": API_VERSION,
+        "kind": "Version",
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
 }
 
 async fn healthz() -> &'static str {
@@ -140,6 +190,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match &e {
+            ControlError::NoSuchNode(_)
+            | ControlError::NoSuchSensor { .. }
+            | ControlError::NoSuchCommand(_) => ApiError::not_found(e.to_string()),
+            ControlError::CannotCancel { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ControlError::NoSuchDesired { .. } => ApiError::not_found(e.to_string()),
+            ControlError::InvalidName(_) | ControlError::TooManyDesired { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string())
+            }
+            ControlError::NotConnected(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NodeNotConnected",
+                e.to_string(),
+            ),
+            ControlError::LogsTimeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", e.to_string())
+            }
+            _ => ApiError::internal(&e),
+        }
+    }
+}
+
 /// Query parameters of a route, read as axum's `Query` reads them, but a parameter that
 /// does not parse (`?limit=-1`, `?watch=yes`) is answered like every other refusal: a
 /// `Status` object with 400 and the parameter named, never axum's plain-text rejection.
@@ -164,60 +241,19 @@ where
     }
 }
 
-/// The bearer token of a request's `Authorization` header.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// Checks a request's token: 401 when missing, unknown or revoked.
-pub async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let Some(token) = bearer(headers).map(str::to_owned) else {
-        return Err(ApiError::unauthorized(
-            "no bearer token: send `Authorization: Bearer <token>`",
-        ));
-    };
-    let tokens = hub.tokens.clone();
-    let found = tokio::task::spawn_blocking(move || tokens.authenticate(&token))
+/// Runs a blocking control operation (SQLite) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&e))?;
-    found.ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
-}
-
-/// The authenticated caller of an API route.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
-
-impl Caller {
-    /// 403 unless the caller's role includes `role`.
-    pub fn require(&self, role: Role) -> Result<(), ApiError> {
-        if self.0.role.includes(role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "token {} has role {}; this needs role {} or higher",
-                self.0.token_id,
-                self.0.role.name(),
-                role.name()
-            )))
-        }
-    }
-}
-
-impl FromRequestParts<ApiState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        authenticate(&state.hub, &parts.headers).await.map(Caller)
-    }
+        .map_err(ApiError::from)
 }
 
 /// Metadata timestamps in RFC 3339.
 pub fn timestamp(utc_ns: Option<i64>) -> serde_json::Value {
-    utc_ns.map_or(serde_json::Value::Null, |ns| crate::db::rfc3339(ns).into())
+    utc_ns.map_or(serde_json::Value::Null, |ns| {
+        crate::clock::rfc3339(ns).into()
+    })
 }

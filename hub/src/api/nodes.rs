@@ -9,9 +9,9 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::{API_VERSION, ApiError, ApiState, Caller, timestamp};
-use crate::db::{hex, now_utc_ns};
-use crate::registry::{LatestValue, NodeStatus};
-use crate::storage::source_name;
+use crate::clock::{hex, now_utc_ns};
+use crate::nodes::registry::{LatestValue, NodeStatus};
+use crate::storage::streams::source_name;
 use crate::tokens::Role;
 
 fn sensor_state_name(state: aloft_protocol::SensorState) -> String {

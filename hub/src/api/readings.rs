@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{API_VERSION, ApiError, ApiState, Caller, Query, timestamp};
-use crate::db::{hex, parse_utc};
-use crate::storage::{ReadingQuery, ReadingRow, StreamGap, source_name};
+use crate::clock::{hex, parse_utc};
+use crate::storage::streams::{ReadingQuery, ReadingRow, StreamGap, source_name};
 use crate::tokens::Role;
 
 /// Query parameters of the readings route.

@@ -9,37 +9,14 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::resources;
+use super::watches::{self, ListQuery, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, Query};
-use crate::control::http::{self, WatchQuery, Watched};
-use crate::control::{Control, ControlError, resources};
-use crate::db::now_utc_ns;
+use crate::clock::now_utc_ns;
+use crate::control::{Control, ControlError};
 use crate::tokens::Role;
-
-/// `?node=&watch=&timeoutSeconds=`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    /// Only this node's sensors.
-    pub node: Option<String>,
-    /// Stream changes (not flattened from [`WatchQuery`]: serde's flatten hands query
-    /// values over as strings, and `watch=true` would not parse as a boolean).
-    #[serde(default)]
-    pub watch: bool,
-    /// How long the watch lasts, s.
-    pub timeout_seconds: Option<u64>,
-}
-
-impl ListQuery {
-    fn watching(&self) -> WatchQuery {
-        WatchQuery {
-            watch: self.watch,
-            timeout_seconds: self.timeout_seconds,
-        }
-    }
-}
 
 /// Sensors of one node or of every node.
 fn read(
@@ -89,14 +66,16 @@ fn answer(
         });
     }
     let reader = control.clone();
+    let query = format!("sensors node={node:?} sensor={sensor:?}");
     // Sensor status comes from the node's live lane: woken by its changes, never polled.
-    Ok(http::stream_with(
+    Ok(watches::stream_with(
+        state,
         &control,
-        state.shutdown.clone(),
         watch,
         Watched {
+            query,
             read: Box::new(move || read(&reader, node.as_deref(), sensor.as_deref())),
-            key: http::uid_key,
+            key: watches::uid_key,
             fingerprint: resources::sensor_fingerprint,
             until: None,
             poll: None,

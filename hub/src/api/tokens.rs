@@ -13,15 +13,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bodies::{BodyRejection, JsonBody};
+use super::bodies::{BodyRejection, JsonBody, NodeBody, TokenBody};
 use super::nodes::node_json;
+use super::require;
+use super::resources;
 use super::{ApiError, ApiState, Caller};
-use crate::control::http::require;
-use crate::control::{Control, resources};
-use crate::registry::RegistryError;
+use crate::control::Control;
+use crate::control::audit::{self, Action, Kind, Object, Outcome};
+use crate::nodes::registry::RegistryError;
 use crate::tokens::Role;
 
 /// `GET /api/v1/tokens` (admin).
@@ -34,10 +35,8 @@ pub async fn list(
         &caller,
         Role::Admin,
         "list tokens",
-        "list",
-        "Token",
-        "",
-        None,
+        Action::List,
+        Object::new(Kind::Token, "", None),
     )?;
     let tokens = control
         .tokens()
@@ -47,24 +46,6 @@ pub async fn list(
         "Token",
         tokens.iter().map(|t| resources::token(t, None)).collect(),
     )))
-}
-
-/// The body of a token.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    /// What it may do.
-    pub spec: TokenSpec,
-}
-
-/// A token's spec.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSpec {
-    /// viewer, operator or admin.
-    pub role: String,
-    /// Who or what it is for.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// `POST /api/v1/tokens` (admin).
@@ -78,10 +59,8 @@ pub async fn create(
         &caller,
         Role::Admin,
         "create tokens",
-        "create",
-        "Token",
-        "",
-        None,
+        Action::Create,
+        Object::new(Kind::Token, "", None),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -107,13 +86,11 @@ pub async fn create(
         .tokens()
         .create(role, None, &label)
         .map_err(|e| ApiError::internal(&e))?;
-    control.audit(crate::control::event(
+    control.audit(audit::event(
         &actor,
-        "create",
-        "Token",
-        &info.id,
-        None,
-        "ok",
+        Action::Create,
+        Object::new(Kind::Token, &info.id, None),
+        Outcome::Ok,
         format!("role {}", role.name()),
     ));
     Ok((
@@ -135,10 +112,8 @@ pub async fn revoke(
         &caller,
         Role::Admin,
         "revoke tokens",
-        "revoke",
-        "Token",
-        &id,
-        None,
+        Action::Revoke,
+        Object::new(Kind::Token, &id, None),
     )?;
     let revoked = control
         .tokens()
@@ -151,13 +126,11 @@ pub async fn revoke(
     }
     // A node still connected with it stops at once: no batch is stored or acked after this.
     state.hub.sessions.end_token(&id);
-    control.audit(crate::control::event(
+    control.audit(audit::event(
         &actor,
-        "revoke",
-        "Token",
-        &id,
-        None,
-        "ok",
+        Action::Revoke,
+        Object::new(Kind::Token, &id, None),
+        Outcome::Ok,
         String::new(),
     ));
     let info = control
@@ -171,20 +144,6 @@ pub async fn revoke(
     ))
 }
 
-/// The body of a node.
-#[derive(Debug, Deserialize)]
-pub struct NodeBody {
-    /// Its name.
-    pub metadata: NodeMetadata,
-}
-
-/// A node's metadata.
-#[derive(Debug, Deserialize)]
-pub struct NodeMetadata {
-    /// The node's name (its agent's `[node] name`).
-    pub name: String,
-}
-
 /// `POST /api/v1/nodes` (admin): the node and its token.
 pub async fn create_node(
     caller: Caller,
@@ -196,10 +155,8 @@ pub async fn create_node(
         &caller,
         Role::Admin,
         "create nodes",
-        "create",
-        "Node",
-        "",
-        None,
+        Action::Create,
+        Object::new(Kind::Node, "", None),
     )?;
     let JsonBody(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
@@ -219,13 +176,11 @@ pub async fn create_node(
         Err(e @ RegistryError::InvalidName(_)) => return Err(ApiError::bad_request(e.to_string())),
         Err(e) => return Err(ApiError::internal(&e)),
     };
-    control.audit(crate::control::event(
+    control.audit(audit::event(
         &actor,
-        "create",
-        "Node",
-        &name,
-        Some(&name),
-        "ok",
+        Action::Create,
+        Object::new(Kind::Node, &name, Some(&name)),
+        Outcome::Ok,
         format!("with token {}", created.token.id),
     ));
     let node = control
@@ -253,10 +208,8 @@ pub async fn delete_node(
         &caller,
         Role::Admin,
         "delete nodes",
-        "delete",
-        "Node",
-        &name,
-        Some(&name),
+        Action::Delete,
+        Object::new(Kind::Node, &name, Some(&name)),
     )?;
     let deleted = control
         .registry()
@@ -270,13 +223,11 @@ pub async fn delete_node(
     // Its session ends now; a batch still in flight finds the node gone and is refused.
     state.hub.sessions.end_node(&name);
     control.forget_node(&actor, &name)?;
-    control.audit(crate::control::event(
+    control.audit(audit::event(
         &actor,
-        "delete",
-        "Node",
-        &name,
-        Some(&name),
-        "ok",
+        Action::Delete,
+        Object::new(Kind::Node, &name, Some(&name)),
+        Outcome::Ok,
         "its tokens are revoked".into(),
     ));
     Ok(Json(json!({

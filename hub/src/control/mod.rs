@@ -1,13 +1,14 @@
 //! The hub's control layer: commands, desired sensor state, the audit trail and
-//! on-demand agent logs. It implements [`NodeControl`], the sessions' seam: what to send a
-//! node when it connects, and what to do with the control messages it sends.
+//! on-demand agent logs, as a domain with no HTTP (the API's handlers call it). It
+//! implements [`NodeControl`], the sessions' seam: what to send a node when it connects,
+//! and what to do with the control messages it sends.
 //!
 //! # Layout
 //!
 //! - [`phase`]: a command's life as a state machine with no I/O.
-//! - [`store`]: `control.sqlite`, where commands, desired state and events are persisted.
-//! - [`resources`]: the Kubernetes-shaped JSON of the API (`aloft.dev/v1`).
-//! - this module: [`Control`], which ties them to the sessions and the registry.
+//! - [`audit`]: the audit trail's vocabulary (action, kind, outcome) and its events.
+//! - this module: [`Control`], which ties them to the control tables
+//!   ([`ControlTables`], `control.sqlite` by default), the sessions and the registry.
 //!
 //! Invariants (docs/design.md invariant 4):
 //! - A command is persisted (with its audit event, in one transaction) before the API
@@ -25,10 +26,10 @@
 //! - Nothing here blocks a session for long: SQLite writes of a few rows on a file of its
 //!   own, never a wait on the network.
 
-pub mod http;
+pub mod audit;
 pub mod phase;
-pub mod resources;
-pub mod store;
+
+pub use audit::{Action, Kind, Object, Outcome, actor_of, event};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,13 +44,16 @@ use aloft_protocol::sync::{
 use tokio::sync::{oneshot, watch};
 
 use crate::Hub;
-use crate::db::{now_utc_ns, random_hex};
-use crate::node_control::NodeControl;
-use crate::registry::{NameRefused, Registry, RegistryError, check_name};
-use crate::sessions::Sessions;
-use crate::tokens::{Principal, Tokens};
+use crate::clock::{now_utc_ns, random_hex};
+use crate::nodes::connected::Sessions;
+use crate::nodes::control_seam::NodeControl;
+use crate::nodes::registry::{NameRefused, Registry, RegistryError, check_name};
+use crate::storage::control::{
+    Actor, CommandRow, ControlTables, DesiredRow, EventRow, TablesError,
+};
+use crate::storage::sqlite::SqliteControl;
+use crate::tokens::Tokens;
 use phase::{CancelRefused, Phase};
-use store::{Actor, CommandRow, ControlStore, DesiredRow, EventRow};
 
 /// A command's default time to live: 1 h.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -66,7 +70,7 @@ const EXPIRY_TICK: Duration = Duration::from_secs(1);
 pub enum ControlError {
     /// The control database failed.
     #[error("control database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] TablesError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -176,7 +180,7 @@ pub struct Control {
 
 #[derive(Debug)]
 struct Inner {
-    store: ControlStore,
+    store: Arc<dyn ControlTables>,
     sessions: Sessions,
     registry: Registry,
     tokens: Tokens,
@@ -184,37 +188,6 @@ struct Inner {
     changes: watch::Sender<u64>,
     logs: Mutex<HashMap<u64, oneshot::Sender<LogBatch>>>,
     next_request: AtomicU64,
-}
-
-/// An audit event of now.
-pub fn event(
-    actor: &Actor,
-    action: &str,
-    kind: &str,
-    name: &str,
-    node: Option<&str>,
-    outcome: &str,
-    message: String,
-) -> EventRow {
-    EventRow {
-        seq: 0,
-        time_ns: now_utc_ns(),
-        actor: actor.clone(),
-        action: action.to_owned(),
-        object_kind: kind.to_owned(),
-        object_name: name.to_owned(),
-        node: node.map(str::to_owned),
-        outcome: outcome.to_owned(),
-        message,
-    }
-}
-
-/// The actor of an authenticated caller.
-pub fn actor_of(who: &Principal) -> Actor {
-    Actor {
-        token: who.token_id.clone(),
-        role: who.role.name().to_owned(),
-    }
 }
 
 impl Control {
@@ -236,9 +209,19 @@ impl Control {
         registry: Registry,
         tokens: Tokens,
     ) -> Result<Control, ControlError> {
-        let store = ControlStore::open(data_dir)?;
+        let tables = SqliteControl::open(data_dir)?;
+        Ok(Control::new(Arc::new(tables), sessions, registry, tokens))
+    }
+
+    /// The control layer on `store`, any backend's control tables.
+    pub fn new(
+        store: Arc<dyn ControlTables>,
+        sessions: Sessions,
+        registry: Registry,
+        tokens: Tokens,
+    ) -> Control {
         let (changes, _) = watch::channel(0);
-        Ok(Control {
+        Control {
             inner: Arc::new(Inner {
                 store,
                 sessions,
@@ -248,7 +231,7 @@ impl Control {
                 logs: Mutex::new(HashMap::new()),
                 next_request: AtomicU64::new(1),
             }),
-        })
+        }
     }
 
     /// Starts the task that marks pending commands expired when their TTL passes; it ends
@@ -381,11 +364,9 @@ impl Control {
         };
         let audit = event(
             who,
-            "create",
-            "Command",
-            &command.id,
-            Some(node),
-            "ok",
+            Action::Create,
+            Object::new(Kind::Command, &command.id, Some(node)),
+            Outcome::Ok,
             format!(
                 "restart {sensor}{} (ttl {} s)",
                 if hard { " (hard)" } else { "" },
@@ -414,11 +395,9 @@ impl Control {
             Err(reason) => {
                 self.audit(event(
                     who,
-                    "cancel",
-                    "Command",
-                    id,
-                    Some(&command.node),
-                    "refused",
+                    Action::Cancel,
+                    Object::new(Kind::Command, id, Some(&command.node)),
+                    Outcome::Refused,
                     reason.to_string(),
                 ));
                 return Err(ControlError::CannotCancel {
@@ -430,11 +409,9 @@ impl Control {
         let message = format!("cancelled by {}", who.token);
         let audit = event(
             who,
-            "cancel",
-            "Command",
-            id,
-            Some(&command.node),
-            "ok",
+            Action::Cancel,
+            Object::new(Kind::Command, id, Some(&command.node)),
+            Outcome::Ok,
             message.clone(),
         );
         match self
@@ -491,11 +468,9 @@ impl Control {
             );
             let audit = event(
                 &Actor::hub(),
-                "expire",
-                "Command",
-                &command.id,
-                Some(&command.node),
-                to.name(),
+                Action::Expire,
+                Object::new(Kind::Command, &command.id, Some(&command.node)),
+                Outcome::Phase(to),
                 message.clone(),
             );
             if self
@@ -575,11 +550,9 @@ impl Control {
         }
         let audit = event(
             who,
-            "set",
-            "Sensor",
-            sensor,
-            Some(node),
-            "ok",
+            Action::Set,
+            Object::new(Kind::Sensor, sensor, Some(node)),
+            Outcome::Ok,
             format!(
                 "generation {}: interval {}, enabled {}",
                 row.generation,
@@ -622,11 +595,9 @@ impl Control {
         }
         let audit = event(
             who,
-            "delete",
-            "Sensor",
-            sensor,
-            Some(node),
-            "ok",
+            Action::Delete,
+            Object::new(Kind::Sensor, sensor, Some(node)),
+            Outcome::Ok,
             format!(
                 "desired state removed at generation {}: interval and enabled from config",
                 row.generation
@@ -671,7 +642,7 @@ impl Control {
             tracing::warn!(
                 node,
                 entries = misnamed.len(),
-                first = %crate::registry::shown_name(&misnamed[0].sensor),
+                first = %crate::nodes::registry::shown_name(&misnamed[0].sensor),
                 "Desired-state entries whose sensor names break the rule for names are not sent; delete them."
             );
         }
@@ -714,11 +685,9 @@ impl Control {
             let message = "cancelled: the node was deleted".to_owned();
             let audit = event(
                 who,
-                "cancel",
-                "Command",
-                &command.id,
-                Some(node),
-                "ok",
+                Action::Cancel,
+                Object::new(Kind::Command, &command.id, Some(node)),
+                Outcome::Ok,
                 message.clone(),
             );
             self.inner.store.transition(
@@ -747,11 +716,9 @@ impl Control {
         );
         let audit = event(
             &Actor::hub(),
-            "cancel",
-            "Command",
-            &command.id,
-            Some(&command.node),
-            "ok",
+            Action::Cancel,
+            Object::new(Kind::Command, &command.id, Some(&command.node)),
+            Outcome::Ok,
             message.clone(),
         );
         if self
@@ -835,11 +802,9 @@ impl Control {
         let message = "the node holds it and applies it once".to_owned();
         let audit = event(
             &Actor::node(node),
-            "deliver",
-            "Command",
-            id,
-            Some(node),
-            to.name(),
+            Action::Deliver,
+            Object::new(Kind::Command, id, Some(node)),
+            Outcome::Phase(to),
             message.clone(),
         );
         if self
@@ -887,11 +852,9 @@ impl Control {
         }
         let audit = event(
             &Actor::node(node),
-            "complete",
-            "Command",
-            id,
-            Some(node),
-            to.name(),
+            Action::Complete,
+            Object::new(Kind::Command, id, Some(node)),
+            Outcome::Phase(to),
             message.clone(),
         );
         if self
@@ -919,11 +882,9 @@ impl Control {
             tracing::warn!(node, level = %line.level, report = %message, "The node reports a problem.");
             self.audit(event(
                 &Actor::node(node),
-                "report",
-                "Node",
-                node,
-                Some(node),
-                "refused",
+                Action::Report,
+                Object::new(Kind::Node, node, Some(node)),
+                Outcome::Refused,
                 message,
             ));
         }
@@ -981,18 +942,6 @@ impl Control {
             }
         }
     }
-}
-
-/// The server's options with this control layer: its [`NodeControl`] and its routes.
-/// Starts the expiry task, so call it within the runtime.
-pub fn serve_options(hub: &Hub) -> Result<crate::server::ServeOptions, ControlError> {
-    let control = Control::open(hub)?;
-    // The task ends with the last clone of `control`, i.e. with the server.
-    drop(control.start_expiry());
-    Ok(crate::server::ServeOptions {
-        control: Arc::new(control.clone()),
-        routes: Some(http::routes(control)),
-    })
 }
 
 /// The command as the agent receives it.

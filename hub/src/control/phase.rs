@@ -1,4 +1,5 @@
-//! A command's life, with no I/O: which transitions are allowed.
+//! A command's life, with no I/O: which transitions between the stored [`Phase`]s are
+//! allowed.
 //!
 //! ```text
 //! Pending --CommandAck--> Delivered --CommandResult--> Succeeded | Failed | Expired
@@ -12,52 +13,9 @@
 //! that did happen). Once delivered, a command cannot be recalled: the protocol has no
 //! recall message, and the agent has durably recorded it.
 
-use serde::Serialize;
-
-/// Where a command is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Phase {
-    /// Persisted by the hub, not yet acked by the agent.
-    Pending,
-    /// The agent acked it: it durably holds it.
-    Delivered,
-    /// The agent applied it.
-    Succeeded,
-    /// The agent could not apply it, or was interrupted.
-    Failed,
-    /// Its TTL passed before it was applied.
-    Expired,
-    /// An operator cancelled it before delivery.
-    Cancelled,
-}
+pub use crate::storage::control::Phase;
 
 impl Phase {
-    /// The name stored and shown.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Delivered => "Delivered",
-            Phase::Succeeded => "Succeeded",
-            Phase::Failed => "Failed",
-            Phase::Expired => "Expired",
-            Phase::Cancelled => "Cancelled",
-        }
-    }
-
-    /// The phase of a stored name.
-    pub fn from_name(name: &str) -> Option<Phase> {
-        [
-            Phase::Pending,
-            Phase::Delivered,
-            Phase::Succeeded,
-            Phase::Failed,
-            Phase::Expired,
-            Phase::Cancelled,
-        ]
-        .into_iter()
-        .find(|p| p.name() == name)
-    }
-
     /// Whether nothing more will happen to it (short of a late agent result).
     pub fn is_final(self) -> bool {
         !matches!(self, Phase::Pending | Phase::Delivered)

@@ -9,11 +9,12 @@ use aloft_protocol::sync::{
 };
 use aloft_protocol::{SensorId, SensorState, Timestamp};
 
+use super::audit::{Action, Kind, Object, Outcome};
 use super::phase::Phase;
-use super::store::Actor;
 use super::{Control, ControlError, SpecChange, SpecWrite};
 use crate::Hub;
-use crate::node_control::NodeControl;
+use crate::nodes::control_seam::NodeControl;
+use crate::storage::control::{Actor, ControlTables};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -467,8 +468,10 @@ fn every_route_that_takes_a_name_accepts_it_exactly_when_the_protocol_does() {
         .run(&name_candidate(), |name| {
             let valid = aloft_protocol::check_name(&name).is_ok();
             let node = f.hub.registry.create_node(&name);
-            let node_accepted =
-                !matches!(node, Err(crate::registry::RegistryError::InvalidName(_)));
+            let node_accepted = !matches!(
+                node,
+                Err(crate::nodes::registry::RegistryError::InvalidName(_))
+            );
             proptest::prop_assert_eq!(node_accepted, valid, "create node {:?}", node.err());
             let desired = f.control.set_desired(
                 &operator(),
@@ -484,9 +487,10 @@ fn every_route_that_takes_a_name_accepts_it_exactly_when_the_protocol_does() {
                     .restart(&operator(), "glider", &name, false, Duration::from_secs(60));
             proptest::prop_assert_eq!(restart.is_ok(), valid, "restart {:?}", restart.err());
             if !valid {
-                let message =
-                    ControlError::from(crate::registry::check_name("sensor", &name).unwrap_err())
-                        .to_string();
+                let message = ControlError::from(
+                    crate::nodes::registry::check_name("sensor", &name).unwrap_err(),
+                )
+                .to_string();
                 proptest::prop_assert!(message.len() < 512, "the name is not echoed whole");
                 proptest::prop_assert!(!message.contains('\u{1b}'), "escaped: {message}");
             }
@@ -677,10 +681,11 @@ fn a_downlink_message_the_agent_refused_is_recorded_as_an_event_of_the_node() {
 fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted() {
     use aloft_protocol::sync::MAX_MESSAGE_BYTES;
     let f = fixture();
-    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let store = crate::storage::sqlite::SqliteControl::open(&f.hub.data_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
     let long = "s".repeat(1_200_000);
     for (i, name) in ["static", "outside_air", long.as_str()].iter().enumerate() {
-        let row = super::store::DesiredRow {
+        let row = crate::storage::control::DesiredRow {
             node: "glider".into(),
             sensor: (*name).into(),
             generation: 1,
@@ -693,11 +698,9 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
         };
         let audit = super::event(
             &operator(),
-            "set",
-            "Sensor",
-            name,
-            Some("glider"),
-            "ok",
+            Action::Set,
+            Object::new(Kind::Sensor, name, Some("glider")),
+            Outcome::Ok,
             String::new(),
         );
         ok(store.put_desired(&row, &audit));
@@ -730,14 +733,15 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
 #[test]
 fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent() {
     let f = fixture();
-    let store = super::store::ControlStore::open(&f.hub.data_dir).unwrap_or_else(|e| panic!("{e}"));
-    let command = super::store::CommandRow {
+    let store = crate::storage::sqlite::SqliteControl::open(&f.hub.data_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let command = crate::storage::control::CommandRow {
         id: "cmd-legacy".into(),
         node: "glider".into(),
         sensor: "s".repeat(1_200_000),
         hard: false,
         ttl_s: 3600,
-        created_ns: crate::db::now_utc_ns(),
+        created_ns: crate::clock::now_utc_ns(),
         expires_ns: i64::MAX,
         phase: Phase::Pending,
         message: "waiting".into(),
@@ -748,11 +752,9 @@ fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent(
     };
     let audit = super::event(
         &operator(),
-        "create",
-        "Command",
-        "cmd-legacy",
-        Some("glider"),
-        "ok",
+        Action::Create,
+        Object::new(Kind::Command, "cmd-legacy", Some("glider")),
+        Outcome::Ok,
         String::new(),
     );
     ok(store.insert_command(&command, &audit));

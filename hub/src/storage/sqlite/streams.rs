@@ -1,4 +1,4 @@
-//! Every node's stream, per (node, store epoch, sequence number), and the queries over it.
+//! The stream tables in SQLite: the [`StreamTables`] of `hub.sqlite`.
 //!
 //! Layout (tables in `db.rs`): `streams` (one row per node and epoch, with its contiguous
 //! watermark), `records` (every record's postcard bytes, keyed by stream and number: what
@@ -8,61 +8,23 @@
 //! time correlation of each boot) with `boot_marks` and `descriptor_marks` (where in the
 //! stream a boot or descriptor record stood).
 //!
-//! Invariants:
-//! - A batch's records and the watermark they move commit in one transaction; the hub acks
-//!   only what this returned, so an ack never runs ahead of the disk.
-//! - A number already held is ignored (a resend is harmless); held records never change.
-//! - The watermark is the end of the contiguous prefix: every number up to it is held or
-//!   known not to exist (a batch covers `first..=last`, numbers missing from it do not
-//!   exist). The first batch of a new epoch starts its prefix.
-//! - Readings keep the time they carried. A reading with only monotonic time gets UTC from
-//!   the time correlation of its own boot (the boot record before it in its stream),
-//!   flagged [`TimeSource::Reconstructed`]. Queries return it by the boot's correlation
-//!   nearest in monotonic time (`correlations`); the stored column, which time-range
-//!   filters use, is from the boot's newest correlation at ingest (readings that arrived
-//!   before their boot's first correlation are filled in when it arrives).
-//! - Sequence numbers are at most [`MAX_SEQ`] (2^63 - 1, SQLite's signed integers): a
-//!   batch reaching past it is refused whole, never stored clamped.
-//! - [`Streams::ingest_registered`] stores only for a node that exists, checked in the
-//!   batch's own transaction, so a batch racing the node's deletion is either committed
-//!   before it or refused.
-//! - Boots and sensor names are tracked in stream order; a batch received beyond a hole
-//!   (rare: the agent sends oldest first) uses the boot and names known at that moment.
+//! Beyond the contract of [`StreamTables`]: the stored UTC column of a reconstructed
+//! reading, which time-range filters use, is from the boot's newest correlation at ingest
+//! (readings that arrived before their boot's first correlation are filled in when it
+//! arrives), and each (node, epoch)'s cursor is kept in memory between batches, read and
+//! written back under the one writer lock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use aloft_protocol::{Quality, Quantity, Reading, Record, StoreEpoch, TimeSource};
+use aloft_protocol::{Quantity, Reading, Record, StoreEpoch, TimeSource};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::db::{Db, now_utc_ns};
-
-/// Why the stream store failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// The database failed.
-    #[error("stream database: {0}")]
-    Db(#[from] rusqlite::Error),
-    /// A stored column has an unexpected type (a damaged database).
-    #[error("stored column: {0}")]
-    Column(#[from] rusqlite::types::FromSqlError),
-    /// A record could not be re-encoded or a stored one decoded.
-    #[error("record encoding: {0}")]
-    Encoding(#[from] postcard::Error),
-    /// A stored stream holds an epoch that is not 16 bytes (a damaged database).
-    #[error("stored epoch of {0} bytes, not 16")]
-    BadEpoch(usize),
-    /// A batch reaches past the largest sequence number the store holds.
-    #[error("sequence number {0} is above {MAX_SEQ}, the largest the hub stores")]
-    SeqTooLarge(u64),
-    /// The node does not exist (it was deleted).
-    #[error("no node {0:?}")]
-    NoSuchNode(String),
-}
-
-/// The largest sequence number the hub stores: SQLite integers are signed 64-bit.
-pub const MAX_SEQ: u64 = i64::MAX as u64;
+use super::db::Db;
+use crate::clock::now_utc_ns;
+use crate::storage::streams::{
+    MAX_SEQ, ReadingQuery, ReadingRow, StorageError, StreamGap, StreamStatus, StreamTables, Streams,
+};
 
 /// What the hub knows of one stream between batches: kept in memory, rebuilt from the
 /// database after a restart.
@@ -80,85 +42,18 @@ struct BootState {
     correlation: Option<(i64, i64)>,
 }
 
-/// The stream store.
-#[derive(Debug, Clone)]
-pub struct Streams {
+/// The stream tables in the hub's SQLite database.
+#[derive(Debug)]
+pub struct SqliteStreams {
     db: Db,
-    cursors: Arc<Mutex<HashMap<(String, StoreEpoch), StreamCursor>>>,
+    cursors: Mutex<HashMap<(String, StoreEpoch), StreamCursor>>,
 }
 
-/// One stored reading, as the queries return it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReadingRow {
-    /// The store epoch it belongs to.
-    pub epoch: StoreEpoch,
-    /// Its sequence number.
-    pub seq: u64,
-    /// The sensor's name (from its descriptor; `sensor-N` before any descriptor).
-    pub sensor: String,
-    /// What was measured.
-    pub quantity: Quantity,
-    /// The value, in the quantity's unit.
-    pub value: f64,
-    /// The agent's monotonic time.
-    pub mono_ns: u64,
-    /// UTC, as carried or reconstructed.
-    pub utc_ns: Option<i64>,
-    /// Where `utc_ns` came from.
-    pub source: TimeSource,
-    /// Quality flags.
-    pub quality: Quality,
-}
-
-/// A reading query: by node, optionally sensor, quantity and a UTC range.
-#[derive(Debug, Clone, Default)]
-pub struct ReadingQuery {
-    /// The node.
-    pub node: String,
-    /// Only this sensor (by name).
-    pub sensor: Option<String>,
-    /// Only this quantity.
-    pub quantity: Option<Quantity>,
-    /// Only readings at or after this UTC, ns (readings without UTC are then left out).
-    pub since_utc_ns: Option<i64>,
-    /// Only readings before this UTC, ns.
-    pub until_utc_ns: Option<i64>,
-    /// At most this many.
-    pub limit: Option<u64>,
-}
-
-/// A loss in a node's stream.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamGap {
-    /// A gap record of the agent: something was lost on the node, and why.
-    Recorded {
-        /// The epoch.
-        epoch: StoreEpoch,
-        /// The gap record's number.
-        seq: u64,
-        /// The record.
-        gap: aloft_protocol::Gap,
-    },
-    /// Numbers not yet received: between the watermark and records received beyond it.
-    Unsynced {
-        /// The epoch.
-        epoch: StoreEpoch,
-        /// First missing number.
-        first: u64,
-        /// Last missing number (inclusive).
-        last: u64,
-    },
-}
-
-/// One stream's position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamStatus {
-    /// The epoch.
-    pub epoch: StoreEpoch,
-    /// Its contiguous watermark.
-    pub watermark: Option<u64>,
-    /// When the hub first saw it, ns.
-    pub created_utc_ns: i64,
+impl Streams {
+    /// The stream store on the stream tables of `db`.
+    pub fn sqlite(db: Db) -> Streams {
+        Streams::new(Arc::new(SqliteStreams::new(db)))
+    }
 }
 
 const KIND_READING: i64 = 0;
@@ -203,16 +98,6 @@ fn source_of(code: i64) -> TimeSource {
     }
 }
 
-/// The name of a time source in the API.
-pub fn source_name(s: TimeSource) -> &'static str {
-    match s {
-        TimeSource::SystemClock => "system_clock",
-        TimeSource::Gnss => "gnss",
-        TimeSource::Reconstructed => "reconstructed",
-        _ => "monotonic",
-    }
-}
-
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -224,16 +109,18 @@ fn epoch_of(bytes: Vec<u8>) -> Result<StoreEpoch, StorageError> {
         .map_err(|_| StorageError::BadEpoch(len))
 }
 
-impl Streams {
-    pub(crate) fn new(db: Db) -> Streams {
-        Streams {
+impl SqliteStreams {
+    /// The stream tables of `db`.
+    pub fn new(db: Db) -> SqliteStreams {
+        SqliteStreams {
             db,
-            cursors: Arc::new(Mutex::new(HashMap::new())),
+            cursors: Mutex::new(HashMap::new()),
         }
     }
+}
 
-    /// The contiguous watermark of (node, epoch); `None` when the hub holds nothing of it.
-    pub fn watermark(&self, node: &str, epoch: StoreEpoch) -> Result<Option<u64>, StorageError> {
+impl StreamTables for SqliteStreams {
+    fn watermark(&self, node: &str, epoch: StoreEpoch) -> Result<Option<u64>, StorageError> {
         let conn = self.db.reader()?;
         let w: Option<Option<i64>> = conn
             .query_row(
@@ -245,33 +132,7 @@ impl Streams {
         Ok(w.flatten().and_then(|w| u64::try_from(w).ok()))
     }
 
-    /// Persists a batch's entries (`first..=last`, entries within it, strictly increasing)
-    /// and returns the stream's watermark after it, committed.
-    pub fn ingest(
-        &self,
-        node: &str,
-        epoch: StoreEpoch,
-        first: u64,
-        last: u64,
-        entries: &[(u64, Record)],
-    ) -> Result<Option<u64>, StorageError> {
-        self.ingest_checked(node, epoch, first, last, entries, false)
-    }
-
-    /// [`Streams::ingest`] for a node that must exist in the registry: refused with
-    /// [`StorageError::NoSuchNode`], storing nothing, once the node is deleted.
-    pub fn ingest_registered(
-        &self,
-        node: &str,
-        epoch: StoreEpoch,
-        first: u64,
-        last: u64,
-        entries: &[(u64, Record)],
-    ) -> Result<Option<u64>, StorageError> {
-        self.ingest_checked(node, epoch, first, last, entries, true)
-    }
-
-    fn ingest_checked(
+    fn ingest(
         &self,
         node: &str,
         epoch: StoreEpoch,
@@ -320,11 +181,10 @@ impl Streams {
         })
     }
 
-    /// Every stored record of a node in (epoch, seq) order, to `each`.
-    pub fn dump(
+    fn dump(
         &self,
         node: &str,
-        mut each: impl FnMut(StoreEpoch, u64, Record) -> bool,
+        each: &mut dyn FnMut(StoreEpoch, u64, Record) -> bool,
     ) -> Result<(), StorageError> {
         let conn = self.db.reader()?;
         let mut streams =
@@ -351,12 +211,10 @@ impl Streams {
         Ok(())
     }
 
-    /// Readings matching `query`, in stream order ((epoch, seq)), to `each` until it says
-    /// stop. Streams from the database: nothing is collected in memory.
-    pub fn readings(
+    fn readings(
         &self,
         query: &ReadingQuery,
-        mut each: impl FnMut(ReadingRow) -> bool,
+        each: &mut dyn FnMut(ReadingRow) -> bool,
     ) -> Result<(), StorageError> {
         let conn = self.db.reader()?;
         let mut sql = String::from(
@@ -439,8 +297,7 @@ impl Streams {
         Ok(())
     }
 
-    /// The node's gaps: gap records of the agent and numbers not yet received.
-    pub fn gaps(&self, node: &str) -> Result<Vec<StreamGap>, StorageError> {
+    fn gaps(&self, node: &str) -> Result<Vec<StreamGap>, StorageError> {
         let conn = self.db.reader()?;
         let mut out = Vec::new();
         let mut streams = conn
@@ -487,8 +344,7 @@ impl Streams {
         Ok(out)
     }
 
-    /// The node's streams (one per store epoch it has sent).
-    pub fn streams(&self, node: &str) -> Result<Vec<StreamStatus>, StorageError> {
+    fn streams(&self, node: &str) -> Result<Vec<StreamStatus>, StorageError> {
         let conn = self.db.reader()?;
         let mut stmt = conn.prepare(
             "SELECT epoch, watermark, created_utc_ns FROM streams WHERE node = ?1 ORDER BY created_utc_ns, epoch",
@@ -773,7 +629,7 @@ fn advance_watermark(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aloft_protocol::{SensorId, Timestamp};
+    use aloft_protocol::{Quality, SensorId, Timestamp};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -821,7 +677,7 @@ mod tests {
             // tmpfs where there is one: this is about logic, not fsync (one per batch).
             let shm = std::path::Path::new("/dev/shm");
             let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
-            let streams = Streams::new(Db::open(dir.path()).unwrap());
+            let streams = Streams::sqlite(Db::open(dir.path()).unwrap());
             let epoch = StoreEpoch([1; 16]);
             let deliveries: Vec<usize> = std::iter::once(0)
                 .chain(order.into_iter().map(|i| i % ranges.len()))
@@ -870,7 +726,7 @@ mod tests {
         ) {
             let shm = std::path::Path::new("/dev/shm");
             let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
-            let streams = Streams::new(Db::open(dir.path()).unwrap());
+            let streams = Streams::sqlite(Db::open(dir.path()).unwrap());
             let epoch = StoreEpoch([2; 16]);
             let last = first.saturating_add(len);
             let entries: Vec<_> = (first..=last).map(|s| (s, reading(s, 1))).collect();
@@ -893,7 +749,7 @@ mod tests {
     fn a_registered_ingest_refuses_a_node_that_does_not_exist() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let streams = Streams::new(db.clone());
+        let streams = Streams::sqlite(db.clone());
         let epoch = StoreEpoch([3; 16]);
         let entries = [(0, reading(0, 1))];
         assert!(matches!(

@@ -8,10 +8,10 @@
 use aloft_protocol::sync::SensorReport;
 use serde_json::{Value, json};
 
-use super::store::{Actor, CommandRow, DesiredRow, EventRow};
-use crate::db::rfc3339;
-use crate::registry::{LatestValue, NodeStatus};
-use crate::storage::source_name;
+use crate::clock::rfc3339;
+use crate::nodes::registry::{LatestValue, NodeStatus};
+use crate::storage::control::{Actor, CommandRow, DesiredRow, EventRow};
+use crate::storage::streams::source_name;
 use crate::tokens::TokenInfo;
 
 /// The API group and version.

@@ -1,5 +1,5 @@
-//! The control layer's own database: `control.sqlite` in the hub's data directory, holding
-//! commands, desired sensor state and the audit trail.
+//! The control tables in SQLite: `control.sqlite` in the hub's data directory, holding
+//! commands, desired sensor state and the audit trail ([`ControlTables`]).
 //!
 //! A file of its own, not tables in `hub.sqlite`: that file's single writer is busy with
 //! whole batches of a draining backlog (thousands of records a transaction), and an
@@ -17,7 +17,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::phase::Phase;
+use crate::storage::control::{
+    Actor, CommandRow, ControlTables, DesiredRow, EventRow, Phase, TablesError,
+};
 
 /// The file name in the data directory.
 pub const CONTROL_FILE: &str = "control.sqlite";
@@ -76,113 +78,9 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE INDEX IF NOT EXISTS events_by_node ON events(node, seq);
 ";
 
-/// Who did something: a token and its role (or the hub itself, or a node).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// The token's id (`hub` for the hub's own actions such as expiry).
-    pub token: String,
-    /// Its role's name.
-    pub role: String,
-}
-
-impl Actor {
-    /// The hub itself.
-    pub fn hub() -> Actor {
-        Actor {
-            token: "hub".into(),
-            role: "hub".into(),
-        }
-    }
-
-    /// A node's agent, through its session.
-    pub fn node(node: &str) -> Actor {
-        Actor {
-            token: format!("node/{node}"),
-            role: "node".into(),
-        }
-    }
-}
-
-/// A stored command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandRow {
-    /// Its id (`cmd-` and 12 hex digits).
-    pub id: String,
-    /// The node.
-    pub node: String,
-    /// The sensor to restart.
-    pub sensor: String,
-    /// Power-cycle first.
-    pub hard: bool,
-    /// Its time to live, s.
-    pub ttl_s: u64,
-    /// When it was created, ns.
-    pub created_ns: i64,
-    /// When it expires, ns.
-    pub expires_ns: i64,
-    /// Where it is.
-    pub phase: Phase,
-    /// The agent's or hub's words on its phase.
-    pub message: String,
-    /// Who created it.
-    pub actor: Actor,
-    /// When the agent acked it, ns.
-    pub delivered_ns: Option<i64>,
-    /// When it ended, ns.
-    pub finished_ns: Option<i64>,
-    /// Bumped at every change.
-    pub revision: u64,
-}
-
-/// A sensor's desired state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredRow {
-    /// The node.
-    pub node: String,
-    /// The sensor's name.
-    pub sensor: String,
-    /// Bumped at every change of the spec.
-    pub generation: u64,
-    /// Desired interval, ms.
-    pub interval_ms: Option<u32>,
-    /// Desired enabled flag.
-    pub enabled: Option<bool>,
-    /// The generation the agent reported applied.
-    pub observed_generation: Option<u64>,
-    /// Why the agent refused (part of) it.
-    pub refused: Option<String>,
-    /// When first set, ns.
-    pub created_ns: i64,
-    /// When last changed, ns.
-    pub updated_ns: i64,
-}
-
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventRow {
-    /// Its number (grows).
-    pub seq: u64,
-    /// When, ns.
-    pub time_ns: i64,
-    /// Who.
-    pub actor: Actor,
-    /// What (`create`, `cancel`, `set`, `deliver`, `succeed`, `revoke`, ...).
-    pub action: String,
-    /// The object's kind (`Command`, `Sensor`, `Node`, `Token`).
-    pub object_kind: String,
-    /// The object's name.
-    pub object_name: String,
-    /// The node it concerns.
-    pub node: Option<String>,
-    /// `ok`, `denied`, `failed`, or a command's phase.
-    pub outcome: String,
-    /// Details.
-    pub message: String,
-}
-
-/// The control database.
+/// The control tables in `control.sqlite`.
 #[derive(Debug)]
-pub struct ControlStore {
+pub struct SqliteControl {
     conn: Mutex<Connection>,
 }
 
@@ -255,13 +153,13 @@ fn event_of(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
-impl ControlStore {
+impl SqliteControl {
     /// Opens (creating) `control.sqlite` in the data directory.
-    pub fn open(data_dir: &Path) -> rusqlite::Result<ControlStore> {
+    pub fn open(data_dir: &Path) -> Result<SqliteControl, TablesError> {
         let conn = Connection::open(data_dir.join(CONTROL_FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(ControlStore {
+        Ok(SqliteControl {
             conn: Mutex::new(conn),
         })
     }
@@ -269,13 +167,14 @@ impl ControlStore {
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
+    ) -> Result<T, TablesError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut conn)
+        Ok(f(&mut conn)?)
     }
+}
 
-    /// Stores a new command and its audit event in one transaction.
-    pub fn insert_command(&self, command: &CommandRow, event: &EventRow) -> rusqlite::Result<()> {
+impl ControlTables for SqliteControl {
+    fn insert_command(&self, command: &CommandRow, event: &EventRow) -> Result<(), TablesError> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -302,8 +201,7 @@ impl ControlStore {
         })
     }
 
-    /// One command.
-    pub fn command(&self, id: &str) -> rusqlite::Result<Option<CommandRow>> {
+    fn command(&self, id: &str) -> Result<Option<CommandRow>, TablesError> {
         self.with(|conn| {
             conn.query_row(
                 &format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE id = ?1"),
@@ -314,8 +212,7 @@ impl ControlStore {
         })
     }
 
-    /// Commands, oldest first; of one node when given; at most `limit` newest.
-    pub fn commands(&self, node: Option<&str>, limit: u32) -> rusqlite::Result<Vec<CommandRow>> {
+    fn commands(&self, node: Option<&str>, limit: u32) -> Result<Vec<CommandRow>, TablesError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT * FROM (SELECT {COMMAND_COLUMNS} FROM commands WHERE (?1 IS NULL OR node = ?1) ORDER BY created_ns DESC, id DESC LIMIT ?2) ORDER BY created_ns, id"
@@ -325,8 +222,7 @@ impl ControlStore {
         })
     }
 
-    /// Commands of a node in a phase, oldest first.
-    pub fn commands_in(&self, node: &str, phase: Phase) -> rusqlite::Result<Vec<CommandRow>> {
+    fn commands_in(&self, node: &str, phase: Phase) -> Result<Vec<CommandRow>, TablesError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COMMAND_COLUMNS} FROM commands WHERE node = ?1 AND phase = ?2 ORDER BY created_ns, id"
@@ -336,8 +232,7 @@ impl ControlStore {
         })
     }
 
-    /// Pending commands whose expiry is at or before `now_ns`, all nodes.
-    pub fn due_for_expiry(&self, now_ns: i64) -> rusqlite::Result<Vec<CommandRow>> {
+    fn due_for_expiry(&self, now_ns: i64) -> Result<Vec<CommandRow>, TablesError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COMMAND_COLUMNS} FROM commands WHERE phase = 'Pending' AND expires_ns <= ?1"
@@ -347,10 +242,7 @@ impl ControlStore {
         })
     }
 
-    /// Moves a command to a phase if it is still in `from` (compare-and-set: two sessions or
-    /// the expiry ticker racing cannot both win), with its audit event; the updated command,
-    /// or `None` when it was no longer in `from`.
-    pub fn transition(
+    fn transition(
         &self,
         id: &str,
         from: Phase,
@@ -358,7 +250,7 @@ impl ControlStore {
         message: &str,
         now_ns: i64,
         event: &EventRow,
-    ) -> rusqlite::Result<Option<CommandRow>> {
+    ) -> Result<Option<CommandRow>, TablesError> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             let changed = tx.execute(
@@ -382,8 +274,7 @@ impl ControlStore {
         })
     }
 
-    /// A sensor's desired state.
-    pub fn desired_one(&self, node: &str, sensor: &str) -> rusqlite::Result<Option<DesiredRow>> {
+    fn desired_one(&self, node: &str, sensor: &str) -> Result<Option<DesiredRow>, TablesError> {
         self.with(|conn| {
             conn.query_row(
                 &format!("SELECT {DESIRED_COLUMNS} FROM desired WHERE node = ?1 AND sensor = ?2"),
@@ -394,8 +285,7 @@ impl ControlStore {
         })
     }
 
-    /// Every desired sensor of a node (or of all nodes), by node and name.
-    pub fn desired(&self, node: Option<&str>) -> rusqlite::Result<Vec<DesiredRow>> {
+    fn desired(&self, node: Option<&str>) -> Result<Vec<DesiredRow>, TablesError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {DESIRED_COLUMNS} FROM desired WHERE (?1 IS NULL OR node = ?1) ORDER BY node, sensor"
@@ -405,9 +295,7 @@ impl ControlStore {
         })
     }
 
-    /// Writes a sensor's desired state (its generation already bumped by the caller) with
-    /// its audit event.
-    pub fn put_desired(&self, row: &DesiredRow, event: &EventRow) -> rusqlite::Result<()> {
+    fn put_desired(&self, row: &DesiredRow, event: &EventRow) -> Result<(), TablesError> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
@@ -432,14 +320,13 @@ impl ControlStore {
         })
     }
 
-    /// Records what the agent reports applied; `true` if anything changed.
-    pub fn observe(
+    fn observe(
         &self,
         node: &str,
         sensor: &str,
         generation: u64,
         refused: Option<&str>,
-    ) -> rusqlite::Result<bool> {
+    ) -> Result<bool, TablesError> {
         self.with(|conn| {
             let changed = conn.execute(
                 "UPDATE desired SET observed_generation = ?3, refused = ?4
@@ -451,14 +338,12 @@ impl ControlStore {
         })
     }
 
-    /// Removes one sensor's desired state, with its audit event, in one transaction;
-    /// `false` if there was none.
-    pub fn delete_desired(
+    fn delete_desired(
         &self,
         node: &str,
         sensor: &str,
         event: &EventRow,
-    ) -> rusqlite::Result<bool> {
+    ) -> Result<bool, TablesError> {
         self.with(|conn| {
             let tx = conn.transaction()?;
             let deleted = tx.execute(
@@ -478,8 +363,7 @@ impl ControlStore {
         })
     }
 
-    /// Whether the node's last desired entry was deleted (it is sent an empty spec).
-    pub fn desired_cleared(&self, node: &str) -> rusqlite::Result<bool> {
+    fn desired_cleared(&self, node: &str) -> Result<bool, TablesError> {
         self.with(|conn| {
             conn.query_row(
                 "SELECT 1 FROM desired_cleared WHERE node = ?1",
@@ -491,26 +375,23 @@ impl ControlStore {
         })
     }
 
-    /// Removes a node's desired state (the node was deleted).
-    pub fn forget_desired(&self, node: &str) -> rusqlite::Result<usize> {
+    fn forget_desired(&self, node: &str) -> Result<usize, TablesError> {
         self.with(|conn| {
             conn.execute("DELETE FROM desired_cleared WHERE node = ?1", params![node])?;
             conn.execute("DELETE FROM desired WHERE node = ?1", params![node])
         })
     }
 
-    /// Appends an audit event.
-    pub fn add_event(&self, event: &EventRow) -> rusqlite::Result<()> {
+    fn add_event(&self, event: &EventRow) -> Result<(), TablesError> {
         self.with(|conn| insert_event(conn, event))
     }
 
-    /// The newest `limit` events (of a node when given), oldest first, after `after`.
-    pub fn events(
+    fn events(
         &self,
         node: Option<&str>,
         after: u64,
         limit: u32,
-    ) -> rusqlite::Result<Vec<EventRow>> {
+    ) -> Result<Vec<EventRow>, TablesError> {
         self.with(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT * FROM (SELECT seq, time_ns, actor_token, actor_role, action, object_kind, object_name, node, outcome, message

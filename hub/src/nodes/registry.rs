@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, SensorReport};
 use aloft_protocol::{Quantity, Reading, SensorId};
-use rusqlite::{OptionalExtension, params};
 
-use crate::db::{Db, hex, now_utc_ns};
-use crate::storage::{StorageError, StreamStatus, Streams};
+use crate::clock::{hex, now_utc_ns};
+use crate::storage::TablesError;
+use crate::storage::nodes::{NodeRow, NodeTables};
+use crate::storage::streams::{StorageError, StreamStatus, Streams};
 use crate::tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// Most (sensor, quantity) newest values and sensor names kept per node: far above any
@@ -28,7 +29,7 @@ const MAX_LIVE_KEYS: usize = 4096;
 pub enum RegistryError {
     /// The database failed.
     #[error("registry database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] TablesError),
     /// A token could not be made or revoked.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -176,7 +177,7 @@ pub struct NodeCreated {
 /// The registry.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    db: Db,
+    tables: Arc<dyn NodeTables>,
     tokens: Tokens,
     streams: Streams,
     live: Arc<Mutex<HashMap<String, Live>>>,
@@ -192,9 +193,10 @@ impl Registry {
     /// The registry; warns once of every node whose name breaks the grammar of names
     /// (created by an older hub that allowed `_` and `.`): such nodes keep their streams
     /// and sessions, and their `Node` resource says so in a condition.
-    pub(crate) fn new(db: Db, tokens: Tokens, streams: Streams) -> Registry {
+    /// The registry of `tables`, which holds the nodes.
+    pub fn new(tables: Arc<dyn NodeTables>, tokens: Tokens, streams: Streams) -> Registry {
         let registry = Registry {
-            db,
+            tables,
             tokens,
             streams,
             live: Arc::new(Mutex::new(HashMap::new())),
@@ -213,11 +215,7 @@ impl Registry {
 
     /// Nodes whose names break the grammar of names (made before it was enforced), by name.
     pub fn misnamed_nodes(&self) -> Result<Vec<String>, RegistryError> {
-        let conn = self.db.reader()?;
-        let mut stmt = conn.prepare("SELECT name FROM nodes ORDER BY name")?;
-        let names: Vec<String> = stmt
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        let names = self.tables.names()?;
         Ok(names.into_iter().filter(|n| !valid_node_name(n)).collect())
     }
 
@@ -229,13 +227,7 @@ impl Registry {
     /// Creates a node and its first token.
     pub fn create_node(&self, name: &str) -> Result<NodeCreated, RegistryError> {
         check_name("node", name).map_err(RegistryError::InvalidName)?;
-        let inserted = self.db.write(|conn| {
-            conn.execute(
-                "INSERT OR IGNORE INTO nodes(name, created_utc_ns) VALUES (?1, ?2)",
-                params![name, now_utc_ns()],
-            )
-        })?;
-        if inserted == 0 {
+        if !self.tables.insert(name, now_utc_ns())? {
             return Err(RegistryError::Exists(name.to_owned()));
         }
         let (token, secret) =
@@ -252,39 +244,26 @@ impl Registry {
     /// Deletes a node and revokes its tokens (its stored stream stays, for the record);
     /// `false` if there was no such node.
     pub fn delete_node(&self, name: &str) -> Result<bool, RegistryError> {
-        let deleted = self
-            .db
-            .write(|conn| conn.execute("DELETE FROM nodes WHERE name = ?1", params![name]))?;
+        let deleted = self.tables.delete(name)?;
         self.tokens.revoke_node(name)?;
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        if deleted > 0 {
+        if deleted {
             tracing::info!(node = name, "Node deleted.");
         }
-        Ok(deleted > 0)
+        Ok(deleted)
     }
 
     /// Whether a node exists.
     pub fn exists(&self, name: &str) -> Result<bool, RegistryError> {
-        let conn = self.db.reader()?;
-        Ok(conn
-            .query_row("SELECT 1 FROM nodes WHERE name = ?1", params![name], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some())
+        Ok(self.tables.exists(name)?)
     }
 
     /// Every node, by name.
     pub fn nodes(&self) -> Result<Vec<NodeStatus>, RegistryError> {
-        let names: Vec<String> = {
-            let conn = self.db.reader()?;
-            let mut stmt = conn.prepare("SELECT name FROM nodes ORDER BY name")?;
-            stmt.query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let names = self.tables.names()?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some(node) = self.node(&name)? {
@@ -296,17 +275,13 @@ impl Registry {
 
     /// One node, `None` if it does not exist.
     pub fn node(&self, name: &str) -> Result<Option<NodeStatus>, RegistryError> {
-        type Row = (i64, Option<i64>, Option<String>, Option<String>);
-        let row: Option<Row> = {
-            let conn = self.db.reader()?;
-            conn.query_row(
-                "SELECT created_utc_ns, last_seen_utc_ns, agent_version, boot_id FROM nodes WHERE name = ?1",
-                params![name],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .optional()?
-        };
-        let Some((created, last_seen, agent_version, boot)) = row else {
+        let Some(NodeRow {
+            created_utc_ns: created,
+            last_seen_utc_ns: last_seen,
+            agent_version,
+            boot_id: boot,
+        }) = self.tables.get(name)?
+        else {
             return Ok(None);
         };
         let streams = self.streams.streams(name)?;
@@ -357,12 +332,8 @@ impl Registry {
             live.boot = Some(boot.clone());
             live.epoch = Some(hex(&hello.epoch.0));
         });
-        self.db.write(|conn| {
-            conn.execute(
-                "UPDATE nodes SET last_seen_utc_ns = ?2, agent_version = ?3, boot_id = ?4 WHERE name = ?1",
-                params![node, now, hello.agent_version, boot],
-            )
-        })?;
+        self.tables
+            .session_started(node, now, &hello.agent_version, &boot)?;
         Ok(())
     }
 
@@ -374,12 +345,7 @@ impl Registry {
             live.session_started_utc_ns = None;
             live.last_seen_utc_ns = Some(now);
         });
-        self.db.write(|conn| {
-            conn.execute(
-                "UPDATE nodes SET last_seen_utc_ns = ?2 WHERE name = ?1",
-                params![node, now],
-            )
-        })?;
+        self.tables.seen(node, now)?;
         Ok(())
     }
 
@@ -450,13 +416,23 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::sqlite::{Db, SqliteNodes, SqliteTokens};
+
+    fn sqlite_registry(db: Db) -> Registry {
+        let tokens = Tokens::new(Arc::new(SqliteTokens::new(db.clone())));
+        Registry::new(
+            Arc::new(SqliteNodes::new(db.clone())),
+            tokens,
+            Streams::sqlite(db),
+        )
+    }
 
     #[test]
     fn a_node_cannot_grow_the_live_view_without_bound() {
         use aloft_protocol::{Quality, Timestamp};
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = sqlite_registry(db);
         registry.create_node("glider").unwrap();
         let reading = |sensor: u16| Reading {
             sensor: SensorId(sensor),
@@ -494,7 +470,7 @@ mod tests {
             )
         })
         .unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = sqlite_registry(db);
         assert_eq!(registry.misnamed_nodes().unwrap(), ["glider_2.alps"]);
         let node = registry.node("glider_2.alps").unwrap().unwrap();
         let problem = node.name_problem.unwrap();
@@ -508,7 +484,7 @@ mod tests {
         use aloft_protocol::{SensorState, Timestamp};
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = sqlite_registry(db);
         registry.create_node("glider").unwrap();
         let report = |name: &str| SensorReport {
             sensor: SensorId(1),
@@ -545,7 +521,7 @@ mod tests {
     fn a_node_cannot_be_created_under_a_name_the_agent_would_refuse() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let registry = Registry::new(db.clone(), Tokens::new(db.clone()), Streams::new(db));
+        let registry = sqlite_registry(db);
         for bad in ["glider_2", "glider.alps", "Glider", "-g", "g-", ""] {
             let err = registry.create_node(bad).unwrap_err();
             assert!(

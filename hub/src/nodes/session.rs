@@ -38,10 +38,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::Hub;
-use crate::db::now_utc_ns;
-use crate::node_control::NodeControl;
-use crate::sessions::{Attached, SessionSignal};
-use crate::storage::{MAX_SEQ, StorageError};
+use crate::clock::now_utc_ns;
+use crate::nodes::connected::{Attached, SessionSignal};
+use crate::nodes::control_seam::NodeControl;
+use crate::storage::streams::{MAX_SEQ, StorageError};
 
 /// How long a new connection may take to say hello.
 pub const HELLO_DEADLINE: Duration = Duration::from_secs(30);
@@ -158,7 +158,7 @@ pub async fn run(
     tracing::info!(
         node,
         session = attached.id,
-        epoch = %crate::db::hex(&epoch.0),
+        epoch = %crate::clock::hex(&epoch.0),
         watermark = ?watermark,
         first_unacked = hello.first_unacked,
         durable_end = hello.durable_end,
@@ -258,14 +258,14 @@ async fn receive_hello(
             // The hello's name is the agent's to choose: shown bounded and escaped, and
             // said to break the grammar when it does (the token's node may be one made
             // before the grammar was enforced: that one is still served).
-            let problem = crate::registry::check_name("node", &hello.node)
+            let problem = crate::nodes::registry::check_name("node", &hello.node)
                 .err()
                 .map_or(String::new(), |e| format!(" ({e})"));
             return Err(Refusal::new(
                 RefusalCode::WrongNode,
                 format!(
                     "hello names node {} but the token is node {node:?}'s{problem}",
-                    crate::registry::shown_name(&hello.node)
+                    crate::nodes::registry::shown_name(&hello.node)
                 ),
             ));
         }

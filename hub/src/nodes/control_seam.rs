@@ -1,6 +1,8 @@
 //! The seam between sessions and the control layer (commands, desired state,
 //! logs): the session asks it what to send when a node connects and hands it every control
-//! message the node sends. The hub runs without one ([`NoControl`]).
+//! message the node sends. Defined here, on the sessions' side, so that the dependency runs
+//! one way: the control layer names the nodes (it pushes through [`crate::Sessions`]),
+//! the nodes never name the control layer. The hub runs without one ([`NoControl`]).
 //!
 //! Invariant: implementations must not block for long: they run on the session's task.
 
