@@ -31,7 +31,7 @@ use crate::node_control::NodeControl;
 use crate::tokens::{Principal, Role};
 
 /// The API group and version of every resource.
-pub const API_VERSION: &str = "aloft.dev/v1";
+pub const API_VERSION: &str = aloft_api::API_VERSION;
 
 /// What every route handler can reach.
 #[derive(Debug, Clone)]
@@ -121,14 +121,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": "Status",
-            "status": "Failure",
-            "reason": self.reason,
-            "message": self.message,
-            "code": self.status.as_u16(),
-        });
+        let body = aloft_api::Status::failure(self.reason, self.message, self.status.as_u16());
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -218,6 +211,6 @@ impl FromRequestParts<ApiState> for Caller {
 }
 
 /// Metadata timestamps in RFC 3339.
-pub fn timestamp(utc_ns: Option<i64>) -> serde_json::Value {
-    utc_ns.map_or(serde_json::Value::Null, |ns| crate::db::rfc3339(ns).into())
+pub fn timestamp(utc_ns: Option<i64>) -> Option<String> {
+    utc_ns.map(crate::db::rfc3339)
 }

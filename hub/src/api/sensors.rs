@@ -6,11 +6,11 @@
 //! Invariant: a sensor is listed if its node reported it or the hub has desired state for
 //! it, so a `set` made before the node ever connected is visible.
 
+use aloft_api::{List, Sensor};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{ApiError, ApiState, Caller, Query};
 use crate::control::http::{self, WatchQuery, Watched};
@@ -46,7 +46,7 @@ fn read(
     control: &Control,
     node: Option<&str>,
     sensor: Option<&str>,
-) -> Result<Vec<Value>, ControlError> {
+) -> Result<Vec<Sensor>, ControlError> {
     let nodes = match node {
         Some(name) => vec![
             control
@@ -62,7 +62,7 @@ fn read(
         let desired = control.desired(Some(&status.name))?;
         let mut sensors = resources::sensors(status, &desired, now);
         if let Some(sensor) = sensor {
-            sensors.retain(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(sensor));
+            sensors.retain(|s| s.metadata.name == sensor);
         }
         out.extend(sensors);
     }
@@ -84,8 +84,8 @@ fn answer(
     }
     if !watch.watch {
         return Ok(match sensor {
-            Some(_) => Json(objects.into_iter().next().unwrap_or(Value::Null)).into_response(),
-            None => Json(resources::list("Sensor", objects)).into_response(),
+            Some(_) => Json(objects.into_iter().next()).into_response(),
+            None => Json(List::of(objects)).into_response(),
         });
     }
     let reader = control.clone();

@@ -20,12 +20,13 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aloft_api::{DeletedObject, ObjectMeta, Resource, Version, WatchEvent, WatchEventType};
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -72,13 +73,9 @@ pub fn routes(control: Control) -> Router<ApiState> {
         .layer(Extension(control))
 }
 
-async fn version(caller: Caller) -> Result<axum::Json<Value>, ApiError> {
+async fn version(caller: Caller) -> Result<axum::Json<Version>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(axum::Json(json!({
-        "apiVersion": super::resources::API_VERSION,
-        "kind": "Version",
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
+    Ok(axum::Json(Version::new(env!("CARGO_PKG_VERSION"))))
 }
 
 impl From<ControlError> for ApiError {
@@ -185,22 +182,22 @@ impl WatchQuery {
 }
 
 /// What a watch re-reads and how it compares.
-pub struct Watched {
+pub struct Watched<T> {
     /// The current objects.
-    pub read: Box<dyn FnMut() -> Result<Vec<Value>, ControlError> + Send>,
+    pub read: Box<dyn FnMut() -> Result<Vec<T>, ControlError> + Send>,
     /// The object's identity.
-    pub key: fn(&Value) -> String,
+    pub key: fn(&T) -> String,
     /// What counts as a change of it.
-    pub fingerprint: fn(&Value) -> String,
+    pub fingerprint: fn(&T) -> String,
     /// Ends the watch once every object is final (a waited-for command).
-    pub until: Option<fn(&Value) -> bool>,
+    pub until: Option<fn(&T) -> bool>,
     /// Re-read at least this often, for changes the control layer does not signal.
     pub poll: Option<Duration>,
     /// Report objects that left the list (not for a sliding window of events).
     pub deletions: bool,
 }
 
-impl std::fmt::Debug for Watched {
+impl<T> std::fmt::Debug for Watched<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watched")
             .field("poll", &self.poll)
@@ -209,41 +206,39 @@ impl std::fmt::Debug for Watched {
 }
 
 /// A resource's `metadata.name`: the key a watch tells its objects apart by.
-pub fn name_key(resource: &Value) -> String {
-    metadata_str(resource, "name")
+pub fn name_key<T: Resource>(resource: &T) -> String {
+    resource.metadata().name.clone()
 }
 
 /// A resource's `metadata.uid`, for resources whose names repeat across nodes.
-pub fn uid_key(resource: &Value) -> String {
-    metadata_str(resource, "uid")
+pub fn uid_key<T: Resource>(resource: &T) -> String {
+    resource.metadata().uid.clone().unwrap_or_default()
 }
 
-fn metadata_str(resource: &Value, field: &str) -> String {
-    resource
-        .get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+/// One watch line: the event as JSON and a newline.
+fn watch_line<T: Serialize>(kind: WatchEventType, object: &T) -> String {
+    let mut line = serde_json::to_string(&WatchEvent { kind, object }).unwrap_or_default();
+    line.push('\n');
+    line
 }
 
 /// Streams a watch as NDJSON.
-pub fn stream(
+pub fn stream<T: Serialize + Send + Sync + 'static>(
     control: &Control,
     shutdown: watch::Receiver<bool>,
     query: WatchQuery,
-    watched: Watched,
+    watched: Watched<T>,
 ) -> Response {
     stream_with(control, shutdown, query, watched, None)
 }
 
 /// [`stream`], also re-reading when `also` changes (a change the control layer does not
 /// signal, such as a node's live state).
-pub fn stream_with(
+pub fn stream_with<T: Serialize + Send + Sync + 'static>(
     control: &Control,
     mut shutdown: watch::Receiver<bool>,
     query: WatchQuery,
-    mut watched: Watched,
+    mut watched: Watched<T>,
     mut also: Option<watch::Receiver<u64>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(64);
@@ -268,13 +263,13 @@ pub fn stream_with(
                 let key = (watched.key)(object);
                 let print = (watched.fingerprint)(object);
                 let kind = match seen.get(&key) {
-                    None => Some("ADDED"),
-                    Some(old) if *old != print => Some("MODIFIED"),
+                    None => Some(WatchEventType::Added),
+                    Some(old) if *old != print => Some(WatchEventType::Modified),
                     Some(_) => None,
                 };
                 present.insert(key, print);
                 if let Some(kind) = kind {
-                    let line = format!("{}\n", json!({ "type": kind, "object": object }));
+                    let line = watch_line(kind, object);
                     if tx.send(Ok(line)).await.is_err() {
                         return;
                     }
@@ -282,10 +277,10 @@ pub fn stream_with(
             }
             if !first && watched.deletions {
                 for key in seen.keys().filter(|k| !present.contains_key(*k)) {
-                    let line = format!(
-                        "{}\n",
-                        json!({ "type": "DELETED", "object": { "metadata": { "name": key } } })
-                    );
+                    let gone = DeletedObject {
+                        metadata: ObjectMeta::named(key.as_str()),
+                    };
+                    let line = watch_line(WatchEventType::Deleted, &gone);
                     if tx.send(Ok(line)).await.is_err() {
                         return;
                     }
