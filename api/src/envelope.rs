@@ -74,6 +74,19 @@ pub struct WatchEvent<T> {
     pub object: T,
 }
 
+/// Any object's kind and metadata, whatever its spec and status (Kubernetes'
+/// `PartialObjectMetadata`): what a client needs to name an object of any kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PartialObjectMetadata {
+    /// [`API_VERSION`].
+    pub api_version: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its metadata.
+    pub metadata: ObjectMeta,
+}
+
 /// The object of a `DELETED` watch event: only `metadata.name`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedObject {

@@ -31,7 +31,9 @@ pub use command::{Actor, Command, CommandSpec, CommandStatus};
 pub use desired::{
     DesiredSensor, DesiredState, DesiredStateSpec, DesiredStateStatus, ObservedSensor,
 };
-pub use envelope::{DeletedObject, List, Status, Version, WatchEvent, WatchEventType};
+pub use envelope::{
+    DeletedObject, List, PartialObjectMetadata, Status, Version, WatchEvent, WatchEventType,
+};
 pub use event::{Event, EventSpec, EventStatus, ObjectReference};
 pub use meta::{ListMeta, ObjectMeta};
 pub use node::{
