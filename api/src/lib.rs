@@ -23,6 +23,7 @@ pub mod event;
 pub mod meta;
 pub mod node;
 pub mod query;
+pub mod request;
 pub mod sensor;
 pub mod text;
 pub mod token;
@@ -41,6 +42,10 @@ pub use node::{
     NodeStatus, StreamStatus,
 };
 pub use query::{Gap, LogLine, Reading, SeqRange, TimeSpan};
+pub use request::{
+    CommandRequest, CommandRequestSpec, NodeRequest, NodeRequestMeta, TokenRequest,
+    TokenRequestSpec,
+};
 pub use sensor::{Sensor, SensorSpec, SensorStatus, SensorValue};
 pub use token::{Token, TokenSpec, TokenStatus};
 

@@ -9,8 +9,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use aloft_api::{
-    Command, List, LogLine, Node, PartialObjectMetadata, Sensor, Token, Version, WatchEvent,
-    WatchEventType,
+    API_VERSION, Command, CommandRequest, CommandRequestSpec, List, LogLine, Node, NodeRequest,
+    NodeRequestMeta, PartialObjectMetadata, Sensor, Token, TokenRequest, TokenRequestSpec, Version,
+    WatchEvent, WatchEventType,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -508,16 +509,16 @@ impl Invocation<'_> {
     fn restart(&self, args: &RestartArgs, out: &mut dyn Write) -> Result<(), CtlError> {
         let hub = self.hub()?;
         let node = self.node_for(&hub, args.node.as_ref())?;
-        let body = json!({
-            "apiVersion": manifest::API_VERSION,
-            "kind": "Command",
-            "spec": {
-                "action": "restartSensor",
-                "sensor": args.name,
-                "hard": args.hard,
-                "ttlSeconds": ttl_seconds(args.ttl)?,
-            }
-        });
+        let body = CommandRequest {
+            api_version: Some(API_VERSION.to_owned()),
+            kind: Some("Command".to_owned()),
+            spec: CommandRequestSpec {
+                action: "restartSensor".to_owned(),
+                sensor: args.name.clone(),
+                hard: args.hard,
+                ttl_seconds: Some(ttl_seconds(args.ttl)?),
+            },
+        };
         let command = hub.post(&format!("/api/v1/nodes/{}/commands", segment(&node)), &body)?;
         let created: Command = read_as(&command);
         let id = created.metadata.name.clone();
@@ -902,7 +903,11 @@ impl Invocation<'_> {
             CreateWhat::Node { name } => {
                 let node = hub.post(
                     "/api/v1/nodes",
-                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Node", "metadata": {"name": name}}),
+                    &NodeRequest {
+                        api_version: Some(API_VERSION.to_owned()),
+                        kind: Some("Node".to_owned()),
+                        metadata: NodeRequestMeta { name: name.clone() },
+                    },
                 )?;
                 let token = read_as::<Node>(&node).status.token.unwrap_or_default();
                 (node, token)
@@ -910,7 +915,14 @@ impl Invocation<'_> {
             CreateWhat::Token { role, description } => {
                 let token = hub.post(
                     "/api/v1/tokens",
-                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Token", "spec": {"role": role, "description": description}}),
+                    &TokenRequest {
+                        api_version: Some(API_VERSION.to_owned()),
+                        kind: Some("Token".to_owned()),
+                        spec: TokenRequestSpec {
+                            role: role.clone(),
+                            description: description.clone(),
+                        },
+                    },
                 )?;
                 let secret = read_as::<Token>(&token).status.secret.unwrap_or_default();
                 (token, secret)
