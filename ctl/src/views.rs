@@ -339,7 +339,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::output::is_terminal_control;
+    use crate::output::{is_terminal_control, read_as};
 
     fn hostile_text() -> impl Strategy<Value = String> {
         let special = prop::sample::select(vec![
@@ -371,6 +371,78 @@ mod tests {
             prop_assert_eq!(text.matches('\n').count(), lines.len());
             prop_assert!(!text.chars().any(|c| c != '\n' && is_terminal_control(c)), "{:?}", text);
         }
+
+        #[test]
+        fn objects_of_any_shape_show_one_row_each_in_every_kind_of_table(
+            items in prop::collection::vec(hub_object(), 0..5),
+            wide in any::<bool>(),
+        ) {
+            for kind in [Kind::Nodes, Kind::Sensors, Kind::Commands, Kind::Events, Kind::Tokens] {
+                let text = table(kind, &items, wide, SystemTime::UNIX_EPOCH).render(true);
+                prop_assert_eq!(text.lines().count(), items.len() + 1, "{:?}: {}", kind, text);
+            }
+            let text = values(&items).render(false);
+            let shown: usize = items
+                .iter()
+                .map(|i| read_as::<Sensor>(i).status.values.len())
+                .sum();
+            prop_assert_eq!(text.lines().count(), shown);
+        }
+    }
+
+    /// What a hub, an older or newer one, or a broken one might answer: the API's field
+    /// names with values of any JSON type, nested, any of them missing.
+    fn hub_object() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "metadata",
+            "name",
+            "node",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "spec",
+            "status",
+            "connected",
+            "sensors",
+            "backlog",
+            "records",
+            "oldestAgeSeconds",
+            "values",
+            "value",
+            "ageSeconds",
+            "phase",
+            "message",
+            "actor",
+            "object",
+            "kind",
+            "revoked",
+            "intervalMs",
+            "observedGeneration",
+            "refused",
+            "nodeConnected",
+            "createdBy",
+            "token",
+            "role",
+            "state",
+            "restarts",
+            "lastSeen",
+            "quality",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            hostile_text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|map| {
+                    Value::Object(map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
     }
 
     #[test]
