@@ -1,22 +1,16 @@
 //! The bodies clients send: a command to create, a token or node to create, a sensor's
 //! desired spec to write.
 //!
-//! Invariant: what the hub refuses an unknown field of (a command's, a token's or a spec's
-//! fields) these types refuse too, so a client that builds its request with them cannot
-//! send a misspelt field.
+//! Invariant: these are the types the hub parses the bodies with, so a client that builds
+//! its request with them sends what the hub takes. Fields the hub ignores around them
+//! (`apiVersion`, `kind`) are ignored; unknown fields of a command's or a token's spec are
+//! refused, so a misspelt one is an error rather than a default.
 
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/nodes/{node}/commands`: `{"spec": {"action": ..., "sensor": ..., ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct CommandRequest {
-    /// `aloft.dev/v1`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// `Command`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
     /// What to do.
     pub spec: CommandRequestSpec,
 }
@@ -39,14 +33,7 @@ pub struct CommandRequestSpec {
 
 /// `POST /api/v1/tokens`: `{"spec": {"role": ..., "description": ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct TokenRequest {
-    /// `aloft.dev/v1`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// `Token`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
     /// What it may do.
     pub spec: TokenRequestSpec,
 }
@@ -64,14 +51,7 @@ pub struct TokenRequestSpec {
 
 /// `POST /api/v1/nodes`: `{"metadata": {"name": ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct NodeRequest {
-    /// `aloft.dev/v1`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// `Node`, optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
     /// Its name.
     pub metadata: NodeRequestMeta,
 }

@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use aloft_api::{
-    API_VERSION, Command, CommandRequest, CommandRequestSpec, List, LogLine, Node, NodeRequest,
-    NodeRequestMeta, PartialObjectMetadata, Sensor, Token, TokenRequest, TokenRequestSpec, Version,
-    WatchEvent, WatchEventType,
+    Command, CommandRequest, CommandRequestSpec, List, LogLine, Node, NodeRequest, NodeRequestMeta,
+    PartialObjectMetadata, Sensor, Token, TokenRequest, TokenRequestSpec, Version, WatchEvent,
+    WatchEventType,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -510,8 +510,6 @@ impl Invocation<'_> {
         let hub = self.hub()?;
         let node = self.node_for(&hub, args.node.as_ref())?;
         let body = CommandRequest {
-            api_version: Some(API_VERSION.to_owned()),
-            kind: Some("Command".to_owned()),
             spec: CommandRequestSpec {
                 action: "restartSensor".to_owned(),
                 sensor: args.name.clone(),
@@ -904,8 +902,6 @@ impl Invocation<'_> {
                 let node = hub.post(
                     "/api/v1/nodes",
                     &NodeRequest {
-                        api_version: Some(API_VERSION.to_owned()),
-                        kind: Some("Node".to_owned()),
                         metadata: NodeRequestMeta { name: name.clone() },
                     },
                 )?;
@@ -916,8 +912,6 @@ impl Invocation<'_> {
                 let token = hub.post(
                     "/api/v1/tokens",
                     &TokenRequest {
-                        api_version: Some(API_VERSION.to_owned()),
-                        kind: Some("Token".to_owned()),
                         spec: TokenRequestSpec {
                             role: role.clone(),
                             description: description.clone(),

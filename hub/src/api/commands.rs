@@ -22,28 +22,8 @@ use crate::control::http::{self, WatchQuery, Watched, blocking, require};
 use crate::control::{Control, ControlError, DEFAULT_TTL, resources};
 use crate::tokens::Role;
 
-/// The body of a command.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CommandBody {
-    /// What to do.
-    pub spec: CommandSpec,
-}
-
-/// A command's spec.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommandSpec {
-    /// Only `restartSensor`.
-    pub action: String,
-    /// The sensor.
-    pub sensor: String,
-    /// Power-cycle first.
-    #[serde(default)]
-    pub hard: bool,
-    /// Time to live, s (default 3600).
-    pub ttl_seconds: Option<u64>,
-}
+/// The body of a command: the type clients build it with.
+pub use aloft_api::CommandRequest as CommandBody;
 
 /// `POST /api/v1/nodes/{node}/commands` (operator).
 pub async fn create(

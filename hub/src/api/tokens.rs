@@ -14,7 +14,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 
 use super::bodies::{BodyRejection, JsonBody};
 use super::nodes::node_json;
@@ -48,23 +47,8 @@ pub async fn list(
     )))
 }
 
-/// The body of a token.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    /// What it may do.
-    pub spec: TokenSpec,
-}
-
-/// A token's spec.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSpec {
-    /// viewer, operator or admin.
-    pub role: String,
-    /// Who or what it is for.
-    #[serde(default)]
-    pub description: Option<String>,
-}
+/// The body of a token: the type clients build it with.
+pub use aloft_api::TokenRequest as TokenBody;
 
 /// `POST /api/v1/tokens` (admin).
 pub async fn create(
@@ -168,19 +152,8 @@ pub async fn revoke(
     Ok(Json(info.map(|t| resources::token(&t, None))))
 }
 
-/// The body of a node.
-#[derive(Debug, Deserialize)]
-pub struct NodeBody {
-    /// Its name.
-    pub metadata: NodeMetadata,
-}
-
-/// A node's metadata.
-#[derive(Debug, Deserialize)]
-pub struct NodeMetadata {
-    /// The node's name (its agent's `[node] name`).
-    pub name: String,
-}
+/// The body of a node: the type clients build it with.
+pub use aloft_api::NodeRequest as NodeBody;
 
 /// `POST /api/v1/nodes` (admin): the node and its token.
 pub async fn create_node(
