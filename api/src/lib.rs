@@ -10,11 +10,11 @@
 //!   edge boards included).
 //! - A field the hub does not know is `None` and written as `null` (never a made-up
 //!   value); fields that only some answers carry (a token's secret once, a dry run's
-//!   outcome) are left out when absent. Reading is lenient: a field missing from what a hub
+//!   outcome) and metadata that does not apply to an object are left out when absent. Reading is lenient: a field missing from what a hub
 //!   sent reads as `None` or empty, so a client can show `<none>` rather than fail.
 //! - docs/api.md is checked against these types (`tests/doc.rs`): every JSON example in
-//!   it reads into its type with unknown fields refused and writes back equal, and every
-//!   field name of every type appears in it.
+//!   it reads into its type and writes back equal (so a field unknown to the type fails),
+//!   and every field name of every type appears in it.
 
 pub mod command;
 pub mod desired;
