@@ -297,34 +297,7 @@ impl StatusReport {
 /// characters (C0 with newlines, DEL, C1, bidirectional overrides, line separators) become
 /// visible escapes, so a sensor's reason cannot drive the terminal or break the table.
 fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    let control = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{202a}'..='\u{202e}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{200e}'
-                    | '\u{200f}'
-                    | '\u{061c}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-            )
-    };
-    if !text.chars().any(control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(
-        text.chars()
-            .map(|c| match c {
-                '\n' => "\\n".to_owned(),
-                '\r' => "\\r".to_owned(),
-                '\t' => "\\t".to_owned(),
-                '\u{1b}' => "\\e".to_owned(),
-                c if control(c) => format!("\\u{{{:x}}}", u32::from(c)),
-                c => c.to_string(),
-            })
-            .collect(),
-    )
+    aloft_api::text::terminal_text(text, false)
 }
 
 /// `text` padded with spaces to `width` characters (by hand: a `{:width$}` format panics

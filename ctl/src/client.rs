@@ -251,9 +251,10 @@ impl Hub {
     fn refusal(&self, mut response: ureq::http::Response<ureq::Body>) -> ClientError {
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
+        let message = serde_json::from_str::<aloft_api::Status>(&text)
             .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .map(|status| status.message)
+            .filter(|message| !message.is_empty())
             .unwrap_or_else(|| {
                 if text.trim().is_empty() {
                     response

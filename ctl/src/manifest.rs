@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The only apiVersion this build knows.
-pub const API_VERSION: &str = "aloft.dev/v1";
+pub const API_VERSION: &str = aloft_api::API_VERSION;
 
 /// Why a file cannot be applied.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -11,9 +11,10 @@
 //! drive the terminal and a newline cannot break a table: a table row is always one line.
 //! JSON stays valid JSON: it escapes C0 itself, and [`to_json`] escapes the rest.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
+use aloft_api::PartialObjectMetadata;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// `-o` values.
@@ -116,48 +117,7 @@ fn shown_width(cell: &str) -> usize {
     terminal_text(cell, false).chars().count()
 }
 
-/// Whether a character must not reach a terminal raw: C0 controls (ESC, CR, LF, TAB, BS),
-/// DEL, C1 controls (U+009B is a one-character CSI), the bidirectional overrides and
-/// isolates that reorder what is shown (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F,
-/// U+061C), and the Unicode line and paragraph separators.
-pub fn is_terminal_control(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{061c}'
-                | '\u{2028}'
-                | '\u{2029}'
-        )
-}
-
-/// `text` with every [`is_terminal_control`] character shown as an escape (`\n`, `\r`,
-/// `\t`, `\e`, `\u{9b}`); newlines are kept when `keep_newlines` (a text of several
-/// lines made by aloftctl itself, whose lines were escaped as they were made).
-pub fn terminal_text(text: &str, keep_newlines: bool) -> Cow<'_, str> {
-    let unsafe_char = |c: char| is_terminal_control(c) && !(keep_newlines && c == '\n');
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if !unsafe_char(c) {
-            out.push(c);
-            continue;
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{1b}' => out.push_str("\\e"),
-            other => out.push_str(&format!("\\u{{{:x}}}", u32::from(other))),
-        }
-    }
-    Cow::Owned(out)
-}
+pub use aloft_api::text::{is_terminal_control, terminal_text};
 
 /// The hub's items as one document: the single object, or a kubectl-style `List`.
 pub fn document(items: &[Value], single: bool) -> Value {
@@ -268,28 +228,20 @@ fn escape_json_controls(json: &str) -> String {
 
 /// `kind/name` of an object, lower-case kind as kubectl prints it.
 pub fn name_of(value: &Value) -> String {
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("object")
-        .to_ascii_lowercase();
-    format!("{kind}/{}", str_at(value, "/metadata/name"))
+    let object: PartialObjectMetadata = read_as(value);
+    let kind = if object.kind.is_empty() {
+        "object".to_owned()
+    } else {
+        object.kind.to_ascii_lowercase()
+    };
+    format!("{kind}/{}", object.metadata.name)
 }
 
-/// The string at a JSON pointer, or empty.
-pub fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-/// The cell text of the value at a JSON pointer: strings as they are, numbers and booleans
-/// printed, nothing as `<none>`.
-pub fn cell(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer) {
-        None | Some(Value::Null) => "<none>".into(),
-        Some(Value::String(s)) if s.is_empty() => "<none>".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+/// A hub's object read as its `aloft_api` type. Reading is lenient (what the hub left out
+/// reads as `None` or empty); an object that does not read at all (a field of the wrong
+/// type) reads as the empty object, whose cells show `<none>`.
+pub fn read_as<T: DeserializeOwned + Default>(value: &Value) -> T {
+    T::deserialize(value).unwrap_or_default()
 }
 
 /// kubectl's short age: `45s`, `3m12s`, `5h`, `3d4h`, `120d`.
@@ -314,8 +266,8 @@ pub fn age_since(rfc3339: &str, now: std::time::SystemTime) -> String {
 }
 
 /// An age given in seconds (the hub computes newest-value ages itself, on its clock).
-pub fn age_secs(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer).and_then(Value::as_f64) {
+pub fn age_seconds(secs: Option<f64>) -> String {
+    match secs {
         Some(secs) if secs.is_finite() && secs >= 0.0 => {
             if secs < 10.0 {
                 format!("{secs:.1}s")

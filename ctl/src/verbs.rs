@@ -8,6 +8,12 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
+use aloft_api::{
+    Command, CommandRequest, CommandRequestSpec, List, LogLine, Node, NodeRequest, NodeRequestMeta,
+    PartialObjectMetadata, Sensor, Token, TokenRequest, TokenRequestSpec, Version, WatchEvent,
+    WatchEventType,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cli::{
@@ -18,7 +24,7 @@ use crate::cli::{
 use crate::client::{ClientError, Hub, segment};
 use crate::config::{self, ConfigError, ConfigFile, Context};
 use crate::manifest::{self, ManifestError};
-use crate::output::{self, Format, Table, str_at};
+use crate::output::{self, Format, Table, read_as};
 use crate::views;
 
 /// Why a verb did not succeed, and with which exit code.
@@ -181,15 +187,22 @@ fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     output::terminal_text(text, false)
 }
 
+/// A list's items as the hub sent them (printed as they came by `-o json|yaml`).
 fn items(list: &Value) -> Vec<Value> {
     match list {
         Value::Array(items) => items.clone(),
-        other => other
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
+        other => read_as::<List<Value>>(other).items,
     }
+}
+
+/// A list's items read as their `aloft_api` type.
+fn typed_items<T: serde::de::DeserializeOwned + Default>(list: &Value) -> Vec<T> {
+    items(list).iter().map(read_as).collect()
+}
+
+/// An object's name.
+fn name_of(object: &Value) -> String {
+    read_as::<PartialObjectMetadata>(object).metadata.name
 }
 
 impl Invocation<'_> {
@@ -234,9 +247,9 @@ impl Invocation<'_> {
         if let Some(node) = node {
             return Ok(node.clone());
         }
-        let nodes = items(&hub.get("/api/v1/nodes")?);
+        let nodes: Vec<Node> = typed_items(&hub.get("/api/v1/nodes")?);
         match nodes.as_slice() {
-            [one] => Ok(str_at(one, "/metadata/name").to_owned()),
+            [one] => Ok(one.metadata.name.clone()),
             [] => Err(CtlError::Usage(
                 "the hub has no node yet; create one with `aloftctl create node NAME`".into(),
             )),
@@ -244,7 +257,7 @@ impl Invocation<'_> {
                 "the hub has {} nodes ({}): say which with --node NAME",
                 many.len(),
                 many.iter()
-                    .map(|n| str_at(n, "/metadata/name"))
+                    .map(|n| n.metadata.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
@@ -324,19 +337,22 @@ impl Invocation<'_> {
         let mut widths = first.widths();
         let mut header_shown = !first.is_empty();
         let mut failure = None;
+        // The watch starts with the current objects, already printed above.
+        let identity = |o: &Value| {
+            let meta = read_as::<PartialObjectMetadata>(o).metadata;
+            meta.uid.unwrap_or(meta.name)
+        };
+        let listed: Vec<String> = listed.iter().map(identity).collect();
         hub.watch(&watch_path, |event| {
-            let Some(object) = event.get("object") else {
+            let Ok(WatchEvent {
+                kind: change,
+                object,
+            }) = WatchEvent::<Value>::deserialize(&event)
+            else {
                 return true;
             };
-            // The watch starts with the current objects, already printed above.
-            let identity = |o: &Value| {
-                o.pointer("/metadata/uid")
-                    .or(o.pointer("/metadata/name"))
-                    .cloned()
-            };
-            if event.get("type").and_then(Value::as_str) == Some("ADDED")
-                && listed.iter().any(|o| identity(o) == identity(object))
-            {
+            let object = &object;
+            if change == WatchEventType::Added && listed.contains(&identity(object)) {
                 return true;
             }
             let text = match self.format {
@@ -398,17 +414,19 @@ impl Invocation<'_> {
                 "",
             );
         }
+        let described: PartialObjectMetadata = read_as(&object);
         let mut text = String::new();
         text.push_str(&format!(
             "Name:         {}\nKind:         {}\n",
-            shown(str_at(&object, "/metadata/name")),
-            shown(str_at(&object, "/kind"))
+            shown(&described.metadata.name),
+            shown(&described.kind)
         ));
         if sensor.is_some() {
             text.push_str(&format!("Node:         {}\n", shown(&node)));
         }
-        for (title, pointer) in [("Spec", "/spec"), ("Status", "/status")] {
-            if let Some(section) = object.pointer(pointer).filter(|v| !v.is_null()) {
+        // Spec and status as the hub sent them, every field it sent shown.
+        for (title, field) in [("Spec", "spec"), ("Status", "status")] {
+            if let Some(section) = object.get(field).filter(|v| !v.is_null()) {
                 text.push_str(&format!("{title}:\n"));
                 for line in output::to_yaml(section).lines() {
                     text.push_str(&format!("  {line}\n"));
@@ -417,7 +435,7 @@ impl Invocation<'_> {
         }
         let mut sensors = items(&hub.get(&format!("/api/v1/sensors?node={}", segment(&node)))?);
         if let Some(name) = &sensor {
-            sensors.retain(|s| str_at(s, "/metadata/name") == name);
+            sensors.retain(|s| read_as::<Sensor>(s).metadata.name == *name);
         } else {
             text.push_str("Sensors:\n");
             for line in views::table(Kind::Sensors, &sensors, false, now)
@@ -429,7 +447,7 @@ impl Invocation<'_> {
         }
         let mut commands = items(&hub.get(&format!("/api/v1/commands?node={}", segment(&node)))?);
         if let Some(name) = &sensor {
-            commands.retain(|c| str_at(c, "/spec/sensor") == name);
+            commands.retain(|c| read_as::<Command>(c).spec.sensor == *name);
         }
         text.push_str("Commands:\n");
         if commands.is_empty() {
@@ -448,12 +466,10 @@ impl Invocation<'_> {
                 let mut events = items(&list);
                 if let Some(name) = &sensor {
                     // The sensor's own events and those of its commands.
+                    let command_names: Vec<String> = commands.iter().map(name_of).collect();
                     events.retain(|e| {
-                        let object = str_at(e, "/spec/object/name");
-                        object == name
-                            || commands
-                                .iter()
-                                .any(|c| str_at(c, "/metadata/name") == object)
+                        let object = read_as::<aloft_api::Event>(e).spec.object.name;
+                        object == *name || command_names.contains(&object)
                     });
                 }
                 text.push_str("Events:\n");
@@ -493,27 +509,26 @@ impl Invocation<'_> {
     fn restart(&self, args: &RestartArgs, out: &mut dyn Write) -> Result<(), CtlError> {
         let hub = self.hub()?;
         let node = self.node_for(&hub, args.node.as_ref())?;
-        let body = json!({
-            "apiVersion": manifest::API_VERSION,
-            "kind": "Command",
-            "spec": {
-                "action": "restartSensor",
-                "sensor": args.name,
-                "hard": args.hard,
-                "ttlSeconds": ttl_seconds(args.ttl)?,
-            }
-        });
+        let body = CommandRequest {
+            spec: CommandRequestSpec {
+                action: "restartSensor".to_owned(),
+                sensor: args.name.clone(),
+                hard: args.hard,
+                ttl_seconds: Some(ttl_seconds(args.ttl)?),
+            },
+        };
         let command = hub.post(&format!("/api/v1/nodes/{}/commands", segment(&node)), &body)?;
-        let id = str_at(&command, "/metadata/name").to_owned();
+        let created: Command = read_as(&command);
+        let id = created.metadata.name.clone();
         match self.format {
             Format::Table | Format::Wide => write(
                 out,
                 &format!(
                     "command/{} created: {} on {}, {}\n",
                     shown(&id),
-                    shown(&views::command_action(&command)),
+                    shown(&views::command_action(&created)),
                     shown(&node),
-                    shown(&phase_words(&command))
+                    shown(&phase_words(&created))
                 ),
             )?,
             _ => self.show(
@@ -551,16 +566,22 @@ impl Invocation<'_> {
             if Instant::now() >= deadline {
                 return false;
             }
-            let Some(object) = event.get("object") else {
+            let Ok(WatchEvent { object, .. }) = WatchEvent::<Value>::deserialize(&event) else {
                 return true;
             };
-            let phase = str_at(object, "/status/phase").to_owned();
+            let command: Command = read_as(&object);
+            let phase = command.status.phase.clone();
             if phase != printed_phase && matches!(self.format, Format::Table | Format::Wide) {
-                let _ = writeln!(out, "command/{} {}", shown(id), shown(&phase_words(object)));
+                let _ = writeln!(
+                    out,
+                    "command/{} {}",
+                    shown(id),
+                    shown(&phase_words(&command))
+                );
                 let _ = out.flush();
                 printed_phase.clone_from(&phase);
             }
-            last = Some(object.clone());
+            last = Some(object);
             !is_terminal(&phase)
         })?;
         let Some(last) = last else {
@@ -579,13 +600,14 @@ impl Invocation<'_> {
                 "",
             )?;
         }
-        let phase = str_at(&last, "/status/phase").to_owned();
+        let status = read_as::<Command>(&last).status;
+        let phase = status.phase;
         match phase.as_str() {
             "Succeeded" => Ok(()),
             p if is_terminal(p) => Err(CtlError::CommandUnsuccessful {
                 id: id.to_owned(),
                 phase,
-                message: str_at(&last, "/status/message").to_owned(),
+                message: status.message,
             }),
             _ => Err(CtlError::WaitTimedOut {
                 id: id.to_owned(),
@@ -644,12 +666,10 @@ impl Invocation<'_> {
         timeout: Duration,
         out: &mut dyn Write,
     ) -> Result<(), CtlError> {
-        let name = str_at(sensor, "/metadata/name").to_owned();
-        let node = str_at(sensor, "/metadata/node").to_owned();
-        let generation = sensor
-            .pointer("/metadata/generation")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let sensor: Sensor = read_as(sensor);
+        let name = sensor.metadata.name;
+        let node = sensor.metadata.node.unwrap_or_default();
+        let generation = sensor.metadata.generation.unwrap_or(0);
         let left = deadline.saturating_duration_since(Instant::now());
         let path = format!(
             "/api/v1/nodes/{}/sensors/{}?watch=true&timeoutSeconds={}",
@@ -665,19 +685,16 @@ impl Invocation<'_> {
                 if Instant::now() >= deadline {
                     return false;
                 }
-                let Some(object) = event.get("object") else {
+                let Ok(WatchEvent { object, .. }) = WatchEvent::<Sensor>::deserialize(&event)
+                else {
                     return true;
                 };
-                observed = object
-                    .pointer("/status/observedGeneration")
-                    .and_then(Value::as_u64);
+                observed = object.status.observed_generation;
                 if observed.is_some_and(|o| o >= generation) {
-                    outcome = Some(
-                        match object.pointer("/status/refused").and_then(Value::as_str) {
-                            Some(reason) if !reason.is_empty() => Err(reason.to_owned()),
-                            _ => Ok(()),
-                        },
-                    );
+                    outcome = Some(match object.status.refused {
+                        Some(reason) if !reason.is_empty() => Err(reason),
+                        _ => Ok(()),
+                    });
                     return false;
                 }
                 true
@@ -728,8 +745,8 @@ impl Invocation<'_> {
     fn changed(&self, out: &mut dyn Write, sensor: &Value, verb: &str) -> Result<(), CtlError> {
         match self.format {
             Format::Table | Format::Wide => {
-                let changed = sensor.pointer("/status/changed").and_then(Value::as_bool);
-                let word = if changed == Some(false) {
+                let sensor: Sensor = read_as(sensor);
+                let word = if sensor.status.changed == Some(false) {
                     "unchanged"
                 } else {
                     verb
@@ -738,12 +755,9 @@ impl Invocation<'_> {
                     out,
                     &format!(
                         "sensor/{} on {} {word} (generation {})\n",
-                        shown(str_at(sensor, "/metadata/name")),
-                        shown(str_at(sensor, "/metadata/node")),
-                        sensor
-                            .pointer("/metadata/generation")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(0)
+                        shown(&sensor.metadata.name),
+                        shown(sensor.metadata.node.as_deref().unwrap_or_default()),
+                        sensor.metadata.generation.unwrap_or(0)
                     ),
                 )
             }
@@ -849,7 +863,7 @@ impl Invocation<'_> {
             };
             return write_data(out, &text);
         }
-        let lines = items(&list);
+        let lines: Vec<LogLine> = typed_items(&list);
         if lines.is_empty() {
             return write(out, "No log lines.\n");
         }
@@ -868,7 +882,7 @@ impl Invocation<'_> {
                 &format!(
                     "command/{} {}\n",
                     shown(&args.id),
-                    shown(&phase_words(&command))
+                    shown(&phase_words(&read_as(&command)))
                 ),
             ),
             _ => self.show(
@@ -887,17 +901,24 @@ impl Invocation<'_> {
             CreateWhat::Node { name } => {
                 let node = hub.post(
                     "/api/v1/nodes",
-                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Node", "metadata": {"name": name}}),
+                    &NodeRequest {
+                        metadata: NodeRequestMeta { name: name.clone() },
+                    },
                 )?;
-                let token = str_at(&node, "/status/token").to_owned();
+                let token = read_as::<Node>(&node).status.token.unwrap_or_default();
                 (node, token)
             }
             CreateWhat::Token { role, description } => {
                 let token = hub.post(
                     "/api/v1/tokens",
-                    &json!({"apiVersion": manifest::API_VERSION, "kind": "Token", "spec": {"role": role, "description": description}}),
+                    &TokenRequest {
+                        spec: TokenRequestSpec {
+                            role: role.clone(),
+                            description: description.clone(),
+                        },
+                    },
                 )?;
-                let secret = str_at(&token, "/status/secret").to_owned();
+                let secret = read_as::<Token>(&token).status.secret.unwrap_or_default();
                 (token, secret)
             }
         };
@@ -911,7 +932,7 @@ impl Invocation<'_> {
                     ),
                     CreateWhat::Token { role, .. } => format!(
                         "token/{} created with role {}. The token (shown once):\n{}\n",
-                        shown(str_at(&created, "/metadata/name")),
+                        shown(&name_of(&created)),
                         shown(role),
                         shown(&secret)
                     ),
@@ -949,15 +970,18 @@ impl Invocation<'_> {
             Err(e) => return Err(e),
         };
         let line = match hub.get("/api/v1/version") {
-            Ok(v) => format!(
-                "aloft-hub {} at {}\n",
-                shown(
-                    v.get("version")
-                        .and_then(Value::as_str)
-                        .unwrap_or("<unknown>")
-                ),
-                shown(hub.base())
-            ),
+            Ok(v) => {
+                let version = read_as::<Version>(&v).version;
+                format!(
+                    "aloft-hub {} at {}\n",
+                    shown(if version.is_empty() {
+                        "<unknown>"
+                    } else {
+                        &version
+                    }),
+                    shown(hub.base())
+                )
+            }
             Err(e) => format!(
                 "aloft-hub at {}: {}\n",
                 shown(hub.base()),
@@ -988,9 +1012,9 @@ fn whole_seconds(duration: Duration) -> u64 {
 }
 
 /// `pending (waiting for the node to connect)`, `succeeded: restarted`.
-fn phase_words(command: &Value) -> String {
-    let phase = str_at(command, "/status/phase").to_ascii_lowercase();
-    let message = str_at(command, "/status/message");
+fn phase_words(command: &Command) -> String {
+    let phase = command.status.phase.to_ascii_lowercase();
+    let message = &command.status.message;
     if message.is_empty() {
         phase
     } else {

@@ -1,59 +1,83 @@
 //! Tables of the hub's resources: which columns each kind shows, plain and `-o wide`.
 //!
-//! Pure functions of the hub's JSON objects and a "now", so golden tests pin them. A field
-//! the hub did not send shows as `<none>`, never as a made-up value.
+//! Pure functions of the hub's objects and a "now", so golden tests pin them. Each object
+//! is read as its `aloft_api` type; a field the hub did not send shows as `<none>`, never
+//! as a made-up value.
 
+use std::fmt::Display;
 use std::time::SystemTime;
 
+use aloft_api::{Actor, Backlog, Command, Event, LogLine, Node, Sensor, Token};
 use serde_json::Value;
 
 use crate::cli::Kind;
-use crate::output::{Table, age_secs, age_since, cell, str_at, terminal_text};
+use crate::output::{Table, age_seconds, age_since, read_as, terminal_text};
 
 /// The table of a list of one kind.
 pub fn table(kind: Kind, items: &[Value], wide: bool, now: SystemTime) -> Table {
     match kind {
-        Kind::Nodes => nodes(items, wide, now),
-        Kind::Sensors => sensors(items, wide),
-        Kind::Commands => commands(items, wide, now),
-        Kind::Events => events(items, wide, now),
-        Kind::Tokens => tokens(items, wide, now),
+        Kind::Nodes => nodes(&typed(items), wide, now),
+        Kind::Sensors => sensors(&typed(items), wide),
+        Kind::Commands => commands(&typed(items), wide, now),
+        Kind::Events => events(&typed(items), wide, now),
+        Kind::Tokens => tokens(&typed(items), wide, now),
     }
 }
 
-fn nodes(items: &[Value], wide: bool, now: SystemTime) -> Table {
+fn typed<T: serde::de::DeserializeOwned + Default>(items: &[Value]) -> Vec<T> {
+    items.iter().map(read_as).collect()
+}
+
+/// A text cell: `<none>` for nothing or empty.
+fn text(value: Option<&str>) -> String {
+    match value {
+        None | Some("") => "<none>".into(),
+        Some(text) => text.to_owned(),
+    }
+}
+
+/// A number or flag cell: `<none>` for nothing.
+fn shown<T: Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "<none>".into(), |v| v.to_string())
+}
+
+/// An RFC 3339 time's age, `<unknown>` without one.
+fn age(time: Option<&str>, now: SystemTime) -> String {
+    age_since(time.unwrap_or_default(), now)
+}
+
+fn nodes(items: &[Node], wide: bool, now: SystemTime) -> Table {
     let mut headers = vec!["NAME", "STATUS", "SENSORS", "BACKLOG", "LAST SEEN", "AGENT"];
     if wide {
         headers.extend(["BOOT", "EPOCH"]);
     }
     let mut table = Table::new(&headers);
     for node in items {
-        let connected = node.pointer("/status/connected").and_then(Value::as_bool);
-        let status = match connected {
+        let status = match node.status.connected {
             Some(true) => "Connected",
             Some(false) => "Offline",
             None => "<unknown>",
         };
         let sensors = node
-            .pointer("/status/sensors")
-            .and_then(Value::as_array)
-            .map(|s| s.len().to_string())
-            .unwrap_or_else(|| "<none>".into());
-        let last_seen = match node.pointer("/status/lastSeen").and_then(Value::as_str) {
+            .status
+            .sensors
+            .as_ref()
+            .map_or_else(|| "<none>".into(), |s| s.len().to_string());
+        let last_seen = match &node.status.last_seen {
             Some(t) => age_since(t, now),
             None => "never".into(),
         };
         let mut row = vec![
-            str_at(node, "/metadata/name").to_owned(),
+            node.metadata.name.clone(),
             status.to_owned(),
             sensors,
-            backlog(node.pointer("/status/backlog")),
+            backlog(node.status.backlog.as_ref()),
             last_seen,
-            cell(node, "/status/agentVersion"),
+            text(node.status.agent_version.as_deref()),
         ];
         if wide {
-            row.push(cell(node, "/status/bootId"));
-            row.push(cell(node, "/status/epoch"));
+            row.push(text(node.status.boot_id.as_deref()));
+            row.push(text(node.status.epoch.as_deref()));
         }
         table.row(row);
     }
@@ -61,23 +85,22 @@ fn nodes(items: &[Value], wide: bool, now: SystemTime) -> Table {
 }
 
 /// `12 (3.4 KiB, 2m)`: records, bytes and age of the oldest.
-fn backlog(value: Option<&Value>) -> String {
-    let Some(backlog) = value.filter(|v| !v.is_null()) else {
+fn backlog(backlog: Option<&Backlog>) -> String {
+    let Some(backlog) = backlog else {
         return "<none>".into();
     };
-    let records = backlog.get("records").and_then(Value::as_u64).unwrap_or(0);
-    if records == 0 {
+    if backlog.records == 0 {
         return "0".into();
     }
-    let age = age_secs(backlog, "/oldestAgeSeconds");
+    let age = age_seconds(backlog.oldest_age_seconds);
     if age == "<none>" {
-        records.to_string()
+        backlog.records.to_string()
     } else {
-        format!("{records} ({age})")
+        format!("{} ({age})", backlog.records)
     }
 }
 
-fn sensors(items: &[Value], wide: bool) -> Table {
+fn sensors(items: &[Sensor], wide: bool) -> Table {
     let mut headers = vec![
         "NODE",
         "NAME",
@@ -94,54 +117,42 @@ fn sensors(items: &[Value], wide: bool) -> Table {
     }
     let mut table = Table::new(&headers);
     for sensor in items {
-        let generation = sensor
-            .pointer("/metadata/generation")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let observed = sensor
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_u64);
-        let refused = sensor
-            .pointer("/status/refused")
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty());
+        let status = &sensor.status;
+        let generation = sensor.metadata.generation.unwrap_or(0);
+        let refused = status.refused.as_deref().filter(|r| !r.is_empty());
         // kubectl shows a rollout as "observed/desired"; nothing desired yet shows "-". A
         // generation the agent refused (in part) is observed but not in effect: it says so,
         // and `-o wide` shows the agent's reason.
-        let generations = match (generation, observed) {
+        let generations = match (generation, status.observed_generation) {
             (0, _) => "-".to_owned(),
             (g, Some(o)) if refused.is_some() => format!("{o}/{g} refused"),
             (g, Some(o)) => format!("{o}/{g}"),
             (g, None) => format!("?/{g}"),
         };
-        let interval = match sensor.pointer("/status/intervalMs").and_then(Value::as_u64) {
+        let interval = match status.interval_ms {
             Some(ms) => format!("{ms}ms"),
             None => "<none>".into(),
         };
-        let mut state = cell(sensor, "/status/state");
-        if sensor
-            .pointer("/status/nodeConnected")
-            .and_then(Value::as_bool)
-            == Some(false)
-        {
+        let mut state = text(status.state.as_deref());
+        if status.node_connected == Some(false) {
             // The state is the last one the node reported: say it may be old.
             state = format!("{state} (offline)");
         }
         let mut row = vec![
-            str_at(sensor, "/metadata/node").to_owned(),
-            str_at(sensor, "/metadata/name").to_owned(),
-            cell(sensor, "/status/kind"),
+            sensor.metadata.node.clone().unwrap_or_default(),
+            sensor.metadata.name.clone(),
+            text(status.kind.as_deref()),
             state,
-            cell(sensor, "/status/restarts"),
-            age_secs(sensor, "/status/newestValueAgeSeconds"),
+            shown(status.restarts),
+            age_seconds(status.newest_value_age_seconds),
             interval,
             generations,
-            backlog(sensor.pointer("/status/nodeBacklog")),
+            backlog(status.node_backlog.as_ref()),
         ];
         if wide {
-            row.push(cell(sensor, "/status/enabled"));
-            row.push(cell(sensor, "/status/reason"));
-            row.push(cell(sensor, "/status/lastError"));
+            row.push(shown(status.enabled));
+            row.push(text(status.reason.as_deref()));
+            row.push(text(status.last_error.as_deref()));
             row.push(refused.unwrap_or("<none>").to_owned());
         }
         table.row(row);
@@ -150,22 +161,16 @@ fn sensors(items: &[Value], wide: bool) -> Table {
 }
 
 /// `restart cosmic-ray (hard)`.
-pub fn command_action(command: &Value) -> String {
-    let action = str_at(command, "/spec/action");
-    let sensor = str_at(command, "/spec/sensor");
-    let verb = match action {
+pub fn command_action(command: &Command) -> String {
+    let verb = match command.spec.action.as_str() {
         "restartSensor" => "restart",
         other => other,
     };
-    let hard = if command.pointer("/spec/hard").and_then(Value::as_bool) == Some(true) {
-        " (hard)"
-    } else {
-        ""
-    };
-    format!("{verb} {sensor}{hard}")
+    let hard = if command.spec.hard { " (hard)" } else { "" };
+    format!("{verb} {}{hard}", command.spec.sensor)
 }
 
-fn commands(items: &[Value], wide: bool, now: SystemTime) -> Table {
+fn commands(items: &[Command], wide: bool, now: SystemTime) -> Table {
     let mut headers = vec!["ID", "NODE", "ACTION", "PHASE", "AGE", "MESSAGE"];
     if wide {
         headers.extend(["BY", "EXPIRES"]);
@@ -173,39 +178,37 @@ fn commands(items: &[Value], wide: bool, now: SystemTime) -> Table {
     let mut table = Table::new(&headers);
     for command in items {
         let mut row = vec![
-            str_at(command, "/metadata/name").to_owned(),
-            str_at(command, "/metadata/node").to_owned(),
+            command.metadata.name.clone(),
+            command.metadata.node.clone().unwrap_or_default(),
             command_action(command),
-            cell(command, "/status/phase"),
-            age_since(str_at(command, "/metadata/creationTimestamp"), now),
-            cell(command, "/status/message"),
+            text(Some(&command.status.phase)),
+            age(command.metadata.creation_timestamp.as_deref(), now),
+            text(Some(&command.status.message)),
         ];
         if wide {
-            row.push(who(command.pointer("/spec/createdBy")));
-            row.push(cell(command, "/spec/expires"));
+            row.push(who(&command.spec.created_by));
+            row.push(text(Some(&command.spec.expires)));
         }
         table.row(row);
     }
     table
 }
 
-fn who(actor: Option<&Value>) -> String {
-    match actor {
-        Some(actor) => format!("{} ({})", str_at(actor, "/token"), str_at(actor, "/role")),
-        None => "<none>".into(),
-    }
+fn who(actor: &Actor) -> String {
+    format!("{} ({})", actor.token, actor.role)
 }
 
-fn events(items: &[Value], wide: bool, now: SystemTime) -> Table {
+fn events(items: &[Event], wide: bool, now: SystemTime) -> Table {
     let mut headers = vec!["AGE", "WHO", "ACTION", "OBJECT", "OUTCOME", "MESSAGE"];
     if wide {
         headers.insert(0, "TIME");
     }
     let mut table = Table::new(&headers);
     for event in items {
-        let node = str_at(event, "/spec/object/node");
-        let kind = str_at(event, "/spec/object/kind").to_ascii_lowercase();
-        let name = str_at(event, "/spec/object/name");
+        let object = &event.spec.object;
+        let node = object.node.as_deref().unwrap_or_default();
+        let kind = object.kind.to_ascii_lowercase();
+        let name = &object.name;
         let object = format!(
             "{}{}",
             // A refused creation has no name yet: the kind alone says what was tried.
@@ -220,40 +223,46 @@ fn events(items: &[Value], wide: bool, now: SystemTime) -> Table {
                 format!(" on {node}")
             }
         );
+        let created = event.metadata.creation_timestamp.as_deref();
         let mut row = vec![
-            age_since(str_at(event, "/metadata/creationTimestamp"), now),
-            who(event.pointer("/spec/actor")),
-            cell(event, "/spec/action"),
+            age(created, now),
+            who(&event.spec.actor),
+            text(Some(&event.spec.action)),
             object,
-            cell(event, "/status/outcome"),
-            cell(event, "/status/message"),
+            text(Some(&event.status.outcome)),
+            text(Some(&event.status.message)),
         ];
         if wide {
-            row.insert(0, cell(event, "/metadata/creationTimestamp"));
+            row.insert(0, text(created));
         }
         table.row(row);
     }
     table
 }
 
-fn tokens(items: &[Value], wide: bool, now: SystemTime) -> Table {
+fn tokens(items: &[Token], wide: bool, now: SystemTime) -> Table {
     let mut headers = vec!["ID", "ROLE", "NODE", "STATUS", "AGE", "DESCRIPTION"];
     if wide {
         headers.push("CREATED");
     }
     let mut table = Table::new(&headers);
     for token in items {
-        let revoked = token.pointer("/status/revoked").and_then(Value::as_bool) == Some(true);
+        let created = token.metadata.creation_timestamp.as_deref();
         let mut row = vec![
-            str_at(token, "/metadata/name").to_owned(),
-            cell(token, "/spec/role"),
-            cell(token, "/spec/node"),
-            if revoked { "Revoked" } else { "Active" }.to_owned(),
-            age_since(str_at(token, "/metadata/creationTimestamp"), now),
-            cell(token, "/spec/description"),
+            token.metadata.name.clone(),
+            text(Some(&token.spec.role)),
+            text(token.spec.node.as_deref()),
+            if token.status.revoked {
+                "Revoked"
+            } else {
+                "Active"
+            }
+            .to_owned(),
+            age(created, now),
+            text(Some(&token.spec.description)),
         ];
         if wide {
-            row.push(cell(token, "/metadata/creationTimestamp"));
+            row.push(text(created));
         }
         table.row(row);
     }
@@ -262,12 +271,12 @@ fn tokens(items: &[Value], wide: bool, now: SystemTime) -> Table {
 
 /// `logs`: one line per log line of the node, `TIME LEVEL [sensor] message`, every field
 /// escaped, so a line the node sent is one line on the terminal and cannot drive it.
-pub fn log_lines(lines: &[Value]) -> String {
+pub fn log_lines(lines: &[LogLine]) -> String {
     let mut text = String::new();
     for line in lines {
-        let level = terminal_text(str_at(line, "/level"), false);
-        let sensor = str_at(line, "/sensor");
-        text.push_str(&terminal_text(str_at(line, "/time"), false));
+        let level = terminal_text(&line.level, false);
+        let sensor = line.sensor.as_deref().unwrap_or_default();
+        text.push_str(&terminal_text(&line.time, false));
         text.push(' ');
         text.push_str(&level);
         // Levels padded to five, as `WARN ` and `ERROR` line up.
@@ -280,7 +289,7 @@ pub fn log_lines(lines: &[Value]) -> String {
             text.push_str(&terminal_text(sensor, false));
             text.push_str("] ");
         }
-        text.push_str(&terminal_text(str_at(line, "/message"), false));
+        text.push_str(&terminal_text(&line.message, false));
         text.push('\n');
     }
     text
@@ -291,25 +300,16 @@ pub fn values(sensors: &[Value]) -> Table {
     let mut table = Table::new(&[
         "NODE", "SENSOR", "QUANTITY", "VALUE", "UNIT", "AGE", "QUALITY",
     ]);
-    for sensor in sensors {
-        let values = sensor
-            .pointer("/status/values")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for value in values {
-            let number = match value.get("value").and_then(Value::as_f64) {
-                Some(v) => format_value(v),
-                None => "<none>".into(),
-            };
+    for sensor in typed::<Sensor>(sensors) {
+        for value in &sensor.status.values {
             table.row(vec![
-                str_at(sensor, "/metadata/node").to_owned(),
-                str_at(sensor, "/metadata/name").to_owned(),
-                cell(value, "/quantity"),
-                number,
-                cell(value, "/unit"),
-                age_secs(value, "/ageSeconds"),
-                cell(value, "/quality"),
+                sensor.metadata.node.clone().unwrap_or_default(),
+                sensor.metadata.name.clone(),
+                text(Some(&value.quantity)),
+                value.value.map_or_else(|| "<none>".into(), format_value),
+                text(Some(&value.unit)),
+                age_seconds(value.age_seconds),
+                text(Some(&value.quality)),
             ]);
         }
     }
@@ -337,10 +337,9 @@ fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::json;
 
     use super::*;
-    use crate::output::is_terminal_control;
+    use crate::output::{is_terminal_control, read_as};
 
     fn hostile_text() -> impl Strategy<Value = String> {
         let special = prop::sample::select(vec![
@@ -359,16 +358,91 @@ mod tests {
                 0..6,
             )
         ) {
-            let values: Vec<Value> = lines
+            let values: Vec<LogLine> = lines
                 .iter()
-                .map(|(time, level, sensor, message)| {
-                    json!({"time": time, "level": level, "sensor": sensor, "message": message})
+                .map(|(time, level, sensor, message)| LogLine {
+                    time: time.clone(),
+                    level: level.clone(),
+                    sensor: sensor.clone(),
+                    message: message.clone(),
                 })
                 .collect();
             let text = log_lines(&values);
             prop_assert_eq!(text.matches('\n').count(), lines.len());
             prop_assert!(!text.chars().any(|c| c != '\n' && is_terminal_control(c)), "{:?}", text);
         }
+
+        #[test]
+        fn objects_of_any_shape_show_one_row_each_in_every_kind_of_table(
+            items in prop::collection::vec(hub_object(), 0..5),
+            wide in any::<bool>(),
+        ) {
+            for kind in [Kind::Nodes, Kind::Sensors, Kind::Commands, Kind::Events, Kind::Tokens] {
+                let text = table(kind, &items, wide, SystemTime::UNIX_EPOCH).render(true);
+                prop_assert_eq!(text.lines().count(), items.len() + 1, "{:?}: {}", kind, text);
+            }
+            let text = values(&items).render(false);
+            let shown: usize = items
+                .iter()
+                .map(|i| read_as::<Sensor>(i).status.values.len())
+                .sum();
+            prop_assert_eq!(text.lines().count(), shown);
+        }
+    }
+
+    /// What a hub, an older or newer one, or a broken one might answer: the API's field
+    /// names with values of any JSON type, nested, any of them missing.
+    fn hub_object() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "metadata",
+            "name",
+            "node",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "spec",
+            "status",
+            "connected",
+            "sensors",
+            "backlog",
+            "records",
+            "oldestAgeSeconds",
+            "values",
+            "value",
+            "ageSeconds",
+            "phase",
+            "message",
+            "actor",
+            "object",
+            "kind",
+            "revoked",
+            "intervalMs",
+            "observedGeneration",
+            "refused",
+            "nodeConnected",
+            "createdBy",
+            "token",
+            "role",
+            "state",
+            "restarts",
+            "lastSeen",
+            "quality",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            hostile_text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|map| {
+                    Value::Object(map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
     }
 
     #[test]

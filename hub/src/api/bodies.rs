@@ -24,28 +24,8 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// The body of a command.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CommandBody {
-    /// What to do.
-    pub spec: CommandSpec,
-}
-
-/// A command's spec.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommandSpec {
-    /// Only `restartSensor`.
-    pub action: String,
-    /// The sensor.
-    pub sensor: String,
-    /// Power-cycle first.
-    #[serde(default)]
-    pub hard: bool,
-    /// Time to live, s (default 3600).
-    pub ttl_seconds: Option<u64>,
-}
+/// The body of a command: the type clients build it with.
+pub use aloft_api::CommandRequest as CommandBody;
 
 /// The body of a spec write.
 #[derive(Debug, Default, Deserialize)]
@@ -57,37 +37,11 @@ pub struct SpecBody {
     pub enabled: Option<bool>,
 }
 
-/// The body of a token.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    /// What it may do.
-    pub spec: TokenSpec,
-}
+/// The body of a token: the type clients build it with.
+pub use aloft_api::TokenRequest as TokenBody;
 
-/// A token's spec.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSpec {
-    /// viewer, operator or admin.
-    pub role: String,
-    /// Who or what it is for.
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// The body of a node.
-#[derive(Debug, Deserialize)]
-pub struct NodeBody {
-    /// Its name.
-    pub metadata: NodeMetadata,
-}
-
-/// A node's metadata.
-#[derive(Debug, Deserialize)]
-pub struct NodeMetadata {
-    /// The node's name (its agent's `[node] name`).
-    pub name: String,
-}
+/// The body of a node: the type clients build it with.
+pub use aloft_api::NodeRequest as NodeBody;
 
 /// A request body parsed by [`parse`]: the extractor of every handler that reads JSON.
 #[derive(Debug, Clone)]

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
+use aloft_api::{Command, List};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::Value;
 
 use super::bodies::{BodyRejection, CommandBody, JsonBody};
 use super::resources;
@@ -60,18 +60,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(resources::command(&command))).into_response())
 }
 
-fn fingerprint(command: &Value) -> String {
+fn fingerprint(command: &Command) -> String {
     command
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
+        .metadata
+        .resource_version
+        .clone()
         .unwrap_or_default()
-        .to_owned()
 }
 
-fn is_final(command: &Value) -> bool {
+fn is_final(command: &Command) -> bool {
     matches!(
-        command.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed" | "Expired" | "Cancelled")
+        command.status.phase.as_str(),
+        "Succeeded" | "Failed" | "Expired" | "Cancelled"
     )
 }
 
@@ -87,7 +87,7 @@ pub async fn list(
     let node = query.node.clone();
     let read = {
         let control = control.clone();
-        move || -> Result<Vec<Value>, ControlError> {
+        move || -> Result<Vec<Command>, ControlError> {
             Ok(control
                 .commands(node.as_deref(), limit)?
                 .iter()
@@ -97,7 +97,7 @@ pub async fn list(
     };
     if !query.watch {
         let items = blocking(read).await?;
-        return Ok(Json(resources::list("Command", items)).into_response());
+        return Ok(Json(List::of(items)).into_response());
     }
     Ok(watches::stream(
         &state,
@@ -127,7 +127,7 @@ pub async fn get(
     let read = {
         let control = control.clone();
         let id = id.clone();
-        move || -> Result<Vec<Value>, ControlError> {
+        move || -> Result<Vec<Command>, ControlError> {
             let command = control
                 .command(&id)?
                 .ok_or_else(|| ControlError::NoSuchCommand(id.clone()))?;
@@ -136,7 +136,7 @@ pub async fn get(
     };
     let first = read()?;
     if !watch.watch {
-        return Ok(Json(first.into_iter().next().unwrap_or(Value::Null)).into_response());
+        return Ok(Json(first.into_iter().next()).into_response());
     }
     Ok(watches::stream(
         &state,
@@ -159,7 +159,7 @@ pub async fn cancel(
     caller: Caller,
     Extension(control): Extension<Control>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Command>, ApiError> {
     let node = control.command(&id).ok().flatten().map(|c| c.node);
     let actor = require(
         &control,

@@ -11,10 +11,13 @@
 //! sensor names follow the protocol's grammar (422 otherwise); a node holds at most
 //! `MAX_DESIRED_SENSORS` entries, so its whole spec always fits one downlink message.
 
+use aloft_api::{
+    DesiredSensor, DesiredState, DesiredStateSpec, DesiredStateStatus, ObjectMeta, ObservedSensor,
+    Sensor,
+};
 use axum::extract::Path;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::bodies::{BodyRejection, JsonBody, SpecBody};
 use super::resources;
@@ -42,7 +45,7 @@ async fn write(
     body: Result<JsonBody<SpecBody>, BodyRejection>,
     dry_run: bool,
     how: SpecWrite,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sensor>, ApiError> {
     let actor = require(
         &control,
         &caller,
@@ -82,7 +85,7 @@ async fn write(
         .registry()
         .node(&node)
         .map_err(|e| ApiError::internal(&e))?;
-    let mut sensor_json = match status {
+    let mut answer = match status {
         Some(status) => {
             let report = status.sensors.iter().find(|r| r.name == sensor).cloned();
             let values: Vec<_> = status
@@ -101,11 +104,9 @@ async fn write(
         }
         None => return Err(ApiError::not_found(format!("no node {node:?}"))),
     };
-    if let Some(status) = sensor_json.get_mut("status").and_then(Value::as_object_mut) {
-        status.insert("changed".into(), json!(written.changed));
-        status.insert("dryRun".into(), json!(dry_run));
-    }
-    Ok(Json(sensor_json))
+    answer.status.changed = Some(written.changed);
+    answer.status.dry_run = Some(dry_run);
+    Ok(Json(answer))
 }
 
 /// `PUT .../spec` (operator): the spec is exactly the body.
@@ -115,7 +116,7 @@ pub async fn replace(
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
     body: Result<JsonBody<SpecBody>, BodyRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sensor>, ApiError> {
     write(
         caller,
         control,
@@ -135,7 +136,7 @@ pub async fn merge(
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
     body: Result<JsonBody<SpecBody>, BodyRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sensor>, ApiError> {
     write(
         caller,
         control,
@@ -155,7 +156,7 @@ async fn remove(
     node: String,
     sensor: String,
     dry_run: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sensor>, ApiError> {
     let worker = control.clone();
     let (n, s) = (node.clone(), sensor.clone());
     let removed = blocking(move || worker.delete_desired(&actor, &n, &s, dry_run)).await?;
@@ -170,7 +171,7 @@ async fn remove(
         .iter()
         .filter(|l| l.sensor == sensor)
         .collect();
-    let mut sensor_json = resources::sensor(
+    let mut answer = resources::sensor(
         &status,
         &sensor,
         report.as_ref(),
@@ -178,13 +179,11 @@ async fn remove(
         &values,
         now_utc_ns(),
     );
-    if let Some(status) = sensor_json.get_mut("status").and_then(Value::as_object_mut) {
-        status.insert("changed".into(), json!(true));
-        status.insert("deleted".into(), json!(true));
-        status.insert("deletedGeneration".into(), json!(removed.generation));
-        status.insert("dryRun".into(), json!(dry_run));
-    }
-    Ok(Json(sensor_json))
+    answer.status.changed = Some(true);
+    answer.status.deleted = Some(true);
+    answer.status.deleted_generation = Some(removed.generation);
+    answer.status.dry_run = Some(dry_run);
+    Ok(Json(answer))
 }
 
 /// `DELETE .../spec` (operator): the sensor's desired state is removed; the agent goes
@@ -194,7 +193,7 @@ pub async fn delete(
     Extension(control): Extension<Control>,
     Path((node, sensor)): Path<(String, String)>,
     Query(query): Query<DryRun>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Sensor>, ApiError> {
     let actor = require(
         &control,
         &caller,
@@ -211,28 +210,36 @@ pub async fn get(
     caller: Caller,
     Extension(control): Extension<Control>,
     Path(node): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DesiredState>, ApiError> {
     caller.require(Role::Viewer)?;
     let rows = blocking(move || control.desired(Some(&node)).map(|rows| (node, rows))).await?;
     let (node, rows) = rows;
-    Ok(Json(json!({
-        "apiVersion": resources::API_VERSION,
-        "kind": "DesiredState",
-        "metadata": { "name": node, "node": node },
-        "spec": {
-            "sensors": rows.iter().map(|r| json!({
-                "name": r.sensor,
-                "generation": r.generation,
-                "intervalMs": r.interval_ms,
-                "enabled": r.enabled,
-            })).collect::<Vec<_>>(),
+    Ok(Json(DesiredState::new(
+        ObjectMeta {
+            name: node.clone(),
+            node: Some(node),
+            ..ObjectMeta::default()
         },
-        "status": {
-            "sensors": rows.iter().map(|r| json!({
-                "name": r.sensor,
-                "observedGeneration": r.observed_generation,
-                "refused": r.refused,
-            })).collect::<Vec<_>>(),
+        DesiredStateSpec {
+            sensors: rows
+                .iter()
+                .map(|r| DesiredSensor {
+                    name: r.sensor.clone(),
+                    generation: r.generation,
+                    interval_ms: r.interval_ms,
+                    enabled: r.enabled,
+                })
+                .collect(),
         },
-    })))
+        DesiredStateStatus {
+            sensors: rows
+                .iter()
+                .map(|r| ObservedSensor {
+                    name: r.sensor.clone(),
+                    observed_generation: r.observed_generation,
+                    refused: r.refused.clone(),
+                })
+                .collect(),
+        },
+    )))
 }

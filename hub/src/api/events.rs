@@ -2,10 +2,10 @@
 //! who (token id and role), what, when, outcome, for every command, desired-state, node and
 //! token change, and for refusals of them.
 
+use aloft_api::{Event, List};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::Value;
 
 use super::blocking;
 use super::resources;
@@ -29,7 +29,7 @@ pub async fn list(
     let node = query.node.clone();
     let read = {
         let control = control.clone();
-        move || -> Result<Vec<Value>, ControlError> {
+        move || -> Result<Vec<Event>, ControlError> {
             Ok(control
                 .events(node.as_deref(), 0, limit)?
                 .iter()
@@ -39,7 +39,7 @@ pub async fn list(
     };
     if !query.watch {
         let items = blocking(read).await?;
-        return Ok(Json(resources::list("Event", items)).into_response());
+        return Ok(Json(List::of(items)).into_response());
     }
     Ok(watches::stream(
         &state,

@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
+use aloft_api::{List, ListMeta, LogLine};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::resources;
 use super::{ApiError, ApiState, Caller, Query, timestamp};
 use crate::control::Control;
 use crate::tokens::Role;
@@ -36,7 +35,7 @@ pub async fn get(
     Extension(control): Extension<Control>,
     Path(node): Path<String>,
     Query(query): Query<LogsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<LogLine>>, ApiError> {
     caller.require(Role::Viewer)?;
     if let Some(sensor) = &query.sensor {
         known_sensor(&state, &node, sensor)?;
@@ -46,16 +45,20 @@ pub async fn get(
     let batch = control
         .fetch_logs(&node, query.sensor.clone(), lines, timeout)
         .await?;
-    Ok(Json(json!({
-        "apiVersion": resources::API_VERSION,
-        "kind": "LogList",
-        "metadata": { "node": node, "sensor": query.sensor },
-        "items": batch.lines.iter().map(|l| json!({
-            "time": if l.time.utc_ns.is_some() { timestamp(l.time.utc_ns) } else { json!(format!("+{:.3}s", l.time.mono_ns as f64 / 1e9)) },
-            "level": l.level,
-            "sensor": l.sensor,
-            "message": l.message,
-        })).collect::<Vec<_>>(),
+    let items = batch
+        .lines
+        .iter()
+        .map(|l| LogLine {
+            time: timestamp(l.time.utc_ns)
+                .unwrap_or_else(|| format!("+{:.3}s", l.time.mono_ns as f64 / 1e9)),
+            level: l.level.clone(),
+            sensor: l.sensor.clone(),
+            message: l.message.clone(),
+        })
+        .collect();
+    Ok(Json(List::new("Log", items).with_metadata(ListMeta {
+        node: Some(node),
+        sensor: query.sensor,
     })))
 }
 

@@ -21,13 +21,13 @@ pub mod watches;
 
 use std::sync::Arc;
 
+use aloft_api::Version;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 pub use auth::{Caller, authenticate, bearer, require};
@@ -38,7 +38,7 @@ use crate::nodes::control_seam::NodeControl;
 use crate::tokens::Role;
 
 /// The API group and version of every resource.
-pub const API_VERSION: &str = "aloft.dev/v1";
+pub const API_VERSION: &str = aloft_api::API_VERSION;
 
 /// What every route handler can reach.
 #[derive(Debug, Clone)]
@@ -104,13 +104,9 @@ pub fn control_routes(control: Control) -> Router<ApiState> {
         .layer(Extension(control))
 }
 
-async fn version(caller: Caller) -> Result<axum::Json<Value>, ApiError> {
+async fn version(caller: Caller) -> Result<axum::Json<Version>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(axum::Json(json!({
-        "apiVersion": API_VERSION,
-        "kind": "Version",
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
+    Ok(axum::Json(Version::new(env!("CARGO_PKG_VERSION"))))
 }
 
 async fn healthz() -> &'static str {
@@ -171,14 +167,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": "Status",
-            "status": "Failure",
-            "reason": self.reason,
-            "message": self.message,
-            "code": self.status.as_u16(),
-        });
+        let body = aloft_api::Status::failure(self.reason, self.message, self.status.as_u16());
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -252,8 +241,6 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// Metadata timestamps in RFC 3339.
-pub fn timestamp(utc_ns: Option<i64>) -> serde_json::Value {
-    utc_ns.map_or(serde_json::Value::Null, |ns| {
-        crate::clock::rfc3339(ns).into()
-    })
+pub fn timestamp(utc_ns: Option<i64>) -> Option<String> {
+    utc_ns.map(crate::clock::rfc3339)
 }

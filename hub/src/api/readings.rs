@@ -6,6 +6,7 @@
 //! reconstructed from its boot's time correlation (`time_source: "reconstructed"`), or
 //! null when the hub has no correlation for its boot yet.
 
+use aloft_api::{Gap, List, ListMeta, Reading, SeqRange, TimeSpan};
 use aloft_protocol::Quantity;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -13,9 +14,8 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{API_VERSION, ApiError, ApiState, Caller, Query, timestamp};
+use super::{ApiError, ApiState, Caller, Query, timestamp};
 use crate::clock::{hex, parse_utc};
 use crate::storage::streams::{ReadingQuery, ReadingRow, StreamGap, source_name};
 use crate::tokens::Role;
@@ -36,20 +36,20 @@ pub struct ReadingParams {
 }
 
 /// One reading as an NDJSON line.
-pub fn reading_json(row: &ReadingRow) -> Value {
-    json!({
-        "sensor": row.sensor,
-        "quantity": row.quantity.name(),
-        "unit": row.quantity.unit(),
-        "value": row.value,
-        "utc": timestamp(row.utc_ns),
-        "utc_ns": row.utc_ns,
-        "mono_ns": row.mono_ns,
-        "time_source": source_name(row.source),
-        "quality": row.quality.names().collect::<Vec<_>>(),
-        "epoch": hex(&row.epoch.0),
-        "seq": row.seq,
-    })
+pub fn reading_json(row: &ReadingRow) -> Reading {
+    Reading {
+        sensor: row.sensor.clone(),
+        quantity: row.quantity.name().to_owned(),
+        unit: row.quantity.unit().to_owned(),
+        value: Some(row.value),
+        utc: timestamp(row.utc_ns),
+        utc_ns: row.utc_ns,
+        mono_ns: row.mono_ns,
+        time_source: source_name(row.source).to_owned(),
+        quality: row.quality.names().map(str::to_owned).collect(),
+        epoch: hex(&row.epoch.0),
+        seq: row.seq,
+    }
 }
 
 async fn require_node(state: &ApiState, node: &str) -> Result<(), ApiError> {
@@ -141,7 +141,7 @@ pub async fn gaps(
     caller: Caller,
     State(state): State<ApiState>,
     Path(node): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Gap>>, ApiError> {
     caller.require(Role::Viewer)?;
     require_node(&state, &node).await?;
     let streams = state.hub.streams.clone();
@@ -150,33 +150,34 @@ pub async fn gaps(
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::internal(&e))?;
-    let items: Vec<Value> = gaps
+    let items: Vec<Gap> = gaps
         .iter()
         .map(|gap| match gap {
-            StreamGap::Recorded { epoch, seq, gap } => json!({
-                "type": "recorded",
-                "epoch": hex(&epoch.0),
-                "seq": seq,
-                "reason": format!("{:?}", gap.reason),
-                "covers": gap.covers.map(|(a, b)| json!({"first": a, "last": b})),
-                "readings": gap.readings,
-                "sensor": gap.sensor.map(|s| s.0),
-                "span": gap.span.map(|(a, b)| json!({
-                    "fromMonoNs": a.mono_ns, "from": timestamp(a.utc_ns),
-                    "toMonoNs": b.mono_ns, "to": timestamp(b.utc_ns),
-                })),
-            }),
-            StreamGap::Unsynced { epoch, first, last } => json!({
-                "type": "unsynced",
-                "epoch": hex(&epoch.0),
-                "covers": {"first": first, "last": last},
-            }),
+            StreamGap::Recorded { epoch, seq, gap } => Gap::Recorded {
+                epoch: hex(&epoch.0),
+                seq: *seq,
+                reason: format!("{:?}", gap.reason),
+                covers: gap.covers.map(|(first, last)| SeqRange { first, last }),
+                readings: gap.readings,
+                sensor: gap.sensor.map(|s| s.0),
+                span: gap.span.map(|(a, b)| TimeSpan {
+                    from_mono_ns: a.mono_ns,
+                    from: timestamp(a.utc_ns),
+                    to_mono_ns: b.mono_ns,
+                    to: timestamp(b.utc_ns),
+                }),
+            },
+            StreamGap::Unsynced { epoch, first, last } => Gap::Unsynced {
+                epoch: hex(&epoch.0),
+                covers: SeqRange {
+                    first: *first,
+                    last: *last,
+                },
+            },
         })
         .collect();
-    Ok(Json(json!({
-        "apiVersion": API_VERSION,
-        "kind": "GapList",
-        "metadata": {"node": node},
-        "items": items,
+    Ok(Json(List::new("Gap", items).with_metadata(ListMeta {
+        node: Some(node),
+        sensor: None,
     })))
 }

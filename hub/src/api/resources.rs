@@ -1,12 +1,15 @@
 //! The control layer's API resources in Kubernetes shape: `Sensor`, `Command`, `Event`,
-//! `Token` (docs/api.md, "Control"). Pure functions of stored rows and the registry's
-//! picture, so their JSON is unit-tested.
+//! `Token` (docs/api.md, "Control"), as the `aloft_api` types clients read. Pure functions
+//! of stored rows and the registry's picture, so their JSON is unit-tested.
 //!
 //! Invariant: a field the hub does not know is `null`, never a made-up value (an offline
 //! node's sensors keep the last reported state, and say `nodeConnected: false`).
 
-use aloft_protocol::sync::SensorReport;
-use serde_json::{Value, json};
+use aloft_api::{
+    Backlog, Command, CommandSpec, CommandStatus, Event, EventSpec, EventStatus, ObjectMeta,
+    ObjectReference, Sensor, SensorSpec, SensorStatus, SensorValue, Token, TokenSpec, TokenStatus,
+};
+use aloft_protocol::sync::{BacklogReport, SensorReport};
 
 use crate::clock::rfc3339;
 use crate::nodes::registry::{LatestValue, NodeStatus};
@@ -14,113 +17,123 @@ use crate::storage::control::{Actor, CommandRow, DesiredRow, EventRow};
 use crate::storage::streams::source_name;
 use crate::tokens::TokenInfo;
 
-/// The API group and version.
-pub const API_VERSION: &str = "aloft.dev/v1";
+pub use aloft_api::API_VERSION;
 
-fn time(ns: Option<i64>) -> Value {
-    ns.map_or(Value::Null, |ns| rfc3339(ns).into())
+fn time(ns: Option<i64>) -> Option<String> {
+    ns.map(rfc3339)
 }
 
-fn actor(actor: &Actor) -> Value {
-    json!({ "token": actor.token, "role": actor.role })
+fn actor(actor: &Actor) -> aloft_api::Actor {
+    aloft_api::Actor {
+        token: actor.token.clone(),
+        role: actor.role.clone(),
+    }
 }
 
-/// A list of one kind.
-pub fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({ "apiVersion": API_VERSION, "kind": format!("{kind}List"), "items": items })
+/// The node's unsent backlog as the API shows it.
+pub fn backlog(b: &BacklogReport) -> Backlog {
+    Backlog {
+        records: b.records,
+        bytes: b.bytes,
+        oldest_age_seconds: b.oldest_age_s,
+    }
 }
 
 /// A `Command`.
-pub fn command(c: &CommandRow) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "Command",
-        "metadata": {
-            "name": c.id,
-            "node": c.node,
-            "uid": c.id,
+pub fn command(c: &CommandRow) -> Command {
+    Command::new(
+        ObjectMeta {
+            name: c.id.clone(),
+            node: Some(c.node.clone()),
+            uid: Some(c.id.clone()),
             // A command's spec never changes; its status does (resourceVersion).
-            "generation": 1,
-            "resourceVersion": c.revision.to_string(),
-            "creationTimestamp": time(Some(c.created_ns)),
+            generation: Some(1),
+            resource_version: Some(c.revision.to_string()),
+            creation_timestamp: time(Some(c.created_ns)),
         },
-        "spec": {
-            "action": "restartSensor",
-            "sensor": c.sensor,
-            "hard": c.hard,
-            "ttlSeconds": c.ttl_s,
-            "expires": time(Some(c.expires_ns)),
-            "createdBy": actor(&c.actor),
+        CommandSpec {
+            action: "restartSensor".to_owned(),
+            sensor: c.sensor.clone(),
+            hard: c.hard,
+            ttl_seconds: c.ttl_s,
+            expires: rfc3339(c.expires_ns),
+            created_by: actor(&c.actor),
         },
-        "status": {
-            "phase": c.phase.name(),
-            "message": c.message,
-            "delivered": time(c.delivered_ns),
-            "finished": time(c.finished_ns),
+        CommandStatus {
+            phase: c.phase.name().to_owned(),
+            message: c.message.clone(),
+            delivered: time(c.delivered_ns),
+            finished: time(c.finished_ns),
         },
-    })
+    )
 }
 
 /// An `Event` of the audit trail.
-pub fn event(e: &EventRow) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "Event",
-        "metadata": {
-            "name": e.seq.to_string(),
-            "uid": format!("event-{}", e.seq),
-            "node": e.node,
-            "creationTimestamp": time(Some(e.time_ns)),
+pub fn event(e: &EventRow) -> Event {
+    Event::new(
+        ObjectMeta {
+            name: e.seq.to_string(),
+            uid: Some(format!("event-{}", e.seq)),
+            node: e.node.clone(),
+            creation_timestamp: time(Some(e.time_ns)),
+            ..ObjectMeta::default()
         },
-        "spec": {
-            "actor": actor(&e.actor),
-            "action": e.action,
-            "object": { "kind": e.object_kind, "name": e.object_name, "node": e.node },
+        EventSpec {
+            actor: actor(&e.actor),
+            action: e.action.clone(),
+            object: ObjectReference {
+                kind: e.object_kind.clone(),
+                name: e.object_name.clone(),
+                node: e.node.clone(),
+            },
         },
-        "status": { "outcome": e.outcome, "message": e.message },
-    })
+        EventStatus {
+            outcome: e.outcome.clone(),
+            message: e.message.clone(),
+        },
+    )
 }
 
 /// A `Token` (never its secret, except `secret` given once at creation).
-pub fn token(t: &TokenInfo, secret: Option<&str>) -> Value {
-    let mut status = json!({
-        "revoked": t.revoked_utc_ns.is_some(),
-        "revokedAt": time(t.revoked_utc_ns),
-    });
-    if let (Some(secret), Some(map)) = (secret, status.as_object_mut()) {
-        map.insert("secret".into(), secret.into());
-    }
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "Token",
-        "metadata": {
-            "name": t.id,
-            "uid": t.id,
-            "creationTimestamp": time(Some(t.created_utc_ns)),
+pub fn token(t: &TokenInfo, secret: Option<&str>) -> Token {
+    Token::new(
+        ObjectMeta {
+            name: t.id.clone(),
+            uid: Some(t.id.clone()),
+            creation_timestamp: time(Some(t.created_utc_ns)),
+            ..ObjectMeta::default()
         },
-        "spec": { "role": t.role.name(), "node": t.node, "description": t.label },
-        "status": status,
-    })
+        TokenSpec {
+            role: t.role.name().to_owned(),
+            node: t.node.clone(),
+            description: t.label.clone(),
+        },
+        TokenStatus {
+            revoked: t.revoked_utc_ns.is_some(),
+            revoked_at: time(t.revoked_utc_ns),
+            secret: secret.map(str::to_owned),
+        },
+    )
 }
 
-fn value(l: &LatestValue, now_ns: i64) -> Value {
+fn value(l: &LatestValue, now_ns: i64) -> SensorValue {
     let r = &l.reading;
     // Age on the reading's own UTC when it has one; else since the hub received it.
     let age_ns = now_ns - r.time.utc_ns.unwrap_or(l.received_utc_ns);
-    json!({
-        "quantity": r.quantity.name(),
-        "unit": r.quantity.unit(),
-        "value": r.value,
-        "utc": time(r.time.utc_ns),
-        "timeSource": source_name(r.time.source),
-        "ageSeconds": (age_ns.max(0) as f64) / 1e9,
-        "quality": r.quality.names().collect::<Vec<_>>().join(","),
-    })
+    SensorValue {
+        quantity: r.quantity.name().to_owned(),
+        unit: r.quantity.unit().to_owned(),
+        value: Some(r.value),
+        utc: time(r.time.utc_ns),
+        time_source: source_name(r.time.source).to_owned(),
+        age_seconds: Some((age_ns.max(0) as f64) / 1e9),
+        quality: r.quality.names().collect::<Vec<_>>().join(","),
+    }
 }
 
 /// The sensors of a node: every sensor it reported and every sensor with desired state,
 /// by name.
-pub fn sensors(node: &NodeStatus, desired: &[DesiredRow], now_ns: i64) -> Vec<Value> {
+pub fn sensors(node: &NodeStatus, desired: &[DesiredRow], now_ns: i64) -> Vec<Sensor> {
     let mut names: Vec<&str> = node
         .sensors
         .iter()
@@ -149,66 +162,63 @@ pub fn sensor(
     spec: Option<&DesiredRow>,
     values: &[&LatestValue],
     now_ns: i64,
-) -> Value {
+) -> Sensor {
     let newest_age = values
         .iter()
         .map(|l| now_ns - l.reading.time.utc_ns.unwrap_or(l.received_utc_ns))
         .min()
         .map(|ns| (ns.max(0) as f64) / 1e9);
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "Sensor",
-        "metadata": {
-            "name": name,
-            "node": node.name,
-            "uid": format!("{}/{name}", node.name),
-            "generation": spec.map_or(0, |s| s.generation),
-            "creationTimestamp": time(spec.map(|s| s.created_ns)),
+    Sensor::new(
+        ObjectMeta {
+            name: name.to_owned(),
+            node: Some(node.name.clone()),
+            uid: Some(format!("{}/{name}", node.name)),
+            generation: Some(spec.map_or(0, |s| s.generation)),
+            creation_timestamp: time(spec.map(|s| s.created_ns)),
+            ..ObjectMeta::default()
         },
-        "spec": {
-            "intervalMs": spec.and_then(|s| s.interval_ms),
-            "enabled": spec.and_then(|s| s.enabled),
+        SensorSpec {
+            interval_ms: spec.and_then(|s| s.interval_ms),
+            enabled: spec.and_then(|s| s.enabled),
         },
-        "status": {
-            "kind": report.map(|r| r.kind.clone()),
-            "state": report.map(|r| format!("{:?}", r.state)),
-            "reason": report.map(|r| r.reason.clone()),
-            "restarts": report.map(|r| r.restarts),
-            "lastRestartReason": report.and_then(|r| r.last_restart.as_ref().map(|(_, why)| why.clone())),
-            "lastError": report.and_then(|r| r.last_error.clone()),
-            "intervalMs": report.and_then(|r| r.interval_ms),
-            "enabled": report.map(|r| r.enabled),
-            "readings": report.map(|r| r.readings),
-            "newestValueAgeSeconds": newest_age,
-            "observedGeneration": spec.and_then(|s| s.observed_generation),
-            "refused": spec.and_then(|s| s.refused.clone()),
-            "nodeConnected": node.connected,
-            "nodeBacklog": node.backlog.map(|b| json!({
-                "records": b.records,
-                "bytes": b.bytes,
-                "oldestAgeSeconds": b.oldest_age_s,
-            })),
-            "reported": time(node.live_received_utc_ns),
-            "values": values.iter().map(|l| value(l, now_ns)).collect::<Vec<_>>(),
+        SensorStatus {
+            kind: report.map(|r| r.kind.clone()),
+            state: report.map(|r| format!("{:?}", r.state)),
+            reason: report.map(|r| r.reason.clone()),
+            restarts: report.map(|r| r.restarts),
+            last_restart_reason: report
+                .and_then(|r| r.last_restart.as_ref().map(|(_, why)| why.clone())),
+            last_error: report.and_then(|r| r.last_error.clone()),
+            interval_ms: report.and_then(|r| r.interval_ms),
+            enabled: report.map(|r| r.enabled),
+            readings: report.map(|r| r.readings),
+            newest_value_age_seconds: newest_age,
+            observed_generation: spec.and_then(|s| s.observed_generation),
+            refused: spec.and_then(|s| s.refused.clone()),
+            node_connected: Some(node.connected),
+            node_backlog: node.backlog.as_ref().map(backlog),
+            reported: time(node.live_received_utc_ns),
+            values: values.iter().map(|l| value(l, now_ns)).collect(),
+            ..SensorStatus::default()
         },
-    })
+    )
 }
 
 /// What of a sensor a watch reports a change of: not its ages, which change every instant.
-pub fn sensor_fingerprint(sensor: &Value) -> String {
-    let pick = |p: &str| sensor.pointer(p).cloned().unwrap_or(Value::Null);
-    json!([
-        pick("/metadata/generation"),
-        pick("/spec"),
-        pick("/status/state"),
-        pick("/status/reason"),
-        pick("/status/restarts"),
-        pick("/status/lastError"),
-        pick("/status/intervalMs"),
-        pick("/status/enabled"),
-        pick("/status/observedGeneration"),
-        pick("/status/refused"),
-        pick("/status/nodeConnected"),
-    ])
-    .to_string()
+pub fn sensor_fingerprint(sensor: &Sensor) -> String {
+    let s = &sensor.status;
+    let picked = (
+        sensor.metadata.generation,
+        &sensor.spec,
+        &s.state,
+        &s.reason,
+        s.restarts,
+        &s.last_error,
+        s.interval_ms,
+        s.enabled,
+        s.observed_generation,
+        &s.refused,
+        s.node_connected,
+    );
+    serde_json::to_string(&picked).unwrap_or_default()
 }

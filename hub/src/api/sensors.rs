@@ -6,10 +6,10 @@
 //! Invariant: a sensor is listed if its node reported it or the hub has desired state for
 //! it, so a `set` made before the node ever connected is visible.
 
+use aloft_api::{List, Sensor};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::Value;
 
 use super::resources;
 use super::watches::{self, ListQuery, WatchQuery, Watched};
@@ -23,7 +23,7 @@ fn read(
     control: &Control,
     node: Option<&str>,
     sensor: Option<&str>,
-) -> Result<Vec<Value>, ControlError> {
+) -> Result<Vec<Sensor>, ControlError> {
     let nodes = match node {
         Some(name) => vec![
             control
@@ -39,7 +39,7 @@ fn read(
         let desired = control.desired(Some(&status.name))?;
         let mut sensors = resources::sensors(status, &desired, now);
         if let Some(sensor) = sensor {
-            sensors.retain(|s| s.pointer("/metadata/name").and_then(Value::as_str) == Some(sensor));
+            sensors.retain(|s| s.metadata.name == sensor);
         }
         out.extend(sensors);
     }
@@ -61,8 +61,8 @@ fn answer(
     }
     if !watch.watch {
         return Ok(match sensor {
-            Some(_) => Json(objects.into_iter().next().unwrap_or(Value::Null)).into_response(),
-            None => Json(resources::list("Sensor", objects)).into_response(),
+            Some(_) => Json(objects.into_iter().next()).into_response(),
+            None => Json(List::of(objects)).into_response(),
         });
     }
     let reader = control.clone();

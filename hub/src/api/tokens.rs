@@ -9,11 +9,11 @@
 //! attempt is audited; deleting a node revokes its tokens (its agent is refused at the next
 //! upgrade), cancels its pending commands and forgets its desired state.
 
+use aloft_api::{List, Node, Status, Token};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Value, json};
 
 use super::bodies::{BodyRejection, JsonBody, NodeBody, TokenBody};
 use super::nodes::node_json;
@@ -29,7 +29,7 @@ use crate::tokens::Role;
 pub async fn list(
     caller: Caller,
     Extension(control): Extension<Control>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<Token>>, ApiError> {
     require(
         &control,
         &caller,
@@ -42,8 +42,7 @@ pub async fn list(
         .tokens()
         .list()
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(resources::list(
-        "Token",
+    Ok(Json(List::of(
         tokens.iter().map(|t| resources::token(t, None)).collect(),
     )))
 }
@@ -106,7 +105,7 @@ pub async fn revoke(
     State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Option<Token>>, ApiError> {
     let actor = require(
         &control,
         &caller,
@@ -139,9 +138,7 @@ pub async fn revoke(
         .map_err(|e| ApiError::internal(&e))?
         .into_iter()
         .find(|t| t.id == id);
-    Ok(Json(
-        info.map_or(Value::Null, |t| resources::token(&t, None)),
-    ))
+    Ok(Json(info.map(|t| resources::token(&t, None))))
 }
 
 /// `POST /api/v1/nodes` (admin): the node and its token.
@@ -188,12 +185,10 @@ pub async fn create_node(
         .node(&name)
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| ApiError::internal(&"the node vanished as it was created"))?;
-    let mut json = node_json(&node);
-    if let Some(status) = json.get_mut("status").and_then(Value::as_object_mut) {
-        status.insert("token".into(), json!(created.secret));
-        status.insert("tokenId".into(), json!(created.token.id));
-    }
-    Ok((StatusCode::CREATED, Json(json)).into_response())
+    let mut node: Node = node_json(&node);
+    node.status.token = Some(created.secret);
+    node.status.token_id = Some(created.token.id);
+    Ok((StatusCode::CREATED, Json(node)).into_response())
 }
 
 /// `DELETE /api/v1/nodes/{node}` (admin).
@@ -202,7 +197,7 @@ pub async fn delete_node(
     State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Status>, ApiError> {
     let actor = require(
         &control,
         &caller,
@@ -230,10 +225,7 @@ pub async fn delete_node(
         Outcome::Ok,
         "its tokens are revoked".into(),
     ));
-    Ok(Json(json!({
-        "apiVersion": resources::API_VERSION,
-        "kind": "Status",
-        "status": "Success",
-        "message": format!("node {name} deleted; its tokens are revoked"),
-    })))
+    Ok(Json(Status::success(format!(
+        "node {name} deleted; its tokens are revoked"
+    ))))
 }

@@ -16,16 +16,18 @@
 //! watch. Every read is counted ([`crate::load::WATCH_READS`],
 //! `aloft_hub_watch_reads_total` at `GET /metrics`).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use aloft_api::{DeletedObject, ObjectMeta, Resource, WatchEvent, WatchEventType};
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -93,25 +95,25 @@ impl WatchQuery {
 }
 
 /// What a watch re-reads and how it compares.
-pub struct Watched {
+pub struct Watched<T> {
     /// What `read` reads, in words that tell it from every other read (the route and its
     /// parameters): watches of the same query share their re-reads.
     pub query: String,
     /// The current objects.
-    pub read: Box<dyn FnMut() -> Result<Vec<Value>, ControlError> + Send>,
+    pub read: Box<dyn FnMut() -> Result<Vec<T>, ControlError> + Send>,
     /// The object's identity.
-    pub key: fn(&Value) -> String,
+    pub key: fn(&T) -> String,
     /// What counts as a change of it.
-    pub fingerprint: fn(&Value) -> String,
+    pub fingerprint: fn(&T) -> String,
     /// Ends the watch once every object is final (a waited-for command).
-    pub until: Option<fn(&Value) -> bool>,
+    pub until: Option<fn(&T) -> bool>,
     /// Re-read at least this often, for changes the control layer does not signal.
     pub poll: Option<Duration>,
     /// Report objects that left the list (not for a sliding window of events).
     pub deletions: bool,
 }
 
-impl std::fmt::Debug for Watched {
+impl<T> std::fmt::Debug for Watched<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watched")
             .field("poll", &self.poll)
@@ -120,41 +122,39 @@ impl std::fmt::Debug for Watched {
 }
 
 /// A resource's `metadata.name`: the key a watch tells its objects apart by.
-pub fn name_key(resource: &Value) -> String {
-    metadata_str(resource, "name")
+pub fn name_key<T: Resource>(resource: &T) -> String {
+    resource.metadata().name.clone()
 }
 
 /// A resource's `metadata.uid`, for resources whose names repeat across nodes.
-pub fn uid_key(resource: &Value) -> String {
-    metadata_str(resource, "uid")
+pub fn uid_key<T: Resource>(resource: &T) -> String {
+    resource.metadata().uid.clone().unwrap_or_default()
 }
 
-fn metadata_str(resource: &Value, field: &str) -> String {
-    resource
-        .get("metadata")
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+/// One watch line: the event as JSON and a newline.
+fn watch_line<T: Serialize>(kind: WatchEventType, object: &T) -> String {
+    let mut line = serde_json::to_string(&WatchEvent { kind, object }).unwrap_or_default();
+    line.push('\n');
+    line
 }
 
 /// Streams a watch as NDJSON.
-pub fn stream(
+pub fn stream<T: Serialize + Send + Sync + 'static>(
     state: &ApiState,
     control: &Control,
     query: WatchQuery,
-    watched: Watched,
+    watched: Watched<T>,
 ) -> Response {
     stream_with(state, control, query, watched, None)
 }
 
 /// [`stream`], also re-reading when `also` changes (a change the control layer does not
 /// signal, such as a node's live state).
-pub fn stream_with(
+pub fn stream_with<T: Serialize + Send + Sync + 'static>(
     state: &ApiState,
     control: &Control,
     query: WatchQuery,
-    mut watched: Watched,
+    mut watched: Watched<T>,
     mut also: Option<watch::Receiver<u64>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(64);
@@ -184,13 +184,13 @@ pub fn stream_with(
                 let key = (watched.key)(object);
                 let print = (watched.fingerprint)(object);
                 let kind = match seen.get(&key) {
-                    None => Some("ADDED"),
-                    Some(old) if *old != print => Some("MODIFIED"),
+                    None => Some(WatchEventType::Added),
+                    Some(old) if *old != print => Some(WatchEventType::Modified),
                     Some(_) => None,
                 };
                 present.insert(key, print);
                 if let Some(kind) = kind {
-                    let line = format!("{}\n", json!({ "type": kind, "object": object }));
+                    let line = watch_line(kind, object);
                     if tx.send(Ok(line)).await.is_err() {
                         return;
                     }
@@ -198,10 +198,10 @@ pub fn stream_with(
             }
             if !first && watched.deletions {
                 for key in seen.keys().filter(|k| !present.contains_key(*k)) {
-                    let line = format!(
-                        "{}\n",
-                        json!({ "type": "DELETED", "object": { "metadata": { "name": key } } })
-                    );
+                    let gone = DeletedObject {
+                        metadata: ObjectMeta::named(key.as_str()),
+                    };
+                    let line = watch_line(WatchEventType::Deleted, &gone);
                     if tx.send(Ok(line)).await.is_err() {
                         return;
                     }
@@ -263,10 +263,13 @@ pub struct SharedReads {
     slots: Arc<Mutex<HashMap<String, Weak<SharedSlot>>>>,
 }
 
+/// What one read of a query gave: a `Vec` of the query's resource type.
+type SharedObjects = Arc<dyn Any + Send + Sync>;
+
 /// The latest read of one query.
 #[derive(Debug, Default)]
 pub struct SharedSlot {
-    latest: tokio::sync::Mutex<Option<(Stamp, Arc<Vec<Value>>)>>,
+    latest: tokio::sync::Mutex<Option<(Stamp, SharedObjects)>>,
 }
 
 impl SharedReads {
@@ -297,18 +300,22 @@ impl SharedReads {
 impl SharedSlot {
     /// The objects as of at least `stamp`: the latest read when it covers `stamp` (and
     /// `fresh` is not asked), else a new read by `read`, which the next watches then share.
-    pub async fn read(
+    ///
+    /// A query names one resource type; a slot holding another type's objects (a query
+    /// string two routes shared) is read afresh, never misread.
+    pub async fn read<T: Send + Sync + 'static>(
         &self,
         stamp: Stamp,
         fresh: bool,
-        read: &mut (dyn FnMut() -> Result<Vec<Value>, ControlError> + Send),
-    ) -> Result<Arc<Vec<Value>>, ControlError> {
+        read: &mut (dyn FnMut() -> Result<Vec<T>, ControlError> + Send),
+    ) -> Result<Arc<Vec<T>>, ControlError> {
         let mut latest = self.latest.lock().await;
         if !fresh
             && let Some((read_at, objects)) = latest.as_ref()
             && read_at.covers(stamp)
+            && let Ok(objects) = objects.clone().downcast::<Vec<T>>()
         {
-            return Ok(objects.clone());
+            return Ok(objects);
         }
         // The registry and SQLite reads are quick; a blocking pool hop per change is not
         // worth it.
@@ -318,7 +325,7 @@ impl SharedSlot {
             .as_ref()
             .is_none_or(|(read_at, _)| stamp.covers(*read_at))
         {
-            *latest = Some((stamp, objects.clone()));
+            *latest = Some((stamp, objects.clone() as SharedObjects));
         }
         Ok(objects)
     }
@@ -337,6 +344,7 @@ async fn changed_or_never(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn counting(
         reads: &Arc<std::sync::atomic::AtomicU64>,

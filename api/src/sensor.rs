@@ -1,0 +1,97 @@
+//! `Sensor`: a node's sensor as the hub knows it: its desired spec and what the node last
+//! reported (docs/api.md, "Sensor").
+//!
+//! Invariant: `spec` is the desired state (`None` fields: the node's config file decides);
+//! `status` is the node's last report, `None` where the node never reported the sensor.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Backlog, resource};
+
+resource!(
+    /// `GET /api/v1/sensors`, `GET /api/v1/nodes/{node}/sensors[/{sensor}]`, and the answer
+    /// of a spec write.
+    Sensor,
+    SensorSpec,
+    SensorStatus
+);
+
+/// A sensor's desired state; also the body of `PUT` / `PATCH .../spec`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SensorSpec {
+    /// Sampling interval, ms.
+    pub interval_ms: Option<u32>,
+    /// Whether the sensor runs.
+    pub enabled: Option<bool>,
+}
+
+/// What the node last reported of the sensor, and the outcome of a spec write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SensorStatus {
+    /// The driver kind (`ms5611`, `ublox`, ...).
+    pub kind: Option<String>,
+    /// `Starting`, `Running`, `Degraded`, `Failed`, `Restarting` or `Disabled`.
+    pub state: Option<String>,
+    /// Why it is in that state.
+    pub reason: Option<String>,
+    /// Restarts since the agent started.
+    pub restarts: Option<u32>,
+    /// Why it last restarted.
+    pub last_restart_reason: Option<String>,
+    /// Its last error.
+    pub last_error: Option<String>,
+    /// The interval in force, ms.
+    pub interval_ms: Option<u32>,
+    /// Whether it runs.
+    pub enabled: Option<bool>,
+    /// Readings taken since the agent started.
+    pub readings: Option<u64>,
+    /// Age of its newest value by the hub's clock, s.
+    pub newest_value_age_seconds: Option<f64>,
+    /// The desired generation the agent applied.
+    pub observed_generation: Option<u64>,
+    /// Why the agent refused (part of) the desired spec.
+    pub refused: Option<String>,
+    /// Whether its node is connected now (else this status is the last one heard).
+    pub node_connected: Option<bool>,
+    /// The node's unsent backlog.
+    pub node_backlog: Option<Backlog>,
+    /// When the hub received the node's report.
+    pub reported: Option<String>,
+    /// The newest value of each of its quantities.
+    pub values: Vec<SensorValue>,
+    /// A spec write's answer: whether the generation moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    /// A spec write's answer: whether it was only a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    /// A deletion's answer: the desired state is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// A deletion's answer: the generation that was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_generation: Option<u64>,
+}
+
+/// The newest value of one quantity of a sensor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SensorValue {
+    /// Quantity name (`air_pressure`).
+    pub quantity: String,
+    /// Its unit (`Pa`).
+    pub unit: String,
+    /// The value (`None`: not a number).
+    pub value: Option<f64>,
+    /// The reading's UTC.
+    pub utc: Option<String>,
+    /// `gnss`, `system_clock`, `reconstructed` or `monotonic`.
+    pub time_source: String,
+    /// Its age by the hub's clock, s.
+    pub age_seconds: Option<f64>,
+    /// Its quality flags, comma-separated; empty when good.
+    pub quality: String,
+}
