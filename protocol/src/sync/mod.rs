@@ -18,10 +18,13 @@
 //!   reported when done).
 //! - Enum variants are only ever appended, never reordered: postcard encodes the variant
 //!   index. [`Uplink::Hello`] is variant 0 and its first field is the protocol version, so a
-//!   peer of any version can read the version of a hello it cannot otherwise decode
-//!   ([`hello_version`]) and refuse it with a clear reason.
+//!   peer of any version can read the version of a hello ([`hello_version`]).
+//! - Peers of different versions talk by the rule of [`evolution`]: each end sends only
+//!   what the other's version decodes, fields are only added at the end of a message, and
+//!   unknown quantity codes and record kinds are kept, not refused.
 
 pub mod batch;
+pub mod evolution;
 pub mod fuzzing;
 
 use alloc::string::String;
@@ -31,10 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BootId, Reading, SensorState, StoreEpoch, Timestamp};
 pub use batch::{BatchEncoding, BatchError, BatchLimits};
-
-/// The version this build speaks. A hub refuses a hello of another version with
-/// [`RefusalCode::ProtocolVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub use evolution::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, session_version};
 
 /// The largest WebSocket message either side accepts, bytes (a batch's compressed payload
 /// included). Larger messages are refused and the connection closed.
@@ -164,7 +164,8 @@ pub enum Downlink {
 /// First message of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    /// [`PROTOCOL_VERSION`] of the agent. Keep first.
+    /// [`PROTOCOL_VERSION`] of the agent, or an older version it falls back to for a hub
+    /// that refused it. Keep first.
     pub protocol_version: u16,
     /// The node's name; must be the token's node.
     pub node: String,
@@ -183,7 +184,7 @@ pub struct Hello {
 /// The hub's answer to a hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// [`PROTOCOL_VERSION`] of the hub.
+    /// [`PROTOCOL_VERSION`] of the hub: the agent sends nothing this version cannot decode.
     pub protocol_version: u16,
     /// The epoch of the hello.
     pub epoch: StoreEpoch,
@@ -214,7 +215,8 @@ pub struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RefusalCode {
-    /// The hello's protocol version is not spoken here.
+    /// The hello's protocol version is not spoken here (older than the oldest this hub
+    /// welcomes; a version 1 hub refuses every other version).
     ProtocolVersion,
     /// The hello names another node than the token's.
     WrongNode,
@@ -412,15 +414,10 @@ macro_rules! codec {
                 postcard::to_allocvec(self).unwrap_or_default()
             }
 
-            /// Decodes one binary WebSocket message, refusing it above the size cap.
+            /// Decodes one binary WebSocket message, refusing it above the size cap, by the
+            /// rule for fields added in other versions ([`evolution::decode_message`]).
             pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-                if bytes.len() > MAX_MESSAGE_BYTES {
-                    return Err(DecodeError::TooLarge {
-                        size: bytes.len(),
-                        max: MAX_MESSAGE_BYTES,
-                    });
-                }
-                postcard::from_bytes(bytes).map_err(DecodeError::Malformed)
+                evolution::decode_message(bytes)
             }
         }
     };
