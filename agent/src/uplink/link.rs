@@ -9,7 +9,10 @@
 //! within the deadline, not after TCP's minutes); a message from the control layer is taken
 //! off its queue only to be sent, and is sent again on the next connection unless the hub
 //! answered a ping sent after it (so one written into a half-open link is not lost); the
-//! store is acked only with what the hub acked. A downlink message the agent cannot take
+//! store is acked only with what the hub acked. A hub that refuses the offered protocol
+//! version is offered the next older one at once, down to the oldest this agent speaks,
+//! and the version it welcomed is offered for the rest of this boot (docs/protocol.md,
+//! "Evolution"). A downlink message the agent cannot take
 //! (undecodable, or over [`MAX_MESSAGE_BYTES`]) is skipped and reported to the hub as an
 //! unsolicited log line ([`UNSOLICITED_LOGS`]), and the session goes on; a message too
 //! large even to be read ends the connection, is reported on the next one, and does not
@@ -31,7 +34,8 @@ use std::time::Duration;
 use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, Hello, LiveUpdate, LogBatch, LogLine, MAX_MESSAGE_BYTES,
-    MAX_TEXT_BYTES, PROTOCOL_VERSION, UNSOLICITED_LOGS, Uplink, bounded_text,
+    MAX_TEXT_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode, UNSOLICITED_LOGS,
+    Uplink, bounded_text,
 };
 use aloft_protocol::{BootId, Record, StoreEpoch};
 use futures_util::{SinkExt, StreamExt};
@@ -46,7 +50,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::live::{self, LiveBoard};
-use super::session::{Budget, ReadRequest, SessionError, SyncSession, WindowTuner, plan_batch};
+use super::session::{
+    Budget, ReadRequest, SessionError, SyncSession, WindowTuner, plan_batch, withhold,
+};
 use super::{ControlChannels, SharedStore, UplinkOptions};
 use crate::metrics::Metrics;
 use crate::metrics::uplink::ReconnectReason;
@@ -93,6 +99,9 @@ enum LinkError {
     Deadline,
     #[error("refused: {0}")]
     Refused(String),
+    /// The hub refused the offered protocol version; the next connection offers `next`.
+    #[error("hub refused protocol version {offered}; offering {next}")]
+    OlderHub { offered: u16, next: u16 },
     #[error("closed by the hub")]
     Closed,
     /// The hub sent a message this agent must refuse, too large to skip.
@@ -106,7 +115,7 @@ impl LinkError {
     fn reason(&self) -> ReconnectReason {
         match self {
             LinkError::Deadline => ReconnectReason::Deadline,
-            LinkError::Refused(_) => ReconnectReason::Refused,
+            LinkError::Refused(_) | LinkError::OlderHub { .. } => ReconnectReason::Refused,
             LinkError::Closed => ReconnectReason::Closed,
             LinkError::HubMessage(_) | LinkError::Other(_) => ReconnectReason::Error,
         }
@@ -195,6 +204,9 @@ pub struct HubLink {
     unconfirmed: VecDeque<(u64, Uplink)>,
     control_open: bool,
     nonce: u64,
+    /// The protocol version the next hello offers: [`PROTOCOL_VERSION`] until a hub
+    /// refuses it.
+    offer: u16,
 }
 
 impl HubLink {
@@ -218,6 +230,7 @@ impl HubLink {
             unconfirmed: VecDeque::new(),
             control_open: true,
             nonce: 0,
+            offer: PROTOCOL_VERSION,
         }
     }
 
@@ -246,6 +259,16 @@ impl HubLink {
             self.metrics.uplink.reconnect(error.reason());
             if let LinkError::HubMessage(why) = &error {
                 self.queue_report(why);
+            }
+            if let LinkError::OlderHub { offered, next } = error {
+                // At most one step per version this agent speaks: no backoff needed.
+                tracing::info!(
+                    url = %self.options.url,
+                    offered,
+                    next,
+                    "Hub refused the protocol version; offering an older one."
+                );
+                continue;
             }
             // docs/protocol.md 5: a session that reached its welcome starts the backoff
             // over, unless it ended on a refusal (of either side): the next session would
@@ -304,7 +327,7 @@ impl HubLink {
             let outbox = self.store.lock();
             (
                 Hello {
-                    protocol_version: PROTOCOL_VERSION,
+                    protocol_version: self.offer,
                     node: self.options.node.clone(),
                     epoch: outbox.epoch(),
                     boot: self.boot,
@@ -331,6 +354,7 @@ impl HubLink {
         let (inbound_tx, mut inbound) = mpsc::channel(64);
         let reader = tokio::spawn(read_loop(
             stream,
+            self.offer,
             inbound_tx,
             Arc::clone(&last_rx),
             Arc::clone(&self.metrics),
@@ -346,6 +370,17 @@ impl HubLink {
                 Ok(Some(Inbound::End(e))) => return Err(e),
                 Ok(Some(Inbound::Refused(why))) => return Err(LinkError::HubMessage(why)),
                 Ok(Some(Inbound::Message(Downlink::Welcome(w)))) => break w,
+                Ok(Some(Inbound::Message(Downlink::Refused {
+                    code: RefusalCode::ProtocolVersion,
+                    ..
+                }))) if self.offer > OLDEST_PROTOCOL_VERSION => {
+                    let offered = self.offer;
+                    self.offer -= 1;
+                    return Err(LinkError::OlderHub {
+                        offered,
+                        next: self.offer,
+                    });
+                }
                 Ok(Some(Inbound::Message(Downlink::Refused { code, message }))) => {
                     return Err(LinkError::Refused(format!("{code:?}: {message}")));
                 }
@@ -375,7 +410,8 @@ impl HubLink {
             durable_end,
             tuner.window(),
             batch_records(tuner.window(), bytes_per_record),
-        );
+        )
+        .offering(self.offer);
         let store_ack = session.welcome(&welcome)?;
         *welcomed_at = Some(Instant::now());
         self.metrics.uplink.set_connected(true);
@@ -383,6 +419,7 @@ impl HubLink {
             url = %self.options.url,
             watermark = ?welcome.watermark,
             durable_end,
+            protocol_version = session.version(),
             "Connected to the hub."
         );
         if let Some(up_to) = store_ack {
@@ -605,12 +642,22 @@ impl HubLink {
         .await
         .map_err(|e| LinkError::Other(format!("store read task: {e}")))?
         .map_err(|e| LinkError::Other(format!("store read: {e}")))?;
-        let (records, durable_end) = read;
+        let (mut records, durable_end) = read;
         session.durable(durable_end);
         let seqs: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
         let Some((first, last)) = plan_batch(request, &seqs, durable_end) else {
             return Ok(None);
         };
+        let withheld = withhold(&mut records, session.version());
+        if withheld > 0 {
+            tracing::warn!(
+                first,
+                last,
+                withheld,
+                protocol_version = session.version(),
+                "Records this hub's protocol version cannot decode were left out of the batch."
+            );
+        }
         let count = records.len();
         let message = encode(epoch, first, last, &records)?;
         let bytes = message.len() as u64;
@@ -684,8 +731,11 @@ impl Sender<'_> {
     }
 }
 
+/// Reads the hub's messages as a hub of the `offered` version sends them (the welcome names
+/// that version, or the connection ends).
 async fn read_loop(
     mut stream: futures_util::stream::SplitStream<Ws>,
+    offered: u16,
     inbound: mpsc::Sender<Inbound>,
     last_rx: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -698,7 +748,7 @@ async fn read_loop(
         let message = match frame {
             Ok(Message::Binary(bytes)) => {
                 metrics.uplink.received(bytes.len());
-                match Downlink::decode(&bytes) {
+                match Downlink::decode_from(&bytes, offered) {
                     Ok(m) => Inbound::Message(m),
                     // One WebSocket message is one protocol message: skipping it leaves
                     // the stream in step (a newer hub's message, an oversized one).

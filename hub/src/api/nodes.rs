@@ -42,7 +42,7 @@ fn latest_json(latest: &LatestValue, now: i64) -> Value {
     let r = &latest.reading;
     json!({
         "sensor": latest.sensor,
-        "quantity": r.quantity.name(),
+        "quantity": r.quantity.to_string(),
         "unit": r.quantity.unit(),
         "value": r.value,
         "utc": timestamp(r.time.utc_ns),

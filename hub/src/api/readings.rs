@@ -39,7 +39,7 @@ pub struct ReadingParams {
 pub fn reading_json(row: &ReadingRow) -> Value {
     json!({
         "sensor": row.sensor,
-        "quantity": row.quantity.name(),
+        "quantity": row.quantity.to_string(),
         "unit": row.quantity.unit(),
         "value": row.value,
         "utc": timestamp(row.utc_ns),

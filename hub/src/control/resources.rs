@@ -108,7 +108,7 @@ fn value(l: &LatestValue, now_ns: i64) -> Value {
     // Age on the reading's own UTC when it has one; else since the hub received it.
     let age_ns = now_ns - r.time.utc_ns.unwrap_or(l.received_utc_ns);
     json!({
-        "quantity": r.quantity.name(),
+        "quantity": r.quantity.to_string(),
         "unit": r.quantity.unit(),
         "value": r.value,
         "utc": time(r.time.utc_ns),

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BootId, Reading, SensorState, StoreEpoch, Timestamp};
 pub use batch::{BatchEncoding, BatchError, BatchLimits};
-pub use evolution::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, session_version};
+pub use evolution::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// The largest WebSocket message either side accepts, bytes (a batch's compressed payload
 /// included). Larger messages are refused and the connection closed.
@@ -184,7 +184,8 @@ pub struct Hello {
 /// The hub's answer to a hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// [`PROTOCOL_VERSION`] of the hub: the agent sends nothing this version cannot decode.
+    /// The version of the session: the one the hello offered, which the hub speaks. Both
+    /// ends send nothing this version cannot decode ([`evolution`]).
     pub protocol_version: u16,
     /// The epoch of the hello.
     pub epoch: StoreEpoch,
@@ -414,10 +415,17 @@ macro_rules! codec {
                 postcard::to_allocvec(self).unwrap_or_default()
             }
 
-            /// Decodes one binary WebSocket message, refusing it above the size cap, by the
-            /// rule for fields added in other versions ([`evolution::decode_message`]).
+            /// Decodes one binary WebSocket message of a peer of this build's version,
+            /// refusing it above the size cap.
             pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-                evolution::decode_message(bytes)
+                evolution::decode_message(bytes, 0)
+            }
+
+            /// Decodes one binary WebSocket message of a peer of `peer_version`: the
+            /// fields added since that version read as absent
+            /// ([`evolution::decode_message`]).
+            pub fn decode_from(bytes: &[u8], peer_version: u16) -> Result<Self, DecodeError> {
+                evolution::decode_message(bytes, evolution::fields_added_since(peer_version))
             }
         }
     };
