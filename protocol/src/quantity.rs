@@ -355,6 +355,29 @@ mod tests {
         assert_eq!(Quantity::from_name("quantity_65536"), None);
     }
 
+    #[test]
+    fn human_readable_formats_spell_a_known_quantity_as_before_and_an_unknown_one_by_code() {
+        // The hub's dump: `"quantity":"AirPressure"` as when this was an enum.
+        assert_eq!(
+            serde_json::to_string(&Quantity::AirPressure).unwrap(),
+            "\"AirPressure\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Quantity::from_code(900)).unwrap(),
+            "900"
+        );
+        for q in Quantity::ALL
+            .iter()
+            .copied()
+            .chain([Quantity::from_code(900)])
+        {
+            let json = serde_json::to_string(&q).unwrap();
+            assert_eq!(serde_json::from_str::<Quantity>(&json).unwrap(), q);
+        }
+        assert!(serde_json::from_str::<Quantity>("\"NoSuchQuantity\"").is_err());
+        assert!(serde_json::from_str::<Quantity>("70000").is_err());
+    }
+
     proptest! {
         #[test]
         fn every_code_round_trips_through_postcard_and_its_label(code in any::<u16>()) {
