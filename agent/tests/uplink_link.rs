@@ -91,6 +91,8 @@ enum Seen {
 struct Held {
     records: std::collections::BTreeMap<u64, Record>,
     watermark: Option<u64>,
+    /// What a version 1 peer got that version 1 cannot decode.
+    undecodable: Vec<String>,
 }
 
 struct Peer {
@@ -264,6 +266,10 @@ async fn serve(
                         .map_err(|e| e.to_string())?;
                 }
             }
+            Uplink::Health(_) if behaviour == Behaviour::VersionOne => {
+                lock(&held).undecodable.push("a health message".into());
+                return Err("a health message is not version 1's to decode".into());
+            }
             Uplink::Ping { nonce } => {
                 ws.send(Message::binary(Downlink::Pong { nonce }.encode()))
                     .await
@@ -368,6 +374,7 @@ async fn syncs_from_the_welcome_watermark_live_first_and_acks_advance_the_store_
     let held = Held {
         records: Default::default(),
         watermark: Some(999),
+        undecodable: Vec::new(),
     };
     let command = Command {
         id: "c-1".into(),
@@ -910,6 +917,7 @@ async fn a_version_one_hub_is_offered_version_one_and_sent_only_what_it_decodes(
             "only the readings version 1 decodes"
         );
         assert!(held.records.values().all(|r| record_decodable_by(r, 1)));
+        assert_eq!(held.undecodable, Vec::<String>::new());
     }
     // No connection ended on a batch the hub refused; every later hello offered version 1.
     assert_eq!(agent.metrics.uplink.reconnects(ReconnectReason::Error), 0);
@@ -918,6 +926,32 @@ async fn a_version_one_hub_is_offered_version_one_and_sent_only_what_it_decodes(
             assert_eq!(hello.protocol_version, OLDEST_PROTOCOL_VERSION);
         }
     }
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_health_follows_the_live_update_in_a_version_2_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    let health = loop {
+        match next_seen(&mut peer).await {
+            Seen::Hello(_, hello) => assert_eq!(hello.protocol_version, PROTOCOL_VERSION),
+            Seen::Message(_, Uplink::Live(_)) => match next_seen(&mut peer).await {
+                Seen::Message(_, Uplink::Health(health)) => break health,
+                other => panic!("the health right after the live update, got {other:?}"),
+            },
+            Seen::Message(_, Uplink::Health(_)) => panic!("the health before the live update"),
+            Seen::Message(..) => {}
+        }
+    };
+    assert_eq!(health.store_policy, "drop-oldest");
+    assert_eq!(health.store_max_bytes, 64 << 20);
+    // This test's board has no timekeeper to ask, and no receiver confirmed a model.
+    assert_eq!(health.clock_trusted, None);
+    assert!(health.gnss_models.is_empty());
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }

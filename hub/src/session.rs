@@ -444,6 +444,10 @@ fn handle(
             }
             Ok(Action::Reply(None))
         }
+        Uplink::Health(health) => {
+            hub.registry.health(node, health);
+            Ok(Action::Reply(None))
+        }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),
         Uplink::Pong { .. } => Ok(Action::Reply(None)),
         other @ (Uplink::CommandAck { .. }

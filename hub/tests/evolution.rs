@@ -10,7 +10,8 @@ use std::process::Command;
 
 use aloft_hub::testing::{HubProcess, NodeClient, api_get, client_config, hello};
 use aloft_protocol::sync::{
-    BacklogReport, LiveUpdate, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode, Uplink,
+    BacklogReport, GnssModel, LiveUpdate, NodeHealth, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    RefusalCode, Uplink,
 };
 use aloft_protocol::{
     DescriptorRecord, ExtensionRecord, Quality, Quantity, Reading, Record, SensorDescriptor,
@@ -113,6 +114,21 @@ async fn an_agent_a_version_ahead_syncs_and_its_newer_quantity_and_record_are_ke
     .encode();
     live.extend([1, 0x3f, 0x80, 0, 0]);
     client.send_raw(live).await.unwrap();
+    // The node's health, which this version added to the live lane, is taken in stride.
+    client
+        .send(&Uplink::Health(NodeHealth {
+            time: Timestamp::with_utc(6, T0, TimeSource::Gnss),
+            clock_trusted: Some(false),
+            store_bytes: 1 << 20,
+            store_max_bytes: 1 << 30,
+            store_policy: "decimate".into(),
+            gnss_models: vec![GnssModel {
+                sensor: SensorId(0),
+                code: 7,
+            }],
+        }))
+        .await
+        .unwrap();
     client.send(&Uplink::Ping { nonce: 5 }).await.unwrap();
     loop {
         if client.recv().await.unwrap() == (aloft_protocol::sync::Downlink::Pong { nonce: 5 }) {

@@ -20,8 +20,8 @@ use aloft_protocol::sync::batch::{DEFAULT_BATCH_LIMITS, encode_batch};
 use aloft_protocol::sync::evolution::V1_QUANTITIES;
 use aloft_protocol::sync::{
     BacklogReport, Batch, BatchEncoding, Command, CommandAction, CommandOutcome, DesiredSensorSpec,
-    DesiredSpec, Downlink, Hello, LiveUpdate, LogBatch, LogLine, Observed, ObservedSensor,
-    PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, fuzzing,
+    DesiredSpec, Downlink, GnssModel, Hello, LiveUpdate, LogBatch, LogLine, NodeHealth, Observed,
+    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, fuzzing,
 };
 use aloft_protocol::{
     BootId, ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, SensorState, StoreEpoch,
@@ -466,6 +466,20 @@ fn uplink_messages() -> Vec<(&'static str, Uplink)> {
                     level: "WARN".into(),
                     sensor: Some("gps".into()),
                     message: "Sensor restarted.".into(),
+                }],
+            }),
+        ),
+        (
+            "health",
+            Uplink::Health(NodeHealth {
+                time: Timestamp::monotonic(3),
+                clock_trusted: Some(true),
+                store_bytes: 1 << 20,
+                store_max_bytes: 1 << 30,
+                store_policy: "drop-oldest".into(),
+                gnss_models: vec![GnssModel {
+                    sensor: SensorId(0),
+                    code: 7,
                 }],
             }),
         ),

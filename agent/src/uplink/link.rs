@@ -9,6 +9,7 @@
 //! within the deadline, not after TCP's minutes); a message from the control layer is taken
 //! off its queue only to be sent, and is sent again on the next connection unless the hub
 //! answered a ping sent after it (so one written into a half-open link is not lost); the
+//! node's health goes with every live update in a session whose version has it; the
 //! store is acked only with what the hub acked. A hub that refuses the offered protocol
 //! version is offered the next older one at once, down to the oldest this agent speaks,
 //! and the version it welcomed is offered for the rest of this boot (docs/protocol.md,
@@ -32,12 +33,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
+use aloft_protocol::sync::evolution::HEALTH_VERSION;
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, Hello, LiveUpdate, LogBatch, LogLine, MAX_MESSAGE_BYTES,
-    MAX_TEXT_BYTES, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode, UNSOLICITED_LOGS,
-    Uplink, bounded_text,
+    MAX_TEXT_BYTES, NodeHealth, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode,
+    UNSOLICITED_LOGS, Uplink, bounded_text,
 };
 use aloft_protocol::{BootId, Record, StoreEpoch};
+use aloft_store::FullPolicy;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -428,7 +431,8 @@ impl HubLink {
 
         // Live lane first: the operator sees now before any backlog.
         let mut live_version = None;
-        self.send_live(&mut out, &mut live_version).await?;
+        self.send_live(&mut out, &mut live_version, session.version())
+            .await?;
 
         let mut durable = self.store.subscribe();
         session.durable(*durable.borrow_and_update());
@@ -496,11 +500,11 @@ impl HubLink {
                     out.send(&Uplink::Ping { nonce: self.nonce }).await?;
                 }
                 () = live.state_changed() => {
-                    self.send_live(&mut out, &mut live_version).await?;
+                    self.send_live(&mut out, &mut live_version, session.version()).await?;
                     live_tick.reset();
                 }
                 _ = live_tick.tick() => {
-                    self.send_live(&mut out, &mut live_version).await?;
+                    self.send_live(&mut out, &mut live_version, session.version()).await?;
                 }
                 message = self.control.uplink.recv(), if control_ready => match message {
                     Some(m) => self.pending.push_back(m),
@@ -585,14 +589,19 @@ impl HubLink {
             .map_err(|e| LinkError::Other(format!("store ack: {e}")))
     }
 
+    /// Sends the live update, and the node's health when the session's version has it.
     async fn send_live(
         &self,
         out: &mut Sender<'_>,
         version: &mut Option<u64>,
+        session_version: u16,
     ) -> Result<(), LinkError> {
         let snapshot = self.live.snapshot(*version);
+        let (stats, policy) = {
+            let store = self.store.lock();
+            (store.stats(), store.options().policy)
+        };
         let backlog = {
-            let stats = self.store.lock().stats();
             let records = stats.durable_end.saturating_sub(stats.first_unacked);
             let held = stats
                 .durable_end
@@ -620,6 +629,18 @@ impl HubLink {
         }))
         .await?;
         *version = Some(snapshot.version);
+        if session_version >= HEALTH_VERSION {
+            let (gnss_models, clock_trusted) = self.live.health();
+            out.send(&Uplink::Health(NodeHealth {
+                time: live::stamp(),
+                clock_trusted,
+                store_bytes: stats.disk_bytes,
+                store_max_bytes: stats.max_bytes,
+                store_policy: policy_name(policy).to_owned(),
+                gnss_models,
+            }))
+            .await?;
+        }
         Ok(())
     }
 
@@ -666,6 +687,17 @@ impl HubLink {
         self.metrics.uplink.records_sent(count);
         tracing::trace!(first, last, records = count, bytes, "Batch sent.");
         Ok(Some((bytes, count)))
+    }
+}
+
+/// A full-store policy as the agent's config spells it.
+fn policy_name(policy: FullPolicy) -> &'static str {
+    match policy {
+        FullPolicy::DropOldest => "drop-oldest",
+        FullPolicy::Decimate => "decimate",
+        FullPolicy::RejectNew => "reject-new",
+        // A policy the store adds later is named here when the config learns it.
+        _ => "other",
     }
 }
 

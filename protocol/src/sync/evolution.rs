@@ -44,7 +44,7 @@ use crate::Record;
 /// The version this build speaks: what it offers, and the newest it welcomes.
 /// 1: the first protocol. 2: quantity codes and extension records kept when unknown,
 /// fields added at the end of a message read as absent from an older peer, older versions
-/// welcomed and offered.
+/// welcomed and offered, and the node's health on the live lane ([`HEALTH_VERSION`]).
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest version a hub of this build welcomes and an agent of this build offers.
@@ -56,6 +56,9 @@ pub const FIELDS_ADDED: &[(u16, usize)] = &[];
 
 /// The first version whose decoders keep unknown quantity codes and extension records.
 pub const PASS_THROUGH_VERSION: u16 = 2;
+
+/// The first version with [`Uplink::Health`](super::Uplink::Health).
+pub const HEALTH_VERSION: u16 = 2;
 
 /// Quantity codes version 1 decodes (0 to 36); its decoders refuse any other.
 pub const V1_QUANTITIES: u16 = 37;

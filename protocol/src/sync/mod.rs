@@ -112,6 +112,10 @@ pub enum Uplink {
     Observed(Observed),
     /// Recent log lines, answering [`Downlink::FetchLogs`].
     Logs(LogBatch),
+    /// The node itself between sensor reports, on the live lane (not part of the stream; may
+    /// be lost). Added in version 2: sent only in a session of version 2 or later
+    /// ([`evolution::HEALTH_VERSION`]).
+    Health(NodeHealth),
 }
 
 /// A message from the hub to the agent.
@@ -271,6 +275,41 @@ pub struct SensorReport {
     pub enabled: bool,
     /// Readings taken since the agent started.
     pub readings: u64,
+}
+
+/// The node itself, as the agent sees it now: what the hub, alerts and a console need to
+/// know between sensor reports. Sent on connect and with every live update.
+///
+/// Fields are added at the end only (docs/protocol.md, section 8), and none is an enum this
+/// version would have to extend: the full-store policy is a name, the dynamic model a
+/// u-blox code, so a newer agent's value reaches an older hub as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// When the agent took it; its `source` is what a reading taken now gets (UTC from a
+    /// trusted system clock, from GNSS, or none yet).
+    pub time: Timestamp,
+    /// Whether the agent trusts its system clock (NTP-synchronised or set from GNSS);
+    /// `None` when it cannot tell.
+    pub clock_trusted: Option<bool>,
+    /// Bytes of records the store holds on disk.
+    pub store_bytes: u64,
+    /// The most bytes of records the store keeps before its full policy applies.
+    pub store_max_bytes: u64,
+    /// What the store does when full, as the agent's config spells it (`drop-oldest`,
+    /// `decimate`, `reject-new`).
+    pub store_policy: String,
+    /// Per GNSS receiver, the dynamic model it confirmed at its latest (re)start, as the
+    /// u-blox code ([`crate::DynamicModel::code`]; 7 is airborne < 2 g).
+    pub gnss_models: Vec<GnssModel>,
+}
+
+/// The dynamic model a GNSS receiver has in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GnssModel {
+    /// The receiver.
+    pub sensor: crate::SensorId,
+    /// Its u-blox dynamic model code ([`crate::DynamicModel::from_code`]).
+    pub code: u8,
 }
 
 /// The store's unsent backlog.
@@ -524,6 +563,17 @@ mod tests {
                     level: "WARN".into(),
                     sensor: Some("gps".into()),
                     message: "stalled".into(),
+                }],
+            }),
+            Uplink::Health(NodeHealth {
+                time: Timestamp::monotonic(2),
+                clock_trusted: Some(false),
+                store_bytes: 4096,
+                store_max_bytes: 1 << 30,
+                store_policy: "decimate".into(),
+                gnss_models: vec![GnssModel {
+                    sensor: SensorId(0),
+                    code: 7,
                 }],
             }),
         ];
