@@ -77,6 +77,8 @@ enum Behaviour {
     /// does, welcomes version 1, and refuses (closes on) a batch holding what version 1
     /// cannot decode.
     VersionOne,
+    /// A hub that speaks none of this agent's versions: refuses every hello's version.
+    NoCommonVersion,
 }
 
 /// What the peer saw.
@@ -184,7 +186,9 @@ async fn serve(
                 epoch = Some(hello.epoch);
                 let watermark = lock(&held).watermark;
                 let _ = seen.send(Seen::Hello(index, hello.clone()));
-                if behaviour == Behaviour::VersionOne && hello.protocol_version != 1 {
+                if (behaviour == Behaviour::VersionOne && hello.protocol_version != 1)
+                    || behaviour == Behaviour::NoCommonVersion
+                {
                     let refused = Downlink::Refused {
                         code: aloft_protocol::sync::RefusalCode::ProtocolVersion,
                         message: "this hub speaks 1".into(),
@@ -952,6 +956,30 @@ async fn the_nodes_health_follows_the_live_update_in_a_version_2_session() {
     // This test's board has no timekeeper to ask, and no receiver confirmed a model.
     assert_eq!(health.clock_trusted, None);
     assert!(health.gnss_models.is_empty());
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_refusing_even_the_oldest_version_is_offered_this_builds_version_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::NoCommonVersion; 16],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    let mut offers = Vec::new();
+    while offers.len() < 2 * usize::from(PROTOCOL_VERSION) {
+        if let Seen::Hello(_, hello) = next_seen(&mut peer).await {
+            offers.push(hello.protocol_version);
+        }
+    }
+    let round: Vec<u16> = (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).rev().collect();
+    assert_eq!(offers, [round.clone(), round].concat());
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }

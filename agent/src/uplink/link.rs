@@ -385,6 +385,11 @@ impl HubLink {
                     });
                 }
                 Ok(Some(Inbound::Message(Downlink::Refused { code, message }))) => {
+                    if code == RefusalCode::ProtocolVersion {
+                        // Refused even the oldest: a hub that no longer speaks it. Offer
+                        // this build's version again after the backoff.
+                        self.offer = PROTOCOL_VERSION;
+                    }
                     return Err(LinkError::Refused(format!("{code:?}: {message}")));
                 }
                 Ok(Some(Inbound::Message(Downlink::Ping { nonce }))) => {
