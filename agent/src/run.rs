@@ -221,9 +221,11 @@ pub async fn run_with_logs(
     // included) and goes out at once when one changes.
     let live = {
         let handle = supervisor.handle();
-        Arc::new(LiveBoard::with_report_source(Arc::new(move || {
-            handle.reports()
-        })))
+        let timekeeper = Arc::clone(&timekeeper);
+        Arc::new(
+            LiveBoard::with_report_source(Arc::new(move || handle.reports()))
+                .with_clock_trust(Arc::new(move || timekeeper.status().system_clock_trusted)),
+        )
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -10,10 +10,14 @@ use aloft_agent::metrics::Metrics;
 use aloft_agent::metrics::uplink::ReconnectReason;
 use aloft_agent::uplink::{HubLink, LiveBoard, SharedStore, UplinkOptions, control_channels, tls};
 use aloft_protocol::sync::batch::{DEFAULT_BATCH_LIMITS, decode_batch};
+use aloft_protocol::sync::evolution::{V1_QUANTITIES, record_decodable_by};
 use aloft_protocol::sync::{
-    Command, CommandAction, Downlink, Hello, PROTOCOL_VERSION, Uplink, Welcome,
+    Command, CommandAction, Downlink, Hello, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Uplink,
+    Welcome,
 };
-use aloft_protocol::{BootId, Quality, Quantity, Reading, Record, SensorId, Timestamp};
+use aloft_protocol::{
+    BootId, ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, Timestamp,
+};
 use aloft_store::{FullPolicy, Outbox, StoreOptions};
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -69,6 +73,12 @@ enum Behaviour {
     OversizedAfterWelcome,
     /// Welcome, then send a 5 MiB message, too large for the agent to read, then sync.
     HugeAfterWelcome,
+    /// A hub of protocol version 1: refuses a hello of any other version, as such a hub
+    /// does, welcomes version 1, and refuses (closes on) a batch holding what version 1
+    /// cannot decode.
+    VersionOne,
+    /// A hub that speaks none of this agent's versions: refuses every hello's version.
+    NoCommonVersion,
 }
 
 /// What the peer saw.
@@ -83,6 +93,8 @@ enum Seen {
 struct Held {
     records: std::collections::BTreeMap<u64, Record>,
     watermark: Option<u64>,
+    /// What a version 1 peer got that version 1 cannot decode.
+    undecodable: Vec<String>,
 }
 
 struct Peer {
@@ -174,6 +186,17 @@ async fn serve(
                 epoch = Some(hello.epoch);
                 let watermark = lock(&held).watermark;
                 let _ = seen.send(Seen::Hello(index, hello.clone()));
+                if (behaviour == Behaviour::VersionOne && hello.protocol_version != 1)
+                    || behaviour == Behaviour::NoCommonVersion
+                {
+                    let refused = Downlink::Refused {
+                        code: aloft_protocol::sync::RefusalCode::ProtocolVersion,
+                        message: "this hub speaks 1".into(),
+                    };
+                    let _ = ws.send(Message::binary(refused.encode())).await;
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
                 if behaviour == Behaviour::RefuseHello {
                     let refused = Downlink::Refused {
                         code: aloft_protocol::sync::RefusalCode::Unavailable,
@@ -184,7 +207,7 @@ async fn serve(
                     return Ok(());
                 }
                 let welcome = Downlink::Welcome(Welcome {
-                    protocol_version: PROTOCOL_VERSION,
+                    protocol_version: hello.protocol_version,
                     epoch: hello.epoch,
                     watermark,
                     server_utc_ns: 0,
@@ -223,6 +246,11 @@ async fn serve(
             Uplink::Batch(batch) => {
                 let entries = decode_batch(batch.encoding, &batch.payload, &DEFAULT_BATCH_LIMITS)
                     .map_err(|e| e.to_string())?;
+                if behaviour == Behaviour::VersionOne
+                    && let Some((seq, _)) = entries.iter().find(|(_, r)| !record_decodable_by(r, 1))
+                {
+                    return Err(format!("record {seq} is not version 1's to decode"));
+                }
                 let watermark = {
                     let mut held = lock(&held);
                     let next = held.watermark.map_or(0, |w| w + 1);
@@ -241,6 +269,10 @@ async fn serve(
                         .await
                         .map_err(|e| e.to_string())?;
                 }
+            }
+            Uplink::Health(_) if behaviour == Behaviour::VersionOne => {
+                lock(&held).undecodable.push("a health message".into());
+                return Err("a health message is not version 1's to decode".into());
             }
             Uplink::Ping { nonce } => {
                 ws.send(Message::binary(Downlink::Pong { nonce }.encode()))
@@ -346,6 +378,7 @@ async fn syncs_from_the_welcome_watermark_live_first_and_acks_advance_the_store_
     let held = Held {
         records: Default::default(),
         watermark: Some(999),
+        undecodable: Vec::new(),
     };
     let command = Command {
         id: "c-1".into(),
@@ -825,4 +858,128 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_one_hub_is_offered_version_one_and_sent_only_what_it_decodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut outbox = open_store(&dir.path().join("store"));
+    // What a newer agent's store holds: readings of a quantity version 1 has no code for,
+    // a record kind added since, and readings every version knows, interleaved.
+    let newer_quantity = Quantity::from_code(V1_QUANTITIES + 3);
+    for i in 0..300u64 {
+        let record = match i % 3 {
+            0 => reading(i),
+            1 => Record::Reading(Reading {
+                sensor: SensorId(1),
+                quantity: newer_quantity,
+                time: Timestamp::monotonic(1_000_000 * i),
+                value: i as f64,
+                quality: Quality::GOOD,
+            }),
+            _ => Record::Extension(ExtensionRecord {
+                kind: 1,
+                body: i.to_le_bytes().to_vec(),
+            }),
+        };
+        outbox.append(&record).expect("append");
+    }
+    outbox.commit().expect("commit");
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::VersionOne; 8],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+
+    // This build's version is offered first, refused, then version 1 at once.
+    let mut offers = Vec::new();
+    while offers.last() != Some(&OLDEST_PROTOCOL_VERSION) {
+        if let Seen::Hello(_, hello) = next_seen(&mut peer).await {
+            offers.push(hello.protocol_version);
+        }
+    }
+    assert_eq!(offers, (1..=PROTOCOL_VERSION).rev().collect::<Vec<_>>());
+
+    let store = agent.store.clone();
+    poll_until("the version 1 hub to ack the whole store", || {
+        store.lock().first_unacked() == 300
+    })
+    .await;
+    {
+        let held = lock(&peer.held);
+        assert_eq!(
+            held.watermark,
+            Some(299),
+            "the stream went on past what was left out"
+        );
+        assert_eq!(
+            held.records.len(),
+            100,
+            "only the readings version 1 decodes"
+        );
+        assert!(held.records.values().all(|r| record_decodable_by(r, 1)));
+        assert_eq!(held.undecodable, Vec::<String>::new());
+    }
+    // No connection ended on a batch the hub refused; every later hello offered version 1.
+    assert_eq!(agent.metrics.uplink.reconnects(ReconnectReason::Error), 0);
+    while let Ok(seen) = peer.seen.try_recv() {
+        if let Seen::Hello(_, hello) = seen {
+            assert_eq!(hello.protocol_version, OLDEST_PROTOCOL_VERSION);
+        }
+    }
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_health_follows_the_live_update_in_a_version_2_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    let health = loop {
+        match next_seen(&mut peer).await {
+            Seen::Hello(_, hello) => assert_eq!(hello.protocol_version, PROTOCOL_VERSION),
+            Seen::Message(_, Uplink::Live(_)) => match next_seen(&mut peer).await {
+                Seen::Message(_, Uplink::Health(health)) => break health,
+                other => panic!("the health right after the live update, got {other:?}"),
+            },
+            Seen::Message(_, Uplink::Health(_)) => panic!("the health before the live update"),
+            Seen::Message(..) => {}
+        }
+    };
+    assert_eq!(health.store_policy, "drop-oldest");
+    assert_eq!(health.store_max_bytes, 64 << 20);
+    // This test's board has no timekeeper to ask, and no receiver confirmed a model.
+    assert_eq!(health.clock_trusted, None);
+    assert!(health.gnss_models.is_empty());
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_refusing_even_the_oldest_version_is_offered_this_builds_version_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(
+        pki(dir.path()),
+        vec![Behaviour::NoCommonVersion; 16],
+        Held::default(),
+        None,
+    )
+    .await;
+    let agent = start_agent(options(dir.path(), &peer.url, TOKEN), outbox);
+    let mut offers = Vec::new();
+    while offers.len() < 2 * usize::from(PROTOCOL_VERSION) {
+        if let Seen::Hello(_, hello) = next_seen(&mut peer).await {
+            offers.push(hello.protocol_version);
+        }
+    }
+    let round: Vec<u16> = (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).rev().collect();
+    assert_eq!(offers, [round.clone(), round].concat());
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
 }

@@ -153,8 +153,8 @@ pub struct LatestValue {
     pub sensor: String,
     /// Quantity name.
     pub quantity: String,
-    /// Its unit.
-    pub unit: String,
+    /// Its unit (`None`: a quantity this hub has no name for, shown by its code).
+    pub unit: Option<String>,
     /// The value (`None`: not a number).
     pub value: Option<f64>,
     /// The reading's UTC.

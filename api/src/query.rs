@@ -15,8 +15,8 @@ pub struct Reading {
     pub sensor: String,
     /// Quantity name.
     pub quantity: String,
-    /// Its unit.
-    pub unit: String,
+    /// Its unit (`None`: a quantity this hub has no name for, shown by its code).
+    pub unit: Option<String>,
     /// The value (`None`: not a number).
     pub value: Option<f64>,
     /// Its UTC, RFC 3339 (`None`: the hub has no correlation for its boot yet).

@@ -82,8 +82,8 @@ pub struct SensorStatus {
 pub struct SensorValue {
     /// Quantity name (`air_pressure`).
     pub quantity: String,
-    /// Its unit (`Pa`).
-    pub unit: String,
+    /// Its unit (`None`: a quantity this hub has no name for, shown by its code) (`Pa`).
+    pub unit: Option<String>,
     /// The value (`None`: not a number).
     pub value: Option<f64>,
     /// The reading's UTC.

@@ -307,7 +307,7 @@ pub fn values(sensors: &[Value]) -> Table {
                 sensor.metadata.name.clone(),
                 text(Some(&value.quantity)),
                 value.value.map_or_else(|| "<none>".into(), format_value),
-                text(Some(&value.unit)),
+                text(value.unit.as_deref()),
                 age_seconds(value.age_seconds),
                 text(Some(&value.quality)),
             ]);

@@ -16,7 +16,9 @@
 //!
 //! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
 //! variants are only ever appended, never reordered, because postcard encodes the
-//! variant index.
+//! variant index. How the wire grows without breaking older peers (quantity codes,
+//! extension records, fields added at the end, the version in the hello and the welcome)
+//! is the rule in `sync::evolution` and docs/protocol.md, "Evolution".
 #![no_std]
 
 #[cfg(feature = "alloc")]
@@ -39,6 +41,6 @@ pub use quantity::Quantity;
 pub use reading::{Quality, Reading, SensorId, TimeSource, Timestamp};
 #[cfg(feature = "alloc")]
 pub use record::{
-    Boot, BootId, DescriptorRecord, Gap, GapReason, Record, SensorState, StatusRecord, StoreEpoch,
-    TimeCorrelation,
+    Boot, BootId, DescriptorRecord, ExtensionRecord, Gap, GapReason, Record, SensorState,
+    StatusRecord, StoreEpoch, TimeCorrelation,
 };

@@ -11,6 +11,7 @@
 //!   [`TimeCorrelation`] records map that clock to UTC once it is known.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,21 @@ pub enum Record {
     Descriptor(DescriptorRecord),
     /// A sensor changed state (started, degraded, failed, restarting, ...).
     Status(StatusRecord),
+    /// A record of a kind added after these six, by its kind code, with its body
+    /// length-prefixed: a decoder that does not know the kind keeps it whole, so a hub
+    /// older than the agent stores and dumps it as it came (docs/protocol.md, "Evolution").
+    /// New record kinds only ever come this way, never as variants after this one.
+    Extension(ExtensionRecord),
+}
+
+/// A record of a kind added after the first six: what it is ([`kind`](Self::kind)) and its
+/// postcard encoding ([`body`](Self::body)), which only decoders of that kind read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionRecord {
+    /// The record kind's stable code; never reused.
+    pub kind: u16,
+    /// The record, postcard-encoded by the version that added the kind.
+    pub body: Vec<u8>,
 }
 
 /// Why something was lost.
@@ -204,6 +220,10 @@ mod tests {
                 reason: "operator".into(),
                 restarts: 1,
                 time: t,
+            }),
+            Record::Extension(ExtensionRecord {
+                kind: 3,
+                body: alloc::vec![1, 2, 3],
             }),
         ];
         for r in records {

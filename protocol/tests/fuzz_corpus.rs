@@ -17,13 +17,15 @@ use std::cell::Cell;
 use std::path::PathBuf;
 
 use aloft_protocol::sync::batch::{DEFAULT_BATCH_LIMITS, encode_batch};
+use aloft_protocol::sync::evolution::V1_QUANTITIES;
 use aloft_protocol::sync::{
     BacklogReport, Batch, BatchEncoding, Command, CommandAction, CommandOutcome, DesiredSensorSpec,
-    DesiredSpec, Downlink, Hello, LiveUpdate, LogBatch, LogLine, Observed, ObservedSensor,
-    PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, fuzzing,
+    DesiredSpec, Downlink, GnssModel, Hello, LiveUpdate, LogBatch, LogLine, NodeHealth, Observed,
+    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, fuzzing,
 };
 use aloft_protocol::{
-    BootId, Quality, Quantity, Reading, SensorId, SensorState, StoreEpoch, Timestamp,
+    BootId, ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, SensorState, StoreEpoch,
+    Timestamp,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -273,6 +275,41 @@ fn batch_seeds() -> Vec<(String, Vec<u8>)> {
             seeds.push((name, data));
         }
     }
+    // What a newer agent sends: quantity codes and a record kind this build does not know.
+    let newer: Vec<(u64, Record)> = (0..40u64)
+        .map(|i| {
+            let record = match i % 3 {
+                0 => Record::Reading(Reading {
+                    quantity: Quantity::from_code(V1_QUANTITIES + (i % 7) as u16 * 1000),
+                    ..reading()
+                }),
+                1 => Record::Extension(ExtensionRecord {
+                    kind: (i % 5) as u16,
+                    body: i.to_le_bytes().to_vec(),
+                }),
+                _ => Record::Reading(reading()),
+            };
+            (i * 2, record)
+        })
+        .collect();
+    for (selector, encoding, label) in [
+        (0u8, BatchEncoding::Postcard, "postcard"),
+        (1u8, BatchEncoding::ColumnarZstd, "columnar"),
+    ] {
+        let mut data = vec![selector];
+        data.extend(encode_batch(encoding, &newer).expect("the newer entries encode"));
+        let name = format!("newer-version-{label}");
+        seeds.extend(damaged(&name, &data));
+        seeds.push((name, data));
+    }
+    // An extension record claiming a 2^62-byte body.
+    let mut claims = vec![0u8];
+    claims.extend(leb128(1));
+    claims.extend(leb128(5)); // sequence number
+    claims.extend(leb128(6)); // Record::Extension
+    claims.extend(leb128(1)); // kind
+    claims.extend(leb128(1 << 62)); // body length
+    seeds.push(("hostile-extension-body-length".into(), claims));
     // Postcard: a count of u32::MAX entries, and one within the cap with nothing behind it.
     let mut huge_count = vec![0u8];
     huge_count.extend(leb128(u64::from(u32::MAX)));
@@ -429,6 +466,20 @@ fn uplink_messages() -> Vec<(&'static str, Uplink)> {
                     level: "WARN".into(),
                     sensor: Some("gps".into()),
                     message: "Sensor restarted.".into(),
+                }],
+            }),
+        ),
+        (
+            "health",
+            Uplink::Health(NodeHealth {
+                time: Timestamp::monotonic(3),
+                clock_trusted: Some(true),
+                store_bytes: 1 << 20,
+                store_max_bytes: 1 << 30,
+                store_policy: "drop-oldest".into(),
+                gnss_models: vec![GnssModel {
+                    sensor: SensorId(0),
+                    code: 7,
                 }],
             }),
         ),

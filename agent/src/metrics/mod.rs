@@ -146,8 +146,8 @@ impl SensorMetrics {
 
     /// Counts one reading of `quantity` taken at monotonic time `mono_ns`.
     pub fn reading(&self, quantity: Quantity, mono_ns: u64) {
-        // Quantities are numbered in `Quantity::ALL` order (a unit test holds this).
-        if let Some(c) = self.readings.get(quantity as usize) {
+        // Quantity codes are their positions in `Quantity::ALL` (a unit test holds this).
+        if let Some(c) = self.readings.get(usize::from(quantity.code())) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         self.last_reading_mono_ns
@@ -196,7 +196,7 @@ impl SensorMetrics {
     /// Readings of `quantity` since start.
     pub fn readings_of(&self, quantity: Quantity) -> u64 {
         self.readings
-            .get(quantity as usize)
+            .get(usize::from(quantity.code()))
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
@@ -529,7 +529,7 @@ impl Metrics {
                         out,
                         "aloft_readings_total{{sensor=\"{}\",quantity=\"{}\"}} {n}",
                         escape(&s.label.name),
-                        q.name()
+                        q
                     );
                 }
             }
@@ -782,7 +782,7 @@ mod tests {
     #[test]
     fn quantities_are_numbered_in_their_listed_order() {
         for (i, q) in Quantity::ALL.iter().enumerate() {
-            assert_eq!(*q as usize, i, "{q}");
+            assert_eq!(usize::from(q.code()), i, "{q}");
         }
     }
 

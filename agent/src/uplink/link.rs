@@ -9,7 +9,11 @@
 //! within the deadline, not after TCP's minutes); a message from the control layer is taken
 //! off its queue only to be sent, and is sent again on the next connection unless the hub
 //! answered a ping sent after it (so one written into a half-open link is not lost); the
-//! store is acked only with what the hub acked. A downlink message the agent cannot take
+//! node's health goes with every live update in a session whose version has it; the
+//! store is acked only with what the hub acked. A hub that refuses the offered protocol
+//! version is offered the next older one at once, down to the oldest this agent speaks,
+//! and the version it welcomed is offered for the rest of this boot (docs/protocol.md,
+//! "Evolution"). A downlink message the agent cannot take
 //! (undecodable, or over [`MAX_MESSAGE_BYTES`]) is skipped and reported to the hub as an
 //! unsolicited log line ([`UNSOLICITED_LOGS`]), and the session goes on; a message too
 //! large even to be read ends the connection, is reported on the next one, and does not
@@ -29,11 +33,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
+use aloft_protocol::sync::evolution::HEALTH_VERSION;
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, Hello, LiveUpdate, LogBatch, LogLine, MAX_MESSAGE_BYTES,
-    MAX_TEXT_BYTES, PROTOCOL_VERSION, UNSOLICITED_LOGS, Uplink, bounded_text,
+    MAX_TEXT_BYTES, NodeHealth, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode,
+    UNSOLICITED_LOGS, Uplink, bounded_text,
 };
 use aloft_protocol::{BootId, Record, StoreEpoch};
+use aloft_store::FullPolicy;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
@@ -46,7 +53,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::live::{self, LiveBoard};
-use super::session::{Budget, ReadRequest, SessionError, SyncSession, WindowTuner, plan_batch};
+use super::session::{
+    Budget, ReadRequest, SessionError, SyncSession, WindowTuner, plan_batch, withhold,
+};
 use super::{ControlChannels, SharedStore, UplinkOptions};
 use crate::metrics::Metrics;
 use crate::metrics::uplink::ReconnectReason;
@@ -93,6 +102,9 @@ enum LinkError {
     Deadline,
     #[error("refused: {0}")]
     Refused(String),
+    /// The hub refused the offered protocol version; the next connection offers `next`.
+    #[error("hub refused protocol version {offered}; offering {next}")]
+    OlderHub { offered: u16, next: u16 },
     #[error("closed by the hub")]
     Closed,
     /// The hub sent a message this agent must refuse, too large to skip.
@@ -106,7 +118,7 @@ impl LinkError {
     fn reason(&self) -> ReconnectReason {
         match self {
             LinkError::Deadline => ReconnectReason::Deadline,
-            LinkError::Refused(_) => ReconnectReason::Refused,
+            LinkError::Refused(_) | LinkError::OlderHub { .. } => ReconnectReason::Refused,
             LinkError::Closed => ReconnectReason::Closed,
             LinkError::HubMessage(_) | LinkError::Other(_) => ReconnectReason::Error,
         }
@@ -195,6 +207,9 @@ pub struct HubLink {
     unconfirmed: VecDeque<(u64, Uplink)>,
     control_open: bool,
     nonce: u64,
+    /// The protocol version the next hello offers: [`PROTOCOL_VERSION`] until a hub
+    /// refuses it.
+    offer: u16,
 }
 
 impl HubLink {
@@ -218,6 +233,7 @@ impl HubLink {
             unconfirmed: VecDeque::new(),
             control_open: true,
             nonce: 0,
+            offer: PROTOCOL_VERSION,
         }
     }
 
@@ -246,6 +262,16 @@ impl HubLink {
             self.metrics.uplink.reconnect(error.reason());
             if let LinkError::HubMessage(why) = &error {
                 self.queue_report(why);
+            }
+            if let LinkError::OlderHub { offered, next } = error {
+                // At most one step per version this agent speaks: no backoff needed.
+                tracing::info!(
+                    url = %self.options.url,
+                    offered,
+                    next,
+                    "Hub refused the protocol version; offering an older one."
+                );
+                continue;
             }
             // docs/protocol.md 5: a session that reached its welcome starts the backoff
             // over, unless it ended on a refusal (of either side): the next session would
@@ -304,7 +330,7 @@ impl HubLink {
             let outbox = self.store.lock();
             (
                 Hello {
-                    protocol_version: PROTOCOL_VERSION,
+                    protocol_version: self.offer,
                     node: self.options.node.clone(),
                     epoch: outbox.epoch(),
                     boot: self.boot,
@@ -331,6 +357,7 @@ impl HubLink {
         let (inbound_tx, mut inbound) = mpsc::channel(64);
         let reader = tokio::spawn(read_loop(
             stream,
+            self.offer,
             inbound_tx,
             Arc::clone(&last_rx),
             Arc::clone(&self.metrics),
@@ -346,7 +373,23 @@ impl HubLink {
                 Ok(Some(Inbound::End(e))) => return Err(e),
                 Ok(Some(Inbound::Refused(why))) => return Err(LinkError::HubMessage(why)),
                 Ok(Some(Inbound::Message(Downlink::Welcome(w)))) => break w,
+                Ok(Some(Inbound::Message(Downlink::Refused {
+                    code: RefusalCode::ProtocolVersion,
+                    ..
+                }))) if self.offer > OLDEST_PROTOCOL_VERSION => {
+                    let offered = self.offer;
+                    self.offer -= 1;
+                    return Err(LinkError::OlderHub {
+                        offered,
+                        next: self.offer,
+                    });
+                }
                 Ok(Some(Inbound::Message(Downlink::Refused { code, message }))) => {
+                    if code == RefusalCode::ProtocolVersion {
+                        // Refused even the oldest: a hub that no longer speaks it. Offer
+                        // this build's version again after the backoff.
+                        self.offer = PROTOCOL_VERSION;
+                    }
                     return Err(LinkError::Refused(format!("{code:?}: {message}")));
                 }
                 Ok(Some(Inbound::Message(Downlink::Ping { nonce }))) => {
@@ -375,7 +418,8 @@ impl HubLink {
             durable_end,
             tuner.window(),
             batch_records(tuner.window(), bytes_per_record),
-        );
+        )
+        .offering(self.offer);
         let store_ack = session.welcome(&welcome)?;
         *welcomed_at = Some(Instant::now());
         self.metrics.uplink.set_connected(true);
@@ -383,6 +427,7 @@ impl HubLink {
             url = %self.options.url,
             watermark = ?welcome.watermark,
             durable_end,
+            protocol_version = session.version(),
             "Connected to the hub."
         );
         if let Some(up_to) = store_ack {
@@ -391,7 +436,8 @@ impl HubLink {
 
         // Live lane first: the operator sees now before any backlog.
         let mut live_version = None;
-        self.send_live(&mut out, &mut live_version).await?;
+        self.send_live(&mut out, &mut live_version, session.version())
+            .await?;
 
         let mut durable = self.store.subscribe();
         session.durable(*durable.borrow_and_update());
@@ -459,11 +505,11 @@ impl HubLink {
                     out.send(&Uplink::Ping { nonce: self.nonce }).await?;
                 }
                 () = live.state_changed() => {
-                    self.send_live(&mut out, &mut live_version).await?;
+                    self.send_live(&mut out, &mut live_version, session.version()).await?;
                     live_tick.reset();
                 }
                 _ = live_tick.tick() => {
-                    self.send_live(&mut out, &mut live_version).await?;
+                    self.send_live(&mut out, &mut live_version, session.version()).await?;
                 }
                 message = self.control.uplink.recv(), if control_ready => match message {
                     Some(m) => self.pending.push_back(m),
@@ -548,14 +594,19 @@ impl HubLink {
             .map_err(|e| LinkError::Other(format!("store ack: {e}")))
     }
 
+    /// Sends the live update, and the node's health when the session's version has it.
     async fn send_live(
         &self,
         out: &mut Sender<'_>,
         version: &mut Option<u64>,
+        session_version: u16,
     ) -> Result<(), LinkError> {
         let snapshot = self.live.snapshot(*version);
+        let (stats, policy) = {
+            let store = self.store.lock();
+            (store.stats(), store.options().policy)
+        };
         let backlog = {
-            let stats = self.store.lock().stats();
             let records = stats.durable_end.saturating_sub(stats.first_unacked);
             let held = stats
                 .durable_end
@@ -583,6 +634,18 @@ impl HubLink {
         }))
         .await?;
         *version = Some(snapshot.version);
+        if session_version >= HEALTH_VERSION {
+            let (gnss_models, clock_trusted) = self.live.health();
+            out.send(&Uplink::Health(NodeHealth {
+                time: live::stamp(),
+                clock_trusted,
+                store_bytes: stats.disk_bytes,
+                store_max_bytes: stats.max_bytes,
+                store_policy: policy_name(policy).to_owned(),
+                gnss_models,
+            }))
+            .await?;
+        }
         Ok(())
     }
 
@@ -605,12 +668,22 @@ impl HubLink {
         .await
         .map_err(|e| LinkError::Other(format!("store read task: {e}")))?
         .map_err(|e| LinkError::Other(format!("store read: {e}")))?;
-        let (records, durable_end) = read;
+        let (mut records, durable_end) = read;
         session.durable(durable_end);
         let seqs: Vec<u64> = records.iter().map(|(s, _)| *s).collect();
         let Some((first, last)) = plan_batch(request, &seqs, durable_end) else {
             return Ok(None);
         };
+        let withheld = withhold(&mut records, session.version());
+        if withheld > 0 {
+            tracing::warn!(
+                first,
+                last,
+                withheld,
+                protocol_version = session.version(),
+                "Records this hub's protocol version cannot decode were left out of the batch."
+            );
+        }
         let count = records.len();
         let message = encode(epoch, first, last, &records)?;
         let bytes = message.len() as u64;
@@ -619,6 +692,17 @@ impl HubLink {
         self.metrics.uplink.records_sent(count);
         tracing::trace!(first, last, records = count, bytes, "Batch sent.");
         Ok(Some((bytes, count)))
+    }
+}
+
+/// A full-store policy as the agent's config spells it.
+fn policy_name(policy: FullPolicy) -> &'static str {
+    match policy {
+        FullPolicy::DropOldest => "drop-oldest",
+        FullPolicy::Decimate => "decimate",
+        FullPolicy::RejectNew => "reject-new",
+        // A policy the store adds later is named here when the config learns it.
+        _ => "other",
     }
 }
 
@@ -684,8 +768,11 @@ impl Sender<'_> {
     }
 }
 
+/// Reads the hub's messages as a hub of the `offered` version sends them (the welcome names
+/// that version, or the connection ends).
 async fn read_loop(
     mut stream: futures_util::stream::SplitStream<Ws>,
+    offered: u16,
     inbound: mpsc::Sender<Inbound>,
     last_rx: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -698,7 +785,7 @@ async fn read_loop(
         let message = match frame {
             Ok(Message::Binary(bytes)) => {
                 metrics.uplink.received(bytes.len());
-                match Downlink::decode(&bytes) {
+                match Downlink::decode_from(&bytes, offered) {
                     Ok(m) => Inbound::Message(m),
                     // One WebSocket message is one protocol message: skipping it leaves
                     // the stream in step (a newer hub's message, an oversized one).

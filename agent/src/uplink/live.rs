@@ -4,7 +4,9 @@
 //!
 //! Sensor reports come from the supervisor when the daemon gives a [`ReportSource`] (it
 //! knows live reconfiguration: interval and enabled from the hub's desired state), else
-//! from the status records that pass.
+//! from the status records that pass. For the node's health it keeps the dynamic model each
+//! GNSS receiver confirmed (from the descriptor records that pass) and asks the daemon's
+//! [`ClockTrust`], when given, whether the system clock is trusted.
 //!
 //! Invariants: a reading older than the one held for its (sensor, quantity) never replaces
 //! it; every change bumps a version, so an update can carry only what changed since the
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aloft_protocol::sync::SensorReport;
+use aloft_protocol::sync::{GnssModel, SensorReport};
 use aloft_protocol::{Quantity, Reading, Record, SensorId, SensorState, Timestamp};
 use tokio::sync::Notify;
 
@@ -24,11 +26,17 @@ use tokio::sync::Notify;
 struct Board {
     readings: BTreeMap<(SensorId, Quantity), (Reading, u64)>,
     sensors: Vec<SensorReport>,
+    /// Per GNSS receiver, the u-blox code of the dynamic model its newest descriptor
+    /// confirmed.
+    gnss_models: BTreeMap<SensorId, u8>,
     version: u64,
 }
 
 /// Every sensor's report now (the supervisor's view).
 pub type ReportSource = Arc<dyn Fn() -> Vec<SensorReport> + Send + Sync>;
+
+/// Whether the system clock is trusted now (the timekeeper's view).
+pub type ClockTrust = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The newest values and sensor states (share as `Arc<LiveBoard>`).
 #[derive(Default)]
@@ -36,6 +44,7 @@ pub struct LiveBoard {
     board: Mutex<Board>,
     state_changed: Notify,
     reports: Option<ReportSource>,
+    clock_trust: Option<ClockTrust>,
 }
 
 impl fmt::Debug for LiveBoard {
@@ -43,6 +52,7 @@ impl fmt::Debug for LiveBoard {
         f.debug_struct("LiveBoard")
             .field("board", &self.board)
             .field("reports_from_supervisor", &self.reports.is_some())
+            .field("clock_trust", &self.clock_trust.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +78,7 @@ impl LiveBoard {
             }),
             state_changed: Notify::new(),
             reports: None,
+            clock_trust: None,
         }
     }
 
@@ -78,6 +89,12 @@ impl LiveBoard {
             reports: Some(reports),
             ..LiveBoard::default()
         }
+    }
+
+    /// Says whether the system clock is trusted in the node's health (builder style).
+    pub fn with_clock_trust(mut self, clock_trust: ClockTrust) -> Self {
+        self.clock_trust = Some(clock_trust);
+        self
     }
 
     /// A sensor changed state or configuration: a live update goes out now.
@@ -128,6 +145,13 @@ impl LiveBoard {
                         None => false,
                     }
                 }
+                Record::Descriptor(d) => {
+                    match d.descriptor.dynamic_model {
+                        Some(model) => board.gnss_models.insert(d.sensor, model.code()),
+                        None => board.gnss_models.remove(&d.sensor),
+                    };
+                    false
+                }
                 _ => false,
             }
         };
@@ -152,6 +176,19 @@ impl LiveBoard {
             sensors: self.reports.as_ref().map_or(sensors, |source| source()),
             version,
         }
+    }
+
+    /// What the board knows of the node's health: the dynamic model in force of every GNSS
+    /// receiver that confirmed one, and whether the system clock is trusted (`None` without
+    /// a [`ClockTrust`]).
+    pub fn health(&self) -> (Vec<GnssModel>, Option<bool>) {
+        let models = self
+            .lock()
+            .gnss_models
+            .iter()
+            .map(|(&sensor, &code)| GnssModel { sensor, code })
+            .collect();
+        (models, self.clock_trust.as_ref().map(|trusted| trusted()))
     }
 
     /// Completes when a sensor changed state (since the last call returned).
@@ -212,6 +249,45 @@ mod tests {
         assert_eq!(second.sensors[1].readings, 2);
         // A new connection gets everything again.
         assert_eq!(b.snapshot(None).readings.len(), 2);
+    }
+
+    #[test]
+    fn health_holds_the_dynamic_model_each_receiver_confirmed_last_and_the_clock_trust() {
+        use aloft_protocol::{DescriptorRecord, DynamicModel, SensorDescriptor};
+        let descriptor = |sensor: u16, model: Option<DynamicModel>| {
+            let mut descriptor = SensorDescriptor::new("u-blox NEO-M8N");
+            descriptor.dynamic_model = model;
+            Record::Descriptor(DescriptorRecord {
+                sensor: SensorId(sensor),
+                name: "gps".into(),
+                kind: "ublox".into(),
+                time: Timestamp::monotonic(1),
+                descriptor,
+            })
+        };
+        let b = board();
+        assert_eq!(b.health(), (vec![], None));
+        b.observe(&descriptor(3, Some(DynamicModel::Portable)));
+        b.observe(&descriptor(3, Some(DynamicModel::Airborne2g)));
+        b.observe(&descriptor(0, None));
+        assert_eq!(
+            b.health().0,
+            [GnssModel {
+                sensor: SensorId(3),
+                code: 7
+            }]
+        );
+        // A restart whose descriptor confirms no model (the check failed) clears it.
+        b.observe(&descriptor(3, None));
+        assert_eq!(b.health().0, []);
+        let trusted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&trusted);
+        let b = board().with_clock_trust(Arc::new(move || {
+            flag.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+        assert_eq!(b.health().1, Some(false));
+        trusted.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(b.health().1, Some(true));
     }
 
     #[test]

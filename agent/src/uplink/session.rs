@@ -14,12 +14,17 @@
 //!   behind more than that in kernel and proxy buffers.
 //! - An ack only moves forward, and only for this connection's epoch; the store is acked up
 //!   to the watermark, never beyond what is durable (the store caps it too).
+//! - Nothing goes to the hub that the session's version cannot decode (docs/protocol.md,
+//!   "Evolution"): the welcome names a version from the oldest to the one offered, and
+//!   [`withhold`] takes out of a batch what that version would refuse; the batch still
+//!   covers their numbers, so the stream goes on past them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use aloft_protocol::StoreEpoch;
-use aloft_protocol::sync::{PROTOCOL_VERSION, Welcome};
+use aloft_protocol::sync::evolution::record_decodable_by;
+use aloft_protocol::sync::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Welcome};
+use aloft_protocol::{Record, StoreEpoch};
 
 /// Why the hub's messages cannot be followed: the connection is dropped and made again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,8 +33,10 @@ pub enum SessionError {
     /// The welcome names another epoch than the hello.
     #[error("welcome for another store epoch")]
     WrongEpoch,
-    /// The hub speaks another protocol version.
-    #[error("hub speaks protocol version {0}, this agent {PROTOCOL_VERSION}")]
+    /// The welcome names a version this agent did not offer or does not speak.
+    #[error(
+        "hub welcomed protocol version {0}; this agent offered it no such version (it speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
+    )]
     Version(u16),
     /// A second welcome, or an ack before the welcome.
     #[error("unexpected {0} from the hub")]
@@ -49,6 +56,10 @@ pub struct ReadRequest {
 #[derive(Debug)]
 pub struct SyncSession {
     epoch: StoreEpoch,
+    /// The version the hello offered; the welcome's is the session's, at most this.
+    offered: u16,
+    /// The session's version, once welcomed.
+    version: u16,
     welcomed: bool,
     /// Every number below this is acked by the hub.
     hub_next: u64,
@@ -76,6 +87,8 @@ impl SyncSession {
     ) -> Self {
         SyncSession {
             epoch,
+            offered: PROTOCOL_VERSION,
+            version: PROTOCOL_VERSION,
             welcomed: false,
             hub_next: 0,
             next_send: 0,
@@ -88,20 +101,30 @@ impl SyncSession {
         }
     }
 
-    /// The hub's welcome: where this connection resumes. Returns the number the store may
-    /// be acked up to: the hub may hold what the store never heard acked (an ack lost with
-    /// the previous connection).
+    /// The hello of this connection offers `version` (one this agent speaks), not
+    /// [`PROTOCOL_VERSION`]: a hub refused the newer ones.
+    pub fn offering(mut self, version: u16) -> Self {
+        self.offered = version.clamp(OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION);
+        self.version = self.offered;
+        self
+    }
+
+    /// The hub's welcome: where this connection resumes, and the session's version (from
+    /// the oldest this agent speaks to the one it offered). Returns the number the store
+    /// may be acked up to: the hub may hold what the store never heard acked (an ack lost
+    /// with the previous connection).
     pub fn welcome(&mut self, welcome: &Welcome) -> Result<Option<u64>, SessionError> {
         if self.welcomed {
             return Err(SessionError::Unexpected("second welcome"));
         }
-        if welcome.protocol_version != PROTOCOL_VERSION {
+        if !(OLDEST_PROTOCOL_VERSION..=self.offered).contains(&welcome.protocol_version) {
             return Err(SessionError::Version(welcome.protocol_version));
         }
         if welcome.epoch != self.epoch {
             return Err(SessionError::WrongEpoch);
         }
         self.welcomed = true;
+        self.version = welcome.protocol_version;
         self.hub_next = welcome.watermark.map_or(0, |w| w.saturating_add(1));
         self.next_send = self.hub_next;
         Ok(welcome.watermark)
@@ -110,6 +133,11 @@ impl SyncSession {
     /// Whether the welcome came.
     pub fn is_welcomed(&self) -> bool {
         self.welcomed
+    }
+
+    /// The session's version: what the hub decodes (the offered one until the welcome).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The store made more records durable.
@@ -224,6 +252,18 @@ pub fn plan_batch(request: ReadRequest, seqs: &[u64], durable_end: u64) -> Optio
         _ if durable_end > request.from => Some((request.from, durable_end - 1)),
         _ => None,
     }
+}
+
+/// Takes out of a batch's records what a hub of `version` cannot decode (a reading of a
+/// quantity it has no code for, an extension record, for a version 1 hub); returns how many
+/// were taken. The batch still covers their numbers: the hub's watermark passes over them
+/// as over any number the batch does not hold, and the store lets them go once acked. A hub
+/// that old has no way to keep them, and holding the stream back behind them would fill
+/// the store until its full policy dropped readings that hub could have kept.
+pub fn withhold(records: &mut Vec<(u64, Record)>, version: u16) -> usize {
+    let before = records.len();
+    records.retain(|(_, record)| record_decodable_by(record, version));
+    before - records.len()
 }
 
 /// Sizes the send window from the rate the hub acks at: `window = delivery rate x target`.
@@ -385,6 +425,75 @@ mod tests {
         );
         s.welcome(&welcome(None)).expect("welcome");
         assert!(s.welcome(&welcome(None)).is_err());
+    }
+
+    #[test]
+    fn a_welcome_names_a_version_from_the_oldest_to_the_one_offered() {
+        let mut s = SyncSession::new(EPOCH, 5, 10_000, 10).offering(OLDEST_PROTOCOL_VERSION);
+        let mut w = welcome(None);
+        // A hub must not welcome more than was offered, nor less than this agent speaks.
+        w.protocol_version = OLDEST_PROTOCOL_VERSION + 1;
+        assert_eq!(
+            s.welcome(&w),
+            Err(SessionError::Version(OLDEST_PROTOCOL_VERSION + 1))
+        );
+        w.protocol_version = OLDEST_PROTOCOL_VERSION - 1;
+        assert_eq!(
+            s.welcome(&w),
+            Err(SessionError::Version(OLDEST_PROTOCOL_VERSION - 1))
+        );
+        w.protocol_version = OLDEST_PROTOCOL_VERSION;
+        s.welcome(&w).expect("welcome");
+        assert_eq!(s.version(), OLDEST_PROTOCOL_VERSION);
+
+        let mut s = SyncSession::new(EPOCH, 5, 10_000, 10);
+        s.welcome(&welcome(None)).expect("welcome");
+        assert_eq!(s.version(), PROTOCOL_VERSION);
+    }
+
+    fn reading_of(code: u16) -> Record {
+        Record::Reading(aloft_protocol::Reading {
+            sensor: aloft_protocol::SensorId(0),
+            quantity: aloft_protocol::Quantity::from_code(code),
+            time: aloft_protocol::Timestamp::monotonic(1),
+            value: 1.0,
+            quality: aloft_protocol::Quality::GOOD,
+        })
+    }
+
+    #[test]
+    fn an_older_hubs_welcome_holds_back_what_it_cannot_decode() {
+        use aloft_protocol::ExtensionRecord;
+        use aloft_protocol::sync::evolution::V1_QUANTITIES;
+        let mut s = SyncSession::new(EPOCH, 10, 10_000, 10).offering(1);
+        s.welcome(&Welcome {
+            protocol_version: 1,
+            ..welcome(None)
+        })
+        .expect("welcome");
+        let extension = Record::Extension(ExtensionRecord {
+            kind: 4,
+            body: vec![1],
+        });
+        let mut records = vec![
+            (0, reading_of(0)),
+            (1, reading_of(V1_QUANTITIES)),
+            (2, extension.clone()),
+            (3, reading_of(V1_QUANTITIES - 1)),
+        ];
+        let request = s.next_read().expect("a read");
+        let seqs: Vec<u64> = records.iter().map(|(n, _)| *n).collect();
+        assert_eq!(plan_batch(request, &seqs, 10), Some((0, 9)));
+        assert_eq!(withhold(&mut records, s.version()), 2);
+        assert_eq!(
+            records.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [0, 3],
+            "the batch still covers 0..=9; 1 and 2 are left out"
+        );
+        // A hub of this version keeps both.
+        let mut records = vec![(1, reading_of(V1_QUANTITIES)), (2, extension)];
+        assert_eq!(withhold(&mut records, PROTOCOL_VERSION), 0);
+        assert_eq!(records.len(), 2);
     }
 
     #[test]

@@ -46,8 +46,8 @@ fn latest_json(latest: &LatestValue, now: i64) -> ApiLatestValue {
     let r = &latest.reading;
     ApiLatestValue {
         sensor: latest.sensor.clone(),
-        quantity: r.quantity.name().to_owned(),
-        unit: r.quantity.unit().to_owned(),
+        quantity: r.quantity.to_string(),
+        unit: r.quantity.unit().map(str::to_owned),
         value: Some(r.value),
         utc: timestamp(r.time.utc_ns),
         time_source: source_name(r.time.source).to_owned(),

@@ -39,8 +39,8 @@ pub struct ReadingParams {
 pub fn reading_json(row: &ReadingRow) -> Reading {
     Reading {
         sensor: row.sensor.clone(),
-        quantity: row.quantity.name().to_owned(),
-        unit: row.quantity.unit().to_owned(),
+        quantity: row.quantity.to_string(),
+        unit: row.quantity.unit().map(str::to_owned),
         value: Some(row.value),
         utc: timestamp(row.utc_ns),
         utc_ns: row.utc_ns,

@@ -121,8 +121,8 @@ fn value(l: &LatestValue, now_ns: i64) -> SensorValue {
     // Age on the reading's own UTC when it has one; else since the hub received it.
     let age_ns = now_ns - r.time.utc_ns.unwrap_or(l.received_utc_ns);
     SensorValue {
-        quantity: r.quantity.name().to_owned(),
-        unit: r.quantity.unit().to_owned(),
+        quantity: r.quantity.to_string(),
+        unit: r.quantity.unit().map(str::to_owned),
         value: Some(r.value),
         utc: time(r.time.utc_ns),
         time_source: source_name(r.time.source).to_owned(),

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, SensorReport};
+use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, NodeHealth, SensorReport};
 use aloft_protocol::{Quantity, Reading, SensorId};
 
 use crate::clock::{hex, now_utc_ns};
@@ -118,6 +118,7 @@ struct Live {
     names: HashMap<SensorId, String>,
     latest: BTreeMap<(SensorId, Quantity), LatestValue>,
     backlog: Option<BacklogReport>,
+    health: Option<NodeHealth>,
     live_received_utc_ns: Option<i64>,
     agent_version: Option<String>,
     boot: Option<String>,
@@ -151,6 +152,9 @@ pub struct NodeStatus {
     pub latest: Vec<LatestValue>,
     /// The agent's backlog, as last reported.
     pub backlog: Option<BacklogReport>,
+    /// The node's health (store, clock, GNSS dynamic models), as last reported on the live
+    /// lane by an agent of protocol version 2 or later.
+    pub health: Option<NodeHealth>,
     /// When the newest live update arrived, ns.
     pub live_received_utc_ns: Option<i64>,
     /// Its streams (one per store epoch) with their watermarks.
@@ -312,6 +316,7 @@ impl Registry {
             sensors: live.sensors,
             latest: live.latest.into_values().collect(),
             backlog: live.backlog,
+            health: live.health,
             live_received_utc_ns: live.live_received_utc_ns,
             streams,
             name_problem: check_name("node", name).err().map(|e| e.to_string()),
@@ -411,6 +416,11 @@ impl Registry {
             live.backlog = Some(update.backlog);
         });
     }
+
+    /// The node's health arrived on the live lane: kept, newest only.
+    pub(crate) fn health(&self, node: &str, health: NodeHealth) {
+        self.with_live(node, |live| live.health = Some(health));
+    }
 }
 
 #[cfg(test)]
@@ -457,6 +467,31 @@ mod tests {
         let node = registry.node("glider").unwrap().unwrap();
         assert_eq!(node.latest.len(), MAX_LIVE_KEYS);
         assert_eq!(node.latest[0].sensor, "sensor-0");
+    }
+
+    #[test]
+    fn the_newest_health_of_the_live_lane_is_kept_on_the_node() {
+        use aloft_protocol::Timestamp;
+        use aloft_protocol::sync::GnssModel;
+        let dir = tempfile::tempdir().unwrap();
+        let registry = sqlite_registry(Db::open(dir.path()).unwrap());
+        registry.create_node("glider").unwrap();
+        assert_eq!(registry.node("glider").unwrap().unwrap().health, None);
+        let health = |store_bytes| NodeHealth {
+            time: Timestamp::monotonic(store_bytes),
+            clock_trusted: Some(true),
+            store_bytes,
+            store_max_bytes: 1 << 30,
+            store_policy: "decimate".into(),
+            gnss_models: vec![GnssModel {
+                sensor: SensorId(0),
+                code: 7,
+            }],
+        };
+        registry.health("glider", health(10));
+        registry.health("glider", health(20));
+        let node = registry.node("glider").unwrap().unwrap();
+        assert_eq!(node.health, Some(health(20)));
     }
 
     #[test]

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use aloft_protocol::sync::batch::{BatchError, DEFAULT_BATCH_LIMITS, decode_batch};
 use aloft_protocol::sync::{
-    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefusalCode,
-    SensorReport, Uplink, Welcome, hello_version,
+    Batch, DecodeError, Downlink, Hello, MAX_MESSAGE_BYTES, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, evolution, hello_version,
 };
 use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::{mpsc, watch};
@@ -166,7 +166,7 @@ pub async fn run(
         "Session started."
     );
     let welcome = Downlink::Welcome(Welcome {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: hello.protocol_version,
         epoch,
         watermark,
         server_utc_ns: now_utc_ns(),
@@ -234,17 +234,24 @@ async fn receive_hello(
                 ),
             ));
         }
-        if let Some(version) = hello_version(&bytes)
-            && version != PROTOCOL_VERSION
+        // docs/protocol.md, "Evolution": an offer from the oldest version to this hub's is
+        // welcomed as offered; the agent offers one less after any other's refusal.
+        let offered = hello_version(&bytes);
+        if let Some(version) = offered
+            && !evolution::welcomes(version)
         {
             return Err(Refusal::new(
                 RefusalCode::ProtocolVersion,
                 format!(
-                    "protocol version {version} is not spoken here; this hub speaks {PROTOCOL_VERSION}"
+                    "protocol version {version} is not spoken here; this hub speaks {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
                 ),
             ));
         }
-        let hello = match Uplink::decode(&bytes) {
+        let decoded = match offered {
+            Some(version) => Uplink::decode_from(&bytes, version),
+            None => Uplink::decode(&bytes),
+        };
+        let hello = match decoded {
             Ok(Uplink::Hello(hello)) => hello,
             Ok(_) => {
                 return Err(Refusal::new(
@@ -312,7 +319,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, &bytes, &mut shown) {
+                match handle(hub, control, node, hello.protocol_version, &bytes, &mut shown) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -408,10 +415,11 @@ fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
+    version: u16,
     bytes: &[u8],
     shown: &mut Vec<SensorReport>,
 ) -> Result<Action, Refusal> {
-    let message = Uplink::decode(bytes).map_err(|e| refusal_of_decode(&e))?;
+    let message = Uplink::decode_from(bytes, version).map_err(|e| refusal_of_decode(&e))?;
     match message {
         Uplink::Hello(_) => Err(Refusal::new(
             RefusalCode::Unexpected,
@@ -434,6 +442,10 @@ fn handle(
                 *shown = now_shown;
                 hub.sessions.live_changed();
             }
+            Ok(Action::Reply(None))
+        }
+        Uplink::Health(health) => {
+            hub.registry.health(node, health);
             Ok(Action::Reply(None))
         }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),

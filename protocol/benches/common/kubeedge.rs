@@ -26,7 +26,7 @@ pub fn kubeedge_json_message(node: &str, record: &Record) -> String {
                 format!("{:?}", r.value)
             };
             let twin = serde_json::json!({
-                (r.quantity.name()): {
+                (r.quantity.to_string()): {
                     "actual": {
                         "value": value,
                         "metadata": { "timestamp": millis },

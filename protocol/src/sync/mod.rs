@@ -18,10 +18,13 @@
 //!   reported when done).
 //! - Enum variants are only ever appended, never reordered: postcard encodes the variant
 //!   index. [`Uplink::Hello`] is variant 0 and its first field is the protocol version, so a
-//!   peer of any version can read the version of a hello it cannot otherwise decode
-//!   ([`hello_version`]) and refuse it with a clear reason.
+//!   peer of any version can read the version of a hello ([`hello_version`]).
+//! - Peers of different versions talk by the rule of [`evolution`]: each end sends only
+//!   what the other's version decodes, fields are only added at the end of a message, and
+//!   unknown quantity codes and record kinds are kept, not refused.
 
 pub mod batch;
+pub mod evolution;
 pub mod fuzzing;
 
 use alloc::string::String;
@@ -31,10 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BootId, Reading, SensorState, StoreEpoch, Timestamp};
 pub use batch::{BatchEncoding, BatchError, BatchLimits};
-
-/// The version this build speaks. A hub refuses a hello of another version with
-/// [`RefusalCode::ProtocolVersion`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub use evolution::{OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// The largest WebSocket message either side accepts, bytes (a batch's compressed payload
 /// included). Larger messages are refused and the connection closed.
@@ -112,6 +112,10 @@ pub enum Uplink {
     Observed(Observed),
     /// Recent log lines, answering [`Downlink::FetchLogs`].
     Logs(LogBatch),
+    /// The node itself between sensor reports, on the live lane (not part of the stream; may
+    /// be lost). Added in version 2: sent only in a session of version 2 or later
+    /// ([`evolution::HEALTH_VERSION`]).
+    Health(NodeHealth),
 }
 
 /// A message from the hub to the agent.
@@ -164,7 +168,8 @@ pub enum Downlink {
 /// First message of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    /// [`PROTOCOL_VERSION`] of the agent. Keep first.
+    /// [`PROTOCOL_VERSION`] of the agent, or an older version it falls back to for a hub
+    /// that refused it. Keep first.
     pub protocol_version: u16,
     /// The node's name; must be the token's node.
     pub node: String,
@@ -183,7 +188,8 @@ pub struct Hello {
 /// The hub's answer to a hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// [`PROTOCOL_VERSION`] of the hub.
+    /// The version of the session: the one the hello offered, which the hub speaks. Both
+    /// ends send nothing this version cannot decode ([`evolution`]).
     pub protocol_version: u16,
     /// The epoch of the hello.
     pub epoch: StoreEpoch,
@@ -214,7 +220,8 @@ pub struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum RefusalCode {
-    /// The hello's protocol version is not spoken here.
+    /// The hello's protocol version is not spoken here (older than the oldest this hub
+    /// welcomes; a version 1 hub refuses every other version).
     ProtocolVersion,
     /// The hello names another node than the token's.
     WrongNode,
@@ -268,6 +275,41 @@ pub struct SensorReport {
     pub enabled: bool,
     /// Readings taken since the agent started.
     pub readings: u64,
+}
+
+/// The node itself, as the agent sees it now: what the hub, alerts and a console need to
+/// know between sensor reports. Sent on connect and with every live update.
+///
+/// Fields are added at the end only (docs/protocol.md, section 8), and none is an enum this
+/// version would have to extend: the full-store policy is a name, the dynamic model a
+/// u-blox code, so a newer agent's value reaches an older hub as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// When the agent took it; its `source` is what a reading taken now gets (UTC from a
+    /// trusted system clock, from GNSS, or none yet).
+    pub time: Timestamp,
+    /// Whether the agent trusts its system clock (NTP-synchronised or set from GNSS);
+    /// `None` when it cannot tell.
+    pub clock_trusted: Option<bool>,
+    /// Bytes of records the store holds on disk.
+    pub store_bytes: u64,
+    /// The most bytes of records the store keeps before its full policy applies.
+    pub store_max_bytes: u64,
+    /// What the store does when full, as the agent's config spells it (`drop-oldest`,
+    /// `decimate`, `reject-new`).
+    pub store_policy: String,
+    /// Per GNSS receiver, the dynamic model it confirmed at its latest (re)start, as the
+    /// u-blox code ([`crate::DynamicModel::code`]; 7 is airborne < 2 g).
+    pub gnss_models: Vec<GnssModel>,
+}
+
+/// The dynamic model a GNSS receiver has in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GnssModel {
+    /// The receiver.
+    pub sensor: crate::SensorId,
+    /// Its u-blox dynamic model code ([`crate::DynamicModel::from_code`]).
+    pub code: u8,
 }
 
 /// The store's unsent backlog.
@@ -412,15 +454,17 @@ macro_rules! codec {
                 postcard::to_allocvec(self).unwrap_or_default()
             }
 
-            /// Decodes one binary WebSocket message, refusing it above the size cap.
+            /// Decodes one binary WebSocket message of a peer of this build's version,
+            /// refusing it above the size cap.
             pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-                if bytes.len() > MAX_MESSAGE_BYTES {
-                    return Err(DecodeError::TooLarge {
-                        size: bytes.len(),
-                        max: MAX_MESSAGE_BYTES,
-                    });
-                }
-                postcard::from_bytes(bytes).map_err(DecodeError::Malformed)
+                evolution::decode_message(bytes, 0)
+            }
+
+            /// Decodes one binary WebSocket message of a peer of `peer_version`: the
+            /// fields added since that version read as absent
+            /// ([`evolution::decode_message`]).
+            pub fn decode_from(bytes: &[u8], peer_version: u16) -> Result<Self, DecodeError> {
+                evolution::decode_message(bytes, evolution::fields_added_since(peer_version))
             }
         }
     };
@@ -519,6 +563,17 @@ mod tests {
                     level: "WARN".into(),
                     sensor: Some("gps".into()),
                     message: "stalled".into(),
+                }],
+            }),
+            Uplink::Health(NodeHealth {
+                time: Timestamp::monotonic(2),
+                clock_trusted: Some(false),
+                store_bytes: 4096,
+                store_max_bytes: 1 << 30,
+                store_policy: "decimate".into(),
+                gnss_models: vec![GnssModel {
+                    sensor: SensorId(0),
+                    code: 7,
                 }],
             }),
         ];

@@ -71,12 +71,10 @@ fn kind(record: &Record) -> i64 {
     }
 }
 
-/// A quantity's column value: its position in encoding order (stable: only appended).
+/// A quantity's column value: its stable code, known to this build or not (a newer
+/// agent's quantity is stored and queried by its code like any other).
 pub(crate) fn quantity_code(q: Quantity) -> i64 {
-    Quantity::ALL
-        .iter()
-        .position(|x| *x == q)
-        .map_or(-1, |p| p as i64)
+    i64::from(q.code())
 }
 
 fn source_code(s: TimeSource) -> i64 {

@@ -5,7 +5,6 @@
 
 extern crate std;
 
-use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::io::Read;
@@ -21,7 +20,7 @@ std::thread_local! {
 }
 
 pub(super) fn deflate(columns: &[u8]) -> Result<Vec<u8>, BatchError> {
-    let fail = |e: std::io::Error| BatchError::Deflate(e.to_string());
+    let fail = BatchError::Deflate;
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let compressor = match slot.as_mut() {
@@ -37,7 +36,7 @@ pub(super) fn deflate(columns: &[u8]) -> Result<Vec<u8>, BatchError> {
 /// that does not grows its output as it inflates and is cut at the cap. Either way a bomb
 /// costs at most `max` bytes of memory, never what it claims.
 pub(super) fn inflate(payload: &[u8], max: usize) -> Result<Vec<u8>, BatchError> {
-    let fail = |e: std::io::Error| BatchError::Inflate(e.to_string());
+    let fail = BatchError::Inflate;
     // The window is the decoder's other allocation: no honest frame needs one larger than
     // the cap on its content (zstd's floor is 2^10).
     let window_log = (usize::BITS - max.max(1 << 10).saturating_sub(1).leading_zeros()).min(31);
@@ -65,7 +64,7 @@ pub(super) fn inflate(payload: &[u8], max: usize) -> Result<Vec<u8>, BatchError>
     decoder
         .take(cap)
         .read_to_end(&mut out)
-        .map_err(|e| BatchError::Inflate(e.to_string()))?;
+        .map_err(BatchError::Inflate)?;
     if out.len() > max {
         return Err(BatchError::TooLarge { max });
     }

@@ -39,7 +39,8 @@ mod frame;
 #[cfg(test)]
 mod tests;
 
-use alloc::string::String;
+extern crate std;
+
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,7 @@ pub const PREFERRED_ENCODING: BatchEncoding = BatchEncoding::ColumnarZstd;
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// Why a batch could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
     /// More entries than the limit.
@@ -127,10 +128,42 @@ pub enum BatchError {
     LeftOver(&'static str),
     /// The compressed frame could not be inflated.
     #[error("batch does not inflate: {0}")]
-    Inflate(String),
+    Inflate(#[source] std::io::Error),
     /// The compressor failed while encoding.
     #[error("batch cannot be compressed: {0}")]
-    Deflate(String),
+    Deflate(#[source] std::io::Error),
+}
+
+/// Equal when of the same variant with equal fields; the compressor's errors, which have no
+/// equality of their own, compare by their [`std::io::ErrorKind`].
+impl PartialEq for BatchError {
+    fn eq(&self, other: &Self) -> bool {
+        use BatchError::*;
+        match (self, other) {
+            (
+                TooManyRecords { count, max },
+                TooManyRecords {
+                    count: count2,
+                    max: max2,
+                },
+            ) => count == count2 && max == max2,
+            (TooLarge { max }, TooLarge { max: max2 }) => max == max2,
+            (OutOfOrder { index, seq }, OutOfOrder { index: i2, seq: s2 }) => {
+                index == i2 && seq == s2
+            }
+            (Malformed(a), Malformed(b)) => a == b,
+            (
+                Record { index, reason },
+                Record {
+                    index: i2,
+                    reason: r2,
+                },
+            ) => index == i2 && reason == r2,
+            (Columns(a), Columns(b)) | (LeftOver(a), LeftOver(b)) => a == b,
+            (Inflate(a), Inflate(b)) | (Deflate(a), Deflate(b)) => a.kind() == b.kind(),
+            _ => false,
+        }
+    }
 }
 
 /// Encodes entries (strictly increasing sequence numbers) for a batch message.

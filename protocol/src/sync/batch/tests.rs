@@ -336,6 +336,21 @@ fn a_decompression_bomb_is_refused_at_the_cap() {
 }
 
 #[test]
+fn an_inflate_error_keeps_the_decompressor_error_as_its_source() {
+    // Not a zstd frame at all: the decompressor's own error is the cause.
+    let err = decode_batch(
+        BatchEncoding::ColumnarZstd,
+        &[0x28, 0xB5, 0x2F, 0xFD, 0xFF],
+        &DEFAULT_BATCH_LIMITS,
+    )
+    .unwrap_err();
+    assert!(matches!(err, BatchError::Inflate(_)), "{err:?}");
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.downcast_ref::<std::io::Error>().is_some());
+    assert!(err.to_string().contains(&source.to_string()), "{err}");
+}
+
+#[test]
 fn a_frame_asking_for_a_huge_window_is_refused() {
     // A frame header asking for a 32 MiB window (zstd's own limit is 128 MiB) and
     // declaring no content size: past the 16 MiB cap, the decoder must not allocate
