@@ -364,3 +364,32 @@ fn unset_sends_the_real_agent_back_to_its_config_files_interval() {
     );
     assert_eq!(u64_at(&back, "/metadata/generation"), Some(0), "{back}");
 }
+
+#[test]
+fn describe_node_shows_the_real_agents_health_in_a_section_of_its_own() {
+    let (hub, token) = hub_with_sim_node();
+    // No report yet: the page is as it always was, with no health anywhere.
+    let before = hub.ctl(&["describe", "node", NODE]).ok().stdout;
+    assert!(!before.to_lowercase().contains("health"), "{before}");
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(&["get", "nodes", NODE], "the node's health", |v| {
+        v.pointer("/status/health/gnssModels/0/model").is_some()
+    });
+    let page = hub.ctl(&["describe", "node", NODE]).ok().stdout;
+    for expected in [
+        "Health:\n",
+        "  Received:",
+        "  Time:",
+        "  Store:",
+        "of 256.0 MiB), decimate when full",
+        "  GNSS model:   gps: airborne2g (code 7)",
+    ] {
+        assert!(
+            page.contains(expected),
+            "describe lacks {expected:?}:\n{page}"
+        );
+    }
+    // Shown once, in its own section, not also in the status dump.
+    assert!(!page.contains("gnssModels"), "{page}");
+}

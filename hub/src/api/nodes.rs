@@ -4,10 +4,11 @@
 //! plus what it persisted (last seen, agent version, boot, streams with watermarks).
 
 use aloft_api::{
-    Condition, LastRestart, LatestValue as ApiLatestValue, List, Node, NodeSensor, NodeSpec,
-    ObjectMeta, StreamStatus,
+    Condition, GnssModel, LastRestart, LatestValue as ApiLatestValue, List, Node, NodeSensor,
+    NodeSpec, ObjectMeta, StoreFill, StreamStatus,
 };
-use aloft_protocol::sync::SensorReport;
+use aloft_protocol::DynamicModel;
+use aloft_protocol::sync::{NodeHealth as HealthReport, SensorReport};
 use axum::Json;
 use axum::extract::{Path, State};
 
@@ -58,6 +59,51 @@ fn latest_json(latest: &LatestValue, now: i64) -> ApiLatestValue {
             .time
             .utc_ns
             .map(|utc| now.saturating_sub(utc) as f64 / 1e9),
+    }
+}
+
+/// A u-blox dynamic model's name as the API shows it: the model's own name in lower case
+/// (`airborne2g`); `None` for a code with no model.
+pub fn dynamic_model_name(code: u8) -> Option<String> {
+    DynamicModel::from_code(code).map(|m| format!("{m:?}").to_lowercase())
+}
+
+/// `part` as a percentage of `whole`, to one decimal; `None` for an empty whole.
+fn percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64 * 1000.0 / whole as f64).round() / 10.0)
+}
+
+/// The node's health report, its receivers named from the node's sensor reports.
+fn health_json(
+    health: &HealthReport,
+    received_utc_ns: Option<i64>,
+    sensors: &[SensorReport],
+) -> aloft_api::NodeHealth {
+    aloft_api::NodeHealth {
+        utc: timestamp(health.time.utc_ns),
+        time_source: source_name(health.time.source).to_owned(),
+        mono_ns: health.time.mono_ns,
+        clock_trusted: health.clock_trusted,
+        store: StoreFill {
+            bytes: health.store_bytes,
+            max_bytes: health.store_max_bytes,
+            percent: percent(health.store_bytes, health.store_max_bytes),
+            full_policy: health.store_policy.clone(),
+        },
+        gnss_models: health
+            .gnss_models
+            .iter()
+            .map(|g| GnssModel {
+                sensor: g.sensor.0,
+                name: sensors
+                    .iter()
+                    .find(|s| s.sensor == g.sensor)
+                    .map(|s| s.name.clone()),
+                model: dynamic_model_name(g.code),
+                code: g.code,
+            })
+            .collect(),
+        received: timestamp(received_utc_ns),
     }
 }
 
@@ -146,6 +192,10 @@ pub fn node_json(node: &NodeStatus) -> Node {
                     first_seen: timestamp(Some(s.created_utc_ns)),
                 })
                 .collect(),
+            health: node
+                .health
+                .as_ref()
+                .map(|h| health_json(h, node.health_received_utc_ns, &node.sensors)),
             token: None,
             token_id: None,
         },
@@ -184,5 +234,107 @@ pub async fn get(
         None => Err(ApiError::not_found(format!(
             "no node {name:?}; `GET /api/v1/nodes` lists them"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::sync::GnssModel as ReportedModel;
+    use aloft_protocol::{SensorId, Timestamp};
+
+    #[test]
+    fn every_dynamic_model_code_is_named_when_it_has_a_model_and_kept_either_way() {
+        let mut names = std::collections::BTreeSet::new();
+        for code in 0..=u8::MAX {
+            let name = dynamic_model_name(code);
+            assert_eq!(
+                name.is_some(),
+                DynamicModel::from_code(code).is_some(),
+                "{code}"
+            );
+            if let Some(name) = name {
+                assert!(
+                    name.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                    "{name}"
+                );
+                assert!(names.insert(name.clone()), "{name} named twice");
+            }
+        }
+        assert_eq!(dynamic_model_name(7).as_deref(), Some("airborne2g"));
+        assert_eq!(dynamic_model_name(0).as_deref(), Some("portable"));
+        assert_eq!(names.len(), 10);
+    }
+
+    #[test]
+    fn store_fill_is_a_percentage_to_one_decimal_and_none_without_a_cap() {
+        assert_eq!(percent(52_428_800, 268_435_456), Some(19.5));
+        assert_eq!(percent(0, 100), Some(0.0));
+        assert_eq!(percent(100, 100), Some(100.0));
+        assert_eq!(percent(1, 3), Some(33.3));
+        assert_eq!(percent(5, 0), None);
+    }
+
+    #[test]
+    fn a_health_report_names_its_receivers_and_keeps_unknown_model_codes() {
+        let report = HealthReport {
+            time: Timestamp {
+                mono_ns: 5,
+                utc_ns: Some(1_795_000_000_000_000_000),
+                source: aloft_protocol::TimeSource::Gnss,
+            },
+            clock_trusted: None,
+            store_bytes: 1,
+            store_max_bytes: 4,
+            store_policy: "reject-new".into(),
+            gnss_models: vec![
+                ReportedModel {
+                    sensor: SensorId(0),
+                    code: 7,
+                },
+                ReportedModel {
+                    sensor: SensorId(3),
+                    code: 200,
+                },
+            ],
+        };
+        let sensors = [SensorReport {
+            sensor: SensorId(0),
+            name: "gps".into(),
+            kind: "ublox".into(),
+            state: aloft_protocol::SensorState::Running,
+            reason: String::new(),
+            restarts: 0,
+            last_restart: None,
+            last_error: None,
+            interval_ms: None,
+            enabled: true,
+            readings: 0,
+        }];
+        let shown = health_json(&report, Some(1_795_000_001_000_000_000), &sensors);
+        assert_eq!(shown.time_source, "gnss");
+        assert!(shown.utc.is_some());
+        assert_eq!(shown.clock_trusted, None);
+        assert_eq!(shown.store.percent, Some(25.0));
+        assert_eq!(shown.store.full_policy, "reject-new");
+        assert_eq!(
+            shown.gnss_models,
+            [
+                GnssModel {
+                    sensor: 0,
+                    name: Some("gps".into()),
+                    model: Some("airborne2g".into()),
+                    code: 7,
+                },
+                GnssModel {
+                    sensor: 3,
+                    name: None,
+                    model: None,
+                    code: 200,
+                },
+            ]
+        );
+        assert!(shown.received.is_some());
     }
 }

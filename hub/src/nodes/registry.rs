@@ -119,6 +119,7 @@ struct Live {
     latest: BTreeMap<(SensorId, Quantity), LatestValue>,
     backlog: Option<BacklogReport>,
     health: Option<NodeHealth>,
+    health_received_utc_ns: Option<i64>,
     live_received_utc_ns: Option<i64>,
     agent_version: Option<String>,
     boot: Option<String>,
@@ -155,6 +156,8 @@ pub struct NodeStatus {
     /// The node's health (store, clock, GNSS dynamic models), as last reported on the live
     /// lane by an agent of protocol version 2 or later.
     pub health: Option<NodeHealth>,
+    /// When that health report arrived, ns.
+    pub health_received_utc_ns: Option<i64>,
     /// When the newest live update arrived, ns.
     pub live_received_utc_ns: Option<i64>,
     /// Its streams (one per store epoch) with their watermarks.
@@ -317,6 +320,7 @@ impl Registry {
             latest: live.latest.into_values().collect(),
             backlog: live.backlog,
             health: live.health,
+            health_received_utc_ns: live.health_received_utc_ns,
             live_received_utc_ns: live.live_received_utc_ns,
             streams,
             name_problem: check_name("node", name).err().map(|e| e.to_string()),
@@ -419,7 +423,11 @@ impl Registry {
 
     /// The node's health arrived on the live lane: kept, newest only.
     pub(crate) fn health(&self, node: &str, health: NodeHealth) {
-        self.with_live(node, |live| live.health = Some(health));
+        let now = now_utc_ns();
+        self.with_live(node, |live| {
+            live.health = Some(health);
+            live.health_received_utc_ns = Some(now);
+        });
     }
 }
 
@@ -492,6 +500,7 @@ mod tests {
         registry.health("glider", health(20));
         let node = registry.node("glider").unwrap().unwrap();
         assert_eq!(node.health, Some(health(20)));
+        assert!(node.health_received_utc_ns.is_some());
     }
 
     #[test]
