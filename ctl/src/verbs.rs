@@ -319,9 +319,9 @@ impl Invocation<'_> {
         if !args.watch {
             return Ok(());
         }
-        if kind == Kind::Nodes || kind == Kind::Tokens {
+        if kind == Kind::Tokens {
             return Err(CtlError::Usage(
-                "watch works for sensors, commands and events".into(),
+                "watch works for nodes, sensors, commands and events".into(),
             ));
         }
         out.flush().map_err(io("writing the output"))?;

@@ -393,3 +393,47 @@ fn describe_node_shows_the_real_agents_health_in_a_section_of_its_own() {
     // Shown once, in its own section, not also in the status dump.
     assert!(!page.contains("gnssModels"), "{page}");
 }
+
+#[test]
+fn get_nodes_watch_shows_the_node_connecting() {
+    let (hub, token) = hub_with_sim_node();
+    let mut child = hub
+        .ctl_command_as(&hub.tokens.admin)
+        .args(["get", "nodes", NODE, "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(DEADLINE).unwrap();
+    assert!(next().starts_with("NAME"), "a header first");
+    // The listing (never connected), then the watch's lines.
+    let listed = next();
+    assert!(
+        listed.contains(NODE) && !listed.contains("Connected"),
+        "{listed}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let line = next();
+        if line.contains(NODE) && line.contains("Connected") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Connected line");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -9,13 +9,18 @@ use aloft_api::{
 };
 use aloft_protocol::DynamicModel;
 use aloft_protocol::sync::{NodeHealth as HealthReport, SensorReport};
+use std::time::Duration;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 
 use super::resources::backlog;
+use super::watches::{self, ListQuery, WatchQuery, Watched};
 use super::{ApiError, ApiState, Caller, timestamp};
 use crate::clock::{hex, now_utc_ns};
-use crate::nodes::registry::{LatestValue, LinkStats, NodeStatus};
+use crate::control::ControlError;
+use crate::nodes::registry::{LatestValue, LinkStats, NodeStatus, whole_percent};
 use crate::storage::streams::source_name;
 use crate::tokens::Role;
 
@@ -202,26 +207,108 @@ pub fn node_json(node: &NodeStatus) -> Node {
     )
 }
 
-/// `GET /api/v1/nodes` (viewer).
+/// What of a node a watch reports a change of: not what changes at every message (last
+/// seen, traffic, backlog, newest values, watermarks, sensors' reading counts), and of its
+/// health not the time nor the store's bytes within a whole percent of fill.
+pub fn node_fingerprint(node: &Node) -> String {
+    let s = &node.status;
+    let sensors = s.sensors.as_ref().map(|sensors| {
+        sensors
+            .iter()
+            .map(|x| NodeSensor {
+                readings: 0,
+                ..x.clone()
+            })
+            .collect::<Vec<_>>()
+    });
+    let epochs: Vec<&String> = s.streams.iter().map(|e| &e.epoch).collect();
+    let health = s.health.as_ref().map(|h| {
+        let models: Vec<(u16, u8)> = h.gnss_models.iter().map(|g| (g.sensor, g.code)).collect();
+        (
+            &h.time_source,
+            h.clock_trusted,
+            h.store.max_bytes,
+            &h.store.full_policy,
+            whole_percent(h.store.bytes, h.store.max_bytes),
+            models,
+        )
+    });
+    let picked = (
+        &node.metadata.name,
+        &s.conditions,
+        s.connected,
+        &s.agent_version,
+        &s.boot_id,
+        &s.epoch,
+        sensors,
+        epochs,
+        health,
+    );
+    serde_json::to_string(&picked).unwrap_or_default()
+}
+
+/// The nodes named (all of them for `None`) as resources.
+fn read_nodes(
+    registry: &crate::nodes::registry::Registry,
+    name: Option<&str>,
+) -> Result<Vec<Node>, ControlError> {
+    let nodes = match name {
+        None => registry.nodes()?,
+        Some(name) => registry.node(name)?.into_iter().collect(),
+    };
+    Ok(nodes.iter().map(node_json).collect())
+}
+
+/// A watch of the nodes named: woken by the sessions' live changes (sessions, sensor
+/// reports, health reports that say something new) and re-read every second for nodes
+/// created or deleted.
+fn watch_nodes(state: &ApiState, name: Option<String>, watch: WatchQuery) -> Response {
+    let registry = state.hub.registry.clone();
+    watches::stream_signalled(
+        state,
+        state.hub.sessions.watch_live(),
+        watch,
+        Watched {
+            query: format!("nodes name={name:?}"),
+            read: Box::new(move || read_nodes(&registry, name.as_deref())),
+            key: watches::name_key,
+            fingerprint: node_fingerprint,
+            until: None,
+            poll: Some(NODE_POLL),
+            deletions: true,
+        },
+        None,
+    )
+}
+
+/// How often a node watch re-reads for what no session signals (a node created, deleted).
+const NODE_POLL: Duration = Duration::from_secs(1);
+
+/// `GET /api/v1/nodes[?watch=true]` (viewer).
 pub async fn list(
     caller: Caller,
     State(state): State<ApiState>,
-) -> Result<Json<List<Node>>, ApiError> {
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
+    if query.watch {
+        return Ok(watch_nodes(&state, None, query.watching()));
+    }
     let registry = state.hub.registry.clone();
     let nodes = tokio::task::spawn_blocking(move || registry.nodes())
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(List::of(nodes.iter().map(node_json).collect())))
+    Ok(Json(List::of(nodes.iter().map(node_json).collect())).into_response())
 }
 
-/// `GET /api/v1/nodes/{node}` (viewer).
+/// `GET /api/v1/nodes/{node}[?watch=true]` (viewer).
 pub async fn get(
     caller: Caller,
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> Result<Json<Node>, ApiError> {
+    Query(watch): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
     caller.require(Role::Viewer)?;
     let registry = state.hub.registry.clone();
     let lookup = name.clone();
@@ -230,7 +317,8 @@ pub async fn get(
         .map_err(|e| ApiError::internal(&e))?
         .map_err(|e| ApiError::internal(&e))?;
     match node {
-        Some(node) => Ok(Json(node_json(&node))),
+        Some(_) if watch.watch => Ok(watch_nodes(&state, Some(name), watch)),
+        Some(node) => Ok(Json(node_json(&node)).into_response()),
         None => Err(ApiError::not_found(format!(
             "no node {name:?}; `GET /api/v1/nodes` lists them"
         ))),
@@ -265,6 +353,68 @@ mod tests {
         assert_eq!(dynamic_model_name(7).as_deref(), Some("airborne2g"));
         assert_eq!(dynamic_model_name(0).as_deref(), Some("portable"));
         assert_eq!(names.len(), 10);
+    }
+
+    fn node_with(health: Option<aloft_api::NodeHealth>) -> Node {
+        let mut node = Node::default();
+        node.metadata.name = "glider".into();
+        node.status.health = health;
+        node
+    }
+
+    #[test]
+    fn a_node_watch_sees_health_that_says_something_new_and_not_the_time_alone() {
+        let base = aloft_api::NodeHealth {
+            utc: Some("2026-11-24T13:20:01Z".into()),
+            time_source: "gnss".into(),
+            mono_ns: 1,
+            clock_trusted: Some(true),
+            store: StoreFill {
+                bytes: 102,
+                max_bytes: 1000,
+                percent: Some(10.2),
+                full_policy: "decimate".into(),
+            },
+            gnss_models: vec![GnssModel {
+                sensor: 0,
+                name: Some("gps".into()),
+                model: Some("airborne2g".into()),
+                code: 7,
+            }],
+            received: Some("2026-11-24T13:20:01.2Z".into()),
+        };
+        let print = |h: &aloft_api::NodeHealth| node_fingerprint(&node_with(Some(h.clone())));
+        let same = |change: &dyn Fn(&mut aloft_api::NodeHealth)| {
+            let mut h = base.clone();
+            change(&mut h);
+            print(&h) == print(&base)
+        };
+        assert_ne!(print(&base), node_fingerprint(&node_with(None)));
+        // The time, and the bytes within a whole percent: not a change.
+        assert!(same(&|h| {
+            h.utc = Some("2026-11-24T13:20:02Z".into());
+            h.mono_ns = 2;
+            h.received = Some("2026-11-24T13:20:02.2Z".into());
+            h.store.bytes = 109;
+            h.store.percent = Some(10.9);
+        }));
+        // Everything else is.
+        assert!(!same(&|h| h.store.bytes = 110));
+        assert!(!same(&|h| h.time_source = "reconstructed".into()));
+        assert!(!same(&|h| h.clock_trusted = Some(false)));
+        assert!(!same(&|h| h.store.full_policy = "reject-new".into()));
+        assert!(!same(&|h| h.store.max_bytes = 2000));
+        assert!(!same(&|h| h.gnss_models[0].code = 0));
+        assert!(!same(&|h| h.gnss_models.clear()));
+    }
+
+    #[test]
+    fn whole_percents_round_down_and_never_overflow() {
+        assert_eq!(whole_percent(109, 1000), Some(10));
+        assert_eq!(whole_percent(110, 1000), Some(11));
+        assert_eq!(whole_percent(u64::MAX, u64::MAX), Some(100));
+        assert_eq!(whole_percent(u64::MAX, 1), Some(u64::MAX));
+        assert_eq!(whole_percent(1, 0), None);
     }
 
     #[test]

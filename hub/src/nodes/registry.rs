@@ -126,6 +126,39 @@ struct Live {
     epoch: Option<String>,
 }
 
+/// `part` as whole percent of `whole` (rounded down); `None` for an empty whole.
+pub fn whole_percent(part: u64, whole: u64) -> Option<u64> {
+    (whole > 0)
+        .then(|| u64::try_from(u128::from(part) * 100 / u128::from(whole)).unwrap_or(u64::MAX))
+}
+
+/// What of a health report counts as a change for watches: everything but its time, with
+/// the store's bytes counted only by whole percent of its cap (the store grows at every
+/// flush, and a report follows every live update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthKey {
+    time_source: aloft_protocol::TimeSource,
+    clock_trusted: Option<bool>,
+    store_max_bytes: u64,
+    store_policy: String,
+    store_percent: Option<u64>,
+    gnss_models: Vec<aloft_protocol::sync::GnssModel>,
+}
+
+impl HealthKey {
+    /// The key of `health`.
+    pub fn of(health: &NodeHealth) -> Self {
+        HealthKey {
+            time_source: health.time.source,
+            clock_trusted: health.clock_trusted,
+            store_max_bytes: health.store_max_bytes,
+            store_policy: health.store_policy.clone(),
+            store_percent: whole_percent(health.store_bytes, health.store_max_bytes),
+            gnss_models: health.gnss_models.clone(),
+        }
+    }
+}
+
 /// A node as the API shows it.
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
