@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aloft_hub::testing::{HubProcess, NodeClient, api_get, client_config, hello};
+use aloft_hub::testing::{HubProcess, NodeClient, api_get, api_request, client_config, hello};
 use aloft_protocol::sync::{Downlink, GnssModel, NodeHealth, Uplink};
 use aloft_protocol::{SensorId, StoreEpoch, TimeSource, Timestamp};
 use rustls::ClientConfig;
@@ -86,16 +86,29 @@ async fn watch_reads(hub: &HubProcess, tls: &Arc<ClientConfig>, token: &str) -> 
         .unwrap_or_else(|| panic!("no aloft_hub_watch_reads_total in {text}"))
 }
 
-/// Waits until the watches have re-read since `before` (a node watch re-reads every second
-/// for nodes created or deleted): whatever the node's state then differs in is reported.
-async fn reread_since(hub: &HubProcess, tls: &Arc<ClientConfig>, token: &str, before: u64) {
+/// Makes the node watch re-read now (another node created wakes node watches) and waits
+/// until it has: whatever the watched node's state then differs in is reported.
+async fn reread(hub: &HubProcess, tls: &Arc<ClientConfig>, token: &str, other: &str) {
+    let before = watch_reads(hub, tls, token).await;
+    let body = serde_json::json!({"metadata": {"name": other}});
+    let (status, _) = api_request(
+        hub.addr,
+        tls,
+        Some(token),
+        "POST",
+        "/api/v1/nodes",
+        Some(&body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while watch_reads(hub, tls, token).await <= before {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no watch re-read in time"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -148,15 +161,13 @@ async fn a_node_watch_reports_health_that_says_something_new_and_not_the_time_al
 
     // Later, fuller within the same whole percent: nothing new for a watch.
     send_handled(&mut node, &health(2, CAP / 1000 * 105, 7), 2).await;
-    let reads = watch_reads(&hub, &tls, &tokens.admin).await;
-    reread_since(&hub, &tls, &tokens.admin, reads).await;
+    reread(&hub, &tls, &tokens.admin, "other-1").await;
     // The receiver fell back to portable: new.
     send_handled(&mut node, &health(3, CAP / 1000 * 106, 0), 3).await;
     read_until(&mut watch, &mut seen, "\"model\":\"portable\"").await;
     // Later again, same fill percent and model: nothing new.
     send_handled(&mut node, &health(4, CAP / 1000 * 107, 0), 4).await;
-    let reads = watch_reads(&hub, &tls, &tokens.admin).await;
-    reread_since(&hub, &tls, &tokens.admin, reads).await;
+    reread(&hub, &tls, &tokens.admin, "other-2").await;
     // Past 11 %: new.
     send_handled(&mut node, &health(5, CAP / 1000 * 113, 0), 5).await;
     read_until(&mut watch, &mut seen, "\"percent\":11.3").await;

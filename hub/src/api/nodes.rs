@@ -9,8 +9,6 @@ use aloft_api::{
 };
 use aloft_protocol::DynamicModel;
 use aloft_protocol::sync::{NodeHealth as HealthReport, SensorReport};
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -260,8 +258,7 @@ fn read_nodes(
 }
 
 /// A watch of the nodes named: woken by the sessions' live changes (sessions, sensor
-/// reports, health reports that say something new) and re-read every second for nodes
-/// created or deleted.
+/// reports, health reports that say something new, nodes created or deleted).
 fn watch_nodes(state: &ApiState, name: Option<String>, watch: WatchQuery) -> Response {
     let registry = state.hub.registry.clone();
     watches::stream_signalled(
@@ -274,15 +271,12 @@ fn watch_nodes(state: &ApiState, name: Option<String>, watch: WatchQuery) -> Res
             key: watches::name_key,
             fingerprint: node_fingerprint,
             until: None,
-            poll: Some(NODE_POLL),
+            poll: None,
             deletions: true,
         },
         None,
     )
 }
-
-/// How often a node watch re-reads for what no session signals (a node created, deleted).
-const NODE_POLL: Duration = Duration::from_secs(1);
 
 /// `GET /api/v1/nodes[?watch=true]` (viewer).
 pub async fn list(

@@ -12,7 +12,7 @@
 //! signal a change of a node's live state (a session started or ended, a live update whose
 //! sensor reports differ from the last in more than their reading counts, a health report
 //! that differs from the last in more than its time and its store's bytes within a whole
-//! percent of fill); only then
+//! percent of fill, a node created or deleted); only then
 //! does it re-read, and it sends only what differs. The watches of one query share that
 //! re-read ([`SharedReads`]): one change costs one read per query watched, not one per
 //! watch. Every read is counted ([`crate::load::WATCH_READS`],
