@@ -179,7 +179,9 @@ impl StatusReport {
                 .collect(),
             store: StoreReport {
                 bytes: metrics.store.bytes(),
-                unsent: metrics.store.unsent(),
+                // The report's count reads 0 until the first commit counts it (its field is a
+                // plain number); the metrics leave the backlog out until then.
+                unsent: metrics.store.unsent().unwrap_or(0),
                 oldest_unsent_age_s: metrics.store.oldest_unsent_age().map(|d| d.as_secs_f64()),
                 records_committed: metrics.store.records_committed(),
                 health: crate::metrics::health_label(metrics.store.health()).to_owned(),

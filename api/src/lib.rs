@@ -38,8 +38,8 @@ pub use envelope::{
 pub use event::{Event, EventSpec, EventStatus, ObjectReference};
 pub use meta::{ListMeta, ObjectMeta};
 pub use node::{
-    Backlog, Condition, LastRestart, LatestValue, LinkStats, Node, NodeSensor, NodeSpec,
-    NodeStatus, StreamStatus,
+    Backlog, Condition, GnssModel, LastRestart, LatestValue, LinkStats, Node, NodeHealth,
+    NodeSensor, NodeSpec, NodeStatus, StoreFill, StreamStatus,
 };
 pub use query::{Gap, LogLine, Reading, SeqRange, TimeSpan};
 pub use request::{

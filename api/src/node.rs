@@ -49,6 +49,11 @@ pub struct NodeStatus {
     pub latest: Vec<LatestValue>,
     /// One entry per store epoch the node has sent.
     pub streams: Vec<StreamStatus>,
+    /// The node's newest health report from the live lane (`None`: none since the hub
+    /// started, or an agent that does not send one). Left out when `None`, so a node
+    /// without one reads as it did before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<NodeHealth>,
     /// The node's secret, only in the answer that created the node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -181,4 +186,56 @@ pub struct StreamStatus {
     pub watermark: Option<u64>,
     /// When the hub first saw it.
     pub first_seen: Option<String>,
+}
+
+/// The node itself between sensor reports, from the agent's newest health report: its
+/// time and clock trust, its store's fill and full policy, the GNSS dynamic models in force.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeHealth {
+    /// When the agent took the report, UTC, when it knew it.
+    pub utc: Option<String>,
+    /// Where that UTC came from (`system_clock`, `gnss`, `reconstructed`; `monotonic` when
+    /// there is none): what a reading taken then was stamped with.
+    pub time_source: String,
+    /// The report's monotonic time, ns.
+    pub mono_ns: u64,
+    /// Whether the agent trusts its system clock (`None`: it cannot tell).
+    pub clock_trusted: Option<bool>,
+    /// The store's fill and full policy.
+    pub store: StoreFill,
+    /// Per GNSS receiver, the dynamic model it confirmed at its latest (re)start.
+    pub gnss_models: Vec<GnssModel>,
+    /// When the hub received the report.
+    pub received: Option<String>,
+}
+
+/// How full the node's store is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StoreFill {
+    /// Bytes of records on disk.
+    pub bytes: u64,
+    /// The most bytes the store keeps before its full policy applies.
+    pub max_bytes: u64,
+    /// `bytes` as a share of `maxBytes`, % to one decimal (`None` when `maxBytes` is 0).
+    pub percent: Option<f64>,
+    /// What the store does when full, as the agent's config spells it (`drop-oldest`,
+    /// `decimate`, `reject-new`).
+    pub full_policy: String,
+}
+
+/// The dynamic model a GNSS receiver has in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GnssModel {
+    /// The receiver's number in the stream.
+    pub sensor: u16,
+    /// Its name, from the node's sensor reports (`None`: not reported).
+    pub name: Option<String>,
+    /// The model's name (`airborne2g`, `portable`, ...; `None`: a code this hub has no
+    /// name for).
+    pub model: Option<String>,
+    /// The u-blox dynamic model code (7 is airborne < 2 g), kept for every model.
+    pub code: u8,
 }

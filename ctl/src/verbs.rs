@@ -319,9 +319,9 @@ impl Invocation<'_> {
         if !args.watch {
             return Ok(());
         }
-        if kind == Kind::Nodes || kind == Kind::Tokens {
+        if kind == Kind::Tokens {
             return Err(CtlError::Usage(
-                "watch works for sensors, commands and events".into(),
+                "watch works for nodes, sensors, commands and events".into(),
             ));
         }
         out.flush().map_err(io("writing the output"))?;
@@ -424,6 +424,12 @@ impl Invocation<'_> {
         if sensor.is_some() {
             text.push_str(&format!("Node:         {}\n", shown(&node)));
         }
+        // A node's health gets its own section below; the status shows everything else.
+        let mut object = object;
+        let health = match object.pointer_mut("/status").and_then(Value::as_object_mut) {
+            Some(status) if sensor.is_none() => status.remove("health"),
+            _ => None,
+        };
         // Spec and status as the hub sent them, every field it sent shown.
         for (title, field) in [("Spec", "spec"), ("Status", "status")] {
             if let Some(section) = object.get(field).filter(|v| !v.is_null()) {
@@ -431,6 +437,12 @@ impl Invocation<'_> {
                 for line in output::to_yaml(section).lines() {
                     text.push_str(&format!("  {line}\n"));
                 }
+            }
+        }
+        if let Some(health) = health.filter(|h| !h.is_null()) {
+            text.push_str("Health:\n");
+            for (label, value) in views::node_health(&read_as(&health), now) {
+                text.push_str(&format!("  {:<14}{value}\n", format!("{label}:")));
             }
         }
         let mut sensors = items(&hub.get(&format!("/api/v1/sensors?node={}", segment(&node)))?);

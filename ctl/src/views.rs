@@ -7,7 +7,7 @@
 use std::fmt::Display;
 use std::time::SystemTime;
 
-use aloft_api::{Actor, Backlog, Command, Event, LogLine, Node, Sensor, Token};
+use aloft_api::{Actor, Backlog, Command, Event, LogLine, Node, NodeHealth, Sensor, Token};
 use serde_json::Value;
 
 use crate::cli::Kind;
@@ -82,6 +82,68 @@ fn nodes(items: &[Node], wide: bool, now: SystemTime) -> Table {
         table.row(row);
     }
     table
+}
+
+/// A node's health as `describe node` shows it: one `(label, value)` a line, every text
+/// the node chose made one visible line.
+pub fn node_health(health: &NodeHealth, now: SystemTime) -> Vec<(&'static str, String)> {
+    let one_line = |t: &str| terminal_text(t, false).into_owned();
+    let received = match &health.received {
+        Some(t) => format!("{} ago ({})", age_since(t, now), one_line(t)),
+        None => "<none>".into(),
+    };
+    let trust = match health.clock_trusted {
+        Some(true) => "clock trusted",
+        Some(false) => "clock not trusted",
+        None => "clock trust unknown",
+    };
+    let time = format!(
+        "{} from {}, {trust}",
+        text(health.utc.as_deref().map(one_line).as_deref()),
+        text(Some(&one_line(&health.time_source)))
+    );
+    let store = &health.store;
+    let percent = store
+        .percent
+        .map_or_else(|| "<none>".into(), |p| format!("{p:.1}%"));
+    let store = format!(
+        "{percent} full ({} of {}), {} when full",
+        human_bytes(store.bytes),
+        human_bytes(store.max_bytes),
+        text(Some(&one_line(&store.full_policy)))
+    );
+    let mut lines = vec![("Received", received), ("Time", time), ("Store", store)];
+    if health.gnss_models.is_empty() {
+        lines.push(("GNSS models", "<none>".into()));
+    }
+    for model in &health.gnss_models {
+        let name = model
+            .name
+            .as_deref()
+            .map_or_else(|| format!("sensor {}", model.sensor), one_line);
+        let shown = model.model.as_deref().map_or("<unknown>", |m| m);
+        lines.push((
+            "GNSS model",
+            format!("{name}: {} (code {})", one_line(shown), model.code),
+        ));
+    }
+    lines
+}
+
+/// `52428800` as `50.0 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// `12 (3.4 KiB, 2m)`: records, bytes and age of the oldest.
@@ -443,6 +505,98 @@ mod tests {
                 }),
             ]
         })
+    }
+
+    proptest! {
+        #[test]
+        fn a_health_report_of_any_text_shows_one_visible_line_per_label(
+            texts in prop::collection::vec(hostile_text(), 5),
+            code in any::<u8>(),
+            bytes in any::<u64>(),
+            max_bytes in any::<u64>(),
+        ) {
+            let health = NodeHealth {
+                utc: Some(texts[0].clone()),
+                time_source: texts[1].clone(),
+                store: aloft_api::StoreFill {
+                    bytes,
+                    max_bytes,
+                    percent: Some(12.3),
+                    full_policy: texts[2].clone(),
+                },
+                gnss_models: vec![aloft_api::GnssModel {
+                    sensor: 0,
+                    name: Some(texts[3].clone()),
+                    model: Some(texts[4].clone()),
+                    code,
+                }],
+                received: Some(texts[0].clone()),
+                ..NodeHealth::default()
+            };
+            let lines = node_health(&health, SystemTime::UNIX_EPOCH);
+            prop_assert_eq!(lines.len(), 4);
+            for (_, value) in &lines {
+                prop_assert!(!value.chars().any(is_terminal_control), "{:?}", value);
+            }
+        }
+    }
+
+    #[test]
+    fn a_health_report_shows_the_store_fill_the_clock_and_each_receivers_model() {
+        let health = NodeHealth {
+            utc: Some("2026-11-24T13:20:01Z".into()),
+            time_source: "gnss".into(),
+            mono_ns: 1,
+            clock_trusted: Some(true),
+            store: aloft_api::StoreFill {
+                bytes: 52_428_800,
+                max_bytes: 268_435_456,
+                percent: Some(19.5),
+                full_policy: "decimate".into(),
+            },
+            gnss_models: vec![
+                aloft_api::GnssModel {
+                    sensor: 0,
+                    name: Some("gps".into()),
+                    model: Some("airborne2g".into()),
+                    code: 7,
+                },
+                aloft_api::GnssModel {
+                    sensor: 4,
+                    name: None,
+                    model: None,
+                    code: 200,
+                },
+            ],
+            received: Some("2026-11-24T13:20:01Z".into()),
+        };
+        let now = humantime::parse_rfc3339("2026-11-24T13:20:04Z").unwrap();
+        let lines = node_health(&health, now);
+        assert_eq!(
+            lines,
+            [
+                ("Received", "3s ago (2026-11-24T13:20:01Z)".to_owned()),
+                (
+                    "Time",
+                    "2026-11-24T13:20:01Z from gnss, clock trusted".to_owned()
+                ),
+                (
+                    "Store",
+                    "19.5% full (50.0 MiB of 256.0 MiB), decimate when full".to_owned()
+                ),
+                ("GNSS model", "gps: airborne2g (code 7)".to_owned()),
+                ("GNSS model", "sensor 4: <unknown> (code 200)".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(268_435_456), "256.0 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
     }
 
     #[test]

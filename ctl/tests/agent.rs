@@ -364,3 +364,76 @@ fn unset_sends_the_real_agent_back_to_its_config_files_interval() {
     );
     assert_eq!(u64_at(&back, "/metadata/generation"), Some(0), "{back}");
 }
+
+#[test]
+fn describe_node_shows_the_real_agents_health_in_a_section_of_its_own() {
+    let (hub, token) = hub_with_sim_node();
+    // No report yet: the page is as it always was, with no health anywhere.
+    let before = hub.ctl(&["describe", "node", NODE]).ok().stdout;
+    assert!(!before.to_lowercase().contains("health"), "{before}");
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(&["get", "nodes", NODE], "the node's health", |v| {
+        v.pointer("/status/health/gnssModels/0/model").is_some()
+    });
+    let page = hub.ctl(&["describe", "node", NODE]).ok().stdout;
+    for expected in [
+        "Health:\n",
+        "  Received:",
+        "  Time:",
+        "  Store:",
+        "of 256.0 MiB), decimate when full",
+        "  GNSS model:   gps: airborne2g (code 7)",
+    ] {
+        assert!(
+            page.contains(expected),
+            "describe lacks {expected:?}:\n{page}"
+        );
+    }
+    // Shown once, in its own section, not also in the status dump.
+    assert!(!page.contains("gnssModels"), "{page}");
+}
+
+#[test]
+fn get_nodes_watch_shows_the_node_connecting() {
+    let (hub, token) = hub_with_sim_node();
+    let mut child = hub
+        .ctl_command_as(&hub.tokens.admin)
+        .args(["get", "nodes", NODE, "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(DEADLINE).unwrap();
+    assert!(next().starts_with("NAME"), "a header first");
+    // The listing (never connected), then the watch's lines.
+    let listed = next();
+    assert!(
+        listed.contains(NODE) && !listed.contains("Connected"),
+        "{listed}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let line = next();
+        if line.contains(NODE) && line.contains("Connected") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Connected line");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -227,10 +227,16 @@ impl SensorMetrics {
     }
 }
 
-/// The store's gauges and counters, set by the store after each commit.
+/// [`StoreMetrics`]' unsent count before the store's first commit has counted it.
+const UNCOUNTED: u64 = u64::MAX;
+
+/// The store's gauges and counters, set by the store after each commit. The backlog is
+/// unknown (and not exported) until the first commit counts it.
 #[derive(Debug)]
 pub struct StoreMetrics {
     bytes: AtomicU64,
+    /// Records durable and not acked; [`UNCOUNTED`] until the first commit has counted
+    /// them, so that nothing reads "nothing unsent" before the store has been looked at.
     unsent: AtomicU64,
     /// Age of the oldest unsent record at the last update, ms, and when that was (mono ns);
     /// `u64::MAX` = nothing unsent.
@@ -267,7 +273,7 @@ impl Default for StoreMetrics {
     fn default() -> Self {
         StoreMetrics {
             bytes: AtomicU64::new(0),
-            unsent: AtomicU64::new(0),
+            unsent: AtomicU64::new(UNCOUNTED),
             oldest_unsent_age_ms: AtomicU64::new(u64::MAX),
             oldest_unsent_at_mono_ns: AtomicU64::new(0),
             records_committed: AtomicU64::new(0),
@@ -294,7 +300,9 @@ impl StoreMetrics {
     /// The unsent backlog: how many records, and how old the oldest is now (`None` when
     /// nothing is unsent). The age keeps growing between updates.
     pub fn set_unsent(&self, records: u64, oldest_age: Option<Duration>) {
-        self.unsent.store(records, Ordering::Relaxed);
+        // A real count never reaches the sentinel (sequence numbers stay below 2^63).
+        self.unsent
+            .store(records.min(UNCOUNTED - 1), Ordering::Relaxed);
         let ms = oldest_age.map_or(u64::MAX, |d| {
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1)
         });
@@ -379,9 +387,9 @@ impl StoreMetrics {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Unsent records.
-    pub fn unsent(&self) -> u64 {
-        self.unsent.load(Ordering::Relaxed)
+    /// Unsent records; `None` until the first commit has counted them.
+    pub fn unsent(&self) -> Option<u64> {
+        Some(self.unsent.load(Ordering::Relaxed)).filter(|n| *n != UNCOUNTED)
     }
 
     /// Age of the oldest unsent record now.
@@ -480,7 +488,9 @@ impl Metrics {
                 first = false;
             }
         }
-        let _ = write!(line, "; {} unsent", self.store.unsent());
+        if let Some(unsent) = self.store.unsent() {
+            let _ = write!(line, "; {unsent} unsent");
+        }
         line
     }
 
@@ -610,18 +620,24 @@ impl Metrics {
             "gauge",
             "Records durable in the store and not yet acked by the hub.",
         );
-        let _ = writeln!(out, "aloft_store_unsent_records {}", st.unsent());
+        // Both backlog gauges appear once the store has counted the backlog: a 0 before
+        // that would tell a drain "nothing unsent" about a store not yet looked at.
+        if let Some(unsent) = st.unsent() {
+            let _ = writeln!(out, "aloft_store_unsent_records {unsent}");
+        }
         family(
             &mut out,
             "aloft_store_oldest_unsent_age_seconds",
             "gauge",
             "Age of the oldest unsent record (0 when nothing is unsent).",
         );
-        let _ = writeln!(
-            out,
-            "aloft_store_oldest_unsent_age_seconds {}",
-            st.oldest_unsent_age().unwrap_or_default().as_secs_f64()
-        );
+        if st.unsent().is_some() {
+            let _ = writeln!(
+                out,
+                "aloft_store_oldest_unsent_age_seconds {}",
+                st.oldest_unsent_age().unwrap_or_default().as_secs_f64()
+            );
+        }
         family(
             &mut out,
             "aloft_store_records_committed_total",
@@ -839,6 +855,39 @@ mod tests {
             m.render().contains(
                 "aloft_sensor_errors_total{sensor=\"odd \\\"name\\\"\",kind=\"nack\"} 1\n"
             )
+        );
+    }
+
+    /// Before the store's first count the backlog is unknown: a scraper waiting for
+    /// "nothing unsent" must not see a 0 that only means "not counted yet".
+    #[test]
+    fn the_backlog_is_not_exported_until_the_store_has_counted_it() {
+        let m = registry();
+        let text = m.render();
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.starts_with("aloft_store_unsent_records")
+                    || l.starts_with("aloft_store_oldest_unsent_age_seconds")
+            })
+            .collect();
+        assert_eq!(samples, Vec::<&str>::new(), "{text}");
+        assert_eq!(m.store.unsent(), None);
+        assert!(!m.summary_line().contains("unsent"), "{}", m.summary_line());
+
+        m.store.set_unsent(0, None);
+        let text = m.render();
+        assert!(text.contains("\naloft_store_unsent_records 0\n"), "{text}");
+        assert!(
+            text.contains("\naloft_store_oldest_unsent_age_seconds 0\n"),
+            "{text}"
+        );
+        assert_eq!(m.store.unsent(), Some(0));
+        assert!(
+            m.summary_line().ends_with("; 0 unsent"),
+            "{}",
+            m.summary_line()
         );
     }
 

@@ -144,6 +144,7 @@ pub async fn revoke(
 /// `POST /api/v1/nodes` (admin): the node and its token.
 pub async fn create_node(
     caller: Caller,
+    State(state): State<ApiState>,
     Extension(control): Extension<Control>,
     body: Result<JsonBody<NodeBody>, BodyRejection>,
 ) -> Result<Response, ApiError> {
@@ -173,6 +174,8 @@ pub async fn create_node(
         Err(e @ RegistryError::InvalidName(_)) => return Err(ApiError::bad_request(e.to_string())),
         Err(e) => return Err(ApiError::internal(&e)),
     };
+    // Node watches show the new node.
+    state.hub.sessions.live_changed();
     control.audit(audit::event(
         &actor,
         Action::Create,
@@ -217,6 +220,8 @@ pub async fn delete_node(
     }
     // Its session ends now; a batch still in flight finds the node gone and is refused.
     state.hub.sessions.end_node(&name);
+    // Node watches show it gone.
+    state.hub.sessions.live_changed();
     control.forget_node(&actor, &name)?;
     control.audit(audit::event(
         &actor,

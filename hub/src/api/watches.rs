@@ -8,9 +8,11 @@
 //! shutdown.
 //!
 //! A watch costs nothing while nothing changes: it sleeps until the control layer signals a
-//! change of commands, desired state or events, or (sensor watches) the sessions signal a
-//! change of a node's live state (a session started or ended, a live update whose sensor
-//! reports differ from the last in more than their reading counts); only then
+//! change of commands, desired state or events, or (sensor and node watches) the sessions
+//! signal a change of a node's live state (a session started or ended, a live update whose
+//! sensor reports differ from the last in more than their reading counts, a health report
+//! that differs from the last in more than its time and its store's bytes within a whole
+//! percent of fill, a node created or deleted); only then
 //! does it re-read, and it sends only what differs. The watches of one query share that
 //! re-read ([`SharedReads`]): one change costs one read per query watched, not one per
 //! watch. Every read is counted ([`crate::load::WATCH_READS`],
@@ -154,11 +156,22 @@ pub fn stream_with<T: Serialize + Send + Sync + 'static>(
     state: &ApiState,
     control: &Control,
     query: WatchQuery,
+    watched: Watched<T>,
+    also: Option<watch::Receiver<u64>>,
+) -> Response {
+    stream_signalled(state, control.subscribe(), query, watched, also)
+}
+
+/// [`stream_with`] woken by `changes` instead of the control layer's changes (a watch of
+/// what only the sessions change, such as nodes).
+pub fn stream_signalled<T: Serialize + Send + Sync + 'static>(
+    state: &ApiState,
+    mut changes: watch::Receiver<u64>,
+    query: WatchQuery,
     mut watched: Watched<T>,
     mut also: Option<watch::Receiver<u64>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<String, Infallible>>(64);
-    let mut changes = control.subscribe();
     let mut shutdown = state.shutdown.clone();
     let shared = state.reads.slot(&watched.query);
     let deadline = tokio::time::Instant::now() + query.duration();

@@ -91,7 +91,8 @@ impl Sessions {
     }
 
     /// Says that a node's live state changed (its session started or ended, its sensors'
-    /// reports changed): wakes every [`Sessions::watch_live`] receiver.
+    /// reports or its health changed, it was created or deleted): wakes every
+    /// [`Sessions::watch_live`] receiver.
     pub fn live_changed(&self) {
         self.live.send_modify(|v| *v = v.wrapping_add(1));
     }

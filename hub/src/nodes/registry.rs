@@ -119,10 +119,44 @@ struct Live {
     latest: BTreeMap<(SensorId, Quantity), LatestValue>,
     backlog: Option<BacklogReport>,
     health: Option<NodeHealth>,
+    health_received_utc_ns: Option<i64>,
     live_received_utc_ns: Option<i64>,
     agent_version: Option<String>,
     boot: Option<String>,
     epoch: Option<String>,
+}
+
+/// `part` as whole percent of `whole` (rounded down); `None` for an empty whole.
+pub fn whole_percent(part: u64, whole: u64) -> Option<u64> {
+    (whole > 0)
+        .then(|| u64::try_from(u128::from(part) * 100 / u128::from(whole)).unwrap_or(u64::MAX))
+}
+
+/// What of a health report counts as a change for watches: everything but its time, with
+/// the store's bytes counted only by whole percent of its cap (the store grows at every
+/// flush, and a report follows every live update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthKey {
+    time_source: aloft_protocol::TimeSource,
+    clock_trusted: Option<bool>,
+    store_max_bytes: u64,
+    store_policy: String,
+    store_percent: Option<u64>,
+    gnss_models: Vec<aloft_protocol::sync::GnssModel>,
+}
+
+impl HealthKey {
+    /// The key of `health`.
+    pub fn of(health: &NodeHealth) -> Self {
+        HealthKey {
+            time_source: health.time.source,
+            clock_trusted: health.clock_trusted,
+            store_max_bytes: health.store_max_bytes,
+            store_policy: health.store_policy.clone(),
+            store_percent: whole_percent(health.store_bytes, health.store_max_bytes),
+            gnss_models: health.gnss_models.clone(),
+        }
+    }
 }
 
 /// A node as the API shows it.
@@ -155,6 +189,8 @@ pub struct NodeStatus {
     /// The node's health (store, clock, GNSS dynamic models), as last reported on the live
     /// lane by an agent of protocol version 2 or later.
     pub health: Option<NodeHealth>,
+    /// When that health report arrived, ns.
+    pub health_received_utc_ns: Option<i64>,
     /// When the newest live update arrived, ns.
     pub live_received_utc_ns: Option<i64>,
     /// Its streams (one per store epoch) with their watermarks.
@@ -317,6 +353,7 @@ impl Registry {
             latest: live.latest.into_values().collect(),
             backlog: live.backlog,
             health: live.health,
+            health_received_utc_ns: live.health_received_utc_ns,
             live_received_utc_ns: live.live_received_utc_ns,
             streams,
             name_problem: check_name("node", name).err().map(|e| e.to_string()),
@@ -419,7 +456,11 @@ impl Registry {
 
     /// The node's health arrived on the live lane: kept, newest only.
     pub(crate) fn health(&self, node: &str, health: NodeHealth) {
-        self.with_live(node, |live| live.health = Some(health));
+        let now = now_utc_ns();
+        self.with_live(node, |live| {
+            live.health = Some(health);
+            live.health_received_utc_ns = Some(now);
+        });
     }
 }
 
@@ -492,6 +533,7 @@ mod tests {
         registry.health("glider", health(20));
         let node = registry.node("glider").unwrap().unwrap();
         assert_eq!(node.health, Some(health(20)));
+        assert!(node.health_received_utc_ns.is_some());
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::Hub;
 use crate::clock::now_utc_ns;
 use crate::nodes::connected::{Attached, SessionSignal};
 use crate::nodes::control_seam::NodeControl;
+use crate::nodes::registry::HealthKey;
 use crate::storage::streams::{MAX_SEQ, StorageError};
 
 /// How long a new connection may take to say hello.
@@ -297,6 +298,7 @@ async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut nonce = 0u64;
     let mut shown = Vec::new();
+    let mut shown_health = None;
     loop {
         let idle = tokio::time::sleep_until(last_heard + IDLE_DEADLINE);
         tokio::select! {
@@ -319,7 +321,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, hello.protocol_version, &bytes, &mut shown) {
+                match handle(hub, control, node, hello.protocol_version, &bytes, &mut shown, &mut shown_health) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -410,7 +412,8 @@ enum Action {
 
 /// One message of an established session.
 /// `shown` is what the last live update said of the node's sensors, but for their reading
-/// counts: sensor watches are woken only when that changes.
+/// counts: sensor watches are woken only when that changes. `shown_health` is the key of
+/// the last health report: node watches are woken only when that changes.
 fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
@@ -418,6 +421,7 @@ fn handle(
     version: u16,
     bytes: &[u8],
     shown: &mut Vec<SensorReport>,
+    shown_health: &mut Option<HealthKey>,
 ) -> Result<Action, Refusal> {
     let message = Uplink::decode_from(bytes, version).map_err(|e| refusal_of_decode(&e))?;
     match message {
@@ -445,7 +449,13 @@ fn handle(
             Ok(Action::Reply(None))
         }
         Uplink::Health(health) => {
+            // Node watches are woken only when the report says something new.
+            let key = HealthKey::of(&health);
             hub.registry.health(node, health);
+            if shown_health.as_ref() != Some(&key) {
+                *shown_health = Some(key);
+                hub.sessions.live_changed();
+            }
             Ok(Action::Reply(None))
         }
         Uplink::Ping { nonce } => Ok(Action::Reply(Some(Downlink::Pong { nonce }))),
