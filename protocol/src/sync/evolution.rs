@@ -45,14 +45,20 @@ use crate::Record;
 /// 1: the first protocol. 2: quantity codes and extension records kept when unknown,
 /// fields added at the end of a message read as absent from an older peer, older versions
 /// welcomed and offered, and the node's health on the live lane ([`HEALTH_VERSION`]).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: sensor tunables at the end of the desired spec and of the observed state
+/// ([`TUNABLES_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest version a hub of this build welcomes and an agent of this build offers.
 pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 
 /// Fields added to the outermost struct of a message, per version that added them: `(the
-/// version, most fields that version added to any one message)`. Version 2 added none.
-pub const FIELDS_ADDED: &[(u16, usize)] = &[];
+/// version, most fields that version added to any one message)`. Version 2 added none;
+/// version 3 added one to `DesiredSpec` and one to `Observed` (their `tunables`).
+pub const FIELDS_ADDED: &[(u16, usize)] = &[(TUNABLES_VERSION, 1)];
+
+/// The first version whose desired spec and observed state carry sensor tunables.
+pub const TUNABLES_VERSION: u16 = 3;
 
 /// The first version whose decoders keep unknown quantity codes and extension records.
 pub const PASS_THROUGH_VERSION: u16 = 2;
