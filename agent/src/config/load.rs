@@ -763,7 +763,8 @@ mod tests {
              address = 40\ninterval = '1s'\nenabled = true\n\
              power = { chip = '/c', line = 1 }\n\
              capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
-             static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'",
+             static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'\n\
+             tunables = { pressure_oversampling = 4 }",
         );
         required_matches_serde::<PowerLineConfig>(
             "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",
