@@ -73,7 +73,7 @@ pub enum Verb {
     Top(TopArgs),
     /// Restart a sensor (a command: queued while the node is offline, applied once).
     Restart(RestartArgs),
-    /// Change a sensor's desired state (interval, enabled).
+    /// Change a sensor's desired state (interval, enabled, tunables).
     Set(SetArgs),
     /// Delete a sensor's desired state: it goes back to its node's config file.
     Unset(UnsetArgs),
@@ -224,9 +224,47 @@ pub struct SetArgs {
     /// Stop the sensor (until enabled again).
     #[arg(long)]
     pub disable: bool,
+    /// Set a driver tunable, KEY=VALUE (repeatable): `true`/`false`, a whole number, or
+    /// text (`"..."` keeps a value text); KEY=null removes it from the desired state.
+    #[arg(long = "tunable", value_name = "KEY=VALUE", value_parser = parse_tunable)]
+    pub tunables: Vec<(String, Option<aloft_api::TunableValue>)>,
     /// How long to wait for the agent.
     #[command(flatten)]
     pub wait: RolloutWait,
+}
+
+/// Parses `--tunable KEY=VALUE`: `true`/`false` a switch, a whole number a number, `null`
+/// a removal, `"..."` the text inside the quotes, anything else text. A fraction is
+/// refused: tunables are whole numbers of their unit.
+pub fn parse_tunable(text: &str) -> Result<(String, Option<aloft_api::TunableValue>), String> {
+    use aloft_api::TunableValue;
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!(
+            "`{text}` is not KEY=VALUE; write e.g. pressure_oversampling=16"
+        ));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{text}` has no key before `=`"));
+    }
+    let value = match value {
+        "null" => None,
+        "true" => Some(TunableValue::Bool(true)),
+        "false" => Some(TunableValue::Bool(false)),
+        v if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') => {
+            Some(TunableValue::Text(v[1..v.len() - 1].to_owned()))
+        }
+        v => match v.parse::<i64>() {
+            Ok(i) => Some(TunableValue::Integer(i)),
+            Err(_) if v.parse::<f64>().is_ok_and(f64::is_finite) && v.contains(['.', 'e', 'E']) => {
+                return Err(format!(
+                    "`{v}` has a fraction; a tunable is a whole number of its unit (or text: \"{v}\")"
+                ));
+            }
+            Err(_) => Some(TunableValue::Text(v.to_owned())),
+        },
+    };
+    Ok((key.to_owned(), value))
 }
 
 /// `--wait` of `set` and `apply`: until the agent observed the new generation.

@@ -456,7 +456,6 @@ fn tunables_round_trip_with_every_value_type() {
             tunables: vec![
                 ("a".into(), TunableValue::Bool(true)),
                 ("b".into(), TunableValue::Integer(-3)),
-                ("c".into(), TunableValue::Number(1.5)),
                 ("d".into(), TunableValue::Text("airborne2g".into())),
             ],
         }],

@@ -21,8 +21,8 @@ use aloft_protocol::sync::evolution::V1_QUANTITIES;
 use aloft_protocol::sync::{
     BacklogReport, Batch, BatchEncoding, Command, CommandAction, CommandOutcome, DesiredSensorSpec,
     DesiredSpec, Downlink, GnssModel, Hello, LiveUpdate, LogBatch, LogLine, NodeHealth, Observed,
-    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, SensorTunables, TunableValue, Uplink,
-    Welcome, fuzzing,
+    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, SensorTunables, TunableValue,
+    Uplink, Welcome, fuzzing,
 };
 use aloft_protocol::{
     BootId, ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, SensorState, StoreEpoch,

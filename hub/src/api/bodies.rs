@@ -14,6 +14,8 @@
 //!   skips an unknown field's value, however deep, with a loop instead of recursion.
 //! - A body is only read with a JSON content type (`application/json`, `application/*+json`).
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
@@ -35,6 +37,8 @@ pub struct SpecBody {
     pub interval_ms: Option<u32>,
     /// Whether the sensor runs.
     pub enabled: Option<bool>,
+    /// Tunables to set; in a `PATCH`, `null` removes a key.
+    pub tunables: Option<BTreeMap<String, Option<aloft_api::TunableValue>>>,
 }
 
 /// The body of a token: the type clients build it with.

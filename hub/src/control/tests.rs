@@ -341,6 +341,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
     f.control.on_control(
         "glider",
         Uplink::Observed(Observed {
+            tunables: vec![],
             sensors: vec![ObservedSensor {
                 name: "cosmic-ray".into(),
                 observed_generation: 3,
@@ -693,6 +694,8 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
             enabled: None,
             observed_generation: None,
             refused: None,
+            tunables: Default::default(),
+            observed_tunables: None,
             created_ns: 1,
             updated_ns: 1,
         };

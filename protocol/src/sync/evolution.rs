@@ -38,7 +38,7 @@ use alloc::vec::Vec;
 
 use serde::de::DeserializeOwned;
 
-use super::{DecodeError, MAX_MESSAGE_BYTES};
+use super::{DecodeError, Downlink, MAX_MESSAGE_BYTES};
 use crate::Record;
 
 /// The version this build speaks: what it offers, and the newest it welcomes.
@@ -95,6 +95,19 @@ pub fn record_decodable_by(record: &Record, version: u16) -> bool {
         Record::Reading(r) => r.quantity.code() < V1_QUANTITIES,
         Record::Extension(_) => false,
         _ => true,
+    }
+}
+
+/// `message` as a peer of `version` is sent it: what that version cannot use is left
+/// out (a desired spec's tunables, before [`TUNABLES_VERSION`]: an older agent would
+/// ignore them, and the hub would wait for an observed set that never comes).
+pub fn downlink_for(message: Downlink, version: u16) -> Downlink {
+    match message {
+        Downlink::Desired(mut spec) if version < TUNABLES_VERSION => {
+            spec.tunables.clear();
+            Downlink::Desired(spec)
+        }
+        other => other,
     }
 }
 

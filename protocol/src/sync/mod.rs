@@ -354,17 +354,19 @@ pub const MAX_TUNABLE_KEY_BYTES: usize = 32;
 /// Most bytes of a tunable's text value.
 pub const MAX_TUNABLE_TEXT_BYTES: usize = 32;
 
-/// The value of a tunable: a JSON scalar. The set is closed (a setting is a number, a
-/// switch or a name), so unlike an enum of choices this enum never grows a variant; a
-/// choice among names (a GNSS dynamic model) travels as [`TunableValue::Text`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The value of a tunable: a switch, a whole number or a name. Every setting a driver has
+/// is one of these (a register code, a count, a factor, a model's name); a fractional
+/// setting is written as a whole number of a finer unit (Pa, ms). Without floats, values
+/// compare exactly, so "the same set" is the same bytes at both ends and a rewrite of an
+/// unchanged set changes nothing. The set is closed, so unlike an enum of choices this enum
+/// never grows a variant; a choice among names (a GNSS dynamic model) travels as
+/// [`TunableValue::Text`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunableValue {
     /// A switch.
     Bool(bool),
     /// A whole number (an oversampling factor, a pressure in Pa).
     Integer(i64),
-    /// A number with a fraction.
-    Number(f64),
     /// A name (at most [`MAX_TUNABLE_TEXT_BYTES`]).
     Text(String),
 }
@@ -375,7 +377,6 @@ impl TunableValue {
         match self {
             TunableValue::Bool(_) => "a bool",
             TunableValue::Integer(_) => "an integer",
-            TunableValue::Number(_) => "a number",
             TunableValue::Text(_) => "a string",
         }
     }
@@ -386,7 +387,6 @@ impl core::fmt::Display for TunableValue {
         match self {
             TunableValue::Bool(b) => write!(f, "{b}"),
             TunableValue::Integer(i) => write!(f, "{i}"),
-            TunableValue::Number(n) => write!(f, "{n}"),
             TunableValue::Text(t) => write!(f, "{t:?}"),
         }
     }
@@ -413,13 +413,10 @@ pub enum TunablesError {
         /// Its length.
         len: usize,
     },
-    /// A number that is not finite.
-    #[error("tunable {0}: not a finite number")]
-    NotFinite(String),
 }
 
 /// Checks the protocol's bounds of one sensor's tunables: count, key shape and length,
-/// text length, finite numbers. What a sensor's kind accepts is the agent's to check.
+/// text length. What a sensor's kind accepts is the agent's to check.
 pub fn check_tunables<'a>(
     tunables: impl ExactSizeIterator<Item = (&'a str, &'a TunableValue)>,
 ) -> Result<(), TunablesError> {
@@ -439,17 +436,13 @@ pub fn check_tunables<'a>(
                 key.chars().take(MAX_TUNABLE_KEY_BYTES).collect(),
             ));
         }
-        match value {
-            TunableValue::Text(t) if t.len() > MAX_TUNABLE_TEXT_BYTES => {
-                return Err(TunablesError::TextTooLong {
-                    key: String::from(key),
-                    len: t.len(),
-                });
-            }
-            TunableValue::Number(n) if !n.is_finite() => {
-                return Err(TunablesError::NotFinite(String::from(key)));
-            }
-            _ => {}
+        if let TunableValue::Text(t) = value
+            && t.len() > MAX_TUNABLE_TEXT_BYTES
+        {
+            return Err(TunablesError::TextTooLong {
+                key: String::from(key),
+                len: t.len(),
+            });
         }
     }
     Ok(())
@@ -738,9 +731,12 @@ mod tests {
                 tunables: vec![SensorTunables {
                     name: "gps".into(),
                     tunables: vec![
-                        ("dynamic_model".into(), TunableValue::Text("airborne4g".into())),
+                        (
+                            "dynamic_model".into(),
+                            TunableValue::Text("airborne4g".into()),
+                        ),
                         ("nav_pvt".into(), TunableValue::Bool(true)),
-                        ("offset".into(), TunableValue::Number(-0.5)),
+                        ("offset_pa".into(), TunableValue::Integer(-50)),
                     ],
                 }],
             }),
@@ -818,13 +814,15 @@ mod tests {
                 })
                 .collect(),
         };
-        assert!(check_tunables(
-            spec.tunables[0]
-                .tunables
-                .iter()
-                .map(|(k, v)| (k.as_str(), v))
-        )
-        .is_ok());
+        assert!(
+            check_tunables(
+                spec.tunables[0]
+                    .tunables
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v))
+            )
+            .is_ok()
+        );
         let size = Downlink::Desired(spec).encode().len();
         assert!(size < MAX_MESSAGE_BYTES, "{size} bytes");
     }
@@ -834,14 +832,14 @@ mod tests {
         fn check_tunables_holds_every_bound(
             keys in proptest::collection::vec("[a-z_0-9A-Z. ]{0,40}", 0..12),
             text in "[a-z]{0,40}",
-            number in proptest::num::f64::ANY,
+            number in proptest::num::i64::ANY,
         ) {
             let values: Vec<(String, TunableValue)> = keys
                 .into_iter()
                 .enumerate()
                 .map(|(i, k)| (k, match i % 3 {
                     0 => TunableValue::Text(text.clone()),
-                    1 => TunableValue::Number(number),
+                    1 => TunableValue::Integer(number),
                     _ => TunableValue::Integer(i as i64),
                 }))
                 .collect();
@@ -853,7 +851,6 @@ mod tests {
                         && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
                         && match v {
                             TunableValue::Text(t) => t.len() <= MAX_TUNABLE_TEXT_BYTES,
-                            TunableValue::Number(n) => n.is_finite(),
                             _ => true,
                         }
                 });
