@@ -264,8 +264,8 @@ fn tunables(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
             Err(what) => {
                 rules.report(
                     &at(key),
-                    format!("is {what}, not a bool, number or string"),
-                    "write one value",
+                    format!("is {what}, not a bool, whole number or string"),
+                    "write one value (a fraction as a whole number of a finer unit)",
                 );
                 continue;
             }

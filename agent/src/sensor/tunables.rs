@@ -234,7 +234,7 @@ pub fn from_toml(value: &toml::Value) -> Result<TunableValue, &'static str> {
     Ok(match value {
         toml::Value::Boolean(b) => TunableValue::Bool(*b),
         toml::Value::Integer(i) => TunableValue::Integer(*i),
-        toml::Value::Float(f) => TunableValue::Number(*f),
+        toml::Value::Float(_) => return Err("a number with a fraction"),
         toml::Value::String(s) => TunableValue::Text(s.clone()),
         toml::Value::Datetime(_) => return Err("a date"),
         toml::Value::Array(_) => return Err("an array"),
@@ -248,7 +248,6 @@ pub fn to_toml(value: &TunableValue) -> toml::Value {
     match value {
         TunableValue::Bool(b) => toml::Value::Boolean(*b),
         TunableValue::Integer(i) => toml::Value::Integer(*i),
-        TunableValue::Number(n) => toml::Value::Float(*n),
         TunableValue::Text(t) => toml::Value::String(t.clone()),
     }
 }
@@ -311,7 +310,6 @@ mod tests {
             any::<i64>().prop_map(TunableValue::Integer),
             prop_oneof![Just(1i64), Just(4), Just(16), Just(0), Just(-1)]
                 .prop_map(TunableValue::Integer),
-            any::<f64>().prop_map(TunableValue::Number),
             ".{0,40}".prop_map(TunableValue::Text),
             proptest::sample::select(DYNAMIC_MODELS).prop_map(|n| TunableValue::Text(n.into())),
         ]
