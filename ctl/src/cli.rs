@@ -449,3 +449,62 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 100ms, 5s, 1h"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_api::TunableValue;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_tunable_value_is_typed_by_its_text() {
+        let parsed = |t: &str| parse_tunable(t).map(|(_, v)| v);
+        assert_eq!(parsed("a=16"), Ok(Some(TunableValue::Integer(16))));
+        assert_eq!(parsed("a=-3"), Ok(Some(TunableValue::Integer(-3))));
+        assert_eq!(parsed("a=true"), Ok(Some(TunableValue::Bool(true))));
+        assert_eq!(parsed("a=false"), Ok(Some(TunableValue::Bool(false))));
+        assert_eq!(parsed("a=null"), Ok(None));
+        assert_eq!(
+            parsed("a=airborne4g"),
+            Ok(Some(TunableValue::Text("airborne4g".into())))
+        );
+        assert_eq!(
+            parsed("a=\"16\""),
+            Ok(Some(TunableValue::Text("16".into())))
+        );
+        assert_eq!(
+            parsed("a=\"null\""),
+            Ok(Some(TunableValue::Text("null".into())))
+        );
+        assert_eq!(parsed("a="), Ok(Some(TunableValue::Text(String::new()))));
+        assert_eq!(
+            parse_tunable("dynamic_model=a=b"),
+            Ok((
+                "dynamic_model".into(),
+                Some(TunableValue::Text("a=b".into()))
+            ))
+        );
+        assert!(parsed("a=1.5").unwrap_err().contains("fraction"));
+        assert!(parsed("a=1e3").unwrap_err().contains("fraction"));
+        assert!(parse_tunable("novalue").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_tunable("=16").unwrap_err().contains("no key"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_with_a_reason(text in ".{0,80}") {
+            match parse_tunable(&text) {
+                Ok((key, _)) => prop_assert!(!key.is_empty()),
+                Err(why) => prop_assert!(!why.is_empty()),
+            }
+        }
+
+        #[test]
+        fn a_whole_number_round_trips(n in any::<i64>()) {
+            prop_assert_eq!(
+                parse_tunable(&format!("k={n}")),
+                Ok(("k".to_owned(), Some(TunableValue::Integer(n))))
+            );
+        }
+    }
+}

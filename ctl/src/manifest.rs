@@ -331,4 +331,40 @@ mod tests {
         );
         assert_eq!(diff_lines(&manifest, None).len(), 4);
     }
+
+    #[test]
+    fn tunables_of_a_file_are_sent_and_diffed_key_by_key() {
+        let text = "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: outside-air, node: glider}\n\
+                    spec:\n  tunables:\n    pressure_oversampling: 16\n    humidity_oversampling: 2\n";
+        let parsed = parse("t.yaml", text).unwrap();
+        let spec = parsed[0].spec_json();
+        assert_eq!(
+            spec["tunables"],
+            json!({"humidity_oversampling": 2, "pressure_oversampling": 16})
+        );
+        let current = json!({"intervalMs": null, "enabled": null,
+                             "tunables": {"pressure_oversampling": 4, "dynamic_model": "sea"}});
+        assert_eq!(
+            diff_lines(&parsed[0], Some(&current)),
+            vec![
+                "-  tunables.dynamic_model: \"sea\"",
+                "+  tunables.dynamic_model: <unset>",
+                "-  tunables.humidity_oversampling: <unset>",
+                "+  tunables.humidity_oversampling: 2",
+                "-  tunables.pressure_oversampling: 4",
+                "+  tunables.pressure_oversampling: 16",
+            ]
+        );
+        // A file without tunables sends none: the PUT clears what the hub had.
+        let plain = parse("p.yaml", "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: s, node: g}\nspec: {enabled: true}\n").unwrap();
+        assert!(plain[0].spec_json().get("tunables").is_none());
+        let refused = parse(
+            "f.yaml",
+            "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: s, node: g}\nspec:\n  tunables: {a: 1.5}\n",
+        );
+        assert!(
+            matches!(refused, Err(ManifestError::Malformed { .. })),
+            "{refused:?}"
+        );
+    }
 }

@@ -214,6 +214,35 @@ mod tests {
     }
 
     #[test]
+    fn tunables_are_bools_whole_numbers_text_or_null_and_nothing_else() {
+        use aloft_api::TunableValue;
+        let body: SpecBody =
+            parse(br#"{"tunables": {"a": 16, "b": true, "c": "airborne4g", "d": null}}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let tunables = body.tunables.unwrap_or_default();
+        assert_eq!(tunables.get("a"), Some(&Some(TunableValue::Integer(16))));
+        assert_eq!(tunables.get("b"), Some(&Some(TunableValue::Bool(true))));
+        assert_eq!(
+            tunables.get("c"),
+            Some(&Some(TunableValue::Text("airborne4g".into())))
+        );
+        assert_eq!(tunables.get("d"), Some(&None));
+        for refused in [
+            &br#"{"tunables": {"a": 1.5}}"#[..],
+            br#"{"tunables": {"a": [1]}}"#,
+            br#"{"tunables": {"a": {"b": 1}}}"#,
+            br#"{"tunables": [1, 2]}"#,
+            br#"{"tunables": {"a": 99999999999999999999}}"#,
+        ] {
+            assert!(
+                parse::<SpecBody>(refused).is_err(),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
     fn errors_are_axums_messages() {
         let Err(e) = parse::<SpecBody>(br#"{"intervalMs": "fast"}"#) else {
             panic!("a string interval parsed");
