@@ -388,12 +388,13 @@ fn newest_descriptor(hub: &Hub, device: &str) -> Option<Value> {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    // In stream order: the newest is the last one.
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v.pointer("/record/Descriptor/descriptor").cloned())
-        .filter(|d| d.get("device").and_then(Value::as_str) == Some(device))
-        .last()
+        .find(|d| d.get("device").and_then(Value::as_str) == Some(device))
 }
 
 fn parameter(descriptor: &Value, name: &str) -> Option<Value> {
