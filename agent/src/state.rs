@@ -549,6 +549,28 @@ mod tests {
     }
 
     #[test]
+    fn desired_tunables_load_back_and_a_state_file_without_them_still_loads() {
+        use aloft_protocol::sync::TunableValue;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut state = sample();
+        if let Some(d) = state.desired.as_mut() {
+            d.sensors[0].tunables = BTreeMap::from([
+                ("pressure_oversampling".to_owned(), TunableValue::Integer(16)),
+                ("dynamic_model".to_owned(), TunableValue::Text("airborne4g".into())),
+                ("switch".to_owned(), TunableValue::Bool(true)),
+            ]);
+        }
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state));
+        // A file written before tunables existed has no such key: it reads as none.
+        save(&path, &sample()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("tunables"), "{text}");
+        assert_eq!(load(&path).unwrap(), Some(sample()));
+    }
+
+    #[test]
     fn a_missing_file_is_no_state_and_no_problem() {
         let dir = tempfile::tempdir().unwrap();
         let loaded = load_or_default(&dir.path().join("state.json"));
