@@ -556,8 +556,14 @@ mod tests {
         let mut state = sample();
         if let Some(d) = state.desired.as_mut() {
             d.sensors[0].tunables = BTreeMap::from([
-                ("pressure_oversampling".to_owned(), TunableValue::Integer(16)),
-                ("dynamic_model".to_owned(), TunableValue::Text("airborne4g".into())),
+                (
+                    "pressure_oversampling".to_owned(),
+                    TunableValue::Integer(16),
+                ),
+                (
+                    "dynamic_model".to_owned(),
+                    TunableValue::Text("airborne4g".into()),
+                ),
                 ("switch".to_owned(), TunableValue::Bool(true)),
             ]);
         }
