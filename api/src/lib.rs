@@ -46,9 +46,7 @@ pub use request::{
     CommandRequest, CommandRequestSpec, NodeRequest, NodeRequestMeta, TokenRequest,
     TokenRequestSpec,
 };
-pub use sensor::{
-    Sensor, SensorSpec, SensorSpecPatch, SensorStatus, SensorValue, TunableValue, Tunables,
-};
+pub use sensor::{Sensor, SensorSpec, SensorStatus, SensorValue, TunableValue, Tunables};
 pub use token::{Token, TokenSpec, TokenStatus};
 
 /// The API group and version of every resource.

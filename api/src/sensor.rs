@@ -36,7 +36,7 @@ resource!(
 );
 
 /// A sensor's desired state; also the body of `PUT .../spec` (a `PATCH` body may also
-/// give a tunable `null` to remove it: [`SensorSpecPatch`]).
+/// give a tunable `null` to remove it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SensorSpec {
@@ -47,22 +47,6 @@ pub struct SensorSpec {
     /// Driver settings its kind declares (the agent checks them); left out when none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tunables: Tunables,
-}
-
-/// The body of `PATCH .../spec`: the fields given change; a tunable given `null` is
-/// removed, the others are kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SensorSpecPatch {
-    /// Sampling interval, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub interval_ms: Option<u32>,
-    /// Whether the sensor runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Tunables to set, or (`null`) to remove.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub tunables: BTreeMap<String, Option<TunableValue>>,
 }
 
 /// What the node last reported of the sensor, and the outcome of a spec write.
@@ -137,4 +121,42 @@ pub struct SensorValue {
     pub age_seconds: Option<f64>,
     /// Its quality flags, comma-separated; empty when good.
     pub quality: String,
+}
+
+#[cfg(test)]
+mod tunable_tests {
+    use super::*;
+
+    #[test]
+    fn tunable_values_are_plain_json_scalars_without_fractions() {
+        let read: Tunables =
+            serde_json::from_str(r#"{"a": 16, "b": true, "c": "airborne4g", "d": -1}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.get("a"), Some(&TunableValue::Integer(16)));
+        assert_eq!(read.get("b"), Some(&TunableValue::Bool(true)));
+        assert_eq!(
+            read.get("c"),
+            Some(&TunableValue::Text("airborne4g".into()))
+        );
+        assert_eq!(
+            serde_json::to_string(&read).unwrap_or_default(),
+            r#"{"a":16,"b":true,"c":"airborne4g","d":-1}"#
+        );
+        for refused in [
+            r#"{"a": 1.5}"#,
+            r#"{"a": null}"#,
+            r#"{"a": [1]}"#,
+            r#"{"a": {}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Tunables>(refused).is_err(),
+                "{refused}"
+            );
+        }
+        // A spec without tunables is written as before they existed.
+        assert_eq!(
+            serde_json::to_string(&SensorSpec::default()).unwrap_or_default(),
+            r#"{"intervalMs":null,"enabled":null}"#
+        );
+    }
 }
