@@ -807,7 +807,7 @@ fn an_unknown_tunable_suggests_the_nearest_the_kind_declares() {
     let p = only_problem(
         &text,
         "sensor[3].tunables.presure_oversampling",
-        line_of(&text, "[sensor.tunables]"),
+        line_of(&text, "presure_oversampling ="),
     );
     assert!(p.what.contains("unknown tunable"), "{p}");
     assert!(p.fix.contains("`pressure_oversampling`"), "{p}");
@@ -819,7 +819,7 @@ fn a_tunable_value_out_of_range_says_what_the_kind_takes() {
     let p = only_problem(
         &text,
         "sensor[3].tunables.pressure_oversampling",
-        line_of(&text, "[sensor.tunables]"),
+        line_of(&text, "pressure_oversampling ="),
     );
     assert!(p.what.contains("an integer 3 is not accepted"), "{p}");
     assert!(p.fix.contains("one of 1, 2, 4, 8, 16"), "{p}");
@@ -827,7 +827,7 @@ fn a_tunable_value_out_of_range_says_what_the_kind_takes() {
     let p = only_problem(
         &text,
         "sensor[3].tunables.pressure_oversampling",
-        line_of(&text, "[sensor.tunables]"),
+        line_of(&text, "pressure_oversampling ="),
     );
     assert!(p.what.contains("a string"), "{p}");
 }
@@ -838,7 +838,7 @@ fn a_tunable_that_is_not_a_scalar_or_on_a_kind_without_tunables_is_refused() {
     let p = only_problem(
         &text,
         "sensor[3].tunables.pressure_oversampling",
-        line_of(&text, "[sensor.tunables]"),
+        line_of(&text, "pressure_oversampling ="),
     );
     assert!(p.what.contains("an array"), "{p}");
     let text = edited(

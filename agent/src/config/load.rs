@@ -376,6 +376,15 @@ impl Walk {
                     self.set_aside.insert(sub_path);
                 }
             }
+            // The rules check each tunable on its own: they point at its key.
+            if let Some(DeValue::Table(tunables)) =
+                table.get_ref().get("tunables").map(|v| v.get_ref())
+            {
+                for (k, _) in tunables.iter() {
+                    self.spans
+                        .insert(format!("{path}.tunables.{}", k.get_ref()), k.span().start);
+                }
+            }
             let config = self.table::<SensorConfig>(table, &path);
             slots.push(validate::SensorSlot {
                 config,
