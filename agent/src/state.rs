@@ -77,6 +77,9 @@ pub struct DesiredSensor {
     /// Whether the sensor runs, when the hub says.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// The tunables the hub sets, over the config file's key by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tunables: BTreeMap<String, aloft_protocol::sync::TunableValue>,
 }
 
 /// The last desired sensor configuration received from the hub.
@@ -103,6 +106,19 @@ impl DesiredState {
             };
             if let Some(enabled) = desired.enabled {
                 sensor.enabled = enabled;
+            }
+            if !desired.tunables.is_empty() {
+                let mut merged = sensor.tunables();
+                merged.extend(desired.tunables.clone());
+                match crate::sensor::tunables::check(sensor.kind, &merged) {
+                    Ok(()) => {
+                        sensor.tunables = merged
+                            .iter()
+                            .map(|(k, v)| (k.clone(), crate::sensor::tunables::to_toml(v)))
+                            .collect();
+                    }
+                    Err(why) => refused.push(format!("sensor {}: {why}", desired.name)),
+                }
             }
             if let Some(interval) = desired.interval {
                 match sensor.kind.min_interval() {
@@ -459,26 +475,31 @@ mod desired_tests {
                     name: "static".into(),
                     interval: Some(Duration::from_millis(250)),
                     enabled: None,
+                    tunables: BTreeMap::new(),
                 },
                 DesiredSensor {
                     name: "co2".into(),
                     interval: None,
                     enabled: Some(false),
+                    tunables: BTreeMap::new(),
                 },
                 DesiredSensor {
                     name: "gps".into(),
                     interval: Some(Duration::from_secs(1)),
                     enabled: None,
+                    tunables: BTreeMap::new(),
                 },
                 DesiredSensor {
                     name: "pitot".into(),
                     interval: Some(Duration::from_nanos(1)),
                     enabled: None,
+                    tunables: BTreeMap::new(),
                 },
                 DesiredSensor {
                     name: "wing-strain".into(),
                     interval: None,
                     enabled: Some(true),
+                    tunables: BTreeMap::new(),
                 },
             ],
         };
@@ -509,6 +530,7 @@ mod tests {
                     name: "static".into(),
                     interval: Some(Duration::from_millis(100)),
                     enabled: Some(true),
+                    tunables: BTreeMap::new(),
                 }],
             }),
             last_good_utc_ns: Some(1_780_000_000_000_000_000),
@@ -523,6 +545,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         save(&path, &sample()).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(sample()));
+    }
+
+    #[test]
+    fn desired_tunables_load_back_and_a_state_file_without_them_still_loads() {
+        use aloft_protocol::sync::TunableValue;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut state = sample();
+        if let Some(d) = state.desired.as_mut() {
+            d.sensors[0].tunables = BTreeMap::from([
+                (
+                    "pressure_oversampling".to_owned(),
+                    TunableValue::Integer(16),
+                ),
+                (
+                    "dynamic_model".to_owned(),
+                    TunableValue::Text("airborne4g".into()),
+                ),
+                ("switch".to_owned(), TunableValue::Bool(true)),
+            ]);
+        }
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state));
+        // A file written before tunables existed has no such key: it reads as none.
+        save(&path, &sample()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("tunables"), "{text}");
         assert_eq!(load(&path).unwrap(), Some(sample()));
     }
 

@@ -781,3 +781,74 @@ proptest! {
         }
     }
 }
+
+/// `BASE` with a `[sensor.tunables]` table of `body` after the BME280's interval.
+fn with_bme280_tunables(body: &str) -> String {
+    edited(
+        "address = 0x76\ninterval = \"1s\"\n",
+        &format!("address = 0x76\ninterval = \"1s\"\n\n[sensor.tunables]\n{body}\n"),
+    )
+}
+
+#[test]
+fn tunables_a_kind_declares_load_typed() {
+    let text = with_bme280_tunables("pressure_oversampling = 16");
+    let config = config::parse(&text, "test.toml").expect("valid tunables load");
+    let air = config.sensor("outside-air").expect("the bme280").1;
+    assert_eq!(
+        air.tunables().get("pressure_oversampling"),
+        Some(&aloft_protocol::sync::TunableValue::Integer(16))
+    );
+}
+
+#[test]
+fn an_unknown_tunable_suggests_the_nearest_the_kind_declares() {
+    let text = with_bme280_tunables("presure_oversampling = 16");
+    let p = only_problem(
+        &text,
+        "sensor[3].tunables.presure_oversampling",
+        line_of(&text, "presure_oversampling ="),
+    );
+    assert!(p.what.contains("unknown tunable"), "{p}");
+    assert!(p.fix.contains("`pressure_oversampling`"), "{p}");
+}
+
+#[test]
+fn a_tunable_value_out_of_range_says_what_the_kind_takes() {
+    let text = with_bme280_tunables("pressure_oversampling = 3");
+    let p = only_problem(
+        &text,
+        "sensor[3].tunables.pressure_oversampling",
+        line_of(&text, "pressure_oversampling ="),
+    );
+    assert!(p.what.contains("an integer 3 is not accepted"), "{p}");
+    assert!(p.fix.contains("one of 1, 2, 4, 8, 16"), "{p}");
+    let text = with_bme280_tunables("pressure_oversampling = \"x16\"");
+    let p = only_problem(
+        &text,
+        "sensor[3].tunables.pressure_oversampling",
+        line_of(&text, "pressure_oversampling ="),
+    );
+    assert!(p.what.contains("a string"), "{p}");
+}
+
+#[test]
+fn a_tunable_that_is_not_a_scalar_or_on_a_kind_without_tunables_is_refused() {
+    let text = with_bme280_tunables("pressure_oversampling = [16]");
+    let p = only_problem(
+        &text,
+        "sensor[3].tunables.pressure_oversampling",
+        line_of(&text, "pressure_oversampling ="),
+    );
+    assert!(p.what.contains("an array"), "{p}");
+    let text = edited(
+        "bus = \"/dev/i2c-1\"\naddress = 0x77\n",
+        "bus = \"/dev/i2c-1\"\naddress = 0x77\ntunables = { dead_time = 2 }\n",
+    );
+    let p = only_problem(
+        &text,
+        "sensor[2].tunables.dead_time",
+        line_of(&text, "tunables ="),
+    );
+    assert!(p.fix.contains("has no tunables"), "{p}");
+}

@@ -335,6 +335,7 @@ fn spec(entries: &[(&str, u64, Option<u32>, Option<bool>)]) -> DesiredSpec {
                 },
             )
             .collect(),
+        tunables: vec![],
     }
 }
 
@@ -744,6 +745,7 @@ async fn a_command_that_gets_no_answer_is_reported_failed_and_later_commands_go_
         }),
         power: None,
         simulated: true,
+        tunables: Default::default(),
     };
     let (tx, mut rx) = mpsc::channel(64);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });

@@ -14,6 +14,7 @@ fn desired() -> AgentState {
                 name: "co2".into(),
                 interval: Some(Duration::from_secs(10)),
                 enabled: Some(false),
+                tunables: Default::default(),
             }],
         }),
         last_good_utc_ns: Some(1_780_272_000_000_000_000),

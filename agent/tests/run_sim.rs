@@ -185,6 +185,7 @@ fn with_no_hub_the_agent_samples_with_the_last_desired_state() {
                 name: "co2".into(),
                 interval: None,
                 enabled: Some(false),
+                tunables: Default::default(),
             }],
         }),
         ..AgentState::default()

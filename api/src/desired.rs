@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource;
+use crate::{Tunables, resource};
 
 resource!(
     /// `GET /api/v1/nodes/{node}/desired`.
@@ -32,6 +32,9 @@ pub struct DesiredSensor {
     pub interval_ms: Option<u32>,
     /// Whether it runs (`None`: the config file decides).
     pub enabled: Option<bool>,
+    /// Its tunables (a key left out: the config file decides); left out when none.
+    #[serde(skip_serializing_if = "Tunables::is_empty")]
+    pub tunables: Tunables,
 }
 
 /// What the agent reported of the spec.
@@ -52,4 +55,7 @@ pub struct ObservedSensor {
     pub observed_generation: Option<u64>,
     /// Why it refused (part of) it.
     pub refused: Option<String>,
+    /// The tunables in force it reported; left out until it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunables: Option<Tunables>,
 }

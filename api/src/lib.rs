@@ -46,7 +46,7 @@ pub use request::{
     CommandRequest, CommandRequestSpec, NodeRequest, NodeRequestMeta, TokenRequest,
     TokenRequestSpec,
 };
-pub use sensor::{Sensor, SensorSpec, SensorStatus, SensorValue};
+pub use sensor::{Sensor, SensorSpec, SensorStatus, SensorValue, TunableValue, Tunables};
 pub use token::{Token, TokenSpec, TokenStatus};
 
 /// The API group and version of every resource.

@@ -73,7 +73,7 @@ pub enum Verb {
     Top(TopArgs),
     /// Restart a sensor (a command: queued while the node is offline, applied once).
     Restart(RestartArgs),
-    /// Change a sensor's desired state (interval, enabled).
+    /// Change a sensor's desired state (interval, enabled, tunables).
     Set(SetArgs),
     /// Delete a sensor's desired state: it goes back to its node's config file.
     Unset(UnsetArgs),
@@ -224,9 +224,47 @@ pub struct SetArgs {
     /// Stop the sensor (until enabled again).
     #[arg(long)]
     pub disable: bool,
+    /// Set a driver tunable, KEY=VALUE (repeatable): `true`/`false`, a whole number, or
+    /// text (`"..."` keeps a value text); KEY=null removes it from the desired state.
+    #[arg(long = "tunable", value_name = "KEY=VALUE", value_parser = parse_tunable)]
+    pub tunables: Vec<(String, Option<aloft_api::TunableValue>)>,
     /// How long to wait for the agent.
     #[command(flatten)]
     pub wait: RolloutWait,
+}
+
+/// Parses `--tunable KEY=VALUE`: `true`/`false` a switch, a whole number a number, `null`
+/// a removal, `"..."` the text inside the quotes, anything else text. A fraction is
+/// refused: tunables are whole numbers of their unit.
+pub fn parse_tunable(text: &str) -> Result<(String, Option<aloft_api::TunableValue>), String> {
+    use aloft_api::TunableValue;
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!(
+            "`{text}` is not KEY=VALUE; write e.g. pressure_oversampling=16"
+        ));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{text}` has no key before `=`"));
+    }
+    let value = match value {
+        "null" => None,
+        "true" => Some(TunableValue::Bool(true)),
+        "false" => Some(TunableValue::Bool(false)),
+        v if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') => {
+            Some(TunableValue::Text(v[1..v.len() - 1].to_owned()))
+        }
+        v => match v.parse::<i64>() {
+            Ok(i) => Some(TunableValue::Integer(i)),
+            Err(_) if v.parse::<f64>().is_ok_and(f64::is_finite) && v.contains(['.', 'e', 'E']) => {
+                return Err(format!(
+                    "`{v}` has a fraction; a tunable is a whole number of its unit (or text: \"{v}\")"
+                ));
+            }
+            Err(_) => Some(TunableValue::Text(v.to_owned())),
+        },
+    };
+    Ok((key.to_owned(), value))
 }
 
 /// `--wait` of `set` and `apply`: until the agent observed the new generation.
@@ -410,4 +448,63 @@ pub enum ConfigWhat {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 100ms, 5s, 1h"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_api::TunableValue;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_tunable_value_is_typed_by_its_text() {
+        let parsed = |t: &str| parse_tunable(t).map(|(_, v)| v);
+        assert_eq!(parsed("a=16"), Ok(Some(TunableValue::Integer(16))));
+        assert_eq!(parsed("a=-3"), Ok(Some(TunableValue::Integer(-3))));
+        assert_eq!(parsed("a=true"), Ok(Some(TunableValue::Bool(true))));
+        assert_eq!(parsed("a=false"), Ok(Some(TunableValue::Bool(false))));
+        assert_eq!(parsed("a=null"), Ok(None));
+        assert_eq!(
+            parsed("a=airborne4g"),
+            Ok(Some(TunableValue::Text("airborne4g".into())))
+        );
+        assert_eq!(
+            parsed("a=\"16\""),
+            Ok(Some(TunableValue::Text("16".into())))
+        );
+        assert_eq!(
+            parsed("a=\"null\""),
+            Ok(Some(TunableValue::Text("null".into())))
+        );
+        assert_eq!(parsed("a="), Ok(Some(TunableValue::Text(String::new()))));
+        assert_eq!(
+            parse_tunable("dynamic_model=a=b"),
+            Ok((
+                "dynamic_model".into(),
+                Some(TunableValue::Text("a=b".into()))
+            ))
+        );
+        assert!(parsed("a=1.5").unwrap_err().contains("fraction"));
+        assert!(parsed("a=1e3").unwrap_err().contains("fraction"));
+        assert!(parse_tunable("novalue").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_tunable("=16").unwrap_err().contains("no key"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_with_a_reason(text in ".{0,80}") {
+            match parse_tunable(&text) {
+                Ok((key, _)) => prop_assert!(!key.is_empty()),
+                Err(why) => prop_assert!(!why.is_empty()),
+            }
+        }
+
+        #[test]
+        fn a_whole_number_round_trips(n in any::<i64>()) {
+            prop_assert_eq!(
+                parse_tunable(&format!("k={n}")),
+                Ok(("k".to_owned(), Some(TunableValue::Integer(n))))
+            );
+        }
+    }
 }

@@ -9,6 +9,8 @@
 //! spec:
 //!   interval: 500ms    # or intervalMs: 500
 //!   enabled: true
+//!   tunables:          # driver settings the sensor's kind declares
+//!     pressure_oversampling: 16
 //! ```
 //!
 //! Several documents are separated by `---`. A field left out is not desired: the node's
@@ -19,6 +21,7 @@
 
 use std::time::Duration;
 
+use aloft_api::Tunables;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,12 +60,19 @@ pub struct SensorManifest {
     pub interval_ms: Option<u64>,
     /// Whether it should run.
     pub enabled: Option<bool>,
+    /// The desired tunables (none: the node's config file decides them).
+    pub tunables: Tunables,
 }
 
 impl SensorManifest {
-    /// The spec as the hub's API takes it.
+    /// The spec as the hub's API takes it (`tunables` only when there are some: a `PUT`
+    /// without them clears them, as it clears any field the file leaves out).
     pub fn spec_json(&self) -> Value {
-        json!({ "intervalMs": self.interval_ms, "enabled": self.enabled })
+        let mut spec = json!({ "intervalMs": self.interval_ms, "enabled": self.enabled });
+        if !self.tunables.is_empty() {
+            spec["tunables"] = json!(self.tunables);
+        }
+        spec
     }
 }
 
@@ -95,6 +105,8 @@ struct Spec {
     interval: Option<String>,
     interval_ms: Option<u64>,
     enabled: Option<bool>,
+    #[serde(default)]
+    tunables: Tunables,
 }
 
 /// Parses every document of a file; `file` names it in errors.
@@ -149,6 +161,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<SensorManifest>, ManifestErro
             name: doc.metadata.name,
             interval_ms,
             enabled: doc.spec.enabled,
+            tunables: doc.spec.tunables,
         });
     }
     if sensors.is_empty() {
@@ -192,6 +205,22 @@ pub fn diff_lines(manifest: &SensorManifest, current_spec: Option<&Value>) -> Ve
             lines.push(format!("+  {name}: {}", show(&want)));
         }
     }
+    let have = field("tunables");
+    let empty = serde_json::Map::new();
+    let have = have.as_object().unwrap_or(&empty);
+    let want = wanted
+        .get("tunables")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let keys: std::collections::BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+    for key in keys {
+        let (h, w) = (have.get(key), want.get(key));
+        if h != w {
+            let show = |v: Option<&Value>| v.map_or("<unset>".to_owned(), Value::to_string);
+            lines.push(format!("-  tunables.{key}: {}", show(h)));
+            lines.push(format!("+  tunables.{key}: {}", show(w)));
+        }
+    }
     lines
 }
 
@@ -210,12 +239,14 @@ mod tests {
                     name: "cosmic-ray".into(),
                     interval_ms: Some(500),
                     enabled: Some(true),
+                    tunables: Default::default(),
                 },
                 SensorManifest {
                     node: "glider".into(),
                     name: "gps".into(),
                     interval_ms: Some(200),
                     enabled: None,
+                    tunables: Default::default(),
                 },
             ])
         );
@@ -281,6 +312,7 @@ mod tests {
             name: "gps".into(),
             interval_ms: Some(200),
             enabled: Some(true),
+            tunables: Default::default(),
         };
         let current = json!({"intervalMs": 1000, "enabled": true});
         assert_eq!(
@@ -298,5 +330,41 @@ mod tests {
             .is_empty()
         );
         assert_eq!(diff_lines(&manifest, None).len(), 4);
+    }
+
+    #[test]
+    fn tunables_of_a_file_are_sent_and_diffed_key_by_key() {
+        let text = "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: outside-air, node: glider}\n\
+                    spec:\n  tunables:\n    pressure_oversampling: 16\n    humidity_oversampling: 2\n";
+        let parsed = parse("t.yaml", text).unwrap();
+        let spec = parsed[0].spec_json();
+        assert_eq!(
+            spec["tunables"],
+            json!({"humidity_oversampling": 2, "pressure_oversampling": 16})
+        );
+        let current = json!({"intervalMs": null, "enabled": null,
+                             "tunables": {"pressure_oversampling": 4, "dynamic_model": "sea"}});
+        assert_eq!(
+            diff_lines(&parsed[0], Some(&current)),
+            vec![
+                "-  tunables.dynamic_model: \"sea\"",
+                "+  tunables.dynamic_model: <unset>",
+                "-  tunables.humidity_oversampling: <unset>",
+                "+  tunables.humidity_oversampling: 2",
+                "-  tunables.pressure_oversampling: 4",
+                "+  tunables.pressure_oversampling: 16",
+            ]
+        );
+        // A file without tunables sends none: the PUT clears what the hub had.
+        let plain = parse("p.yaml", "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: s, node: g}\nspec: {enabled: true}\n").unwrap();
+        assert!(plain[0].spec_json().get("tunables").is_none());
+        let refused = parse(
+            "f.yaml",
+            "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: s, node: g}\nspec:\n  tunables: {a: 1.5}\n",
+        );
+        assert!(
+            matches!(refused, Err(ManifestError::Malformed { .. })),
+            "{refused:?}"
+        );
     }
 }

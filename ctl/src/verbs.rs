@@ -630,9 +630,10 @@ impl Invocation<'_> {
     }
 
     fn set(&self, args: &SetArgs, out: &mut dyn Write) -> Result<(), CtlError> {
-        if args.interval.is_none() && !args.enable && !args.disable {
+        if args.interval.is_none() && !args.enable && !args.disable && args.tunables.is_empty() {
             return Err(CtlError::Usage(
-                "nothing to set: give --interval DURATION, --enable or --disable".into(),
+                "nothing to set: give --interval DURATION, --enable, --disable or --tunable KEY=VALUE"
+                    .into(),
             ));
         }
         let mut spec = serde_json::Map::new();
@@ -648,6 +649,12 @@ impl Invocation<'_> {
         }
         if args.disable {
             spec.insert("enabled".into(), json!(false));
+        }
+        if !args.tunables.is_empty() {
+            // A PATCH merges key by key; null removes a key (the last of a repeated key wins).
+            let tunables: std::collections::BTreeMap<_, _> =
+                args.tunables.iter().cloned().collect();
+            spec.insert("tunables".into(), json!(tunables));
         }
         let hub = self.hub()?;
         let node = self.node_for(&hub, args.node.as_ref())?;

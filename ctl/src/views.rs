@@ -7,7 +7,10 @@
 use std::fmt::Display;
 use std::time::SystemTime;
 
-use aloft_api::{Actor, Backlog, Command, Event, LogLine, Node, NodeHealth, Sensor, Token};
+use aloft_api::{
+    Actor, Backlog, Command, Event, LogLine, Node, NodeHealth, Sensor, Token, TunableValue,
+    Tunables,
+};
 use serde_json::Value;
 
 use crate::cli::Kind;
@@ -177,6 +180,14 @@ fn sensors(items: &[Sensor], wide: bool) -> Table {
     if wide {
         headers.extend(["ENABLED", "REASON", "LAST ERROR", "REFUSED"]);
     }
+    // Only a list with tunables somewhere gets their column: other lists read as before.
+    let tunables_column = wide
+        && items
+            .iter()
+            .any(|s| !s.spec.tunables.is_empty() || s.status.tunables.is_some());
+    if tunables_column {
+        headers.push("TUNABLES");
+    }
     let mut table = Table::new(&headers);
     for sensor in items {
         let status = &sensor.status;
@@ -217,9 +228,46 @@ fn sensors(items: &[Sensor], wide: bool) -> Table {
             row.push(text(status.last_error.as_deref()));
             row.push(refused.unwrap_or("<none>").to_owned());
         }
+        if tunables_column {
+            row.push(tunables_cell(
+                &sensor.spec.tunables,
+                status.tunables.as_ref(),
+            ));
+        }
         table.row(row);
     }
     table
+}
+
+/// `key=value` of each tunable in force (else desired), a desired one not (yet) in force
+/// shown as `key=in-force->desired`.
+fn tunables_cell(desired: &Tunables, in_force: Option<&Tunables>) -> String {
+    let shown = |v: &TunableValue| match v {
+        TunableValue::Bool(b) => b.to_string(),
+        TunableValue::Integer(i) => i.to_string(),
+        TunableValue::Text(t) => t.clone(),
+    };
+    let mut cells = Vec::new();
+    let mut keys: Vec<&String> = desired.keys().collect();
+    if let Some(f) = in_force {
+        keys.extend(f.keys());
+    }
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let (want, have) = (desired.get(key), in_force.and_then(|f| f.get(key)));
+        cells.push(match (want, have) {
+            (Some(w), Some(h)) if w != h => format!("{key}={}->{}", shown(h), shown(w)),
+            (Some(w), None) => format!("{key}=?->{}", shown(w)),
+            (_, Some(h)) => format!("{key}={}", shown(h)),
+            (None, None) => continue,
+        });
+    }
+    if cells.is_empty() {
+        "<none>".to_owned()
+    } else {
+        text(Some(&cells.join(",")))
+    }
 }
 
 /// `restart cosmic-ray (hard)`.

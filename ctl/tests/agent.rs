@@ -437,3 +437,179 @@ fn get_nodes_watch_shows_the_node_connecting() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Polls `probe` until it gives a value; fails the test after [`DEADLINE`].
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: never happened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The newest descriptor of `device` the hub holds for `NODE` (`aloft-hub dump`): what
+/// the agent's driver recorded of the device's settings.
+fn newest_descriptor(hub: &Hub, device: &str) -> Option<Value> {
+    let output = Command::new(common::hub_bin())
+        .arg("dump")
+        .arg("--data")
+        .arg(&hub.data)
+        .args(["--node", NODE])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // In stream order: the newest is the last one.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.pointer("/record/Descriptor/descriptor").cloned())
+        .find(|d| d.get("device").and_then(Value::as_str) == Some(device))
+}
+
+fn parameter(descriptor: &Value, name: &str) -> Option<Value> {
+    descriptor
+        .get("parameters")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))?
+        .get("value")
+        .cloned()
+}
+
+#[test]
+fn a_tunable_set_with_aloftctl_reaches_the_simulated_device_and_a_refused_one_keeps_the_last() {
+    let (hub, token) = hub_with_sim_node();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = RealAgent::start(&hub, &token, dir.path());
+    hub.wait_json(
+        &["get", "sensors", "--node", NODE],
+        "outside-air reported",
+        |v| item(v, "outside-air").is_some(),
+    );
+    // x4 pressure oversampling by default: register code 3.
+    let first = wait_for("the BME280's first descriptor", || {
+        newest_descriptor(&hub, "BME280")
+    });
+    assert_eq!(
+        parameter(&first, "osrs_p"),
+        Some(serde_json::json!({"Integer": 3}))
+    );
+
+    hub.ctl(&[
+        "set",
+        "sensor",
+        "outside-air",
+        "--node",
+        NODE,
+        "--tunable",
+        "pressure_oversampling=16",
+        "--tunable",
+        "humidity_oversampling=2",
+        "--wait",
+    ])
+    .ok();
+    let observed = sensor(&hub, "outside-air");
+    assert_eq!(
+        observed.pointer("/spec/tunables"),
+        Some(&serde_json::json!({"pressure_oversampling": 16, "humidity_oversampling": 2}))
+    );
+    // What the agent reports in force: every key the kind declares.
+    let observed = hub.wait_json(
+        &["get", "sensors", "outside-air", "--node", NODE],
+        "the tunables in force reported",
+        |s| s.pointer("/status/tunables/pressure_oversampling") == Some(&serde_json::json!(16)),
+    );
+    assert_eq!(
+        observed.pointer("/status/tunables"),
+        Some(&serde_json::json!({
+            "humidity_oversampling": 2,
+            "pressure_oversampling": 16,
+            "temperature_oversampling": 1
+        }))
+    );
+    // The driver took it: its descriptor, synced through the store, says x16 (code 5).
+    let changed = wait_for("a descriptor with pressure x16", || {
+        newest_descriptor(&hub, "BME280")
+            .filter(|d| parameter(d, "osrs_p") == Some(serde_json::json!({"Integer": 5})))
+    });
+    assert_eq!(
+        parameter(&changed, "osrs_h"),
+        Some(serde_json::json!({"Integer": 2}))
+    );
+
+    // A value the kind does not take: refused with the agent's reason, the last in force.
+    let run = hub
+        .ctl(&[
+            "set",
+            "sensor",
+            "outside-air",
+            "--node",
+            NODE,
+            "--tunable",
+            "pressure_oversampling=3",
+            "--wait",
+        ])
+        .fails(3, "the agent refused generation 2: ");
+    assert!(
+        run.stderr.contains("pressure_oversampling")
+            && run.stderr.contains("one of 1, 2, 4, 8, 16"),
+        "the agent's reason: {}",
+        run.stderr
+    );
+    let refused = sensor(&hub, "outside-air");
+    assert_eq!(
+        refused.pointer("/status/tunables/pressure_oversampling"),
+        Some(&serde_json::json!(16))
+    );
+    let wide = hub
+        .ctl(&[
+            "get",
+            "sensors",
+            "outside-air",
+            "--node",
+            NODE,
+            "-o",
+            "wide",
+        ])
+        .ok();
+    assert!(wide.stdout.contains("2/2 refused"), "{}", wide.stdout);
+    assert!(
+        wide.stdout.contains("pressure_oversampling=16->3"),
+        "{}",
+        wide.stdout
+    );
+    let described = hub
+        .ctl(&["describe", "sensor", "outside-air", "--node", NODE])
+        .ok();
+    assert!(
+        described.stdout.contains("tunables:"),
+        "{}",
+        described.stdout
+    );
+
+    // null removes the key from the desired state: back to the kind's default (x4).
+    hub.ctl(&[
+        "set",
+        "sensor",
+        "outside-air",
+        "--node",
+        NODE,
+        "--tunable",
+        "pressure_oversampling=null",
+        "--wait",
+    ])
+    .ok();
+    let back = sensor(&hub, "outside-air");
+    assert_eq!(
+        back.pointer("/spec/tunables"),
+        Some(&serde_json::json!({"humidity_oversampling": 2}))
+    );
+    assert_eq!(
+        back.pointer("/status/tunables/pressure_oversampling"),
+        Some(&serde_json::json!(4))
+    );
+}

@@ -113,3 +113,29 @@ fn yaml_output_of_a_sensor_applies_as_it_is() {
     assert_eq!(parsed[0].interval_ms, Some(200));
     assert_eq!(parsed[0].node, "glider-2");
 }
+
+#[test]
+fn a_wide_list_with_tunables_shows_them_in_force_and_desired() {
+    // A list without any keeps its columns (the fixtures above); this one has a TUNABLES
+    // column: in force, a desired value not yet in force as `in-force->desired`.
+    let items = fixture("sensors-tunables");
+    check(
+        "sensors-tunables.wide.txt",
+        &render(Format::Wide, &items, Kind::Sensors),
+    );
+    check(
+        "sensors-tunables.table.txt",
+        &render(Format::Table, &items, Kind::Sensors),
+    );
+}
+
+#[test]
+fn yaml_output_of_a_sensor_with_tunables_applies_with_them() {
+    let sensor = fixture("sensors-tunables").into_iter().next().unwrap();
+    let yaml = output::to_yaml(&sensor);
+    let parsed = aloftctl::manifest::parse("get.yaml", &yaml).unwrap();
+    assert_eq!(
+        parsed[0].tunables.get("pressure_oversampling"),
+        Some(&aloft_api::TunableValue::Integer(16))
+    );
+}

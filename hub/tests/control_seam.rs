@@ -27,6 +27,7 @@ fn desired() -> Downlink {
             interval_ms: Some(200),
             enabled: None,
         }],
+        tunables: vec![],
     })
 }
 

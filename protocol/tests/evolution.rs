@@ -8,8 +8,8 @@ use aloft_protocol::sync::batch::{
 };
 use aloft_protocol::sync::evolution::{V1_QUANTITIES, decode_message, record_decodable_by};
 use aloft_protocol::sync::{
-    BacklogReport, DecodeError, DesiredSensorSpec, DesiredSpec, Downlink, LiveUpdate,
-    PROTOCOL_VERSION, Uplink,
+    BacklogReport, DecodeError, DesiredSensorSpec, DesiredSpec, Downlink, LiveUpdate, Observed,
+    ObservedSensor, PROTOCOL_VERSION, SensorTunables, TunableValue, Uplink,
 };
 use aloft_protocol::{
     ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, TimeSource, Timestamp,
@@ -60,7 +60,7 @@ mod v1 {
 mod next {
     use aloft_protocol::sync::{
         BacklogReport, Batch, CommandOutcome, DesiredSensorSpec, Hello, LogBatch, Observed,
-        RefusalCode, SensorReport, Welcome,
+        RefusalCode, SensorReport, SensorTunables, Welcome,
     };
     use aloft_protocol::{Quantity, Reading, StoreEpoch, Timestamp};
     use serde::{Deserialize, Serialize};
@@ -107,16 +107,18 @@ mod next {
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub struct SensorTunables {
+    pub struct SensorLimits {
         pub name: String,
-        pub tunables: Vec<(String, f64)>,
+        pub limits: Vec<(String, f64)>,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct DesiredSpec {
         pub sensors: Vec<DesiredSensorSpec>,
-        /// Added at the end: per sensor, keyed by name.
+        /// This build's last field.
         pub tunables: Vec<SensorTunables>,
+        /// Added at the end: per sensor, keyed by name.
+        pub limits: Vec<SensorLimits>,
     }
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,16 +278,35 @@ fn arb_spec() -> impl Strategy<Value = DesiredSpec> {
             ),
         0..8,
     )
-    .prop_map(|sensors| DesiredSpec { sensors })
+    .prop_flat_map(|sensors| {
+        proptest::collection::vec(
+            (
+                "[a-z][a-z0-9-]{0,20}",
+                proptest::collection::vec(("[a-z_]{1,12}", any::<i64>()), 0..4),
+            )
+                .prop_map(|(name, tunables)| SensorTunables {
+                    name,
+                    tunables: tunables
+                        .into_iter()
+                        .map(|(k, v)| (k, TunableValue::Integer(v)))
+                        .collect(),
+                }),
+            0..4,
+        )
+        .prop_map(move |tunables| DesiredSpec {
+            sensors: sensors.clone(),
+            tunables,
+        })
+    })
 }
 
-fn arb_tunables() -> impl Strategy<Value = Vec<next::SensorTunables>> {
+fn arb_tunables() -> impl Strategy<Value = Vec<next::SensorLimits>> {
     proptest::collection::vec(
         (
             "[a-z][a-z0-9-]{0,20}",
             proptest::collection::vec(("[a-z_]{1,12}", any::<f64>()), 0..4),
         )
-            .prop_map(|(name, tunables)| next::SensorTunables { name, tunables }),
+            .prop_map(|(name, limits)| next::SensorLimits { name, limits }),
         0..4,
     )
 }
@@ -315,7 +336,8 @@ proptest! {
     ) {
         let from_next = next::Downlink::Desired(next::DesiredSpec {
             sensors: spec.sensors.clone(),
-            tunables,
+            tunables: spec.tunables.clone(),
+            limits: tunables,
         });
         let bytes = postcard::to_allocvec(&from_next).unwrap();
         prop_assert_eq!(Downlink::decode(&bytes), Ok(Downlink::Desired(spec)));
@@ -334,7 +356,8 @@ proptest! {
             decoded,
             Ok(next::Downlink::Desired(next::DesiredSpec {
                 sensors: spec.sensors,
-                tunables: Vec::new(),
+                tunables: spec.tunables,
+                limits: Vec::new(),
             }))
         );
     }
@@ -373,4 +396,69 @@ fn every_record_of_today_reads_the_same_at_version_1() {
         let old: v1::Record = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(postcard::to_allocvec(&old).unwrap(), bytes, "{record:?}");
     }
+}
+
+/// Version 2's desired spec and observed state: before the tunables.
+mod v2 {
+    use aloft_protocol::sync::{DesiredSensorSpec, ObservedSensor};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DesiredSpec {
+        pub sensors: Vec<DesiredSensorSpec>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Observed {
+        pub sensors: Vec<ObservedSensor>,
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_version_2_agent_reads_a_spec_with_tunables_without_them(spec in arb_spec()) {
+        // Its postcard stops where its type ends (the hub never sends it tunables anyway).
+        let bytes = postcard::to_allocvec(&spec).unwrap();
+        let old: v2::DesiredSpec = postcard::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(old.sensors, spec.sensors);
+    }
+
+    #[test]
+    fn a_version_2_agents_observed_state_reads_here_with_no_tunables(
+        generations in proptest::collection::vec(any::<u64>(), 0..6),
+    ) {
+        let sensors: Vec<ObservedSensor> = generations
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ObservedSensor {
+                name: format!("s{i}"),
+                observed_generation: *g,
+                refused: (g % 2 == 0).then(|| "refused".to_string()),
+            })
+            .collect();
+        let old = postcard::to_allocvec(&v2::Observed { sensors: sensors.clone() }).unwrap();
+        let mut message = vec![7u8]; // Uplink::Observed's variant index.
+        message.extend_from_slice(&old);
+        prop_assert_eq!(
+            Uplink::decode_from(&message, 2),
+            Ok(Uplink::Observed(Observed { sensors, tunables: vec![] }))
+        );
+        prop_assert!(matches!(Uplink::decode(&message), Err(DecodeError::Malformed(_))));
+    }
+}
+
+#[test]
+fn tunables_round_trip_with_every_value_type() {
+    let observed = Uplink::Observed(Observed {
+        sensors: vec![],
+        tunables: vec![SensorTunables {
+            name: "gps".into(),
+            tunables: vec![
+                ("a".into(), TunableValue::Bool(true)),
+                ("b".into(), TunableValue::Integer(-3)),
+                ("d".into(), TunableValue::Text("airborne2g".into())),
+            ],
+        }],
+    });
+    assert_eq!(Uplink::decode(&observed.encode()), Ok(observed));
 }

@@ -21,7 +21,8 @@ use aloft_protocol::sync::evolution::V1_QUANTITIES;
 use aloft_protocol::sync::{
     BacklogReport, Batch, BatchEncoding, Command, CommandAction, CommandOutcome, DesiredSensorSpec,
     DesiredSpec, Downlink, GnssModel, Hello, LiveUpdate, LogBatch, LogLine, NodeHealth, Observed,
-    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, Uplink, Welcome, fuzzing,
+    ObservedSensor, PROTOCOL_VERSION, RefusalCode, SensorReport, SensorTunables, TunableValue,
+    Uplink, Welcome, fuzzing,
 };
 use aloft_protocol::{
     BootId, ExtensionRecord, Quality, Quantity, Reading, Record, SensorId, SensorState, StoreEpoch,
@@ -455,6 +456,7 @@ fn uplink_messages() -> Vec<(&'static str, Uplink)> {
                     observed_generation: 4,
                     refused: Some("interval below 100 ms".into()),
                 }],
+                tunables: vec![],
             }),
         ),
         (
@@ -576,6 +578,10 @@ fn downlink_messages() -> Vec<(&'static str, Downlink)> {
                         enabled: None,
                     },
                 ],
+                tunables: vec![SensorTunables {
+                    name: "static".into(),
+                    tunables: vec![("pressure_oversampling".into(), TunableValue::Integer(8))],
+                }],
             }),
         ),
         (

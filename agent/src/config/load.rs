@@ -376,6 +376,15 @@ impl Walk {
                     self.set_aside.insert(sub_path);
                 }
             }
+            // The rules check each tunable on its own: they point at its key.
+            if let Some(DeValue::Table(tunables)) =
+                table.get_ref().get("tunables").map(|v| v.get_ref())
+            {
+                for (k, _) in tunables.iter() {
+                    self.spans
+                        .insert(format!("{path}.tunables.{}", k.get_ref()), k.span().start);
+                }
+            }
             let config = self.table::<SensorConfig>(table, &path);
             slots.push(validate::SensorSlot {
                 config,
@@ -763,7 +772,8 @@ mod tests {
              address = 40\ninterval = '1s'\nenabled = true\n\
              power = { chip = '/c', line = 1 }\n\
              capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
-             static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'",
+             static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'\n\
+             tunables = { pressure_oversampling = 4 }",
         );
         required_matches_serde::<PowerLineConfig>(
             "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",

@@ -32,6 +32,7 @@ mod findings;
 mod load;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -218,6 +219,22 @@ pub struct SensorConfig {
     /// SCD41: the sensor whose pressure feeds the CO2 pressure compensation.
     #[serde(default)]
     pub ambient_pressure_from: Option<String>,
+    /// The driver settings the sensor's kind declares (`crate::sensor::tunables`), as
+    /// written: the rules check each key and value, [`SensorConfig::tunables`] gives them
+    /// typed. The hub's desired tunables override these key by key.
+    #[serde(default)]
+    pub tunables: BTreeMap<String, toml::Value>,
+}
+
+impl SensorConfig {
+    /// The config file's tunables, typed; a value that is not a scalar (refused by the
+    /// rules at load) is left out.
+    pub fn tunables(&self) -> crate::sensor::tunables::Tunables {
+        self.tunables
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), crate::sensor::tunables::from_toml(v).ok()?)))
+            .collect()
+    }
 }
 
 fn enabled() -> bool {

@@ -149,6 +149,7 @@ fn sensors(rules: &mut Rules<'_>, slots: &[SensorSlot]) {
         name(rules, &at("name"), &s.name, "sensor");
         keys_of_kind(rules, i, s);
         place(rules, i, s);
+        tunables(rules, i, s);
         if let Some(interval) = s.interval {
             interval_rule(rules, &at("interval"), s.kind, interval);
         }
@@ -241,6 +242,59 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
         "ambient_pressure_from",
         "only an scd41 compensates for pressure",
     );
+}
+
+/// `[sensor.tunables]`: scalars, within the protocol's bounds, each a key the kind
+/// declares with a value it takes.
+fn tunables(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
+    use crate::sensor::tunables::{accepted, check_one, describe, from_toml};
+    use aloft_protocol::sync::{MAX_TUNABLES, check_tunables};
+    let at = |key: &str| format!("sensor[{i}].tunables.{key}");
+    if s.tunables.len() > MAX_TUNABLES {
+        rules.report(
+            &format!("sensor[{i}].tunables"),
+            format!("has {} tunables; at most {MAX_TUNABLES}", s.tunables.len()),
+            "leave out the ones at their default",
+        );
+    }
+    let declared = accepted(s.kind);
+    for (key, value) in &s.tunables {
+        let value = match from_toml(value) {
+            Ok(v) => v,
+            Err(what) => {
+                rules.report(
+                    &at(key),
+                    format!("is {what}, not a bool, whole number or string"),
+                    "write one value (a fraction as a whole number of a finer unit)",
+                );
+                continue;
+            }
+        };
+        let Some(spec) = declared.iter().find(|d| d.key == key) else {
+            let keys: Vec<&str> = declared.iter().map(|d| d.key).collect();
+            let fix = match nearest(key, &keys) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None if keys.is_empty() => {
+                    format!(
+                        "{} has no tunables; remove the table",
+                        s.kind.with_article()
+                    )
+                }
+                None => format!("{} has: {}", s.kind.with_article(), keys.join(", ")),
+            };
+            rules.report(&at(key), "unknown tunable", fix);
+            continue;
+        };
+        if let Err(e) = check_tunables([(key.as_str(), &value)].into_iter()) {
+            rules.report(&at(key), e.to_string(), "shorten it");
+        } else if check_one(s.kind, key, &value).is_err() {
+            rules.report(
+                &at(key),
+                format!("{} {value} is not accepted", value.type_name()),
+                format!("write {} ({})", describe(spec.accepts), spec.doc),
+            );
+        }
+    }
 }
 
 /// Port, bus, address and baud rate.

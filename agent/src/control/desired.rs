@@ -1,24 +1,27 @@
 //! The hub's desired sensor state, applied live: a [`DesiredSpec`] becomes one target
-//! (interval, enabled) per sensor, the changes go to the supervisor, the spec is persisted
-//! for the next boot (invariant 7) and the agent answers with the [`Observed`] generation
-//! of every sensor the spec names.
+//! (interval, enabled, tunables) per sensor, the changes go to the supervisor, the spec is
+//! persisted for the next boot (invariant 7) and the agent answers with the [`Observed`]
+//! generation of every sensor the spec names and the tunables in force of each.
 //!
 //! Invariants: level-triggered (docs/design.md 4): a spec is the whole truth, so a sensor or a
-//! field the spec does not mention goes back to the config file's value; only interval and
-//! enabled change (invariant 5): a sensor the config file does not have, an interval on a
-//! device that sends at its own rate, or one below what the part can do is refused with
-//! its reason in `refused`, and the rest of that sensor's spec still applies. The observed
+//! field the spec does not mention goes back to the config file's value (a tunable key the
+//! spec leaves out, to the file's, else the kind's default); only interval, enabled and
+//! tunables change (invariant 5): a sensor the config file does not have, an interval on a
+//! device that sends at its own rate, one below what the part can do, or a set of tunables
+//! its kind does not accept (whole: the previous set stays in force) is refused with its
+//! reason in `refused`, and the rest of that sensor's spec still applies. The observed
 //! generation is the spec's generation once the agent has acted on it, refused parts
 //! included: the refusal is the agent's answer to that generation.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aloft_protocol::sync::{DesiredSpec, Observed, ObservedSensor};
+use aloft_protocol::sync::{DesiredSpec, Observed, ObservedSensor, SensorTunables};
 
 use super::ControlHandles;
 use crate::config::{AgentConfig, SensorKind};
 use crate::sensor::i2c::default_interval;
+use crate::sensor::tunables::{self, Tunables};
 use crate::state::{DesiredSensor, DesiredState};
 use crate::supervisor::{SensorChange, SupervisorError};
 
@@ -29,6 +32,26 @@ pub struct Plan {
     pub targets: Vec<(String, SensorChange)>,
     /// Per sensor the spec names: its generation and what was refused.
     pub observed: Vec<ObservedSensor>,
+    /// The tunables of every supervised sensor, checked: the config file's overridden key
+    /// by key by the spec's; `None` where the kind refused them (what is in force stays).
+    pub tunables: Vec<(String, Option<Tunables>)>,
+}
+
+/// The tunables the spec wants of `name`: the config file's, with the spec's keys over
+/// them.
+fn wanted_tunables(config: &AgentConfig, spec: &DesiredSpec, name: &str) -> Tunables {
+    let mut wanted = config
+        .sensors
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.tunables())
+        .unwrap_or_default();
+    for entry in spec.tunables.iter().filter(|t| t.name == name) {
+        for (key, value) in &entry.tunables {
+            wanted.insert(key.clone(), value.clone());
+        }
+    }
+    wanted
 }
 
 /// The config file's interval of a sensor: its own, else its kind's default; `None` for a
@@ -60,6 +83,25 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
             )
         })
         .collect();
+    let mut tunables = Vec::with_capacity(sensors.len());
+    let mut tunables_refused: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, kind) in sensors {
+        let wanted = wanted_tunables(config, spec, name);
+        match tunables::check(*kind, &wanted) {
+            Ok(()) => tunables.push((name.clone(), Some(wanted))),
+            Err(reason) => {
+                tunables_refused.insert(
+                    name.as_str(),
+                    SupervisorError::Tunables {
+                        name: name.clone(),
+                        reason,
+                    }
+                    .to_string(),
+                );
+                tunables.push((name.clone(), None));
+            }
+        }
+    }
     let mut observed = Vec::with_capacity(spec.sensors.len());
     for wanted in &spec.sensors {
         let mut refused = Vec::new();
@@ -69,6 +111,9 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
             .and_then(|i| Some((sensors.get(i)?.1, &mut targets.get_mut(i)?.1)));
         match known {
             Some((kind, target)) => {
+                if let Some(why) = tunables_refused.get(wanted.name.as_str()) {
+                    refused.push(why.clone());
+                }
                 if let Some(enabled) = wanted.enabled {
                     target.enabled = Some(enabled);
                 }
@@ -113,7 +158,11 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
             refused: (!refused.is_empty()).then(|| refused.join("; ")),
         });
     }
-    Plan { targets, observed }
+    Plan {
+        targets,
+        observed,
+        tunables,
+    }
 }
 
 /// The spec as the state file keeps it: the desired state and each sensor's generation,
@@ -144,6 +193,12 @@ pub fn to_state(
                 name: s.name.clone(),
                 interval: s.interval_ms.map(|ms| Duration::from_millis(u64::from(ms))),
                 enabled: s.enabled,
+                tunables: spec
+                    .tunables
+                    .iter()
+                    .filter(|t| t.name == s.name)
+                    .flat_map(|t| t.tunables.iter().cloned())
+                    .collect(),
             })
             .collect(),
     };
@@ -180,6 +235,33 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
             }
         }
     }
+    for (name, wanted) in &plan.tunables {
+        let Some(wanted) = wanted else {
+            continue;
+        };
+        if let Err(e) = handles.supervisor.tune(name, wanted).await {
+            tracing::warn!(sensor = %name, error = %e, "Desired tunables not applied.");
+            if let Some(o) = plan.observed.iter_mut().find(|o| &o.name == name) {
+                let text = e.to_string();
+                o.refused = Some(match o.refused.take() {
+                    Some(before) => format!("{before}; {text}"),
+                    None => text,
+                });
+            }
+        }
+    }
+    // What is in force, refused sets included: the previous set stays.
+    let in_force = plan
+        .observed
+        .iter()
+        .filter_map(|o| {
+            let set = handles.supervisor.tunables(&o.name).ok()?;
+            (!set.is_empty()).then(|| SensorTunables {
+                name: o.name.clone(),
+                tunables: set.into_iter().collect(),
+            })
+        })
+        .collect();
     for o in &plan.observed {
         match &o.refused {
             Some(why) => {
@@ -192,13 +274,14 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     }
     Observed {
         sensors: plan.observed,
+        tunables: in_force,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aloft_protocol::sync::DesiredSensorSpec;
+    use aloft_protocol::sync::{DesiredSensorSpec, TunableValue};
     use std::path::Path;
 
     fn config() -> AgentConfig {
@@ -227,6 +310,7 @@ mod tests {
                     },
                 )
                 .collect(),
+            tunables: vec![],
         }
     }
 
@@ -363,5 +447,105 @@ mod tests {
             to_state(&spec(&[]), &sensors(&config)),
             (None, BTreeMap::new())
         );
+    }
+
+    fn with_tunables(
+        mut spec: DesiredSpec,
+        name: &str,
+        set: &[(&str, TunableValue)],
+    ) -> DesiredSpec {
+        spec.tunables.push(SensorTunables {
+            name: name.into(),
+            tunables: set.iter().map(|(k, v)| ((*k).into(), v.clone())).collect(),
+        });
+        spec
+    }
+
+    fn tunables_of<'a>(plan: &'a Plan, name: &str) -> &'a Option<Tunables> {
+        &plan.tunables.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn accepted_tunables_are_planned_and_a_refused_set_keeps_what_is_in_force() {
+        let config = config();
+        let s = with_tunables(
+            with_tunables(
+                spec(&[("gps", 3, None, None), ("outside-air", 4, None, None)]),
+                "gps",
+                &[("dynamic_model", TunableValue::Text("airborne4g".into()))],
+            ),
+            "outside-air",
+            &[
+                ("pressure_oversampling", TunableValue::Integer(16)),
+                ("filter", TunableValue::Integer(2)),
+            ],
+        );
+        let plan = plan(&config, &sensors(&config), &s);
+        assert_eq!(
+            tunables_of(&plan, "gps"),
+            &Some(Tunables::from([(
+                "dynamic_model".into(),
+                TunableValue::Text("airborne4g".into())
+            )]))
+        );
+        // Refused whole, with the reason, at the spec's generation.
+        assert_eq!(tunables_of(&plan, "outside-air"), &None);
+        let air = plan
+            .observed
+            .iter()
+            .find(|o| o.name == "outside-air")
+            .unwrap();
+        assert_eq!(air.observed_generation, 4);
+        let why = air.refused.clone().unwrap_or_default();
+        assert!(
+            why.contains("\"filter\"") && why.contains("no such tunable"),
+            "{why}"
+        );
+        assert_eq!(
+            plan.observed
+                .iter()
+                .find(|o| o.name == "gps")
+                .unwrap()
+                .refused,
+            None
+        );
+        // A sensor the spec gives no tunables goes back to the file's (none here).
+        assert_eq!(tunables_of(&plan, "static"), &Some(Tunables::new()));
+    }
+
+    #[test]
+    fn persisted_tunables_load_at_boot_and_a_refused_set_leaves_the_files() {
+        let config = config();
+        let s = with_tunables(
+            spec(&[("gps", 3, None, None)]),
+            "gps",
+            &[("dynamic_model", TunableValue::Text("airborne1g".into()))],
+        );
+        let (desired, _) = to_state(&s, &sensors(&config));
+        let desired = desired.unwrap();
+        let mut booted = config.clone();
+        assert!(desired.apply_to(&mut booted).is_empty());
+        assert_eq!(
+            booted
+                .sensor("gps")
+                .unwrap()
+                .1
+                .tunables()
+                .get("dynamic_model"),
+            Some(&TunableValue::Text("airborne1g".into()))
+        );
+        let bad = with_tunables(
+            spec(&[("gps", 4, None, None)]),
+            "gps",
+            &[("dynamic_model", TunableValue::Integer(7))],
+        );
+        let (desired, _) = to_state(&bad, &sensors(&config));
+        let mut booted = config.clone();
+        let refused = desired.unwrap().apply_to(&mut booted);
+        assert!(
+            refused.len() == 1 && refused[0].contains("dynamic_model"),
+            "{refused:?}"
+        );
+        assert!(booted.sensor("gps").unwrap().1.tunables().is_empty());
     }
 }

@@ -51,8 +51,9 @@
 //!   keeps only the spec entries of sensors the node has, so it stays bounded.
 //! - Desired state is level-triggered: each spec is the whole truth, fields it leaves out
 //!   go back to the config file's values, and it is persisted so the agent samples with it
-//!   at boot without a hub. Only interval and enabled change; the config file owns the
-//!   hardware, so unknown sensors and impossible intervals are refused with a reason.
+//!   at boot without a hub. Only interval, enabled and the tunables a sensor's kind
+//!   declares change; the config file owns the hardware, so unknown sensors, impossible
+//!   intervals and tunables the kind does not take are refused with a reason.
 
 pub mod commands;
 pub mod desired;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use aloft_protocol::{Quantity, Reading, SensorDescriptor, SensorId};
 use aloft_sensors::Sample;
-use aloft_sensors::bme280::Bme280;
+use aloft_sensors::bme280::{self, Bme280, Oversampling};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
@@ -30,6 +30,7 @@ use aloft_sensors::scd41::{self, Scd41};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
+use super::tunables::{self, Tunables};
 use super::{Device, DeviceError, LatestValues, PollOutcome};
 use crate::clock::AgentClock;
 use crate::config::{SensorConfig, SensorKind};
@@ -90,6 +91,10 @@ pub struct I2cDevice<I2C, D> {
     latest: LatestValues,
     clock: AgentClock,
     consecutive_failures: u32,
+    /// BME280: the measurement settings its tunables make, kept across reopens.
+    bme280: bme280::Config,
+    /// A descriptor that changed while open (new settings), for the supervisor to record.
+    changed_descriptor: Option<SensorDescriptor>,
 }
 
 impl<I2C, D> fmt::Debug for I2cDevice<I2C, D> {
@@ -102,6 +107,18 @@ impl<I2C, D> fmt::Debug for I2cDevice<I2C, D> {
             .field("open", &self.driver.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The BME280 oversampling of a factor its tunables accept.
+fn oversampling(factor: i64) -> Option<Oversampling> {
+    Some(match factor {
+        1 => Oversampling::X1,
+        2 => Oversampling::X2,
+        4 => Oversampling::X4,
+        8 => Oversampling::X8,
+        16 => Oversampling::X16,
+        _ => return None,
+    })
 }
 
 /// The default address of a kind.
@@ -160,6 +177,8 @@ where
             latest,
             clock: AgentClock::new(),
             consecutive_failures: 0,
+            bme280: bme280::Config::default(),
+            changed_descriptor: None,
         })
     }
 
@@ -265,7 +284,7 @@ where
         }
         let (driver, descriptor) = match self.kind {
             SensorKind::Bme280 => {
-                let mut d = Bme280::new(bus, self.address);
+                let mut d = Bme280::with_config(bus, self.address, self.bme280);
                 d.init(&mut delay)
                     .map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
@@ -344,6 +363,32 @@ where
         // SCD41 measures every 5 s on its own, and its minimum interval is that period).
         self.interval = interval;
         true
+    }
+
+    fn set_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        if self.kind != SensorKind::Bme280 {
+            return Ok(());
+        }
+        let factor = |key: &str| {
+            oversampling(tunables::integer(tunables, key).unwrap_or(1)).unwrap_or(Oversampling::X1)
+        };
+        let mut config = bme280::Config::default();
+        config.temperature = factor("temperature_oversampling");
+        config.pressure = Some(factor("pressure_oversampling"));
+        config.humidity = Some(factor("humidity_oversampling"));
+        self.bme280 = config;
+        if let Some(Driver::Bme280(d, _)) = self.driver.as_mut()
+            && *d.config() != config
+        {
+            // From the next measurement on: every one writes ctrl_hum and ctrl_meas.
+            d.set_config(config);
+            self.changed_descriptor = Some(d.descriptor());
+        }
+        Ok(())
+    }
+
+    fn take_descriptor(&mut self) -> Option<SensorDescriptor> {
+        self.changed_descriptor.take()
     }
 
     fn silence_limit(&self) -> Duration {

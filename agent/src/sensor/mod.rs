@@ -15,6 +15,7 @@
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
 //! - [`simulation`]: the simulated flight's devices, built in one place.
 //! - [`power`]: the GPIO line that switches a sensor's supply, for hard restarts.
+//! - [`tunables`]: the driver settings each kind declares, and their checks.
 //! - [`slot`]: the wiring place: each configured sensor's [`SensorSlot`] (adapter, power
 //!   line, number), assembled the same way for hardware and simulation.
 //!
@@ -37,6 +38,7 @@ pub mod pacing;
 pub mod power;
 pub mod simulation;
 pub mod slot;
+pub mod tunables;
 pub mod ublox;
 
 use std::path::{Path, PathBuf};
@@ -152,6 +154,15 @@ pub trait Device: Send {
     /// that sends at its own rate. The supervisor checks the part's minimum beforehand.
     fn set_interval(&mut self, _interval: Duration) -> bool {
         false
+    }
+
+    /// Takes a checked, complete set of the kind's tunables ([`tunables::in_force`]): the
+    /// adapter keeps it for every later open and, when the device is open, changes the
+    /// device now, as the interval does. On an error the adapter keeps its previous set,
+    /// which its own checks or the next open put back on the device. A kind that declares
+    /// no tunables is given only the empty set.
+    fn set_tunables(&mut self, _tunables: &tunables::Tunables) -> Result<(), DeviceError> {
+        Ok(())
     }
 
     /// The longest silence (no reading) that is normal for this device. The supervisor

@@ -17,6 +17,7 @@ use aloft_protocol::SensorId;
 
 use super::Device;
 use super::power::PowerLine;
+use super::tunables::Tunables;
 use crate::config::{SensorConfig, SensorKind};
 
 /// A sensor's power switch for hard restarts.
@@ -46,6 +47,8 @@ pub struct SensorSlot {
     pub power: Option<PowerSwitch>,
     /// Its readings come from a simulator (flagged `Quality::SIMULATED`).
     pub simulated: bool,
+    /// The tunables of its config file, checked at load.
+    pub tunables: Tunables,
 }
 
 impl std::fmt::Debug for SensorSlot {
@@ -91,6 +94,7 @@ pub fn assemble<E>(
             device,
             power,
             simulated,
+            tunables: config.tunables(),
         });
     }
     Ok(slots)

@@ -1,6 +1,7 @@
 //! The u-blox GNSS receiver: NMEA and UBX interleaved on one serial port.
 //!
-//! At every open the receiver is set to the Airborne <2g dynamic model and the setting is
+//! At every open the receiver is set to its dynamic model (the `dynamic_model` tunable,
+//! Airborne <2g unless it says otherwise) and the setting is
 //! confirmed by reading it back (the default Portable model drops fixes above 12 000 m or
 //! 310 m/s, the glider's ceiling). Every `model_check_every` the model in force is read
 //! again: a brown-out reverts the receiver to Portable without closing the port, and only
@@ -19,6 +20,7 @@ use aloft_sensors::gps::ublox;
 use super::capture::Capture;
 use super::gnss::{FixSource, GnssStream};
 use super::line::SerialLine;
+use super::tunables::{self, Tunables};
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
 
@@ -91,6 +93,19 @@ pub struct UbloxDevice {
     line: SerialLine,
     gnss: GnssStream,
     last_model_check: Instant,
+    /// The dynamic model set at every open and restored by the checks (the
+    /// `dynamic_model` tunable; Airborne <2g unless it says otherwise).
+    model: DynamicModel,
+    /// The receiver's descriptor after a live change of its model, for the supervisor.
+    changed_descriptor: Option<SensorDescriptor>,
+}
+
+/// A dynamic model as the notices and logs say it.
+fn model_words(model: DynamicModel) -> String {
+    match model {
+        DynamicModel::Airborne2g => "Airborne <2g".to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 impl UbloxDevice {
@@ -111,6 +126,8 @@ impl UbloxDevice {
                 path,
             ),
             last_model_check: Instant::now(),
+            model: DynamicModel::Airborne2g,
+            changed_descriptor: None,
         }
     }
 
@@ -129,14 +146,16 @@ impl UbloxDevice {
         self.last_model_check = Instant::now();
         let timeout = self.options.command_timeout;
         let port = self.line.port()?;
+        let model = self.model;
         match ublox::check_dynamic_model(port, timeout) {
-            Ok(DynamicModel::Airborne2g) => Ok(None),
+            Ok(found) if found == model => Ok(None),
             Ok(found) => {
-                tracing::warn!(port = %self.line.path().display(), ?found, "GNSS dynamic model reverted, restoring Airborne <2g.");
+                tracing::warn!(port = %self.line.path().display(), ?found, wanted = ?model, "GNSS dynamic model reverted, restoring it.");
                 let port = self.line.port()?;
-                match ublox::configure_dynamic_model(port, DynamicModel::Airborne2g, timeout) {
+                match ublox::configure_dynamic_model(port, model, timeout) {
                     Ok(_) => Ok(Some(PollOutcome::Notice(format!(
-                        "dynamic model had reverted to {found:?} (brown-out?); Airborne <2g restored"
+                        "dynamic model had reverted to {found:?} (brown-out?); {} restored",
+                        model_words(model)
                     )))),
                     Err(ublox::ConfigError::Io(e)) => Err(self.lost(e)),
                     Err(e) => Ok(Some(PollOutcome::Degraded(format!(
@@ -156,7 +175,7 @@ impl UbloxDevice {
     }
 }
 
-/// The receiver did not take the airborne dynamic model at `open`.
+/// The receiver did not take its dynamic model at `open`.
 #[derive(Debug, thiserror::Error)]
 #[error("dynamic model not confirmed: {0}")]
 struct ModelNotConfirmed(#[source] ublox::ConfigError);
@@ -164,11 +183,8 @@ struct ModelNotConfirmed(#[source] ublox::ConfigError);
 impl Device for UbloxDevice {
     fn open(&mut self) -> Result<SensorDescriptor, DeviceError> {
         let port = self.line.open()?;
-        let configured = ublox::configure_dynamic_model(
-            port,
-            DynamicModel::Airborne2g,
-            self.options.command_timeout,
-        );
+        let configured =
+            ublox::configure_dynamic_model(port, self.model, self.options.command_timeout);
         let info = match configured {
             Ok(info) => info,
             Err(e) => {
@@ -210,6 +226,41 @@ impl Device for UbloxDevice {
 
     fn interval(&self) -> Option<Duration> {
         None
+    }
+
+    fn set_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        let model = tunables::dynamic_model(tunables);
+        let previous = self.model;
+        if model == previous {
+            return Ok(());
+        }
+        self.model = model;
+        // Closed: the next open sets it. Open: set and confirmed now, like at an open.
+        let timeout = self.options.command_timeout;
+        let Ok(port) = self.line.port() else {
+            return Ok(());
+        };
+        match ublox::configure_dynamic_model(port, model, timeout) {
+            Ok(info) => {
+                tracing::info!(port = %self.line.path().display(), ?model, "GNSS dynamic model changed.");
+                self.last_model_check = Instant::now();
+                self.changed_descriptor = Some(info.to_descriptor());
+                Ok(())
+            }
+            Err(e) => {
+                // The previous model stays the one in force: the next check or open puts
+                // the receiver back on it.
+                self.model = previous;
+                Err(match e {
+                    ublox::ConfigError::Io(e) => self.lost(e),
+                    e => DeviceError::Init(Box::new(ModelNotConfirmed(e))),
+                })
+            }
+        }
+    }
+
+    fn take_descriptor(&mut self) -> Option<SensorDescriptor> {
+        self.changed_descriptor.take()
     }
 
     fn silence_limit(&self) -> Duration {

@@ -49,6 +49,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
 use crate::sensor::power::{Level, powered_level};
+use crate::sensor::tunables::{self, Tunables};
 use crate::sensor::{Device, LatestValues, PollOutcome};
 pub use crate::sensor::{PowerSwitch, SensorSlot};
 use backoff::BackoffPolicy;
@@ -98,6 +99,15 @@ pub enum SupervisorError {
         interval: Duration,
         /// The part's minimum.
         min: Duration,
+    },
+    /// Tunables the sensor's kind does not accept, or its device did not take; the
+    /// previous ones stay in force.
+    #[error("sensor {name}: {reason}")]
+    Tunables {
+        /// The sensor.
+        name: String,
+        /// Why, per refused key.
+        reason: String,
     },
 }
 
@@ -179,6 +189,12 @@ enum Command {
         reason: String,
         reply: ChangeReply,
     },
+    /// A checked, complete set of tunables for the device; answered with the device's
+    /// refusal, if any.
+    Tune {
+        tunables: Tunables,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Stop,
 }
 
@@ -192,6 +208,8 @@ struct SensorControl {
     has_power: bool,
     /// The device is sampled on a schedule, so its interval can change.
     scheduled: bool,
+    /// The tunables in force, complete (every key the kind declares).
+    tunables: Arc<Mutex<Tunables>>,
 }
 
 impl SensorControl {
@@ -253,8 +271,21 @@ impl Supervisor {
         let changes = Arc::new(changes);
         let mut sensors = Vec::with_capacity(slots.len());
         let mut threads = Vec::with_capacity(slots.len());
-        for slot in slots {
+        for mut slot in slots {
             let interval = slot.device.interval();
+            // Checked at load; a set a test rig made up is refused here as the hub's would be.
+            let wanted = match tunables::check(slot.kind, &slot.tunables) {
+                Ok(()) => tunables::in_force(slot.kind, &slot.tunables),
+                Err(reason) => {
+                    tracing::error!(sensor = %slot.name, %reason, "Tunables refused; the kind's defaults are in force.");
+                    tunables::in_force(slot.kind, &Tunables::new())
+                }
+            };
+            // The device is not open yet: it keeps the set for its first open.
+            if let Err(e) = slot.device.set_tunables(&wanted) {
+                tracing::error!(sensor = %slot.name, error = %e, "Tunables not taken.");
+            }
+            let in_force = Arc::new(Mutex::new(wanted));
             let rules = Rules {
                 backoff: options.backoff,
                 recover_after: options.recover_after,
@@ -289,6 +320,7 @@ impl Supervisor {
                 clock,
                 restart_reply: None,
                 change_reply: None,
+                tunables: Arc::clone(&in_force),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("sensor-{}", slot.name))
@@ -305,6 +337,7 @@ impl Supervisor {
                 commands: tx,
                 has_power,
                 scheduled: interval.is_some(),
+                tunables: in_force,
             });
         }
         Ok(Supervisor {
@@ -449,6 +482,38 @@ impl SupervisorHandle {
         }
     }
 
+    /// The tunables in force of `sensor`: every key its kind declares.
+    pub fn tunables(&self, sensor: &str) -> Result<Tunables, SupervisorError> {
+        Ok(lock(&self.sensor(sensor)?.tunables).clone())
+    }
+
+    /// Changes a sensor's tunables live: `wanted` is checked whole against its kind, the
+    /// keys it leaves out go to their defaults, and the device takes the set without a
+    /// restart. A refused set (a key or value the kind does not accept, or one the device
+    /// did not take) changes nothing: the previous set stays in force. Returns the set in
+    /// force.
+    pub async fn tune(&self, sensor: &str, wanted: &Tunables) -> Result<Tunables, SupervisorError> {
+        let s = self.sensor(sensor)?;
+        tunables::check(s.kind, wanted).map_err(|reason| SupervisorError::Tunables {
+            name: sensor.to_string(),
+            reason,
+        })?;
+        let complete = tunables::in_force(s.kind, wanted);
+        if *lock(&s.tunables) == complete {
+            return Ok(complete);
+        }
+        s.ask(|reply| Command::Tune {
+            tunables: complete.clone(),
+            reply,
+        })
+        .await?
+        .map_err(|reason| SupervisorError::Tunables {
+            name: sensor.to_string(),
+            reason: format!("the device did not take its tunables: {reason}"),
+        })?;
+        Ok(complete)
+    }
+
     /// Changes a sensor's interval and enabled flag live, without restarting the agent or
     /// (for an interval) the device; `reason` goes into the status record. Returns once the
     /// sensor's thread has taken the change (a disabled sensor is then `Disabled`, an
@@ -507,6 +572,8 @@ struct Runner {
     restart_reply: Option<Reply>,
     /// Whoever waits for a reconfiguration to be taken.
     change_reply: Option<ChangeReply>,
+    /// The tunables in force, shared with the sensor's [`SensorControl`].
+    tunables: Arc<Mutex<Tunables>>,
 }
 
 /// The records channel closed: the agent is stopping.
@@ -605,6 +672,57 @@ impl Runner {
     /// Waits for a command until `until` (for ever without one; only a queued command
     /// once it has passed). A closed command channel is a stop.
     fn receive(&mut self, until: Option<Instant>) -> Option<Request> {
+        loop {
+            return Some(match self.receive_command(until)? {
+                Command::Tune { tunables, reply } => {
+                    // Not the supervision's to decide: the device takes it or not.
+                    let _ = reply.send(self.tune(tunables));
+                    continue;
+                }
+                Command::Stop => Request::Stop,
+                Command::Restart {
+                    kind,
+                    reason,
+                    reply,
+                } => {
+                    self.restart_reply = Some(reply);
+                    Request::Restart { kind, reason }
+                }
+                Command::Reconfigure {
+                    change,
+                    reason,
+                    reply,
+                } => {
+                    self.change_reply = Some(reply);
+                    Request::Reconfigure { change, reason }
+                }
+            });
+        }
+    }
+
+    /// Gives the device a new set of tunables; on success it is the one in force, and a
+    /// descriptor the change made is recorded.
+    fn tune(&mut self, tunables: Tunables) -> Result<(), String> {
+        match self.device.set_tunables(&tunables) {
+            Ok(()) => {
+                tracing::info!(sensor = %self.name, tunables = ?tunables, "Sensor tunables changed.");
+                *lock(&self.tunables) = tunables;
+                if let Some(d) = self.device.take_descriptor() {
+                    // A closed records channel ends the thread at its next send.
+                    let _ = self.send_descriptor(d);
+                }
+                self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(sensor = %self.name, error = %e, "Sensor tunables not taken.");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The next command until `until` (see [`Runner::receive`]); `None` when none came.
+    fn receive_command(&mut self, until: Option<Instant>) -> Option<Command> {
         let command = match until {
             None => self.commands.recv().unwrap_or(Command::Stop),
             Some(until) => {
@@ -626,25 +744,7 @@ impl Runner {
                 }
             }
         };
-        Some(match command {
-            Command::Stop => Request::Stop,
-            Command::Restart {
-                kind,
-                reason,
-                reply,
-            } => {
-                self.restart_reply = Some(reply);
-                Request::Restart { kind, reason }
-            }
-            Command::Reconfigure {
-                change,
-                reason,
-                reply,
-            } => {
-                self.change_reply = Some(reply);
-                Request::Reconfigure { change, reason }
-            }
-        })
+        Some(command)
     }
 
     /// Carries out what the supervision decided, in order.
@@ -833,6 +933,7 @@ mod tests {
             }),
             power: None,
             simulated: true,
+            tunables: Default::default(),
         };
         let (tx, records) = mpsc::channel(64);
         let supervisor = Supervisor::start(vec![slot], options, tx, LatestValues::new())

@@ -529,7 +529,10 @@ fn respond(log: &Arc<Mutex<AgentLog>>, sensors: &mut Sensors, message: Downlink)
             // effect (the sensor disabled, the new interval).
             vec![
                 live(sensors),
-                Uplink::Observed(Observed { sensors: observed }),
+                Uplink::Observed(Observed {
+                    sensors: observed,
+                    tunables: vec![],
+                }),
             ]
         }
         Downlink::FetchLogs {

@@ -14,6 +14,8 @@
 //!   skips an unknown field's value, however deep, with a loop instead of recursion.
 //! - A body is only read with a JSON content type (`application/json`, `application/*+json`).
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
@@ -35,6 +37,8 @@ pub struct SpecBody {
     pub interval_ms: Option<u32>,
     /// Whether the sensor runs.
     pub enabled: Option<bool>,
+    /// Tunables to set; in a `PATCH`, `null` removes a key.
+    pub tunables: Option<BTreeMap<String, Option<aloft_api::TunableValue>>>,
 }
 
 /// The body of a token: the type clients build it with.
@@ -205,6 +209,35 @@ mod tests {
             assert!(
                 matches!(refused, Err(BodyRejection::NotJson)),
                 "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tunables_are_bools_whole_numbers_text_or_null_and_nothing_else() {
+        use aloft_api::TunableValue;
+        let body: SpecBody =
+            parse(br#"{"tunables": {"a": 16, "b": true, "c": "airborne4g", "d": null}}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let tunables = body.tunables.unwrap_or_default();
+        assert_eq!(tunables.get("a"), Some(&Some(TunableValue::Integer(16))));
+        assert_eq!(tunables.get("b"), Some(&Some(TunableValue::Bool(true))));
+        assert_eq!(
+            tunables.get("c"),
+            Some(&Some(TunableValue::Text("airborne4g".into())))
+        );
+        assert_eq!(tunables.get("d"), Some(&None));
+        for refused in [
+            &br#"{"tunables": {"a": 1.5}}"#[..],
+            br#"{"tunables": {"a": [1]}}"#,
+            br#"{"tunables": {"a": {"b": 1}}}"#,
+            br#"{"tunables": [1, 2]}"#,
+            br#"{"tunables": {"a": 99999999999999999999}}"#,
+        ] {
+            assert!(
+                parse::<SpecBody>(refused).is_err(),
+                "{}",
+                String::from_utf8_lossy(refused)
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Desired sensor state (operator): `PUT /api/v1/nodes/{node}/sensors/{sensor}/spec`
-//! replaces a sensor's spec (`apply`), `PATCH` merges into it (`set`); both take
-//! `{"intervalMs": N|null, "enabled": bool|null}` and `?dryRun=true` to validate and show
+//! replaces a sensor's spec (`apply`), `PATCH` merges into it (`set`; a tunable given
+//! `null` is removed); both take `{"intervalMs": N|null, "enabled": bool|null,
+//! "tunables": {KEY: bool|integer|string|null}}` and `?dryRun=true` to validate and show
 //! the result without writing (`diff`). `DELETE` on the same path, or a `PUT` of `{}`,
 //! removes the sensor's entry: the agent goes back to its config file for that sensor
 //! (`unset`). `GET /api/v1/nodes/{node}/desired` (viewer) shows the whole spec as the node
@@ -63,7 +64,16 @@ async fn write(
         interval_ms: body.interval_ms,
         enabled: body.enabled,
     };
-    if how == SpecWrite::Replace && change == SpecChange::default() {
+    let tunables = body.tunables.map(|given| {
+        given
+            .into_iter()
+            .map(|(k, v)| (k, v.map(resources::wire_value)))
+            .collect()
+    });
+    let no_tunables = tunables
+        .as_ref()
+        .is_none_or(|t: &std::collections::BTreeMap<_, Option<_>>| t.values().all(Option::is_none));
+    if how == SpecWrite::Replace && change == SpecChange::default() && no_tunables {
         // A spec of nothing is no entry at all: the sensor follows its config file.
         let worker = control.clone();
         let (n, s) = (node.clone(), sensor.clone());
@@ -80,7 +90,8 @@ async fn write(
     let worker = control.clone();
     let (n, s) = (node.clone(), sensor.clone());
     let written =
-        blocking(move || worker.set_desired(&actor, &n, &s, change, how, dry_run)).await?;
+        blocking(move || worker.write_desired(&actor, &n, &s, change, tunables, how, dry_run))
+            .await?;
     let status = control
         .registry()
         .node(&node)
@@ -228,6 +239,7 @@ pub async fn get(
                     generation: r.generation,
                     interval_ms: r.interval_ms,
                     enabled: r.enabled,
+                    tunables: resources::api_tunables(&r.tunables),
                 })
                 .collect(),
         },
@@ -238,6 +250,11 @@ pub async fn get(
                     name: r.sensor.clone(),
                     observed_generation: r.observed_generation,
                     refused: r.refused.clone(),
+                    tunables: r
+                        .observed_tunables
+                        .as_ref()
+                        .filter(|t| !t.is_empty())
+                        .map(resources::api_tunables),
                 })
                 .collect(),
         },

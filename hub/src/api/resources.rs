@@ -180,6 +180,7 @@ pub fn sensor(
         SensorSpec {
             interval_ms: spec.and_then(|s| s.interval_ms),
             enabled: spec.and_then(|s| s.enabled),
+            tunables: spec.map(|s| api_tunables(&s.tunables)).unwrap_or_default(),
         },
         SensorStatus {
             kind: report.map(|r| r.kind.clone()),
@@ -195,6 +196,10 @@ pub fn sensor(
             newest_value_age_seconds: newest_age,
             observed_generation: spec.and_then(|s| s.observed_generation),
             refused: spec.and_then(|s| s.refused.clone()),
+            tunables: spec
+                .and_then(|s| s.observed_tunables.as_ref())
+                .filter(|t| !t.is_empty())
+                .map(api_tunables),
             node_connected: Some(node.connected),
             node_backlog: node.backlog.as_ref().map(backlog),
             reported: time(node.live_received_utc_ns),
@@ -202,6 +207,34 @@ pub fn sensor(
             ..SensorStatus::default()
         },
     )
+}
+
+/// Tunables as the API writes them.
+pub fn api_tunables(tunables: &crate::storage::control::Tunables) -> aloft_api::Tunables {
+    tunables
+        .iter()
+        .map(|(k, v)| (k.clone(), api_value(v)))
+        .collect()
+}
+
+/// One tunable value as the API writes it.
+pub fn api_value(value: &aloft_protocol::sync::TunableValue) -> aloft_api::TunableValue {
+    use aloft_protocol::sync::TunableValue as Wire;
+    match value {
+        Wire::Bool(b) => aloft_api::TunableValue::Bool(*b),
+        Wire::Integer(i) => aloft_api::TunableValue::Integer(*i),
+        Wire::Text(t) => aloft_api::TunableValue::Text(t.clone()),
+    }
+}
+
+/// One tunable value as the API reads it, for the control layer.
+pub fn wire_value(value: aloft_api::TunableValue) -> aloft_protocol::sync::TunableValue {
+    use aloft_protocol::sync::TunableValue as Wire;
+    match value {
+        aloft_api::TunableValue::Bool(b) => Wire::Bool(b),
+        aloft_api::TunableValue::Integer(i) => Wire::Integer(i),
+        aloft_api::TunableValue::Text(t) => Wire::Text(t),
+    }
 }
 
 /// What of a sensor a watch reports a change of: not its ages, which change every instant.
@@ -219,6 +252,7 @@ pub fn sensor_fingerprint(sensor: &Sensor) -> String {
         s.observed_generation,
         &s.refused,
         s.node_connected,
+        &s.tunables,
     );
     serde_json::to_string(&picked).unwrap_or_default()
 }

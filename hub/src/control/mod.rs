@@ -31,6 +31,7 @@ pub mod phase;
 
 pub use audit::{Action, Kind, Object, Outcome, actor_of, event};
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +40,8 @@ use std::time::Duration;
 
 use aloft_protocol::sync::{
     Command, CommandAction, CommandOutcome, DesiredSensorSpec, DesiredSpec, Downlink, LogBatch,
-    MAX_DESIRED_SENSORS, UNSOLICITED_LOGS, Uplink,
+    MAX_DESIRED_SENSORS, MAX_TUNABLES, SensorTunables, TunableValue, UNSOLICITED_LOGS, Uplink,
+    check_tunables,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -49,7 +51,7 @@ use crate::nodes::connected::Sessions;
 use crate::nodes::control_seam::NodeControl;
 use crate::nodes::registry::{NameRefused, Registry, RegistryError, check_name};
 use crate::storage::control::{
-    Actor, CommandRow, ControlTables, DesiredRow, EventRow, TablesError,
+    Actor, CommandRow, ControlTables, DesiredRow, EventRow, TablesError, Tunables,
 };
 use crate::storage::sqlite::SqliteControl;
 use crate::tokens::Tokens;
@@ -153,6 +155,10 @@ pub struct SpecChange {
     /// Desired enabled flag; `None` leaves it to the node's config file.
     pub enabled: Option<bool>,
 }
+
+/// A write of a sensor's desired tunables, as the body gave them: key to value, `None`
+/// (JSON `null`) removing the key in a merge. `None` as a whole: the body named none.
+pub type TunablesChange = Option<BTreeMap<String, Option<TunableValue>>>;
 
 /// How a desired-state write is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,8 +495,8 @@ impl Control {
         Ok(expired)
     }
 
-    /// Writes a sensor's desired state; bumps the generation and sends the node its new
-    /// spec if anything changed. A dry run validates and computes without writing.
+    /// Writes a sensor's desired interval and enabled flag ([`Control::write_desired`]
+    /// without tunables: a replace clears them, a merge keeps them).
     pub fn set_desired(
         &self,
         who: &Actor,
@@ -500,6 +506,42 @@ impl Control {
         how: SpecWrite,
         dry_run: bool,
     ) -> Result<DesiredWritten, ControlError> {
+        self.write_desired(who, node, sensor, change, None, how, dry_run)
+    }
+
+    /// Writes a sensor's desired state; bumps the generation and sends the node its new
+    /// spec if anything changed. A dry run validates and computes without writing.
+    /// Tunables are checked against the protocol's bounds only (the agent checks what the
+    /// sensor's kind accepts, and reports a refusal with its reason); a merge sets the keys
+    /// given and removes those given as `None`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_desired(
+        &self,
+        who: &Actor,
+        node: &str,
+        sensor: &str,
+        change: SpecChange,
+        tunables: TunablesChange,
+        how: SpecWrite,
+        dry_run: bool,
+    ) -> Result<DesiredWritten, ControlError> {
+        if let Some(given) = &tunables {
+            // Every key given is held to the bounds, the removed ones too: a body of a
+            // million nulls is refused, not looked up.
+            if given.len() > MAX_TUNABLES {
+                return Err(ControlError::Invalid(format!(
+                    "{} tunables in one write; a sensor has at most {MAX_TUNABLES}",
+                    given.len()
+                )));
+            }
+            let placeholder = TunableValue::Bool(false);
+            check_tunables(
+                given
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_ref().unwrap_or(&placeholder))),
+            )
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        }
         if change.interval_ms == Some(0) {
             return Err(ControlError::Invalid(
                 "intervalMs must be at least 1".into(),
@@ -526,9 +568,27 @@ impl Control {
             ),
             _ => (change.interval_ms, change.enabled),
         };
+        let mut wanted: Tunables = match (how, &old) {
+            (SpecWrite::Merge, Some(old)) => old.tunables.clone(),
+            _ => Tunables::new(),
+        };
+        for (key, value) in tunables.into_iter().flatten() {
+            match value {
+                Some(v) => {
+                    wanted.insert(key, v);
+                }
+                None => {
+                    wanted.remove(&key);
+                }
+            }
+        }
+        check_tunables(wanted.iter().map(|(k, v)| (k.as_str(), v)))
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
         let changed = match &old {
-            Some(old) => old.interval_ms != interval_ms || old.enabled != enabled,
-            None => interval_ms.is_some() || enabled.is_some(),
+            Some(old) => {
+                old.interval_ms != interval_ms || old.enabled != enabled || old.tunables != wanted
+            }
+            None => interval_ms.is_some() || enabled.is_some() || !wanted.is_empty(),
         };
         let row = DesiredRow {
             node: node.to_owned(),
@@ -536,8 +596,10 @@ impl Control {
             generation: old.as_ref().map_or(0, |o| o.generation) + u64::from(changed),
             interval_ms,
             enabled,
+            tunables: wanted,
             observed_generation: old.as_ref().and_then(|o| o.observed_generation),
             refused: old.as_ref().and_then(|o| o.refused.clone()),
+            observed_tunables: old.as_ref().and_then(|o| o.observed_tunables.clone()),
             created_ns: old.as_ref().map_or(now, |o| o.created_ns),
             updated_ns: if changed {
                 now
@@ -554,10 +616,22 @@ impl Control {
             Object::new(Kind::Sensor, sensor, Some(node)),
             Outcome::Ok,
             format!(
-                "generation {}: interval {}, enabled {}",
+                "generation {}: interval {}, enabled {}{}",
                 row.generation,
                 interval_ms.map_or("from config".to_owned(), |ms| format!("{ms} ms")),
-                enabled.map_or("from config".to_owned(), |e| e.to_string())
+                enabled.map_or("from config".to_owned(), |e| e.to_string()),
+                if row.tunables.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", tunables {}",
+                        row.tunables
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
             ),
         );
         self.inner.store.put_desired(&row, &audit)?;
@@ -613,9 +687,10 @@ impl Control {
     /// Sends the node its whole spec now, if it is connected (an empty spec too: that
     /// is what sends every sensor back to its config file).
     fn push_desired(&self, node: &str) -> Result<bool, ControlError> {
-        let spec = self
-            .desired_spec(node)?
-            .unwrap_or(DesiredSpec { sensors: vec![] });
+        let spec = self.desired_spec(node)?.unwrap_or(DesiredSpec {
+            sensors: vec![],
+            tunables: vec![],
+        });
         Ok(self.inner.sessions.push(node, Downlink::Desired(spec)))
     }
 
@@ -654,9 +729,18 @@ impl Control {
                 "More desired-state entries than one message carries; the rest are not sent; delete the ones not needed."
             );
         }
-        let sensors: Vec<_> = valid
+        let sent: Vec<_> = valid.into_iter().take(MAX_DESIRED_SENSORS).collect();
+        // Within the bounds, as every write checked: the spec still fits one message.
+        let tunables = sent
+            .iter()
+            .filter(|r| !r.tunables.is_empty())
+            .map(|r| SensorTunables {
+                name: r.sensor.clone(),
+                tunables: r.tunables.clone().into_iter().collect(),
+            })
+            .collect();
+        let sensors: Vec<_> = sent
             .into_iter()
-            .take(MAX_DESIRED_SENSORS)
             .map(|r| DesiredSensorSpec {
                 name: r.sensor,
                 generation: r.generation,
@@ -665,7 +749,7 @@ impl Control {
             })
             .collect();
         tracing::trace!(node, total, sent = sensors.len(), "Desired spec built.");
-        Ok(Some(DesiredSpec { sensors }))
+        Ok(Some(DesiredSpec { sensors, tunables }))
     }
 
     /// Audit events (of a node), after `after`, the newest `limit`, oldest first.
@@ -901,11 +985,17 @@ impl Control {
             Uplink::Observed(observed) => {
                 let mut any = false;
                 for sensor in observed.sensors {
+                    let in_force: Option<Tunables> = observed
+                        .tunables
+                        .iter()
+                        .find(|t| t.name == sensor.name)
+                        .map(|t| t.tunables.iter().cloned().collect());
                     any |= self.inner.store.observe(
                         node,
                         &sensor.name,
                         sensor.observed_generation,
                         sensor.refused.as_deref(),
+                        in_force.as_ref(),
                     )?;
                 }
                 if any {
@@ -964,7 +1054,10 @@ impl NodeControl for Control {
         match self.desired_spec(node) {
             Ok(Some(spec)) => out.push(Downlink::Desired(spec)),
             Ok(None) => match self.inner.store.desired_cleared(node) {
-                Ok(true) => out.push(Downlink::Desired(DesiredSpec { sensors: vec![] })),
+                Ok(true) => out.push(Downlink::Desired(DesiredSpec {
+                    sensors: vec![],
+                    tunables: vec![],
+                })),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(node, error = %e, "Desired state not readable at connect.")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aloft_protocol::sync::{
     BacklogReport, CommandOutcome, Downlink, LiveUpdate, Observed, ObservedSensor, SensorReport,
-    Uplink,
+    TunableValue, Uplink,
 };
 use aloft_protocol::{SensorId, SensorState, Timestamp};
 
@@ -341,6 +341,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
     f.control.on_control(
         "glider",
         Uplink::Observed(Observed {
+            tunables: vec![],
             sensors: vec![ObservedSensor {
                 name: "cosmic-ray".into(),
                 observed_generation: 3,
@@ -693,6 +694,8 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
             enabled: None,
             observed_generation: None,
             refused: None,
+            tunables: Default::default(),
+            observed_tunables: None,
             created_ns: 1,
             updated_ns: 1,
         };
@@ -767,4 +770,210 @@ fn a_pending_command_an_older_hub_accepted_for_a_bad_name_is_cancelled_not_sent(
         "{}",
         message.len()
     );
+}
+
+fn tunables_of(pairs: &[(&str, Option<TunableValue>)]) -> super::TunablesChange {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+#[test]
+fn tunables_merge_key_by_key_a_null_removes_one_and_a_replace_sets_them_whole() {
+    let f = fixture();
+    let write = |tunables: super::TunablesChange, how: SpecWrite| {
+        ok(f.control.write_desired(
+            &operator(),
+            "glider",
+            "outside-air",
+            change(None, None),
+            tunables,
+            how,
+            false,
+        ))
+    };
+    let first = write(
+        tunables_of(&[
+            ("pressure_oversampling", Some(TunableValue::Integer(16))),
+            ("humidity_oversampling", Some(TunableValue::Integer(2))),
+        ]),
+        SpecWrite::Merge,
+    );
+    assert!(first.changed);
+    assert_eq!(first.row.tunables.len(), 2);
+    let same = write(
+        tunables_of(&[("pressure_oversampling", Some(TunableValue::Integer(16)))]),
+        SpecWrite::Merge,
+    );
+    assert!(!same.changed, "setting a key to its value changes nothing");
+    let removed = write(
+        tunables_of(&[("humidity_oversampling", None)]),
+        SpecWrite::Merge,
+    );
+    assert!(removed.changed);
+    assert_eq!(
+        removed.row.tunables.keys().collect::<Vec<_>>(),
+        vec!["pressure_oversampling"]
+    );
+    // A merge that names no tunables keeps them; a set of only interval keeps them too.
+    let kept = ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "outside-air",
+        change(Some(2000), None),
+        SpecWrite::Merge,
+        false,
+    ));
+    assert_eq!(kept.row.tunables.len(), 1);
+    // The spec the node is sent carries them, keyed by sensor name.
+    let spec = ok(f.control.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert_eq!(spec.tunables.len(), 1);
+    assert_eq!(spec.tunables[0].name, "outside-air");
+    assert_eq!(
+        spec.tunables[0].tunables,
+        vec![(
+            "pressure_oversampling".to_owned(),
+            TunableValue::Integer(16)
+        )]
+    );
+    // A version 2 session is sent the spec without them.
+    let for_v2 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 2);
+    assert!(
+        matches!(&for_v2, Downlink::Desired(s) if s.tunables.is_empty() && s.sensors == spec.sensors)
+    );
+    let for_v3 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 3);
+    assert_eq!(for_v3, Downlink::Desired(spec));
+    // A replace without them clears them (apply: what the file leaves out is not desired).
+    let replaced = ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "outside-air",
+        change(Some(2000), None),
+        SpecWrite::Replace,
+        false,
+    ));
+    assert!(replaced.changed && replaced.row.tunables.is_empty());
+    // Audit events keep their shape: one `set` per change, the tunables in its message.
+    let events = ok(f.control.events(Some("glider"), 0, 100));
+    let sets: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "set" && e.object_name == "outside-air")
+        .collect();
+    assert_eq!(sets.len(), 4, "{sets:?}");
+    assert!(
+        sets[0].message.contains("pressure_oversampling=16"),
+        "{}",
+        sets[0].message
+    );
+}
+
+#[test]
+fn observed_tunables_in_force_are_recorded_and_kept_when_an_older_agent_reports_none() {
+    let f = fixture();
+    ok(f.control.write_desired(
+        &operator(),
+        "glider",
+        "gps",
+        change(None, None),
+        tunables_of(&[("dynamic_model", Some(TunableValue::Text("warp".into())))]),
+        SpecWrite::Merge,
+        false,
+    ));
+    let in_force = vec![(
+        "dynamic_model".to_owned(),
+        TunableValue::Text("airborne2g".into()),
+    )];
+    f.control.on_control(
+        "glider",
+        Uplink::Observed(Observed {
+            sensors: vec![ObservedSensor {
+                name: "gps".into(),
+                observed_generation: 1,
+                refused: Some(
+                    "sensor gps: tunable dynamic_model: a string \"warp\" is not one of ...".into(),
+                ),
+            }],
+            tunables: vec![aloft_protocol::sync::SensorTunables {
+                name: "gps".into(),
+                tunables: in_force.clone(),
+            }],
+        }),
+    );
+    let row = ok(f.control.desired(Some("glider"))).remove(0);
+    assert_eq!(row.observed_generation, Some(1));
+    assert!(row.refused.unwrap_or_default().contains("warp"));
+    assert_eq!(
+        row.observed_tunables,
+        Some(in_force.iter().cloned().collect())
+    );
+    assert_eq!(
+        row.tunables.get("dynamic_model"),
+        Some(&TunableValue::Text("warp".into())),
+        "the desired set stays what the operator asked"
+    );
+}
+
+#[test]
+fn any_tunables_write_is_within_the_bounds_or_refused_as_invalid() {
+    use aloft_protocol::sync::{MAX_TUNABLE_KEY_BYTES, MAX_TUNABLE_TEXT_BYTES, MAX_TUNABLES};
+    use proptest::strategy::Strategy;
+    // One hub for every case: a fixture is a whole data directory with its PKI.
+    let f = fixture();
+    let cases = (
+        proptest::collection::vec("[a-z_]{1,40}|.{0,40}", 0..12),
+        ".{0,60}",
+        proptest::bool::ANY,
+    )
+        .prop_map(|(keys, text, remove)| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let value = match (i % 3, remove) {
+                        (0, true) => None,
+                        (0, false) | (1, _) => Some(TunableValue::Text(text.clone())),
+                        _ => Some(TunableValue::Integer(i as i64)),
+                    };
+                    (k.clone(), value)
+                })
+                .collect::<std::collections::BTreeMap<String, Option<TunableValue>>>()
+        });
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let outcome = runner.run(&cases, |given| {
+        let within = given.len() <= MAX_TUNABLES
+            && given.iter().all(|(k, v)| {
+                !k.is_empty()
+                    && k.len() <= MAX_TUNABLE_KEY_BYTES
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    && !matches!(v, Some(TunableValue::Text(t)) if t.len() > MAX_TUNABLE_TEXT_BYTES)
+            });
+        // A replace: each case on its own, whatever the one before left.
+        let result = f.control.write_desired(
+            &operator(),
+            "glider",
+            "outside-air",
+            change(Some(1000), None),
+            Some(given),
+            SpecWrite::Replace,
+            false,
+        );
+        match result {
+            Ok(written) => {
+                proptest::prop_assert!(within);
+                proptest::prop_assert!(written.row.tunables.len() <= MAX_TUNABLES);
+            }
+            Err(ControlError::Invalid(why)) => {
+                proptest::prop_assert!(!within, "refused within bounds: {}", why);
+                proptest::prop_assert!(why.len() < 300, "{}", why);
+            }
+            Err(e) => proptest::prop_assert!(false, "{}", e),
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
 }

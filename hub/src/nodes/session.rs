@@ -175,6 +175,7 @@ pub async fn run(
     let mut outcome = send(&hub, &node, &mut socket, &welcome).await;
     if outcome.is_ok() {
         for message in control.on_connect(&node) {
+            let message = evolution::downlink_for(message, hello.protocol_version);
             outcome = send(&hub, &node, &mut socket, &message).await;
             if outcome.is_err() {
                 break;
@@ -366,6 +367,8 @@ async fn serve(
             },
             signal = signals.recv() => match signal {
                 Some(SessionSignal::Send(message)) => {
+                    // Only what the session's version decodes (docs/protocol.md, "Evolution").
+                    let message = evolution::downlink_for(message, hello.protocol_version);
                     if send(hub, node, socket, &message).await.is_err() {
                         return;
                     }

@@ -8,9 +8,15 @@
 //! `revision`, which watches use to tell what changed; a command moves phase only from the
 //! phase the caller read (compare-and-set).
 
+use std::collections::BTreeMap;
+
+use aloft_protocol::sync::TunableValue;
 use serde::Serialize;
 
 pub use super::TablesError;
+
+/// One sensor's tunables by key.
+pub type Tunables = BTreeMap<String, TunableValue>;
 
 /// Where a command is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -132,6 +138,11 @@ pub struct DesiredRow {
     pub observed_generation: Option<u64>,
     /// Why the agent refused (part of) it.
     pub refused: Option<String>,
+    /// Desired tunables (empty: the node's config file decides them all).
+    pub tunables: Tunables,
+    /// The tunables in force the agent last reported (every key its kind declares),
+    /// `None` until an agent that carries tunables reports the sensor.
+    pub observed_tunables: Option<Tunables>,
     /// When first set, ns.
     pub created_ns: i64,
     /// When last changed, ns.
@@ -202,13 +213,16 @@ pub trait ControlTables: Send + Sync + std::fmt::Debug {
     /// its audit event.
     fn put_desired(&self, row: &DesiredRow, event: &EventRow) -> Result<(), TablesError>;
 
-    /// Records what the agent reports applied; `true` if anything changed.
+    /// Records what the agent reports applied, and the tunables it reports in force
+    /// (`None`: it reported none, and what was recorded stays); `true` if anything
+    /// changed.
     fn observe(
         &self,
         node: &str,
         sensor: &str,
         generation: u64,
         refused: Option<&str>,
+        tunables: Option<&Tunables>,
     ) -> Result<bool, TablesError>;
 
     /// Removes one sensor's desired state, with its audit event, in one transaction;

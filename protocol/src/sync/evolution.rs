@@ -38,21 +38,27 @@ use alloc::vec::Vec;
 
 use serde::de::DeserializeOwned;
 
-use super::{DecodeError, MAX_MESSAGE_BYTES};
+use super::{DecodeError, Downlink, MAX_MESSAGE_BYTES};
 use crate::Record;
 
 /// The version this build speaks: what it offers, and the newest it welcomes.
 /// 1: the first protocol. 2: quantity codes and extension records kept when unknown,
 /// fields added at the end of a message read as absent from an older peer, older versions
 /// welcomed and offered, and the node's health on the live lane ([`HEALTH_VERSION`]).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: sensor tunables at the end of the desired spec and of the observed state
+/// ([`TUNABLES_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest version a hub of this build welcomes and an agent of this build offers.
 pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 
 /// Fields added to the outermost struct of a message, per version that added them: `(the
-/// version, most fields that version added to any one message)`. Version 2 added none.
-pub const FIELDS_ADDED: &[(u16, usize)] = &[];
+/// version, most fields that version added to any one message)`. Version 2 added none;
+/// version 3 added one to `DesiredSpec` and one to `Observed` (their `tunables`).
+pub const FIELDS_ADDED: &[(u16, usize)] = &[(TUNABLES_VERSION, 1)];
+
+/// The first version whose desired spec and observed state carry sensor tunables.
+pub const TUNABLES_VERSION: u16 = 3;
 
 /// The first version whose decoders keep unknown quantity codes and extension records.
 pub const PASS_THROUGH_VERSION: u16 = 2;
@@ -89,6 +95,19 @@ pub fn record_decodable_by(record: &Record, version: u16) -> bool {
         Record::Reading(r) => r.quantity.code() < V1_QUANTITIES,
         Record::Extension(_) => false,
         _ => true,
+    }
+}
+
+/// `message` as a peer of `version` is sent it: what that version cannot use is left
+/// out (a desired spec's tunables, before [`TUNABLES_VERSION`]: an older agent would
+/// ignore them, and the hub would wait for an observed set that never comes).
+pub fn downlink_for(message: Downlink, version: u16) -> Downlink {
+    match message {
+        Downlink::Desired(mut spec) if version < TUNABLES_VERSION => {
+            spec.tunables.clear();
+            Downlink::Desired(spec)
+        }
+        other => other,
     }
 }
 

@@ -328,6 +328,124 @@ pub struct BacklogReport {
 pub struct DesiredSpec {
     /// One entry per sensor the hub has a spec for.
     pub sensors: Vec<DesiredSensorSpec>,
+    /// Added in version 3 ([`evolution::TUNABLES_VERSION`]): the tunables the hub wants of
+    /// each sensor, keyed by sensor name like `sensors`; a sensor it names no tunables of
+    /// is left out. Never sent in an older session (an older agent would not apply them).
+    pub tunables: Vec<SensorTunables>,
+}
+
+/// The tunables of one sensor: the settings of its driver that its kind declares
+/// (docs/design.md, "Tunables"), in a desired spec what the hub wants, in an observed
+/// state what is in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorTunables {
+    /// The sensor's name.
+    pub name: String,
+    /// Key and value, sorted by key, each key once.
+    pub tunables: Vec<(String, TunableValue)>,
+}
+
+/// Most tunables of one sensor.
+pub const MAX_TUNABLES: usize = 8;
+
+/// Most bytes of a tunable's key.
+pub const MAX_TUNABLE_KEY_BYTES: usize = 32;
+
+/// Most bytes of a tunable's text value.
+pub const MAX_TUNABLE_TEXT_BYTES: usize = 32;
+
+/// The value of a tunable: a switch, a whole number or a name. Every setting a driver has
+/// is one of these (a register code, a count, a factor, a model's name); a fractional
+/// setting is written as a whole number of a finer unit (Pa, ms). Without floats, values
+/// compare exactly, so "the same set" is the same bytes at both ends and a rewrite of an
+/// unchanged set changes nothing. The set is closed, so unlike an enum of choices this enum
+/// never grows a variant; a choice among names (a GNSS dynamic model) travels as
+/// [`TunableValue::Text`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunableValue {
+    /// A switch.
+    Bool(bool),
+    /// A whole number (an oversampling factor, a pressure in Pa).
+    Integer(i64),
+    /// A name (at most [`MAX_TUNABLE_TEXT_BYTES`]).
+    Text(String),
+}
+
+impl TunableValue {
+    /// What kind of value it is, for a refusal's reason.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TunableValue::Bool(_) => "a bool",
+            TunableValue::Integer(_) => "an integer",
+            TunableValue::Text(_) => "a string",
+        }
+    }
+}
+
+impl core::fmt::Display for TunableValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TunableValue::Bool(b) => write!(f, "{b}"),
+            TunableValue::Integer(i) => write!(f, "{i}"),
+            TunableValue::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+/// Why a set of tunables is out of the protocol's bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TunablesError {
+    /// More than [`MAX_TUNABLES`] keys.
+    #[error("{count} tunables; at most {MAX_TUNABLES} per sensor")]
+    TooMany {
+        /// How many.
+        count: usize,
+    },
+    /// A key empty, too long, or not made of `a-z`, `0-9` and `_`.
+    #[error("tunable key {0:?} is not 1 to {MAX_TUNABLE_KEY_BYTES} of a-z, 0-9 and _")]
+    Key(String),
+    /// A text value too long.
+    #[error("tunable {key}: text of {len} bytes; at most {MAX_TUNABLE_TEXT_BYTES}")]
+    TextTooLong {
+        /// The key.
+        key: String,
+        /// Its length.
+        len: usize,
+    },
+}
+
+/// Checks the protocol's bounds of one sensor's tunables: count, key shape and length,
+/// text length. What a sensor's kind accepts is the agent's to check.
+pub fn check_tunables<'a>(
+    tunables: impl ExactSizeIterator<Item = (&'a str, &'a TunableValue)>,
+) -> Result<(), TunablesError> {
+    if tunables.len() > MAX_TUNABLES {
+        return Err(TunablesError::TooMany {
+            count: tunables.len(),
+        });
+    }
+    for (key, value) in tunables {
+        if key.is_empty()
+            || key.len() > MAX_TUNABLE_KEY_BYTES
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(TunablesError::Key(
+                key.chars().take(MAX_TUNABLE_KEY_BYTES).collect(),
+            ));
+        }
+        if let TunableValue::Text(t) = value
+            && t.len() > MAX_TUNABLE_TEXT_BYTES
+        {
+            return Err(TunablesError::TextTooLong {
+                key: String::from(key),
+                len: t.len(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the hub wants of one sensor: only what may change remotely (invariant 5).
@@ -348,6 +466,10 @@ pub struct DesiredSensorSpec {
 pub struct Observed {
     /// Per sensor.
     pub sensors: Vec<ObservedSensor>,
+    /// Added in version 3 ([`evolution::TUNABLES_VERSION`]): the tunables in force of each
+    /// sensor `sensors` names that has any, keyed by sensor name. A refused set leaves the
+    /// previous one in force, and that is what this says.
+    pub tunables: Vec<SensorTunables>,
 }
 
 /// The generation of one sensor's spec the agent has applied.
@@ -358,7 +480,7 @@ pub struct ObservedSensor {
     /// The generation applied (or refused: then `refused` says why).
     pub observed_generation: u64,
     /// Why (part of) the spec could not be applied (an unknown sensor, an interval below
-    /// what the part can do).
+    /// what the part can do, a tunable its kind does not accept).
     pub refused: Option<String>,
 }
 
@@ -555,6 +677,10 @@ mod tests {
                     observed_generation: 3,
                     refused: None,
                 }],
+                tunables: vec![SensorTunables {
+                    name: "static".into(),
+                    tunables: vec![("pressure_oversampling".into(), TunableValue::Integer(16))],
+                }],
             }),
             Uplink::Logs(LogBatch {
                 request: 4,
@@ -602,6 +728,17 @@ mod tests {
                     interval_ms: Some(200),
                     enabled: None,
                 }],
+                tunables: vec![SensorTunables {
+                    name: "gps".into(),
+                    tunables: vec![
+                        (
+                            "dynamic_model".into(),
+                            TunableValue::Text("airborne4g".into()),
+                        ),
+                        ("nav_pvt".into(), TunableValue::Bool(true)),
+                        ("offset_pa".into(), TunableValue::Integer(-50)),
+                    ],
+                }],
             }),
             Downlink::Command(Command {
                 id: "c1".into(),
@@ -645,9 +782,80 @@ mod tests {
                     enabled: Some(true),
                 })
                 .collect(),
+            tunables: vec![],
         };
         let size = Downlink::Desired(spec).encode().len();
         assert!(size < MAX_MESSAGE_BYTES / 8, "{size} bytes");
+    }
+
+    #[test]
+    fn the_largest_desired_spec_with_the_most_tunables_fits_one_message() {
+        let name = |i: usize| alloc::format!("{i:0>63}");
+        let spec = DesiredSpec {
+            sensors: (0..MAX_DESIRED_SENSORS)
+                .map(|i| DesiredSensorSpec {
+                    name: name(i),
+                    generation: u64::MAX,
+                    interval_ms: Some(u32::MAX),
+                    enabled: Some(true),
+                })
+                .collect(),
+            tunables: (0..MAX_DESIRED_SENSORS)
+                .map(|i| SensorTunables {
+                    name: name(i),
+                    tunables: (0..MAX_TUNABLES)
+                        .map(|k| {
+                            (
+                                alloc::format!("{k:_>width$}", width = MAX_TUNABLE_KEY_BYTES),
+                                TunableValue::Text("x".repeat(MAX_TUNABLE_TEXT_BYTES)),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        assert!(
+            check_tunables(
+                spec.tunables[0]
+                    .tunables
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v))
+            )
+            .is_ok()
+        );
+        let size = Downlink::Desired(spec).encode().len();
+        assert!(size < MAX_MESSAGE_BYTES, "{size} bytes");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_tunables_holds_every_bound(
+            keys in proptest::collection::vec("[a-z_0-9A-Z. ]{0,40}", 0..12),
+            text in "[a-z]{0,40}",
+            number in proptest::num::i64::ANY,
+        ) {
+            let values: Vec<(String, TunableValue)> = keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, k)| (k, match i % 3 {
+                    0 => TunableValue::Text(text.clone()),
+                    1 => TunableValue::Integer(number),
+                    _ => TunableValue::Integer(i as i64),
+                }))
+                .collect();
+            let ok = check_tunables(values.iter().map(|(k, v)| (k.as_str(), v))).is_ok();
+            let within = values.len() <= MAX_TUNABLES
+                && values.iter().all(|(k, v)| {
+                    !k.is_empty()
+                        && k.len() <= MAX_TUNABLE_KEY_BYTES
+                        && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        && match v {
+                            TunableValue::Text(t) => t.len() <= MAX_TUNABLE_TEXT_BYTES,
+                            _ => true,
+                        }
+                });
+            proptest::prop_assert_eq!(ok, within);
+        }
     }
 
     #[test]

@@ -115,6 +115,17 @@ impl SimDevice<Bme280Model> {
         self.lock().calibration
     }
 
+    /// The oversampling of temperature, pressure and humidity the device measures with, as
+    /// the driver last wrote ctrl_meas and ctrl_hum (`None`: skipped, or never written).
+    pub fn oversampling(&self) -> [Option<Oversampling>; 3] {
+        let s = self.lock();
+        [
+            Oversampling::from_bits(s.ctrl_meas >> 5),
+            Oversampling::from_bits(s.ctrl_meas >> 2),
+            Oversampling::from_bits(s.ctrl_hum),
+        ]
+    }
+
     /// Keeps the `measuring` status bit set: conversions never finish.
     pub fn set_stuck_measuring(&self, on: bool) {
         self.lock().stuck_measuring = on;

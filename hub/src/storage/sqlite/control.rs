@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::storage::control::{
-    Actor, CommandRow, ControlTables, DesiredRow, EventRow, Phase, TablesError,
+    Actor, CommandRow, ControlTables, DesiredRow, EventRow, Phase, TablesError, Tunables,
 };
 
 /// The file name in the data directory.
@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS desired(
     updated_ns INTEGER NOT NULL,
     PRIMARY KEY(node, sensor)
 );
+-- The columns added since (see MIGRATIONS) are not in this statement: a file made by an
+-- older hub gets them from its migrations, a new file from all of them.
 -- Nodes whose last desired entry was deleted: they are sent an empty spec at every
 -- connect (so a deletion made while the node was away applies); other nodes without
 -- desired state are sent none.
@@ -77,6 +79,49 @@ CREATE TABLE IF NOT EXISTS events(
 );
 CREATE INDEX IF NOT EXISTS events_by_node ON events(node, seq);
 ";
+
+/// The schema's changes since the first, in order: the file's `user_version` is how many
+/// it has had. Each runs once, in one transaction with the version bump, so a hub that
+/// stops in the middle runs it again whole; an older hub opening a migrated file finds
+/// the tables it knows, with columns it does not read.
+const MIGRATIONS: &[&str] = &[
+    // 1: sensor tunables, desired and observed in force, as JSON objects of key to
+    // value (`{"pressure_oversampling":{"Integer":16}}`); NULL observed: none reported.
+    "ALTER TABLE desired ADD COLUMN tunables TEXT NOT NULL DEFAULT '{}';
+     ALTER TABLE desired ADD COLUMN observed_tunables TEXT;",
+];
+
+/// Brings the file's schema up to [`MIGRATIONS`].
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (n, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(done).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(n + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+        tracing::info!(version = n + 1, "Control tables migrated.");
+    }
+    Ok(())
+}
+
+/// A tunables column's text.
+fn tunables_text(tunables: &Tunables) -> String {
+    serde_json::to_string(tunables).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A tunables column read back; text that does not parse (a newer hub's values) reads as
+/// none rather than failing the listing.
+fn tunables_of(text: Option<String>) -> Option<Tunables> {
+    serde_json::from_str(&text?).ok()
+}
 
 /// The control tables in `control.sqlite`.
 #[derive(Debug)]
@@ -118,7 +163,7 @@ fn command_of(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
     })
 }
 
-const DESIRED_COLUMNS: &str = "node, sensor, generation, interval_ms, enabled, observed_generation, refused, created_ns, updated_ns";
+const DESIRED_COLUMNS: &str = "node, sensor, generation, interval_ms, enabled, observed_generation, refused, created_ns, updated_ns, tunables, observed_tunables";
 
 fn desired_of(row: &Row<'_>) -> rusqlite::Result<DesiredRow> {
     Ok(DesiredRow {
@@ -133,6 +178,8 @@ fn desired_of(row: &Row<'_>) -> rusqlite::Result<DesiredRow> {
         refused: row.get(6)?,
         created_ns: row.get(7)?,
         updated_ns: row.get(8)?,
+        tunables: tunables_of(row.get(9)?).unwrap_or_default(),
+        observed_tunables: tunables_of(row.get(10)?),
     })
 }
 
@@ -156,9 +203,10 @@ fn event_of(row: &Row<'_>) -> rusqlite::Result<EventRow> {
 impl SqliteControl {
     /// Opens (creating) `control.sqlite` in the data directory.
     pub fn open(data_dir: &Path) -> Result<SqliteControl, TablesError> {
-        let conn = Connection::open(data_dir.join(CONTROL_FILE))?;
+        let mut conn = Connection::open(data_dir.join(CONTROL_FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(SqliteControl {
             conn: Mutex::new(conn),
         })
@@ -299,10 +347,10 @@ impl ControlTables for SqliteControl {
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                &format!("INSERT INTO desired({DESIRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                &format!("INSERT INTO desired({DESIRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(node, sensor) DO UPDATE SET generation = excluded.generation,
                     interval_ms = excluded.interval_ms, enabled = excluded.enabled,
-                    updated_ns = excluded.updated_ns"),
+                    tunables = excluded.tunables, updated_ns = excluded.updated_ns"),
                 params![
                     row.node,
                     row.sensor,
@@ -313,6 +361,8 @@ impl ControlTables for SqliteControl {
                     row.refused,
                     row.created_ns,
                     row.updated_ns,
+                    tunables_text(&row.tunables),
+                    row.observed_tunables.as_ref().map(tunables_text),
                 ],
             )?;
             insert_event(&tx, event)?;
@@ -326,13 +376,17 @@ impl ControlTables for SqliteControl {
         sensor: &str,
         generation: u64,
         refused: Option<&str>,
+        tunables: Option<&Tunables>,
     ) -> Result<bool, TablesError> {
+        let tunables = tunables.map(tunables_text);
         self.with(|conn| {
             let changed = conn.execute(
-                "UPDATE desired SET observed_generation = ?3, refused = ?4
+                "UPDATE desired SET observed_generation = ?3, refused = ?4,
+                    observed_tunables = coalesce(?5, observed_tunables)
                  WHERE node = ?1 AND sensor = ?2
-                   AND (observed_generation IS NOT ?3 OR refused IS NOT ?4)",
-                params![node, sensor, i64_of(generation), refused],
+                   AND (observed_generation IS NOT ?3 OR refused IS NOT ?4
+                        OR (?5 IS NOT NULL AND observed_tunables IS NOT ?5))",
+                params![node, sensor, i64_of(generation), refused, tunables],
             )?;
             Ok(changed > 0)
         })
@@ -420,4 +474,65 @@ fn insert_event(conn: &Connection, event: &EventRow) -> rusqlite::Result<()> {
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_protocol::sync::TunableValue;
+
+    #[test]
+    fn a_file_of_an_older_hub_is_migrated_once_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            // The file as the hub before tunables left it.
+            let conn = Connection::open(dir.path().join(CONTROL_FILE)).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO desired(node, sensor, generation, interval_ms, enabled,
+                    observed_generation, refused, created_ns, updated_ns)
+                 VALUES ('glider', 'static', 3, 500, NULL, 3, NULL, 1, 2)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteControl::open(dir.path()).unwrap();
+        let rows = store.desired(Some("glider")).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (
+                rows[0].generation,
+                rows[0].interval_ms,
+                rows[0].observed_generation
+            ),
+            (3, Some(500), Some(3))
+        );
+        assert!(rows[0].tunables.is_empty());
+        assert_eq!(rows[0].observed_tunables, None);
+        let in_force = Tunables::from([(
+            "pressure_oversampling".to_owned(),
+            TunableValue::Integer(16),
+        )]);
+        assert!(
+            store
+                .observe("glider", "static", 3, None, Some(&in_force))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .observe("glider", "static", 3, None, Some(&in_force))
+                .unwrap()
+        );
+        // An agent that reports no tunables leaves the last ones recorded.
+        assert!(!store.observe("glider", "static", 3, None, None).unwrap());
+        drop(store);
+        // Opening again runs nothing twice (a second ALTER of the column would fail).
+        let store = SqliteControl::open(dir.path()).unwrap();
+        let rows = store.desired(Some("glider")).unwrap();
+        assert_eq!(rows[0].observed_tunables.as_ref(), Some(&in_force));
+        let version: i64 = store
+            .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
 }

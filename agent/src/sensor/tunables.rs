@@ -1,0 +1,356 @@
+//! Sensor tunables: the driver settings each kind of sensor declares, so that the config
+//! file's `[sensor.tunables]` table and the hub's `spec.tunables` change a device through
+//! one checked path instead of each instrument inventing its own.
+//!
+//! Each [`SensorKind`] declares its tunables ([`accepted`]): a key, what values it takes
+//! and its default. [`check`] holds a set against the protocol's bounds and the kind's
+//! declaration; [`in_force`] completes a set with the defaults of the keys it leaves out,
+//! which is what an adapter applies and what the agent reports as in force.
+//!
+//! Invariants: a set is checked whole before anything of it reaches a device, so a refused
+//! set changes nothing (the previous one stays in force); checking never panics, whatever
+//! the keys and values (they come from the hub); an adapter's tunables survive its reopen
+//! (a restart keeps them); a kind that declares no tunables refuses every key.
+
+use std::collections::BTreeMap;
+
+use aloft_protocol::DynamicModel;
+use aloft_protocol::sync::{TunableValue, check_tunables};
+
+use crate::config::SensorKind;
+
+/// One sensor's tunables by key.
+pub type Tunables = BTreeMap<String, TunableValue>;
+
+/// What values a tunable takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Accepts {
+    /// One of these integers.
+    OneOf(&'static [i64]),
+    /// One of these names.
+    Names(&'static [&'static str]),
+}
+
+/// One tunable a kind declares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TunableSpec {
+    /// Its key.
+    pub key: &'static str,
+    /// What it takes.
+    pub accepts: Accepts,
+    /// What is in force when nothing sets it.
+    pub default: DefaultValue,
+    /// What it changes, for `check-config` and the docs.
+    pub doc: &'static str,
+}
+
+/// A tunable's default, as a constant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    /// An integer.
+    Integer(i64),
+    /// A name.
+    Name(&'static str),
+}
+
+impl DefaultValue {
+    fn value(self) -> TunableValue {
+        match self {
+            DefaultValue::Integer(i) => TunableValue::Integer(i),
+            DefaultValue::Name(n) => TunableValue::Text(n.to_string()),
+        }
+    }
+}
+
+/// The BME280's oversampling factors (datasheet 5.4.3 to 5.4.5).
+pub const OVERSAMPLING: &[i64] = &[1, 2, 4, 8, 16];
+
+/// The u-blox dynamic models by name (UBX-CFG-NAV5 `dynModel`).
+pub const DYNAMIC_MODELS: &[&str] = &[
+    "portable",
+    "stationary",
+    "pedestrian",
+    "automotive",
+    "sea",
+    "airborne1g",
+    "airborne2g",
+    "airborne4g",
+    "wrist",
+    "bike",
+];
+
+const BME280: &[TunableSpec] = &[
+    TunableSpec {
+        key: "humidity_oversampling",
+        accepts: Accepts::OneOf(OVERSAMPLING),
+        default: DefaultValue::Integer(1),
+        doc: "humidity samples averaged per measurement",
+    },
+    TunableSpec {
+        key: "pressure_oversampling",
+        accepts: Accepts::OneOf(OVERSAMPLING),
+        default: DefaultValue::Integer(4),
+        doc: "pressure samples averaged per measurement (16: about 1.3 Pa RMS, 38 ms)",
+    },
+    TunableSpec {
+        key: "temperature_oversampling",
+        accepts: Accepts::OneOf(OVERSAMPLING),
+        default: DefaultValue::Integer(1),
+        doc: "temperature samples averaged per measurement",
+    },
+];
+
+const UBLOX: &[TunableSpec] = &[TunableSpec {
+    key: "dynamic_model",
+    accepts: Accepts::Names(DYNAMIC_MODELS),
+    default: DefaultValue::Name("airborne2g"),
+    doc: "the receiver's dynamic model, set at every open and restored after a brown-out",
+}];
+
+/// The tunables `kind` declares, sorted by key.
+pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
+    match kind {
+        SensorKind::Bme280 => BME280,
+        SensorKind::Ublox => UBLOX,
+        SensorKind::Nmea
+        | SensorKind::Cosmicwatch
+        | SensorKind::Ms5611
+        | SensorKind::Scd41
+        | SensorKind::Ms4525do => &[],
+    }
+}
+
+/// Why one tunable is refused.
+pub fn check_one(kind: SensorKind, key: &str, value: &TunableValue) -> Result<(), String> {
+    let declared = accepted(kind);
+    let Some(spec) = declared.iter().find(|s| s.key == key) else {
+        let shown: String = key
+            .chars()
+            .take(aloft_protocol::sync::MAX_TUNABLE_KEY_BYTES)
+            .collect();
+        return Err(if declared.is_empty() {
+            format!("tunable {shown:?}: a {} has no tunables", kind.as_str())
+        } else {
+            format!(
+                "tunable {shown:?}: a {} has no such tunable (it has {})",
+                kind.as_str(),
+                declared
+                    .iter()
+                    .map(|s| s.key)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    };
+    match (spec.accepts, value) {
+        (Accepts::OneOf(allowed), TunableValue::Integer(i)) if allowed.contains(i) => Ok(()),
+        (Accepts::Names(allowed), TunableValue::Text(t)) if allowed.contains(&t.as_str()) => Ok(()),
+        (accepts, value) => Err(format!(
+            "tunable {key}: {} {value} is not {}",
+            value.type_name(),
+            describe(accepts)
+        )),
+    }
+}
+
+/// What a tunable takes, in words.
+pub fn describe(accepts: Accepts) -> String {
+    match accepts {
+        Accepts::OneOf(values) => format!(
+            "one of {}",
+            values
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Accepts::Names(names) => format!("one of {}", names.join(", ")),
+    }
+}
+
+/// Checks a whole set for `kind`: the protocol's bounds, then every key and value. The
+/// reason names every refused key.
+pub fn check(kind: SensorKind, tunables: &Tunables) -> Result<(), String> {
+    check_tunables(tunables.iter().map(|(k, v)| (k.as_str(), v))).map_err(|e| e.to_string())?;
+    let refused: Vec<String> = tunables
+        .iter()
+        .filter_map(|(k, v)| check_one(kind, k, v).err())
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused.join("; "))
+    }
+}
+
+/// `tunables` with every key `kind` declares and `tunables` leaves out at its default.
+pub fn in_force(kind: SensorKind, tunables: &Tunables) -> Tunables {
+    let mut all: Tunables = accepted(kind)
+        .iter()
+        .map(|s| (s.key.to_string(), s.default.value()))
+        .collect();
+    for (k, v) in tunables {
+        if let Some(slot) = all.get_mut(k) {
+            *slot = v.clone();
+        }
+    }
+    all
+}
+
+/// The integer under `key`, if it is one.
+pub fn integer(tunables: &Tunables, key: &str) -> Option<i64> {
+    match tunables.get(key) {
+        Some(TunableValue::Integer(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The u-blox dynamic model a checked set names (its default otherwise).
+pub fn dynamic_model(tunables: &Tunables) -> DynamicModel {
+    let name = match tunables.get("dynamic_model") {
+        Some(TunableValue::Text(t)) => t.as_str(),
+        _ => "airborne2g",
+    };
+    DYNAMIC_MODELS
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| {
+            // The names are in the order of the models' codes, Portable (0) aside.
+            let code = if i == 0 { 0 } else { i + 1 };
+            DynamicModel::from_code(u8::try_from(code).ok()?)
+        })
+        .unwrap_or(DynamicModel::Airborne2g)
+}
+
+/// The name of a dynamic model, as the tunable writes it.
+pub fn dynamic_model_name(model: DynamicModel) -> &'static str {
+    let code = usize::from(model.code());
+    let i = if code == 0 { 0 } else { code - 1 };
+    DYNAMIC_MODELS.get(i).copied().unwrap_or("airborne2g")
+}
+
+/// Converts a config file's value: `Err` names what it is when it is not a scalar.
+pub fn from_toml(value: &toml::Value) -> Result<TunableValue, &'static str> {
+    Ok(match value {
+        toml::Value::Boolean(b) => TunableValue::Bool(*b),
+        toml::Value::Integer(i) => TunableValue::Integer(*i),
+        toml::Value::Float(_) => return Err("a number with a fraction"),
+        toml::Value::String(s) => TunableValue::Text(s.clone()),
+        toml::Value::Datetime(_) => return Err("a date"),
+        toml::Value::Array(_) => return Err("an array"),
+        toml::Value::Table(_) => return Err("a table"),
+    })
+}
+
+/// A value as the config file would hold it (the persisted desired state is applied to
+/// the config at boot).
+pub fn to_toml(value: &TunableValue) -> toml::Value {
+    match value {
+        TunableValue::Bool(b) => toml::Value::Boolean(*b),
+        TunableValue::Integer(i) => toml::Value::Integer(*i),
+        TunableValue::Text(t) => toml::Value::String(t.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [SensorKind; 7] = [
+        SensorKind::Ublox,
+        SensorKind::Nmea,
+        SensorKind::Cosmicwatch,
+        SensorKind::Bme280,
+        SensorKind::Ms5611,
+        SensorKind::Scd41,
+        SensorKind::Ms4525do,
+    ];
+
+    #[test]
+    fn every_default_is_accepted_by_its_own_kind() {
+        for kind in KINDS {
+            let all = in_force(kind, &Tunables::new());
+            assert_eq!(all.len(), accepted(kind).len());
+            assert_eq!(check(kind, &all), Ok(()), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn dynamic_model_names_map_to_their_models_and_back() {
+        for name in DYNAMIC_MODELS {
+            let set =
+                Tunables::from([("dynamic_model".into(), TunableValue::Text(name.to_string()))]);
+            assert_eq!(dynamic_model_name(dynamic_model(&set)), *name);
+        }
+        assert_eq!(dynamic_model(&Tunables::new()), DynamicModel::Airborne2g);
+        let four = Tunables::from([(
+            "dynamic_model".into(),
+            TunableValue::Text("airborne4g".into()),
+        )]);
+        assert_eq!(dynamic_model(&four), DynamicModel::Airborne4g);
+    }
+
+    #[test]
+    fn a_refusal_names_the_key_and_what_it_takes() {
+        let set = Tunables::from([("pressure_oversampling".into(), TunableValue::Integer(3))]);
+        let why = check(SensorKind::Bme280, &set).unwrap_err();
+        assert!(
+            why.contains("pressure_oversampling") && why.contains("one of 1, 2, 4, 8, 16"),
+            "{why}"
+        );
+        let set = Tunables::from([("dead_time".into(), TunableValue::Integer(3))]);
+        let why = check(SensorKind::Cosmicwatch, &set).unwrap_err();
+        assert!(why.contains("has no tunables"), "{why}");
+    }
+
+    fn arb_value() -> impl Strategy<Value = TunableValue> {
+        prop_oneof![
+            any::<bool>().prop_map(TunableValue::Bool),
+            any::<i64>().prop_map(TunableValue::Integer),
+            prop_oneof![Just(1i64), Just(4), Just(16), Just(0), Just(-1)]
+                .prop_map(TunableValue::Integer),
+            ".{0,40}".prop_map(TunableValue::Text),
+            proptest::sample::select(DYNAMIC_MODELS).prop_map(|n| TunableValue::Text(n.into())),
+        ]
+    }
+
+    fn arb_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,40}",
+            "[a-z_]{1,30}",
+            proptest::sample::select(vec![
+                "pressure_oversampling",
+                "temperature_oversampling",
+                "humidity_oversampling",
+                "dynamic_model",
+            ])
+            .prop_map(String::from),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_set_is_checked_without_panicking_and_unknown_keys_are_refused_with_a_reason(
+            kind in proptest::sample::select(KINDS.to_vec()),
+            set in proptest::collection::btree_map(arb_key(), arb_value(), 0..12),
+        ) {
+            let verdict = check(kind, &set);
+            let declared = accepted(kind);
+            for key in set.keys() {
+                if !declared.iter().any(|s| s.key == key) {
+                    let why = verdict.clone().expect_err("an unknown key is refused");
+                    prop_assert!(!why.is_empty());
+                }
+            }
+            if verdict.is_ok() {
+                // What was accepted is whole: every key declared, every value in range.
+                for (k, v) in &set {
+                    prop_assert!(check_one(kind, k, v).is_ok());
+                }
+                prop_assert!(check(kind, &in_force(kind, &set)).is_ok());
+            }
+            let _ = dynamic_model(&set);
+        }
+    }
+}
