@@ -110,11 +110,11 @@ impl DesiredState {
             if !desired.tunables.is_empty() {
                 let mut merged = sensor.tunables();
                 merged.extend(desired.tunables.clone());
-                match crate::sensor::tunables::check(sensor.kind, &merged) {
+                match crate::config::tunables::check(sensor.kind, &merged) {
                     Ok(()) => {
                         sensor.tunables = merged
                             .iter()
-                            .map(|(k, v)| (k.clone(), crate::sensor::tunables::to_toml(v)))
+                            .map(|(k, v)| (k.clone(), crate::config::tunables::to_toml(v)))
                             .collect();
                     }
                     Err(why) => refused.push(format!("sensor {}: {why}", desired.name)),

@@ -9,10 +9,10 @@ mod common;
 
 use std::time::Duration;
 
+use aloft_agent::config::tunables::Tunables;
 use aloft_agent::config::{SensorConfig, SimulationConfig};
 use aloft_agent::sensor::LatestValues;
 use aloft_agent::sensor::simulation::{SimulatedI2c, Simulation, SimulationTuning};
-use aloft_agent::sensor::tunables::Tunables;
 use aloft_agent::sensor::ublox::UbloxOptions;
 use aloft_agent::supervisor::{Supervisor, SupervisorError, SupervisorOptions};
 use aloft_protocol::sync::TunableValue;

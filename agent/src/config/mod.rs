@@ -26,10 +26,15 @@
 //! most a minute; the hub's URL is `ws://` or `wss://` with a host; the hub's keepalive is
 //! shorter than its read deadline, every hub duration is above zero, and the upload budget
 //! is at least [`UPLOAD_BYTES_PER_S_MIN`]; no GPIO line powers two sensors.
+//!
+//! [`tunables`] declares the driver settings each sensor kind accepts: the config file's
+//! `[sensor.tunables]` and the hub's `spec.tunables` are checked against it here and by
+//! the control task, and the adapters in `crate::sensor` apply what it lets through.
 
 mod errors;
 mod findings;
 mod load;
+pub mod tunables;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -219,7 +224,7 @@ pub struct SensorConfig {
     /// SCD41: the sensor whose pressure feeds the CO2 pressure compensation.
     #[serde(default)]
     pub ambient_pressure_from: Option<String>,
-    /// The driver settings the sensor's kind declares (`crate::sensor::tunables`), as
+    /// The driver settings the sensor's kind declares (`crate::config::tunables`), as
     /// written: the rules check each key and value, [`SensorConfig::tunables`] gives them
     /// typed. The hub's desired tunables override these key by key.
     #[serde(default)]
@@ -229,10 +234,10 @@ pub struct SensorConfig {
 impl SensorConfig {
     /// The config file's tunables, typed; a value that is not a scalar (refused by the
     /// rules at load) is left out.
-    pub fn tunables(&self) -> crate::sensor::tunables::Tunables {
+    pub fn tunables(&self) -> tunables::Tunables {
         self.tunables
             .iter()
-            .filter_map(|(k, v)| Some((k.clone(), crate::sensor::tunables::from_toml(v).ok()?)))
+            .filter_map(|(k, v)| Some((k.clone(), tunables::from_toml(v).ok()?)))
             .collect()
     }
 }

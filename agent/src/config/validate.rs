@@ -247,7 +247,7 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
 /// `[sensor.tunables]`: scalars, within the protocol's bounds, each a key the kind
 /// declares with a value it takes.
 fn tunables(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
-    use crate::sensor::tunables::{accepted, check_one, describe, from_toml};
+    use super::tunables::{accepted, check_one, describe, from_toml};
     use aloft_protocol::sync::{MAX_TUNABLES, check_tunables};
     let at = |key: &str| format!("sensor[{i}].tunables.{key}");
     if s.tunables.len() > MAX_TUNABLES {

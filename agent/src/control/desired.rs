@@ -19,9 +19,9 @@ use std::time::Duration;
 use aloft_protocol::sync::{DesiredSpec, Observed, ObservedSensor, SensorTunables};
 
 use super::ControlHandles;
+use crate::config::tunables::{self, Tunables};
 use crate::config::{AgentConfig, SensorKind};
 use crate::sensor::i2c::default_interval;
-use crate::sensor::tunables::{self, Tunables};
 use crate::state::{DesiredSensor, DesiredState};
 use crate::supervisor::{SensorChange, SupervisorError};
 

@@ -30,9 +30,9 @@ use aloft_sensors::scd41::{self, Scd41};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
-use super::tunables::{self, Tunables};
 use super::{Device, DeviceError, LatestValues, PollOutcome};
 use crate::clock::AgentClock;
+use crate::config::tunables::{self, Tunables};
 use crate::config::{SensorConfig, SensorKind};
 
 /// Consecutive failed measurements after which the device is restarted.

@@ -15,7 +15,6 @@
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
 //! - [`simulation`]: the simulated flight's devices, built in one place.
 //! - [`power`]: the GPIO line that switches a sensor's supply, for hard restarts.
-//! - [`tunables`]: the driver settings each kind declares, and their checks.
 //! - [`slot`]: the wiring place: each configured sensor's [`SensorSlot`] (adapter, power
 //!   line, number), assembled the same way for hardware and simulation.
 //!
@@ -38,7 +37,6 @@ pub mod pacing;
 pub mod power;
 pub mod simulation;
 pub mod slot;
-pub mod tunables;
 pub mod ublox;
 
 use std::path::{Path, PathBuf};
@@ -156,12 +154,15 @@ pub trait Device: Send {
         false
     }
 
-    /// Takes a checked, complete set of the kind's tunables ([`tunables::in_force`]): the
+    /// Takes a checked, complete set of the kind's tunables ([`crate::config::tunables::in_force`]): the
     /// adapter keeps it for every later open and, when the device is open, changes the
     /// device now, as the interval does. On an error the adapter keeps its previous set,
     /// which its own checks or the next open put back on the device. A kind that declares
     /// no tunables is given only the empty set.
-    fn set_tunables(&mut self, _tunables: &tunables::Tunables) -> Result<(), DeviceError> {
+    fn set_tunables(
+        &mut self,
+        _tunables: &crate::config::tunables::Tunables,
+    ) -> Result<(), DeviceError> {
         Ok(())
     }
 

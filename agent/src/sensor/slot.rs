@@ -17,7 +17,7 @@ use aloft_protocol::SensorId;
 
 use super::Device;
 use super::power::PowerLine;
-use super::tunables::Tunables;
+use crate::config::tunables::Tunables;
 use crate::config::{SensorConfig, SensorKind};
 
 /// A sensor's power switch for hard restarts.

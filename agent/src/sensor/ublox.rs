@@ -20,9 +20,9 @@ use aloft_sensors::gps::ublox;
 use super::capture::Capture;
 use super::gnss::{FixSource, GnssStream};
 use super::line::SerialLine;
-use super::tunables::{self, Tunables};
 use super::{Device, DeviceError, PollOutcome};
 use crate::clock::AgentClock;
+use crate::config::tunables::{self, Tunables};
 
 /// The default line rate of the receivers the glider carries.
 pub const DEFAULT_BAUD: u32 = 115_200;

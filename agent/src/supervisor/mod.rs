@@ -48,8 +48,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::AgentClock;
 use crate::config::SensorKind;
+use crate::config::tunables::{self, Tunables};
 use crate::sensor::power::{Level, powered_level};
-use crate::sensor::tunables::{self, Tunables};
 use crate::sensor::{Device, LatestValues, PollOutcome};
 pub use crate::sensor::{PowerSwitch, SensorSlot};
 use backoff::BackoffPolicy;

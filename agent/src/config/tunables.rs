@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use aloft_protocol::DynamicModel;
 use aloft_protocol::sync::{TunableValue, check_tunables};
 
-use crate::config::SensorKind;
+use super::SensorKind;
 
 /// One sensor's tunables by key.
 pub type Tunables = BTreeMap<String, TunableValue>;
