@@ -12,35 +12,18 @@ use aloft_tests::system::{
     Agent, AgentSetup, Flight, Hub, HubData, HubLink, SystemError, wait_until,
 };
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// The simulated flight's node.
+mod common;
+use common::{other, tls_config};
+
 const NODE: &str = "glider-sim";
 /// The simulated flight's store cap (deploy/examples/sim.toml).
 const STORE_MAX_BYTES: u64 = 268_435_456;
-
-fn other(e: impl std::fmt::Display) -> SystemError {
-    SystemError::Mismatch(e.to_string())
-}
-
-fn tls_config(ca: &std::path::Path) -> Result<Arc<ClientConfig>, SystemError> {
-    let pem = std::fs::read(ca).map_err(other)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.map_err(other)?).map_err(other)?;
-    }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(other)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(Arc::new(config))
-}
 
 /// `GET path` with `token`; the status code and the body.
 async fn api_get(

@@ -16,8 +16,7 @@ use aloft_tests::system::{
 };
 use futures_util::SinkExt;
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -25,30 +24,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod common;
+use common::{other, tls_config};
+
 const ACKED: &str = "aloft_uplink_records_acked_total";
 const UNSENT: &str = "aloft_store_unsent_records";
 /// Each kind of hostile client, this many at once.
 const CLIENTS: usize = 40;
-
-fn other(e: impl std::fmt::Display) -> SystemError {
-    SystemError::Mismatch(e.to_string())
-}
-
-fn tls_config(ca: &std::path::Path) -> Result<Arc<ClientConfig>, SystemError> {
-    let pem = std::fs::read(ca).map_err(other)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.map_err(other)?).map_err(other)?;
-    }
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(other)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
 
 async fn tls(
     addr: SocketAddr,
