@@ -4,8 +4,11 @@
 //!
 //! - [`mounts`]: real filesystems mounted for a test, a small tmpfs (a disk that fills) and
 //!   a read-only bind mount (a store on a write-protected card), unmounted when dropped.
+//! - [`flight`]: the simulated flight to 12 km as an agent's record stream, for export
+//!   tests and benchmarks.
 //!
 //! Only what more than one crate's tests use lives here; a crate's own harness stays in its
 //! `tests/common/`.
 
+pub mod flight;
 pub mod mounts;

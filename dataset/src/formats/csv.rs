@@ -1,0 +1,198 @@
+//! CSV (RFC 4180: CRLF line ends, fields quoted when they hold a comma, quote or line
+//! break), in the tidy layout (`STEM.csv`, one row per reading) or the wide layout
+//! (`STEM_SENSOR.csv`, one table per sensor, one row per instant, a value and a flags
+//! column per quantity).
+//!
+//! Invariants: times are RFC 3339 UTC with nine fraction digits (`time_utc`), empty when
+//! the reading has no UTC (its `mono_ns` and `boot` are always there); values print in
+//! Rust's shortest round-trip form, so reading them back gives the same `f64`; an empty
+//! cell is a missing value, never zero. Wide tables are written to temporary files in one
+//! pass and copied into the output one by one.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Seek, Write};
+
+use aloft_protocol::Quantity;
+
+use crate::ExportError;
+use crate::formats::{Layout, file_safe};
+use crate::output::Output;
+use crate::rows::{Dataset, Instant};
+use crate::source::hex;
+use crate::time::{rfc3339_ns, source_name};
+
+/// The tidy table's columns.
+pub const TIDY_COLUMNS: [&str; 12] = [
+    "time_utc",
+    "node",
+    "sensor",
+    "quantity",
+    "value",
+    "unit",
+    "quality",
+    "time_source",
+    "mono_ns",
+    "boot",
+    "epoch",
+    "seq",
+];
+
+/// The leading columns of a wide table; the quantities follow, each as `NAME` and
+/// `NAME_quality`.
+pub const WIDE_COLUMNS: [&str; 4] = ["time_utc", "time_source", "mono_ns", "boot"];
+
+fn writer<W: Write>(w: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .has_headers(false)
+        .from_writer(w)
+}
+
+fn csv_err(e: csv::Error) -> ExportError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => ExportError::Write(io),
+        other => ExportError::Encoder {
+            format: "csv",
+            message: format!("{other:?}"),
+        },
+    }
+}
+
+/// Quality flags as text: names joined by `|`, empty when none is set.
+pub fn quality_text(q: aloft_protocol::Quality) -> String {
+    q.names().collect::<Vec<_>>().join("|")
+}
+
+/// Writes `ds` as CSV in its layout.
+pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
+    match ds.options.layout {
+        Layout::Tidy => tidy(ds, out),
+        Layout::Wide => wide(ds, out),
+    }
+}
+
+fn tidy(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
+    let name = format!("{}.csv", ds.options.stem);
+    out.file(&name, "csv", "text/csv", &mut |w| {
+        let mut csv = writer(w);
+        csv.write_record(TIDY_COLUMNS).map_err(csv_err)?;
+        let mut value = String::new();
+        let mut seq = String::new();
+        let mut mono = String::new();
+        ds.rows(&mut |row| {
+            use std::fmt::Write as _;
+            value.clear();
+            let _ = write!(value, "{}", row.value);
+            mono.clear();
+            let _ = write!(mono, "{}", row.mono_ns);
+            seq.clear();
+            let _ = write!(seq, "{}", row.seq);
+            let time = row.utc_ns.map(rfc3339_ns).unwrap_or_default();
+            let quantity = row.quantity.to_string();
+            csv.write_record([
+                time.as_str(),
+                ds.node.as_str(),
+                row.sensor,
+                quantity.as_str(),
+                value.as_str(),
+                row.quantity.unit().unwrap_or(""),
+                quality_text(row.quality).as_str(),
+                source_name(row.time_source),
+                mono.as_str(),
+                row.boot.map(|b| hex(&b.0)).unwrap_or_default().as_str(),
+                hex(&row.epoch.0).as_str(),
+                seq.as_str(),
+            ])
+            .map_err(csv_err)
+        })?;
+        csv.flush().map_err(ExportError::write)
+    })?;
+    Ok(())
+}
+
+/// The quantities of each sensor in the selection, from a counting pass.
+pub fn quantities_by_sensor(
+    ds: &Dataset<'_>,
+) -> Result<BTreeMap<String, Vec<Quantity>>, ExportError> {
+    ds.rows(&mut |_| Ok(()))?;
+    Ok(ds
+        .stats()
+        .counts
+        .into_iter()
+        .map(|(s, qs)| (s, qs.into_keys().collect()))
+        .collect())
+}
+
+struct Table {
+    quantities: Vec<Quantity>,
+    csv: csv::Writer<BufWriter<std::fs::File>>,
+}
+
+fn wide(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
+    let sensors = quantities_by_sensor(ds)?;
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    for (sensor, quantities) in &sensors {
+        let file = tempfile::tempfile().map_err(ExportError::write)?;
+        let mut csv = writer(BufWriter::with_capacity(128 << 10, file));
+        let mut header: Vec<String> = WIDE_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        for q in quantities {
+            header.push(q.to_string());
+            header.push(format!("{q}_quality"));
+        }
+        csv.write_record(&header).map_err(csv_err)?;
+        tables.insert(
+            sensor.clone(),
+            Table {
+                quantities: quantities.clone(),
+                csv,
+            },
+        );
+    }
+    ds.instants(&mut |i: &Instant| {
+        let Some(table) = tables.get_mut(&i.sensor) else {
+            return Ok(());
+        };
+        let mut record: Vec<String> = Vec::with_capacity(4 + 2 * table.quantities.len());
+        record.push(i.utc_ns.map(rfc3339_ns).unwrap_or_default());
+        record.push(source_name(i.time_source).to_owned());
+        record.push(i.mono_ns.to_string());
+        record.push(i.boot.map(|b| hex(&b.0)).unwrap_or_default());
+        for q in &table.quantities {
+            match i.get(*q) {
+                Some((v, f)) => {
+                    record.push(v.to_string());
+                    record.push(quality_text(f));
+                }
+                None => {
+                    record.push(String::new());
+                    record.push(String::new());
+                }
+            }
+        }
+        table.csv.write_record(&record).map_err(csv_err)
+    })?;
+    for (sensor, table) in tables {
+        let mut file = table
+            .csv
+            .into_inner()
+            .map_err(|e| ExportError::Write(std::io::Error::other(e.to_string())))?
+            .into_inner()
+            .map_err(|e| ExportError::Write(e.into_error()))?;
+        file.rewind().map_err(ExportError::write)?;
+        let name = format!("{}_{}.csv", ds.options.stem, file_safe(&sensor));
+        out.file(&name, "csv", "text/csv", &mut |w| copy(&mut file, w))?;
+    }
+    Ok(())
+}
+
+/// Copies a spooled file into an output file.
+pub fn copy(from: &mut std::fs::File, to: &mut dyn Write) -> Result<(), ExportError> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = from.read(&mut buf).map_err(ExportError::write)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).map_err(ExportError::write)?;
+    }
+}
