@@ -167,6 +167,9 @@ impl Output for DirOutput {
         write: &mut dyn FnMut(&mut dyn Write) -> Result<(), ExportError>,
     ) -> Result<FileEntry, ExportError> {
         check_path(path)?;
+        if self.files.iter().any(|f| f.path == path) {
+            return Err(ExportError::BadFileName(format!("{path} (written twice)")));
+        }
         let fin = self.dir.join(path);
         if !self.force && fin.exists() {
             return Err(ExportError::Exists(fin.display().to_string()));

@@ -15,7 +15,7 @@ use std::io::{BufWriter, Read, Seek, Write};
 use aloft_protocol::Quantity;
 
 use crate::ExportError;
-use crate::formats::{Layout, file_safe};
+use crate::formats::{Layout, unique_file_names};
 use crate::output::Output;
 use crate::rows::{Dataset, Instant};
 use crate::source::hex;
@@ -171,6 +171,7 @@ fn wide(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
         }
         table.csv.write_record(&record).map_err(csv_err)
     })?;
+    let names = unique_file_names(tables.keys().map(String::as_str));
     for (sensor, table) in tables {
         let mut file = table
             .csv
@@ -179,7 +180,7 @@ fn wide(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
             .into_inner()
             .map_err(|e| ExportError::Write(e.into_error()))?;
         file.rewind().map_err(ExportError::write)?;
-        let name = format!("{}_{}.csv", ds.options.stem, file_safe(&sensor));
+        let name = format!("{}_{}.csv", ds.options.stem, names[&sensor]);
         out.file(&name, "csv", "text/csv", &mut |w| copy(&mut file, w))?;
     }
     Ok(())

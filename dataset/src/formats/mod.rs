@@ -123,6 +123,30 @@ pub fn write_sidecar(
     )
 }
 
+/// File-name parts for `names` (sensor names, in the order given), each made safe with
+/// [`file_safe`] and unique: a name whose safe form another already took gets `_2`, `_3`,
+/// ... so two sensors never write one file.
+pub fn unique_file_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut taken = std::collections::BTreeSet::new();
+    let mut out = std::collections::BTreeMap::new();
+    for name in names {
+        if out.contains_key(name) {
+            continue;
+        }
+        let base = file_safe(name);
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while !taken.insert(candidate.to_ascii_lowercase()) {
+            n += 1;
+            candidate = format!("{base}_{n}");
+        }
+        out.insert(name.to_owned(), candidate);
+    }
+    out
+}
+
 /// `name` made safe for a file name: ASCII letters, digits, `-`, `_` and `.` kept, anything
 /// else `_`; never empty, never starting with a dot.
 pub fn file_safe(name: &str) -> String {
@@ -140,4 +164,23 @@ pub fn file_safe(name: &str) -> String {
         s.insert(0, '_');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn names_that_differ_get_file_names_that_differ(names in proptest::collection::vec("\\PC{0,6}", 0..12)) {
+            let map = unique_file_names(names.iter().map(String::as_str));
+            let mut seen = std::collections::BTreeSet::new();
+            for safe in map.values() {
+                prop_assert!(seen.insert(safe.to_ascii_lowercase()), "{safe} twice in {map:?}");
+                prop_assert!(!safe.is_empty() && !safe.starts_with('.'));
+                prop_assert!(safe.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+            }
+        }
+    }
 }
