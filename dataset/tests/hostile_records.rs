@@ -148,8 +148,11 @@ proptest! {
                 if *format == Format::Csv && layout == Layout::Tidy {
                     let path = dir.path().join(format!("{stem}.csv"));
                     let mut reader = csv::ReaderBuilder::new().from_path(&path).unwrap();
-                    let rows = reader.records().map(|r| r.unwrap()).count();
-                    prop_assert_eq!(rows, readings);
+                    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().unwrap();
+                    prop_assert_eq!(rows.len(), readings);
+                    for row in &rows {
+                        prop_assert_eq!(&row[1], "node\"1,\n");
+                    }
                 }
             }
         }
