@@ -113,14 +113,15 @@ fn widen(range: &mut Option<(f64, f64)>, v: f64) {
 impl Stats {
     fn add(&mut self, row: &Row<'_>) {
         self.rows += 1;
-        let count = self
-            .counts
-            .entry(row.sensor.to_owned())
-            .or_default()
-            .entry(row.quantity)
-            .or_default();
-        count.rows += 1;
-        count.readings += u64::from(row.samples);
+        // Looked up by reference first: an owned key is made once per sensor, not per row.
+        if !self.counts.contains_key(row.sensor) {
+            self.counts.insert(row.sensor.to_owned(), BTreeMap::new());
+        }
+        if let Some(per_sensor) = self.counts.get_mut(row.sensor) {
+            let count = per_sensor.entry(row.quantity).or_default();
+            count.rows += 1;
+            count.readings += u64::from(row.samples);
+        }
         *self
             .time_sources
             .entry(crate::time::source_name(row.time_source))

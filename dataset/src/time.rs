@@ -127,10 +127,21 @@ pub fn source_code(s: TimeSource) -> u8 {
 /// RFC 3339 UTC with nanoseconds (`2026-11-24T12:00:00.123456789Z`), as CSV and the
 /// sidecar print times; trailing zero groups of the fraction are kept so columns align.
 pub fn rfc3339_ns(utc_ns: i64) -> String {
+    let mut s = String::with_capacity(30);
+    write_rfc3339_ns(&mut s, utc_ns);
+    s
+}
+
+/// [`rfc3339_ns`] appended to `out`, without allocating.
+pub fn write_rfc3339_ns(out: &mut String, utc_ns: i64) {
+    use std::fmt::Write as _;
     let secs = utc_ns.div_euclid(1_000_000_000);
     let nanos = utc_ns.rem_euclid(1_000_000_000);
     let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z")
+    let _ = write!(
+        out,
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z"
+    );
 }
 
 /// RFC 3339 UTC to the second (`2026-11-24T12:00:00Z`).

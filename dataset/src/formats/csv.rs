@@ -76,38 +76,78 @@ fn tidy(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
     out.file(&name, "csv", "text/csv", &mut |w| {
         let mut csv = writer(w);
         csv.write_record(TIDY_COLUMNS).map_err(csv_err)?;
-        let mut value = String::new();
-        let mut seq = String::new();
-        let mut mono = String::new();
+        let mut texts = RowTexts::default();
         ds.rows(&mut |row| {
-            use std::fmt::Write as _;
-            value.clear();
-            let _ = write!(value, "{}", row.value);
-            mono.clear();
-            let _ = write!(mono, "{}", row.mono_ns);
-            seq.clear();
-            let _ = write!(seq, "{}", row.seq);
-            let time = row.utc_ns.map(rfc3339_ns).unwrap_or_default();
-            let quantity = row.quantity.to_string();
+            texts.update(row);
             csv.write_record([
-                time.as_str(),
+                texts.time.as_str(),
                 ds.node.as_str(),
                 row.sensor,
-                quantity.as_str(),
-                value.as_str(),
+                texts.quantity.as_str(),
+                texts.value.as_str(),
                 row.quantity.unit().unwrap_or(""),
-                quality_text(row.quality).as_str(),
+                texts.quality.as_str(),
                 source_name(row.time_source),
-                mono.as_str(),
-                row.boot.map(|b| hex(&b.0)).unwrap_or_default().as_str(),
-                hex(&row.epoch.0).as_str(),
-                seq.as_str(),
+                texts.mono.as_str(),
+                texts.boot.as_str(),
+                texts.epoch.as_str(),
+                texts.seq.as_str(),
             ])
             .map_err(csv_err)
         })?;
         csv.flush().map_err(ExportError::write)
     })?;
     Ok(())
+}
+
+/// The text of a row's cells, in buffers reused from row to row; the ids, quantity and
+/// flags are made again only when they change (they rarely do from one row to the next).
+#[derive(Debug, Default)]
+struct RowTexts {
+    time: String,
+    value: String,
+    mono: String,
+    seq: String,
+    quantity: String,
+    quantity_of: Option<Quantity>,
+    quality: String,
+    quality_of: Option<aloft_protocol::Quality>,
+    boot: String,
+    boot_of: Option<Option<aloft_protocol::BootId>>,
+    epoch: String,
+    epoch_of: Option<aloft_protocol::StoreEpoch>,
+}
+
+impl RowTexts {
+    fn update(&mut self, row: &crate::rows::Row<'_>) {
+        use std::fmt::Write as _;
+        self.time.clear();
+        if let Some(utc) = row.utc_ns {
+            crate::time::write_rfc3339_ns(&mut self.time, utc);
+        }
+        self.value.clear();
+        let _ = write!(self.value, "{}", row.value);
+        self.mono.clear();
+        let _ = write!(self.mono, "{}", row.mono_ns);
+        self.seq.clear();
+        let _ = write!(self.seq, "{}", row.seq);
+        if self.quantity_of != Some(row.quantity) {
+            self.quantity = row.quantity.to_string();
+            self.quantity_of = Some(row.quantity);
+        }
+        if self.quality_of != Some(row.quality) {
+            self.quality = quality_text(row.quality);
+            self.quality_of = Some(row.quality);
+        }
+        if self.boot_of != Some(row.boot) {
+            self.boot = row.boot.map(|b| hex(&b.0)).unwrap_or_default();
+            self.boot_of = Some(row.boot);
+        }
+        if self.epoch_of != Some(row.epoch) {
+            self.epoch = hex(&row.epoch.0);
+            self.epoch_of = Some(row.epoch);
+        }
+    }
 }
 
 /// The quantities of each sensor in the selection, from a counting pass.
