@@ -7,6 +7,8 @@
 //! the sidecar.
 
 pub mod csv;
+pub mod icartt;
+pub mod track;
 
 use crate::ExportError;
 use crate::output::{FileEntry, Output};
@@ -19,16 +21,19 @@ use crate::sidecar;
 pub enum Format {
     /// RFC 4180 CSV, tidy or wide.
     Csv,
+    /// ICARTT 1001 (V2.0), one file per sensor.
+    Icartt,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: &'static [Format] = &[Format::Csv];
+    pub const ALL: &'static [Format] = &[Format::Csv, Format::Icartt];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::Icartt => "icartt",
         }
     }
 
@@ -50,6 +55,9 @@ impl Format {
     pub fn time_resolution(self) -> &'static str {
         match self {
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
+            Format::Icartt => {
+                "1 ns (Time_Start: seconds from 00:00 UTC of the flight date with up to nine fraction digits)"
+            }
         }
     }
 }
@@ -92,6 +100,7 @@ pub fn export(
 ) -> Result<Vec<FileEntry>, ExportError> {
     match format {
         Format::Csv => csv::write(ds, out)?,
+        Format::Icartt => icartt::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())

@@ -1,0 +1,265 @@
+//! ICARTT exports of the simulated flight, read back by the `icartt` package (PyPI): every
+//! file, every variable and every value with UTC, the header's line count, the 16
+//! normal-comment keywords in order, and the readings without UTC left out and listed.
+
+#![allow(clippy::unwrap_used)]
+
+mod track_common;
+
+use std::collections::BTreeMap;
+
+use aloft_dataset::formats::icartt::KEYWORDS;
+use aloft_dataset::{Format, Selection};
+use aloft_protocol::Quantity;
+use aloft_test_support::flight::FlightOptions;
+use aloft_test_support::python;
+use serde_json::Value;
+use track_common::*;
+
+const READ_BACK: &str = r#"
+import sys, os, glob, json, math, warnings
+import numpy as np
+import icartt
+
+out = {}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.ict"))):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = icartt.Dataset(path)
+    complaints = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    data = {}
+    for name in ds.variables:
+        column = np.atleast_1d(ds.data[name])
+        # repr: the shortest text that parses back to the same float
+        data[name] = [None if math.isnan(x) else repr(float(x)) for x in column]
+    out[os.path.basename(path)] = {
+        "complaints": complaints,
+        "data_id": ds.dataID,
+        "location_id": ds.locationID,
+        "version": ds.version,
+        "date": list(ds.dateOfCollection),
+        "n_header": ds.nHeader,
+        "n_header_file": ds.nHeaderFile,
+        "revision": ds.revision,
+        "pi": ds.PIName,
+        "keywords": list(ds.normalComments.keywords.keys()),
+        "units": {k: v.units for k, v in ds.variables.items()},
+        "data": data,
+    }
+print(json.dumps(out))
+"#;
+
+fn read_back(dir: &std::path::Path) -> Option<BTreeMap<String, Value>> {
+    let python = python::readers()?;
+    let out = python::run(&python, READ_BACK, &[dir.as_os_str()]);
+    Some(serde_json::from_str(&out.stdout).unwrap())
+}
+
+fn floats(v: &Value) -> Vec<Option<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().map(|s| s.parse::<f64>().unwrap()))
+        .collect()
+}
+
+fn check_against_source(opts: FlightOptions) {
+    let source = memory(opts);
+    let (dir, files) =
+        export_to_dir(&source, Format::Icartt, Selection::default(), options()).unwrap();
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    let all = instants(&source, Selection::default());
+    let with_utc: Vec<_> = all.iter().filter(|i| i.utc_ns.is_some()).collect();
+    let first = with_utc.iter().map(|i| i.utc_ns.unwrap()).min().unwrap();
+    let day = first.div_euclid(86_400_000_000_000) * 86_400_000_000_000;
+    let (y, m, d, ..) = aloft_dataset::time::civil(day / 1_000_000_000);
+    let date = format!("{y:04}{m:02}{d:02}");
+
+    let mut sensors: Vec<String> = with_utc.iter().map(|i| i.sensor.clone()).collect();
+    sensors.sort();
+    sensors.dedup();
+    assert_eq!(sensors, ["cosmic", "gps", "pitot", "static"]);
+    assert_eq!(read.len(), sensors.len(), "{:?}", read.keys());
+    // The sidecar comes last and says what was left out.
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(&files.last().unwrap().path)).unwrap(),
+    )
+    .unwrap();
+    assert!(sidecar.to_string().contains("without_utc"), "{sidecar}");
+
+    for sensor in &sensors {
+        let name = format!("{}_glider_{date}_RA.ict", sensor.to_uppercase());
+        let f = read
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} not in {:?}", read.keys()));
+        assert_eq!(f["complaints"], Value::Array(vec![]), "{name}");
+        assert_eq!(f["data_id"], sensor.to_uppercase());
+        assert_eq!(f["location_id"], "glider");
+        assert_eq!(f["version"], "V02_2016");
+        assert_eq!(f["n_header"], f["n_header_file"], "{name}");
+        assert_eq!(f["revision"], "A");
+        assert_eq!(f["date"], serde_json::json!([y, m, d]));
+        assert_eq!(f["pi"], "Not stated, Not stated");
+        let keywords: Vec<&str> = f["keywords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(&keywords[..16], &KEYWORDS[..], "{name}");
+
+        let mine: Vec<_> = with_utc.iter().filter(|i| &i.sensor == sensor).collect();
+        let data = &f["data"];
+        let times = floats(&data["Time_Start"]);
+        assert_eq!(
+            times.len(),
+            mine.len(),
+            "{name}: one row per instant with UTC"
+        );
+        let mut quantities: Vec<Quantity> = mine
+            .iter()
+            .flat_map(|i| i.values.iter().map(|v| v.0))
+            .collect();
+        quantities.sort();
+        quantities.dedup();
+        let units = &f["units"];
+        for q in &quantities {
+            let want = match q.unit().unwrap() {
+                "1" => "none",
+                u => u,
+            };
+            assert_eq!(units[q.to_string()], want, "{name} {q}");
+        }
+        for (row, i) in mine.iter().enumerate() {
+            let t = times[row].unwrap();
+            let want = (i.utc_ns.unwrap() - day) as f64 / 1e9;
+            assert!((t - want).abs() <= 2e-9, "{name} row {row}: {t} vs {want}");
+            for q in &quantities {
+                let got = floats(&data[q.to_string()])[row];
+                let flags = floats(&data[format!("{q}_flags")])[row];
+                match i.get(*q) {
+                    Some((v, quality)) => {
+                        assert_eq!(got, Some(v), "{name} row {row} {q}");
+                        assert_eq!(
+                            flags,
+                            Some(f64::from(quality.bits())),
+                            "{name} row {row} {q}"
+                        );
+                    }
+                    None => {
+                        assert_eq!(got, None, "{name} row {row} {q}");
+                        assert_eq!(flags, None);
+                    }
+                }
+            }
+            let source = floats(&data["time_source"])[row].unwrap();
+            assert_eq!(
+                source,
+                f64::from(aloft_dataset::time::source_code(i.time_source))
+            );
+        }
+    }
+}
+
+#[test]
+fn every_sensor_file_reads_back_with_every_value_and_the_readings_without_utc_are_left_out() {
+    check_against_source(flight());
+    // The static sensor's readings before the first fix have reconstructed times, flagged 3;
+    // the second boot's have none and are in no file.
+    let source = memory(flight());
+    let (dir, _) = export_to_dir(&source, Format::Icartt, Selection::default(), options()).unwrap();
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    let st = read
+        .iter()
+        .find(|(k, _)| k.starts_with("STATIC_"))
+        .unwrap()
+        .1;
+    let sources = floats(&st["data"]["time_source"]);
+    assert!(sources.contains(&Some(3.0)) && sources.contains(&Some(1.0)));
+    assert_eq!(
+        sources.len(),
+        300,
+        "the second boot's 10 readings are left out"
+    );
+    let pitot = read
+        .iter()
+        .find(|(k, _)| k.starts_with("PITOT_"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        floats(&pitot["data"]["Time_Start"]).len(),
+        270,
+        "30 s of outage"
+    );
+}
+
+#[test]
+fn a_flight_across_utc_midnight_keeps_counting_past_86400_seconds() {
+    // 2026-05-28T23:58:00Z.
+    let start = aloft_dataset::time::parse_utc("2026-05-28T23:58:00Z").unwrap();
+    let opts = FlightOptions {
+        start_utc_ns: start,
+        duration_s: 240.0,
+        ..flight()
+    };
+    check_against_source(opts.clone());
+    let source = memory(opts);
+    let (dir, _) = export_to_dir(&source, Format::Icartt, Selection::default(), options()).unwrap();
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    let gps = read.get("GPS_glider_20260528_RA.ict").unwrap();
+    let times = floats(&gps["data"]["Time_Start"]);
+    assert!(
+        times.last().unwrap().unwrap() > 86_400.0,
+        "{:?}",
+        times.last()
+    );
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn a_selection_without_any_utc_is_refused_by_name() {
+    let source = memory(flight());
+    // Only the uncorrelated second boot's time: no reading with UTC can match a time range
+    // before the flight, so select a range that holds nothing.
+    let sel = Selection {
+        sensors: vec!["static".to_owned()],
+        from_utc_ns: Some(0),
+        to_utc_ns: Some(1),
+        ..Selection::default()
+    };
+    let e = export_to_dir(&source, Format::Icartt, sel, options()).unwrap_err();
+    assert!(e.is_request_error(), "{e}");
+    assert!(e.to_string().contains("ICARTT"), "{e}");
+}
+
+#[test]
+fn metadata_with_line_breaks_and_commas_keeps_the_header_intact() {
+    let source = memory(FlightOptions {
+        duration_s: 40.0,
+        ..flight()
+    });
+    let mut opts = options();
+    opts.metadata.principal_investigator = "O'Brien, Ann\r\nInjected: line".to_owned();
+    opts.metadata.institution = "Lab, Dept.\nOTHER_COMMENTS: fake".to_owned();
+    opts.metadata.project = "WAVE\t2026".to_owned();
+    let (dir, _) = export_to_dir(&source, Format::Icartt, Selection::default(), opts).unwrap();
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    for (name, f) in &read {
+        assert_eq!(f["complaints"], Value::Array(vec![]), "{name}");
+        assert_eq!(f["n_header"], f["n_header_file"], "{name}");
+        assert_eq!(f["pi"], "O'Brien, Ann  Injected: line");
+    }
+}
+
+#[test]
+fn a_store_directory_gives_the_same_files_as_the_records_held_by_a_hub() {
+    store_export_equals_memory_export(Format::Icartt);
+}
