@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod icartt;
+pub mod igc;
 pub mod track;
 
 use crate::ExportError;
@@ -23,6 +24,8 @@ pub enum Format {
     Csv,
     /// ICARTT 1001 (V2.0), one file per sensor.
     Icartt,
+    /// IGC, the glider pilots' flight log.
+    Igc,
 }
 
 impl Format {
@@ -34,6 +37,7 @@ impl Format {
         match self {
             Format::Csv => "csv",
             Format::Icartt => "icartt",
+            Format::Igc => "igc",
         }
     }
 
@@ -58,6 +62,7 @@ impl Format {
             Format::Icartt => {
                 "1 ns (Time_Start: seconds from 00:00 UTC of the flight date with up to nine fraction digits)"
             }
+            Format::Igc => "1 s (B records: HHMMSS UTC, the fraction of the second dropped)",
         }
     }
 }
@@ -101,6 +106,7 @@ pub fn export(
     match format {
         Format::Csv => csv::write(ds, out)?,
         Format::Icartt => icartt::write(ds, out)?,
+        Format::Igc => igc::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
