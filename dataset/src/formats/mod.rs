@@ -7,6 +7,7 @@
 //! the sidecar.
 
 pub mod csv;
+pub mod geojson;
 pub mod icartt;
 pub mod igc;
 pub mod track;
@@ -26,6 +27,8 @@ pub enum Format {
     Icartt,
     /// IGC, the glider pilots' flight log.
     Igc,
+    /// GeoJSON (RFC 7946): the track and every sensor instant as a Feature.
+    Geojson,
 }
 
 impl Format {
@@ -38,6 +41,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Icartt => "icartt",
             Format::Igc => "igc",
+            Format::Geojson => "geojson",
         }
     }
 
@@ -63,6 +67,9 @@ impl Format {
                 "1 ns (Time_Start: seconds from 00:00 UTC of the flight date with up to nine fraction digits)"
             }
             Format::Igc => "1 s (B records: HHMMSS UTC, the fraction of the second dropped)",
+            Format::Geojson => {
+                "1 ns (RFC 3339 with nine fraction digits, per vertex and per Feature)"
+            }
         }
     }
 }
@@ -107,6 +114,7 @@ pub fn export(
         Format::Csv => csv::write(ds, out)?,
         Format::Icartt => icartt::write(ds, out)?,
         Format::Igc => igc::write(ds, out)?,
+        Format::Geojson => geojson::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())

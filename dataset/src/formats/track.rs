@@ -112,18 +112,34 @@ pub fn no_fix(format: &str) -> ExportError {
     ))
 }
 
-/// Readings of one sensor's quantity by UTC, for "the reading nearest in time".
-#[derive(Debug, Clone, Default)]
-pub struct Series {
-    points: BTreeMap<i64, f64>,
+/// Readings (or fixes) by UTC, for "the one nearest in time".
+#[derive(Debug, Clone)]
+pub struct Series<T = f64> {
+    points: BTreeMap<i64, T>,
 }
 
-impl Series {
-    /// Adds a reading; of readings at the same UTC, the first in stream order counts.
+impl<T> Default for Series<T> {
+    fn default() -> Self {
+        Series {
+            points: BTreeMap::new(),
+        }
+    }
+}
+
+impl Series<f64> {
+    /// Adds a reading when it is finite; of readings at the same UTC, the first in stream
+    /// order counts.
     pub fn add(&mut self, utc_ns: i64, value: f64) {
         if value.is_finite() {
-            self.points.entry(utc_ns).or_insert(value);
+            self.insert(utc_ns, value);
         }
+    }
+}
+
+impl<T: Copy> Series<T> {
+    /// Adds a point; of points at the same UTC, the first in stream order counts.
+    pub fn insert(&mut self, utc_ns: i64, value: T) {
+        self.points.entry(utc_ns).or_insert(value);
     }
 
     /// How many readings.
@@ -138,7 +154,7 @@ impl Series {
 
     /// The reading nearest to `utc_ns` within [`NEAREST_TOLERANCE_NS`] (a tie goes to the
     /// earlier), with its UTC.
-    pub fn nearest(&self, utc_ns: i64) -> Option<(i64, f64)> {
+    pub fn nearest(&self, utc_ns: i64) -> Option<(i64, T)> {
         let before = self.points.range(..=utc_ns).next_back();
         let after = self.points.range(utc_ns..).next();
         let (t, v) = match (before, after) {
@@ -178,7 +194,7 @@ mod tests {
         assert_eq!(s.nearest(13_000_000_000), Some((12_000_000_000, 2.0)));
         assert_eq!(s.nearest(13_000_000_001), None);
         assert_eq!(s.nearest(8_999_999_999), None);
-        assert_eq!(Series::default().nearest(0), None);
+        assert_eq!(Series::<f64>::default().nearest(0), None);
     }
 
     #[test]
