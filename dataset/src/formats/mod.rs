@@ -10,6 +10,7 @@ pub mod csv;
 pub mod geojson;
 pub mod icartt;
 pub mod igc;
+pub mod kml;
 pub mod track;
 
 use crate::ExportError;
@@ -29,6 +30,8 @@ pub enum Format {
     Igc,
     /// GeoJSON (RFC 7946): the track and every sensor instant as a Feature.
     Geojson,
+    /// KML 2.2 for Google Earth: the track, extruded, and timed.
+    Kml,
 }
 
 impl Format {
@@ -42,6 +45,7 @@ impl Format {
             Format::Icartt => "icartt",
             Format::Igc => "igc",
             Format::Geojson => "geojson",
+            Format::Kml => "kml",
         }
     }
 
@@ -70,6 +74,7 @@ impl Format {
             Format::Geojson => {
                 "1 ns (RFC 3339 with nine fraction digits, per vertex and per Feature)"
             }
+            Format::Kml => "1 ns (gx:Track when: RFC 3339 with nine fraction digits)",
         }
     }
 }
@@ -115,6 +120,7 @@ pub fn export(
         Format::Icartt => icartt::write(ds, out)?,
         Format::Igc => igc::write(ds, out)?,
         Format::Geojson => geojson::write(ds, out)?,
+        Format::Kml => kml::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
