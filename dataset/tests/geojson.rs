@@ -244,3 +244,11 @@ fn hostile_metadata_stays_valid_json() {
 fn a_store_directory_gives_the_same_file_as_the_records_held_by_a_hub() {
     store_export_equals_memory_export(Format::Geojson);
 }
+
+#[test]
+fn the_sidecar_lists_the_readings_without_utc_as_in_the_file() {
+    assert_eq!(
+        without_utc_in_sidecar(Format::Geojson),
+        [("static".to_owned(), 10, true)]
+    );
+}

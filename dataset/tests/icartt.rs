@@ -87,7 +87,7 @@ fn check_against_source(opts: FlightOptions) {
         &std::fs::read(dir.path().join(&files.last().unwrap().path)).unwrap(),
     )
     .unwrap();
-    assert!(sidecar.to_string().contains("without_utc"), "{sidecar}");
+    assert!(sidecar["readings_without_utc"].is_array(), "{sidecar}");
 
     for sensor in &sensors {
         let name = format!("{}_glider_{date}_RA.ict", sensor.to_uppercase());
@@ -262,4 +262,54 @@ fn metadata_with_line_breaks_and_commas_keeps_the_header_intact() {
 #[test]
 fn a_store_directory_gives_the_same_files_as_the_records_held_by_a_hub() {
     store_export_equals_memory_export(Format::Icartt);
+}
+
+#[test]
+fn the_sidecar_lists_the_readings_without_utc_as_left_out() {
+    // The second boot's 10 static readings never got a time correlation.
+    assert_eq!(
+        without_utc_in_sidecar(Format::Icartt),
+        [("static".to_owned(), 10, false)]
+    );
+}
+
+#[test]
+fn a_time_that_goes_back_across_store_epochs_is_said_in_a_special_comment() {
+    use aloft_dataset::Completeness;
+    use aloft_dataset::source::MemorySource;
+    use aloft_protocol::StoreEpoch;
+    use aloft_test_support::flight::FlightRecords;
+    // A replaced SD card: the second epoch holds an earlier flight of the same day.
+    let later = FlightOptions {
+        duration_s: 40.0,
+        ..FlightOptions::default()
+    };
+    let earlier = FlightOptions {
+        start_utc_ns: later.start_utc_ns - 3_600_000_000_000,
+        ..later.clone()
+    };
+    let mut records = Vec::new();
+    for (epoch, opts) in [(StoreEpoch([1; 16]), later), (StoreEpoch([2; 16]), earlier)] {
+        records.extend(
+            FlightRecords::new(opts)
+                .enumerate()
+                .map(|(i, r)| (epoch, i as u64, r)),
+        );
+    }
+    let source = MemorySource::new(records, Completeness::default());
+    let (dir, _) = export_to_dir(&source, Format::Icartt, Selection::default(), options()).unwrap();
+    let gps = files(dir.path())
+        .into_iter()
+        .find(|(n, _)| n.starts_with("GPS_"))
+        .unwrap();
+    let text = String::from_utf8(gps.1).unwrap();
+    assert!(text.contains("Time_Start goes back 1 times"), "{text}");
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    for (name, f) in &read {
+        assert_eq!(f["complaints"], Value::Array(vec![]), "{name}");
+        assert_eq!(f["n_header"], f["n_header_file"], "{name}");
+    }
+    assert_eq!(floats(&read[&gps.0]["data"]["Time_Start"]).len(), 40);
 }

@@ -259,3 +259,12 @@ fn pilot_and_glider_from_the_metadata_are_in_the_header_and_hostile_text_is_made
 fn a_store_directory_gives_the_same_file_as_the_records_held_by_a_hub() {
     store_export_equals_memory_export(Format::Igc);
 }
+
+#[test]
+fn the_sidecar_lists_the_readings_without_utc_as_left_out() {
+    // The second boot's 10 static readings never got a time correlation.
+    assert_eq!(
+        without_utc_in_sidecar(Format::Igc),
+        [("static".to_owned(), 10, false)]
+    );
+}

@@ -179,3 +179,12 @@ fn a_single_fix_is_an_extruded_point() {
     assert_eq!(read["coords"].as_array().unwrap().len(), 1);
     assert_eq!(read["whens"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_sidecar_lists_the_readings_without_utc_as_left_out() {
+    // The second boot's 10 static readings never got a time correlation.
+    assert_eq!(
+        without_utc_in_sidecar(Format::Kml),
+        [("static".to_owned(), 10, false)]
+    );
+}

@@ -15,6 +15,8 @@
 //!   range keeps its value and says so in its `_flags` variable (Aloft's quality bits);
 //! - readings without UTC cannot be placed on the time axis: they are left out, and the
 //!   sidecar lists them (per boot and sensor) as it does for every format;
+//! - rows are in stream order, which is time order for one boot; where the time goes
+//!   back (several boots or store epochs) a special comment says how often;
 //! - the header's line count (line 1) is the exact number of header lines, the last of
 //!   which names every variable;
 //! - the data of every sensor is spooled to a temporary file in one pass, then copied
@@ -69,6 +71,8 @@ struct Plan {
     /// The one spacing of consecutive instants, while there is one.
     spacing: Option<i64>,
     irregular: bool,
+    /// Times an instant's UTC is earlier than the one before it in stream order.
+    backwards: u64,
 }
 
 impl Plan {
@@ -77,6 +81,9 @@ impl Plan {
             self.first_utc = utc;
         } else {
             let d = utc - self.last_utc;
+            if d < 0 {
+                self.backwards += 1;
+            }
             match self.spacing {
                 None => self.spacing = Some(d),
                 Some(s) if s != d => self.irregular = true,
@@ -234,6 +241,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             copy(&mut file, w)
         })?;
     }
+    ds.mark_without_utc_left_out();
     Ok(())
 }
 
@@ -300,8 +308,17 @@ fn header(
             .to_owned(),
     );
     shortnames.push("time_source".to_owned());
-    // Special comments: none.
-    lines.push("0".to_owned());
+    // A special comment only when the time goes back: rows are in stream order, which
+    // for readings of several boots or store epochs may not be time order.
+    if plan.backwards > 0 {
+        lines.push("1".to_owned());
+        lines.push(format!(
+            "Time_Start goes back {} times: the rows are in the order the node recorded them, across several boots or store epochs; sort by Time_Start to use them as a time series",
+            plan.backwards
+        ));
+    } else {
+        lines.push("0".to_owned());
+    }
 
     let instrument = match descriptor {
         Some(d) => {

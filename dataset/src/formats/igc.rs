@@ -185,6 +185,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             w.write_all(line.as_bytes()).map_err(ExportError::write)
         })
     })?;
+    ds.mark_without_utc_left_out();
     Ok(())
 }
 

@@ -163,6 +163,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         w.write_all(b"</gx:Track>\n</Placemark>\n</Document>\n</kml>\n")
             .map_err(io)
     })?;
+    ds.mark_without_utc_left_out();
     Ok(())
 }
 

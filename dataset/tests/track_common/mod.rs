@@ -133,3 +133,26 @@ pub fn store_export_equals_memory_export(format: Format) {
     );
     assert_eq!(fa, fb, "{format:?}");
 }
+
+/// The sidecar's `readings_without_utc` of an export of the test flight in `format`:
+/// (sensor, readings, exported) per entry.
+pub fn without_utc_in_sidecar(format: Format) -> Vec<(String, u64, bool)> {
+    let source = memory(flight());
+    let (dir, files) = export_to_dir(&source, format, Selection::default(), options()).unwrap();
+    let sidecar = files.last().unwrap();
+    assert!(sidecar.path.ends_with(".sidecar.json"));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&sidecar.path)).unwrap()).unwrap();
+    doc["readings_without_utc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["sensor"].as_str().unwrap().to_owned(),
+                w["readings"].as_u64().unwrap(),
+                w["exported"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
