@@ -148,14 +148,54 @@ pub fn name_part(text: &str) -> String {
     if s.is_empty() { "X".to_owned() } else { s }
 }
 
+/// The longest data or location id in a file name, so that a name stays within ICARTT's
+/// 127 characters.
+const MAX_ID: usize = 48;
+
 /// The file name of `sensor`'s data: `DATAID_LOCATIONID_YYYYMMDD_RA.ict`.
 pub fn file_name(sensor: &str, platform: &str, day_utc_ns: i64) -> String {
+    file_name_with(
+        &name_part(sensor).to_ascii_uppercase(),
+        platform,
+        day_utc_ns,
+    )
+}
+
+fn file_name_with(data_id: &str, platform: &str, day_utc_ns: i64) -> String {
     let (y, m, d, ..) = civil(day_utc_ns.div_euclid(1_000_000_000));
+    let cut = |s: String| s.chars().take(MAX_ID).collect::<String>();
     format!(
         "{}_{}_{y:04}{m:02}{d:02}_{REVISION}.ict",
-        name_part(sensor).to_ascii_uppercase(),
-        name_part(platform)
+        cut(data_id.to_owned()),
+        cut(name_part(platform))
     )
+}
+
+/// Every sensor's file name; two sensors whose names give the same data id (names made
+/// before the naming rule, `outside_air` and `outside-air`) get `-2`, `-3`, ... so no
+/// file replaces another.
+fn file_names<'a>(
+    sensors: impl Iterator<Item = &'a String>,
+    platform: &str,
+    day_utc_ns: i64,
+) -> BTreeMap<String, String> {
+    let mut used = BTreeSet::new();
+    let mut names = BTreeMap::new();
+    for sensor in sensors {
+        let base: String = name_part(sensor)
+            .to_ascii_uppercase()
+            .chars()
+            .take(MAX_ID - 4)
+            .collect();
+        let mut id = base.clone();
+        let mut n = 1;
+        while !used.insert(id.clone()) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        names.insert(sensor.clone(), file_name_with(&id, platform, day_utc_ns));
+    }
+    names
 }
 
 struct Spool {
@@ -182,10 +222,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
     };
     let day = first.div_euclid(86_400_000_000_000) * 86_400_000_000_000;
     let platform = &ds.options.metadata.platform;
-    let names: BTreeMap<String, String> = plans
-        .keys()
-        .map(|s| (s.clone(), file_name(s, platform, day)))
-        .collect();
+    let names = file_names(plans.keys(), platform, day);
 
     let mut spools: BTreeMap<String, Spool> = BTreeMap::new();
     for (sensor, plan) in plans {
@@ -436,5 +473,16 @@ mod tests {
         );
         assert_eq!(name_part("a_b c"), "a-b-c");
         assert_eq!(name_part("__"), "X");
+    }
+
+    #[test]
+    fn sensors_whose_names_give_one_data_id_get_distinct_files() {
+        let sensors = ["outside-air".to_owned(), "outside_air".to_owned()];
+        let names = file_names(sensors.iter(), "glider", 0);
+        assert_eq!(names["outside-air"], "OUTSIDE-AIR_glider_19700101_RA.ict");
+        assert_eq!(names["outside_air"], "OUTSIDE-AIR-2_glider_19700101_RA.ict");
+        let long = "x".repeat(300);
+        let names = file_names([long.clone()].iter(), &long, 0);
+        assert!(names[&long].len() <= 127, "{}", names[&long]);
     }
 }

@@ -36,7 +36,13 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Icartt];
+    pub const ALL: &'static [Format] = &[
+        Format::Csv,
+        Format::Icartt,
+        Format::Igc,
+        Format::Geojson,
+        Format::Kml,
+    ];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {

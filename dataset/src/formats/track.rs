@@ -198,6 +198,17 @@ mod tests {
     }
 
     #[test]
+    fn the_text_formats_are_listed_and_found_by_name() {
+        use crate::Format;
+        for f in [Format::Icartt, Format::Igc, Format::Geojson, Format::Kml] {
+            assert!(Format::ALL.contains(&f), "{f:?}");
+            assert_eq!(Format::from_name(f.name()).ok(), Some(f));
+            assert!(!f.has_layouts());
+            assert!(f.time_resolution().starts_with('1'));
+        }
+    }
+
+    #[test]
     fn one_line_text_has_no_line_breaks() {
         assert_eq!(one_line("a\r\nb\tc"), "a  b c");
     }
