@@ -252,3 +252,23 @@ fn the_sidecar_lists_the_readings_without_utc_as_in_the_file() {
         [("static".to_owned(), 10, true)]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn any_metadata_gives_a_json_document_that_keeps_it(
+        title in proptest::prelude::any::<String>(),
+        platform in proptest::prelude::any::<String>(),
+    ) {
+        let source = memory(FlightOptions { duration_s: 22.0, ..flight() });
+        let mut opts = options();
+        opts.metadata.title = title.clone();
+        opts.metadata.platform = platform.clone();
+        let (dir, _) = export_to_dir(&source, Format::Geojson, Selection::default(), opts).unwrap();
+        let doc: Value = serde_json::from_slice(&std::fs::read(dir.path().join("aloft-glider-1.geojson")).unwrap()).unwrap();
+        let props = &doc["features"][0]["properties"];
+        proptest::prop_assert_eq!(props["title"].as_str(), Some(title.as_str()));
+        proptest::prop_assert_eq!(props["platform"].as_str(), Some(platform.as_str()));
+    }
+}

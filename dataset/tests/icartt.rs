@@ -313,3 +313,36 @@ fn a_time_that_goes_back_across_store_epochs_is_said_in_a_special_comment() {
     }
     assert_eq!(floats(&read[&gps.0]["data"]["Time_Start"]).len(), 40);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn any_metadata_keeps_the_header_line_count_exact(
+        pi in proptest::prelude::any::<String>(),
+        institution in "\\PC*",
+        project in proptest::prelude::any::<String>(),
+        platform in proptest::prelude::any::<String>(),
+    ) {
+        let source = memory(FlightOptions { duration_s: 22.0, ..flight() });
+        let mut opts = options();
+        opts.metadata.principal_investigator = pi;
+        opts.metadata.institution = institution;
+        opts.metadata.project = project;
+        opts.metadata.platform = platform;
+        let (dir, files) = export_to_dir(&source, Format::Icartt, Selection::default(), opts).unwrap();
+        for f in files.iter().filter(|f| f.format == "icartt") {
+            proptest::prop_assert!(f.path.len() <= 127 && f.path.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "{}", f.path);
+            let text = std::fs::read_to_string(dir.path().join(&f.path)).unwrap();
+            let lines: Vec<&str> = text.split('\n').collect();
+            let n: usize = lines[0].split(',').next().unwrap().trim().parse().unwrap();
+            // The last header line names the variables; the first data line follows.
+            proptest::prop_assert!(lines[n - 1].starts_with("Time_Start, "), "{}", lines[n - 1]);
+            proptest::prop_assert!(lines[n].starts_with(|c: char| c.is_ascii_digit()), "{}", lines[n]);
+            // The normal comments' count matches the lines from the keywords to the names.
+            let k = lines.iter().position(|l| l.starts_with("PI_CONTACT_INFO: ")).unwrap();
+            let count: usize = lines[k - 1].trim().parse().unwrap();
+            proptest::prop_assert_eq!(k - 1 + count, n - 1);
+        }
+    }
+}

@@ -129,6 +129,17 @@ fn value_text(v: Option<f64>, into: &mut String) {
     }
 }
 
+/// Metadata on one line, `not stated` when empty: a header line ICARTT requires is never
+/// blank.
+fn stated(text: &str) -> String {
+    let s = one_line(text);
+    if s.trim().is_empty() {
+        "not stated".to_owned()
+    } else {
+        s
+    }
+}
+
 /// The ICARTT unit of a quantity: `none` for dimensionless.
 fn unit(q: Quantity) -> &'static str {
     match q.unit() {
@@ -304,14 +315,14 @@ fn header(
     let (ry, rm, rd, ..) = civil(ds.options.created_utc_ns.div_euclid(1_000_000_000));
 
     let mut lines: Vec<String> = Vec::new();
-    lines.push(one_line(&meta.principal_investigator));
-    lines.push(one_line(&meta.institution));
+    lines.push(stated(&meta.principal_investigator));
+    lines.push(stated(&meta.institution));
     lines.push(format!(
         "Aloft sensor {sensor} ({device}) on {} (node {})",
         one_line(&meta.platform),
         one_line(&ds.node)
     ));
-    lines.push(one_line(&meta.project));
+    lines.push(stated(&meta.project));
     lines.push("1, 1".to_owned());
     lines.push(format!("{y:04}, {m:02}, {d:02}, {ry:04}, {rm:02}, {rd:02}"));
     lines.push(plan.data_interval());
