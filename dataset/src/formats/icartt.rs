@@ -33,7 +33,9 @@ use crate::formats::csv::copy;
 use crate::formats::track::one_line;
 use crate::output::Output;
 use crate::rows::{Dataset, Instant};
-use crate::time::{civil, rfc3339_s, source_code};
+use crate::time::{civil, civil_from_days, rfc3339_s, source_code};
+
+const NS_PER_DAY: i64 = 86_400_000_000_000;
 
 /// The missing-value indicator of every dependent variable.
 pub const MISSING: &str = "-9999";
@@ -80,7 +82,7 @@ impl Plan {
         if self.instants == 0 {
             self.first_utc = utc;
         } else {
-            let d = utc - self.last_utc;
+            let d = utc.saturating_sub(self.last_utc);
             if d < 0 {
                 self.backwards += 1;
             }
@@ -163,17 +165,14 @@ pub fn name_part(text: &str) -> String {
 /// 127 characters.
 const MAX_ID: usize = 48;
 
-/// The file name of `sensor`'s data: `DATAID_LOCATIONID_YYYYMMDD_RA.ict`.
-pub fn file_name(sensor: &str, platform: &str, day_utc_ns: i64) -> String {
-    file_name_with(
-        &name_part(sensor).to_ascii_uppercase(),
-        platform,
-        day_utc_ns,
-    )
+/// The file name of `sensor`'s data on flight date `day` (days since 1970-01-01):
+/// `DATAID_LOCATIONID_YYYYMMDD_RA.ict`.
+pub fn file_name(sensor: &str, platform: &str, day: i64) -> String {
+    file_name_with(&name_part(sensor).to_ascii_uppercase(), platform, day)
 }
 
-fn file_name_with(data_id: &str, platform: &str, day_utc_ns: i64) -> String {
-    let (y, m, d, ..) = civil(day_utc_ns.div_euclid(1_000_000_000));
+fn file_name_with(data_id: &str, platform: &str, day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
     let cut = |s: String| s.chars().take(MAX_ID).collect::<String>();
     format!(
         "{}_{}_{y:04}{m:02}{d:02}_{REVISION}.ict",
@@ -188,7 +187,7 @@ fn file_name_with(data_id: &str, platform: &str, day_utc_ns: i64) -> String {
 fn file_names<'a>(
     sensors: impl Iterator<Item = &'a String>,
     platform: &str,
-    day_utc_ns: i64,
+    day: i64,
 ) -> BTreeMap<String, String> {
     let mut used = BTreeSet::new();
     let mut names = BTreeMap::new();
@@ -204,7 +203,7 @@ fn file_names<'a>(
             n += 1;
             id = format!("{base}-{n}");
         }
-        names.insert(sensor.clone(), file_name_with(&id, platform, day_utc_ns));
+        names.insert(sensor.clone(), file_name_with(&id, platform, day));
     }
     names
 }
@@ -231,7 +230,10 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
                 .to_owned(),
         ));
     };
-    let day = first.div_euclid(86_400_000_000_000) * 86_400_000_000_000;
+    // The flight date as days since 1970-01-01, and its midnight in ns (i128: the
+    // midnight of a time near i64's ends is outside i64).
+    let day = first.div_euclid(NS_PER_DAY);
+    let midnight = i128::from(day) * i128::from(NS_PER_DAY);
     let platform = &ds.options.metadata.platform;
     let names = file_names(plans.keys(), platform, day);
 
@@ -254,7 +256,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             return Ok(());
         };
         line.clear();
-        line.push_str(&seconds_text(i128::from(utc) - i128::from(day)));
+        line.push_str(&seconds_text(i128::from(utc) - midnight));
         for q in &spool.columns {
             line.push(',');
             value_text(i.get(*q).map(|(v, _)| v), &mut line);
@@ -311,14 +313,15 @@ fn header(
     let device = descriptor.map_or("unknown device".to_owned(), |d| {
         one_line(&d.descriptor.device)
     });
-    let (y, m, d, ..) = civil(day.div_euclid(1_000_000_000));
+    let (y, m, d) = civil_from_days(day);
     let (ry, rm, rd, ..) = civil(ds.options.created_utc_ns.div_euclid(1_000_000_000));
 
     let mut lines: Vec<String> = Vec::new();
     lines.push(stated(&meta.principal_investigator));
     lines.push(stated(&meta.institution));
     lines.push(format!(
-        "Aloft sensor {sensor} ({device}) on {} (node {})",
+        "Aloft sensor {} ({device}) on {} (node {})",
+        one_line(sensor),
         one_line(&meta.platform),
         one_line(&ds.node)
     ));
@@ -339,8 +342,9 @@ fn header(
         let name = q.to_string();
         let standard = q.cf_standard_name().unwrap_or(&name).to_owned();
         lines.push(format!(
-            "{name}, {}, {standard}, {name} measured by {sensor}",
-            unit(*q)
+            "{name}, {}, {standard}, {name} measured by {}",
+            unit(*q),
+            one_line(sensor).replace(',', ";")
         ));
         shortnames.push(name);
     }
@@ -479,7 +483,7 @@ mod tests {
     #[test]
     fn file_names_follow_the_convention() {
         assert_eq!(
-            file_name("static", "glider", 1_780_000_000_000_000_000),
+            file_name("static", "glider", 20_601),
             "STATIC_glider_20260528_RA.ict"
         );
         assert_eq!(name_part("a_b c"), "a-b-c");

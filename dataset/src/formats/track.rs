@@ -2,8 +2,8 @@
 //! a fix as those formats see it, a time series for "the reading nearest in time", and
 //! text made safe for one-line headers.
 //!
-//! Invariants: a fix is an instant of the GNSS sensor with UTC, a finite latitude and a
-//! finite longitude, nothing else; "nearest" never reaches further than
+//! Invariants: a fix is an instant of the GNSS sensor with UTC, a latitude in -90..=90
+//! and a longitude in -180..=180, nothing else; "nearest" never reaches further than
 //! [`NEAREST_TOLERANCE_NS`] and never invents a value (no interpolation); a tie goes to
 //! the earlier reading, so the choice depends only on the records.
 
@@ -50,7 +50,9 @@ impl Fix {
         let utc_ns = i.utc_ns?;
         let (latitude, lq) = i.get(Quantity::Latitude)?;
         let (longitude, oq) = i.get(Quantity::Longitude)?;
-        if !latitude.is_finite() || !longitude.is_finite() {
+        // A position outside the globe is not a fix (the readings stay in the formats
+        // that hold values: CSV, GeoJSON's Features, ICARTT).
+        if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
             return None;
         }
         let finite = |q| i.get(q).map(|(v, _)| v).filter(|v: &f64| v.is_finite());
