@@ -346,3 +346,36 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_averaged_selection_says_so_and_has_one_row_per_interval() {
+    use aloft_dataset::Resample;
+    let source = memory(flight());
+    let sel = Selection {
+        resample: Some(Resample::Mean {
+            interval_ns: 10_000_000_000,
+        }),
+        ..Selection::default()
+    };
+    let (dir, _) = export_to_dir(&source, Format::Icartt, sel, options()).unwrap();
+    let all = files(dir.path());
+    let (name, bytes) = all.iter().find(|(n, _)| n.starts_with("STATIC_")).unwrap();
+    let text = std::str::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains("averaged: the arithmetic mean over each 10 s interval"),
+        "{text}"
+    );
+    let Some(read) = read_back(dir.path()) else {
+        return;
+    };
+    let f = &read[name];
+    assert_eq!(f["complaints"], Value::Array(vec![]));
+    let times = floats(&f["data"]["Time_Start"]);
+    // 300 s of static readings with UTC, in 10 s intervals aligned to the Unix epoch.
+    assert!((30..=31).contains(&times.len()), "{}", times.len());
+    assert!(
+        times
+            .windows(2)
+            .all(|w| w[1].unwrap() - w[0].unwrap() == 10.0)
+    );
+}

@@ -1,7 +1,8 @@
 //! ICARTT 1001 (File Format Standards V2.0, FFI 1001): one file per sensor,
 //! `DATAID_LOCATIONID_YYYYMMDD_RA.ict`, the independent variable `Time_Start` in seconds
-//! from 00:00 UTC of the flight date, one dependent variable per quantity, a `_flags`
-//! variable per quantity and a `time_source` variable.
+//! from 00:00 UTC of the flight date (and `Time_Stop` when the selection averages over
+//! intervals), one dependent variable per quantity, a `_flags` variable per quantity and a
+//! `time_source` variable.
 //!
 //! Invariants:
 //! - the flight date is the UTC date of the earliest reading with UTC in the selection,
@@ -249,6 +250,11 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             },
         );
     }
+    // Averaged rows cover an interval: ICARTT wants its end as Time_Stop.
+    let averaged = match ds.selection.resample {
+        Some(crate::Resample::Mean { interval_ns }) => Some(i128::from(interval_ns)),
+        _ => None,
+    };
     let mut line = String::new();
     ds.instants(&mut |i| {
         let Some(utc) = i.utc_ns else { return Ok(()) };
@@ -257,6 +263,10 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         };
         line.clear();
         line.push_str(&seconds_text(i128::from(utc) - midnight));
+        if let Some(width) = averaged {
+            line.push(',');
+            line.push_str(&seconds_text(i128::from(utc) - midnight + width));
+        }
         for q in &spool.columns {
             line.push(',');
             value_text(i.get(*q).map(|(v, _)| v), &mut line);
@@ -333,11 +343,19 @@ fn header(
         "Time_Start, seconds, Time_Start, start time of the reading in seconds from 00:00 UTC of the flight date"
             .to_owned(),
     );
-    let n_dependent = 2 * columns.len() + 1;
+    let averaged = matches!(ds.selection.resample, Some(crate::Resample::Mean { .. }));
+    let n_dependent = 2 * columns.len() + 1 + usize::from(averaged);
     lines.push(n_dependent.to_string());
     lines.push(vec!["1"; n_dependent].join(", "));
     lines.push(vec![MISSING; n_dependent].join(", "));
     let mut shortnames = vec!["Time_Start".to_owned()];
+    if averaged {
+        lines.push(
+            "Time_Stop, seconds, Time_Stop, end of the averaging interval in seconds from 00:00 UTC of the flight date"
+                .to_owned(),
+        );
+        shortnames.push("Time_Stop".to_owned());
+    }
     for q in columns {
         let name = q.to_string();
         let standard = q.cf_standard_name().unwrap_or(&name).to_owned();
