@@ -243,6 +243,15 @@ impl<'s> Dataset<'s> {
         self.stats.borrow().clone()
     }
 
+    /// For a format whose files cannot hold readings without UTC (its time axis is UTC):
+    /// marks those of the latest pass as not exported, so the sidecar does not say they
+    /// are in the files.
+    pub fn mark_without_utc_left_out(&self) {
+        for w in &mut self.stats.borrow_mut().without_utc {
+            w.exported = false;
+        }
+    }
+
     /// Calls `each` with every selected row, in stream order (averaged rows when they
     /// close). Figures for the sidecar are gathered anew on every pass.
     pub fn rows(

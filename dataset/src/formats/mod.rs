@@ -7,6 +7,11 @@
 //! the sidecar.
 
 pub mod csv;
+pub mod geojson;
+pub mod icartt;
+pub mod igc;
+pub mod kml;
+pub mod track;
 
 use crate::ExportError;
 use crate::output::{FileEntry, Output};
@@ -19,16 +24,34 @@ use crate::sidecar;
 pub enum Format {
     /// RFC 4180 CSV, tidy or wide.
     Csv,
+    /// ICARTT 1001 (V2.0), one file per sensor.
+    Icartt,
+    /// IGC, the glider pilots' flight log.
+    Igc,
+    /// GeoJSON (RFC 7946): the track and every sensor instant as a Feature.
+    Geojson,
+    /// KML 2.2 for Google Earth: the track, extruded, and timed.
+    Kml,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: &'static [Format] = &[Format::Csv];
+    pub const ALL: &'static [Format] = &[
+        Format::Csv,
+        Format::Icartt,
+        Format::Igc,
+        Format::Geojson,
+        Format::Kml,
+    ];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::Icartt => "icartt",
+            Format::Igc => "igc",
+            Format::Geojson => "geojson",
+            Format::Kml => "kml",
         }
     }
 
@@ -50,6 +73,14 @@ impl Format {
     pub fn time_resolution(self) -> &'static str {
         match self {
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
+            Format::Icartt => {
+                "1 ns (Time_Start: seconds from 00:00 UTC of the flight date with up to nine fraction digits)"
+            }
+            Format::Igc => "1 s (B records: HHMMSS UTC, the fraction of the second dropped)",
+            Format::Geojson => {
+                "1 ns (RFC 3339 with nine fraction digits, per vertex and per Feature)"
+            }
+            Format::Kml => "1 ns (gx:Track when: RFC 3339 with nine fraction digits)",
         }
     }
 }
@@ -92,6 +123,10 @@ pub fn export(
 ) -> Result<Vec<FileEntry>, ExportError> {
     match format {
         Format::Csv => csv::write(ds, out)?,
+        Format::Icartt => icartt::write(ds, out)?,
+        Format::Igc => igc::write(ds, out)?,
+        Format::Geojson => geojson::write(ds, out)?,
+        Format::Kml => kml::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
