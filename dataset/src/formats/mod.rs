@@ -7,6 +7,7 @@
 //! the sidecar.
 
 pub mod csv;
+pub mod netcdf;
 
 use crate::ExportError;
 use crate::output::{FileEntry, Output};
@@ -19,16 +20,19 @@ use crate::sidecar;
 pub enum Format {
     /// RFC 4180 CSV, tidy or wide.
     Csv,
+    /// NetCDF-CF: one CF-1.8 trajectory in the netCDF classic 64-bit-offset format.
+    NetCdf,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: &'static [Format] = &[Format::Csv];
+    pub const ALL: &'static [Format] = &[Format::Csv, Format::NetCdf];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::NetCdf => "netcdf",
         }
     }
 
@@ -50,6 +54,7 @@ impl Format {
     pub fn time_resolution(self) -> &'static str {
         match self {
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
+            Format::NetCdf => netcdf::TIME_RESOLUTION,
         }
     }
 }
@@ -92,6 +97,7 @@ pub fn export(
 ) -> Result<Vec<FileEntry>, ExportError> {
     match format {
         Format::Csv => csv::write(ds, out)?,
+        Format::NetCdf => netcdf::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
