@@ -1,0 +1,811 @@
+//! NetCDF-CF export read back by the readers researchers use: the IOOS compliance-checker
+//! (CF 1.8), xarray (times decoded) and netCDF4; and the classic encoder's files read by
+//! netCDF4 for any dimensions, attributes and variables.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use aloft_dataset::formats::netcdf::classic::{
+    AttrValue, Attribute, Dimension, FILL_DOUBLE, Header, NcType, Variable, write_padding,
+};
+use aloft_dataset::formats::netcdf::{TOLERANCE_NS, sensor_var_prefix};
+use aloft_dataset::source::{MemorySource, hex};
+use aloft_dataset::time::{parse_utc, source_name};
+use aloft_dataset::{
+    Completeness, Dataset, DirOutput, ExportError, ExportOptions, Format, Selection, export,
+};
+use aloft_protocol::{Quantity, Record, StoreEpoch};
+use aloft_test_support::flight::{FlightOptions, FlightRecords, SECOND_BOOT};
+use aloft_test_support::python;
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// The simulated flight with a pitot outage and a second boot without UTC; the static port
+/// at 2 Hz, so that two of its instants are nearest to one fix.
+fn flight() -> FlightOptions {
+    FlightOptions {
+        duration_s: 300.0,
+        static_hz: 2.0,
+        pitot_outage_at_s: Some(100.0),
+        uncorrelated_boot_s: Some(10.0),
+        ..FlightOptions::default()
+    }
+}
+
+fn source(opts: FlightOptions) -> MemorySource {
+    let records: Vec<_> = FlightRecords::new(opts)
+        .enumerate()
+        .map(|(i, r): (usize, Record)| (StoreEpoch([7; 16]), i as u64, r))
+        .collect();
+    MemorySource::new(
+        records,
+        Completeness {
+            origin: "store".to_owned(),
+            ..Completeness::default()
+        },
+    )
+}
+
+fn options() -> ExportOptions {
+    ExportOptions::new("glider-1", 1_790_000_000_000_000_000)
+}
+
+fn export_to(src: &MemorySource, sel: Selection, dir: &Path) -> Result<PathBuf, ExportError> {
+    let ds = Dataset::open(src, "glider-1", sel, options())?;
+    let mut out = DirOutput::new(dir, false)?;
+    export(&ds, Format::NetCdf, &mut out)?;
+    out.commit()?;
+    Ok(dir.join("aloft-glider-1.nc"))
+}
+
+/// Dumps every variable (raw, unmasked: doubles as their bit patterns), every attribute,
+/// and xarray's decoded times (ns, `null` for NaT) as JSON.
+const DUMP: &str = r#"
+import json, sys
+import numpy as np
+import netCDF4
+import xarray as xr
+
+def attr(v):
+    if isinstance(v, str):
+        return v
+    a = np.atleast_1d(v)
+    if a.dtype.kind == 'f':
+        return [int(x) for x in a.astype('<f8').view('<u8')]
+    return [int(x) for x in a]
+
+def raw(v):
+    a = np.asarray(v[...])
+    if a.dtype.kind == 'f':
+        return [int(x) for x in a.astype('<f8').view('<u8')]
+    if a.dtype.kind == 'S':
+        return b''.join(a.tolist()).decode()
+    return [int(x) for x in a]
+
+ds = netCDF4.Dataset(sys.argv[1])
+ds.set_auto_maskandscale(False)
+ds.set_auto_chartostring(False)
+out = {
+    'format': ds.data_model,
+    'dims': {k: len(d) for k, d in ds.dimensions.items()},
+    'global': {k: attr(ds.getncattr(k)) for k in ds.ncattrs()},
+    'vars': {
+        n: {
+            'dtype': str(v.dtype),
+            'dims': list(v.dimensions),
+            'attrs': {k: attr(v.getncattr(k)) for k in v.ncattrs()},
+            'raw': raw(v),
+        }
+        for n, v in ds.variables.items()
+    },
+    'decoded': {},
+}
+x = xr.open_dataset(sys.argv[1])
+for n in x.variables:
+    v = x[n]
+    if np.issubdtype(v.dtype, np.datetime64):
+        ns = v.values.astype('datetime64[ns]')
+        out['decoded'][n] = [None if np.isnat(t) else int(t.astype('int64')) for t in ns]
+print(json.dumps(out))
+"#;
+
+fn dump(py: &Path, file: &Path) -> Value {
+    let out = python::run(py, DUMP, &[file.as_os_str()]);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// The high-priority failures compliance-checker reports for `test` (e.g. `cf:1.8`).
+fn checker_failures(py: &Path, file: &Path, test: &str) -> (Vec<String>, Value) {
+    let checker = py.with_file_name("compliance-checker");
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = std::process::Command::new(&checker)
+        .arg(format!("--test={test}"))
+        .args(["--format=json", "-o"])
+        .arg(report.path())
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", checker.display()));
+    let json: Value = serde_json::from_slice(&std::fs::read(report.path()).unwrap())
+        .unwrap_or_else(|e| {
+            panic!(
+                "compliance-checker wrote no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let result = json[test].clone();
+    let failures = result["high_priorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["msgs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |m| format!("{}: {}", r["name"], m))
+        })
+        .collect();
+    (failures, result)
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v["raw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| f64::from_bits(b.as_u64().unwrap()))
+        .collect()
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v["raw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_i64().unwrap())
+        .collect()
+}
+
+fn text<'a>(v: &'a Value, attr: &str) -> &'a str {
+    v["attrs"][attr].as_str().unwrap_or_default()
+}
+
+/// A reading as the comparison sees it: sensor, quantity, UTC (ns), value bits, quality
+/// bits, time source, monotonic ns (only for readings without UTC).
+type Key = (
+    String,
+    Quantity,
+    Option<i64>,
+    u64,
+    u16,
+    &'static str,
+    Option<u64>,
+);
+
+fn source_of(code: i64) -> &'static str {
+    ["monotonic", "system_clock", "gnss", "reconstructed"][usize::try_from(code).unwrap()]
+}
+
+#[test]
+fn the_flight_passes_the_cf_checker_and_reads_back_exactly_in_netcdf4_and_xarray() {
+    let Some(py) = python::readers() else { return };
+    let src = source(flight());
+    let dir = tempfile::tempdir().unwrap();
+    let file = export_to(&src, Selection::default(), dir.path()).unwrap();
+
+    // The same records give the same bytes.
+    let again = tempfile::tempdir().unwrap();
+    let file2 = export_to(&src, Selection::default(), again.path()).unwrap();
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(&file2).unwrap()
+    );
+
+    for test in ["cf:1.8", "cf:1.11"] {
+        let (failures, result) = checker_failures(&py, &file, test);
+        assert!(
+            failures.is_empty(),
+            "{test} high-priority failures: {failures:#?}"
+        );
+        eprintln!(
+            "{test}: {} of {} points",
+            result["scored_points"], result["possible_points"]
+        );
+    }
+
+    let d = dump(&py, &file);
+    assert_eq!(d["format"], "NETCDF3_64BIT_OFFSET");
+    let g = &d["global"];
+    assert_eq!(g["featureType"], "trajectory");
+    assert!(g["Conventions"].as_str().unwrap().contains("CF-1.8"));
+    assert_eq!(g["date_created"], "2026-09-21T14:13:20.000000000Z");
+    for key in [
+        "title",
+        "institution",
+        "source",
+        "history",
+        "platform",
+        "instrument",
+        "time_coverage_start",
+        "time_coverage_end",
+        "references",
+        "comment",
+    ] {
+        assert!(!g[key].as_str().unwrap_or_default().is_empty(), "{key}");
+    }
+    assert_eq!(
+        g["time_placement_tolerance_s"],
+        serde_json::json!([0.5f64.to_bits()])
+    );
+    let vars = d["vars"].as_object().unwrap();
+    assert_eq!(vars["trajectory"]["raw"], "glider-1");
+    assert_eq!(text(&vars["trajectory"], "cf_role"), "trajectory_id");
+
+    // What the file must hold: every selected reading of the dataset.
+    let ds = Dataset::open(&src, "glider-1", Selection::default(), options()).unwrap();
+    let mut expected: Vec<Key> = Vec::new();
+    let mut fixes: Vec<(i64, usize, BTreeMap<Quantity, (u64, u16)>)> = Vec::new();
+    ds.instants(&mut |i| {
+        for (q, v, f) in &i.values {
+            expected.push((
+                i.sensor.clone(),
+                *q,
+                i.utc_ns,
+                v.to_bits(),
+                f.bits(),
+                source_name(i.time_source),
+                i.utc_ns.is_none().then_some(i.mono_ns),
+            ));
+        }
+        if i.sensor == "gps"
+            && let Some(utc) = i.utc_ns
+        {
+            let n = fixes.len();
+            fixes.push((
+                utc,
+                n,
+                i.values
+                    .iter()
+                    .map(|(q, v, f)| (*q, (v.to_bits(), f.bits())))
+                    .collect(),
+            ));
+        }
+        Ok(())
+    })
+    .unwrap();
+    fixes.sort_by_key(|(t, n, _)| (*t, *n));
+    let n_obs = fixes.len();
+    assert_eq!(d["dims"]["obs"], n_obs);
+    assert!(n_obs > 250, "{n_obs}");
+
+    // Times: the stated definition, and xarray's decoding to 1 us (here: exactly).
+    let units = text(&vars["time"], "units");
+    let day = units.strip_prefix("seconds since ").unwrap();
+    let epoch = parse_utc(&format!("{}Z", day.replace(' ', "T"))).unwrap();
+    let to_ns = |s: f64| -> Option<i64> {
+        (s.to_bits() != FILL_DOUBLE.to_bits()).then(|| epoch + (s * 1e9).round() as i64)
+    };
+    let track: Vec<i64> = f64s(&vars["time"])
+        .into_iter()
+        .map(|s| to_ns(s).unwrap())
+        .collect();
+    let decoded: Vec<Option<i64>> = d["decoded"]["time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::as_i64)
+        .collect();
+    for (k, (utc, _, values)) in fixes.iter().enumerate() {
+        assert_eq!(track[k], *utc, "fix {k}");
+        assert!(decoded[k].unwrap().abs_diff(*utc) <= 1_000, "fix {k}");
+        for (var, q) in [
+            ("lat", Quantity::Latitude),
+            ("lon", Quantity::Longitude),
+            ("alt", Quantity::AltitudeMsl),
+        ] {
+            assert_eq!(f64s(&vars[var])[k].to_bits(), values[&q].0, "{var} {k}");
+            assert_eq!(
+                ints(&vars[&format!("{var}_quality")])[k],
+                i64::from(values[&q].1)
+            );
+        }
+    }
+    assert_eq!(text(&vars["alt"], "standard_name"), "altitude");
+    assert_eq!(text(&vars["alt"], "positive"), "up");
+    assert_eq!(text(&vars["lat"], "standard_name"), "latitude");
+
+    // Every data variable: standard name where the vocabulary has one, units, fill value,
+    // coordinates and its ancillary flag variables with their meanings.
+    let mut actual: Vec<Key> = Vec::new();
+    let sensors: BTreeMap<&str, Vec<Quantity>> = {
+        let mut m: BTreeMap<&str, Vec<Quantity>> = BTreeMap::new();
+        for e in &expected {
+            let qs = m.entry(e.0.as_str()).or_default();
+            if !qs.contains(&e.1) {
+                qs.push(e.1);
+            }
+        }
+        m
+    };
+    for (sensor, qs) in &sensors {
+        let prefix = sensor_var_prefix(sensor);
+        let (times, sources) = if *sensor == "gps" {
+            (
+                track.iter().map(|t| Some(*t)).collect::<Vec<_>>(),
+                ints(&vars["time_source"]),
+            )
+        } else {
+            let t = &vars[&format!("{prefix}_time")];
+            assert_eq!(text(t, "units"), units);
+            let decoded: Vec<Option<i64>> = d["decoded"][&format!("{prefix}_time")]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(Value::as_i64)
+                .collect();
+            let times: Vec<Option<i64>> = f64s(t).into_iter().map(to_ns).collect();
+            for (k, (a, b)) in times.iter().zip(&decoded).enumerate() {
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        assert!(a.abs_diff(*b) <= 1_000, "{sensor} {k}");
+                        // Placed at the nearest fix, within the tolerance.
+                        assert!(a.abs_diff(track[k]) <= TOLERANCE_NS as u64, "{sensor} {k}");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{sensor} time {k}: {a:?} decoded as {b:?}"),
+                }
+            }
+            (times, ints(&vars[&format!("{prefix}_time_source")]))
+        };
+        for q in qs {
+            let name = match (*sensor, *q) {
+                ("gps", Quantity::Latitude) => "lat".to_owned(),
+                ("gps", Quantity::Longitude) => "lon".to_owned(),
+                ("gps", Quantity::AltitudeMsl) => "alt".to_owned(),
+                _ => format!("{prefix}_{q}"),
+            };
+            let v = &vars[&name];
+            if let Some(sn) = q.cf_standard_name() {
+                assert_eq!(text(v, "standard_name"), sn, "{name}");
+            }
+            assert_eq!(text(v, "units"), q.unit().unwrap(), "{name}");
+            let quality_var = format!("{name}_quality");
+            let ancillary = text(v, "ancillary_variables");
+            assert!(
+                ancillary.split(' ').any(|a| a == quality_var),
+                "{name}: {ancillary}"
+            );
+            for a in ancillary.split(' ') {
+                assert!(vars.contains_key(a), "{name}: ancillary {a} missing");
+            }
+            let qv = &vars[&quality_var];
+            assert_eq!(
+                text(qv, "flag_meanings"),
+                "out_of_range crc_failed stale simulated invalid derived degraded_input"
+            );
+            assert_eq!(
+                qv["attrs"]["flag_masks"],
+                serde_json::json!([1, 2, 4, 8, 16, 32, 64])
+            );
+            if name != "lat" && name != "lon" {
+                assert_eq!(
+                    v["attrs"]["_FillValue"],
+                    serde_json::json!([FILL_DOUBLE.to_bits()])
+                );
+            }
+            if !["lat", "lon", "alt"].contains(&name.as_str()) {
+                assert_eq!(text(v, "coordinates"), "time lat lon alt", "{name}");
+            }
+            let values = f64s(v);
+            let flags = ints(qv);
+            for k in 0..n_obs {
+                if values[k].to_bits() == FILL_DOUBLE.to_bits() {
+                    assert_eq!(flags[k], -32_767, "{name} {k}: a fill value's flag is fill");
+                    continue;
+                }
+                actual.push((
+                    sensor.to_string(),
+                    *q,
+                    times[k],
+                    values[k].to_bits(),
+                    u16::try_from(flags[k]).unwrap(),
+                    source_of(sources[k]),
+                    None,
+                ));
+            }
+        }
+    }
+    let ts = &vars["static_time_source"];
+    assert_eq!(
+        text(ts, "flag_meanings"),
+        "monotonic system_clock gnss reconstructed"
+    );
+    assert_eq!(ts["attrs"]["flag_values"], serde_json::json!([0, 1, 2, 3]));
+
+    // The pitot's outage is fill, not zero.
+    let outage_from = flight_utc(100.5);
+    let outage_to = flight_utc(129.5);
+    let pitot = f64s(&vars["pitot_true_airspeed"]);
+    let in_outage: Vec<usize> = (0..n_obs)
+        .filter(|&k| track[k] >= outage_from && track[k] <= outage_to)
+        .collect();
+    assert!(in_outage.len() >= 25, "{}", in_outage.len());
+    for k in in_outage {
+        assert_eq!(
+            pitot[k].to_bits(),
+            FILL_DOUBLE.to_bits(),
+            "pitot at fix {k}"
+        );
+    }
+
+    // The readings off the track, each with its reason.
+    let names: Vec<String> = text(&vars["unplaced_sensor"], "flag_meanings")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let boots: Vec<String> = text(&vars["unplaced_boot"], "flag_meanings")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let reasons = ints(&vars["unplaced_reason"]);
+    let u_times: Vec<Option<i64>> = f64s(&vars["unplaced_time"])
+        .into_iter()
+        .map(to_ns)
+        .collect();
+    let u_decoded: Vec<Option<i64>> = d["decoded"]["unplaced_time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::as_i64)
+        .collect();
+    let u_mono = f64s(&vars["unplaced_mono_time"]);
+    let u_boot = ints(&vars["unplaced_boot"]);
+    let u_sensor = ints(&vars["unplaced_sensor"]);
+    let u_quantity = ints(&vars["unplaced_quantity"]);
+    let u_value = f64s(&vars["unplaced_value"]);
+    let u_quality = ints(&vars["unplaced_quality"]);
+    let u_source = ints(&vars["unplaced_time_source"]);
+    let mut per_reason = [0usize; 3];
+    for k in 0..reasons.len() {
+        per_reason[usize::try_from(reasons[k]).unwrap()] += 1;
+        let nearest = u_times[k].map(|t| track.iter().map(|f| f.abs_diff(t)).min().unwrap());
+        match reasons[k] {
+            0 => {
+                assert_eq!(u_times[k], None, "row {k}: no UTC is no time");
+                assert_eq!(u_decoded[k], None, "row {k}: xarray shows NaT");
+            }
+            1 => assert!(nearest.unwrap() > TOLERANCE_NS as u64, "row {k}"),
+            _ => assert!(nearest.unwrap() <= TOLERANCE_NS as u64, "row {k}"),
+        }
+        if let (Some(a), Some(b)) = (u_times[k], u_decoded[k]) {
+            assert!(a.abs_diff(b) <= 1_000, "row {k}");
+        }
+        let mono = u_times[k]
+            .is_none()
+            .then(|| (u_mono[k] * 1e9).round() as u64);
+        actual.push((
+            names[usize::try_from(u_sensor[k]).unwrap()].replace('_', "-"),
+            Quantity::from_code(u16::try_from(u_quantity[k]).unwrap()),
+            u_times[k],
+            u_value[k].to_bits(),
+            u16::try_from(u_quality[k]).unwrap(),
+            source_of(u_source[k]),
+            mono,
+        ));
+        if u_times[k].is_none() {
+            assert_eq!(
+                boots[usize::try_from(u_boot[k]).unwrap()],
+                format!("boot_{}", hex(&SECOND_BOOT.0))
+            );
+        }
+    }
+    // The second boot's ten static readings have no UTC; the 2 Hz static port has one
+    // instant per fix off the track; muons come faster than fixes at altitude.
+    assert_eq!(per_reason[0], 10, "{per_reason:?}");
+    assert!(per_reason[2] > 100, "{per_reason:?}");
+
+    // Nothing lost, nothing invented: the file holds exactly the dataset's readings.
+    expected.sort();
+    actual.sort();
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
+    assert_eq!(
+        g["readings_unplaced"],
+        serde_json::json!([(reasons.len() as f64).to_bits()])
+    );
+
+    // The sidecar names the resolution.
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("aloft-glider-1.sidecar.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["format"], "netcdf");
+    assert!(
+        sidecar["time"]["resolution"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 us")
+    );
+    assert_eq!(sidecar["readings_without_utc"][0]["readings"], 10);
+}
+
+fn flight_utc(t_s: f64) -> i64 {
+    FlightOptions::default().start_utc_ns + (t_s * 1e9) as i64
+}
+
+#[test]
+fn a_selection_without_gnss_fixes_is_refused_and_writes_no_file() {
+    let src = source(FlightOptions {
+        duration_s: 60.0,
+        ..FlightOptions::default()
+    });
+    let refusals = [
+        Selection {
+            sensors: vec!["static".to_owned(), "pitot".to_owned()],
+            ..Selection::default()
+        },
+        Selection {
+            quantities: vec![Quantity::Latitude, Quantity::AirPressure],
+            ..Selection::default()
+        },
+        Selection {
+            from_utc_ns: Some(flight_utc(1.0)),
+            to_utc_ns: Some(flight_utc(15.0)),
+            ..Selection::default()
+        },
+    ];
+    for sel in refusals {
+        let dir = tempfile::tempdir().unwrap();
+        let e = export_to(&src, sel.clone(), dir.path()).unwrap_err();
+        assert!(matches!(e, ExportError::Unsuitable(_)), "{sel:?}: {e}");
+        assert!(e.is_request_error());
+        assert!(e.to_string().contains("needs GNSS fixes"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{sel:?}: {left:?}");
+    }
+}
+
+/// Writes `h` with deterministic values for every variable; returns the values written
+/// as the dump prints them (doubles and floats as f64 bits, others as integers, text).
+fn write_classic(h: &Header, path: &Path) -> Vec<Value> {
+    let (bytes, layout) = h.encode().unwrap();
+    let mut data = bytes;
+    let mut written = Vec::new();
+    for (i, v) in h.vars.iter().enumerate() {
+        let n = h.values(i);
+        let start = data.len();
+        let mut values = Vec::new();
+        let mut chars = String::new();
+        for k in 0..n {
+            let x = (k as i64 * 37 + i as i64 * 11) % 200 - 100;
+            match v.nc_type {
+                NcType::Byte => {
+                    data.push((x as i8).to_be_bytes()[0]);
+                    values.push(Value::from(x));
+                }
+                NcType::Char => {
+                    let c = b'a' + (k % 26) as u8;
+                    data.push(c);
+                    chars.push(c as char);
+                }
+                NcType::Short => {
+                    let y = (x * 300) as i16;
+                    data.extend(y.to_be_bytes());
+                    values.push(Value::from(y));
+                }
+                NcType::Int => {
+                    let y = (x * 20_000_000) as i32;
+                    data.extend(y.to_be_bytes());
+                    values.push(Value::from(y));
+                }
+                NcType::Float => {
+                    let y = x as f32 / 3.0;
+                    data.extend(y.to_be_bytes());
+                    values.push(Value::from(f64::from(y).to_bits()));
+                }
+                NcType::Double => {
+                    let y = x as f64 / 7.0 + 1e-300;
+                    data.extend(y.to_be_bytes());
+                    values.push(Value::from(y.to_bits()));
+                }
+            }
+        }
+        let len = (data.len() - start) as u64;
+        write_padding(&mut data, len).unwrap();
+        assert_eq!(layout.vars[i].begin, start as u64);
+        written.push(if v.nc_type == NcType::Char {
+            Value::from(chars)
+        } else {
+            Value::from(values)
+        });
+    }
+    assert_eq!(data.len() as u64, layout.file_len);
+    std::fs::write(path, data).unwrap();
+    written
+}
+
+fn attr_json(a: &AttrValue) -> (Value, &'static str) {
+    match a {
+        AttrValue::Text(t) => (Value::from(t.clone()), "text"),
+        AttrValue::Bytes(v) => (Value::from(v.clone()), "int8"),
+        AttrValue::Shorts(v) => (Value::from(v.clone()), "int16"),
+        AttrValue::Ints(v) => (Value::from(v.clone()), "int32"),
+        AttrValue::Floats(v) => (
+            Value::from(
+                v.iter()
+                    .map(|x| f64::from(*x).to_bits())
+                    .collect::<Vec<_>>(),
+            ),
+            "float32",
+        ),
+        AttrValue::Doubles(v) => (
+            Value::from(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+            "float64",
+        ),
+    }
+}
+
+const DUMP_CLASSIC: &str = r#"
+import json, sys
+import numpy as np
+import netCDF4
+
+def attr(v):
+    if isinstance(v, str):
+        return [v, 'text']
+    a = np.atleast_1d(v)
+    vals = [int(x) for x in a.astype('<f8').view('<u8')] if a.dtype.kind == 'f' else [int(x) for x in a]
+    return [vals, str(a.dtype)]
+
+def raw(v):
+    a = np.asarray(v[...]).reshape(-1)
+    if a.dtype.kind == 'f':
+        return [int(x) for x in a.astype('<f8').view('<u8')]
+    if a.dtype.kind == 'S':
+        return b''.join(a.tolist()).decode()
+    return [int(x) for x in a]
+
+files = []
+for path in sys.argv[1:]:
+    ds = netCDF4.Dataset(path)
+    ds.set_auto_maskandscale(False)
+    ds.set_auto_chartostring(False)
+    files.append({
+        'format': ds.data_model,
+        'dims': [[k, len(d)] for k, d in ds.dimensions.items()],
+        'global': [[k] + attr(ds.getncattr(k)) for k in ds.ncattrs()],
+        'vars': [[n, str(v.dtype), list(v.dimensions),
+                  [[k] + attr(v.getncattr(k)) for k in v.ncattrs()], raw(v)]
+                 for n, v in ds.variables.items()],
+    })
+print(json.dumps(files))
+"#;
+
+fn arb_name() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9_.@+-]{0,12}"
+}
+
+fn arb_attr_value() -> impl Strategy<Value = AttrValue> {
+    prop_oneof![
+        "[!-~][ -~]{0,18}[!-~]".prop_map(AttrValue::Text),
+        proptest::collection::vec(any::<i8>(), 1..5).prop_map(AttrValue::Bytes),
+        proptest::collection::vec(any::<i16>(), 1..5).prop_map(AttrValue::Shorts),
+        proptest::collection::vec(any::<i32>(), 1..5).prop_map(AttrValue::Ints),
+        proptest::collection::vec(-1e30f32..1e30, 1..5).prop_map(AttrValue::Floats),
+        proptest::collection::vec(-1e300f64..1e300, 1..5).prop_map(AttrValue::Doubles),
+    ]
+}
+
+fn attrs_of(m: BTreeMap<String, AttrValue>) -> Vec<Attribute> {
+    m.into_iter().map(|(n, v)| Attribute::new(&n, v)).collect()
+}
+
+/// Any header with unique names: up to 3 dimensions, 4 global attributes, 5 variables.
+fn arb_header() -> impl Strategy<Value = Header> {
+    let dims = proptest::collection::btree_map(arb_name(), 1u32..6, 0..4);
+    let attrs = proptest::collection::btree_map(arb_name(), arb_attr_value(), 0..5);
+    (dims, attrs).prop_flat_map(|(dims, attrs)| {
+        let dims: Vec<Dimension> = dims
+            .into_iter()
+            .map(|(name, len)| Dimension { name, len })
+            .collect();
+        let nd = dims.len();
+        let types = prop_oneof![
+            Just(NcType::Byte),
+            Just(NcType::Char),
+            Just(NcType::Short),
+            Just(NcType::Int),
+            Just(NcType::Float),
+            Just(NcType::Double),
+        ];
+        let dim_ids = if nd == 0 {
+            Just(Vec::new()).boxed()
+        } else {
+            proptest::collection::vec(0..nd, 0..3).boxed()
+        };
+        let var = (
+            dim_ids,
+            types,
+            proptest::collection::btree_map(arb_name(), arb_attr_value(), 0..3),
+        );
+        (
+            Just(dims),
+            Just(attrs_of(attrs)),
+            proptest::collection::btree_map(arb_name(), var, 0..6),
+        )
+            .prop_map(|(dims, attrs, vars)| Header {
+                dims,
+                attrs,
+                vars: vars
+                    .into_iter()
+                    .map(|(name, (dims, nc_type, attrs))| Variable {
+                        name,
+                        dims,
+                        nc_type,
+                        attrs: attrs_of(attrs),
+                    })
+                    .collect(),
+            })
+    })
+}
+
+fn expected_attrs(attrs: &[Attribute]) -> Value {
+    Value::from(
+        attrs
+            .iter()
+            .map(|a| {
+                let (v, t) = attr_json(&a.value);
+                serde_json::json!([a.name, v, t])
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Any dimensions, attributes and variables the encoder accepts read back in netCDF4
+    /// (libnetcdf) with every name, type, shape, attribute and value.
+    #[test]
+    fn any_header_and_its_data_read_back_in_netcdf4(
+        headers in proptest::collection::vec(arb_header(), 10)
+    ) {
+        let Some(py) = python::readers() else { return Ok(()) };
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let mut expected = Vec::new();
+        for (i, h) in headers.iter().enumerate() {
+            let path = dir.path().join(format!("{i}.nc"));
+            let data = write_classic(h, &path);
+            let dtype = |t: NcType| match t {
+                NcType::Byte => "int8",
+                NcType::Char => "|S1",
+                NcType::Short => "int16",
+                NcType::Int => "int32",
+                NcType::Float => "float32",
+                NcType::Double => "float64",
+            };
+            expected.push(serde_json::json!({
+                "format": "NETCDF3_64BIT_OFFSET",
+                "dims": h.dims.iter().map(|d| serde_json::json!([d.name, d.len])).collect::<Vec<_>>(),
+                "global": expected_attrs(&h.attrs),
+                "vars": h.vars.iter().zip(data).map(|(v, data)| serde_json::json!([
+                    v.name,
+                    dtype(v.nc_type),
+                    v.dims.iter().map(|&d| h.dims[d].name.clone()).collect::<Vec<_>>(),
+                    expected_attrs(&v.attrs),
+                    data,
+                ])).collect::<Vec<_>>(),
+            }));
+            paths.push(path);
+        }
+        let args: Vec<&OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
+        let out = python::run(&py, DUMP_CLASSIC, &args);
+        let got: Value = serde_json::from_str(&out.stdout).unwrap();
+        prop_assert_eq!(got, Value::from(expected));
+    }
+}
