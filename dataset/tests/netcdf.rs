@@ -186,6 +186,9 @@ type Key = (
     Option<u64>,
 );
 
+/// A fix's values: value bits and quality bits per quantity.
+type FixValues = BTreeMap<Quantity, (u64, u16)>;
+
 fn source_of(code: i64) -> &'static str {
     ["monotonic", "system_clock", "gnss", "reconstructed"][usize::try_from(code).unwrap()]
 }
@@ -248,7 +251,7 @@ fn the_flight_passes_the_cf_checker_and_reads_back_exactly_in_netcdf4_and_xarray
     // What the file must hold: every selected reading of the dataset.
     let ds = Dataset::open(&src, "glider-1", Selection::default(), options()).unwrap();
     let mut expected: Vec<Key> = Vec::new();
-    let mut fixes: Vec<(i64, usize, BTreeMap<Quantity, (u64, u16)>)> = Vec::new();
+    let mut fixes: Vec<(i64, usize, FixValues)> = Vec::new();
     ds.instants(&mut |i| {
         for (q, v, f) in &i.values {
             expected.push((
