@@ -527,6 +527,11 @@ fn the_flight_passes_the_cf_checker_and_reads_back_exactly_in_netcdf4_and_xarray
     )
     .unwrap();
     assert_eq!(sidecar["format"], "netcdf");
+    let on_track = f64::from_bits(g["readings_on_track"][0].as_u64().unwrap());
+    assert_eq!(
+        sidecar["totals"]["rows"].as_u64().unwrap(),
+        on_track as u64 + reasons.len() as u64
+    );
     assert!(
         sidecar["time"]["resolution"]
             .as_str()
