@@ -15,7 +15,8 @@ use aloft_dataset::formats::netcdf::{TOLERANCE_NS, sensor_var_prefix};
 use aloft_dataset::source::{MemorySource, hex};
 use aloft_dataset::time::{parse_utc, source_name};
 use aloft_dataset::{
-    Completeness, Dataset, DirOutput, ExportError, ExportOptions, Format, Selection, export,
+    Completeness, Dataset, DirOutput, ExportError, ExportOptions, Format, RecordSource, Selection,
+    SourceError, export,
 };
 use aloft_protocol::{Quantity, Record, StoreEpoch};
 use aloft_test_support::flight::{FlightOptions, FlightRecords, SECOND_BOOT};
@@ -575,6 +576,75 @@ fn a_selection_without_gnss_fixes_is_refused_and_writes_no_file() {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{sel:?}: {left:?}");
     }
+}
+
+/// A source that breaks the promise of re-readability: from its third pass on (the catalog
+/// and the writer's survey are the first two), it yields one more reading.
+struct GrowingSource {
+    inner: MemorySource,
+    passes: std::cell::Cell<u32>,
+    extra: Record,
+}
+
+impl RecordSource for GrowingSource {
+    fn for_each_record(
+        &self,
+        each: &mut dyn FnMut(StoreEpoch, u64, &Record) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), SourceError> {
+        self.passes.set(self.passes.get() + 1);
+        let mut last = 0;
+        let mut stopped = false;
+        self.inner.for_each_record(&mut |e, seq, r| {
+            last = seq;
+            let flow = each(e, seq, r);
+            stopped = flow.is_break();
+            flow
+        })?;
+        if self.passes.get() >= 3 && !stopped {
+            let _ = each(StoreEpoch([7; 16]), last + 1, &self.extra);
+        }
+        Ok(())
+    }
+
+    fn completeness(&self) -> Completeness {
+        self.inner.completeness()
+    }
+}
+
+#[test]
+fn records_that_change_between_passes_are_refused_not_half_written() {
+    let opts = FlightOptions {
+        duration_s: 60.0,
+        ..FlightOptions::default()
+    };
+    let last_fix = FlightRecords::new(opts.clone())
+        .filter_map(|r| match r {
+            Record::Reading(r) if r.quantity == Quantity::Latitude => Some(r),
+            _ => None,
+        })
+        .last()
+        .unwrap();
+    // A reading of a sensor the earlier passes never saw.
+    let mut extra = last_fix;
+    extra.sensor = aloft_protocol::SensorId(9);
+    extra.quantity = Quantity::AirPressure;
+    let src = GrowingSource {
+        inner: source(opts),
+        passes: std::cell::Cell::new(0),
+        extra: Record::Reading(extra),
+    };
+    let ds = Dataset::open(&src, "glider-1", Selection::default(), options()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = DirOutput::new(dir.path(), false).unwrap();
+    let e = export(&ds, Format::NetCdf, &mut out).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("changed between the export's passes"),
+        "{e}"
+    );
+    drop(out);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Writes `h` with deterministic values for every variable; returns the values written

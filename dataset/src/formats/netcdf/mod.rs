@@ -729,8 +729,15 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
     ds.instants(&mut |i| {
         let io = ExportError::write;
         let Some(vars) = sensors.get_mut(&i.sensor) else {
-            return Ok(());
+            return Err(changed_between_passes(&i.sensor));
         };
+        let seen = survey.quantities.get(&i.sensor);
+        if i.values
+            .iter()
+            .any(|(q, _, _)| !seen.is_some_and(|s| s.contains(q)))
+        {
+            return Err(changed_between_passes(&i.sensor));
+        }
         let mut unplace = |i: &Instant, q: Quantity, v: f64, f: Quality, reason: i8| {
             unplaced
                 .push(&UnplacedRow {
@@ -753,7 +760,10 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
                 .map_err(io)
         };
         let (pos, fresh) = if i.sensor == track.sensor && is_fix(i) {
-            let pos = track.order[fix_ordinal] as usize;
+            let pos = *track
+                .order
+                .get(fix_ordinal)
+                .ok_or_else(|| changed_between_passes(&i.sensor))? as usize;
             fix_ordinal += 1;
             let utc = i.utc_ns.unwrap_or_default();
             spool
@@ -795,7 +805,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         let mut done: BTreeSet<Quantity> = BTreeSet::new();
         for (q, v, f) in &i.values {
             let Some(p) = vars.quantities.get(q) else {
-                continue;
+                return Err(changed_between_passes(&i.sensor));
             };
             if !done.insert(*q) {
                 // A second value of one quantity in one instant: its place is taken.
@@ -863,6 +873,14 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         Ok(())
     })?;
     Ok(())
+}
+
+/// The second pass saw readings the first did not: the source broke its promise that every
+/// pass yields the same records. Refused rather than leaving readings out.
+fn changed_between_passes(sensor: &str) -> ExportError {
+    encoder(format!(
+        "the records changed between the export's passes (new readings of sensor {sensor:?}); export again"
+    ))
 }
 
 /// ACDD's `coverage_content_type` of a variable, from its role.
