@@ -578,6 +578,89 @@ fn a_selection_without_gnss_fixes_is_refused_and_writes_no_file() {
     }
 }
 
+#[test]
+fn a_store_directory_and_the_same_records_in_memory_give_the_same_bytes() {
+    let store = tempfile::tempdir().unwrap();
+    {
+        let (mut outbox, _) =
+            aloft_store::Outbox::open(store.path(), aloft_store::StoreOptions::default()).unwrap();
+        for r in FlightRecords::new(flight()) {
+            outbox.append(&r).unwrap();
+        }
+        outbox.commit().unwrap();
+        outbox.close().unwrap();
+    }
+    let from_store = aloft_dataset::StoreDirSource::open(store.path()).unwrap();
+    let mut held = Vec::new();
+    from_store
+        .for_each_record(&mut |e, s, r| {
+            held.push((e, s, r.clone()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let memory = MemorySource::new(held, from_store.completeness());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (src, dir) in [
+        (&from_store as &dyn RecordSource, a.path()),
+        (&memory as &dyn RecordSource, b.path()),
+    ] {
+        let ds = Dataset::open(src, "glider-1", Selection::default(), options()).unwrap();
+        let mut out = DirOutput::new(dir, false).unwrap();
+        export(&ds, Format::NetCdf, &mut out).unwrap();
+        out.commit().unwrap();
+    }
+    for name in ["aloft-glider-1.nc", "aloft-glider-1.sidecar.json"] {
+        let (fa, fb) = (
+            std::fs::read(a.path().join(name)).unwrap(),
+            std::fs::read(b.path().join(name)).unwrap(),
+        );
+        assert!(fa.len() > 1000, "{name}");
+        assert!(fa == fb, "{name} differs");
+    }
+}
+
+#[test]
+fn averaged_exports_keep_the_method_and_stay_readable() {
+    let Some(py) = python::readers() else { return };
+    let src = source(flight());
+    let dir = tempfile::tempdir().unwrap();
+    let sel = Selection {
+        resample: Some(aloft_dataset::Resample::Mean {
+            interval_ns: 10_000_000_000,
+        }),
+        ..Selection::default()
+    };
+    let file = export_to(&src, sel, dir.path()).unwrap();
+    let (failures, _) = checker_failures(&py, &file, "cf:1.8");
+    assert!(failures.is_empty(), "{failures:#?}");
+    let d = dump(&py, &file);
+    // 280 s of fixes in 10 s bins: 28 or 29 averaged fixes (the first bin may be partial).
+    let n = d["dims"]["obs"].as_u64().unwrap();
+    assert!((28..=29).contains(&n), "{n}");
+    let times: Vec<i64> = d["decoded"]["time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    assert!(times.iter().all(|t| t % 10_000_000_000 == 0), "{times:?}");
+    let sidecar: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("aloft-glider-1.sidecar.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["selection"]["resample"]["method"], "mean");
+    assert!(
+        d["global"]["resampling"]
+            .as_str()
+            .unwrap()
+            .starts_with("the arithmetic mean")
+    );
+    assert_eq!(
+        d["vars"]["static_air_pressure"]["attrs"]["cell_methods"],
+        "time: mean (interval: 10 s)"
+    );
+}
+
 /// A source that breaks the promise of re-readability: from its third pass on (the catalog
 /// and the writer's survey are the first two), it yields one more reading.
 struct GrowingSource {

@@ -36,6 +36,7 @@ use crate::ExportError;
 use crate::formats::csv::copy;
 use crate::output::Output;
 use crate::rows::{Dataset, Instant};
+use crate::selection::Resample;
 use crate::source::hex;
 use crate::time::{civil_from_days, rfc3339_ns, source_code};
 use classic::{
@@ -603,6 +604,12 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             AttrValue::Doubles(vec![FILL_DOUBLE]),
         ));
         attrs.push(text("coordinates", coordinates));
+        if let Some(Resample::Mean { interval_ns }) = ds.selection.resample {
+            attrs.push(text(
+                "cell_methods",
+                format!("time: mean (interval: {} s)", interval_ns as f64 / 1e9),
+            ));
+        }
         let time_vars = if placed_comment.is_some() {
             format!(" {prefix}_time {prefix}_time_source")
         } else {
@@ -1114,6 +1121,9 @@ fn global_attrs(
             AttrValue::Doubles(vec![unplaced as f64]),
         ),
     ];
+    if let Some(r) = crate::sidecar::selection_text(&ds.selection).resample {
+        attrs.push(text("resampling", r.description));
+    }
     if let Some((start, end)) = coverage {
         attrs.push(text("time_coverage_start", start));
         attrs.push(text("time_coverage_end", end));
