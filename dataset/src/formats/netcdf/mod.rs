@@ -452,8 +452,62 @@ fn word(s: &str) -> String {
 
 /// Writes `ds` as one CF trajectory, `STEM.nc`.
 pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
-    let survey = survey(ds)?;
-    // The GNSS sensor: the one with the most fixes (the first by name of equals).
+    let mut survey = survey(ds)?;
+    let track = choose_track(&mut survey)?;
+    let mut plan = plan(ds, &survey, &track)?;
+    let boot_index = boot_index(ds);
+    let placed = place(ds, &mut plan, &survey, &track, &boot_index)?;
+    let Placement {
+        mut spool,
+        mut unplaced_files,
+        unplaced_rows,
+        on_track,
+        ranges,
+    } = placed;
+    let mut header = plan.builder.header;
+    if unplaced_rows > 0 {
+        add_unplaced(&mut header, &survey, &track, &boot_index, unplaced_rows)?;
+    }
+    header.attrs = global_attrs(
+        ds,
+        &track,
+        &survey,
+        ranges,
+        ds.stats().coverage_text(),
+        on_track,
+        unplaced_rows,
+    );
+    for v in &mut header.vars {
+        let kind = content_type(v);
+        v.attrs.push(text("coverage_content_type", kind));
+    }
+    let (header, layout) = header.encode()?;
+    tracing::debug!(
+        fixes = track.times.len(),
+        on_track,
+        unplaced = unplaced_rows,
+        bytes = layout.file_len,
+        "NetCDF header laid out."
+    );
+    let name = format!("{}.nc", ds.options.stem);
+    out.file(&name, "netcdf", "application/x-netcdf", &mut |w| {
+        w.write_all(&header).map_err(ExportError::write)?;
+        spool.rewind().map_err(ExportError::write)?;
+        copy(&mut spool, w)?;
+        for (f, (_, nc_type)) in unplaced_files.iter_mut().zip(UNPLACED_COLUMNS) {
+            f.rewind().map_err(ExportError::write)?;
+            copy(f, w)?;
+            classic::write_padding(w, unplaced_rows * nc_type.size())
+                .map_err(ExportError::write)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The GNSS sensor (the one with the most fixes; the first by name of equals) and its
+/// fixes as the track; refused when the selection has no fix.
+fn choose_track(survey: &mut Survey) -> Result<Track, ExportError> {
     let gnss = survey
         .fixes
         .iter()
@@ -467,12 +521,30 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             "netcdf: a CF trajectory needs GNSS fixes (latitude and longitude with UTC), and the selection has none; select the GNSS sensor and its latitude and longitude".to_owned(),
         ));
     };
-    let mut survey = survey;
     let stream_times = survey.fixes.remove(&gnss).unwrap_or_default();
-    let track = Track::new(gnss.clone(), stream_times)?;
-    let n_obs = track.times.len();
-    tracing::debug!(sensor = %gnss, fixes = n_obs, "NetCDF track chosen.");
+    let track = Track::new(gnss, stream_times)?;
+    tracing::debug!(sensor = %track.sensor, fixes = track.times.len(), "NetCDF track chosen.");
+    Ok(track)
+}
 
+/// The file's plan before the placing pass: the header so far, the spooled columns, and each
+/// sensor's variables.
+struct Plan {
+    builder: Builder,
+    /// The data of the variables before the spooled columns (`trajectory`), padded.
+    leading: Vec<u8>,
+    /// The `time` column.
+    time_col: usize,
+    /// The `time_source` column of the fixes.
+    fix_source_col: usize,
+    /// Every sensor's variables, the GNSS sensor's too.
+    sensors: BTreeMap<String, SensorVars>,
+}
+
+/// Lays out the header's dimensions and variables on the track.
+fn plan(ds: &Dataset<'_>, survey: &Survey, track: &Track) -> Result<Plan, ExportError> {
+    let gnss = track.sensor.clone();
+    let n_obs = track.times.len();
     let gnss_q = survey.quantities.get(&gnss).cloned().unwrap_or_default();
     let has_alt = gnss_q.contains(&Quantity::AltitudeMsl);
     let coordinates = if has_alt {
@@ -504,10 +576,10 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             text("long_name", "the node (aircraft's sensor board) that flew"),
         ],
     );
-    let mut prefix = traj_name.clone();
-    prefix.resize(traj_name.len().max(1), 0);
-    let pad = classic::padding(prefix.len() as u64) as usize;
-    prefix.resize(prefix.len() + pad, 0);
+    let mut leading = traj_name.clone();
+    leading.resize(traj_name.len().max(1), 0);
+    let pad = classic::padding(leading.len() as u64) as usize;
+    leading.resize(leading.len() + pad, 0);
 
     let units = track.units();
     let time_col = b.column(
@@ -526,14 +598,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         let mut attrs = vec![
             text("standard_name", q.cf_standard_name().unwrap_or_default()),
             text("long_name", format!("{q} of the GNSS fix (sensor {gnss})")),
-            text(
-                "units",
-                if q == Quantity::AltitudeMsl {
-                    "m"
-                } else {
-                    q.unit().unwrap_or_default()
-                },
-            ),
+            text("units", q.unit().unwrap_or_default()),
         ];
         attrs.extend(extra);
         attrs.push(text(
@@ -700,21 +765,35 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         }
         sensors.insert(sensor.clone(), vars);
     }
-    sensors.insert(gnss.clone(), gnss_vars);
+    sensors.insert(gnss, gnss_vars);
     // The header must be valid before a byte is spooled.
     b.header.check()?;
+    Ok(Plan {
+        builder: b,
+        leading,
+        time_col,
+        fix_source_col,
+        sensors,
+    })
+}
 
-    // Second pass: place every instant.
-    let mut spool = ObsSpool::new(&prefix, &b.columns, n_obs as u64).map_err(ExportError::write)?;
-    let mut unplaced = UnplacedSpool::new().map_err(ExportError::write)?;
-    let sensor_index: BTreeMap<&str, i16> = survey
-        .quantities
-        .keys()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i16::try_from(i).unwrap_or(i16::MAX)))
-        .collect();
-    let boot_index: BTreeMap<[u8; 16], i16> = ds
-        .catalog
+/// What the placing pass wrote.
+struct Placement {
+    /// The track's columns, laid out as the file's data section.
+    spool: File,
+    /// The `unplaced` columns, one file each, in [`UNPLACED_COLUMNS`] order.
+    unplaced_files: Vec<File>,
+    /// Rows of `unplaced`.
+    unplaced_rows: u64,
+    /// Readings on the track.
+    on_track: u64,
+    /// Latitude, longitude and altitude ranges of the fixes.
+    ranges: Ranges,
+}
+
+/// Each boot's index in `unplaced_boot`: boots by id.
+fn boot_index(ds: &Dataset<'_>) -> BTreeMap<[u8; 16], i16> {
+    ds.catalog
         .boots
         .iter()
         .map(|b| b.boot_id.0)
@@ -722,6 +801,28 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         .into_iter()
         .enumerate()
         .map(|(i, b)| (b, i16::try_from(i).unwrap_or(i16::MAX)))
+        .collect()
+}
+
+/// The second pass: every instant to its place on the track or to the `unplaced` rows.
+fn place(
+    ds: &Dataset<'_>,
+    plan: &mut Plan,
+    survey: &Survey,
+    track: &Track,
+    boot_index: &BTreeMap<[u8; 16], i16>,
+) -> Result<Placement, ExportError> {
+    let n_obs = track.times.len();
+    let (time_col, fix_source_col) = (plan.time_col, plan.fix_source_col);
+    let sensors = &mut plan.sensors;
+    let mut spool = ObsSpool::new(&plan.leading, &plan.builder.columns, n_obs as u64)
+        .map_err(ExportError::write)?;
+    let mut unplaced = UnplacedSpool::new().map_err(ExportError::write)?;
+    let sensor_index: BTreeMap<&str, i16> = survey
+        .quantities
+        .keys()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i16::try_from(i).unwrap_or(i16::MAX)))
         .collect();
     let mut lat_range = None::<(f64, f64)>;
     let mut lon_range = None::<(f64, f64)>;
@@ -837,49 +938,13 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
         }
         Ok(())
     })?;
-    let unplaced_rows = unplaced.rows;
-    let mut spool = spool.finish().map_err(ExportError::write)?;
-    let mut unplaced_files = unplaced.finish().map_err(ExportError::write)?;
-
-    if unplaced_rows > 0 {
-        add_unplaced(&mut b.header, &survey, &track, &boot_index, unplaced_rows)?;
-    }
-    let stats = ds.stats();
-    b.header.attrs = global_attrs(
-        ds,
-        &track,
-        &survey,
-        (lat_range, lon_range, alt_range),
-        stats.coverage_text(),
-        placed_readings,
-        unplaced_rows,
-    );
-    for v in &mut b.header.vars {
-        let kind = content_type(v);
-        v.attrs.push(text("coverage_content_type", kind));
-    }
-    let (header, layout) = b.header.encode()?;
-    tracing::debug!(
-        fixes = n_obs,
-        placed = placed_readings,
-        unplaced = unplaced_rows,
-        bytes = layout.file_len,
-        "NetCDF header laid out."
-    );
-    let name = format!("{}.nc", ds.options.stem);
-    out.file(&name, "netcdf", "application/x-netcdf", &mut |w| {
-        w.write_all(&header).map_err(ExportError::write)?;
-        spool.rewind().map_err(ExportError::write)?;
-        copy(&mut spool, w)?;
-        for (f, (_, nc_type)) in unplaced_files.iter_mut().zip(UNPLACED_COLUMNS) {
-            f.rewind().map_err(ExportError::write)?;
-            copy(f, w)?;
-            classic::write_padding(w, unplaced_rows * nc_type.size())
-                .map_err(ExportError::write)?;
-        }
-        Ok(())
-    })?;
-    Ok(())
+    Ok(Placement {
+        unplaced_rows: unplaced.rows,
+        spool: spool.finish().map_err(ExportError::write)?,
+        unplaced_files: unplaced.finish().map_err(ExportError::write)?,
+        on_track: placed_readings,
+        ranges: (lat_range, lon_range, alt_range),
+    })
 }
 
 /// The second pass saw readings the first did not: the source broke its promise that every
