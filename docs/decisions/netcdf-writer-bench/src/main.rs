@@ -15,13 +15,19 @@ fn value(var: usize, i: usize) -> f64 {
 fn pure(path: &str, n: usize, vars: usize) {
     use classic::*;
     let mut h = Header::default();
-    h.dims.push(Dimension { name: "obs".into(), len: n as u32 });
+    h.dims.push(Dimension {
+        name: "obs".into(),
+        len: n as u32,
+    });
     for v in 0..vars {
         h.vars.push(Variable {
             name: format!("v{v}"),
             dims: vec![0],
             nc_type: NcType::Double,
-            attrs: vec![Attribute::text("units", "1"), Attribute::new("_FillValue", AttrValue::Doubles(vec![FILL_DOUBLE]))],
+            attrs: vec![
+                Attribute::text("units", "1"),
+                Attribute::new("_FillValue", AttrValue::Doubles(vec![FILL_DOUBLE])),
+            ],
         });
     }
     let (bytes, layout) = h.encode().unwrap();
@@ -90,5 +96,8 @@ fn main() {
     }
     let s = t.elapsed().as_secs_f64();
     let size = std::fs::metadata(path).unwrap().len();
-    println!("{which} rows={n} vars={vars} seconds={s:.3} rows_per_s={:.0} bytes={size}", n as f64 / s);
+    println!(
+        "{which} rows={n} vars={vars} seconds={s:.3} rows_per_s={:.0} bytes={size}",
+        n as f64 / s
+    );
 }
