@@ -120,7 +120,13 @@ fn dump(py: &Path, file: &Path) -> Value {
 
 /// The high-priority failures compliance-checker reports for `test` (e.g. `cf:1.8`).
 fn checker_failures(py: &Path, file: &Path, test: &str) -> (Vec<String>, Value) {
-    let checker = py.with_file_name("compliance-checker");
+    // The CLI is installed next to the readers' interpreter (a venv's bin), else on PATH.
+    let beside = py.with_file_name("compliance-checker");
+    let checker = if beside.exists() {
+        beside
+    } else {
+        PathBuf::from("compliance-checker")
+    };
     let report = tempfile::NamedTempFile::new().unwrap();
     let out = std::process::Command::new(&checker)
         .arg(format!("--test={test}"))
