@@ -11,6 +11,7 @@ pub mod geojson;
 pub mod icartt;
 pub mod igc;
 pub mod kml;
+pub mod netcdf;
 pub mod track;
 
 use crate::ExportError;
@@ -32,12 +33,15 @@ pub enum Format {
     Geojson,
     /// KML 2.2 for Google Earth: the track, extruded, and timed.
     Kml,
+    /// NetCDF-CF: one CF-1.8 trajectory in the netCDF classic 64-bit-offset format.
+    NetCdf,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
     pub const ALL: &'static [Format] = &[
         Format::Csv,
+        Format::NetCdf,
         Format::Icartt,
         Format::Igc,
         Format::Geojson,
@@ -52,6 +56,7 @@ impl Format {
             Format::Igc => "igc",
             Format::Geojson => "geojson",
             Format::Kml => "kml",
+            Format::NetCdf => "netcdf",
         }
     }
 
@@ -81,6 +86,7 @@ impl Format {
                 "1 ns (RFC 3339 with nine fraction digits, per vertex and per Feature)"
             }
             Format::Kml => "1 ns (gx:Track when: RFC 3339 with nine fraction digits)",
+            Format::NetCdf => netcdf::TIME_RESOLUTION,
         }
     }
 }
@@ -127,6 +133,7 @@ pub fn export(
         Format::Igc => igc::write(ds, out)?,
         Format::Geojson => geojson::write(ds, out)?,
         Format::Kml => kml::write(ds, out)?,
+        Format::NetCdf => netcdf::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
