@@ -468,7 +468,16 @@ fn from_hub(
     let path = request_path(args, &dest.stem);
     bar.set_prefix("downloading");
     let (mut file, members) =
-        download::fetch(&hub, &path, args.created, &download, &dest.sidecar(), bar)?;
+        match download::fetch(&hub, &path, args.created, &download, &dest.sidecar(), bar) {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // A refusal before any byte arrived leaves nothing to resume.
+                if std::fs::metadata(&download.part).is_ok_and(|m| m.len() == 0) {
+                    download.remove();
+                }
+                return Err(e);
+            }
+        };
     bar.set_prefix("extracting");
     let total = members.len();
     let mut out = DirOutput::new(&dest.dir, args.force)?;
