@@ -125,13 +125,15 @@ pub enum OutputArg {
 
 /// `export --node N --format F [...]`.
 #[derive(Debug, Args)]
-#[command(after_help = "Without --store the export comes from the hub (viewer role): it is \
+#[command(
+    after_help = "Without --store the export comes from the hub (viewer role): it is \
                   downloaded into a hidden part file beside the output and resumed after a \
                   broken connection or an interrupted run (rerun the same command). With \
                   --store it is made offline from an agent's store directory, opened \
                   read-only; no hub or token is needed. Files appear only when the whole \
                   export is complete. Times: RFC 3339 (2026-11-24T12:00:00Z) or ns since \
-                  the Unix epoch.")]
+                  the Unix epoch."
+)]
 pub struct ExportArgs {
     /// The node whose readings to export (its name also names the files).
     #[arg(long, short = 'n')]

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
-    GetArgs, Kind, LogsArgs, OutputArg, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs, TopArgs,
-    UnsetArgs, Verb,
+    GetArgs, Kind, LogsArgs, OutputArg, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs,
+    TopArgs, UnsetArgs, Verb,
 };
 use crate::client::{ClientError, Hub, segment};
 use crate::config::{self, ConfigError, ConfigFile, Context};

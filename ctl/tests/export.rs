@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use aloft_dataset::{
-    Dataset, DirOutput, ExportOptions, Format, Layout, Metadata, Selection, StoreDirSource,
-    export,
+    Dataset, DirOutput, ExportOptions, Format, Layout, Metadata, Selection, StoreDirSource, export,
 };
 use aloft_store::{Outbox, StoreOptions};
 use aloft_test_support::flight::{FlightOptions, FlightRecords};
@@ -110,9 +109,19 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
         let run = ctl(
             home.path(),
             &[
-                "export", "--store", store_arg, "--node", NODE, "--format", "csv",
-                "--layout", name, "--created", &CREATED.to_string(),
-                "-o", out.to_str().unwrap(),
+                "export",
+                "--store",
+                store_arg,
+                "--node",
+                NODE,
+                "--format",
+                "csv",
+                "--layout",
+                name,
+                "--created",
+                &CREATED.to_string(),
+                "-o",
+                out.to_str().unwrap(),
             ],
         )
         .ok();
@@ -124,19 +133,37 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
         for f in want.keys() {
             assert!(run.stdout.contains(f.as_str()), "{f} not in {}", run.stdout);
         }
-        assert!(!run.stderr.contains('\r'), "a bar on a pipe: {:?}", run.stderr);
+        assert!(
+            !run.stderr.contains('\r'),
+            "a bar on a pipe: {:?}",
+            run.stderr
+        );
     }
     // `-o FILE`: its stem names the export; a metadata file goes in the sidecar.
     let meta = home.path().join("meta.toml");
-    std::fs::write(&meta, "title = \"Wave flight to 12 km\"\npilot = \"A. Pilot\"\n").unwrap();
+    std::fs::write(
+        &meta,
+        "title = \"Wave flight to 12 km\"\npilot = \"A. Pilot\"\n",
+    )
+    .unwrap();
     let file = home.path().join("single/flight.csv");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     ctl(
         home.path(),
         &[
-            "export", "--store", store_arg, "-n", NODE, "--format", "csv", "--created",
-            "2026-09-21T12:00:00Z", "--metadata", meta.to_str().unwrap(),
-            "-o", file.to_str().unwrap(),
+            "export",
+            "--store",
+            store_arg,
+            "-n",
+            NODE,
+            "--format",
+            "csv",
+            "--created",
+            "2026-09-21T12:00:00Z",
+            "--metadata",
+            meta.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
         ],
     )
     .ok();
@@ -150,7 +177,10 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
     let mut want = {
         let out = tempfile::tempdir().unwrap();
         let source = StoreDirSource::open(store.path()).unwrap();
-        let mut options = ExportOptions::new(NODE, aloft_dataset::time::parse_utc("2026-09-21T12:00:00Z").unwrap());
+        let mut options = ExportOptions::new(
+            NODE,
+            aloft_dataset::time::parse_utc("2026-09-21T12:00:00Z").unwrap(),
+        );
         options.stem = "flight".into();
         options.metadata = metadata;
         let ds = Dataset::open(&source, NODE, Selection::default(), options).unwrap();
@@ -184,8 +214,7 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
     };
     // Unreadable, foreign and different-format store directories.
     let missing = home.path().join("no-such-dir");
-    run(base(&["--store", missing.to_str().unwrap()]))
-        .fails(1, "cannot read the store directory");
+    run(base(&["--store", missing.to_str().unwrap()])).fails(1, "cannot read the store directory");
     let plain_file = home.path().join("file");
     std::fs::write(&plain_file, b"x").unwrap();
     run(base(&["--store", plain_file.to_str().unwrap()]))
@@ -199,7 +228,11 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
     for e in std::fs::read_dir(store.path()).unwrap().flatten() {
         std::fs::copy(e.path(), other_format.join(e.file_name())).unwrap();
     }
-    std::fs::write(other_format.join("epoch"), b"ALOFTSTORE v99 not this format").unwrap();
+    std::fs::write(
+        other_format.join("epoch"),
+        b"ALOFTSTORE v99 not this format",
+    )
+    .unwrap();
     let r = run(base(&["--store", other_format.to_str().unwrap()]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("store"), "{r:?}");
@@ -211,11 +244,21 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
     bad_format[4] = "xlsx".into();
     run(bad_format).fails(1, "unknown format \"xlsx\"");
     run(base(&[
-        "--store", s, "--from", "2026-06-01T12:00:00Z", "--to", "2026-06-01T11:00:00Z",
+        "--store",
+        s,
+        "--from",
+        "2026-06-01T12:00:00Z",
+        "--to",
+        "2026-06-01T11:00:00Z",
     ]))
     .fails(1, "is empty");
     run(base(&[
-        "--store", s, "--from", "2026-06-01T12:00:00Z", "--to", "2026-06-01T12:00:00Z",
+        "--store",
+        s,
+        "--from",
+        "2026-06-01T12:00:00Z",
+        "--to",
+        "2026-06-01T12:00:00Z",
     ]))
     .fails(1, "is empty");
     // Usage: a bad time, --method without --interval, --metadata without --store, a
@@ -225,16 +268,31 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
     run(base(&["--metadata", "m.toml"])).fails(2, "--store");
     let wide_file = home.path().join("wide.csv");
     run(vec![
-        "export".into(), "-n".into(), NODE.into(), "--format".into(), "csv".into(),
-        "--layout".into(), "wide".into(), "--store".into(), s.into(),
-        "-o".into(), wide_file.to_str().unwrap().into(),
+        "export".into(),
+        "-n".into(),
+        NODE.into(),
+        "--format".into(),
+        "csv".into(),
+        "--layout".into(),
+        "wide".into(),
+        "--store".into(),
+        s.into(),
+        "-o".into(),
+        wide_file.to_str().unwrap().into(),
     ])
     .fails(2, "must name a directory");
     assert!(!wide_file.exists());
     let wrong_ext = home.path().join("data.parquet");
     run(vec![
-        "export".into(), "-n".into(), NODE.into(), "--format".into(), "csv".into(),
-        "--store".into(), s.into(), "-o".into(), wrong_ext.to_str().unwrap().into(),
+        "export".into(),
+        "-n".into(),
+        NODE.into(),
+        "--format".into(),
+        "csv".into(),
+        "--store".into(),
+        s.into(),
+        "-o".into(),
+        wrong_ext.to_str().unwrap().into(),
     ])
     .fails(2, "names its file data.csv");
     assert!(files_in(home.path()).keys().all(|k| !k.starts_with("data")));
@@ -249,7 +307,10 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
     std::fs::remove_file(&sidecar).unwrap();
     std::fs::write(out.join("aloft-glider-1.csv"), b"mine").unwrap();
     run(base(&["--store", s, "--created", "1"])).fails(1, "exists; pass --force");
-    assert_eq!(std::fs::read(out.join("aloft-glider-1.csv")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(out.join("aloft-glider-1.csv")).unwrap(),
+        b"mine"
+    );
     assert!(!sidecar.exists(), "a sidecar without its data file");
     run(base(&["--store", s, "--created", "1", "--force"])).ok();
     assert!(files_in(&out) == first);
@@ -272,8 +333,15 @@ fn offline_a_disk_that_fills_leaves_no_file() {
     let r = ctl(
         home.path(),
         &[
-            "export", "--store", store.path().to_str().unwrap(), "-n", NODE, "--format",
-            "csv", "-o", tmpfs.path().to_str().unwrap(),
+            "export",
+            "--store",
+            store.path().to_str().unwrap(),
+            "-n",
+            NODE,
+            "--format",
+            "csv",
+            "-o",
+            tmpfs.path().to_str().unwrap(),
         ],
     )
     .fails(1, "No space left on device");
@@ -332,7 +400,11 @@ fn decode(text: &str) -> String {
 
 /// The export stream of `query` over `store`: the library's files in a tar, data files
 /// first, the sidecar last; headers fixed so the bytes are deterministic.
-fn stream_of(store: &Path, node: &str, query: &BTreeMap<String, Vec<String>>) -> Result<(Vec<u8>, String, i64), (u16, String)> {
+fn stream_of(
+    store: &Path,
+    node: &str,
+    query: &BTreeMap<String, Vec<String>>,
+) -> Result<(Vec<u8>, String, i64), (u16, String)> {
     let one = |k: &str| query.get(k).and_then(|v| v.first()).cloned();
     let created: i64 = one("created").map_or(CREATED, |c| c.parse().unwrap());
     let source = StoreDirSource::open(store).unwrap();
@@ -343,11 +415,14 @@ fn stream_of(store: &Path, node: &str, query: &BTreeMap<String, Vec<String>>) ->
     if let Some(l) = one("layout") {
         options.layout = Layout::from_name(&l).map_err(|e| (400, e.to_string()))?;
     }
-    let format = Format::from_name(&one("format").unwrap_or_default()).map_err(|e| (400, e.to_string()))?;
+    let format =
+        Format::from_name(&one("format").unwrap_or_default()).map_err(|e| (400, e.to_string()))?;
     let selection = Selection {
         sensors: query.get("sensor").cloned().unwrap_or_default(),
-        quantities: Selection::parse_quantities(&query.get("quantity").cloned().unwrap_or_default())
-            .map_err(|e| (400, e.to_string()))?,
+        quantities: Selection::parse_quantities(
+            &query.get("quantity").cloned().unwrap_or_default(),
+        )
+        .map_err(|e| (400, e.to_string()))?,
         from_utc_ns: one("from").and_then(|t| aloft_dataset::time::parse_utc(&t)),
         to_utc_ns: one("to").and_then(|t| aloft_dataset::time::parse_utc(&t)),
         resample: None,
@@ -390,8 +465,13 @@ impl ExportServer {
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(tcp) = conn else { continue };
-                    let (config, plan, requests, store, rx) =
-                        (config.clone(), plan.clone(), requests.clone(), store.clone(), rx.clone());
+                    let (config, plan, requests, store, rx) = (
+                        config.clone(),
+                        plan.clone(),
+                        requests.clone(),
+                        store.clone(),
+                        rx.clone(),
+                    );
                     std::thread::spawn(move || {
                         let _ = serve_one(tcp, config, &plan, &requests, &store, &rx);
                     });
@@ -427,7 +507,17 @@ impl ExportServer {
     /// `aloftctl export` against this server.
     fn command(&self, home: &Path, extra: &[&str]) -> Command {
         let mut c = ctl_command(home);
-        c.args(["export", "--hub", &self.url(), "--ca", self.ca.to_str().unwrap(), "--token", TOKEN, "-n", NODE]);
+        c.args([
+            "export",
+            "--hub",
+            &self.url(),
+            "--ca",
+            self.ca.to_str().unwrap(),
+            "--token",
+            TOKEN,
+            "-n",
+            NODE,
+        ]);
         c.args(extra);
         c
     }
@@ -462,8 +552,14 @@ fn serve_one(
             head.push(line.trim_end().to_owned());
         }
     }
-    let target = head.first().and_then(|l| l.split(' ').nth(1)).unwrap_or("").to_owned();
-    let authorised = head.iter().any(|h| h.eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}")));
+    let target = head
+        .first()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let authorised = head
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&format!("authorization: Bearer {TOKEN}")));
     requests.lock().unwrap().push(target.clone());
     let (path, query_text) = target.split_once('?').unwrap_or((&target, ""));
     let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -471,16 +567,27 @@ fn serve_one(
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         query.entry(decode(k)).or_default().push(decode(v));
     }
-    let status = |tls: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>, code: u16, message: &str| -> std::io::Result<()> {
-        let body = serde_json::to_string(&aloft_api::Status::failure("Refused", message, code)).unwrap();
-        write!(tls, "HTTP/1.1 {code} No\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let status = |tls: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+                  code: u16,
+                  message: &str|
+     -> std::io::Result<()> {
+        let body =
+            serde_json::to_string(&aloft_api::Status::failure("Refused", message, code)).unwrap();
+        write!(
+            tls,
+            "HTTP/1.1 {code} No\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
         tls.conn.send_close_notify();
         tls.flush()
     };
     if !authorised {
         return status(&mut tls, 401, "no token");
     }
-    let Some(node) = path.strip_prefix("/api/v1/nodes/").and_then(|p| p.strip_suffix("/export")) else {
+    let Some(node) = path
+        .strip_prefix("/api/v1/nodes/")
+        .and_then(|p| p.strip_suffix("/export"))
+    else {
         return status(&mut tls, 404, "no such route");
     };
     let node = decode(node);
@@ -489,7 +596,11 @@ fn serve_one(
     }
     let serve = {
         let mut plan = plan.lock().unwrap();
-        if plan.is_empty() { Serve::Whole } else { plan.remove(0) }
+        if plan.is_empty() {
+            Serve::Whole
+        } else {
+            plan.remove(0)
+        }
     };
     let (bytes, upto, created, skipped) = match &serve {
         Serve::Raw(raw) => (raw.clone(), "00:1".to_owned(), CREATED, None),
@@ -498,7 +609,10 @@ fn serve_one(
                 Ok(s) => s,
                 Err((code, message)) => return status(&mut tls, code, &message),
             };
-            let skip: Option<usize> = query.get("skip").and_then(|v| v.first()).map(|s| s.parse().unwrap());
+            let skip: Option<usize> = query
+                .get("skip")
+                .and_then(|v| v.first())
+                .map(|s| s.parse().unwrap());
             if let Some(u) = query.get("upto").and_then(|v| v.first()) {
                 assert_eq!(u, &upto, "a resume of another snapshot");
             }
@@ -562,13 +676,30 @@ fn from_the_hub_tidy_and_wide_equal_the_library_and_a_cut_stream_is_resumed() {
     for (layout, name) in [(Layout::Tidy, "tidy"), (Layout::Wide, "wide")] {
         let out = home.path().join(name);
         let run = server
-            .run(home.path(), &["--format", "csv", "--layout", name, "-o", out.to_str().unwrap()])
+            .run(
+                home.path(),
+                &[
+                    "--format",
+                    "csv",
+                    "--layout",
+                    name,
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+            )
             .ok();
         let want = library_files(store.path(), "aloft-glider-1", layout, Metadata::default());
         let got = files_in(&out);
         assert_eq!(names(&got), names(&want), "{name}: {run:?}");
-        assert!(got == want, "{name}: the hub's files differ from the library's");
-        assert!(!run.stderr.contains('\r'), "a bar on a pipe: {:?}", run.stderr);
+        assert!(
+            got == want,
+            "{name}: the hub's files differ from the library's"
+        );
+        assert!(
+            !run.stderr.contains('\r'),
+            "a bar on a pipe: {:?}",
+            run.stderr
+        );
     }
     // The first response breaks after 10 000 bytes; the retry asks for the rest of the
     // same snapshot, and the files equal an uncut export.
@@ -576,25 +707,59 @@ fn from_the_hub_tidy_and_wide_equal_the_library_and_a_cut_stream_is_resumed() {
     server.then(vec![Serve::Cut(10_000)]);
     let out = home.path().join("cut");
     server
-        .run(home.path(), &["--format", "csv", "-o", out.to_str().unwrap()])
+        .run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        )
         .ok();
-    let want = library_files(store.path(), "aloft-glider-1", Layout::Tidy, Metadata::default());
+    let want = library_files(
+        store.path(),
+        "aloft-glider-1",
+        Layout::Tidy,
+        Metadata::default(),
+    );
     assert!(files_in(&out) == want, "{:?}", names(&files_in(&out)));
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     let retry = query_of(&requests[1]);
-    assert_eq!(retry.get("skip").map(String::as_str), Some("10000"), "{requests:?}");
-    assert_eq!(retry.get("created").map(String::as_str), Some(CREATED.to_string().as_str()));
-    assert!(retry.get("upto").is_some_and(|u| u.ends_with(":99")), "{requests:?}");
+    assert_eq!(
+        retry.get("skip").map(String::as_str),
+        Some("10000"),
+        "{requests:?}"
+    );
+    assert_eq!(
+        retry.get("created").map(String::as_str),
+        Some(CREATED.to_string().as_str())
+    );
+    assert!(
+        retry.get("upto").is_some_and(|u| u.ends_with(":99")),
+        "{requests:?}"
+    );
     // Bad requests: the hub's words, exit 1, nothing written.
     let bad = home.path().join("bad");
-    let mut c = server.command(home.path(), &["--format", "csv", "-o", bad.to_str().unwrap()]);
+    let mut c = server.command(
+        home.path(),
+        &["--format", "csv", "-o", bad.to_str().unwrap()],
+    );
     c.args(["--sensor", "barometer"]);
     let r = Run::of(&[], c.output().unwrap()).fails(1, "no sensor \"barometer\"");
     assert!(files_in(&bad).is_empty(), "{r:?}");
     let mut c = ctl_command(home.path());
-    c.args(["export", "--hub", &server.url(), "--ca", server.ca.to_str().unwrap(), "--token", TOKEN,
-        "-n", "glider-9", "--format", "csv", "-o", bad.to_str().unwrap()]);
+    c.args([
+        "export",
+        "--hub",
+        &server.url(),
+        "--ca",
+        server.ca.to_str().unwrap(),
+        "--token",
+        TOKEN,
+        "-n",
+        "glider-9",
+        "--format",
+        "csv",
+        "-o",
+        bad.to_str().unwrap(),
+    ]);
     Run::of(&[], c.output().unwrap()).fails(1, "node \"glider-9\" not found");
     assert!(files_in(&bad).is_empty());
 }
@@ -607,7 +772,10 @@ fn an_interrupted_download_resumes_on_the_rerun() {
     let out = home.path().join("out");
     server.then(vec![Serve::Stall(30_000)]);
     let mut child = server
-        .command(home.path(), &["--format", "csv", "-o", out.to_str().unwrap()])
+        .command(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -630,10 +798,16 @@ fn an_interrupted_download_resumes_on_the_rerun() {
     child.kill().unwrap();
     child.wait().unwrap();
     server.let_go();
-    let visible: Vec<String> = files_in(&out).into_keys().filter(|k| !k.starts_with('.')).collect();
+    let visible: Vec<String> = files_in(&out)
+        .into_keys()
+        .filter(|k| !k.starts_with('.'))
+        .collect();
     assert!(visible.is_empty(), "{visible:?}");
     let run = server
-        .run(home.path(), &["--format", "csv", "-o", out.to_str().unwrap()])
+        .run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        )
         .ok();
     let resumed_at = run
         .stderr
@@ -644,8 +818,17 @@ fn an_interrupted_download_resumes_on_the_rerun() {
         .unwrap_or_else(|| panic!("no `resumed at`: {run:?}"));
     assert!(resumed_at >= recorded, "{resumed_at} < {recorded}");
     let last = server.requests().last().cloned().unwrap();
-    assert_eq!(query_of(&last).get("skip"), Some(&resumed_at.to_string()), "{last}");
-    let want = library_files(store.path(), "aloft-glider-1", Layout::Tidy, Metadata::default());
+    assert_eq!(
+        query_of(&last).get("skip"),
+        Some(&resumed_at.to_string()),
+        "{last}"
+    );
+    let want = library_files(
+        store.path(),
+        "aloft-glider-1",
+        Layout::Tidy,
+        Metadata::default(),
+    );
     assert!(files_in(&out) == want, "{:?}", names(&files_in(&out)));
     // A rerun with another query discards a stale part instead of continuing it.
     std::fs::write(out.join(".aloft-glider-1.export.part"), vec![1u8; 5000]).unwrap();
@@ -655,7 +838,10 @@ fn an_interrupted_download_resumes_on_the_rerun() {
     )
     .unwrap();
     let run = server
-        .run(home.path(), &["--format", "csv", "-o", out.to_str().unwrap(), "--force"])
+        .run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap(), "--force"],
+        )
         .ok();
     assert!(run.stderr.contains("discarding"), "{run:?}");
     assert!(files_in(&out) == want);
@@ -691,34 +877,102 @@ fn a_hostile_stream_is_refused_and_nothing_is_written_outside_or_complete_lookin
     let home = tempfile::tempdir().unwrap();
     let nest = home.path().join("a/b");
     let out = nest.join("out");
-    let absolute = home.path().join("absolute-target");
+    // Outside any hidden folder, so only the absolute-path rule can refuse it.
+    let absolute = PathBuf::from(format!("/tmp/aloft-export-absolute-{}", std::process::id()));
     let sidecar: &[u8] = b"aloft-glider-1.sidecar.json";
     let absolute_name = absolute.to_str().unwrap().as_bytes().to_vec();
     let good_sidecar = br#"{"files":[]}"#;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("dot-dot", raw_tar(&[(b"../../x", b'0', b"evil"), (sidecar, b'0', good_sidecar)], true), "not a plain relative file name"),
-        ("absolute", raw_tar(&[(&absolute_name, b'0', b"evil"), (sidecar, b'0', good_sidecar)], true), "not a plain relative file name"),
-        ("symlink", raw_tar(&[(b"aloft-glider-1.csv", b'2', b""), (sidecar, b'0', good_sidecar)], true), "symbolic link"),
-        ("no sidecar", raw_tar(&[(b"aloft-glider-1.csv", b'0', b"a,b\n")], true), "no sidecar"),
-        ("unlisted file", raw_tar(&[(b"aloft-glider-1.csv", b'0', b"a,b\n"), (sidecar, b'0', good_sidecar)], true), "not listed in the sidecar"),
+        (
+            "dot-dot",
+            raw_tar(
+                &[(b"../../x", b'0', b"evil"), (sidecar, b'0', good_sidecar)],
+                true,
+            ),
+            "not a plain relative file name",
+        ),
+        (
+            "absolute",
+            raw_tar(
+                &[
+                    (&absolute_name, b'0', b"evil"),
+                    (sidecar, b'0', good_sidecar),
+                ],
+                true,
+            ),
+            "not a plain relative file name",
+        ),
+        (
+            "symlink",
+            raw_tar(
+                &[
+                    (b"aloft-glider-1.csv", b'2', b""),
+                    (sidecar, b'0', good_sidecar),
+                ],
+                true,
+            ),
+            "symbolic link",
+        ),
+        (
+            "no sidecar",
+            raw_tar(&[(b"aloft-glider-1.csv", b'0', b"a,b\n")], true),
+            "no sidecar",
+        ),
+        (
+            "unlisted file",
+            raw_tar(
+                &[
+                    (b"aloft-glider-1.csv", b'0', b"a,b\n"),
+                    (sidecar, b'0', good_sidecar),
+                ],
+                true,
+            ),
+            "not listed in the sidecar",
+        ),
     ];
     for (what, bytes, words) in cases {
         server.then(vec![Serve::Raw(bytes)]);
-        let r = server.run(home.path(), &["--format", "csv", "-o", out.to_str().unwrap()]);
+        let r = server.run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        );
         let r = r.fails(1, words);
         assert!(r.stderr.contains("nothing was written"), "{what}: {r:?}");
-        assert!(files_in(&out).is_empty(), "{what}: {:?}", names(&files_in(&out)));
-        assert!(!home.path().join("a/x").exists() && !home.path().join("x").exists() && !nest.join("x").exists(), "{what}");
+        assert!(
+            files_in(&out).is_empty(),
+            "{what}: {:?}",
+            names(&files_in(&out))
+        );
+        assert!(
+            !home.path().join("a/x").exists()
+                && !home.path().join("x").exists()
+                && !nest.join("x").exists(),
+            "{what}"
+        );
         assert!(!absolute.exists(), "{what}");
     }
     // A stream that always ends early: retried, then given up; only hidden partial files.
-    let whole = raw_tar(&[(b"aloft-glider-1.csv", b'0', &[b'1'; 3000]), (sidecar, b'0', good_sidecar)], true);
+    let whole = raw_tar(
+        &[
+            (b"aloft-glider-1.csv", b'0', &[b'1'; 3000]),
+            (sidecar, b'0', good_sidecar),
+        ],
+        true,
+    );
     server.then(vec![Serve::Raw(whole[..2048].to_vec()); 8]);
     let r = server
-        .run(home.path(), &["--format", "csv", "-o", out.to_str().unwrap()])
+        .run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        )
         .fails(1, "rerun the same command to resume");
     let left = files_in(&out);
-    assert!(left.keys().all(|k| k.starts_with('.') && (k.ends_with(".part") || k.ends_with(".json"))), "{r:?}: {:?}", names(&left));
+    assert!(
+        left.keys()
+            .all(|k| k.starts_with('.') && (k.ends_with(".part") || k.ends_with(".json"))),
+        "{r:?}: {:?}",
+        names(&left)
+    );
 }
 
 #[test]
@@ -726,15 +980,37 @@ fn the_progress_bar_is_drawn_on_a_terminal_only() {
     let store = flight_store();
     let home = tempfile::tempdir().unwrap();
     let args = |out: &Path| -> Vec<String> {
-        ["export", "--store", store.path().to_str().unwrap(), "-n", NODE, "--format", "csv", "-o", out.to_str().unwrap()]
-            .iter().map(|s| s.to_string()).collect()
+        [
+            "export",
+            "--store",
+            store.path().to_str().unwrap(),
+            "-n",
+            NODE,
+            "--format",
+            "csv",
+            "-o",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
-    let piped = ctl(home.path(), &args(&home.path().join("p")).iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    let piped = ctl(
+        home.path(),
+        &args(&home.path().join("p"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .ok();
     assert!(piped.stderr.is_empty(), "{:?}", piped.stderr);
     let mut c = ctl_command(home.path());
     c.args(args(&home.path().join("t")));
     let text = stderr_on_a_terminal(c);
-    assert!(text.contains("exporting"), "no progress on a terminal: {text:?}");
+    assert!(
+        text.contains("exporting"),
+        "no progress on a terminal: {text:?}"
+    );
 }
 
 /// Standard error of `command` when it is a terminal (a pseudo-terminal), as text.
@@ -742,12 +1018,21 @@ fn stderr_on_a_terminal(mut command: Command) -> String {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty(3) fills two descriptors we then own; no name, termios or size.
     let rc = unsafe {
-        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
     // SAFETY: both descriptors are open and owned by nothing else.
     let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(slave));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave));
     let mut child = command.spawn().unwrap();
     drop(command);
     let mut master = std::fs::File::from(master);
@@ -761,6 +1046,10 @@ fn stderr_on_a_terminal(mut command: Command) -> String {
         text.extend_from_slice(&chunk[..n]);
     }
     let status = child.wait().unwrap();
-    assert!(status.success(), "{status}: {}", String::from_utf8_lossy(&text));
+    assert!(
+        status.success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&text)
+    );
     String::from_utf8_lossy(&text).into_owned()
 }

@@ -31,7 +31,9 @@ pub enum ArchiveError {
     #[error("the hub's export stream is not a readable tar archive: {0}")]
     Malformed(String),
     /// An entry's name would leave the output directory or is not plain.
-    #[error("the hub's export stream has an entry named {name:?}, which is not a plain relative file name")]
+    #[error(
+        "the hub's export stream has an entry named {name:?}, which is not a plain relative file name"
+    )]
     BadName {
         /// The name, as far as it is text.
         name: String,
@@ -102,7 +104,9 @@ pub fn check(file: &mut File, sidecar: &str) -> Result<Vec<Member>, ArchiveError
     let mut end_of_entries = 0u64;
     {
         let mut archive = tar::Archive::new(&mut reader);
-        let entries = archive.entries().map_err(|e| malformed_or_short(e, false))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| malformed_or_short(e, false))?;
         for entry in entries {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -225,7 +229,9 @@ pub fn extract(
         }
         let name = checked_name(&entry.path_bytes())?;
         let Some(member) = members.get(index).filter(|m| m.name == name) else {
-            return Err(ArchiveError::Malformed(format!("{name} changed since it was checked")).into());
+            return Err(
+                ArchiveError::Malformed(format!("{name} changed since it was checked")).into(),
+            );
         };
         index += 1;
         let is_sidecar = index == members.len();
@@ -239,7 +245,7 @@ pub fn extract(
         let entry_file = out.file(&name, "", "", &mut |w| {
             if is_sidecar {
                 sidecar.clear();
-                (&mut entry)
+                entry
                     .read_to_end(&mut sidecar)
                     .map_err(ExportError::write)?;
                 w.write_all(&sidecar).map_err(ExportError::write)
@@ -253,7 +259,9 @@ pub fn extract(
         done(index);
     }
     if index != members.len() {
-        return Err(ArchiveError::Malformed("entries vanished since they were checked".into()).into());
+        return Err(
+            ArchiveError::Malformed("entries vanished since they were checked".into()).into(),
+        );
     }
     let listed: SidecarFiles = serde_json::from_slice(&sidecar)
         .map_err(|e| ArchiveError::Inconsistent(format!("the sidecar is not readable: {e}")))?;
@@ -338,6 +346,18 @@ mod tests {
         out
     }
 
+    fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walkdir(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
     fn file_of(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
         let mut t = tempfile::NamedTempFile::new().unwrap();
         t.write_all(bytes).unwrap();
@@ -357,7 +377,16 @@ mod tests {
         let (_t, mut f) = file_of(&tar);
         let members = check(&mut f, "a.sidecar.json").unwrap();
         assert_eq!(members.len(), 2);
-        for cut in [0, 100, 512, 600, 1024, 1536, tar.len() - 1024, tar.len() - 1] {
+        for cut in [
+            0,
+            100,
+            512,
+            600,
+            1024,
+            1536,
+            tar.len() - 1024,
+            tar.len() - 1,
+        ] {
             let (_t, mut f) = file_of(&tar[..cut]);
             let e = check(&mut f, "a.sidecar.json").unwrap_err();
             assert!(matches!(e, ArchiveError::Incomplete(_)), "cut {cut}: {e}");
@@ -420,6 +449,55 @@ mod tests {
                     prop_assert!(checked_name(m.name.as_bytes()).is_ok());
                     prop_assert!(!m.name.starts_with('/') && !m.name.split('/').any(|p| p == ".." || p.is_empty()));
                 }
+            }
+        }
+
+        /// Whatever the entries, checking and extracting writes nothing outside the output
+        /// directory, and nothing visible inside it unless the whole archive is accepted.
+        #[test]
+        fn extraction_of_any_entries_stays_inside_and_is_all_or_nothing(
+            entries in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just(b"a.csv".to_vec()),
+                        Just(b"../a.csv".to_vec()),
+                        Just(b"/a.csv".to_vec()),
+                        Just(b"w/../../a.csv".to_vec()),
+                        Just(b"w/b.csv".to_vec()),
+                        proptest::collection::vec(any::<u8>(), 1..12),
+                    ],
+                    prop_oneof![Just(b'0'), Just(b'2'), Just(b'5'), any::<u8>()],
+                    proptest::collection::vec(any::<u8>(), 0..600),
+                ),
+                0..4,
+            ),
+        ) {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("out");
+            let mut all: Vec<(Vec<u8>, u8, Vec<u8>)> = entries;
+            all.push((b"s.sidecar.json".to_vec(), b'0', br#"{"files":[]}"#.to_vec()));
+            let tar = raw_tar(&all, true);
+            let (_t, mut f) = file_of(&tar);
+            let accepted = check(&mut f, "s.sidecar.json").and_then(|members| {
+                let mut out = DirOutput::new(&dir, false).unwrap();
+                match extract(&mut f, &members, &mut out, &mut |_| {}) {
+                    Ok(_) => {
+                        out.commit().unwrap();
+                        Ok(())
+                    }
+                    Err(ExtractError::Archive(a)) => Err(a),
+                    Err(ExtractError::Write(e)) => Err(ArchiveError::Malformed(e.to_string())),
+                }
+            });
+            let outside: Vec<_> = std::fs::read_dir(root.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name() != "out")
+                .collect();
+            prop_assert!(outside.is_empty(), "{:?}", outside);
+            if accepted.is_err() && dir.exists() {
+                let inside: Vec<_> = walkdir(&dir);
+                prop_assert!(inside.is_empty(), "{:?}", inside);
             }
         }
 

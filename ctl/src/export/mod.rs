@@ -128,9 +128,10 @@ pub fn destination(
         });
     };
     let text = path.as_os_str().to_string_lossy();
-    let dir_like = path.is_dir() || text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR);
-    let file_like = !dir_like
-        && (archive::exists(path) || path.extension().is_some_and(|e| !e.is_empty()));
+    let dir_like =
+        path.is_dir() || text.ends_with('/') || text.ends_with(std::path::MAIN_SEPARATOR);
+    let file_like =
+        !dir_like && (archive::exists(path) || path.extension().is_some_and(|e| !e.is_empty()));
     if !file_like {
         return Ok(Destination {
             dir: path.to_path_buf(),
@@ -248,9 +249,9 @@ fn resample(args: &ExportArgs) -> Result<Option<Resample>, ExportFailure> {
 /// An interval as the API takes it: a whole number of the largest unit that holds it.
 fn interval_text(d: Duration) -> String {
     let ns = d.as_nanos();
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
     } else {
         format!("{ns}ns")
@@ -289,7 +290,11 @@ pub fn run(
         .into());
     }
     let resample = resample(args)?;
-    let dest = destination(output, &args.node, writes_several_files(&args.format, layout(args)))?;
+    let dest = destination(
+        output,
+        &args.node,
+        writes_several_files(&args.format, layout(args)),
+    )?;
     dest.refuse_existing(args.force)?;
     let bar = progress();
     let files = match &args.store {
@@ -429,9 +434,20 @@ pub fn request_path(args: &ExportArgs, stem: &str) -> String {
             }
         ));
     }
-    q.extend(args.sensors.iter().map(|s| format!("sensor={}", segment(s))));
-    q.extend(args.quantities.iter().map(|s| format!("quantity={}", segment(s))));
-    q.extend(args.from.map(|t| format!("from={}", segment(&rfc3339_ns(t)))));
+    q.extend(
+        args.sensors
+            .iter()
+            .map(|s| format!("sensor={}", segment(s))),
+    );
+    q.extend(
+        args.quantities
+            .iter()
+            .map(|s| format!("quantity={}", segment(s))),
+    );
+    q.extend(
+        args.from
+            .map(|t| format!("from={}", segment(&rfc3339_ns(t)))),
+    );
     q.extend(args.to.map(|t| format!("to={}", segment(&rfc3339_ns(t)))));
     if let Some(i) = args.interval {
         q.push(format!("interval={}", interval_text(i)));
@@ -498,4 +514,51 @@ fn from_hub(
     drop(file);
     download.remove();
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_path_names_a_directory_or_the_one_data_file() {
+        let here = destination(None, "glider-1", false).unwrap();
+        assert_eq!(here.dir, PathBuf::from("."));
+        assert_eq!(here.stem, "aloft-glider-1");
+        let tmp = tempfile::tempdir().unwrap();
+        let existing = destination(Some(tmp.path()), "g", true).unwrap();
+        assert_eq!((existing.dir.as_path(), existing.file), (tmp.path(), None));
+        let new_dir = destination(Some(Path::new("exports/flight-3")), "g", true).unwrap();
+        assert_eq!(new_dir.dir, PathBuf::from("exports/flight-3"));
+        assert_eq!(new_dir.stem, "aloft-g");
+        let trailing = destination(Some(Path::new("out.d/")), "g", true).unwrap();
+        assert_eq!(trailing.file, None);
+        let file = destination(Some(Path::new("exports/flight.csv")), "g", false).unwrap();
+        assert_eq!(file.dir, PathBuf::from("exports"));
+        assert_eq!(file.stem, "flight");
+        assert_eq!(file.sidecar(), "flight.sidecar.json");
+        let bare = destination(Some(Path::new("flight.csv")), "g", false).unwrap();
+        assert_eq!(bare.dir, PathBuf::from("."));
+        let several = destination(Some(Path::new("flight.csv")), "g", true).unwrap_err();
+        assert!(several.is_usage(), "{several}");
+        assert!(several.to_string().contains("must name a directory"));
+    }
+
+    #[test]
+    fn exports_of_several_files_are_known_by_format_and_layout() {
+        assert!(!writes_several_files("csv", Layout::Tidy));
+        assert!(writes_several_files("csv", Layout::Wide));
+        assert!(writes_several_files("parquet", Layout::Wide));
+        assert!(writes_several_files("icartt", Layout::Tidy));
+        assert!(writes_several_files("package", Layout::Tidy));
+        assert!(!writes_several_files("netcdf", Layout::Wide));
+        assert!(!writes_several_files("igc", Layout::Tidy));
+    }
+
+    #[test]
+    fn intervals_are_sent_in_the_largest_whole_unit() {
+        assert_eq!(interval_text(Duration::from_secs(10)), "10s");
+        assert_eq!(interval_text(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(interval_text(Duration::from_nanos(1_000_001)), "1000001ns");
+    }
 }
