@@ -104,6 +104,7 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
     let store = flight_store();
     let home = tempfile::tempdir().unwrap();
     let store_arg = store.path().to_str().unwrap();
+    let untouched = files_in(store.path());
     for (layout, name) in [(Layout::Tidy, "tidy"), (Layout::Wide, "wide")] {
         let out = home.path().join(format!("out-{name}"));
         let run = ctl(
@@ -191,6 +192,46 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
     };
     assert!(got == want, "-o FILE differs from the library's");
     want.clear();
+    assert!(
+        files_in(store.path()) == untouched,
+        "the store directory was changed"
+    );
+}
+
+#[test]
+fn the_verb_is_in_the_shell_completion_and_the_help() {
+    let home = tempfile::tempdir().unwrap();
+    let bash = ctl(home.path(), &["completion", "bash"]).ok();
+    for word in [
+        "export",
+        "--store",
+        "--metadata",
+        "--layout",
+        "--quantity",
+        "--force",
+    ] {
+        assert!(
+            bash.stdout.contains(word),
+            "{word} not in the bash completion"
+        );
+    }
+    let help = ctl(home.path(), &["export", "--help"]).ok();
+    for word in [
+        "--out <FILE|DIR>",
+        "--store <DIR>",
+        "resume",
+        "read-only",
+        "tidy",
+        "mean",
+    ] {
+        assert!(
+            help.stdout.contains(word),
+            "{word} not in the help: {}",
+            help.stdout
+        );
+    }
+    // The global format flag still works for every other verb.
+    ctl(home.path(), &["get", "nodes", "-o", "bogus"]).fails(2, "possible values");
 }
 
 #[test]
@@ -233,9 +274,12 @@ fn offline_bad_inputs_are_refused_clearly_and_leave_no_file() {
         b"ALOFTSTORE v99 not this format",
     )
     .unwrap();
-    let r = run(base(&["--store", other_format.to_str().unwrap()]));
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("store"), "{r:?}");
+    let before = files_in(&other_format);
+    run(base(&["--store", other_format.to_str().unwrap()])).fails(1, "no readable epoch");
+    assert!(
+        files_in(&other_format) == before,
+        "the store directory was changed"
+    );
     // Unknown sensor, quantity, format; inverted and empty ranges.
     run(base(&["--store", s, "--sensor", "barometer"])).fails(1, "no sensor \"barometer\"");
     run(base(&["--store", s, "--quantity", "flux_capacitance"]))
