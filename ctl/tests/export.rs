@@ -68,6 +68,59 @@ fn library_files(
     files_in(out.path())
 }
 
+/// The filter the filtered tests ask for, as arguments and as the library's selection.
+fn filtered() -> (Vec<String>, Selection) {
+    let start = FlightOptions::default().start_utc_ns;
+    let from = start + 30_000_000_000;
+    let to = start + 200_000_000_000;
+    let args = [
+        "--sensor",
+        "static",
+        "--sensor",
+        "pitot",
+        "--quantity",
+        "air_pressure",
+        "--quantity",
+        "differential_pressure",
+        "--from",
+        &aloft_dataset::time::rfc3339_ns(from),
+        "--to",
+        &to.to_string(),
+        "--interval",
+        "10s",
+        "--method",
+        "mean",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let selection = Selection {
+        sensors: vec!["static".into(), "pitot".into()],
+        quantities: Selection::parse_quantities(&[
+            "air_pressure".into(),
+            "differential_pressure".into(),
+        ])
+        .unwrap(),
+        from_utc_ns: Some(from),
+        to_utc_ns: Some(to),
+        resample: Some(aloft_dataset::Resample::Mean {
+            interval_ns: 10_000_000_000,
+        }),
+    };
+    (args, selection)
+}
+
+/// What the library writes for the store with `selection` (tidy, default stem).
+fn library_selected(store: &Path, selection: Selection) -> BTreeMap<String, Vec<u8>> {
+    let out = tempfile::tempdir().unwrap();
+    let source = StoreDirSource::open(store).unwrap();
+    let ds = Dataset::open(&source, NODE, selection, ExportOptions::new(NODE, CREATED)).unwrap();
+    let mut dir = DirOutput::new(out.path(), false).unwrap();
+    export(&ds, Format::Csv, &mut dir).unwrap();
+    dir.commit().unwrap();
+    files_in(out.path())
+}
+
 /// Every file under `dir` (hidden ones too), by relative name.
 fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
@@ -196,6 +249,56 @@ fn offline_csv_tidy_and_wide_equal_the_library_and_the_metadata_file_is_used() {
         files_in(store.path()) == untouched,
         "the store directory was changed"
     );
+}
+
+#[test]
+fn a_filtered_and_averaged_export_equals_the_library_offline_and_from_the_hub() {
+    let store = flight_store();
+    let server = ExportServer::start(store.path());
+    let home = tempfile::tempdir().unwrap();
+    let (filter, selection) = filtered();
+    let want = library_selected(store.path(), selection);
+    let csv = &want["aloft-glider-1.csv"];
+    let rows = csv.iter().filter(|b| **b == b'\n').count();
+    assert!(rows > 10, "the filter selects too little: {rows} lines");
+    let full = library_files(
+        store.path(),
+        "aloft-glider-1",
+        Layout::Tidy,
+        Metadata::default(),
+    );
+    assert!(
+        csv.len() * 4 < full["aloft-glider-1.csv"].len(),
+        "the filter selects too much"
+    );
+    let created = CREATED.to_string();
+    let mut common: Vec<&str> = vec!["--format", "csv", "--created", &created];
+    common.extend(filter.iter().map(String::as_str));
+    let offline = home.path().join("offline");
+    let mut args = vec![
+        "export",
+        "--store",
+        store.path().to_str().unwrap(),
+        "-n",
+        NODE,
+        "-o",
+        offline.to_str().unwrap(),
+    ];
+    args.extend(&common);
+    ctl(home.path(), &args).ok();
+    assert!(
+        files_in(&offline) == want,
+        "offline differs from the library"
+    );
+    let hub = home.path().join("hub");
+    let mut args = common.clone();
+    args.extend(["-o", hub.to_str().unwrap()]);
+    server.run(home.path(), &args).ok();
+    assert!(files_in(&hub) == want, "the hub's differs from the library");
+    let first = query_of(&server.requests()[0]);
+    assert_eq!(first.get("created"), Some(&created));
+    assert_eq!(first.get("interval").map(String::as_str), Some("10s"));
+    assert_eq!(first.get("method").map(String::as_str), Some("mean"));
 }
 
 #[test]
@@ -410,6 +513,8 @@ enum Serve {
     Stall(usize),
     /// These bytes, whatever was asked.
     Raw(Vec<u8>),
+    /// A refusal with this status.
+    Refuse(u16),
 }
 
 /// A stand-in for the hub's export endpoint over real TLS, serving the contract from the
@@ -469,7 +574,14 @@ fn stream_of(
         .map_err(|e| (400, e.to_string()))?,
         from_utc_ns: one("from").and_then(|t| aloft_dataset::time::parse_utc(&t)),
         to_utc_ns: one("to").and_then(|t| aloft_dataset::time::parse_utc(&t)),
-        resample: None,
+        resample: one("interval").map(|i| {
+            let interval_ns =
+                u64::try_from(humantime::parse_duration(&i).unwrap().as_nanos()).unwrap();
+            match one("method").as_deref() {
+                Some("mean") => aloft_dataset::Resample::Mean { interval_ns },
+                _ => aloft_dataset::Resample::Decimate { interval_ns },
+            }
+        }),
     };
     let ds = Dataset::open(&source, node, selection, options).map_err(|e| (400, e.to_string()))?;
     let dir = tempfile::tempdir().unwrap();
@@ -646,6 +758,9 @@ fn serve_one(
             plan.remove(0)
         }
     };
+    if let Serve::Refuse(code) = serve {
+        return status(&mut tls, code, "that snapshot is gone");
+    }
     let (bytes, upto, created, skipped) = match &serve {
         Serve::Raw(raw) => (raw.clone(), "00:1".to_owned(), CREATED, None),
         _ => {
@@ -779,6 +894,25 @@ fn from_the_hub_tidy_and_wide_equal_the_library_and_a_cut_stream_is_resumed() {
         retry.get("upto").is_some_and(|u| u.ends_with(":99")),
         "{requests:?}"
     );
+    // A resume the hub refuses starts over from the first byte.
+    server.requests.lock().unwrap().clear();
+    server.then(vec![Serve::Cut(5_000), Serve::Refuse(400)]);
+    let out = home.path().join("refused-resume");
+    let run = server
+        .run(
+            home.path(),
+            &["--format", "csv", "-o", out.to_str().unwrap()],
+        )
+        .ok();
+    assert!(run.stderr.contains("starting over"), "{run:?}");
+    assert!(files_in(&out) == want, "{:?}", names(&files_in(&out)));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(
+        query_of(&requests[1]).get("skip").map(String::as_str),
+        Some("5000")
+    );
+    assert!(!query_of(&requests[2]).contains_key("skip"), "{requests:?}");
     // Bad requests: the hub's words, exit 1, nothing written.
     let bad = home.path().join("bad");
     let mut c = server.command(
