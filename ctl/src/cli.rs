@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{EnumValueParser, PathBufValueParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::output::Format;
 
@@ -26,8 +27,13 @@ pub struct Cli {
     pub target: TargetArgs,
 
     /// Output format: table (default), wide, json, yaml, name.
-    #[arg(short = 'o', long = "output", global = true, value_enum)]
-    pub output: Option<Format>,
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_parser = EnumValueParser::<Format>::new().map(OutputArg::Format)
+    )]
+    pub output: Option<OutputArg>,
 
     /// Log filter for aloftctl's own diagnostics (RUST_LOG syntax); RUST_LOG wins if set.
     #[arg(long, global = true, default_value = "warn")]
@@ -93,6 +99,10 @@ pub enum Verb {
     Revoke(RevokeArgs),
     /// Edit the config file's contexts.
     Config(ConfigArgs),
+    /// Export a node's readings as files researchers' tools read (CSV, Parquet, NetCDF-CF,
+    /// ICARTT, IGC, GeoJSON, KML, a data package), from the hub or offline from an agent's
+    /// store directory.
+    Export(ExportArgs),
     /// Print aloftctl's version and, when reachable, the hub's.
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -100,6 +110,113 @@ pub enum Verb {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// What `-o` carries: the output format of every verb but `export`, whose `-o` names the
+/// file or directory its files go to. One argument id serves both, so that `export` can
+/// have its own `-o` while the format flag stays global for every other verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputArg {
+    /// `-o table|wide|json|yaml|name`.
+    Format(Format),
+    /// `export -o FILE|DIR`.
+    Path(PathBuf),
+}
+
+/// `export --node N --format F [...]`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without --store the export comes from the hub (viewer role): it is \
+                  downloaded into a hidden part file beside the output and resumed after a \
+                  broken connection or an interrupted run (rerun the same command). With \
+                  --store it is made offline from an agent's store directory, opened \
+                  read-only; no hub or token is needed. Files appear only when the whole \
+                  export is complete. Times: RFC 3339 (2026-11-24T12:00:00Z) or ns since \
+                  the Unix epoch."
+)]
+pub struct ExportArgs {
+    /// The node whose readings to export (its name also names the files).
+    #[arg(long, short = 'n')]
+    pub node: String,
+    /// Only this sensor (repeatable; all when none is given).
+    #[arg(long = "sensor", value_name = "SENSOR")]
+    pub sensors: Vec<String>,
+    /// Only this quantity (repeatable; e.g. `air_pressure`; all when none is given).
+    #[arg(long = "quantity", value_name = "QUANTITY")]
+    pub quantities: Vec<String>,
+    /// Only readings at or after this UTC time.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Only readings before this UTC time.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// The format: parquet, csv, netcdf, icartt, igc, geojson, kml, package.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: String,
+    /// Tidy (one row per reading, default) or wide (one table per sensor), where the
+    /// format has layouts.
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
+    /// Thin or average over intervals of this length (`1s`, `10s`).
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// How --interval thins: keep the first reading of each interval (decimate, default)
+    /// or average them (mean).
+    #[arg(long, value_enum, requires = "interval")]
+    pub method: Option<MethodArg>,
+    /// Where the files go: a directory (made if missing; default the current one), or,
+    /// for an export of one data file, that file's path (its stem names the sidecar).
+    #[arg(
+        short = 'o',
+        long = "out",
+        id = "output",
+        value_name = "FILE|DIR",
+        value_hint = ValueHint::AnyPath,
+        value_parser = PathBufValueParser::new().map(OutputArg::Path)
+    )]
+    pub output: Option<OutputArg>,
+    /// Replace files that exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Export offline from this agent store directory (read-only) instead of the hub.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub store: Option<PathBuf>,
+    /// With --store: a TOML file of the dataset's metadata (title, institution,
+    /// principal_investigator, project, platform, license, pilot, copilot, glider_type,
+    /// glider_id, competition_id), which the hub takes from its config.
+    #[arg(long, value_name = "FILE", requires = "store", value_hint = ValueHint::FilePath)]
+    pub metadata: Option<PathBuf>,
+    /// The export's creation time, printed in its metadata (default now): fix it for
+    /// reproducible files.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub created: Option<i64>,
+}
+
+/// `--layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// One row per reading.
+    Tidy,
+    /// One table per sensor, one column per quantity.
+    Wide,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// The first reading of each interval, unchanged.
+    Decimate,
+    /// The mean of each interval.
+    Mean,
+}
+
+/// Parses a UTC time: RFC 3339 or ns since the Unix epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    aloft_dataset::time::parse_utc(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a UTC time; write RFC 3339 (2026-11-24T12:00:00Z) or ns since the Unix epoch"
+        )
+    })
 }
 
 /// `get KIND`.

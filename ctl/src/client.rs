@@ -219,6 +219,17 @@ impl Hub {
         Ok(())
     }
 
+    /// `GET path` of a download: the response with its headers and unread body, or the
+    /// hub's refusal. No overall timeout: a large export takes as long as it takes.
+    pub fn get_stream(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let request = self.authorised(self.streaming.get(&self.url(path)));
+        let response = request.call().map_err(|e| self.transport(e))?;
+        if !response.status().is_success() {
+            return Err(self.refusal(response));
+        }
+        Ok(response)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -7,11 +7,13 @@
 //! - [`client`]: the blocking HTTPS JSON client (ureq, rustls with ring).
 //! - [`manifest`]: YAML files of desired sensor state for `apply` and `diff`.
 //! - [`views`] and [`output`]: tables, JSON, YAML and `kind/name` output.
+//! - [`export`]: `export`, from the hub's stream or offline from a store directory.
 //! - [`verbs`]: what each verb asks the hub and prints; [`run`] is the binary's whole job.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod export;
 pub mod manifest;
 pub mod output;
 pub mod verbs;

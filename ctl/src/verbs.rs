@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{
     CancelArgs, Cli, ConfigWhat, CreateWhat, DeleteArgs, DescribeArgs, DescribeKind, FileArgs,
-    GetArgs, Kind, LogsArgs, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs, TopArgs,
-    UnsetArgs, Verb,
+    GetArgs, Kind, LogsArgs, OutputArg, RestartArgs, RevokeArgs, RolloutWait, SetArgs, TargetArgs,
+    TopArgs, UnsetArgs, Verb,
 };
 use crate::client::{ClientError, Hub, segment};
 use crate::config::{self, ConfigError, ConfigFile, Context};
@@ -39,6 +39,9 @@ pub enum CtlError {
     /// The hub refused or could not be reached (exit 1).
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// `export` (exit 1, 2 for usage).
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportFailure),
     /// A manifest file (exit 1).
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -110,6 +113,7 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Usage(_) => 2,
+            CtlError::Export(e) if e.is_usage() => 2,
             CtlError::CommandUnsuccessful { .. } | CtlError::Refused { .. } => 3,
             CtlError::WaitTimedOut { .. } | CtlError::RolloutTimedOut { .. } => 4,
             CtlError::ChangesFound => 5,
@@ -132,7 +136,10 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> CtlError + '_ {
 
 /// Runs one parsed command line, printing to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
-    let format = cli.output.unwrap_or(Format::Table);
+    let format = match cli.output {
+        Some(OutputArg::Format(f)) => f,
+        _ => Format::Table,
+    };
     let ctx = Invocation {
         target: &cli.target,
         format,
@@ -152,6 +159,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         Verb::Delete(args) => ctx.delete(args, out),
         Verb::Revoke(args) => ctx.revoke(args, out),
         Verb::Config(args) => config_edit(&cli.target, &args.what, out),
+        Verb::Export(args) => Ok(crate::export::run(&cli.target, args, out)?),
         Verb::Version => ctx.version(out),
         Verb::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
