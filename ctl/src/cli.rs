@@ -190,6 +190,32 @@ pub struct ExportArgs {
     /// reproducible files.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub created: Option<i64>,
+    /// From the hub: only the records up to these sequence numbers, per store epoch
+    /// (`EPOCH:SEQ,...`, as a sidecar's `completeness.epochs` and the hub's
+    /// `Aloft-Export-Upto` give them), so that an export made later is the same one.
+    #[arg(long, value_name = "EPOCH:SEQ,...", conflicts_with = "store", value_parser = parse_upto)]
+    pub upto: Option<String>,
+}
+
+/// Checks `--upto`: comma-separated `EPOCH:SEQ`, each epoch 32 hex digits.
+pub fn parse_upto(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.split(',').all(|part| {
+            part.split_once(':').is_some_and(|(epoch, seq)| {
+                epoch.len() == 32
+                    && epoch.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !seq.is_empty()
+                    && seq.bytes().all(|b| b.is_ascii_digit())
+                    && seq.parse::<u64>().is_ok()
+            })
+        });
+    if ok {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "`{text}` is not EPOCH:SEQ[,EPOCH:SEQ...] (a store epoch in 32 hex digits, a sequence number)"
+        ))
+    }
 }
 
 /// `--layout`.
@@ -622,6 +648,35 @@ mod tests {
                 parse_tunable(&format!("k={n}")),
                 Ok(("k".to_owned(), Some(TunableValue::Integer(n))))
             );
+        }
+    }
+
+    #[test]
+    fn upto_is_a_list_of_epoch_and_sequence_number() {
+        let epoch = "0123456789abcdef0123456789ABCDEF";
+        assert_eq!(
+            parse_upto(&format!("{epoch}:42")),
+            Ok(format!("{}:42", epoch.to_ascii_lowercase()))
+        );
+        assert!(parse_upto(&format!("{epoch}:1,{epoch}:2")).is_ok());
+        for bad in [
+            String::new(),
+            "abc:1".to_owned(),
+            format!("{epoch}:"),
+            format!("{epoch}:-1"),
+            format!("{epoch}:1,"),
+            format!("{epoch}:18446744073709551616"),
+            epoch.to_owned(),
+            format!("{epoch}:1 "),
+        ] {
+            assert!(parse_upto(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_upto_text_is_checked_without_panicking(text in "\\PC{0,80}") {
+            let _ = parse_upto(&text);
         }
     }
 }

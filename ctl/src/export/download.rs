@@ -97,20 +97,23 @@ fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Str
 }
 
 /// Downloads the stream of `path` (a request without `upto`, `created`, `skip`; `created`
-/// is the caller's fixed creation time, if any) into the part file, resuming a part of the
-/// same request; returns the part file, open, and its checked members.
+/// is the caller's fixed creation time and `upto` its fixed snapshot, if any) into the
+/// part file, resuming a part of the same request; returns the part file, open, and its
+/// checked members.
 pub fn fetch(
     hub: &Hub,
     path: &str,
     created: Option<i64>,
+    upto: Option<&str>,
     download: &Download,
     sidecar: &str,
     bar: &ProgressBar,
 ) -> Result<(File, Vec<Member>), ExportFailure> {
     let request = format!(
-        "{} {path}{}",
+        "{} {path}{}{}",
         hub.base(),
-        created.map(|c| format!(" created={c}")).unwrap_or_default()
+        created.map(|c| format!(" created={c}")).unwrap_or_default(),
+        upto.map(|u| format!(" upto={u}")).unwrap_or_default()
     );
     let io = |what: &str, source| ExportFailure::Io {
         what: format!("{what} {}", download.part.display()),
@@ -169,10 +172,16 @@ pub fn fetch(
                 segment(at),
                 state.bytes
             ),
-            _ => match created {
-                Some(c) => format!("{path}&created={c}"),
-                None => path.to_owned(),
-            },
+            _ => {
+                let mut url = path.to_owned();
+                if let Some(c) = created {
+                    url.push_str(&format!("&created={c}"));
+                }
+                if let Some(u) = upto {
+                    url.push_str(&format!("&upto={}", segment(u)));
+                }
+                url
+            }
         };
         let before = state.bytes;
         let reason = match hub.get_stream(&url) {

@@ -483,17 +483,24 @@ fn from_hub(
     let download = Download::at(&dest.dir, &dest.stem);
     let path = request_path(args, &dest.stem);
     bar.set_prefix("downloading");
-    let (mut file, members) =
-        match download::fetch(&hub, &path, args.created, &download, &dest.sidecar(), bar) {
-            Ok(fetched) => fetched,
-            Err(e) => {
-                // A refusal before any byte arrived leaves nothing to resume.
-                if std::fs::metadata(&download.part).is_ok_and(|m| m.len() == 0) {
-                    download.remove();
-                }
-                return Err(e);
+    let (mut file, members) = match download::fetch(
+        &hub,
+        &path,
+        args.created,
+        args.upto.as_deref(),
+        &download,
+        &dest.sidecar(),
+        bar,
+    ) {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            // A refusal before any byte arrived leaves nothing to resume.
+            if std::fs::metadata(&download.part).is_ok_and(|m| m.len() == 0) {
+                download.remove();
             }
-        };
+            return Err(e);
+        }
+    };
     bar.set_prefix("extracting");
     let total = members.len();
     let mut out = DirOutput::new(&dest.dir, args.force)?;
