@@ -7,6 +7,8 @@
 //! the sidecar.
 
 pub mod csv;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 
 use crate::ExportError;
 use crate::output::{FileEntry, Output};
@@ -17,17 +19,26 @@ use crate::sidecar;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Format {
+    /// Apache Parquet (zstd), tidy or wide.
+    #[cfg(feature = "parquet")]
+    Parquet,
     /// RFC 4180 CSV, tidy or wide.
     Csv,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: &'static [Format] = &[Format::Csv];
+    pub const ALL: &'static [Format] = &[
+        #[cfg(feature = "parquet")]
+        Format::Parquet,
+        Format::Csv,
+    ];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "parquet")]
+            Format::Parquet => "parquet",
             Format::Csv => "csv",
         }
     }
@@ -43,12 +54,18 @@ impl Format {
 
     /// Whether the format has tidy and wide layouts.
     pub fn has_layouts(self) -> bool {
+        #[cfg(feature = "parquet")]
+        if self == Format::Parquet {
+            return true;
+        }
         matches!(self, Format::Csv)
     }
 
     /// The resolution at which the format's files hold UTC, in words.
     pub fn time_resolution(self) -> &'static str {
         match self {
+            #[cfg(feature = "parquet")]
+            Format::Parquet => "1 ns (timestamp[ns, UTC])",
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
         }
     }
@@ -91,6 +108,8 @@ pub fn export(
     out: &mut dyn Output,
 ) -> Result<Vec<FileEntry>, ExportError> {
     match format {
+        #[cfg(feature = "parquet")]
+        Format::Parquet => parquet::write(ds, out)?,
         Format::Csv => csv::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
