@@ -7,6 +7,7 @@
 //! the sidecar.
 
 pub mod csv;
+pub mod package;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 
@@ -24,6 +25,9 @@ pub enum Format {
     Parquet,
     /// RFC 4180 CSV, tidy or wide.
     Csv,
+    /// The open-data package: every other format, a README and a Frictionless Data
+    /// `datapackage.json`.
+    Package,
 }
 
 impl Format {
@@ -32,6 +36,7 @@ impl Format {
         #[cfg(feature = "parquet")]
         Format::Parquet,
         Format::Csv,
+        Format::Package,
     ];
 
     /// The format's name on the command line and in the API.
@@ -40,6 +45,7 @@ impl Format {
             #[cfg(feature = "parquet")]
             Format::Parquet => "parquet",
             Format::Csv => "csv",
+            Format::Package => "package",
         }
     }
 
@@ -67,6 +73,7 @@ impl Format {
             #[cfg(feature = "parquet")]
             Format::Parquet => "1 ns (timestamp[ns, UTC])",
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
+            Format::Package => "that of each format in the package (README.md lists them)",
         }
     }
 }
@@ -111,6 +118,7 @@ pub fn export(
         #[cfg(feature = "parquet")]
         Format::Parquet => parquet::write(ds, out)?,
         Format::Csv => csv::write(ds, out)?,
+        Format::Package => package::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
