@@ -345,3 +345,146 @@ fn a_disk_that_fills_while_writing_gives_an_error_and_leaves_no_file() {
         assert!(left.is_empty(), "{layout:?} left {left:?}");
     }
 }
+
+mod any_selection {
+    //! Whatever is selected, Parquet holds as many rows as CSV, table by table.
+
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    use aloft_dataset::{
+        Dataset, DirOutput, Format, Layout, Resample, Selection, export, source::MemorySource,
+    };
+    use aloft_protocol::Quantity;
+    use aloft_test_support::flight::FlightOptions;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use proptest::prelude::*;
+
+    fn source() -> &'static MemorySource {
+        static SOURCE: OnceLock<MemorySource> = OnceLock::new();
+        SOURCE.get_or_init(super::eventful_flight)
+    }
+
+    const SENSORS: [&str; 4] = ["gps", "static", "pitot", "cosmic"];
+
+    fn quantities() -> &'static [Quantity] {
+        static QUANTITIES: OnceLock<Vec<Quantity>> = OnceLock::new();
+        QUANTITIES.get_or_init(|| {
+            let ds = Dataset::open(
+                source(),
+                super::NODE,
+                Selection::default(),
+                super::options(Layout::Tidy),
+            )
+            .unwrap();
+            ds.rows(&mut |_| Ok(())).unwrap();
+            let mut qs: Vec<Quantity> = ds
+                .stats()
+                .counts
+                .values()
+                .flat_map(|q| q.keys().copied())
+                .collect();
+            qs.sort();
+            qs.dedup();
+            qs
+        })
+    }
+
+    /// Rows of each table of an export: file stem (without extension) and its rows, read
+    /// back by the parquet crate's row reader or the csv crate.
+    fn rows_per_table(dir: &Path, format: Format) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.to_string_lossy().ends_with(".sidecar.json"))
+            .map(|p| {
+                let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+                let rows = match format {
+                    Format::Csv => csv::ReaderBuilder::new()
+                        .from_path(&p)
+                        .unwrap()
+                        .records()
+                        .try_fold(0u64, |n, r| r.map(|_| n + 1))
+                        .unwrap(),
+                    _ => {
+                        let reader =
+                            SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+                        let stated = reader.metadata().file_metadata().num_rows();
+                        let read = reader
+                            .get_row_iter(None)
+                            .unwrap()
+                            .try_fold(0u64, |n, r| r.map(|_| n + 1))
+                            .unwrap();
+                        assert_eq!(stated, read as i64, "{}", p.display());
+                        read
+                    }
+                };
+                (stem, rows)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn exported(
+        selection: &Selection,
+        layout: Layout,
+        format: Format,
+    ) -> (Vec<(String, u64)>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(
+            source(),
+            super::NODE,
+            selection.clone(),
+            super::options(layout),
+        )
+        .unwrap();
+        let mut out = DirOutput::new(dir.path(), false).unwrap();
+        export(&ds, format, &mut out).unwrap();
+        out.commit().unwrap();
+        (rows_per_table(dir.path(), format), ds.stats().rows)
+    }
+
+    fn selection() -> impl Strategy<Value = Selection> {
+        let start = FlightOptions::default().start_utc_ns;
+        let s = 1_000_000_000i64;
+        (
+            proptest::sample::subsequence(SENSORS.to_vec(), 0..=SENSORS.len()),
+            proptest::sample::subsequence(quantities().to_vec(), 0..=4),
+            proptest::option::of((-30i64..330, 1i64..400)),
+            proptest::option::of((any::<bool>(), 1u64..30)),
+        )
+            .prop_map(move |(sensors, quantities, range, resample)| Selection {
+                sensors: sensors.into_iter().map(str::to_owned).collect(),
+                quantities,
+                from_utc_ns: range.map(|(from, _)| start + from * s),
+                to_utc_ns: range.map(|(from, len)| start + (from + len) * s),
+                resample: resample.map(|(mean, interval)| {
+                    let interval_ns = interval * 1_000_000_000;
+                    if mean {
+                        Resample::Mean { interval_ns }
+                    } else {
+                        Resample::Decimate { interval_ns }
+                    }
+                }),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parquet_holds_as_many_rows_as_csv_table_by_table(selection in selection()) {
+            for layout in [Layout::Tidy, Layout::Wide] {
+                let (parquet, rows) = exported(&selection, layout, Format::Parquet);
+                let (csv, csv_rows) = exported(&selection, layout, Format::Csv);
+                prop_assert_eq!(&parquet, &csv, "{:?}", layout);
+                prop_assert_eq!(rows, csv_rows);
+                if layout == Layout::Tidy {
+                    prop_assert_eq!(parquet.iter().map(|(_, n)| n).sum::<u64>(), rows);
+                }
+            }
+        }
+    }
+}
