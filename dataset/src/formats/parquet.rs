@@ -30,10 +30,11 @@ use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 
 use crate::ExportError;
@@ -51,6 +52,11 @@ pub const BATCH_ROWS: usize = 8192;
 /// Rows per row group: small enough to hold one in memory while writing, large enough for
 /// readers to skip and decompress efficiently.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The encoded size at which a row group closes before [`ROW_GROUP_ROWS`]: a wide table
+/// of a sensor with many quantities (a GNSS fix is 11) reaches it first, and every wide
+/// table holds its own row group at once.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// The zstd level: the library's default, a good speed for its ratio.
 const ZSTD_LEVEL: i32 = 3;
@@ -95,11 +101,29 @@ fn encoder(e: impl std::fmt::Display) -> ExportError {
     }
 }
 
-fn properties() -> WriterProperties {
+/// The writer's settings for `schema`. Numeric columns are never dictionary-encoded: their
+/// values are nearly all distinct, and a dictionary per column would be built (up to
+/// 1 MiB each, per row group) only to be thrown away. Times, monotonic times and sequence
+/// numbers rise steadily and are delta-encoded; values are split by byte, which zstd
+/// compresses far better than plain doubles.
+fn properties(schema: &Schema) -> WriterProperties {
     let zstd = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for field in schema.fields() {
+        let path = ColumnPath::from(field.name().as_str());
+        let encoding = match field.data_type() {
+            DataType::Float64 => Encoding::BYTE_STREAM_SPLIT,
+            DataType::UInt64 | DataType::Timestamp(..) => Encoding::DELTA_BINARY_PACKED,
+            _ => continue,
+        };
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, encoding);
+    }
+    builder
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_created_by(format!(
             "aloft-dataset version {} (parquet-rs)",
             env!("CARGO_PKG_VERSION")
@@ -232,7 +256,7 @@ struct Table<S> {
 
 impl<S: Write> Table<S> {
     fn new(schema: SchemaRef, sink: S) -> Result<Self, ExportError> {
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties()))
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(&schema)))
             .map_err(parquet_err)?;
         Ok(Table {
             schema,
