@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 use std::sync::Arc;
 
-use aloft_protocol::Quantity;
+use aloft_protocol::{BootId, Quality, Quantity, StoreEpoch};
 use arrow_array::builder::{
     Float64Builder, StringDictionaryBuilder, TimestampNanosecondBuilder, UInt16Builder,
     UInt64Builder,
@@ -382,6 +382,37 @@ struct TidyBatch {
     epoch: StringDictionaryBuilder<Int32Type>,
     seq: UInt64Builder,
     len: usize,
+    texts: Texts,
+}
+
+/// The texts of values that repeat row after row (flags, boots, epochs), made once.
+#[derive(Default)]
+struct Texts {
+    quality: BTreeMap<u16, String>,
+    boot: Option<(BootId, String)>,
+    epoch: Option<(StoreEpoch, String)>,
+}
+
+impl Texts {
+    fn quality(&mut self, q: Quality) -> &str {
+        self.quality
+            .entry(q.bits())
+            .or_insert_with(|| quality_text(q))
+    }
+
+    fn boot(&mut self, b: BootId) -> &str {
+        if self.boot.as_ref().is_none_or(|(id, _)| *id != b) {
+            self.boot = Some((b, hex(&b.0)));
+        }
+        self.boot.as_ref().map_or("", |(_, h)| h.as_str())
+    }
+
+    fn epoch(&mut self, e: StoreEpoch) -> &str {
+        if self.epoch.as_ref().is_none_or(|(id, _)| *id != e) {
+            self.epoch = Some((e, hex(&e.0)));
+        }
+        self.epoch.as_ref().map_or("", |(_, h)| h.as_str())
+    }
 }
 
 impl TidyBatch {
@@ -401,6 +432,7 @@ impl TidyBatch {
             epoch: StringDictionaryBuilder::new(),
             seq: UInt64Builder::with_capacity(BATCH_ROWS),
             len: 0,
+            texts: Texts::default(),
         }
     }
 
@@ -408,15 +440,21 @@ impl TidyBatch {
         self.time.append_option(row.utc_ns);
         self.node.append_value(node);
         self.sensor.append_value(row.sensor);
-        self.quantity.append_value(row.quantity.to_string());
+        match row.quantity.name() {
+            Some(name) => self.quantity.append_value(name),
+            None => self.quantity.append_value(row.quantity.to_string()),
+        }
         self.value.append_value(row.value);
         self.unit.append_option(row.quantity.unit());
-        self.quality.append_value(quality_text(row.quality));
+        self.quality.append_value(self.texts.quality(row.quality));
         self.quality_bits.append_value(row.quality.bits());
         self.time_source.append_value(source_name(row.time_source));
         self.mono_ns.append_value(row.mono_ns);
-        self.boot.append_option(row.boot.map(|b| hex(&b.0)));
-        self.epoch.append_value(hex(&row.epoch.0));
+        match row.boot {
+            Some(b) => self.boot.append_value(self.texts.boot(b)),
+            None => self.boot.append_null(),
+        }
+        self.epoch.append_value(self.texts.epoch(row.epoch));
         self.seq.append_value(row.seq);
         self.len += 1;
     }
