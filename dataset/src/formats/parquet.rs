@@ -510,6 +510,7 @@ struct WideTable {
     boot: StringDictionaryBuilder<Int32Type>,
     values: Vec<(Float64Builder, StringDictionaryBuilder<Int32Type>)>,
     len: usize,
+    texts: Texts,
 }
 
 impl WideTable {
@@ -532,6 +533,7 @@ impl WideTable {
                 })
                 .collect(),
             len: 0,
+            texts: Texts::default(),
         })
     }
 
@@ -539,12 +541,15 @@ impl WideTable {
         self.time.append_option(i.utc_ns);
         self.time_source.append_value(source_name(i.time_source));
         self.mono_ns.append_value(i.mono_ns);
-        self.boot.append_option(i.boot.map(|b| hex(&b.0)));
+        match i.boot {
+            Some(b) => self.boot.append_value(self.texts.boot(b)),
+            None => self.boot.append_null(),
+        }
         for (q, (value, quality)) in self.quantities.iter().zip(&mut self.values) {
             match i.get(*q) {
                 Some((v, f)) => {
                     value.append_value(v);
-                    quality.append_value(quality_text(f));
+                    quality.append_value(self.texts.quality(f));
                 }
                 None => {
                     value.append_null();
