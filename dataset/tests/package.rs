@@ -246,3 +246,41 @@ fn the_package_lists_every_file_with_its_checksum_and_the_readme_names_them() {
         .collect();
     assert_eq!(in_sidecar, all_but_sidecar);
 }
+
+#[test]
+fn the_same_records_give_the_same_package_byte_for_byte() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (fa, _) = package(a.path());
+    let (fb, _) = package(b.path());
+    assert_eq!(fa, fb);
+    for p in tree(a.path()) {
+        assert_eq!(
+            std::fs::read(a.path().join(&p)).unwrap(),
+            std::fs::read(b.path().join(&p)).unwrap(),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn a_package_that_fills_the_disk_fails_and_leaves_no_file() {
+    let parent = tempfile::tempdir().unwrap();
+    let Some(fs) = aloft_test_support::mounts::Tmpfs::mount(parent.path(), "256k") else {
+        assert!(
+            std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
+            "a tmpfs could not be mounted (root is needed)"
+        );
+        eprintln!("skipped: could not mount a tmpfs (not root?)");
+        return;
+    };
+    let source = eventful_flight();
+    let options = ExportOptions::new(NODE, 1_790_000_000_000_000_000);
+    let ds = Dataset::open(&source, NODE, Selection::default(), options).unwrap();
+    let dir = fs.path().join("package");
+    let mut out = DirOutput::new(&dir, false).unwrap();
+    let e = export(&ds, Format::Package, &mut out).unwrap_err();
+    drop(out);
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+    assert_eq!(tree(&dir), Vec::<String>::new());
+}
