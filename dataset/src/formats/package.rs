@@ -3,6 +3,8 @@
 //! `FORMAT/wide/`), each folder a complete export with its own sidecar; and at the top a
 //! `README.md` for people, a Frictionless Data `datapackage.json` for tools, and the
 //! package's sidecar, which [`crate::export`] writes last so that it lists every file.
+//! A format that refuses the selection before it begins a file (`Unsuitable`: IGC without
+//! GNSS fixes) is left out and the README says why; any other failure fails the package.
 //!
 //! `datapackage.json` describes each CSV and Parquet file as a tabular resource with its
 //! Table Schema (field types, descriptions, units as the custom `unit` property, the CF
@@ -42,6 +44,8 @@ struct Subfolder<'o> {
     /// The files written here, with paths relative to the folder (a format's sidecar lists
     /// its neighbours).
     files: Vec<FileEntry>,
+    /// Whether a file was begun here (complete or not).
+    started: bool,
 }
 
 impl Output for Subfolder<'_> {
@@ -52,6 +56,7 @@ impl Output for Subfolder<'_> {
         mediatype: &str,
         write: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<(), ExportError>,
     ) -> Result<FileEntry, ExportError> {
+        self.started = true;
         let mut entry =
             self.inner
                 .file(&format!("{}{path}", self.prefix), format, mediatype, write)?;
@@ -89,14 +94,28 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
             parts.push((format!("{}/wide/", format.name()), format, Layout::Wide));
         }
     }
+    // Formats that cannot carry this selection (IGC without GNSS fixes), with why.
+    let mut left_out: Vec<(Format, String)> = Vec::new();
     for (folder, format, layout) in &parts {
         let part = ds.with_layout(*layout);
         let mut sub = Subfolder {
             inner: &mut *out,
             prefix: folder.clone(),
             files: Vec::new(),
+            started: false,
         };
-        export(&part, *format, &mut sub)?;
+        match export(&part, *format, &mut sub) {
+            Ok(_) => {}
+            // Refused before it began a file: nothing of it is in the output.
+            Err(ExportError::Unsuitable(why)) if !sub.started => {
+                tracing::info!(format = format.name(), reason = %why, "Format left out of the package.");
+                if !left_out.iter().any(|(f, _)| f == format) {
+                    left_out.push((*format, why));
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         tracing::debug!(
             format = format.name(),
             layout = layout.name(),
@@ -110,7 +129,7 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
     let data_files = out.files().to_vec();
     let kinds = classify(ds, &stats, &parts, &data_files);
 
-    let readme = readme(ds, &stats, &data_files);
+    let readme = readme(ds, &stats, &data_files, &left_out);
     out.file(README, "markdown", "text/markdown", &mut |w| {
         w.write_all(readme.as_bytes()).map_err(ExportError::write)
     })?;
@@ -424,7 +443,12 @@ fn range(r: Option<(f64, f64)>, unit: &str) -> String {
 
 /// The README: what the flight is, the files, units, time, gaps, completeness, licence,
 /// and how to read it.
-fn readme(ds: &Dataset<'_>, stats: &Stats, files: &[FileEntry]) -> String {
+fn readme(
+    ds: &Dataset<'_>,
+    stats: &Stats,
+    files: &[FileEntry],
+    left_out: &[(Format, String)],
+) -> String {
     let meta = &ds.options.metadata;
     let doc = sidecar::build(ds, Format::Package.name(), None, "", files);
     let stem = &ds.options.stem;
@@ -488,6 +512,13 @@ fn readme(ds: &Dataset<'_>, stats: &Stats, files: &[FileEntry]) -> String {
         "| `{stem}.sidecar.json` | the package's sidecar: sensors and descriptors, units, time quality, gaps, completeness, every file | | |\n"
     );
 
+    for (format, why) in left_out {
+        let _ = writeln!(
+            s,
+            "Not in this package: {}, which cannot carry this selection: {why}\n",
+            format.name()
+        );
+    }
     let _ = writeln!(s, "## Sensors and units\n");
     let _ = writeln!(
         s,
