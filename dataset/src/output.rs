@@ -108,6 +108,8 @@ pub struct DirOutput {
     force: bool,
     /// (temporary, final) paths of the files written.
     pending: Vec<(PathBuf, PathBuf)>,
+    /// Directories this output made (for files in subdirectories), outermost first.
+    made: Vec<PathBuf>,
     files: Vec<FileEntry>,
     committed: bool,
 }
@@ -124,6 +126,7 @@ impl DirOutput {
             dir: dir.to_path_buf(),
             force,
             pending: Vec::new(),
+            made: Vec::new(),
             files: Vec::new(),
             committed: false,
         })
@@ -154,6 +157,10 @@ impl Drop for DirOutput {
             for (tmp, _) in &self.pending {
                 let _ = fs::remove_file(tmp);
             }
+            // Innermost first; a directory that holds anything else stays.
+            for dir in self.made.iter().rev() {
+                let _ = fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -179,7 +186,14 @@ impl Output for DirOutput {
             path: fin.display().to_string(),
             source,
         };
+        let mut missing: Vec<PathBuf> = parent
+            .ancestors()
+            .take_while(|d| *d != self.dir && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
         fs::create_dir_all(&parent).map_err(io_err)?;
+        missing.reverse();
+        self.made.extend(missing);
         let name = fin
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -222,6 +236,10 @@ mod tests {
             })
             .unwrap();
             assert!(!dir.path().join("a.csv").exists());
+            out.file("deep/er/c.csv", "csv", "text/csv", &mut |w| {
+                w.write_all(b"y\n").map_err(ExportError::write)
+            })
+            .unwrap();
             let failed = out.file("b.csv", "csv", "text/csv", &mut |w| {
                 w.write_all(b"half")
                     .map_err(ExportError::write)

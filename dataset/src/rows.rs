@@ -233,6 +233,21 @@ impl<'s> Dataset<'s> {
         })
     }
 
+    /// The same source, catalog and selection written in `layout` (the open-data package
+    /// writes both layouts of one dataset); its figures start empty.
+    pub fn with_layout(&self, layout: crate::formats::Layout) -> Dataset<'s> {
+        let mut options = self.options.clone();
+        options.layout = layout;
+        Dataset {
+            node: self.node.clone(),
+            source: self.source,
+            catalog: self.catalog.clone(),
+            selection: self.selection.clone(),
+            options,
+            stats: RefCell::new(Stats::default()),
+        }
+    }
+
     /// The source's completeness.
     pub fn completeness(&self) -> crate::source::Completeness {
         self.source.completeness()

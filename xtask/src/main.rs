@@ -1,7 +1,7 @@
 //! `cargo xtask`: the one entry point for project chores.
 //!
 //! - `test`: everything a contributor must run: installs the Debian packages the tests
-//!   need when they are missing, then fmt check, clippy with warnings denied, the whole test
+//!   need and the Python dataset readers (a venv) when they are missing, then fmt check, clippy with warnings denied, the whole test
 //!   suite, and a smoke run of the demo.
 //! - `bench NAME`: one benchmark, printing `NAME.FIGURE VALUE UNIT` lines.
 //! - `demo`: the main job on simulated sensors.
@@ -32,6 +32,7 @@ mod deploy;
 mod module_cycles;
 mod packages;
 mod procfs;
+mod readers;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Aloft's project chores")]
@@ -170,6 +171,12 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     } else {
         packages::ensure(packages::TEST_PACKAGES)?;
     }
+    // The Python that reads every export format back (test-support's `python::readers`).
+    let readers = if no_install {
+        readers::installed()
+    } else {
+        Some(readers::ensure()?)
+    };
 
     run(
         "cargo fmt --check",
@@ -211,6 +218,9 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     // were installed.
     if !no_install {
         tests.env("ALOFT_REQUIRE_TOOLS", "1");
+    }
+    if let Some(python) = &readers {
+        tests.env("ALOFT_EXPORT_PYTHON", python);
     }
     run("the test suite", &mut tests)?;
     if nextest {

@@ -12,6 +12,9 @@ pub mod icartt;
 pub mod igc;
 pub mod kml;
 pub mod netcdf;
+pub mod package;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod track;
 
 use crate::ExportError;
@@ -23,6 +26,9 @@ use crate::sidecar;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Format {
+    /// Apache Parquet (zstd), tidy or wide.
+    #[cfg(feature = "parquet")]
+    Parquet,
     /// RFC 4180 CSV, tidy or wide.
     Csv,
     /// ICARTT 1001 (V2.0), one file per sensor.
@@ -35,28 +41,37 @@ pub enum Format {
     Kml,
     /// NetCDF-CF: one CF-1.8 trajectory in the netCDF classic 64-bit-offset format.
     NetCdf,
+    /// The open-data package: every other format, a README and a Frictionless Data
+    /// `datapackage.json`.
+    Package,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
     pub const ALL: &'static [Format] = &[
+        #[cfg(feature = "parquet")]
+        Format::Parquet,
         Format::Csv,
         Format::NetCdf,
         Format::Icartt,
         Format::Igc,
         Format::Geojson,
         Format::Kml,
+        Format::Package,
     ];
 
     /// The format's name on the command line and in the API.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "parquet")]
+            Format::Parquet => "parquet",
             Format::Csv => "csv",
             Format::Icartt => "icartt",
             Format::Igc => "igc",
             Format::Geojson => "geojson",
             Format::Kml => "kml",
             Format::NetCdf => "netcdf",
+            Format::Package => "package",
         }
     }
 
@@ -71,12 +86,18 @@ impl Format {
 
     /// Whether the format has tidy and wide layouts.
     pub fn has_layouts(self) -> bool {
+        #[cfg(feature = "parquet")]
+        if self == Format::Parquet {
+            return true;
+        }
         matches!(self, Format::Csv)
     }
 
     /// The resolution at which the format's files hold UTC, in words.
     pub fn time_resolution(self) -> &'static str {
         match self {
+            #[cfg(feature = "parquet")]
+            Format::Parquet => "1 ns (timestamp[ns, UTC])",
             Format::Csv => "1 ns (RFC 3339 with nine fraction digits)",
             Format::Icartt => {
                 "1 ns (Time_Start: seconds from 00:00 UTC of the flight date with up to nine fraction digits)"
@@ -87,6 +108,7 @@ impl Format {
             }
             Format::Kml => "1 ns (gx:Track when: RFC 3339 with nine fraction digits)",
             Format::NetCdf => netcdf::TIME_RESOLUTION,
+            Format::Package => "that of each format in the package (README.md lists them)",
         }
     }
 }
@@ -128,12 +150,15 @@ pub fn export(
     out: &mut dyn Output,
 ) -> Result<Vec<FileEntry>, ExportError> {
     match format {
+        #[cfg(feature = "parquet")]
+        Format::Parquet => parquet::write(ds, out)?,
         Format::Csv => csv::write(ds, out)?,
         Format::Icartt => icartt::write(ds, out)?,
         Format::Igc => igc::write(ds, out)?,
         Format::Geojson => geojson::write(ds, out)?,
         Format::Kml => kml::write(ds, out)?,
         Format::NetCdf => netcdf::write(ds, out)?,
+        Format::Package => package::write(ds, out)?,
     }
     write_sidecar(ds, format, out)?;
     Ok(out.files().to_vec())
