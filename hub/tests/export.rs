@@ -49,10 +49,16 @@ struct Running {
 }
 
 fn start() -> Running {
+    start_with(|_| ())
+}
+
+/// `init`, `prepare` the data directory, `run`.
+fn start_with(prepare: impl FnOnce(&Path)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
     let tokens = HubProcess::init(Path::new(BIN), &data, NODE).unwrap();
     std::fs::write(data.join("hub.toml"), CONFIG).unwrap();
+    prepare(&data);
     let hub = HubProcess::start(Path::new(BIN), &data).unwrap();
     let tls = client_config(&hub.ca_file()).unwrap();
     Running {
@@ -618,4 +624,55 @@ async fn temporary_files_are_gone_after_a_complete_and_an_aborted_download() {
         assert!(Instant::now() < deadline, "the spool outlived the client");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_while_spooling_fails_the_export_and_leaves_nothing() {
+    let mut tmpfs = None;
+    let run = start_with(|data| {
+        let spool = data.join("export-tmp");
+        std::fs::create_dir_all(&spool).unwrap();
+        tmpfs = aloft_test_support::mounts::Tmpfs::mount(&spool, "512k");
+    });
+    let Some(_fs) = tmpfs else {
+        assert!(
+            std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
+            "a tmpfs could not be mounted (root is needed)"
+        );
+        eprintln!("export disk full: SKIPPED: could not mount a tmpfs (not root?)");
+        return;
+    };
+    let records = flight(FlightOptions {
+        duration_s: 300.0,
+        gps_hz: 2.0,
+        static_hz: 10.0,
+        pitot_hz: 10.0,
+        ..FlightOptions::default()
+    });
+    let last = records.last().unwrap().0;
+    let mut client = NodeClient::connect(run.hub.addr, &run.tls, &run.tokens.node)
+        .await
+        .unwrap();
+    client.hello(hello(NODE, EPOCH)).await.unwrap();
+    sync(&mut client, &records, 0, last).await;
+    let response = api_get_streaming(
+        run.hub.addr,
+        &run.tls,
+        &run.tokens.admin,
+        &format!("/api/v1/nodes/{NODE}/export?format=csv"),
+    )
+    .await
+    .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await;
+    if status == 200 {
+        // Failed after the answer started: the body is cut, never a complete tar.
+        assert!(body.is_err(), "a complete body from a full disk");
+    } else {
+        assert_eq!(status, 500);
+        let status: serde_json::Value = serde_json::from_slice(&body.unwrap().to_bytes()).unwrap();
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(message.contains("No space left"), "{message}");
+    }
+    assert!(spooled(&run.data).is_empty(), "{:?}", spooled(&run.data));
 }

@@ -197,13 +197,14 @@ fn run(
         },
         Err(e) => {
             let taken = early_failed.lock().ok().and_then(|mut s| s.take());
-            if let Some(tx) = taken.filter(|tx| !tx.is_closed()) {
-                // Nothing has gone out yet: the answer may still be a clean refusal.
-                let _ = tx.send(Early::Failed(export_error(&e)));
-            }
+            // Nothing has gone out yet: the answer may still be a clean refusal (a 500 is
+            // logged where it is made).
+            let answered = taken
+                .filter(|tx| !tx.is_closed())
+                .is_some_and(|tx| tx.send(Early::Failed(export_error(&e))).is_ok());
             if matches!(&e, ExportError::Write(io) if io.kind() == std::io::ErrorKind::BrokenPipe) {
                 tracing::info!(node, "Export client went away; export stopped.");
-            } else {
+            } else if !answered {
                 tracing::error!(node, format = request.format.name(), error = %e, "Export failed; its stream is cut.");
             }
             out.into_sink().cut(&e);

@@ -150,6 +150,25 @@ fn pad(out: &mut Vec<u8>) {
     }
 }
 
+/// A spool file whose write errors say which file and where (a full disk on the hub is
+/// the hub operator's to fix, and the message reaches the log and the client).
+struct Named<'f> {
+    file: &'f File,
+    what: String,
+}
+
+impl Write for Named<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file
+            .write(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.what)))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 impl<W: Write> Output for TarOutput<W> {
     fn file(
         &mut self,
@@ -168,7 +187,11 @@ impl<W: Write> Output for TarOutput<W> {
             .prefix(".export-")
             .tempfile_in(&self.dir)
             .map_err(spool_error)?;
-        let mut w = Hashing::new(BufWriter::with_capacity(256 << 10, spool.as_file()));
+        let named = Named {
+            file: spool.as_file(),
+            what: format!("spooling {path} in {}", self.dir.display()),
+        };
+        let mut w = Hashing::new(BufWriter::with_capacity(256 << 10, named));
         write(&mut w)?;
         let (bytes, sha256, buf) = w.finish();
         buf.into_inner().map_err(|e| spool_error(e.into_error()))?;
