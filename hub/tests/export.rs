@@ -173,6 +173,29 @@ fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The names GNU tar lists in `bytes` (a reader nobody here wrote); it must also find the
+/// archive's end without complaint.
+fn gnu_tar_list(bytes: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.tar");
+    std::fs::write(&file, bytes).unwrap();
+    let output = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What the library writes from `records` in memory, in the order it wrote the files.
 fn local(records: &[(u64, Record)], query: &str, created: i64) -> Vec<(String, Vec<u8>)> {
     let request = aloft_hub::export::request::ExportRequest::parse(query).unwrap();
@@ -302,6 +325,10 @@ async fn the_tar_holds_the_files_the_library_writes_from_the_same_records() {
         assert_eq!(answer.header("aloft-export-skipped"), "0");
         let created: i64 = answer.header("aloft-export-created").parse().unwrap();
         let hub_files = untar(&answer.body);
+        assert_eq!(
+            gnu_tar_list(&answer.body),
+            hub_files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+        );
         let sidecar = assert_same_files(&hub_files, &local(&records, query, created));
         assert_eq!(sidecar["completeness"]["status"], "complete", "{query}");
         assert_eq!(sidecar["completeness"]["origin"], "hub");
