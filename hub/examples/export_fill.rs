@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p aloft-hub --example export_fill -- DATA GPS_HZ STATIC_HZ PITOT_HZ
 //! NODE=READINGS...`. Writes the admin token to `DATA.admin.token`; prints one line per
-//! node: `filled NODE READINGS readings RECORDS records in SECONDS s`.
+//! node on standard error: `filled NODE READINGS readings RECORDS records in SECONDS s`
+//! (standard output stays the bench's figures).
 
 use std::time::Instant;
 
@@ -78,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         if count < readings {
             bail!("the flight ended after {count} readings, short of {readings}");
         }
-        println!(
+        eprintln!(
             "filled {node} {count} readings {seq} records in {:.1} s",
             started.elapsed().as_secs_f64()
         );

@@ -159,9 +159,21 @@ fn run(
             return;
         }
     };
-    let _ = ready.send(Ready::Streaming {
-        upto: source.upto().to_owned(),
-        records: source.records(),
+    // The count is for the answer's header only: it runs beside the export, which
+    // starts spooling at once (the body waits in the channel until the answer starts).
+    let count = source.counter();
+    let upto = source.upto().to_owned();
+    let counted = std::sync::Arc::new(std::sync::OnceLock::new());
+    let counted_here = counted.clone();
+    std::thread::spawn(move || {
+        let answer = match count() {
+            Ok(records) => {
+                let _ = counted_here.set(records);
+                Ready::Streaming { upto, records }
+            }
+            Err(e) => Ready::Failed(ApiError::internal(&e)),
+        };
+        let _ = ready.send(answer);
     });
     let started = std::time::Instant::now();
     let sink = BodySink::new(body, request.skip);
@@ -187,7 +199,7 @@ fn run(
                 node,
                 format = request.format.name(),
                 files = files.len(),
-                records = source.records(),
+                records = counted.get().copied(),
                 bytes = sent,
                 skipped = request.skip,
                 seconds = started.elapsed().as_secs_f64(),

@@ -192,7 +192,9 @@ impl<W: Write> Output for TarOutput<W> {
             what: format!("spooling {path} in {}", self.dir.display()),
         };
         let mut w = Hashing::new(BufWriter::with_capacity(256 << 10, named));
+        let started = std::time::Instant::now();
         write(&mut w)?;
+        let spooled_s = started.elapsed().as_secs_f64();
         let (bytes, sha256, buf) = w.finish();
         buf.into_inner().map_err(|e| spool_error(e.into_error()))?;
         let mut file: &File = spool.as_file();
@@ -217,6 +219,13 @@ impl<W: Write> Output for TarOutput<W> {
                 .map_err(stream)?;
         }
         drop(spool);
+        tracing::debug!(
+            file = path,
+            bytes,
+            spooled_s,
+            sent_s = started.elapsed().as_secs_f64() - spooled_s,
+            "Export file sent."
+        );
         let entry = FileEntry {
             path: path.to_owned(),
             format: format.to_owned(),
