@@ -14,8 +14,8 @@ use aloft_protocol::{Quantity, StoreEpoch};
 
 use crate::storage::streams::MAX_SEQ;
 
-/// The longest stem accepted: the files' names stay short enough for every tar reader.
-pub const MAX_STEM: usize = 64;
+/// The longest stem accepted, in bytes (a longer file name gets a pax record in the tar).
+pub const MAX_STEM: usize = 200;
 
 /// A refused export query: the message says which parameter and what it takes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +45,8 @@ pub struct ExportRequest {
     pub to_utc_ns: Option<i64>,
     /// Thinning or averaging.
     pub resample: Option<Resample>,
-    /// The files' stem; the default for the node when `None`.
+    /// The files' stem, made safe with [`file_safe`]; the default for the node when
+    /// `None`.
     pub stem: Option<String>,
     /// The snapshot: the newest number per epoch; now's when `None`.
     pub upto: Option<Vec<(StoreEpoch, u64)>>,
@@ -187,14 +188,21 @@ impl ExportRequest {
                 })
             }
         };
+        // A stem is a name, not a path: one that names a folder or a place is refused;
+        // any other is made safe (a space or a letter outside ASCII becomes `_`).
         if let Some(s) = &stem
-            && (s.is_empty() || s.len() > MAX_STEM || file_safe(s) != *s)
+            && (s.is_empty()
+                || s.len() > MAX_STEM
+                || s == "."
+                || s == ".."
+                || s.chars().any(|c| c == '/' || c == '\\' || c.is_control()))
         {
             return Err(RequestError(format!(
-                "stem={s:?} is not a plain file name: 1 to {MAX_STEM} of A-Z a-z 0-9 - _ . \
-                 not starting with a dot"
+                "stem={s:?} is not a plain file name: 1 to {MAX_STEM} bytes, no / or \\ or \
+                 control characters, not . or .."
             )));
         }
+        let stem = stem.map(|s| file_safe(&s));
         let upto = upto.map(|text| parse_upto(&text)).transpose()?;
         let created_utc_ns = created
             .map(|text| {
@@ -313,6 +321,15 @@ mod tests {
             })
         );
         assert_eq!(r.stem.as_deref(), Some("flight-1"));
+        for (given, safe) in [
+            ("flight 1", "flight_1"),
+            (".hidden", "_.hidden"),
+            ("vol\u{e9}", "vol_"),
+        ] {
+            let r = ExportRequest::parse(&format!("format=csv&stem={}", given.replace(' ', "%20")))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.stem.as_deref(), Some(safe));
+        }
         let upto = r.upto.unwrap_or_default();
         assert_eq!(upto_text(&upto), "000102030405060708090a0b0c0d0e0f:42");
         assert_eq!((r.created_utc_ns, r.skip), (Some(17), 5));
@@ -340,7 +357,9 @@ mod tests {
             ("format=csv&method=mean", "needs an interval"),
             ("format=csv&interval=1s&method=median", "unknown method"),
             ("format=csv&stem=../x", "stem="),
-            ("format=csv&stem=.hidden", "stem="),
+            ("format=csv&stem=..", "stem="),
+            ("format=csv&stem=a%5Cb", "stem="),
+            ("format=csv&stem=a%0Ab", "stem="),
             ("format=csv&upto=zz:1", "upto="),
             ("format=csv&upto=000102030405060708090a0b0c0d0e0f", "upto="),
             ("format=csv&created=-1", "created="),
