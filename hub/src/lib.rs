@@ -18,8 +18,12 @@
 //!   ([`api::watches::ListQuery`]), the NDJSON watch stream and the re-reads its watches
 //!   share; [`api::bodies`]: the request bodies and their parser (fuzzed);
 //!   [`api::resources`]: the resources' JSON; one module of handlers per resource:
-//!   [`api::nodes`], [`api::readings`], [`api::sensors`], [`api::desired`],
-//!   [`api::commands`], [`api::events`], [`api::tokens`], [`api::logs`].
+//!   [`api::nodes`], [`api::readings`], [`api::export`], [`api::sensors`],
+//!   [`api::desired`], [`api::commands`], [`api::events`], [`api::tokens`], [`api::logs`].
+//! - [`export`]: dataset export, no HTTP: the export query ([`export::request`]), the
+//!   node's stream as an [`aloft_dataset::RecordSource`] bounded to a snapshot
+//!   ([`export::source::HubSource`]) and the tar stream of the files
+//!   ([`export::tarball::TarOutput`]).
 //! - [`control`]: the control domain, no HTTP: `mod.rs`: [`control::Control`] (commands,
 //!   desired sensor state, agent logs, expiry), which implements [`NodeControl`] for the
 //!   sessions; [`control::phase`]: a command's life, no I/O; [`control::audit`]: the typed
@@ -38,6 +42,8 @@
 //!   state, audit events), [`storage::nodes`], [`storage::tokens`]; [`storage::sqlite`] is
 //!   the one backend: `db.rs` (`hub.sqlite`, one writer), and one module per trait
 //!   (`control.rs` on `control.sqlite`).
+//! - [`config`]: the optional config file, `hub.toml` in the data directory (`[export]`
+//!   metadata).
 //! - [`clock`]: the hub's clock and its text forms of times and ids, for every component.
 //! - `testing` (feature `testing`): a protocol-speaking test client and hub process.
 //!
@@ -57,7 +63,9 @@
 
 pub mod api;
 pub mod clock;
+pub mod config;
 pub mod control;
+pub mod export;
 pub mod init;
 pub mod load;
 pub mod nodes;
@@ -95,6 +103,8 @@ pub struct Hub {
     pub streams: Streams,
     /// Connected nodes.
     pub sessions: Sessions,
+    /// The config file (`hub.toml`).
+    pub config: Arc<config::HubConfig>,
 }
 
 /// Why the hub's data could not be opened.
@@ -107,6 +117,9 @@ pub enum OpenError {
     /// The database could not be opened.
     #[error("opening the hub database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The config file (`hub.toml`) could not be read.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 impl Hub {
@@ -115,7 +128,10 @@ impl Hub {
         if !data_dir.join(DB_FILE).is_file() {
             return Err(OpenError::NotInitialised(data_dir.display().to_string()));
         }
-        Ok(Hub::from_db(data_dir, Db::open(data_dir)?))
+        let config = config::HubConfig::load(data_dir)?;
+        let mut hub = Hub::from_db(data_dir, Db::open(data_dir)?);
+        hub.config = Arc::new(config);
+        Ok(hub)
     }
 
     fn from_db(data_dir: &Path, db: Db) -> Hub {
@@ -129,6 +145,7 @@ impl Hub {
             registry,
             streams,
             sessions: Sessions::default(),
+            config: Arc::default(),
         }
     }
 }

@@ -165,6 +165,7 @@ fn main() -> anyhow::Result<()> {
                 // Hub::open and the certificates are checked before announcing the port,
                 // so a test reading this line knows the hub is really up.
                 let hub = aloft_hub::Hub::open(&data)?;
+                aloft_hub::export::clean_temp(&data);
                 let tls = aloft_hub::pki::server_config(&data)?;
                 // Commands, desired state, audit and their API.
                 let options = serve_options(&hub)?;

@@ -271,6 +271,32 @@ pub async fn api_request(
         .map_err(|_| ClientError::Deadline(DEADLINE))?
 }
 
+/// `GET path` over HTTPS with a bearer token, answered as soon as the head arrives: the
+/// response with its body still streaming (to read slowly, or to drop part way).
+pub async fn api_get_streaming(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    token: &str,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+    let stream = tls(addr, config).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(other)?;
+    tokio::spawn(conn);
+    let request = hyper::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("host", format!("localhost:{}", addr.port()))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(other)?;
+    tokio::time::timeout(DEADLINE, sender.send_request(request))
+        .await
+        .map_err(|_| ClientError::Deadline(DEADLINE))?
+        .map_err(other)
+}
+
 /// A hub started from its binary (`aloft-hub run --listen 127.0.0.1:0`).
 #[derive(Debug)]
 pub struct HubProcess {
@@ -371,6 +397,11 @@ impl HubProcess {
             .and_then(|a| a.trim().parse().ok())
             .ok_or_else(|| other(format!("unexpected first line {line:?}")))?;
         Ok(process)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The CA certificate file.

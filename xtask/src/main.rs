@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_agent;
 mod bench_control;
+mod bench_export;
 mod bench_hub;
 mod bench_hub_process;
 mod bench_sync;
@@ -96,6 +97,9 @@ enum Bench {
     Control,
     /// What 100 open watches cost the hub while a node syncs: CPU, event latency, API p99.
     Hub,
+    /// Dataset export of ten million readings from the release hub (Parquet, CSV,
+    /// NetCDF) against the NDJSON route and pyarrow; the export's peak memory.
+    Export,
     /// Parsing throughput of NMEA and CosmicWatch lines against the `nmea` crate.
     Parse,
     /// Durable appends per second of the store against SQLite, and bytes per reading.
@@ -252,6 +256,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Cross => cross::bench(),
         Bench::Control => bench_control::bench(),
         Bench::Hub => bench_hub::bench(),
+        Bench::Export => bench_export::bench(),
         Bench::Sync => bench_sync::bench(),
         Bench::Parse => run(
             "cargo bench parse",

@@ -11,6 +11,7 @@ pub mod bodies;
 pub mod commands;
 pub mod desired;
 pub mod events;
+pub mod export;
 pub mod logs;
 pub mod nodes;
 pub mod readings;
@@ -64,7 +65,8 @@ pub fn router(extra: Option<Router<ApiState>>) -> Router<ApiState> {
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/nodes/{node}", get(nodes::get))
         .route("/api/v1/nodes/{node}/readings", get(readings::readings))
-        .route("/api/v1/nodes/{node}/gaps", get(readings::gaps));
+        .route("/api/v1/nodes/{node}/gaps", get(readings::gaps))
+        .route("/api/v1/nodes/{node}/export", get(export::export));
     let router = match extra {
         Some(extra) => router.merge(extra),
         None => router,

@@ -52,7 +52,8 @@ pub fn reading_json(row: &ReadingRow) -> Reading {
     }
 }
 
-async fn require_node(state: &ApiState, node: &str) -> Result<(), ApiError> {
+/// 404 unless `node` exists.
+pub(crate) async fn require_node(state: &ApiState, node: &str) -> Result<(), ApiError> {
     let registry = state.hub.registry.clone();
     let name = node.to_owned();
     let exists = tokio::task::spawn_blocking(move || registry.exists(&name))

@@ -126,6 +126,46 @@ pub struct StreamStatus {
     pub created_utc_ns: i64,
 }
 
+/// What the hub holds of one stream: its watermark and its newest number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldStream {
+    /// The epoch.
+    pub epoch: StoreEpoch,
+    /// Its contiguous watermark.
+    pub watermark: Option<u64>,
+    /// The newest number held (beyond the watermark when ranges arrived beyond a hole).
+    pub newest: Option<u64>,
+}
+
+/// One epoch of a bounded read: numbers up to `upto`, less the `holes` (numbers that
+/// were not held when the bound was taken, so records arriving in them later stay out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochBound {
+    /// The epoch.
+    pub epoch: StoreEpoch,
+    /// The newest number read.
+    pub upto: u64,
+    /// Ranges (inclusive, ascending) left out.
+    pub holes: Vec<(u64, u64)>,
+}
+
+impl EpochBound {
+    /// Whether `seq` is inside the bound.
+    pub fn holds(&self, seq: u64) -> bool {
+        seq <= self.upto && !self.holes.iter().any(|&(a, b)| a <= seq && seq <= b)
+    }
+}
+
+/// Which records a bounded read yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKinds {
+    /// Every record.
+    All,
+    /// Every record that is not a reading (boots, correlations, descriptors, gaps, status):
+    /// few, read through an index of their own.
+    Meta,
+}
+
 /// The name of a time source in the API.
 pub fn source_name(s: TimeSource) -> &'static str {
     match s {
@@ -175,7 +215,38 @@ pub trait StreamTables: Send + Sync + std::fmt::Debug {
 
     /// The node's streams (one per store epoch it has sent).
     fn streams(&self, node: &str) -> Result<Vec<StreamStatus>, StorageError>;
+
+    /// Per stream of the node, in ascending epoch byte order: its watermark and newest
+    /// number held.
+    fn held(&self, node: &str) -> Result<Vec<HeldStream>, StorageError>;
+
+    /// The node's records inside `bounds` (epochs not named are left out), of `kinds`,
+    /// in (epoch, seq) order, to `each` until it says stop.
+    fn dump_bounded(
+        &self,
+        node: &str,
+        bounds: &[EpochBound],
+        kinds: RecordKinds,
+        each: &mut dyn FnMut(StoreEpoch, u64, Record) -> bool,
+    ) -> Result<(), StorageError>;
+
+    /// How many records of the node are inside `bounds`.
+    fn count_bounded(&self, node: &str, bounds: &[EpochBound]) -> Result<u64, StorageError>;
+
+    /// Keeps `memo` as what an export of `node` made at `created_utc_ns` and bounded by
+    /// `upto` knew when it was first asked for, unless one is kept already; returns the
+    /// one kept (the first). Memos older than [`EXPORT_MEMO_DAYS`] are forgotten.
+    fn export_memo(
+        &self,
+        node: &str,
+        created_utc_ns: i64,
+        upto: &str,
+        memo: &str,
+    ) -> Result<String, StorageError>;
 }
+
+/// Days an export's memo is kept, so a download can be resumed that long after it started.
+pub const EXPORT_MEMO_DAYS: i64 = 30;
 
 /// The stream store: a cheap handle on one backend's [`StreamTables`].
 #[derive(Debug, Clone)]
@@ -247,5 +318,38 @@ impl Streams {
     /// The node's streams (one per store epoch it has sent).
     pub fn streams(&self, node: &str) -> Result<Vec<StreamStatus>, StorageError> {
         self.tables.streams(node)
+    }
+
+    /// Per stream of the node, in ascending epoch byte order: watermark and newest held.
+    pub fn held(&self, node: &str) -> Result<Vec<HeldStream>, StorageError> {
+        self.tables.held(node)
+    }
+
+    /// The node's records inside `bounds`, of `kinds`, in (epoch, seq) order, to `each`
+    /// until it says stop.
+    pub fn dump_bounded(
+        &self,
+        node: &str,
+        bounds: &[EpochBound],
+        kinds: RecordKinds,
+        mut each: impl FnMut(StoreEpoch, u64, Record) -> bool,
+    ) -> Result<(), StorageError> {
+        self.tables.dump_bounded(node, bounds, kinds, &mut each)
+    }
+
+    /// How many records of the node are inside `bounds`.
+    pub fn count_bounded(&self, node: &str, bounds: &[EpochBound]) -> Result<u64, StorageError> {
+        self.tables.count_bounded(node, bounds)
+    }
+
+    /// Keeps an export's memo unless one is kept for (node, created, upto); the one kept.
+    pub fn export_memo(
+        &self,
+        node: &str,
+        created_utc_ns: i64,
+        upto: &str,
+        memo: &str,
+    ) -> Result<String, StorageError> {
+        self.tables.export_memo(node, created_utc_ns, upto, memo)
     }
 }

@@ -62,7 +62,16 @@ CREATE TABLE IF NOT EXISTS records(
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_gaps ON records(stream, seq) WHERE kind = 1;
 CREATE INDEX IF NOT EXISTS records_readings ON records(sensor, quantity, utc_ns) WHERE kind = 0;
+CREATE INDEX IF NOT EXISTS records_meta ON records(stream, seq) WHERE kind <> 0;
 CREATE INDEX IF NOT EXISTS records_unresolved ON records(boot) WHERE kind = 0 AND utc_ns IS NULL;
+CREATE TABLE IF NOT EXISTS export_memos(
+    node TEXT NOT NULL,
+    created_utc_ns INTEGER NOT NULL,
+    upto TEXT NOT NULL,
+    memo TEXT NOT NULL,
+    kept_utc_ns INTEGER NOT NULL,
+    PRIMARY KEY(node, created_utc_ns, upto)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sensors(
     id INTEGER PRIMARY KEY,
     node TEXT NOT NULL,

@@ -8,11 +8,18 @@
 //! time correlation of each boot) with `boot_marks` and `descriptor_marks` (where in the
 //! stream a boot or descriptor record stood).
 //!
+//! `records_meta`, a partial index of the records that are not readings, lets an
+//! export's catalog pass read them without the readings; `export_memos` keeps what an
+//! export knew when it started (its unsynced ranges, the node's backlog) so a resumed
+//! download regenerates the same bytes.
+//!
 //! Beyond the contract of [`StreamTables`]: the stored UTC column of a reconstructed
-//! reading, which time-range filters use, is from the boot's newest correlation at ingest
-//! (readings that arrived before their boot's first correlation are filled in when it
-//! arrives), and each (node, epoch)'s cursor is kept in memory between batches, read and
-//! written back under the one writer lock.
+//! reading is from the boot's newest correlation at ingest (readings that arrived before
+//! their boot's first correlation are filled in when it arrives); queries, and their
+//! time-range filters, use the boot's correlation nearest in monotonic time instead (of
+//! correlations at one monotonic time, the first stored counts), as exports do. Each
+//! (node, epoch)'s cursor is kept in memory between batches, read and written back under
+//! the one writer lock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,7 +30,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::db::Db;
 use crate::clock::now_utc_ns;
 use crate::storage::streams::{
-    MAX_SEQ, ReadingQuery, ReadingRow, StorageError, StreamGap, StreamStatus, StreamTables, Streams,
+    EXPORT_MEMO_DAYS, EpochBound, HeldStream, MAX_SEQ, ReadingQuery, ReadingRow, RecordKinds,
+    StorageError, StreamGap, StreamStatus, StreamTables, Streams,
 };
 
 /// What the hub knows of one stream between batches: kept in memory, rebuilt from the
@@ -226,15 +234,19 @@ impl StreamTables for SqliteStreams {
         if query.quantity.is_some() {
             sql.push_str(" AND r.quantity = ?3");
         }
+        // A reconstructed reading's UTC is decided below, from its boot's correlation
+        // nearest in monotonic time (the dataset's definition, docs/export.md "Time"), not
+        // from the one stored at ingest: such readings pass the SQL filter and are
+        // filtered here.
         if query.since_utc_ns.is_some() {
-            sql.push_str(" AND r.utc_ns >= ?4");
+            sql.push_str(" AND (r.source = 3 OR r.utc_ns >= ?4)");
         }
         if query.until_utc_ns.is_some() {
-            sql.push_str(" AND r.utc_ns < ?5");
+            sql.push_str(" AND (r.source = 3 OR r.utc_ns < ?5)");
         }
-        sql.push_str(" ORDER BY s.epoch, r.seq LIMIT ?6");
+        sql.push_str(" ORDER BY s.epoch, r.seq");
         let mut stmt = conn.prepare(&sql)?;
-        let limit = query.limit.map_or(-1, to_i64);
+        let mut left = query.limit.unwrap_or(u64::MAX);
         let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![("?1", &query.node)];
         let quantity = query.quantity.map(quantity_code);
         if let Some(sensor) = &query.sensor {
@@ -249,7 +261,6 @@ impl StreamTables for SqliteStreams {
         if let Some(u) = &query.until_utc_ns {
             named.push(("?5", u));
         }
-        named.push(("?6", &limit));
         let mut corr_stmt =
             conn.prepare("SELECT mono_ns, utc_ns FROM correlations WHERE boot = ?1")?;
         let mut correlations: HashMap<i64, BTreeMap<i64, i64>> = HashMap::new();
@@ -277,6 +288,19 @@ impl StreamTables for SqliteStreams {
                     utc_ns = Some(utc);
                 }
             }
+            if source == TimeSource::Reconstructed
+                && (query.since_utc_ns.is_some() || query.until_utc_ns.is_some())
+                && !utc_ns.is_some_and(|utc| {
+                    query.since_utc_ns.is_none_or(|s| utc >= s)
+                        && query.until_utc_ns.is_none_or(|u| utc < u)
+                })
+            {
+                continue;
+            }
+            if left == 0 {
+                break;
+            }
+            left -= 1;
             let reading = ReadingRow {
                 epoch: epoch_of(row.get(0)?)?,
                 seq: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
@@ -365,6 +389,145 @@ impl StreamTables for SqliteStreams {
                 })
             })
             .collect()
+    }
+
+    fn held(&self, node: &str) -> Result<Vec<HeldStream>, StorageError> {
+        let conn = self.db.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT s.epoch, s.watermark, (SELECT max(seq) FROM records r WHERE r.stream = s.id) \
+             FROM streams s WHERE s.node = ?1 ORDER BY s.epoch",
+        )?;
+        let rows = stmt
+            .query_map(params![node], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(epoch, watermark, newest)| {
+                Ok(HeldStream {
+                    epoch: epoch_of(epoch)?,
+                    watermark: watermark.and_then(|w| u64::try_from(w).ok()),
+                    newest: newest.and_then(|n| u64::try_from(n).ok()),
+                })
+            })
+            .collect()
+    }
+
+    fn dump_bounded(
+        &self,
+        node: &str,
+        bounds: &[EpochBound],
+        kinds: RecordKinds,
+        each: &mut dyn FnMut(StoreEpoch, u64, Record) -> bool,
+    ) -> Result<(), StorageError> {
+        let conn = self.db.reader()?;
+        let mut ids = SqliteStreams::bounded_ids(&conn, node, bounds)?;
+        // Epochs in ascending byte order, as every dump gives them.
+        ids.sort_by_key(|(_, b)| b.epoch);
+        // `kind <> 0` is the condition of the partial index `records_meta`: the catalog's
+        // pass reads the few records that are not readings without touching the readings.
+        let sql = match kinds {
+            RecordKinds::All => {
+                "SELECT seq, body FROM records WHERE stream = ?1 AND seq <= ?2 ORDER BY seq"
+            }
+            RecordKinds::Meta => {
+                "SELECT seq, body FROM records INDEXED BY records_meta \
+                 WHERE stream = ?1 AND seq <= ?2 AND kind <> 0 ORDER BY seq"
+            }
+        };
+        let mut records = conn.prepare(sql)?;
+        for (id, bound) in ids {
+            let mut rows = records.query(params![id, to_i64(bound.upto)])?;
+            while let Some(row) = rows.next()? {
+                let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+                if !bound.holes.is_empty() && !bound.holds(seq) {
+                    continue;
+                }
+                let record: Record = postcard::from_bytes(row.get_ref(1)?.as_blob()?)?;
+                if !each(bound.epoch, seq, record) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count_bounded(&self, node: &str, bounds: &[EpochBound]) -> Result<u64, StorageError> {
+        let conn = self.db.reader()?;
+        let ids = SqliteStreams::bounded_ids(&conn, node, bounds)?;
+        let mut count = conn.prepare(
+            "SELECT count(*) FROM records WHERE stream = ?1 AND seq >= ?2 AND seq <= ?3",
+        )?;
+        let mut total: u64 = 0;
+        for (id, bound) in ids {
+            let mut n: i64 =
+                count.query_row(params![id, 0i64, to_i64(bound.upto)], |r| r.get(0))?;
+            for &(first, last) in &bound.holes {
+                if first > bound.upto {
+                    continue;
+                }
+                let last = last.min(bound.upto);
+                let inside: i64 =
+                    count.query_row(params![id, to_i64(first), to_i64(last)], |r| r.get(0))?;
+                n -= inside;
+            }
+            total += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    fn export_memo(
+        &self,
+        node: &str,
+        created_utc_ns: i64,
+        upto: &str,
+        memo: &str,
+    ) -> Result<String, StorageError> {
+        let now = now_utc_ns();
+        self.db.write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM export_memos WHERE kept_utc_ns < ?1",
+                params![now.saturating_sub(EXPORT_MEMO_DAYS * 86_400 * 1_000_000_000)],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO export_memos(node, created_utc_ns, upto, memo, kept_utc_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![node, created_utc_ns, upto, memo, now],
+            )?;
+            let kept: String = tx.query_row(
+                "SELECT memo FROM export_memos WHERE node = ?1 AND created_utc_ns = ?2 AND upto = ?3",
+                params![node, created_utc_ns, upto],
+                |row| row.get(0),
+            )?;
+            tx.commit()?;
+            Ok(kept)
+        })
+    }
+}
+
+impl SqliteStreams {
+    /// The (id, epoch) of each stream of `node` named in `bounds`, in `bounds`' order.
+    fn bounded_ids<'b>(
+        conn: &Connection,
+        node: &str,
+        bounds: &'b [EpochBound],
+    ) -> Result<Vec<(i64, &'b EpochBound)>, StorageError> {
+        let mut stmt = conn.prepare("SELECT id FROM streams WHERE node = ?1 AND epoch = ?2")?;
+        let mut out = Vec::with_capacity(bounds.len());
+        for bound in bounds {
+            let id: Option<i64> = stmt
+                .query_row(params![node, bound.epoch.0.as_slice()], |row| row.get(0))
+                .optional()?;
+            if let Some(id) = id {
+                out.push((id, bound));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -521,7 +684,7 @@ fn ingest_in(
                 )?
                 .execute(params![key, correlation.0, correlation.1])?;
                 tx.prepare_cached(
-                    "INSERT OR REPLACE INTO correlations(boot, mono_ns, utc_ns) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO correlations(boot, mono_ns, utc_ns) VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![key, correlation.0, correlation.1])?;
                 if before.is_none() {
@@ -741,6 +904,148 @@ mod tests {
                 prop_assert_eq!(streams.watermark("glider", epoch).unwrap(), None);
             }
         }
+    }
+
+    /// A reading stored with UTC from its boot's newest correlation at ingest is found by
+    /// time filters at the UTC queries show for it: from the correlation nearest in
+    /// monotonic time (the dataset's definition), whichever arrived first.
+    #[test]
+    fn time_filters_use_the_nearest_correlation_not_the_one_stored_at_ingest() {
+        use aloft_protocol::{Boot, BootId, TimeCorrelation};
+        let dir = tempfile::tempdir().unwrap();
+        let streams = Streams::sqlite(Db::open(dir.path()).unwrap());
+        let s = 1_000_000_000i64;
+        let boot = BootId([4; 16]);
+        let corr = |mono_s: i64, utc_s: i64| {
+            Record::TimeCorrelation(TimeCorrelation {
+                boot_id: boot,
+                mono_ns: (mono_s * s) as u64,
+                utc_ns: utc_s * s,
+                source: TimeSource::Gnss,
+                uncertainty_ns: None,
+            })
+        };
+        let entries = vec![
+            (
+                0,
+                Record::Boot(Boot {
+                    boot_id: boot,
+                    mono_ns: 0,
+                    utc_ns: None,
+                    agent_version: "t".to_owned(),
+                }),
+            ),
+            (1, corr(1_000, 10_000)),
+            // Stored at 11 000 s from the only correlation then; nearest is the next one.
+            (2, reading(1_900 * s as u64, 2)),
+            (3, corr(2_000, 20_000)),
+        ];
+        streams
+            .ingest("glider", StoreEpoch([4; 16]), 0, 3, &entries)
+            .unwrap();
+        let found = |since: Option<i64>, until: Option<i64>| {
+            let mut utc = Vec::new();
+            streams
+                .readings(
+                    &ReadingQuery {
+                        node: "glider".to_owned(),
+                        since_utc_ns: since.map(|t| t * s),
+                        until_utc_ns: until.map(|t| t * s),
+                        ..ReadingQuery::default()
+                    },
+                    |row| {
+                        utc.push(row.utc_ns.map(|u| u / s));
+                        true
+                    },
+                )
+                .unwrap();
+            utc
+        };
+        assert_eq!(found(None, None), [Some(19_900)]);
+        assert_eq!(found(Some(19_000), None), [Some(19_900)]);
+        assert!(found(None, Some(12_000)).is_empty());
+        assert!(found(Some(19_901), None).is_empty());
+        assert_eq!(found(Some(10_000), Some(19_901)), [Some(19_900)]);
+    }
+
+    /// A bounded read yields the records at or below the bound less the holes, of the
+    /// kinds asked for, across epochs in byte order; records arriving later inside the
+    /// bound's holes or beyond it stay out, and the count agrees with the read.
+    #[test]
+    fn a_bounded_read_holds_to_its_bound_while_records_arrive() {
+        use crate::storage::streams::{EpochBound, RecordKinds};
+        let dir = tempfile::tempdir().unwrap();
+        let streams = Streams::sqlite(Db::open(dir.path()).unwrap());
+        let gap = |n: u64| {
+            Record::Gap(aloft_protocol::Gap {
+                reason: aloft_protocol::GapReason::Crash,
+                covers: None,
+                readings: Some(n),
+                sensor: None,
+                span: None,
+            })
+        };
+        let (a, b) = (StoreEpoch([9; 16]), StoreEpoch([1; 16]));
+        let entries = |range: std::ops::RangeInclusive<u64>| -> Vec<(u64, Record)> {
+            range
+                .map(|s| (s, if s % 5 == 0 { gap(s) } else { reading(s, 1) }))
+                .collect()
+        };
+        streams.ingest("glider", a, 0, 9, &entries(0..=9)).unwrap();
+        // 10..=14 not synced yet; 15..=19 arrived beyond the hole.
+        streams
+            .ingest("glider", a, 15, 19, &entries(15..=19))
+            .unwrap();
+        streams.ingest("glider", b, 0, 3, &entries(0..=3)).unwrap();
+        let held = streams.held("glider").unwrap();
+        assert_eq!(
+            held.iter()
+                .map(|h| (h.epoch, h.watermark, h.newest))
+                .collect::<Vec<_>>(),
+            [(b, Some(3), Some(3)), (a, Some(9), Some(19))]
+        );
+        let bounds = [
+            EpochBound {
+                epoch: a,
+                upto: 17,
+                holes: vec![(10, 14)],
+            },
+            EpochBound {
+                epoch: b,
+                upto: 3,
+                holes: vec![],
+            },
+        ];
+        // More arrives: the hole is filled, and beyond every bound.
+        streams
+            .ingest("glider", a, 10, 25, &entries(10..=25))
+            .unwrap();
+        streams.ingest("glider", b, 4, 6, &entries(4..=6)).unwrap();
+        let read = |kinds| {
+            let mut seen = Vec::new();
+            streams
+                .dump_bounded("glider", &bounds, kinds, |e, s, _| {
+                    seen.push((e.0[0], s));
+                    true
+                })
+                .unwrap();
+            seen
+        };
+        let all = read(RecordKinds::All);
+        let expected: Vec<(u8, u64)> = (0..=3)
+            .map(|s| (1, s))
+            .chain((0..=9).chain(15..=17).map(|s| (9, s)))
+            .collect();
+        assert_eq!(all, expected);
+        assert_eq!(
+            read(RecordKinds::Meta),
+            [(1, 0), (9, 0), (9, 5), (9, 15)],
+            "only the gap records"
+        );
+        assert_eq!(
+            streams.count_bounded("glider", &bounds).unwrap(),
+            expected.len() as u64
+        );
     }
 
     #[test]
