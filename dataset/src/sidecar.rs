@@ -291,29 +291,38 @@ pub fn build(
             }
         }
     }
-    let partial = !completeness.missing.is_empty()
-        || completeness
+    // A backlog the node reported counts until the hub is known to hold it: a node that
+    // drained and went offline before its next report is not partial for ever.
+    let outstanding = completeness.origin == "hub"
+        && completeness
             .node_backlog
             .as_ref()
-            .is_some_and(|b| b.unsent_records > 0 && completeness.origin == "hub");
+            .is_some_and(|b| b.unsent_records > 0 && b.arrived != Some(true));
+    let partial = !completeness.missing.is_empty() || outstanding;
     let summary = if partial {
         let missing: u64 = completeness
             .missing
             .iter()
-            .map(|m| m.last - m.first + 1)
+            .map(|m| m.last.saturating_sub(m.first).saturating_add(1))
             .sum();
-        format!(
-            "partial: {missing} sequence numbers are not held by the {}{}",
-            completeness.origin,
-            completeness
-                .node_backlog
-                .as_ref()
-                .map(|b| format!(
-                    "; the node last reported {} records not yet sent",
-                    b.unsent_records
-                ))
-                .unwrap_or_default()
-        )
+        let mut why = Vec::new();
+        if missing > 0 {
+            why.push(format!(
+                "{missing} sequence numbers are not held by the {}",
+                completeness.origin
+            ));
+        }
+        if let Some(b) = completeness.node_backlog.as_ref().filter(|_| outstanding) {
+            why.push(format!(
+                "the node last reported {} records not yet acknowledged{}, and the hub has not received them all",
+                b.unsent_records,
+                b.reported
+                    .as_ref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default()
+            ));
+        }
+        format!("partial: {}", why.join("; "))
     } else {
         format!(
             "complete: the {} holds every record of the node's stream up to its newest",

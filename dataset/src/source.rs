@@ -93,6 +93,10 @@ pub struct Backlog {
     pub unsent_records: u64,
     /// When it said so (RFC 3339 UTC), if known.
     pub reported: Option<String>,
+    /// Whether the source held every record that backlog can reach when the export
+    /// started (`true`: the backlog has arrived since; `false`: it has not; `null`: the
+    /// source cannot tell).
+    pub arrived: Option<bool>,
 }
 
 /// A node's records, readable in passes.
@@ -182,6 +186,7 @@ impl StoreDirSource {
             node_backlog: Some(Backlog {
                 unsent_records: stats.durable_end.saturating_sub(stats.first_unacked),
                 reported: None,
+                arrived: None,
             }),
         };
         Ok(StoreDirSource {

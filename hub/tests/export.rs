@@ -384,7 +384,10 @@ async fn a_resumed_download_gets_the_same_bytes_while_the_node_keeps_syncing() {
     // Held: 0..hole, then beyond the hole up to held_last; the hole is not synced yet.
     sync(&mut client, &records, 0, hole_first - 1).await;
     sync(&mut client, &records, hole_last + 1, held_last).await;
-    backlog(&mut client, 4321).await;
+    // The node's backlog ends at most at the watermark it was told (before the hole) plus
+    // this many: within what it syncs below, so that the report is met without a new one.
+    let reported = last / 2;
+    backlog(&mut client, reported).await;
     let viewer = viewer_token(&run).await;
     let path = format!("/api/v1/nodes/{NODE}/export?format=csv&layout=wide");
     let first = get(&run, &viewer, &path).await;
@@ -418,12 +421,13 @@ async fn a_resumed_download_gets_the_same_bytes_while_the_node_keeps_syncing() {
     assert_eq!(completeness["missing"][0]["why"], "not_synced");
     assert_eq!(completeness["epochs"][0]["watermark"], hole_first - 1);
     assert_eq!(completeness["epochs"][0]["newest"], held_last);
-    assert_eq!(completeness["node_backlog"]["unsent_records"], 4321);
+    assert_eq!(completeness["node_backlog"]["unsent_records"], reported);
+    assert_eq!(completeness["node_backlog"]["arrived"], false);
 
-    // The node fills the hole, syncs the rest and reports a new backlog.
+    // The node fills the hole and syncs the rest, and goes quiet before its next report:
+    // its last report still says `reported` records.
     sync(&mut client, &records, hole_first, hole_last).await;
     sync(&mut client, &records, held_last + 1, last).await;
-    backlog(&mut client, 0).await;
     let again_path = format!("{path}&upto={upto}&created={created}");
     let again = get(&run, &viewer, &again_path).await;
     assert_eq!(again.status, 200);
@@ -466,7 +470,31 @@ async fn a_resumed_download_gets_the_same_bytes_while_the_node_keeps_syncing() {
             now.header("aloft-export-created").parse().unwrap(),
         ),
     );
-    assert_eq!(sidecar["completeness"]["status"], "complete");
+    // The stale report's records have all arrived: the export is complete, not partial.
+    assert_eq!(
+        sidecar["completeness"]["status"], "complete",
+        "{}",
+        sidecar["completeness"]
+    );
+    assert_eq!(sidecar["completeness"]["node_backlog"]["arrived"], true);
+    assert_eq!(
+        sidecar["completeness"]["node_backlog"]["unsent_records"],
+        reported
+    );
+
+    // A new report whose records have not arrived makes a new export partial again.
+    backlog(&mut client, 7).await;
+    let later = get(&run, &viewer, &path).await;
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &untar(&later.body)
+            .into_iter()
+            .find(|(name, _)| name.ends_with(".sidecar.json"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(sidecar["completeness"]["status"], "partial");
+    assert_eq!(sidecar["completeness"]["node_backlog"]["arrived"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,8 @@ pub async fn export(
             status.backlog.map(|b| MemoBacklog {
                 unsent_records: b.records,
                 reported: status.live_received_utc_ns.map(rfc3339),
+                arrived: None,
+                bound: status.backlog_bound,
             })
         });
     let created = request.created_utc_ns.unwrap_or_else(now_utc_ns);

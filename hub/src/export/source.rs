@@ -51,6 +51,13 @@ pub struct MemoBacklog {
     pub unsent_records: u64,
     /// When reported, RFC 3339.
     pub reported: Option<String>,
+    /// Whether the hub held every record that backlog can reach when the export started:
+    /// `None` when the report did not say where it ends (a hub that did not record it).
+    #[serde(default)]
+    pub arrived: Option<bool>,
+    /// Where the backlog ends at the latest (the registry's bound), to decide `arrived`.
+    #[serde(skip)]
+    pub bound: Option<(StoreEpoch, u64)>,
 }
 
 /// A node's stream in the hub, bounded to a snapshot.
@@ -114,6 +121,16 @@ impl HubSource {
                 }
             })
             .collect();
+        let backlog = backlog.map(|mut b| {
+            if let Some((epoch, last)) = b.bound {
+                let watermark = held
+                    .iter()
+                    .find(|h| h.epoch == epoch)
+                    .and_then(|h| h.watermark);
+                b.arrived = Some(watermark.is_some_and(|w| w >= last));
+            }
+            b
+        });
         let fresh = Memo { epochs, backlog };
         let upto_key = upto_text(&upto);
         let fresh_text = serde_json::to_string(&fresh).unwrap_or_default();
@@ -156,6 +173,7 @@ impl HubSource {
             node_backlog: memo.backlog.as_ref().map(|b| Backlog {
                 unsent_records: b.unsent_records,
                 reported: b.reported.clone(),
+                arrived: b.arrived,
             }),
         };
         Ok(HubSource {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aloft_protocol::sync::{BacklogReport, Hello, LiveUpdate, NodeHealth, SensorReport};
-use aloft_protocol::{Quantity, Reading, SensorId};
+use aloft_protocol::{Quantity, Reading, SensorId, StoreEpoch};
 
 use crate::clock::{hex, now_utc_ns};
 use crate::storage::TablesError;
@@ -118,6 +118,7 @@ struct Live {
     names: HashMap<SensorId, String>,
     latest: BTreeMap<(SensorId, Quantity), LatestValue>,
     backlog: Option<BacklogReport>,
+    backlog_bound: Option<(StoreEpoch, u64)>,
     health: Option<NodeHealth>,
     health_received_utc_ns: Option<i64>,
     live_received_utc_ns: Option<i64>,
@@ -186,6 +187,10 @@ pub struct NodeStatus {
     pub latest: Vec<LatestValue>,
     /// The agent's backlog, as last reported.
     pub backlog: Option<BacklogReport>,
+    /// The newest sequence number that backlog can reach, in the session's epoch: the
+    /// watermark the hub had told the node when the report arrived, plus the backlog.
+    /// Once the hub holds every number up to it, the reported backlog has arrived.
+    pub backlog_bound: Option<(StoreEpoch, u64)>,
     /// The node's health (store, clock, GNSS dynamic models), as last reported on the live
     /// lane by an agent of protocol version 2 or later.
     pub health: Option<NodeHealth>,
@@ -352,6 +357,7 @@ impl Registry {
             sensors: live.sensors,
             latest: live.latest.into_values().collect(),
             backlog: live.backlog,
+            backlog_bound: live.backlog_bound,
             health: live.health,
             health_received_utc_ns: live.health_received_utc_ns,
             live_received_utc_ns: live.live_received_utc_ns,
@@ -417,7 +423,19 @@ impl Registry {
     }
 
     /// A live update arrived.
+    #[cfg(test)]
     pub(crate) fn live(&self, node: &str, update: LiveUpdate) {
+        self.live_with_bound(node, update, None);
+    }
+
+    /// A live update arrived; `bound` is where its backlog ends at the latest (see
+    /// [`NodeStatus::backlog_bound`]).
+    pub(crate) fn live_with_bound(
+        &self,
+        node: &str,
+        update: LiveUpdate,
+        bound: Option<(StoreEpoch, u64)>,
+    ) {
         let now = now_utc_ns();
         self.with_live(node, |live| {
             live.link.live_updates += 1;
@@ -451,6 +469,7 @@ impl Registry {
                 );
             }
             live.backlog = Some(update.backlog);
+            live.backlog_bound = bound;
         });
     }
 

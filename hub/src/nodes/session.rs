@@ -187,7 +187,7 @@ pub async fn run(
             &hub,
             &control,
             &node,
-            &hello,
+            (&hello, watermark),
             &mut socket,
             &mut attached,
             &mut shutdown,
@@ -286,7 +286,7 @@ async fn serve(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
-    hello: &Hello,
+    (hello, welcome_watermark): (&Hello, Option<u64>),
     socket: &mut WebSocket,
     attached: &mut Attached,
     shutdown: &mut watch::Receiver<bool>,
@@ -298,8 +298,10 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut nonce = 0u64;
-    let mut shown = Vec::new();
-    let mut shown_health = None;
+    let mut seen = Seen {
+        acked: welcome_watermark.map(|w| (hello.epoch, w)),
+        ..Seen::default()
+    };
     loop {
         let idle = tokio::time::sleep_until(last_heard + IDLE_DEADLINE);
         tokio::select! {
@@ -322,7 +324,7 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 hub.registry.traffic(node, bytes.len() as u64, 0);
-                match handle(hub, control, node, hello.protocol_version, &bytes, &mut shown, &mut shown_health) {
+                match handle(hub, control, node, hello.protocol_version, &bytes, &mut seen) {
                     Ok(Action::Reply(Some(reply))) => {
                         if send(hub, node, socket, &reply).await.is_err() {
                             return;
@@ -355,6 +357,10 @@ async fn serve(
             }
             persisted = persisted.recv() => match persisted {
                 Some(Ok(ack)) => {
+                    if let Downlink::Ack { watermark, .. } = &ack {
+                        let newest = seen.acked.map_or(*watermark, |(_, a)| a.max(*watermark));
+                        seen.acked = Some((hello.epoch, newest));
+                    }
                     if send(hub, node, socket, &ack).await.is_err() {
                         return;
                     }
@@ -413,18 +419,28 @@ enum Action {
     Persist(Batch),
 }
 
+/// What a session has told and been told, that later messages are judged against.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The newest watermark this session told the node, with the session's epoch: the
+    /// node's acked prefix is at most this, so a backlog it reports ends at or before it
+    /// plus the backlog.
+    acked: Option<(aloft_protocol::StoreEpoch, u64)>,
+    /// What the last live update said of the node's sensors, but for their reading counts:
+    /// sensor watches are woken only when that changes.
+    shown: Vec<SensorReport>,
+    /// The key of the last health report: node watches are woken only when that changes.
+    shown_health: Option<HealthKey>,
+}
+
 /// One message of an established session.
-/// `shown` is what the last live update said of the node's sensors, but for their reading
-/// counts: sensor watches are woken only when that changes. `shown_health` is the key of
-/// the last health report: node watches are woken only when that changes.
 fn handle(
     hub: &Hub,
     control: &Arc<dyn NodeControl>,
     node: &str,
     version: u16,
     bytes: &[u8],
-    shown: &mut Vec<SensorReport>,
-    shown_health: &mut Option<HealthKey>,
+    seen: &mut Seen,
 ) -> Result<Action, Refusal> {
     let message = Uplink::decode_from(bytes, version).map_err(|e| refusal_of_decode(&e))?;
     match message {
@@ -444,9 +460,12 @@ fn handle(
                     report
                 })
                 .collect();
-            hub.registry.live(node, update);
-            if !now_shown.is_empty() && now_shown != *shown {
-                *shown = now_shown;
+            let bound = seen
+                .acked
+                .map(|(epoch, w)| (epoch, w.saturating_add(update.backlog.records)));
+            hub.registry.live_with_bound(node, update, bound);
+            if !now_shown.is_empty() && now_shown != seen.shown {
+                seen.shown = now_shown;
                 hub.sessions.live_changed();
             }
             Ok(Action::Reply(None))
@@ -455,8 +474,8 @@ fn handle(
             // Node watches are woken only when the report says something new.
             let key = HealthKey::of(&health);
             hub.registry.health(node, health);
-            if shown_health.as_ref() != Some(&key) {
-                *shown_health = Some(key);
+            if seen.shown_health.as_ref() != Some(&key) {
+                seen.shown_health = Some(key);
                 hub.sessions.live_changed();
             }
             Ok(Action::Reply(None))
