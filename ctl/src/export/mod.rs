@@ -155,6 +155,14 @@ pub fn destination(
                 path.display()
             ))
         })?;
+    // The hub names files only with letters, digits, `-`, `_` and `.`; a stem it would
+    // change would not be the file asked for, so it is refused here, the same offline.
+    if aloft_dataset::formats::file_safe(&stem) != stem {
+        return Err(ExportFailure::Usage(format!(
+            "-o {}: the file's name may hold only ASCII letters, digits, '-', '_' and '.' (the export names its files from it)",
+            path.display()
+        )));
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -544,6 +552,8 @@ mod tests {
         assert_eq!(file.dir, PathBuf::from("exports"));
         assert_eq!(file.stem, "flight");
         assert_eq!(file.sidecar(), "flight.sidecar.json");
+        let spaced = destination(Some(Path::new("flight 1.csv")), "g", false).unwrap_err();
+        assert!(spaced.is_usage(), "{spaced}");
         let bare = destination(Some(Path::new("flight.csv")), "g", false).unwrap();
         assert_eq!(bare.dir, PathBuf::from("."));
         let several = destination(Some(Path::new("flight.csv")), "g", true).unwrap_err();
