@@ -296,6 +296,9 @@ pub fn build(arch: Arch) -> Result<Vec<PathBuf>> {
     for b in EDGE_BINARIES {
         cmd.args(["-p", b.package, "--bin", b.bin]);
     }
+    // Without aloftctl's Parquet writer (arrow-rs and zstd), which the board does not need:
+    // every other export format stays. No edge binary has another default feature.
+    cmd.arg("--no-default-features");
     run(&format!("cross build ({}, release)", arch.name()), &mut cmd)?;
     let built = arch.build_dir().join(arch.triple()).join("release");
     let into = arch.release_dir();

@@ -77,6 +77,11 @@ impl Format {
 
     /// The format of `name`.
     pub fn from_name(name: &str) -> Result<Format, ExportError> {
+        if name == "parquet" && !cfg!(feature = "parquet") {
+            return Err(ExportError::Unsuitable(
+                "this build has no Parquet writer (it was built without the `parquet` feature, as the ARM builds of aloftctl are): export Parquet from the hub, or with aloftctl on a workstation".to_owned(),
+            ));
+        }
         Format::ALL
             .iter()
             .copied()
