@@ -233,11 +233,9 @@ impl<'s> Dataset<'s> {
         })
     }
 
-    /// The same source, catalog and selection written in `layout` (the open-data package
-    /// writes both layouts of one dataset); its figures start empty.
-    pub fn with_layout(&self, layout: crate::formats::Layout) -> Dataset<'s> {
-        let mut options = self.options.clone();
-        options.layout = layout;
+    /// The same source, catalog and selection written with other `options` (the open-data
+    /// package writes both layouts of one dataset); its figures start empty.
+    pub fn with_options(&self, options: ExportOptions) -> Dataset<'s> {
         Dataset {
             node: self.node.clone(),
             source: self.source,

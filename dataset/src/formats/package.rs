@@ -97,7 +97,9 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
     // Formats that cannot carry this selection (IGC without GNSS fixes), with why.
     let mut left_out: Vec<(Format, String)> = Vec::new();
     for (folder, format, layout) in &parts {
-        let part = ds.with_layout(*layout);
+        let mut options = ds.options.clone();
+        options.layout = *layout;
+        let part = ds.with_options(options);
         let mut sub = Subfolder {
             inner: &mut *out,
             prefix: folder.clone(),

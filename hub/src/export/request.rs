@@ -296,6 +296,40 @@ pub fn parse_epoch(text: &str) -> Option<StoreEpoch> {
     Some(StoreEpoch(bytes))
 }
 
+/// Body of the `export_query` fuzz target (kept in the library so that the committed
+/// corpus replays as a unit test): `data`, as a raw query string, through
+/// [`ExportRequest::parse`]. Checks: no panic, and what parses keeps the invariants the
+/// route relies on: a time range that is not empty, an interval above zero, a stem
+/// [`file_safe`] leaves as it is, a snapshot within the numbers the hub stores.
+pub fn fuzz_query(data: &[u8]) {
+    let Ok(query) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(request) = ExportRequest::parse(query) else {
+        return;
+    };
+    if let (Some(from), Some(to)) = (request.from_utc_ns, request.to_utc_ns) {
+        assert!(from < to, "an empty range parsed: {query:?}");
+    }
+    if let Some(r) = request.resample {
+        assert!(r.interval_ns() > 0, "a zero interval parsed: {query:?}");
+    }
+    if let Some(stem) = &request.stem {
+        assert_eq!(
+            &file_safe(stem),
+            stem,
+            "a stem that is not plain parsed: {query:?}"
+        );
+        assert!(stem.len() <= MAX_STEM);
+    }
+    for (_, seq) in request.upto.iter().flatten() {
+        assert!(
+            *seq <= MAX_SEQ,
+            "a snapshot past the largest number parsed: {query:?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +422,80 @@ mod tests {
         fn every_snapshot_round_trips(pairs in proptest::collection::btree_map(any::<[u8; 16]>(), 0..=MAX_SEQ, 0..5)) {
             let upto: Vec<(StoreEpoch, u64)> = pairs.into_iter().map(|(e, s)| (StoreEpoch(e), s)).collect();
             prop_assert_eq!(parse_upto(&upto_text(&upto)).ok(), Some(upto));
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The committed corpus of the `export_query` fuzz target, replayed.
+
+    fn corpus_dirs() -> [std::path::PathBuf; 2] {
+        let fuzz = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        [
+            fuzz.join("corpus/export_query"),
+            fuzz.join("regressions/export_query"),
+        ]
+    }
+
+    /// Valid queries of every parameter, near-valid and hostile ones.
+    fn seeds() -> Vec<(&'static str, String)> {
+        let epoch = "0123456789abcdef0123456789abcdef";
+        vec![
+            ("csv", "format=csv".to_owned()),
+            (
+                "full",
+                "format=parquet&layout=wide&sensor=gps&sensor=static&quantity=air_pressure&from=2026-11-24T12:00:00Z&to=2026-11-24T13:00:00.5%2B01:00&interval=10s&method=mean&stem=flight-3".to_owned(),
+            ),
+            (
+                "resume",
+                format!("format=igc&upto={epoch}:42,{epoch}:7&created=1790000000000000000&skip=1024"),
+            ),
+            ("empty-range", "format=csv&from=5&to=5".to_owned()),
+            ("zero-interval", "format=csv&interval=0s".to_owned()),
+            ("repeated", "format=csv&format=kml".to_owned()),
+            ("unknown", "format=csv&colour=red".to_owned()),
+            ("stem-path", "format=csv&stem=..%2F..%2Fetc%2Fpasswd".to_owned()),
+            ("stem-long", format!("format=csv&stem={}", "a".repeat(400))),
+            ("upto-huge", format!("format=csv&upto={epoch}:99999999999999999999")),
+            ("percent", "format=%ZZ&sensor=%00%ff".to_owned()),
+            ("created-edge", "format=csv&created=-9223372036854775808".to_owned()),
+            ("time-edge", "format=csv&from=9999-12-31T23:59:60.999999999Z".to_owned()),
+        ]
+    }
+
+    #[test]
+    fn export_query_corpus_replays_cleanly() {
+        if std::env::var_os("ALOFT_WRITE_FUZZ_SEEDS").is_some() {
+            let [dir, _] = corpus_dirs();
+            std::fs::create_dir_all(&dir).expect("create the corpus directory");
+            for (name, data) in seeds() {
+                std::fs::write(dir.join(format!("seed-{name}")), data).expect("write a seed");
+            }
+        }
+        for (name, data) in seeds() {
+            let result = std::panic::catch_unwind(|| fuzz_query(data.as_bytes()));
+            assert!(result.is_ok(), "seed {name} fails");
+        }
+        let mut count = 0;
+        for dir in corpus_dirs() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("readable corpus directory").path();
+                let data = std::fs::read(&path).expect("readable corpus file");
+                let result = std::panic::catch_unwind(|| fuzz_query(&data));
+                assert!(result.is_ok(), "fuzz input {} fails", path.display());
+                count += 1;
+            }
+        }
+        // The corpus is committed: an empty one means it went missing.
+        assert!(count >= 10, "only {count} inputs for export_query");
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_as_a_query_keep_the_parsed_invariants(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            fuzz_query(&data);
         }
     }
 }
