@@ -86,8 +86,10 @@ pub struct Stats {
     pub rows: u64,
     /// Per sensor, per quantity.
     pub counts: BTreeMap<String, BTreeMap<Quantity, Count>>,
-    /// Rows per time source name.
+    /// Rows per time source name (filled from `by_source` when a pass ends).
     pub time_sources: BTreeMap<&'static str, u64>,
+    /// Rows per time source code ([`crate::time::source_code`]), counted row by row.
+    by_source: [u64; 4],
     /// First and last UTC of the rows, ns.
     pub time_coverage: Option<(i64, i64)>,
     /// Latitude range, degrees north.
@@ -113,19 +115,15 @@ fn widen(range: &mut Option<(f64, f64)>, v: f64) {
 impl Stats {
     fn add(&mut self, row: &Row<'_>) {
         self.rows += 1;
-        // Looked up by reference first: an owned key is made once per sensor, not per row.
-        if !self.counts.contains_key(row.sensor) {
-            self.counts.insert(row.sensor.to_owned(), BTreeMap::new());
-        }
-        if let Some(per_sensor) = self.counts.get_mut(row.sensor) {
-            let count = per_sensor.entry(row.quantity).or_default();
-            count.rows += 1;
-            count.readings += u64::from(row.samples);
-        }
-        *self
-            .time_sources
-            .entry(crate::time::source_name(row.time_source))
-            .or_default() += 1;
+        // Looked up by reference: an owned key is made once per sensor, not per row.
+        let per_sensor = match self.counts.get_mut(row.sensor) {
+            Some(per_sensor) => per_sensor,
+            None => self.counts.entry(row.sensor.to_owned()).or_default(),
+        };
+        let count = per_sensor.entry(row.quantity).or_default();
+        count.rows += 1;
+        count.readings += u64::from(row.samples);
+        self.by_source[usize::from(crate::time::source_code(row.time_source))] += 1;
         if let Some(utc) = row.utc_ns {
             self.time_coverage = Some(match self.time_coverage {
                 None => (utc, utc),
@@ -416,6 +414,14 @@ impl<'s> Dataset<'s> {
         open.sort_by_key(|(_, b)| (b.first.epoch, b.first.seq));
         for ((_, quantity), bin) in open {
             emit(&mean_row(&bin, quantity), &mut stats)?;
+        }
+        for (code, n) in stats.by_source.iter().enumerate() {
+            if *n > 0 {
+                let source = crate::time::source_of_code(code as u8);
+                stats
+                    .time_sources
+                    .insert(crate::time::source_name(source), *n);
+            }
         }
         *self.stats.borrow_mut() = stats;
         Ok(())

@@ -93,7 +93,13 @@ impl Selection {
             return Err(ExportError::BadInterval);
         }
         for s in &self.sensors {
-            if !catalog.sensors.contains_key(s) {
+            // A sensor no descriptor named yet is `sensor-N` in the rows, as at the hub.
+            let unnamed = s.strip_prefix("sensor-").is_some_and(|n| {
+                n.parse::<u16>().is_ok_and(|id| {
+                    s == &crate::catalog::unnamed_sensor(aloft_protocol::SensorId(id))
+                })
+            });
+            if !catalog.sensors.contains_key(s) && !unnamed {
                 return Err(ExportError::UnknownSensor {
                     name: s.clone(),
                     known: catalog
@@ -122,5 +128,24 @@ impl Selection {
     /// Whether `utc` is inside the range.
     pub fn in_time(&self, utc: i64) -> bool {
         self.from_utc_ns.is_none_or(|f| utc >= f) && self.to_utc_ns.is_none_or(|t| utc < t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_sensor_or_an_unnamed_one_by_its_number_is_known_and_nothing_else() {
+        let catalog = Catalog::default();
+        let with = |name: &str| Selection {
+            sensors: vec![name.to_owned()],
+            ..Selection::default()
+        };
+        assert!(with("sensor-3").check(&catalog).is_ok());
+        for bad in ["sensor-03", "sensor-", "sensor-70000", "gps", "sensor-1x"] {
+            let e = with(bad).check(&catalog).unwrap_err();
+            assert!(e.to_string().contains("no sensor"), "{bad}: {e}");
+        }
     }
 }

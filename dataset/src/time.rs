@@ -124,6 +124,16 @@ pub fn source_code(s: TimeSource) -> u8 {
     }
 }
 
+/// The time source of a [`source_code`].
+pub fn source_of_code(code: u8) -> TimeSource {
+    match code {
+        1 => TimeSource::SystemClock,
+        2 => TimeSource::Gnss,
+        3 => TimeSource::Reconstructed,
+        _ => TimeSource::Monotonic,
+    }
+}
+
 /// RFC 3339 UTC with nanoseconds (`2026-11-24T12:00:00.123456789Z`), as CSV and the
 /// sidecar print times; trailing zero groups of the fraction are kept so columns align.
 pub fn rfc3339_ns(utc_ns: i64) -> String {

@@ -105,6 +105,7 @@ fn tidy(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> {
 #[derive(Debug, Default)]
 struct RowTexts {
     time: String,
+    time_of: Option<Option<i64>>,
     value: String,
     mono: String,
     seq: String,
@@ -121,9 +122,13 @@ struct RowTexts {
 impl RowTexts {
     fn update(&mut self, row: &crate::rows::Row<'_>) {
         use std::fmt::Write as _;
-        self.time.clear();
-        if let Some(utc) = row.utc_ns {
-            crate::time::write_rfc3339_ns(&mut self.time, utc);
+        // The readings of one instant (a fix's eleven) share their time.
+        if self.time_of != Some(row.utc_ns) {
+            self.time.clear();
+            if let Some(utc) = row.utc_ns {
+                crate::time::write_rfc3339_ns(&mut self.time, utc);
+            }
+            self.time_of = Some(row.utc_ns);
         }
         self.value.clear();
         let _ = write!(self.value, "{}", row.value);
