@@ -25,7 +25,6 @@
 //! standard error with why, and the others are still measured. Nothing asserts.
 //! `ALOFT_BENCH_BIN=DIR` uses the `aloft-hub` in DIR (the filler is always built).
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -133,25 +132,7 @@ struct Serving {
 
 impl Serving {
     fn start(bin: &Path, data: &Path) -> Result<Serving> {
-        let mut process = Process(
-            Command::new(bin.join("aloft-hub"))
-                .arg("run")
-                .arg("--data")
-                .arg(data)
-                .args(["--listen", "127.0.0.1:0"])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .spawn()?,
-        );
-        let stdout = process.0.stdout.take().context("hub stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let line = lines.next().context("the hub said nothing")??;
-        std::thread::spawn(move || for _ in lines {});
-        let addr = line
-            .strip_prefix("aloft-hub listening on ")
-            .context("unexpected hub line")?
-            .trim()
-            .to_owned();
+        let (process, addr) = crate::bench_hub_process::run_hub(bin, data)?;
         let token = std::fs::read_to_string(data.with_extension("admin.token"))?
             .trim()
             .to_owned();

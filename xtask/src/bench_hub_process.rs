@@ -44,6 +44,31 @@ pub fn build_hub_and_agent() -> Result<PathBuf> {
 /// A child process killed on drop.
 pub struct Process(pub Child);
 
+/// Starts `bin/aloft-hub run` on `data` on a free loopback port; returns the process and
+/// the address its `aloft-hub listening on` line names (its later output is drained).
+pub fn run_hub(bin: &Path, data: &Path) -> Result<(Process, String)> {
+    let mut process = Process(
+        Command::new(bin.join("aloft-hub"))
+            .arg("run")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = process.0.stdout.take().context("hub stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let line = lines.next().context("the hub said nothing")??;
+    std::thread::spawn(move || for _ in lines {});
+    let addr = line
+        .strip_prefix("aloft-hub listening on ")
+        .context("unexpected hub line")?
+        .trim()
+        .to_owned();
+    Ok((process, addr))
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -82,25 +107,7 @@ impl LocalHub {
         if !status.success() {
             bail!("aloft-hub init failed");
         }
-        let mut process = Process(
-            Command::new(bin.join("aloft-hub"))
-                .arg("run")
-                .arg("--data")
-                .arg(&data)
-                .args(["--listen", "127.0.0.1:0"])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .spawn()?,
-        );
-        let stdout = process.0.stdout.take().context("hub stdout")?;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let line = lines.next().context("the hub said nothing")??;
-        std::thread::spawn(move || for _ in lines {});
-        let addr = line
-            .strip_prefix("aloft-hub listening on ")
-            .context("unexpected hub line")?
-            .trim()
-            .to_owned();
+        let (process, addr) = run_hub(bin, &data)?;
         let admin_token = std::fs::read_to_string(dir.join("admin.token"))?
             .trim()
             .to_owned();
