@@ -3,7 +3,8 @@
 //! standard name where one exists.
 //!
 //! Invariants: values travel in exactly the unit [`Quantity::unit`] names (pressures in
-//! Pa, temperatures in K, speeds in m s-1, angles in degrees, mole fractions in mol mol-1);
+//! Pa, temperatures in K, speeds in m s-1, angles in degrees, mole fractions in mol mol-1,
+//! mass concentrations in kg m-3, number concentrations in m-3, flows in m3 s-1);
 //! names are stable, lowercase snake case and unique. A quantity travels as its code
 //! ([`Quantity::code`]); codes are never reused or renumbered, and a new quantity takes the
 //! next free code. Codes 0 to 36 are the positions the quantities had when this type was an
@@ -139,6 +140,61 @@ quantities! {
     AngularRateY = 35 => "angular_rate_y", "rad s-1", None;
     /// Angular rate about the sensor's z axis.
     AngularRateZ = 36 => "angular_rate_z", "rad s-1", None;
+    /// Roll of the airframe, degrees, positive with the right wing down.
+    PlatformRoll = 37 => "platform_roll", "degree", Some("platform_roll");
+    /// Pitch of the airframe, degrees, positive with the nose up.
+    PlatformPitch = 38 => "platform_pitch", "degree", Some("platform_pitch");
+    /// Heading of the airframe's nose, degrees clockwise from true north.
+    PlatformYaw = 39 => "platform_yaw", "degree", Some("platform_yaw");
+    /// Estimated error (1 sigma) of roll and pitch.
+    AttitudeAccuracy = 40 => "attitude_accuracy", "degree", None;
+    /// Estimated error (1 sigma) of the heading.
+    HeadingAccuracy = 41 => "heading_accuracy", "degree", None;
+    /// Horizontal wind speed.
+    WindSpeed = 42 => "wind_speed", "m s-1", Some("wind_speed");
+    /// Direction the wind blows from, degrees clockwise from true north.
+    WindFromDirection = 43 => "wind_from_direction", "degree", Some("wind_from_direction");
+    /// How a derived wind was computed: 1 = wind triangle, 2 = circling drift.
+    WindMethod = 44 => "wind_method", "1", None;
+    /// Ozone mole fraction in air.
+    OzoneMoleFraction = 45 => "ozone_mole_fraction", "mol mol-1", Some("mole_fraction_of_ozone_in_air");
+    /// Temperature of an analyser's absorption cell.
+    CellTemperature = 46 => "cell_temperature", "K", None;
+    /// Pressure in an analyser's absorption cell.
+    CellPressure = 47 => "cell_pressure", "Pa", None;
+    /// Volume flow of sample air through an analyser.
+    SampleFlowRate = 48 => "sample_flow_rate", "m3 s-1", None;
+    /// Mass concentration of particles up to 1 um.
+    Pm1MassConcentration = 49 => "pm1_mass_concentration", "kg m-3", Some("mass_concentration_of_pm1_ambient_aerosol_particles_in_air");
+    /// Mass concentration of particles up to 2.5 um.
+    Pm2p5MassConcentration = 50 => "pm2p5_mass_concentration", "kg m-3", Some("mass_concentration_of_pm2p5_ambient_aerosol_particles_in_air");
+    /// Mass concentration of particles up to 4 um.
+    Pm4MassConcentration = 51 => "pm4_mass_concentration", "kg m-3", None;
+    /// Mass concentration of particles up to 10 um.
+    Pm10MassConcentration = 52 => "pm10_mass_concentration", "kg m-3", Some("mass_concentration_of_pm10_ambient_aerosol_particles_in_air");
+    /// Number concentration of particles from 0.3 to 0.5 um.
+    Nc0p5NumberConcentration = 53 => "nc0p5_number_concentration", "m-3", None;
+    /// Number concentration of particles from 0.3 to 1 um.
+    Nc1NumberConcentration = 54 => "nc1_number_concentration", "m-3", None;
+    /// Number concentration of particles from 0.3 to 2.5 um.
+    Nc2p5NumberConcentration = 55 => "nc2p5_number_concentration", "m-3", None;
+    /// Number concentration of particles from 0.3 to 4 um.
+    Nc4NumberConcentration = 56 => "nc4_number_concentration", "m-3", None;
+    /// Number concentration of particles from 0.3 to 10 um.
+    Nc10NumberConcentration = 57 => "nc10_number_concentration", "m-3", None;
+    /// Typical (number-weighted) particle diameter.
+    TypicalParticleSize = 58 => "typical_particle_size", "m", None;
+    /// Terminal voltage of a battery pack.
+    BatteryVoltage = 59 => "battery_voltage", "V", None;
+    /// Current out of a battery pack, positive while discharging.
+    BatteryCurrent = 60 => "battery_current", "A", None;
+    /// Charge left in a battery pack as a fraction of what it can deliver at its present
+    /// temperature (0..1).
+    BatteryStateOfCharge = 61 => "battery_state_of_charge", "1", None;
+    /// Temperature of a battery pack.
+    BatteryTemperature = 62 => "battery_temperature", "K", None;
+    /// Power drawn from a battery pack, positive while discharging.
+    BatteryPower = 63 => "battery_power", "W", None;
 }
 
 /// Prefix of the label of a quantity code this build does not know.

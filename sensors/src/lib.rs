@@ -34,10 +34,14 @@ pub mod flight;
 pub mod fuzzing;
 pub mod gps;
 pub mod i2c;
+pub mod icm20948;
 pub mod ms4525do;
 pub mod ms5611;
+pub mod pom;
+pub mod sbs;
 pub mod scd41;
 pub mod serial;
+pub mod sps30;
 
 use aloft_protocol::{Reading, SensorId, Timestamp};
 

@@ -142,6 +142,27 @@ pub enum SensorKind {
     Scd41,
     /// TE MS4525DO on I2C.
     Ms4525do,
+    /// TDK InvenSense ICM-20948 9-axis IMU on I2C: the artificial horizon.
+    Icm20948,
+    /// 2B Technologies Personal Ozone Monitor (UV absorption) on a serial port.
+    Pom,
+    /// Sensirion SPS30 particulate matter sensor on I2C.
+    Sps30,
+    /// A smart battery (SBS 1.1 fuel gauge) on SMBus: the avionics pack.
+    Sbs,
+    /// The wind, derived from other sensors' readings (no device of its own).
+    Wind,
+}
+
+/// How a kind of sensor is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// On a serial port, sending at its own rate.
+    Serial,
+    /// On an I2C bus, sampled on a schedule.
+    I2c,
+    /// No device: computed on a schedule from other sensors' newest readings.
+    Derived,
 }
 
 /// A GPIO line that powers a sensor, for hard restarts.
@@ -416,7 +437,7 @@ impl AgentConfig {
 
 impl SensorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [SensorKind; 7] = [
+    pub const ALL: [SensorKind; 12] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -424,6 +445,11 @@ impl SensorKind {
         SensorKind::Ms5611,
         SensorKind::Scd41,
         SensorKind::Ms4525do,
+        SensorKind::Icm20948,
+        SensorKind::Pom,
+        SensorKind::Sps30,
+        SensorKind::Sbs,
+        SensorKind::Wind,
     ];
 
     /// The kind as the config file spells it.
@@ -436,19 +462,49 @@ impl SensorKind {
             SensorKind::Ms5611 => "ms5611",
             SensorKind::Scd41 => "scd41",
             SensorKind::Ms4525do => "ms4525do",
+            SensorKind::Icm20948 => "icm20948",
+            SensorKind::Pom => "pom",
+            SensorKind::Sps30 => "sps30",
+            SensorKind::Sbs => "sbs",
+            SensorKind::Wind => "wind",
         }
     }
 
-    /// Whether the device is on a serial port (else on I2C).
+    /// How the sensor is attached.
+    pub fn attachment(self) -> Attachment {
+        match self {
+            SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch | SensorKind::Pom => {
+                Attachment::Serial
+            }
+            SensorKind::Bme280
+            | SensorKind::Ms5611
+            | SensorKind::Scd41
+            | SensorKind::Ms4525do
+            | SensorKind::Icm20948
+            | SensorKind::Sps30
+            | SensorKind::Sbs => Attachment::I2c,
+            SensorKind::Wind => Attachment::Derived,
+        }
+    }
+
+    /// Whether the device is on a serial port.
     pub fn is_serial(self) -> bool {
-        matches!(
-            self,
-            SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch
-        )
+        self.attachment() == Attachment::Serial
     }
 
     /// Whether the device is on an I2C bus.
     pub fn is_i2c(self) -> bool {
+        self.attachment() == Attachment::I2c
+    }
+
+    /// Whether the sensor is derived from other sensors (no port, no bus).
+    pub fn is_derived(self) -> bool {
+        self.attachment() == Attachment::Derived
+    }
+
+    /// Whether the sensor is sampled on a schedule (I2C and derived kinds), so that it has
+    /// an `interval`.
+    pub fn is_scheduled(self) -> bool {
         !self.is_serial()
     }
 
@@ -459,6 +515,7 @@ impl SensorKind {
         match self {
             SensorKind::Ublox => Some(115_200),
             SensorKind::Nmea | SensorKind::Cosmicwatch => Some(9_600),
+            SensorKind::Pom => Some(aloft_sensors::pom::DEFAULT_BAUD),
             _ => None,
         }
     }
@@ -473,6 +530,7 @@ impl SensorKind {
             ],
             SensorKind::Nmea => &[4_800, 9_600, 19_200, 38_400, 57_600, 115_200],
             SensorKind::Cosmicwatch => &[9_600, 115_200],
+            SensorKind::Pom => aloft_sensors::pom::BAUDS,
             _ => &[],
         }
     }
@@ -484,13 +542,16 @@ impl SensorKind {
             SensorKind::Ms5611 => Some(aloft_sensors::ms5611::ADDRESS_CSB_LOW),
             SensorKind::Scd41 => Some(aloft_sensors::scd41::ADDRESS),
             SensorKind::Ms4525do => Some(aloft_sensors::ms4525do::ADDRESS_I),
+            SensorKind::Icm20948 => Some(aloft_sensors::icm20948::ADDRESS_AD0_LOW),
+            SensorKind::Sps30 => Some(aloft_sensors::sps30::ADDRESS),
+            SensorKind::Sbs => Some(aloft_sensors::sbs::ADDRESS),
             _ => None,
         }
     }
 
     /// The I2C addresses the part can have (empty for serial kinds).
     pub fn addresses(self) -> &'static [u8] {
-        use aloft_sensors::{bme280, ms4525do, ms5611, scd41};
+        use aloft_sensors::{bme280, icm20948, ms4525do, ms5611, sbs, scd41, sps30};
         match self {
             SensorKind::Bme280 => &[bme280::ADDRESS_PRIMARY, bme280::ADDRESS_SECONDARY],
             SensorKind::Ms5611 => &[ms5611::ADDRESS_CSB_HIGH, ms5611::ADDRESS_CSB_LOW],
@@ -500,6 +561,9 @@ impl SensorKind {
                 ms4525do::ADDRESS_J,
                 ms4525do::ADDRESS_K,
             ],
+            SensorKind::Icm20948 => &[icm20948::ADDRESS_AD0_LOW, icm20948::ADDRESS_AD0_HIGH],
+            SensorKind::Sps30 => &[sps30::ADDRESS],
+            SensorKind::Sbs => &[sbs::ADDRESS],
             _ => &[],
         }
     }
@@ -513,6 +577,10 @@ impl SensorKind {
             SensorKind::Ms5611 => Some(Duration::from_millis(100)),
             SensorKind::Scd41 => Some(Duration::from_secs(5)),
             SensorKind::Ms4525do => Some(Duration::from_millis(20)),
+            SensorKind::Icm20948 => Some(aloft_sensors::icm20948::DEFAULT_INTERVAL),
+            SensorKind::Sps30 => Some(Duration::from_secs(1)),
+            SensorKind::Sbs => Some(Duration::from_secs(1)),
+            SensorKind::Wind => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -533,6 +601,12 @@ impl SensorKind {
             )),
             SensorKind::Scd41 => Some(Duration::from_secs_f64(scd41::PERIOD_S)),
             SensorKind::Ms4525do => Some(Duration::from_millis(1)),
+            SensorKind::Icm20948 => Some(aloft_sensors::icm20948::MIN_INTERVAL),
+            // A new measurement every second (datasheet 4.3).
+            SensorKind::Sps30 => Some(Duration::from_secs(1)),
+            SensorKind::Sbs => Some(aloft_sensors::sbs::MIN_INTERVAL),
+            // The wind needs a new GNSS velocity between two estimates.
+            SensorKind::Wind => Some(Duration::from_millis(100)),
             _ => None,
         }
     }
@@ -563,16 +637,33 @@ impl SensorKind {
             SensorKind::Ms5611 => 2.0,
             // Differential pressure, temperature, indicated and true airspeed.
             SensorKind::Ms4525do => 4.0,
+            SensorKind::Icm20948 => aloft_sensors::icm20948::READINGS_PER_POLL_MAX,
+            // Ozone, cell temperature and pressure, flow.
+            SensorKind::Pom => 4.0,
+            // Four mass and five number concentrations, the typical size.
+            SensorKind::Sps30 => 10.0,
+            // Voltage, current, power, state of charge, pack temperature.
+            SensorKind::Sbs => 5.0,
+            // Speed, direction, method.
+            SensorKind::Wind => 3.0,
         }
     }
 
     /// The kind with its indefinite article, as it is read aloud ("an ms5611", "a bme280").
     pub fn with_article(self) -> String {
         let article = match self {
-            SensorKind::Nmea | SensorKind::Ms5611 | SensorKind::Scd41 | SensorKind::Ms4525do => {
-                "an"
-            }
-            SensorKind::Ublox | SensorKind::Cosmicwatch | SensorKind::Bme280 => "a",
+            SensorKind::Nmea
+            | SensorKind::Ms5611
+            | SensorKind::Scd41
+            | SensorKind::Ms4525do
+            | SensorKind::Icm20948
+            | SensorKind::Sps30
+            | SensorKind::Sbs => "an",
+            SensorKind::Ublox
+            | SensorKind::Cosmicwatch
+            | SensorKind::Bme280
+            | SensorKind::Pom
+            | SensorKind::Wind => "a",
         };
         format!("{article} {}", self.as_str())
     }
@@ -614,7 +705,7 @@ impl SensorConfig {
     /// The sampling interval: the configured one, else the part's default (`None` for
     /// serial kinds, which send at their own rate).
     pub fn interval_or_default(&self) -> Option<Duration> {
-        if self.kind.is_i2c() {
+        if self.kind.is_scheduled() {
             self.interval.or(self.kind.default_interval())
         } else {
             None
@@ -632,6 +723,7 @@ impl SensorConfig {
                 let baud = self.baud_or_default().unwrap_or(9_600);
                 f64::from(baud) / 10.0 / COSMICWATCH_LINE_BYTES_MIN
             }
+            SensorKind::Pom => aloft_sensors::pom::LINES_PER_S_MAX,
             _ => match self.interval_or_default() {
                 Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
                 _ => 0.0,

@@ -116,7 +116,12 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
         | SensorKind::Scd41
-        | SensorKind::Ms4525do => &[],
+        | SensorKind::Ms4525do
+        | SensorKind::Icm20948
+        | SensorKind::Pom
+        | SensorKind::Sps30
+        | SensorKind::Sbs
+        | SensorKind::Wind => &[],
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::errors::Problem;
 use super::findings::{Finding, Spans, nearest};
 use super::{
-    AgentConfig, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig, STORE_SEGMENT_BYTES,
-    SensorConfig, SensorKind, SimulationConfig, StoreConfig,
+    AgentConfig, Attachment, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig,
+    STORE_SEGMENT_BYTES, SensorConfig, SensorKind, SimulationConfig, StoreConfig,
 };
 
 /// The longest node or sensor name (the protocol's), shown of a name that is too long.
@@ -209,22 +209,34 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
             );
         }
     };
-    if kind.is_serial() {
-        refuse(s.bus.is_some(), "bus", "it is on a serial port");
-        refuse(s.address.is_some(), "address", "it is on a serial port");
-        refuse(
-            s.interval.is_some(),
-            "interval",
-            "a serial device sends at its own rate",
-        );
-    } else {
-        refuse(s.port.is_some(), "port", "it is on an I2C bus");
-        refuse(s.baud.is_some(), "baud", "it is on an I2C bus");
-        refuse(
-            s.capture.is_some(),
-            "capture",
-            "only serial devices' bytes are captured",
-        );
+    match kind.attachment() {
+        Attachment::Serial => {
+            refuse(s.bus.is_some(), "bus", "it is on a serial port");
+            refuse(s.address.is_some(), "address", "it is on a serial port");
+            refuse(
+                s.interval.is_some(),
+                "interval",
+                "a serial device sends at its own rate",
+            );
+        }
+        Attachment::I2c => {
+            refuse(s.port.is_some(), "port", "it is on an I2C bus");
+            refuse(s.baud.is_some(), "baud", "it is on an I2C bus");
+            refuse(
+                s.capture.is_some(),
+                "capture",
+                "only serial devices' bytes are captured",
+            );
+        }
+        Attachment::Derived => {
+            let derived = "it is computed from other sensors' readings";
+            refuse(s.port.is_some(), "port", derived);
+            refuse(s.baud.is_some(), "baud", derived);
+            refuse(s.bus.is_some(), "bus", derived);
+            refuse(s.address.is_some(), "address", derived);
+            refuse(s.capture.is_some(), "capture", derived);
+            refuse(s.power.is_some(), "power", derived);
+        }
     }
     let pitot = "only an ms4525do computes true airspeed";
     refuse(
@@ -326,7 +338,7 @@ fn place(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
                 ),
             );
         }
-    } else {
+    } else if kind.is_i2c() {
         match &s.bus {
             None if !rules.ctx.simulated => rules.report(
                 &at("bus"),

@@ -157,6 +157,10 @@ impl HostedDevices {
         let mut paths = HashMap::new();
         for (n, sensor) in config.sensors.iter().enumerate() {
             // The same seeds as the in-process simulation: the same flight either way.
+            if sensor.kind.is_derived() {
+                // Computed by the agent from the other sensors: no device to host.
+                continue;
+            }
             let seed = device_seed(simulation, n);
             let (key, path) = hosted.device_path(sensor.kind, &sensor.name);
             if sensor.kind.is_serial() {

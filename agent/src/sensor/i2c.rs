@@ -121,25 +121,15 @@ fn oversampling(factor: i64) -> Option<Oversampling> {
     })
 }
 
-/// The default address of a kind.
+/// The default address of a kind (`None` for a kind not on I2C).
 pub fn default_address(kind: SensorKind) -> Option<u8> {
-    match kind {
-        SensorKind::Bme280 => Some(0x76),
-        SensorKind::Ms5611 => Some(0x77),
-        SensorKind::Scd41 => Some(0x62),
-        SensorKind::Ms4525do => Some(0x28),
-        SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => None,
-    }
+    kind.default_address()
 }
 
 /// The default sampling interval of a kind.
 pub fn default_interval(kind: SensorKind) -> Duration {
-    match kind {
-        // The SCD41 measures every 5 s on its own; asking more often finds nothing new.
-        SensorKind::Scd41 => Duration::from_secs(5),
-        SensorKind::Ms4525do => Duration::from_millis(20),
-        _ => Duration::from_millis(100),
-    }
+    kind.default_interval()
+        .unwrap_or(Duration::from_millis(100))
 }
 
 impl<I2C, D> I2cDevice<I2C, D>
@@ -312,8 +302,11 @@ where
                 let descriptor = d.descriptor();
                 (Driver::Ms4525do(d), descriptor)
             }
-            SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => {
+            kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
+            }
+            kind => {
+                return Err(DeviceError::Config(format!("no I2C driver for {kind} yet")));
             }
         };
         self.driver = Some(driver);

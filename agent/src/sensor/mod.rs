@@ -222,8 +222,9 @@ pub fn hardware_device(
             "cosmicwatch",
             cosmicwatch::CosmicWatchDevice::with_capture,
         )),
-        SensorKind::Bme280 | SensorKind::Ms5611 | SensorKind::Scd41 | SensorKind::Ms4525do => {
-            i2c::linux_device(id, config, latest)?
+        kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
+        kind => {
+            return Err(DeviceError::Config(format!("no adapter for {kind} yet")));
         }
     })
 }

@@ -220,7 +220,12 @@ impl Simulation {
                 source,
             };
             let device: Box<dyn Device> = match sensor.kind {
-                SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch => {
+                kind if kind.is_derived() => {
+                    return Err(device_error(DeviceError::Config(format!(
+                        "no adapter for {kind} yet"
+                    ))));
+                }
+                kind if kind.is_serial() => {
                     let link = link_dir.join(&sensor.name);
                     let options = port_options(config, &link);
                     sim.serial(sensor, id, seed, link, options, &scenario, tuning)?

@@ -437,6 +437,7 @@ mod tests {
             true_airspeed_mps: 40.0,
             differential_pressure_pa: 300.0,
             muon_rate_per_s: 5.0,
+            ..crate::flight::isa_state(0.0, 0.0)
         };
         for (source, expected) in [
             (TemperatureSource::OutsideAir, 223.15),

@@ -410,6 +410,7 @@ mod tests {
             true_airspeed_mps: 50.0,
             differential_pressure_pa: 500.0,
             muon_rate_per_s: rate,
+            ..crate::flight::isa_state(0.0, 0.0)
         }
     }
 

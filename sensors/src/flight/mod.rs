@@ -52,6 +52,80 @@ pub struct FlightState {
     pub differential_pressure_pa: f64,
     /// Expected cosmic-ray (muon) event rate of a CosmicWatch detector, s-1.
     pub muon_rate_per_s: f64,
+    /// How the airframe lies in the air.
+    pub attitude: Attitude,
+    /// The wind at the glider.
+    pub wind: Wind,
+    /// Trace gases and aerosol of the outside air.
+    pub air: AirComposition,
+    /// The cabin and the avionics battery.
+    pub power: PowerState,
+}
+
+/// How the airframe lies: what an ideal artificial horizon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Attitude {
+    /// Heading of the nose, degrees clockwise from true north: the track less the crab
+    /// angle the wind asks for.
+    pub heading_deg: f64,
+    /// Roll, degrees, right wing down positive: the bank of a coordinated turn.
+    pub roll_deg: f64,
+    /// Pitch, degrees, nose up positive: the flight path angle plus the angle of attack.
+    pub pitch_deg: f64,
+    /// Rate of change of the heading, degrees per second, clockwise positive.
+    pub turn_rate_deg_s: f64,
+    /// Load factor (lift over weight): 1 in straight flight, 1/cos(roll) in a level turn.
+    pub load_factor: f64,
+}
+
+/// The wind at the glider: the truth the derived wind is held against.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Wind {
+    /// Horizontal wind speed, m s-1.
+    pub speed_mps: f64,
+    /// Direction the wind blows from, degrees clockwise from true north.
+    pub from_deg: f64,
+}
+
+impl Wind {
+    /// The air's velocity over the ground, (east, north), m s-1.
+    pub fn velocity_en(&self) -> (f64, f64) {
+        let towards = (self.from_deg + 180.0).to_radians();
+        (
+            self.speed_mps * towards.sin(),
+            self.speed_mps * towards.cos(),
+        )
+    }
+}
+
+/// Trace gases and aerosol of the outside air.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AirComposition {
+    /// Ozone mole fraction, mol mol-1.
+    pub ozone_mol_mol: f64,
+    /// Mass concentration of particles up to 2.5 um, kg m-3 (a particle counter's
+    /// simulator spreads it over its size bins with its own size distribution).
+    pub pm2p5_kg_m3: f64,
+}
+
+/// The cabin and the avionics battery (a 4S lithium-ion pack in the cabin).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PowerState {
+    /// Cabin air temperature, K: between the outside air and what the sun and the pilot
+    /// add, with a lag.
+    pub cabin_temperature_k: f64,
+    /// Temperature of the pack, K: it follows the cabin with a lag of its own.
+    pub battery_temperature_k: f64,
+    /// Terminal voltage under load, V: the open-circuit voltage of the charge left, less
+    /// the drop across the internal resistance, which grows in the cold.
+    pub battery_voltage_v: f64,
+    /// Current drawn, A (positive while discharging): the avionics, the Starlink terminal
+    /// and the instrument box's heater, which draws more the colder the air.
+    pub battery_current_a: f64,
+    /// Charge left as a fraction of what the pack can deliver at its present temperature
+    /// (0..1): it falls as charge is drawn and as the pack cools, and part of it comes back
+    /// when the pack warms again.
+    pub battery_soc: f64,
 }
 
 /// Scenario time as the simulators of one simulated flight see it: it starts at
@@ -128,5 +202,22 @@ pub(crate) fn isa_state(altitude_m: f64, t_s: f64) -> FlightState {
         true_airspeed_mps: tas,
         differential_pressure_pa: airspeed::differential_pa_for(tas, p, t),
         muon_rate_per_s: 1.0,
+        attitude: Attitude {
+            heading_deg: 270.0,
+            load_factor: 1.0,
+            ..Attitude::default()
+        },
+        wind: Wind::default(),
+        air: AirComposition {
+            ozone_mol_mol: 40e-9,
+            pm2p5_kg_m3: 5e-9,
+        },
+        power: PowerState {
+            cabin_temperature_k: 293.15,
+            battery_temperature_k: 293.15,
+            battery_voltage_v: 15.6,
+            battery_current_a: 3.0,
+            battery_soc: 0.8,
+        },
     }
 }

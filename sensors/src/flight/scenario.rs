@@ -7,16 +7,21 @@
 //! circles near the field, a straight-in final, touchdown and roll-out; about two hours.
 //!
 //! [`Scenario::new`] integrates the horizontal and vertical path once, at 1 s steps, into a
-//! table (position, ground speed, track, vertical speed, indicated airspeed, instrument box
-//! temperature); [`Scenario::state_at`] interpolates it and derives the air from the
-//! altitude. Position is integrated from ground velocity, and ground velocity is the air
-//! velocity plus a westerly wind, so position, track and speed are coherent.
+//! table (position, ground speed, track, heading, roll, pitch, vertical speed, indicated
+//! airspeed, the instrument box's, the cabin's and the battery pack's temperatures, the
+//! charge drawn); [`Scenario::state_at`] interpolates it and derives the air (pressure,
+//! temperature, humidity, CO2, ozone, particles, the wind) from the altitude. Position is
+//! integrated from ground velocity, and ground velocity is the air velocity plus a wind
+//! that strengthens and veers with height, so position, track, heading and speed are
+//! coherent; roll is the bank of a coordinated turn at the heading's rate. The descent
+//! circles at 30° of bank, so the wind drifts its circles (what a flight computer's
+//! circling wind method measures).
 //!
 //! Invariants: the table depends only on the seed, so `state_at` is a pure function of the
 //! seed and the time; before the start the glider waits on the ground, after the end it
 //! stays landed. Everything is in SI units, like [`FlightState`].
 
-use super::{FlightState, Noise};
+use super::{AirComposition, Attitude, FlightState, Noise, PowerState, Wind};
 use crate::{airspeed, atmosphere};
 
 /// A place the scenario flies from.
@@ -80,12 +85,45 @@ const CRUISE_SWING_M: f64 = 120.0;
 const CRUISE_PERIOD_S: f64 = 600.0;
 /// Height above the field where the circling descent turns into the final.
 const FINAL_HEIGHT_M: f64 = 450.0;
-/// Radius of the descent circles around the field, m.
-const ORBIT_RADIUS_M: f64 = 3_000.0;
 /// Distance from a leg's end where the glider turns for the other end, m.
 const TURN_AT_M: f64 = 1_200.0;
 /// Standard rate of turn of a glider in wave, degrees per second.
 const TURN_RATE_DEG_S: f64 = 3.0;
+/// Bank of the circles flown with airbrakes in the descent, degrees (left turns).
+const CIRCLING_BANK_DEG: f64 = -30.0;
+/// The descent starts circling this close to the field, m, and flies back to it when the
+/// wind has drifted the circles this far away.
+const CIRCLING_ENTER_M: f64 = 2_500.0;
+const CIRCLING_LEAVE_M: f64 = 5_000.0;
+/// How fast the pilot rolls into and out of a turn, degrees per second.
+const ROLL_RATE_DEG_S: f64 = 15.0;
+/// Angle of attack in straight flight at the scheduled speeds, degrees; it grows with the
+/// load factor in a turn.
+const ANGLE_OF_ATTACK_DEG: f64 = 3.0;
+/// The avionics pack: 4 lithium-ion cells in series, its nominal capacity at 25 °C.
+const PACK_CELLS: f64 = 4.0;
+const PACK_CAPACITY_AH: f64 = 18.0;
+/// Charge drawn before the flight (the pack was charged the evening before).
+const PACK_USED_AT_START_AH: f64 = 0.5;
+/// What the pack can deliver falls linearly from all of it at 25 °C to 40 % at -20 °C
+/// and below: the 60 % a lithium-ion pack loses in the cold.
+const PACK_WARM_K: f64 = 298.15;
+const PACK_COLD_K: f64 = 253.15;
+const PACK_COLD_FRACTION: f64 = 0.4;
+/// Internal resistance of the pack at 25 °C, ohm, growing e-fold every 20 K colder.
+const PACK_RESISTANCE_OHM: f64 = 0.06;
+const PACK_RESISTANCE_E_FOLD_K: f64 = 20.0;
+/// Avionics, instruments and the Starlink terminal, A.
+const BASE_LOAD_A: f64 = 1.8;
+/// The instrument box's heater at full power, A: it starts below 5 °C outside and is at
+/// full power 40 K colder.
+const HEATER_LOAD_A: f64 = 1.2;
+/// Lags of the cabin behind the outside air and of the pack behind the cabin, s; what
+/// the sun and the pilot add to the cabin, and the pack's own warmth under load, K.
+const CABIN_LAG_S: f64 = 600.0;
+const PACK_LAG_S: f64 = 1_200.0;
+const CABIN_GAIN_K: f64 = 20.0;
+const PACK_SELF_HEATING_K: f64 = 4.0;
 /// How far the outside air is warmer than ISA: -50 °C at 12 km instead of -56.5 °C.
 pub const ISA_OFFSET_K: f64 = 6.5;
 /// Integration step of the table, s.
@@ -116,6 +154,14 @@ struct Row {
     vertical_speed_mps: f64,
     indicated_mps: f64,
     box_temperature_k: f64,
+    heading_deg: f64,
+    roll_deg: f64,
+    pitch_deg: f64,
+    turn_rate_deg_s: f64,
+    cabin_temperature_k: f64,
+    battery_temperature_k: f64,
+    battery_current_a: f64,
+    battery_used_ah: f64,
 }
 
 /// A seeded flight: the truth at every instant (see the module docs).
@@ -124,6 +170,7 @@ pub struct Scenario {
     seed: u64,
     start_utc_ns: i64,
     site: Site,
+    weather: Weather,
     rows: Vec<Row>,
 }
 
@@ -150,10 +197,14 @@ impl Weather {
         }
     }
 
-    /// Westerly wind speed, m s-1: light on the field, strong near the tropopause.
-    fn wind_mps(&self, altitude_m: f64, field_m: f64) -> f64 {
+    /// The wind: light from the west-southwest on the field, strong and veering to
+    /// west-northwest near the tropopause (the wind that makes the Sierra wave).
+    fn wind(&self, altitude_m: f64, field_m: f64) -> Wind {
         let fraction = ((altitude_m - field_m) / (11_000.0 - field_m)).clamp(0.0, 1.0);
-        (4.0 + 28.0 * fraction) * self.wind_scale
+        Wind {
+            speed_mps: (4.0 + 28.0 * fraction) * self.wind_scale,
+            from_deg: 250.0 + 35.0 * fraction,
+        }
     }
 
     /// Wave lift the glider climbs in, 2-5 m/s, varying slowly as it moves along the bar.
@@ -172,11 +223,13 @@ impl Scenario {
 
     /// The flight of `seed` from another site.
     pub fn at_site(seed: u64, start_utc_ns: i64, site: Site) -> Self {
+        let weather = Weather::from_seed(seed);
         Scenario {
             seed,
             start_utc_ns,
             site,
-            rows: integrate(&site, &Weather::from_seed(seed)),
+            weather,
+            rows: integrate(&site, &weather),
         }
     }
 
@@ -211,6 +264,11 @@ impl Scenario {
         let (a, b, f) = self.row_pair(t_s);
         let lerp = |x: f64, y: f64| x + (y - x) * f;
         let altitude_m = lerp(a.altitude_m, b.altitude_m);
+        let roll_deg = lerp(a.roll_deg, b.roll_deg);
+        let battery_temperature_k = lerp(a.battery_temperature_k, b.battery_temperature_k);
+        let battery_current_a = lerp(a.battery_current_a, b.battery_current_a);
+        let battery_used_ah = lerp(a.battery_used_ah, b.battery_used_ah);
+        let battery_soc = pack_soc(battery_used_ah, battery_temperature_k);
         let pressure_pa = atmosphere::pressure_pa(altitude_m);
         let outside_air_k = outside_air_k(altitude_m);
         let indicated = lerp(a.indicated_mps, b.indicated_mps);
@@ -244,6 +302,29 @@ impl Scenario {
                 outside_air_k,
             ),
             muon_rate_per_s: muon_rate_per_s(pressure_pa),
+            attitude: Attitude {
+                heading_deg: lerp_angle_deg(a.heading_deg, b.heading_deg, f),
+                roll_deg,
+                pitch_deg: lerp(a.pitch_deg, b.pitch_deg),
+                turn_rate_deg_s: lerp(a.turn_rate_deg_s, b.turn_rate_deg_s),
+                load_factor: 1.0 / roll_deg.to_radians().cos(),
+            },
+            wind: self.weather.wind(altitude_m, self.site.elevation_m),
+            air: AirComposition {
+                ozone_mol_mol: ozone_mol_mol(altitude_m, self.site.elevation_m),
+                pm2p5_kg_m3: pm2p5_kg_m3(altitude_m, self.site.elevation_m),
+            },
+            power: PowerState {
+                cabin_temperature_k: lerp(a.cabin_temperature_k, b.cabin_temperature_k),
+                battery_temperature_k,
+                battery_voltage_v: pack_voltage_v(
+                    battery_soc,
+                    battery_current_a,
+                    battery_temperature_k,
+                ),
+                battery_current_a,
+                battery_soc,
+            },
         }
     }
 
@@ -274,6 +355,14 @@ const GROUND_ROW: Row = Row {
     vertical_speed_mps: 0.0,
     indicated_mps: 0.0,
     box_temperature_k: 288.15,
+    heading_deg: MINDEN.runway_track_deg,
+    roll_deg: 0.0,
+    pitch_deg: 0.0,
+    turn_rate_deg_s: 0.0,
+    cabin_temperature_k: 288.15,
+    battery_temperature_k: 288.15,
+    battery_current_a: BASE_LOAD_A,
+    battery_used_ah: PACK_USED_AT_START_AH,
 };
 
 /// Outside air temperature: ISA plus [`ISA_OFFSET_K`], K. Pressure stays ISA so that the
@@ -302,6 +391,44 @@ pub fn co2_mol_mol(altitude_m: f64, field_m: f64) -> f64 {
     let boundary = 6e-6 * (-(altitude_m - field_m).max(0.0) / 1_000.0).exp();
     let stratosphere = 4e-6 * ((altitude_m - atmosphere::TROPOPAUSE_M) / 1_000.0).clamp(0.0, 1.0);
     420e-6 + boundary - stratosphere
+}
+
+/// Ozone mole fraction, mol mol-1: about 40 ppb in the valley's boundary layer, a little
+/// more in the free troposphere, and rising steeply towards and above the tropopause, where
+/// stratospheric air (hundreds of ppb) is mixed down.
+pub fn ozone_mol_mol(altitude_m: f64, field_m: f64) -> f64 {
+    let height = (altitude_m - field_m).max(0.0);
+    let troposphere = 40e-9 + 20e-9 * (height / 10_000.0).min(1.0);
+    let stratospheric = 180e-9 / (1.0 + (-(altitude_m - 10_800.0) / 400.0).exp());
+    troposphere + stratospheric
+}
+
+/// PM2.5 mass concentration, kg m-3: about 8 ug m-3 in the valley's boundary layer
+/// (the lowest 1.5 km), falling with a 1.2 km scale height above it to the clean free
+/// troposphere's tenth of a ug m-3.
+pub fn pm2p5_kg_m3(altitude_m: f64, field_m: f64) -> f64 {
+    let above_layer = (altitude_m - field_m - 1_500.0).max(0.0);
+    (8e-9 * (-above_layer / 1_200.0).exp()).max(0.1e-9)
+}
+
+/// The fraction of its nominal capacity the pack can deliver at `temperature_k`.
+fn pack_capacity_fraction(temperature_k: f64) -> f64 {
+    let warmth = ((temperature_k - PACK_COLD_K) / (PACK_WARM_K - PACK_COLD_K)).clamp(0.0, 1.0);
+    PACK_COLD_FRACTION + (1.0 - PACK_COLD_FRACTION) * warmth
+}
+
+/// Charge left as a fraction of what the pack can deliver at `temperature_k`.
+fn pack_soc(used_ah: f64, temperature_k: f64) -> f64 {
+    let deliverable = PACK_CAPACITY_AH * pack_capacity_fraction(temperature_k);
+    ((deliverable - used_ah) / deliverable).clamp(0.0, 1.0)
+}
+
+/// Terminal voltage: each cell's open-circuit voltage (3.3 V empty to 4.2 V full) less
+/// the drop across the pack's internal resistance at `temperature_k`.
+fn pack_voltage_v(soc: f64, current_a: f64, temperature_k: f64) -> f64 {
+    let resistance =
+        PACK_RESISTANCE_OHM * ((PACK_WARM_K - temperature_k) / PACK_RESISTANCE_E_FOLD_K).exp();
+    PACK_CELLS * (3.3 + 0.9 * soc) - current_a * resistance
 }
 
 /// Expected event rate of a CosmicWatch detector at static pressure `pressure_pa`, s-1.
@@ -335,13 +462,27 @@ fn bearing_distance(lat: f64, lon: f64, to_lat: f64, to_lon: f64) -> (f64, f64) 
     )
 }
 
-/// Ground speed along `track_deg` of a glider flying `tas` in a westerly wind `wind`:
-/// the glider crabs so that air velocity plus wind lies along the track.
-fn ground_speed_along(track_deg: f64, tas: f64, wind: f64) -> f64 {
-    // Wind vector (east, north) = (wind, 0); unit track vector (sin, cos).
-    let along = wind * track_deg.to_radians().sin();
-    let discriminant = along * along - wind * wind + tas * tas;
+/// Ground speed along `track_deg` of a glider flying `tas` in `wind`: the glider crabs so
+/// that air velocity plus wind lies along the track.
+fn ground_speed_along(track_deg: f64, tas: f64, wind: Wind) -> f64 {
+    let (east, north) = wind.velocity_en();
+    let track = track_deg.to_radians();
+    let along = east * track.sin() + north * track.cos();
+    let discriminant = along * along - wind.speed_mps * wind.speed_mps + tas * tas;
     (along + discriminant.max(0.0).sqrt()).max(0.0)
+}
+
+/// The heading that flies `tas` along `track_deg` at `ground_speed` in `wind`: the
+/// direction of the air velocity (ground velocity less the wind).
+fn heading_for(track_deg: f64, ground_speed: f64, wind: Wind) -> f64 {
+    let (east, north) = wind.velocity_en();
+    let track = track_deg.to_radians();
+    let air_east = ground_speed * track.sin() - east;
+    let air_north = ground_speed * track.cos() - north;
+    if air_east.hypot(air_north) < 1.0 {
+        return track_deg;
+    }
+    air_east.atan2(air_north).to_degrees().rem_euclid(360.0)
 }
 
 /// Turns `track` toward `desired` at most `max_step` degrees. A reversal (more than 150°)
@@ -399,6 +540,15 @@ fn integrate(site: &Site, weather: &Weather) -> Vec<Row> {
         indicated_mps: 0.0,
         // The electronics have warmed the box a little above the air on the ground.
         box_temperature_k: outside_air_k(field) + 5.0,
+        heading_deg: site.runway_track_deg,
+        roll_deg: 0.0,
+        pitch_deg: 0.0,
+        turn_rate_deg_s: 0.0,
+        // The glider stood in the sun-warmed hangar: cabin and pack above the air.
+        cabin_temperature_k: outside_air_k(field) + CABIN_GAIN_K,
+        battery_temperature_k: outside_air_k(field) + CABIN_GAIN_K,
+        battery_current_a: BASE_LOAD_A,
+        battery_used_ah: PACK_USED_AT_START_AH,
     };
     let mut rows = Vec::with_capacity(8_000);
     let mut t = 0.0;
@@ -406,6 +556,7 @@ fn integrate(site: &Site, weather: &Weather) -> Vec<Row> {
     let mut heading_north = false;
     let mut cruise_start = 0.0;
     let mut rolled_out_s = 0.0;
+    let mut circling = false;
     while t <= MAX_FLIGHT_S {
         rows.push(row);
         t += STEP_S;
@@ -414,7 +565,8 @@ fn integrate(site: &Site, weather: &Weather) -> Vec<Row> {
             let rho = atmosphere::density_kg_m3(p, outside_air_k(row.altitude_m));
             (atmosphere::RHO0_KG_M3 / rho).sqrt()
         };
-        let wind = weather.wind_mps(row.altitude_m, field);
+        let wind = weather.wind(row.altitude_m, field);
+        let previous_heading = row.heading_deg;
         let (to_field_deg, to_field_m) = bearing_distance(
             row.latitude_deg,
             row.longitude_deg,
@@ -507,27 +659,75 @@ fn integrate(site: &Site, weather: &Weather) -> Vec<Row> {
                 }
                 bearing
             }
-            Phase::Descent => {
-                // Keep the field on the left at the orbit radius; fly to it from afar.
-                let correction =
-                    ((to_field_m - ORBIT_RADIUS_M) / ORBIT_RADIUS_M * 90.0).clamp(-45.0, 90.0);
-                to_field_deg - 90.0 + correction
-            }
+            // Between the circles, back to the field.
+            Phase::Descent => to_field_deg,
             Phase::Approach if to_field_m < 300.0 => row.track_deg,
             Phase::Approach => to_field_deg,
         };
-        row.track_deg = turn_toward(
-            row.track_deg,
-            desired_track.rem_euclid(360.0),
-            TURN_RATE_DEG_S * STEP_S,
-        );
-
-        row.ground_speed_mps = match row.phase {
-            Phase::PreLaunch => 0.0,
-            // Rolling on the wheel: the airspeed less the headwind, never backwards.
-            Phase::Landed => (tas - wind).max(0.0).min(row.indicated_mps),
-            Phase::Tow if !airborne => (tas - wind).max(0.0),
-            _ => ground_speed_along(row.track_deg, tas, wind),
+        // Circles with airbrakes near the field in the descent, drifting with the wind;
+        // back towards the field when they have drifted too far.
+        circling = row.phase == Phase::Descent
+            && if circling {
+                to_field_m < CIRCLING_LEAVE_M
+            } else {
+                to_field_m < CIRCLING_ENTER_M
+            };
+        let on_wheel = matches!(row.phase, Phase::PreLaunch | Phase::Landed)
+            || (row.phase == Phase::Tow && !airborne);
+        if circling {
+            // A turn at a constant bank in the air: the heading turns at g tan(bank) / TAS,
+            // and the wind carries the circle over the ground.
+            row.roll_deg = approach(row.roll_deg, CIRCLING_BANK_DEG, ROLL_RATE_DEG_S * STEP_S);
+            let rate_deg_s =
+                (atmosphere::G0 * row.roll_deg.to_radians().tan() / tas.max(1.0)).to_degrees();
+            row.heading_deg = (row.heading_deg + rate_deg_s * STEP_S).rem_euclid(360.0);
+            let (wind_east, wind_north) = wind.velocity_en();
+            let heading = row.heading_deg.to_radians();
+            let east = tas * heading.sin() + wind_east;
+            let north = tas * heading.cos() + wind_north;
+            row.track_deg = east.atan2(north).to_degrees().rem_euclid(360.0);
+            row.ground_speed_mps = east.hypot(north);
+        } else {
+            row.track_deg = turn_toward(
+                row.track_deg,
+                desired_track.rem_euclid(360.0),
+                TURN_RATE_DEG_S * STEP_S,
+            );
+            row.ground_speed_mps = match row.phase {
+                Phase::PreLaunch => 0.0,
+                // Rolling on the wheel: the airspeed less the headwind, never backwards.
+                Phase::Landed => (tas - wind.speed_mps).max(0.0).min(row.indicated_mps),
+                Phase::Tow if !airborne => (tas - wind.speed_mps).max(0.0),
+                _ => ground_speed_along(row.track_deg, tas, wind),
+            };
+            row.heading_deg = if on_wheel {
+                row.track_deg
+            } else {
+                heading_for(row.track_deg, row.ground_speed_mps, wind)
+            };
+            // The bank of a coordinated turn at the heading's rate, rolled into at the
+            // pilot's roll rate.
+            let rate = ((row.heading_deg - previous_heading + 540.0).rem_euclid(360.0) - 180.0)
+                .to_radians()
+                / STEP_S;
+            let bank = if on_wheel {
+                0.0
+            } else {
+                (tas * rate / atmosphere::G0).atan().to_degrees()
+            };
+            row.roll_deg = approach(row.roll_deg, bank, ROLL_RATE_DEG_S * STEP_S);
+        }
+        row.turn_rate_deg_s =
+            ((row.heading_deg - previous_heading + 540.0).rem_euclid(360.0) - 180.0) / STEP_S;
+        row.pitch_deg = if on_wheel || tas < 1.0 {
+            0.0
+        } else {
+            let load_factor = 1.0 / row.roll_deg.to_radians().cos();
+            let path = (row.vertical_speed_mps / tas)
+                .clamp(-1.0, 1.0)
+                .asin()
+                .to_degrees();
+            path + ANGLE_OF_ATTACK_DEG * load_factor * row.roll_deg.to_radians().cos()
         };
 
         // Move.
@@ -545,6 +745,17 @@ fn integrate(site: &Site, weather: &Weather) -> Vec<Row> {
         let air = outside_air_k(row.altitude_m);
         let target = (air + 8.0).max(278.15_f64.min(air + 45.0));
         row.box_temperature_k += (target - row.box_temperature_k) * STEP_S / 1_200.0;
+
+        // The cabin follows the air with a lag, the pack the cabin; the heater draws more
+        // the colder the air, and the pack's charge goes with the current.
+        row.cabin_temperature_k +=
+            (air + CABIN_GAIN_K - row.cabin_temperature_k) * STEP_S / CABIN_LAG_S;
+        row.battery_temperature_k +=
+            (row.cabin_temperature_k + PACK_SELF_HEATING_K - row.battery_temperature_k) * STEP_S
+                / PACK_LAG_S;
+        let heater = ((278.15 - air) / 40.0).clamp(0.0, 1.0);
+        row.battery_current_a = BASE_LOAD_A + HEATER_LOAD_A * heater;
+        row.battery_used_ah += row.battery_current_a * STEP_S / 3_600.0;
     }
     rows
 }
@@ -823,12 +1034,132 @@ mod tests {
                 s.t_s, s.latitude_deg, s.longitude_deg, s.altitude_m, s.ground_speed_mps,
                 s.track_deg, s.vertical_speed_mps, s.pressure_pa, s.outside_air_k,
                 s.box_temperature_k, s.relative_humidity, s.co2_mol_mol, s.true_airspeed_mps,
-                s.differential_pressure_pa, s.muon_rate_per_s,
+                s.differential_pressure_pa, s.muon_rate_per_s, s.attitude.heading_deg,
+                s.attitude.roll_deg, s.attitude.pitch_deg, s.attitude.turn_rate_deg_s,
+                s.attitude.load_factor, s.wind.speed_mps, s.wind.from_deg,
+                s.air.ozone_mol_mol, s.air.pm2p5_kg_m3, s.power.cabin_temperature_k,
+                s.power.battery_temperature_k, s.power.battery_voltage_v,
+                s.power.battery_current_a, s.power.battery_soc,
             ] {
                 proptest::prop_assert!(value.is_finite(), "{s:?}");
             }
             proptest::prop_assert!(s.pressure_pa > 0.0 && s.ground_speed_mps >= 0.0);
             proptest::prop_assert!((0.0..360.0).contains(&s.track_deg));
+        }
+    }
+
+    #[test]
+    fn ground_velocity_is_the_air_velocity_along_the_heading_plus_the_wind() {
+        let scenario = Scenario::new(13, START);
+        let mut airborne = 0;
+        for s in samples(&scenario, 7.0) {
+            let phase = scenario.phase_at(s.t_s);
+            if matches!(phase, Phase::PreLaunch | Phase::Landed)
+                || s.altitude_m < MINDEN.elevation_m + 10.0
+            {
+                continue;
+            }
+            airborne += 1;
+            let heading = s.attitude.heading_deg.to_radians();
+            let (wind_east, wind_north) = s.wind.velocity_en();
+            let track = s.track_deg.to_radians();
+            let east =
+                s.ground_speed_mps * track.sin() - wind_east - s.true_airspeed_mps * heading.sin();
+            let north =
+                s.ground_speed_mps * track.cos() - wind_north - s.true_airspeed_mps * heading.cos();
+            // Interpolating between 1 s rows in a turn costs a little.
+            assert!(
+                east.hypot(north) < 1.5,
+                "{phase:?} at {}: off by {}",
+                s.t_s,
+                east.hypot(north)
+            );
+        }
+        assert!(airborne > 500, "{airborne}");
+    }
+
+    #[test]
+    fn the_descent_circles_at_thirty_degrees_of_bank_and_the_wind_veers_with_height() {
+        for seed in [1, 14] {
+            let scenario = Scenario::new(seed, START);
+            let mut turned_deg = 0.0;
+            let mut previous: Option<FlightState> = None;
+            for s in samples(&scenario, 1.0) {
+                assert!(
+                    s.attitude.roll_deg.abs() <= 31.0,
+                    "roll {} at {}",
+                    s.attitude.roll_deg,
+                    s.t_s
+                );
+                if let Some(p) = previous
+                    && scenario.phase_at(s.t_s) == Phase::Descent
+                    && s.attitude.roll_deg <= -29.0
+                {
+                    turned_deg += (p.attitude.heading_deg - s.attitude.heading_deg + 540.0)
+                        .rem_euclid(360.0)
+                        - 180.0;
+                }
+                previous = Some(s);
+            }
+            assert!(
+                turned_deg > 3.0 * 360.0,
+                "seed {seed}: turned {turned_deg}° circling"
+            );
+        }
+        let scenario = Scenario::new(1, START);
+        let low = scenario
+            .weather
+            .wind(MINDEN.elevation_m, MINDEN.elevation_m);
+        let high = scenario.weather.wind(11_000.0, MINDEN.elevation_m);
+        assert!(high.speed_mps > 5.0 * low.speed_mps);
+        assert!(high.from_deg > low.from_deg + 30.0);
+    }
+
+    #[test]
+    fn ozone_rises_towards_the_tropopause_and_particles_fall_with_height() {
+        let field = MINDEN.elevation_m;
+        let ppb = |h: f64| ozone_mol_mol(h, field) * 1e9;
+        assert!((35.0..50.0).contains(&ppb(field)), "{}", ppb(field));
+        assert!(ppb(12_000.0) > 4.0 * ppb(field), "{}", ppb(12_000.0));
+        let mut previous = 0.0;
+        for h in (0..13_000).step_by(100) {
+            let o3 = ppb(h as f64);
+            assert!(o3 >= previous, "{o3} at {h}");
+            previous = o3;
+        }
+        let ug = |h: f64| pm2p5_kg_m3(h, field) * 1e9;
+        assert!(ug(10_000.0) < ug(field) / 20.0);
+        assert!(ug(12_000.0) > 0.0);
+    }
+
+    #[test]
+    fn the_pack_cools_sags_and_recovers_in_the_descent() {
+        let scenario = Scenario::new(15, START);
+        let states = samples(&scenario, 10.0);
+        let Some(first) = states.first() else {
+            panic!("no states")
+        };
+        let Some(coldest) = states.iter().min_by(|a, b| {
+            a.power
+                .battery_voltage_v
+                .total_cmp(&b.power.battery_voltage_v)
+        }) else {
+            panic!("no states")
+        };
+        let landed = scenario.state_at(scenario.duration_s());
+        assert!(first.power.battery_voltage_v > 16.0, "{:?}", first.power);
+        assert!(coldest.power.battery_voltage_v < first.power.battery_voltage_v - 3.0);
+        assert!(
+            coldest.power.battery_temperature_k < 263.15,
+            "{:?}",
+            coldest.power
+        );
+        assert!(landed.power.battery_voltage_v > coldest.power.battery_voltage_v + 1.0);
+        assert!(landed.power.battery_temperature_k > coldest.power.battery_temperature_k + 5.0);
+        assert!(landed.power.battery_soc > coldest.power.battery_soc);
+        for s in &states {
+            assert!((0.0..=1.0).contains(&s.power.battery_soc));
+            assert!(s.power.battery_current_a > 0.0);
         }
     }
 

@@ -810,6 +810,7 @@ pub(crate) mod tests {
             true_airspeed_mps: 60.0,
             differential_pressure_pa: 500.0,
             muon_rate_per_s: 5.0,
+            ..crate::flight::isa_state(0.0, 0.0)
         }
     }
 
