@@ -336,6 +336,7 @@ fn spec(entries: &[(&str, u64, Option<u32>, Option<bool>)]) -> DesiredSpec {
             )
             .collect(),
         tunables: vec![],
+        power_overrides: vec![],
     }
 }
 

@@ -28,6 +28,7 @@ fn desired() -> Downlink {
             enabled: None,
         }],
         tunables: vec![],
+        power_overrides: vec![],
     })
 }
 

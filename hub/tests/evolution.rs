@@ -126,6 +126,7 @@ async fn an_agent_a_version_ahead_syncs_and_its_newer_quantity_and_record_are_ke
                 sensor: SensorId(0),
                 code: 7,
             }],
+            power: None,
         }))
         .await
         .unwrap();

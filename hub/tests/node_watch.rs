@@ -38,6 +38,7 @@ fn health(at_s: u64, store_bytes: u64, code: u8) -> Uplink {
             sensor: SensorId(0),
             code,
         }],
+        power: None,
     })
 }
 

@@ -12,6 +12,8 @@
 //!   dynamic model), recorded at every sensor (re)start.
 //! - [`record`]: the agent's stream: readings, gaps, boots, time correlations, descriptors
 //!   and sensor status, each with the next sequence number of its store epoch.
+//! - [`power`]: the power step the agent samples under, as recorded in the stream and
+//!   reported on the live lane.
 //! - [`sync`] (feature `sync`): the edge-hub protocol's messages and batch codec.
 //!
 //! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
@@ -27,6 +29,8 @@ extern crate alloc;
 #[cfg(feature = "alloc")]
 pub mod descriptor;
 pub mod name;
+#[cfg(feature = "alloc")]
+pub mod power;
 pub mod quantity;
 pub mod reading;
 #[cfg(feature = "alloc")]
@@ -37,6 +41,8 @@ pub mod sync;
 #[cfg(feature = "alloc")]
 pub use descriptor::{DeviceParameter, DynamicModel, ParameterValue, SensorDescriptor};
 pub use name::{MAX_NAME_LEN, NAME_RULE, NameError, check_name, is_valid_name};
+#[cfg(feature = "alloc")]
+pub use power::{POWER_STEP_RECORD_KIND, PowerEffect, PowerReport, PowerStepRecord};
 pub use quantity::Quantity;
 pub use reading::{Quality, Reading, SensorId, TimeSource, Timestamp};
 #[cfg(feature = "alloc")]

@@ -80,8 +80,9 @@ mod next {
     /// The quantity it adds: the next code this build does not know.
     pub const PANEL_VOLTAGE: Quantity = Quantity::from_code(super::KNOWN_QUANTITIES);
 
-    /// The record kind it adds, carried as an extension record of this kind.
-    pub const POWER_KIND: u16 = 1;
+    /// The record kind it adds, carried as an extension record of this kind: the next code
+    /// this build does not know.
+    pub const POWER_KIND: u16 = aloft_protocol::POWER_STEP_RECORD_KIND + 1;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct PowerRecord {
@@ -115,8 +116,9 @@ mod next {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     pub struct DesiredSpec {
         pub sensors: Vec<DesiredSensorSpec>,
-        /// This build's last field.
         pub tunables: Vec<SensorTunables>,
+        /// This build's last field.
+        pub power_overrides: Vec<String>,
         /// Added at the end: per sensor, keyed by name.
         pub limits: Vec<SensorLimits>,
     }
@@ -300,6 +302,7 @@ fn arb_spec() -> impl Strategy<Value = DesiredSpec> {
         .prop_map(move |tunables| DesiredSpec {
             sensors: sensors.clone(),
             tunables,
+            power_overrides: sensors.iter().take(1).map(|s| s.name.clone()).collect(),
         })
     })
 }
@@ -341,6 +344,7 @@ proptest! {
         let from_next = next::Downlink::Desired(next::DesiredSpec {
             sensors: spec.sensors.clone(),
             tunables: spec.tunables.clone(),
+            power_overrides: spec.power_overrides.clone(),
             limits: tunables,
         });
         let bytes = postcard::to_allocvec(&from_next).unwrap();
@@ -361,6 +365,7 @@ proptest! {
             Ok(next::Downlink::Desired(next::DesiredSpec {
                 sensors: spec.sensors,
                 tunables: spec.tunables,
+                power_overrides: spec.power_overrides,
                 limits: Vec::new(),
             }))
         );

@@ -483,6 +483,7 @@ fn uplink_messages() -> Vec<(&'static str, Uplink)> {
                     sensor: SensorId(0),
                     code: 7,
                 }],
+                power: None,
             }),
         ),
     ]
@@ -582,6 +583,7 @@ fn downlink_messages() -> Vec<(&'static str, Downlink)> {
                     name: "static".into(),
                     tunables: vec![("pressure_oversampling".into(), TunableValue::Integer(8))],
                 }],
+                power_overrides: Vec::new(),
             }),
         ),
         (

@@ -16,12 +16,14 @@
 //! What a valid file also satisfies, beyond TOML syntax, known keys and their types:
 //! node and sensor names are lowercase letters, digits and dashes (at most 63) and sensor
 //! names are unique; a serial kind has a `port` and an I2C kind a `bus` (both may be left
-//! out with `[simulation]`), and a sensor carries no key of the other family; addresses
+//! out with `[simulation]`), a derived kind (the wind) neither, and a sensor carries no key
+//! of another family; addresses
 //! and baud rates are ones the part supports ([`SensorKind::addresses`],
 //! [`SensorKind::bauds`]); an `interval` is not zero nor shorter than the part can do
-//! ([`SensorKind::min_interval`]); `static_pressure_from`, `outside_air_from` and
-//! `ambient_pressure_from` name another sensor that can provide it (outside air only from
-//! a bme280: [`SensorKind::provides_outside_air`] says why); the store holds two segments
+//! ([`SensorKind::min_interval`]); `static_pressure_from`, `outside_air_from`,
+//! `ambient_pressure_from`, `airspeed_from`, `ground_velocity_from` and `heading_from`
+//! name another sensor that can provide it (outside air only from a bme280:
+//! [`SensorKind::provides_outside_air`] says why); the store holds two segments
 //! ([`STORE_SEGMENT_BYTES`]) and two flush windows; `flush_interval` is above zero and at
 //! most a minute; the hub's URL is `ws://` or `wss://` with a host; the hub's keepalive is
 //! shorter than its read deadline, every hub duration is above zero, and the upload budget
@@ -245,6 +247,16 @@ pub struct SensorConfig {
     /// SCD41: the sensor whose pressure feeds the CO2 pressure compensation.
     #[serde(default)]
     pub ambient_pressure_from: Option<String>,
+    /// ICM-20948 and wind: the sensor whose true airspeed the attitude's turn compensation
+    /// and the wind triangle use (an ms4525do).
+    #[serde(default)]
+    pub airspeed_from: Option<String>,
+    /// ICM-20948 and wind: the GNSS receiver whose ground speed and track they use.
+    #[serde(default)]
+    pub ground_velocity_from: Option<String>,
+    /// Wind: the sensor whose heading the wind triangle uses (an icm20948).
+    #[serde(default)]
+    pub heading_from: Option<String>,
     /// The driver settings the sensor's kind declares (`crate::config::tunables`), as
     /// written: the rules check each key and value, [`SensorConfig::tunables`] gives them
     /// typed. The hub's desired tunables override these key by key.
@@ -622,6 +634,21 @@ impl SensorKind {
     /// inside the instrument box, so it would give true airspeed the cabin's temperature.
     pub fn provides_outside_air(self) -> bool {
         matches!(self, SensorKind::Bme280)
+    }
+
+    /// Whether the device measures true airspeed (a pitot-static differential sensor).
+    pub fn provides_true_airspeed(self) -> bool {
+        matches!(self, SensorKind::Ms4525do)
+    }
+
+    /// Whether the device reports ground speed and track (a GNSS receiver).
+    pub fn provides_ground_velocity(self) -> bool {
+        matches!(self, SensorKind::Ublox | SensorKind::Nmea)
+    }
+
+    /// Whether the device reports the airframe's heading (the attitude sensor).
+    pub fn provides_heading(self) -> bool {
+        matches!(self, SensorKind::Icm20948)
     }
 
     /// Readings in one sample, at most (every quantity the driver reports).

@@ -254,6 +254,22 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
         "ambient_pressure_from",
         "only an scd41 compensates for pressure",
     );
+    refuse(
+        s.airspeed_from.is_some() && !matches!(kind, SensorKind::Icm20948 | SensorKind::Wind),
+        "airspeed_from",
+        "only an icm20948 (turn compensation) and the wind use the airspeed",
+    );
+    refuse(
+        s.ground_velocity_from.is_some()
+            && !matches!(kind, SensorKind::Icm20948 | SensorKind::Wind),
+        "ground_velocity_from",
+        "only an icm20948 and the wind use the GNSS velocity",
+    );
+    refuse(
+        s.heading_from.is_some() && kind != SensorKind::Wind,
+        "heading_from",
+        "only the wind uses a heading",
+    );
 }
 
 /// `[sensor.tunables]`: scalars, within the protocol's bounds, each a key the kind
@@ -412,7 +428,8 @@ type Reference<'a> = (
     &'static str,
 );
 
-/// `static_pressure_from`, `outside_air_from`, `ambient_pressure_from`.
+/// `static_pressure_from`, `outside_air_from`, `ambient_pressure_from`, `airspeed_from`,
+/// `ground_velocity_from`, `heading_from`.
 fn references(
     rules: &mut Rules<'_>,
     i: usize,
@@ -420,7 +437,7 @@ fn references(
     slots: &[SensorSlot],
     names: &HashMap<&str, usize>,
 ) {
-    let refs: [Reference<'_>; 3] = [
+    let refs: [Reference<'_>; 6] = [
         (
             "static_pressure_from",
             &s.static_pressure_from,
@@ -439,6 +456,24 @@ fn references(
             &s.ambient_pressure_from,
             SensorKind::provides_static_pressure,
             "ambient pressure comes from a bme280 or an ms5611",
+        ),
+        (
+            "airspeed_from",
+            &s.airspeed_from,
+            SensorKind::provides_true_airspeed,
+            "true airspeed comes from an ms4525do pitot sensor",
+        ),
+        (
+            "ground_velocity_from",
+            &s.ground_velocity_from,
+            SensorKind::provides_ground_velocity,
+            "ground speed and track come from a GNSS receiver (a ublox or an nmea)",
+        ),
+        (
+            "heading_from",
+            &s.heading_from,
+            SensorKind::provides_heading,
+            "the heading comes from an icm20948 attitude sensor",
         ),
     ];
     for (key, target, can, why) in refs {

@@ -311,6 +311,7 @@ mod tests {
                 )
                 .collect(),
             tunables: vec![],
+            power_overrides: vec![],
         }
     }
 

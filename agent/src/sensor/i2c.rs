@@ -65,6 +65,10 @@ pub struct Inputs {
     pub static_pressure_from: Option<String>,
     /// MS4525DO: the sensor whose temperature is the outside air temperature.
     pub outside_air_from: Option<String>,
+    /// ICM-20948: the sensor whose true airspeed compensates turns.
+    pub airspeed_from: Option<String>,
+    /// ICM-20948: the GNSS receiver whose velocity it may use.
+    pub ground_velocity_from: Option<String>,
 }
 
 impl Inputs {
@@ -74,6 +78,8 @@ impl Inputs {
             ambient_pressure_from: config.ambient_pressure_from.clone(),
             static_pressure_from: config.static_pressure_from.clone(),
             outside_air_from: config.outside_air_from.clone(),
+            airspeed_from: config.airspeed_from.clone(),
+            ground_velocity_from: config.ground_velocity_from.clone(),
         }
     }
 }

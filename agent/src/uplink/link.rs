@@ -643,6 +643,7 @@ impl HubLink {
                 store_max_bytes: stats.max_bytes,
                 store_policy: policy_name(policy).to_owned(),
                 gnss_models,
+                power: None,
             }))
             .await?;
         }

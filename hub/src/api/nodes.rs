@@ -442,6 +442,7 @@ mod tests {
                     code: 200,
                 },
             ],
+            power: None,
         };
         let sensors = [SensorReport {
             sensor: SensorId(0),

@@ -690,6 +690,7 @@ impl Control {
         let spec = self.desired_spec(node)?.unwrap_or(DesiredSpec {
             sensors: vec![],
             tunables: vec![],
+            power_overrides: vec![],
         });
         Ok(self.inner.sessions.push(node, Downlink::Desired(spec)))
     }
@@ -749,7 +750,11 @@ impl Control {
             })
             .collect();
         tracing::trace!(node, total, sent = sensors.len(), "Desired spec built.");
-        Ok(Some(DesiredSpec { sensors, tunables }))
+        Ok(Some(DesiredSpec {
+            sensors,
+            tunables,
+            power_overrides: vec![],
+        }))
     }
 
     /// Audit events (of a node), after `after`, the newest `limit`, oldest first.
@@ -1057,6 +1062,7 @@ impl NodeControl for Control {
                 Ok(true) => out.push(Downlink::Desired(DesiredSpec {
                     sensors: vec![],
                     tunables: vec![],
+                    power_overrides: vec![],
                 })),
                 Ok(false) => {}
                 Err(e) => {

@@ -547,6 +547,7 @@ mod tests {
                 sensor: SensorId(0),
                 code: 7,
             }],
+            power: None,
         };
         registry.health("glider", health(10));
         registry.health("glider", health(20));

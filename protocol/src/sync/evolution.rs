@@ -46,16 +46,22 @@ use crate::Record;
 /// fields added at the end of a message read as absent from an older peer, older versions
 /// welcomed and offered, and the node's health on the live lane ([`HEALTH_VERSION`]).
 /// 3: sensor tunables at the end of the desired spec and of the observed state
-/// ([`TUNABLES_VERSION`]).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// ([`TUNABLES_VERSION`]). 4: the power step at the end of the node's health, and the
+/// sensors exempted from power steps at the end of the desired spec ([`POWER_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest version a hub of this build welcomes and an agent of this build offers.
 pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 
 /// Fields added to the outermost struct of a message, per version that added them: `(the
 /// version, most fields that version added to any one message)`. Version 2 added none;
-/// version 3 added one to `DesiredSpec` and one to `Observed` (their `tunables`).
-pub const FIELDS_ADDED: &[(u16, usize)] = &[(TUNABLES_VERSION, 1)];
+/// version 3 added one to `DesiredSpec` and one to `Observed` (their `tunables`); version 4
+/// one to `NodeHealth` (`power`) and one to `DesiredSpec` (`power_overrides`).
+pub const FIELDS_ADDED: &[(u16, usize)] = &[(TUNABLES_VERSION, 1), (POWER_VERSION, 1)];
+
+/// The first version whose node health carries the power step and whose desired spec
+/// carries the sensors exempted from power steps.
+pub const POWER_VERSION: u16 = 4;
 
 /// The first version whose desired spec and observed state carry sensor tunables.
 pub const TUNABLES_VERSION: u16 = 3;
@@ -100,11 +106,15 @@ pub fn record_decodable_by(record: &Record, version: u16) -> bool {
 
 /// `message` as a peer of `version` is sent it: what that version cannot use is left
 /// out (a desired spec's tunables, before [`TUNABLES_VERSION`]: an older agent would
-/// ignore them, and the hub would wait for an observed set that never comes).
+/// ignore them, and the hub would wait for an observed set that never comes; its power
+/// overrides, before [`POWER_VERSION`]).
 pub fn downlink_for(message: Downlink, version: u16) -> Downlink {
     match message {
-        Downlink::Desired(mut spec) if version < TUNABLES_VERSION => {
-            spec.tunables.clear();
+        Downlink::Desired(mut spec) if version < POWER_VERSION => {
+            spec.power_overrides.clear();
+            if version < TUNABLES_VERSION {
+                spec.tunables.clear();
+            }
             Downlink::Desired(spec)
         }
         other => other,

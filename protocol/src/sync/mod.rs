@@ -301,6 +301,9 @@ pub struct NodeHealth {
     /// Per GNSS receiver, the dynamic model it confirmed at its latest (re)start, as the
     /// u-blox code ([`crate::DynamicModel::code`]; 7 is airborne < 2 g).
     pub gnss_models: Vec<GnssModel>,
+    /// Added in version 4 ([`evolution::POWER_VERSION`]): the power step in force, when the
+    /// agent's config has a power policy.
+    pub power: Option<crate::PowerReport>,
 }
 
 /// The dynamic model a GNSS receiver has in force.
@@ -332,6 +335,10 @@ pub struct DesiredSpec {
     /// each sensor, keyed by sensor name like `sensors`; a sensor it names no tunables of
     /// is left out. Never sent in an older session (an older agent would not apply them).
     pub tunables: Vec<SensorTunables>,
+    /// Added in version 4 ([`evolution::POWER_VERSION`]): the sensors the operator exempts
+    /// from the agent's power steps, by name (their desired state applies as it is, whatever
+    /// the battery). Never sent in an older session.
+    pub power_overrides: Vec<String>,
 }
 
 /// The tunables of one sensor: the settings of its driver that its kind declares
@@ -701,6 +708,14 @@ mod tests {
                     sensor: SensorId(0),
                     code: 7,
                 }],
+                power: Some(crate::PowerReport {
+                    step: "economy".into(),
+                    level: 1,
+                    reason: "battery voltage 13.9 V below 14.0 V".into(),
+                    since: Timestamp::monotonic(1),
+                    upload_bytes_per_s: Some(50_000),
+                    overridden: vec!["gps".into()],
+                }),
             }),
         ];
         for message in uplinks {
@@ -739,6 +754,7 @@ mod tests {
                         ("offset_pa".into(), TunableValue::Integer(-50)),
                     ],
                 }],
+                power_overrides: vec!["gps".into()],
             }),
             Downlink::Command(Command {
                 id: "c1".into(),
@@ -783,6 +799,7 @@ mod tests {
                 })
                 .collect(),
             tunables: vec![],
+            power_overrides: vec![],
         };
         let size = Downlink::Desired(spec).encode().len();
         assert!(size < MAX_MESSAGE_BYTES / 8, "{size} bytes");
@@ -813,6 +830,7 @@ mod tests {
                         .collect(),
                 })
                 .collect(),
+            power_overrides: (0..MAX_DESIRED_SENSORS).map(name).collect(),
         };
         assert!(
             check_tunables(
