@@ -9,7 +9,9 @@
 //!
 //! Invariants: the port is opened by its configured path at every open, so a
 //! `/dev/serial/by-id/...` symlink follows a re-enumerated adapter; fixes come from NMEA,
-//! or from NAV-PVT when `nav_pvt` is on (never both, which would double every reading).
+//! or from UBX when `nav_pvt` is on: NAV-PVT, or the legacy NAV-SOL/POSLLH/VELNED/TIMEUTC
+//! set of a receiver without it, and HNR-PVT (never NMEA and UBX both, which would double
+//! every reading).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,7 +33,8 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct UbloxOptions {
-    /// Take fixes from NAV-PVT instead of NMEA.
+    /// Take fixes from UBX instead of NMEA: NAV-PVT, or the legacy NAV set of a receiver
+    /// that has no NAV-PVT, and HNR-PVT.
     pub nav_pvt: bool,
     /// How often the dynamic model in force is read back.
     pub model_check_every: Duration,
@@ -77,7 +80,7 @@ impl UbloxOptions {
         self
     }
 
-    /// Taking fixes from NAV-PVT.
+    /// Taking fixes from UBX (NAV-PVT, or the legacy NAV set, and HNR-PVT).
     pub fn with_nav_pvt(mut self, on: bool) -> Self {
         self.nav_pvt = on;
         self
@@ -119,7 +122,7 @@ impl UbloxDevice {
             line: SerialLine::new(path.clone(), baud, options.read_timeout, 4096).paced(),
             gnss: GnssStream::new(
                 if options.nav_pvt {
-                    FixSource::NavPvt
+                    FixSource::Ubx
                 } else {
                     FixSource::Nmea
                 },
@@ -137,7 +140,7 @@ impl UbloxDevice {
         self
     }
 
-    /// The replay kind of what this adapter captures: fixes come from NAV-PVT or NMEA.
+    /// The replay kind of what this adapter captures: fixes come from UBX or NMEA.
     pub fn capture_kind(&self) -> &'static str {
         if self.options.nav_pvt { "ubx" } else { "nmea" }
     }
