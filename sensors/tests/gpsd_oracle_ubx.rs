@@ -10,6 +10,10 @@
 //!   gpsd reports is one of ours, to the last printed digit, and it misses none of our
 //!   epochs but the last. Its `speed` for this set is not compared: it keeps the first
 //!   epoch's for the whole log.
+//! - NAV-SOL without NAV-POSLLH: gpsd converts the ECEF solution to latitude and
+//!   longitude, but 3.22 keeps the first epoch's for the rest of the log; every position
+//!   it reports is one of ours (same conversion, to 1e-8 degrees), and its first is our
+//!   first epoch's.
 //! - time only (`fixType`/`gpsFix` 5): gpsd marks the report `status` 7 (time only) but
 //!   keeps mode 3 and the position; we give the time and no position, as the protocol
 //!   specification says. The epochs it marks are exactly ours without a position.
@@ -232,6 +236,68 @@ fn gpsd_and_our_assembler_agree_on_a_receiver_without_nav_pvt() {
         "{positions_seen:?}"
     );
     assert!(times_seen.len() >= EPOCHS as usize - 1, "{times_seen:?}");
+}
+
+#[test]
+fn gpsd_converts_nav_sol_alone_to_the_position_we_convert_it_to() {
+    if !tools_present("gpsd_oracle_ubx") {
+        return;
+    }
+    let legacy = stream(Outputs::LEGACY_NAV_ONLY, EPOCHS, 3, true);
+    // Keep NAV-SOL and NAV-TIMEUTC: a receiver set to send no POSLLH or VELNED.
+    let mut bytes = b"# NAV-SOL and NAV-TIMEUTC only\n".to_vec();
+    let mut framer = GnssFramer::new();
+    framer.push(&legacy);
+    framer.finish();
+    while let Some(item) = framer.next_item() {
+        if let Item::Ubx(f) = item
+            && [msg::NAV_SOL, msg::NAV_TIMEUTC].contains(&f.kind())
+        {
+            bytes.extend(f.to_bytes());
+        }
+    }
+    let o = ours(&bytes);
+    assert_eq!(o.fixes.len(), EPOCHS as usize);
+    assert!(
+        o.fixes
+            .iter()
+            .all(|f| f.has_position_fix() && f.altitude_msl_m.is_none())
+    );
+    let tpvs = gpsd("sol-only", &bytes);
+    assert!(tpvs.len() >= EPOCHS as usize - 1, "{} reports", tpvs.len());
+    for tpv in &tpvs {
+        let (lat, lon) = (field(tpv, "lat"), field(tpv, "lon"));
+        assert!(
+            o.fixes
+                .iter()
+                .any(|f| near(f.latitude_deg.unwrap(), lat, 1e-8)
+                    && near(f.longitude_deg.unwrap(), lon, 1e-8)),
+            "gpsd converts to a position we do not: {tpv}"
+        );
+    }
+    let first = &tpvs[0];
+    assert_eq!(first["time"].as_str(), iso(&o.fixes[0]).as_deref());
+    assert!(near(
+        o.fixes[0].latitude_deg.unwrap(),
+        field(first, "lat"),
+        1e-8
+    ));
+    assert!(near(
+        o.fixes[0].longitude_deg.unwrap(),
+        field(first, "lon"),
+        1e-8
+    ));
+    // gpsd prints the NED velocity it converts to the millimetre per second.
+    let ground = field(first, "velN").hypot(field(first, "velE"));
+    assert!(
+        near(o.fixes[0].ground_speed_mps.unwrap(), ground, 2e-3),
+        "{first}"
+    );
+    assert!(near(
+        o.fixes[0].vertical_speed_mps.unwrap(),
+        -field(first, "velD"),
+        1e-3
+    ));
 }
 
 #[test]

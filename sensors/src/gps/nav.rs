@@ -15,6 +15,11 @@
 //! the first NAV-PVT on, the legacy set is ignored, so that no epoch gives two fixes),
 //! the legacy epochs otherwise, and every HNR-PVT as a high-rate fix of its own.
 //!
+//! A receiver that sends NAV-SOL without NAV-POSLLH or NAV-VELNED still gets a position
+//! and velocity: NAV-SOL's ECEF solution, converted on the WGS 84 ellipsoid (as gpsd
+//! does). It has no altitude above mean sea level (that needs a geoid model the receiver
+//! did not apply), so altitudes stay absent then.
+//!
 //! Invariants: one fix per iTOW; values in SI units; nothing invented: a quantity is
 //! present only when the message that carries it was received (an epoch without NAV-SOL
 //! has no fix mode and is not valid, so its position readings are flagged invalid; an
@@ -122,16 +127,37 @@ impl NavEpoch {
         let alt = self.posllh.filter(|_| has_altitude);
         let vel = self.velned.filter(|_| has_position);
         let vel_3d = self.velned.filter(|_| has_altitude);
+        // Without POSLLH or VELNED, NAV-SOL's ECEF solution stands in (it has a fix here:
+        // `has_position` is false for a SOL without one).
+        let ecef = self.sol.filter(|_| has_position).map(EcefSolution::of);
+        let ecef_pos = ecef.filter(|_| self.posllh.is_none());
+        let ecef_vel = ecef.filter(|_| self.velned.is_none());
+        let ecef_vel_3d = ecef_vel.filter(|_| has_altitude);
         Fix {
             time: self.timeutc.and_then(|t| t.utc()),
-            latitude_deg: pos.map(|p| f64::from(p.lat) * 1e-7),
-            longitude_deg: pos.map(|p| f64::from(p.lon) * 1e-7),
+            latitude_deg: pos
+                .map(|p| f64::from(p.lat) * 1e-7)
+                .or(ecef_pos.map(|e| e.latitude_deg)),
+            longitude_deg: pos
+                .map(|p| f64::from(p.lon) * 1e-7)
+                .or(ecef_pos.map(|e| e.longitude_deg)),
             altitude_msl_m: alt.map(|p| f64::from(p.h_msl_mm) * 1e-3),
             geoid_separation_m: alt
                 .map(|p| (i64::from(p.height_mm) - i64::from(p.h_msl_mm)) as f64 * 1e-3),
-            ground_speed_mps: vel.map(|v| f64::from(v.g_speed_cms) * 1e-2),
-            track_deg: vel.map(|v| f64::from(v.heading) * 1e-5),
-            vertical_speed_mps: vel_3d.map(|v| -f64::from(v.vel_d_cms) * 1e-2),
+            ground_speed_mps: vel
+                .map(|v| f64::from(v.g_speed_cms) * 1e-2)
+                .or(ecef_vel.map(|e| e.ned_mps[0].hypot(e.ned_mps[1]))),
+            track_deg: vel
+                .map(|v| f64::from(v.heading) * 1e-5)
+                .or(ecef_vel.map(|e| {
+                    e.ned_mps[1]
+                        .atan2(e.ned_mps[0])
+                        .to_degrees()
+                        .rem_euclid(360.0)
+                })),
+            vertical_speed_mps: vel_3d
+                .map(|v| -f64::from(v.vel_d_cms) * 1e-2)
+                .or(ecef_vel_3d.map(|e| -e.ned_mps[2])),
             mode,
             quality: status.map(|s| s.quality),
             valid: status.is_some_and(|s| s.valid),
@@ -142,6 +168,67 @@ impl NavEpoch {
             ..Fix::default()
         }
     }
+}
+
+/// WGS 84 semi-major axis, m.
+const WGS84_A: f64 = 6_378_137.0;
+/// WGS 84 first eccentricity squared.
+const WGS84_E2: f64 = 6.694_379_990_14e-3;
+
+/// NAV-SOL's ECEF solution on the WGS 84 ellipsoid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EcefSolution {
+    /// Geodetic latitude, degrees.
+    pub latitude_deg: f64,
+    /// Longitude, degrees.
+    pub longitude_deg: f64,
+    /// Height above the ellipsoid, m.
+    pub height_m: f64,
+    /// Velocity north, east, down, m/s.
+    pub ned_mps: [f64; 3],
+}
+
+impl EcefSolution {
+    /// The geodetic position and local velocity of a NAV-SOL's ECEF solution.
+    pub fn of(sol: NavSol) -> Self {
+        let m = |cm: i32| f64::from(cm) * 1e-2;
+        let (lat, lon, height_m) = geodetic([m(sol.ecef_x_cm), m(sol.ecef_y_cm), m(sol.ecef_z_cm)]);
+        let (sl, cl) = lat.sin_cos();
+        let (so, co) = lon.sin_cos();
+        let [vx, vy, vz] = [sol.ecef_vx_cms, sol.ecef_vy_cms, sol.ecef_vz_cms].map(m);
+        EcefSolution {
+            latitude_deg: lat.to_degrees(),
+            longitude_deg: lon.to_degrees(),
+            height_m,
+            ned_mps: [
+                -sl * co * vx - sl * so * vy + cl * vz,
+                -so * vx + co * vy,
+                -cl * co * vx - cl * so * vy - sl * vz,
+            ],
+        }
+    }
+}
+
+/// Geodetic latitude and longitude (radians) and height above the ellipsoid (m) of an
+/// ECEF position (m): fixed-point iteration on the latitude, with the height taken in a
+/// form that holds at the poles. Ten rounds leave well under a millimetre anywhere near
+/// the Earth; any finite input gives finite output.
+fn geodetic([x, y, z]: [f64; 3]) -> (f64, f64, f64) {
+    let lon = y.atan2(x);
+    let p = x.hypot(y);
+    let mut lat = z.atan2(p * (1.0 - WGS84_E2));
+    let mut height = 0.0;
+    for _ in 0..10 {
+        let (sl, cl) = lat.sin_cos();
+        let n = WGS84_A / (1.0 - WGS84_E2 * sl * sl).sqrt();
+        height = p * cl + z * sl - WGS84_A * WGS84_A / n;
+        // Only a point near the Earth's centre (no receiver's) comes close to zero here.
+        if (n + height).abs() < 1.0 {
+            break;
+        }
+        lat = z.atan2(p * (1.0 - WGS84_E2 * n / (n + height)));
+    }
+    (lat, lon, height)
 }
 
 /// Combines the legacy navigation messages of each epoch (one iTOW) into one fix.
@@ -290,9 +377,15 @@ mod tests {
 
     const ITOW: u32 = 291_019_000;
 
+    /// NAV-SOL of the epoch, its ECEF where POSLLH puts the receiver.
     fn sol(itow_ms: u32) -> NavSol {
+        let [x, y, z] =
+            ecef_of(-34.906_226_6, 138.608_119_9, 25.378).map(|m| (m * 100.0).round() as i32);
         NavSol {
             itow_ms,
+            ecef_x_cm: x,
+            ecef_y_cm: y,
+            ecef_z_cm: z,
             week: 1959,
             gps_fix: 3,
             flags: sol_flags::GPS_FIX_OK | sol_flags::WKN_SET | sol_flags::TOW_SET,
@@ -438,7 +531,13 @@ mod tests {
         let fixes = run(&stream);
         assert_eq!(fixes.len(), 4);
         let damaged = &fixes[2].1;
-        assert_eq!((damaged.latitude_deg, damaged.altitude_msl_m), (None, None));
+        // The position falls back on NAV-SOL's ECEF, without an altitude above sea level.
+        assert!((damaged.latitude_deg.unwrap() + 34.906_226_6).abs() < 2e-7);
+        assert!((damaged.longitude_deg.unwrap() - 138.608_119_9).abs() < 2e-7);
+        assert_eq!(
+            (damaged.altitude_msl_m, damaged.horizontal_accuracy_m),
+            (None, None)
+        );
         assert!(damaged.ground_speed_mps.is_some() && damaged.time.is_some());
         assert!(fixes[3].1.latitude_deg.is_some());
     }
@@ -579,8 +678,102 @@ mod tests {
         assert_eq!(a.push(&other, |_| {}), Ok(()));
     }
 
+    /// ECEF of a geodetic position: the textbook forward conversion.
+    fn ecef_of(lat_deg: f64, lon_deg: f64, h: f64) -> [f64; 3] {
+        let (sl, cl) = lat_deg.to_radians().sin_cos();
+        let (so, co) = lon_deg.to_radians().sin_cos();
+        let n = WGS84_A / (1.0 - WGS84_E2 * sl * sl).sqrt();
+        [
+            (n + h) * cl * co,
+            (n + h) * cl * so,
+            (n * (1.0 - WGS84_E2) + h) * sl,
+        ]
+    }
+
+    #[test]
+    fn geodetic_of_the_ellipsoids_axes_and_of_the_centre() {
+        let (lat, lon, h) = geodetic([WGS84_A, 0.0, 0.0]);
+        assert!(lat.abs() < 1e-12 && lon.abs() < 1e-12 && h.abs() < 1e-6);
+        // The semi-minor axis b = 6 356 752.3142 m.
+        let (lat, _, h) = geodetic([0.0, 0.0, -6_356_752.314_245]);
+        assert!(
+            (lat.to_degrees() + 90.0).abs() < 1e-12 && h.abs() < 1e-4,
+            "{h}"
+        );
+        let (lat, lon, h) = geodetic([0.0; 3]);
+        assert!(lat.is_finite() && lon.is_finite() && h.is_finite());
+    }
+
+    #[test]
+    fn an_epoch_of_nav_sol_alone_takes_position_and_velocity_from_ecef() {
+        // 45 N 7 E at 3000 m above the ellipsoid, flying 30 m/s north-east, climbing 2 m/s.
+        let [x, y, z] = ecef_of(45.0, 7.0, 3000.0);
+        let cm = |m: f64| (m * 100.0).round() as i32;
+        let (sl, cl) = 45f64.to_radians().sin_cos();
+        let (so, co) = 7f64.to_radians().sin_cos();
+        let (vn, ve, vd) = (30.0 / 2f64.sqrt(), 30.0 / 2f64.sqrt(), -2.0);
+        let v = [
+            -sl * co * vn - so * ve - cl * co * vd,
+            -sl * so * vn + co * ve - cl * so * vd,
+            cl * vn - sl * vd,
+        ];
+        let only_sol = NavSol {
+            ecef_x_cm: cm(x),
+            ecef_y_cm: cm(y),
+            ecef_z_cm: cm(z),
+            ecef_vx_cms: cm(v[0]),
+            ecef_vy_cms: cm(v[1]),
+            ecef_vz_cms: cm(v[2]),
+            ..sol(ITOW)
+        };
+        let f = &run(&[
+            NavMessage::Sol(only_sol),
+            NavMessage::TimeUtc(timeutc(ITOW)),
+        ])[0]
+            .1;
+        // A centimetre is 1e-7 degrees.
+        assert!((f.latitude_deg.unwrap() - 45.0).abs() < 2e-7);
+        assert!((f.longitude_deg.unwrap() - 7.0).abs() < 2e-7);
+        assert!((f.ground_speed_mps.unwrap() - 30.0).abs() < 0.02);
+        assert!((f.track_deg.unwrap() - 45.0).abs() < 0.05);
+        assert!((f.vertical_speed_mps.unwrap() - 2.0).abs() < 0.02);
+        // No geoid model: no altitude above mean sea level.
+        assert_eq!((f.altitude_msl_m, f.geoid_separation_m), (None, None));
+        assert!(f.has_position_fix());
+        // POSLLH and VELNED, when they come, win.
+        let f = &run(&[
+            NavMessage::Posllh(posllh(ITOW)),
+            NavMessage::Sol(only_sol),
+            NavMessage::Velned(velned(ITOW)),
+        ])[0]
+            .1;
+        assert!((f.latitude_deg.unwrap() + 34.906_226_6).abs() < 1e-9);
+        assert!((f.ground_speed_mps.unwrap() - 50.0).abs() < 1e-9);
+        // A NAV-SOL without a fix gives no position from its ECEF either.
+        let f = &run(&[NavMessage::Sol(NavSol {
+            gps_fix: 0,
+            ..only_sol
+        })])[0]
+            .1;
+        assert_eq!((f.latitude_deg, f.ground_speed_mps), (None, None));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn geodetic_inverts_the_forward_conversion(
+            lat in -90.0f64..=90.0,
+            lon in -179.999f64..180.0,
+            h in -1_000.0f64..60_000.0,
+        ) {
+            let (la, lo, hh) = geodetic(ecef_of(lat, lon, h));
+            prop_assert!((la.to_degrees() - lat).abs() < 1e-9, "{} {}", la.to_degrees(), lat);
+            if lat.abs() < 89.999 {
+                prop_assert!((lo.to_degrees() - lon).abs() < 1e-9);
+            }
+            prop_assert!((hh - h).abs() < 1e-4, "{} {}", hh, h);
+        }
 
         #[test]
         fn any_frames_of_the_solution_classes_never_panic(

@@ -1365,6 +1365,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nav_sol_alone_puts_the_receiver_where_nav_pvt_does() {
+        let outputs = Outputs {
+            legacy_nav: true,
+            ..Outputs::NAV_PVT_ONLY
+        };
+        let mut sim = UbloxSim::new(UbloxSimConfig::default().with_outputs(outputs));
+        let out = run_seconds(&mut sim, 3000.0, 100.0, 0.999);
+        let frames = split(&out).1;
+        let reference: Vec<_> = pvts(&frames).iter().map(NavPvt::to_fix).collect();
+        let sol_only: Vec<_> = frames
+            .iter()
+            .filter(|(c, i, _)| [msg::NAV_SOL, msg::NAV_TIMEUTC].contains(&(*c, *i)))
+            .cloned()
+            .collect();
+        let (fixes, _) = nav_fixes(&sol_only);
+        assert_eq!(fixes.len(), reference.len());
+        for (f, r) in fixes.iter().zip(&reference) {
+            assert_eq!(f.time, r.time);
+            // ECEF in centimetres: 1e-7 degrees.
+            assert!((f.latitude_deg.unwrap() - r.latitude_deg.unwrap()).abs() < 2e-7);
+            assert!((f.longitude_deg.unwrap() - r.longitude_deg.unwrap()).abs() < 2e-7);
+            assert!((f.ground_speed_mps.unwrap() - r.ground_speed_mps.unwrap()).abs() < 0.02);
+            assert!((f.vertical_speed_mps.unwrap() - r.vertical_speed_mps.unwrap()).abs() < 0.02);
+            let dtrack =
+                (f.track_deg.unwrap() - r.track_deg.unwrap() + 180.0).rem_euclid(360.0) - 180.0;
+            assert!(dtrack.abs() < 0.1, "{dtrack}");
+            assert_eq!(f.altitude_msl_m, None);
+        }
+    }
+
+    #[test]
     fn legacy_receiver_in_portable_above_12_km_reports_no_fix() {
         let mut sim =
             UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs::LEGACY_NAV_ONLY));
