@@ -227,14 +227,26 @@ mod tests {
 
     #[test]
     fn hnr_pvt_gives_fixes_of_its_own_and_a_damaged_solution_frame_counts_as_bad() {
-        let bytes = one_second(Outputs {
+        let hnr_only = one_second(Outputs {
+            hnr_pvt: true,
+            nav_pvt: false,
+            ..Outputs::NAV_PVT_ONLY
+        });
+        let (out, bad, _) = readings(FixSource::Ubx, &hnr_only, 4096);
+        assert_eq!(bad, 0);
+        assert_eq!(count(&out, Quantity::Latitude), 10);
+        // HNR-PVT has no satellite count.
+        assert_eq!(count(&out, Quantity::SatellitesUsed), 0);
+
+        // The simulator sends HNR-PVT at the navigation instants: with NAV-PVT, each
+        // instant gives one fix (NAV-PVT's, which comes first), not two.
+        let both = one_second(Outputs {
             hnr_pvt: true,
             ..Outputs::NAV_PVT_ONLY
         });
-        let (out, bad, _) = readings(FixSource::Ubx, &bytes, 4096);
+        let (out, bad, _) = readings(FixSource::Ubx, &both, 4096);
         assert_eq!(bad, 0);
-        assert_eq!(count(&out, Quantity::Latitude), 20);
-        // HNR-PVT has no satellite count: only NAV-PVT's.
+        assert_eq!(count(&out, Quantity::Latitude), 10);
         assert_eq!(count(&out, Quantity::SatellitesUsed), 10);
 
         // A NAV-SOL frame of the wrong length (checksum good) is a bad frame.

@@ -13,7 +13,10 @@
 //!
 //! [`UbxFixAssembler`] is the whole receiver: NAV-PVT when the receiver sends it (from
 //! the first NAV-PVT on, the legacy set is ignored, so that no epoch gives two fixes),
-//! the legacy epochs otherwise, and every HNR-PVT as a high-rate fix of its own.
+//! the legacy epochs otherwise, and every HNR-PVT as a high-rate fix of its own, except
+//! one at the instant (iTOW) of a navigation solution given or being gathered: where the
+//! high-rate and the navigation solutions coincide, the instant gives one fix (the
+//! navigation solution, which has the satellites and DOP), not two of every reading.
 //!
 //! A receiver that sends NAV-SOL without NAV-POSLLH or NAV-VELNED still gets a position
 //! and velocity: NAV-SOL's ECEF solution, converted on the WGS 84 ellipsoid (as gpsd
@@ -254,6 +257,11 @@ impl NavEpochAssembler {
     /// two: the epoch a new iTOW closes, and the new epoch when its one message ends the
     /// receiver's cycle).
     pub fn push(&mut self, message: NavMessage, mut emit: impl FnMut(Fix)) {
+        self.push_timed(message, |_, fix| emit(fix));
+    }
+
+    /// [`NavEpochAssembler::push`], giving each fix with its epoch's iTOW.
+    pub fn push_timed(&mut self, message: NavMessage, mut emit: impl FnMut(u32, Fix)) {
         let itow = message.itow_ms();
         let kind = message.kind();
         if self.epoch.is_none() && self.closed_itow == Some(itow) {
@@ -271,7 +279,7 @@ impl NavEpochAssembler {
                 self.cycle_end = self.latest;
             }
             self.closed_itow = None;
-            emit(epoch.to_fix());
+            emit(epoch.itow_ms, epoch.to_fix());
         }
         self.epoch
             .get_or_insert_with(|| NavEpoch::new(itow))
@@ -281,7 +289,7 @@ impl NavEpochAssembler {
             && let Some(epoch) = self.epoch.take()
         {
             self.closed_itow = Some(itow);
-            emit(epoch.to_fix());
+            emit(itow, epoch.to_fix());
         }
     }
 
@@ -320,6 +328,8 @@ pub struct UbxFixAssembler {
     legacy: NavEpochAssembler,
     /// The receiver sends NAV-PVT: its legacy messages are ignored.
     nav_pvt: bool,
+    /// iTOW of the last two navigation solutions given.
+    recent: [Option<u32>; 2],
 }
 
 impl UbxFixAssembler {
@@ -336,6 +346,11 @@ impl UbxFixAssembler {
         frame: &Frame<'_>,
         mut emit: impl FnMut(Fix),
     ) -> Result<(), MessageError> {
+        let recent = &mut self.recent;
+        let mut navigation = |itow: u32, fix: Fix| {
+            *recent = [Some(itow), recent[0]];
+            emit(fix);
+        };
         match frame.kind() {
             msg::NAV_PVT => {
                 let pvt = NavPvt::decode(frame)?;
@@ -344,11 +359,26 @@ impl UbxFixAssembler {
                     // What was gathered of this epoch is in the NAV-PVT too.
                     self.legacy = NavEpochAssembler::new();
                 }
-                emit(pvt.to_fix());
+                navigation(pvt.itow_ms, pvt.to_fix());
             }
-            msg::HNR_PVT => emit(HnrPvt::decode(frame)?.to_fix()),
+            msg::HNR_PVT => {
+                let hnr = HnrPvt::decode(frame)?;
+                let gathering = self.legacy.epoch.map(|e| e.itow_ms);
+                if self.recent.contains(&Some(hnr.itow_ms)) || gathering == Some(hnr.itow_ms) {
+                    tracing::trace!(
+                        itow = hnr.itow_ms,
+                        "HNR-PVT at the instant of a navigation solution, dropped."
+                    );
+                } else {
+                    emit(hnr.to_fix());
+                }
+            }
             _ if self.nav_pvt => {}
-            _ => self.legacy.push_frame(frame, emit)?,
+            _ => {
+                if let Some(message) = NavMessage::decode(frame)? {
+                    self.legacy.push_timed(message, &mut navigation);
+                }
+            }
         }
         Ok(())
     }
@@ -661,6 +691,57 @@ mod tests {
         assert_eq!(lats[2], Some(1e-7));
         assert_eq!(lats[3], Some(2e-7));
         assert_eq!(a.finish(), None);
+    }
+
+    #[test]
+    fn an_instant_of_a_navigation_solution_gives_no_hnr_fix_besides() {
+        let hnr = |itow_ms| HnrPvt {
+            itow_ms,
+            gps_fix: 3,
+            flags: FLAG_GNSS_FIX_OK,
+            lat: 2,
+            ..HnrPvt::default()
+        };
+        let pvt = |itow_ms| NavPvt {
+            itow_ms,
+            fix_type: 3,
+            flags: FLAG_GNSS_FIX_OK,
+            lat: 1,
+            num_sv: 9,
+            ..NavPvt::default()
+        };
+        // NAV-PVT at 1 Hz, HNR-PVT at 2 Hz: the whole seconds coincide.
+        let mut a = UbxFixAssembler::new();
+        let bytes: Vec<Vec<u8>> = (0..3)
+            .flat_map(|i| {
+                let t = ITOW + 1000 * i;
+                [
+                    pvt(t).to_bytes(),
+                    hnr(t).to_bytes(),
+                    hnr(t + 500).to_bytes(),
+                ]
+            })
+            .collect();
+        let fixes = through(&mut a, &bytes);
+        let lats: Vec<f64> = fixes.iter().filter_map(|f| f.latitude_deg).collect();
+        assert_eq!(lats, [1e-7, 2e-7, 1e-7, 2e-7, 1e-7, 2e-7]);
+        // A legacy receiver whose HNR-PVT of an instant comes before the epoch closes.
+        let mut a = UbxFixAssembler::new();
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            let t = ITOW + 1000 * i;
+            let e = frames(&epoch(t));
+            bytes.extend_from_slice(&e[..2]);
+            bytes.push(hnr(t).to_bytes());
+            bytes.extend_from_slice(&e[2..]);
+            bytes.push(hnr(t + 500).to_bytes());
+        }
+        let mut fixes = through(&mut a, &bytes);
+        fixes.extend(a.finish());
+        // Three epochs with their satellites, the three half-second HNR-PVT between them
+        // (the first epoch, before the cycle is learned, closes at the second's start).
+        let sats: Vec<Option<u8>> = fixes.iter().map(|f| f.satellites_used).collect();
+        assert_eq!(sats, [None, Some(14), Some(14), None, Some(14), None]);
     }
 
     #[test]
