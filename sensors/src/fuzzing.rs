@@ -11,8 +11,12 @@ use crate::Sample;
 use crate::cosmicwatch::{self, MuonDetector};
 use crate::gps::fix::FixAssembler;
 use crate::gps::framer::{GnssFramer, Item};
+use crate::gps::nav::UbxFixAssembler;
 use crate::gps::nmea;
-use crate::gps::ubx::{Ack, CfgNav5, CfgValGet, CfgValSet, Frame, MonVer, NavPvt};
+use crate::gps::ubx::{
+    Ack, CfgNav5, CfgValGet, CfgValSet, Frame, HnrPvt, MonVer, NavPosllh, NavPvt, NavSol,
+    NavTimeUtc, NavVelned,
+};
 
 const SENSOR: SensorId = SensorId(0);
 const TIME: Timestamp = Timestamp::monotonic(1);
@@ -57,6 +61,7 @@ pub fn ubx(data: &[u8]) {
     let mut framer = GnssFramer::new();
     let mut readings = Vec::new();
     let mut assembler = FixAssembler::new();
+    let mut solutions = UbxFixAssembler::new();
     for (piece, last) in [(head, false), (tail, true)] {
         framer.push(piece);
         if last {
@@ -64,11 +69,19 @@ pub fn ubx(data: &[u8]) {
         }
         while let Some(item) = framer.next_item() {
             match item {
-                Item::Ubx(frame) => decode_all(&frame, &mut readings),
+                Item::Ubx(frame) => {
+                    decode_all(&frame, &mut readings);
+                    let _ = solutions.push(&frame, |fix| {
+                        fix.push_readings(SENSOR, TIME, &mut readings);
+                    });
+                }
                 Item::Nmea(line) => assemble(&mut assembler, line, &mut readings),
                 Item::Skipped { .. } => {}
             }
         }
+    }
+    if let Some(fix) = solutions.finish() {
+        fix.push_readings(SENSOR, TIME, &mut readings);
     }
     // The frame decoder on its own, at the start of the input.
     if let Ok((frame, _)) = Frame::decode(data) {
@@ -81,6 +94,13 @@ fn decode_all(frame: &Frame<'_>, readings: &mut Vec<Reading>) {
     if let Ok(pvt) = NavPvt::decode(frame) {
         pvt.to_fix().push_readings(SENSOR, TIME, readings);
     }
+    if let Ok(hnr) = HnrPvt::decode(frame) {
+        hnr.to_fix().push_readings(SENSOR, TIME, readings);
+    }
+    let _ = NavSol::decode(frame).map(|m| m.status());
+    let _ = NavPosllh::decode(frame);
+    let _ = NavVelned::decode(frame);
+    let _ = NavTimeUtc::decode(frame).map(|m| m.utc());
     let _ = CfgNav5::decode(frame);
     let _ = CfgValSet::decode(frame);
     let _ = CfgValGet::decode(frame);

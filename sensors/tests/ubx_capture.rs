@@ -166,3 +166,25 @@ fn capture_decodes_the_same_whatever_the_read_size() {
         assert_eq!(split.skipped, whole.skipped, "chunk {chunk}");
     }
 }
+
+#[test]
+fn the_ubx_fix_assembler_gives_the_captures_nav_pvt_fixes_and_nothing_more() {
+    let bytes = capture_bytes();
+    let whole = decode(&bytes, bytes.len());
+    let mut framer = GnssFramer::new();
+    framer.push(&bytes);
+    framer.finish();
+    let mut assembler = aloft_sensors::gps::nav::UbxFixAssembler::new();
+    let mut fixes = Vec::new();
+    while let Some(item) = framer.next_item() {
+        if let Item::Ubx(frame) = item {
+            // NAV-TIMEGPS and NAV-SAT carry no solution: ignored, not errors.
+            assembler
+                .push(&frame, |f| fixes.push(f))
+                .expect("solution frames decode");
+        }
+    }
+    assert!(assembler.uses_nav_pvt());
+    assert_eq!(assembler.finish(), None);
+    assert_eq!(fixes, whole.fixes);
+}

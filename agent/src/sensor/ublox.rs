@@ -9,7 +9,9 @@
 //!
 //! Invariants: the port is opened by its configured path at every open, so a
 //! `/dev/serial/by-id/...` symlink follows a re-enumerated adapter; fixes come from NMEA,
-//! or from NAV-PVT when `nav_pvt` is on (never both, which would double every reading).
+//! or from UBX when `nav_pvt` is on: NAV-PVT, or the legacy NAV-SOL/POSLLH/VELNED/TIMEUTC
+//! set of a receiver without it, and HNR-PVT (never NMEA and UBX both, which would double
+//! every reading).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,7 +33,8 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct UbloxOptions {
-    /// Take fixes from NAV-PVT instead of NMEA.
+    /// Take fixes from UBX instead of NMEA: NAV-PVT, or the legacy NAV set of a receiver
+    /// that has no NAV-PVT, and HNR-PVT.
     pub nav_pvt: bool,
     /// How often the dynamic model in force is read back.
     pub model_check_every: Duration,
@@ -77,7 +80,7 @@ impl UbloxOptions {
         self
     }
 
-    /// Taking fixes from NAV-PVT.
+    /// Taking fixes from UBX (NAV-PVT, or the legacy NAV set, and HNR-PVT).
     pub fn with_nav_pvt(mut self, on: bool) -> Self {
         self.nav_pvt = on;
         self
@@ -119,7 +122,7 @@ impl UbloxDevice {
             line: SerialLine::new(path.clone(), baud, options.read_timeout, 4096).paced(),
             gnss: GnssStream::new(
                 if options.nav_pvt {
-                    FixSource::NavPvt
+                    FixSource::Ubx
                 } else {
                     FixSource::Nmea
                 },
@@ -137,7 +140,7 @@ impl UbloxDevice {
         self
     }
 
-    /// The replay kind of what this adapter captures: fixes come from NAV-PVT or NMEA.
+    /// The replay kind of what this adapter captures: fixes come from UBX or NMEA.
     pub fn capture_kind(&self) -> &'static str {
         if self.options.nav_pvt { "ubx" } else { "nmea" }
     }
@@ -268,5 +271,87 @@ impl Device for UbloxDevice {
         self.options
             .silence_limit
             .max(self.options.command_timeout * 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aloft_protocol::{Quantity, TimeSource};
+    use aloft_sensors::flight::Scenario;
+    use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
+    use aloft_sensors::serial::pty::{PortOptions, SimulatedPort};
+
+    use super::*;
+
+    /// Polls until `fixes` latitude readings came, within a bound.
+    fn poll_fixes(device: &mut UbloxDevice, fixes: usize) -> Vec<Reading> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut out = Vec::new();
+        while out
+            .iter()
+            .filter(|r: &&Reading| r.quantity == Quantity::Latitude)
+            .count()
+            < fixes
+        {
+            assert!(Instant::now() < deadline, "only {out:?}");
+            let outcome = device.poll(&mut out).expect("the receiver answers");
+            assert_eq!(outcome, PollOutcome::Healthy);
+        }
+        out
+    }
+
+    #[test]
+    fn a_receiver_without_nav_pvt_gets_its_legacy_epochs_to_readings_over_a_pty() {
+        // Half an hour in: climbing in wave with a fix.
+        let scenario = Arc::new(Scenario::new(5, 1_780_000_000_000_000_000));
+        let receiver =
+            UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs::LEGACY_NAV_ONLY));
+        let baud = receiver.config().baud;
+        let port = SimulatedPort::spawn(
+            receiver,
+            Arc::clone(&scenario),
+            PortOptions::new().scenario_offset_s(1800.0),
+        )
+        .expect("a pty");
+        let path = port.path().expect("the receiver is present");
+        let mut device = UbloxDevice::new(
+            SensorId(2),
+            path,
+            baud,
+            UbloxOptions::default().with_nav_pvt(true),
+        );
+        assert_eq!(device.capture_kind(), "ubx");
+        let descriptor = device.open().expect("the receiver takes its dynamic model");
+        assert_eq!(descriptor.dynamic_model, Some(DynamicModel::Airborne2g));
+        let out = poll_fixes(&mut device, 10);
+        let latitudes: Vec<&Reading> = out
+            .iter()
+            .filter(|r| r.quantity == Quantity::Latitude)
+            .collect();
+        for r in &latitudes {
+            assert!(r.quality.is_good(), "{r:?}");
+            assert_eq!(r.time.source, TimeSource::Gnss);
+            let t = (r.time.utc_ns.expect("dated by NAV-TIMEUTC") - scenario.start_utc_ns()) as f64
+                / 1e9;
+            let truth = scenario.state_at(t);
+            // 2.5 m CEP: 30 m is far outside.
+            assert!((r.value - truth.latitude_deg).abs() * 111_000.0 < 30.0);
+        }
+        // One fix per epoch: the epochs' times never repeat.
+        let mut times: Vec<i64> = latitudes.iter().filter_map(|r| r.time.utc_ns).collect();
+        let n = times.len();
+        times.dedup();
+        assert_eq!(times.len(), n);
+        for q in [
+            Quantity::VerticalSpeed,
+            Quantity::SatellitesUsed,
+            Quantity::Pdop,
+        ] {
+            assert!(out.iter().any(|r| r.quantity == q), "{q:?}");
+        }
+        device.close();
+        port.stop().expect("clean stop");
     }
 }

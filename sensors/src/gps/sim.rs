@@ -3,7 +3,9 @@
 //!
 //! Each navigation epoch (default 10 Hz) it emits the enabled NMEA sentences (GNRMC,
 //! GNVTG, GNGGA, two GNGSA, GPGSV and GLGSV, GNGLL, as an M8N in its default multi-GNSS
-//! setup) and UBX NAV-PVT, from the true [`FlightState`] plus seeded noise at the
+//! setup) and UBX NAV-PVT, or instead of NAV-PVT the legacy set of older and timing
+//! receivers (NAV-POSLLH, NAV-SOL, NAV-VELNED, NAV-TIMEUTC, in the receiver's id order),
+//! and optionally HNR-PVT, from the true [`FlightState`] plus seeded noise at the
 //! datasheet's level: 2.5 m CEP horizontal and about twice that vertically, as a slowly
 //! wandering (Gauss-Markov, 60 s) error like a real receiver's, and 0.05 m/s white noise on
 //! velocity. It answers CFG-NAV5 poll/set, CFG-VALSET/VALGET and MON-VER polls with ACK or
@@ -20,8 +22,9 @@ use aloft_protocol::DynamicModel;
 use super::framer::{GnssFramer, Item};
 use super::nmea::checksum as nmea_checksum;
 use super::ubx::{
-    self, Ack, CfgNav5, CfgValGet, CfgValSet, ConfigValue, FLAG_GNSS_FIX_OK, KEY_NAVSPG_DYNMODEL,
-    MonVer, NAV5_MASK_DYN, NavPvt, msg, valid,
+    self, Ack, CfgNav5, CfgValGet, CfgValSet, ConfigValue, FLAG_GNSS_FIX_OK, HnrPvt,
+    KEY_NAVSPG_DYNMODEL, MonVer, NAV5_MASK_DYN, NavPosllh, NavPvt, NavSol, NavTimeUtc, NavVelned,
+    msg, sol_flags, timeutc_valid, valid,
 };
 use crate::flight::{FlightState, Noise};
 use crate::serial::SerialDevice;
@@ -63,6 +66,11 @@ pub struct Outputs {
     pub gll: bool,
     /// UBX NAV-PVT.
     pub nav_pvt: bool,
+    /// The legacy UBX set of receivers without NAV-PVT: NAV-POSLLH, NAV-SOL, NAV-VELNED
+    /// and NAV-TIMEUTC.
+    pub legacy_nav: bool,
+    /// UBX HNR-PVT (here at the navigation rate).
+    pub hnr_pvt: bool,
 }
 
 impl Outputs {
@@ -75,6 +83,8 @@ impl Outputs {
         gsv: true,
         gll: true,
         nav_pvt: true,
+        legacy_nav: false,
+        hnr_pvt: false,
     };
     /// Only UBX NAV-PVT.
     pub const NAV_PVT_ONLY: Outputs = Outputs {
@@ -85,6 +95,21 @@ impl Outputs {
         gsv: false,
         gll: false,
         nav_pvt: true,
+        legacy_nav: false,
+        hnr_pvt: false,
+    };
+    /// Only the legacy UBX set (a receiver that has no NAV-PVT, e.g. a u-blox 6 or a
+    /// LEA-M8T in its timing setup).
+    pub const LEGACY_NAV_ONLY: Outputs = Outputs {
+        rmc: false,
+        vtg: false,
+        gga: false,
+        gsa: false,
+        gsv: false,
+        gll: false,
+        nav_pvt: false,
+        legacy_nav: true,
+        hnr_pvt: false,
     };
 }
 
@@ -324,8 +349,15 @@ impl UbloxSim {
         if o.gll {
             gll(&utc, fix.as_ref(), out);
         }
+        let pvt = nav_pvt(utc_ns, fix.as_ref(), &sky);
         if o.nav_pvt {
-            out.extend(nav_pvt(utc_ns, fix.as_ref(), &sky).to_bytes());
+            out.extend(pvt.to_bytes());
+        }
+        if o.legacy_nav {
+            legacy_nav(&pvt, utc_ns, out);
+        }
+        if o.hnr_pvt {
+            out.extend(hnr_pvt(&pvt).to_bytes());
         }
     }
 
@@ -783,6 +815,150 @@ fn nav_pvt(utc_ns: i64, fix: Option<&Solution>, sky: &Sky) -> NavPvt {
     }
 }
 
+/// WGS 84 semi-major axis, m, and first eccentricity squared.
+const WGS84_A: f64 = 6_378_137.0;
+const WGS84_E2: f64 = 6.694_379_990_14e-3;
+
+/// Earth-centred, Earth-fixed position (m) of a geodetic position (height above the
+/// ellipsoid, m), and the ECEF velocity (m/s) of a north, east, down velocity there.
+fn ecef(lat_deg: f64, lon_deg: f64, height_m: f64, ned: [f64; 3]) -> ([f64; 3], [f64; 3]) {
+    let (sl, cl) = lat_deg.to_radians().sin_cos();
+    let (so, co) = lon_deg.to_radians().sin_cos();
+    let n = WGS84_A / (1.0 - WGS84_E2 * sl * sl).sqrt();
+    let position = [
+        (n + height_m) * cl * co,
+        (n + height_m) * cl * so,
+        (n * (1.0 - WGS84_E2) + height_m) * sl,
+    ];
+    let [vn, ve, vd] = ned;
+    let velocity = [
+        -sl * co * vn - so * ve - cl * co * vd,
+        -sl * so * vn + co * ve - cl * so * vd,
+        cl * vn - sl * vd,
+    ];
+    (position, velocity)
+}
+
+/// The legacy navigation set of one epoch, from the same solution as its NAV-PVT, in the
+/// order a u-blox receiver sends them (by message id).
+fn legacy_nav(pvt: &NavPvt, utc_ns: i64, out: &mut Vec<u8>) {
+    let itow_ms = pvt.itow_ms;
+    let cm = |mm: i32| mm.div_euclid(10) + i32::from(mm.rem_euclid(10) >= 5);
+    let cm_u = |mm: u32| mm.saturating_add(5) / 10;
+    let has_fix = pvt.fix_type != 0;
+    out.extend(
+        NavPosllh {
+            itow_ms,
+            lon: pvt.lon,
+            lat: pvt.lat,
+            height_mm: pvt.height_mm,
+            h_msl_mm: pvt.h_msl_mm,
+            h_acc_mm: pvt.h_acc_mm,
+            v_acc_mm: pvt.v_acc_mm,
+        }
+        .to_bytes(),
+    );
+    let ned = [pvt.vel_n, pvt.vel_e, pvt.vel_d].map(|v| f64::from(v) * 1e-3);
+    let (position, velocity) = ecef(
+        f64::from(pvt.lat) * 1e-7,
+        f64::from(pvt.lon) * 1e-7,
+        f64::from(pvt.height_mm) * 1e-3,
+        ned,
+    );
+    let [x, y, z] = position.map(|m| (m * 100.0).round() as i32);
+    let [vx, vy, vz] = velocity.map(|v| (v * 100.0).round() as i32);
+    let gps_ms = utc_ns.div_euclid(1_000_000) - (GPS_EPOCH_UNIX_S - GPS_LEAP_S) * 1000;
+    let week = i16::try_from(gps_ms.div_euclid(604_800_000)).unwrap_or(i16::MAX);
+    let time_flags = sol_flags::WKN_SET | sol_flags::TOW_SET;
+    out.extend(
+        NavSol {
+            itow_ms,
+            ftow_ns: 0,
+            week,
+            gps_fix: pvt.fix_type,
+            flags: time_flags | if has_fix { sol_flags::GPS_FIX_OK } else { 0 },
+            ecef_x_cm: if has_fix { x } else { 0 },
+            ecef_y_cm: if has_fix { y } else { 0 },
+            ecef_z_cm: if has_fix { z } else { 0 },
+            p_acc_cm: cm_u(pvt.h_acc_mm.saturating_add(pvt.v_acc_mm) / 2),
+            ecef_vx_cms: if has_fix { vx } else { 0 },
+            ecef_vy_cms: if has_fix { vy } else { 0 },
+            ecef_vz_cms: if has_fix { vz } else { 0 },
+            s_acc_cms: cm_u(pvt.s_acc),
+            p_dop: pvt.p_dop,
+            num_sv: pvt.num_sv,
+            ..NavSol::default()
+        }
+        .to_bytes(),
+    );
+    let speed_3d = f64::from(pvt.vel_n)
+        .hypot(f64::from(pvt.vel_e))
+        .hypot(f64::from(pvt.vel_d));
+    out.extend(
+        NavVelned {
+            itow_ms,
+            vel_n_cms: cm(pvt.vel_n),
+            vel_e_cms: cm(pvt.vel_e),
+            vel_d_cms: cm(pvt.vel_d),
+            speed_cms: (speed_3d / 10.0).round() as u32,
+            g_speed_cms: u32::try_from(cm(pvt.g_speed)).unwrap_or(0),
+            heading: pvt.head_mot,
+            s_acc_cms: cm_u(pvt.s_acc),
+            c_acc: pvt.head_acc,
+        }
+        .to_bytes(),
+    );
+    out.extend(
+        NavTimeUtc {
+            itow_ms,
+            t_acc_ns: pvt.t_acc_ns,
+            nano: pvt.nano,
+            year: pvt.year,
+            month: pvt.month,
+            day: pvt.day,
+            hour: pvt.hour,
+            minute: pvt.minute,
+            second: pvt.second,
+            // Valid time of week, week and UTC; UTC standard 3 (USNO, as GPS receivers say).
+            valid: timeutc_valid::TOW | timeutc_valid::WKN | timeutc_valid::UTC | 0x30,
+        }
+        .to_bytes(),
+    );
+}
+
+/// The high-rate solution of the epoch, from the same solution as its NAV-PVT.
+fn hnr_pvt(pvt: &NavPvt) -> HnrPvt {
+    let speed_3d = f64::from(pvt.vel_n)
+        .hypot(f64::from(pvt.vel_e))
+        .hypot(f64::from(pvt.vel_d));
+    HnrPvt {
+        itow_ms: pvt.itow_ms,
+        year: pvt.year,
+        month: pvt.month,
+        day: pvt.day,
+        hour: pvt.hour,
+        minute: pvt.minute,
+        second: pvt.second,
+        valid: pvt.valid,
+        nano: pvt.nano,
+        gps_fix: pvt.fix_type,
+        flags: pvt.flags | sol_flags::WKN_SET | sol_flags::TOW_SET,
+        lon: pvt.lon,
+        lat: pvt.lat,
+        height_mm: pvt.height_mm,
+        h_msl_mm: pvt.h_msl_mm,
+        g_speed: pvt.g_speed,
+        speed: speed_3d.round() as i32,
+        head_mot: pvt.head_mot,
+        head_veh: pvt.head_mot,
+        h_acc_mm: pvt.h_acc_mm,
+        v_acc_mm: pvt.v_acc_mm,
+        s_acc: pvt.s_acc,
+        head_acc: pvt.head_acc,
+        ..HnrPvt::default()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1109,6 +1285,144 @@ pub(crate) mod tests {
             sim.receive(&input, &mut out);
             split(&out);
         }
+    }
+
+    fn nav_fixes(
+        frames: &[(u8, u8, Vec<u8>)],
+    ) -> (Vec<crate::gps::fix::Fix>, Vec<crate::gps::fix::Fix>) {
+        let mut legacy = crate::gps::nav::NavEpochAssembler::new();
+        let (mut from_legacy, mut from_hnr) = (Vec::new(), Vec::new());
+        for (c, i, p) in frames {
+            let frame = Frame::new((*c, *i), p);
+            legacy.push_frame(&frame, |f| from_legacy.push(f)).unwrap();
+            if let Ok(h) = HnrPvt::decode(&frame) {
+                from_hnr.push(h.to_fix());
+            }
+        }
+        from_legacy.extend(legacy.finish());
+        (from_legacy, from_hnr)
+    }
+
+    #[test]
+    fn legacy_receiver_sends_the_nav_set_in_id_order_and_no_nav_pvt() {
+        let mut sim =
+            UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs::LEGACY_NAV_ONLY));
+        let out = run_seconds(&mut sim, 3000.0, 100.0, 0.999);
+        let (lines, frames) = split(&out);
+        assert!(lines.is_empty());
+        assert!(pvts(&frames).is_empty());
+        let kinds: Vec<(u8, u8)> = frames.iter().map(|(c, i, _)| (*c, *i)).collect();
+        assert_eq!(kinds.len(), 40);
+        for epoch in kinds.chunks(4) {
+            assert_eq!(
+                epoch,
+                [
+                    msg::NAV_POSLLH,
+                    msg::NAV_SOL,
+                    msg::NAV_VELNED,
+                    msg::NAV_TIMEUTC
+                ]
+            );
+        }
+        // Every message of an epoch carries its iTOW.
+        for epoch in frames.chunks(4) {
+            let itows: Vec<&[u8]> = epoch.iter().map(|(_, _, p)| &p[..4]).collect();
+            assert!(itows.windows(2).all(|w| w[0] == w[1]));
+        }
+    }
+
+    #[test]
+    fn legacy_set_and_hnr_pvt_say_what_nav_pvt_says() {
+        let outputs = Outputs {
+            legacy_nav: true,
+            hnr_pvt: true,
+            ..Outputs::NAV_PVT_ONLY
+        };
+        let mut sim = UbloxSim::new(UbloxSimConfig::default().with_outputs(outputs));
+        let out = run_seconds(&mut sim, 3000.0, 100.0, 0.999);
+        let frames = split(&out).1;
+        let reference: Vec<_> = pvts(&frames).iter().map(NavPvt::to_fix).collect();
+        let (legacy, hnr) = nav_fixes(&frames);
+        assert_eq!((reference.len(), legacy.len(), hnr.len()), (10, 10, 10));
+        for ((r, l), h) in reference.iter().zip(&legacy).zip(&hnr) {
+            assert_eq!(l.time, r.time);
+            assert_eq!(h.time, r.time);
+            for f in [l, h] {
+                assert_eq!(
+                    (f.latitude_deg, f.longitude_deg),
+                    (r.latitude_deg, r.longitude_deg)
+                );
+                assert_eq!(f.altitude_msl_m, r.altitude_msl_m);
+                assert_eq!(f.geoid_separation_m, r.geoid_separation_m);
+                assert_eq!(f.track_deg, r.track_deg);
+                assert_eq!((f.mode, f.quality, f.valid), (r.mode, r.quality, r.valid));
+                // VELNED has centimetres where NAV-PVT has millimetres.
+                assert!((f.ground_speed_mps.unwrap() - r.ground_speed_mps.unwrap()).abs() <= 0.005);
+            }
+            assert!((l.vertical_speed_mps.unwrap() - r.vertical_speed_mps.unwrap()).abs() <= 0.005);
+            assert_eq!((l.satellites_used, l.pdop), (r.satellites_used, r.pdop));
+        }
+    }
+
+    #[test]
+    fn nav_sol_alone_puts_the_receiver_where_nav_pvt_does() {
+        let outputs = Outputs {
+            legacy_nav: true,
+            ..Outputs::NAV_PVT_ONLY
+        };
+        let mut sim = UbloxSim::new(UbloxSimConfig::default().with_outputs(outputs));
+        let out = run_seconds(&mut sim, 3000.0, 100.0, 0.999);
+        let frames = split(&out).1;
+        let reference: Vec<_> = pvts(&frames).iter().map(NavPvt::to_fix).collect();
+        let sol_only: Vec<_> = frames
+            .iter()
+            .filter(|(c, i, _)| [msg::NAV_SOL, msg::NAV_TIMEUTC].contains(&(*c, *i)))
+            .cloned()
+            .collect();
+        let (fixes, _) = nav_fixes(&sol_only);
+        assert_eq!(fixes.len(), reference.len());
+        for (f, r) in fixes.iter().zip(&reference) {
+            assert_eq!(f.time, r.time);
+            // ECEF in centimetres: 1e-7 degrees.
+            assert!((f.latitude_deg.unwrap() - r.latitude_deg.unwrap()).abs() < 2e-7);
+            assert!((f.longitude_deg.unwrap() - r.longitude_deg.unwrap()).abs() < 2e-7);
+            assert!((f.ground_speed_mps.unwrap() - r.ground_speed_mps.unwrap()).abs() < 0.02);
+            assert!((f.vertical_speed_mps.unwrap() - r.vertical_speed_mps.unwrap()).abs() < 0.02);
+            let dtrack =
+                (f.track_deg.unwrap() - r.track_deg.unwrap() + 180.0).rem_euclid(360.0) - 180.0;
+            assert!(dtrack.abs() < 0.1, "{dtrack}");
+            assert_eq!(f.altitude_msl_m, None);
+        }
+    }
+
+    #[test]
+    fn legacy_receiver_in_portable_above_12_km_reports_no_fix() {
+        let mut sim =
+            UbloxSim::new(UbloxSimConfig::default().with_outputs(Outputs::LEGACY_NAV_ONLY));
+        let out = run_seconds(&mut sim, 12_500.0, 100.0, 0.2);
+        let (fixes, _) = nav_fixes(&split(&out).1);
+        assert!(!fixes.is_empty());
+        for f in &fixes {
+            assert_eq!(
+                (f.mode, f.latitude_deg, f.valid),
+                (Some(FixMode::NoFix), None, false)
+            );
+            assert!(f.time.is_some());
+        }
+    }
+
+    #[test]
+    fn ecef_of_the_specification_ellipsoid_points() {
+        let (p, _) = ecef(0.0, 0.0, 0.0, [0.0; 3]);
+        assert!((p[0] - WGS84_A).abs() < 1e-6 && p[1].abs() < 1e-6 && p[2].abs() < 1e-6);
+        let (p, _) = ecef(90.0, 0.0, 0.0, [0.0; 3]);
+        // The WGS 84 semi-minor axis.
+        assert!((p[2] - 6_356_752.314_245).abs() < 1e-3, "{p:?}");
+        // Flying north at the equator and Greenwich is +Z; east is +Y; down is -X.
+        let (_, v) = ecef(0.0, 0.0, 0.0, [1.0, 2.0, 3.0]);
+        assert!(
+            (v[0] + 3.0).abs() < 1e-12 && (v[1] - 2.0).abs() < 1e-12 && (v[2] - 1.0).abs() < 1e-12
+        );
     }
 
     #[test]

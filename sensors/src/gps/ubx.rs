@@ -2,9 +2,11 @@
 //!
 //! A frame is `0xB5 0x62`, class, id, payload length (u16 LE), payload, and an 8-bit
 //! Fletcher checksum (CK_A, CK_B) over class..payload. [`Frame`] borrows its payload from
-//! the receive buffer (zero-copy); the typed messages ([`NavPvt`], [`CfgNav5`],
-//! [`ConfigValue`] lists for CFG-VALSET/VALGET, [`Ack`], [`MonVer`]) decode from a frame and
-//! encode to wire bytes.
+//! the receive buffer (zero-copy); the typed messages ([`NavPvt`], the legacy navigation
+//! set [`NavSol`], [`NavPosllh`], [`NavVelned`], [`NavTimeUtc`], the high-rate [`HnrPvt`],
+//! [`CfgNav5`], [`ConfigValue`] lists for CFG-VALSET/VALGET, [`Ack`], [`MonVer`]) decode
+//! from a frame and encode to wire bytes. Offsets and scalings are those of the u-blox 8 /
+//! M8 protocol specification (UBX-13003221).
 //!
 //! Invariants: decoding never panics on any input and returns a small, `Copy` error; a
 //! frame is only handed out once its checksum has been verified; every typed message keeps
@@ -37,6 +39,16 @@ pub mod msg {
     pub const MON_VER: (u8, u8) = (0x0A, 0x04);
     /// NAV-PVT: position, velocity and time solution.
     pub const NAV_PVT: (u8, u8) = (0x01, 0x07);
+    /// NAV-POSLLH: geodetic position (receivers before NAV-PVT).
+    pub const NAV_POSLLH: (u8, u8) = (0x01, 0x02);
+    /// NAV-SOL: fix type, validity, ECEF solution, DOP and satellites.
+    pub const NAV_SOL: (u8, u8) = (0x01, 0x06);
+    /// NAV-VELNED: velocity north, east, down.
+    pub const NAV_VELNED: (u8, u8) = (0x01, 0x12);
+    /// NAV-TIMEUTC: UTC of the epoch with its validity.
+    pub const NAV_TIMEUTC: (u8, u8) = (0x01, 0x21);
+    /// HNR-PVT: high-rate navigation solution (dead-reckoning receivers).
+    pub const HNR_PVT: (u8, u8) = (0x28, 0x00);
 }
 
 /// Configuration key of the navigation dynamic model (CFG-NAVSPG-DYNMODEL, U1).
@@ -410,51 +422,35 @@ impl NavPvt {
     /// when it says the date is valid too. `nano` (which may be negative) is folded into
     /// the seconds, carrying across minute, hour and day boundaries.
     pub fn utc(&self) -> Option<GnssTime> {
-        if self.valid & valid::TIME == 0 {
-            return None;
-        }
-        let day_ns = 86_400 * 1_000_000_000i128;
-        let tod_ns =
-            (i128::from(self.hour) * 3600 + i128::from(self.minute) * 60 + i128::from(self.second))
-                * 1_000_000_000
-                + i128::from(self.nano);
-        let days = i128::from(days_from_civil(i64::from(self.year), self.month, self.day));
-        let total = days * day_ns + tod_ns;
-        let (days, tod) = (total.div_euclid(day_ns), total.rem_euclid(day_ns));
-        let secs = tod / 1_000_000_000;
-        let date = (self.valid & valid::DATE != 0)
-            .then(|| civil_from_days(i64::try_from(days).unwrap_or(0)));
-        Some(GnssTime {
-            date,
-            hour: u8::try_from(secs / 3600).unwrap_or(0),
-            minute: u8::try_from(secs / 60 % 60).unwrap_or(0),
-            second: u8::try_from(secs % 60).unwrap_or(0),
-            nanosecond: u32::try_from(tod % 1_000_000_000).unwrap_or(0),
+        (self.valid & valid::TIME != 0).then(|| {
+            fold_utc(
+                CalendarTime {
+                    year: self.year,
+                    month: self.month,
+                    day: self.day,
+                    hour: self.hour,
+                    minute: self.minute,
+                    second: self.second,
+                    nano: self.nano,
+                },
+                self.valid & valid::DATE != 0,
+            )
         })
     }
 
     /// Fix mode from `fixType`: dead reckoning alone and time-only are no position fix.
     pub fn mode(&self) -> FixMode {
-        match self.fix_type {
-            2 => FixMode::TwoD,
-            3 | 4 => FixMode::ThreeD,
-            _ => FixMode::NoFix,
-        }
+        mode_of(self.fix_type)
     }
 
     /// The solution as a [`Fix`] in SI units. Position and velocity are given only with a
     /// 2D or 3D fix, altitudes only with a 3D fix; time only when the validity flags say so.
+    /// A time-only solution (`fixType` 5) gives the time and no position; a solution
+    /// without `gnssFixOK` is not valid, so its position readings are flagged invalid.
     pub fn to_fix(&self) -> Fix {
-        let mode = self.mode();
-        let has_position = mode != FixMode::NoFix;
-        let has_altitude = mode == FixMode::ThreeD;
-        let valid = self.flags & FLAG_GNSS_FIX_OK != 0;
-        let quality = match (has_position, valid) {
-            (true, true) if self.flags & FLAG_DIFF_SOLN != 0 => 2,
-            (true, true) => 1,
-            _ if self.fix_type == 1 => 6,
-            _ => 0,
-        };
+        let status = SolutionStatus::of(self.fix_type, self.flags);
+        let has_position = status.mode != FixMode::NoFix;
+        let has_altitude = status.mode == FixMode::ThreeD;
         let some = |cond: bool, v: f64| cond.then_some(v);
         Fix {
             time: self.utc(),
@@ -468,9 +464,9 @@ impl NavPvt {
             ground_speed_mps: some(has_position, f64::from(self.g_speed) * 1e-3),
             track_deg: some(has_position, f64::from(self.head_mot) * 1e-5),
             vertical_speed_mps: some(has_altitude, -f64::from(self.vel_d) * 1e-3),
-            mode: Some(mode),
-            quality: Some(quality),
-            valid,
+            mode: Some(status.mode),
+            quality: Some(status.quality),
+            valid: status.valid,
             satellites_used: Some(self.num_sv),
             satellites: Vec::new(),
             hdop: None,
@@ -478,6 +474,626 @@ impl NavPvt {
             pdop: Some(f64::from(self.p_dop) * 0.01),
             horizontal_accuracy_m: Some(f64::from(self.h_acc_mm) * 1e-3),
             vertical_accuracy_m: Some(f64::from(self.v_acc_mm) * 1e-3),
+        }
+    }
+}
+
+/// A UTC calendar time as the UBX messages give it: whole seconds and a signed fraction.
+#[derive(Debug, Clone, Copy)]
+struct CalendarTime {
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    /// Fraction of the second, ns, -1e9..1e9 (added to the time above).
+    nano: i32,
+}
+
+/// The calendar time with its signed fraction folded into the seconds, carrying across
+/// minute, hour and day boundaries; the date kept only when `with_date`.
+fn fold_utc(t: CalendarTime, with_date: bool) -> GnssTime {
+    let day_ns = 86_400 * 1_000_000_000i128;
+    let tod_ns = (i128::from(t.hour) * 3600 + i128::from(t.minute) * 60 + i128::from(t.second))
+        * 1_000_000_000
+        + i128::from(t.nano);
+    let days = i128::from(days_from_civil(i64::from(t.year), t.month, t.day));
+    let total = days * day_ns + tod_ns;
+    let (days, tod) = (total.div_euclid(day_ns), total.rem_euclid(day_ns));
+    let secs = tod / 1_000_000_000;
+    let date = with_date.then(|| civil_from_days(i64::try_from(days).unwrap_or(0)));
+    GnssTime {
+        date,
+        hour: u8::try_from(secs / 3600).unwrap_or(0),
+        minute: u8::try_from(secs / 60 % 60).unwrap_or(0),
+        second: u8::try_from(secs % 60).unwrap_or(0),
+        nanosecond: u32::try_from(tod % 1_000_000_000).unwrap_or(0),
+    }
+}
+
+/// Fix mode of a UBX fix type (NAV-PVT `fixType`, NAV-SOL and HNR-PVT `gpsFix`): 0 no
+/// fix, 1 dead reckoning only, 2 2D, 3 3D, 4 GNSS + dead reckoning, 5 time only. Dead
+/// reckoning alone and time only are no position fix.
+pub fn mode_of(fix_type: u8) -> FixMode {
+    match fix_type {
+        2 => FixMode::TwoD,
+        3 | 4 => FixMode::ThreeD,
+        _ => FixMode::NoFix,
+    }
+}
+
+/// What a UBX solution says of itself: mode, GGA-like quality and validity.
+///
+/// The fix type and the first two flag bits (`gnssFixOK`/`gpsFixOK`, `diffSoln`) mean
+/// the same in NAV-PVT, NAV-SOL and HNR-PVT. The protocol specification makes the
+/// fix-OK flag the test of a usable fix (within the DOP and accuracy masks): without it
+/// the fix is not valid whatever the fix type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SolutionStatus {
+    /// Fix mode from the fix type.
+    pub mode: FixMode,
+    /// GGA-like quality: 0 invalid, 1 autonomous, 2 differential, 6 dead reckoning.
+    pub quality: u8,
+    /// The fix-OK flag.
+    pub valid: bool,
+}
+
+impl SolutionStatus {
+    /// The status of fix type `fix_type` with flags `flags`.
+    pub fn of(fix_type: u8, flags: u8) -> Self {
+        let mode = mode_of(fix_type);
+        let valid = flags & FLAG_GNSS_FIX_OK != 0;
+        let quality = match (mode != FixMode::NoFix, valid) {
+            (true, true) if flags & FLAG_DIFF_SOLN != 0 => 2,
+            (true, true) => 1,
+            _ if fix_type == 1 => 6,
+            _ => 0,
+        };
+        SolutionStatus {
+            mode,
+            quality,
+            valid,
+        }
+    }
+}
+
+/// Little-endian payload writer of the encoders.
+struct Payload(Vec<u8>);
+
+impl Payload {
+    fn with_capacity(n: usize) -> Self {
+        Payload(Vec::with_capacity(n))
+    }
+    fn bytes(mut self, b: &[u8]) -> Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn u8(self, v: u8) -> Self {
+        self.bytes(&[v])
+    }
+    fn u16(self, v: u16) -> Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn i16(self, v: i16) -> Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn u32(self, v: u32) -> Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    fn i32(self, v: i32) -> Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    /// The payload as an array of the message's length (the encoders write exactly it).
+    fn finish<const N: usize>(self) -> [u8; N] {
+        self.0.try_into().unwrap_or([0; N])
+    }
+}
+
+/// NAV-SOL `flags` bits.
+pub mod sol_flags {
+    /// A valid fix within the DOP and accuracy masks.
+    pub const GPS_FIX_OK: u8 = 0x01;
+    /// Differential corrections were applied.
+    pub const DIFF_SOLN: u8 = 0x02;
+    /// The week number is valid.
+    pub const WKN_SET: u8 = 0x04;
+    /// The time of week is valid.
+    pub const TOW_SET: u8 = 0x08;
+}
+
+/// UBX-NAV-SOL (class 0x01 id 0x06, 52 bytes): the navigation solution of receivers
+/// before NAV-PVT: fix type, validity, ECEF position and velocity, pDOP, satellites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NavSol {
+    /// GPS time of week of the epoch, ms.
+    pub itow_ms: u32,
+    /// Fraction of the millisecond of `itow_ms`, ns (-500 000..500 000).
+    pub ftow_ns: i32,
+    /// GPS week number.
+    pub week: i16,
+    /// Fix type, as NAV-PVT's `fixType` (0..5).
+    pub gps_fix: u8,
+    /// Fix status flags, see [`sol_flags`].
+    pub flags: u8,
+    /// ECEF X, cm.
+    pub ecef_x_cm: i32,
+    /// ECEF Y, cm.
+    pub ecef_y_cm: i32,
+    /// ECEF Z, cm.
+    pub ecef_z_cm: i32,
+    /// 3D position accuracy estimate, cm.
+    pub p_acc_cm: u32,
+    /// ECEF X velocity, cm/s.
+    pub ecef_vx_cms: i32,
+    /// ECEF Y velocity, cm/s.
+    pub ecef_vy_cms: i32,
+    /// ECEF Z velocity, cm/s.
+    pub ecef_vz_cms: i32,
+    /// Speed accuracy estimate, cm/s.
+    pub s_acc_cms: u32,
+    /// Position dilution of precision, 0.01.
+    pub p_dop: u16,
+    /// Byte 46, reserved.
+    pub reserved1: u8,
+    /// Satellites used in the solution.
+    pub num_sv: u8,
+    /// Bytes 48..52, reserved.
+    pub reserved2: [u8; 4],
+}
+
+impl NavSol {
+    /// Payload length.
+    pub const LEN: usize = 52;
+
+    /// Decodes a NAV-SOL frame.
+    pub fn decode(frame: &Frame<'_>) -> Result<Self, MessageError> {
+        exact_len(frame, msg::NAV_SOL, Self::LEN)?;
+        let f = Fields(frame.payload);
+        Ok(NavSol {
+            itow_ms: f.u32(0),
+            ftow_ns: f.i32(4),
+            week: f.i16(8),
+            gps_fix: f.u8(10),
+            flags: f.u8(11),
+            ecef_x_cm: f.i32(12),
+            ecef_y_cm: f.i32(16),
+            ecef_z_cm: f.i32(20),
+            p_acc_cm: f.u32(24),
+            ecef_vx_cms: f.i32(28),
+            ecef_vy_cms: f.i32(32),
+            ecef_vz_cms: f.i32(36),
+            s_acc_cms: f.u32(40),
+            p_dop: f.u16(44),
+            reserved1: f.u8(46),
+            num_sv: f.u8(47),
+            reserved2: f.array(48),
+        })
+    }
+
+    /// The 52-byte payload.
+    pub fn payload(&self) -> [u8; Self::LEN] {
+        Payload::with_capacity(Self::LEN)
+            .u32(self.itow_ms)
+            .i32(self.ftow_ns)
+            .i16(self.week)
+            .u8(self.gps_fix)
+            .u8(self.flags)
+            .i32(self.ecef_x_cm)
+            .i32(self.ecef_y_cm)
+            .i32(self.ecef_z_cm)
+            .u32(self.p_acc_cm)
+            .i32(self.ecef_vx_cms)
+            .i32(self.ecef_vy_cms)
+            .i32(self.ecef_vz_cms)
+            .u32(self.s_acc_cms)
+            .u16(self.p_dop)
+            .u8(self.reserved1)
+            .u8(self.num_sv)
+            .bytes(&self.reserved2)
+            .finish()
+    }
+
+    /// The whole frame's wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Frame::new(msg::NAV_SOL, &self.payload()).to_bytes()
+    }
+
+    /// Mode, quality and validity of the solution.
+    pub fn status(&self) -> SolutionStatus {
+        SolutionStatus::of(self.gps_fix, self.flags)
+    }
+}
+
+/// UBX-NAV-POSLLH (class 0x01 id 0x02, 28 bytes): geodetic position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NavPosllh {
+    /// GPS time of week of the epoch, ms.
+    pub itow_ms: u32,
+    /// Longitude, 1e-7 degrees.
+    pub lon: i32,
+    /// Latitude, 1e-7 degrees.
+    pub lat: i32,
+    /// Height above the ellipsoid, mm.
+    pub height_mm: i32,
+    /// Height above mean sea level, mm.
+    pub h_msl_mm: i32,
+    /// Horizontal accuracy estimate, mm.
+    pub h_acc_mm: u32,
+    /// Vertical accuracy estimate, mm.
+    pub v_acc_mm: u32,
+}
+
+impl NavPosllh {
+    /// Payload length.
+    pub const LEN: usize = 28;
+
+    /// Decodes a NAV-POSLLH frame.
+    pub fn decode(frame: &Frame<'_>) -> Result<Self, MessageError> {
+        exact_len(frame, msg::NAV_POSLLH, Self::LEN)?;
+        let f = Fields(frame.payload);
+        Ok(NavPosllh {
+            itow_ms: f.u32(0),
+            lon: f.i32(4),
+            lat: f.i32(8),
+            height_mm: f.i32(12),
+            h_msl_mm: f.i32(16),
+            h_acc_mm: f.u32(20),
+            v_acc_mm: f.u32(24),
+        })
+    }
+
+    /// The 28-byte payload.
+    pub fn payload(&self) -> [u8; Self::LEN] {
+        Payload::with_capacity(Self::LEN)
+            .u32(self.itow_ms)
+            .i32(self.lon)
+            .i32(self.lat)
+            .i32(self.height_mm)
+            .i32(self.h_msl_mm)
+            .u32(self.h_acc_mm)
+            .u32(self.v_acc_mm)
+            .finish()
+    }
+
+    /// The whole frame's wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Frame::new(msg::NAV_POSLLH, &self.payload()).to_bytes()
+    }
+}
+
+/// UBX-NAV-VELNED (class 0x01 id 0x12, 36 bytes): velocity in the local north, east,
+/// down frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NavVelned {
+    /// GPS time of week of the epoch, ms.
+    pub itow_ms: u32,
+    /// North velocity, cm/s.
+    pub vel_n_cms: i32,
+    /// East velocity, cm/s.
+    pub vel_e_cms: i32,
+    /// Down velocity, cm/s.
+    pub vel_d_cms: i32,
+    /// Speed (3D), cm/s.
+    pub speed_cms: u32,
+    /// Ground speed (2D), cm/s.
+    pub g_speed_cms: u32,
+    /// Heading of motion (2D), 1e-5 degrees.
+    pub heading: i32,
+    /// Speed accuracy estimate, cm/s.
+    pub s_acc_cms: u32,
+    /// Course (heading) accuracy estimate, 1e-5 degrees.
+    pub c_acc: u32,
+}
+
+impl NavVelned {
+    /// Payload length.
+    pub const LEN: usize = 36;
+
+    /// Decodes a NAV-VELNED frame.
+    pub fn decode(frame: &Frame<'_>) -> Result<Self, MessageError> {
+        exact_len(frame, msg::NAV_VELNED, Self::LEN)?;
+        let f = Fields(frame.payload);
+        Ok(NavVelned {
+            itow_ms: f.u32(0),
+            vel_n_cms: f.i32(4),
+            vel_e_cms: f.i32(8),
+            vel_d_cms: f.i32(12),
+            speed_cms: f.u32(16),
+            g_speed_cms: f.u32(20),
+            heading: f.i32(24),
+            s_acc_cms: f.u32(28),
+            c_acc: f.u32(32),
+        })
+    }
+
+    /// The 36-byte payload.
+    pub fn payload(&self) -> [u8; Self::LEN] {
+        Payload::with_capacity(Self::LEN)
+            .u32(self.itow_ms)
+            .i32(self.vel_n_cms)
+            .i32(self.vel_e_cms)
+            .i32(self.vel_d_cms)
+            .u32(self.speed_cms)
+            .u32(self.g_speed_cms)
+            .i32(self.heading)
+            .u32(self.s_acc_cms)
+            .u32(self.c_acc)
+            .finish()
+    }
+
+    /// The whole frame's wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Frame::new(msg::NAV_VELNED, &self.payload()).to_bytes()
+    }
+}
+
+/// NAV-TIMEUTC validity flags (`valid`, bits 0..2; bits 4..7 name the UTC standard).
+pub mod timeutc_valid {
+    /// The GPS time of week is valid.
+    pub const TOW: u8 = 0x01;
+    /// The GPS week number is valid.
+    pub const WKN: u8 = 0x02;
+    /// The UTC time is valid (the leap seconds are known).
+    pub const UTC: u8 = 0x04;
+}
+
+/// UBX-NAV-TIMEUTC (class 0x01 id 0x21, 20 bytes): UTC of the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NavTimeUtc {
+    /// GPS time of week of the epoch, ms.
+    pub itow_ms: u32,
+    /// Time accuracy estimate, ns.
+    pub t_acc_ns: u32,
+    /// Fraction of the second, ns, -1e9..1e9 (added to the UTC time below).
+    pub nano: i32,
+    /// UTC year.
+    pub year: u16,
+    /// UTC month 1-12.
+    pub month: u8,
+    /// UTC day 1-31.
+    pub day: u8,
+    /// UTC hour 0-23.
+    pub hour: u8,
+    /// UTC minute 0-59.
+    pub minute: u8,
+    /// UTC second 0-60.
+    pub second: u8,
+    /// Validity flags, see [`timeutc_valid`].
+    pub valid: u8,
+}
+
+impl NavTimeUtc {
+    /// Payload length.
+    pub const LEN: usize = 20;
+
+    /// Decodes a NAV-TIMEUTC frame.
+    pub fn decode(frame: &Frame<'_>) -> Result<Self, MessageError> {
+        exact_len(frame, msg::NAV_TIMEUTC, Self::LEN)?;
+        let f = Fields(frame.payload);
+        Ok(NavTimeUtc {
+            itow_ms: f.u32(0),
+            t_acc_ns: f.u32(4),
+            nano: f.i32(8),
+            year: f.u16(12),
+            month: f.u8(14),
+            day: f.u8(15),
+            hour: f.u8(16),
+            minute: f.u8(17),
+            second: f.u8(18),
+            valid: f.u8(19),
+        })
+    }
+
+    /// The 20-byte payload.
+    pub fn payload(&self) -> [u8; Self::LEN] {
+        Payload::with_capacity(Self::LEN)
+            .u32(self.itow_ms)
+            .u32(self.t_acc_ns)
+            .i32(self.nano)
+            .u16(self.year)
+            .bytes(&[self.month, self.day, self.hour, self.minute, self.second])
+            .u8(self.valid)
+            .finish()
+    }
+
+    /// The whole frame's wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Frame::new(msg::NAV_TIMEUTC, &self.payload()).to_bytes()
+    }
+
+    /// UTC of the epoch when the receiver says UTC and the time of week are valid (the
+    /// time of day is known to the leap second); the date only when the week number is
+    /// valid too.
+    pub fn utc(&self) -> Option<GnssTime> {
+        let time = timeutc_valid::UTC | timeutc_valid::TOW;
+        (self.valid & time == time).then(|| {
+            fold_utc(
+                CalendarTime {
+                    year: self.year,
+                    month: self.month,
+                    day: self.day,
+                    hour: self.hour,
+                    minute: self.minute,
+                    second: self.second,
+                    nano: self.nano,
+                },
+                self.valid & timeutc_valid::WKN != 0,
+            )
+        })
+    }
+}
+
+/// UBX-HNR-PVT (class 0x28 id 0x00, 72 bytes): the high-rate navigation solution of the
+/// dead-reckoning receivers (e.g. NEO-M8U), up to 30 Hz between the GNSS epochs.
+///
+/// `valid` has NAV-PVT's bits ([`valid`]); `flags` bits 0 and 1 are NAV-PVT's
+/// ([`FLAG_GNSS_FIX_OK`], [`FLAG_DIFF_SOLN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HnrPvt {
+    /// GPS time of week of the solution, ms.
+    pub itow_ms: u32,
+    /// UTC year.
+    pub year: u16,
+    /// UTC month 1-12.
+    pub month: u8,
+    /// UTC day 1-31.
+    pub day: u8,
+    /// UTC hour 0-23.
+    pub hour: u8,
+    /// UTC minute 0-59.
+    pub minute: u8,
+    /// UTC second 0-60.
+    pub second: u8,
+    /// Validity flags, see [`valid`].
+    pub valid: u8,
+    /// Fraction of the second, ns, -1e9..1e9.
+    pub nano: i32,
+    /// Fix type, as NAV-PVT's `fixType` (0..5).
+    pub gps_fix: u8,
+    /// Fix status flags (GPSfixOK, DiffSoln, WKNSET, TOWSET, headVehValid).
+    pub flags: u8,
+    /// Bytes 18..20, reserved.
+    pub reserved1: [u8; 2],
+    /// Longitude, 1e-7 degrees.
+    pub lon: i32,
+    /// Latitude, 1e-7 degrees.
+    pub lat: i32,
+    /// Height above the ellipsoid, mm.
+    pub height_mm: i32,
+    /// Height above mean sea level, mm.
+    pub h_msl_mm: i32,
+    /// Ground speed (2D), mm/s.
+    pub g_speed: i32,
+    /// Speed (3D), mm/s.
+    pub speed: i32,
+    /// Heading of motion (2D), 1e-5 degrees.
+    pub head_mot: i32,
+    /// Heading of vehicle, 1e-5 degrees.
+    pub head_veh: i32,
+    /// Horizontal accuracy estimate, mm.
+    pub h_acc_mm: u32,
+    /// Vertical accuracy estimate, mm.
+    pub v_acc_mm: u32,
+    /// Speed accuracy estimate, mm/s.
+    pub s_acc: u32,
+    /// Heading accuracy estimate, 1e-5 degrees.
+    pub head_acc: u32,
+    /// Bytes 68..72, reserved.
+    pub reserved2: [u8; 4],
+}
+
+impl HnrPvt {
+    /// Payload length.
+    pub const LEN: usize = 72;
+
+    /// Decodes an HNR-PVT frame.
+    pub fn decode(frame: &Frame<'_>) -> Result<Self, MessageError> {
+        exact_len(frame, msg::HNR_PVT, Self::LEN)?;
+        let f = Fields(frame.payload);
+        Ok(HnrPvt {
+            itow_ms: f.u32(0),
+            year: f.u16(4),
+            month: f.u8(6),
+            day: f.u8(7),
+            hour: f.u8(8),
+            minute: f.u8(9),
+            second: f.u8(10),
+            valid: f.u8(11),
+            nano: f.i32(12),
+            gps_fix: f.u8(16),
+            flags: f.u8(17),
+            reserved1: f.array(18),
+            lon: f.i32(20),
+            lat: f.i32(24),
+            height_mm: f.i32(28),
+            h_msl_mm: f.i32(32),
+            g_speed: f.i32(36),
+            speed: f.i32(40),
+            head_mot: f.i32(44),
+            head_veh: f.i32(48),
+            h_acc_mm: f.u32(52),
+            v_acc_mm: f.u32(56),
+            s_acc: f.u32(60),
+            head_acc: f.u32(64),
+            reserved2: f.array(68),
+        })
+    }
+
+    /// The 72-byte payload.
+    pub fn payload(&self) -> [u8; Self::LEN] {
+        Payload::with_capacity(Self::LEN)
+            .u32(self.itow_ms)
+            .u16(self.year)
+            .bytes(&[self.month, self.day, self.hour, self.minute, self.second])
+            .u8(self.valid)
+            .i32(self.nano)
+            .u8(self.gps_fix)
+            .u8(self.flags)
+            .bytes(&self.reserved1)
+            .i32(self.lon)
+            .i32(self.lat)
+            .i32(self.height_mm)
+            .i32(self.h_msl_mm)
+            .i32(self.g_speed)
+            .i32(self.speed)
+            .i32(self.head_mot)
+            .i32(self.head_veh)
+            .u32(self.h_acc_mm)
+            .u32(self.v_acc_mm)
+            .u32(self.s_acc)
+            .u32(self.head_acc)
+            .bytes(&self.reserved2)
+            .finish()
+    }
+
+    /// The whole frame's wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Frame::new(msg::HNR_PVT, &self.payload()).to_bytes()
+    }
+
+    /// UTC of the solution under the same validity rules as NAV-PVT's.
+    pub fn utc(&self) -> Option<GnssTime> {
+        (self.valid & valid::TIME != 0).then(|| {
+            fold_utc(
+                CalendarTime {
+                    year: self.year,
+                    month: self.month,
+                    day: self.day,
+                    hour: self.hour,
+                    minute: self.minute,
+                    second: self.second,
+                    nano: self.nano,
+                },
+                self.valid & valid::DATE != 0,
+            )
+        })
+    }
+
+    /// The solution as a [`Fix`], under NAV-PVT's rules (see [`NavPvt::to_fix`]). HNR-PVT
+    /// has no down velocity, satellite count or DOP, so those stay absent.
+    pub fn to_fix(&self) -> Fix {
+        let status = SolutionStatus::of(self.gps_fix, self.flags);
+        let has_position = status.mode != FixMode::NoFix;
+        let has_altitude = status.mode == FixMode::ThreeD;
+        let some = |cond: bool, v: f64| cond.then_some(v);
+        Fix {
+            time: self.utc(),
+            latitude_deg: some(has_position, f64::from(self.lat) * 1e-7),
+            longitude_deg: some(has_position, f64::from(self.lon) * 1e-7),
+            altitude_msl_m: some(has_altitude, f64::from(self.h_msl_mm) * 1e-3),
+            geoid_separation_m: some(
+                has_altitude,
+                (i64::from(self.height_mm) - i64::from(self.h_msl_mm)) as f64 * 1e-3,
+            ),
+            ground_speed_mps: some(has_position, f64::from(self.g_speed) * 1e-3),
+            track_deg: some(has_position, f64::from(self.head_mot) * 1e-5),
+            mode: Some(status.mode),
+            quality: Some(status.quality),
+            valid: status.valid,
+            horizontal_accuracy_m: Some(f64::from(self.h_acc_mm) * 1e-3),
+            vertical_accuracy_m: Some(f64::from(self.v_acc_mm) * 1e-3),
+            ..Fix::default()
         }
     }
 }
@@ -1138,6 +1754,328 @@ mod tests {
         assert!(fix2d.latitude_deg.is_some() && fix2d.altitude_msl_m.is_none());
     }
 
+    /// A payload of `len` bytes with little-endian fields written at the specification's
+    /// offsets: independent of the encoders under test.
+    fn spec_payload(len: usize, fields: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut p = vec![0u8; len];
+        for (at, bytes) in fields {
+            p[*at..*at + bytes.len()].copy_from_slice(bytes);
+        }
+        p
+    }
+
+    #[test]
+    fn nav_sol_fields_sit_at_the_specification_offsets() {
+        let p = spec_payload(
+            52,
+            &[
+                (0, &291_019_000u32.to_le_bytes()),
+                (4, &(-123_456i32).to_le_bytes()),
+                (8, &1959i16.to_le_bytes()),
+                (10, &[3]),
+                (11, &[0x0F]),
+                (12, &(-392_993_123i32).to_le_bytes()),
+                (16, &345_678_901i32.to_le_bytes()),
+                (20, &(-362_345_678i32).to_le_bytes()),
+                (24, &250u32.to_le_bytes()),
+                (28, &(-12i32).to_le_bytes()),
+                (32, &34i32.to_le_bytes()),
+                (36, &(-56i32).to_le_bytes()),
+                (40, &40u32.to_le_bytes()),
+                (44, &146u16.to_le_bytes()),
+                (47, &[14]),
+            ],
+        );
+        let sol = NavSol::decode(&Frame::new(msg::NAV_SOL, &p)).unwrap();
+        assert_eq!(sol.itow_ms, 291_019_000);
+        assert_eq!(sol.ftow_ns, -123_456);
+        assert_eq!(sol.week, 1959);
+        assert_eq!((sol.gps_fix, sol.flags), (3, 0x0F));
+        assert_eq!(
+            (sol.ecef_x_cm, sol.ecef_y_cm, sol.ecef_z_cm),
+            (-392_993_123, 345_678_901, -362_345_678)
+        );
+        assert_eq!(sol.p_acc_cm, 250);
+        assert_eq!(
+            (sol.ecef_vx_cms, sol.ecef_vy_cms, sol.ecef_vz_cms),
+            (-12, 34, -56)
+        );
+        assert_eq!((sol.s_acc_cms, sol.p_dop, sol.num_sv), (40, 146, 14));
+        assert_eq!(
+            sol.status(),
+            SolutionStatus {
+                mode: FixMode::ThreeD,
+                quality: 2,
+                valid: true
+            }
+        );
+        assert_eq!(sol.payload().to_vec(), p);
+        assert_eq!(
+            NavSol::decode(&Frame::new(msg::NAV_SOL, &p[..51])),
+            Err(MessageError::Length {
+                expected: 52,
+                found: 51
+            })
+        );
+    }
+
+    #[test]
+    fn nav_posllh_fields_sit_at_the_specification_offsets() {
+        let p = spec_payload(
+            28,
+            &[
+                (0, &291_019_000u32.to_le_bytes()),
+                (4, &1_386_081_199i32.to_le_bytes()),
+                (8, &(-349_062_266i32).to_le_bytes()),
+                (12, &25_378i32.to_le_bytes()),
+                (16, &28_849i32.to_le_bytes()),
+                (20, &1_500u32.to_le_bytes()),
+                (24, &2_200u32.to_le_bytes()),
+            ],
+        );
+        let pos = NavPosllh::decode(&Frame::new(msg::NAV_POSLLH, &p)).unwrap();
+        assert_eq!(
+            pos,
+            NavPosllh {
+                itow_ms: 291_019_000,
+                lon: 1_386_081_199,
+                lat: -349_062_266,
+                height_mm: 25_378,
+                h_msl_mm: 28_849,
+                h_acc_mm: 1_500,
+                v_acc_mm: 2_200,
+            }
+        );
+        assert_eq!(pos.payload().to_vec(), p);
+        assert!(matches!(
+            NavPosllh::decode(&Frame::new(msg::NAV_SOL, &p)),
+            Err(MessageError::WrongMessage { .. })
+        ));
+    }
+
+    #[test]
+    fn nav_velned_fields_sit_at_the_specification_offsets() {
+        let p = spec_payload(
+            36,
+            &[
+                (0, &1000u32.to_le_bytes()),
+                (4, &(-1_234i32).to_le_bytes()),
+                (8, &3_456i32.to_le_bytes()),
+                (12, &(-200i32).to_le_bytes()),
+                (16, &3_700u32.to_le_bytes()),
+                (20, &3_670u32.to_le_bytes()),
+                (24, &10_965_432i32.to_le_bytes()),
+                (28, &30u32.to_le_bytes()),
+                (32, &500_000u32.to_le_bytes()),
+            ],
+        );
+        let v = NavVelned::decode(&Frame::new(msg::NAV_VELNED, &p)).unwrap();
+        assert_eq!(
+            (v.itow_ms, v.vel_n_cms, v.vel_e_cms, v.vel_d_cms),
+            (1000, -1_234, 3_456, -200)
+        );
+        assert_eq!(
+            (v.speed_cms, v.g_speed_cms, v.heading),
+            (3_700, 3_670, 10_965_432)
+        );
+        assert_eq!((v.s_acc_cms, v.c_acc), (30, 500_000));
+        assert_eq!(v.payload().to_vec(), p);
+    }
+
+    #[test]
+    fn nav_timeutc_fields_and_validity_bits_follow_the_specification() {
+        let p = spec_payload(
+            20,
+            &[
+                (0, &291_019_000u32.to_le_bytes()),
+                (4, &25u32.to_le_bytes()),
+                (8, &(-100_231i32).to_le_bytes()),
+                (12, &2017u16.to_le_bytes()),
+                (14, &[7, 19, 8, 50, 1]),
+                // validTOW | validWKN | validUTC, utcStandard 3 (USNO) in bits 4..7.
+                (19, &[0x37]),
+            ],
+        );
+        let t = NavTimeUtc::decode(&Frame::new(msg::NAV_TIMEUTC, &p)).unwrap();
+        assert_eq!((t.itow_ms, t.t_acc_ns, t.nano), (291_019_000, 25, -100_231));
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.valid),
+            (2017, 7, 19, 8, 50, 1, 0x37)
+        );
+        assert_eq!(t.payload().to_vec(), p);
+        let utc = t.utc().unwrap();
+        assert_eq!(utc.date, Some((2017, 7, 19)));
+        assert_eq!(
+            (utc.hour, utc.minute, utc.second, utc.nanosecond),
+            (8, 50, 0, 999_899_769)
+        );
+        // Without validUTC the leap seconds are unknown: no UTC at all.
+        assert_eq!(NavTimeUtc { valid: 0x03, ..t }.utc(), None);
+        assert_eq!(NavTimeUtc { valid: 0x06, ..t }.utc(), None);
+        // Without a valid week the date is unknown, the time of day is not.
+        let no_week = NavTimeUtc { valid: 0x05, ..t }.utc().unwrap();
+        assert_eq!((no_week.date, no_week.minute), (None, 50));
+    }
+
+    #[test]
+    fn hnr_pvt_fields_sit_at_the_specification_offsets() {
+        let p = spec_payload(
+            72,
+            &[
+                (0, &291_019_050u32.to_le_bytes()),
+                (4, &2017u16.to_le_bytes()),
+                (6, &[7, 19, 8, 50, 1, 0x07]),
+                (12, &50_000_000i32.to_le_bytes()),
+                (16, &[4, 0x01]),
+                (20, &1_386_081_199i32.to_le_bytes()),
+                (24, &(-349_062_266i32).to_le_bytes()),
+                (28, &25_378i32.to_le_bytes()),
+                (32, &28_849i32.to_le_bytes()),
+                (36, &16_000i32.to_le_bytes()),
+                (40, &16_100i32.to_le_bytes()),
+                (44, &3_147_180i32.to_le_bytes()),
+                (48, &3_100_000i32.to_le_bytes()),
+                (52, &1_500u32.to_le_bytes()),
+                (56, &2_200u32.to_le_bytes()),
+                (60, &100u32.to_le_bytes()),
+                (64, &200_000u32.to_le_bytes()),
+            ],
+        );
+        let h = HnrPvt::decode(&Frame::new(msg::HNR_PVT, &p)).unwrap();
+        assert_eq!(
+            (h.itow_ms, h.nano, h.gps_fix, h.flags),
+            (291_019_050, 50_000_000, 4, 1)
+        );
+        assert_eq!(
+            (h.lon, h.lat, h.height_mm, h.h_msl_mm),
+            (1_386_081_199, -349_062_266, 25_378, 28_849)
+        );
+        assert_eq!(
+            (h.g_speed, h.speed, h.head_mot, h.head_veh),
+            (16_000, 16_100, 3_147_180, 3_100_000)
+        );
+        assert_eq!(
+            (h.h_acc_mm, h.v_acc_mm, h.s_acc, h.head_acc),
+            (1_500, 2_200, 100, 200_000)
+        );
+        assert_eq!(h.payload().to_vec(), p);
+        let fix = h.to_fix();
+        let t = fix.time.unwrap();
+        assert_eq!(
+            (t.date, t.second, t.nanosecond),
+            (Some((2017, 7, 19)), 1, 50_000_000)
+        );
+        assert_eq!(fix.mode, Some(FixMode::ThreeD));
+        assert!(fix.valid && fix.has_position_fix());
+        assert!((fix.latitude_deg.unwrap() + 34.906_226_6).abs() < 1e-9);
+        assert!((fix.altitude_msl_m.unwrap() - 28.849).abs() < 1e-9);
+        assert!((fix.geoid_separation_m.unwrap() + 3.471).abs() < 1e-9);
+        assert!((fix.ground_speed_mps.unwrap() - 16.0).abs() < 1e-9);
+        assert!((fix.track_deg.unwrap() - 31.4718).abs() < 1e-9);
+        assert_eq!(fix.vertical_speed_mps, None);
+        assert_eq!((fix.satellites_used, fix.pdop), (None, None));
+    }
+
+    #[test]
+    fn time_only_gives_the_time_and_no_position() {
+        for fix in [
+            NavPvt {
+                fix_type: 5,
+                ..pvt()
+            }
+            .to_fix(),
+            HnrPvt {
+                gps_fix: 5,
+                flags: FLAG_GNSS_FIX_OK,
+                valid: valid::DATE | valid::TIME,
+                year: 2017,
+                month: 7,
+                day: 19,
+                lat: 1,
+                lon: 1,
+                h_msl_mm: 1,
+                ..HnrPvt::default()
+            }
+            .to_fix(),
+        ] {
+            assert_eq!(fix.time.and_then(|t| t.date), Some((2017, 7, 19)));
+            assert_eq!(fix.mode, Some(FixMode::NoFix));
+            assert_eq!(
+                (fix.latitude_deg, fix.longitude_deg, fix.altitude_msl_m),
+                (None, None, None)
+            );
+            assert_eq!((fix.ground_speed_mps, fix.track_deg), (None, None));
+            assert_eq!(fix.quality, Some(0));
+            assert!(!fix.has_position_fix());
+            // Readings: the time-stamped counts and accuracies, no position at all.
+            let mut out = Vec::new();
+            crate::Sample::push_readings(
+                &fix,
+                aloft_protocol::SensorId(1),
+                aloft_protocol::Timestamp::monotonic(1),
+                &mut out,
+            );
+            assert!(out.iter().all(|r| !matches!(
+                r.quantity,
+                aloft_protocol::Quantity::Latitude
+                    | aloft_protocol::Quantity::Longitude
+                    | aloft_protocol::Quantity::AltitudeMsl
+            )));
+            assert!(
+                out.iter()
+                    .all(|r| r.time.source == aloft_protocol::TimeSource::Gnss)
+            );
+        }
+    }
+
+    #[test]
+    fn a_fix_without_gnss_fix_ok_is_not_valid_and_its_position_is_flagged() {
+        let fix = NavPvt {
+            flags: FLAG_DIFF_SOLN,
+            ..pvt()
+        }
+        .to_fix();
+        assert!(!fix.valid);
+        assert_eq!(fix.quality, Some(0));
+        assert_eq!(fix.mode, Some(FixMode::ThreeD));
+        let mut out = Vec::new();
+        crate::Sample::push_readings(
+            &fix,
+            aloft_protocol::SensorId(1),
+            aloft_protocol::Timestamp::monotonic(1),
+            &mut out,
+        );
+        use aloft_protocol::{Quality, Quantity};
+        for q in [
+            Quantity::Latitude,
+            Quantity::Longitude,
+            Quantity::AltitudeMsl,
+            Quantity::GroundSpeed,
+            Quantity::Track,
+            Quantity::VerticalSpeed,
+        ] {
+            let r = out.iter().find(|r| r.quantity == q).unwrap();
+            assert!(r.quality.contains(Quality::INVALID), "{q:?}");
+        }
+        let hnr = HnrPvt {
+            gps_fix: 3,
+            flags: 0,
+            ..HnrPvt::default()
+        }
+        .to_fix();
+        assert!(!hnr.valid && !hnr.has_position_fix());
+        assert_eq!(
+            SolutionStatus::of(3, 0x0E),
+            SolutionStatus {
+                mode: FixMode::ThreeD,
+                quality: 0,
+                valid: false
+            }
+        );
+        assert_eq!(SolutionStatus::of(1, 0).quality, 6);
+        assert_eq!(SolutionStatus::of(4, 1).mode, FixMode::ThreeD);
+    }
+
     #[test]
     fn civil_dates_round_trip_over_centuries() {
         for days in (-700_000..800_000).step_by(997) {
@@ -1191,6 +2129,56 @@ mod tests {
             let pvt = NavPvt::decode(&frame).unwrap();
             prop_assert_eq!(pvt.payload().to_vec(), payload);
             let _ = pvt.to_fix();
+        }
+
+        #[test]
+        fn any_payload_of_the_legacy_and_hnr_messages_is_a_value_or_a_typed_error(
+            kind in prop::sample::select(vec![msg::NAV_SOL, msg::NAV_POSLLH, msg::NAV_VELNED, msg::NAV_TIMEUTC, msg::HNR_PVT]),
+            payload in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let f = Frame::new(kind, &payload);
+            let results = [
+                NavSol::decode(&f).map(|m| { let _ = m.status(); NavSol::LEN }),
+                NavPosllh::decode(&f).map(|_| NavPosllh::LEN),
+                NavVelned::decode(&f).map(|_| NavVelned::LEN),
+                NavTimeUtc::decode(&f).map(|m| { let _ = m.utc(); NavTimeUtc::LEN }),
+                HnrPvt::decode(&f).map(|m| { let _ = m.to_fix(); HnrPvt::LEN }),
+            ];
+            // Exactly the decoder of the frame's kind answers, and only at its length.
+            let ok: Vec<usize> = results.iter().filter_map(|r| r.ok()).collect();
+            prop_assert!(ok.len() <= 1);
+            if let Some(len) = ok.first() {
+                prop_assert_eq!(*len, payload.len());
+            }
+            for r in results {
+                if let Err(e) = r {
+                    let typed = matches!(e, MessageError::WrongMessage { .. } | MessageError::Length { .. });
+                    prop_assert!(typed, "{:?}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn legacy_and_hnr_payloads_round_trip(
+            sol in proptest::collection::vec(any::<u8>(), 52),
+            posllh in proptest::collection::vec(any::<u8>(), 28),
+            velned in proptest::collection::vec(any::<u8>(), 36),
+            timeutc in proptest::collection::vec(any::<u8>(), 20),
+            hnr in proptest::collection::vec(any::<u8>(), 72),
+        ) {
+            prop_assert_eq!(NavSol::decode(&Frame::new(msg::NAV_SOL, &sol)).unwrap().payload().to_vec(), sol);
+            prop_assert_eq!(NavPosllh::decode(&Frame::new(msg::NAV_POSLLH, &posllh)).unwrap().payload().to_vec(), posllh);
+            prop_assert_eq!(NavVelned::decode(&Frame::new(msg::NAV_VELNED, &velned)).unwrap().payload().to_vec(), velned);
+            let t = NavTimeUtc::decode(&Frame::new(msg::NAV_TIMEUTC, &timeutc)).unwrap();
+            prop_assert_eq!(t.payload().to_vec(), timeutc);
+            if let Some(utc) = t.utc() {
+                prop_assert!(utc.hour < 24 && utc.minute < 60 && utc.second < 60 && utc.nanosecond < 1_000_000_000);
+            }
+            let h = HnrPvt::decode(&Frame::new(msg::HNR_PVT, &hnr)).unwrap();
+            prop_assert_eq!(h.payload().to_vec(), hnr);
+            let fix = h.to_fix();
+            prop_assert_eq!(fix.latitude_deg.is_some(), matches!(h.gps_fix, 2..=4));
+            prop_assert_eq!(fix.valid, h.flags & FLAG_GNSS_FIX_OK != 0);
         }
 
         #[test]

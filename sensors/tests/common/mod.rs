@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod gpsd;
+
 /// The repository's captures.
 pub fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures")
