@@ -1,17 +1,17 @@
 //! Replay of GNSS captures: NMEA text into one fix per epoch, UBX binary into one fix per
-//! NAV-PVT.
+//! navigation solution (NAV-PVT, the legacy NAV set of one epoch, or an HNR-PVT).
 //!
 //! Invariant: the NMEA path parses each line with the same parser the live port uses, and
-//! the UBX path splits the bytes with the same demultiplexer, so a capture replays exactly
-//! as the agent would have decoded it.
+//! the UBX path splits the bytes with the same demultiplexer and assembles fixes with the
+//! same assembler, so a capture replays exactly as the agent would have decoded it.
 
 use std::io::{self, Write};
 
 use aloft_sensors::gps::Fix;
 use aloft_sensors::gps::fix::FixAssembler;
 use aloft_sensors::gps::framer::{GnssFramer, Item};
+use aloft_sensors::gps::nav::UbxFixAssembler;
 use aloft_sensors::gps::nmea;
-use aloft_sensors::gps::ubx::{NavPvt, msg};
 use serde::Serialize;
 
 use super::{ReplaySummary, numbered_lines, write_json};
@@ -98,6 +98,9 @@ pub(super) fn replay_ubx(
 ) -> io::Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     let mut framer = GnssFramer::new();
+    // The live path's assembler: NAV-PVT, the legacy NAV set or HNR-PVT, whichever the
+    // receiver sends.
+    let mut assembler = UbxFixAssembler::new();
     let mut frames: u64 = 0;
     let body = capture.get(binary_start(capture)..).unwrap_or_default();
     // Fed in port-sized pieces, as the live path sees it.
@@ -111,28 +114,17 @@ pub(super) fn replay_ubx(
             match item {
                 Item::Ubx(frame) => {
                     frames += 1;
-                    if (frame.class, frame.id) != msg::NAV_PVT {
-                        continue;
+                    let mut fixes = Vec::new();
+                    if let Err(e) = assembler.push(&frame, |fix| fixes.push(fix)) {
+                        summary.skipped += 1;
+                        writeln!(
+                            diagnostics,
+                            "frame {frames}: {:?} skipped: {e}",
+                            frame.kind()
+                        )?;
                     }
-                    match NavPvt::decode(&frame) {
-                        Ok(pvt) => {
-                            let fix = pvt.to_fix();
-                            let utc_ns = fix.time.and_then(|t| t.utc_ns());
-                            write_json(
-                                out,
-                                &FixRecord {
-                                    line: None,
-                                    frame: Some(frames),
-                                    utc_ns,
-                                    fix: &fix,
-                                },
-                            )?;
-                            summary.records += 1;
-                        }
-                        Err(e) => {
-                            summary.skipped += 1;
-                            writeln!(diagnostics, "frame {frames}: NAV-PVT skipped: {e}")?;
-                        }
+                    for fix in &fixes {
+                        write_fix(out, frames, fix, &mut summary)?;
                     }
                 }
                 Item::Nmea(_) => frames += 1,
@@ -146,12 +138,70 @@ pub(super) fn replay_ubx(
             }
         }
     }
+    if let Some(fix) = assembler.finish() {
+        write_fix(out, frames, &fix, &mut summary)?;
+    }
     Ok(summary)
+}
+
+/// One fix of a UBX capture as a JSON line, numbered by the frame that completed it.
+fn write_fix(
+    out: &mut impl Write,
+    frame: u64,
+    fix: &Fix,
+    summary: &mut ReplaySummary,
+) -> io::Result<()> {
+    let utc_ns = fix.time.and_then(|t| t.utc_ns());
+    write_json(
+        out,
+        &FixRecord {
+            line: None,
+            frame: Some(frame),
+            utc_ns,
+            fix,
+        },
+    )?;
+    summary.records += 1;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_without_nav_pvt_replays_one_fix_per_epoch() {
+        use aloft_sensors::flight::Scenario;
+        use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
+        use aloft_sensors::serial::SerialDevice;
+
+        let scenario = Scenario::new(3, 1_700_000_000_000_000_000);
+        let mut receiver = UbloxSim::new(
+            UbloxSimConfig::default()
+                .with_seed(3)
+                .with_rate_hz(1.0)
+                .with_outputs(Outputs::LEGACY_NAV_ONLY),
+        );
+        let mut capture = b"# aloft capture: ubx\n".to_vec();
+        for second in 0..30 {
+            let mut bytes = Vec::new();
+            receiver.tick(&scenario.state_at(600.0 + f64::from(second)), &mut bytes);
+            capture.extend_from_slice(&bytes);
+        }
+        let (mut out, mut diagnostics) = (Vec::new(), Vec::new());
+        let summary = replay_ubx(&capture, &mut out, &mut diagnostics).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            summary.skipped,
+            0,
+            "{}",
+            String::from_utf8_lossy(&diagnostics)
+        );
+        // One fix per second of output, each with a position.
+        assert!((28..=30).contains(&summary.records), "{summary:?}");
+        assert_eq!(text.lines().count() as u64, summary.records);
+        assert!(text.lines().all(|l| l.contains("\"latitude")), "{text}");
+    }
 
     #[test]
     fn binary_starts_after_the_last_comment_line() {
