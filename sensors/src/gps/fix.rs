@@ -1621,6 +1621,153 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
             }
 
             #[test]
+            fn gns_and_zda_epochs_assemble_into_one_dated_fix_each(
+                epochs in arb_epochs(),
+                modes in proptest::collection::vec(
+                    prop_oneof![Just(b'A'), Just(b'D'), Just(b'N'), Just(b'R')],
+                    1..=6,
+                ),
+                zda_every in 1usize..5,
+            ) {
+                let modes = nmea::ModeIndicators::from_letters(&modes).unwrap();
+                let mut text = String::new();
+                for (i, &(lat, lon, alt, _)) in epochs.iter().enumerate() {
+                    let time = Some(TimeOfDay {
+                        hour: 10,
+                        minute: u8::try_from(i / 60).unwrap(),
+                        second: u8::try_from(i % 60).unwrap(),
+                        nanosecond: 0,
+                    });
+                    text += &encode::gns(&nmea::Gns {
+                        talker: Talker::Gnss,
+                        time,
+                        latitude_deg: Some(lat),
+                        longitude_deg: Some(lon),
+                        modes,
+                        satellites_used: Some(12),
+                        hdop: Some(0.8),
+                        altitude_msl_m: Some(alt),
+                        geoid_separation_m: Some(-21.3),
+                        dgps_age_s: None,
+                        dgps_station: None,
+                        navigational_status: Some(b'V'),
+                    });
+                    if i % zda_every == 0 {
+                        text += &encode::zda(&nmea::Zda {
+                            talker: Talker::Gnss,
+                            time,
+                            date: Some(nmea::Date { year: 2026, month: 11, day: 24 }),
+                            local_zone_hours: Some(0),
+                            local_zone_minutes: Some(0),
+                        });
+                    }
+                }
+                let fixes = assemble(&text);
+                prop_assert_eq!(fixes.len(), epochs.len());
+                for (fix, &(lat, lon, alt, _)) in fixes.iter().zip(&epochs) {
+                    prop_assert_eq!(fix.time.unwrap().date, Some((2026, 11, 24)));
+                    prop_assert!((fix.latitude_deg.unwrap() - lat).abs() < 2e-7);
+                    prop_assert!((fix.longitude_deg.unwrap() - lon).abs() < 2e-7);
+                    prop_assert!((fix.altitude_msl_m.unwrap() - alt).abs() <= 0.05 + 1e-9);
+                    let expected = if modes.any_fix() { FixMode::ThreeD } else { FixMode::NoFix };
+                    prop_assert_eq!(fix.mode, Some(expected));
+                    prop_assert_eq!(fix.valid, modes.any_fix());
+                }
+            }
+
+            #[test]
+            fn the_fix_mode_without_gsa_follows_gga(
+                quality in 0u8..9,
+                used in proptest::option::of(0u8..30),
+                altitude in proptest::option::of(-400.0f64..12_500.0),
+                position in any::<bool>(),
+            ) {
+                let gga = Gga {
+                    talker: Talker::Gps,
+                    time: Some(TimeOfDay { hour: 1, minute: 2, second: 3, nanosecond: 0 }),
+                    latitude_deg: position.then_some(-45.5),
+                    longitude_deg: position.then_some(170.25),
+                    quality: Some(quality),
+                    satellites_used: used,
+                    hdop: Some(1.0),
+                    altitude_msl_m: altitude,
+                    geoid_separation_m: None,
+                    dgps_age_s: None,
+                    dgps_station: None,
+                };
+                let fix = &assemble(&encode::gga(&gga))[0];
+                let no_fix = quality == 0 || used == Some(0) || !position;
+                let expected = match (no_fix, altitude) {
+                    (true, _) => FixMode::NoFix,
+                    (false, Some(_)) => FixMode::ThreeD,
+                    (false, None) => FixMode::TwoD,
+                };
+                prop_assert_eq!(fix.mode, Some(expected));
+                prop_assert_eq!(fix.valid, quality > 0 && used != Some(0));
+            }
+
+            #[test]
+            fn extra_talkers_and_late_sentences_never_split_nor_change_fixes(
+                epochs in arb_epochs(),
+                extra_talker in prop_oneof![Just(Talker::Glonass), Just(Talker::Galileo), Just(Talker::BeidouGb)],
+                copy in any::<bool>(),
+                late_kind in 1usize..4,
+                late_after in proptest::collection::vec(any::<bool>(), 40),
+            ) {
+                // Each epoch as a u-blox prints it (RMC, VTG, GGA, GSA, GSVs, GLL), at its
+                // own time.
+                let epoch_lines = |i: usize| -> Vec<String> {
+                    let one = stream(std::slice::from_ref(&epochs[i]), Talker::Gnss, true, true);
+                    let time = format!("10{:02}{:02}.00", i / 60, i % 60);
+                    let mut bodies: Vec<String> = one
+                        .lines()
+                        .map(|line| line[1..line.len() - 3].replace("100000.00", &time))
+                        .collect();
+                    bodies.insert(3, "GNGSA,A,3,01,02,03,04,05,,,,,,,,1.5,0.9,1.2".to_owned());
+                    bodies
+                };
+                let plain: String = (0..epochs.len())
+                    .flat_map(epoch_lines)
+                    .map(|b| encode::finish(&b))
+                    .collect();
+                let plain = assemble(&plain);
+                prop_assert_eq!(plain.len(), epochs.len());
+                // The same epochs from a receiver that repeats RMC and GLL from another
+                // talker, or not, and after some epochs prints a late time-less sentence (a
+                // no-fix GSA of another talker, a GSV page, a VTG saying not valid).
+                let code = String::from_utf8_lossy(&extra_talker.code()).into_owned();
+                let mut text = String::new();
+                for i in 0..epochs.len() {
+                    for body in epoch_lines(i) {
+                        text += &encode::finish(&body);
+                        if copy && (body.contains("RMC") || body.contains("GLL")) {
+                            text += &encode::finish(&format!("{code}{}", &body[2..]));
+                        }
+                    }
+                    if late_after[i % late_after.len()] {
+                        text += &encode::finish(match late_kind {
+                            1 => "GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99",
+                            2 => "GAGSV,1,1,01,07,10,100,",
+                            _ => "GPVTG,,T,,M,0.0,N,0.0,K,N",
+                        });
+                    }
+                }
+                let varied = assemble(&text);
+                prop_assert_eq!(varied.len(), plain.len());
+                for (v, p) in varied.iter().zip(&plain) {
+                    prop_assert_eq!(v.time, p.time);
+                    prop_assert_eq!(v.latitude_deg, p.latitude_deg);
+                    prop_assert_eq!(v.altitude_msl_m, p.altitude_msl_m);
+                    prop_assert_eq!(v.ground_speed_mps, p.ground_speed_mps);
+                    prop_assert_eq!(v.mode, p.mode);
+                    prop_assert_eq!(v.valid, p.valid);
+                    prop_assert_eq!(v.pdop, p.pdop);
+                    // A late GSV page that the cycle has learned joins its own epoch.
+                    prop_assert!((p.satellites.len()..=p.satellites.len() + 1).contains(&v.satellites.len()));
+                }
+            }
+
+            #[test]
             fn any_order_or_subset_of_real_sentences_never_panics_nor_invents_times(
                 lines in Just(NEO_M8N.lines().collect::<Vec<_>>()).prop_shuffle(),
                 keep in proptest::collection::vec(any::<bool>(), 16),
