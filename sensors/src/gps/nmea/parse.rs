@@ -35,10 +35,14 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
     }
     let stated = (hex_digit(hi)? << 4) | hex_digit(lo)?;
     let mut computed = 0u8;
+    // Commas counted in the same pass: the address has none, so the fields after it
+    // number as many as the body has commas.
+    let mut commas = 0usize;
     for &b in body {
         if !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*' {
             return Err(NmeaError::InvalidByte);
         }
+        commas += usize::from(b == b',');
         computed ^= b;
     }
     if computed != stated {
@@ -75,7 +79,7 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
     let Some((talker, kind)) = typed else {
         return Ok(other());
     };
-    let mut f = Fields::new(fields);
+    let mut f = Fields::new(fields, commas);
     let sentence = match &kind {
         b"GGA" => Sentence::Gga(parse_gga(talker, &mut f)?),
         b"RMC" => Sentence::Rmc(parse_rmc(talker, &mut f)?),
@@ -112,8 +116,10 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(fields: Option<&'a str>) -> Self {
-        let count = fields.map_or(0, |f| f.bytes().filter(|&b| b == b',').count() + 1);
+    /// The fields after the address; `commas` is the number of commas in the whole body
+    /// (the one after the address included), which is the number of fields.
+    fn new(fields: Option<&'a str>, commas: usize) -> Self {
+        let count = if fields.is_some() { commas } else { 0 };
         Fields {
             rest: fields.map(str::as_bytes),
             index: 0,
