@@ -285,6 +285,44 @@ fn parses_u_blox_nmea_410_gns_with_navigational_status() {
 }
 
 #[test]
+fn parses_gns_as_the_standard_and_real_receivers_print_it() {
+    // NMEA 0183 4.10's own GNS example: differential GPS, autonomous GLONASS, DGPS age and
+    // station, navigational status S (safe).
+    let line = encode::finish(
+        "GNGNS,122310.2,3722.425671,N,12258.856215,W,DA,14,0.9,1005.543,6.5,5.2,23,S",
+    );
+    let Sentence::Gns(g) = parse(line.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        g.modes.as_slice(),
+        [PositioningMode::Differential, PositioningMode::Autonomous]
+    );
+    assert_eq!((g.dgps_age_s, g.dgps_station), (Some(5.2), Some(23)));
+    assert_eq!(g.navigational_status, Some(b'S'));
+    assert_eq!(g.altitude_msl_m, Some(1005.543));
+    // A Unicore/RTK receiver: eight decimals of minutes, five constellations, 92 bytes.
+    let rtk = b"$GNGNS,024034.00,4004.73854216,N,11614.19720023,E,ANAAA,28,0.8,1574.406,-8.4923,,,S*71\r\n";
+    assert!(rtk.len() > STANDARD_SENTENCE_LEN);
+    let Sentence::Gns(g) = parse(rtk).unwrap() else {
+        panic!()
+    };
+    assert!((g.latitude_deg.unwrap() - (40.0 + 4.738_542_16 / 60.0)).abs() < 1e-12);
+    assert_eq!(g.modes.as_slice().len(), 5);
+    assert_eq!(g.geoid_separation_m, Some(-8.4923));
+    // A phone modem (Motorola Droid 4) before its first fix: every field empty but the
+    // mode letters.
+    let Sentence::Gns(g) = parse(b"$GNGNS,,,,,,NN,,,,,,*53\r\n").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (g.time, g.latitude_deg, g.satellites_used),
+        (None, None, None)
+    );
+    assert!(!g.modes.any_fix());
+}
+
+#[test]
 fn parses_the_zda_example_of_the_nmea_reference() {
     let line = b"$GPZDA,201530.00,04,07,2002,00,00*60\r\n";
     let Sentence::Zda(z) = parse(line).unwrap() else {
