@@ -30,8 +30,8 @@ use serde::{Serialize, Serializer};
 use super::nmea::{self, Sentence, Status, Talker, TimeOfDay};
 use crate::Sample;
 
-/// UTC as the receiver reported it. NMEA GGA/GLL carry only the time of day; RMC adds
-/// the date.
+/// UTC as the receiver reported it. NMEA GGA/GLL/GNS carry only the time of day; RMC
+/// and ZDA add the date.
 ///
 /// Serializes as ISO 8601 text: `2015-03-18T17:19:26.000Z` when the date is known,
 /// `17:19:26.000Z` when only the time of day is.

@@ -79,7 +79,7 @@ pub struct TimeOfDay {
     pub nanosecond: u32,
 }
 
-/// A calendar date as RMC gives it (`ddmmyy`).
+/// A calendar date as RMC (`ddmmyy`) or ZDA (`dd,mm,yyyy`) gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
     /// Full year: two-digit years 80-99 are 1980-1999, 00-79 are 2000-2079 (GPS began in
