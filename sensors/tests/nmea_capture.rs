@@ -36,7 +36,7 @@ fn assemble<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Vec<Fix> {
 fn every_sentence_of_the_neo_m8n_capture_parses_into_a_typed_sentence() {
     let lines = capture_lines();
     assert!(lines.len() > 250, "{} lines", lines.len());
-    let mut counts = [0usize; 7];
+    let mut counts = [0usize; 8];
     for line in &lines {
         assert!(
             line.ends_with("\r\n"),
@@ -51,12 +51,13 @@ fn every_sentence_of_the_neo_m8n_capture_parses_into_a_typed_sentence() {
             Sentence::Vtg(_) => 4,
             Sentence::Gll(_) => 5,
             Sentence::Other(_) => 6,
+            Sentence::Gns(_) | Sentence::Zda(_) => 7,
         };
         counts[slot] += 1;
     }
     // The receiver sends the six types and nothing else; every line was counted once.
     assert!(counts[..6].iter().all(|&n| n > 0), "{counts:?}");
-    assert_eq!(counts[6], 0);
+    assert_eq!(counts[6..], [0, 0]);
     assert_eq!(counts.iter().sum::<usize>(), lines.len());
 }
 
@@ -181,9 +182,21 @@ fn two_lines_spliced_where_bytes_were_lost_fail_the_checksum() {
 fn every_single_bit_flip_in_the_capture_is_a_typed_error() {
     for line in capture_lines() {
         let mut bytes = line.into_bytes();
+        let original = bytes.clone();
+        let checksum_digits = bytes.len() - 4..bytes.len() - 2;
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 bytes[i] ^= 1 << bit;
+                // The case bit of a checksum hex letter: the same checksum, read the same.
+                if checksum_digits.contains(&i)
+                    && bit == 5
+                    && bytes[i].is_ascii_alphabetic()
+                    && bytes[i].is_ascii_hexdigit()
+                {
+                    assert_eq!(nmea::parse(&bytes), nmea::parse(&original));
+                    bytes[i] ^= 1 << bit;
+                    continue;
+                }
                 assert!(
                     nmea::parse(&bytes).is_err(),
                     "{:?}",
@@ -279,4 +292,35 @@ fn a_garbled_stream_loses_sentences_but_never_yields_a_wrong_fix() {
             );
         }
     }
+}
+
+#[test]
+fn the_capture_with_doubled_starts_and_lower_case_checksums_gives_the_same_fixes() {
+    let lines = capture_lines();
+    let plain = assemble(lines.iter().map(|l| l.as_bytes()));
+    // Every other line with `$$`, every third with its checksum in lower case, as receivers
+    // with an overrun buffer or a lower-case printer send them.
+    let variants: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (head, digits) = l.trim_end().split_at(l.trim_end().len() - 2);
+            let digits = if i % 3 == 0 {
+                digits.to_ascii_lowercase()
+            } else {
+                digits.to_owned()
+            };
+            let start = if i % 2 == 0 { "$" } else { "" };
+            format!("{start}{head}{digits}\r\n")
+        })
+        .collect();
+    assert!(variants.iter().any(|l| l.starts_with("$$")));
+    assert!(
+        variants
+            .iter()
+            .any(|l| l.trim_end().ends_with(|c: char| c.is_ascii_lowercase()))
+    );
+    let varied = assemble(variants.iter().map(|l| l.as_bytes()));
+    assert_eq!(varied, plain);
+    assert!(plain.len() >= 22);
 }

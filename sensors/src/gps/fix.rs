@@ -2,8 +2,10 @@
 //! assembly of fixes from a stream of NMEA sentences.
 //!
 //! A receiver sends a burst of sentences per navigation epoch (typically RMC, VTG, GGA,
-//! GSA(s), GSV(s), GLL). [`FixAssembler`] keys an epoch on the UTC time of day of GGA, RMC
-//! and GLL; sentences without a time (GSA, GSV, VTG) join the epoch in progress; the last
+//! GSA(s), GSV(s), GLL; or GNS and ZDA). [`FixAssembler`] keys an epoch on the UTC time of
+//! day of GGA, RMC, GLL, GNS and ZDA, whatever their talkers (a receiver that reports one
+//! epoch as GP and GA, or GN and GL, gives one fix); sentences without a time (GSA, GSV,
+//! VTG) join the epoch in progress; the last
 //! sentence of the receiver's learned cycle, or else a new time, closes the epoch and emits
 //! its [`Fix`]; [`FixAssembler::finish`] flushes the last.
 //!
@@ -11,7 +13,14 @@
 //! so that what survives of a damaged epoch is never merged into its neighbour (see
 //! [`FixAssembler`]).
 //!
-//! Invariants: one `Fix` per epoch; values in SI units; fields the receiver did not send stay `None` (nothing is invented); a `Fix`
+//! The date comes from RMC or ZDA, and is carried to later epochs of the same day that
+//! lack both. An epoch without GSA gets its fix mode from what it has: GGA quality above 0
+//! with altitude is 3D, without altitude 2D (likewise GNS's mode letters, or RMC/GLL
+//! status `A` alone is 2D); GGA quality 0, or quality above 0 with zero satellites used,
+//! is no fix.
+//!
+//! Invariants: one `Fix` per epoch; values in SI units; fields the receiver did not send
+//! stay `None` (nothing is invented beyond the fix mode derived as above); a `Fix`
 //! turns into one [`Reading`] per present quantity, with the position quantities flagged
 //! [`Quality::INVALID`] when the receiver said the fix is not valid.
 
@@ -21,8 +30,8 @@ use serde::{Serialize, Serializer};
 use super::nmea::{self, Sentence, Status, Talker, TimeOfDay};
 use crate::Sample;
 
-/// UTC as the receiver reported it. NMEA GGA/GLL carry only the time of day; RMC adds
-/// the date.
+/// UTC as the receiver reported it. NMEA GGA/GLL/GNS carry only the time of day; RMC
+/// and ZDA add the date.
 ///
 /// Serializes as ISO 8601 text: `2015-03-18T17:19:26.000Z` when the date is known,
 /// `17:19:26.000Z` when only the time of day is.
@@ -370,7 +379,8 @@ struct Epoch {
     /// UTC time of day of the epoch, from the first timed sentence.
     key: Option<TimeOfDay>,
     date: Option<nmea::Date>,
-    /// Which sentence types (GGA 1, RMC 2, GLL 4, VTG 8) the epoch has seen.
+    /// Which sentence types (GGA 1, RMC 2, GLL 4, VTG 8, GNS 16, ZDA 32) the epoch has
+    /// seen.
     seen: u8,
     /// The epoch's first sentence carried its time (it is not a fragment).
     opened_by_time: bool,
@@ -385,13 +395,19 @@ struct Epoch {
     status_valid: Option<bool>,
     gga_used: Option<u8>,
     gsa_used: Option<u16>,
+    /// GNS mode letters: `Some(true)` once any GNS showed a constellation in the fix.
+    gns_valid: Option<bool>,
+    /// A GGA said quality above 0 with zero satellites used: not a fix.
+    gga_without_satellites: bool,
+    /// The position came from a GGA; `true` when from a combined (GN) solution.
+    position_from_gga: Option<bool>,
     /// The group of each entry of `fix.satellites`, in step with it.
     satellite_groups: Vec<GsvGroup>,
     /// Next expected GSV part per group, to notice lost parts.
     gsv_next: Vec<(GsvGroup, u8)>,
 }
 
-/// What kind of sentence (GGA 1, RMC 2, GLL 3, VTG 4, GSA 5, GSV 6), from which talker,
+/// What kind of sentence (GGA 1, RMC 2, GLL 3, VTG 4, GSA 5, GSV 6, GNS 7, ZDA 8), from which talker,
 /// which GSV part, which GSA system or GSV signal (NMEA 4.11): to learn the order of a
 /// receiver's cycle.
 type Signature = (u8, Talker, u8, Option<u8>);
@@ -404,6 +420,8 @@ fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
         Sentence::Vtg(s) => Some((4, s.talker, 0, None)),
         Sentence::Gsa(s) => Some((5, s.talker, 0, s.system_id)),
         Sentence::Gsv(s) => Some((6, s.talker, s.message_number, s.signal_id)),
+        Sentence::Gns(s) => Some((7, s.talker, 0, None)),
+        Sentence::Zda(s) => Some((8, s.talker, 0, None)),
         Sentence::Other(_) => None,
     }
 }
@@ -420,8 +438,8 @@ fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
 /// without a time that comes earlier in that order than its predecessor opens the next
 /// epoch, even when that epoch's timed sentences were lost; a fragment of a damaged
 /// epoch is then emitted as a fix without time instead of lending its values to the
-/// next one. A second GGA, RMC, GLL or VTG in one epoch, or a GSV group that already
-/// ended, also opens the next one, so an epoch without any time (a receiver without a
+/// next one. A second GGA, RMC, GLL, VTG, GNS or ZDA of the same talker in one epoch, or a
+/// GSV group that already ended, also opens the next one, so an epoch without any time (a receiver without a
 /// fix sends empty time fields) never grows without bound.
 ///
 /// Once the cycle is known, the sentence that ends it (GLL on a u-blox) closes its epoch
@@ -429,8 +447,10 @@ fn signature(sentence: &Sentence<'_>) -> Option<Signature> {
 /// ends, not an interval later with the next epoch's first sentence, and the reader knows
 /// the line is quiet until the next burst ([`FixAssembler::between_epochs`]). A sentence
 /// that still belongs to an epoch closed this way (its time, or a kind the cycle does not
-/// know) is a straggler: it starts a fragment without time, like a damaged epoch's, so no
-/// epoch yields two fixes. A straggler of a kind the cycle lacks becomes the cycle's new
+/// know) is a straggler: a timed one starts a fragment without time, like a damaged
+/// epoch's, so no epoch yields two fixes; a time-less one of a kind the closed epoch lacked
+/// is late (a GSA, GSV page or VTG printed after the usual end) and is dropped, so it
+/// neither makes a fix of its own nor lends its values (a no-fix GSA) to the next epoch. A straggler of a kind the cycle lacks becomes the cycle's new
 /// end; a timed one shows an order that is not fixed, and epochs then close on the next
 /// time only.
 #[derive(Debug, Default)]
@@ -441,11 +461,13 @@ pub struct FixAssembler {
     /// The time of the epoch last closed by its cycle's last sentence, until a sentence
     /// of the next epoch arrives.
     closed_at_end: Option<TimeOfDay>,
+    /// The sentences of that epoch, to tell its late sentences from the next epoch's.
+    closed_order: Vec<Signature>,
     /// A timed sentence came after its epoch's cycle end: this receiver's order is not
     /// fixed, so epochs close on the next time only.
     end_unreliable: bool,
-    /// The latest RMC date and the time of day it was given at: carried to following
-    /// epochs of the same day that lack an RMC.
+    /// The latest RMC or ZDA date and the time of day it was given at: carried to
+    /// following epochs of the same day that lack both.
     last_date: Option<(TimeOfDay, nmea::Date)>,
 }
 
@@ -475,12 +497,31 @@ impl FixAssembler {
             Sentence::Rmc(_) => 2,
             Sentence::Gll(_) => 4,
             Sentence::Vtg(_) => 8,
+            Sentence::Gns(_) => 16,
+            Sentence::Zda(_) => 32,
             Sentence::Other(_) => return None,
             _ => 0,
         };
         let time = sentence.time();
         let signature = signature(sentence);
         let rank = signature.and_then(|sig| self.cycle.iter().position(|c| *c == sig));
+        if let (Some(_), None, Some(sig)) = (self.closed_at_end, time, signature)
+            && !self.closed_order.contains(&sig)
+        {
+            // A time-less sentence the epoch just closed lacked, before anything of the
+            // next one: a late sentence of the closed epoch (a GSA, GSV page or VTG the
+            // receiver printed after its usual end). Its fix is out; the sentence must not
+            // become a fix of its own nor lend its values to the next epoch. A kind the
+            // cycle lacks becomes the cycle's new end, so later epochs wait for it.
+            if rank.is_none() && self.cycle.len() < MAX_CYCLE {
+                self.cycle.push(sig);
+            }
+            tracing::debug!(
+                kind = sig.0,
+                "Time-less sentence after its epoch closed; dropped as late."
+            );
+            return None;
+        }
         let straggler_of = self.closed_at_end.take().filter(|&key| match time {
             Some(t) => t == key,
             None => rank.is_none(),
@@ -503,7 +544,9 @@ impl FixAssembler {
                 }
                 (None, Some(t)) if epoch.straggler_of.is_some_and(|of| of != t) => true,
                 _ => {
-                    epoch.seen & bit != 0
+                    // Of the same talker: one epoch may carry the same kind from several.
+                    (epoch.seen & bit != 0
+                        && signature.is_some_and(|sig| epoch.order.contains(&sig)))
                         || matches!(sentence, Sentence::Gsv(g) if epoch.gsv_group_complete(g))
                         || matches!((rank, epoch.rank), (Some(r), Some(last)) if r < last)
                 }
@@ -540,6 +583,7 @@ impl FixAssembler {
             && ends_cycle
             && let Some(key) = epoch.key
         {
+            self.closed_order.clone_from(&epoch.order);
             self.learn_cycle();
             self.closed_at_end = Some(key);
             return self.close();
@@ -584,6 +628,7 @@ impl FixAssembler {
 
     fn close(&mut self) -> Option<Fix> {
         let epoch = self.epoch.take()?;
+        let derived_mode = epoch.derived_mode();
         let mut fix = epoch.fix;
         let date = match (epoch.date, epoch.key, self.last_date) {
             (Some(date), _, _) => Some(date),
@@ -602,10 +647,13 @@ impl FixAssembler {
             (Some(g), Some(s)) => Some(u8::try_from(s).unwrap_or(u8::MAX).max(g)),
             (g, s) => g.or(s.map(|s| u8::try_from(s).unwrap_or(u8::MAX))),
         };
-        fix.valid = match epoch.status_valid {
-            Some(v) => v,
-            None => fix.quality.is_some_and(|q| q > 0),
-        };
+        fix.valid = match (epoch.status_valid, epoch.gns_valid) {
+            (Some(v), _) | (None, Some(v)) => v,
+            (None, None) => fix.quality.is_some_and(|q| q > 0),
+        } && !epoch.gga_without_satellites;
+        if fix.mode.is_none() {
+            fix.mode = derived_mode;
+        }
         Some(fix)
     }
 }
@@ -622,9 +670,19 @@ impl Epoch {
         match sentence {
             Sentence::Gga(g) => {
                 // GGA is the receiver's primary position sentence: it wins over RMC/GLL.
-                if g.latitude_deg.is_some() && g.longitude_deg.is_some() {
+                // Of several talkers' GGAs, the first wins, unless a later one is the
+                // combined (GN) solution and the first was not.
+                let combined = g.talker == Talker::Gnss;
+                if g.latitude_deg.is_some()
+                    && g.longitude_deg.is_some()
+                    && self.position_from_gga.is_none_or(|was| combined && !was)
+                {
                     fix.latitude_deg = g.latitude_deg;
                     fix.longitude_deg = g.longitude_deg;
+                    self.position_from_gga = Some(combined);
+                }
+                if g.quality.is_some_and(|q| q > 0) && g.satellites_used == Some(0) {
+                    self.gga_without_satellites = true;
                 }
                 fill(&mut fix.altitude_msl_m, g.altitude_msl_m);
                 fill(&mut fix.geoid_separation_m, g.geoid_separation_m);
@@ -658,7 +716,50 @@ impl Epoch {
                 self.gsa_used = Some(self.gsa_used.unwrap_or(0).saturating_add(used));
             }
             Sentence::Gsv(g) => self.gsv(g),
+            Sentence::Gns(g) => {
+                fill(&mut fix.latitude_deg, g.latitude_deg);
+                fill(&mut fix.longitude_deg, g.longitude_deg);
+                fill(&mut fix.altitude_msl_m, g.altitude_msl_m);
+                fill(&mut fix.geoid_separation_m, g.geoid_separation_m);
+                fill(&mut fix.hdop, g.hdop);
+                fill(&mut self.gga_used, g.satellites_used);
+                // Each talker's GNS may mark other constellations `N`: any constellation
+                // in the fix makes the epoch's GNS valid.
+                if !g.modes.is_empty() {
+                    self.gns_valid = Some(self.gns_valid.unwrap_or(false) || g.modes.any_fix());
+                }
+            }
+            Sentence::Zda(z) => fill(&mut self.date, z.date),
             Sentence::Other(_) => {}
+        }
+    }
+
+    /// The fix mode of an epoch without GSA, from the sentences it has: GGA's quality and
+    /// satellites, else GNS's mode letters, else RMC/GLL status; 3D when an altitude came
+    /// with a fix. `None` when nothing says.
+    fn derived_mode(&self) -> Option<FixMode> {
+        let fix = &self.fix;
+        let position = fix.latitude_deg.is_some() && fix.longitude_deg.is_some();
+        let dimensions = || {
+            if fix.altitude_msl_m.is_some() {
+                FixMode::ThreeD
+            } else {
+                FixMode::TwoD
+            }
+        };
+        if self.gga_without_satellites {
+            return Some(FixMode::NoFix);
+        }
+        match (fix.quality, self.gns_valid, self.status_valid) {
+            (Some(0), ..) => Some(FixMode::NoFix),
+            (Some(_), ..) | (None, Some(true), _) => Some(if position {
+                dimensions()
+            } else {
+                FixMode::NoFix
+            }),
+            (None, Some(false), _) | (None, None, Some(false)) => Some(FixMode::NoFix),
+            (None, None, Some(true)) => position.then_some(FixMode::TwoD),
+            (None, None, None) => None,
         }
     }
 
@@ -934,7 +1035,7 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
     }
 
     #[test]
-    fn a_straggler_after_the_cycles_end_is_a_fragment_and_the_cycle_learns_it() {
+    fn a_late_sentence_after_the_cycles_end_is_no_fix_of_its_own_and_the_cycle_learns_it() {
         // From the third epoch on, the receiver adds a sentence after GLL (a GPS GSV
         // page the cycle has not seen, as when more satellites rise).
         let straggler = encode::finish("GPGSV,5,5,17,33,10,100,20");
@@ -955,16 +1056,16 @@ $GNGGA,171927.00,4404.14058,N,12118.85475,W,1,12,0.91,1147.0,M,-21.3,M,,*42
             }
         }
         let fixes = assemble(&stream.concat());
-        // The third epoch closed at GLL before its straggler came: the straggler is a
-        // fragment without time, never a second fix of 28, and the cycle's new end, so
-        // from then on each epoch is whole again.
+        // The third epoch closed at GLL before its straggler came: the straggler is late,
+        // never a second fix of 28 nor a fix without time, and it becomes the cycle's new
+        // end, so from then on each epoch is whole again.
         assert_eq!(
             seconds(&fixes),
-            [Some(26), Some(27), Some(28), None, Some(29), Some(30)]
+            [Some(26), Some(27), Some(28), Some(29), Some(30)]
         );
-        assert_eq!(fixes[3].satellites.len(), 1);
+        assert_eq!(fixes[2].satellites.len(), 23);
+        assert_eq!(fixes[3].satellites.len(), 24);
         assert_eq!(fixes[4].satellites.len(), 24);
-        assert_eq!(fixes[5].satellites.len(), 24);
     }
 
     #[test]
@@ -1188,13 +1289,202 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
         let json = serde_json::to_value(f).unwrap();
         assert_eq!(json["time"], "2015-03-18T17:19:27.000Z");
         assert_eq!(json["altitude_msl_m"], 1147.0);
-        assert_eq!(json["mode"], serde_json::Value::Null);
+        // No GSA in the second epoch: its mode is derived from GGA (quality 1, altitude).
+        assert_eq!(json["mode"], "three_d");
         assert!(json.get("track_deg").is_none());
         assert!(json.get("satellites").is_none());
         let first = serde_json::to_value(&assemble(NEO_M8N)[0]).unwrap();
         assert_eq!(first["mode"], "three_d");
         assert_eq!(first["satellites"][0]["constellation"], "gps");
         assert!(first["satellites"][1].get("snr_dbhz").is_some());
+    }
+
+    fn lines(bodies: &[String]) -> String {
+        bodies.iter().map(|b| encode::finish(b)).collect()
+    }
+
+    #[test]
+    fn gns_and_zda_alone_give_dated_3d_fixes() {
+        // A receiver set to GNS and ZDA only (u-blox NMEA 4.10 with RMC/GGA off).
+        let text: String = (0..3)
+            .map(|s| {
+                lines(&[
+                    format!("GNGNS,1200{s:02}.00,4404.14063,S,12118.85478,W,ANAN,10,0.9,12500.0,-21.3,,,V"),
+                    format!("GNZDA,1200{s:02}.00,18,03,2025,00,00"),
+                ])
+            })
+            .collect();
+        let fixes = assemble(&text);
+        assert_eq!(fixes.len(), 3);
+        for (s, f) in fixes.iter().enumerate() {
+            let t = f.time.unwrap();
+            assert_eq!((t.date, t.second), (Some((2025, 3, 18)), s as u8));
+            assert!(f.latitude_deg.unwrap() < -44.0 && f.longitude_deg.unwrap() < -121.0);
+            assert_eq!(f.altitude_msl_m, Some(12_500.0));
+            assert_eq!(f.geoid_separation_m, Some(-21.3));
+            assert_eq!(f.satellites_used, Some(10));
+            assert_eq!(f.hdop, Some(0.9));
+            assert_eq!(f.mode, Some(FixMode::ThreeD));
+            assert!(f.valid && f.has_position_fix());
+        }
+        // All constellations `N`: no fix.
+        let none = lines(&["GNGNS,120000.00,,,,,NNNN,00,99.99,,,,,V".to_owned()]);
+        let f = &assemble(&none)[0];
+        assert_eq!(f.mode, Some(FixMode::NoFix));
+        assert!(!f.valid);
+    }
+
+    #[test]
+    fn zda_dates_fixes_of_a_receiver_that_sends_no_rmc() {
+        // GGA every epoch, ZDA every fifth: the date carries to the epochs between.
+        let mut bodies = Vec::new();
+        for s in 0..10u8 {
+            bodies.push(format!(
+                "GPGGA,2359{}.00,4404.14063,N,12118.85478,W,1,08,0.9,545.4,M,46.9,M,,",
+                50 + s
+            ));
+            if s % 5 == 0 {
+                bodies.push(format!("GPZDA,2359{}.00,31,12,2026,00,00", 50 + s));
+            }
+        }
+        let fixes = assemble(&lines(&bodies));
+        assert_eq!(fixes.len(), 10);
+        for f in &fixes {
+            assert_eq!(f.time.unwrap().date, Some((2026, 12, 31)), "{f:?}");
+        }
+        assert_eq!(
+            fixes[9].time.unwrap().utc_ns(),
+            Some(1_798_761_599_000_000_000)
+        );
+    }
+
+    #[test]
+    fn an_epoch_without_gsa_derives_its_fix_mode() {
+        let gga = |q: u8, n: &str, alt: &str| {
+            lines(&[format!(
+                "GPGGA,120000.00,4404.14063,N,12118.85478,W,{q},{n},0.9,{alt},{},46.9,M,,",
+                if alt.is_empty() { "" } else { "M" }
+            )])
+        };
+        let mode = |text: &str| assemble(text)[0].mode;
+        assert_eq!(mode(&gga(1, "08", "545.4")), Some(FixMode::ThreeD));
+        assert_eq!(mode(&gga(2, "08", "")), Some(FixMode::TwoD));
+        assert_eq!(mode(&gga(0, "00", "")), Some(FixMode::NoFix));
+        // Quality 1 with no satellite used is no fix, and its position is not valid.
+        let f = &assemble(&gga(1, "00", "545.4"))[0];
+        assert_eq!(f.mode, Some(FixMode::NoFix));
+        assert!(!f.valid && !f.has_position_fix());
+        // RMC alone: status A with a position is 2D, V no fix.
+        let rmc = |st: &str| {
+            lines(&[format!(
+                "GPRMC,120000.00,{st},4404.14063,N,12118.85478,W,10.0,,180325,,,A"
+            )])
+        };
+        assert_eq!(mode(&rmc("A")), Some(FixMode::TwoD));
+        assert_eq!(mode(&rmc("V")), Some(FixMode::NoFix));
+        // A GSA's mode is what the receiver said: it stays.
+        let with_gsa = [
+            gga(1, "08", "545.4"),
+            lines(&["GPGSA,A,2,01,11,31,,,,,,,,,,1.5,0.9,1.2".to_owned()]),
+        ]
+        .concat();
+        assert_eq!(mode(&with_gsa), Some(FixMode::TwoD));
+    }
+
+    #[test]
+    fn one_epoch_from_several_talkers_is_one_fix() {
+        for talkers in [["GP", "GA"], ["GN", "GL"], ["GL", "GN"]] {
+            let [a, b] = talkers;
+            let mut bodies = Vec::new();
+            for s in 0..4u8 {
+                let t = format!("1200{s:02}.00");
+                bodies.extend([
+                    format!("{a}RMC,{t},A,4404.14063,S,12118.85478,W,20.0,,180325,,,A"),
+                    format!("{b}RMC,{t},A,4404.14063,S,12118.85478,W,20.0,,180325,,,A"),
+                    format!("{a}GGA,{t},4404.14063,S,12118.85478,W,1,08,0.9,545.4,M,46.9,M,,"),
+                    format!("{b}GGA,{t},4404.14063,S,12118.85478,W,1,05,1.4,545.4,M,46.9,M,,"),
+                    "GNGSA,A,3,01,11,31,,,,,,,,,,1.5,0.9,1.2".to_owned(),
+                    format!("{a}GSV,1,1,02,01,53,280,36,11,40,245,29"),
+                    format!("{b}GSV,1,1,01,67,62,349,26"),
+                    format!("{a}GLL,4404.14063,S,12118.85478,W,{t},A,A"),
+                    format!("{b}GLL,4404.14063,S,12118.85478,W,{t},A,A"),
+                ]);
+            }
+            let fixes = assemble(&lines(&bodies));
+            assert_eq!(
+                seconds(&fixes),
+                [Some(0), Some(1), Some(2), Some(3)],
+                "{talkers:?}"
+            );
+            for f in &fixes {
+                assert_eq!(f.satellites.len(), 3, "{talkers:?}");
+                assert_eq!(f.mode, Some(FixMode::ThreeD));
+                assert_eq!(f.altitude_msl_m, Some(545.4));
+                assert!(f.valid && f.ground_speed_mps.is_some());
+            }
+        }
+        // GPGGA with GNGSA and GNRMC: one fix per epoch, each with all of them.
+        let mut bodies = Vec::new();
+        for s in 0..3u8 {
+            let t = format!("1200{s:02}.00");
+            bodies.extend([
+                format!("GNRMC,{t},A,4404.14063,N,12118.85478,W,20.0,,180325,,,A"),
+                format!("GPGGA,{t},4404.14063,N,12118.85478,W,1,08,0.9,545.4,M,46.9,M,,"),
+                "GNGSA,A,3,01,11,31,,,,,,,,,,1.5,0.9,1.2,1".to_owned(),
+                "GNGSA,A,3,67,83,,,,,,,,,,,1.5,0.9,1.2,2".to_owned(),
+            ]);
+        }
+        let fixes = assemble(&lines(&bodies));
+        assert_eq!(fixes.len(), 3);
+        for f in &fixes {
+            assert_eq!(f.satellites_used, Some(8));
+            assert_eq!(f.pdop, Some(1.5));
+            assert!(f.time.unwrap().date.is_some() && f.altitude_msl_m.is_some());
+        }
+    }
+
+    #[test]
+    fn the_combined_solution_wins_over_one_constellations_position() {
+        let text = lines(&[
+            "GPGGA,120000.00,4404.00000,N,12118.00000,W,1,05,1.4,545.4,M,46.9,M,,".to_owned(),
+            "GNGGA,120000.00,4404.14063,N,12118.85478,W,1,12,0.8,545.4,M,46.9,M,,".to_owned(),
+            "GLGGA,120000.00,4405.00000,N,12119.00000,W,1,04,2.0,545.4,M,46.9,M,,".to_owned(),
+        ]);
+        let f = &assemble(&text)[0];
+        assert!((f.latitude_deg.unwrap() - (44.0 + 4.140_63 / 60.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_late_time_less_sentence_neither_splits_nor_invalidates_the_next_fix() {
+        // Each epoch but the first is followed, after its cycle's end, by a late no-fix GSA
+        // from another talker, a GSV page or a VTG with mode N (from the epoch before).
+        for late in [
+            "GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99",
+            "GAGSV,1,1,01,07,10,100,",
+            "GPVTG,,T,,M,0.0,N,0.0,K,N",
+        ] {
+            let mut stream = Vec::new();
+            for (n, t) in ["171926.00", "171927.00", "171928.00", "171929.00"]
+                .into_iter()
+                .enumerate()
+            {
+                stream.extend(neo_m8n_epoch(t));
+                if n >= 1 {
+                    stream.push(encode::finish(late));
+                }
+            }
+            let fixes = assemble(&stream.concat());
+            assert_eq!(
+                seconds(&fixes),
+                [Some(26), Some(27), Some(28), Some(29)],
+                "{late}"
+            );
+            for f in &fixes {
+                assert!(f.has_position_fix(), "{late}: {f:?}");
+                assert_eq!(f.mode, Some(FixMode::ThreeD), "{late}");
+                assert!((f.ground_speed_mps.unwrap() - 0.117 * nmea::MPS_PER_KNOT).abs() < 1e-9);
+            }
+        }
     }
 
     mod properties {
@@ -1327,6 +1617,153 @@ $GNRMC,171926.00,A,4404.14063,N,12118.85478,W,0.117,,180315,,,A*76
                     prop_assert!((fix.ground_speed_mps.unwrap() - knots * nmea::MPS_PER_KNOT).abs() < 3e-4);
                     prop_assert_eq!(fix.satellites.len(), 5);
                     prop_assert!(fix.valid);
+                }
+            }
+
+            #[test]
+            fn gns_and_zda_epochs_assemble_into_one_dated_fix_each(
+                epochs in arb_epochs(),
+                modes in proptest::collection::vec(
+                    prop_oneof![Just(b'A'), Just(b'D'), Just(b'N'), Just(b'R')],
+                    1..=6,
+                ),
+                zda_every in 1usize..5,
+            ) {
+                let modes = nmea::ModeIndicators::from_letters(&modes).unwrap();
+                let mut text = String::new();
+                for (i, &(lat, lon, alt, _)) in epochs.iter().enumerate() {
+                    let time = Some(TimeOfDay {
+                        hour: 10,
+                        minute: u8::try_from(i / 60).unwrap(),
+                        second: u8::try_from(i % 60).unwrap(),
+                        nanosecond: 0,
+                    });
+                    text += &encode::gns(&nmea::Gns {
+                        talker: Talker::Gnss,
+                        time,
+                        latitude_deg: Some(lat),
+                        longitude_deg: Some(lon),
+                        modes,
+                        satellites_used: Some(12),
+                        hdop: Some(0.8),
+                        altitude_msl_m: Some(alt),
+                        geoid_separation_m: Some(-21.3),
+                        dgps_age_s: None,
+                        dgps_station: None,
+                        navigational_status: Some(b'V'),
+                    });
+                    if i % zda_every == 0 {
+                        text += &encode::zda(&nmea::Zda {
+                            talker: Talker::Gnss,
+                            time,
+                            date: Some(nmea::Date { year: 2026, month: 11, day: 24 }),
+                            local_zone_hours: Some(0),
+                            local_zone_minutes: Some(0),
+                        });
+                    }
+                }
+                let fixes = assemble(&text);
+                prop_assert_eq!(fixes.len(), epochs.len());
+                for (fix, &(lat, lon, alt, _)) in fixes.iter().zip(&epochs) {
+                    prop_assert_eq!(fix.time.unwrap().date, Some((2026, 11, 24)));
+                    prop_assert!((fix.latitude_deg.unwrap() - lat).abs() < 2e-7);
+                    prop_assert!((fix.longitude_deg.unwrap() - lon).abs() < 2e-7);
+                    prop_assert!((fix.altitude_msl_m.unwrap() - alt).abs() <= 0.05 + 1e-9);
+                    let expected = if modes.any_fix() { FixMode::ThreeD } else { FixMode::NoFix };
+                    prop_assert_eq!(fix.mode, Some(expected));
+                    prop_assert_eq!(fix.valid, modes.any_fix());
+                }
+            }
+
+            #[test]
+            fn the_fix_mode_without_gsa_follows_gga(
+                quality in 0u8..9,
+                used in proptest::option::of(0u8..30),
+                altitude in proptest::option::of(-400.0f64..12_500.0),
+                position in any::<bool>(),
+            ) {
+                let gga = Gga {
+                    talker: Talker::Gps,
+                    time: Some(TimeOfDay { hour: 1, minute: 2, second: 3, nanosecond: 0 }),
+                    latitude_deg: position.then_some(-45.5),
+                    longitude_deg: position.then_some(170.25),
+                    quality: Some(quality),
+                    satellites_used: used,
+                    hdop: Some(1.0),
+                    altitude_msl_m: altitude,
+                    geoid_separation_m: None,
+                    dgps_age_s: None,
+                    dgps_station: None,
+                };
+                let fix = &assemble(&encode::gga(&gga))[0];
+                let no_fix = quality == 0 || used == Some(0) || !position;
+                let expected = match (no_fix, altitude) {
+                    (true, _) => FixMode::NoFix,
+                    (false, Some(_)) => FixMode::ThreeD,
+                    (false, None) => FixMode::TwoD,
+                };
+                prop_assert_eq!(fix.mode, Some(expected));
+                prop_assert_eq!(fix.valid, quality > 0 && used != Some(0));
+            }
+
+            #[test]
+            fn extra_talkers_and_late_sentences_never_split_nor_change_fixes(
+                epochs in arb_epochs(),
+                extra_talker in prop_oneof![Just(Talker::Glonass), Just(Talker::Galileo), Just(Talker::BeidouGb)],
+                copy in any::<bool>(),
+                late_kind in 1usize..4,
+                late_after in proptest::collection::vec(any::<bool>(), 40),
+            ) {
+                // Each epoch as a u-blox prints it (RMC, VTG, GGA, GSA, GSVs, GLL), at its
+                // own time.
+                let epoch_lines = |i: usize| -> Vec<String> {
+                    let one = stream(std::slice::from_ref(&epochs[i]), Talker::Gnss, true, true);
+                    let time = format!("10{:02}{:02}.00", i / 60, i % 60);
+                    let mut bodies: Vec<String> = one
+                        .lines()
+                        .map(|line| line[1..line.len() - 3].replace("100000.00", &time))
+                        .collect();
+                    bodies.insert(3, "GNGSA,A,3,01,02,03,04,05,,,,,,,,1.5,0.9,1.2".to_owned());
+                    bodies
+                };
+                let plain: String = (0..epochs.len())
+                    .flat_map(epoch_lines)
+                    .map(|b| encode::finish(&b))
+                    .collect();
+                let plain = assemble(&plain);
+                prop_assert_eq!(plain.len(), epochs.len());
+                // The same epochs from a receiver that repeats RMC and GLL from another
+                // talker, or not, and after some epochs prints a late time-less sentence (a
+                // no-fix GSA of another talker, a GSV page, a VTG saying not valid).
+                let code = String::from_utf8_lossy(&extra_talker.code()).into_owned();
+                let mut text = String::new();
+                for i in 0..epochs.len() {
+                    for body in epoch_lines(i) {
+                        text += &encode::finish(&body);
+                        if copy && (body.contains("RMC") || body.contains("GLL")) {
+                            text += &encode::finish(&format!("{code}{}", &body[2..]));
+                        }
+                    }
+                    if late_after[i % late_after.len()] {
+                        text += &encode::finish(match late_kind {
+                            1 => "GPGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99",
+                            2 => "GAGSV,1,1,01,07,10,100,",
+                            _ => "GPVTG,,T,,M,0.0,N,0.0,K,N",
+                        });
+                    }
+                }
+                let varied = assemble(&text);
+                prop_assert_eq!(varied.len(), plain.len());
+                for (v, p) in varied.iter().zip(&plain) {
+                    prop_assert_eq!(v.time, p.time);
+                    prop_assert_eq!(v.latitude_deg, p.latitude_deg);
+                    prop_assert_eq!(v.altitude_msl_m, p.altitude_msl_m);
+                    prop_assert_eq!(v.ground_speed_mps, p.ground_speed_mps);
+                    prop_assert_eq!(v.mode, p.mode);
+                    prop_assert_eq!(v.valid, p.valid);
+                    prop_assert_eq!(v.pdop, p.pdop);
+                    // A late GSV page that the cycle has learned joins its own epoch.
+                    prop_assert!((p.satellites.len()..=p.satellites.len() + 1).contains(&v.satellites.len()));
                 }
             }
 

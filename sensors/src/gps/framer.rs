@@ -8,23 +8,26 @@
 //! Invariants:
 //! - every byte pushed is accounted for exactly once: in a line (plus its CR LF), in a
 //!   frame, or in a skipped count;
-//! - memory is bounded: an NMEA candidate longer than [`MAX_NMEA_LEN`] (82 bytes with
-//!   CR LF, as NMEA 0183 allows) and a UBX length field over [`MAX_UBX_PAYLOAD`] are
+//! - memory is bounded: an NMEA candidate longer than [`MAX_NMEA_LEN`] (130 bytes with
+//!   CR LF, the parser's bound: NMEA 0183 allows 82, high-precision receivers print more)
+//!   and a UBX length field over [`MAX_UBX_PAYLOAD`] are
 //!   rejected at once, so the framer never holds more than one maximal item plus the bytes
 //!   pushed since the last take;
 //! - a rejected candidate costs only its first byte: the framer resyncs on the next `$` or
 //!   `0xB5` after it, so a valid frame that follows a false start (a stray `$`, a
 //!   corrupted UBX header) is still found.
 //!
-//! An NMEA line is `$`, printable ASCII without `$`, `*`, two hex digits of the XOR
-//! checksum, CR LF (a bare LF is accepted too). The checksum is verified here, so a line
+//! An NMEA line is `$` (or a doubled `$$`, which some receivers print: the line then keeps
+//! both and the parser reads them as one), printable ASCII without `$`, `*`, two hex digits
+//! (either case) of the XOR checksum, CR LF (a bare LF is accepted too). The checksum is verified here, so a line
 //! the framer hands out is a whole sentence; field parsing is [`super::nmea`]'s job.
 
 use super::nmea::checksum as nmea_checksum;
 use super::ubx::{self, Frame, FrameError};
 
-/// Longest NMEA sentence, `$` to LF inclusive (NMEA 0183: 82 characters).
-pub const MAX_NMEA_LEN: usize = 82;
+/// Longest NMEA sentence, `$` to LF inclusive: the parser's bound,
+/// [`nmea::MAX_SENTENCE_LEN`](super::nmea::MAX_SENTENCE_LEN) (NMEA 0183 itself: 82).
+pub const MAX_NMEA_LEN: usize = super::nmea::MAX_SENTENCE_LEN;
 
 /// Largest UBX payload accepted. The largest messages a NEO-M8N sends in Aloft's setup are
 /// NAV-SAT with 72 channels (872 bytes) and RXM-RAWX with 32 measurements (1040 bytes);
@@ -37,7 +40,7 @@ pub const MAX_UBX_PAYLOAD: usize = 2048;
 pub enum SkipReason {
     /// Bytes before any `$` or UBX sync.
     NoSync,
-    /// An NMEA candidate reached 82 bytes without a line end.
+    /// An NMEA candidate reached [`MAX_NMEA_LEN`] bytes without a line end.
     NmeaTooLong,
     /// An NMEA candidate held a byte no sentence may contain (control byte, second `$`).
     NmeaBadByte,
@@ -54,7 +57,8 @@ pub enum SkipReason {
 /// One thing taken out of the byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
-    /// An NMEA sentence from `$` to the checksum digits, without CR LF; checksum verified.
+    /// An NMEA sentence from `$` (or a doubled `$$`) to the checksum digits, without CR LF;
+    /// checksum verified.
     Nmea(&'a [u8]),
     /// A UBX frame, checksum verified.
     Ubx(Frame<'a>),
@@ -193,6 +197,8 @@ impl GnssFramer {
                     Some(b'\n') | None => {}
                     Some(_) => return Step::Skip(SkipReason::NmeaBadByte),
                 },
+                // A doubled start is a start.
+                b'$' if i == 1 => {}
                 b'$' => return Step::Skip(SkipReason::NmeaBadByte),
                 0x20..=0x7E => {}
                 _ => return Step::Skip(SkipReason::NmeaBadByte),
@@ -206,8 +212,13 @@ impl GnssFramer {
     }
 }
 
-/// `line` is `$body*hh` and `hh` (either case) is the XOR of `body`.
+/// `line` is `$body*hh` or `$$body*hh` and `hh` (either case) is the XOR of `body`.
 fn nmea_checksum_ok(line: &[u8]) -> bool {
+    let line = match line {
+        [b'$', b'$', rest @ ..] => rest,
+        [b'$', rest @ ..] => rest,
+        _ => return false,
+    };
     let Some((&[star, hi, lo], head)) = line
         .split_last_chunk::<3>()
         .map(|(head, tail)| (tail, head))
@@ -215,8 +226,8 @@ fn nmea_checksum_ok(line: &[u8]) -> bool {
         return false;
     };
     let hex = |c: u8| char::from(c).to_digit(16);
-    match (star, hex(hi), hex(lo), head.get(1..)) {
-        (b'*', Some(h), Some(l), Some(body)) => u32::from(nmea_checksum(body)) == h * 16 + l,
+    match (star, hex(hi), hex(lo)) {
+        (b'*', Some(h), Some(l)) => u32::from(nmea_checksum(head)) == h * 16 + l,
         _ => false,
     }
 }
@@ -301,12 +312,60 @@ mod tests {
     #[test]
     fn overlong_nmea_line_is_rejected_and_the_next_sentence_survives() {
         let mut stream = b"$GPXXX,".to_vec();
-        stream.extend(std::iter::repeat_n(b'1', 100));
+        stream.extend(std::iter::repeat_n(b'1', 150));
         stream.extend(GGA);
         let out = run(&[&stream]);
-        assert_eq!(out[0], Owned::Skipped(107, SkipReason::NmeaTooLong));
+        assert_eq!(out[0], Owned::Skipped(157, SkipReason::NmeaTooLong));
         assert_eq!(out[1], Owned::Nmea(GGA[..GGA.len() - 2].to_vec()));
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn a_high_precision_gga_past_82_bytes_comes_out_whole_up_to_130() {
+        let gga = b"$GPGGA,172814.0,3723.46587704,N,12202.26957864,W,2,6,1.2,18.893,M,-25.669,M,2.0,0031*4F\r\n";
+        assert!(gga.len() > 82);
+        let out = run(&[gga]);
+        assert_eq!(out, vec![Owned::Nmea(gga[..gga.len() - 2].to_vec())]);
+        let fill = |n: usize| sentence(&format!("GPTXT,{}", "x".repeat(n)));
+        let longest = fill(MAX_NMEA_LEN - 2 - 1 - 6 - 3);
+        assert_eq!(longest.len(), MAX_NMEA_LEN);
+        let too_long = fill(MAX_NMEA_LEN - 2 - 1 - 6 - 3 + 1);
+        let out = run(&[&longest, &too_long, GGA]);
+        assert_eq!(out[0], Owned::Nmea(longest[..longest.len() - 2].to_vec()));
+        assert_eq!(
+            out[1],
+            Owned::Skipped(too_long.len(), SkipReason::NmeaTooLong)
+        );
+        assert_eq!(out[2], Owned::Nmea(GGA[..GGA.len() - 2].to_vec()));
+    }
+
+    #[test]
+    fn a_doubled_start_and_a_lower_case_checksum_are_one_sentence_each() {
+        let mut doubled = b"$".to_vec();
+        doubled.extend(GGA);
+        let lower = sentence("GNVTG,,T,,M,0.117,N,0.216,K,A").to_ascii_lowercase();
+        let lower = [
+            b"$GNVTG,,T,,M,0.117,N,0.216,K,A*".as_slice(),
+            &lower[lower.len() - 4..],
+        ]
+        .concat();
+        let out = run(&[&doubled, &lower]);
+        assert_eq!(
+            out,
+            vec![
+                Owned::Nmea(doubled[..doubled.len() - 2].to_vec()),
+                Owned::Nmea(lower[..lower.len() - 2].to_vec()),
+            ]
+        );
+        for line in [&doubled[..doubled.len() - 2], &lower[..lower.len() - 2]] {
+            assert!(crate::gps::nmea::parse(line).is_ok());
+        }
+        // A third `$` is a false start: skipped, and the doubled sentence after it found.
+        let mut tripled = b"$".to_vec();
+        tripled.extend(&doubled);
+        let out = run(&[&tripled]);
+        assert_eq!(out[0], Owned::Skipped(1, SkipReason::NmeaBadByte));
+        assert_eq!(out[1], Owned::Nmea(doubled[..doubled.len() - 2].to_vec()));
     }
 
     #[test]
@@ -439,10 +498,19 @@ mod tests {
             }).sum();
             prop_assert_eq!(accounted, stream.len());
 
-            let got: Vec<&Owned> = out.iter().filter(|o| !matches!(o, Owned::Skipped(..))).collect();
+            // Garbage ending in `$` before a sentence makes it a doubled start: the same
+            // sentence.
+            let got: Vec<Owned> = out
+                .iter()
+                .filter(|o| !matches!(o, Owned::Skipped(..)))
+                .map(|o| match o {
+                    Owned::Nmea(l) if l.starts_with(b"$$") => Owned::Nmea(l[1..].to_vec()),
+                    o => o.clone(),
+                })
+                .collect();
             let mut rest = got.iter();
             for e in &expected {
-                prop_assert!(rest.any(|g| *g == e), "missing {:?} in {:?}", e, got);
+                prop_assert!(rest.any(|g| g == e), "missing {:?} in {:?}", e, got);
             }
         }
 

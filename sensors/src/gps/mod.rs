@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! - [`nmea`]: zero-allocation NMEA 0183 sentence parser (GGA, RMC, GSA, GSV, VTG, GLL).
+//! - [`nmea`]: zero-allocation NMEA 0183 sentence parser (GGA, RMC, GSA, GSV, VTG, GLL, GNS, ZDA).
 //! - [`fix`]: the [`Fix`] type, and assembly of one fix per epoch from NMEA sentences.
 //! - [`ubx`]: UBX frame codec (Fletcher checksum) and the messages Aloft uses.
 //! - [`nav`]: one fix per epoch from UBX: NAV-PVT, the legacy NAV-SOL/POSLLH/VELNED/TIMEUTC

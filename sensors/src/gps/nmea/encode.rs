@@ -1,11 +1,14 @@
-//! Formats typed sentences the way a u-blox receiver prints them (NMEA 2.3 layouts,
-//! five decimals of arc minutes, CR LF), for simulators, test streams and round trips.
+//! Formats typed sentences the way a u-blox receiver prints them (NMEA 2.3 layouts, GNS and
+//! ZDA as NMEA 4.10, five decimals of arc minutes, CR LF), for simulators, test streams and
+//! round trips.
 //! Not for the hot path: each sentence is a new `String`.
 //!
 //! Invariant: what these functions write, [`parse`](super::parse) reads back to the
 //! same values up to the printed precision.
 
-use super::{Gga, Gll, Gsa, Gsv, Rmc, Sentence, Status, Talker, TimeOfDay, Vtg, checksum};
+use super::{
+    Gga, Gll, Gns, Gsa, Gsv, Rmc, Sentence, Status, Talker, TimeOfDay, Vtg, Zda, checksum,
+};
 use std::fmt::Write;
 
 /// Wraps a body (between `$` and `*`) into a full sentence with checksum and CR LF.
@@ -218,7 +221,61 @@ pub fn gll(s: &Gll) -> String {
     finish(&o)
 }
 
-/// Formats any of the six typed sentences.
+/// Formats GNS (NMEA 4.10 layout when a navigational status is given, else 4.00).
+pub fn gns(s: &Gns) -> String {
+    let mut o = format!("{}GNS,", talker(s.talker));
+    time(&mut o, s.time);
+    o.push(',');
+    coord(&mut o, s.latitude_deg, 2, 'N', 'S');
+    o.push(',');
+    coord(&mut o, s.longitude_deg, 3, 'E', 'W');
+    o.push(',');
+    for m in s.modes.as_slice() {
+        o.push(char::from(m.letter()));
+    }
+    o.push(',');
+    if let Some(n) = s.satellites_used {
+        let _ = write!(o, "{n:02}");
+    }
+    o.push(',');
+    num(&mut o, s.hdop, 2);
+    o.push(',');
+    num(&mut o, s.altitude_msl_m, 1);
+    o.push(',');
+    num(&mut o, s.geoid_separation_m, 1);
+    o.push(',');
+    num(&mut o, s.dgps_age_s, 1);
+    o.push(',');
+    opt_u(&mut o, s.dgps_station);
+    if let Some(n) = s.navigational_status {
+        let _ = write!(o, ",{}", char::from(n));
+    }
+    finish(&o)
+}
+
+/// Formats ZDA.
+pub fn zda(s: &Zda) -> String {
+    let mut o = format!("{}ZDA,", talker(s.talker));
+    time(&mut o, s.time);
+    match s.date {
+        Some(d) => {
+            let _ = write!(o, ",{:02},{:02},{:04}", d.day, d.month, d.year);
+        }
+        None => o.push_str(",,,"),
+    }
+    o.push(',');
+    if let Some(h) = s.local_zone_hours {
+        let sign = if h < 0 { "-" } else { "" };
+        let _ = write!(o, "{sign}{:02}", h.unsigned_abs());
+    }
+    o.push(',');
+    if let Some(m) = s.local_zone_minutes {
+        let _ = write!(o, "{m:02}");
+    }
+    finish(&o)
+}
+
+/// Formats any of the eight typed sentences.
 pub fn sentence(s: &Sentence<'_>) -> String {
     match s {
         Sentence::Gga(s) => gga(s),
@@ -227,6 +284,8 @@ pub fn sentence(s: &Sentence<'_>) -> String {
         Sentence::Gsv(s) => gsv(s),
         Sentence::Vtg(s) => vtg(s),
         Sentence::Gll(s) => gll(s),
+        Sentence::Gns(s) => gns(s),
+        Sentence::Zda(s) => zda(s),
         Sentence::Other(o) if o.fields.is_empty() => finish(o.address),
         Sentence::Other(o) => finish(&format!("{},{}", o.address, o.fields)),
     }

@@ -2,15 +2,19 @@
 //!
 //! The parser borrows from the line and never allocates, so the agent can run it on every
 //! sentence of a 10 Hz receiver on a small ARM board. It understands GGA, RMC, GSA, GSV,
-//! VTG and GLL from any two-letter talker (GP, GL, GA, GB, BD, GQ, GN, ...) and hands every
-//! other well-formed sentence (ZDA, TXT, GBS, proprietary `$P...`) back as
+//! VTG, GLL, GNS and ZDA from any two-letter talker (GP, GL, GA, GB, BD, GQ, GN, ...) and
+//! hands every other well-formed sentence (TXT, GBS, proprietary `$P...`) back as
 //! [`Sentence::Other`], so that it is not counted as bad input.
 //!
 //! Invariants:
 //! - Any byte sequence gives either a sentence or a [`NmeaError`]; nothing panics.
-//! - The checksum is verified before any field is interpreted, and only upper-case hex is
-//!   accepted, so a single changed byte anywhere in a line is always an error.
-//! - A line is at most [`MAX_SENTENCE_LEN`] bytes including CR LF.
+//! - The checksum is verified before any field is interpreted, so a single changed byte
+//!   anywhere in a line is always an error, except a change of case of a checksum hex
+//!   letter: receivers print the checksum in either case and both mean the same value.
+//! - A line is at most [`MAX_SENTENCE_LEN`] bytes including CR LF: more than NMEA 0183's
+//!   82, because high-precision receivers print longer sentences (see the constant).
+//! - A doubled start (`$$GPGGA,...`), which some receivers print after a buffer overrun,
+//!   reads as one `$`; the checksum still covers only the body after it.
 //! - Values are typed and range-checked; an empty field is `None`. Positions come out in
 //!   signed decimal degrees; speeds keep the sentence's unit in the field name
 //!   (`speed_knots`), with `*_mps` helpers for SI.
@@ -22,8 +26,18 @@
 
 use thiserror::Error;
 
-/// Longest legal sentence, `$` to LF inclusive, as NMEA 0183 specifies.
-pub const MAX_SENTENCE_LEN: usize = 82;
+/// Longest sentence accepted, `$` to LF inclusive.
+///
+/// NMEA 0183 allows 82 characters, but receivers that print more precision do not fit:
+/// GGA with eight decimals of arc minutes (Trimble BX-960: 91 characters, Unicore UM980,
+/// u-blox F9 in high-precision mode), Skytraq's 103-character `$PSTI`. gpsd raised its own
+/// bound (`NMEA_MAX`) for these: 102 in the packaged 3.22, 130 today. Aloft takes gpsd's
+/// present 130, which covers every receiver gpsd has met and still bounds the framer's
+/// memory and the parser's work per line.
+pub const MAX_SENTENCE_LEN: usize = 130;
+
+/// The sentence length NMEA 0183 itself allows, `$` to LF inclusive.
+pub const STANDARD_SENTENCE_LEN: usize = 82;
 
 /// Metres per second in one knot (1852 m per hour).
 pub const MPS_PER_KNOT: f64 = 1852.0 / 3600.0;
@@ -65,14 +79,14 @@ pub enum NmeaError {
     /// The line does not start with `$`.
     #[error("sentence does not start with '$'")]
     MissingStart,
-    /// Longer than 82 bytes including CR LF.
-    #[error("sentence longer than 82 bytes")]
+    /// Longer than [`MAX_SENTENCE_LEN`] bytes including CR LF.
+    #[error("sentence longer than 130 bytes")]
     TooLong,
     /// No `*HH` checksum at the end of the line.
     #[error("missing '*HH' checksum")]
     MissingChecksum,
-    /// The checksum is not two upper-case hex digits.
-    #[error("checksum is not two upper-case hex digits")]
+    /// The checksum is not two hex digits.
+    #[error("checksum is not two hex digits")]
     BadChecksumSyntax,
     /// The checksum does not match the sentence.
     #[error("checksum mismatch: sentence says {stated:#04x}, body gives {computed:#04x}")]

@@ -11,6 +11,11 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
     if line.len() > MAX_SENTENCE_LEN - 2 {
         return Err(NmeaError::TooLong);
     }
+    // A doubled start is one start: the checksum covers the body after the last `$`.
+    let line = match line {
+        [b'$', b'$', ..] => line.get(1..).unwrap_or_default(),
+        _ => line,
+    };
     let (&start, rest) = line.split_first().ok_or(NmeaError::Empty)?;
     if start != b'$' {
         return Err(NmeaError::MissingStart);
@@ -30,10 +35,14 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
     }
     let stated = (hex_digit(hi)? << 4) | hex_digit(lo)?;
     let mut computed = 0u8;
+    // Commas counted in the same pass: the address has none, so the fields after it
+    // number as many as the body has commas.
+    let mut commas = 0usize;
     for &b in body {
         if !(0x20..=0x7e).contains(&b) || b == b'$' || b == b'*' {
             return Err(NmeaError::InvalidByte);
         }
+        commas += usize::from(b == b',');
         computed ^= b;
     }
     if computed != stated {
@@ -70,7 +79,7 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
     let Some((talker, kind)) = typed else {
         return Ok(other());
     };
-    let mut f = Fields::new(fields);
+    let mut f = Fields::new(fields, commas);
     let sentence = match &kind {
         b"GGA" => Sentence::Gga(parse_gga(talker, &mut f)?),
         b"RMC" => Sentence::Rmc(parse_rmc(talker, &mut f)?),
@@ -78,6 +87,8 @@ pub fn parse(line: &[u8]) -> Result<Sentence<'_>, NmeaError> {
         b"GSV" => Sentence::Gsv(parse_gsv(talker, &mut f)?),
         b"VTG" => Sentence::Vtg(parse_vtg(talker, &mut f)?),
         b"GLL" => Sentence::Gll(parse_gll(talker, &mut f)?),
+        b"GNS" => Sentence::Gns(parse_gns(talker, &mut f)?),
+        b"ZDA" => Sentence::Zda(parse_zda(talker, &mut f)?),
         _ => other(),
     };
     Ok(sentence)
@@ -92,6 +103,7 @@ fn hex_digit(b: u8) -> Result<u8, NmeaError> {
     match b {
         b'0'..=b'9' => Ok(b - b'0'),
         b'A'..=b'F' => Ok(b - b'A' + 10),
+        b'a'..=b'f' => Ok(b - b'a' + 10),
         _ => Err(NmeaError::BadChecksumSyntax),
     }
 }
@@ -104,12 +116,14 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(fields: Option<&'a str>) -> Self {
-        let count = fields.map_or(0, |f| f.bytes().filter(|&b| b == b',').count() + 1);
+    /// The fields after the address; `commas` is the number of commas in the whole body
+    /// (the one after the address included), which is the number of fields.
+    fn new(fields: Option<&'a str>, commas: usize) -> Self {
+        let count = if fields.is_some() { commas } else { 0 };
         Fields {
             rest: fields.map(str::as_bytes),
             index: 0,
-            // At most 80 bytes, so at most 80 fields: fits.
+            // At most MAX_SENTENCE_LEN bytes, so fewer than 255 fields: fits.
             count: u8::try_from(count).unwrap_or(u8::MAX),
         }
     }
@@ -417,15 +431,15 @@ fn parse_rmc(talker: Talker, f: &mut Fields<'_>) -> Result<Rmc, NmeaError> {
     let track_deg = angle(f, 360.0)?;
     let (d, di) = f.next();
     let date = opt(d, di, parse_date)?;
-    let variation = angle(f, 180.0)?;
-    let (h, hi) = f.next();
-    let magnetic_variation_deg = match (variation, h) {
+    let (v, _) = f.next();
+    let (h, _) = f.next();
+    // Receivers fill the variation pair oddly (no direction, a direction without a value,
+    // dashes, other letters). It is auxiliary: whatever the pair holds, the sentence keeps
+    // its speed, track and date, and the variation is known only when both parts are sound.
+    let magnetic_variation_deg = match (parse_decimal(v).filter(|v| (0.0..=180.0).contains(v)), h) {
         (Some(v), [b'E']) => Some(v),
         (Some(v), [b'W']) => Some(-v),
-        (None, []) => None,
-        // Some receivers leave the direction empty with no value, others send one anyway.
-        (None, [b'E' | b'W']) => None,
-        _ => return Err(NmeaError::BadField { index: hi }),
+        _ => None,
     };
     let mode = mode(f)?;
     let navigational_status = f.letter(b"SCUV")?;
@@ -558,5 +572,74 @@ fn parse_gll(talker: Talker, f: &mut Fields<'_>) -> Result<Gll, NmeaError> {
         time: f.time()?,
         status: status(f)?,
         mode: mode(f)?,
+    })
+}
+
+fn parse_gns(talker: Talker, f: &mut Fields<'_>) -> Result<Gns, NmeaError> {
+    // 12 fields up to NMEA 4.00; 4.10 adds the navigational status.
+    f.require_count(|n| n == 12 || n == 13)?;
+    let time = f.time()?;
+    let latitude_deg = f.coordinate(2)?;
+    let longitude_deg = f.coordinate(3)?;
+    let (m, mi) = f.next();
+    let modes = ModeIndicators::parse(m).ok_or(NmeaError::BadField { index: mi })?;
+    let index = f.index;
+    let satellites_used = f.unsigned::<u8>()?;
+    if satellites_used.is_some_and(|n| n > 99) {
+        return Err(NmeaError::BadField { index });
+    }
+    Ok(Gns {
+        talker,
+        time,
+        latitude_deg,
+        longitude_deg,
+        modes,
+        satellites_used,
+        hdop: non_negative(f)?,
+        altitude_msl_m: f.number()?,
+        geoid_separation_m: f.number()?,
+        dgps_age_s: non_negative(f)?,
+        dgps_station: f.unsigned::<u16>()?,
+        navigational_status: f.letter(b"SCUV")?,
+    })
+}
+
+fn parse_zda(talker: Talker, f: &mut Fields<'_>) -> Result<Zda, NmeaError> {
+    f.require_count(|n| n == 6)?;
+    let time = f.time()?;
+    let (d, di) = f.next();
+    let (m, mi) = f.next();
+    let (y, yi) = f.next();
+    let date = match (d, m, y) {
+        ([], [], []) => None,
+        _ => {
+            let day = two_digits(d)
+                .filter(|d| (1..=31).contains(d))
+                .ok_or(NmeaError::BadField { index: di })?;
+            let month = two_digits(m)
+                .filter(|m| (1..=12).contains(m))
+                .ok_or(NmeaError::BadField { index: mi })?;
+            let year = (y.len() == 4)
+                .then(|| parse_unsigned(y))
+                .flatten()
+                .and_then(|y| u16::try_from(y).ok())
+                .ok_or(NmeaError::BadField { index: yi })?;
+            Some(Date { year, month, day })
+        }
+    };
+    let (h, hi) = f.next();
+    let local_zone_hours = opt(h, hi, |h| {
+        parse_decimal(h)
+            .filter(|v| v.fract() == 0.0 && (-13.0..=13.0).contains(v))
+            .map(|v| v as i8)
+    })?;
+    let (mm, mmi) = f.next();
+    let local_zone_minutes = opt(mm, mmi, |m| two_digits(m).filter(|m| *m < 60))?;
+    Ok(Zda {
+        talker,
+        time,
+        date,
+        local_zone_hours,
+        local_zone_minutes,
     })
 }

@@ -1,4 +1,4 @@
-//! The typed sentences: talkers, fields and the six sentence types the parser understands.
+//! The typed sentences: talkers, fields and the eight sentence types the parser understands.
 
 use super::{kmh_to_mps, knots_to_mps};
 
@@ -79,7 +79,7 @@ pub struct TimeOfDay {
     pub nanosecond: u32,
 }
 
-/// A calendar date as RMC gives it (`ddmmyy`).
+/// A calendar date as RMC (`ddmmyy`) or ZDA (`dd,mm,yyyy`) gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
     /// Full year: two-digit years 80-99 are 1980-1999, 00-79 are 2000-2079 (GPS began in
@@ -317,6 +317,106 @@ pub struct Gll {
     pub mode: Option<PositioningMode>,
 }
 
+/// The mode indicator string of GNS: one letter per constellation, in the order NMEA 0183
+/// 4.11 gives (GPS, GLONASS, Galileo, BeiDou, QZSS, NavIC), for as many as the receiver
+/// prints; `N` marks a constellation not used in the solution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeIndicators {
+    letters: [PositioningMode; ModeIndicators::MAX],
+    len: u8,
+}
+
+impl ModeIndicators {
+    /// Most letters accepted: the six constellations of NMEA 4.11 and room for two more.
+    pub const MAX: usize = 8;
+
+    /// Indicators from letters; `None` when there are more than [`Self::MAX`] or one is
+    /// not a mode letter.
+    pub fn from_letters(letters: &[u8]) -> Option<Self> {
+        if letters.len() > Self::MAX {
+            return None;
+        }
+        let mut out = ModeIndicators {
+            letters: [PositioningMode::NotValid; Self::MAX],
+            len: 0,
+        };
+        for (slot, &b) in out.letters.iter_mut().zip(letters) {
+            *slot = PositioningMode::from_letter(b)?;
+        }
+        out.len = u8::try_from(letters.len()).ok()?;
+        Some(out)
+    }
+
+    pub(super) fn parse(field: &[u8]) -> Option<Self> {
+        Self::from_letters(field)
+    }
+
+    /// The indicators, one per constellation.
+    pub fn as_slice(&self) -> &[PositioningMode] {
+        self.letters
+            .get(..usize::from(self.len))
+            .unwrap_or_default()
+    }
+
+    /// Whether no indicator was sent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether any constellation contributes to a fix (an indicator other than `N`).
+    pub fn any_fix(&self) -> bool {
+        self.as_slice()
+            .iter()
+            .any(|m| *m != PositioningMode::NotValid)
+    }
+}
+
+/// GNS: the GNSS fix of a multi-constellation receiver: time, position, a mode indicator
+/// per constellation, satellites, HDOP, altitude and geoid separation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gns {
+    /// Sender.
+    pub talker: Talker,
+    /// UTC time of day of the fix.
+    pub time: Option<TimeOfDay>,
+    /// Degrees north.
+    pub latitude_deg: Option<f64>,
+    /// Degrees east.
+    pub longitude_deg: Option<f64>,
+    /// Mode per constellation.
+    pub modes: ModeIndicators,
+    /// Satellites used, all constellations (00-99).
+    pub satellites_used: Option<u8>,
+    /// Horizontal dilution of precision.
+    pub hdop: Option<f64>,
+    /// Orthometric height (above mean sea level), m.
+    pub altitude_msl_m: Option<f64>,
+    /// Geoid height above the WGS 84 ellipsoid, m.
+    pub geoid_separation_m: Option<f64>,
+    /// Age of the differential corrections, s.
+    pub dgps_age_s: Option<f64>,
+    /// Differential reference station.
+    pub dgps_station: Option<u16>,
+    /// Navigational status letter (NMEA 4.10+): S safe, C caution, U unsafe, V not valid
+    /// (u-blox: the receiver gives no navigational status).
+    pub navigational_status: Option<u8>,
+}
+
+/// ZDA: UTC time and the full date, with the local time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zda {
+    /// Sender.
+    pub talker: Talker,
+    /// UTC time of day.
+    pub time: Option<TimeOfDay>,
+    /// UTC date, four-digit year.
+    pub date: Option<Date>,
+    /// Local zone hours, -13 to 13.
+    pub local_zone_hours: Option<i8>,
+    /// Local zone minutes, 0-59 (same sign as the hours).
+    pub local_zone_minutes: Option<u8>,
+}
+
 /// A well-formed sentence of a type this parser does not interpret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OtherSentence<'a> {
@@ -350,17 +450,23 @@ pub enum Sentence<'a> {
     Vtg(Vtg),
     /// GLL
     Gll(Gll),
+    /// GNS
+    Gns(Gns),
+    /// ZDA
+    Zda(Zda),
     /// Any other well-formed sentence.
     Other(OtherSentence<'a>),
 }
 
 impl Sentence<'_> {
-    /// The UTC time of day the sentence carries (GGA, RMC, GLL), if any.
+    /// The UTC time of day the sentence carries (GGA, RMC, GLL, GNS, ZDA), if any.
     pub fn time(&self) -> Option<TimeOfDay> {
         match self {
             Sentence::Gga(s) => s.time,
             Sentence::Rmc(s) => s.time,
             Sentence::Gll(s) => s.time,
+            Sentence::Gns(s) => s.time,
+            Sentence::Zda(s) => s.time,
             _ => None,
         }
     }
