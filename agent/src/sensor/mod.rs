@@ -34,6 +34,7 @@ pub mod latest;
 pub(crate) mod line;
 pub mod nmea;
 pub mod pacing;
+pub mod pom;
 pub mod power;
 pub mod simulation;
 pub mod slot;
@@ -221,6 +222,12 @@ pub fn hardware_device(
             config,
             "cosmicwatch",
             cosmicwatch::CosmicWatchDevice::with_capture,
+        )),
+        SensorKind::Pom => Box::new(with_capture(
+            pom::PomDevice::new(id, port()?, config.baud.unwrap_or(pom::DEFAULT_BAUD)),
+            config,
+            "pom",
+            pom::PomDevice::with_capture,
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
         kind => {

@@ -395,10 +395,14 @@ impl<I2C: I2c, D: DelayNs> Sps30<I2C, D> {
         let serial_number = self.read_serial_number()?;
         let [version] = self.read_words::<1>(command::READ_FIRMWARE_VERSION)?;
         let [major, minor] = version.to_be_bytes();
-        if let Some(seconds) = self.auto_cleaning_interval_s {
+        // The interval lives in the device's flash: written only when it differs.
+        let mut auto_cleaning_interval_s = self.read_auto_cleaning_interval()?;
+        if let Some(seconds) = self.auto_cleaning_interval_s
+            && seconds != auto_cleaning_interval_s
+        {
             self.write_auto_cleaning_interval(seconds)?;
+            auto_cleaning_interval_s = self.read_auto_cleaning_interval()?;
         }
-        let auto_cleaning_interval_s = self.read_auto_cleaning_interval()?;
         self.start_measurement()?;
         let info = DeviceInfo {
             serial_number,
@@ -424,13 +428,11 @@ impl<I2C: I2c, D: DelayNs> Sps30<I2C, D> {
             .with_real("operating_temperature_min_k", OPERATING_MIN_K)
             .with_real("operating_temperature_max_k", OPERATING_MAX_K);
         if let Some(info) = &self.info {
-            d = d
-                .with_integer(
-                    "auto_cleaning_interval_s",
-                    i64::from(info.auto_cleaning_interval_s),
-                )
-                .with_integer("firmware_major", i64::from(info.firmware.0))
-                .with_integer("firmware_minor", i64::from(info.firmware.1));
+            d = d.with_integer(
+                "auto_cleaning_interval_s",
+                i64::from(info.auto_cleaning_interval_s),
+            );
+            d.firmware = Some(format!("{}.{}", info.firmware.0, info.firmware.1));
             d.serial_number = Some(info.serial_number.clone());
         }
         d
