@@ -63,20 +63,18 @@ fn sensors() -> Vec<SensorConfig> {
 }
 
 async fn fly(start_at_s: f64) -> Flight {
+    fly_with(start_at_s, SimulationTuning::default()).await
+}
+
+async fn fly_with(start_at_s: f64, tuning: SimulationTuning) -> Flight {
     let links = tempfile::tempdir().unwrap();
     let config: SimulationConfig = serde_json::from_value(serde_json::json!({
         "seed": SEED, "start_at_s": start_at_s, "speed": SPEED
     }))
     .unwrap();
     let latest = LatestValues::new();
-    let (simulation, slots) = Simulation::start(
-        &config,
-        &sensors(),
-        links.path(),
-        &latest,
-        SimulationTuning::default(),
-    )
-    .expect("the simulation starts");
+    let (simulation, slots) = Simulation::start(&config, &sensors(), links.path(), &latest, tuning)
+        .expect("the simulation starts");
     let (tx, records) = mpsc::channel(4096);
     let options = SupervisorOptions::default()
         .with_backoff(BackoffPolicy::new(
@@ -335,5 +333,23 @@ async fn garbled_lines_a_stopped_pump_and_a_nacking_sps30_are_survived() {
     f.until_state(PARTICLES, SensorState::Running).await;
     let health = f.supervisor.health();
     assert!(health[usize::from(OUTSIDE_AIR)].restarts == 0);
+    f.land().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_monitor_is_noticed_restarted_and_read_again_once_it_talks() {
+    // Lines every 2 s of flight, 1 s of real time: 2.5 s of silence is not normal.
+    let tuning = SimulationTuning::default().with_pom_silence(Duration::from_millis(2_500));
+    let mut f = fly_with(600.0, tuning).await;
+    f.readings(Quantity::OzoneMoleFraction, 2).await;
+    let faults = f.sim().pom("ozone").unwrap().clone();
+    faults.set_stalled(true);
+    f.until_state(OZONE, SensorState::Degraded).await;
+    f.until_state(OZONE, SensorState::Failed).await;
+    faults.set_stalled(false);
+    f.until_state(OZONE, SensorState::Running).await;
+    let seen = f.readings(Quantity::OzoneMoleFraction, 2).await;
+    assert!(!of(&seen, OZONE, Quantity::OzoneMoleFraction).is_empty());
+    assert!(f.supervisor.health()[usize::from(OZONE)].restarts >= 1);
     f.land().await;
 }

@@ -586,6 +586,78 @@ mod tests {
     }
 
     #[test]
+    fn the_sps30_cleaning_interval_follows_its_tunables_and_the_outside_air_flags_it() {
+        use aloft_protocol::sync::TunableValue;
+        use aloft_sensors::sps30::sim::{SimDelay as Sps30Delay, Sps30Sim};
+        let sim = Sps30Sim::new("SPS", 1);
+        let s = sim.clone();
+        let open: BusOpener<Sps30Sim, Sps30Delay> = Box::new(move || Ok((s.clone(), s.delay())));
+        let latest = LatestValues::new();
+        let inputs = Inputs {
+            outside_air_from: Some("outside-air".into()),
+            ..Inputs::default()
+        };
+        let mut device = I2cDevice::new(
+            SensorId(4),
+            SensorKind::Sps30,
+            sps30::ADDRESS,
+            Duration::from_secs(1),
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind");
+        let days = |d| {
+            Tunables::from([(
+                "auto_cleaning_interval_days".into(),
+                TunableValue::Integer(d),
+            )])
+        };
+        device.set_tunables(&days(1)).expect("kept for the open");
+        device.open().expect("opens");
+        assert_eq!(sim.auto_cleaning_interval_s(), 86_400);
+        device.set_tunables(&days(0)).expect("written now");
+        assert_eq!(sim.auto_cleaning_interval_s(), 0);
+        assert!(device.take_descriptor().is_some());
+
+        // No outside air yet: degraded input. Then -30 °C: out of the operating range.
+        let pm25 = |out: &[Reading]| {
+            out.iter()
+                .find(|r| r.quantity == Quantity::Pm2p5MassConcentration)
+                .map(|r| r.quality)
+        };
+        sim.advance(Duration::from_secs(1));
+        let mut out = Vec::new();
+        assert_eq!(device.poll(&mut out).ok(), Some(PollOutcome::Healthy));
+        assert_eq!(pm25(&out), Some(Quality::DEGRADED_INPUT));
+        let now = AgentClock::new().now().mono_ns;
+        latest.record(
+            "outside-air",
+            &[Reading {
+                sensor: SensorId(0),
+                quantity: Quantity::AirTemperature,
+                time: Timestamp::monotonic(now),
+                value: 243.15,
+                quality: Quality::GOOD,
+            }],
+        );
+        sim.advance(Duration::from_secs(1));
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert_eq!(pm25(&out), Some(Quality::OUT_OF_RANGE));
+        // A fan error: readings flagged invalid, the poll degraded with the status.
+        sim.fan_error();
+        sim.advance(Duration::from_secs(1));
+        out.clear();
+        let outcome = device.poll(&mut out).expect("measures");
+        assert!(
+            matches!(&outcome, PollOutcome::Degraded(m) if m.contains("fan error")),
+            "{outcome:?}"
+        );
+        assert!(pm25(&out).is_some_and(|q| q.contains(Quality::INVALID)));
+    }
+
+    #[test]
     fn true_airspeed_needs_fresh_values_from_both_named_sensors() {
         let sim = Ms4525doSim::new(ms4525do::Config::default(), 1);
         sim.set_differential_pressure_pa(1_500.0);

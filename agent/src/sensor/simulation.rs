@@ -81,6 +81,12 @@ impl SimulationTuning {
         self.ublox = ublox;
         self
     }
+
+    /// With this normal silence for the ozone monitors.
+    pub fn with_pom_silence(mut self, silence: Duration) -> Self {
+        self.pom_silence = Some(silence);
+        self
+    }
 }
 
 /// A u-blox simulator shared between its port's thread and the tests that brown it out.
