@@ -1,5 +1,5 @@
-//! The I2C devices: BME280, MS5611, SCD41 and MS4525DO, on a Linux i2c-dev bus or on the
-//! register models of the simulated flight.
+//! The I2C devices: BME280, MS5611, SCD41, MS4525DO and SPS30, on a Linux i2c-dev bus or on
+//! the register models of the simulated flight.
 //!
 //! One [`I2cDevice`] per sensor, generic over the bus and delay it gets from its
 //! [`BusOpener`], so the same code reads hardware and simulators. `open` reopens the bus and
