@@ -118,3 +118,49 @@ pub fn cosmicwatch(data: &[u8]) {
     detector.push_bytes(data, SENSOR, TIME, &mut readings, |_| {});
     assert_finite(&readings);
 }
+
+/// An ozone monitor's port bytes: every line parsed in both unit settings, and the stream
+/// fed as reads would split it.
+pub fn pom(data: &[u8]) {
+    use crate::pom::{OzoneStream, PressureUnit, TemperatureUnit, Units};
+    for line in data.split(|&b| b == b'\n') {
+        let _ = crate::pom::parse_line(line);
+    }
+    let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let (head, tail) = data.split_at(split);
+    let mut readings = Vec::new();
+    for units in [
+        Units::default(),
+        Units {
+            temperature: TemperatureUnit::Kelvin,
+            pressure: PressureUnit::Torr,
+        },
+    ] {
+        let mut stream = OzoneStream::new(units);
+        stream.push_bytes(head, SENSOR, TIME, &mut readings, |_| {});
+        stream.push_bytes(tail, SENSOR, TIME, &mut readings, |_| {});
+    }
+    assert_finite(&readings);
+}
+
+/// An SPS30's measured-values answer (and any other register block) as the bus returns it.
+pub fn sps30(data: &[u8]) {
+    use crate::sps30::{DeviceStatus, Measurement, OperatingAir, RawMeasurement};
+    let mut readings = Vec::new();
+    if let Ok(raw) = RawMeasurement::decode::<core::convert::Infallible>(data) {
+        let status = DeviceStatus(
+            data.get(60..64)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_be_bytes),
+        );
+        Measurement {
+            raw,
+            status,
+            air: OperatingAir::Stale,
+        }
+        .push_readings(SENSOR, TIME, &mut readings);
+    }
+    let _ = crate::scd41::decode_words::<2>(data);
+    let _ = crate::scd41::decode_words::<16>(data);
+    assert_finite(&readings);
+}

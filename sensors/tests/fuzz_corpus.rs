@@ -44,3 +44,13 @@ fn ubx_corpus_replays_cleanly() {
 fn cosmicwatch_corpus_replays_cleanly() {
     replay("cosmicwatch", aloft_sensors::fuzzing::cosmicwatch);
 }
+
+#[test]
+fn pom_corpus_replays_cleanly() {
+    replay("pom", aloft_sensors::fuzzing::pom);
+}
+
+#[test]
+fn sps30_corpus_replays_cleanly() {
+    replay("sps30", aloft_sensors::fuzzing::sps30);
+}

@@ -107,19 +107,63 @@ const UBLOX: &[TunableSpec] = &[TunableSpec {
     doc: "the receiver's dynamic model, set at every open and restored after a brown-out",
 }];
 
+/// The ozone monitor's averaging periods, s (its menu's choices).
+pub const POM_AVERAGING_S: &[i64] = &[2, 10, 60, 300];
+
+/// The units the ozone monitor's menu writes the cell temperature in.
+pub const POM_TEMPERATURE_UNITS: &[&str] = &["celsius", "kelvin"];
+
+/// The units the ozone monitor's menu writes the cell pressure in.
+pub const POM_PRESSURE_UNITS: &[&str] = &["mbar", "torr"];
+
+// The monitor's menu is operated at its front panel: these tell the adapter how the menu is
+// set (how to read the line, how long its silence is), they cannot change the monitor.
+const POM: &[TunableSpec] = &[
+    TunableSpec {
+        key: "averaging_s",
+        accepts: Accepts::OneOf(POM_AVERAGING_S),
+        default: DefaultValue::Integer(2),
+        doc: "the monitor's averaging period as set in its menu (one line per period); \
+              sets how long a silence is normal",
+    },
+    TunableSpec {
+        key: "pressure_unit",
+        accepts: Accepts::Names(POM_PRESSURE_UNITS),
+        default: DefaultValue::Name("mbar"),
+        doc: "the cell pressure's unit as set in the monitor's menu",
+    },
+    TunableSpec {
+        key: "temperature_unit",
+        accepts: Accepts::Names(POM_TEMPERATURE_UNITS),
+        default: DefaultValue::Name("celsius"),
+        doc: "the cell temperature's unit as set in the monitor's menu",
+    },
+];
+
+/// The SPS30's auto-cleaning intervals the agent offers, days (0: never).
+pub const SPS30_AUTO_CLEANING_DAYS: &[i64] = &[0, 1, 2, 4, 7, 14, 28];
+
+const SPS30: &[TunableSpec] = &[TunableSpec {
+    key: "auto_cleaning_interval_days",
+    accepts: Accepts::OneOf(SPS30_AUTO_CLEANING_DAYS),
+    default: DefaultValue::Integer(7),
+    doc: "days of measuring between the fan cleanings the SPS30 does by itself (0: never); \
+          written to the device (command 0x8004) when it differs",
+}];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
         SensorKind::Bme280 => BME280,
         SensorKind::Ublox => UBLOX,
+        SensorKind::Pom => POM,
+        SensorKind::Sps30 => SPS30,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
         | SensorKind::Scd41
         | SensorKind::Ms4525do
         | SensorKind::Icm20948
-        | SensorKind::Pom
-        | SensorKind::Sps30
         | SensorKind::Sbs
         | SensorKind::Wind => &[],
     }
@@ -262,7 +306,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [SensorKind; 7] = [
+    const KINDS: [SensorKind; 9] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -270,6 +314,8 @@ mod tests {
         SensorKind::Ms5611,
         SensorKind::Scd41,
         SensorKind::Ms4525do,
+        SensorKind::Pom,
+        SensorKind::Sps30,
     ];
 
     #[test]
@@ -329,6 +375,10 @@ mod tests {
                 "temperature_oversampling",
                 "humidity_oversampling",
                 "dynamic_model",
+                "averaging_s",
+                "temperature_unit",
+                "pressure_unit",
+                "auto_cleaning_interval_days",
             ])
             .prop_map(String::from),
         ]

@@ -245,9 +245,9 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
         pitot,
     );
     refuse(
-        s.outside_air_from.is_some() && kind != SensorKind::Ms4525do,
+        s.outside_air_from.is_some() && !matches!(kind, SensorKind::Ms4525do | SensorKind::Sps30),
         "outside_air_from",
-        pitot,
+        "only an ms4525do (true airspeed) and an sps30 (its operating range) use the outside air",
     );
     refuse(
         s.ambient_pressure_from.is_some() && kind != SensorKind::Scd41,

@@ -1,5 +1,5 @@
-//! The I2C devices: BME280, MS5611, SCD41 and MS4525DO, on a Linux i2c-dev bus or on the
-//! register models of the simulated flight.
+//! The I2C devices: BME280, MS5611, SCD41, MS4525DO and SPS30, on a Linux i2c-dev bus or on
+//! the register models of the simulated flight.
 //!
 //! One [`I2cDevice`] per sensor, generic over the bus and delay it gets from its
 //! [`BusOpener`], so the same code reads hardware and simulators. `open` reopens the bus and
@@ -27,6 +27,7 @@ use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
 use aloft_sensors::scd41::{self, Scd41};
+use aloft_sensors::sps30::{self, OperatingAir, Sps30};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
@@ -54,6 +55,7 @@ enum Driver<I2C, D> {
     Ms5611(Ms5611<I2C>, D, Pipeline),
     Scd41(Scd41<I2C, D>),
     Ms4525do(Ms4525do<I2C, D>),
+    Sps30(Sps30<I2C, D>),
 }
 
 /// Where an I2C sensor's inputs from other sensors come from.
@@ -63,7 +65,8 @@ pub struct Inputs {
     pub ambient_pressure_from: Option<String>,
     /// MS4525DO: the sensor whose pressure is the static pressure.
     pub static_pressure_from: Option<String>,
-    /// MS4525DO: the sensor whose temperature is the outside air temperature.
+    /// MS4525DO: the sensor whose temperature is the outside air temperature; SPS30: the
+    /// sensor whose temperature is checked against the operating range.
     pub outside_air_from: Option<String>,
     /// ICM-20948: the sensor whose true airspeed compensates turns.
     pub airspeed_from: Option<String>,
@@ -101,6 +104,10 @@ pub struct I2cDevice<I2C, D> {
     bme280: bme280::Config,
     /// A descriptor that changed while open (new settings), for the supervisor to record.
     changed_descriptor: Option<SensorDescriptor>,
+    /// SPS30: the auto-cleaning interval its tunables ask for, s, kept across reopens.
+    sps30_cleaning_s: Option<u32>,
+    /// What the last measurement reported that readings flow despite (an SPS30's status).
+    degraded: Option<String>,
 }
 
 impl<I2C, D> fmt::Debug for I2cDevice<I2C, D> {
@@ -175,6 +182,8 @@ where
             consecutive_failures: 0,
             bme280: bme280::Config::default(),
             changed_descriptor: None,
+            sps30_cleaning_s: None,
+            degraded: None,
         })
     }
 
@@ -215,6 +224,14 @@ where
             Quantity::AirTemperature,
             now.mono_ns,
         );
+        let operating_air = match (&self.inputs.outside_air_from, outside_air) {
+            (None, _) => OperatingAir::NotConfigured,
+            (Some(_), Some((temperature_k, quality))) => OperatingAir::Known {
+                temperature_k,
+                quality,
+            },
+            (Some(_), None) => OperatingAir::Stale,
+        };
         let id = self.id;
         let clock = &self.clock;
         let Some(driver) = self.driver.as_mut() else {
@@ -260,6 +277,17 @@ where
                     Err(e) => return Err(Some(e.to_string())),
                 }
             }
+            Driver::Sps30(d) => match d.measurement(operating_air) {
+                Ok(m) => {
+                    m.push_readings(id, now, out);
+                    if m.status.0 != 0 {
+                        self.degraded = Some(format!("SPS30 status: {}", m.status.describe()));
+                    }
+                }
+                // None each second it has nothing new, and for the 10 s of a fan cleaning.
+                Err(sps30::Error::NotReady) => return Err(None),
+                Err(e) => return Err(Some(e.to_string())),
+            },
         }
         Ok(())
     }
@@ -308,6 +336,13 @@ where
                 let descriptor = d.descriptor();
                 (Driver::Ms4525do(d), descriptor)
             }
+            SensorKind::Sps30 => {
+                let mut d =
+                    Sps30::new(bus, delay).with_auto_cleaning_interval(self.sps30_cleaning_s);
+                d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
+                let descriptor = d.descriptor();
+                (Driver::Sps30(d), descriptor)
+            }
             kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
             }
@@ -326,7 +361,10 @@ where
         match self.measure(out) {
             Ok(()) => {
                 self.consecutive_failures = 0;
-                Ok(PollOutcome::Healthy)
+                Ok(self
+                    .degraded
+                    .take()
+                    .map_or(PollOutcome::Healthy, PollOutcome::Degraded))
             }
             Err(None) => Ok(PollOutcome::Healthy),
             Err(Some(message)) => {
@@ -365,6 +403,9 @@ where
     }
 
     fn set_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        if self.kind == SensorKind::Sps30 {
+            return self.set_sps30_tunables(tunables);
+        }
         if self.kind != SensorKind::Bme280 {
             return Ok(());
         }
@@ -394,6 +435,30 @@ where
         // Failed measurements end in a restart by themselves; silence here means a device
         // that answers without data (an SCD41 that is never ready).
         (self.interval * 4).max(Duration::from_secs(12))
+    }
+}
+
+impl<I2C, D> I2cDevice<I2C, D>
+where
+    I2C: I2c + Send,
+    I2C::Error: Send + Sync + 'static,
+    D: DelayNs + Send,
+{
+    /// The SPS30's auto-cleaning interval: kept for every open, and written to an open
+    /// device now (a failed write keeps the previous interval, on the device and here).
+    fn set_sps30_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        let days = tunables::integer(tunables, "auto_cleaning_interval_days").unwrap_or(7);
+        let seconds = u32::try_from(days.saturating_mul(86_400)).unwrap_or(u32::MAX);
+        if self.sps30_cleaning_s == Some(seconds) {
+            return Ok(());
+        }
+        if let Some(Driver::Sps30(d)) = self.driver.as_mut() {
+            d.write_auto_cleaning_interval(seconds)
+                .map_err(|e| DeviceError::NotAnswering(format!("auto-cleaning interval: {e}")))?;
+            self.changed_descriptor = Some(d.descriptor());
+        }
+        self.sps30_cleaning_s = Some(seconds);
+        Ok(())
     }
 }
 
@@ -518,6 +583,78 @@ mod tests {
             ),
             "{source:?}"
         );
+    }
+
+    #[test]
+    fn the_sps30_cleaning_interval_follows_its_tunables_and_the_outside_air_flags_it() {
+        use aloft_protocol::sync::TunableValue;
+        use aloft_sensors::sps30::sim::{SimDelay as Sps30Delay, Sps30Sim};
+        let sim = Sps30Sim::new("SPS", 1);
+        let s = sim.clone();
+        let open: BusOpener<Sps30Sim, Sps30Delay> = Box::new(move || Ok((s.clone(), s.delay())));
+        let latest = LatestValues::new();
+        let inputs = Inputs {
+            outside_air_from: Some("outside-air".into()),
+            ..Inputs::default()
+        };
+        let mut device = I2cDevice::new(
+            SensorId(4),
+            SensorKind::Sps30,
+            sps30::ADDRESS,
+            Duration::from_secs(1),
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind");
+        let days = |d| {
+            Tunables::from([(
+                "auto_cleaning_interval_days".into(),
+                TunableValue::Integer(d),
+            )])
+        };
+        device.set_tunables(&days(1)).expect("kept for the open");
+        device.open().expect("opens");
+        assert_eq!(sim.auto_cleaning_interval_s(), 86_400);
+        device.set_tunables(&days(0)).expect("written now");
+        assert_eq!(sim.auto_cleaning_interval_s(), 0);
+        assert!(device.take_descriptor().is_some());
+
+        // No outside air yet: degraded input. Then -30 °C: out of the operating range.
+        let pm25 = |out: &[Reading]| {
+            out.iter()
+                .find(|r| r.quantity == Quantity::Pm2p5MassConcentration)
+                .map(|r| r.quality)
+        };
+        sim.advance(Duration::from_secs(1));
+        let mut out = Vec::new();
+        assert_eq!(device.poll(&mut out).ok(), Some(PollOutcome::Healthy));
+        assert_eq!(pm25(&out), Some(Quality::DEGRADED_INPUT));
+        let now = AgentClock::new().now().mono_ns;
+        latest.record(
+            "outside-air",
+            &[Reading {
+                sensor: SensorId(0),
+                quantity: Quantity::AirTemperature,
+                time: Timestamp::monotonic(now),
+                value: 243.15,
+                quality: Quality::GOOD,
+            }],
+        );
+        sim.advance(Duration::from_secs(1));
+        out.clear();
+        device.poll(&mut out).expect("measures");
+        assert_eq!(pm25(&out), Some(Quality::OUT_OF_RANGE));
+        // A fan error: readings flagged invalid, the poll degraded with the status.
+        sim.fan_error();
+        sim.advance(Duration::from_secs(1));
+        out.clear();
+        let outcome = device.poll(&mut out).expect("measures");
+        assert!(
+            matches!(&outcome, PollOutcome::Degraded(m) if m.contains("fan error")),
+            "{outcome:?}"
+        );
+        assert!(pm25(&out).is_some_and(|q| q.contains(Quality::INVALID)));
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! `close` lets go of the port. The supervisor decides when to open, poll, close and
 //! restart; adapters never retry on their own, so every retry shows in the sensor's state.
 //!
-//! - [`ublox`], [`nmea`], [`cosmicwatch`]: serial devices, opened by path at every `open`
-//!   (a `/dev/serial/by-id/...` symlink is resolved afresh each time). They share `line`
-//!   (the port, paced reads, the raw capture, the close) and the two GNSS adapters `gnss`
-//!   (framer to fixes); [`pacing`] paces bursts, [`capture`] records the raw bytes.
-//! - [`i2c`]: BME280, MS5611, SCD41 and MS4525DO on an I2C bus (Linux i2c-dev, or the
+//! - [`ublox`], [`nmea`], [`cosmicwatch`], [`pom`] (the ozone monitor): serial devices,
+//!   opened by path at every `open` (a `/dev/serial/by-id/...` symlink is resolved afresh
+//!   each time). They share `line` (the port, paced reads, the raw capture, the close)
+//!   and the two GNSS adapters `gnss` (framer to fixes); [`pacing`] paces bursts,
+//!   [`capture`] records the raw bytes.
+//! - [`i2c`]: BME280, MS5611, SCD41, MS4525DO and SPS30 on an I2C bus (Linux i2c-dev, or the
 //!   register models).
 //! - [`latest`]: the newest value of every (sensor, quantity), which the SCD41 (pressure
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
@@ -34,6 +35,7 @@ pub mod latest;
 pub(crate) mod line;
 pub mod nmea;
 pub mod pacing;
+pub mod pom;
 pub mod power;
 pub mod simulation;
 pub mod slot;
@@ -221,6 +223,12 @@ pub fn hardware_device(
             config,
             "cosmicwatch",
             cosmicwatch::CosmicWatchDevice::with_capture,
+        )),
+        SensorKind::Pom => Box::new(with_capture(
+            pom::PomDevice::new(id, port()?, config.baud.unwrap_or(pom::DEFAULT_BAUD)),
+            config,
+            "pom",
+            pom::PomDevice::with_capture,
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
         kind => {

@@ -26,13 +26,16 @@ use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
 use aloft_sensors::ms4525do;
 use aloft_sensors::ms4525do::sim::Ms4525doSim;
 use aloft_sensors::ms5611::sim::Ms5611Sim;
+use aloft_sensors::pom::{PomFaults, PomSim};
 use aloft_sensors::scd41::sim::Scd41Sim;
 use aloft_sensors::serial::SerialDevice;
 use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
+use aloft_sensors::sps30::sim::Sps30Sim;
 
 use super::cosmicwatch::CosmicWatchDevice;
 use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval};
 use super::nmea::NmeaDevice;
+use super::pom::PomDevice;
 use super::power::{PowerLine, SimulatedPowerLine};
 use super::slot::{self, SensorSlot};
 use super::ublox::{UbloxDevice, UbloxOptions};
@@ -68,12 +71,20 @@ pub struct SimulationTuning {
     pub ublox: UbloxOptions,
     /// The CosmicWatch adapters' normal silence, when not the default.
     pub cosmicwatch_silence: Option<Duration>,
+    /// The ozone monitors' normal silence, when not the one of their averaging period.
+    pub pom_silence: Option<Duration>,
 }
 
 impl SimulationTuning {
     /// With these u-blox options.
     pub fn with_ublox(mut self, ublox: UbloxOptions) -> Self {
         self.ublox = ublox;
+        self
+    }
+
+    /// With this normal silence for the ozone monitors.
+    pub fn with_pom_silence(mut self, silence: Duration) -> Self {
+        self.pom_silence = Some(silence);
         self
     }
 }
@@ -123,6 +134,8 @@ pub enum SimulatedI2c {
     Scd41(Scd41Sim),
     /// An MS4525DO.
     Ms4525do(Ms4525doSim),
+    /// An SPS30.
+    Sps30(Sps30Sim),
 }
 
 impl SimulatedI2c {
@@ -133,6 +146,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.nack_until_cleared(),
             SimulatedI2c::Scd41(s) => s.nack_until_cleared(),
             SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
+            SimulatedI2c::Sps30(s) => s.nack_until_cleared(),
         }
     }
 
@@ -143,6 +157,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clear_faults(),
             SimulatedI2c::Scd41(s) => s.clear_faults(),
             SimulatedI2c::Ms4525do(s) => s.clear_faults(),
+            SimulatedI2c::Sps30(s) => s.clear_faults(),
         }
     }
 
@@ -155,6 +170,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clock().advance_ns(ns),
             SimulatedI2c::Scd41(s) => s.advance(by),
             SimulatedI2c::Ms4525do(s) => s.advance(by),
+            SimulatedI2c::Sps30(s) => s.advance(by),
         }
     }
 
@@ -170,6 +186,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.transaction(address, operations),
             SimulatedI2c::Scd41(s) => s.transaction(address, operations),
             SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
+            SimulatedI2c::Sps30(s) => s.transaction(address, operations),
         }
     }
 
@@ -179,6 +196,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.apply(state),
             SimulatedI2c::Scd41(s) => s.apply(state),
             SimulatedI2c::Ms4525do(s) => s.apply(state),
+            SimulatedI2c::Sps30(s) => s.apply(state),
         }
     }
 }
@@ -190,6 +208,7 @@ pub struct Simulation {
     ublox: HashMap<String, SharedUblox>,
     i2c: HashMap<String, SimulatedI2c>,
     power_lines: HashMap<String, SimulatedPowerLine>,
+    pom: HashMap<String, PomFaults>,
 }
 
 impl Simulation {
@@ -211,6 +230,7 @@ impl Simulation {
             ublox: HashMap::new(),
             i2c: HashMap::new(),
             power_lines: HashMap::new(),
+            pom: HashMap::new(),
         };
         let slots = slot::assemble(sensors, true, |id, sensor| {
             let n = usize::from(id.0);
@@ -283,6 +303,14 @@ impl Simulation {
                                 hook,
                             )
                         }
+                        SimulatedI2c::Sps30(s) => {
+                            let open: BusOpener<Sps30Sim, aloft_sensors::sps30::sim::SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
                     }
                     .map_err(device_error)?
                 }
@@ -329,6 +357,13 @@ impl Simulation {
                     NmeaDevice::with_capture,
                 ))
             }
+            SensorKind::Pom => {
+                let mut device = PomDevice::new(id, link, spawned.baud);
+                if let Some(limit) = tuning.pom_silence {
+                    device = device.with_silence_limit(limit);
+                }
+                Box::new(with_capture(device, sensor, "pom", PomDevice::with_capture))
+            }
             _ => {
                 let mut device = CosmicWatchDevice::new(id, link, spawned.baud);
                 if let Some(limit) = tuning.cosmicwatch_silence {
@@ -344,6 +379,9 @@ impl Simulation {
         };
         if let Some(receiver) = spawned.ublox {
             self.ublox.insert(sensor.name.clone(), receiver);
+        }
+        if let Some(faults) = spawned.pom {
+            self.pom.insert(sensor.name.clone(), faults);
         }
         self.ports.insert(sensor.name.clone(), spawned.port);
         Ok(device)
@@ -362,6 +400,11 @@ impl Simulation {
     /// The register model of an I2C sensor (to make it NACK).
     pub fn i2c(&self, sensor: &str) -> Option<&SimulatedI2c> {
         self.i2c.get(sensor)
+    }
+
+    /// The faults of a simulated ozone monitor (garbled lines, a stall, no flow).
+    pub fn pom(&self, sensor: &str) -> Option<&PomFaults> {
+        self.pom.get(sensor)
     }
 
     /// The simulated power line of a sensor that has one.
@@ -428,6 +471,8 @@ pub(crate) struct SpawnedPort {
     pub port: SimulatedPort,
     /// The receiver, for a u-blox (to brown it out).
     pub ublox: Option<SharedUblox>,
+    /// The monitor's faults, for an ozone monitor.
+    pub pom: Option<PomFaults>,
     /// The baud rate the device speaks.
     pub baud: u32,
 }
@@ -462,6 +507,7 @@ pub(crate) fn spawn_port(
             SpawnedPort {
                 port,
                 ublox: Some(receiver),
+                pom: None,
                 baud,
             }
         }
@@ -480,7 +526,26 @@ pub(crate) fn spawn_port(
             SpawnedPort {
                 port,
                 ublox: None,
+                pom: None,
                 baud: 9600,
+            }
+        }
+        SensorKind::Pom => {
+            // The monitor set up as the sensor's tunables say its menu is.
+            let (units, averaging_s) = super::pom::settings(&crate::config::tunables::in_force(
+                SensorKind::Pom,
+                &sensor.tunables(),
+            ));
+            let baud = sensor.baud.unwrap_or(super::pom::DEFAULT_BAUD);
+            let monitor = PomSim::new(baud, averaging_s, units, seed);
+            let faults = monitor.faults();
+            let port =
+                SimulatedPort::spawn(monitor, Arc::clone(scenario), options).map_err(port_error)?;
+            SpawnedPort {
+                port,
+                ublox: None,
+                pom: Some(faults),
+                baud,
             }
         }
         _ => {
@@ -490,6 +555,7 @@ pub(crate) fn spawn_port(
             SpawnedPort {
                 port,
                 ublox: None,
+                pom: None,
                 baud: Format::V2.baud(),
             }
         }
@@ -518,6 +584,7 @@ pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> S
                 .with_temperature_source(TemperatureSource::OutsideAir),
         ),
         SensorKind::Scd41 => SimulatedI2c::Scd41(Scd41Sim::new(0x0A10_F7A1_2026, seed)),
+        SensorKind::Sps30 => SimulatedI2c::Sps30(Sps30Sim::new("8C1F6A2B9D04E733", seed)),
         SensorKind::Ms4525do => {
             let defaults = ms4525do::Config::default();
             SimulatedI2c::Ms4525do(Ms4525doSim::new(
