@@ -44,3 +44,8 @@ fn ubx_corpus_replays_cleanly() {
 fn cosmicwatch_corpus_replays_cleanly() {
     replay("cosmicwatch", aloft_sensors::fuzzing::cosmicwatch);
 }
+
+#[test]
+fn icm20948_corpus_replays_cleanly() {
+    replay("icm20948", aloft_sensors::fuzzing::icm20948);
+}
