@@ -107,17 +107,45 @@ const UBLOX: &[TunableSpec] = &[TunableSpec {
     doc: "the receiver's dynamic model, set at every open and restored after a brown-out",
 }];
 
+const ICM20948: &[TunableSpec] = &[
+    TunableSpec {
+        key: "accel_range_g",
+        accepts: Accepts::OneOf(&[2, 4, 8, 16]),
+        default: DefaultValue::Integer(8),
+        doc: "accelerometer full scale, g (a sample at the rail is flagged out of range)",
+    },
+    TunableSpec {
+        key: "gyro_range_dps",
+        accepts: Accepts::OneOf(&[250, 500, 1000, 2000]),
+        default: DefaultValue::Integer(500),
+        doc: "gyroscope full scale, degrees per second",
+    },
+    TunableSpec {
+        key: "output_rate_hz",
+        accepts: Accepts::OneOf(&[1, 2, 4, 10]),
+        default: DefaultValue::Integer(4),
+        doc: "attitude outputs (roll, pitch, heading, accuracies) per second",
+    },
+    TunableSpec {
+        key: "sample_rate_hz",
+        accepts: Accepts::OneOf(&[25, 50, 100]),
+        default: DefaultValue::Integer(50),
+        doc: "IMU samples per second into the FIFO the agent drains each interval (100 Hz \
+              needs an interval of at most 200 ms: the FIFO holds 25 frames)",
+    },
+];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
         SensorKind::Bme280 => BME280,
         SensorKind::Ublox => UBLOX,
+        SensorKind::Icm20948 => ICM20948,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
         | SensorKind::Scd41
         | SensorKind::Ms4525do
-        | SensorKind::Icm20948
         | SensorKind::Pom
         | SensorKind::Sps30
         | SensorKind::Sbs

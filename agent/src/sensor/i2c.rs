@@ -20,9 +20,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aloft_protocol::{Quantity, Reading, SensorDescriptor, SensorId};
+use aloft_protocol::{Quality, Quantity, Reading, SensorDescriptor, SensorId, Timestamp};
 use aloft_sensors::Sample;
 use aloft_sensors::bme280::{self, Bme280, Oversampling};
+use aloft_sensors::icm20948::{self, Icm20948, fusion::Ahrs};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
@@ -54,6 +55,56 @@ enum Driver<I2C, D> {
     Ms5611(Ms5611<I2C>, D, Pipeline),
     Scd41(Scd41<I2C, D>),
     Ms4525do(Ms4525do<I2C, D>),
+    /// With the attitude filter its FIFO's frames feed.
+    Icm20948(Icm20948<I2C>, D, Box<AttitudeFilter>),
+}
+
+/// ICM-20948: the settings its tunables make, kept across reopens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AttitudeSettings {
+    imu: icm20948::Config,
+    output_rate_hz: f64,
+}
+
+impl Default for AttitudeSettings {
+    fn default() -> Self {
+        AttitudeSettings {
+            imu: icm20948::Config::default(),
+            output_rate_hz: 4.0,
+        }
+    }
+}
+
+/// ICM-20948: the fusion between drains (it starts afresh at every open: a restarted part
+/// is not trusted until the filter has converged again).
+struct AttitudeFilter {
+    ahrs: Ahrs,
+    /// Seconds of samples since the last output.
+    since_output_s: f64,
+    /// A sample since the last output sat at a range's rail.
+    saturated: bool,
+}
+
+impl AttitudeFilter {
+    fn new() -> Self {
+        AttitudeFilter {
+            ahrs: Ahrs::new(icm20948::fusion::DECLINATION_DEG),
+            since_output_s: 0.0,
+            saturated: false,
+        }
+    }
+}
+
+/// `time` moved `back_s` seconds into the past.
+fn earlier(time: Timestamp, back_s: f64) -> Timestamp {
+    let ns = (back_s.max(0.0) * 1e9) as u64;
+    Timestamp {
+        mono_ns: time.mono_ns.saturating_sub(ns),
+        utc_ns: time
+            .utc_ns
+            .map(|u| u.saturating_sub(i64::try_from(ns).unwrap_or(i64::MAX))),
+        source: time.source,
+    }
 }
 
 /// Where an I2C sensor's inputs from other sensors come from.
@@ -99,6 +150,8 @@ pub struct I2cDevice<I2C, D> {
     consecutive_failures: u32,
     /// BME280: the measurement settings its tunables make, kept across reopens.
     bme280: bme280::Config,
+    /// ICM-20948: the settings its tunables make, kept across reopens.
+    attitude: AttitudeSettings,
     /// A descriptor that changed while open (new settings), for the supervisor to record.
     changed_descriptor: Option<SensorDescriptor>,
 }
@@ -174,6 +227,7 @@ where
             clock: AgentClock::new(),
             consecutive_failures: 0,
             bme280: bme280::Config::default(),
+            attitude: AttitudeSettings::default(),
             changed_descriptor: None,
         })
     }
@@ -215,6 +269,12 @@ where
             Quantity::AirTemperature,
             now.mono_ns,
         );
+        let airspeed = self.input(
+            self.inputs.airspeed_from.as_ref(),
+            Quantity::TrueAirspeed,
+            now.mono_ns,
+        );
+        let output_rate_hz = self.attitude.output_rate_hz;
         let id = self.id;
         let clock = &self.clock;
         let Some(driver) = self.driver.as_mut() else {
@@ -258,6 +318,58 @@ where
                 match measured {
                     Ok(m) => m.push_readings(id, now, out),
                     Err(e) => return Err(Some(e.to_string())),
+                }
+            }
+            Driver::Icm20948(d, _, filter) => {
+                let die_k = d.die_temperature_k().map_err(|e| Some(e.to_string()))?;
+                let drain = d.drain().map_err(|e| Some(e.to_string()))?;
+                // A flagged airspeed is no better than none for the turn compensation.
+                let tas = airspeed
+                    .filter(|(_, q)| {
+                        !q.contains(Quality::INVALID) && !q.contains(Quality::OUT_OF_RANGE)
+                    })
+                    .map(|(v, _)| v);
+                let (low, high) = icm20948::RATED_TEMPERATURE_K;
+                let too_hot_or_cold = !(low..=high).contains(&die_k);
+                let dt = 1.0 / d.config().fifo_rate_hz();
+                let period = 1.0 / output_rate_hz.max(0.1);
+                let n = drain.frames.len();
+                for (i, frame) in drain.frames.iter().enumerate() {
+                    filter.ahrs.update(frame, dt, tas);
+                    filter.saturated |= frame.saturated;
+                    filter.since_output_s += dt;
+                    if filter.since_output_s + dt / 2.0 < period {
+                        continue;
+                    }
+                    filter.since_output_s = (filter.since_output_s - period).max(0.0);
+                    let e = filter.ahrs.estimate();
+                    let mut quality = Quality::GOOD;
+                    if !e.converged {
+                        quality |= Quality::INVALID;
+                    }
+                    if !e.turn_compensated {
+                        quality |= Quality::DEGRADED_INPUT;
+                    }
+                    if filter.saturated || too_hot_or_cold {
+                        quality |= Quality::OUT_OF_RANGE;
+                    }
+                    filter.saturated = false;
+                    let time = earlier(now, (n - 1 - i) as f64 * dt);
+                    for (quantity, value) in [
+                        (Quantity::PlatformRoll, e.roll_deg),
+                        (Quantity::PlatformPitch, e.pitch_deg),
+                        (Quantity::PlatformYaw, e.heading_deg),
+                        (Quantity::AttitudeAccuracy, e.attitude_sigma_deg),
+                        (Quantity::HeadingAccuracy, e.heading_sigma_deg),
+                    ] {
+                        out.push(Reading {
+                            sensor: id,
+                            quantity,
+                            time,
+                            value,
+                            quality,
+                        });
+                    }
                 }
             }
         }
@@ -307,6 +419,18 @@ where
                 d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Ms4525do(d), descriptor)
+            }
+            SensorKind::Icm20948 => {
+                let mut d = Icm20948::new(bus, self.address, self.attitude.imu);
+                d.init(&mut delay)
+                    .map_err(|e| DeviceError::Init(Box::new(e)))?;
+                let descriptor = d
+                    .descriptor()
+                    .with_integer("output_rate_hz", self.attitude.output_rate_hz as i64);
+                (
+                    Driver::Icm20948(d, delay, Box::new(AttitudeFilter::new())),
+                    descriptor,
+                )
             }
             kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
@@ -365,6 +489,9 @@ where
     }
 
     fn set_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        if self.kind == SensorKind::Icm20948 {
+            return self.set_attitude_tunables(tunables);
+        }
         if self.kind != SensorKind::Bme280 {
             return Ok(());
         }
@@ -394,6 +521,53 @@ where
         // Failed measurements end in a restart by themselves; silence here means a device
         // that answers without data (an SCD41 that is never ready).
         (self.interval * 4).max(Duration::from_secs(12))
+    }
+}
+
+impl<I2C, D> I2cDevice<I2C, D>
+where
+    I2C: I2c + Send,
+    I2C::Error: Send + Sync + 'static,
+    D: DelayNs + Send,
+{
+    /// ICM-20948: ranges and sample rate written to the part at once (its FIFO reset, so
+    /// no frame of the old scale is read with the new one), the output rate from the next
+    /// drain; all kept for the next open.
+    fn set_attitude_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        let defaults = AttitudeSettings::default();
+        let int = |key: &str| tunables::integer(tunables, key);
+        let imu = icm20948::Config {
+            sample_rate_hz: int("sample_rate_hz")
+                .map(|r| r as f64)
+                .unwrap_or(defaults.imu.sample_rate_hz),
+            gyro_range: int("gyro_range_dps")
+                .and_then(icm20948::GyroRange::from_dps)
+                .unwrap_or(defaults.imu.gyro_range),
+            accel_range: int("accel_range_g")
+                .and_then(icm20948::AccelRange::from_g)
+                .unwrap_or(defaults.imu.accel_range),
+        };
+        let settings = AttitudeSettings {
+            imu,
+            output_rate_hz: int("output_rate_hz")
+                .map(|r| r as f64)
+                .unwrap_or(defaults.output_rate_hz),
+        };
+        if settings == self.attitude {
+            return Ok(());
+        }
+        self.attitude = settings;
+        if let Some(Driver::Icm20948(d, _, _)) = self.driver.as_mut() {
+            if *d.config() != imu {
+                d.set_config(imu)
+                    .map_err(|e| DeviceError::NotAnswering(e.to_string()))?;
+            }
+            self.changed_descriptor = Some(
+                d.descriptor()
+                    .with_integer("output_rate_hz", settings.output_rate_hz as i64),
+            );
+        }
+        Ok(())
     }
 }
 

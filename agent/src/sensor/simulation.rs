@@ -23,6 +23,7 @@ use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format};
 use aloft_sensors::flight::{FlightClock, FlightState, Scenario, start_utc_for_now};
 use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
 use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
+use aloft_sensors::icm20948::sim::Icm20948Sim;
 use aloft_sensors::ms4525do;
 use aloft_sensors::ms4525do::sim::Ms4525doSim;
 use aloft_sensors::ms5611::sim::Ms5611Sim;
@@ -123,6 +124,8 @@ pub enum SimulatedI2c {
     Scd41(Scd41Sim),
     /// An MS4525DO.
     Ms4525do(Ms4525doSim),
+    /// An ICM-20948.
+    Icm20948(Icm20948Sim),
 }
 
 impl SimulatedI2c {
@@ -133,6 +136,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.nack_until_cleared(),
             SimulatedI2c::Scd41(s) => s.nack_until_cleared(),
             SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
+            SimulatedI2c::Icm20948(s) => s.nack_until_cleared(),
         }
     }
 
@@ -143,6 +147,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clear_faults(),
             SimulatedI2c::Scd41(s) => s.clear_faults(),
             SimulatedI2c::Ms4525do(s) => s.clear_faults(),
+            SimulatedI2c::Icm20948(s) => s.clear_faults(),
         }
     }
 
@@ -155,6 +160,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clock().advance_ns(ns),
             SimulatedI2c::Scd41(s) => s.advance(by),
             SimulatedI2c::Ms4525do(s) => s.advance(by),
+            SimulatedI2c::Icm20948(s) => s.clock().advance_ns(ns),
         }
     }
 
@@ -170,6 +176,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.transaction(address, operations),
             SimulatedI2c::Scd41(s) => s.transaction(address, operations),
             SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
+            SimulatedI2c::Icm20948(s) => s.transaction(address, operations),
         }
     }
 
@@ -179,6 +186,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.apply(state),
             SimulatedI2c::Scd41(s) => s.apply(state),
             SimulatedI2c::Ms4525do(s) => s.apply(state),
+            SimulatedI2c::Icm20948(s) => s.apply(state),
         }
     }
 }
@@ -278,6 +286,14 @@ impl Simulation {
                         SimulatedI2c::Ms4525do(s) => {
                             let open: BusOpener<Ms4525doSim, NoopDelay> =
                                 Box::new(move || Ok((s.clone(), NoopDelay)));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Icm20948(s) => {
+                            let open: BusOpener<Icm20948Sim, SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
                             boxed(
                                 I2cDevice::new(id, kind, address, interval, open, inputs, latest),
                                 hook,
@@ -525,6 +541,7 @@ pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> S
                 seed,
             ))
         }
+        SensorKind::Icm20948 => SimulatedI2c::Icm20948(Icm20948Sim::new(address).with_noise(seed)),
         // MS5611, and any serial kind (never asked for here), as the static pressure port.
         _ => SimulatedI2c::Ms5611(
             Ms5611Sim::new(address)

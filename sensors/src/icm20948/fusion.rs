@@ -18,6 +18,9 @@
 
 use super::{BodySample, G};
 
+/// The magnetic declination added to the magnetic heading, degrees east: the home site's,
+/// Minden-Tahoe (NOAA WMM2025, about 13° E; it changes by under 0.1° a year there).
+pub const DECLINATION_DEG: f64 = 13.0;
 /// Seconds of valid samples after which the estimate is trusted.
 pub const CONVERGENCE_S: f64 = 4.0;
 /// Seconds of high gains at the start (the filter starts from the accelerometer's and
