@@ -694,6 +694,172 @@ mod tests {
         );
     }
 
+    fn attitude(
+        sim: &aloft_sensors::icm20948::sim::Icm20948Sim,
+        latest: &LatestValues,
+    ) -> I2cDevice<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay> {
+        let s = sim.clone();
+        let open: BusOpener<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay> =
+            Box::new(move || Ok((s.clone(), s.delay())));
+        let inputs = Inputs {
+            airspeed_from: Some("pitot".into()),
+            ..Inputs::default()
+        };
+        I2cDevice::new(
+            SensorId(4),
+            SensorKind::Icm20948,
+            icm20948::ADDRESS_AD0_LOW,
+            icm20948::DEFAULT_INTERVAL,
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind")
+    }
+
+    /// Polls `n` times, the part's clock moving one interval before each.
+    fn drain_polls(
+        device: &mut I2cDevice<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay>,
+        sim: &aloft_sensors::icm20948::sim::Icm20948Sim,
+        n: usize,
+    ) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            sim.advance(icm20948::DEFAULT_INTERVAL);
+            assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
+        }
+        out
+    }
+
+    fn tas_now(latest: &LatestValues, tas: f64) {
+        latest.record(
+            "pitot",
+            &[Reading {
+                sensor: SensorId(3),
+                quantity: Quantity::TrueAirspeed,
+                time: AgentClock::new().now(),
+                value: tas,
+                quality: Quality::GOOD,
+            }],
+        );
+    }
+
+    #[test]
+    fn the_horizon_is_invalid_until_converged_and_degraded_without_an_airspeed() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        let first = drain_polls(&mut device, &sim, 2);
+        let rolls: Vec<&Reading> = first
+            .iter()
+            .filter(|r| r.quantity == Quantity::PlatformRoll)
+            .collect();
+        // One output per 250 ms drain at the default 4 Hz.
+        assert_eq!(rolls.len(), 2, "{first:?}");
+        assert!(rolls.iter().all(|r| r.quality.contains(Quality::INVALID)));
+        assert!(
+            rolls
+                .iter()
+                .all(|r| r.quality.contains(Quality::DEGRADED_INPUT))
+        );
+
+        tas_now(&latest, 40.0);
+        let later = drain_polls(&mut device, &sim, 24);
+        let last = |q| {
+            later
+                .iter()
+                .rev()
+                .find(|r| r.quantity == q)
+                .copied()
+                .expect("an output")
+        };
+        let roll = last(Quantity::PlatformRoll);
+        assert!(roll.quality.is_good(), "{roll:?}");
+        assert!(roll.value.abs() < 0.5, "{roll:?}");
+        // The model starts level with its nose to true north: the declination added to
+        // the magnetic heading brings it back there.
+        let yaw = last(Quantity::PlatformYaw);
+        assert!(yaw.value < 1.0 || yaw.value > 359.0, "{yaw:?}");
+        assert!(last(Quantity::HeadingAccuracy).value >= 1.0);
+
+        // A die colder than the part's rating flags the outputs, never drops them.
+        sim.set_die_temperature_k(228.15);
+        tas_now(&latest, 40.0);
+        let cold = drain_polls(&mut device, &sim, 1);
+        assert!(
+            cold.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE)),
+            "{cold:?}"
+        );
+    }
+
+    #[test]
+    fn attitude_tunables_apply_live_and_survive_a_reopen() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        let mut set = Tunables::new();
+        set.insert(
+            "sample_rate_hz".into(),
+            aloft_protocol::sync::TunableValue::Integer(100),
+        );
+        set.insert(
+            "output_rate_hz".into(),
+            aloft_protocol::sync::TunableValue::Integer(10),
+        );
+        set.insert(
+            "gyro_range_dps".into(),
+            aloft_protocol::sync::TunableValue::Integer(250),
+        );
+        tunables::check(SensorKind::Icm20948, &set).expect("a valid set");
+        device.set_tunables(&set).expect("applied");
+        let descriptor = device.take_descriptor().expect("a new descriptor");
+        use aloft_protocol::ParameterValue::Integer;
+        assert_eq!(descriptor.parameter("GYRO_SMPLRT_DIV"), Some(&Integer(10)));
+        assert_eq!(descriptor.parameter("gyro_range_dps"), Some(&Integer(250)));
+        let before = sim.samples_written();
+        let out = drain_polls(&mut device, &sim, 4);
+        let written = sim.samples_written() - before;
+        assert!((98..=102).contains(&written), "{written} samples in 1 s");
+        let outputs = out
+            .iter()
+            .filter(|r| r.quantity == Quantity::PlatformRoll)
+            .count();
+        assert!((9..=11).contains(&outputs), "{outputs} outputs in 1 s");
+
+        device.open().expect("reopens");
+        let before = sim.samples_written();
+        drain_polls(&mut device, &sim, 4);
+        let written = sim.samples_written() - before;
+        assert!((98..=102).contains(&written), "after the reopen: {written}");
+    }
+
+    #[test]
+    fn a_nack_on_the_attitude_bus_is_degraded_and_the_next_drain_is_healthy() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        drain_polls(&mut device, &sim, 1);
+        sim.nack_next(1);
+        sim.advance(icm20948::DEFAULT_INTERVAL);
+        let mut out = Vec::new();
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(_))
+        ));
+        drain_polls(&mut device, &sim, 1);
+        // A host that slept too long: the FIFO overflowed, was reset, and drains go on.
+        sim.overflow_fifo();
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(m)) if m.contains("overflow")
+        ));
+        drain_polls(&mut device, &sim, 1);
+    }
+
     #[test]
     fn true_airspeed_needs_fresh_values_from_both_named_sensors() {
         let sim = Ms4525doSim::new(ms4525do::Config::default(), 1);

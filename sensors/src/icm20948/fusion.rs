@@ -186,7 +186,8 @@ impl Ahrs {
     /// Feeds one sample taken `dt_s` after the previous one; `tas_mps` is the true
     /// airspeed, when known, for the turn compensation.
     pub fn update(&mut self, sample: &BodySample, dt_s: f64, tas_mps: Option<f64>) {
-        if !(dt_s.is_finite() && dt_s > 0.0 && dt_s < 1.0) || !finite(sample.gyro_rad_s) {
+        let plausible_dt = dt_s.is_finite() && dt_s > 0.0 && dt_s < 1.0;
+        if !plausible_dt || !finite(sample.gyro_rad_s) {
             return;
         }
         let tas = tas_mps.filter(|v| v.is_finite() && *v >= 0.0 && *v < 350.0);
@@ -252,9 +253,8 @@ impl Ahrs {
             }
         }
         if !settling {
-            for i in 0..3 {
-                self.bias[i] =
-                    (self.bias[i] - KI * error[i] * dt_s).clamp(-MAX_BIAS_RAD_S, MAX_BIAS_RAD_S);
+            for (bias, e) in self.bias.iter_mut().zip(error) {
+                *bias = (*bias - KI * e * dt_s).clamp(-MAX_BIAS_RAD_S, MAX_BIAS_RAD_S);
             }
         }
         if down_measured.is_some() && mag.is_some() {
