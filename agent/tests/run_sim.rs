@@ -37,7 +37,7 @@ fn start(config: &Path) -> Child {
 fn wait_until_every_sensor_reads(port: u16) -> String {
     common::wait_for_status(port, PATIENCE, "reading from every sensor", None, |text| {
         let sensors: Vec<&str> = text.lines().filter(|l| l.contains(" running ")).collect();
-        sensors.len() == 6 && sensors.iter().all(|l| !l.contains("never"))
+        sensors.len() == common::sim_sensor_count() && sensors.iter().all(|l| !l.contains("never"))
     })
 }
 

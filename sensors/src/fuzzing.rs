@@ -110,7 +110,7 @@ pub fn icm20948(data: &[u8]) {
     if let Ok(frames) = icm20948::decode_fifo(&data[..whole]) {
         for frame in frames {
             let sample = frame.to_body(&config);
-            ahrs.update(&sample, 0.02, Some(40.0));
+            ahrs.update(&sample, 0.02, icm20948::fusion::Speed::True(40.0));
             let e = ahrs.estimate();
             assert!(e.roll_deg.is_finite() && e.pitch_deg.is_finite() && e.heading_deg.is_finite());
         }

@@ -23,7 +23,8 @@ use std::time::Duration;
 use aloft_protocol::{Quality, Quantity, Reading, SensorDescriptor, SensorId, Timestamp};
 use aloft_sensors::Sample;
 use aloft_sensors::bme280::{self, Bme280, Oversampling};
-use aloft_sensors::icm20948::{self, Icm20948, fusion::Ahrs};
+use aloft_sensors::icm20948::fusion::{Ahrs, Speed};
+use aloft_sensors::icm20948::{self, Icm20948};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
@@ -323,19 +324,23 @@ where
             Driver::Icm20948(d, _, filter) => {
                 let die_k = d.die_temperature_k().map_err(|e| Some(e.to_string()))?;
                 let drain = d.drain().map_err(|e| Some(e.to_string()))?;
-                // A flagged airspeed is no better than none for the turn compensation.
-                let tas = airspeed
-                    .filter(|(_, q)| {
-                        !q.contains(Quality::INVALID) && !q.contains(Quality::OUT_OF_RANGE)
-                    })
-                    .map(|(v, _)| v);
+                // A flagged airspeed is no better than none for the turn compensation
+                // (the fusion module says why the ground speed is no stand-in).
+                let speed = match airspeed {
+                    Some((tas, q))
+                        if !q.contains(Quality::INVALID) && !q.contains(Quality::OUT_OF_RANGE) =>
+                    {
+                        Speed::True(tas)
+                    }
+                    _ => Speed::Unknown,
+                };
                 let (low, high) = icm20948::RATED_TEMPERATURE_K;
                 let too_hot_or_cold = !(low..=high).contains(&die_k);
                 let dt = 1.0 / d.config().fifo_rate_hz();
                 let period = 1.0 / output_rate_hz.max(0.1);
                 let n = drain.frames.len();
                 for (i, frame) in drain.frames.iter().enumerate() {
-                    filter.ahrs.update(frame, dt, tas);
+                    filter.ahrs.update(frame, dt, speed);
                     filter.saturated |= frame.saturated;
                     filter.since_output_s += dt;
                     if filter.since_output_s + dt / 2.0 < period {

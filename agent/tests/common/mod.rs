@@ -38,6 +38,14 @@ pub fn sim_toml(dir: &Path, metrics_port: u16) -> String {
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"))
 }
 
+/// How many sensors deploy/examples/sim.toml lists.
+pub fn sim_sensor_count() -> usize {
+    sim_toml(Path::new("/tmp"), 0)
+        .lines()
+        .filter(|l| l.trim() == "[[sensor]]")
+        .count()
+}
+
 /// [`sim_toml`] written to `dir/name`; its path.
 pub fn write_sim_config(dir: &Path, name: &str, metrics_port: u16) -> PathBuf {
     let path = dir.join(name);

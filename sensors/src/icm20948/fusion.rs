@@ -8,8 +8,11 @@
 //! horizon); an integral term learns the gyroscope's bias. In a coordinated turn the
 //! accelerometer does not point at gravity: it measures `ω × v − g`, and with the airframe's
 //! velocity taken as (TAS, 0, 0) in body axes the filter uses `f − ω × (TAS, 0, 0)`. Without
-//! a true airspeed the accelerometer is used only while its magnitude is within 15 % of g
-//! (in a 30° turn it reads 1.15 g), and the output says its input was degraded.
+//! a true airspeed the accelerometer is used only while its magnitude is within 5 % of g
+//! (an uncompensated 30° turn reads 1.15 g), at a fifth of its weight, and the output says
+//! its input was degraded. The GNSS ground speed is no stand-in: it differs from the
+//! airspeed by the wind along the track, up to 30 m/s in the wave, which in a 30° turn
+//! would tilt the horizon by some 20°, in a direction the magnitude gate cannot see.
 //!
 //! Invariants: angles in degrees, heading from true north (magnetic heading plus the
 //! declination) in 0..360; the estimate is marked unconverged until the filter has run
@@ -30,6 +33,14 @@ const SETTLE_S: f64 = 2.0;
 const KP_ACCEL: f64 = 1.0;
 /// Proportional gain on the magnetometer's (heading) error.
 const KP_MAG: f64 = 0.5;
+/// How far from 1 g the compensated specific force may be and still count as gravity, as a
+/// fraction of g: with the true airspeed (gusts, sideslip), and without it (a residual of
+/// 0.05 g tilts by 3° at most; an uncompensated turn past 18° of bank reads more).
+const TRUSTED_GATE: f64 = 0.5;
+const UNTRUSTED_GATE: f64 = 0.05;
+/// The accelerometer's weight without a true airspeed: a shallow turn the gate lets through
+/// pulls the horizon towards level five times slower.
+const UNTRUSTED_ACCEL_WEIGHT: f64 = 0.2;
 /// Integral gain (gyroscope bias), rad s-2 per rad.
 const KI: f64 = 0.05;
 /// The bias the integral term may learn at most, rad s-1 (the datasheet's ±5 °/s).
@@ -40,6 +51,25 @@ const ERROR_WINDOW_S: f64 = 5.0;
 /// alignment allow at best.
 const ATTITUDE_FLOOR_DEG: f64 = 0.5;
 const HEADING_FLOOR_DEG: f64 = 1.5;
+
+/// The speed the turn compensation uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// True airspeed, m s-1: the airframe's speed through the air.
+    True(f64),
+    /// No (fresh, unflagged) true airspeed.
+    Unknown,
+}
+
+impl Speed {
+    /// The true airspeed to compensate with, if it is a plausible one.
+    fn value(self) -> Option<f64> {
+        match self {
+            Speed::True(v) if v.is_finite() && (0.0..350.0).contains(&v) => Some(v),
+            _ => None,
+        }
+    }
+}
 
 /// An attitude with its estimated errors.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,15 +213,16 @@ impl Ahrs {
         conj.to_earth(v)
     }
 
-    /// Feeds one sample taken `dt_s` after the previous one; `tas_mps` is the true
-    /// airspeed, when known, for the turn compensation.
-    pub fn update(&mut self, sample: &BodySample, dt_s: f64, tas_mps: Option<f64>) {
+    /// Feeds one sample taken `dt_s` after the previous one, with the speed the turn
+    /// compensation uses.
+    pub fn update(&mut self, sample: &BodySample, dt_s: f64, speed: Speed) {
         let plausible_dt = dt_s.is_finite() && dt_s > 0.0 && dt_s < 1.0;
         if !plausible_dt || !finite(sample.gyro_rad_s) {
             return;
         }
-        let tas = tas_mps.filter(|v| v.is_finite() && *v >= 0.0 && *v < 350.0);
-        self.turn_compensated = tas.is_some();
+        let tas = speed.value();
+        let trusted = tas.is_some();
+        self.turn_compensated = trusted;
         let omega = [
             sample.gyro_rad_s[0] - self.bias[0],
             sample.gyro_rad_s[1] - self.bias[1],
@@ -206,9 +237,13 @@ impl Ahrs {
             ],
             None => sample.accel_mps2,
         };
+        let off_g = (norm(f) / G - 1.0).abs();
         let accel_ok = finite(f)
-            && (tas.is_some() || (norm(f) / G - 1.0).abs() < 0.15)
-            && (norm(f) / G - 1.0).abs() < 0.5;
+            && if trusted {
+                off_g < TRUSTED_GATE
+            } else {
+                off_g < UNTRUSTED_GATE
+            };
         let down_measured = if accel_ok {
             unit([-f[0], -f[1], -f[2]])
         } else {
@@ -227,6 +262,11 @@ impl Ahrs {
 
         let settling = self.valid_s < SETTLE_S;
         let gain = if settling { 10.0 } else { 1.0 };
+        let accel_gain = if trusted {
+            gain
+        } else {
+            gain * UNTRUSTED_ACCEL_WEIGHT
+        };
         let mut error = [0.0; 3];
         let down_est = self.down();
         if let Some(down) = down_measured {
@@ -234,7 +274,7 @@ impl Ahrs {
             let angle = norm(e).clamp(-1.0, 1.0).asin();
             self.track(true, angle, dt_s);
             for i in 0..3 {
-                error[i] += KP_ACCEL * gain * e[i];
+                error[i] += KP_ACCEL * accel_gain * e[i];
             }
         }
         if let Some(m) = mag {
@@ -337,7 +377,7 @@ mod tests {
         let mut ahrs = Ahrs::new(MINDEN_FIELD.declination_deg);
         let s = sample(20.0, -5.0, 123.0, [0.0; 3], 0.0);
         for _ in 0..(50.0 * (CONVERGENCE_S + 1.0)) as usize {
-            ahrs.update(&s, 0.02, None);
+            ahrs.update(&s, 0.02, Speed::Unknown);
         }
         let e = ahrs.estimate();
         assert!(e.converged);
@@ -346,35 +386,56 @@ mod tests {
         assert!(angle_diff(e.heading_deg, 123.0) < 0.5, "{e:?}");
     }
 
-    #[test]
-    fn a_coordinated_turn_holds_its_bank_only_with_the_turn_compensated() {
-        let run = |tas: Option<f64>| {
-            let v = 40.0;
-            let bank = 30f64;
+    /// Level for 10 s, a roll into a 30° coordinated turn at 10 °/s, then two minutes of
+    /// turning at 40 m/s; the worst roll error after the first 30 s, and whether the
+    /// filter converged.
+    fn turn(speed: Speed) -> (f64, bool) {
+        let v = 40.0;
+        let dt = 0.02;
+        let mut ahrs = Ahrs::new(MINDEN_FIELD.declination_deg);
+        let (mut heading, mut bank) = (0.0f64, 0.0f64);
+        let mut worst: f64 = 0.0;
+        for i in 0..(130.0 / dt) as usize {
+            let t = i as f64 * dt;
+            let roll_rate: f64 = if (10.0..13.0).contains(&t) { 10.0 } else { 0.0 };
             let rate = G * bank.to_radians().tan() / v;
             let (sf, cf) = bank.to_radians().sin_cos();
-            let gyro = [0.0, rate * sf, rate * cf];
-            let mut ahrs = Ahrs::new(MINDEN_FIELD.declination_deg);
-            let mut heading = 0.0f64;
-            let dt = 0.02;
-            let mut worst: f64 = 0.0;
-            for i in 0..(120.0 / dt) as usize {
-                let s = sample(bank, 0.0, heading, gyro, v);
-                ahrs.update(&s, dt, tas);
-                heading = (heading + rate.to_degrees() * dt).rem_euclid(360.0);
-                if i as f64 * dt > 30.0 {
-                    let e = ahrs.estimate();
-                    worst = worst.max((e.roll_deg - bank).abs());
-                }
+            let gyro = [roll_rate.to_radians(), rate * sf, rate * cf];
+            ahrs.update(&sample(bank, 0.0, heading, gyro, v), dt, speed);
+            heading = (heading + rate.to_degrees() * dt).rem_euclid(360.0);
+            bank = (bank + roll_rate * dt).min(30.0);
+            if t > 30.0 {
+                worst = worst.max((ahrs.estimate().roll_deg - bank).abs());
             }
-            worst
-        };
-        let compensated = run(Some(40.0));
-        assert!(compensated < 1.0, "worst roll error {compensated}°");
-        // Accelerometer gated off in the turn: the gyroscope alone holds the bank here
-        // (no bias), so the check is that the compensation is not worse.
-        let uncompensated = run(None);
-        assert!(uncompensated.is_finite());
+        }
+        (worst, ahrs.estimate().converged)
+    }
+
+    #[test]
+    fn a_coordinated_turn_holds_its_bank_with_the_turn_compensated() {
+        let (worst, converged) = turn(Speed::True(40.0));
+        assert!(converged);
+        assert!(worst < 1.0, "worst roll error {worst}°");
+    }
+
+    #[test]
+    fn without_an_airspeed_the_turn_is_left_to_the_gyroscope() {
+        // The accelerometer reads 1.15 g in the turn: gated off, so the gyroscope (no bias
+        // here) carries the bank instead of the accelerometer levelling it. The roll-in's
+        // first 18°, where the gate still lets the accelerometer through at a fifth of its
+        // weight, cost about 3° (with the airspeed: under 1°).
+        let (worst, _) = turn(Speed::Unknown);
+        assert!(worst < 5.0, "worst roll error {worst}°");
+        // Started in the turn without an airspeed, the filter has no trustworthy down
+        // direction and never claims to have converged.
+        let mut ahrs = Ahrs::new(0.0);
+        let rate = G * 30f64.to_radians().tan() / 40.0;
+        let (sf, cf) = 30f64.to_radians().sin_cos();
+        let s = sample(30.0, 0.0, 0.0, [0.0, rate * sf, rate * cf], 40.0);
+        for _ in 0..1000 {
+            ahrs.update(&s, 0.02, Speed::Unknown);
+        }
+        assert!(!ahrs.estimate().converged);
     }
 
     #[test]
@@ -402,7 +463,7 @@ mod tests {
             },
         ];
         for s in bad.iter().cycle().take(400) {
-            ahrs.update(s, 0.02, Some(f64::NAN));
+            ahrs.update(s, 0.02, Speed::True(f64::NAN));
             let e = ahrs.estimate();
             assert!(e.roll_deg.is_finite() && e.pitch_deg.is_finite());
             assert!((0.0..360.0).contains(&e.heading_deg), "{e:?}");
