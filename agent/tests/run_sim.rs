@@ -111,7 +111,7 @@ fn the_agent_samples_every_sensor_and_a_graceful_stop_keeps_everything() {
         .collect();
     assert_eq!(
         read_by,
-        (0..6).collect(),
+        (0..common::sim_sensor_count() as u16).collect(),
         "readings of every sensor are in the store"
     );
     let described: BTreeSet<&str> = records
@@ -123,7 +123,7 @@ fn the_agent_samples_every_sensor_and_a_graceful_stop_keeps_everything() {
         .collect();
     assert_eq!(
         described.len(),
-        6,
+        common::sim_sensor_count(),
         "a descriptor for every sensor: {described:?}"
     );
     assert!(
