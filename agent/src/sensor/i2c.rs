@@ -1,5 +1,5 @@
-//! The I2C devices: BME280, MS5611, SCD41 and MS4525DO, on a Linux i2c-dev bus or on the
-//! register models of the simulated flight.
+//! The I2C devices: BME280, MS5611, SCD41, MS4525DO and the ICM-20948 IMU, on a Linux
+//! i2c-dev bus or on the register models of the simulated flight.
 //!
 //! One [`I2cDevice`] per sensor, generic over the bus and delay it gets from its
 //! [`BusOpener`], so the same code reads hardware and simulators. `open` reopens the bus and
@@ -9,6 +9,10 @@
 //! The MS5611 runs its next pressure conversion between polls and converts the
 //! temperature every third poll ([`aloft_sensors::ms5611::pipeline`]): its pressure is
 //! stamped when the conversion started, one interval before the poll that reads it.
+//!
+//! The ICM-20948 is drained once per interval (its FIFO holds the samples between polls)
+//! and its frames feed the attitude filter, which the MS4525DO's true airspeed compensates
+//! in turns; roll, pitch and heading come out at the output rate its tunables set.
 //!
 //! Invariants: a single NACK or CRC failure is survived and reported as degraded; only
 //! [`FAILURES_BEFORE_RESTART`] consecutive failed measurements hand the device back to the
