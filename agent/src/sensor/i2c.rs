@@ -100,6 +100,18 @@ impl AttitudeFilter {
     }
 }
 
+/// Empty drains in a row that mean a stalled FIFO: four sample periods' worth, at least
+/// the driver's minimum (polls faster than the samples come see empty drains in between).
+fn stalled_drains(interval: Duration, imu: &icm20948::Config) -> u32 {
+    let period_s = 1.0 / imu.fifo_rate_hz();
+    let polls = (4.0 * period_s / interval.as_secs_f64().max(1e-3)).ceil();
+    if polls.is_finite() && polls > 0.0 {
+        polls.min(1000.0) as u32
+    } else {
+        icm20948::STALLED_DRAINS
+    }
+}
+
 /// `time` moved `back_s` seconds into the past.
 fn earlier(time: Timestamp, back_s: f64) -> Timestamp {
     let ns = (back_s.max(0.0) * 1e9) as u64;
@@ -433,6 +445,7 @@ where
                 let mut d = Icm20948::new(bus, self.address, self.attitude.imu);
                 d.init(&mut delay)
                     .map_err(|e| DeviceError::Init(Box::new(e)))?;
+                d.set_stalled_drains(stalled_drains(self.interval, &self.attitude.imu));
                 let descriptor = d
                     .descriptor()
                     .with_integer("output_rate_hz", self.attitude.output_rate_hz as i64);
@@ -494,6 +507,10 @@ where
         // Only the polling schedule changes: every kind here measures on demand (the
         // SCD41 measures every 5 s on its own, and its minimum interval is that period).
         self.interval = interval;
+        let imu = self.attitude.imu;
+        if let Some(Driver::Icm20948(d, _, _)) = self.driver.as_mut() {
+            d.set_stalled_drains(stalled_drains(interval, &imu));
+        }
         true
     }
 
@@ -566,7 +583,9 @@ where
             return Ok(());
         }
         self.attitude = settings;
+        let stalled = stalled_drains(self.interval, &imu);
         if let Some(Driver::Icm20948(d, _, _)) = self.driver.as_mut() {
+            d.set_stalled_drains(stalled);
             if *d.config() != imu {
                 d.set_config(imu)
                     .map_err(|e| DeviceError::NotAnswering(e.to_string()))?;
@@ -843,6 +862,20 @@ mod tests {
         drain_polls(&mut device, &sim, 4);
         let written = sim.samples_written() - before;
         assert!((98..=102).contains(&written), "after the reopen: {written}");
+    }
+
+    #[test]
+    fn polls_faster_than_the_samples_allow_more_empty_drains_before_a_stall() {
+        let slow = icm20948::Config {
+            sample_rate_hz: 25.0,
+            ..icm20948::Config::default()
+        };
+        // 25 Hz drained every 20 ms: four sample periods are eight polls.
+        assert_eq!(stalled_drains(Duration::from_millis(20), &slow), 8);
+        assert_eq!(
+            stalled_drains(icm20948::DEFAULT_INTERVAL, &icm20948::Config::default()),
+            1
+        );
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub const G: f64 = crate::atmosphere::G0;
 pub const RESET_TIME_MS: u32 = 100;
 /// Time the gyroscope needs to start after waking, ms.
 pub const WAKE_TIME_MS: u32 = 40;
-/// Empty drains in a row after which the FIFO counts as stalled.
+/// Empty drains in a row after which the FIFO counts as stalled, unless the host drains
+/// faster than samples come ([`Icm20948::set_stalled_drains`]).
 pub const STALLED_DRAINS: u32 = 3;
 
 /// Register addresses, by user bank.
@@ -564,6 +565,7 @@ pub struct Icm20948<I2C> {
     config: Config,
     bank: Option<u8>,
     empty_drains: u32,
+    stalled_drains: u32,
     buffer: Vec<u8>,
 }
 
@@ -581,6 +583,7 @@ where
             config,
             bank: None,
             empty_drains: 0,
+            stalled_drains: STALLED_DRAINS,
             buffer: Vec::with_capacity(FIFO_SIZE),
         }
     }
@@ -728,6 +731,13 @@ where
             .map(|_| ())
     }
 
+    /// How many empty drains in a row count as a stalled FIFO (at least
+    /// [`STALLED_DRAINS`]): a host that drains faster than the sample rate sees empty
+    /// drains in between.
+    pub fn set_stalled_drains(&mut self, drains: u32) {
+        self.stalled_drains = drains.max(STALLED_DRAINS);
+    }
+
     /// Empties the FIFO (assert, then de-assert FIFO_RST).
     pub fn reset_fifo(&mut self) -> Result<(), Error<E>> {
         self.write(0, reg::bank0::FIFO_RST, bits::FIFO_RESET_ALL)?;
@@ -752,8 +762,8 @@ where
     /// Reads every whole frame in the FIFO in one burst.
     ///
     /// An overflow (the part's flag, or a count at the FIFO's size) resets the FIFO and is
-    /// reported as [`Error::FifoOverflow`]; [`STALLED_DRAINS`] empty drains in a row as
-    /// [`Error::FifoStalled`].
+    /// reported as [`Error::FifoOverflow`]; [`STALLED_DRAINS`] (or the number set) empty
+    /// drains in a row as [`Error::FifoStalled`].
     pub fn drain(&mut self) -> Result<Drain, Error<E>> {
         let overflow = self.read_u8(0, reg::bank0::INT_STATUS_2)? & bits::FIFO_OVERFLOW;
         let mut count_bytes = [0u8; 2];
@@ -767,7 +777,7 @@ where
         let whole = usize::from(count) / FRAME_LEN * FRAME_LEN;
         if whole == 0 {
             self.empty_drains = self.empty_drains.saturating_add(1);
-            if self.empty_drains >= STALLED_DRAINS {
+            if self.empty_drains >= self.stalled_drains {
                 return Err(Error::FifoStalled(self.empty_drains));
             }
             return Ok(Drain {
