@@ -22,7 +22,8 @@
 use super::{BodySample, G};
 
 /// The magnetic declination added to the magnetic heading, degrees east: the home site's,
-/// Minden-Tahoe (NOAA WMM2025, about 13° E; it changes by under 0.1° a year there).
+/// Minden-Tahoe (about 13° E, as the World Magnetic Model's charts show it there). A glider
+/// flying far from home needs its own: a config key for it is not there yet.
 pub const DECLINATION_DEG: f64 = 13.0;
 /// Seconds of valid samples after which the estimate is trusted.
 pub const CONVERGENCE_S: f64 = 4.0;

@@ -9,9 +9,10 @@
 //! The motion comes from the flight ([`Icm20948Sim::apply`]): body angular rates from the
 //! attitude's rates; the specific force of the airframe, `ω × (TAS, 0, 0) − g` in body
 //! axes, which in a coordinated turn is the load factor along −z; and the site's magnetic
-//! field rotated into body axes. At Minden (39.0 N, 119.75 W) the NOAA World Magnetic
-//! Model 2025 gives a declination of about 13° E, an inclination of about 64° and a total
-//! field of about 49 uT ([`MINDEN_FIELD`]). Noise at the datasheet's densities (gyroscope
+//! field rotated into body axes. At Minden (39.0 N, 119.75 W) the field has a declination
+//! of about 13° E, an inclination of about 64° and a total intensity of about 49 uT
+//! ([`MINDEN_FIELD`]: rounded values as the NOAA/BGS World Magnetic Model's charts show
+//! them for the western Great Basin, not computed from the model). Noise at the datasheet's densities (gyroscope
 //! 0.015 °/s/√Hz, accelerometer 230 ug/√Hz) and a seeded constant bias per axis are added
 //! when asked for.
 //!
@@ -55,8 +56,8 @@ impl MagneticField {
     }
 }
 
-/// Minden-Tahoe's field (NOAA WMM2025 at 39.0 N, 119.75 W, about 1.4 km: declination
-/// 13° E, inclination 64°, 49 uT, to a degree and a uT).
+/// Minden-Tahoe's field (39.0 N, 119.75 W): declination 13° E, inclination 64°, 49 uT,
+/// rounded as the World Magnetic Model's charts show them there (not computed from it).
 pub const MINDEN_FIELD: MagneticField = MagneticField {
     declination_deg: 13.0,
     inclination_deg: 64.0,
