@@ -107,12 +107,30 @@ const UBLOX: &[TunableSpec] = &[TunableSpec {
     doc: "the receiver's dynamic model, set at every open and restored after a brown-out",
 }];
 
+/// Magnetic declinations in whole degrees east (west negative): -30..=30.
+const DECLINATIONS: [i64; 61] = {
+    let mut all = [0i64; 61];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = i as i64 - 30;
+        i += 1;
+    }
+    all
+};
+
 const ICM20948: &[TunableSpec] = &[
     TunableSpec {
         key: "accel_range_g",
         accepts: Accepts::OneOf(&[2, 4, 8, 16]),
         default: DefaultValue::Integer(8),
         doc: "accelerometer full scale, g (a sample at the rail is flagged out of range)",
+    },
+    TunableSpec {
+        key: "declination_deg",
+        accepts: Accepts::OneOf(&DECLINATIONS),
+        default: DefaultValue::Integer(13),
+        doc: "magnetic declination where the glider flies, whole degrees east (west \
+              negative), added to the magnetic heading; 13 is Minden-Tahoe's",
     },
     TunableSpec {
         key: "gyro_range_dps",

@@ -69,6 +69,7 @@ enum Driver<I2C, D> {
 struct AttitudeSettings {
     imu: icm20948::Config,
     output_rate_hz: f64,
+    declination_deg: f64,
 }
 
 impl Default for AttitudeSettings {
@@ -76,6 +77,7 @@ impl Default for AttitudeSettings {
         AttitudeSettings {
             imu: icm20948::Config::default(),
             output_rate_hz: 4.0,
+            declination_deg: icm20948::fusion::DECLINATION_DEG,
         }
     }
 }
@@ -91,9 +93,9 @@ struct AttitudeFilter {
 }
 
 impl AttitudeFilter {
-    fn new() -> Self {
+    fn new(declination_deg: f64) -> Self {
         AttitudeFilter {
-            ahrs: Ahrs::new(icm20948::fusion::DECLINATION_DEG),
+            ahrs: Ahrs::new(declination_deg),
             since_output_s: 0.0,
             saturated: false,
         }
@@ -448,9 +450,14 @@ where
                 d.set_stalled_drains(stalled_drains(self.interval, &self.attitude.imu));
                 let descriptor = d
                     .descriptor()
-                    .with_integer("output_rate_hz", self.attitude.output_rate_hz as i64);
+                    .with_integer("output_rate_hz", self.attitude.output_rate_hz as i64)
+                    .with_integer("declination_deg", self.attitude.declination_deg as i64);
                 (
-                    Driver::Icm20948(d, delay, Box::new(AttitudeFilter::new())),
+                    Driver::Icm20948(
+                        d,
+                        delay,
+                        Box::new(AttitudeFilter::new(self.attitude.declination_deg)),
+                    ),
                     descriptor,
                 )
             }
@@ -578,13 +585,17 @@ where
             output_rate_hz: int("output_rate_hz")
                 .map(|r| r as f64)
                 .unwrap_or(defaults.output_rate_hz),
+            declination_deg: int("declination_deg")
+                .map(|d| d as f64)
+                .unwrap_or(defaults.declination_deg),
         };
         if settings == self.attitude {
             return Ok(());
         }
         self.attitude = settings;
         let stalled = stalled_drains(self.interval, &imu);
-        if let Some(Driver::Icm20948(d, _, _)) = self.driver.as_mut() {
+        if let Some(Driver::Icm20948(d, _, filter)) = self.driver.as_mut() {
+            filter.ahrs.set_declination(settings.declination_deg);
             d.set_stalled_drains(stalled);
             if *d.config() != imu {
                 d.set_config(imu)
@@ -592,7 +603,8 @@ where
             }
             self.changed_descriptor = Some(
                 d.descriptor()
-                    .with_integer("output_rate_hz", settings.output_rate_hz as i64),
+                    .with_integer("output_rate_hz", settings.output_rate_hz as i64)
+                    .with_integer("declination_deg", settings.declination_deg as i64),
             );
         }
         Ok(())
@@ -862,6 +874,36 @@ mod tests {
         drain_polls(&mut device, &sim, 4);
         let written = sim.samples_written() - before;
         assert!((98..=102).contains(&written), "after the reopen: {written}");
+    }
+
+    #[test]
+    fn a_declination_tunable_turns_the_heading_at_once() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        tas_now(&latest, 40.0);
+        let yaw = |out: &[Reading]| {
+            out.iter()
+                .rev()
+                .find(|r| r.quantity == Quantity::PlatformYaw)
+                .map(|r| r.value)
+                .expect("a heading")
+        };
+        // Nose to true north, the field 13° east of it: the default declination is right.
+        let before = yaw(&drain_polls(&mut device, &sim, 24));
+        assert!(!(1.0..359.0).contains(&before), "{before}");
+        let mut set = Tunables::new();
+        set.insert(
+            "declination_deg".into(),
+            aloft_protocol::sync::TunableValue::Integer(-5),
+        );
+        tunables::check(SensorKind::Icm20948, &set).expect("a valid set");
+        device.set_tunables(&set).expect("applied");
+        tas_now(&latest, 40.0);
+        let after = yaw(&drain_polls(&mut device, &sim, 2));
+        // Magnetic heading 347°, now plus 5° west.
+        assert!((after - 342.0).abs() < 1.0, "{after}");
     }
 
     #[test]

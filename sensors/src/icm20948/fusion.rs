@@ -22,8 +22,8 @@
 use super::{BodySample, G};
 
 /// The magnetic declination added to the magnetic heading, degrees east: the home site's,
-/// Minden-Tahoe (about 13° E, as the World Magnetic Model's charts show it there). A glider
-/// flying far from home needs its own: a config key for it is not there yet.
+/// Minden-Tahoe (about 13° E, as the World Magnetic Model's charts show it there); the
+/// agent's `declination_deg` tunable sets another.
 pub const DECLINATION_DEG: f64 = 13.0;
 /// Seconds of valid samples after which the estimate is trusted.
 pub const CONVERGENCE_S: f64 = 4.0;
@@ -170,6 +170,13 @@ impl Ahrs {
             accel_error_sq: 0.0,
             heading_error_sq: 0.0,
             turn_compensated: false,
+        }
+    }
+
+    /// Uses another declination (east positive) from the next estimate on.
+    pub fn set_declination(&mut self, declination_deg: f64) {
+        if declination_deg.is_finite() {
+            self.declination_deg = declination_deg;
         }
     }
 
