@@ -54,7 +54,8 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
             SensorKind::Scd41,
             SensorKind::Ms4525do,
             SensorKind::Pom,
-            SensorKind::Sps30
+            SensorKind::Sps30,
+            SensorKind::Icm20948
         ]
     );
     for s in &c.sensors {

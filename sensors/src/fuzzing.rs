@@ -164,3 +164,21 @@ pub fn sps30(data: &[u8]) {
     let _ = crate::scd41::decode_words::<16>(data);
     assert_finite(&readings);
 }
+
+/// An ICM-20948 FIFO burst: decoded into frames (or refused as partial), each frame in body
+/// axes and fed to the attitude filter, whose output stays finite.
+pub fn icm20948(data: &[u8]) {
+    use crate::icm20948::{self, fusion::Ahrs};
+    let config = icm20948::Config::default();
+    let _ = icm20948::decode_fifo(data);
+    let whole = data.len() / icm20948::FRAME_LEN * icm20948::FRAME_LEN;
+    let mut ahrs = Ahrs::new(13.0);
+    if let Ok(frames) = icm20948::decode_fifo(&data[..whole]) {
+        for frame in frames {
+            let sample = frame.to_body(&config);
+            ahrs.update(&sample, 0.02, icm20948::fusion::Speed::True(40.0));
+            let e = ahrs.estimate();
+            assert!(e.roll_deg.is_finite() && e.pitch_deg.is_finite() && e.heading_deg.is_finite());
+        }
+    }
+}

@@ -54,3 +54,8 @@ fn pom_corpus_replays_cleanly() {
 fn sps30_corpus_replays_cleanly() {
     replay("sps30", aloft_sensors::fuzzing::sps30);
 }
+
+#[test]
+fn icm20948_corpus_replays_cleanly() {
+    replay("icm20948", aloft_sensors::fuzzing::icm20948);
+}

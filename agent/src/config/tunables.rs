@@ -151,6 +151,52 @@ const SPS30: &[TunableSpec] = &[TunableSpec {
           written to the device (command 0x8004) when it differs",
 }];
 
+/// Magnetic declinations in whole degrees east (west negative): -30..=30.
+const DECLINATIONS: [i64; 61] = {
+    let mut all = [0i64; 61];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = i as i64 - 30;
+        i += 1;
+    }
+    all
+};
+
+const ICM20948: &[TunableSpec] = &[
+    TunableSpec {
+        key: "accel_range_g",
+        accepts: Accepts::OneOf(&[2, 4, 8, 16]),
+        default: DefaultValue::Integer(8),
+        doc: "accelerometer full scale, g (a sample at the rail is flagged out of range)",
+    },
+    TunableSpec {
+        key: "declination_deg",
+        accepts: Accepts::OneOf(&DECLINATIONS),
+        default: DefaultValue::Integer(13),
+        doc: "magnetic declination where the glider flies, whole degrees east (west \
+              negative), added to the magnetic heading; 13 is Minden-Tahoe's",
+    },
+    TunableSpec {
+        key: "gyro_range_dps",
+        accepts: Accepts::OneOf(&[250, 500, 1000, 2000]),
+        default: DefaultValue::Integer(500),
+        doc: "gyroscope full scale, degrees per second",
+    },
+    TunableSpec {
+        key: "output_rate_hz",
+        accepts: Accepts::OneOf(&[1, 2, 4, 10]),
+        default: DefaultValue::Integer(4),
+        doc: "attitude outputs (roll, pitch, heading, accuracies) per second",
+    },
+    TunableSpec {
+        key: "sample_rate_hz",
+        accepts: Accepts::OneOf(&[25, 50, 100]),
+        default: DefaultValue::Integer(50),
+        doc: "IMU samples per second into the FIFO the agent drains each interval (100 Hz \
+              needs an interval of at most 200 ms: the FIFO holds 25 frames)",
+    },
+];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
@@ -158,12 +204,12 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         SensorKind::Ublox => UBLOX,
         SensorKind::Pom => POM,
         SensorKind::Sps30 => SPS30,
+        SensorKind::Icm20948 => ICM20948,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
         | SensorKind::Scd41
         | SensorKind::Ms4525do
-        | SensorKind::Icm20948
         | SensorKind::Sbs
         | SensorKind::Wind => &[],
     }

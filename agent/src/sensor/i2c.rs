@@ -1,5 +1,5 @@
-//! The I2C devices: BME280, MS5611, SCD41, MS4525DO and SPS30, on a Linux i2c-dev bus or on
-//! the register models of the simulated flight.
+//! The I2C devices: BME280, MS5611, SCD41, MS4525DO, SPS30 and the ICM-20948 IMU, on a
+//! Linux i2c-dev bus or on the register models of the simulated flight.
 //!
 //! One [`I2cDevice`] per sensor, generic over the bus and delay it gets from its
 //! [`BusOpener`], so the same code reads hardware and simulators. `open` reopens the bus and
@@ -9,6 +9,10 @@
 //! The MS5611 runs its next pressure conversion between polls and converts the
 //! temperature every third poll ([`aloft_sensors::ms5611::pipeline`]): its pressure is
 //! stamped when the conversion started, one interval before the poll that reads it.
+//!
+//! The ICM-20948 is drained once per interval (its FIFO holds the samples between polls)
+//! and its frames feed the attitude filter, which the MS4525DO's true airspeed compensates
+//! in turns; roll, pitch and heading come out at the output rate its tunables set.
 //!
 //! Invariants: a single NACK or CRC failure is survived and reported as degraded; only
 //! [`FAILURES_BEFORE_RESTART`] consecutive failed measurements hand the device back to the
@@ -20,9 +24,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aloft_protocol::{Quantity, Reading, SensorDescriptor, SensorId};
+use aloft_protocol::{Quality, Quantity, Reading, SensorDescriptor, SensorId, Timestamp};
 use aloft_sensors::Sample;
 use aloft_sensors::bme280::{self, Bme280, Oversampling};
+use aloft_sensors::icm20948::fusion::{Ahrs, Speed};
+use aloft_sensors::icm20948::{self, Icm20948};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
@@ -56,6 +62,70 @@ enum Driver<I2C, D> {
     Scd41(Scd41<I2C, D>),
     Ms4525do(Ms4525do<I2C, D>),
     Sps30(Sps30<I2C, D>),
+    /// With the attitude filter its FIFO's frames feed.
+    Icm20948(Icm20948<I2C>, D, Box<AttitudeFilter>),
+}
+
+/// ICM-20948: the settings its tunables make, kept across reopens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AttitudeSettings {
+    imu: icm20948::Config,
+    output_rate_hz: f64,
+    declination_deg: f64,
+}
+
+impl Default for AttitudeSettings {
+    fn default() -> Self {
+        AttitudeSettings {
+            imu: icm20948::Config::default(),
+            output_rate_hz: 4.0,
+            declination_deg: icm20948::fusion::DECLINATION_DEG,
+        }
+    }
+}
+
+/// ICM-20948: the fusion between drains (it starts afresh at every open: a restarted part
+/// is not trusted until the filter has converged again).
+struct AttitudeFilter {
+    ahrs: Ahrs,
+    /// Seconds of samples since the last output.
+    since_output_s: f64,
+    /// A sample since the last output sat at a range's rail.
+    saturated: bool,
+}
+
+impl AttitudeFilter {
+    fn new(declination_deg: f64) -> Self {
+        AttitudeFilter {
+            ahrs: Ahrs::new(declination_deg),
+            since_output_s: 0.0,
+            saturated: false,
+        }
+    }
+}
+
+/// Empty drains in a row that mean a stalled FIFO: four sample periods' worth, at least
+/// the driver's minimum (polls faster than the samples come see empty drains in between).
+fn stalled_drains(interval: Duration, imu: &icm20948::Config) -> u32 {
+    let period_s = 1.0 / imu.fifo_rate_hz();
+    let polls = (4.0 * period_s / interval.as_secs_f64().max(1e-3)).ceil();
+    if polls.is_finite() && polls > 0.0 {
+        polls.min(1000.0) as u32
+    } else {
+        icm20948::STALLED_DRAINS
+    }
+}
+
+/// `time` moved `back_s` seconds into the past.
+fn earlier(time: Timestamp, back_s: f64) -> Timestamp {
+    let ns = (back_s.max(0.0) * 1e9) as u64;
+    Timestamp {
+        mono_ns: time.mono_ns.saturating_sub(ns),
+        utc_ns: time
+            .utc_ns
+            .map(|u| u.saturating_sub(i64::try_from(ns).unwrap_or(i64::MAX))),
+        source: time.source,
+    }
 }
 
 /// Where an I2C sensor's inputs from other sensors come from.
@@ -102,6 +172,8 @@ pub struct I2cDevice<I2C, D> {
     consecutive_failures: u32,
     /// BME280: the measurement settings its tunables make, kept across reopens.
     bme280: bme280::Config,
+    /// ICM-20948: the settings its tunables make, kept across reopens.
+    attitude: AttitudeSettings,
     /// A descriptor that changed while open (new settings), for the supervisor to record.
     changed_descriptor: Option<SensorDescriptor>,
     /// SPS30: the auto-cleaning interval its tunables ask for, s, kept across reopens.
@@ -181,6 +253,7 @@ where
             clock: AgentClock::new(),
             consecutive_failures: 0,
             bme280: bme280::Config::default(),
+            attitude: AttitudeSettings::default(),
             changed_descriptor: None,
             sps30_cleaning_s: None,
             degraded: None,
@@ -232,6 +305,12 @@ where
             },
             (Some(_), None) => OperatingAir::Stale,
         };
+        let airspeed = self.input(
+            self.inputs.airspeed_from.as_ref(),
+            Quantity::TrueAirspeed,
+            now.mono_ns,
+        );
+        let output_rate_hz = self.attitude.output_rate_hz;
         let id = self.id;
         let clock = &self.clock;
         let Some(driver) = self.driver.as_mut() else {
@@ -288,6 +367,62 @@ where
                 Err(sps30::Error::NotReady) => return Err(None),
                 Err(e) => return Err(Some(e.to_string())),
             },
+            Driver::Icm20948(d, _, filter) => {
+                let die_k = d.die_temperature_k().map_err(|e| Some(e.to_string()))?;
+                let drain = d.drain().map_err(|e| Some(e.to_string()))?;
+                // A flagged airspeed is no better than none for the turn compensation
+                // (the fusion module says why the ground speed is no stand-in).
+                let speed = match airspeed {
+                    Some((tas, q))
+                        if !q.contains(Quality::INVALID) && !q.contains(Quality::OUT_OF_RANGE) =>
+                    {
+                        Speed::True(tas)
+                    }
+                    _ => Speed::Unknown,
+                };
+                let (low, high) = icm20948::RATED_TEMPERATURE_K;
+                let too_hot_or_cold = !(low..=high).contains(&die_k);
+                let dt = 1.0 / d.config().fifo_rate_hz();
+                let period = 1.0 / output_rate_hz.max(0.1);
+                let n = drain.frames.len();
+                for (i, frame) in drain.frames.iter().enumerate() {
+                    filter.ahrs.update(frame, dt, speed);
+                    filter.saturated |= frame.saturated;
+                    filter.since_output_s += dt;
+                    if filter.since_output_s + dt / 2.0 < period {
+                        continue;
+                    }
+                    filter.since_output_s = (filter.since_output_s - period).max(0.0);
+                    let e = filter.ahrs.estimate();
+                    let mut quality = Quality::GOOD;
+                    if !e.converged {
+                        quality |= Quality::INVALID;
+                    }
+                    if !e.turn_compensated {
+                        quality |= Quality::DEGRADED_INPUT;
+                    }
+                    if filter.saturated || too_hot_or_cold {
+                        quality |= Quality::OUT_OF_RANGE;
+                    }
+                    filter.saturated = false;
+                    let time = earlier(now, (n - 1 - i) as f64 * dt);
+                    for (quantity, value) in [
+                        (Quantity::PlatformRoll, e.roll_deg),
+                        (Quantity::PlatformPitch, e.pitch_deg),
+                        (Quantity::PlatformYaw, e.heading_deg),
+                        (Quantity::AttitudeAccuracy, e.attitude_sigma_deg),
+                        (Quantity::HeadingAccuracy, e.heading_sigma_deg),
+                    ] {
+                        out.push(Reading {
+                            sensor: id,
+                            quantity,
+                            time,
+                            value,
+                            quality,
+                        });
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -342,6 +477,24 @@ where
                 d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Sps30(d), descriptor)
+            }
+            SensorKind::Icm20948 => {
+                let mut d = Icm20948::new(bus, self.address, self.attitude.imu);
+                d.init(&mut delay)
+                    .map_err(|e| DeviceError::Init(Box::new(e)))?;
+                d.set_stalled_drains(stalled_drains(self.interval, &self.attitude.imu));
+                let descriptor = d
+                    .descriptor()
+                    .with_integer("output_rate_hz", self.attitude.output_rate_hz as i64)
+                    .with_integer("declination_deg", self.attitude.declination_deg as i64);
+                (
+                    Driver::Icm20948(
+                        d,
+                        delay,
+                        Box::new(AttitudeFilter::new(self.attitude.declination_deg)),
+                    ),
+                    descriptor,
+                )
             }
             kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
@@ -399,12 +552,19 @@ where
         // Only the polling schedule changes: every kind here measures on demand (the
         // SCD41 measures every 5 s on its own, and its minimum interval is that period).
         self.interval = interval;
+        let imu = self.attitude.imu;
+        if let Some(Driver::Icm20948(d, _, _)) = self.driver.as_mut() {
+            d.set_stalled_drains(stalled_drains(interval, &imu));
+        }
         true
     }
 
     fn set_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
         if self.kind == SensorKind::Sps30 {
             return self.set_sps30_tunables(tunables);
+        }
+        if self.kind == SensorKind::Icm20948 {
+            return self.set_attitude_tunables(tunables);
         }
         if self.kind != SensorKind::Bme280 {
             return Ok(());
@@ -458,6 +618,53 @@ where
             self.changed_descriptor = Some(d.descriptor());
         }
         self.sps30_cleaning_s = Some(seconds);
+        Ok(())
+    }
+
+    /// ICM-20948: ranges and sample rate written to the part at once (its FIFO reset, so
+    /// no frame of the old scale is read with the new one), the output rate from the next
+    /// drain; all kept for the next open.
+    fn set_attitude_tunables(&mut self, tunables: &Tunables) -> Result<(), DeviceError> {
+        let defaults = AttitudeSettings::default();
+        let int = |key: &str| tunables::integer(tunables, key);
+        let imu = icm20948::Config {
+            sample_rate_hz: int("sample_rate_hz")
+                .map(|r| r as f64)
+                .unwrap_or(defaults.imu.sample_rate_hz),
+            gyro_range: int("gyro_range_dps")
+                .and_then(icm20948::GyroRange::from_dps)
+                .unwrap_or(defaults.imu.gyro_range),
+            accel_range: int("accel_range_g")
+                .and_then(icm20948::AccelRange::from_g)
+                .unwrap_or(defaults.imu.accel_range),
+        };
+        let settings = AttitudeSettings {
+            imu,
+            output_rate_hz: int("output_rate_hz")
+                .map(|r| r as f64)
+                .unwrap_or(defaults.output_rate_hz),
+            declination_deg: int("declination_deg")
+                .map(|d| d as f64)
+                .unwrap_or(defaults.declination_deg),
+        };
+        if settings == self.attitude {
+            return Ok(());
+        }
+        self.attitude = settings;
+        let stalled = stalled_drains(self.interval, &imu);
+        if let Some(Driver::Icm20948(d, _, filter)) = self.driver.as_mut() {
+            filter.ahrs.set_declination(settings.declination_deg);
+            d.set_stalled_drains(stalled);
+            if *d.config() != imu {
+                d.set_config(imu)
+                    .map_err(|e| DeviceError::NotAnswering(e.to_string()))?;
+            }
+            self.changed_descriptor = Some(
+                d.descriptor()
+                    .with_integer("output_rate_hz", settings.output_rate_hz as i64)
+                    .with_integer("declination_deg", settings.declination_deg as i64),
+            );
+        }
         Ok(())
     }
 }
@@ -583,6 +790,216 @@ mod tests {
             ),
             "{source:?}"
         );
+    }
+
+    fn attitude(
+        sim: &aloft_sensors::icm20948::sim::Icm20948Sim,
+        latest: &LatestValues,
+    ) -> I2cDevice<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay> {
+        let s = sim.clone();
+        let open: BusOpener<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay> =
+            Box::new(move || Ok((s.clone(), s.delay())));
+        let inputs = Inputs {
+            airspeed_from: Some("pitot".into()),
+            ..Inputs::default()
+        };
+        I2cDevice::new(
+            SensorId(4),
+            SensorKind::Icm20948,
+            icm20948::ADDRESS_AD0_LOW,
+            icm20948::DEFAULT_INTERVAL,
+            open,
+            inputs,
+            latest.clone(),
+        )
+        .expect("an I2C kind")
+    }
+
+    /// Polls `n` times, the part's clock moving one interval before each.
+    fn drain_polls(
+        device: &mut I2cDevice<aloft_sensors::icm20948::sim::Icm20948Sim, SimDelay>,
+        sim: &aloft_sensors::icm20948::sim::Icm20948Sim,
+        n: usize,
+    ) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            sim.advance(icm20948::DEFAULT_INTERVAL);
+            assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
+        }
+        out
+    }
+
+    fn tas_now(latest: &LatestValues, tas: f64) {
+        latest.record(
+            "pitot",
+            &[Reading {
+                sensor: SensorId(3),
+                quantity: Quantity::TrueAirspeed,
+                time: AgentClock::new().now(),
+                value: tas,
+                quality: Quality::GOOD,
+            }],
+        );
+    }
+
+    #[test]
+    fn the_horizon_is_invalid_until_converged_and_degraded_without_an_airspeed() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        let first = drain_polls(&mut device, &sim, 2);
+        let rolls: Vec<&Reading> = first
+            .iter()
+            .filter(|r| r.quantity == Quantity::PlatformRoll)
+            .collect();
+        // One output per 250 ms drain at the default 4 Hz.
+        assert_eq!(rolls.len(), 2, "{first:?}");
+        assert!(rolls.iter().all(|r| r.quality.contains(Quality::INVALID)));
+        assert!(
+            rolls
+                .iter()
+                .all(|r| r.quality.contains(Quality::DEGRADED_INPUT))
+        );
+
+        tas_now(&latest, 40.0);
+        let later = drain_polls(&mut device, &sim, 24);
+        let last = |q| {
+            later
+                .iter()
+                .rev()
+                .find(|r| r.quantity == q)
+                .copied()
+                .expect("an output")
+        };
+        let roll = last(Quantity::PlatformRoll);
+        assert!(roll.quality.is_good(), "{roll:?}");
+        assert!(roll.value.abs() < 0.5, "{roll:?}");
+        // The model starts level with its nose to true north: the declination added to
+        // the magnetic heading brings it back there.
+        let yaw = last(Quantity::PlatformYaw);
+        assert!(yaw.value < 1.0 || yaw.value > 359.0, "{yaw:?}");
+        assert!(last(Quantity::HeadingAccuracy).value >= 1.0);
+
+        // A die colder than the part's rating flags the outputs, never drops them.
+        sim.set_die_temperature_k(228.15);
+        tas_now(&latest, 40.0);
+        let cold = drain_polls(&mut device, &sim, 1);
+        assert!(
+            cold.iter()
+                .all(|r| r.quality.contains(Quality::OUT_OF_RANGE)),
+            "{cold:?}"
+        );
+    }
+
+    #[test]
+    fn attitude_tunables_apply_live_and_survive_a_reopen() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        let mut set = Tunables::new();
+        set.insert(
+            "sample_rate_hz".into(),
+            aloft_protocol::sync::TunableValue::Integer(100),
+        );
+        set.insert(
+            "output_rate_hz".into(),
+            aloft_protocol::sync::TunableValue::Integer(10),
+        );
+        set.insert(
+            "gyro_range_dps".into(),
+            aloft_protocol::sync::TunableValue::Integer(250),
+        );
+        tunables::check(SensorKind::Icm20948, &set).expect("a valid set");
+        device.set_tunables(&set).expect("applied");
+        let descriptor = device.take_descriptor().expect("a new descriptor");
+        use aloft_protocol::ParameterValue::Integer;
+        assert_eq!(descriptor.parameter("GYRO_SMPLRT_DIV"), Some(&Integer(10)));
+        assert_eq!(descriptor.parameter("gyro_range_dps"), Some(&Integer(250)));
+        let before = sim.samples_written();
+        let out = drain_polls(&mut device, &sim, 4);
+        let written = sim.samples_written() - before;
+        assert!((98..=102).contains(&written), "{written} samples in 1 s");
+        let outputs = out
+            .iter()
+            .filter(|r| r.quantity == Quantity::PlatformRoll)
+            .count();
+        assert!((9..=11).contains(&outputs), "{outputs} outputs in 1 s");
+
+        device.open().expect("reopens");
+        let before = sim.samples_written();
+        drain_polls(&mut device, &sim, 4);
+        let written = sim.samples_written() - before;
+        assert!((98..=102).contains(&written), "after the reopen: {written}");
+    }
+
+    #[test]
+    fn a_declination_tunable_turns_the_heading_at_once() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        tas_now(&latest, 40.0);
+        let yaw = |out: &[Reading]| {
+            out.iter()
+                .rev()
+                .find(|r| r.quantity == Quantity::PlatformYaw)
+                .map(|r| r.value)
+                .expect("a heading")
+        };
+        // Nose to true north, the field 13° east of it: the default declination is right.
+        let before = yaw(&drain_polls(&mut device, &sim, 24));
+        assert!(!(1.0..359.0).contains(&before), "{before}");
+        let mut set = Tunables::new();
+        set.insert(
+            "declination_deg".into(),
+            aloft_protocol::sync::TunableValue::Integer(-5),
+        );
+        tunables::check(SensorKind::Icm20948, &set).expect("a valid set");
+        device.set_tunables(&set).expect("applied");
+        tas_now(&latest, 40.0);
+        let after = yaw(&drain_polls(&mut device, &sim, 2));
+        // Magnetic heading 347°, now plus 5° west.
+        assert!((after - 342.0).abs() < 1.0, "{after}");
+    }
+
+    #[test]
+    fn polls_faster_than_the_samples_allow_more_empty_drains_before_a_stall() {
+        let slow = icm20948::Config {
+            sample_rate_hz: 25.0,
+            ..icm20948::Config::default()
+        };
+        // 25 Hz drained every 20 ms: four sample periods are eight polls.
+        assert_eq!(stalled_drains(Duration::from_millis(20), &slow), 8);
+        assert_eq!(
+            stalled_drains(icm20948::DEFAULT_INTERVAL, &icm20948::Config::default()),
+            1
+        );
+    }
+
+    #[test]
+    fn a_nack_on_the_attitude_bus_is_degraded_and_the_next_drain_is_healthy() {
+        let sim = aloft_sensors::icm20948::sim::Icm20948Sim::new(icm20948::ADDRESS_AD0_LOW);
+        let latest = LatestValues::new();
+        let mut device = attitude(&sim, &latest);
+        device.open().expect("opens");
+        drain_polls(&mut device, &sim, 1);
+        sim.nack_next(1);
+        sim.advance(icm20948::DEFAULT_INTERVAL);
+        let mut out = Vec::new();
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(_))
+        ));
+        drain_polls(&mut device, &sim, 1);
+        // A host that slept too long: the FIFO overflowed, was reset, and drains go on.
+        sim.overflow_fifo();
+        assert!(matches!(
+            device.poll(&mut out),
+            Ok(PollOutcome::Degraded(m)) if m.contains("overflow")
+        ));
+        drain_polls(&mut device, &sim, 1);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format};
 use aloft_sensors::flight::{FlightClock, FlightState, Scenario, start_utc_for_now};
 use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
 use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
+use aloft_sensors::icm20948::sim::Icm20948Sim;
 use aloft_sensors::ms4525do;
 use aloft_sensors::ms4525do::sim::Ms4525doSim;
 use aloft_sensors::ms5611::sim::Ms5611Sim;
@@ -136,6 +137,8 @@ pub enum SimulatedI2c {
     Ms4525do(Ms4525doSim),
     /// An SPS30.
     Sps30(Sps30Sim),
+    /// An ICM-20948.
+    Icm20948(Icm20948Sim),
 }
 
 impl SimulatedI2c {
@@ -147,6 +150,7 @@ impl SimulatedI2c {
             SimulatedI2c::Scd41(s) => s.nack_until_cleared(),
             SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
             SimulatedI2c::Sps30(s) => s.nack_until_cleared(),
+            SimulatedI2c::Icm20948(s) => s.nack_until_cleared(),
         }
     }
 
@@ -158,6 +162,7 @@ impl SimulatedI2c {
             SimulatedI2c::Scd41(s) => s.clear_faults(),
             SimulatedI2c::Ms4525do(s) => s.clear_faults(),
             SimulatedI2c::Sps30(s) => s.clear_faults(),
+            SimulatedI2c::Icm20948(s) => s.clear_faults(),
         }
     }
 
@@ -171,6 +176,7 @@ impl SimulatedI2c {
             SimulatedI2c::Scd41(s) => s.advance(by),
             SimulatedI2c::Ms4525do(s) => s.advance(by),
             SimulatedI2c::Sps30(s) => s.advance(by),
+            SimulatedI2c::Icm20948(s) => s.clock().advance_ns(ns),
         }
     }
 
@@ -187,6 +193,7 @@ impl SimulatedI2c {
             SimulatedI2c::Scd41(s) => s.transaction(address, operations),
             SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
             SimulatedI2c::Sps30(s) => s.transaction(address, operations),
+            SimulatedI2c::Icm20948(s) => s.transaction(address, operations),
         }
     }
 
@@ -197,6 +204,7 @@ impl SimulatedI2c {
             SimulatedI2c::Scd41(s) => s.apply(state),
             SimulatedI2c::Ms4525do(s) => s.apply(state),
             SimulatedI2c::Sps30(s) => s.apply(state),
+            SimulatedI2c::Icm20948(s) => s.apply(state),
         }
     }
 }
@@ -305,6 +313,14 @@ impl Simulation {
                         }
                         SimulatedI2c::Sps30(s) => {
                             let open: BusOpener<Sps30Sim, aloft_sensors::sps30::sim::SimDelay> =
+                                Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Icm20948(s) => {
+                            let open: BusOpener<Icm20948Sim, SimDelay> =
                                 Box::new(move || Ok((s.clone(), s.delay())));
                             boxed(
                                 I2cDevice::new(id, kind, address, interval, open, inputs, latest),
@@ -592,6 +608,7 @@ pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> S
                 seed,
             ))
         }
+        SensorKind::Icm20948 => SimulatedI2c::Icm20948(Icm20948Sim::new(address).with_noise(seed)),
         // MS5611, and any serial kind (never asked for here), as the static pressure port.
         _ => SimulatedI2c::Ms5611(
             Ms5611Sim::new(address)
