@@ -107,11 +107,19 @@ const UBLOX: &[TunableSpec] = &[TunableSpec {
     doc: "the receiver's dynamic model, set at every open and restored after a brown-out",
 }];
 
+const WIND: &[TunableSpec] = &[TunableSpec {
+    key: "method",
+    accepts: Accepts::Names(aloft_sensors::wind::MethodChoice::NAMES),
+    default: DefaultValue::Name("auto"),
+    doc: "auto: the wind triangle with a trustworthy heading, else circling drift; or only one",
+}];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
         SensorKind::Bme280 => BME280,
         SensorKind::Ublox => UBLOX,
+        SensorKind::Wind => WIND,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
@@ -120,8 +128,7 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         | SensorKind::Icm20948
         | SensorKind::Pom
         | SensorKind::Sps30
-        | SensorKind::Sbs
-        | SensorKind::Wind => &[],
+        | SensorKind::Sbs => &[],
     }
 }
 
@@ -208,6 +215,15 @@ pub fn integer(tunables: &Tunables, key: &str) -> Option<i64> {
         Some(TunableValue::Integer(i)) => Some(*i),
         _ => None,
     }
+}
+
+/// The wind's method choice a checked set names (`auto` otherwise).
+pub fn wind_method(tunables: &Tunables) -> aloft_sensors::wind::MethodChoice {
+    match tunables.get("method") {
+        Some(TunableValue::Text(t)) => aloft_sensors::wind::MethodChoice::from_name(t),
+        _ => None,
+    }
+    .unwrap_or_default()
 }
 
 /// The u-blox dynamic model a checked set names (its default otherwise).

@@ -36,6 +36,7 @@ use super::nmea::NmeaDevice;
 use super::power::{PowerLine, SimulatedPowerLine};
 use super::slot::{self, SensorSlot};
 use super::ublox::{UbloxDevice, UbloxOptions};
+use super::wind::WindDevice;
 use super::{Device, DeviceError, LatestValues, with_capture};
 use crate::config::{SensorConfig, SensorKind, SimulationConfig};
 
@@ -220,6 +221,9 @@ impl Simulation {
                 source,
             };
             let device: Box<dyn Device> = match sensor.kind {
+                SensorKind::Wind => {
+                    Box::new(WindDevice::new(id, sensor, latest.clone()).map_err(device_error)?)
+                }
                 kind if kind.is_derived() => {
                     return Err(device_error(DeviceError::Config(format!(
                         "no adapter for {kind} yet"
