@@ -55,7 +55,8 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
             SensorKind::Ms4525do,
             SensorKind::Pom,
             SensorKind::Sps30,
-            SensorKind::Icm20948
+            SensorKind::Icm20948,
+            SensorKind::Wind
         ]
     );
     for s in &c.sensors {
@@ -66,8 +67,10 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
                 .expect("serial sensors have ports on hardware");
             assert!(port.starts_with("/dev/serial/by-id"), "{}", port.display());
             assert!(s.power.is_some(), "{} has a power line", s.name);
-        } else {
+        } else if s.kind.is_i2c() {
             assert_eq!(s.bus.as_deref(), Some(Path::new("/dev/i2c-1")));
+        } else {
+            assert!(s.bus.is_none() && s.port.is_none(), "{} is derived", s.name);
         }
     }
     let (_, pitot) = c.sensor("pitot").expect("pitot");

@@ -109,6 +109,8 @@ fn the_agent_samples_every_sensor_and_a_graceful_stop_keeps_everything() {
             _ => None,
         })
         .collect();
+    // The derived wind (sensor 6) has no heading in the example: its first wind comes
+    // from the first full circle, not on the ground.
     assert_eq!(
         read_by,
         (0..common::sim_sensor_count() as u16).collect(),

@@ -792,6 +792,9 @@ async fn the_daemon_syncs_its_store_reports_every_sensor_live_applies_a_command_
                     && live
                         .sensors
                         .iter()
+                        // The derived wind, without a heading, reads only from full
+                        // circles: not on the ground.
+                        .filter(|s| s.name != "wind")
                         .all(|s| s.readings > 0 && s.state == aloft_protocol::SensorState::Running)
                     && batches > 0
                     && acked

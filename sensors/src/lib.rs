@@ -15,6 +15,7 @@
 //! - [`atmosphere`]: the ICAO standard atmosphere.
 //! - [`flight`]: one seeded flight scenario (a climb in wave to 12 km) that drives every
 //!   simulator coherently, and the noise generator the simulators share.
+//! - [`wind`]: the wind derived from other instruments (wind triangle, circling drift).
 //! - [`serial`]: opening real serial ports, and running a simulated serial device behind a
 //!   pseudo-terminal with real baud pacing and injectable faults.
 //! - [`i2c`]: opening a Linux i2c-dev bus, with retries; [`i2c::sim`] holds what the
@@ -42,6 +43,7 @@ pub mod sbs;
 pub mod scd41;
 pub mod serial;
 pub mod sps30;
+pub mod wind;
 
 use aloft_protocol::{Reading, SensorId, Timestamp};
 

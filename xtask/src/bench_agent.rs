@@ -9,9 +9,14 @@
 //!
 //! Figures: `agent.rss_mb` (peak resident set over the run), `agent.cpu_pct` (of one core),
 //! `agent.wakeups_per_s` (context switches of all its threads per second: each is a wake-up
-//! of a sleeping thread or a preemption), and `agent.rss_after_backlog_mb` (peak resident
-//! set of `aloft-agent store dump` reading a 1 000 000-reading store through the same
-//! bounded read path the uplink uses). Nothing here asserts: figures only.
+//! of a sleeping thread or a preemption), `agent.wakeups_floor_per_s` (what the flown
+//! config's sampling rates need at the least: `AgentConfig::wakeups_floor_per_s`), and
+//! `agent.rss_after_backlog_mb` (peak resident set of `aloft-agent store dump` reading a
+//! 1 000 000-reading store through the same bounded read path the uplink uses). Nothing
+//! here asserts: figures only.
+//!
+//! One flight is one call of [`flight`] with a config's text and the prefix of its figures,
+//! so a flight with another config (a power step in force) is one more call.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -49,9 +54,53 @@ pub fn bench() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("aloft-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = flight(&agent, &dir).and_then(|()| backlog(&agent, &dir));
+    let result = sim_example()
+        .and_then(|text| flight(&agent, &dir.join("flight"), &text))
+        .and_then(|figures| {
+            figures.print("agent");
+            backlog(&agent, &dir)
+        });
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// deploy/examples/sim.toml, as it is.
+fn sim_example() -> Result<String> {
+    let example = workspace_root().join("deploy/examples/sim.toml");
+    std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))
+}
+
+/// What one measured flight gave.
+#[derive(Debug, Clone, Copy)]
+struct FlightFigures {
+    /// Peak resident set, MB.
+    rss_mb: f64,
+    /// CPU, % of one core.
+    cpu_pct: f64,
+    /// Context switches of all the agent's threads, per second.
+    wakeups_per_s: f64,
+    /// What the flown config's sampling rates need at the least, per second.
+    wakeups_floor_per_s: f64,
+}
+
+impl FlightFigures {
+    /// Prints the figures under `prefix` (`agent`): `agent.rss_mb`, `agent.cpu_pct`,
+    /// `agent.wakeups_per_s`, `agent.wakeups_floor_per_s`.
+    fn print(&self, prefix: &str) {
+        println!("{prefix}.rss_mb {:.1} MB", self.rss_mb);
+        println!("{prefix}.cpu_pct {:.2} %", self.cpu_pct);
+        println!("{prefix}.wakeups_per_s {:.1} 1/s", self.wakeups_per_s);
+        println!(
+            "{prefix}.wakeups_floor_per_s {:.1} 1/s",
+            self.wakeups_floor_per_s
+        );
+        if self.wakeups_floor_per_s > 0.0 {
+            eprintln!(
+                "note: {prefix}: {:.2} times the floor (target at most 1.25)",
+                self.wakeups_per_s / self.wakeups_floor_per_s
+            );
+        }
+    }
 }
 
 /// Context switches of every thread of the process so far.
@@ -89,11 +138,12 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn flight(agent: &Path, dir: &Path) -> Result<()> {
+/// Flies the simulated flight of the config `text` (deploy/examples/sim.toml or one made
+/// from it) with the devices in another process, in `dir` (made afresh), and measures it.
+fn flight(agent: &Path, dir: &Path, text: &str) -> Result<FlightFigures> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let example = workspace_root().join("deploy/examples/sim.toml");
-    let text =
-        std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))?;
     let text = text
         .replace(
             "/tmp/aloft-sim/store",
@@ -106,10 +156,7 @@ fn flight(agent: &Path, dir: &Path) -> Result<()> {
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"))
         .replace("start_at_s = 0.0", &format!("start_at_s = {START_AT_S:.1}"));
     if !text.contains(&format!("start_at_s = {START_AT_S:.1}")) {
-        bail!(
-            "{} no longer has `start_at_s = 0.0`; update the benchmark",
-            example.display()
-        );
+        bail!("the flown config no longer has `start_at_s = 0.0`; update the benchmark");
     }
     let config = dir.join("sim.toml");
     std::fs::write(&config, text)?;
@@ -132,14 +179,29 @@ fn flight(agent: &Path, dir: &Path) -> Result<()> {
         stop(&mut simulator);
         bail!("`aloft-agent simulate` did not start its devices: {ready:?}");
     }
-    let result = measure_flight(agent, &devices.join("agent.toml"), simulator.id());
+    let agent_config = devices.join("agent.toml");
+    let result = aloft_agent::config::load(&agent_config)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .and_then(|config| {
+            measure_flight(
+                agent,
+                &agent_config,
+                simulator.id(),
+                config.wakeups_floor_per_s(),
+            )
+        });
     stop(&mut simulator);
     result
 }
 
 /// Runs the agent with `config` (reading the devices of the simulator `simulator_pid`) for
-/// the warm-up and the measurement, and prints its figures.
-fn measure_flight(agent: &Path, config: &Path, simulator_pid: u32) -> Result<()> {
+/// the warm-up and the measurement; its figures, with the config's wake-up floor.
+fn measure_flight(
+    agent: &Path,
+    config: &Path,
+    simulator_pid: u32,
+    wakeups_floor_per_s: f64,
+) -> Result<FlightFigures> {
     eprintln!(
         "xtask: flying the simulated flight for {} s",
         (WARM_UP + MEASURE).as_secs()
@@ -181,16 +243,15 @@ fn measure_flight(agent: &Path, config: &Path, simulator_pid: u32) -> Result<()>
             pct_of_core(sim1.saturating_sub(sim0))
         );
     }
-    println!("agent.rss_mb {:.1} MB", peak_kb as f64 / 1024.0);
-    println!(
-        "agent.cpu_pct {:.2} %",
-        pct_of_core(cpu1.saturating_sub(cpu0))
-    );
-    println!(
-        "agent.wakeups_per_s {:.1} 1/s",
-        sw1.saturating_sub(sw0) as f64 / elapsed
-    );
-    Ok(())
+    let rss_mb = peak_kb as f64 / 1024.0;
+    let cpu_pct = pct_of_core(cpu1.saturating_sub(cpu0));
+    let wakeups_per_s = sw1.saturating_sub(sw0) as f64 / elapsed;
+    Ok(FlightFigures {
+        rss_mb,
+        cpu_pct,
+        wakeups_per_s,
+        wakeups_floor_per_s,
+    })
 }
 
 fn backlog(agent: &Path, dir: &Path) -> Result<()> {

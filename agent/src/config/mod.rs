@@ -441,6 +441,30 @@ impl AgentConfig {
         bytes.min(self.store.max_bytes / 2)
     }
 
+    /// The fewest wake-ups per second the configured sampling needs: every enabled
+    /// sensor's polls ([`SensorConfig::polls_per_s`]), the store's group commit
+    /// (`1 / flush_interval`) and, with a hub, the live lane's updates
+    /// (`1 / live_interval`). What `agent.wakeups_per_s` of `cargo xtask bench agent` is
+    /// held against: the agent cannot do with fewer, and every wake-up above it is
+    /// overhead (threads, timers, read pacing).
+    pub fn wakeups_floor_per_s(&self) -> f64 {
+        let per_s = |d: Duration| {
+            if d.is_zero() {
+                0.0
+            } else {
+                1.0 / d.as_secs_f64()
+            }
+        };
+        let sensors: f64 = self
+            .sensors
+            .iter()
+            .filter(|s| s.enabled)
+            .map(SensorConfig::polls_per_s)
+            .sum();
+        let live = self.hub.as_ref().map_or(0.0, |h| per_s(h.live_interval));
+        sensors + per_s(self.store.flush_interval) + live
+    }
+
     /// Whether the agent runs the simulated flight's devices instead of hardware.
     pub fn is_simulated(&self) -> bool {
         self.simulation.is_some()
@@ -709,6 +733,17 @@ const GNSS_FIX_RATE_MAX_HZ: f64 = 10.0;
 /// Bytes of the shortest CosmicWatch event line: what bounds the event rate a port carries.
 const COSMICWATCH_LINE_BYTES_MIN: f64 = 30.0;
 
+/// Epochs per second of the u-blox receiver the glider carries (10 Hz; the simulated one
+/// too): one burst of NMEA and UBX each, read in one paced wake-up.
+const UBLOX_EPOCHS_PER_S: f64 = GNSS_FIX_RATE_MAX_HZ;
+
+/// Epochs per second of a plain NMEA receiver: 1 Hz, what they ship with.
+const NMEA_EPOCHS_PER_S: f64 = 1.0;
+
+/// The fewest event lines per second of a CosmicWatch v2: its sea-level muon rate (about
+/// 1 Hz: Axani et al. 2018, JINST 13 P03019); the rate only rises with altitude.
+const COSMICWATCH_EVENTS_PER_S_MIN: f64 = 1.0;
+
 impl SensorConfig {
     /// The baud rate: the configured one, else the device's default (`None` for I2C kinds).
     pub fn baud_or_default(&self) -> Option<u32> {
@@ -736,6 +771,23 @@ impl SensorConfig {
             self.interval.or(self.kind.default_interval())
         } else {
             None
+        }
+    }
+
+    /// How often the agent must wake for this sensor, per second, at the least: a
+    /// scheduled (I2C or derived) sensor once per interval; a serial one once per message
+    /// it sends (a GNSS epoch, a detector event, an ozone line), however many reads a
+    /// message takes. 0 for a sensor with no usable interval.
+    pub fn polls_per_s(&self) -> f64 {
+        match self.kind {
+            SensorKind::Ublox => UBLOX_EPOCHS_PER_S,
+            SensorKind::Nmea => NMEA_EPOCHS_PER_S,
+            SensorKind::Cosmicwatch => COSMICWATCH_EVENTS_PER_S_MIN,
+            SensorKind::Pom => aloft_sensors::pom::LINES_PER_S_MAX,
+            _ => match self.interval_or_default() {
+                Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
+                _ => 0.0,
+            },
         }
     }
 
@@ -896,6 +948,68 @@ mod tests {
         assert_eq!(one, 50 * 4 * STORED_READING_BYTES_MAX);
         assert_eq!(ten, 10 * one);
         assert_eq!(config(text("1s", false)).flush_window_bytes_max(), 0);
+    }
+}
+
+#[cfg(test)]
+mod wakeup_floor_tests {
+    use super::*;
+
+    const STORE: &str = "[node]\nname = 'n'\n[store]\npath = '/s'\nmax_bytes = 10_000_000_000\n\
+        full_policy = 'decimate'\nretain_acked = '1h'\n";
+
+    fn config(text: &str) -> AgentConfig {
+        parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_floor_counts_each_enabled_sensors_polls_the_flush_and_the_live_lane() {
+        let text = format!(
+            "{STORE}flush_interval = '2s'\n\
+             [[sensor]]\nname = 'gps'\nkind = 'ublox'\nport = '/dev/ttyS0'\n\
+             [[sensor]]\nname = 'receiver'\nkind = 'nmea'\nport = '/dev/ttyS1'\n\
+             [[sensor]]\nname = 'muons'\nkind = 'cosmicwatch'\nport = '/dev/ttyS2'\n\
+             [[sensor]]\nname = 'static'\nkind = 'ms5611'\nbus = '/dev/i2c-1'\ninterval = '50ms'\n\
+             [[sensor]]\nname = 'air'\nkind = 'bme280'\nbus = '/dev/i2c-1'\n\
+             [[sensor]]\nname = 'co2'\nkind = 'scd41'\nbus = '/dev/i2c-1'\nenabled = false\n\
+             [[sensor]]\nname = 'wind'\nkind = 'wind'\nground_velocity_from = 'gps'\ninterval = '500ms'\n"
+        );
+        let c = config(&text);
+        // u-blox 10 epochs, NMEA 1, CosmicWatch 1 event at sea level, MS5611 20 Hz,
+        // BME280 1 Hz by default, the SCD41 disabled, the wind 2 Hz, a flush every 2 s.
+        let want = 10.0 + 1.0 + 1.0 + 20.0 + 1.0 + 2.0 + 0.5;
+        assert!(
+            (c.wakeups_floor_per_s() - want).abs() < 1e-9,
+            "{}",
+            c.wakeups_floor_per_s()
+        );
+
+        let hub = format!(
+            "{text}[hub]\nurl = 'wss://h:8443/v1/nodes/connect'\ntoken_file = '/t'\n\
+             live_interval = '250ms'\n"
+        );
+        let with_hub = config(&hub).wakeups_floor_per_s();
+        assert!((with_hub - want - 4.0).abs() < 1e-9, "{with_hub}");
+    }
+
+    #[test]
+    fn the_example_flights_floor_is_its_sensors_rates_and_one_flush() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+        let c = crate::config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+        let by_hand: f64 = c
+            .sensors
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| match s.interval_or_default() {
+                Some(i) => 1.0 / i.as_secs_f64(),
+                None => s.polls_per_s(),
+            })
+            .sum::<f64>()
+            + 1.0 / c.store.flush_interval.as_secs_f64();
+        assert!(c.hub.is_none());
+        assert!((c.wakeups_floor_per_s() - by_hand).abs() < 1e-9);
+        assert!(c.wakeups_floor_per_s() > 0.0);
     }
 }
 

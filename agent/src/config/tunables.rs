@@ -197,6 +197,13 @@ const ICM20948: &[TunableSpec] = &[
     },
 ];
 
+const WIND: &[TunableSpec] = &[TunableSpec {
+    key: "method",
+    accepts: Accepts::Names(aloft_sensors::wind::MethodChoice::NAMES),
+    default: DefaultValue::Name("auto"),
+    doc: "auto: the wind triangle with a trustworthy heading, else circling drift; or only one",
+}];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
@@ -205,13 +212,13 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         SensorKind::Pom => POM,
         SensorKind::Sps30 => SPS30,
         SensorKind::Icm20948 => ICM20948,
+        SensorKind::Wind => WIND,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
         | SensorKind::Scd41
         | SensorKind::Ms4525do
-        | SensorKind::Sbs
-        | SensorKind::Wind => &[],
+        | SensorKind::Sbs => &[],
     }
 }
 
@@ -298,6 +305,15 @@ pub fn integer(tunables: &Tunables, key: &str) -> Option<i64> {
         Some(TunableValue::Integer(i)) => Some(*i),
         _ => None,
     }
+}
+
+/// The wind's method choice a checked set names (`auto` otherwise).
+pub fn wind_method(tunables: &Tunables) -> aloft_sensors::wind::MethodChoice {
+    match tunables.get("method") {
+        Some(TunableValue::Text(t)) => aloft_sensors::wind::MethodChoice::from_name(t),
+        _ => None,
+    }
+    .unwrap_or_default()
 }
 
 /// The u-blox dynamic model a checked set names (its default otherwise).

@@ -384,6 +384,12 @@ fn place(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
                 );
             }
         }
+    } else if kind == SensorKind::Wind && s.ground_velocity_from.is_none() {
+        rules.report(
+            &at("ground_velocity_from"),
+            "a wind needs the GNSS receiver's ground speed and track",
+            "add `ground_velocity_from = \"gps\"` (a ublox or an nmea sensor)",
+        );
     }
 }
 

@@ -16,6 +16,8 @@
 //!   compensation) and the MS4525DO (true airspeed) read from other sensors.
 //! - [`simulation`]: the simulated flight's devices, built in one place.
 //! - [`power`]: the GPIO line that switches a sensor's supply, for hard restarts.
+//! - [`wind`]: the derived wind, computed from other sensors' newest readings (no port,
+//!   no bus): the same adapter on hardware and in the simulation.
 //! - [`slot`]: the wiring place: each configured sensor's [`SensorSlot`] (adapter, power
 //!   line, number), assembled the same way for hardware and simulation.
 //!
@@ -40,6 +42,7 @@ pub mod power;
 pub mod simulation;
 pub mod slot;
 pub mod ublox;
+pub mod wind;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -231,6 +234,7 @@ pub fn hardware_device(
             pom::PomDevice::with_capture,
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
+        SensorKind::Wind => Box::new(wind::WindDevice::new(id, config, latest.clone())?),
         kind => {
             return Err(DeviceError::Config(format!("no adapter for {kind} yet")));
         }

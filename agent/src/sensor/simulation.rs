@@ -40,6 +40,7 @@ use super::pom::PomDevice;
 use super::power::{PowerLine, SimulatedPowerLine};
 use super::slot::{self, SensorSlot};
 use super::ublox::{UbloxDevice, UbloxOptions};
+use super::wind::WindDevice;
 use super::{Device, DeviceError, LatestValues, with_capture};
 use crate::config::{SensorConfig, SensorKind, SimulationConfig};
 
@@ -248,6 +249,9 @@ impl Simulation {
                 source,
             };
             let device: Box<dyn Device> = match sensor.kind {
+                SensorKind::Wind => {
+                    Box::new(WindDevice::new(id, sensor, latest.clone()).map_err(device_error)?)
+                }
                 kind if kind.is_derived() => {
                     return Err(device_error(DeviceError::Config(format!(
                         "no adapter for {kind} yet"
