@@ -44,3 +44,8 @@ fn ubx_corpus_replays_cleanly() {
 fn cosmicwatch_corpus_replays_cleanly() {
     replay("cosmicwatch", aloft_sensors::fuzzing::cosmicwatch);
 }
+
+#[test]
+fn sbs_corpus_replays_cleanly() {
+    replay("sbs", aloft_sensors::fuzzing::sbs);
+}
