@@ -26,6 +26,7 @@ use aloft_sensors::bme280::{self, Bme280, Oversampling};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
+use aloft_sensors::sbs::{self, Sbs};
 use aloft_sensors::scd41::{self, Scd41};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
@@ -54,6 +55,8 @@ enum Driver<I2C, D> {
     Ms5611(Ms5611<I2C>, D, Pipeline),
     Scd41(Scd41<I2C, D>),
     Ms4525do(Ms4525do<I2C, D>),
+    /// A smart battery: SMBus reads need no waits.
+    Sbs(Sbs<I2C>),
 }
 
 /// Where an I2C sensor's inputs from other sensors come from.
@@ -260,6 +263,10 @@ where
                     Err(e) => return Err(Some(e.to_string())),
                 }
             }
+            Driver::Sbs(d) => match d.measure() {
+                Ok(m) => m.push_readings(id, now, out),
+                Err(e) => return Err(Some(e.to_string())),
+            },
         }
         Ok(())
     }
@@ -307,6 +314,12 @@ where
                 d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
                 let descriptor = d.descriptor();
                 (Driver::Ms4525do(d), descriptor)
+            }
+            SensorKind::Sbs => {
+                let mut d = Sbs::new(bus, sbs::Config::new(self.address, true));
+                d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
+                let descriptor = d.descriptor();
+                (Driver::Sbs(d), descriptor)
             }
             kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
@@ -566,5 +579,37 @@ mod tests {
         out.clear();
         device.poll(&mut out).expect("measures");
         assert!(tas(&out), "{out:?}");
+    }
+
+    #[test]
+    fn a_smart_battery_reads_its_pack_and_survives_a_corrupted_pec() {
+        use aloft_sensors::sbs::sim::SbsSim;
+        let sim = SbsSim::at_default_address(4);
+        sim.set_pack(13.9, 2.5, 0.42, 268.15);
+        let s = sim.clone();
+        let open: BusOpener<SbsSim, NoopDelay> = Box::new(move || Ok((s.clone(), NoopDelay)));
+        let mut device = I2cDevice::new(
+            SensorId(5),
+            SensorKind::Sbs,
+            sbs::ADDRESS,
+            Duration::from_secs(5),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind");
+        let descriptor = device.open().expect("opens");
+        assert!(descriptor.device.contains("bq40z50"), "{descriptor:?}");
+        let mut out = Vec::new();
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
+        let value = |q| out.iter().find(|r| r.quantity == q).map(|r| r.value);
+        assert!((value(Quantity::BatteryStateOfCharge).unwrap() - 0.42).abs() < 1e-9);
+        assert!((value(Quantity::BatteryCurrent).unwrap() - 2.5).abs() < 0.03);
+        assert!((value(Quantity::BatteryVoltage).unwrap() - 13.9).abs() < 0.02);
+        sim.corrupt_pec_next(1);
+        out.clear();
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Degraded(why)) if why.contains("PEC")));
+        out.clear();
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
     }
 }

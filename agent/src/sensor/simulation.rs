@@ -26,6 +26,7 @@ use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
 use aloft_sensors::ms4525do;
 use aloft_sensors::ms4525do::sim::Ms4525doSim;
 use aloft_sensors::ms5611::sim::Ms5611Sim;
+use aloft_sensors::sbs::sim::SbsSim;
 use aloft_sensors::scd41::sim::Scd41Sim;
 use aloft_sensors::serial::SerialDevice;
 use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
@@ -123,6 +124,8 @@ pub enum SimulatedI2c {
     Scd41(Scd41Sim),
     /// An MS4525DO.
     Ms4525do(Ms4525doSim),
+    /// A smart battery.
+    Sbs(SbsSim),
 }
 
 impl SimulatedI2c {
@@ -133,6 +136,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.nack_until_cleared(),
             SimulatedI2c::Scd41(s) => s.nack_until_cleared(),
             SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
+            SimulatedI2c::Sbs(s) => s.nack_until_cleared(),
         }
     }
 
@@ -143,6 +147,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clear_faults(),
             SimulatedI2c::Scd41(s) => s.clear_faults(),
             SimulatedI2c::Ms4525do(s) => s.clear_faults(),
+            SimulatedI2c::Sbs(s) => s.clear_faults(),
         }
     }
 
@@ -155,6 +160,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.clock().advance_ns(ns),
             SimulatedI2c::Scd41(s) => s.advance(by),
             SimulatedI2c::Ms4525do(s) => s.advance(by),
+            SimulatedI2c::Sbs(s) => s.advance(by),
         }
     }
 
@@ -170,6 +176,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.transaction(address, operations),
             SimulatedI2c::Scd41(s) => s.transaction(address, operations),
             SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
+            SimulatedI2c::Sbs(s) => s.transaction(address, operations),
         }
     }
 
@@ -179,6 +186,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms5611(s) => s.apply(state),
             SimulatedI2c::Scd41(s) => s.apply(state),
             SimulatedI2c::Ms4525do(s) => s.apply(state),
+            SimulatedI2c::Sbs(s) => s.apply(state),
         }
     }
 }
@@ -277,6 +285,14 @@ impl Simulation {
                         }
                         SimulatedI2c::Ms4525do(s) => {
                             let open: BusOpener<Ms4525doSim, NoopDelay> =
+                                Box::new(move || Ok((s.clone(), NoopDelay)));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Sbs(s) => {
+                            let open: BusOpener<SbsSim, NoopDelay> =
                                 Box::new(move || Ok((s.clone(), NoopDelay)));
                             boxed(
                                 I2cDevice::new(id, kind, address, interval, open, inputs, latest),
@@ -525,6 +541,7 @@ pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> S
                 seed,
             ))
         }
+        SensorKind::Sbs => SimulatedI2c::Sbs(SbsSim::new(address, seed)),
         // MS5611, and any serial kind (never asked for here), as the static pressure port.
         _ => SimulatedI2c::Ms5611(
             Ms5611Sim::new(address)
