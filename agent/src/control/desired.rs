@@ -11,7 +11,9 @@
 //! its kind does not accept (whole: the previous set stays in force) is refused with its
 //! reason in `refused`, and the rest of that sensor's spec still applies. The observed
 //! generation is the spec's generation once the agent has acted on it, refused parts
-//! included: the refusal is the agent's answer to that generation.
+//! included: the refusal is the agent's answer to that generation. The state a sensor runs
+//! in is the spec's lowered by the power step in force ([`crate::power`]), unless the
+//! spec's `power_overrides` exempts it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -223,8 +225,21 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     }
     let generation = spec.sensors.iter().map(|s| s.generation).max().unwrap_or(0);
     let reason = format!("desired state generation {generation}");
+    // The step in force lowers what the spec asks (a step only lowers), except for the
+    // sensors the spec exempts; a change of step waits until these are applied.
+    let power = &handles.power;
+    let _turn = power.applying().await;
+    for unknown in spec
+        .power_overrides
+        .iter()
+        .filter(|o| !sensors.iter().any(|(name, _)| name == *o))
+    {
+        tracing::warn!(sensor = %unknown, "Power override of a sensor the node does not have; ignored.");
+    }
+    power.set_overrides(spec.power_overrides.iter().cloned());
     for (name, change) in &plan.targets {
-        if let Err(e) = handles.supervisor.reconfigure(name, *change, &reason).await {
+        let change = power.lower(name, *change);
+        if let Err(e) = handles.supervisor.reconfigure(name, change, &reason).await {
             tracing::warn!(sensor = %name, error = %e, "Desired state not applied.");
             if let Some(o) = plan.observed.iter_mut().find(|o| &o.name == name) {
                 let text = e.to_string();

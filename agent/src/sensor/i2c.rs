@@ -608,7 +608,9 @@ mod tests {
         assert!((value(Quantity::BatteryVoltage).unwrap() - 13.9).abs() < 0.02);
         sim.corrupt_pec_next(1);
         out.clear();
-        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Degraded(why)) if why.contains("PEC")));
+        assert!(
+            matches!(device.poll(&mut out), Ok(PollOutcome::Degraded(why)) if why.contains("PEC"))
+        );
         out.clear();
         assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
     }
