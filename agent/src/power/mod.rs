@@ -278,9 +278,10 @@ impl PowerGovernor {
                 let lowered = lower(wanted, Some(limit), false);
                 record_effects.push(PowerEffect {
                     sensor: SensorId(u16::try_from(i).unwrap_or(u16::MAX)),
+                    // A sensor switched off is not slowed: it stops.
                     interval_ms: lowered
                         .interval
-                        .filter(|_| lowered.interval != wanted.interval)
+                        .filter(|_| !limit.disabled && lowered.interval != wanted.interval)
                         .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
                     disabled: limit.disabled,
                     overridden,
