@@ -52,7 +52,8 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
             SensorKind::Ms5611,
             SensorKind::Bme280,
             SensorKind::Scd41,
-            SensorKind::Ms4525do
+            SensorKind::Ms4525do,
+            SensorKind::Sbs
         ]
     );
     for s in &c.sensors {

@@ -66,7 +66,7 @@ fn a_filesystem_filled_by_another_process_does_not_stop_the_agent() {
         .spawn()
         .unwrap();
     wait_for(&mut agent, port, "every sensor reading", |s| {
-        s.lines().filter(|l| l.contains(" running ")).count() == 6
+        s.lines().filter(|l| l.contains(" running ")).count() == common::sim_sensor_count()
             && s.lines().any(|l| l.starts_with("store health ok"))
     });
 

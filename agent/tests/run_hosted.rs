@@ -82,8 +82,10 @@ fn an_agent_reads_devices_hosted_by_another_process_and_recovers_when_they_retur
         .spawn()
         .unwrap();
 
-    let every_sensor_reads =
-        |t: &str| running(t) == 6 && t.lines().filter(|l| l.contains("never")).count() == 0;
+    let every_sensor_reads = |t: &str| {
+        running(t) == common::sim_sensor_count()
+            && t.lines().filter(|l| l.contains("never")).count() == 0
+    };
     wait_for(port, "every hosted sensor reads", every_sensor_reads);
 
     // The devices vanish at once: ptys hang up, bridge sockets close.
@@ -93,7 +95,9 @@ fn an_agent_reads_devices_hosted_by_another_process_and_recovers_when_they_retur
     });
 
     let mut simulator = simulate(&config, &devices);
-    let text = wait_for(port, "every sensor recovers", |t| running(t) == 6);
+    let text = wait_for(port, "every sensor recovers", |t| {
+        running(t) == common::sim_sensor_count()
+    });
     assert!(text.contains("glider-sim"), "{text}");
     assert!(
         agent.try_wait().unwrap().is_none(),

@@ -37,7 +37,7 @@ fn start(config: &Path) -> Child {
 fn wait_until_every_sensor_reads(port: u16) -> String {
     common::wait_for_status(port, PATIENCE, "reading from every sensor", None, |text| {
         let sensors: Vec<&str> = text.lines().filter(|l| l.contains(" running ")).collect();
-        sensors.len() == 6 && sensors.iter().all(|l| !l.contains("never"))
+        sensors.len() == common::sim_sensor_count() && sensors.iter().all(|l| !l.contains("never"))
     })
 }
 
@@ -111,7 +111,7 @@ fn the_agent_samples_every_sensor_and_a_graceful_stop_keeps_everything() {
         .collect();
     assert_eq!(
         read_by,
-        (0..6).collect(),
+        (0..u16::try_from(common::sim_sensor_count()).unwrap()).collect(),
         "readings of every sensor are in the store"
     );
     let described: BTreeSet<&str> = records
@@ -123,7 +123,7 @@ fn the_agent_samples_every_sensor_and_a_graceful_stop_keeps_everything() {
         .collect();
     assert_eq!(
         described.len(),
-        6,
+        common::sim_sensor_count(),
         "a descriptor for every sensor: {described:?}"
     );
     assert!(

@@ -777,7 +777,11 @@ async fn the_daemon_syncs_its_store_reports_every_sensor_live_applies_a_command_
     loop {
         match next_seen(&mut peer).await {
             Seen::Message(_, Uplink::Live(live)) => {
-                assert_eq!(live.sensors.len(), 6, "every configured sensor is reported");
+                assert_eq!(
+                    live.sensors.len(),
+                    common::sim_sensor_count(),
+                    "every configured sensor is reported"
+                );
                 let names: Vec<&str> = live.sensors.iter().map(|s| s.name.as_str()).collect();
                 assert!(names.contains(&"gps"), "{names:?}");
                 let restarted = live

@@ -38,6 +38,16 @@ pub fn sim_toml(dir: &Path, metrics_port: u16) -> String {
         .replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"))
 }
 
+/// How many sensors deploy/examples/sim.toml runs (its `[[sensor]]` tables).
+pub fn sim_sensor_count() -> usize {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+    std::fs::read_to_string(example)
+        .expect("deploy/examples/sim.toml")
+        .lines()
+        .filter(|l| l.trim() == "[[sensor]]")
+        .count()
+}
+
 /// [`sim_toml`] written to `dir/name`; its path.
 pub fn write_sim_config(dir: &Path, name: &str, metrics_port: u16) -> PathBuf {
     let path = dir.join(name);
