@@ -197,8 +197,8 @@ pub async fn run_with_logs(
     let latest = LatestValues::default();
     let (records_tx, mut records) = mpsc::channel(RECORD_QUEUE);
     // The power policy starts from what the operator wants: the file under the last
-    // desired state.
-    let power = PowerGovernor::new(&config, []);
+    // desired state, with the sensors it exempted from power steps.
+    let power = PowerGovernor::new(&config, agent_state.power_overrides.clone());
     let (power_records, power_latest) = (records_tx.clone(), latest.clone());
 
     // The simulation (when configured) must live as long as the sensors read it.

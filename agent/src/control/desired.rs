@@ -214,11 +214,20 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     // Persisted first: a crash in the middle still boots with this spec (invariant 7).
     // The hub resends the spec after every welcome: an unchanged one costs no SD write.
     let (desired, generations) = to_state(spec, &sensors);
+    let overrides: Vec<String> = spec
+        .power_overrides
+        .iter()
+        .filter(|o| sensors.iter().any(|(name, _)| name == *o))
+        .cloned()
+        .collect();
     let known = handles.state.snapshot();
-    if (known.desired != desired || known.desired_generations != generations)
+    if (known.desired != desired
+        || known.desired_generations != generations
+        || known.power_overrides != overrides)
         && let Err(e) = handles.state.update(|s| {
             s.desired = desired;
             s.desired_generations = generations;
+            s.power_overrides = overrides;
         })
     {
         tracing::error!(error = %e, "Could not persist the desired state; applied until the agent restarts.");
