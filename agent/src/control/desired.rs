@@ -573,4 +573,39 @@ mod tests {
         );
         assert!(booted.sensor("gps").unwrap().1.tunables().is_empty());
     }
+
+    #[test]
+    fn the_power_step_lowers_what_a_spec_asks_except_for_the_sensors_it_exempts() {
+        use crate::power::{BatteryInputs, PowerGovernor};
+        let config = config();
+        let power = PowerGovernor::new(&config, []);
+        // The sim example's survival step: voltage below 13.5 V.
+        let sag = BatteryInputs {
+            voltage_v: Some(13.0),
+            soc: Some(0.5),
+            temperature_k: Some(260.0),
+        };
+        power.consider(&sag, Duration::ZERO);
+        let (record, _) = power
+            .consider(&sag, Duration::from_secs(60))
+            .expect("survival after the dwell");
+        assert_eq!(record.step, "survival");
+        let asked = plan(
+            &config,
+            &sensors(&config),
+            &spec(&[("pitot", 2, Some(10), None), ("co2", 2, None, Some(true))]),
+        );
+        let lowered = |name: &str| power.lower(name, *target(&asked, name));
+        // Pitot asked 10 ms: survival holds it to 1 s; co2 asked on: survival keeps it off.
+        assert_eq!(lowered("pitot").interval, Some(Duration::from_secs(1)));
+        assert_eq!(lowered("co2").enabled, Some(false));
+        // Economy's factor of 4 on the static port's 100 ms from the file.
+        assert_eq!(lowered("static").interval, Some(Duration::from_millis(400)));
+        // Exempted by the operator: as asked.
+        power.set_overrides(["pitot".to_string(), "co2".to_string()]);
+        assert_eq!(lowered("pitot").interval, Some(Duration::from_millis(10)));
+        assert_eq!(lowered("co2").enabled, Some(true));
+        let report = power.report().expect("a policy");
+        assert_eq!(report.overridden, ["co2", "pitot"]);
+    }
 }

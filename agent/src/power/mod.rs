@@ -253,9 +253,11 @@ impl PowerGovernor {
         }
     }
 
-    /// One look at the battery at `now` (monotonic): the record of the change of step
-    /// made, and the sensors to reconfigure with the state each is to run in.
-    fn look(
+    /// One look at the battery's values `inputs` at `now` (any monotonic time): the record
+    /// of the change of step made, if one is, and the sensors to reconfigure with the state
+    /// each is to run in. [`PowerGovernor::run`] does this every `check_interval`; the
+    /// caller queues the record, then reconfigures.
+    pub fn consider(
         &self,
         inputs: &BatteryInputs,
         now: Duration,
@@ -346,7 +348,7 @@ impl PowerGovernor {
                 }
             }
             let _turn = self.applying().await;
-            let Some((record, changes)) = self.look(&inputs, start.elapsed()) else {
+            let Some((record, changes)) = self.consider(&inputs, start.elapsed()) else {
                 continue;
             };
             tracing::info!(step = %record.step, level = record.level, reason = %record.reason, upload_bytes_per_s = ?record.upload_bytes_per_s, sensors = changes.len(), "Power step changed.");
@@ -430,8 +432,8 @@ mod tests {
     fn a_change_of_step_records_why_and_lowers_only_what_it_touches() {
         let g = PowerGovernor::new(&config(), ["gps".to_string()]);
         assert_eq!(g.report().unwrap().level, 0);
-        assert!(g.look(&soc(0.8), Duration::ZERO).is_none());
-        let (record, changes) = g.look(&soc(0.5), Duration::from_secs(1)).unwrap();
+        assert!(g.consider(&soc(0.8), Duration::ZERO).is_none());
+        let (record, changes) = g.consider(&soc(0.5), Duration::from_secs(1)).unwrap();
         assert_eq!((record.step.as_str(), record.level), ("economy", 1));
         assert_eq!(record.reason, "state of charge 0.50 below 0.60");
         assert_eq!(record.upload_bytes_per_s, Some(50_000));
@@ -456,7 +458,7 @@ mod tests {
             "sends at its own rate"
         );
 
-        let (record, changes) = g.look(&soc(0.3), Duration::from_secs(2)).unwrap();
+        let (record, changes) = g.consider(&soc(0.3), Duration::from_secs(2)).unwrap();
         assert_eq!(record.level, 2);
         let gps = record
             .effects
@@ -511,7 +513,7 @@ mod tests {
         g.set_overrides([]);
 
         // Recovery to full: what the operator asked last (static at 50 ms) comes back.
-        let (record, changes) = g.look(&soc(0.7), Duration::from_secs(3)).unwrap();
+        let (record, changes) = g.consider(&soc(0.7), Duration::from_secs(3)).unwrap();
         assert_eq!((record.level, record.step.as_str()), (0, FULL));
         assert!(record.effects.is_empty());
         assert_eq!(record.upload_bytes_per_s, None);
@@ -531,6 +533,6 @@ mod tests {
         };
         assert_eq!(g.lower("x", change), change);
         assert!(g.report().is_none());
-        assert!(g.look(&soc(0.0), Duration::ZERO).is_none());
+        assert!(g.consider(&soc(0.0), Duration::ZERO).is_none());
     }
 }
