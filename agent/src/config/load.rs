@@ -190,6 +190,24 @@ fn summary(origin: &str, config: &AgentConfig) -> String {
             let _ = writeln!(out, "no hub: the node keeps everything locally");
         }
     }
+    if let Some(power) = &config.power {
+        let steps: Vec<String> = power
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{} {}", i + 1, s.name))
+            .collect();
+        let _ = writeln!(
+            out,
+            "power policy on battery {}: steps {}",
+            power.battery,
+            if steps.is_empty() {
+                "none".to_string()
+            } else {
+                steps.join(", ")
+            }
+        );
+    }
     let _ = write!(out, "metrics on {}", config.metrics.listen);
     out
 }
