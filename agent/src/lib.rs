@@ -10,6 +10,7 @@
 //! - [`systemd`]: sd_notify READY, WATCHDOG, STATUS, STOPPING, EXTEND_TIMEOUT.
 //! - [`metrics`]: the metrics registry the sensor tasks and the store update.
 //! - [`status`]: the local picture `aloft-agent status` prints.
+//! - [`power`]: the power policy: steps from the battery, applied by lowering sampling.
 //! - [`endpoint`]: the local HTTP endpoint serving [`metrics`] at `/metrics` and [`status`]
 //!   at `/status`.
 //! - [`state`]: the agent's small state file, replaced atomically.
@@ -32,6 +33,7 @@ pub mod control;
 pub mod endpoint;
 pub mod inspect;
 pub mod metrics;
+pub mod power;
 pub mod replay;
 pub mod run;
 pub mod sensor;

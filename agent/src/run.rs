@@ -38,6 +38,7 @@ use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
 use crate::control::{self, ControlHandles, LogRing};
 use crate::endpoint;
 use crate::metrics::Metrics;
+use crate::power::PowerGovernor;
 use crate::sensor::simulation::{Simulation, SimulationError, SimulationTuning};
 use crate::sensor::{LatestValues, SlotError, hardware_slots};
 use crate::state::StateFile;
@@ -195,6 +196,10 @@ pub async fn run_with_logs(
     let metrics = Metrics::from_config(&config);
     let latest = LatestValues::default();
     let (records_tx, mut records) = mpsc::channel(RECORD_QUEUE);
+    // The power policy starts from what the operator wants: the file under the last
+    // desired state, with the sensors it exempted from power steps.
+    let power = PowerGovernor::new(&config, agent_state.power_overrides.clone());
+    let (power_records, power_latest) = (records_tx.clone(), latest.clone());
 
     // The simulation (when configured) must live as long as the sensors read it.
     let (simulation, slots) = match &config.simulation {
@@ -280,10 +285,18 @@ pub async fn run_with_logs(
                 Arc::clone(&state_file),
                 file_config,
                 logs,
-            ),
+            )
+            .with_power(power.clone()),
         },
         stopped(uplink_stopped.clone()),
     );
+    let power_task = tokio::spawn(power.run(
+        supervisor.handle(),
+        power_latest,
+        power_records,
+        Arc::clone(&metrics),
+        stopped(uplink_stopped.clone()),
+    ));
     let follow_sensors = tokio::spawn({
         let (mut changes, live) = (supervisor.handle().changes(), Arc::clone(&live));
         let stop = stopped(uplink_stopped);
@@ -351,6 +364,7 @@ pub async fn run_with_logs(
     // link is gone, after the command under way.
     let _ = uplink_stop.send(true);
     let _ = follow_sensors.await;
+    let _ = power_task.await;
     if let Some((link, control)) = link {
         let _ = link.await;
         if tokio::time::timeout(CONTROL_STOP, control).await.is_err() {
@@ -515,6 +529,7 @@ fn start_uplink(
         }
     };
     let (channels, downlink, uplink) = uplink::control_channels();
+    let power = remote.control.power.clone();
     let control = control::start(remote.control, downlink, uplink);
     let link = HubLink::new(
         options,
@@ -523,7 +538,8 @@ fn start_uplink(
         channels,
         Arc::clone(remote.metrics),
         remote.boot,
-    );
+    )
+    .with_power(power);
     tracing::info!(url = %hub.url, "Uplink starting.");
     Some((tokio::spawn(link.run(stop)), control))
 }

@@ -207,6 +207,10 @@ pub struct AgentState {
     /// bounds what the system clock may say and serves certificate checks.
     #[serde(default)]
     pub last_good_utc_ns: Option<i64>,
+    /// The sensors the hub's last desired state exempts from power steps (those the node
+    /// has): they run as the desired state says whatever the battery.
+    #[serde(default)]
+    pub power_overrides: Vec<String>,
 }
 
 impl AgentState {
@@ -537,6 +541,7 @@ mod tests {
             ..AgentState::default()
         };
         s.record_applied("cmd-1".into());
+        s.power_overrides = vec!["static".into()];
         s
     }
 

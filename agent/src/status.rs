@@ -135,6 +135,26 @@ pub struct StatusReport {
     pub sensors: Vec<SensorReport>,
     /// The store.
     pub store: StoreReport,
+    /// The power step in force; `None` without a `[power]` section.
+    #[serde(default)]
+    pub power: Option<PowerStatus>,
+}
+
+/// The power step in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerStatus {
+    /// 0 at full power; higher saves more.
+    pub level: u8,
+    /// The step's name (`full` at level 0).
+    pub step: String,
+    /// Why it is in force.
+    pub reason: String,
+    /// How long it has been in force, s.
+    pub for_s: f64,
+    /// Changes of step since start.
+    pub transitions: u64,
+    /// The battery's values are too old to decide on: the step holds.
+    pub battery_stale: bool,
 }
 
 fn age_s(now_mono_ns: u64, then_mono_ns: u64) -> f64 {
@@ -189,6 +209,17 @@ impl StatusReport {
                 pending: metrics.store.pending(),
                 lost: metrics.store.lost(),
             },
+            power: metrics.power.configured().then(|| {
+                let (step, reason) = metrics.power.step();
+                PowerStatus {
+                    level: metrics.power.level(),
+                    step,
+                    reason,
+                    for_s: age_s(now_mono_ns, metrics.power.since_mono_ns()),
+                    transitions: metrics.power.transitions(),
+                    battery_stale: metrics.power.battery_stale(),
+                }
+            }),
         }
     }
 
@@ -290,6 +321,22 @@ impl StatusReport {
                 let _ = write!(o, "  ({})", shown(problem));
             }
             o.push('\n');
+        }
+        if let Some(p) = &self.power {
+            let _ = writeln!(
+                o,
+                "power step {} (level {}) for {}: {}{}  changes {}",
+                shown(&p.step),
+                p.level,
+                human_age(p.for_s),
+                shown(&p.reason),
+                if p.battery_stale {
+                    "  (battery values stale: the step holds)"
+                } else {
+                    ""
+                },
+                p.transitions
+            );
         }
         o
     }
@@ -443,6 +490,14 @@ mod tests {
                 pending: 0,
                 lost: 0,
             },
+            power: (sensors % 2 == 1).then(|| PowerStatus {
+                level: 1,
+                step: text.to_owned(),
+                reason: text.to_owned(),
+                for_s: 3.0,
+                transitions: 1,
+                battery_stale: false,
+            }),
         }
     }
 
@@ -464,7 +519,8 @@ mod tests {
             // Header line, time line, blank, table header, a line per sensor, blank, store,
             // and the store's health when it reports one.
             let health_line = usize::from(!text.is_empty());
-            prop_assert_eq!(shown.lines().count(), 6 + sensors + health_line, "{:?}", shown);
+            let power_line = sensors % 2;
+            prop_assert_eq!(shown.lines().count(), 6 + sensors + health_line + power_line, "{:?}", shown);
             let bad = shown.chars().find(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)));
             prop_assert_eq!(bad, None, "{:?}", shown);
         }

@@ -56,7 +56,8 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
             SensorKind::Pom,
             SensorKind::Sps30,
             SensorKind::Icm20948,
-            SensorKind::Wind
+            SensorKind::Wind,
+            SensorKind::Sbs
         ]
     );
     for s in &c.sensors {

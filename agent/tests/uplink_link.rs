@@ -313,6 +313,18 @@ struct Agent {
 }
 
 fn start_agent(options: UplinkOptions, outbox: Outbox) -> Agent {
+    start_agent_with_power(
+        options,
+        outbox,
+        aloft_agent::power::PowerGovernor::inactive(),
+    )
+}
+
+fn start_agent_with_power(
+    options: UplinkOptions,
+    outbox: Outbox,
+    power: aloft_agent::power::PowerGovernor,
+) -> Agent {
     let store = SharedStore::new(outbox);
     let metrics = Metrics::new("glider", std::iter::empty());
     let (channels, control_down, control_up) = control_channels();
@@ -323,7 +335,8 @@ fn start_agent(options: UplinkOptions, outbox: Outbox) -> Agent {
         channels,
         Arc::clone(&metrics),
         BootId([9; 16]),
-    );
+    )
+    .with_power(power);
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(link.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -963,6 +976,29 @@ async fn the_nodes_health_follows_the_live_update_in_a_version_2_session() {
     // This test's board has no timekeeper to ask, and no receiver confirmed a model.
     assert_eq!(health.clock_trusted, None);
     assert!(health.gnss_models.is_empty());
+    let _ = agent.stop.send(true);
+    agent.task.await.expect("uplink stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_health_carries_the_power_step_of_a_node_with_a_power_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open_store(&dir.path().join("store"));
+    let mut peer = start_peer(pki(dir.path()), vec![], Held::default(), None).await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/sim.toml");
+    let config = aloft_agent::config::load(&example).expect("sim.toml loads");
+    assert!(config.power.is_some(), "the sim example has a power policy");
+    let power = aloft_agent::power::PowerGovernor::new(&config, ["gps".to_string()]);
+    let agent = start_agent_with_power(options(dir.path(), &peer.url, TOKEN), outbox, power);
+    let health = loop {
+        if let Seen::Message(_, Uplink::Health(health)) = next_seen(&mut peer).await {
+            break health;
+        }
+    };
+    let report = health.power.expect("a power report in a version 4 session");
+    assert_eq!((report.step.as_str(), report.level), ("full", 0));
+    assert_eq!(report.overridden, ["gps"]);
+    assert_eq!(report.upload_bytes_per_s, None);
     let _ = agent.stop.send(true);
     agent.task.await.expect("uplink stops");
 }

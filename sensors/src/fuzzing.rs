@@ -182,3 +182,35 @@ pub fn icm20948(data: &[u8]) {
         }
     }
 }
+
+/// A smart battery's SMBus replies: the input cut into 34-byte replies (the longest a
+/// block read returns), each decoded as a word and a block (with and without
+/// PEC), and the words that decode converted into readings.
+pub fn sbs(data: &[u8]) {
+    use crate::sbs::{self, BatteryStatus, Measurement, RawSample};
+    let mut words = Vec::new();
+    for (i, reply) in data.chunks(2 + sbs::MAX_BLOCK).enumerate() {
+        let command = i as u8;
+        for with_pec in [false, true] {
+            if let Ok(w) = sbs::decode_word(sbs::ADDRESS, command, reply, with_pec) {
+                words.push(w);
+            }
+            if let Ok(block) = sbs::decode_block(sbs::ADDRESS, command, reply, with_pec) {
+                assert!(block.len() <= sbs::MAX_BLOCK);
+            }
+        }
+    }
+    let w = |i: usize| words.get(i).copied().unwrap_or_default();
+    let m = Measurement::from_raw(RawSample {
+        temperature_dk: w(0),
+        voltage_mv: w(1),
+        current_ma: w(2) as i16,
+        relative_soc_pct: w(3),
+        remaining_mah: w(4),
+        full_charge_mah: w(5),
+        status: BatteryStatus(w(6)),
+    });
+    let mut readings = Vec::new();
+    m.push_readings(SENSOR, TIME, &mut readings);
+    assert_finite(&readings);
+}

@@ -59,3 +59,8 @@ fn sps30_corpus_replays_cleanly() {
 fn icm20948_corpus_replays_cleanly() {
     replay("icm20948", aloft_sensors::fuzzing::icm20948);
 }
+
+#[test]
+fn sbs_corpus_replays_cleanly() {
+    replay("sbs", aloft_sensors::fuzzing::sbs);
+}

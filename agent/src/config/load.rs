@@ -22,8 +22,8 @@ use super::errors::{ConfigErrors, Position, Problem, Report};
 use super::findings::{Finding, Spans, nearest};
 use super::validate;
 use super::{
-    AgentConfig, CaptureConfig, HubConfig, MetricsConfig, MqttConfig, NodeConfig, PowerLineConfig,
-    SensorConfig, SimulationConfig, StoreConfig,
+    AgentConfig, CaptureConfig, HubConfig, MetricsConfig, MqttConfig, NodeConfig, PowerConfig,
+    PowerLineConfig, SensorConfig, SimulationConfig, StoreConfig,
 };
 
 /// Reads and validates the config file at `path`.
@@ -190,6 +190,24 @@ fn summary(origin: &str, config: &AgentConfig) -> String {
             let _ = writeln!(out, "no hub: the node keeps everything locally");
         }
     }
+    if let Some(power) = &config.power {
+        let steps: Vec<String> = power
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{} {}", i + 1, s.name))
+            .collect();
+        let _ = writeln!(
+            out,
+            "power policy on battery {}: steps {}",
+            power.battery,
+            if steps.is_empty() {
+                "none".to_string()
+            } else {
+                steps.join(", ")
+            }
+        );
+    }
     let _ = write!(out, "metrics on {}", config.metrics.listen);
     out
 }
@@ -253,6 +271,7 @@ impl Walk {
         let mqtt = self.section::<MqttConfig>(&mut root, "mqtt", false);
         let metrics = self.section::<MetricsConfig>(&mut root, "metrics", false);
         let simulation = self.section::<SimulationConfig>(&mut root, "simulation", false);
+        let power = self.section::<PowerConfig>(&mut root, "power", false);
         let sensors = self.sensors(&mut root);
 
         let ctx = validate::Context {
@@ -269,6 +288,7 @@ impl Walk {
                 hub: hub.as_ref().and_then(Option::as_ref),
                 mqtt: mqtt.as_ref().and_then(Option::as_ref),
                 simulation: simulation.as_ref().and_then(Option::as_ref),
+                power: power.as_ref().and_then(Option::as_ref),
             },
             &mut findings,
         );
@@ -285,6 +305,7 @@ impl Walk {
             mqtt: mqtt?,
             metrics: metrics?.unwrap_or_default(),
             simulation: simulation?,
+            power: power?,
         })
     }
 
@@ -434,8 +455,22 @@ impl Walk {
     /// keys that are missing.
     fn table<T: Section>(&mut self, mut table: Table<'_>, path: &str) -> Option<T> {
         self.unknown_keys::<T>(&mut table, path);
-        for (k, _) in table.get_ref().iter() {
-            self.spans.insert(join(path, k.get_ref()), k.span().start);
+        for (k, v) in table.get_ref().iter() {
+            let key = join(path, k.get_ref());
+            self.spans.insert(key.clone(), k.span().start);
+            // Arrays of tables inside a section (`[[power.step]]`): each item and its
+            // keys get their own place, so a rule about one points at it.
+            if let DeValue::Array(items) = v.get_ref() {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    self.spans.insert(at.clone(), item.span().start);
+                    if let DeValue::Table(t) = item.get_ref() {
+                        for (ik, _) in t.iter() {
+                            self.spans.insert(join(&at, ik.get_ref()), ik.span().start);
+                        }
+                    }
+                }
+            }
         }
         // Each round either succeeds, sets one key aside, or stops: bounded by the keys.
         for _ in 0..=table.get_ref().len() {
@@ -601,6 +636,9 @@ impl Section for MetricsConfig {
 }
 impl Section for SimulationConfig {
     const REQUIRED: &'static [&'static str] = &[];
+}
+impl Section for PowerConfig {
+    const REQUIRED: &'static [&'static str] = &["battery"];
 }
 
 /// Turns a serde message into what is wrong and what to do.
@@ -792,7 +830,12 @@ mod tests {
              store = { path = '/s', max_bytes = 1, full_policy = 'decimate', \
              flush_interval = '1s', retain_acked = '1d' }\n\
              sensor = []\nhub = { url = 'ws://h', token_file = '/t' }\n\
-             mqtt = { broker = 'b' }\nmetrics = {}\nsimulation = {}",
+             mqtt = { broker = 'b' }\nmetrics = {}\nsimulation = {}\npower = { battery = 'b' }",
+        );
+        required_matches_serde::<PowerConfig>(
+            "battery = 'b'\ncheck_interval = '5s'\ndwell = '10s'\nstale_after = '60s'\n\
+             soc_hysteresis = 0.03\nvoltage_hysteresis_v = 0.3\ntemperature_hysteresis_k = 2.0\n\
+             step = []",
         );
     }
 

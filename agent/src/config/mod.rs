@@ -36,6 +36,7 @@
 mod errors;
 mod findings;
 mod load;
+mod power;
 pub mod tunables;
 mod validate;
 
@@ -47,6 +48,7 @@ use serde::Deserialize;
 
 pub use errors::{ConfigErrors, Position, Problem, Report};
 pub use load::{check, check_installed, load, parse};
+pub use power::{PowerConfig, PowerStepConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +74,9 @@ pub struct AgentConfig {
     /// Run the simulated flight's devices instead of hardware (deploy/examples/sim.toml).
     #[serde(default)]
     pub simulation: Option<SimulationConfig>,
+    /// The power policy: the battery and the steps that lower sampling as it runs down.
+    #[serde(default)]
+    pub power: Option<PowerConfig>,
 }
 
 /// This node.

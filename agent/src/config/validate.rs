@@ -16,6 +16,7 @@ use super::{
     AgentConfig, Attachment, FLUSH_INTERVAL_MAX, HubConfig, MqttConfig, NodeConfig,
     STORE_SEGMENT_BYTES, SensorConfig, SensorKind, SimulationConfig, StoreConfig,
 };
+use super::{PowerConfig, UPLOAD_BYTES_PER_S_MIN};
 
 /// The longest node or sensor name (the protocol's), shown of a name that is too long.
 const NAME_LEN_MAX: usize = aloft_protocol::MAX_NAME_LEN;
@@ -48,6 +49,7 @@ pub(super) struct Parts<'a> {
     pub hub: Option<&'a HubConfig>,
     pub mqtt: Option<&'a MqttConfig>,
     pub simulation: Option<&'a SimulationConfig>,
+    pub power: Option<&'a PowerConfig>,
 }
 
 /// Collects findings with their place in the file.
@@ -97,6 +99,9 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
     }
     if let Some(sim) = parts.simulation {
         simulation(&mut rules, sim);
+    }
+    if let Some(power) = parts.power {
+        self::power(&mut rules, power, parts.sensors);
     }
 }
 
@@ -589,6 +594,7 @@ fn window_bytes(store: &StoreConfig, sensors: Vec<SensorConfig>) -> u64 {
         mqtt: None,
         metrics: super::MetricsConfig::default(),
         simulation: None,
+        power: None,
     };
     config.flush_window_bytes_max()
 }
@@ -733,6 +739,183 @@ fn simulation(rules: &mut Rules<'_>, sim: &SimulationConfig) {
             format!("{} is not a time in the flight", sim.start_at_s),
             "write seconds after the scenario's start, 0 or more",
         );
+    }
+}
+
+/// The `[power]` section: the battery is an `sbs` sensor, the policy's durations and
+/// hysteresis are sane, and every step has a name of its own, a threshold to enter it by,
+/// and effects on sensors that exist (never switching off the battery it watches).
+fn power(rules: &mut Rules<'_>, power: &PowerConfig, slots: &[SensorSlot]) {
+    let names: Vec<&str> = slots.iter().filter_map(|s| s.raw_name.as_deref()).collect();
+    let sensor = |name: &str| {
+        slots
+            .iter()
+            .find(|s| s.raw_name.as_deref() == Some(name))
+            .map(|s| s.config.as_ref().map(|c| c.kind))
+    };
+    let unknown = |rules: &mut Rules<'_>, key: &str, name: &str| {
+        let fix = match nearest(name, &names) {
+            Some(near) => format!("did you mean \"{near}\"?"),
+            None => "name one of the [[sensor]] tables".into(),
+        };
+        rules.report(key, format!("no sensor is called \"{name}\""), fix);
+    };
+    match sensor(&power.battery) {
+        None => unknown(rules, "power.battery", &power.battery),
+        Some(Some(kind)) if kind != SensorKind::Sbs => rules.report(
+            "power.battery",
+            format!(
+                "\"{}\" is {}, not a battery",
+                power.battery,
+                kind.with_article()
+            ),
+            "name the sensor of kind \"sbs\" (the smart battery)",
+        ),
+        Some(_) => {}
+    }
+    if power.check_interval.is_zero() {
+        rules.report(
+            "power.check_interval",
+            "is zero",
+            "write how often the policy looks, such as \"5s\"",
+        );
+    }
+    if power.stale_after.is_zero() {
+        rules.report(
+            "power.stale_after",
+            "is zero",
+            "write how old battery values may be, such as \"60s\"",
+        );
+    }
+    for (key, value, limit) in [
+        ("power.soc_hysteresis", power.soc_hysteresis, 1.0),
+        (
+            "power.voltage_hysteresis_v",
+            power.voltage_hysteresis_v,
+            100.0,
+        ),
+        (
+            "power.temperature_hysteresis_k",
+            power.temperature_hysteresis_k,
+            100.0,
+        ),
+    ] {
+        if !(value.is_finite() && (0.0..limit).contains(&value)) {
+            rules.report(
+                key,
+                format!("{value} is not a hysteresis"),
+                format!("write 0 or more, below {limit}"),
+            );
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in power.steps.iter().enumerate() {
+        let at = |k: &str| format!("power.step[{i}].{k}");
+        name(rules, &at("name"), &step.name, "power step");
+        if step.name == "full" {
+            rules.report(
+                &at("name"),
+                "\"full\" is the name of full power (level 0)",
+                "give the step another name, such as \"economy\"",
+            );
+        }
+        if let Some(&first) = seen.get(step.name.as_str()) {
+            rules.report(
+                &at("name"),
+                format!(
+                    "the name \"{}\" is already used by power.step[{first}]",
+                    step.name
+                ),
+                "give every step its own name",
+            );
+        } else {
+            seen.insert(&step.name, i);
+        }
+        if step.soc_below.is_none()
+            && step.voltage_below_v.is_none()
+            && step.temperature_below_c.is_none()
+        {
+            rules.report(
+                &format!("power.step[{i}]"),
+                "has no threshold, so it is never entered",
+                "add soc_below, voltage_below_v or temperature_below_c",
+            );
+        }
+        if let Some(soc) = step.soc_below
+            && !(soc.is_finite() && soc > 0.0 && soc <= 1.0)
+        {
+            rules.report(
+                &at("soc_below"),
+                format!("{soc} is not a state of charge"),
+                "write a fraction above 0 and at most 1, such as 0.35",
+            );
+        }
+        if let Some(v) = step.voltage_below_v
+            && !(v.is_finite() && v > 0.0 && v < 1_000.0)
+        {
+            rules.report(
+                &at("voltage_below_v"),
+                format!("{v} is not a pack voltage"),
+                "write volts, such as 13.5",
+            );
+        }
+        if let Some(t) = step.temperature_below_c
+            && !(t.is_finite() && (-100.0..=100.0).contains(&t))
+        {
+            rules.report(
+                &at("temperature_below_c"),
+                format!("{t} is not a pack temperature"),
+                "write degrees Celsius between -100 and 100, such as -10",
+            );
+        }
+        if let Some(f) = step.interval_factor
+            && !(f.is_finite() && (1.0..=10_000.0).contains(&f))
+        {
+            rules.report(
+                &at("interval_factor"),
+                format!("{f} would not lengthen intervals"),
+                "write 1 or more (2 halves every sampling rate); a step only lowers",
+            );
+        }
+        for (sensor_name, interval) in &step.intervals {
+            let key = at(&format!("intervals.{sensor_name}"));
+            match sensor(sensor_name) {
+                None => unknown(rules, &key, sensor_name),
+                Some(Some(kind)) if kind.min_interval().is_none() => rules.report(
+                    &key,
+                    format!(
+                        "\"{sensor_name}\" is {}, which sends at its own rate",
+                        kind.with_article()
+                    ),
+                    "disable it in this step instead, or leave it out",
+                ),
+                Some(_) if interval.is_zero() => {
+                    rules.report(&key, "is zero", "write a duration such as \"60s\"")
+                }
+                Some(_) => {}
+            }
+        }
+        for (j, sensor_name) in step.disable.iter().enumerate() {
+            let key = at(&format!("disable[{j}]"));
+            if sensor(sensor_name).is_none() {
+                unknown(rules, &key, sensor_name);
+            } else if *sensor_name == power.battery {
+                rules.report(
+                    &key,
+                    format!("\"{sensor_name}\" is the battery the policy watches"),
+                    "keep the battery running: without it no step is ever left",
+                );
+            }
+        }
+        if let Some(bytes) = step.upload_bytes_per_s
+            && bytes < UPLOAD_BYTES_PER_S_MIN
+        {
+            rules.report(
+                &at("upload_bytes_per_s"),
+                format!("{bytes} bytes/s is below what the link needs"),
+                format!("write {UPLOAD_BYTES_PER_S_MIN} or more"),
+            );
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 //! its kind does not accept (whole: the previous set stays in force) is refused with its
 //! reason in `refused`, and the rest of that sensor's spec still applies. The observed
 //! generation is the spec's generation once the agent has acted on it, refused parts
-//! included: the refusal is the agent's answer to that generation.
+//! included: the refusal is the agent's answer to that generation. The state a sensor runs
+//! in is the spec's lowered by the power step in force ([`crate::power`]), unless the
+//! spec's `power_overrides` exempts it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -212,19 +214,41 @@ pub async fn apply(handles: &ControlHandles, spec: &DesiredSpec) -> Observed {
     // Persisted first: a crash in the middle still boots with this spec (invariant 7).
     // The hub resends the spec after every welcome: an unchanged one costs no SD write.
     let (desired, generations) = to_state(spec, &sensors);
+    let overrides: Vec<String> = spec
+        .power_overrides
+        .iter()
+        .filter(|o| sensors.iter().any(|(name, _)| name == *o))
+        .cloned()
+        .collect();
     let known = handles.state.snapshot();
-    if (known.desired != desired || known.desired_generations != generations)
+    if (known.desired != desired
+        || known.desired_generations != generations
+        || known.power_overrides != overrides)
         && let Err(e) = handles.state.update(|s| {
             s.desired = desired;
             s.desired_generations = generations;
+            s.power_overrides = overrides;
         })
     {
         tracing::error!(error = %e, "Could not persist the desired state; applied until the agent restarts.");
     }
     let generation = spec.sensors.iter().map(|s| s.generation).max().unwrap_or(0);
     let reason = format!("desired state generation {generation}");
+    // The step in force lowers what the spec asks (a step only lowers), except for the
+    // sensors the spec exempts; a change of step waits until these are applied.
+    let power = &handles.power;
+    let _turn = power.applying().await;
+    for unknown in spec
+        .power_overrides
+        .iter()
+        .filter(|o| !sensors.iter().any(|(name, _)| name == *o))
+    {
+        tracing::warn!(sensor = %unknown, "Power override of a sensor the node does not have; ignored.");
+    }
+    power.set_overrides(spec.power_overrides.iter().cloned());
     for (name, change) in &plan.targets {
-        if let Err(e) = handles.supervisor.reconfigure(name, *change, &reason).await {
+        let change = power.lower(name, *change);
+        if let Err(e) = handles.supervisor.reconfigure(name, change, &reason).await {
             tracing::warn!(sensor = %name, error = %e, "Desired state not applied.");
             if let Some(o) = plan.observed.iter_mut().find(|o| &o.name == name) {
                 let text = e.to_string();
@@ -548,5 +572,40 @@ mod tests {
             "{refused:?}"
         );
         assert!(booted.sensor("gps").unwrap().1.tunables().is_empty());
+    }
+
+    #[test]
+    fn the_power_step_lowers_what_a_spec_asks_except_for_the_sensors_it_exempts() {
+        use crate::power::{BatteryInputs, PowerGovernor};
+        let config = config();
+        let power = PowerGovernor::new(&config, []);
+        // The sim example's survival step: voltage below 13.5 V.
+        let sag = BatteryInputs {
+            voltage_v: Some(13.0),
+            soc: Some(0.5),
+            temperature_k: Some(260.0),
+        };
+        power.consider(&sag, Duration::ZERO);
+        let (record, _) = power
+            .consider(&sag, Duration::from_secs(60))
+            .expect("survival after the dwell");
+        assert_eq!(record.step, "survival");
+        let asked = plan(
+            &config,
+            &sensors(&config),
+            &spec(&[("pitot", 2, Some(10), None), ("co2", 2, None, Some(true))]),
+        );
+        let lowered = |name: &str| power.lower(name, *target(&asked, name));
+        // Pitot asked 10 ms: survival holds it to 1 s; co2 asked on: survival keeps it off.
+        assert_eq!(lowered("pitot").interval, Some(Duration::from_secs(1)));
+        assert_eq!(lowered("co2").enabled, Some(false));
+        // Economy's factor of 4 on the static port's 100 ms from the file.
+        assert_eq!(lowered("static").interval, Some(Duration::from_millis(400)));
+        // Exempted by the operator: as asked.
+        power.set_overrides(["pitot".to_string(), "co2".to_string()]);
+        assert_eq!(lowered("pitot").interval, Some(Duration::from_millis(10)));
+        assert_eq!(lowered("co2").enabled, Some(true));
+        let report = power.report().expect("a policy");
+        assert_eq!(report.overridden, ["co2", "pitot"]);
     }
 }

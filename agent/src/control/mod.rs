@@ -71,6 +71,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::AgentClock;
 use crate::config::AgentConfig;
+use crate::power::PowerGovernor;
 use crate::state::{RecordedOutcome, StateFile};
 use crate::supervisor::SupervisorHandle;
 use commands::{Decision, Intake};
@@ -96,6 +97,9 @@ pub struct ControlHandles {
     /// How long a command may take before it is reported failed
     /// ([`DEFAULT_COMMAND_PATIENCE`] by default).
     pub command_patience: Duration,
+    /// The power policy, which lowers what the desired state asks under the step in force
+    /// (one that lowers nothing by default).
+    pub power: PowerGovernor,
 }
 
 /// How long a command may take by default: far more than any restart (a u-blox
@@ -130,7 +134,14 @@ impl ControlHandles {
             logs,
             utc_now: Arc::new(|| AgentClock::new().now().utc_ns),
             command_patience: DEFAULT_COMMAND_PATIENCE,
+            power: PowerGovernor::inactive(),
         }
+    }
+
+    /// With the node's power policy.
+    pub fn with_power(mut self, power: PowerGovernor) -> Self {
+        self.power = power;
+        self
     }
 
     /// With another source of trusted UTC (tests: a clock before or after an expiry, or

@@ -7,6 +7,7 @@
 //! state change (rare) takes a lock, for its reason text. [`wakeups`] counts the agent's
 //! idle wake-ups for the low-power figure.
 
+pub mod power;
 pub mod uplink;
 pub mod wakeups;
 
@@ -423,6 +424,8 @@ pub struct Metrics {
     pub store: StoreMetrics,
     /// The link to the hub.
     pub uplink: uplink::UplinkMetrics,
+    /// The power step in force.
+    pub power: power::PowerMetrics,
     started_mono_ns: u64,
 }
 
@@ -434,6 +437,7 @@ impl Metrics {
             sensors: sensors.into_iter().map(SensorMetrics::new).collect(),
             store: StoreMetrics::default(),
             uplink: uplink::UplinkMetrics::default(),
+            power: power::PowerMetrics::default(),
             started_mono_ns: monotonic_ns(),
         })
     }
@@ -727,6 +731,7 @@ impl Metrics {
             st.corrupt_regions.load(Ordering::Relaxed)
         );
         self.uplink.render(&mut out);
+        self.power.render(&mut out);
         out
     }
 }

@@ -32,6 +32,7 @@ use aloft_sensors::icm20948::{self, Icm20948};
 use aloft_sensors::ms4525do::{self, Ms4525do, OutsideAir};
 use aloft_sensors::ms5611::Ms5611;
 use aloft_sensors::ms5611::pipeline::Pipeline;
+use aloft_sensors::sbs::{self, Sbs};
 use aloft_sensors::scd41::{self, Scd41};
 use aloft_sensors::sps30::{self, OperatingAir, Sps30};
 use embedded_hal::delay::DelayNs;
@@ -64,6 +65,8 @@ enum Driver<I2C, D> {
     Sps30(Sps30<I2C, D>),
     /// With the attitude filter its FIFO's frames feed.
     Icm20948(Icm20948<I2C>, D, Box<AttitudeFilter>),
+    /// A smart battery: SMBus reads need no waits.
+    Sbs(Sbs<I2C>),
 }
 
 /// ICM-20948: the settings its tunables make, kept across reopens.
@@ -423,6 +426,10 @@ where
                     }
                 }
             }
+            Driver::Sbs(d) => match d.measure() {
+                Ok(m) => m.push_readings(id, now, out),
+                Err(e) => return Err(Some(e.to_string())),
+            },
         }
         Ok(())
     }
@@ -495,6 +502,12 @@ where
                     ),
                     descriptor,
                 )
+            }
+            SensorKind::Sbs => {
+                let mut d = Sbs::new(bus, sbs::Config::new(self.address, true));
+                d.init().map_err(|e| DeviceError::Init(Box::new(e)))?;
+                let descriptor = d.descriptor();
+                (Driver::Sbs(d), descriptor)
             }
             kind if !kind.is_i2c() => {
                 return Err(DeviceError::Config("not an I2C device".into()));
@@ -1120,5 +1133,39 @@ mod tests {
         out.clear();
         device.poll(&mut out).expect("measures");
         assert!(tas(&out), "{out:?}");
+    }
+
+    #[test]
+    fn a_smart_battery_reads_its_pack_and_survives_a_corrupted_pec() {
+        use aloft_sensors::sbs::sim::SbsSim;
+        let sim = SbsSim::at_default_address(4);
+        sim.set_pack(13.9, 2.5, 0.42, 268.15);
+        let s = sim.clone();
+        let open: BusOpener<SbsSim, NoopDelay> = Box::new(move || Ok((s.clone(), NoopDelay)));
+        let mut device = I2cDevice::new(
+            SensorId(5),
+            SensorKind::Sbs,
+            sbs::ADDRESS,
+            Duration::from_secs(5),
+            open,
+            Inputs::default(),
+            LatestValues::new(),
+        )
+        .expect("an I2C kind");
+        let descriptor = device.open().expect("opens");
+        assert!(descriptor.device.contains("bq40z50"), "{descriptor:?}");
+        let mut out = Vec::new();
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
+        let value = |q| out.iter().find(|r| r.quantity == q).map(|r| r.value);
+        assert!((value(Quantity::BatteryStateOfCharge).unwrap() - 0.42).abs() < 1e-9);
+        assert!((value(Quantity::BatteryCurrent).unwrap() - 2.5).abs() < 0.03);
+        assert!((value(Quantity::BatteryVoltage).unwrap() - 13.9).abs() < 0.02);
+        sim.corrupt_pec_next(1);
+        out.clear();
+        assert!(
+            matches!(device.poll(&mut out), Ok(PollOutcome::Degraded(why)) if why.contains("PEC"))
+        );
+        out.clear();
+        assert!(matches!(device.poll(&mut out), Ok(PollOutcome::Healthy)));
     }
 }

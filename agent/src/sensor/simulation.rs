@@ -28,6 +28,7 @@ use aloft_sensors::ms4525do;
 use aloft_sensors::ms4525do::sim::Ms4525doSim;
 use aloft_sensors::ms5611::sim::Ms5611Sim;
 use aloft_sensors::pom::{PomFaults, PomSim};
+use aloft_sensors::sbs::sim::SbsSim;
 use aloft_sensors::scd41::sim::Scd41Sim;
 use aloft_sensors::serial::SerialDevice;
 use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
@@ -140,6 +141,8 @@ pub enum SimulatedI2c {
     Sps30(Sps30Sim),
     /// An ICM-20948.
     Icm20948(Icm20948Sim),
+    /// A smart battery.
+    Sbs(SbsSim),
 }
 
 impl SimulatedI2c {
@@ -152,6 +155,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms4525do(s) => s.nack_until_cleared(),
             SimulatedI2c::Sps30(s) => s.nack_until_cleared(),
             SimulatedI2c::Icm20948(s) => s.nack_until_cleared(),
+            SimulatedI2c::Sbs(s) => s.nack_until_cleared(),
         }
     }
 
@@ -164,6 +168,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms4525do(s) => s.clear_faults(),
             SimulatedI2c::Sps30(s) => s.clear_faults(),
             SimulatedI2c::Icm20948(s) => s.clear_faults(),
+            SimulatedI2c::Sbs(s) => s.clear_faults(),
         }
     }
 
@@ -178,6 +183,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms4525do(s) => s.advance(by),
             SimulatedI2c::Sps30(s) => s.advance(by),
             SimulatedI2c::Icm20948(s) => s.clock().advance_ns(ns),
+            SimulatedI2c::Sbs(s) => s.advance(by),
         }
     }
 
@@ -195,6 +201,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms4525do(s) => s.transaction(address, operations),
             SimulatedI2c::Sps30(s) => s.transaction(address, operations),
             SimulatedI2c::Icm20948(s) => s.transaction(address, operations),
+            SimulatedI2c::Sbs(s) => s.transaction(address, operations),
         }
     }
 
@@ -206,6 +213,7 @@ impl SimulatedI2c {
             SimulatedI2c::Ms4525do(s) => s.apply(state),
             SimulatedI2c::Sps30(s) => s.apply(state),
             SimulatedI2c::Icm20948(s) => s.apply(state),
+            SimulatedI2c::Sbs(s) => s.apply(state),
         }
     }
 }
@@ -326,6 +334,14 @@ impl Simulation {
                         SimulatedI2c::Icm20948(s) => {
                             let open: BusOpener<Icm20948Sim, SimDelay> =
                                 Box::new(move || Ok((s.clone(), s.delay())));
+                            boxed(
+                                I2cDevice::new(id, kind, address, interval, open, inputs, latest),
+                                hook,
+                            )
+                        }
+                        SimulatedI2c::Sbs(s) => {
+                            let open: BusOpener<SbsSim, NoopDelay> =
+                                Box::new(move || Ok((s.clone(), NoopDelay)));
                             boxed(
                                 I2cDevice::new(id, kind, address, interval, open, inputs, latest),
                                 hook,
@@ -613,6 +629,7 @@ pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> S
             ))
         }
         SensorKind::Icm20948 => SimulatedI2c::Icm20948(Icm20948Sim::new(address).with_noise(seed)),
+        SensorKind::Sbs => SimulatedI2c::Sbs(SbsSim::new(address, seed)),
         // MS5611, and any serial kind (never asked for here), as the static pressure port.
         _ => SimulatedI2c::Ms5611(
             Ms5611Sim::new(address)

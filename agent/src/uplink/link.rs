@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aloft_protocol::sync::batch::{PREFERRED_ENCODING, encode_batch};
-use aloft_protocol::sync::evolution::HEALTH_VERSION;
+use aloft_protocol::sync::evolution::{HEALTH_VERSION, POWER_VERSION};
 use aloft_protocol::sync::{
     BacklogReport, Batch, Downlink, Hello, LiveUpdate, LogBatch, LogLine, MAX_MESSAGE_BYTES,
     MAX_TEXT_BYTES, NodeHealth, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, RefusalCode,
@@ -59,6 +59,7 @@ use super::session::{
 use super::{ControlChannels, SharedStore, UplinkOptions};
 use crate::metrics::Metrics;
 use crate::metrics::uplink::ReconnectReason;
+use crate::power::PowerGovernor;
 use crate::supervisor::backoff::{Backoff, BackoffPolicy};
 
 /// Socket send buffer asked of the kernel, bytes. What sits in it is behind the next live
@@ -210,6 +211,9 @@ pub struct HubLink {
     /// The protocol version the next hello offers: [`PROTOCOL_VERSION`] until a hub
     /// refuses it.
     offer: u16,
+    /// The power policy: the step in force for the node's health, and the upload budget
+    /// it holds the link to.
+    power: PowerGovernor,
 }
 
 impl HubLink {
@@ -234,7 +238,16 @@ impl HubLink {
             control_open: true,
             nonce: 0,
             offer: PROTOCOL_VERSION,
+            power: PowerGovernor::inactive(),
         }
+    }
+
+    /// With the node's power policy: its step goes into the node's health (in sessions
+    /// of [`POWER_VERSION`] and later) and its upload budget, when lower, holds the link.
+    #[must_use]
+    pub fn with_power(mut self, power: PowerGovernor) -> Self {
+        self.power = power;
+        self
     }
 
     /// Connects, syncs, and reconnects until `shutdown` completes.
@@ -441,8 +454,12 @@ impl HubLink {
 
         let mut durable = self.store.subscribe();
         session.durable(*durable.borrow_and_update());
-        let burst = (self.options.upload_bytes_per_s / 4).max(WINDOW_MIN_BYTES);
-        let mut budget = Budget::new(self.options.upload_bytes_per_s, burst, clock());
+        // The power step may hold the link below the configured budget.
+        let mut upload_cap = self.power.upload_cap();
+        let configured = self.options.upload_bytes_per_s;
+        let rate_under = |cap: Option<u64>| cap.map_or(configured, |c| c.min(configured));
+        let budget_at = |rate: u64, now| Budget::new(rate, (rate / 4).max(WINDOW_MIN_BYTES), now);
+        let mut budget = budget_at(rate_under(*upload_cap.borrow_and_update()), clock());
         let mut charged = out.sent_bytes;
         let mut keepalive = tokio::time::interval(self.options.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -510,6 +527,13 @@ impl HubLink {
                 }
                 _ = live_tick.tick() => {
                     self.send_live(&mut out, &mut live_version, session.version()).await?;
+                }
+                changed = upload_cap.changed() => {
+                    if changed.is_ok() {
+                        let rate = rate_under(*upload_cap.borrow_and_update());
+                        tracing::info!(upload_bytes_per_s = rate, "Upload budget follows the power step.");
+                        budget = budget_at(rate, clock());
+                    }
                 }
                 message = self.control.uplink.recv(), if control_ready => match message {
                     Some(m) => self.pending.push_back(m),
@@ -643,7 +667,11 @@ impl HubLink {
                 store_max_bytes: stats.max_bytes,
                 store_policy: policy_name(policy).to_owned(),
                 gnss_models,
-                power: None,
+                power: if session_version >= POWER_VERSION {
+                    self.power.report()
+                } else {
+                    None
+                },
             }))
             .await?;
         }
