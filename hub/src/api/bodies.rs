@@ -39,6 +39,8 @@ pub struct SpecBody {
     pub enabled: Option<bool>,
     /// Tunables to set; in a `PATCH`, `null` removes a key.
     pub tunables: Option<BTreeMap<String, Option<aloft_api::TunableValue>>>,
+    /// Exempt the sensor from the node's power steps (`false` clears it).
+    pub power_override: Option<bool>,
 }
 
 /// The body of a token: the type clients build it with.

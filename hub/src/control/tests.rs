@@ -262,6 +262,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(500),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -271,6 +272,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(500),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -280,6 +282,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: None,
             enabled: Some(false),
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -295,6 +298,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(200),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Replace,
     );
@@ -313,6 +317,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(100),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Replace,
         true,
@@ -419,6 +424,7 @@ fn deleting_a_node_cancels_its_pending_commands_and_forgets_its_desired_state() 
         SpecChange {
             interval_ms: Some(100),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
         false,
@@ -445,6 +451,7 @@ fn change(interval_ms: Option<u32>, enabled: Option<bool>) -> SpecChange {
     SpecChange {
         interval_ms,
         enabled,
+        power_override: None,
     }
 }
 
@@ -696,6 +703,7 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
             refused: None,
             tunables: Default::default(),
             observed_tunables: None,
+            power_override: false,
             created_ns: 1,
             updated_ns: 1,
         };
