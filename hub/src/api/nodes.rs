@@ -427,7 +427,9 @@ mod tests {
         assert!(!same(&|h| h.gnss_models.clear()));
         // The power step, whole: a new step, reason, budget or exemption wakes a watch,
         // and so does a node whose agent stopped saying (unknown is not full power).
-        let power = |h: &mut aloft_api::NodeHealth| h.power.as_mut().unwrap();
+        fn power(h: &mut aloft_api::NodeHealth) -> &mut aloft_api::NodePower {
+            h.power.as_mut().unwrap()
+        }
         assert!(!same(&|h| power(h).level = 2));
         assert!(!same(&|h| power(h).step = "survival".into()));
         assert!(!same(&|h| power(h).reason = "pack temperature".into()));

@@ -985,3 +985,96 @@ fn any_tunables_write_is_within_the_bounds_or_refused_as_invalid() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn a_power_override_is_desired_state_persisted_audited_bumped_and_sent_by_name() {
+    let f = fixture();
+    let exempt = |sensor: &str, power_override: Option<bool>, how: SpecWrite| {
+        ok(f.control.set_desired(
+            &operator(),
+            "glider",
+            sensor,
+            SpecChange {
+                interval_ms: None,
+                enabled: None,
+                power_override,
+            },
+            how,
+            false,
+        ))
+    };
+    let first = exempt("gps", Some(true), SpecWrite::Merge);
+    assert!(first.changed && first.row.power_override);
+    assert_eq!(first.row.generation, 1);
+    assert!(!exempt("gps", Some(true), SpecWrite::Merge).changed);
+    // Another field's merge keeps the exemption.
+    let kept = ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "gps",
+        change(Some(2000), None),
+        SpecWrite::Merge,
+        false,
+    ));
+    assert!(kept.row.power_override && kept.row.generation == 2);
+    exempt("static", Some(true), SpecWrite::Merge);
+    let spec = ok(f.control.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert_eq!(spec.power_overrides, ["gps", "static"]);
+    // Persisted: a control layer opened afresh on the same files sends the same.
+    let reopened = Control::open(&f.hub).unwrap_or_else(|e| panic!("reopen: {e}"));
+    let again = ok(reopened.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert_eq!(again.power_overrides, ["gps", "static"]);
+    // Older agents are sent the spec without it (they have no power steps).
+    let for_v3 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 3);
+    assert!(
+        matches!(&for_v3, Downlink::Desired(s) if s.power_overrides.is_empty() && s.sensors == spec.sensors)
+    );
+    let for_v4 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 4);
+    assert_eq!(for_v4, Downlink::Desired(spec));
+    // `false` clears it and bumps the generation; a replace that leaves it out clears it.
+    let cleared = exempt("gps", Some(false), SpecWrite::Merge);
+    assert!(cleared.changed && !cleared.row.power_override);
+    assert_eq!(cleared.row.generation, 3);
+    let replaced = exempt("static", None, SpecWrite::Replace);
+    assert!(replaced.changed && !replaced.row.power_override);
+    let spec = ok(f.control.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert!(spec.power_overrides.is_empty());
+    // An exemption alone of a sensor with no entry creates none when it is `false`.
+    let nothing = exempt("pitot", Some(false), SpecWrite::Merge);
+    assert!(!nothing.changed);
+    assert!(
+        ok(f.control.desired(Some("glider")))
+            .iter()
+            .all(|r| r.sensor != "pitot")
+    );
+    // Names are checked as for every desired-state write.
+    assert!(matches!(
+        f.control.set_desired(
+            &operator(),
+            "glider",
+            "Bad_Name",
+            SpecChange {
+                power_override: Some(true),
+                ..SpecChange::default()
+            },
+            SpecWrite::Merge,
+            false,
+        ),
+        Err(ControlError::InvalidName(_))
+    ));
+    // Every change is audited, the exemption in its message.
+    let events = ok(f.control.events(Some("glider"), 0, 100));
+    let messages: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action == "set")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("exempt from power steps"))
+            .count(),
+        3,
+        "{messages:?}"
+    );
+}
