@@ -264,3 +264,125 @@ async fn a_power_override_is_sent_to_a_version_4_agent_and_withheld_from_version
         other => panic!("the new desired spec, got {other:?}"),
     }
 }
+
+/// The entries of a tar stream: (path, bytes).
+fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            (path, content)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_step_records_are_stored_and_exported_and_damaged_ones_counted_not_fatal() {
+    use aloft_protocol::{
+        DescriptorRecord, ExtensionRecord, POWER_STEP_RECORD_KIND, PowerEffect, PowerStepRecord,
+        Quality, Quantity, Reading, Record, SensorDescriptor, SensorId,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let tokens = HubProcess::init(Path::new(BIN), &data, "glider").unwrap();
+    let hub = HubProcess::start(Path::new(BIN), &data).unwrap();
+    let tls = client_config(&hub.ca_file()).unwrap();
+    let mut agent = NodeClient::connect(hub.addr, &tls, &tokens.node)
+        .await
+        .unwrap();
+    agent.hello(hello("glider", EPOCH)).await.unwrap();
+    let at = |s: i64| {
+        Timestamp::with_utc(
+            s as u64 * 1_000_000_000,
+            T0 + s * 1_000_000_000,
+            TimeSource::Gnss,
+        )
+    };
+    let good = PowerStepRecord {
+        time: at(2),
+        step: "survival".into(),
+        level: 2,
+        reason: "pack temperature -21.0 C below -20.0 C".into(),
+        effects: vec![PowerEffect {
+            sensor: SensorId(1),
+            interval_ms: None,
+            disabled: true,
+            overridden: false,
+        }],
+        upload_bytes_per_s: Some(5_000),
+    };
+    let mut cut = postcard::to_allocvec(&good).unwrap();
+    cut.truncate(cut.len() / 2);
+    let entries = vec![
+        (
+            0,
+            Record::Descriptor(DescriptorRecord {
+                sensor: SensorId(1),
+                name: "cosmic".into(),
+                kind: "cosmicwatch".into(),
+                time: at(0),
+                descriptor: SensorDescriptor::new("CosmicWatch v2"),
+            }),
+        ),
+        (
+            1,
+            Record::Reading(Reading {
+                sensor: SensorId(1),
+                quantity: Quantity::MuonEventCount,
+                time: at(1),
+                value: 1.0,
+                quality: Quality::GOOD,
+            }),
+        ),
+        (2, good.to_record().unwrap()),
+        (
+            3,
+            Record::Extension(ExtensionRecord {
+                kind: POWER_STEP_RECORD_KIND,
+                body: cut,
+            }),
+        ),
+        (
+            4,
+            Record::Extension(ExtensionRecord {
+                kind: POWER_STEP_RECORD_KIND,
+                body: vec![0xFF; 40],
+            }),
+        ),
+    ];
+    assert_eq!(agent.batch(EPOCH, 0, 4, &entries).await.unwrap(), 4);
+
+    let (status, body) = api_get(
+        hub.addr,
+        &tls,
+        Some(&tokens.admin),
+        "/api/v1/nodes/glider/export?format=csv",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let files = untar(&body);
+    let (_, sidecar) = files
+        .iter()
+        .find(|(p, _)| p.ends_with(".sidecar.json"))
+        .unwrap();
+    let sidecar: Value = serde_json::from_slice(sidecar).unwrap();
+    assert_eq!(sidecar["power_steps_damaged"], 2, "{sidecar}");
+    let steps = sidecar["power_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{sidecar}");
+    assert_eq!(steps[0]["step"], "survival");
+    assert_eq!(steps[0]["time"], "2026-09-21T14:13:22.000000000Z");
+    assert_eq!(
+        steps[0]["effects"],
+        json!([{"sensor": "cosmic", "interval_ms": null, "disabled": true, "overridden": false}])
+    );
+    // The hub carries on: the node is served as before.
+    let shown = node(hub.addr, &tls, &tokens.admin).await;
+    assert_eq!(shown.pointer("/metadata/name"), Some(&json!("glider")));
+}
