@@ -143,7 +143,7 @@ fn node_power(power: Option<&NodePower>, now: SystemTime) -> Vec<(&'static str, 
         ),
         ("Power reason", text(Some(&one_line(&power.reason)))),
         ("Power since", since),
-        ("Upload budget", budget),
+        ("Budget", budget),
         ("Overridden", overridden),
     ]
 }
@@ -730,7 +730,7 @@ mod tests {
                 ("Power", "economy (level 1)".to_owned()),
                 ("Power reason", "state of charge 0.34 below 0.35".to_owned()),
                 ("Power since", "4s ago (2026-11-24T13:20:00Z)".to_owned()),
-                ("Upload budget", "50.0 KiB/s".to_owned()),
+                ("Budget", "50.0 KiB/s".to_owned()),
                 ("Overridden", "gps, static".to_owned()),
             ]
         );
