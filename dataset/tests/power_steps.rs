@@ -311,3 +311,80 @@ proptest! {
         prop_assert_eq!(sidecar["power_steps_damaged"].as_u64(), Some(damaged));
     }
 }
+
+/// The `icartt` package (PyPI) reads every file of an export of the flight with power
+/// steps: the header's line count stays exact and its special comments are printed.
+const ICARTT_SPECIAL: &str = r#"
+import sys, os, glob, json, warnings
+import icartt
+out = {}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.ict"))):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = icartt.Dataset(path)
+    out[os.path.basename(path)] = {
+        "complaints": [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)],
+        "n_header": ds.nHeader,
+        "n_header_file": ds.nHeaderFile,
+        "special": [str(c) for c in ds.specialComments],
+    }
+print(json.dumps(out))
+"#;
+
+#[test]
+fn icartt_files_of_a_sensor_a_step_touched_say_so_in_special_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    export_to(&flight(), Format::Icartt, dir.path());
+    let file = |prefix: &str| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_uppercase()
+                    .starts_with(prefix)
+            })
+            .unwrap_or_else(|| panic!("no {prefix} file"))
+    };
+    let cosmic = std::fs::read_to_string(file("COSMIC")).unwrap();
+    assert!(
+        cosmic.contains("Power step survival (level 2) from 2026-05-28T"),
+        "{cosmic:.3000}"
+    );
+    assert!(cosmic.contains("; this sensor stopped"), "{cosmic:.3000}");
+    assert!(
+        cosmic.contains("Power step full (level 0)") && cosmic.contains("back to its desired rate"),
+        "{cosmic:.3000}"
+    );
+    let gps = std::fs::read_to_string(file("GPS")).unwrap();
+    assert!(gps.contains("exempted by the operator"), "{gps:.3000}");
+    // The static port was never touched: no special comment at all.
+    let static_port = std::fs::read_to_string(file("STATIC")).unwrap();
+    assert!(!static_port.contains("Power step"), "{static_port:.3000}");
+
+    let Some(python) = python::readers() else {
+        return;
+    };
+    let out = python::run(&python, ICARTT_SPECIAL, &[dir.path().as_os_str()]);
+    let read: serde_json::Map<String, Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(read.len(), 4, "{read:?}");
+    for (name, f) in &read {
+        assert_eq!(f["complaints"], Value::Array(vec![]), "{name}");
+        assert_eq!(f["n_header"], f["n_header_file"], "{name}");
+        let special = f["special"].as_array().unwrap();
+        let upper = name.to_uppercase();
+        let expected = if upper.starts_with("COSMIC") {
+            3 // survival stops it, economy and full let it run again
+        } else if upper.starts_with("PITOT") {
+            4
+        } else if upper.starts_with("GPS") {
+            3
+        } else {
+            0
+        };
+        assert_eq!(special.len(), expected, "{name}: {special:?}");
+    }
+}
