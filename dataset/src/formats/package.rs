@@ -652,11 +652,7 @@ fn readme(
 /// did to each sensor, so a sensor that went quiet or slowed is not read as a fault. Text
 /// the agent chose is made one line.
 fn power_steps_section(s: &mut String, doc: &sidecar::Sidecar) {
-    let one_line = |t: &str| -> String {
-        t.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
-    };
+    use crate::formats::track::one_line;
     if doc.power_steps.is_empty() && doc.power_steps_damaged == 0 {
         return;
     }

@@ -151,6 +151,7 @@ pub fn fuzz_every_body(data: &[u8]) {
         let json = json();
         assert_eq!(json["intervalMs"].as_u64(), body.interval_ms.map(u64::from));
         assert_eq!(json["enabled"].as_bool(), body.enabled);
+        assert_eq!(json["powerOverride"].as_bool(), body.power_override);
     }
     if let Ok(body) = parse::<TokenBody>(data) {
         let json = json();
