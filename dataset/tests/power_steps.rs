@@ -388,3 +388,68 @@ fn icartt_files_of_a_sensor_a_step_touched_say_so_in_special_comments() {
         assert_eq!(special.len(), expected, "{name}: {special:?}");
     }
 }
+
+const NETCDF_STEPS: &str = r#"
+import sys, json
+import netCDF4
+ds = netCDF4.Dataset(sys.argv[1])
+print(json.dumps(ds.getncattr("aloft_power_steps").split("\n")))
+"#;
+
+#[test]
+fn netcdf_carries_the_steps_in_a_global_attribute_netcdf4_reads_and_cf_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    export_to(&flight(), Format::NetCdf, dir.path());
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "nc"))
+        .unwrap();
+    let Some(python) = python::readers() else {
+        return;
+    };
+    let out = python::run(&python, NETCDF_STEPS, &[file.as_os_str()]);
+    let lines: Vec<String> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(lines.len(), POWER_STEPS.len(), "{lines:?}");
+    for (line, step) in lines.iter().zip(POWER_STEPS) {
+        assert!(
+            line.contains(&format!(
+                "{} (level {}): {}",
+                step.step, step.level, step.reason
+            )),
+            "{line}"
+        );
+    }
+    assert!(lines[1].contains("cosmic stopped"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("gps exempted by the operator"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[0].contains("pitot every 5000 ms at most"),
+        "{}",
+        lines[0]
+    );
+
+    // The IOOS compliance-checker (CF 1.8) finds nothing of high priority.
+    let checker = python.with_file_name("compliance-checker");
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let run = std::process::Command::new(&checker)
+        .args(["--test=cf:1.8", "--format=json", "-o"])
+        .arg(report.path())
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", checker.display()));
+    let json: Value = serde_json::from_slice(&std::fs::read(report.path()).unwrap())
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&run.stderr)));
+    let high = &json["cf:1.8"]["high_priorities"];
+    let failures: Vec<&Value> = high
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["msgs"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+}
