@@ -344,6 +344,38 @@ mod tests {
     }
 
     #[test]
+    fn a_power_override_in_a_file_is_sent_and_diffed_and_left_out_when_not_wanted() {
+        let text = "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: gps, node: glider}\nspec: {powerOverride: true}\n---\napiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: pitot, node: glider}\nspec: {intervalMs: 200, powerOverride: false}\n";
+        let sensors = parse("f", text).unwrap();
+        assert!(sensors[0].power_override);
+        assert_eq!(sensors[0].spec_json()["powerOverride"], json!(true));
+        // `false` is no exemption: left out of the PUT, which clears one the hub holds.
+        assert!(!sensors[1].power_override);
+        assert_eq!(sensors[1].spec_json().get("powerOverride"), None);
+        assert_eq!(
+            diff_lines(&sensors[0], Some(&json!({"powerOverride": true}))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            diff_lines(
+                &sensors[1],
+                Some(&json!({"intervalMs": 200, "powerOverride": true}))
+            ),
+            vec![
+                "-  powerOverride: true".to_owned(),
+                "+  powerOverride: <unset>".to_owned()
+            ]
+        );
+        assert!(
+            parse(
+                "f",
+                &text.replace("powerOverride: true", "powerOverride: maybe")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn tunables_of_a_file_are_sent_and_diffed_key_by_key() {
         let text = "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: outside-air, node: glider}\n\
                     spec:\n  tunables:\n    pressure_oversampling: 16\n    humidity_oversampling: 2\n";
