@@ -263,6 +263,32 @@ async fn a_power_override_is_sent_to_a_version_4_agent_and_withheld_from_version
         Downlink::Desired(spec) => assert_eq!(spec.power_overrides, ["static"]),
         other => panic!("the new desired spec, got {other:?}"),
     }
+    // A replace that desires nothing but "no exemption" removes the entry, as `{}` does.
+    let path = "/api/v1/nodes/glider/sensors/static/spec";
+    let (status, body) = api_request(
+        hub.addr,
+        &tls,
+        Some(&admin),
+        "PUT",
+        path,
+        Some(&json!({"powerOverride": false})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let sensor: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        sensor.pointer("/status/deleted"),
+        Some(&json!(true)),
+        "{sensor}"
+    );
+    match agent.recv().await.unwrap() {
+        Downlink::Desired(spec) => {
+            assert!(spec.power_overrides.is_empty(), "{spec:?}");
+            assert!(spec.sensors.iter().all(|s| s.name != "static"), "{spec:?}");
+        }
+        other => panic!("the new desired spec, got {other:?}"),
+    }
 }
 
 /// The entries of a tar stream: (path, bytes).

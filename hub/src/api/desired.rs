@@ -74,7 +74,12 @@ async fn write(
     let no_tunables = tunables
         .as_ref()
         .is_none_or(|t: &std::collections::BTreeMap<_, Option<_>>| t.values().all(Option::is_none));
-    if how == SpecWrite::Replace && change == SpecChange::default() && no_tunables {
+    // `powerOverride: false` is no exemption: a replace of only that desires nothing.
+    let nothing = SpecChange {
+        power_override: change.power_override.filter(|exempt| *exempt),
+        ..change
+    } == SpecChange::default();
+    if how == SpecWrite::Replace && nothing && no_tunables {
         // A spec of nothing is no entry at all: the sensor follows its config file.
         let worker = control.clone();
         let (n, s) = (node.clone(), sensor.clone());
