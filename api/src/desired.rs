@@ -14,10 +14,13 @@ resource!(
 
 /// The spec pushed to the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(rename_all = "camelCase", default)]
 pub struct DesiredStateSpec {
     /// One entry a sensor with desired state.
     pub sensors: Vec<DesiredSensor>,
+    /// The sensors the operator exempts from the node's power steps, by name (sent only to
+    /// agents of protocol version 4 or later: older ones have no power steps).
+    pub power_overrides: Vec<String>,
 }
 
 /// One sensor's desired state.

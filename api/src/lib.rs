@@ -39,7 +39,7 @@ pub use event::{Event, EventSpec, EventStatus, ObjectReference};
 pub use meta::{ListMeta, ObjectMeta};
 pub use node::{
     Backlog, Condition, GnssModel, LastRestart, LatestValue, LinkStats, Node, NodeHealth,
-    NodeSensor, NodeSpec, NodeStatus, StoreFill, StreamStatus,
+    NodePower, NodeSensor, NodeSpec, NodeStatus, StoreFill, StreamStatus,
 };
 pub use query::{Gap, LogLine, Reading, SeqRange, TimeSpan};
 pub use request::{

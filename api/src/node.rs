@@ -206,8 +206,32 @@ pub struct NodeHealth {
     pub store: StoreFill,
     /// Per GNSS receiver, the dynamic model it confirmed at its latest (re)start.
     pub gnss_models: Vec<GnssModel>,
+    /// The power step in force (`None`: unknown, for an agent older than protocol version
+    /// 4 or one whose config has no power policy; never read as full power).
+    pub power: Option<NodePower>,
     /// When the hub received the report.
     pub received: Option<String>,
+}
+
+/// The power step a node samples under, as its agent's power policy decided it from the
+/// battery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodePower {
+    /// The step's name in the agent's config; `full` at level 0.
+    pub step: String,
+    /// 0 at full power; higher levels save more.
+    pub level: u8,
+    /// Why it is in force, in words (the input and the threshold it crossed).
+    pub reason: String,
+    /// When it took effect, UTC, when the agent knew it.
+    pub since: Option<String>,
+    /// When it took effect on the agent's monotonic clock, ns.
+    pub since_mono_ns: u64,
+    /// The upload budget it holds the link to, bytes/s (`None`: it does not lower it).
+    pub upload_bytes_per_s: Option<u64>,
+    /// Sensors the operator exempted from power steps, as the agent applies them.
+    pub overridden: Vec<String>,
 }
 
 /// How full the node's store is.

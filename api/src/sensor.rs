@@ -47,6 +47,11 @@ pub struct SensorSpec {
     /// Driver settings its kind declares (the agent checks them); left out when none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tunables: Tunables,
+    /// `true`: the operator exempts the sensor from the node's power steps (it samples as
+    /// this spec and its config say whatever the battery); a write of `false` clears the
+    /// exemption. Left out when the sensor follows the power steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_override: Option<bool>,
 }
 
 /// What the node last reported of the sensor, and the outcome of a spec write.

@@ -12,10 +12,10 @@ use aloft_api::{
     Actor, Backlog, Command, CommandRequest, CommandRequestSpec, CommandSpec, CommandStatus,
     Condition, DeletedObject, DesiredSensor, DesiredState, DesiredStateSpec, DesiredStateStatus,
     Event, EventSpec, EventStatus, Gap, GnssModel, LastRestart, LatestValue, LinkStats, List,
-    ListMeta, LogLine, Node, NodeHealth, NodeRequest, NodeRequestMeta, NodeSensor, NodeStatus,
-    ObjectMeta, ObjectReference, ObservedSensor, PartialObjectMetadata, Reading, SensorSpec,
-    SensorStatus, SensorValue, SeqRange, Status, StoreFill, StreamStatus, TimeSpan, Token,
-    TokenRequest, TokenRequestSpec, TokenSpec, TokenStatus, Version, WatchEvent,
+    ListMeta, LogLine, Node, NodeHealth, NodePower, NodeRequest, NodeRequestMeta, NodeSensor,
+    NodeStatus, ObjectMeta, ObjectReference, ObservedSensor, PartialObjectMetadata, Reading,
+    SensorSpec, SensorStatus, SensorValue, SeqRange, Status, StoreFill, StreamStatus, TimeSpan,
+    Token, TokenRequest, TokenRequestSpec, TokenSpec, TokenStatus, Version, WatchEvent,
 };
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Serialize, forward_to_deserialize_any};
@@ -257,6 +257,7 @@ fn wire_names() -> BTreeSet<String> {
         fields_of::<NodeHealth>(),
         fields_of::<StoreFill>(),
         fields_of::<GnssModel>(),
+        fields_of::<NodePower>(),
         fields_of::<aloft_api::Sensor>(),
         fields_of::<SensorSpec>(),
         fields_of::<SensorStatus>(),

@@ -371,6 +371,10 @@ pub struct SetArgs {
     /// text (`"..."` keeps a value text); KEY=null removes it from the desired state.
     #[arg(long = "tunable", value_name = "KEY=VALUE", value_parser = parse_tunable)]
     pub tunables: Vec<(String, Option<aloft_api::TunableValue>)>,
+    /// Exempt the sensor from the node's power steps (`true`: it samples as desired
+    /// whatever the battery; `false`: it follows the power steps again).
+    #[arg(long, value_name = "true|false")]
+    pub power_override: Option<bool>,
     /// How long to wait for the agent.
     #[command(flatten)]
     pub wait: RolloutWait,

@@ -11,6 +11,7 @@
 //!   enabled: true
 //!   tunables:          # driver settings the sensor's kind declares
 //!     pressure_oversampling: 16
+//!   powerOverride: true  # exempt from the node's power steps
 //! ```
 //!
 //! Several documents are separated by `---`. A field left out is not desired: the node's
@@ -62,6 +63,8 @@ pub struct SensorManifest {
     pub enabled: Option<bool>,
     /// The desired tunables (none: the node's config file decides them).
     pub tunables: Tunables,
+    /// Exempt the sensor from the node's power steps.
+    pub power_override: bool,
 }
 
 impl SensorManifest {
@@ -71,6 +74,9 @@ impl SensorManifest {
         let mut spec = json!({ "intervalMs": self.interval_ms, "enabled": self.enabled });
         if !self.tunables.is_empty() {
             spec["tunables"] = json!(self.tunables);
+        }
+        if self.power_override {
+            spec["powerOverride"] = json!(true);
         }
         spec
     }
@@ -107,6 +113,7 @@ struct Spec {
     enabled: Option<bool>,
     #[serde(default)]
     tunables: Tunables,
+    power_override: Option<bool>,
 }
 
 /// Parses every document of a file; `file` names it in errors.
@@ -162,6 +169,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<SensorManifest>, ManifestErro
             interval_ms,
             enabled: doc.spec.enabled,
             tunables: doc.spec.tunables,
+            power_override: doc.spec.power_override.unwrap_or(false),
         });
     }
     if sensors.is_empty() {
@@ -190,7 +198,7 @@ pub fn diff_lines(manifest: &SensorManifest, current_spec: Option<&Value>) -> Ve
     };
     let wanted = manifest.spec_json();
     let mut lines = Vec::new();
-    for name in ["intervalMs", "enabled"] {
+    for name in ["intervalMs", "enabled", "powerOverride"] {
         let have = field(name);
         let want = wanted.get(name).cloned().unwrap_or(Value::Null);
         if have != want {
@@ -240,6 +248,7 @@ mod tests {
                     interval_ms: Some(500),
                     enabled: Some(true),
                     tunables: Default::default(),
+                    power_override: false,
                 },
                 SensorManifest {
                     node: "glider".into(),
@@ -247,6 +256,7 @@ mod tests {
                     interval_ms: Some(200),
                     enabled: None,
                     tunables: Default::default(),
+                    power_override: false,
                 },
             ])
         );
@@ -313,6 +323,7 @@ mod tests {
             interval_ms: Some(200),
             enabled: Some(true),
             tunables: Default::default(),
+            power_override: false,
         };
         let current = json!({"intervalMs": 1000, "enabled": true});
         assert_eq!(
@@ -330,6 +341,38 @@ mod tests {
             .is_empty()
         );
         assert_eq!(diff_lines(&manifest, None).len(), 4);
+    }
+
+    #[test]
+    fn a_power_override_in_a_file_is_sent_and_diffed_and_left_out_when_not_wanted() {
+        let text = "apiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: gps, node: glider}\nspec: {powerOverride: true}\n---\napiVersion: aloft.dev/v1\nkind: Sensor\nmetadata: {name: pitot, node: glider}\nspec: {intervalMs: 200, powerOverride: false}\n";
+        let sensors = parse("f", text).unwrap();
+        assert!(sensors[0].power_override);
+        assert_eq!(sensors[0].spec_json()["powerOverride"], json!(true));
+        // `false` is no exemption: left out of the PUT, which clears one the hub holds.
+        assert!(!sensors[1].power_override);
+        assert_eq!(sensors[1].spec_json().get("powerOverride"), None);
+        assert_eq!(
+            diff_lines(&sensors[0], Some(&json!({"powerOverride": true}))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            diff_lines(
+                &sensors[1],
+                Some(&json!({"intervalMs": 200, "powerOverride": true}))
+            ),
+            vec![
+                "-  powerOverride: true".to_owned(),
+                "+  powerOverride: <unset>".to_owned()
+            ]
+        );
+        assert!(
+            parse(
+                "f",
+                &text.replace("powerOverride: true", "powerOverride: maybe")
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -638,9 +638,14 @@ impl Invocation<'_> {
     }
 
     fn set(&self, args: &SetArgs, out: &mut dyn Write) -> Result<(), CtlError> {
-        if args.interval.is_none() && !args.enable && !args.disable && args.tunables.is_empty() {
+        if args.interval.is_none()
+            && !args.enable
+            && !args.disable
+            && args.tunables.is_empty()
+            && args.power_override.is_none()
+        {
             return Err(CtlError::Usage(
-                "nothing to set: give --interval DURATION, --enable, --disable or --tunable KEY=VALUE"
+                "nothing to set: give --interval DURATION, --enable, --disable, --tunable KEY=VALUE or --power-override true|false"
                     .into(),
             ));
         }
@@ -657,6 +662,9 @@ impl Invocation<'_> {
         }
         if args.disable {
             spec.insert("enabled".into(), json!(false));
+        }
+        if let Some(exempt) = args.power_override {
+            spec.insert("powerOverride".into(), json!(exempt));
         }
         if !args.tunables.is_empty() {
             // A PATCH merges key by key; null removes a key (the last of a repeated key wins).

@@ -8,8 +8,8 @@ use std::fmt::Display;
 use std::time::SystemTime;
 
 use aloft_api::{
-    Actor, Backlog, Command, Event, LogLine, Node, NodeHealth, Sensor, Token, TunableValue,
-    Tunables,
+    Actor, Backlog, Command, Event, LogLine, Node, NodeHealth, NodePower, Sensor, Token,
+    TunableValue, Tunables,
 };
 use serde_json::Value;
 
@@ -50,7 +50,15 @@ fn age(time: Option<&str>, now: SystemTime) -> String {
 }
 
 fn nodes(items: &[Node], wide: bool, now: SystemTime) -> Table {
-    let mut headers = vec!["NAME", "STATUS", "SENSORS", "BACKLOG", "LAST SEEN", "AGENT"];
+    let mut headers = vec![
+        "NAME",
+        "STATUS",
+        "SENSORS",
+        "BACKLOG",
+        "POWER",
+        "LAST SEEN",
+        "AGENT",
+    ];
     if wide {
         headers.extend(["BOOT", "EPOCH"]);
     }
@@ -75,6 +83,7 @@ fn nodes(items: &[Node], wide: bool, now: SystemTime) -> Table {
             status.to_owned(),
             sensors,
             backlog(node.status.backlog.as_ref()),
+            power_cell(node.status.health.as_ref().and_then(|h| h.power.as_ref())),
             last_seen,
             text(node.status.agent_version.as_deref()),
         ];
@@ -85,6 +94,58 @@ fn nodes(items: &[Node], wide: bool, now: SystemTime) -> Table {
         table.row(row);
     }
     table
+}
+
+/// The POWER cell: the step in force and its level (`economy/1`); `<unknown>` for a node
+/// that sent none (an older agent, or no power policy): never shown as full power.
+fn power_cell(power: Option<&NodePower>) -> String {
+    match power {
+        None => "<unknown>".into(),
+        Some(p) => format!("{}/{}", terminal_text(&p.step, false), p.level),
+    }
+}
+
+/// A node's power step as `describe node` shows it: the step, why, since when, the upload
+/// budget, the sensors exempted; every text the node chose made one visible line.
+fn node_power(power: Option<&NodePower>, now: SystemTime) -> Vec<(&'static str, String)> {
+    let one_line = |t: &str| terminal_text(t, false).into_owned();
+    let Some(power) = power else {
+        return vec![(
+            "Power",
+            "<unknown> (the agent reports no power step: older than protocol version 4, or no power policy)".into(),
+        )];
+    };
+    let since = match &power.since {
+        Some(t) => format!("{} ago ({})", age_since(t, now), one_line(t)),
+        None => format!("monotonic {} ns (no UTC)", power.since_mono_ns),
+    };
+    let budget = power
+        .upload_bytes_per_s
+        .map_or_else(|| "not lowered".into(), |b| format!("{}/s", human_bytes(b)));
+    let overridden = if power.overridden.is_empty() {
+        "<none>".into()
+    } else {
+        power
+            .overridden
+            .iter()
+            .map(|s| one_line(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        (
+            "Power",
+            format!(
+                "{} (level {})",
+                text(Some(&one_line(&power.step))),
+                power.level
+            ),
+        ),
+        ("Power reason", text(Some(&one_line(&power.reason)))),
+        ("Power since", since),
+        ("Budget", budget),
+        ("Overridden", overridden),
+    ]
 }
 
 /// A node's health as `describe node` shows it: one `(label, value)` a line, every text
@@ -130,6 +191,7 @@ pub fn node_health(health: &NodeHealth, now: SystemTime) -> Vec<(&'static str, S
             format!("{name}: {} (code {})", one_line(shown), model.code),
         ));
     }
+    lines.extend(node_power(health.power.as_ref(), now));
     lines
 }
 
@@ -578,11 +640,18 @@ mod tests {
                     model: Some(texts[4].clone()),
                     code,
                 }],
+                power: Some(NodePower {
+                    step: texts[0].clone(),
+                    reason: texts[1].clone(),
+                    since: Some(texts[2].clone()),
+                    overridden: vec![texts[3].clone(), texts[4].clone()],
+                    ..NodePower::default()
+                }),
                 received: Some(texts[0].clone()),
                 ..NodeHealth::default()
             };
             let lines = node_health(&health, SystemTime::UNIX_EPOCH);
-            prop_assert_eq!(lines.len(), 4);
+            prop_assert_eq!(lines.len(), 9);
             for (_, value) in &lines {
                 prop_assert!(!value.chars().any(is_terminal_control), "{:?}", value);
             }
@@ -616,6 +685,7 @@ mod tests {
                     code: 200,
                 },
             ],
+            power: None,
             received: Some("2026-11-24T13:20:01Z".into()),
         };
         let now = humantime::parse_rfc3339("2026-11-24T13:20:04Z").unwrap();
@@ -634,8 +704,57 @@ mod tests {
                 ),
                 ("GNSS model", "gps: airborne2g (code 7)".to_owned()),
                 ("GNSS model", "sensor 4: <unknown> (code 200)".to_owned()),
+                (
+                    "Power",
+                    "<unknown> (the agent reports no power step: older than protocol version 4, or no power policy)".to_owned()
+                ),
             ]
         );
+    }
+
+    #[test]
+    fn a_power_step_shows_its_level_reason_since_budget_and_exempted_sensors() {
+        let now = humantime::parse_rfc3339("2026-11-24T13:20:04Z").unwrap();
+        let power = NodePower {
+            step: "economy".into(),
+            level: 1,
+            reason: "state of charge 0.34 below 0.35".into(),
+            since: Some("2026-11-24T13:20:00Z".into()),
+            since_mono_ns: 5,
+            upload_bytes_per_s: Some(51_200),
+            overridden: vec!["gps".into(), "static".into()],
+        };
+        assert_eq!(
+            node_power(Some(&power), now),
+            [
+                ("Power", "economy (level 1)".to_owned()),
+                ("Power reason", "state of charge 0.34 below 0.35".to_owned()),
+                ("Power since", "4s ago (2026-11-24T13:20:00Z)".to_owned()),
+                ("Budget", "50.0 KiB/s".to_owned()),
+                ("Overridden", "gps, static".to_owned()),
+            ]
+        );
+        assert_eq!(power_cell(Some(&power)), "economy/1");
+        assert_eq!(power_cell(None), "<unknown>");
+        let full = NodePower {
+            step: "full".into(),
+            since: None,
+            upload_bytes_per_s: None,
+            overridden: vec![],
+            level: 0,
+            ..power
+        };
+        let lines = node_power(Some(&full), now);
+        assert_eq!(lines[0].1, "full (level 0)");
+        assert_eq!(lines[2].1, "monotonic 5 ns (no UTC)");
+        assert_eq!(lines[3].1, "not lowered");
+        assert_eq!(lines[4].1, "<none>");
+        // A step name of the node's choosing cannot move the cursor or split the row.
+        let hostile = NodePower {
+            step: "eco\u{1b}[2Jnomy\nx".into(),
+            ..NodePower::default()
+        };
+        assert!(!power_cell(Some(&hostile)).chars().any(is_terminal_control));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The catalog: what an export knows before it writes a row, from one pass over every
 //! record that is not a reading: the sensors and their descriptors, the boots, the time
-//! correlations, the gaps (store losses, sensor outages) and the epochs.
+//! correlations, the gaps (store losses, sensor outages), the power steps the node sampled
+//! under and the epochs.
+//!
+//! A power step record whose body does not decode (damaged, or from a hostile or newer
+//! writer) is skipped and counted, never a failure of the export; extension records of
+//! other kinds are left alone.
 //!
 //! Invariants: sensors are named as the hub names them: by the newest descriptor for
 //! their number before the record in the stream, `sensor-N` before any. Link outages are
@@ -11,12 +16,13 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use aloft_protocol::{
-    BootId, DescriptorRecord, GapReason, Record, SensorId, SensorState, StoreEpoch, Timestamp,
+    BootId, DescriptorRecord, GapReason, POWER_STEP_RECORD_KIND, PowerStepRecord, Record, SensorId,
+    SensorState, StoreEpoch, Timestamp,
 };
 use serde::Serialize;
 
 use crate::source::{RecordSource, SourceError, hex, reason_name};
-use crate::time::{Correlations, rfc3339_ns};
+use crate::time::{Correlations, reading_utc, rfc3339_ns, source_name};
 
 /// A sensor's name before any descriptor named it.
 pub fn unnamed_sensor(id: SensorId) -> String {
@@ -87,6 +93,57 @@ pub struct GapEntry {
     pub detail: Option<String>,
 }
 
+/// What a power step did to one sensor, by name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerEffectEntry {
+    /// The sensor's name (as the stream named it at the step).
+    pub sensor: String,
+    /// The interval the step holds it to at least, ms; `None` when it does not slow it.
+    pub interval_ms: Option<u32>,
+    /// The step switched it off.
+    pub disabled: bool,
+    /// The operator exempted it: the effect was not applied.
+    pub overridden: bool,
+}
+
+/// A power step the node entered (or left, back to `full` at level 0), so an export shows
+/// why a sensor went quiet or slowed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerStepEntry {
+    /// When it took effect (RFC 3339 UTC, by the dataset's definition of a reading's UTC:
+    /// its own, else reconstructed from its boot's correlations); `None` without UTC.
+    pub time: Option<String>,
+    /// Where that UTC came from (`gnss`, `system_clock`, `reconstructed`, `monotonic`).
+    pub time_source: &'static str,
+    /// When, monotonic ns of its boot.
+    pub mono_ns: u64,
+    /// The epoch, lowercase hex.
+    pub epoch: String,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The step's name in the agent's config; `full` at level 0.
+    pub step: String,
+    /// 0 at full power; higher saves more.
+    pub level: u8,
+    /// Why, in the agent's words.
+    pub reason: String,
+    /// The upload budget it held the link to, bytes/s, when it lowered it.
+    pub upload_bytes_per_s: Option<u64>,
+    /// What it did to each sensor it touched.
+    pub effects: Vec<PowerEffectEntry>,
+    /// Its UTC, ns, for sorting and range checks (not written: `time` says it).
+    #[serde(skip)]
+    pub utc_ns: Option<i64>,
+}
+
+/// A power step read in the pass, its time decided once every correlation is known.
+#[derive(Debug, Clone)]
+struct PendingStep {
+    boot: Option<BootId>,
+    time: Timestamp,
+    entry: PowerStepEntry,
+}
+
 /// The catalog of a node's records.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -100,6 +157,10 @@ pub struct Catalog {
     pub gaps: Vec<GapEntry>,
     /// Epochs in the order the source gives them.
     pub epochs: Vec<StoreEpoch>,
+    /// Power steps in stream order.
+    pub power_steps: Vec<PowerStepEntry>,
+    /// Power step records whose body did not decode: skipped, counted here.
+    pub damaged_power_steps: u64,
 }
 
 /// Tracks, in stream order, the boot and the sensor names that apply at each record.
@@ -149,6 +210,7 @@ impl Catalog {
         let mut catalog = Catalog::default();
         let mut position = StreamPosition::default();
         let mut open_outages: BTreeMap<String, Outage> = BTreeMap::new();
+        let mut steps: Vec<PendingStep> = Vec::new();
         source.for_each_meta_record(&mut |epoch, seq, record| {
             if catalog.epochs.last() != Some(&epoch) {
                 catalog.epochs.push(epoch);
@@ -239,10 +301,67 @@ impl Catalog {
                         _ => {}
                     }
                 }
+                // Decoded as `PowerStepRecord::from_extension` does (that lives behind the
+                // protocol's `sync` feature, which this crate does not otherwise need).
+                Record::Extension(ext) => match (ext.kind == POWER_STEP_RECORD_KIND)
+                    .then(|| postcard::from_bytes::<PowerStepRecord>(&ext.body))
+                {
+                    None => {}
+                    Some(Ok(step)) => steps.push(PendingStep {
+                        boot: position.boot,
+                        time: step.time,
+                        entry: PowerStepEntry {
+                            time: None,
+                            time_source: "monotonic",
+                            mono_ns: step.time.mono_ns,
+                            epoch: hex(&epoch.0),
+                            seq,
+                            effects: step
+                                .effects
+                                .iter()
+                                .map(|e| PowerEffectEntry {
+                                    sensor: position.name(e.sensor).into_owned(),
+                                    interval_ms: e.interval_ms,
+                                    disabled: e.disabled,
+                                    overridden: e.overridden,
+                                })
+                                .collect(),
+                            step: step.step,
+                            level: step.level,
+                            reason: step.reason,
+                            upload_bytes_per_s: step.upload_bytes_per_s,
+                            utc_ns: None,
+                        },
+                    }),
+                    Some(Err(error)) => {
+                        catalog.damaged_power_steps += 1;
+                        tracing::warn!(
+                            epoch = %hex(&epoch.0),
+                            seq,
+                            %error,
+                            "Power step record does not decode; skipped."
+                        );
+                    }
+                },
                 _ => {}
             }
             ControlFlow::Continue(())
         })?;
+        // A correlation may follow the step in the stream: times are decided after the pass.
+        for pending in steps {
+            let mut entry = pending.entry;
+            let (utc, source) = reading_utc(
+                &catalog.correlations,
+                pending.boot.as_ref(),
+                pending.time.utc_ns,
+                pending.time.source,
+                pending.time.mono_ns,
+            );
+            entry.utc_ns = utc;
+            entry.time = utc.map(rfc3339_ns);
+            entry.time_source = source_name(source);
+            catalog.power_steps.push(entry);
+        }
         Ok(catalog)
     }
 

@@ -5,14 +5,15 @@
 //! data files, so its counts are the files' counts; every gap the records say is listed
 //! (store losses, sensor failures and restarts, thinning the export asked for), and link
 //! outages are not gaps; readings without UTC are listed per boot and sensor, exported or
-//! not; an export made while the hub is still missing records says `partial`.
+//! not; an export made while the hub is still missing records says `partial`; every power
+//! step the records hold is listed with its time, level, reason and effects by sensor name.
 
 use std::collections::BTreeMap;
 
 use aloft_protocol::{DeviceParameter, DynamicModel, ParameterValue, Quantity};
 use serde::Serialize;
 
-use crate::catalog::GapEntry;
+use crate::catalog::{GapEntry, PowerStepEntry};
 use crate::output::FileEntry;
 use crate::rows::{Count, Dataset, WithoutUtc};
 use crate::selection::Selection;
@@ -46,6 +47,12 @@ pub struct Sidecar {
     pub gaps: Vec<GapEntry>,
     /// Readings that have no UTC (no time correlation ever arrived for their boot).
     pub readings_without_utc: Vec<WithoutUtc>,
+    /// The power steps the node sampled under, in stream order (node-level: every step of
+    /// the exported records, whatever sensors were selected), so a sensor that went quiet
+    /// or slowed says why.
+    pub power_steps: Vec<PowerStepEntry>,
+    /// Power step records that did not decode and were left out.
+    pub power_steps_damaged: u64,
     /// How complete the export is.
     pub completeness: CompletenessText,
     /// Totals.
@@ -361,6 +368,8 @@ pub fn build(
         sensors,
         gaps,
         readings_without_utc: stats.without_utc.clone(),
+        power_steps: ds.catalog.power_steps.clone(),
+        power_steps_damaged: ds.catalog.damaged_power_steps,
         completeness: CompletenessText {
             status: if partial { "partial" } else { "complete" },
             summary,

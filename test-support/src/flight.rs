@@ -10,15 +10,20 @@
 //! agent does, and a time correlation is recorded at the first fix and every 60 s, so the
 //! readings before the first fix get reconstructed UTC. Optionally a sensor outage (status
 //! failed, a gap, status running), and a second boot that never gets a correlation (its
-//! readings have no UTC).
+//! readings have no UTC). Optionally power steps: the battery crosses two steps and
+//! recovers (`economy` at 30 % of the flight slows the pitot to one conversion in 5 s and
+//! lowers the upload budget, `survival` at 50 % also stops the cosmic-ray detector and would
+//! slow the GNSS, which the operator exempted, `economy` again at 80 %, `full` at 90 %), each
+//! change a power step record, and the sensors' readings follow.
 //!
 //! Invariant: the stream is a pure function of the options (the flight's truth comes from
 //! the seeded [`Scenario`]; the noise from the seed).
 
 use aloft_protocol::{
-    Boot, BootId, DescriptorRecord, DeviceParameter, DynamicModel, Gap, GapReason, ParameterValue,
-    Quality, Quantity, Reading, Record, SensorDescriptor, SensorId, SensorState, StatusRecord,
-    TimeCorrelation, TimeSource, Timestamp,
+    Boot, BootId, DescriptorRecord, DeviceParameter, DynamicModel, ExtensionRecord, Gap, GapReason,
+    POWER_STEP_RECORD_KIND, ParameterValue, PowerEffect, PowerStepRecord, Quality, Quantity,
+    Reading, Record, SensorDescriptor, SensorId, SensorState, StatusRecord, TimeCorrelation,
+    TimeSource, Timestamp,
 };
 use aloft_sensors::flight::{Noise, Scenario};
 
@@ -45,6 +50,106 @@ pub struct FlightOptions {
     /// A second boot after the flight whose clock never gets a correlation: this many
     /// seconds of static readings with no UTC.
     pub uncorrelated_boot_s: Option<f64>,
+    /// Power steps ([`POWER_STEPS`]): two steps down and back, as records, with the
+    /// pitot slowed and the cosmic-ray detector stopped while they hold.
+    pub power_steps: bool,
+}
+
+/// One power step of the flight: from this share of its duration, the step, level, reason,
+/// upload budget, and what it does (pitot interval, cosmic-ray detector stopped).
+#[derive(Debug, Clone, Copy)]
+pub struct FlightStep {
+    /// From this share of the flight's duration.
+    pub at: f64,
+    /// Its name.
+    pub step: &'static str,
+    /// Its level.
+    pub level: u8,
+    /// Why.
+    pub reason: &'static str,
+    /// The upload budget, bytes/s.
+    pub upload_bytes_per_s: Option<u64>,
+    /// The pitot's interval under it, ms.
+    pub pitot_interval_ms: Option<u32>,
+    /// Whether it stops the cosmic-ray detector.
+    pub cosmic_disabled: bool,
+}
+
+/// The flight's power steps with [`FlightOptions::power_steps`].
+pub const POWER_STEPS: [FlightStep; 4] = [
+    FlightStep {
+        at: 0.3,
+        step: "economy",
+        level: 1,
+        reason: "state of charge 0.34 below 0.35",
+        upload_bytes_per_s: Some(20_000),
+        pitot_interval_ms: Some(5_000),
+        cosmic_disabled: false,
+    },
+    FlightStep {
+        at: 0.5,
+        step: "survival",
+        level: 2,
+        reason: "pack temperature -21.0 C below -20.0 C",
+        upload_bytes_per_s: Some(5_000),
+        pitot_interval_ms: Some(5_000),
+        cosmic_disabled: true,
+    },
+    FlightStep {
+        at: 0.8,
+        step: "economy",
+        level: 1,
+        reason: "pack temperature -17.5 C above -18.0 C",
+        upload_bytes_per_s: Some(20_000),
+        pitot_interval_ms: Some(5_000),
+        cosmic_disabled: false,
+    },
+    FlightStep {
+        at: 0.9,
+        step: "full",
+        level: 0,
+        reason: "state of charge 0.52 above 0.45",
+        upload_bytes_per_s: None,
+        pitot_interval_ms: None,
+        cosmic_disabled: false,
+    },
+];
+
+impl FlightStep {
+    /// The record of this step at `time`.
+    pub fn record(&self, time: Timestamp) -> PowerStepRecord {
+        let mut effects = Vec::new();
+        if let Some(ms) = self.pitot_interval_ms {
+            effects.push(PowerEffect {
+                sensor: PITOT,
+                interval_ms: Some(ms),
+                disabled: false,
+                overridden: false,
+            });
+        }
+        if self.cosmic_disabled {
+            effects.push(PowerEffect {
+                sensor: COSMIC,
+                interval_ms: None,
+                disabled: true,
+                overridden: false,
+            });
+            effects.push(PowerEffect {
+                sensor: GPS,
+                interval_ms: Some(10_000),
+                disabled: false,
+                overridden: true,
+            });
+        }
+        PowerStepRecord {
+            time,
+            step: self.step.to_owned(),
+            level: self.level,
+            reason: self.reason.to_owned(),
+            effects,
+            upload_bytes_per_s: self.upload_bytes_per_s,
+        }
+    }
 }
 
 impl Default for FlightOptions {
@@ -59,6 +164,7 @@ impl Default for FlightOptions {
             first_fix_s: 20.0,
             pitot_outage_at_s: None,
             uncorrelated_boot_s: None,
+            power_steps: false,
         }
     }
 }
@@ -87,6 +193,8 @@ pub struct FlightRecords {
     muon_events: u64,
     next_muon_s: f64,
     last_correlation_s: Option<f64>,
+    /// The power step in force (index in [`POWER_STEPS`]).
+    power_step: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +229,7 @@ impl FlightRecords {
             muon_events: 0,
             next_muon_s: 0.0,
             last_correlation_s: None,
+            power_step: None,
             opts,
         }
     }
@@ -203,9 +312,36 @@ impl FlightRecords {
         self.tick.is_multiple_of(per)
     }
 
+    /// The power step in force at `t_s`, by [`POWER_STEPS`], when the flight has them.
+    fn step_index_at(&self, t_s: f64) -> Option<usize> {
+        if !self.opts.power_steps {
+            return None;
+        }
+        POWER_STEPS
+            .iter()
+            .rposition(|p| t_s >= p.at * self.opts.duration_s)
+    }
+
+    fn step_at(&self, t_s: f64) -> Option<FlightStep> {
+        self.step_index_at(t_s).map(|i| POWER_STEPS[i])
+    }
+
     fn flight_tick(&mut self) {
         let t_s = self.tick as f64 / self.ticks_per_s;
         let s = self.scenario.state_at(t_s);
+        if self.opts.power_steps {
+            let due = self.step_index_at(t_s);
+            if due.is_some() && due != self.power_step {
+                self.power_step = due;
+                if let Some(i) = due {
+                    let record = POWER_STEPS[i].record(self.time(t_s, false));
+                    self.queue.push_back(Record::Extension(ExtensionRecord {
+                        kind: POWER_STEP_RECORD_KIND,
+                        body: postcard::to_allocvec(&record).unwrap_or_default(),
+                    }));
+                }
+            }
+        }
         if t_s >= self.opts.first_fix_s
             && self
                 .last_correlation_s
@@ -278,7 +414,13 @@ impl FlightRecords {
             }
         }
         let pitot_down = outage.is_some_and(|(from, to)| t_s >= from && t_s < to);
-        if self.due(self.opts.pitot_hz) && !pitot_down {
+        let step = self.power_step.map(|i| POWER_STEPS[i]);
+        // A step's pitot interval thins the pitot's conversions to one in that many ms.
+        let pitot_slowed = step.and_then(|s| s.pitot_interval_ms).is_some_and(|ms| {
+            let per_s = 1000.0 / f64::from(ms.max(1));
+            !self.due(per_s.min(self.opts.pitot_hz))
+        });
+        if self.due(self.opts.pitot_hz) && !pitot_down && !pitot_slowed {
             let t = self.time(t_s, false);
             let dp = s.differential_pressure_pa + self.noise.gaussian(0.5);
             self.reading(PITOT, Quantity::DifferentialPressure, t, dp);
@@ -292,11 +434,16 @@ impl FlightRecords {
         }
         while self.next_muon_s <= t_s {
             let at = self.next_muon_s;
+            // An event is counted under the step in force at its own time.
+            let cosmic_stopped = self.step_at(at).is_some_and(|s| s.cosmic_disabled);
             let t = self.time(at, false);
-            self.muon_events += 1;
+            // The pulse height is drawn whether the detector runs or not, as its events are.
             let adc = 100.0 + (self.noise.uniform() * 800.0).round();
-            self.reading(COSMIC, Quantity::MuonEventCount, t, self.muon_events as f64);
-            self.reading(COSMIC, Quantity::MuonPulseAdc, t, adc);
+            if !cosmic_stopped {
+                self.muon_events += 1;
+                self.reading(COSMIC, Quantity::MuonEventCount, t, self.muon_events as f64);
+                self.reading(COSMIC, Quantity::MuonPulseAdc, t, adc);
+            }
             let rate = s.muon_rate_per_s.max(0.01);
             self.next_muon_s += self.noise.exponential(1.0 / rate);
         }
@@ -376,5 +523,51 @@ mod tests {
         assert!(readings > 600 * 5, "{readings}");
         assert!(a.iter().any(|r| matches!(r, Record::Gap(_))));
         assert_eq!(a.iter().filter(|r| matches!(r, Record::Boot(_))).count(), 2);
+    }
+
+    #[test]
+    fn power_steps_are_recorded_and_the_pitot_and_cosmic_readings_follow_them() {
+        let plain = FlightOptions::default();
+        let stepped = FlightOptions {
+            power_steps: true,
+            ..plain.clone()
+        };
+        let a: Vec<Record> = FlightRecords::new(plain).collect();
+        let b: Vec<Record> = FlightRecords::new(stepped).collect();
+        let steps: Vec<PowerStepRecord> = b
+            .iter()
+            .filter_map(|r| match r {
+                Record::Extension(e) if e.kind == POWER_STEP_RECORD_KIND => {
+                    Some(postcard::from_bytes(&e.body).unwrap())
+                }
+                _ => None,
+            })
+            .collect();
+        let levels: Vec<u8> = steps.iter().map(|s| s.level).collect();
+        assert_eq!(levels, [1, 2, 1, 0]);
+        let count = |records: &[Record], sensor: SensorId, from_s: f64, to_s: f64| {
+            let (from, to) = (
+                5_000_000_000 + (from_s * 1e9) as u64,
+                5_000_000_000 + (to_s * 1e9) as u64,
+            );
+            records
+                .iter()
+                .filter(|r| matches!(r, Record::Reading(x) if x.sensor == sensor && x.time.mono_ns >= from && x.time.mono_ns < to))
+                .count()
+        };
+        // Survival (300 s to 480 s): the cosmic-ray detector is silent, the pitot at one
+        // conversion in 5 s (two quantities each), the static port untouched.
+        assert!(count(&a, COSMIC, 300.0, 480.0) > 0);
+        assert_eq!(count(&b, COSMIC, 300.0, 480.0), 0);
+        assert_eq!(count(&a, PITOT, 300.0, 480.0), 2 * 180);
+        assert_eq!(count(&b, PITOT, 300.0, 480.0), 2 * 180 / 5);
+        assert_eq!(count(&a, STATIC, 0.0, 600.0), count(&b, STATIC, 0.0, 600.0));
+        // Full power again from 540 s: the pitot at its rate, the detector counting (its
+        // events' times come from the shared noise, so only their presence compares).
+        assert_eq!(
+            count(&a, PITOT, 540.0, 600.0),
+            count(&b, PITOT, 540.0, 600.0)
+        );
+        assert!(count(&b, COSMIC, 540.0, 600.0) > 0);
     }
 }

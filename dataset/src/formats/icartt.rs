@@ -305,6 +305,43 @@ pub fn write(ds: &Dataset<'_>, out: &mut dyn Output) -> Result<(), ExportError> 
     Ok(())
 }
 
+/// The special comments of the power steps, when any step touched `sensor`: every step
+/// from the first that did (the later ones say when it was let go), one line each, with its
+/// UTC, name, level, reason and what it did to this sensor.
+fn power_comments(ds: &Dataset<'_>, sensor: &str) -> Vec<String> {
+    let steps = &ds.catalog.power_steps;
+    let Some(first) = steps
+        .iter()
+        .position(|p| p.effects.iter().any(|e| e.sensor == sensor))
+    else {
+        return Vec::new();
+    };
+    steps[first..]
+        .iter()
+        .map(|p| {
+            let effect = p.effects.iter().find(|e| e.sensor == sensor);
+            let what = match effect {
+                None => "this sensor back to its desired rate".to_owned(),
+                Some(e) if e.overridden => {
+                    "this sensor exempted by the operator: not applied".to_owned()
+                }
+                Some(e) if e.disabled => "this sensor stopped".to_owned(),
+                Some(e) => match e.interval_ms {
+                    Some(ms) => format!("this sensor at most every {ms} ms"),
+                    None => "this sensor unchanged".to_owned(),
+                },
+            };
+            one_line(&format!(
+                "Power step {} (level {}) from {}: {}; {what}",
+                p.step,
+                p.level,
+                p.time.as_deref().unwrap_or("an unknown time (no UTC)"),
+                p.reason
+            ))
+        })
+        .collect()
+}
+
 /// The header of `sensor`'s file, every line ended by CRLF.
 fn header(
     ds: &Dataset<'_>,
@@ -378,17 +415,19 @@ fn header(
             .to_owned(),
     );
     shortnames.push("time_source".to_owned());
-    // A special comment only when the time goes back: rows are in stream order, which
-    // for readings of several boots or store epochs may not be time order.
+    // Special comments only when there is something special: the time going back (rows
+    // are in stream order, which for readings of several boots or store epochs may not be
+    // time order), and the power steps that slowed or stopped this sensor.
+    let mut special: Vec<String> = Vec::new();
     if plan.backwards > 0 {
-        lines.push("1".to_owned());
-        lines.push(format!(
+        special.push(format!(
             "Time_Start goes back {} times: the rows are in the order the node recorded them, across several boots or store epochs; sort by Time_Start to use them as a time series",
             plan.backwards
         ));
-    } else {
-        lines.push("0".to_owned());
     }
+    special.extend(power_comments(ds, sensor));
+    lines.push(special.len().to_string());
+    lines.extend(special);
 
     let instrument = match descriptor {
         Some(d) => {

@@ -588,6 +588,7 @@ fn readme(
                 .unwrap_or_default(),
         );
     }
+    power_steps_section(&mut s, &doc);
     if !doc.readings_without_utc.is_empty() {
         let _ = writeln!(
             s,
@@ -645,4 +646,68 @@ fn readme(
         "\nfrom frictionless import Package\npackage = Package(\"{DATAPACKAGE}\")\n```"
     );
     s
+}
+
+/// The README's power steps: when the node changed step, to which level, why, and what it
+/// did to each sensor, so a sensor that went quiet or slowed is not read as a fault. Text
+/// the agent chose is made one line.
+fn power_steps_section(s: &mut String, doc: &sidecar::Sidecar) {
+    use crate::formats::track::one_line;
+    if doc.power_steps.is_empty() && doc.power_steps_damaged == 0 {
+        return;
+    }
+    let _ = writeln!(s, "\n## Power steps\n");
+    let _ = writeln!(
+        s,
+        "The node lowers sampling rates, stops sensors or lowers its upload budget as its battery runs down (level 0, `full`, is full power). Each change:\n"
+    );
+    for p in &doc.power_steps {
+        let effects: Vec<String> = p
+            .effects
+            .iter()
+            .map(|e| {
+                let what = if e.disabled {
+                    "stopped".to_owned()
+                } else if let Some(ms) = e.interval_ms {
+                    format!("at most every {ms} ms")
+                } else {
+                    "unchanged".to_owned()
+                };
+                format!(
+                    "{} {what}{}",
+                    one_line(&e.sensor),
+                    if e.overridden {
+                        " (exempted by the operator: not applied)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "- {}: {} (level {}): {}{}{}",
+            p.time
+                .clone()
+                .unwrap_or_else(|| format!("no UTC (monotonic {} ns)", p.mono_ns)),
+            one_line(&p.step),
+            p.level,
+            one_line(&p.reason),
+            p.upload_bytes_per_s
+                .map(|b| format!("; upload budget {b} bytes/s"))
+                .unwrap_or_default(),
+            if effects.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", effects.join(", "))
+            },
+        );
+    }
+    if doc.power_steps_damaged > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} power step records could not be read and are left out.",
+            doc.power_steps_damaged
+        );
+    }
 }

@@ -39,6 +39,8 @@ pub struct SpecBody {
     pub enabled: Option<bool>,
     /// Tunables to set; in a `PATCH`, `null` removes a key.
     pub tunables: Option<BTreeMap<String, Option<aloft_api::TunableValue>>>,
+    /// Exempt the sensor from the node's power steps (`false` clears it).
+    pub power_override: Option<bool>,
 }
 
 /// The body of a token: the type clients build it with.
@@ -149,6 +151,7 @@ pub fn fuzz_every_body(data: &[u8]) {
         let json = json();
         assert_eq!(json["intervalMs"].as_u64(), body.interval_ms.map(u64::from));
         assert_eq!(json["enabled"].as_bool(), body.enabled);
+        assert_eq!(json["powerOverride"].as_bool(), body.power_override);
     }
     if let Ok(body) = parse::<TokenBody>(data) {
         let json = json();

@@ -1,7 +1,7 @@
 //! Desired sensor state (operator): `PUT /api/v1/nodes/{node}/sensors/{sensor}/spec`
 //! replaces a sensor's spec (`apply`), `PATCH` merges into it (`set`; a tunable given
 //! `null` is removed); both take `{"intervalMs": N|null, "enabled": bool|null,
-//! "tunables": {KEY: bool|integer|string|null}}` and `?dryRun=true` to validate and show
+//! "tunables": {KEY: bool|integer|string|null}, "powerOverride": bool|null}` and `?dryRun=true` to validate and show
 //! the result without writing (`diff`). `DELETE` on the same path, or a `PUT` of `{}`,
 //! removes the sensor's entry: the agent goes back to its config file for that sensor
 //! (`unset`). `GET /api/v1/nodes/{node}/desired` (viewer) shows the whole spec as the node
@@ -63,6 +63,7 @@ async fn write(
     let change = SpecChange {
         interval_ms: body.interval_ms,
         enabled: body.enabled,
+        power_override: body.power_override,
     };
     let tunables = body.tunables.map(|given| {
         given
@@ -73,7 +74,12 @@ async fn write(
     let no_tunables = tunables
         .as_ref()
         .is_none_or(|t: &std::collections::BTreeMap<_, Option<_>>| t.values().all(Option::is_none));
-    if how == SpecWrite::Replace && change == SpecChange::default() && no_tunables {
+    // `powerOverride: false` is no exemption: a replace of only that desires nothing.
+    let nothing = SpecChange {
+        power_override: change.power_override.filter(|exempt| *exempt),
+        ..change
+    } == SpecChange::default();
+    if how == SpecWrite::Replace && nothing && no_tunables {
         // A spec of nothing is no entry at all: the sensor follows its config file.
         let worker = control.clone();
         let (n, s) = (node.clone(), sensor.clone());
@@ -241,6 +247,11 @@ pub async fn get(
                     enabled: r.enabled,
                     tunables: resources::api_tunables(&r.tunables),
                 })
+                .collect(),
+            power_overrides: rows
+                .iter()
+                .filter(|r| r.power_override)
+                .map(|r| r.sensor.clone())
                 .collect(),
         },
         DesiredStateStatus {

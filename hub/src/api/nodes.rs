@@ -106,7 +106,21 @@ fn health_json(
                 code: g.code,
             })
             .collect(),
+        power: health.power.as_ref().map(power_json),
         received: timestamp(received_utc_ns),
+    }
+}
+
+/// The power step in force as the API shows it.
+fn power_json(power: &aloft_protocol::PowerReport) -> aloft_api::NodePower {
+    aloft_api::NodePower {
+        step: power.step.clone(),
+        level: power.level,
+        reason: power.reason.clone(),
+        since: timestamp(power.since.utc_ns),
+        since_mono_ns: power.since.mono_ns,
+        upload_bytes_per_s: power.upload_bytes_per_s,
+        overridden: power.overridden.clone(),
     }
 }
 
@@ -207,7 +221,8 @@ pub fn node_json(node: &NodeStatus) -> Node {
 
 /// What of a node a watch reports a change of: not what changes at every message (last
 /// seen, traffic, backlog, newest values, watermarks, sensors' reading counts), and of its
-/// health not the time nor the store's bytes within a whole percent of fill.
+/// health not the time nor the store's bytes within a whole percent of fill (the power step
+/// in force counts whole).
 pub fn node_fingerprint(node: &Node) -> String {
     let s = &node.status;
     let sensors = s.sensors.as_ref().map(|sensors| {
@@ -229,6 +244,7 @@ pub fn node_fingerprint(node: &Node) -> String {
             &h.store.full_policy,
             whole_percent(h.store.bytes, h.store.max_bytes),
             models,
+            &h.power,
         )
     });
     let picked = (
@@ -375,6 +391,15 @@ mod tests {
                 model: Some("airborne2g".into()),
                 code: 7,
             }],
+            power: Some(aloft_api::NodePower {
+                step: "economy".into(),
+                level: 1,
+                reason: "state of charge 0.34 below 0.35".into(),
+                since: None,
+                since_mono_ns: 1,
+                upload_bytes_per_s: Some(50_000),
+                overridden: vec![],
+            }),
             received: Some("2026-11-24T13:20:01.2Z".into()),
         };
         let print = |h: &aloft_api::NodeHealth| node_fingerprint(&node_with(Some(h.clone())));
@@ -400,6 +425,17 @@ mod tests {
         assert!(!same(&|h| h.store.max_bytes = 2000));
         assert!(!same(&|h| h.gnss_models[0].code = 0));
         assert!(!same(&|h| h.gnss_models.clear()));
+        // The power step, whole: a new step, reason, budget or exemption wakes a watch,
+        // and so does a node whose agent stopped saying (unknown is not full power).
+        fn power(h: &mut aloft_api::NodeHealth) -> &mut aloft_api::NodePower {
+            h.power.as_mut().unwrap()
+        }
+        assert!(!same(&|h| power(h).level = 2));
+        assert!(!same(&|h| power(h).step = "survival".into()));
+        assert!(!same(&|h| power(h).reason = "pack temperature".into()));
+        assert!(!same(&|h| power(h).upload_bytes_per_s = None));
+        assert!(!same(&|h| power(h).overridden.push("gps".into())));
+        assert!(!same(&|h| h.power = None));
     }
 
     #[test]
@@ -481,5 +517,39 @@ mod tests {
             ]
         );
         assert!(shown.received.is_some());
+        assert_eq!(shown.power, None, "no power report reads as unknown");
+    }
+
+    #[test]
+    fn a_power_report_shows_its_step_reason_since_and_budget() {
+        let report = HealthReport {
+            time: Timestamp::monotonic(9),
+            clock_trusted: Some(true),
+            store_bytes: 0,
+            store_max_bytes: 0,
+            store_policy: "decimate".into(),
+            gnss_models: vec![],
+            power: Some(aloft_protocol::PowerReport {
+                step: "survival".into(),
+                level: 2,
+                reason: "pack temperature -21.0 C below -20.0 C".into(),
+                since: Timestamp {
+                    mono_ns: 7,
+                    utc_ns: Some(1_795_000_000_000_000_000),
+                    source: aloft_protocol::TimeSource::Gnss,
+                },
+                upload_bytes_per_s: None,
+                overridden: vec!["gps".into()],
+            }),
+        };
+        let shown = health_json(&report, None, &[]).power.unwrap();
+        assert_eq!(shown.step, "survival");
+        assert_eq!(shown.level, 2);
+        assert_eq!(shown.reason, "pack temperature -21.0 C below -20.0 C");
+        assert_eq!(shown.since, timestamp(Some(1_795_000_000_000_000_000)));
+        assert!(shown.since.is_some());
+        assert_eq!(shown.since_mono_ns, 7);
+        assert_eq!(shown.upload_bytes_per_s, None);
+        assert_eq!(shown.overridden, ["gps"]);
     }
 }

@@ -181,6 +181,7 @@ pub fn sensor(
             interval_ms: spec.and_then(|s| s.interval_ms),
             enabled: spec.and_then(|s| s.enabled),
             tunables: spec.map(|s| api_tunables(&s.tunables)).unwrap_or_default(),
+            power_override: spec.and_then(|s| s.power_override.then_some(true)),
         },
         SensorStatus {
             kind: report.map(|r| r.kind.clone()),

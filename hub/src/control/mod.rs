@@ -154,6 +154,9 @@ pub struct SpecChange {
     pub interval_ms: Option<u32>,
     /// Desired enabled flag; `None` leaves it to the node's config file.
     pub enabled: Option<bool>,
+    /// Exempt the sensor from the node's power steps (`Some(false)` clears it); `None`
+    /// keeps it in a merge and clears it in a replace.
+    pub power_override: Option<bool>,
 }
 
 /// A write of a sensor's desired tunables, as the body gave them: key to value, `None`
@@ -561,12 +564,17 @@ impl Control {
                 max: MAX_DESIRED_SENSORS,
             });
         }
-        let (interval_ms, enabled) = match (how, &old) {
+        let (interval_ms, enabled, power_override) = match (how, &old) {
             (SpecWrite::Merge, Some(old)) => (
                 change.interval_ms.or(old.interval_ms),
                 change.enabled.or(old.enabled),
+                change.power_override.unwrap_or(old.power_override),
             ),
-            _ => (change.interval_ms, change.enabled),
+            _ => (
+                change.interval_ms,
+                change.enabled,
+                change.power_override.unwrap_or(false),
+            ),
         };
         let mut wanted: Tunables = match (how, &old) {
             (SpecWrite::Merge, Some(old)) => old.tunables.clone(),
@@ -586,9 +594,14 @@ impl Control {
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
         let changed = match &old {
             Some(old) => {
-                old.interval_ms != interval_ms || old.enabled != enabled || old.tunables != wanted
+                old.interval_ms != interval_ms
+                    || old.enabled != enabled
+                    || old.tunables != wanted
+                    || old.power_override != power_override
             }
-            None => interval_ms.is_some() || enabled.is_some() || !wanted.is_empty(),
+            None => {
+                interval_ms.is_some() || enabled.is_some() || !wanted.is_empty() || power_override
+            }
         };
         let row = DesiredRow {
             node: node.to_owned(),
@@ -600,6 +613,7 @@ impl Control {
             observed_generation: old.as_ref().and_then(|o| o.observed_generation),
             refused: old.as_ref().and_then(|o| o.refused.clone()),
             observed_tunables: old.as_ref().and_then(|o| o.observed_tunables.clone()),
+            power_override,
             created_ns: old.as_ref().map_or(now, |o| o.created_ns),
             updated_ns: if changed {
                 now
@@ -616,10 +630,15 @@ impl Control {
             Object::new(Kind::Sensor, sensor, Some(node)),
             Outcome::Ok,
             format!(
-                "generation {}: interval {}, enabled {}{}",
+                "generation {}: interval {}, enabled {}{}{}",
                 row.generation,
                 interval_ms.map_or("from config".to_owned(), |ms| format!("{ms} ms")),
                 enabled.map_or("from config".to_owned(), |e| e.to_string()),
+                if power_override {
+                    ", exempt from power steps"
+                } else {
+                    ""
+                },
                 if row.tunables.is_empty() {
                     String::new()
                 } else {
@@ -740,6 +759,11 @@ impl Control {
                 tunables: r.tunables.clone().into_iter().collect(),
             })
             .collect();
+        let power_overrides = sent
+            .iter()
+            .filter(|r| r.power_override)
+            .map(|r| r.sensor.clone())
+            .collect();
         let sensors: Vec<_> = sent
             .into_iter()
             .map(|r| DesiredSensorSpec {
@@ -753,7 +777,7 @@ impl Control {
         Ok(Some(DesiredSpec {
             sensors,
             tunables,
-            power_overrides: vec![],
+            power_overrides,
         }))
     }
 

@@ -262,6 +262,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(500),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -271,6 +272,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(500),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -280,6 +282,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: None,
             enabled: Some(false),
+            power_override: None,
         },
         SpecWrite::Merge,
     );
@@ -295,6 +298,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(200),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Replace,
     );
@@ -313,6 +317,7 @@ fn desired_state_bumps_its_generation_only_on_change_and_records_what_was_observ
         SpecChange {
             interval_ms: Some(100),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Replace,
         true,
@@ -419,6 +424,7 @@ fn deleting_a_node_cancels_its_pending_commands_and_forgets_its_desired_state() 
         SpecChange {
             interval_ms: Some(100),
             enabled: None,
+            power_override: None,
         },
         SpecWrite::Merge,
         false,
@@ -445,6 +451,7 @@ fn change(interval_ms: Option<u32>, enabled: Option<bool>) -> SpecChange {
     SpecChange {
         interval_ms,
         enabled,
+        power_override: None,
     }
 }
 
@@ -696,6 +703,7 @@ fn entries_an_older_hub_stored_under_bad_names_are_not_sent_and_can_be_deleted()
             refused: None,
             tunables: Default::default(),
             observed_tunables: None,
+            power_override: false,
             created_ns: 1,
             updated_ns: 1,
         };
@@ -976,4 +984,97 @@ fn any_tunables_write_is_within_the_bounds_or_refused_as_invalid() {
     if let Err(e) = outcome {
         panic!("{e}");
     }
+}
+
+#[test]
+fn a_power_override_is_desired_state_persisted_audited_bumped_and_sent_by_name() {
+    let f = fixture();
+    let exempt = |sensor: &str, power_override: Option<bool>, how: SpecWrite| {
+        ok(f.control.set_desired(
+            &operator(),
+            "glider",
+            sensor,
+            SpecChange {
+                interval_ms: None,
+                enabled: None,
+                power_override,
+            },
+            how,
+            false,
+        ))
+    };
+    let first = exempt("gps", Some(true), SpecWrite::Merge);
+    assert!(first.changed && first.row.power_override);
+    assert_eq!(first.row.generation, 1);
+    assert!(!exempt("gps", Some(true), SpecWrite::Merge).changed);
+    // Another field's merge keeps the exemption.
+    let kept = ok(f.control.set_desired(
+        &operator(),
+        "glider",
+        "gps",
+        change(Some(2000), None),
+        SpecWrite::Merge,
+        false,
+    ));
+    assert!(kept.row.power_override && kept.row.generation == 2);
+    exempt("static", Some(true), SpecWrite::Merge);
+    let spec = ok(f.control.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert_eq!(spec.power_overrides, ["gps", "static"]);
+    // Persisted: a control layer opened afresh on the same files sends the same.
+    let reopened = Control::open(&f.hub).unwrap_or_else(|e| panic!("reopen: {e}"));
+    let again = ok(reopened.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert_eq!(again.power_overrides, ["gps", "static"]);
+    // Older agents are sent the spec without it (they have no power steps).
+    let for_v3 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 3);
+    assert!(
+        matches!(&for_v3, Downlink::Desired(s) if s.power_overrides.is_empty() && s.sensors == spec.sensors)
+    );
+    let for_v4 = aloft_protocol::sync::evolution::downlink_for(Downlink::Desired(spec.clone()), 4);
+    assert_eq!(for_v4, Downlink::Desired(spec));
+    // `false` clears it and bumps the generation; a replace that leaves it out clears it.
+    let cleared = exempt("gps", Some(false), SpecWrite::Merge);
+    assert!(cleared.changed && !cleared.row.power_override);
+    assert_eq!(cleared.row.generation, 3);
+    let replaced = exempt("static", None, SpecWrite::Replace);
+    assert!(replaced.changed && !replaced.row.power_override);
+    let spec = ok(f.control.desired_spec("glider")).unwrap_or_else(|| panic!("a spec"));
+    assert!(spec.power_overrides.is_empty());
+    // An exemption alone of a sensor with no entry creates none when it is `false`.
+    let nothing = exempt("pitot", Some(false), SpecWrite::Merge);
+    assert!(!nothing.changed);
+    assert!(
+        ok(f.control.desired(Some("glider")))
+            .iter()
+            .all(|r| r.sensor != "pitot")
+    );
+    // Names are checked as for every desired-state write.
+    assert!(matches!(
+        f.control.set_desired(
+            &operator(),
+            "glider",
+            "Bad_Name",
+            SpecChange {
+                power_override: Some(true),
+                ..SpecChange::default()
+            },
+            SpecWrite::Merge,
+            false,
+        ),
+        Err(ControlError::InvalidName(_))
+    ));
+    // Every change is audited, the exemption in its message.
+    let events = ok(f.control.events(Some("glider"), 0, 100));
+    let messages: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action == "set")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("exempt from power steps"))
+            .count(),
+        3,
+        "{messages:?}"
+    );
 }

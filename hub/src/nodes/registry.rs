@@ -135,8 +135,8 @@ pub fn whole_percent(part: u64, whole: u64) -> Option<u64> {
 
 /// What of a health report counts as a change for watches: everything but its time, with
 /// the store's bytes counted only by whole percent of its cap (the store grows at every
-/// flush, and a report follows every live update).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// flush, and a report follows every live update); the power step in force counts whole.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthKey {
     time_source: aloft_protocol::TimeSource,
     clock_trusted: Option<bool>,
@@ -144,6 +144,7 @@ pub struct HealthKey {
     store_policy: String,
     store_percent: Option<u64>,
     gnss_models: Vec<aloft_protocol::sync::GnssModel>,
+    power: Option<aloft_protocol::PowerReport>,
 }
 
 impl HealthKey {
@@ -156,6 +157,7 @@ impl HealthKey {
             store_policy: health.store_policy.clone(),
             store_percent: whole_percent(health.store_bytes, health.store_max_bytes),
             gnss_models: health.gnss_models.clone(),
+            power: health.power.clone(),
         }
     }
 }

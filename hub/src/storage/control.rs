@@ -143,6 +143,8 @@ pub struct DesiredRow {
     /// The tunables in force the agent last reported (every key its kind declares),
     /// `None` until an agent that carries tunables reports the sensor.
     pub observed_tunables: Option<Tunables>,
+    /// The operator exempts the sensor from the node's power steps.
+    pub power_override: bool,
     /// When first set, ns.
     pub created_ns: i64,
     /// When last changed, ns.

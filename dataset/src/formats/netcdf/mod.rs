@@ -1103,6 +1103,51 @@ fn add_unplaced(
 
 type Ranges = (Option<(f64, f64)>, Option<(f64, f64)>, Option<(f64, f64)>);
 
+/// The node's power steps as the `aloft_power_steps` global attribute: one line a change
+/// (UTC, step, level, reason, what it did to each sensor), so a sensor's fill values while
+/// a step stopped or slowed it are explained in the file itself; `None` without steps.
+fn power_steps_text(ds: &Dataset<'_>) -> Option<String> {
+    use crate::formats::track::one_line;
+    let steps = &ds.catalog.power_steps;
+    if steps.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = steps
+        .iter()
+        .map(|p| {
+            let effects: Vec<String> = p
+                .effects
+                .iter()
+                .map(|e| {
+                    let what = if e.overridden {
+                        "exempted by the operator".to_owned()
+                    } else if e.disabled {
+                        "stopped".to_owned()
+                    } else {
+                        e.interval_ms.map_or("unchanged".to_owned(), |ms| {
+                            format!("every {ms} ms at most")
+                        })
+                    };
+                    format!("{} {what}", one_line(&e.sensor))
+                })
+                .collect();
+            format!(
+                "{} {} (level {}): {}{}",
+                p.time.as_deref().unwrap_or("no-UTC"),
+                one_line(&p.step),
+                p.level,
+                one_line(&p.reason),
+                if effects.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", effects.join(", "))
+                }
+            )
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
 fn global_attrs(
     ds: &Dataset<'_>,
     track: &Track,
@@ -1188,6 +1233,9 @@ fn global_attrs(
     ];
     if let Some(r) = crate::sidecar::selection_text(&ds.selection).resample {
         attrs.push(text("resampling", r.description));
+    }
+    if let Some(steps) = power_steps_text(ds) {
+        attrs.push(text("aloft_power_steps", steps));
     }
     if let Some((start, end)) = coverage {
         attrs.push(text("time_coverage_start", start));

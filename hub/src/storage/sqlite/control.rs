@@ -89,6 +89,8 @@ const MIGRATIONS: &[&str] = &[
     // value (`{"pressure_oversampling":{"Integer":16}}`); NULL observed: none reported.
     "ALTER TABLE desired ADD COLUMN tunables TEXT NOT NULL DEFAULT '{}';
      ALTER TABLE desired ADD COLUMN observed_tunables TEXT;",
+    // 2: the operator's exemption of a sensor from the node's power steps (0: none).
+    "ALTER TABLE desired ADD COLUMN power_override INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Brings the file's schema up to [`MIGRATIONS`].
@@ -163,7 +165,7 @@ fn command_of(row: &Row<'_>) -> rusqlite::Result<CommandRow> {
     })
 }
 
-const DESIRED_COLUMNS: &str = "node, sensor, generation, interval_ms, enabled, observed_generation, refused, created_ns, updated_ns, tunables, observed_tunables";
+const DESIRED_COLUMNS: &str = "node, sensor, generation, interval_ms, enabled, observed_generation, refused, created_ns, updated_ns, tunables, observed_tunables, power_override";
 
 fn desired_of(row: &Row<'_>) -> rusqlite::Result<DesiredRow> {
     Ok(DesiredRow {
@@ -180,6 +182,7 @@ fn desired_of(row: &Row<'_>) -> rusqlite::Result<DesiredRow> {
         updated_ns: row.get(8)?,
         tunables: tunables_of(row.get(9)?).unwrap_or_default(),
         observed_tunables: tunables_of(row.get(10)?),
+        power_override: row.get(11)?,
     })
 }
 
@@ -347,10 +350,11 @@ impl ControlTables for SqliteControl {
         self.with(|conn| {
             let tx = conn.transaction()?;
             tx.execute(
-                &format!("INSERT INTO desired({DESIRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                &format!("INSERT INTO desired({DESIRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(node, sensor) DO UPDATE SET generation = excluded.generation,
                     interval_ms = excluded.interval_ms, enabled = excluded.enabled,
-                    tunables = excluded.tunables, updated_ns = excluded.updated_ns"),
+                    tunables = excluded.tunables, power_override = excluded.power_override,
+                    updated_ns = excluded.updated_ns"),
                 params![
                     row.node,
                     row.sensor,
@@ -363,6 +367,7 @@ impl ControlTables for SqliteControl {
                     row.updated_ns,
                     tunables_text(&row.tunables),
                     row.observed_tunables.as_ref().map(tunables_text),
+                    row.power_override,
                 ],
             )?;
             insert_event(&tx, event)?;
