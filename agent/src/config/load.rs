@@ -811,6 +811,7 @@ mod tests {
              power = { chip = '/c', line = 1 }\n\
              capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
              static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'\n\
+             airspeed_from = 'v'\nground_velocity_from = 'g'\nheading_from = 'h'\n\
              tunables = { pressure_oversampling = 4 }",
         );
         required_matches_serde::<PowerLineConfig>(
