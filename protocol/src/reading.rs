@@ -115,6 +115,23 @@ impl Quality {
         self.0 == 0
     }
 
+    /// The flags that say something is wrong with a value (out of range, a failed check,
+    /// stale, invalid, a degraded input), as against those that only say where it came
+    /// from (simulated, derived).
+    pub const FLAWS: Quality = Quality(
+        Quality::OUT_OF_RANGE.0
+            | Quality::CRC_FAILED.0
+            | Quality::STALE.0
+            | Quality::INVALID.0
+            | Quality::DEGRADED_INPUT.0,
+    );
+
+    /// True when a flag says something is wrong with the value ([`Quality::FLAWS`]): a
+    /// simulated or derived value is not flawed for being one.
+    pub const fn has_flaw(self) -> bool {
+        self.0 & Quality::FLAWS.0 != 0
+    }
+
     /// The names of the set flags, in bit order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Quality::NAMES
@@ -156,6 +173,21 @@ pub struct Reading {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn only_flags_that_say_a_value_is_wrong_are_flaws() {
+        assert!(!(Quality::SIMULATED | Quality::DERIVED).has_flaw());
+        assert!(!Quality::GOOD.has_flaw());
+        for flaw in [
+            Quality::OUT_OF_RANGE,
+            Quality::CRC_FAILED,
+            Quality::STALE,
+            Quality::INVALID,
+            Quality::DEGRADED_INPUT,
+        ] {
+            assert!((flaw | Quality::SIMULATED).has_flaw(), "{flaw:?}");
+        }
+    }
 
     #[test]
     fn quality_flags_combine_and_name() {

@@ -36,16 +36,6 @@ pub const INPUT_AGE_MAX: Duration = Duration::from_secs(30);
 /// What the descriptor calls the estimator.
 const DEVICE: &str = "Aloft derived wind";
 
-/// Flags of an input's own sensor that make it a flawed input (`SIMULATED` and `DERIVED`
-/// say where a value came from, not that it is wrong).
-const FLAWS: Quality = Quality::from_bits(
-    Quality::OUT_OF_RANGE.bits()
-        | Quality::CRC_FAILED.bits()
-        | Quality::STALE.bits()
-        | Quality::INVALID.bits()
-        | Quality::DEGRADED_INPUT.bits(),
-);
-
 /// The derived wind sensor.
 #[derive(Debug)]
 pub struct WindDevice {
@@ -133,7 +123,7 @@ impl WindDevice {
         let mut simulated = false;
         let mut note = |q: Quality| {
             simulated |= q.contains(Quality::SIMULATED);
-            q.bits() & FLAWS.bits() != 0
+            q.has_flaw()
         };
         let gps = self.ground_velocity_from.as_str();
         let ground = match (

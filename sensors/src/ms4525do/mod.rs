@@ -260,8 +260,8 @@ pub struct OutsideAir {
     pub static_pressure_pa: f64,
     /// Outside air temperature, K (from the sensor the config names as outside).
     pub temperature_k: f64,
-    /// The worst quality of those two readings: anything but good marks the true airspeed
-    /// DEGRADED_INPUT.
+    /// The worst quality of those two readings: a flaw ([`Quality::has_flaw`]; a simulated
+    /// value is none) marks the true airspeed DEGRADED_INPUT.
     pub quality: Quality,
 }
 
@@ -340,7 +340,7 @@ impl Measurement {
             air.temperature_k,
         )?;
         let mut q = self.pressure_quality() | Quality::DERIVED;
-        if !air.quality.is_good() {
+        if air.quality.has_flaw() {
             q |= Quality::DEGRADED_INPUT;
         }
         Some((tas, q))
@@ -630,6 +630,13 @@ mod tests {
         };
         let (_, q) = m.with_outside_air(flagged).true_airspeed().unwrap();
         assert_eq!(q, Quality::DERIVED | Quality::DEGRADED_INPUT);
+        // Inputs from simulated devices are not flawed for being simulated.
+        let simulated = OutsideAir {
+            quality: Quality::SIMULATED | Quality::DERIVED,
+            ..air
+        };
+        let (_, q) = m.with_outside_air(simulated).true_airspeed().unwrap();
+        assert_eq!(q, Quality::DERIVED);
         let unphysical = OutsideAir {
             static_pressure_pa: f64::NAN,
             ..air
