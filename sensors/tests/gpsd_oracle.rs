@@ -35,97 +35,7 @@ use aloft_sensors::gps::nmea::{
 mod common;
 
 use common::captures_dir;
-
-const PACKAGES: &str = "gpsd gpsd-clients gpsd-tools python3-gps";
-
-/// How long gpsd may take over one stream before the test gives up on it.
-const GPSD_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Whether gpsfake and gpsd are installed; `false` means skip (already said on stderr).
-fn tools_present() -> bool {
-    let runs = |program: &str, arg: &str| {
-        Command::new(program)
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
-    if runs("gpsfake", "--help") && runs("gpsd", "-V") {
-        return true;
-    }
-    if std::env::var("ALOFT_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("gpsfake or gpsd is missing: install the Debian packages {PACKAGES}");
-    }
-    // Straight to stderr: the test harness would swallow eprintln! of a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED gpsd_oracle: gpsfake or gpsd not found (Debian packages: {PACKAGES}); \
-         set ALOFT_REQUIRE_TOOLS=1 to make this a failure"
-    );
-    false
-}
-
-/// gpsfake and the gpsd it starts, in their own process group: killed together when
-/// dropped, so a failing or timed-out test leaves nothing running.
-struct GpsdRun(Child);
-
-impl Drop for GpsdRun {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address").port()
-}
-
-/// gpsd's JSON reports for a log file, as gpsd's regression harness produces them.
-fn gpsd_reports(log: &Path) -> Vec<serde_json::Value> {
-    let port = free_loopback_port();
-    let child = Command::new("gpsfake")
-        .args(["-1", "-p", "-q", "-s", "115200", "-P"])
-        .arg(port.to_string())
-        .args(["-r", r#"?WATCH={"json":true}"#])
-        .arg(log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("start gpsfake");
-    let mut run = GpsdRun(child);
-    let mut stdout = run.0.stdout.take().expect("piped stdout");
-    let mut stderr = run.0.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        let _ = tx.send(out);
-    });
-    // gpsfake -1 closes its output when the log is through; bounded in any case.
-    let out = rx.recv_timeout(GPSD_DEADLINE).unwrap_or_else(|_| {
-        panic!(
-            "gpsfake did not finish {} within {GPSD_DEADLINE:?}",
-            log.display()
-        )
-    });
-    let status = run.0.wait().expect("gpsfake exit status");
-    let mut errors = String::new();
-    let _ = stderr.read_to_string(&mut errors);
-    assert!(status.success(), "gpsfake failed ({status}): {errors}");
-    out.lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).expect("gpsd prints JSON"))
-        .collect()
-}
+use common::gpsd::gpsd_reports;
 
 fn our_fixes(text: &str) -> Vec<Fix> {
     let mut assembler = FixAssembler::new();
@@ -206,7 +116,7 @@ fn compare_fields(
 
 #[test]
 fn gpsd_and_our_parser_agree_on_the_real_neo_m8n_capture() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let path = captures_dir().join("gpsd-neo-m8n.nmea");
@@ -377,7 +287,7 @@ fn synthetic_glider_flight() -> String {
 
 #[test]
 fn gpsd_and_our_parser_agree_on_a_synthetic_glider_flight() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let text = synthetic_glider_flight();
@@ -508,7 +418,7 @@ const GPSD_322_NMEA_MAX: usize = 102;
 
 #[test]
 fn gpsd_and_our_parser_agree_on_long_sentences_doubled_starts_lower_case_checksums() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let text = long_doubled_lower_case_stream();
@@ -548,7 +458,7 @@ fn gns_zda_stream() -> String {
 
 #[test]
 fn gpsd_and_our_parser_agree_on_gns_dated_by_zda() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let text = gns_zda_stream();
@@ -585,7 +495,7 @@ fn no_gsa_stream() -> String {
 
 #[test]
 fn gpsd_and_our_parser_agree_on_the_fix_mode_of_epochs_without_gsa() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let text = no_gsa_stream();
@@ -634,7 +544,7 @@ fn several_talkers_stream() -> String {
 
 #[test]
 fn gpsd_and_our_parser_agree_on_epochs_from_several_talkers() {
-    if !tools_present() {
+    if !common::gpsd::tools_present("gpsd_oracle") {
         return;
     }
     let text = several_talkers_stream();

@@ -10,8 +10,9 @@
 //! Figures: `agent.rss_mb` (peak resident set over the run), `agent.cpu_pct` (of one core),
 //! `agent.wakeups_per_s` (context switches of all its threads per second: each is a wake-up
 //! of a sleeping thread or a preemption), `agent.wakeups_floor_per_s` (what the flown
-//! config's sampling rates need at the least: `AgentConfig::wakeups_floor_per_s`), and
-//! `agent.rss_after_backlog_mb` (peak resident set of `aloft-agent store dump` reading a
+//! config's sampling rates need at the least: `AgentConfig::wakeups_floor_per_s`),
+//! `agent.wakeups_per_s_power_saving` (the same flight with the deepest power step of the
+//! example's policy in force from the start), and `agent.rss_after_backlog_mb` (peak resident set of `aloft-agent store dump` reading a
 //! 1 000 000-reading store through the same bounded read path the uplink uses). Nothing
 //! here asserts: figures only.
 //!
@@ -33,6 +34,9 @@ use crate::{cargo, run, target_dir, workspace_root};
 /// How long the flight is measured, after a warm-up.
 const MEASURE: Duration = Duration::from_secs(60);
 const WARM_UP: Duration = Duration::from_secs(5);
+/// The warm-up of the power-saving flight: the battery's first reading (every 5 s), the
+/// policy's check and its dwell, with room to spare.
+const POWER_SAVING_WARM_UP: Duration = Duration::from_secs(20);
 /// Where in the simulated flight to fly: the wave climb near 4.7 km, where the detector
 /// counts about 5 muons a second, as the mix asks.
 const START_AT_S: f64 = 1_150.0;
@@ -54,12 +58,27 @@ pub fn bench() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("aloft-bench-agent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = sim_example()
-        .and_then(|text| flight(&agent, &dir.join("flight"), &text))
-        .and_then(|figures| {
-            figures.print("agent");
-            backlog(&agent, &dir)
-        });
+    let result = sim_example().and_then(|text| {
+        let full = flight(&agent, &dir.join("flight"), &text, WARM_UP)?;
+        full.print("agent");
+        let saving = flight(
+            &agent,
+            &dir.join("power-saving"),
+            &deepest_step_in_force(&text)?,
+            POWER_SAVING_WARM_UP,
+        )?;
+        println!(
+            "agent.wakeups_per_s_power_saving {:.1} 1/s",
+            saving.wakeups_per_s
+        );
+        if full.wakeups_per_s > 0.0 {
+            eprintln!(
+                "note: the deepest power step: {:.2} of the full wake-ups (target at most 0.5)",
+                saving.wakeups_per_s / full.wakeups_per_s
+            );
+        }
+        backlog(&agent, &dir)
+    });
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -68,6 +87,30 @@ pub fn bench() -> Result<()> {
 fn sim_example() -> Result<String> {
     let example = workspace_root().join("deploy/examples/sim.toml");
     std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))
+}
+
+/// The example's config with every step of its power policy holding from the start (each
+/// step's voltage threshold above any pack's voltage) and a short dwell, so the deepest
+/// step is in force when the measurement starts.
+fn deepest_step_in_force(text: &str) -> Result<String> {
+    let mut config: toml::Table = text.parse().context("parse deploy/examples/sim.toml")?;
+    let power = config
+        .get_mut("power")
+        .and_then(toml::Value::as_table_mut)
+        .context("deploy/examples/sim.toml has no [power]; update the benchmark")?;
+    power.insert("check_interval".into(), "1s".into());
+    power.insert("dwell".into(), "1s".into());
+    let steps = power
+        .get_mut("step")
+        .and_then(toml::Value::as_array_mut)
+        .filter(|steps| !steps.is_empty())
+        .context("deploy/examples/sim.toml's [power] has no [[power.step]]")?;
+    for step in steps {
+        if let Some(step) = step.as_table_mut() {
+            step.insert("voltage_below_v".into(), 100.0.into());
+        }
+    }
+    toml::to_string(&config).context("write the power-saving config")
 }
 
 /// What one measured flight gave.
@@ -140,7 +183,7 @@ fn stop(child: &mut Child) {
 
 /// Flies the simulated flight of the config `text` (deploy/examples/sim.toml or one made
 /// from it) with the devices in another process, in `dir` (made afresh), and measures it.
-fn flight(agent: &Path, dir: &Path, text: &str) -> Result<FlightFigures> {
+fn flight(agent: &Path, dir: &Path, text: &str, warm_up: Duration) -> Result<FlightFigures> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -188,6 +231,7 @@ fn flight(agent: &Path, dir: &Path, text: &str) -> Result<FlightFigures> {
                 &agent_config,
                 simulator.id(),
                 config.wakeups_floor_per_s(),
+                warm_up,
             )
         });
     stop(&mut simulator);
@@ -195,16 +239,17 @@ fn flight(agent: &Path, dir: &Path, text: &str) -> Result<FlightFigures> {
 }
 
 /// Runs the agent with `config` (reading the devices of the simulator `simulator_pid`) for
-/// the warm-up and the measurement; its figures, with the config's wake-up floor.
+/// `warm_up` and the measurement; its figures, with the config's wake-up floor.
 fn measure_flight(
     agent: &Path,
     config: &Path,
     simulator_pid: u32,
     wakeups_floor_per_s: f64,
+    warm_up: Duration,
 ) -> Result<FlightFigures> {
     eprintln!(
         "xtask: flying the simulated flight for {} s",
-        (WARM_UP + MEASURE).as_secs()
+        (warm_up + MEASURE).as_secs()
     );
     let mut child = Command::new(agent)
         .args(["run", "--config"])
@@ -214,7 +259,7 @@ fn measure_flight(
         .spawn()
         .context("start the agent")?;
     let pid = child.id();
-    std::thread::sleep(WARM_UP);
+    std::thread::sleep(warm_up);
     let (cpu0, sw0, t0) = (cpu_ticks(pid), switches(pid), Instant::now());
     let sim0 = cpu_ticks(simulator_pid);
     let mut peak_kb = 0;
@@ -298,4 +343,25 @@ fn backlog(agent: &Path, dir: &Path) -> Result<()> {
         peak_kb as f64 / 1024.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_power_saving_config_is_a_valid_config_whose_every_step_holds() {
+        let text = deepest_step_in_force(&sim_example().unwrap()).unwrap();
+        let config = aloft_agent::config::parse(&text, "power-saving.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let power = config.power.expect("a power policy");
+        assert_eq!(power.dwell, Duration::from_secs(1));
+        assert!(power.steps.len() >= 2, "{:?}", power.steps);
+        for step in &power.steps {
+            assert_eq!(step.voltage_below_v, Some(100.0), "{step:?}");
+        }
+        // What the flight rewrites is still there.
+        assert!(text.contains("start_at_s = 0.0"));
+        assert!(text.contains("/tmp/aloft-sim/store"));
+    }
 }
