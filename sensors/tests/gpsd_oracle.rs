@@ -17,14 +17,6 @@
 //! fails when `ALOFT_REQUIRE_TOOLS=1` (the project's test command installs them and sets
 //! it), and otherwise says it skipped on stderr and passes.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use aloft_sensors::flight::Noise;
 use aloft_sensors::gps::fix::{Fix, FixAssembler, FixMode};
 use aloft_sensors::gps::nmea::{
