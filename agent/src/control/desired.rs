@@ -23,7 +23,6 @@ use aloft_protocol::sync::{DesiredSpec, Observed, ObservedSensor, SensorTunables
 use super::ControlHandles;
 use crate::config::tunables::{self, Tunables};
 use crate::config::{AgentConfig, SensorKind};
-use crate::sensor::i2c::default_interval;
 use crate::state::{DesiredSensor, DesiredState};
 use crate::supervisor::{SensorChange, SupervisorError};
 
@@ -65,7 +64,7 @@ fn file_interval(config: &AgentConfig, name: &str, kind: SensorKind) -> Option<D
         .iter()
         .find(|s| s.name == name)
         .and_then(|s| s.interval);
-    Some(configured.unwrap_or(default_interval(kind)))
+    configured.or(kind.default_interval())
 }
 
 /// Works out the targets of `spec` for the `sensors` the supervisor runs, with the config
@@ -383,10 +382,7 @@ mod tests {
         for (name, change) in &plan.targets {
             let file = config.sensor(name).unwrap().1;
             assert_eq!(change.enabled, Some(file.enabled), "{name}");
-            let expected = file
-                .kind
-                .min_interval()
-                .map(|_| file.interval.unwrap_or(default_interval(file.kind)));
+            let expected = file.interval_or_default();
             assert_eq!(change.interval, expected, "{name}");
         }
     }

@@ -33,7 +33,6 @@ use crate::clock::{AgentClock, monotonic_ns};
 use crate::config::{AgentConfig, PowerConfig, SensorKind};
 use crate::metrics::Metrics;
 use crate::sensor::LatestValues;
-use crate::sensor::i2c::default_interval;
 use crate::supervisor::{SensorChange, SupervisorHandle};
 
 pub use effects::{SensorLimit, StepEffects, lower};
@@ -91,10 +90,7 @@ fn wanted_of(config: &AgentConfig) -> BTreeMap<String, SensorChange> {
         .sensors
         .iter()
         .map(|s| {
-            let interval = s
-                .kind
-                .min_interval()
-                .map(|_| s.interval.unwrap_or(default_interval(s.kind)));
+            let interval = s.interval_or_default();
             (
                 s.name.clone(),
                 SensorChange {

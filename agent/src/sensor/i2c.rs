@@ -209,17 +209,6 @@ fn oversampling(factor: i64) -> Option<Oversampling> {
     })
 }
 
-/// The default address of a kind (`None` for a kind not on I2C).
-pub fn default_address(kind: SensorKind) -> Option<u8> {
-    kind.default_address()
-}
-
-/// The default sampling interval of a kind.
-pub fn default_interval(kind: SensorKind) -> Duration {
-    kind.default_interval()
-        .unwrap_or(Duration::from_millis(100))
-}
-
 impl<I2C, D> I2cDevice<I2C, D>
 where
     I2C: I2c + Send,
@@ -237,7 +226,7 @@ where
         inputs: Inputs,
         latest: LatestValues,
     ) -> Result<Self, DeviceError> {
-        if default_address(kind).is_none() {
+        if !kind.is_i2c() {
             return Err(DeviceError::Config(format!(
                 "{} is not an I2C device",
                 kind.as_str()
@@ -694,10 +683,11 @@ pub fn linux_device(
         .clone()
         .ok_or_else(|| DeviceError::Config(format!("sensor {} needs a bus", config.name)))?;
     let address = config
-        .address
-        .or(default_address(config.kind))
+        .address_or_default()
         .ok_or_else(|| DeviceError::Config(format!("sensor {} needs an address", config.name)))?;
-    let interval = config.interval.unwrap_or(default_interval(config.kind));
+    let interval = config
+        .interval_or_default()
+        .ok_or_else(|| DeviceError::Config(format!("sensor {} needs an interval", config.name)))?;
     let open_bus: BusOpener<aloft_sensors::i2c::Bus, linux_embedded_hal::Delay> =
         Box::new(move || {
             let dev = aloft_sensors::i2c::open_bus(&bus).map_err(|e| DeviceError::open(&bus, e))?;

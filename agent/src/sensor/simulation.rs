@@ -35,7 +35,7 @@ use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
 use aloft_sensors::sps30::sim::Sps30Sim;
 
 use super::cosmicwatch::CosmicWatchDevice;
-use super::i2c::{BusOpener, I2cDevice, Inputs, default_address, default_interval};
+use super::i2c::{BusOpener, I2cDevice, Inputs};
 use super::nmea::NmeaDevice;
 use super::pom::PomDevice;
 use super::power::{PowerLine, SimulatedPowerLine};
@@ -272,8 +272,12 @@ impl Simulation {
                 }
                 kind => {
                     let model = i2c_model(kind, sensor, seed);
-                    let address = sensor.address.or(default_address(kind)).unwrap_or_default();
-                    let interval = sensor.interval.unwrap_or(default_interval(kind));
+                    let address = sensor.address_or_default().unwrap_or_default();
+                    let interval = sensor.interval_or_default().ok_or_else(|| {
+                        device_error(DeviceError::Config(format!(
+                            "{kind} has no sampling interval"
+                        )))
+                    })?;
                     let hook_model = model.clone();
                     let hook_scenario = Arc::clone(&scenario);
                     // The model's time follows real time between measurements, as the
@@ -612,7 +616,7 @@ where
 
 /// The register model of an I2C kind, mounted as the glider carries it.
 pub(crate) fn i2c_model(kind: SensorKind, sensor: &SensorConfig, seed: u64) -> SimulatedI2c {
-    let address = sensor.address.or(default_address(kind)).unwrap_or_default();
+    let address = sensor.address_or_default().unwrap_or_default();
     match kind {
         SensorKind::Bme280 => SimulatedI2c::Bme280(
             Bme280Sim::new(address)
