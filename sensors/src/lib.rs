@@ -8,7 +8,9 @@
 //!   ([`gps::ublox`]) and a u-blox receiver simulator ([`gps::sim`]).
 //! - [`cosmicwatch`]: the CosmicWatch v2 / v3X muon detector's serial format, count rate
 //!   with dead-time correction, and its simulator.
-//! - [`bme280`], [`ms5611`], [`scd41`], [`ms4525do`]: I2C drivers generic over
+//! - [`pom`]: the 2B Technologies ozone monitor's serial data line, and its simulator.
+//! - [`bme280`], [`ms5611`], [`scd41`], [`ms4525do`], [`icm20948`] (with its attitude
+//!   fusion), [`sps30`], [`sbs`] (the smart battery on SMBus): I2C drivers generic over
 //!   embedded-hal 1.0 [`embedded_hal::i2c::I2c`], each with a register-level simulator in
 //!   its `sim` module.
 //! - [`airspeed`]: indicated and true airspeed from differential pressure.
@@ -18,6 +20,7 @@
 //! - [`wind`]: the wind derived from other instruments (wind triangle, circling drift).
 //! - [`serial`]: opening real serial ports, and running a simulated serial device behind a
 //!   pseudo-terminal with real baud pacing and injectable faults.
+//! - [`crc`]: the CRC-8 of Sensirion's words and SMBus's packet error code.
 //! - [`i2c`]: opening a Linux i2c-dev bus, with retries; [`i2c::sim`] holds what the
 //!   register-level simulators share (simulated clock and delay, bus faults).
 //! - `fuzzing`: the bodies of the fuzz targets, so their corpora replay as tests.
@@ -30,6 +33,7 @@ pub mod airspeed;
 pub mod atmosphere;
 pub mod bme280;
 pub mod cosmicwatch;
+pub mod crc;
 pub mod flight;
 #[doc(hidden)]
 pub mod fuzzing;

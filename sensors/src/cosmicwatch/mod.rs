@@ -29,7 +29,7 @@
 //!
 //! # Layout
 //!
-//! - [`line`](mod@line): zero-allocation parser of one line into a [`MuonEvent`] (SI units) or a
+//! - [`mod@line`](mod@line): zero-allocation parser of one line into a [`MuonEvent`] (SI units) or a
 //!   header line; [`MuonEvent::write_line`] writes the firmware's text back;
 //!   `impl Sample for MuonEvent`.
 //! - [`stream`]: [`DetectorStream`]: format and name detection, reboot detection, bad

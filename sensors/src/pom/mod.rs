@@ -12,7 +12,7 @@
 //! precedes lines replayed from the monitor's logger. Other lines (messages when logging
 //! starts or the averaging time changes) are not data and are reported as such.
 //!
-//! - [`line`]: the parser of one line, typed errors, never a panic.
+//! - [`mod@line`]: the parser of one line, typed errors, never a panic.
 //! - [`stream`]: bytes from the port into lines, samples and readings.
 //! - [`sim`]: the monitor behind a pseudo-terminal, following the simulated flight, with
 //!   its faults (garbled lines, dropped bytes, a stalled monitor, the zero-flow alarm).

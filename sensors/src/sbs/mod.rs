@@ -72,18 +72,7 @@ pub const RATED_MAX_K: f64 = 358.15;
 /// The SMBus packet error code: CRC-8, polynomial x^8 + x^2 + x + 1, initial value 0, no
 /// reflection, over every byte of the transaction.
 pub fn pec(bytes: &[u8]) -> u8 {
-    let mut crc: u8 = 0;
-    for &byte in bytes {
-        crc ^= byte;
-        for _ in 0..8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x07
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    crate::crc::crc8_msb_first(0x07, 0, bytes)
 }
 
 /// The PEC of a read of `command` at `address` whose reply is `reply` (without its PEC):

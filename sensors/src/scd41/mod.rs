@@ -78,18 +78,7 @@ pub mod command {
 
 /// Sensirion CRC-8 (polynomial 0x31, initial 0xFF, no reflection, no final XOR) of `data`.
 pub fn crc8(data: &[u8]) -> u8 {
-    let mut crc: u8 = 0xFF;
-    for byte in data {
-        crc ^= byte;
-        for _ in 0..8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x31
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    crate::crc::crc8_msb_first(0x31, 0xFF, data)
 }
 
 /// Errors of the SCD41 driver. Small and `Copy` when the bus error is: it sits on the poll
