@@ -14,6 +14,8 @@
 //!   and sensor status, each with the next sequence number of its store epoch.
 //! - [`power`]: the power step the agent samples under, as recorded in the stream and
 //!   reported on the live lane.
+//! - [`detector`] (feature `detector`): the serial protocol of Aloft's own detector front
+//!   end (firmware/): its messages and their COBS + CRC-32 framing, without an allocator.
 //! - [`sync`] (feature `sync`): the edge-hub protocol's messages and batch codec.
 //!
 //! Everything here is `no_std` and free of I/O. Types are encoded with postcard; enum
@@ -28,6 +30,8 @@ extern crate alloc;
 
 #[cfg(feature = "alloc")]
 pub mod descriptor;
+#[cfg(feature = "detector")]
+pub mod detector;
 pub mod name;
 #[cfg(feature = "alloc")]
 pub mod power;
