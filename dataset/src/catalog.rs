@@ -365,6 +365,36 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Keeps the power steps that held during `[from, to)` (UTC ns, either end open): the
+    /// last one that took effect at or before `from`, in force when the range begins, and
+    /// every one that took effect inside it. With no range, all of them. A step with no
+    /// UTC cannot be placed in a range and is left out of one, as readings without UTC are.
+    pub fn keep_power_steps_in(&mut self, from: Option<i64>, to: Option<i64>) {
+        if from.is_none() && to.is_none() {
+            return;
+        }
+        let starts_before = |utc: i64| from.is_some_and(|f| utc <= f);
+        let in_force_at_start = self
+            .power_steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.utc_ns.filter(|&u| starts_before(u)).map(|u| (u, i)))
+            .max()
+            .map(|(_, i)| i);
+        let mut index = 0;
+        self.power_steps.retain(|p| {
+            let i = index;
+            index += 1;
+            match p.utc_ns {
+                None => false,
+                Some(_) if Some(i) == in_force_at_start => true,
+                Some(utc) => {
+                    from.is_none_or(|f| utc >= f) && to.is_none_or(|t| utc < t)
+                }
+            }
+        });
+    }
+
     /// The boots with no time correlation at all: their readings that carried no UTC
     /// have none in the export.
     pub fn uncorrelated_boots(&self) -> Vec<&BootInfo> {

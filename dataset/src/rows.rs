@@ -219,8 +219,9 @@ impl<'s> Dataset<'s> {
         selection: Selection,
         options: ExportOptions,
     ) -> Result<Dataset<'s>, ExportError> {
-        let catalog = Catalog::scan(source)?;
+        let mut catalog = Catalog::scan(source)?;
         selection.check(&catalog)?;
+        catalog.keep_power_steps_in(selection.from_utc_ns, selection.to_utc_ns);
         Ok(Dataset {
             node: node.to_owned(),
             source,

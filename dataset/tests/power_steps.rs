@@ -180,6 +180,51 @@ fn pandas_finds_the_sensors_quiet_and_slow_exactly_while_the_steps_say() {
     assert!(out.stdout.starts_with("ok 4"), "{}", out.stdout);
 }
 
+/// An export of a time range lists the step in force when the range begins and the ones
+/// that took effect inside it, not the node's whole history.
+#[test]
+fn a_time_range_keeps_the_step_in_force_at_its_start_and_the_ones_inside() {
+    let source = flight();
+    let start = FlightOptions::default().start_utc_ns;
+    let at = |fraction: f64| start + (fraction * 600.0 * 1e9).round() as i64;
+    let names = |selection: Selection| -> Vec<String> {
+        let options = ExportOptions::new(NODE, 1_790_000_000_000_000_000);
+        let ds = Dataset::open(&source, NODE, selection, options).unwrap();
+        ds.catalog
+            .power_steps
+            .iter()
+            .map(|p| format!("{}@{}", p.step, p.level))
+            .collect()
+    };
+    let all: Vec<String> = POWER_STEPS
+        .iter()
+        .map(|p| format!("{}@{}", p.step, p.level))
+        .collect();
+    assert_eq!(names(Selection::default()), all);
+    // From just after the second step to just after the third: the second was in force at
+    // the start, the third took effect inside.
+    let second = POWER_STEPS[1].at;
+    let third = POWER_STEPS[2].at;
+    let range = Selection {
+        from_utc_ns: Some(at(second) + 1_000_000_000),
+        to_utc_ns: Some(at(third) + 1_000_000_000),
+        ..Selection::default()
+    };
+    assert_eq!(names(range), all[1..3]);
+    // A range that ends before the first step: none held.
+    let before = Selection {
+        to_utc_ns: Some(at(POWER_STEPS[0].at) - 1_000_000_000),
+        ..Selection::default()
+    };
+    assert!(names(before).is_empty());
+    // A range that starts after the last step: only the last, still in force.
+    let after = Selection {
+        from_utc_ns: Some(at(POWER_STEPS[3].at) + 1_000_000_000),
+        ..Selection::default()
+    };
+    assert_eq!(names(after), all[3..]);
+}
+
 fn step(time: Timestamp, effects: Vec<PowerEffect>) -> PowerStepRecord {
     PowerStepRecord {
         time,
