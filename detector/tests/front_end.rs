@@ -704,6 +704,28 @@ proptest! {
     }
 
     #[test]
+    fn any_loop_periods_keep_the_pacing_and_the_accounting(
+        steps in proptest::collection::vec(1u64..40_000, 1..200),
+        muons_per_s in 1u32..5_000,
+        slow_line in any::<bool>(),
+    ) {
+        let mut config = config();
+        config.settings.baud = if slow_line { 9_600 } else { 115_200 };
+        let mut model = DetectorModel::default();
+        model.muon_rate_mhz = muons_per_s * 1_000;
+        let mut bench = Bench::new(config, SimulatedDetector::new(model, u64::from(muons_per_s)));
+        for step in steps {
+            bench.run_until(bench.now + step, step);
+        }
+        assert_paced(&bench, config.settings.baud);
+        let c = bench.front_end.counters();
+        prop_assert_eq!(c.events_sent + c.dropped_events_total + bench.front_end.events_waiting(), c.events_total);
+        prop_assert_eq!(bench.bad_frames, 0);
+        let (_, gaps) = numbering(&bench);
+        prop_assert!(gaps <= c.dropped_events_total);
+    }
+
+    #[test]
     fn valid_requests_amid_noise_are_all_answered(
         noise in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8),
         mv in any::<u16>(),
