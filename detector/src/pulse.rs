@@ -241,15 +241,18 @@ impl PulseSource for SimulatedDetector {
                     .rng
                     .below(self.model.muon_skew_ns.saturating_add(1)),
             );
-            let height_b = self.muon_height(at_ns + skew);
+            let height_b = self.muon_height(at_ns.saturating_add(skew));
             self.muon_b = Some(Pulse {
-                at_ns: at_ns + skew,
+                at_ns: at_ns.saturating_add(skew),
                 channel: Channel::B,
                 height_mv: height_b,
             });
             // The next muon is drawn from this one (memoryless); it never precedes B's pulse.
             self.muons.advance(at_ns, self.model.muon_rate_mhz);
-            self.muons.next_ns = self.muons.next_ns.map(|n| n.max(at_ns + skew));
+            self.muons.next_ns = self
+                .muons
+                .next_ns
+                .map(|n| n.max(at_ns.saturating_add(skew)));
             Pulse {
                 at_ns,
                 channel: Channel::A,

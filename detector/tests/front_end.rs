@@ -678,6 +678,39 @@ fn a_request_flood_beyond_the_reply_queue_is_counted_as_rejected() {
 }
 
 #[test]
+fn a_jump_of_the_clock_costs_bounded_work_per_poll_and_nothing_is_lost() {
+    let mut bench = Bench::new(config(), simulated(12));
+    bench.run_until(10_000, 1_000);
+    // Ten seconds at once (a stalled emulator): about 1 000 pulses, two polls' worth.
+    bench.now += 10 * u64::from(TICK_HZ);
+    bench.front_end.poll(bench.now);
+    let c = bench.front_end.counters();
+    let seen = c.events_total + c.pulses_below_threshold + c.hits_in_dead_time;
+    assert!(
+        seen <= aloft_detector::frontend::PULSES_PER_POLL as u32 + 1,
+        "{seen}"
+    );
+    for _ in 0..10 {
+        bench.front_end.poll(bench.now);
+    }
+    let after = bench.front_end.counters();
+    assert!(
+        after.events_total + after.pulses_below_threshold > 700,
+        "{after:?}"
+    );
+    // Near the end of time: no overflow, no endless catching up.
+    bench.front_end.poll(u64::MAX);
+    bench.front_end.receive(0, u64::MAX);
+    let _ = bench.front_end.next_tx_byte(u64::MAX);
+    assert!(
+        bench
+            .front_end
+            .next_tx_tick()
+            .is_some_and(|t| t <= u64::MAX)
+    );
+}
+
+#[test]
 fn an_invalid_configuration_is_refused() {
     let mut bad = config();
     bad.settings.baud = 0;
