@@ -703,10 +703,8 @@ fn a_jump_of_the_clock_costs_bounded_work_per_poll_and_nothing_is_lost() {
     bench.front_end.receive(0, u64::MAX);
     let _ = bench.front_end.next_tx_byte(u64::MAX);
     assert!(
-        bench
-            .front_end
-            .next_tx_tick()
-            .is_some_and(|t| t <= u64::MAX)
+        bench.front_end.next_tx_tick().is_some(),
+        "housekeeping is due"
     );
 }
 
