@@ -127,10 +127,7 @@ fn main() -> ! {
             }
         }
         front_end.poll(now);
-        loop {
-            let Some(byte) = pending.take().or_else(|| front_end.next_tx_byte(now)) else {
-                break;
-            };
+        while let Some(byte) = pending.take().or_else(|| front_end.next_tx_byte(now)) {
             if uart.write(byte).is_err() {
                 pending = Some(byte);
                 break;
