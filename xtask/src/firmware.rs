@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use aloft_protocol::detector::{Command as Request, ReplyBody};
 use aloft_test_support::firmware::{
     self as image, FirmwareImage, FrontEndLine, Qemu, QemuOptions, Variant,
 };
@@ -274,6 +275,22 @@ fn run_at(image: &FirmwareImage, rate_per_s: u32, intervals: u32) -> Result<Rate
     })
 }
 
+/// The counter's rate against the host's clock, from two pings 2 s apart (QEMU's virtual
+/// clock follows the host's): that the firmware's 50 MHz is what QEMU's clock tree gives.
+fn tick_rate(line: &mut FrontEndLine) -> Result<f64> {
+    let mut ping = || -> Result<(u64, std::time::Instant)> {
+        let sent = std::time::Instant::now();
+        match line.request(Request::Ping, PATIENCE)? {
+            ReplyBody::Pong { ticks } => Ok((ticks, sent + sent.elapsed() / 2)),
+            other => bail!("a ping was answered {other:?}"),
+        }
+    };
+    let (first, at_first) = ping()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (second, at_second) = ping()?;
+    Ok((second - first) as f64 / (at_second - at_first).as_secs_f64())
+}
+
 /// `cargo xtask bench firmware`: the image's flash and RAM, the wire's bytes per event and
 /// the event rate a 115 200 baud line carries (from the frame sizes, aloft_detector's
 /// `line_budget`), checked in QEMU at twice that rate (drops reported) and half (none).
@@ -283,7 +300,9 @@ pub fn bench() -> Result<()> {
     let footprint = normal.footprint()?;
 
     let qemu = Qemu::start(&normal)?;
-    let boot = FrontEndLine::open(&qemu)?.boot(PATIENCE)?;
+    let mut line = FrontEndLine::open(&qemu)?;
+    let boot = line.boot(PATIENCE)?;
+    let tick_hz_seen = tick_rate(&mut line)?;
     drop(qemu);
     let budget = aloft_detector::line_budget(
         115_200,
@@ -302,6 +321,10 @@ pub fn bench() -> Result<()> {
         f64::from(budget.bytes_per_event_milli()) / 1_000.0
     );
     println!("firmware.max_events_per_s_115200 {max} events/s");
+    println!(
+        "firmware.check_tick_hz {tick_hz_seen:.0} Hz (the boot message says {})",
+        boot.tick_hz
+    );
     let dropped_pct = |run: &RateRun| 100.0 * f64::from(run.dropped) / f64::from(run.events.max(1));
     println!(
         "firmware.check_dropped_pct_at_{}_per_s {:.1} % (of {} events in {INTERVALS} s)",
