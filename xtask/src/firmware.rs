@@ -187,9 +187,12 @@ fn report(image: &FirmwareImage) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask firmware`.
-pub fn firmware(install: bool) -> Result<()> {
+/// `cargo xtask firmware`; with `check`, first the lints `test` runs.
+pub fn firmware(install: bool, check: bool) -> Result<()> {
     ensure_packages(install)?;
+    if check {
+        lint()?;
+    }
     for image in build()? {
         report(&image)?;
     }
@@ -214,7 +217,8 @@ fn lint() -> Result<()> {
             ),
             Command::new("/usr/bin/cargo-clippy")
                 .current_dir(&dir)
-                .args(["clippy", "--release", "--locked"])
+                .args(["clippy", "--release", "--locked", "--target-dir"])
+                .arg(image::build_dir())
                 .args(features)
                 .args(["--", "-D", "warnings"])
                 .env("RUSTC_BOOTSTRAP", "1")

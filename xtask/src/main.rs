@@ -93,6 +93,9 @@ enum Chore {
         /// Do not install missing Debian packages.
         #[arg(long)]
         no_install: bool,
+        /// Also check firmware/'s formatting and lint it (rust-web-clippy), as `test` does.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -139,7 +142,7 @@ fn main() -> ExitCode {
         } => cross::cross(&arches, test, !no_install),
         Chore::Deploy { no_install } => deploy::test(!no_install),
         Chore::Cycles => module_cycles::check(&workspace_root()),
-        Chore::Firmware { no_install } => firmware::firmware(!no_install),
+        Chore::Firmware { no_install, check } => firmware::firmware(!no_install, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
