@@ -695,3 +695,63 @@ impl FrontEndLine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 32-bit little-endian ELF with the given (type, flags, address, size) sections.
+    fn elf(sections: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+        const SHENTSIZE: usize = 40;
+        let shoff = 52usize;
+        let mut out = vec![0u8; shoff + SHENTSIZE * sections.len()];
+        out[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        out[0x20..0x24].copy_from_slice(&(shoff as u32).to_le_bytes());
+        out[0x2E..0x30].copy_from_slice(&(SHENTSIZE as u16).to_le_bytes());
+        out[0x30..0x32].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+        for (i, (kind, flags, addr, size)) in sections.iter().enumerate() {
+            let at = shoff + i * SHENTSIZE;
+            out[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+            out[at + 8..at + 12].copy_from_slice(&flags.to_le_bytes());
+            out[at + 12..at + 16].copy_from_slice(&addr.to_le_bytes());
+            out[at + 20..at + 24].copy_from_slice(&size.to_le_bytes());
+        }
+        out
+    }
+
+    const PROGBITS: u32 = 1;
+    const NOBITS: u32 = 8;
+    const ALLOC: u32 = 2;
+
+    #[test]
+    fn flash_counts_code_and_data_images_and_ram_counts_data_bss_and_the_record() {
+        let image = elf(&[
+            (PROGBITS, ALLOC, 0, 236),               // .vector_table
+            (PROGBITS, ALLOC | 4, 236, 12_000),      // .text
+            (PROGBITS, ALLOC, 12_236, 1_000),        // .rodata
+            (PROGBITS, ALLOC | 1, 0x2000_0000, 16),  // .data: in flash and RAM
+            (NOBITS, ALLOC | 1, 0x2000_0010, 2_000), // .bss
+            (PROGBITS, 0, 0, 300_000),               // .debug_info: neither
+        ]);
+        assert_eq!(
+            Footprint::of_elf(&image),
+            Some(Footprint {
+                flash_bytes: 236 + 12_000 + 1_000 + 16,
+                ram_bytes: 16 + 2_000 + BOOT_RECORD_BYTES,
+            })
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_32_bit_little_endian_elf_has_no_footprint() {
+        assert_eq!(Footprint::of_elf(b""), None);
+        assert_eq!(Footprint::of_elf(b"#!/bin/sh\n"), None);
+        let mut big_endian = elf(&[]);
+        big_endian[5] = 2;
+        assert_eq!(Footprint::of_elf(&big_endian), None);
+        // Section headers past the end of the file.
+        let mut truncated = elf(&[(PROGBITS, ALLOC, 0, 10)]);
+        truncated.truncate(60);
+        assert_eq!(Footprint::of_elf(&truncated), None);
+    }
+}
