@@ -378,6 +378,10 @@ pub struct QemuOptions {
     /// The simulated detector's muon rate, mHz, through the board's simulation strap
     /// (firmware/src/strap.rs); `None` keeps the physical default (about 3 a second).
     pub muon_rate_mhz: Option<u32>,
+    /// The fault strap, honoured by the fault-hooks image only: the first start after
+    /// power-on panics before its main loop (the panic handler's reset then reads as
+    /// "watchdog").
+    pub panic_at_first_boot: bool,
 }
 
 /// Where the simulation strap sits: after the 16-byte boot record at the end of SRAM
@@ -386,6 +390,10 @@ const STRAP_ADDRESS: u32 = 0x2000_FFF0;
 
 /// The strap's magic word (firmware/src/strap.rs).
 const STRAP_MAGIC: u32 = 0x5349_4D01;
+
+/// The fault strap's magic word and its panic code (firmware/src/strap.rs).
+const FAULT_STRAP_MAGIC: u32 = 0x464C_5401;
+const PANIC_AT_FIRST_BOOT: u32 = 1;
 
 /// The emulated board running one image, its UART0 on a pseudo-terminal. Killed on drop.
 #[derive(Debug)]
@@ -415,6 +423,16 @@ impl Qemu {
             qemu.args([
                 "-device",
                 &format!("loader,addr={STRAP_ADDRESS:#x},data={data:#x},data-len=8"),
+            ]);
+        }
+        if options.panic_at_first_boot {
+            let data = (u64::from(PANIC_AT_FIRST_BOOT) << 32) | u64::from(FAULT_STRAP_MAGIC);
+            qemu.args([
+                "-device",
+                &format!(
+                    "loader,addr={:#x},data={data:#x},data-len=8",
+                    STRAP_ADDRESS + 8
+                ),
             ]);
         }
         let mut child = qemu

@@ -275,10 +275,38 @@ fn a_stalled_main_loop_is_reset_by_the_watchdog_and_says_so() {
     ));
 }
 
+#[test]
+fn a_panic_resets_the_mcu_and_the_next_boot_says_watchdog() {
+    let Some(()) = tools() else { return };
+    let image = FirmwareImage::build_with_fault_hooks().unwrap();
+    let options = QemuOptions {
+        panic_at_first_boot: true,
+        ..QemuOptions::default()
+    };
+    let qemu = Qemu::start_with(&image, options).unwrap();
+    let mut line = Line::open(&qemu);
+    // The first start panicked before its main loop sent anything.
+    let first = line
+        .next(Instant::now() + PATIENCE)
+        .expect("a first message");
+    let FromFrontEnd::Boot(boot) = first else {
+        panic!("the first message is not a boot message: {first:?}");
+    };
+    assert_eq!(
+        (boot.reset_cause, boot.boot_count),
+        (ResetCause::Watchdog, 2)
+    );
+    assert!(matches!(
+        line.request(Command::Ping),
+        ReplyBody::Pong { .. }
+    ));
+}
+
 /// Drops reported over `intervals` housekeeping messages at `rate` events a second.
 fn drops_at(rate_per_s: u32, intervals: u32) -> (u32, u32) {
     let options = QemuOptions {
         muon_rate_mhz: Some(rate_per_s * 1_000),
+        ..QemuOptions::default()
     };
     let (_qemu, mut line) = start(options);
     line.boot();

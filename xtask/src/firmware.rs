@@ -293,6 +293,7 @@ struct RateRun {
 fn run_at(image: &FirmwareImage, rate_per_s: u32, intervals: u32) -> Result<RateRun> {
     let options = QemuOptions {
         muon_rate_mhz: Some(rate_per_s.saturating_mul(1_000)),
+        ..QemuOptions::default()
     };
     let qemu = Qemu::start_with(image, options)?;
     let mut line = FrontEndLine::open(&qemu)?;
