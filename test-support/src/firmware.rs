@@ -40,7 +40,7 @@ use aloft_protocol::detector::{
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Names a folder holding images already built (`aloft-firmware.elf`,
@@ -52,6 +52,9 @@ pub const TARGET: &str = "thumbv7m-none-eabi";
 
 /// The line rate of UART0 in the firmware's default settings, bit/s.
 pub const BAUD: u32 = 115_200;
+
+/// How much of QEMU's standard error [`Qemu::stderr`] keeps, bytes.
+const STDERR_KEPT: usize = 16 * 1024;
 
 /// How long QEMU may take to start and print its terminal's path.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -401,6 +404,7 @@ pub struct Qemu {
     child: Child,
     monitor: Option<ChildStdin>,
     serial_path: PathBuf,
+    stderr: Arc<Mutex<String>>,
     // Held open (raw) for the machine's life: QEMU's pty backend drops output while the
     // terminal is closed (see the module doc).
     _terminal: File,
@@ -479,10 +483,31 @@ impl Qemu {
             }
         };
         let terminal = open_raw(&serial_path)?;
+        // Drained for the machine's life, so that QEMU never blocks on a full pipe; the
+        // end is kept for [`Qemu::stderr`].
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let kept = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                    if text.len() > STDERR_KEPT {
+                        let cut = text.len() - STDERR_KEPT / 2;
+                        let cut = (cut..text.len())
+                            .find(|&i| text.is_char_boundary(i))
+                            .unwrap_or(text.len());
+                        text.drain(..cut);
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
         let mut qemu = Qemu {
             child,
             monitor,
             serial_path,
+            stderr,
             _terminal: terminal,
         };
         qemu.monitor_command("cont")?;
@@ -497,6 +522,14 @@ impl Qemu {
     /// Opens the terminal (another descriptor, raw mode) for reading and writing frames.
     pub fn open_serial(&self) -> Result<File, FirmwareError> {
         open_raw(&self.serial_path)
+    }
+
+    /// The end of what QEMU wrote to its standard error, for a failing test's message.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether QEMU still runs.
