@@ -204,6 +204,49 @@ const WIND: &[TunableSpec] = &[TunableSpec {
     doc: "auto: the wind triangle with a trustworthy heading, else circling drift; or only one",
 }];
 
+/// The detector front end's discriminator thresholds, mV: 5 mV steps from 5 to 1000.
+pub const DETECTOR_THRESHOLDS_MV: [i64; 200] = {
+    let mut all = [0i64; 200];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = (i as i64 + 1) * 5;
+        i += 1;
+    }
+    all
+};
+
+/// The detector front end's coincidence windows, ns.
+pub const DETECTOR_COINCIDENCE_WINDOWS_NS: &[i64] =
+    &[50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000];
+
+/// The detector front end's housekeeping intervals, ms.
+pub const DETECTOR_HOUSEKEEPING_INTERVALS_MS: &[i64] =
+    &[250, 500, 1_000, 2_000, 5_000, 10_000, 60_000];
+
+// Sent to the front end's firmware at every open and at every change; what it answers
+// (its settings) is what the agent reports as observed.
+const DETECTOR: &[TunableSpec] = &[
+    TunableSpec {
+        key: "coincidence_window_ns",
+        accepts: Accepts::OneOf(DETECTOR_COINCIDENCE_WINDOWS_NS),
+        default: DefaultValue::Integer(200),
+        doc: "two channels' hits closer than this are one coincident event, ns",
+    },
+    TunableSpec {
+        key: "housekeeping_interval_ms",
+        accepts: Accepts::OneOf(DETECTOR_HOUSEKEEPING_INTERVALS_MS),
+        default: DefaultValue::Integer(1_000),
+        doc: "how often the front end sends its rates, dead time and temperature, ms",
+    },
+    TunableSpec {
+        key: "threshold_mv",
+        accepts: Accepts::OneOf(&DETECTOR_THRESHOLDS_MV),
+        default: DefaultValue::Integer(40),
+        doc: "the discriminator threshold on both channels' pulse heights, mV (5 mV steps); \
+              a higher one lowers the event rate",
+    },
+];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
@@ -213,6 +256,7 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         SensorKind::Sps30 => SPS30,
         SensorKind::Icm20948 => ICM20948,
         SensorKind::Wind => WIND,
+        SensorKind::Detector => DETECTOR,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
