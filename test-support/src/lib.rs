@@ -4,6 +4,8 @@
 //!
 //! - [`mounts`]: real filesystems mounted for a test, a small tmpfs (a disk that fills) and
 //!   a read-only bind mount (a store on a write-protected card), unmounted when dropped.
+//! - [`firmware`]: the detector front end's firmware image, built once, running in
+//!   `qemu-system-arm -machine lm3s6965evb` with its UART on a pseudo-terminal.
 //! - [`flight`]: the simulated flight to 12 km as an agent's record stream, for export
 //!   tests and benchmarks.
 //! - [`python`]: the Python interpreter holding the dataset readers, for read-back tests.
@@ -11,6 +13,7 @@
 //! Only what more than one crate's tests use lives here; a crate's own harness stays in its
 //! `tests/common/`.
 
+pub mod firmware;
 pub mod flight;
 pub mod mounts;
 pub mod python;

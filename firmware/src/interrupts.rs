@@ -1,0 +1,46 @@
+//! The LM3S6965's interrupt vector table (datasheet table 2-9), as cortex-m-rt's
+//! `device` feature expects it: handlers the firmware defines by name (device.x gives
+//! every named one a default), the rest cortex-m-rt's `DefaultHandler`.
+
+use cortex_m::interrupt::InterruptNumber;
+
+/// The interrupts the firmware uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Interrupt {
+    /// WDT0's first timeout.
+    Watchdog = 18,
+}
+
+// SAFETY: the numbers are the part's interrupt numbers, all below the table's length.
+unsafe impl InterruptNumber for Interrupt {
+    fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+/// The part's 43 interrupt lines.
+const LINES: usize = 43;
+
+/// One entry of the table: a handler or reserved.
+#[derive(Clone, Copy)]
+pub union Vector {
+    handler: unsafe extern "C" fn(),
+    reserved: usize,
+}
+
+unsafe extern "C" {
+    fn WATCHDOG();
+    fn DefaultHandler();
+}
+
+/// The table cortex-m-rt's link.x places after the exceptions.
+#[unsafe(link_section = ".vector_table.interrupts")]
+#[unsafe(no_mangle)]
+pub static __INTERRUPTS: [Vector; LINES] = {
+    let mut table = [Vector {
+        handler: DefaultHandler,
+    }; LINES];
+    table[Interrupt::Watchdog as usize] = Vector { handler: WATCHDOG };
+    table
+};
