@@ -114,13 +114,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_budget_at_115200_is_about_a_thousand_events_a_second() {
+    fn the_budget_at_115200_is_well_over_a_thousand_events_a_second() {
         let budget = line_budget(115_200, 12_000_000, 1_000);
         assert_eq!(budget.line_bytes_per_s, 11_520);
         let per_event = budget.full_batch_frame_bytes as f64 / 16.0;
         assert!((8.0..12.0).contains(&per_event), "{budget:?}");
         assert!(
-            (900..1_400).contains(&budget.max_events_per_s),
+            (1_000..1_600).contains(&budget.max_events_per_s),
             "{budget:?}"
         );
         // The rate found fits and one more does not (the search's own claim).

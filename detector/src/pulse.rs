@@ -142,7 +142,7 @@ impl Stream {
             return None;
         }
         // −ln U (Q16, at most 22.2 · 2^16) · 10^12 fits u64 (1.5 · 10^18).
-        Some(self.rng.exponential_q16() * 1_000_000_000_000 / u64::from(rate_mhz) >> 16)
+        Some((self.rng.exponential_q16() * 1_000_000_000_000 / u64::from(rate_mhz)) >> 16)
     }
 
     fn advance(&mut self, from_ns: u64, rate_mhz: u32) {
@@ -202,7 +202,7 @@ impl SimulatedDetector {
     fn height_mv(&self, nominal_q16: i64, at_ns: u64) -> u16 {
         let t = i64::from(self.temperature_at(at_ns));
         let gain_permille = 1_000 + i64::from(self.model.gain_permille_per_c) * (t - 2_500) / 100;
-        let mv = (nominal_q16.max(0) >> 8) * gain_permille.max(0) / 1_000 >> 8;
+        let mv = ((nominal_q16.max(0) >> 8) * gain_permille.max(0) / 1_000) >> 8;
         mv.clamp(0, i64::from(MAX_PULSE_MV)) as u16
     }
 
