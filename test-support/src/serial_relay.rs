@@ -177,21 +177,19 @@ impl Worker {
                 }
             }
             self.flush_injected();
-            if from_device {
-                if let Ok(n) = self.device.read(&mut buf) {
-                    if n > 0 {
-                        write_all_nonblocking(&mut self.master, &buf[..n]);
-                        self.count(|c| c.to_host += n as u64);
-                    }
-                }
+            if from_device
+                && let Ok(n) = self.device.read(&mut buf)
+                && n > 0
+            {
+                write_all_nonblocking(&mut self.master, &buf[..n]);
+                self.count(|c| c.to_host += n as u64);
             }
-            if from_host {
-                if let Ok(n) = self.master.read(&mut buf) {
-                    if n > 0 {
-                        write_all_nonblocking(&mut self.device, &buf[..n]);
-                        self.count(|c| c.to_device += n as u64);
-                    }
-                }
+            if from_host
+                && let Ok(n) = self.master.read(&mut buf)
+                && n > 0
+            {
+                write_all_nonblocking(&mut self.device, &buf[..n]);
+                self.count(|c| c.to_device += n as u64);
             }
         }
     }
