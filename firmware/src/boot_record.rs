@@ -43,7 +43,8 @@ fn checksum(magic: u32, count: u32, cause: u32) -> u32 {
 fn read() -> Option<(u32, u32)> {
     let record = words() as *const u32;
     // SAFETY: the four words are reserved SRAM (memory.x), valid to read in any state.
-    let [magic, count, cause, crc] = unsafe { core::array::from_fn(|i| read_volatile(record.add(i))) };
+    let [magic, count, cause, crc] =
+        unsafe { core::array::from_fn(|i| read_volatile(record.add(i))) };
     (magic == MAGIC && crc == checksum(magic, count, cause)).then_some((count, cause))
 }
 

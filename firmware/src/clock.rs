@@ -2,8 +2,10 @@
 //! since start by counting its wraps in its interrupt.
 //!
 //! QEMU models SysTick (unlike the general-purpose timers, whose counters read 0 there), so
-//! the same counter serves in emulation and on the part. At 50 MHz it wraps every 0.34 s;
-//! the count of wraps overflows after 2^32 of them, some 46 years.
+//! the same counter serves in emulation and on the part. It wraps every millisecond: its
+//! interrupt is also the main loop's wake-up when it sleeps between turns. The interrupt's
+//! 32-bit count of wraps overflows every 49.7 days; [`Ticks::now`], called every turn, adds
+//! each overflow to a 64-bit epoch.
 //!
 //! Invariant: [`Ticks::now`] never goes backwards: it re-reads when a wrap happened
 //! between its reads of the wrap count and of the counter.
@@ -14,8 +16,8 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
 
-/// SysTick's reload: the counter's full 24 bits, so that a wrap is 2^24 ticks.
-const RELOAD: u32 = 0x00FF_FFFF;
+/// Ticks per wrap: one millisecond.
+const PERIOD: u32 = crate::board::CLOCK_HZ / 1_000;
 
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 
@@ -27,29 +29,39 @@ fn SysTick() {
 /// The running tick counter (owns SysTick).
 #[derive(Debug)]
 pub struct Ticks {
-    _private: (),
+    /// The wrap count at the previous [`Ticks::now`].
+    last_wraps: u32,
+    /// Wraps counted before the count last overflowed.
+    epoch: u64,
 }
 
 impl Ticks {
     /// Starts SysTick on the core clock with its wrap interrupt.
     pub fn start(mut syst: SYST) -> Self {
         syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(RELOAD);
+        syst.set_reload(PERIOD - 1);
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
-        Self { _private: () }
+        Self {
+            last_wraps: 0,
+            epoch: 0,
+        }
     }
 
     /// Ticks since [`Ticks::start`].
-    pub fn now(&self) -> u64 {
-        loop {
+    pub fn now(&mut self) -> u64 {
+        let (wraps, current) = loop {
             let before = WRAPS.load(Ordering::Acquire);
             let current = SYST::get_current();
-            let after = WRAPS.load(Ordering::Acquire);
-            if before == after {
-                return (u64::from(before) << 24) | u64::from(RELOAD - current);
+            if WRAPS.load(Ordering::Acquire) == before {
+                break (before, current);
             }
+        };
+        if wraps < self.last_wraps {
+            self.epoch += 1 << 32;
         }
+        self.last_wraps = wraps;
+        (self.epoch + u64::from(wraps)) * u64::from(PERIOD) + u64::from(PERIOD - 1 - current)
     }
 }

@@ -8,6 +8,8 @@ use cortex_m::interrupt::InterruptNumber;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Interrupt {
+    /// UART0: a received byte.
+    Uart0 = 5,
     /// WDT0's first timeout.
     Watchdog = 18,
 }
@@ -22,14 +24,8 @@ unsafe impl InterruptNumber for Interrupt {
 /// The part's 43 interrupt lines.
 const LINES: usize = 43;
 
-/// One entry of the table: a handler or reserved.
-#[derive(Clone, Copy)]
-pub union Vector {
-    handler: unsafe extern "C" fn(),
-    reserved: usize,
-}
-
 unsafe extern "C" {
+    fn UART0();
     fn WATCHDOG();
     fn DefaultHandler();
 }
@@ -37,10 +33,9 @@ unsafe extern "C" {
 /// The table cortex-m-rt's link.x places after the exceptions.
 #[unsafe(link_section = ".vector_table.interrupts")]
 #[unsafe(no_mangle)]
-pub static __INTERRUPTS: [Vector; LINES] = {
-    let mut table = [Vector {
-        handler: DefaultHandler,
-    }; LINES];
-    table[Interrupt::Watchdog as usize] = Vector { handler: WATCHDOG };
+pub static __INTERRUPTS: [unsafe extern "C" fn(); LINES] = {
+    let mut table: [unsafe extern "C" fn(); LINES] = [DefaultHandler; LINES];
+    table[Interrupt::Uart0 as usize] = UART0;
+    table[Interrupt::Watchdog as usize] = WATCHDOG;
     table
 };

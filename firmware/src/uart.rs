@@ -14,13 +14,14 @@ use embedded_hal_nb::serial::{self, ErrorKind, ErrorType, Read, Write};
 
 use crate::board::{SYSCTL_RCGC1, SYSCTL_RCGC2, modify};
 
-const UART0: usize = 0x4000_C000;
+const BASE: usize = 0x4000_C000;
 const DR: usize = 0x000;
 const FR: usize = 0x018;
 const IBRD: usize = 0x024;
 const FBRD: usize = 0x028;
 const LCRH: usize = 0x02C;
 const CTL: usize = 0x030;
+const IM: usize = 0x038;
 
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
@@ -30,6 +31,8 @@ const LCRH_WLEN_8: u32 = 0b11 << 5;
 const CTL_UARTEN: u32 = 1 << 0;
 const CTL_TXE: u32 = 1 << 8;
 const CTL_RXE: u32 = 1 << 9;
+/// Receive (FIFO level) and receive time-out interrupts.
+const IM_RX: u32 = (1 << 4) | (1 << 6);
 
 /// DR's error bits: overrun, break, parity, framing.
 const DR_OE: u32 = 1 << 11;
@@ -71,7 +74,7 @@ impl serial::Error for UartError {
 }
 
 fn reg(offset: usize) -> *mut u32 {
-    (UART0 + offset) as *mut u32
+    (BASE + offset) as *mut u32
 }
 
 impl Uart0 {
@@ -96,14 +99,35 @@ impl Uart0 {
             write_volatile(reg(FBRD), divisor_64 & 0x3F);
             write_volatile(reg(LCRH), LCRH_WLEN_8 | LCRH_FEN);
             write_volatile(reg(CTL), CTL_UARTEN | CTL_TXE | CTL_RXE);
+            cortex_m::peripheral::NVIC::unmask(crate::interrupts::Interrupt::Uart0);
         }
         Self { _private: () }
+    }
+
+    /// Whether a received byte waits in the FIFO.
+    pub fn received(&self) -> bool {
+        self.flags() & FR_RXFE == 0
+    }
+
+    /// Lets a received byte raise UART0's interrupt, which wakes the core from `wfi` (its
+    /// handler masks it again).
+    pub fn wake_on_receive(&mut self) {
+        // SAFETY: UART0's interrupt mask, owned by this driver and its handler.
+        unsafe { write_volatile(reg(IM), IM_RX) };
     }
 
     fn flags(&self) -> u32 {
         // SAFETY: reading UART0's flag register has no side effect.
         unsafe { read_volatile(reg(FR)) }
     }
+}
+
+/// UART0's interrupt handler, named in the vector table (interrupts.rs): the interrupt only
+/// wakes the core; the main loop reads the FIFO.
+#[unsafe(no_mangle)]
+extern "C" fn UART0() {
+    // SAFETY: masking UART0's interrupts; the main loop unmasks them before it sleeps.
+    unsafe { write_volatile(reg(IM), 0) };
 }
 
 impl ErrorType for Uart0 {

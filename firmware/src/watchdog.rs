@@ -9,7 +9,7 @@
 //! Invariant: once started the watchdog cannot be stopped (the part ignores writes to its
 //! control register after the interrupt is enabled): only kicks keep the firmware alive.
 
-use core::ptr::{read_volatile, write_volatile};
+use core::ptr::write_volatile;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use aloft_protocol::detector::ResetCause;
@@ -70,11 +70,5 @@ impl Watchdog {
             // SAFETY: the handler masked its own line; the timeout is cleared above.
             unsafe { NVIC::unmask(Interrupt::Watchdog) };
         }
-    }
-
-    /// Whether the watchdog's reset is armed (the control register reads back).
-    pub fn armed(&self) -> bool {
-        // SAFETY: reading the control register has no side effect.
-        unsafe { read_volatile(CTL) & CTL_RESEN != 0 }
     }
 }

@@ -200,6 +200,11 @@ pub fn build_command(variant: Variant) -> Command {
 /// Builds `variant` and copies the ELF to [`images_dir`]; returns the copy. Cargo makes
 /// this cheap when nothing changed.
 pub fn build_variant(variant: Variant) -> Result<FirmwareImage, FirmwareError> {
+    // Both variants build to the same output path: one build and copy at a time.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let status = build_command(variant)
         .status()
         .map_err(|source| FirmwareError::Spawn {
@@ -310,7 +315,9 @@ impl Footprint {
         const SHF_ALLOC: u32 = 0x2;
         const SHT_NOBITS: u32 = 8;
         let u16_at = |at: usize| -> Option<u64> {
-            Some(u64::from(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?)))
+            Some(u64::from(u16::from_le_bytes(
+                elf.get(at..at + 2)?.try_into().ok()?,
+            )))
         };
         let u32_at = |at: usize| -> Option<u32> {
             Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?))
@@ -349,6 +356,21 @@ impl Footprint {
     }
 }
 
+/// How the emulated board is set up beyond the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QemuOptions {
+    /// The simulated detector's muon rate, mHz, through the board's simulation strap
+    /// (firmware/src/strap.rs); `None` keeps the physical default (about 3 a second).
+    pub muon_rate_mhz: Option<u32>,
+}
+
+/// Where the simulation strap sits: after the 16-byte boot record at the end of SRAM
+/// (firmware/memory.x).
+const STRAP_ADDRESS: u32 = 0x2000_FFF0;
+
+/// The strap's magic word (firmware/src/strap.rs).
+const STRAP_MAGIC: u32 = 0x5349_4D01;
+
 /// The emulated board running one image, its UART0 on a pseudo-terminal. Killed on drop.
 #[derive(Debug)]
 pub struct Qemu {
@@ -364,7 +386,22 @@ impl Qemu {
     /// Starts `qemu-system-arm -machine lm3s6965evb` on `image`, opens its serial terminal
     /// in raw mode, then lets the CPU run.
     pub fn start(image: &FirmwareImage) -> Result<Qemu, FirmwareError> {
-        let mut child = Command::new("qemu-system-arm")
+        Self::start_with(image, QemuOptions::default())
+    }
+
+    /// [`Qemu::start`] with `options`.
+    pub fn start_with(image: &FirmwareImage, options: QemuOptions) -> Result<Qemu, FirmwareError> {
+        let mut qemu = Command::new("qemu-system-arm");
+        if let Some(rate) = options.muon_rate_mhz {
+            // QEMU's generic loader writes the strap into SRAM at every reset, before the
+            // CPU runs (little-endian, as the guest).
+            let data = (u64::from(rate) << 32) | u64::from(STRAP_MAGIC);
+            qemu.args([
+                "-device",
+                &format!("loader,addr={STRAP_ADDRESS:#x},data={data:#x},data-len=8"),
+            ]);
+        }
+        let mut child = qemu
             .args([
                 "-machine",
                 "lm3s6965evb",
