@@ -1,18 +1,19 @@
 //! What a line carries: the framed bytes per event and the highest event rate a baud rate
 //! carries without drops, from real encoded frames.
 //!
-//! The figures use the frames the front end sends: a full batch ([`MAX_BATCH_EVENTS`]
-//! events) whose events are spaced evenly at the rate in question (the mean spacing of a
-//! Poisson stream), coincident, with pulse heights of two varint bytes (128 mV and up: a
-//! muon's tail; the mode's heights encode in one), the event number and start tick of a
-//! day-long run, plus one housekeeping message per interval with every count at its
-//! largest encoding. Replies are left out (a ping a second costs ~20 B/s, 0.2 % of
-//! 115 200 baud). So the rate is what the line carries of a steady stream; a Poisson
-//! stream's bursts are absorbed by the queue ([`crate::frontend::EVENT_QUEUE_BATCHES`]
-//! batches) up to close to that rate.
+//! The figures use the frames the front end sends at the rate in question: a full batch
+//! ([`MAX_BATCH_EVENTS`] events) of coincident muons at the simulated detector's most
+//! probable height (80 mV: one varint byte per channel; a Landau tail above 127 mV takes
+//! two), spaced at fifteen evenly spread quantiles of the exponential gap of a Poisson
+//! stream at that rate (so the gaps' varint lengths mix as a real stream's do), numbered and
+//! time-stamped as an hour into a run; plus one housekeeping message per interval with the
+//! counts of such an hour. Replies are left out (a ping a second costs ~20 B/s, 0.2 % of
+//! 115 200 baud). The queue ([`crate::frontend::EVENT_QUEUE_BATCHES`] batches) absorbs a
+//! Poisson stream's bursts below that rate; above it, the backlog grows and events drop.
 //!
 //! Invariant: the functions are pure and total.
 
+use crate::random::neg_ln_q16;
 use aloft_protocol::detector::{
     Channels, Event, EventBatch, FromFrontEnd, Housekeeping, MAX_BATCH_EVENTS, MAX_FRAME_BYTES,
     encode_frame,
@@ -38,37 +39,61 @@ impl LineBudget {
     }
 }
 
-/// The frame of a full batch whose events are `delta_ticks` apart, bytes.
-pub fn full_batch_frame_bytes(delta_ticks: u32, first_ticks: u64) -> u32 {
+/// The most probable pulse height of a muon in the simulated detector, mV: the budget's
+/// representative event.
+pub const REPRESENTATIVE_PULSE_MV: u16 = 80;
+
+/// A run's length the budget's numbers and time stamps are taken from, s.
+const RUN_S: u64 = 3_600;
+
+/// The frame of a full batch of events at `rate` per second of a `tick_hz` counter,
+/// `run_s` seconds into a run, bytes.
+pub fn full_batch_frame_bytes(rate: u32, tick_hz: u32, run_s: u64) -> u32 {
+    let rate = rate.max(1);
+    let mean_gap = u64::from(tick_hz) / u64::from(rate);
+    let gaps = MAX_BATCH_EVENTS as u64 - 1;
     let mut events = heapless::Vec::new();
-    for i in 0..MAX_BATCH_EVENTS {
+    for i in 0..MAX_BATCH_EVENTS as u64 {
+        // The gap at quantile p = (i − ½)/15 of an exponential: −ln(1 − p) · mean, with
+        // 1 − p = (2·15 − 2i + 1)/(2·15) in Q16.
+        let delta_ticks = if i == 0 {
+            0
+        } else {
+            let survival_q16 = ((2 * gaps - 2 * i + 1) << 16) / (2 * gaps);
+            (neg_ln_q16(survival_q16, 16) * mean_gap) >> 16
+        };
         let _ = events.push(Event {
-            delta_ticks: if i == 0 { 0 } else { delta_ticks },
+            delta_ticks: u32::try_from(delta_ticks).unwrap_or(u32::MAX),
             channels: Channels::BOTH,
-            pulse_a_mv: 200,
-            pulse_b_mv: 200,
+            pulse_a_mv: REPRESENTATIVE_PULSE_MV,
+            pulse_b_mv: REPRESENTATIVE_PULSE_MV,
         });
     }
     frame_bytes(&FromFrontEnd::Events(EventBatch {
-        first_event: u32::MAX,
-        first_ticks,
+        first_event: u32::try_from(u64::from(rate) * run_s).unwrap_or(u32::MAX),
+        first_ticks: u64::from(tick_hz) * run_s,
         events,
     }))
 }
 
-/// The largest housekeeping frame of a day-long run, bytes.
-pub fn housekeeping_frame_bytes(tick_hz: u32) -> u32 {
+/// A housekeeping frame at `rate` events per second, every `interval_ms`, `run_s` seconds
+/// into a run, bytes.
+pub fn housekeeping_frame_bytes(rate: u32, tick_hz: u32, interval_ms: u32, run_s: u64) -> u32 {
+    let per_interval =
+        u32::try_from(u64::from(rate) * u64::from(interval_ms) / 1_000).unwrap_or(u32::MAX);
+    let interval_ticks =
+        u32::try_from(u64::from(tick_hz) * u64::from(interval_ms) / 1_000).unwrap_or(u32::MAX);
     frame_bytes(&FromFrontEnd::Housekeeping(Housekeeping {
-        ticks: u64::from(tick_hz) * 86_400,
-        interval_ticks: u32::MAX,
-        hits_a: u32::MAX,
-        hits_b: u32::MAX,
-        coincidences: u32::MAX,
-        dead_ticks: u32::MAX,
-        temperature_centi_c: i16::MIN,
-        events_total: u32::MAX,
-        dropped_events_total: u32::MAX,
-        rejected_frames_total: u32::MAX,
+        ticks: u64::from(tick_hz) * run_s,
+        interval_ticks,
+        hits_a: per_interval,
+        hits_b: per_interval,
+        coincidences: per_interval,
+        dead_ticks: interval_ticks / 50,
+        temperature_centi_c: 2_200,
+        events_total: u32::try_from(u64::from(rate) * run_s).unwrap_or(u32::MAX),
+        dropped_events_total: 0,
+        rejected_frames_total: 0,
     }))
 }
 
@@ -78,19 +103,18 @@ fn frame_bytes(message: &FromFrontEnd) -> u32 {
 }
 
 /// The budget of a line at `baud` for a front end counting at `tick_hz` that sends
-/// housekeeping every `housekeeping_interval_ms`.
+/// housekeeping every `housekeeping_interval_ms` (see the module docs).
 pub fn line_budget(baud: u32, tick_hz: u32, housekeeping_interval_ms: u32) -> LineBudget {
     let line = u64::from(baud / 10);
-    let interval = u64::from(housekeeping_interval_ms.max(1));
-    let first_ticks = u64::from(tick_hz) * 86_400;
-    let housekeeping = housekeeping_frame_bytes(tick_hz);
-    let batch = |rate: u32| full_batch_frame_bytes(tick_hz / rate.max(1), first_ticks);
+    let interval = housekeeping_interval_ms.max(1);
+    let batch = |rate: u32| full_batch_frame_bytes(rate, tick_hz, RUN_S);
+    let housekeeping = |rate: u32| housekeeping_frame_bytes(rate, tick_hz, interval, RUN_S);
     let events = MAX_BATCH_EVENTS as u64;
     // rate · batch/16 + housekeeping · 1000/interval ≤ line, in integers.
     let fits = |rate: u32| {
-        u64::from(rate) * u64::from(batch(rate)) * interval
-            + u64::from(housekeeping) * 1_000 * events
-            <= line * events * interval
+        u64::from(rate) * u64::from(batch(rate)) * u64::from(interval)
+            + u64::from(housekeeping(rate)) * 1_000 * events
+            <= line * events * u64::from(interval)
     };
     let (mut lo, mut hi) = (0u32, (line as u32).max(1));
     while lo < hi {
@@ -104,7 +128,7 @@ pub fn line_budget(baud: u32, tick_hz: u32, housekeeping_interval_ms: u32) -> Li
     LineBudget {
         line_bytes_per_s: line as u32,
         full_batch_frame_bytes: batch(lo),
-        housekeeping_frame_bytes: housekeeping,
+        housekeeping_frame_bytes: housekeeping(lo),
         max_events_per_s: lo,
     }
 }
@@ -118,23 +142,27 @@ mod tests {
         let budget = line_budget(115_200, 12_000_000, 1_000);
         assert_eq!(budget.line_bytes_per_s, 11_520);
         let per_event = budget.full_batch_frame_bytes as f64 / 16.0;
-        assert!((8.0..12.0).contains(&per_event), "{budget:?}");
+        assert!((5.0..10.0).contains(&per_event), "{budget:?}");
         assert!(
-            (1_000..1_600).contains(&budget.max_events_per_s),
+            (1_200..2_000).contains(&budget.max_events_per_s),
             "{budget:?}"
         );
         // The rate found fits and one more does not (the search's own claim).
         let needed = |rate: u32| {
-            f64::from(rate)
-                * f64::from(full_batch_frame_bytes(
-                    12_000_000 / rate,
-                    12_000_000 * 86_400,
-                ))
-                / 16.0
-                + f64::from(budget.housekeeping_frame_bytes)
+            f64::from(rate) * f64::from(full_batch_frame_bytes(rate, 12_000_000, 3_600)) / 16.0
+                + f64::from(housekeeping_frame_bytes(rate, 12_000_000, 1_000, 3_600))
         };
         assert!(needed(budget.max_events_per_s) <= 11_520.0);
         assert!(needed(budget.max_events_per_s + 1) > 11_520.0);
+    }
+
+    #[test]
+    fn gaps_spread_like_a_poisson_streams() {
+        // At 1 000/s of a 12 MHz counter the mean gap is 12 000 ticks: the quantiles run
+        // from ~400 (two varint bytes) to ~41 000 (three), ten of the fifteen below 16 384.
+        let at = |rate| full_batch_frame_bytes(rate, 12_000_000, 3_600);
+        assert!(at(1_000) > at(10_000), "rarer events, longer gaps");
+        assert!(at(100) > at(1_000));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! since start by counting its wraps in its interrupt.
 //!
 //! QEMU models SysTick (unlike the general-purpose timers, whose counters read 0 there), so
-//! the same counter serves in emulation and on the part. It wraps every millisecond: its
-//! interrupt is also the main loop's wake-up when it sleeps between turns. The interrupt's
-//! 32-bit count of wraps overflows every 49.7 days; [`Ticks::now`], called every turn, adds
-//! each overflow to a 64-bit epoch.
+//! the same counter serves in emulation and on the part. It runs its full 24 bits, a wrap
+//! every 0.34 s at 50 MHz: a shorter period loses wraps in QEMU when the host is slow to
+//! run its timers (two wraps, one pending interrupt), which made time stamps run 17 % slow
+//! at 1 ms on a loaded machine. The interrupt's 32-bit count of wraps would overflow after
+//! 45 years; [`Ticks::now`] still carries each overflow into a 64-bit epoch.
 //!
 //! Invariant: [`Ticks::now`] never goes backwards: it re-reads when a wrap happened
 //! between its reads of the wrap count and of the counter.
@@ -16,8 +17,8 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
 
-/// Ticks per wrap: one millisecond.
-const PERIOD: u32 = crate::board::CLOCK_HZ / 1_000;
+/// Ticks per wrap: the counter's full 24 bits.
+const PERIOD: u32 = 1 << 24;
 
 static WRAPS: AtomicU32 = AtomicU32::new(0);
 

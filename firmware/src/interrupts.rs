@@ -12,6 +12,8 @@ pub enum Interrupt {
     Uart0 = 5,
     /// WDT0's first timeout.
     Watchdog = 18,
+    /// General-purpose timer 0, timer A: the main loop's wake-up.
+    Timer0A = 19,
 }
 
 // SAFETY: the numbers are the part's interrupt numbers, all below the table's length.
@@ -27,6 +29,7 @@ const LINES: usize = 43;
 unsafe extern "C" {
     fn UART0();
     fn WATCHDOG();
+    fn TIMER0A();
     fn DefaultHandler();
 }
 
@@ -37,5 +40,6 @@ pub static __INTERRUPTS: [unsafe extern "C" fn(); LINES] = {
     let mut table: [unsafe extern "C" fn(); LINES] = [DefaultHandler; LINES];
     table[Interrupt::Uart0 as usize] = UART0;
     table[Interrupt::Watchdog as usize] = WATCHDOG;
+    table[Interrupt::Timer0A as usize] = TIMER0A;
     table
 };

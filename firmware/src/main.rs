@@ -12,11 +12,12 @@
 //!   timeout makes.
 //! - [`boot_record`]: boot count and reset cause in SRAM that survives resets.
 //! - [`strap`]: the emulated board's simulated muon rate.
+//! - [`wakeup`]: timer 0A, waking the main loop every millisecond.
 //! - [`interrupts`]: the part's interrupt vector table.
 //!
 //! # The main loop
 //!
-//! Each turn (every millisecond, woken by SysTick, or at once when a byte arrives): kick
+//! Each turn (every millisecond, woken by timer 0A, or at once when a byte arrives): kick
 //! the watchdog, read the tick counter, hand every byte the UART received
 //! to the front end, let it sample its pulses, move the bytes it releases (paced at the
 //! configured baud, so the same path runs in QEMU, whose UART has no timing) into the
@@ -37,6 +38,7 @@ mod clock;
 mod interrupts;
 mod strap;
 mod uart;
+mod wakeup;
 mod watchdog;
 
 use core::mem::MaybeUninit;
@@ -91,6 +93,7 @@ fn main() -> ! {
     let mut ticks = clock::Ticks::start(core.SYST);
     let mut watchdog = watchdog::Watchdog::start(WATCHDOG_PERIOD_TICKS);
     let mut uart = uart::Uart0::new(board::CLOCK_HZ, BAUD);
+    wakeup::start(board::CLOCK_HZ / 1_000);
 
     let serial = board::serial_number();
     let mut config = FrontEndConfig::new(serial, FIRMWARE, board::CLOCK_HZ);
@@ -127,10 +130,7 @@ fn main() -> ! {
             }
         }
         front_end.poll(now);
-        loop {
-            let Some(byte) = pending.take().or_else(|| front_end.next_tx_byte(now)) else {
-                break;
-            };
+        while let Some(byte) = pending.take().or_else(|| front_end.next_tx_byte(now)) {
             if uart.write(byte).is_err() {
                 pending = Some(byte);
                 break;
@@ -143,7 +143,7 @@ fn main() -> ! {
             Some(Action::Stall) if pending.is_none() => stall(&mut uart),
             _ => {}
         }
-        // Sleep until the next millisecond's tick or a received byte. With interrupts
+        // Sleep until the next millisecond's wake-up or a received byte. With interrupts
         // masked, a byte arriving after the check still ends the `wfi` at once.
         cortex_m::interrupt::free(|_| {
             uart.wake_on_receive();

@@ -8,6 +8,8 @@
 //!   ([`gps::ublox`]) and a u-blox receiver simulator ([`gps::sim`]).
 //! - [`cosmicwatch`]: the CosmicWatch v2 / v3X muon detector's serial format, count rate
 //!   with dead-time correction, and its simulator.
+//! - [`frontend`]: Aloft's own detector front end (the firmware's logic, from
+//!   `aloft-detector`) simulated behind a pseudo-terminal, with resets, watchdog and faults.
 //! - [`pom`]: the 2B Technologies ozone monitor's serial data line, and its simulator.
 //! - [`bme280`], [`ms5611`], [`scd41`], [`ms4525do`], [`icm20948`] (with its attitude
 //!   fusion), [`sps30`], [`sbs`] (the smart battery on SMBus): I2C drivers generic over
@@ -35,6 +37,7 @@ pub mod bme280;
 pub mod cosmicwatch;
 pub mod crc;
 pub mod flight;
+pub mod frontend;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gps;

@@ -32,6 +32,11 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+
+use aloft_protocol::detector::{
+    BootInfo, Command as Request, FrameDecoder, FromFrontEnd, Housekeeping, MAX_FRAME_BYTES,
+    ReplyBody, ToFrontEnd, encode_frame,
+};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -100,6 +105,17 @@ pub enum FirmwareError {
         #[source]
         source: std::io::Error,
     },
+    /// The front end did not send the message waited for.
+    #[error("no {what} from the front end within {patience:?}")]
+    Timeout {
+        /// The message waited for.
+        what: String,
+        /// How long.
+        patience: Duration,
+    },
+    /// The serial line failed.
+    #[error("the serial line failed: {0}")]
+    Line(#[source] std::io::Error),
     /// A build of this process failed earlier (its error was returned then).
     #[error("the {0} image failed to build earlier in this process: {1}")]
     EarlierFailure(&'static str, String),
@@ -554,4 +570,128 @@ fn open_raw(path: &Path) -> Result<File, FirmwareError> {
     termios::cfsetspeed(&mut settings, BaudRate::B115200).map_err(|e| wrap(e.into()))?;
     termios::tcsetattr(file.as_fd(), SetArg::TCSANOW, &settings).map_err(|e| wrap(e.into()))?;
     Ok(file)
+}
+
+/// The agent's end of the UART, for tests and benches: requests out, messages in, decoded
+/// with the protocol crate's framing.
+#[derive(Debug)]
+pub struct FrontEndLine {
+    port: File,
+    decoder: FrameDecoder,
+    next_id: u16,
+    /// Frames from the front end that failed to decode.
+    pub rejected: u64,
+    /// Bytes read from the line.
+    pub bytes_read: u64,
+}
+
+impl FrontEndLine {
+    /// Opens the machine's serial terminal.
+    pub fn open(qemu: &Qemu) -> Result<FrontEndLine, FirmwareError> {
+        Ok(FrontEndLine {
+            port: qemu.open_serial()?,
+            decoder: FrameDecoder::new(),
+            next_id: 1,
+            rejected: 0,
+            bytes_read: 0,
+        })
+    }
+
+    /// The next message, or `None` when `deadline` passes first.
+    pub fn next(&mut self, deadline: Instant) -> Result<Option<FromFrontEnd>, FirmwareError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut buf = [0u8; 1];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let millis = u16::try_from(left.as_millis().min(1_000)).unwrap_or(1_000);
+            let mut fds = [PollFd::new(self.port.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(millis))
+                .map_err(|e| FirmwareError::Line(e.into()))?
+                == 0
+            {
+                continue;
+            }
+            if self.port.read(&mut buf).map_err(FirmwareError::Line)? == 0 {
+                return Ok(None);
+            }
+            self.bytes_read += 1;
+            match self.decoder.push::<FromFrontEnd>(buf[0]) {
+                Some(Ok(message)) => return Ok(Some(message)),
+                Some(Err(_)) => self.rejected += 1,
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `pick` chooses a message, for at most `patience`.
+    pub fn until<T>(
+        &mut self,
+        what: &str,
+        patience: Duration,
+        mut pick: impl FnMut(&FromFrontEnd) -> Option<T>,
+    ) -> Result<T, FirmwareError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let Some(message) = self.next(deadline)? else {
+                return Err(FirmwareError::Timeout {
+                    what: what.to_owned(),
+                    patience,
+                });
+            };
+            if let Some(found) = pick(&message) {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The next boot message.
+    pub fn boot(&mut self, patience: Duration) -> Result<BootInfo, FirmwareError> {
+        self.until("boot message", patience, |m| match m {
+            FromFrontEnd::Boot(info) => Some(*info),
+            _ => None,
+        })
+    }
+
+    /// The next housekeeping message.
+    pub fn housekeeping(&mut self, patience: Duration) -> Result<Housekeeping, FirmwareError> {
+        self.until("housekeeping", patience, |m| match m {
+            FromFrontEnd::Housekeeping(h) => Some(*h),
+            _ => None,
+        })
+    }
+
+    /// Writes raw bytes to the line.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), FirmwareError> {
+        self.port
+            .write_all(bytes)
+            .and_then(|()| self.port.flush())
+            .map_err(FirmwareError::Line)
+    }
+
+    /// Sends `command` in a frame; returns the request's id.
+    pub fn send(&mut self, command: Request) -> Result<u16, FirmwareError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut frame = [0u8; MAX_FRAME_BYTES];
+        let len = encode_frame(&ToFrontEnd { id, command }, &mut frame)
+            .map_err(|e| FirmwareError::Line(std::io::Error::other(e)))?;
+        self.write(&frame[..len])?;
+        Ok(id)
+    }
+
+    /// Sends `command` and waits at most `patience` for its reply.
+    pub fn request(
+        &mut self,
+        command: Request,
+        patience: Duration,
+    ) -> Result<ReplyBody, FirmwareError> {
+        let id = self.send(command)?;
+        self.until("reply", patience, |m| match m {
+            FromFrontEnd::Reply(reply) if reply.id == id => Some(reply.body),
+            _ => None,
+        })
+    }
 }

@@ -10,17 +10,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use aloft_detector::line_budget;
 use aloft_protocol::detector::{
-    BootInfo, Command, FrameDecoder, FromFrontEnd, Housekeeping, MAX_FRAME_BYTES, Refusal,
-    ReplyBody, ResetCause, ToFrontEnd, encode_frame,
+    BootInfo, Command, FromFrontEnd, Housekeeping, MAX_FRAME_BYTES, Refusal, ReplyBody, ResetCause,
+    ToFrontEnd, encode_frame,
 };
-use aloft_test_support::firmware::{FirmwareImage, Qemu, QemuOptions};
+use aloft_test_support::firmware::{FirmwareImage, FrontEndLine, Qemu, QemuOptions};
 
 /// Bound of every wait: QEMU on a shared, loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -48,99 +45,36 @@ fn tools() -> Option<()> {
     None
 }
 
-/// The agent's end of the UART: frames out, messages in.
-struct Line {
-    port: File,
-    decoder: FrameDecoder,
-    next_id: u16,
-    /// Frames from the front end that failed to decode (there must be none).
-    rejected: usize,
-}
+/// The test's view of the line: every wait bounded by [`PATIENCE`], failures panic.
+struct Line(FrontEndLine);
 
 impl Line {
     fn open(qemu: &Qemu) -> Line {
-        Line {
-            port: qemu.open_serial().unwrap(),
-            decoder: FrameDecoder::new(),
-            next_id: 1,
-            rejected: 0,
-        }
+        Line(FrontEndLine::open(qemu).unwrap())
     }
 
-    /// The next message, waiting at most until `deadline`.
     fn next(&mut self, deadline: Instant) -> Option<FromFrontEnd> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let mut byte = [0u8; 1];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            let millis = u16::try_from(left.as_millis().min(1_000)).unwrap();
-            let mut fds = [PollFd::new(self.port.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(millis)).unwrap() == 0 {
-                continue;
-            }
-            if self.port.read(&mut byte).unwrap() == 0 {
-                return None;
-            }
-            match self.decoder.push::<FromFrontEnd>(byte[0]) {
-                Some(Ok(message)) => return Some(message),
-                Some(Err(_)) => self.rejected += 1,
-                None => {}
-            }
-        }
+        self.0.next(deadline).unwrap()
     }
 
-    /// Reads until `pick` chooses a message, failing after [`PATIENCE`].
-    fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&FromFrontEnd) -> Option<T>) -> T {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let Some(message) = self.next(deadline) else {
-                panic!("no {what} within {PATIENCE:?}");
-            };
-            if let Some(found) = pick(&message) {
-                return found;
-            }
-        }
+    fn until<T>(&mut self, what: &str, pick: impl FnMut(&FromFrontEnd) -> Option<T>) -> T {
+        self.0.until(what, PATIENCE, pick).unwrap()
     }
 
     fn boot(&mut self) -> BootInfo {
-        self.until("boot message", |m| match m {
-            FromFrontEnd::Boot(info) => Some(*info),
-            _ => None,
-        })
+        self.0.boot(PATIENCE).unwrap()
     }
 
     fn housekeeping(&mut self) -> Housekeeping {
-        self.until("housekeeping", |m| match m {
-            FromFrontEnd::Housekeeping(h) => Some(*h),
-            _ => None,
-        })
+        self.0.housekeeping(PATIENCE).unwrap()
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.port.write_all(bytes).unwrap();
-        self.port.flush().unwrap();
+        self.0.write(bytes).unwrap();
     }
 
-    /// Sends `command`; returns the request's id.
-    fn send(&mut self, command: Command) -> u16 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut frame = [0u8; MAX_FRAME_BYTES];
-        let len = encode_frame(&ToFrontEnd { id, command }, &mut frame).unwrap();
-        self.write(&frame[..len]);
-        id
-    }
-
-    /// Sends `command` and waits for its reply.
     fn request(&mut self, command: Command) -> ReplyBody {
-        let id = self.send(command);
-        self.until("reply", |m| match m {
-            FromFrontEnd::Reply(reply) if reply.id == id => Some(reply.body),
-            _ => None,
-        })
+        self.0.request(command, PATIENCE).unwrap()
     }
 }
 
@@ -170,7 +104,7 @@ fn boots_at_power_on_with_count_one_and_its_clock() {
     );
     assert_eq!(boot.tick_hz, 50_000_000);
     assert_eq!(boot.settings.baud, 115_200);
-    assert_eq!(line.rejected, 0);
+    assert_eq!(line.0.rejected, 0);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - `demo`: the main job on simulated sensors.
 //! - `cross ARCH...`: the edge binaries for aarch64 and armv7 with Debian's toolchain.
 //! - `deploy`: the checks of deploy/ that `test` runs.
+//! - `firmware`: the detector front end's firmware images, with their flash and RAM use.
 //! - `cycles`: the import cycles between each crate's modules (the test suite checks the
 //!   same in `module_cycles::tests`).
 //!
@@ -30,6 +31,7 @@ mod bench_sync;
 mod cross;
 mod demo;
 mod deploy;
+mod firmware;
 mod module_cycles;
 mod packages;
 mod procfs;
@@ -85,6 +87,16 @@ enum Chore {
     },
     /// List the import cycles between each crate's modules; fail if a crate has one.
     Cycles,
+    /// Build the detector front end's firmware images (normal and fault-hooks) into
+    /// target/firmware/images/ and print their flash and RAM use.
+    Firmware {
+        /// Do not install missing Debian packages.
+        #[arg(long)]
+        no_install: bool,
+        /// Also check firmware/'s formatting and lint it (rust-web-clippy), as `test` does.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -109,6 +121,9 @@ enum Bench {
     Cross,
     /// Hub and agent syncing a million-reading backlog over TLS: speed, bytes, 1 Mbit/s link.
     Sync,
+    /// The detector firmware's flash and RAM, bytes per event on the wire, and the event
+    /// rate 115 200 baud carries, checked in QEMU.
+    Firmware,
 }
 
 fn main() -> ExitCode {
@@ -127,6 +142,7 @@ fn main() -> ExitCode {
         } => cross::cross(&arches, test, !no_install),
         Chore::Deploy { no_install } => deploy::test(!no_install),
         Chore::Cycles => module_cycles::check(&workspace_root()),
+        Chore::Firmware { no_install, check } => firmware::firmware(!no_install, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +215,10 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
         ]),
     )?;
 
+    // The firmware (outside the workspace): its lints and both images, built once here for
+    // the suite's firmware tests.
+    let firmware_images = firmware::test(!no_install)?;
+
     // One build of every test target; the demo smoke run below reuses its binaries.
     let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["nextest", "--version"])
@@ -225,6 +245,9 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     }
     if let Some(python) = &readers {
         tests.env("ALOFT_EXPORT_PYTHON", python);
+    }
+    if let Some(images) = &firmware_images {
+        tests.env(aloft_test_support::firmware::IMAGES_ENV, images);
     }
     run("the test suite", &mut tests)?;
     if nextest {
@@ -258,6 +281,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Hub => bench_hub::bench(),
         Bench::Export => bench_export::bench(),
         Bench::Sync => bench_sync::bench(),
+        Bench::Firmware => firmware::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([

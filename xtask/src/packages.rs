@@ -24,6 +24,33 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What building and linting the detector front end's firmware needs from Debian, and
+/// why (`cargo xtask firmware` and `test` install them).
+pub const FIRMWARE_PACKAGES: &[(&str, &str)] = &[
+    (
+        "rustc-web",
+        "Debian's rustc 1.96, which builds the firmware (bookworm-security)",
+    ),
+    (
+        "rust-web-src",
+        "the core library's source, built for thumbv7m-none-eabi (-Zbuild-std=core)",
+    ),
+    (
+        "rust-web-clippy",
+        "clippy for rustc-web: the firmware's lint check",
+    ),
+    (
+        "binutils-arm-none-eabi",
+        "arm-none-eabi-ld, the firmware's linker",
+    ),
+];
+
+/// The emulator that runs the firmware image (`qemu-system-arm -machine lm3s6965evb`),
+/// installed together at the version of the machine's qemu-utils, which a
+/// bookworm-backports qemu-utils otherwise has apt remove (firmware.rs says how).
+pub const FIRMWARE_EMULATOR_PACKAGES: [&str; 3] =
+    ["qemu-system-arm", "qemu-system-common", "qemu-system-data"];
+
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
