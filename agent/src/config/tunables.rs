@@ -302,6 +302,13 @@ pub fn check_one(kind: SensorKind, key: &str, value: &TunableValue) -> Result<()
 /// What a tunable takes, in words.
 pub fn describe(accepts: Accepts) -> String {
     match accepts {
+        // A long even ladder (the detector's thresholds) reads as its range and step.
+        Accepts::OneOf(values) if values.len() > 12 && evenly_spaced(values) => format!(
+            "one of {} to {} in steps of {}",
+            values[0],
+            values[values.len() - 1],
+            values[1] - values[0]
+        ),
         Accepts::OneOf(values) => format!(
             "one of {}",
             values
@@ -312,6 +319,15 @@ pub fn describe(accepts: Accepts) -> String {
         ),
         Accepts::Names(names) => format!("one of {}", names.join(", ")),
     }
+}
+
+/// Whether `values` rise by one step throughout.
+fn evenly_spaced(values: &[i64]) -> bool {
+    let step = match values {
+        [a, b, ..] => b.saturating_sub(*a),
+        _ => return false,
+    };
+    step > 0 && values.windows(2).all(|w| w[1].saturating_sub(w[0]) == step)
 }
 
 /// Checks a whole set for `kind`: the protocol's bounds, then every key and value. The
@@ -412,7 +428,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [SensorKind; 9] = [
+    const KINDS: [SensorKind; 10] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -422,6 +438,7 @@ mod tests {
         SensorKind::Ms4525do,
         SensorKind::Pom,
         SensorKind::Sps30,
+        SensorKind::Detector,
     ];
 
     #[test]
@@ -459,6 +476,12 @@ mod tests {
         let set = Tunables::from([("dead_time".into(), TunableValue::Integer(3))]);
         let why = check(SensorKind::Cosmicwatch, &set).unwrap_err();
         assert!(why.contains("has no tunables"), "{why}");
+        let set = Tunables::from([("threshold_mv".into(), TunableValue::Integer(42))]);
+        let why = check(SensorKind::Detector, &set).unwrap_err();
+        assert!(
+            why.contains("threshold_mv") && why.contains("one of 5 to 1000 in steps of 5"),
+            "{why}"
+        );
     }
 
     fn arb_value() -> impl Strategy<Value = TunableValue> {
@@ -485,6 +508,8 @@ mod tests {
                 "temperature_unit",
                 "pressure_unit",
                 "auto_cleaning_interval_days",
+                "threshold_mv",
+                "coincidence_window_ns",
             ])
             .prop_map(String::from),
         ]
