@@ -115,6 +115,11 @@ fn main() -> ! {
         Err(e) => panic!("front end configuration refused: {e}"),
     };
 
+    #[cfg(feature = "fault-hooks")]
+    if boot.reset_cause == ResetCause::PowerOn && strap::panic_at_first_boot() {
+        panic!("the fault strap's panic at the first start");
+    }
+
     // A byte the front end released that the full FIFO did not take yet.
     let mut pending: Option<u8> = None;
     loop {

@@ -7,6 +7,11 @@
 //! On the part, and in QEMU without the loader, the words hold whatever SRAM held: only
 //! the magic word in the low half makes them a strap, and a rate above
 //! [`MAX_MUON_RATE_MHZ`] is ignored, so the default model applies.
+//!
+//! The two words after it are the fault strap, read only by the `fault-hooks` build: with
+//! [`PANIC_MAGIC`] and [`PANIC_AT_FIRST_BOOT`], the first start after power-on panics
+//! before its main loop, so a test sees what the panic handler does (the next boot says
+//! "watchdog").
 
 use core::ptr::{addr_of, read_volatile};
 
@@ -16,9 +21,18 @@ pub const MAGIC: u32 = 0x5349_4D01;
 /// The highest muon rate a strap may set, mHz (100 000 events a second, far past any line).
 pub const MAX_MUON_RATE_MHZ: u32 = 100_000_000;
 
+/// The fault strap's magic word ("FLT" and a version).
+#[cfg(feature = "fault-hooks")]
+pub const PANIC_MAGIC: u32 = 0x464C_5401;
+
+/// The fault strap's code for a panic in the first start after power-on.
+#[cfg(feature = "fault-hooks")]
+pub const PANIC_AT_FIRST_BOOT: u32 = 1;
+
 unsafe extern "C" {
-    /// The strap's words (memory.x): magic, muon rate in mHz.
-    static _simulation_strap: [u32; 2];
+    /// The strap's words (memory.x): magic, muon rate in mHz, then the fault strap's
+    /// magic and code.
+    static _simulation_strap: [u32; 4];
 }
 
 /// The muon rate the strap sets, mHz, if a strap is present.
@@ -27,4 +41,13 @@ pub fn muon_rate_mhz() -> Option<u32> {
     // SAFETY: the two words are reserved SRAM (memory.x), valid to read in any state.
     let [magic, rate] = unsafe { [read_volatile(words), read_volatile(words.add(1))] };
     (magic == MAGIC && rate <= MAX_MUON_RATE_MHZ).then_some(rate)
+}
+
+/// Whether the fault strap asks this start (the first after power-on) to panic.
+#[cfg(feature = "fault-hooks")]
+pub fn panic_at_first_boot() -> bool {
+    let words = addr_of!(_simulation_strap) as *const u32;
+    // SAFETY: the words are reserved SRAM (memory.x), valid to read in any state.
+    let [magic, code] = unsafe { [read_volatile(words.add(2)), read_volatile(words.add(3))] };
+    magic == PANIC_MAGIC && code == PANIC_AT_FIRST_BOOT
 }

@@ -40,7 +40,7 @@ use aloft_protocol::detector::{
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Names a folder holding images already built (`aloft-firmware.elf`,
@@ -52,6 +52,9 @@ pub const TARGET: &str = "thumbv7m-none-eabi";
 
 /// The line rate of UART0 in the firmware's default settings, bit/s.
 pub const BAUD: u32 = 115_200;
+
+/// How much of QEMU's standard error [`Qemu::stderr`] keeps, bytes.
+const STDERR_KEPT: usize = 16 * 1024;
 
 /// How long QEMU may take to start and print its terminal's path.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -378,6 +381,10 @@ pub struct QemuOptions {
     /// The simulated detector's muon rate, mHz, through the board's simulation strap
     /// (firmware/src/strap.rs); `None` keeps the physical default (about 3 a second).
     pub muon_rate_mhz: Option<u32>,
+    /// The fault strap, honoured by the fault-hooks image only: the first start after
+    /// power-on panics before its main loop (the panic handler's reset then reads as
+    /// "watchdog").
+    pub panic_at_first_boot: bool,
 }
 
 /// Where the simulation strap sits: after the 16-byte boot record at the end of SRAM
@@ -387,12 +394,17 @@ const STRAP_ADDRESS: u32 = 0x2000_FFF0;
 /// The strap's magic word (firmware/src/strap.rs).
 const STRAP_MAGIC: u32 = 0x5349_4D01;
 
+/// The fault strap's magic word and its panic code (firmware/src/strap.rs).
+const FAULT_STRAP_MAGIC: u32 = 0x464C_5401;
+const PANIC_AT_FIRST_BOOT: u32 = 1;
+
 /// The emulated board running one image, its UART0 on a pseudo-terminal. Killed on drop.
 #[derive(Debug)]
 pub struct Qemu {
     child: Child,
     monitor: Option<ChildStdin>,
     serial_path: PathBuf,
+    stderr: Arc<Mutex<String>>,
     // Held open (raw) for the machine's life: QEMU's pty backend drops output while the
     // terminal is closed (see the module doc).
     _terminal: File,
@@ -415,6 +427,16 @@ impl Qemu {
             qemu.args([
                 "-device",
                 &format!("loader,addr={STRAP_ADDRESS:#x},data={data:#x},data-len=8"),
+            ]);
+        }
+        if options.panic_at_first_boot {
+            let data = (u64::from(PANIC_AT_FIRST_BOOT) << 32) | u64::from(FAULT_STRAP_MAGIC);
+            qemu.args([
+                "-device",
+                &format!(
+                    "loader,addr={:#x},data={data:#x},data-len=8",
+                    STRAP_ADDRESS + 8
+                ),
             ]);
         }
         let mut child = qemu
@@ -461,10 +483,31 @@ impl Qemu {
             }
         };
         let terminal = open_raw(&serial_path)?;
+        // Drained for the machine's life, so that QEMU never blocks on a full pipe; the
+        // end is kept for [`Qemu::stderr`].
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let kept = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                    if text.len() > STDERR_KEPT {
+                        let cut = text.len() - STDERR_KEPT / 2;
+                        let cut = (cut..text.len())
+                            .find(|&i| text.is_char_boundary(i))
+                            .unwrap_or(text.len());
+                        text.drain(..cut);
+                    }
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
         let mut qemu = Qemu {
             child,
             monitor,
             serial_path,
+            stderr,
             _terminal: terminal,
         };
         qemu.monitor_command("cont")?;
@@ -479,6 +522,14 @@ impl Qemu {
     /// Opens the terminal (another descriptor, raw mode) for reading and writing frames.
     pub fn open_serial(&self) -> Result<File, FirmwareError> {
         open_raw(&self.serial_path)
+    }
+
+    /// The end of what QEMU wrote to its standard error, for a failing test's message.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether QEMU still runs.
@@ -693,5 +744,65 @@ impl FrontEndLine {
             FromFrontEnd::Reply(reply) if reply.id == id => Some(reply.body),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 32-bit little-endian ELF with the given (type, flags, address, size) sections.
+    fn elf(sections: &[(u32, u32, u32, u32)]) -> Vec<u8> {
+        const SHENTSIZE: usize = 40;
+        let shoff = 52usize;
+        let mut out = vec![0u8; shoff + SHENTSIZE * sections.len()];
+        out[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        out[0x20..0x24].copy_from_slice(&(shoff as u32).to_le_bytes());
+        out[0x2E..0x30].copy_from_slice(&(SHENTSIZE as u16).to_le_bytes());
+        out[0x30..0x32].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+        for (i, (kind, flags, addr, size)) in sections.iter().enumerate() {
+            let at = shoff + i * SHENTSIZE;
+            out[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+            out[at + 8..at + 12].copy_from_slice(&flags.to_le_bytes());
+            out[at + 12..at + 16].copy_from_slice(&addr.to_le_bytes());
+            out[at + 20..at + 24].copy_from_slice(&size.to_le_bytes());
+        }
+        out
+    }
+
+    const PROGBITS: u32 = 1;
+    const NOBITS: u32 = 8;
+    const ALLOC: u32 = 2;
+
+    #[test]
+    fn flash_counts_code_and_data_images_and_ram_counts_data_bss_and_the_record() {
+        let image = elf(&[
+            (PROGBITS, ALLOC, 0, 236),               // .vector_table
+            (PROGBITS, ALLOC | 4, 236, 12_000),      // .text
+            (PROGBITS, ALLOC, 12_236, 1_000),        // .rodata
+            (PROGBITS, ALLOC | 1, 0x2000_0000, 16),  // .data: in flash and RAM
+            (NOBITS, ALLOC | 1, 0x2000_0010, 2_000), // .bss
+            (PROGBITS, 0, 0, 300_000),               // .debug_info: neither
+        ]);
+        assert_eq!(
+            Footprint::of_elf(&image),
+            Some(Footprint {
+                flash_bytes: 236 + 12_000 + 1_000 + 16,
+                ram_bytes: 16 + 2_000 + BOOT_RECORD_BYTES,
+            })
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_32_bit_little_endian_elf_has_no_footprint() {
+        assert_eq!(Footprint::of_elf(b""), None);
+        assert_eq!(Footprint::of_elf(b"#!/bin/sh\n"), None);
+        let mut big_endian = elf(&[]);
+        big_endian[5] = 2;
+        assert_eq!(Footprint::of_elf(&big_endian), None);
+        // Section headers past the end of the file.
+        let mut truncated = elf(&[(PROGBITS, ALLOC, 0, 10)]);
+        truncated.truncate(60);
+        assert_eq!(Footprint::of_elf(&truncated), None);
     }
 }

@@ -275,10 +275,38 @@ fn a_stalled_main_loop_is_reset_by_the_watchdog_and_says_so() {
     ));
 }
 
+#[test]
+fn a_panic_resets_the_mcu_and_the_next_boot_says_watchdog() {
+    let Some(()) = tools() else { return };
+    let image = FirmwareImage::build_with_fault_hooks().unwrap();
+    let options = QemuOptions {
+        panic_at_first_boot: true,
+        ..QemuOptions::default()
+    };
+    let qemu = Qemu::start_with(&image, options).unwrap();
+    let mut line = Line::open(&qemu);
+    // The first start panicked before its main loop sent anything.
+    let first = line
+        .next(Instant::now() + PATIENCE)
+        .expect("a first message");
+    let FromFrontEnd::Boot(boot) = first else {
+        panic!("the first message is not a boot message: {first:?}");
+    };
+    assert_eq!(
+        (boot.reset_cause, boot.boot_count),
+        (ResetCause::Watchdog, 2)
+    );
+    assert!(matches!(
+        line.request(Command::Ping),
+        ReplyBody::Pong { .. }
+    ));
+}
+
 /// Drops reported over `intervals` housekeeping messages at `rate` events a second.
 fn drops_at(rate_per_s: u32, intervals: u32) -> (u32, u32) {
     let options = QemuOptions {
         muon_rate_mhz: Some(rate_per_s * 1_000),
+        ..QemuOptions::default()
     };
     let (_qemu, mut line) = start(options);
     line.boot();
@@ -305,11 +333,14 @@ fn above_the_lines_capacity_events_are_dropped_and_below_none() {
         "{dropped} of {events} dropped at twice the {} events/s the line carries",
         budget.max_events_per_s
     );
-    let (dropped, events) = drops_at(budget.max_events_per_s / 2, 3);
+    // A quarter, not just under: the firmware samples when QEMU runs it, and a host that
+    // stalls the emulator for a tenth of a second hands the front end that long's events
+    // at once, which near the line's rate would overflow its queue.
+    let (dropped, events) = drops_at(budget.max_events_per_s / 4, 3);
     assert!(events > 0);
     assert_eq!(
         dropped, 0,
-        "{dropped} of {events} dropped at half the {} events/s the line carries",
+        "{dropped} of {events} dropped at a quarter of the {} events/s the line carries",
         budget.max_events_per_s
     );
 }

@@ -12,7 +12,9 @@
 //! bookworm-backports (10.0), which Breaks bookworm's qemu-system-common (7.2): installing
 //! bookworm's qemu-system-arm would remove it. So qemu-system-arm is installed at the
 //! installed qemu-utils' version (enabling bookworm-backports when that is where it comes
-//! from), and an install that `apt-get -s` shows would remove anything is refused.
+//! from; if the suite has moved on, its current set with qemu-utils upgraded alongside),
+//! and an install that `apt-get -s` shows removing a package, or upgrading one not asked
+//! for (qemu-user, which the cross tests run), is refused.
 //!
 //! Invariants: both images are built once per command and the test suite is pointed at
 //! them (`ALOFT_FIRMWARE_IMAGES`); the normal image stays within [`MAX_FLASH_BYTES`].
@@ -68,43 +70,74 @@ fn ensure_qemu() -> Result<()> {
              qemu-utils (docs/firmware.md), or run with --no-install to skip the firmware steps"
         );
     }
-    let wanted: Vec<String> = match package_version("qemu-utils") {
+    // First choice: the emulator at exactly the installed qemu-utils' version. When the
+    // suite has moved on since (a newer backport), the suite's current set, which upgrades
+    // qemu-utils along with it rather than removing it.
+    let mut candidates: Vec<Vec<String>> = Vec::new();
+    match package_version("qemu-utils") {
         Some(version) => {
             if version.contains("bpo12") {
                 enable_backports()?;
+                let mut suite: Vec<String> = ["-t", "bookworm-backports", "qemu-utils"]
+                    .map(str::to_owned)
+                    .to_vec();
+                suite.extend(QEMU_PACKAGES.map(str::to_owned));
+                candidates.push(QEMU_PACKAGES.map(|p| format!("{p}={version}")).to_vec());
+                candidates.push(suite);
+            } else {
+                candidates.push(QEMU_PACKAGES.map(|p| format!("{p}={version}")).to_vec());
             }
-            QEMU_PACKAGES
-                .iter()
-                .map(|p| format!("{p}={version}"))
-                .collect()
         }
-        None => vec!["qemu-system-arm".to_owned()],
+        None => candidates.push(vec!["qemu-system-arm".to_owned()]),
+    }
+    let mut refusals = String::new();
+    for wanted in &candidates {
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let mut simulate = vec!["-s", "install", "--no-install-recommends"];
+        simulate.extend(&wanted);
+        let plan = apt(&simulate)?;
+        let plan_text = String::from_utf8_lossy(&plan.stdout);
+        if !plan.status.success() || plan_text.lines().any(|l| disturbs(l, &wanted)) {
+            refusals.push_str(&format!(
+                "\n`apt-get -s install {}` removes or upgrades other packages, or fails:\n{}{}",
+                wanted.join(" "),
+                plan_text,
+                String::from_utf8_lossy(&plan.stderr)
+            ));
+            continue;
+        }
+        eprintln!("xtask: installing {}", wanted.join(" "));
+        let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+        install.extend(&wanted);
+        let out = apt(&install)?;
+        if !out.status.success() {
+            bail!(
+                "apt-get install {} failed: {}",
+                wanted.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        return Ok(());
+    }
+    bail!("qemu-system-arm cannot be installed without removing or upgrading others:{refusals}")
+}
+
+/// Whether a line of `apt-get -s install WANTED` removes a package, or upgrades an installed
+/// one that was not asked for (say qemu-user, which the cross tests run).
+fn disturbs(line: &str, wanted: &[&str]) -> bool {
+    if line.starts_with("Remv ") {
+        return true;
+    }
+    let Some(rest) = line.strip_prefix("Inst ") else {
+        return false;
     };
-    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let mut simulate = vec!["-s", "install", "--no-install-recommends"];
-    simulate.extend(&wanted);
-    let plan = apt(&simulate)?;
-    let plan_text = String::from_utf8_lossy(&plan.stdout);
-    if !plan.status.success() || plan_text.lines().any(|l| l.starts_with("Remv ")) {
-        bail!(
-            "installing {} would remove packages or cannot be done:\n{}{}",
-            wanted.join(" "),
-            plan_text,
-            String::from_utf8_lossy(&plan.stderr)
-        );
-    }
-    eprintln!("xtask: installing {}", wanted.join(" "));
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend(&wanted);
-    let out = apt(&install)?;
-    if !out.status.success() {
-        bail!(
-            "apt-get install {} failed: {}",
-            wanted.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    let mut words = rest.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let upgrade = words.next().is_some_and(|w| w.starts_with('['));
+    let asked = wanted
+        .iter()
+        .any(|w| w.split('=').next() == Some(name.split(':').next().unwrap_or(name)));
+    upgrade && !asked
 }
 
 /// Adds Debian's bookworm-backports suite to apt's sources (its packages install only
@@ -260,6 +293,7 @@ struct RateRun {
 fn run_at(image: &FirmwareImage, rate_per_s: u32, intervals: u32) -> Result<RateRun> {
     let options = QemuOptions {
         muon_rate_mhz: Some(rate_per_s.saturating_mul(1_000)),
+        ..QemuOptions::default()
     };
     let qemu = Qemu::start_with(image, options)?;
     let mut line = FrontEndLine::open(&qemu)?;
@@ -366,6 +400,28 @@ mod tests {
     fn manifest(path: &str) -> toml::Table {
         let text = std::fs::read_to_string(workspace_root().join(path)).unwrap_or_default();
         text.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_install_plan_that_removes_or_upgrades_others_disturbs() {
+        let wanted = ["qemu-system-arm=1:10.0.2", "qemu-utils"];
+        assert!(disturbs("Remv qemu-utils [1:10.0.2]", &wanted));
+        assert!(disturbs(
+            "Inst qemu-user [1:7.2] (1:10.0.2 Debian Backports [amd64])",
+            &wanted
+        ));
+        assert!(!disturbs(
+            "Inst qemu-utils [1:10.0.1] (1:10.0.2 Debian Backports [amd64])",
+            &wanted
+        ));
+        assert!(!disturbs(
+            "Inst libfdt1 (1.6.1-4+b1 Debian:12.15 [amd64])",
+            &wanted
+        ));
+        assert!(!disturbs(
+            "Conf qemu-system-arm (1:10.0.2 Debian Backports [amd64])",
+            &wanted
+        ));
     }
 
     #[test]
