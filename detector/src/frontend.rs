@@ -49,7 +49,8 @@
 //! [`REPLY_QUEUE`] replies wait; a request arriving when they are all waiting (a flood
 //! faster than the line carries the replies) is not answered and counts as rejected.
 //!
-//! Invariants: nothing blocks, allocates or panics on any input; every request frame is
+//! Invariants: nothing blocks, allocates or panics on any input; one call does bounded
+//! work (a poll takes at most [`PULSES_PER_POLL`] pulses); every request frame is
 //! either answered, counted as rejected, or arrived after an accepted reset;
 //! `events_total` = events sent + dropped + waiting.
 
@@ -90,6 +91,8 @@ pub const BAUD_MAX: u32 = 4_000_000;
 pub const EVENT_QUEUE_BATCHES: usize = 4;
 /// Replies that wait for the line at most.
 pub const REPLY_QUEUE: usize = 8;
+/// Pulses one [`FrontEnd::poll`] takes from the source at most.
+pub const PULSES_PER_POLL: usize = 512;
 
 const NS_PER_S: u64 = 1_000_000_000;
 
@@ -445,24 +448,34 @@ impl<S: PulseSource> FrontEnd<S> {
         self.idle_line_until(now_ticks);
         match self.decoder.push::<ToFrontEnd>(byte) {
             None => {}
-            Some(Err(_)) => self.counters.rejected_frames_total += 1,
+            Some(Err(_)) => bump(&mut self.counters.rejected_frames_total),
             Some(Ok(request)) => self.handle(request, now_ticks),
         }
     }
 
-    /// Samples the source up to `now_ticks`: discriminates and pairs its pulses, batches
-    /// events, queues housekeeping when due.
+    /// Samples the source up to `now_ticks`: discriminates and pairs its pulses (at most
+    /// [`PULSES_PER_POLL`]; the rest at the next calls), batches events, queues
+    /// housekeeping when due.
     pub fn poll(&mut self, now_ticks: u64) {
         if self.action.is_some() {
             return;
         }
         self.idle_line_until(now_ticks);
         let now_ns = ticks_to_ns(now_ticks, self.config.tick_hz);
-        while let Some(pulse) = self.source.next_pulse(now_ns) {
+        // Bounded work per call, so the main loop keeps its period (and kicks its watchdog)
+        // even after a stall or a jump of the clock; the rest wait in the source.
+        let mut caught_up = false;
+        for _ in 0..PULSES_PER_POLL {
+            let Some(pulse) = self.source.next_pulse(now_ns) else {
+                caught_up = true;
+                break;
+            };
             self.take_pulse(pulse);
         }
         let window = u64::from(self.config.settings.coincidence_window_ns);
-        if let Some(open) = self.open
+        // Only once every pulse before now was seen can no partner be on its way.
+        if caught_up
+            && let Some(open) = self.open
             && open.at_ns.saturating_add(window) < now_ns
         {
             self.open = None;
@@ -487,24 +500,24 @@ impl<S: PulseSource> FrontEnd<S> {
             self.idle_line_until(now_ticks);
             return None;
         }
-        let mut end_ticks = self.line_free_ticks + self.byte_ticks;
+        let mut end_ticks = self.line_free_ticks.saturating_add(self.byte_ticks);
         let mut end_frac = self.line_free_frac + self.byte_frac;
         if end_frac >= self.config.settings.baud {
             end_frac -= self.config.settings.baud;
-            end_ticks += 1;
+            end_ticks = end_ticks.saturating_add(1);
         }
         // The byte ends at end_ticks + end_frac/baud: it is carried by now only if that is
         // at most now.
-        if end_ticks + u64::from(end_frac > 0) > now_ticks {
+        if end_ticks.saturating_add(u64::from(end_frac > 0)) > now_ticks {
             return None;
         }
         self.line_free_ticks = end_ticks;
         self.line_free_frac = end_frac;
         let byte = *self.tx.get(self.tx_pos)?;
         self.tx_pos += 1;
-        self.counters.bytes_sent += 1;
+        self.counters.bytes_sent = self.counters.bytes_sent.wrapping_add(1);
         if self.tx_pos >= self.tx_len {
-            self.counters.frames_sent += 1;
+            bump(&mut self.counters.frames_sent);
             if let Some(action) = self.tx_then.take() {
                 self.action = Some(action);
             }
@@ -525,7 +538,11 @@ impl<S: PulseSource> FrontEnd<S> {
         }
         let frac = u64::from(self.line_free_frac) + u64::from(self.byte_frac);
         let baud = u64::from(self.config.settings.baud);
-        Some(self.line_free_ticks + self.byte_ticks + frac.div_ceil(baud))
+        Some(
+            self.line_free_ticks
+                .saturating_add(self.byte_ticks)
+                .saturating_add(frac.div_ceil(baud)),
+        )
     }
 
     /// A line with nothing to send saves up no time: its next byte starts no earlier than
@@ -544,12 +561,12 @@ impl<S: PulseSource> FrontEnd<S> {
 
     fn handle(&mut self, request: ToFrontEnd, now_ticks: u64) {
         if self.pending_action.is_some() {
-            self.counters.requests_after_reset += 1;
+            bump(&mut self.counters.requests_after_reset);
             return;
         }
         if self.replies.is_full() {
-            self.counters.unanswered_requests += 1;
-            self.counters.rejected_frames_total += 1;
+            bump(&mut self.counters.unanswered_requests);
+            bump(&mut self.counters.rejected_frames_total);
             return;
         }
         let settings = &mut self.config.settings;
@@ -587,12 +604,12 @@ impl<S: PulseSource> FrontEnd<S> {
             id: request.id,
             body,
         });
-        self.counters.requests_answered += 1;
+        bump(&mut self.counters.requests_answered);
     }
 
     fn take_pulse(&mut self, pulse: Pulse) {
         if pulse.height_mv < self.config.settings.threshold_mv {
-            self.counters.pulses_below_threshold += 1;
+            bump(&mut self.counters.pulses_below_threshold);
             return;
         }
         let window = u64::from(self.config.settings.coincidence_window_ns);
@@ -606,7 +623,7 @@ impl<S: PulseSource> FrontEnd<S> {
             self.close_event(closed);
         }
         if pulse.at_ns < self.dead_until_ns {
-            self.counters.hits_in_dead_time += 1;
+            bump(&mut self.counters.hits_in_dead_time);
             return;
         }
         self.open = Some(OpenEvent::new(pulse));
@@ -621,23 +638,25 @@ impl<S: PulseSource> FrontEnd<S> {
         self.counters.events_total = number.wrapping_add(1);
         let counts = &mut self.interval;
         if event.channels & Channels::A.0 != 0 {
-            counts.hits_a += 1;
+            bump(&mut counts.hits_a);
         }
         if event.channels & Channels::B.0 != 0 {
-            counts.hits_b += 1;
+            bump(&mut counts.hits_b);
         }
         let channels = Channels(event.channels);
         if channels.coincident() {
-            counts.coincidences += 1;
+            bump(&mut counts.coincidences);
         }
-        counts.dead_ns += u64::from(self.config.settings.coincidence_window_ns)
-            + u64::from(self.config.dead_time_ns);
+        counts.dead_ns = counts.dead_ns.saturating_add(
+            u64::from(self.config.settings.coincidence_window_ns)
+                + u64::from(self.config.dead_time_ns),
+        );
 
         if self.batch.events.is_full() {
             self.queue_batch();
         }
         if self.batch.events.is_full() {
-            self.counters.dropped_events_total += 1;
+            bump(&mut self.counters.dropped_events_total);
             return;
         }
         let ticks = ns_to_ticks(event.at_ns, self.config.tick_hz);
@@ -725,7 +744,10 @@ impl<S: PulseSource> FrontEnd<S> {
             } else if let Some(housekeeping) = self.housekeeping.take() {
                 FromFrontEnd::Housekeeping(housekeeping)
             } else if let Some(batch) = self.events.pop_front() {
-                self.counters.events_sent += batch.events.len() as u32;
+                self.counters.events_sent = self
+                    .counters
+                    .events_sent
+                    .wrapping_add(batch.events.len() as u32);
                 FromFrontEnd::Events(batch)
             } else {
                 return false;
@@ -740,6 +762,11 @@ impl<S: PulseSource> FrontEnd<S> {
             }
         }
     }
+}
+
+/// Counters run modulo 2^32, as their 32-bit fields on the wire do.
+fn bump(counter: &mut u32) {
+    *counter = counter.wrapping_add(1);
 }
 
 fn empty_batch() -> EventBatch {

@@ -220,7 +220,7 @@ impl SimulatedDetector {
 
 impl PulseSource for SimulatedDetector {
     fn next_pulse(&mut self, until_ns: u64) -> Option<Pulse> {
-        // The earliest of the four candidates; ties go A's muon, B's muon, A, B.
+        // The earliest of the four candidates; ties go to the last muon's B, a new muon, A, B.
         let muon = self.muons.next_ns;
         let muon_b = self.muon_b.map(|p| p.at_ns);
         let a = self.singles_a.next_ns;
@@ -231,29 +231,33 @@ impl PulseSource for SimulatedDetector {
         }
         let at_ns = earliest.max(self.last_ns);
         self.last_ns = at_ns;
-        let pulse = if muon == Some(earliest) {
+        let pulse = if muon_b == Some(earliest) {
+            // Before a muon at the same instant: the pending pulse is never overwritten.
+            self.muon_b.take()?
+        } else if muon == Some(earliest) {
             let height_a = self.muon_height(at_ns);
             let skew = u64::from(
                 self.muons
                     .rng
                     .below(self.model.muon_skew_ns.saturating_add(1)),
             );
-            let height_b = self.muon_height(at_ns + skew);
+            let height_b = self.muon_height(at_ns.saturating_add(skew));
             self.muon_b = Some(Pulse {
-                at_ns: at_ns + skew,
+                at_ns: at_ns.saturating_add(skew),
                 channel: Channel::B,
                 height_mv: height_b,
             });
             // The next muon is drawn from this one (memoryless); it never precedes B's pulse.
             self.muons.advance(at_ns, self.model.muon_rate_mhz);
-            self.muons.next_ns = self.muons.next_ns.map(|n| n.max(at_ns + skew));
+            self.muons.next_ns = self
+                .muons
+                .next_ns
+                .map(|n| n.max(at_ns.saturating_add(skew)));
             Pulse {
                 at_ns,
                 channel: Channel::A,
                 height_mv: height_a,
             }
-        } else if muon_b == Some(earliest) {
-            self.muon_b.take()?
         } else if a == Some(earliest) {
             let nominal = Self::single_height(&mut self.singles_a, self.model.singles_mean_mv);
             self.singles_a.advance(at_ns, self.model.singles_rate_mhz);
@@ -360,6 +364,29 @@ mod tests {
         assert_eq!(detector.temperature_at(half_period_ns), 2_500);
         assert!(warm < cold, "{warm} !< {cold}");
         assert_eq!(warm, 100);
+    }
+
+    #[test]
+    fn every_muon_pulses_both_channels_even_when_muons_crowd() {
+        // A million a second: 2 % of the gaps (mean 1 µs) are shorter than the 20 ns skew.
+        let model = DetectorModel {
+            muon_rate_mhz: 1_000_000_000,
+            singles_rate_mhz: 0,
+            ..DetectorModel::default()
+        };
+        let mut detector = SimulatedDetector::new(model, 4);
+        let mut last = 0;
+        let (mut a, mut b) = (0u32, 0u32);
+        while let Some(p) = detector.next_pulse(10_000_000) {
+            assert!(p.at_ns >= last);
+            last = p.at_ns;
+            match p.channel {
+                Channel::A => a += 1,
+                Channel::B => b += 1,
+            }
+        }
+        assert!(a > 9_000, "{a}");
+        assert!(a - b <= 1, "{a} muons, {b} pulses on B");
     }
 
     #[test]

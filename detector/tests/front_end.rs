@@ -678,6 +678,37 @@ fn a_request_flood_beyond_the_reply_queue_is_counted_as_rejected() {
 }
 
 #[test]
+fn a_jump_of_the_clock_costs_bounded_work_per_poll_and_nothing_is_lost() {
+    let mut bench = Bench::new(config(), simulated(12));
+    bench.run_until(10_000, 1_000);
+    // Ten seconds at once (a stalled emulator): about 1 000 pulses, two polls' worth.
+    bench.now += 10 * u64::from(TICK_HZ);
+    bench.front_end.poll(bench.now);
+    let c = bench.front_end.counters();
+    let seen = c.events_total + c.pulses_below_threshold + c.hits_in_dead_time;
+    assert!(
+        seen <= aloft_detector::frontend::PULSES_PER_POLL as u32 + 1,
+        "{seen}"
+    );
+    for _ in 0..10 {
+        bench.front_end.poll(bench.now);
+    }
+    let after = bench.front_end.counters();
+    assert!(
+        after.events_total + after.pulses_below_threshold > 700,
+        "{after:?}"
+    );
+    // Near the end of time: no overflow, no endless catching up.
+    bench.front_end.poll(u64::MAX);
+    bench.front_end.receive(0, u64::MAX);
+    let _ = bench.front_end.next_tx_byte(u64::MAX);
+    assert!(
+        bench.front_end.next_tx_tick().is_some(),
+        "housekeeping is due"
+    );
+}
+
+#[test]
 fn an_invalid_configuration_is_refused() {
     let mut bad = config();
     bad.settings.baud = 0;
@@ -701,6 +732,28 @@ proptest! {
         let mut data = vec![mode];
         data.extend(bytes);
         aloft_detector::fuzzing::requests(&data);
+    }
+
+    #[test]
+    fn any_loop_periods_keep_the_pacing_and_the_accounting(
+        steps in proptest::collection::vec(1u64..40_000, 1..200),
+        muons_per_s in 1u32..5_000,
+        slow_line in any::<bool>(),
+    ) {
+        let mut config = config();
+        config.settings.baud = if slow_line { 9_600 } else { 115_200 };
+        let mut model = DetectorModel::default();
+        model.muon_rate_mhz = muons_per_s * 1_000;
+        let mut bench = Bench::new(config, SimulatedDetector::new(model, u64::from(muons_per_s)));
+        for step in steps {
+            bench.run_until(bench.now + step, step);
+        }
+        assert_paced(&bench, config.settings.baud);
+        let c = bench.front_end.counters();
+        prop_assert_eq!(c.events_sent + c.dropped_events_total + bench.front_end.events_waiting(), c.events_total);
+        prop_assert_eq!(bench.bad_frames, 0);
+        let (_, gaps) = numbering(&bench);
+        prop_assert!(gaps <= c.dropped_events_total);
     }
 
     #[test]
