@@ -223,6 +223,7 @@ fn the_agent_reads_resets_and_tunes_the_firmware_in_qemu_through_the_hub() -> Re
         &image,
         QemuOptions {
             muon_rate_mhz: Some(MUON_RATE_MHZ),
+            ..QemuOptions::default()
         },
     )
     .map_err(other)?;
