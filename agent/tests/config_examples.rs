@@ -57,7 +57,8 @@ fn glider_example_is_the_glider_sensor_set_on_hardware() {
             SensorKind::Sps30,
             SensorKind::Icm20948,
             SensorKind::Wind,
-            SensorKind::Sbs
+            SensorKind::Sbs,
+            SensorKind::Detector
         ]
     );
     for s in &c.sensors {

@@ -195,6 +195,31 @@ quantities! {
     BatteryTemperature = 62 => "battery_temperature", "K", None;
     /// Power drawn from a battery pack, positive while discharging.
     BatteryPower = 63 => "battery_power", "W", None;
+    /// Pulse height of a detector's SiPM channel A (the discriminator's input).
+    SipmPulseHeightA = 64 => "sipm_pulse_height_a", "V", None;
+    /// Pulse height of a detector's SiPM channel B.
+    SipmPulseHeightB = 65 => "sipm_pulse_height_b", "V", None;
+    /// Hits per second on a detector's channel A over its housekeeping interval.
+    SipmHitRateA = 66 => "sipm_hit_rate_a", "s-1", None;
+    /// Hits per second on a detector's channel B over its housekeeping interval.
+    SipmHitRateB = 67 => "sipm_hit_rate_b", "s-1", None;
+    /// Fraction of a housekeeping interval a detector was dead (busy with a pulse).
+    DetectorDeadFraction = 68 => "detector_dead_fraction", "1", None;
+    /// Events a detector's front end dropped since its start (its line was too slow).
+    DetectorDroppedEvents = 69 => "detector_dropped_events", "1", None;
+    /// Events the agent never received from a detector's front end: a gap in its event
+    /// numbers (frames lost to corruption, or dropped by the front end).
+    DetectorMissedEvents = 70 => "detector_missed_events", "1", None;
+    /// Frames from a detector's front end the agent rejected (COBS, CRC or decoding) since
+    /// it opened the port.
+    DetectorRejectedFrames = 71 => "detector_rejected_frames", "1", None;
+    /// Frames from the agent a detector's front end rejected since its start.
+    DetectorRejectedRequests = 72 => "detector_rejected_requests", "1", None;
+    /// Uncertainty of the mapping from a detector's counter to the agent's clock (half the
+    /// shortest round trip of the time sync), at the moment of the sync.
+    DetectorTimeUncertainty = 73 => "detector_time_uncertainty", "s", None;
+    /// A detector's counter rate against the agent's clock, minus one (its crystal's error).
+    DetectorClockRateError = 74 => "detector_clock_rate_error", "1", None;
 }
 
 /// Prefix of the label of a quantity code this build does not know.

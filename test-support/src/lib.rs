@@ -9,6 +9,8 @@
 //! - [`flight`]: the simulated flight to 12 km as an agent's record stream, for export
 //!   tests and benchmarks.
 //! - [`python`]: the Python interpreter holding the dataset readers, for read-back tests.
+//! - [`serial_relay`]: a relay between a device's terminal and a pty a driver opens
+//!   instead, inserting bytes on the line (noise, requests the driver never sends).
 //!
 //! Only what more than one crate's tests use lives here; a crate's own harness stays in its
 //! `tests/common/`.
@@ -17,3 +19,4 @@ pub mod firmware;
 pub mod flight;
 pub mod mounts;
 pub mod python;
+pub mod serial_relay;

@@ -159,6 +159,9 @@ pub enum SensorKind {
     Sbs,
     /// The wind, derived from other sensors' readings (no device of its own).
     Wind,
+    /// Aloft's own detector front end (firmware/) on a serial port: framed events,
+    /// housekeeping and boots of a SiPM channel pair.
+    Detector,
 }
 
 /// How a kind of sensor is attached.
@@ -478,7 +481,7 @@ impl AgentConfig {
 
 impl SensorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [SensorKind; 12] = [
+    pub const ALL: [SensorKind; 13] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -491,6 +494,7 @@ impl SensorKind {
         SensorKind::Sps30,
         SensorKind::Sbs,
         SensorKind::Wind,
+        SensorKind::Detector,
     ];
 
     /// The kind as the config file spells it.
@@ -508,6 +512,7 @@ impl SensorKind {
             SensorKind::Sps30 => "sps30",
             SensorKind::Sbs => "sbs",
             SensorKind::Wind => "wind",
+            SensorKind::Detector => "detector",
         }
     }
 
@@ -517,6 +522,7 @@ impl SensorKind {
             SensorKind::Ublox | SensorKind::Nmea | SensorKind::Cosmicwatch | SensorKind::Pom => {
                 Attachment::Serial
             }
+            SensorKind::Detector => Attachment::Serial,
             SensorKind::Bme280
             | SensorKind::Ms5611
             | SensorKind::Scd41
@@ -557,6 +563,7 @@ impl SensorKind {
             SensorKind::Ublox => Some(115_200),
             SensorKind::Nmea | SensorKind::Cosmicwatch => Some(9_600),
             SensorKind::Pom => Some(aloft_sensors::pom::DEFAULT_BAUD),
+            SensorKind::Detector => Some(DETECTOR_BAUD),
             _ => None,
         }
     }
@@ -572,6 +579,7 @@ impl SensorKind {
             SensorKind::Nmea => &[4_800, 9_600, 19_200, 38_400, 57_600, 115_200],
             SensorKind::Cosmicwatch => &[9_600, 115_200],
             SensorKind::Pom => aloft_sensors::pom::BAUDS,
+            SensorKind::Detector => DETECTOR_BAUDS,
             _ => &[],
         }
     }
@@ -702,6 +710,8 @@ impl SensorKind {
             SensorKind::Sbs => 5.0,
             // Speed, direction, method.
             SensorKind::Wind => 3.0,
+            // An event: number, both pulse heights, coincidence.
+            SensorKind::Detector => 4.0,
         }
     }
 
@@ -719,7 +729,8 @@ impl SensorKind {
             | SensorKind::Cosmicwatch
             | SensorKind::Bme280
             | SensorKind::Pom
-            | SensorKind::Wind => "a",
+            | SensorKind::Wind
+            | SensorKind::Detector => "a",
         };
         format!("{article} {}", self.as_str())
     }
@@ -734,6 +745,21 @@ impl std::fmt::Display for SensorKind {
 /// The highest fix rate of a GNSS receiver on the glider (the u-blox M8 at 10 Hz with
 /// several constellations).
 const GNSS_FIX_RATE_MAX_HZ: f64 = 10.0;
+
+/// The detector front end's line rate (its firmware paces its output to it).
+const DETECTOR_BAUD: u32 = 115_200;
+
+/// The line rates the detector front end's firmware can pace its output to.
+const DETECTOR_BAUDS: &[u32] = &[115_200];
+
+/// Bytes per event of the detector front end on the wire, framed and batched, at the least
+/// (a full batch of 16 events with one-byte fields, its header and CRC shared): what bounds
+/// the event rate its port carries.
+const DETECTOR_EVENT_BYTES_MIN: f64 = 6.0;
+
+/// The fewest frames per second the detector front end sends: housekeeping once a second
+/// at its default interval (events come on top, in batches).
+const DETECTOR_FRAMES_PER_S_MIN: f64 = 1.0;
 
 /// Bytes of the shortest CosmicWatch event line: what bounds the event rate a port carries.
 const COSMICWATCH_LINE_BYTES_MIN: f64 = 30.0;
@@ -789,6 +815,7 @@ impl SensorConfig {
             SensorKind::Nmea => NMEA_EPOCHS_PER_S,
             SensorKind::Cosmicwatch => COSMICWATCH_EVENTS_PER_S_MIN,
             SensorKind::Pom => aloft_sensors::pom::LINES_PER_S_MAX,
+            SensorKind::Detector => DETECTOR_FRAMES_PER_S_MIN,
             _ => match self.interval_or_default() {
                 Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
                 _ => 0.0,
@@ -808,6 +835,10 @@ impl SensorConfig {
                 f64::from(baud) / 10.0 / COSMICWATCH_LINE_BYTES_MIN
             }
             SensorKind::Pom => aloft_sensors::pom::LINES_PER_S_MAX,
+            SensorKind::Detector => {
+                let baud = self.baud_or_default().unwrap_or(DETECTOR_BAUD);
+                f64::from(baud) / 10.0 / DETECTOR_EVENT_BYTES_MIN
+            }
             _ => match self.interval_or_default() {
                 Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
                 _ => 0.0,

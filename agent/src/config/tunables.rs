@@ -204,6 +204,49 @@ const WIND: &[TunableSpec] = &[TunableSpec {
     doc: "auto: the wind triangle with a trustworthy heading, else circling drift; or only one",
 }];
 
+/// The detector front end's discriminator thresholds, mV: 5 mV steps from 5 to 1000.
+pub const DETECTOR_THRESHOLDS_MV: [i64; 200] = {
+    let mut all = [0i64; 200];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = (i as i64 + 1) * 5;
+        i += 1;
+    }
+    all
+};
+
+/// The detector front end's coincidence windows, ns.
+pub const DETECTOR_COINCIDENCE_WINDOWS_NS: &[i64] =
+    &[50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000];
+
+/// The detector front end's housekeeping intervals, ms.
+pub const DETECTOR_HOUSEKEEPING_INTERVALS_MS: &[i64] =
+    &[250, 500, 1_000, 2_000, 5_000, 10_000, 60_000];
+
+// Sent to the front end's firmware at every open and at every change; what it answers
+// (its settings) is what the agent reports as observed.
+const DETECTOR: &[TunableSpec] = &[
+    TunableSpec {
+        key: "coincidence_window_ns",
+        accepts: Accepts::OneOf(DETECTOR_COINCIDENCE_WINDOWS_NS),
+        default: DefaultValue::Integer(200),
+        doc: "two channels' hits closer than this are one coincident event, ns",
+    },
+    TunableSpec {
+        key: "housekeeping_interval_ms",
+        accepts: Accepts::OneOf(DETECTOR_HOUSEKEEPING_INTERVALS_MS),
+        default: DefaultValue::Integer(1_000),
+        doc: "how often the front end sends its rates, dead time and temperature, ms",
+    },
+    TunableSpec {
+        key: "threshold_mv",
+        accepts: Accepts::OneOf(&DETECTOR_THRESHOLDS_MV),
+        default: DefaultValue::Integer(40),
+        doc: "the discriminator threshold on both channels' pulse heights, mV (5 mV steps); \
+              a higher one lowers the event rate",
+    },
+];
+
 /// The tunables `kind` declares, sorted by key.
 pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
     match kind {
@@ -213,6 +256,7 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         SensorKind::Sps30 => SPS30,
         SensorKind::Icm20948 => ICM20948,
         SensorKind::Wind => WIND,
+        SensorKind::Detector => DETECTOR,
         SensorKind::Nmea
         | SensorKind::Cosmicwatch
         | SensorKind::Ms5611
@@ -258,6 +302,13 @@ pub fn check_one(kind: SensorKind, key: &str, value: &TunableValue) -> Result<()
 /// What a tunable takes, in words.
 pub fn describe(accepts: Accepts) -> String {
     match accepts {
+        // A long even ladder (the detector's thresholds) reads as its range and step.
+        Accepts::OneOf(values) if values.len() > 12 && evenly_spaced(values) => format!(
+            "one of {} to {} in steps of {}",
+            values[0],
+            values[values.len() - 1],
+            values[1] - values[0]
+        ),
         Accepts::OneOf(values) => format!(
             "one of {}",
             values
@@ -268,6 +319,15 @@ pub fn describe(accepts: Accepts) -> String {
         ),
         Accepts::Names(names) => format!("one of {}", names.join(", ")),
     }
+}
+
+/// Whether `values` rise by one step throughout.
+fn evenly_spaced(values: &[i64]) -> bool {
+    let step = match values {
+        [a, b, ..] => b.saturating_sub(*a),
+        _ => return false,
+    };
+    step > 0 && values.windows(2).all(|w| w[1].saturating_sub(w[0]) == step)
 }
 
 /// Checks a whole set for `kind`: the protocol's bounds, then every key and value. The
@@ -368,7 +428,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [SensorKind; 9] = [
+    const KINDS: [SensorKind; 10] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -378,6 +438,7 @@ mod tests {
         SensorKind::Ms4525do,
         SensorKind::Pom,
         SensorKind::Sps30,
+        SensorKind::Detector,
     ];
 
     #[test]
@@ -415,6 +476,12 @@ mod tests {
         let set = Tunables::from([("dead_time".into(), TunableValue::Integer(3))]);
         let why = check(SensorKind::Cosmicwatch, &set).unwrap_err();
         assert!(why.contains("has no tunables"), "{why}");
+        let set = Tunables::from([("threshold_mv".into(), TunableValue::Integer(42))]);
+        let why = check(SensorKind::Detector, &set).unwrap_err();
+        assert!(
+            why.contains("threshold_mv") && why.contains("one of 5 to 1000 in steps of 5"),
+            "{why}"
+        );
     }
 
     fn arb_value() -> impl Strategy<Value = TunableValue> {
@@ -441,6 +508,8 @@ mod tests {
                 "temperature_unit",
                 "pressure_unit",
                 "auto_cleaning_interval_days",
+                "threshold_mv",
+                "coincidence_window_ns",
             ])
             .prop_map(String::from),
         ]

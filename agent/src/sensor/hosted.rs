@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aloft_sensors::flight::{FlightClock, Scenario};
+use aloft_sensors::frontend::SimulatedFrontEnd;
 use aloft_sensors::i2c::bridge::{BridgeHandler, I2cBridge};
 use aloft_sensors::serial::pty::SimulatedPort;
 use embedded_hal::i2c::{ErrorKind, Operation};
 
 use super::simulation::{
     SimulatedFlight, SimulatedI2c, SimulationError, SimulationTuning, device_seed, i2c_model,
-    port_options, spawn_port,
+    port_options, spawn_front_end, spawn_port,
 };
 use crate::config::{AgentConfig, SensorKind, SimulationConfig};
 
@@ -126,6 +127,7 @@ pub struct HostedDevices {
     ports: HashMap<String, SimulatedPort>,
     bridges: HashMap<String, I2cBridge>,
     models: HashMap<String, SimulatedI2c>,
+    front_ends: HashMap<String, SimulatedFrontEnd>,
 }
 
 impl HostedDevices {
@@ -153,6 +155,7 @@ impl HostedDevices {
             ports: HashMap::new(),
             bridges: HashMap::new(),
             models: HashMap::new(),
+            front_ends: HashMap::new(),
         };
         let mut paths = HashMap::new();
         for (n, sensor) in config.sensors.iter().enumerate() {
@@ -163,7 +166,10 @@ impl HostedDevices {
             }
             let seed = device_seed(simulation, n);
             let (key, path) = hosted.device_path(sensor.kind, &sensor.name);
-            if sensor.kind.is_serial() {
+            if sensor.kind == SensorKind::Detector {
+                let front_end = spawn_front_end(sensor, seed, port_options(simulation, &path))?;
+                hosted.front_ends.insert(sensor.name.clone(), front_end);
+            } else if sensor.kind.is_serial() {
                 let spawned = spawn_port(
                     sensor,
                     seed,
@@ -244,6 +250,9 @@ impl HostedDevices {
         for (_, port) in self.ports {
             // A port only fails to stop if its thread panicked; the logs said so.
             let _ = port.stop();
+        }
+        for (_, front_end) in self.front_ends {
+            let _ = front_end.stop();
         }
         for (_, bridge) in self.bridges {
             bridge.stop();

@@ -5,7 +5,8 @@
 //! `close` lets go of the port. The supervisor decides when to open, poll, close and
 //! restart; adapters never retry on their own, so every retry shows in the sensor's state.
 //!
-//! - [`ublox`], [`nmea`], [`cosmicwatch`], [`pom`] (the ozone monitor): serial devices,
+//! - [`ublox`], [`nmea`], [`cosmicwatch`], [`pom`] (the ozone monitor), [`detector`]
+//!   (Aloft's own detector front end, framed and reset by command): serial devices,
 //!   opened by path at every `open` (a `/dev/serial/by-id/...` symlink is resolved afresh
 //!   each time). They share `line` (the port, paced reads, the raw capture, the close)
 //!   and the two GNSS adapters `gnss` (framer to fixes); [`pacing`] paces bursts,
@@ -30,6 +31,7 @@
 
 pub mod capture;
 pub mod cosmicwatch;
+pub mod detector;
 pub(crate) mod gnss;
 pub mod hosted;
 pub mod i2c;
@@ -181,6 +183,21 @@ pub trait Device: Send {
     fn take_descriptor(&mut self) -> Option<SensorDescriptor> {
         None
     }
+
+    /// Whether the device can reset itself on request ([`Device::reset_hard`]), so that a
+    /// hard restart needs no power line (a front end whose firmware takes a reset command).
+    fn resets_itself(&self) -> bool {
+        false
+    }
+
+    /// A hard restart by the device's own reset, called with the device closed: `Ok` once
+    /// it has started again (the next `open` goes on from there), an error when it did not
+    /// answer in time, and the supervisor cycles the power line instead.
+    fn reset_hard(&mut self) -> Result<(), DeviceError> {
+        Err(DeviceError::NotAnswering(
+            "the device has no reset of its own".into(),
+        ))
+    }
 }
 
 /// The adapter for one configured sensor on real hardware.
@@ -232,6 +249,16 @@ pub fn hardware_device(
             config,
             "pom",
             pom::PomDevice::with_capture,
+        )),
+        SensorKind::Detector => Box::new(with_capture(
+            detector::DetectorDevice::new(
+                id,
+                port()?,
+                config.baud.unwrap_or(detector::DEFAULT_BAUD),
+            ),
+            config,
+            "detector",
+            detector::DetectorDevice::with_capture,
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
         SensorKind::Wind => Box::new(wind::WindDevice::new(id, config, latest.clone())?),

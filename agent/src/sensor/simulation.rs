@@ -21,6 +21,7 @@ use aloft_protocol::SensorId;
 use aloft_sensors::bme280::sim::Bme280Sim;
 use aloft_sensors::cosmicwatch::{CosmicWatchSim, Format};
 use aloft_sensors::flight::{FlightClock, FlightState, Scenario, start_utc_for_now};
+use aloft_sensors::frontend::{FrontEndError, FrontEndOptions, SimulatedFrontEnd};
 use aloft_sensors::gps::sim::{Outputs, UbloxSim, UbloxSimConfig};
 use aloft_sensors::i2c::sim::{NoopDelay, SimDelay, TemperatureSource};
 use aloft_sensors::icm20948::sim::Icm20948Sim;
@@ -35,6 +36,7 @@ use aloft_sensors::serial::pty::{PortOptions, PtyError, SimulatedPort};
 use aloft_sensors::sps30::sim::Sps30Sim;
 
 use super::cosmicwatch::CosmicWatchDevice;
+use super::detector::DetectorDevice;
 use super::i2c::{BusOpener, I2cDevice, Inputs};
 use super::nmea::NmeaDevice;
 use super::pom::PomDevice;
@@ -55,6 +57,14 @@ pub enum SimulationError {
         sensor: String,
         /// Why.
         source: PtyError,
+    },
+    /// A simulated detector front end could not start.
+    #[error("cannot start the simulated front end of sensor {sensor}: {source}")]
+    FrontEnd {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: FrontEndError,
     },
     /// An adapter could not be built.
     #[error("sensor {sensor}: {source}")]
@@ -226,6 +236,7 @@ pub struct Simulation {
     i2c: HashMap<String, SimulatedI2c>,
     power_lines: HashMap<String, SimulatedPowerLine>,
     pom: HashMap<String, PomFaults>,
+    front_ends: HashMap<String, SimulatedFrontEnd>,
 }
 
 impl Simulation {
@@ -248,6 +259,7 @@ impl Simulation {
             i2c: HashMap::new(),
             power_lines: HashMap::new(),
             pom: HashMap::new(),
+            front_ends: HashMap::new(),
         };
         let slots = slot::assemble(sensors, true, |id, sensor| {
             let n = usize::from(id.0);
@@ -264,6 +276,18 @@ impl Simulation {
                     return Err(device_error(DeviceError::Config(format!(
                         "no adapter for {kind} yet"
                     ))));
+                }
+                SensorKind::Detector => {
+                    let link = link_dir.join(&sensor.name);
+                    let front_end = spawn_front_end(sensor, seed, port_options(config, &link))?;
+                    sim.front_ends.insert(sensor.name.clone(), front_end);
+                    let baud = sensor.baud.unwrap_or(super::detector::DEFAULT_BAUD);
+                    Box::new(with_capture(
+                        DetectorDevice::new(id, link, baud),
+                        sensor,
+                        "detector",
+                        DetectorDevice::with_capture,
+                    ))
                 }
                 kind if kind.is_serial() => {
                     let link = link_dir.join(&sensor.name);
@@ -447,6 +471,11 @@ impl Simulation {
         self.pom.get(sensor)
     }
 
+    /// The simulated detector front end of a sensor (to inject noise, stall or unplug it).
+    pub fn front_end(&self, sensor: &str) -> Option<&SimulatedFrontEnd> {
+        self.front_ends.get(sensor)
+    }
+
     /// The simulated power line of a sensor that has one.
     pub fn power_line(&self, sensor: &str) -> Option<&SimulatedPowerLine> {
         self.power_lines.get(sensor)
@@ -457,6 +486,9 @@ impl Simulation {
         for (_, port) in self.ports {
             // A port only fails to stop if its thread panicked; the logs said so.
             let _ = port.stop();
+        }
+        for (_, front_end) in self.front_ends {
+            let _ = front_end.stop();
         }
     }
 }
@@ -503,6 +535,26 @@ pub(crate) fn port_options(config: &SimulationConfig, link: &Path) -> PortOption
         .speed(flight_speed(config))
         .scenario_offset_s(config.start_at_s)
         .symlink(link)
+}
+
+/// Starts the simulated detector front end of a `detector` sensor behind a pseudo-terminal:
+/// the firmware's own logic over the simulated SiPM pair, pulses from `seed`, the serial
+/// number derived from it, the fault hook built in (so tests can stall it).
+pub(crate) fn spawn_front_end(
+    sensor: &SensorConfig,
+    seed: u64,
+    options: PortOptions,
+) -> Result<SimulatedFrontEnd, SimulationError> {
+    let serial = 0xA10F_0000_0000_0000 | (seed & 0xFFFF_FFFF);
+    SimulatedFrontEnd::spawn(
+        FrontEndOptions::new(serial, seed)
+            .fault_hook(true)
+            .port(options),
+    )
+    .map_err(|source| SimulationError::FrontEnd {
+        sensor: sensor.name.clone(),
+        source,
+    })
 }
 
 /// A serial device of the simulated flight, running behind its pseudo-terminal.

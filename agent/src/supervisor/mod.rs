@@ -303,7 +303,8 @@ impl Supervisor {
                 tracing::info!(sensor = %slot.name, "Sensor disabled in the config; not started.");
             }
             let (tx, rx) = std_mpsc::channel();
-            let has_power = slot.power.is_some();
+            // A device that resets itself on request restarts hard without a power line.
+            let has_power = slot.power.is_some() || slot.device.resets_itself();
             let name = slot.name.clone();
             let runner = Runner {
                 id: slot.id,
@@ -766,7 +767,11 @@ impl Runner {
                     tracing::info!(sensor = %self.name, interval_ms = interval.as_millis() as u64, "Sensor interval changed.");
                     self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                Action::PowerCycle => self.power_cycle(),
+                Action::PowerCycle => {
+                    if !self.reset_by_device() {
+                        self.power_cycle();
+                    }
+                }
                 Action::AnswerRestart(state) => {
                     if let Some(reply) = self.restart_reply.take() {
                         let _ = reply.send(state);
@@ -786,6 +791,24 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// A hard restart by the device's own reset when it has one: `true` when it reset,
+    /// `false` (logged) when it has none or did not answer, and the power line is next.
+    fn reset_by_device(&mut self) -> bool {
+        if !self.device.resets_itself() {
+            return false;
+        }
+        match self.device.reset_hard() {
+            Ok(()) => {
+                tracing::info!(sensor = %self.name, "Sensor reset by its own command.");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(sensor = %self.name, error = %e, has_power = self.power.is_some(), "Sensor did not reset on command; cycling its power line.");
+                false
+            }
+        }
     }
 
     /// Switches the power line off for its `off_for`, then on again.
