@@ -388,9 +388,7 @@ impl Catalog {
             match p.utc_ns {
                 None => false,
                 Some(_) if Some(i) == in_force_at_start => true,
-                Some(utc) => {
-                    from.is_none_or(|f| utc >= f) && to.is_none_or(|t| utc < t)
-                }
+                Some(utc) => from.is_none_or(|f| utc >= f) && to.is_none_or(|t| utc < t),
             }
         });
     }
