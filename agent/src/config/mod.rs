@@ -36,6 +36,7 @@
 mod errors;
 mod findings;
 mod load;
+mod mqtt;
 mod power;
 pub mod tunables;
 mod validate;
@@ -48,6 +49,7 @@ use serde::Deserialize;
 
 pub use errors::{ConfigErrors, Position, Problem, Report};
 pub use load::{check, check_installed, load, parse};
+pub use mqtt::{MAX_RATE_PER_TOPIC, MqttConfig, MqttVersion};
 pub use power::{PowerConfig, PowerStepConfig};
 
 /// The whole file.
@@ -331,15 +333,6 @@ fn default_upload_bytes_per_s() -> u64 {
 
 fn default_live_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-/// The local MQTT bus.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct MqttConfig {
-    /// Broker address (`127.0.0.1:1883`).
-    pub broker: String,
 }
 
 /// Prometheus metrics endpoint.

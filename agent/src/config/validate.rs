@@ -88,14 +88,10 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
     if let Some(hub) = parts.hub {
         self::hub(&mut rules, hub);
     }
-    if let Some(mqtt) = parts.mqtt
-        && mqtt.broker.trim().is_empty()
-    {
-        rules.report(
-            "mqtt.broker",
-            "is empty",
-            "write the broker's address and port, such as \"127.0.0.1:1883\"",
-        );
+    if let Some(mqtt) = parts.mqtt {
+        for (key, what, fix) in super::mqtt::problems(mqtt) {
+            rules.report(key, what, fix);
+        }
     }
     if let Some(sim) = parts.simulation {
         simulation(&mut rules, sim);
