@@ -11,6 +11,8 @@
 //! block a sensor or the store writer, and the bus's memory is bounded whatever the broker
 //! does.
 
+pub mod ingest;
+
 /// One message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {

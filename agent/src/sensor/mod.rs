@@ -35,6 +35,7 @@ pub mod hosted;
 pub mod i2c;
 pub mod latest;
 pub(crate) mod line;
+pub mod mqtt;
 pub mod nmea;
 pub mod pacing;
 pub mod pom;
