@@ -208,6 +208,18 @@ impl IngestSensor {
     }
 }
 
+/// One value as another path of the bus gives it (a twin's reported value, a mapper's
+/// push): checked exactly as a published reading is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IngestValue<'a> {
+    /// The quantity's name.
+    pub quantity: &'a str,
+    /// The value, in the quantity's unit.
+    pub value: f64,
+    /// Seconds since the Unix epoch, UTC; `None` stamps it on arrival.
+    pub time_s: Option<f64>,
+}
+
 /// One reading as published.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +282,29 @@ impl Ingest {
         self.sensors.iter().find(|s| s.name == name)
     }
 
+    /// Takes `values` for `sensor` (a twin's reported values, a mapper's push) with the checks
+    /// and the rate bound of a published message; all or nothing.
+    pub fn accept_values(
+        &mut self,
+        sensor: &str,
+        values: &[IngestValue<'_>],
+        arrival: Timestamp,
+        out: &mut Vec<Reading>,
+    ) -> Result<(SensorId, usize), Rejection> {
+        let wire: Vec<WireReading<'_>> = values
+            .iter()
+            .map(|v| WireReading {
+                quantity: Cow::Borrowed(v.quantity),
+                value: v.value,
+                time: v.time_s,
+                quality: None,
+            })
+            .collect();
+        self.take(sensor, arrival, out, |s, out| {
+            take_batch(s, &wire, arrival, out)
+        })
+    }
+
     /// Takes the message `payload` published for `sensor` at `arrival`; on success appends
     /// its readings to `out` and returns the sensor's id and how many were added.
     pub fn accept(
@@ -288,6 +323,20 @@ impl Ingest {
                 ),
             ));
         }
+        self.take(sensor, arrival, out, |s, out| {
+            decode_into(s, payload, arrival, out)
+        })
+    }
+
+    /// The checks every path shares: a known, enabled sensor; `decode` all or nothing; the
+    /// rate bound.
+    fn take(
+        &mut self,
+        sensor: &str,
+        arrival: Timestamp,
+        out: &mut Vec<Reading>,
+        decode: impl FnOnce(&IngestSensor, &mut Vec<Reading>) -> Result<usize, Rejection>,
+    ) -> Result<(SensorId, usize), Rejection> {
         let Some(s) = self.sensors.iter_mut().find(|s| s.name == sensor) else {
             return Err(Rejection::new(
                 RejectReason::UnknownSensor,
@@ -301,8 +350,7 @@ impl Ingest {
             ));
         }
         let start = out.len();
-        let result = decode_into(s, payload, arrival, out);
-        let n = match result {
+        let n = match decode(s, out) {
             Ok(n) => n,
             Err(e) => {
                 out.truncate(start);

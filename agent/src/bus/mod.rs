@@ -12,6 +12,7 @@
 //! does.
 
 pub mod ingest;
+pub mod twin;
 
 /// One message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
