@@ -12,6 +12,7 @@
 //! does.
 
 pub mod ingest;
+pub mod mapper;
 pub mod twin;
 
 /// One message for the broker.
