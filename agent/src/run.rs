@@ -33,6 +33,7 @@ use aloft_protocol::{Quantity, Record, SensorId, TimeSource};
 use aloft_store::{FullPolicy as StorePolicy, Outbox, StoreError, StoreOptions};
 use tokio::sync::{mpsc, watch};
 
+use crate::bus;
 use crate::clock;
 use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
 use crate::control::{self, ControlHandles, LogRing};
@@ -200,6 +201,8 @@ pub async fn run_with_logs(
     // desired state, with the sensors it exempted from power steps.
     let power = PowerGovernor::new(&config, agent_state.power_overrides.clone());
     let (power_records, power_latest) = (records_tx.clone(), latest.clone());
+    // The MQTT bus reads the newest values the sensors record; it never sees the records.
+    let bus_latest = latest.clone();
 
     // The simulation (when configured) must live as long as the sensors read it.
     let (simulation, slots) = match &config.simulation {
@@ -297,6 +300,23 @@ pub async fn run_with_logs(
         Arc::clone(&metrics),
         stopped(uplink_stopped.clone()),
     ));
+    let bus = start_bus(
+        &config,
+        bus::BusSources::new(
+            bus_latest,
+            supervisor.handle(),
+            {
+                let timekeeper = Arc::clone(&timekeeper);
+                Arc::new(move || timekeeper.stamp())
+            },
+            {
+                let timekeeper = Arc::clone(&timekeeper);
+                Arc::new(move || Some(timekeeper.certificate_time_utc_ns()))
+            },
+            store.clone(),
+        ),
+        stopped(uplink_stopped.clone()),
+    );
     let follow_sensors = tokio::spawn({
         let (mut changes, live) = (supervisor.handle().changes(), Arc::clone(&live));
         let stop = stopped(uplink_stopped);
@@ -365,6 +385,10 @@ pub async fn run_with_logs(
     let _ = uplink_stop.send(true);
     let _ = follow_sensors.await;
     let _ = power_task.await;
+    // The bus lets go of the store (its outage replay) before the store is closed.
+    if let Some(bus) = bus {
+        bus.stopped().await;
+    }
     if let Some((link, control)) = link {
         let _ = link.await;
         if tokio::time::timeout(CONTROL_STOP, control).await.is_err() {
@@ -542,6 +566,26 @@ fn start_uplink(
     .with_power(power);
     tracing::info!(url = %hub.url, "Uplink starting.");
     Some((tokio::spawn(link.run(stop)), control))
+}
+
+/// Starts the MQTT bus when the config has an `[mqtt]` (without one: no task at all). A
+/// bus that cannot be set up (an unreadable password file, a bad CA file) is logged and the
+/// agent runs without it: the bus is a view of the store, never needed for sampling.
+fn start_bus(
+    config: &AgentConfig,
+    sources: bus::BusSources,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<bus::Bus> {
+    let mqtt = config.mqtt.as_ref()?;
+    // The inbound side (ingest, the device twin) plugs in here as the handler.
+    let inbound: Option<Box<dyn bus::InboundHandler>> = None;
+    match bus::start(mqtt, &config.node.name, sources, inbound, stop) {
+        Ok(bus) => Some(bus),
+        Err(e) => {
+            tracing::error!(error = %e, broker = %mqtt.broker, "Cannot set up the MQTT bus; running without it.");
+            None
+        }
+    }
 }
 
 /// How long ago `record` was taken: by UTC when both times have it (records may come from an

@@ -825,7 +825,12 @@ mod tests {
              read_deadline = '45s'\nreconnect_max = '5s'\nupload_bytes_per_s = 250000\n\
              live_interval = '1s'",
         );
-        required_matches_serde::<MqttConfig>("broker = '127.0.0.1:1883'");
+        required_matches_serde::<MqttConfig>(
+            "broker = '127.0.0.1:1883'\nversion = '5'\nclient_id = 'c'\nqos = 1\n\
+             keepalive = '30s'\nusername = 'u'\npassword_file = '/p'\ntls = true\n\
+             ca_file = '/ca'\ncert_file = '/c'\nkey_file = '/k'\ntopic_prefix = 'aloft'\n\
+             max_rate_per_topic = 2.0\nreconnect_max = '10s'\nreplay_outage = true",
+        );
         required_matches_serde::<MetricsConfig>("listen = '127.0.0.1:9464'");
         required_matches_serde::<SimulationConfig>("seed = 1\nspeed = 1.0\nstart_at_s = 0.0");
         required_matches_serde::<AgentConfig>(
