@@ -59,11 +59,14 @@ pub enum RejectReason {
     RateLimited,
     /// The sensor is switched off (config or the hub's desired state).
     Disabled,
+    /// The sensor's device has not taken the messages before (it is restarting, or the
+    /// store writer is behind): its bounded feed is full.
+    Busy,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownSensor,
@@ -75,6 +78,7 @@ impl RejectReason {
         RejectReason::BadQuality,
         RejectReason::RateLimited,
         RejectReason::Disabled,
+        RejectReason::Busy,
     ];
 
     /// The label, as the metric and the error topic spell it.
@@ -91,6 +95,7 @@ impl RejectReason {
             RejectReason::BadQuality => "bad_quality",
             RejectReason::RateLimited => "rate_limited",
             RejectReason::Disabled => "disabled",
+            RejectReason::Busy => "busy",
         }
     }
 
@@ -111,7 +116,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+    /// A rejection for `reason`, saying what exactly was wrong.
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),

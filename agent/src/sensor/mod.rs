@@ -236,6 +236,7 @@ pub fn hardware_device(
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
         SensorKind::Wind => Box::new(wind::WindDevice::new(id, config, latest.clone())?),
+        SensorKind::Mqtt => Box::new(mqtt::MqttDevice::detached(config)?),
         kind => {
             return Err(DeviceError::Config(format!("no adapter for {kind} yet")));
         }

@@ -107,6 +107,16 @@ impl MqttDevice {
     }
 }
 
+impl MqttDevice {
+    /// The device of the `mqtt` sensor `config` before the bus feeds it: polls report that
+    /// no bus feeds it (a config without `[mqtt]`), until the bus replaces it with a fed one
+    /// (`crate::bus::inbound::attach_feeds`).
+    pub fn detached(config: &SensorConfig) -> Result<Self, DeviceError> {
+        let (_, rx) = feed_of(1);
+        MqttDevice::new(config, "", rx)
+    }
+}
+
 /// What an `mqtt` sensor is: where its readings come from and what it takes.
 pub fn descriptor(config: &SensorConfig, topic: &str) -> SensorDescriptor {
     let mut d = SensorDescriptor::new(DEVICE);
@@ -115,7 +125,9 @@ pub fn descriptor(config: &SensorConfig, topic: &str) -> SensorDescriptor {
         name: name.to_string(),
         value: ParameterValue::Text(value.to_string()),
     };
-    d.parameters.push(text("topic", topic));
+    if !topic.is_empty() {
+        d.parameters.push(text("topic", topic));
+    }
     if let Some(client) = &config.client_id {
         d.parameters.push(text("client_id", client));
     }
@@ -144,7 +156,9 @@ impl Device for MqttDevice {
             Ok(batch) => out.extend_from_slice(&batch),
             Err(RecvTimeoutError::Timeout) => return Ok(PollOutcome::Healthy),
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(DeviceError::NotAnswering("the bus is gone".into()));
+                return Err(DeviceError::NotAnswering(
+                    "no MQTT bus feeds this sensor (is there an [mqtt] section?)".into(),
+                ));
             }
         }
         // Whatever else is waiting, in the same wake-up: one store append for a burst.
