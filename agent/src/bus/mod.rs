@@ -21,6 +21,7 @@
 //! does.
 
 pub mod client;
+pub mod fuzzing;
 pub mod inbound;
 pub mod ingest;
 pub mod mapper;
