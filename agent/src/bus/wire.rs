@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rumqttc::v5;
 
-use crate::config::MqttVersion;
+use crate::config::{MIN_KEEPALIVE, MqttVersion};
 
 /// The largest packet accepted from or sent to the broker, bytes.
 pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
@@ -198,6 +198,8 @@ impl Connection {
 
 /// Opens (lazily: nothing happens until the first poll) a session with the broker.
 pub fn open(session: &Session) -> (Sender, Connection) {
+    // rumqttc panics on a shorter keepalive; the config check refuses one, this makes sure.
+    let keepalive = session.keepalive.max(MIN_KEEPALIVE);
     let will_topic = session.will.0.clone();
     let will_payload = session.will.1.clone();
     match session.version {
@@ -208,7 +210,7 @@ pub fn open(session: &Session) -> (Sender, Connection) {
                 rumqttc::QoS::AtMostOnce
             };
             let mut o = rumqttc::MqttOptions::new(&session.client_id, &session.host, session.port);
-            o.set_keep_alive(session.keepalive)
+            o.set_keep_alive(keepalive)
                 .set_clean_session(true)
                 .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
                 .set_last_will(rumqttc::LastWill::new(
@@ -239,7 +241,7 @@ pub fn open(session: &Session) -> (Sender, Connection) {
             };
             let mut o = v5::MqttOptions::new(&session.client_id, &session.host, session.port);
             let max = u32::try_from(MAX_PACKET_BYTES).unwrap_or(u32::MAX);
-            o.set_keep_alive(session.keepalive)
+            o.set_keep_alive(keepalive)
                 .set_clean_start(true)
                 .set_max_packet_size(Some(max))
                 .set_last_will(v5::mqttbytes::v5::LastWill::new(

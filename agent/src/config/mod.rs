@@ -49,7 +49,7 @@ use serde::Deserialize;
 
 pub use errors::{ConfigErrors, Position, Problem, Report};
 pub use load::{check, check_installed, load, parse};
-pub use mqtt::{MAX_RATE_PER_TOPIC, MqttConfig, MqttVersion};
+pub use mqtt::{MAX_RATE_PER_TOPIC, MIN_KEEPALIVE, MqttConfig, MqttVersion};
 pub use power::{PowerConfig, PowerStepConfig};
 
 /// The whole file.

@@ -5,7 +5,7 @@
 //! here can make the agent lose a reading.
 //!
 //! Invariants checked at load ([`problems`]): the broker is `host:port`; the QoS is 0 or 1;
-//! the keepalive fits MQTT's 16-bit seconds; a password comes only from a file (it is never
+//! the keepalive is at least [`MIN_KEEPALIVE`] and fits MQTT's 16-bit seconds; a password comes only from a file (it is never
 //! written in the config, so it is never logged with it) and only with a user name; client
 //! certificate and key come together and only with TLS; the topic prefix is a plain topic
 //! level path (no wildcards, no empty level); the rate per topic is above zero and at most
@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// The shortest keepalive: rumqttc's MQTT 5 client refuses anything shorter.
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// The highest `max_rate_per_topic`: publishes are coalesced on a timer of this rate at most.
 pub const MAX_RATE_PER_TOPIC: f64 = 4.0;
@@ -179,11 +182,11 @@ pub(super) fn problems(mqtt: &MqttConfig) -> Vec<MqttProblem> {
             "write 0 (default) or 1".into(),
         ));
     }
-    if mqtt.keepalive < Duration::from_secs(1) || mqtt.keepalive.as_secs() > u64::from(u16::MAX) {
+    if mqtt.keepalive < MIN_KEEPALIVE || mqtt.keepalive.as_secs() > u64::from(u16::MAX) {
         out.push((
             "mqtt.keepalive",
             format!(
-                "{} is outside 1 s to 65535 s",
+                "{} is outside 5 s to 65535 s",
                 humantime_serde::re::humantime::format_duration(mqtt.keepalive)
             ),
             "write a keepalive such as \"30s\"".into(),
