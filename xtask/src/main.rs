@@ -26,6 +26,7 @@ mod bench_control;
 mod bench_export;
 mod bench_hub;
 mod bench_hub_process;
+mod bench_mqtt_in;
 mod bench_sync;
 mod cross;
 mod demo;
@@ -109,6 +110,8 @@ enum Bench {
     Cross,
     /// Hub and agent syncing a million-reading backlog over TLS: speed, bytes, 1 Mbit/s link.
     Sync,
+    /// The local MQTT bus: readings ingested from Mosquitto against the broker's own rate.
+    Mqtt,
 }
 
 fn main() -> ExitCode {
@@ -258,6 +261,15 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Hub => bench_hub::bench(),
         Bench::Export => bench_export::bench(),
         Bench::Sync => bench_sync::bench(),
+        Bench::Mqtt => {
+            let bin = bench_mqtt_in::build_agent()?;
+            let dir = target_dir().join("bench-mqtt-in");
+            let _ = std::fs::remove_dir_all(&dir);
+            for line in bench_mqtt_in::ingest(&bin, &dir)?.lines() {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
