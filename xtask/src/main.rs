@@ -26,6 +26,7 @@ mod bench_control;
 mod bench_export;
 mod bench_hub;
 mod bench_hub_process;
+mod bench_mqtt;
 mod bench_sync;
 mod cross;
 mod demo;
@@ -109,6 +110,9 @@ enum Bench {
     Cross,
     /// Hub and agent syncing a million-reading backlog over TLS: speed, bytes, 1 Mbit/s link.
     Sync,
+    /// The agent's MQTT bus against a real Mosquitto: publishes a second, and the agent's
+    /// extra CPU and wake-ups with the bus on during the simulated flight.
+    Mqtt,
 }
 
 fn main() -> ExitCode {
@@ -258,6 +262,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Hub => bench_hub::bench(),
         Bench::Export => bench_export::bench(),
         Bench::Sync => bench_sync::bench(),
+        Bench::Mqtt => bench_mqtt::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([
