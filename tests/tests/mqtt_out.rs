@@ -38,6 +38,11 @@ fn skip() -> bool {
     if mosquitto::available() {
         return false;
     }
+    // `cargo xtask test` installed the tools: their absence is a failure, not a skip.
+    assert!(
+        std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
+        "mosquitto and mosquitto-clients are required (ALOFT_REQUIRE_TOOLS) but not installed"
+    );
     eprintln!(
         "skipping: mosquitto and mosquitto-clients are not installed (cargo xtask test installs them)"
     );

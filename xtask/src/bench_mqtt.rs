@@ -6,8 +6,8 @@
 //! [`Rig`] (the release agent, the run's directory, the broker):
 //!
 //! - [`out_figures`]: the simulated flight's devices in one `aloft-agent simulate` process, read
-//!   by the release agent twice in a row through its hardware path, first without `[mqtt]`
-//!   and then with it, each for [`MEASURE`] after [`WARM_UP`]. A `mosquitto_sub` on
+//!   by the release agent through its hardware path, without `[mqtt]` and with it in turn,
+//!   [`ROUNDS`] times each, each for [`MEASURE`] after [`WARM_UP`]; the means are compared. A `mosquitto_sub` on
 //!   `aloft/<node>/#` counts the readings the bus publishes. Figures:
 //!   `mqtt.publish_per_s` (reading publishes a second, at the subscriber),
 //!   `mqtt.agent_cpu_pct_extra` (CPU % of one core, bus on minus off) and
@@ -29,7 +29,9 @@ use crate::procfs::{clock_ticks_per_s, cpu_ticks};
 use crate::{cargo, run, target_dir};
 
 /// How long each flight (bus off, bus on) is measured, after its warm-up.
-const MEASURE: Duration = Duration::from_secs(40);
+const MEASURE: Duration = Duration::from_secs(30);
+/// Flights of each kind, in turn.
+const ROUNDS: usize = 2;
 const WARM_UP: Duration = Duration::from_secs(5);
 /// Where in the simulated flight to fly (as `bench agent`).
 const START_AT_S: f64 = 1_150.0;
@@ -79,10 +81,23 @@ pub fn bench() -> Result<()> {
 }
 
 /// One measured flight.
+#[derive(Debug, Clone, Copy)]
 struct Flown {
     cpu_pct: f64,
     wakeups_per_s: f64,
     elapsed_s: f64,
+}
+
+impl Flown {
+    /// The mean of several flights.
+    fn mean(flights: &[Flown]) -> Flown {
+        let n = flights.len().max(1) as f64;
+        Flown {
+            cpu_pct: flights.iter().map(|f| f.cpu_pct).sum::<f64>() / n,
+            wakeups_per_s: flights.iter().map(|f| f.wakeups_per_s).sum::<f64>() / n,
+            elapsed_s: flights.iter().map(|f| f.elapsed_s).sum::<f64>() / n,
+        }
+    }
 }
 
 /// `mqtt.publish_per_s`, `mqtt.agent_cpu_pct_extra`, `mqtt.agent_wakeups_extra_per_s`.
@@ -133,19 +148,21 @@ fn out_figures(rig: &Rig) -> Result<()> {
         bus_text.push_str(&format!("\n[mqtt]\nbroker = \"{}\"\n", rig.broker.addr()));
         std::fs::write(&with_bus, bus_text)?;
 
-        eprintln!("xtask: flying without the bus, then with it");
-        let off = fly(&rig.agent, &plain, || Ok(()))?;
         let subscription = Subscription::start(&rig.broker, &format!("aloft/{node}/#"), None)
             .map_err(|e| anyhow!("start mosquitto_sub: {e}"))?;
-        let mut counted_from = 0;
-        let on = fly(&rig.agent, &with_bus, || {
-            counted_from = readings(&subscription);
-            Ok(())
-        })?;
-        let published = readings(&subscription).saturating_sub(counted_from);
+        // Off and on in turn, so that the load of a shared machine falls on both alike.
+        let (mut off, mut on, mut published) = (Vec::new(), Vec::new(), 0);
+        for round in 1..=ROUNDS {
+            eprintln!("xtask: round {round} of {ROUNDS}: flying without the bus, then with it");
+            off.push(fly(&rig.agent, &plain, || 0)?.0);
+            let (flown, counted) = fly(&rig.agent, &with_bus, || readings(&subscription))?;
+            on.push(flown);
+            published += counted;
+        }
+        let (off, on) = (Flown::mean(&off), Flown::mean(&on));
         println!(
             "mqtt.publish_per_s {:.1} 1/s",
-            published as f64 / on.elapsed_s
+            published as f64 / (on.elapsed_s * ROUNDS as f64)
         );
         println!("mqtt.agent_cpu_pct_extra {:.2} %", on.cpu_pct - off.cpu_pct);
         println!(
@@ -171,9 +188,9 @@ fn readings(subscription: &Subscription) -> usize {
         .count()
 }
 
-/// Runs the agent with `config` for the warm-up and [`MEASURE`]; `started` runs when the
-/// measurement starts.
-fn fly(agent: &Path, config: &Path, mut started: impl FnMut() -> Result<()>) -> Result<Flown> {
+/// Runs the agent with `config` for the warm-up and [`MEASURE`]; its figures, and how much
+/// `count` grew over the measurement.
+fn fly(agent: &Path, config: &Path, mut count: impl FnMut() -> usize) -> Result<(Flown, usize)> {
     let mut child = Command::new(agent)
         .args(["run", "--config"])
         .arg(config)
@@ -183,19 +200,21 @@ fn fly(agent: &Path, config: &Path, mut started: impl FnMut() -> Result<()>) -> 
         .context("start the agent")?;
     let pid = child.id();
     std::thread::sleep(WARM_UP);
-    started()?;
-    let (cpu0, sw0, t0) = (cpu_ticks(pid), switches(pid), Instant::now());
+    let (count0, cpu0, sw0, t0) = (count(), cpu_ticks(pid), switches(pid), Instant::now());
     std::thread::sleep(MEASURE);
     let elapsed_s = t0.elapsed().as_secs_f64();
-    let (cpu1, sw1) = (cpu_ticks(pid), switches(pid));
+    let (cpu1, sw1, count1) = (cpu_ticks(pid), switches(pid), count());
     let alive = matches!(child.try_wait(), Ok(None));
     stop(&mut child);
     let (Some(cpu0), Some(cpu1), true) = (cpu0, cpu1, alive) else {
         bail!("the agent stopped during the benchmark");
     };
-    Ok(Flown {
-        cpu_pct: cpu1.saturating_sub(cpu0) as f64 / clock_ticks_per_s() / elapsed_s * 100.0,
-        wakeups_per_s: sw1.saturating_sub(sw0) as f64 / elapsed_s,
-        elapsed_s,
-    })
+    Ok((
+        Flown {
+            cpu_pct: cpu1.saturating_sub(cpu0) as f64 / clock_ticks_per_s() / elapsed_s * 100.0,
+            wakeups_per_s: sw1.saturating_sub(sw0) as f64 / elapsed_s,
+            elapsed_s,
+        },
+        count1.saturating_sub(count0),
+    ))
 }

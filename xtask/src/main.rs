@@ -203,6 +203,8 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
         ]),
     )?;
 
+    no_aws_lc()?;
+
     // One build of every test target; the demo smoke run below reuses its binaries.
     let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["nextest", "--version"])
@@ -244,6 +246,26 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
         "xtask: all checks passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// rustls with `ring` only: no crate of the workspace may pull in aws-lc (it does not
+/// cross-build with Debian's gcc; rumqttc's default TLS feature would bring it).
+fn no_aws_lc() -> Result<()> {
+    let out = cargo()
+        .args(["tree", "--workspace", "--locked", "-i", "aws-lc-sys"])
+        .output()
+        .context("run cargo tree")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        bail!(
+            "aws-lc-sys is in the dependency tree; turn its user's default features off:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    if !stderr.contains("did not match any packages") {
+        bail!("cargo tree -i aws-lc-sys failed: {stderr}");
+    }
     Ok(())
 }
 
