@@ -50,8 +50,9 @@ pub const QUEUE: usize = 512;
 pub const REPLAY_MAX: u64 = 100_000;
 /// Records of an outage read from the store per tick.
 const REPLAY_CHUNK: usize = 128;
-/// Messages from the connection task waiting for the publisher task.
-const EVENTS: usize = 256;
+/// Messages from the connection task waiting for the publisher task: with
+/// [`wire::MAX_PACKET_BYTES`] each, at most 16 MiB whatever publishers send.
+const EVENTS: usize = 64;
 /// How long a graceful stop waits for `offline` and the DISCONNECT to go out.
 const GOODBYE: Duration = Duration::from_secs(2);
 /// First wait before reconnecting.
