@@ -205,7 +205,7 @@ pub async fn run_with_logs(
     let bus_latest = latest.clone();
 
     // The simulation (when configured) must live as long as the sensors read it.
-    let (simulation, slots) = match &config.simulation {
+    let (simulation, mut slots) = match &config.simulation {
         Some(sim) => {
             let links = store_dir.join("sim-ports");
             std::fs::create_dir_all(&links).map_err(|source| RunError::SimulatedPorts {
@@ -223,6 +223,9 @@ pub async fn run_with_logs(
         }
         None => (None, hardware_slots(&config.sensors, &latest)?),
     };
+    // The `mqtt` sensors' devices are fed by the bus's inbound side.
+    let ingest_feeds = bus::inbound::attach_feeds(&config, &mut slots);
+    let views_latest = latest.clone();
     let supervisor =
         Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest).await?;
     // The live lane reports sensors as the supervisor sees them (live reconfiguration
@@ -315,6 +318,12 @@ pub async fn run_with_logs(
             },
             store.clone(),
         ),
+        InboundParts {
+            feeds: ingest_feeds,
+            latest: views_latest,
+            state: Arc::clone(&state_file),
+            metrics: Arc::clone(&metrics),
+        },
         stopped(uplink_stopped.clone()),
     );
     let follow_sensors = tokio::spawn({
@@ -568,17 +577,43 @@ fn start_uplink(
     Some((tokio::spawn(link.run(stop)), control))
 }
 
+/// What the bus's inbound side needs beside the bus's own sources.
+struct InboundParts {
+    /// The `mqtt` sensors' feeds.
+    feeds: std::collections::BTreeMap<aloft_protocol::SensorId, crate::sensor::mqtt::IngestSender>,
+    /// The newest values, for the twin.
+    latest: LatestValues,
+    /// The state file, for the hub's desired values in the twin.
+    state: Arc<crate::state::StateFile>,
+    /// The ingest counters.
+    metrics: Arc<Metrics>,
+}
+
 /// Starts the MQTT bus when the config has an `[mqtt]` (without one: no task at all). A
 /// bus that cannot be set up (an unreadable password file, a bad CA file) is logged and the
 /// agent runs without it: the bus is a view of the store, never needed for sampling.
 fn start_bus(
     config: &AgentConfig,
     sources: bus::BusSources,
+    parts: InboundParts,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<bus::Bus> {
     let mqtt = config.mqtt.as_ref()?;
     // The inbound side (ingest, the device twin) plugs in here as the handler.
-    let inbound: Option<Box<dyn bus::InboundHandler>> = None;
+    let views = bus::inbound::AgentViews::new(
+        config,
+        sources.sensors.clone(),
+        parts.latest,
+        parts.state,
+        Arc::clone(&sources.stamp),
+    );
+    let inbound: Option<Box<dyn bus::InboundHandler>> = Some(Box::new(bus::inbound::Inbound::new(
+        config,
+        parts.feeds,
+        Box::new(views),
+        parts.metrics,
+        Arc::clone(&sources.stamp),
+    )));
     match bus::start(mqtt, &config.node.name, sources, inbound, stop) {
         Ok(bus) => Some(bus),
         Err(e) => {

@@ -10,13 +10,23 @@
 //!   connection, the coalescing timer, the inbound hand-off; [`start`] starts it.
 //! - [`publish`]: topics, payloads and the coalescing of readings, without I/O.
 //! - [`wire`]: the one seam over rumqttc's MQTT 3.1.1 and MQTT 5 clients.
+//! - [`ingest`]: other programs' readings on `<prefix>/<node>/ingest/<sensor>`, checked
+//!   against the config's `mqtt` sensors; [`mapper`]: a KubeEdge mapper's MQTT pushes;
+//!   [`twin`]: KubeEdge's device twin topics and messages; all three without I/O.
+//! - [`inbound`]: the handler that routes the inbound topics to those three and hands the
+//!   readings taken to their `mqtt` sensor's device.
 //!
 //! Invariants: the bus is a view of the store, never its source; nothing on the bus can
 //! block a sensor or the store writer, and the bus's memory is bounded whatever the broker
 //! does.
 
 pub mod client;
+pub mod fuzzing;
+pub mod inbound;
+pub mod ingest;
+pub mod mapper;
 pub mod publish;
+pub mod twin;
 pub mod wire;
 
 pub use client::{Bus, BusCounters, BusError, BusSources, start};

@@ -812,7 +812,9 @@ mod tests {
              capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
              static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'\n\
              airspeed_from = 'v'\nground_velocity_from = 'g'\nheading_from = 'h'\n\
-             tunables = { pressure_oversampling = 4 }",
+             tunables = { pressure_oversampling = 4 }\n\
+             quantities = { ozone = { min = 0.0, max = 1.0 } }\nclient_id = 'c'\n\
+             max_readings_per_s = 10.0\nmapper_topic = 't'\nmapper_quantity = 'ozone'",
         );
         required_matches_serde::<PowerLineConfig>(
             "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",

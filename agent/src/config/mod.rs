@@ -161,6 +161,8 @@ pub enum SensorKind {
     Sbs,
     /// The wind, derived from other sensors' readings (no device of its own).
     Wind,
+    /// Readings another program on the board publishes on the local MQTT bus.
+    Mqtt,
 }
 
 /// How a kind of sensor is attached.
@@ -172,6 +174,8 @@ pub enum Attachment {
     I2c,
     /// No device: computed on a schedule from other sensors' newest readings.
     Derived,
+    /// No device: another program publishes the readings on the local MQTT bus.
+    Bus,
 }
 
 /// A GPIO line that powers a sensor, for hard restarts.
@@ -264,6 +268,25 @@ pub struct SensorConfig {
     /// Wind: the sensor whose heading the wind triangle uses (an icm20948).
     #[serde(default)]
     pub heading_from: Option<String>,
+    /// `mqtt`: the quantities the publishing program sends, by vocabulary name, with the
+    /// values taken (`[sensor.quantities.ozone] min = 0.0, max = 1e-6`).
+    #[serde(default)]
+    pub quantities: BTreeMap<String, QuantityRange>,
+    /// `mqtt`: the MQTT client id of the program that publishes, named in the sensor's
+    /// descriptor (the broker's ACL is what binds it to the topic: docs/mqtt.md).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `mqtt`: readings per second taken at most, with a burst of one second's worth; the
+    /// excess is refused and counted ([`MQTT_READINGS_PER_S_DEFAULT`] if absent).
+    #[serde(default)]
+    pub max_readings_per_s: Option<f64>,
+    /// `mqtt`: the topic a KubeEdge mapper's MQTT push method publishes this sensor's
+    /// values to, each a reading of `mapper_quantity`.
+    #[serde(default)]
+    pub mapper_topic: Option<String>,
+    /// `mqtt`: the declared quantity a mapper's pushed values are.
+    #[serde(default)]
+    pub mapper_quantity: Option<String>,
     /// The driver settings the sensor's kind declares (`crate::config::tunables`), as
     /// written: the rules check each key and value, [`SensorConfig::tunables`] gives them
     /// typed. The hub's desired tunables override these key by key.
@@ -285,6 +308,25 @@ impl SensorConfig {
 fn enabled() -> bool {
     true
 }
+
+/// The values an `mqtt` sensor's quantity takes (inclusive, in the quantity's unit).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QuantityRange {
+    /// The lowest value taken.
+    pub min: f64,
+    /// The highest value taken.
+    pub max: f64,
+}
+
+/// An `mqtt` sensor's rate bound when its config names none, readings/s: ten times the
+/// fastest real sensor of the simulated flight (the pitot at 50 Hz, four readings).
+pub const MQTT_READINGS_PER_S_DEFAULT: f64 = 2_000.0;
+
+/// The highest `max_readings_per_s` accepted: above it one publisher could outrun the store
+/// writer's share of the real sensors.
+pub const MQTT_READINGS_PER_S_MAX: f64 = 100_000.0;
 
 /// The link to aloft-hub.
 #[derive(Debug, Clone, Deserialize)]
@@ -471,7 +513,7 @@ impl AgentConfig {
 
 impl SensorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [SensorKind; 12] = [
+    pub const ALL: [SensorKind; 13] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -484,6 +526,7 @@ impl SensorKind {
         SensorKind::Sps30,
         SensorKind::Sbs,
         SensorKind::Wind,
+        SensorKind::Mqtt,
     ];
 
     /// The kind as the config file spells it.
@@ -501,6 +544,7 @@ impl SensorKind {
             SensorKind::Sps30 => "sps30",
             SensorKind::Sbs => "sbs",
             SensorKind::Wind => "wind",
+            SensorKind::Mqtt => "mqtt",
         }
     }
 
@@ -518,6 +562,7 @@ impl SensorKind {
             | SensorKind::Sps30
             | SensorKind::Sbs => Attachment::I2c,
             SensorKind::Wind => Attachment::Derived,
+            SensorKind::Mqtt => Attachment::Bus,
         }
     }
 
@@ -539,7 +584,7 @@ impl SensorKind {
     /// Whether the sensor is sampled on a schedule (I2C and derived kinds), so that it has
     /// an `interval`.
     pub fn is_scheduled(self) -> bool {
-        !self.is_serial()
+        !self.is_serial() && self.attachment() != Attachment::Bus
     }
 
     /// The baud rate used when the config names none (serial kinds): the u-blox receiver
@@ -695,6 +740,8 @@ impl SensorKind {
             SensorKind::Sbs => 5.0,
             // Speed, direction, method.
             SensorKind::Wind => 3.0,
+            // One reading per token of its rate bound.
+            SensorKind::Mqtt => 1.0,
         }
     }
 
@@ -707,7 +754,8 @@ impl SensorKind {
             | SensorKind::Ms4525do
             | SensorKind::Icm20948
             | SensorKind::Sps30
-            | SensorKind::Sbs => "an",
+            | SensorKind::Sbs
+            | SensorKind::Mqtt => "an",
             SensorKind::Ublox
             | SensorKind::Cosmicwatch
             | SensorKind::Bme280
@@ -772,6 +820,13 @@ impl SensorConfig {
         }
     }
 
+    /// An `mqtt` sensor's rate bound: the configured one, else
+    /// [`MQTT_READINGS_PER_S_DEFAULT`].
+    pub fn max_readings_per_s_or_default(&self) -> f64 {
+        self.max_readings_per_s
+            .unwrap_or(MQTT_READINGS_PER_S_DEFAULT)
+    }
+
     /// How often the agent must wake for this sensor, per second, at the least: a
     /// scheduled (I2C or derived) sensor once per interval; a serial one once per message
     /// it sends (a GNSS epoch, a detector event, an ozone line), however many reads a
@@ -801,6 +856,7 @@ impl SensorConfig {
                 f64::from(baud) / 10.0 / COSMICWATCH_LINE_BYTES_MIN
             }
             SensorKind::Pom => aloft_sensors::pom::LINES_PER_S_MAX,
+            SensorKind::Mqtt => self.max_readings_per_s_or_default(),
             _ => match self.interval_or_default() {
                 Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
                 _ => 0.0,
@@ -894,7 +950,10 @@ mod tests {
             }
             match (kind.default_interval(), kind.min_interval()) {
                 (Some(d), Some(m)) => assert!(d >= m, "{kind}: {d:?} < {m:?}"),
-                (None, None) => assert!(kind.is_serial(), "{kind}"),
+                (None, None) => assert!(
+                    kind.is_serial() || kind.attachment() == Attachment::Bus,
+                    "{kind}"
+                ),
                 other => panic!("{kind}: {other:?}"),
             }
             assert_eq!(kind.is_serial(), !kind.bauds().is_empty(), "{kind}");
