@@ -283,6 +283,13 @@ fn a_broker_restarted_or_frozen_mid_flight_costs_the_store_and_the_hub_nothing()
         {
             return Err(other("the agent did not notice the broker's loss"));
         }
+        let connections = agent.metric("aloft_mqtt_connections_total").unwrap_or(0.0);
+        if connections < 2.0 || agent.metric("aloft_mqtt_connected") != Some(1.0) {
+            return Err(other(format!(
+                "the metrics show {connections} sessions and connected {:?}",
+                agent.metric("aloft_mqtt_connected")
+            )));
+        }
 
         // A frozen broker: connections stay open and nothing is read. Memory stays
         // bounded and the sensors keep their rates.
@@ -562,7 +569,11 @@ fn without_an_mqtt_section_the_agent_starts_no_bus() -> Result<(), SystemError> 
         agent.metric(READINGS).filter(|n| *n > 200.0)
     })?;
     let log = agent.log_tail();
+    let metrics = agent.metrics_text().unwrap_or_default();
     agent.into_process().terminate()?;
+    if metrics.contains("aloft_mqtt_") {
+        return Err(other("the agent serves MQTT metrics without [mqtt]"));
+    }
     if log.contains("MQTT") {
         return Err(other(format!(
             "the agent speaks of MQTT without [mqtt]:{log}"
