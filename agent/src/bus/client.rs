@@ -278,11 +278,12 @@ pub fn start(
             finish_rx,
         ));
         publisher.run(events_rx, period, stop).await;
+        // `offline` and the DISCONNECT are queued: the connection task sends them, sees
+        // the broker close the session, and ends.
         let _ = finish_tx.send(true);
-        if tokio::time::timeout(GOODBYE + Duration::from_secs(1), network)
-            .await
-            .is_err()
-        {
+        let abort = network.abort_handle();
+        if tokio::time::timeout(GOODBYE, network).await.is_err() {
+            abort.abort();
             tracing::debug!("The MQTT connection did not close in time.");
         }
     });
@@ -290,6 +291,10 @@ pub fn start(
 }
 
 /// The connection task: polls the event loop, reconnecting with backoff, until `finish`.
+///
+/// While a session is up a poll is never cut short (a poll cut short may lose the request
+/// it took from the queue, such as the stop's `offline`): at the stop, the DISCONNECT the
+/// publisher queued ends the session, and the error that follows ends this task.
 async fn drive(
     mut connection: Connection,
     events: mpsc::Sender<Link>,
@@ -298,10 +303,14 @@ async fn drive(
 ) {
     let mut up = false;
     loop {
-        let polled = tokio::select! {
-            biased;
-            _ = finish.wait_for(|f| *f) => break,
-            polled = connection.poll() => polled,
+        let polled = if up {
+            connection.poll().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = finish.wait_for(|f| *f) => return,
+                polled = connection.poll() => polled,
+            }
         };
         match polled {
             Ok(Event::Connected) => {
@@ -322,7 +331,8 @@ async fn drive(
             Err(error) => {
                 if up {
                     up = false;
-                    let _ = events.try_send(Link::Down(error.clone()));
+                    // After the stop nobody listens; that is fine.
+                    let _ = events.send(Link::Down(error.clone())).await;
                 }
                 let delay = backoff.next_delay(Duration::ZERO);
                 tracing::debug!(%error, delay_ms = delay.as_millis(), "MQTT broker unreachable; retrying.");
@@ -333,11 +343,6 @@ async fn drive(
                 }
             }
         }
-    }
-    // Stopping: when connected, let the queued `offline` and DISCONNECT go out.
-    if up {
-        let _ =
-            tokio::time::timeout(GOODBYE, async { while connection.poll().await.is_ok() {} }).await;
     }
 }
 
