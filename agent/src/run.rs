@@ -323,6 +323,7 @@ pub async fn run_with_logs(
                 Arc::new(move || Some(timekeeper.certificate_time_utc_ns()))
             },
             store.clone(),
+            Arc::clone(&metrics),
         ),
         InboundParts {
             feeds: ingest_feeds,

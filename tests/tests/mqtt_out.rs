@@ -38,6 +38,11 @@ fn skip() -> bool {
     if mosquitto::available() {
         return false;
     }
+    // `cargo xtask test` installed the tools: their absence is a failure, not a skip.
+    assert!(
+        std::env::var_os("ALOFT_REQUIRE_TOOLS").is_none(),
+        "mosquitto and mosquitto-clients are required (ALOFT_REQUIRE_TOOLS) but not installed"
+    );
     eprintln!(
         "skipping: mosquitto and mosquitto-clients are not installed (cargo xtask test installs them)"
     );
@@ -262,11 +267,28 @@ fn a_broker_restarted_or_frozen_mid_flight_costs_the_store_and_the_hub_nothing()
             check_retained_state(&state).ok().map(|()| state)
         })?;
         check_retained_state(&state)?;
+        // The outage is not replayed: after the reconnection the pitot's topic carries its
+        // live rate, not the 50 Hz of the seconds the broker was away.
+        let after = Subscription::start(&broker, &pitot, None).map_err(other)?;
+        std::thread::sleep(Duration::from_secs(5));
+        let published = after.count();
+        if published > 14 {
+            return Err(other(format!(
+                "{published} publishes on {pitot} in 5 s after the reconnection: the outage was replayed"
+            )));
+        }
         if !agent
             .log_tail()
             .contains("MQTT broker lost; readings stay in the store.")
         {
             return Err(other("the agent did not notice the broker's loss"));
+        }
+        let connections = agent.metric("aloft_mqtt_connections_total").unwrap_or(0.0);
+        if connections < 2.0 || agent.metric("aloft_mqtt_connected") != Some(1.0) {
+            return Err(other(format!(
+                "the metrics show {connections} sessions and connected {:?}",
+                agent.metric("aloft_mqtt_connected")
+            )));
         }
 
         // A frozen broker: connections stay open and nothing is read. Memory stays
@@ -452,6 +474,77 @@ fn tls_with_a_password_over_mqtt_5_and_the_last_will_when_the_agent_dies() -> Re
     Ok(())
 }
 
+/// With `replay_outage`, the readings taken while the broker was away are published after
+/// the reconnection, not retained: the retained value stays the newest one.
+#[test]
+fn with_replay_outage_the_outage_is_published_after_the_reconnection() -> Result<(), SystemError> {
+    if skip() {
+        return Ok(());
+    }
+    let dir = tempdir()?;
+    let mut broker = Mosquitto::start(&dir.path().join("broker")).map_err(other)?;
+    let setup = AgentSetup::write(
+        dir.path(),
+        "agent",
+        &dir.path().join("store"),
+        &Flight::default(),
+    )?;
+    with_mqtt(
+        &setup,
+        &format!(
+            "broker = {:?}\nreconnect_max = \"1s\"\nreplay_outage = true\n",
+            broker.addr()
+        ),
+    )?;
+    let agent = Agent::start(&setup)?;
+    let pitot = format!("aloft/{NODE}/pitot/differential_pressure");
+    let run = (|| -> Result<(), SystemError> {
+        wait_until("the retained state", BUS, || {
+            let state = retained_state(&broker, None).ok()?;
+            check_retained_state(&state).ok()
+        })?;
+        let stored = agent.metric(READINGS).unwrap_or(0.0);
+        broker.kill();
+        wait_until("readings stored while the broker is down", BUS, || {
+            agent.metric(READINGS).filter(|n| *n > stored + 3_000.0)
+        })?;
+        broker.restart().map_err(other)?;
+        let after = Subscription::start(&broker, &pitot, None).map_err(other)?;
+        // Live, the topic carries 2 a second; the outage's 50 Hz readings come on top.
+        after
+            .wait_for("the outage's pitot readings", BUS, |r| {
+                (r.len() > 100).then_some(())
+            })
+            .map_err(other)?;
+        let newest_replayed = after
+            .received()
+            .iter()
+            .filter_map(|m| serde_json::from_str::<Value>(&m.payload).ok())
+            .filter_map(|v| v["time"].as_str().map(str::to_string))
+            .max()
+            .ok_or_else(|| other("no time in the pitot's publishes"))?;
+        let state = retained_state(&broker, None)?;
+        let retained: Value = serde_json::from_str(
+            state
+                .get(&pitot)
+                .ok_or_else(|| other(format!("no retained {pitot}")))?,
+        )
+        .map_err(other)?;
+        let retained_time = retained["time"].as_str().unwrap_or_default().to_string();
+        // RFC 3339 with microseconds and `Z`: the text orders as the time does.
+        if retained_time < newest_replayed {
+            return Err(other(format!(
+                "the retained pitot value ({retained_time}) is older than a publish seen ({newest_replayed})"
+            )));
+        }
+        Ok(())
+    })();
+    if let Err(e) = run {
+        return Err(with_logs(e, &agent, &broker));
+    }
+    agent.into_process().terminate()
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -476,7 +569,11 @@ fn without_an_mqtt_section_the_agent_starts_no_bus() -> Result<(), SystemError> 
         agent.metric(READINGS).filter(|n| *n > 200.0)
     })?;
     let log = agent.log_tail();
+    let metrics = agent.metrics_text().unwrap_or_default();
     agent.into_process().terminate()?;
+    if metrics.contains("aloft_mqtt_") {
+        return Err(other("the agent serves MQTT metrics without [mqtt]"));
+    }
     if log.contains("MQTT") {
         return Err(other(format!(
             "the agent speaks of MQTT without [mqtt]:{log}"

@@ -26,7 +26,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aloft_protocol::{Record, Timestamp};
@@ -38,6 +38,8 @@ use super::InboundHandler;
 use super::publish::{Coalescer, Due, OFFLINE, ONLINE, SensorStatus, Topics};
 use super::wire::{self, Connection, Event, Refused, Sender, Session};
 use crate::config::MqttConfig;
+use crate::metrics::Metrics;
+use crate::metrics::bus::BusMetrics;
 use crate::sensor::LatestValues;
 use crate::supervisor::SupervisorHandle;
 use crate::supervisor::backoff::{Backoff, BackoffPolicy};
@@ -50,8 +52,9 @@ pub const QUEUE: usize = 512;
 pub const REPLAY_MAX: u64 = 100_000;
 /// Records of an outage read from the store per tick.
 const REPLAY_CHUNK: usize = 128;
-/// Messages from the connection task waiting for the publisher task.
-const EVENTS: usize = 256;
+/// Messages from the connection task waiting for the publisher task: with
+/// [`wire::MAX_PACKET_BYTES`] each, at most 16 MiB whatever publishers send.
+const EVENTS: usize = 64;
 /// How long a graceful stop waits for `offline` and the DISCONNECT to go out.
 const GOODBYE: Duration = Duration::from_secs(2);
 /// First wait before reconnecting.
@@ -105,6 +108,8 @@ pub struct BusSources {
     pub trusted: TrustedTime,
     /// The store, for `replay_outage`.
     pub store: SharedStore,
+    /// Where the bus counts what it sent ([`Metrics::bus`]).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for BusSources {
@@ -121,6 +126,7 @@ impl BusSources {
         stamp: Arc<dyn Fn() -> Timestamp + Send + Sync>,
         trusted: TrustedTime,
         store: SharedStore,
+        metrics: Arc<Metrics>,
     ) -> Self {
         BusSources {
             latest,
@@ -128,21 +134,9 @@ impl BusSources {
             stamp,
             trusted,
             store,
+            metrics,
         }
     }
-}
-
-/// Counts of what the bus did, for metrics, logs and tests.
-#[derive(Debug, Default)]
-pub struct BusCounters {
-    /// Publishes queued for the broker.
-    pub published: AtomicU64,
-    /// Publishes refused by a full queue (the value stays due; the newest goes next tick).
-    pub dropped: AtomicU64,
-    /// Sessions the broker accepted.
-    pub connections: AtomicU64,
-    /// Outage records published (with `replay_outage`).
-    pub replayed: AtomicU64,
 }
 
 /// The session settings from the config: credentials read, TLS built.
@@ -232,15 +226,9 @@ enum Link {
 #[derive(Debug)]
 pub struct Bus {
     task: tokio::task::JoinHandle<()>,
-    counters: Arc<BusCounters>,
 }
 
 impl Bus {
-    /// What the bus has done so far.
-    pub fn counters(&self) -> Arc<BusCounters> {
-        Arc::clone(&self.counters)
-    }
-
     /// Waits for the bus to finish after its stop: `offline` published and the session
     /// closed (or [`GOODBYE`] passed).
     pub async fn stopped(self) {
@@ -260,7 +248,8 @@ pub fn start(
     let session = session(config, node, Arc::clone(&sources.trusted))?;
     tracing::info!(broker = %config.broker, version = config.version.as_str(), client_id = %session.client_id, tls = session.tls.is_some(), "MQTT bus starting.");
     let (sender, connection) = wire::open(&session);
-    let counters = Arc::new(BusCounters::default());
+    let metrics = Arc::clone(&sources.metrics);
+    metrics.bus.started();
     let durable = sources.store.subscribe();
     let publisher = Publisher {
         sender,
@@ -268,7 +257,7 @@ pub fn start(
         coalescer: Coalescer::new(),
         sources,
         inbound,
-        counters: Arc::clone(&counters),
+        metrics,
         connected: false,
         replay_outage: config.replay_outage,
         durable,
@@ -289,18 +278,23 @@ pub fn start(
             finish_rx,
         ));
         publisher.run(events_rx, period, stop).await;
+        // `offline` and the DISCONNECT are queued: the connection task sends them, sees
+        // the broker close the session, and ends.
         let _ = finish_tx.send(true);
-        if tokio::time::timeout(GOODBYE + Duration::from_secs(1), network)
-            .await
-            .is_err()
-        {
+        let abort = network.abort_handle();
+        if tokio::time::timeout(GOODBYE, network).await.is_err() {
+            abort.abort();
             tracing::debug!("The MQTT connection did not close in time.");
         }
     });
-    Ok(Bus { task, counters })
+    Ok(Bus { task })
 }
 
 /// The connection task: polls the event loop, reconnecting with backoff, until `finish`.
+///
+/// While a session is up a poll is never cut short (a poll cut short may lose the request
+/// it took from the queue, such as the stop's `offline`): at the stop, the DISCONNECT the
+/// publisher queued ends the session, and the error that follows ends this task.
 async fn drive(
     mut connection: Connection,
     events: mpsc::Sender<Link>,
@@ -309,10 +303,14 @@ async fn drive(
 ) {
     let mut up = false;
     loop {
-        let polled = tokio::select! {
-            biased;
-            _ = finish.wait_for(|f| *f) => break,
-            polled = connection.poll() => polled,
+        let polled = if up {
+            connection.poll().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = finish.wait_for(|f| *f) => return,
+                polled = connection.poll() => polled,
+            }
         };
         match polled {
             Ok(Event::Connected) => {
@@ -333,7 +331,8 @@ async fn drive(
             Err(error) => {
                 if up {
                     up = false;
-                    let _ = events.try_send(Link::Down(error.clone()));
+                    // After the stop nobody listens; that is fine.
+                    let _ = events.send(Link::Down(error.clone())).await;
                 }
                 let delay = backoff.next_delay(Duration::ZERO);
                 tracing::debug!(%error, delay_ms = delay.as_millis(), "MQTT broker unreachable; retrying.");
@@ -344,11 +343,6 @@ async fn drive(
                 }
             }
         }
-    }
-    // Stopping: when connected, let the queued `offline` and DISCONNECT go out.
-    if up {
-        let _ =
-            tokio::time::timeout(GOODBYE, async { while connection.poll().await.is_ok() {} }).await;
     }
 }
 
@@ -366,7 +360,7 @@ struct Publisher {
     coalescer: Coalescer,
     sources: BusSources,
     inbound: Option<Box<dyn InboundHandler>>,
-    counters: Arc<BusCounters>,
+    metrics: Arc<Metrics>,
     connected: bool,
     replay_outage: bool,
     /// The store's durable end, as the writer publishes it after each commit.
@@ -379,6 +373,10 @@ struct Publisher {
 }
 
 impl Publisher {
+    fn counters(&self) -> &BusMetrics {
+        &self.metrics.bus
+    }
+
     async fn run(
         mut self,
         mut events: mpsc::Receiver<Link>,
@@ -414,15 +412,16 @@ impl Publisher {
             let _ = self.sender.disconnect();
         }
         tracing::info!(
-            published = self.counters.published.load(Ordering::Relaxed),
-            dropped = self.counters.dropped.load(Ordering::Relaxed),
+            published = self.counters().published.load(Ordering::Relaxed),
+            dropped = self.counters().dropped.load(Ordering::Relaxed),
             "MQTT bus stopped."
         );
     }
 
     fn connected(&mut self) {
         self.connected = true;
-        let n = self.counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters().set_connected(true);
+        let n = self.counters().connections.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
             connections = n,
             "MQTT broker connected; publishing retained state."
@@ -463,6 +462,7 @@ impl Publisher {
 
     fn lost(&mut self, error: &str) {
         self.connected = false;
+        self.counters().set_connected(false);
         self.replay = None;
         self.outage_from = Some(*self.durable.borrow());
         tracing::warn!(%error, "MQTT broker lost; readings stay in the store.");
@@ -484,11 +484,11 @@ impl Publisher {
     fn send(&self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
         match self.sender.publish(topic, payload, retain) {
             Ok(()) => {
-                self.counters.published.fetch_add(1, Ordering::Relaxed);
+                self.counters().published.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(Refused::Full | Refused::Closed) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters().dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -547,7 +547,7 @@ impl Publisher {
             self.readings();
             self.replay_chunk();
         }
-        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let dropped = self.counters().dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_logged.0 && self.dropped_logged.1.elapsed() >= DROP_LOG_EVERY {
             tracing::warn!(
                 dropped,
@@ -605,7 +605,7 @@ impl Publisher {
                     self.replay = Some(replay);
                     return;
                 }
-                self.counters.replayed.fetch_add(1, Ordering::Relaxed);
+                self.counters().replayed.fetch_add(1, Ordering::Relaxed);
             }
             replay.next = seq + 1;
         }

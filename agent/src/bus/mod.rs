@@ -29,7 +29,7 @@ pub mod publish;
 pub mod twin;
 pub mod wire;
 
-pub use client::{Bus, BusCounters, BusError, BusSources, start};
+pub use client::{Bus, BusError, BusSources, start};
 
 /// One message for the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]

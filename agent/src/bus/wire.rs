@@ -15,8 +15,11 @@ use rumqttc::v5;
 
 use crate::config::{MIN_KEEPALIVE, MqttVersion};
 
-/// The largest packet accepted from or sent to the broker, bytes.
-pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
+/// The largest packet accepted from or sent to the broker, bytes: above the inbound side's
+/// largest payload, so that it refuses an oversized one with a reason; with MQTT 5 the
+/// broker is told and drops larger ones, with 3.1.1 a larger one ends the connection (the
+/// broker's `max_packet_size` prevents that: docs/mqtt.md).
+pub const MAX_PACKET_BYTES: usize = 256 * 1024;
 /// How long a TCP connect, a TLS handshake or a write may take before the connection is
 /// given up.
 pub const NETWORK_TIMEOUT_S: u64 = 5;

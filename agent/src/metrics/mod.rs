@@ -7,6 +7,7 @@
 //! state change (rare) takes a lock, for its reason text. [`wakeups`] counts the agent's
 //! idle wake-ups for the low-power figure.
 
+pub mod bus;
 pub mod ingest;
 pub mod power;
 pub mod uplink;
@@ -429,6 +430,8 @@ pub struct Metrics {
     pub power: power::PowerMetrics,
     /// What the local MQTT bus brought in.
     pub ingest: ingest::IngestMetrics,
+    /// What the local MQTT bus sent.
+    pub bus: bus::BusMetrics,
     started_mono_ns: u64,
 }
 
@@ -443,6 +446,7 @@ impl Metrics {
             store: StoreMetrics::default(),
             uplink: uplink::UplinkMetrics::default(),
             power: power::PowerMetrics::default(),
+            bus: bus::BusMetrics::default(),
             started_mono_ns: monotonic_ns(),
         })
     }
@@ -738,6 +742,7 @@ impl Metrics {
         self.uplink.render(&mut out);
         self.power.render(&mut out);
         self.ingest.render(&mut out);
+        self.bus.render(&mut out);
         out
     }
 }
