@@ -668,6 +668,26 @@ mod tests {
     }
 
     #[test]
+    fn an_mqtt_sensor_without_a_bus_and_a_bad_declaration_are_refused_at_load() {
+        let text = "[node]\nname = 'n'\n[store]\npath = '/s'\nmax_bytes = 10_000_000_000\n\
+             full_policy = 'decimate'\nflush_interval = '1s'\nretain_acked = '1h'\n\
+             [[sensor]]\nname = 'sampler'\nkind = 'mqtt'\nmax_readings_per_s = 0.0\n\
+             mapper_topic = 'a/+'\nmapper_quantity = 'ozone_mole_fraction'\n\
+             [sensor.quantities.warp]\nmin = 0.0\nmax = 1.0\n";
+        let errors = crate::config::parse(text, "t.toml").err().unwrap();
+        let keys: Vec<&str> = errors.problems.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "sensor[0].kind",
+            "sensor[0].quantities.warp",
+            "sensor[0].max_readings_per_s",
+            "sensor[0].mapper_topic",
+            "sensor[0].mapper_quantity",
+        ] {
+            assert!(keys.contains(&want), "{want} not in {keys:?}");
+        }
+    }
+
+    #[test]
     fn it_subscribes_to_ingest_the_twin_and_the_mapper_topics() {
         let (i, _, _) = inbound(8);
         assert_eq!(

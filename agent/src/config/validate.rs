@@ -93,6 +93,21 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
             rules.report(key, what, fix);
         }
     }
+    if parts.mqtt.is_none() {
+        for (i, slot) in parts.sensors.iter().enumerate() {
+            if slot
+                .config
+                .as_ref()
+                .is_some_and(|s| s.kind == SensorKind::Mqtt && s.enabled)
+            {
+                rules.report(
+                    &format!("sensor[{i}].kind"),
+                    "an mqtt sensor's readings come over the MQTT bus, and the file has no [mqtt]",
+                    "add an [mqtt] section with the broker, or disable the sensor",
+                );
+            }
+        }
+    }
     if let Some(sim) = parts.simulation {
         simulation(&mut rules, sim);
     }
