@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`bus`]: the local MQTT bus: readings and statuses out, other programs' messages in.
 //! - [`replay`]: decode a capture from a real device into JSON records (`aloft-agent replay`).
 //! - [`config`]: the configuration file: its types, loading, validation with key and line,
 //!   `check-config` (the file owns the hardware).
@@ -27,6 +28,7 @@
 //! Dependencies run one way: [`supervisor`] drives what [`sensor`] builds (devices, power
 //! lines, slots) and nothing in [`sensor`] uses the supervisor.
 
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -33,6 +33,7 @@ use aloft_protocol::{Quantity, Record, SensorId, TimeSource};
 use aloft_store::{FullPolicy as StorePolicy, Outbox, StoreError, StoreOptions};
 use tokio::sync::{mpsc, watch};
 
+use crate::bus;
 use crate::clock;
 use crate::config::{AgentConfig, FullPolicy, STORE_SEGMENT_BYTES};
 use crate::control::{self, ControlHandles, LogRing};
@@ -68,6 +69,12 @@ const RECORD_QUEUE: usize = 4096;
 /// slots above 64 ms, so each tick costs the worker two wake-ups: at 100 ms that was 20 a
 /// second, at 250 ms it is 8.
 const INTAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The next intake after one that found the sensors' queue at least a quarter full: a
+/// burst (another program's readings from the MQTT bus, thousands a second) is drained
+/// every few milliseconds while it lasts, so its senders never wait a quarter second on a
+/// full queue; the flight's few hundred records a second never trigger it.
+const INTAKE_BUSY_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -200,9 +207,11 @@ pub async fn run_with_logs(
     // desired state, with the sensors it exempted from power steps.
     let power = PowerGovernor::new(&config, agent_state.power_overrides.clone());
     let (power_records, power_latest) = (records_tx.clone(), latest.clone());
+    // The MQTT bus reads the newest values the sensors record; it never sees the records.
+    let bus_latest = latest.clone();
 
     // The simulation (when configured) must live as long as the sensors read it.
-    let (simulation, slots) = match &config.simulation {
+    let (simulation, mut slots) = match &config.simulation {
         Some(sim) => {
             let links = store_dir.join("sim-ports");
             std::fs::create_dir_all(&links).map_err(|source| RunError::SimulatedPorts {
@@ -220,6 +229,9 @@ pub async fn run_with_logs(
         }
         None => (None, hardware_slots(&config.sensors, &latest)?),
     };
+    // The `mqtt` sensors' devices are fed by the bus's inbound side.
+    let ingest_feeds = bus::inbound::attach_feeds(&config, &mut slots);
+    let views_latest = latest.clone();
     let supervisor =
         Supervisor::start(slots, SupervisorOptions::default(), records_tx, latest).await?;
     // The live lane reports sensors as the supervisor sees them (live reconfiguration
@@ -297,6 +309,30 @@ pub async fn run_with_logs(
         Arc::clone(&metrics),
         stopped(uplink_stopped.clone()),
     ));
+    let bus = start_bus(
+        &config,
+        bus::BusSources::new(
+            bus_latest,
+            supervisor.handle(),
+            {
+                let timekeeper = Arc::clone(&timekeeper);
+                Arc::new(move || timekeeper.stamp())
+            },
+            {
+                let timekeeper = Arc::clone(&timekeeper);
+                Arc::new(move || Some(timekeeper.certificate_time_utc_ns()))
+            },
+            store.clone(),
+            Arc::clone(&metrics),
+        ),
+        InboundParts {
+            feeds: ingest_feeds,
+            latest: views_latest,
+            state: Arc::clone(&state_file),
+            metrics: Arc::clone(&metrics),
+        },
+        stopped(uplink_stopped.clone()),
+    );
     let follow_sensors = tokio::spawn({
         let (mut changes, live) = (supervisor.handle().changes(), Arc::clone(&live));
         let stop = stopped(uplink_stopped);
@@ -329,10 +365,16 @@ pub async fn run_with_logs(
     let result = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            _ = intake.tick() => match take_queued(&mut records, &mut writer, &store) {
-                Intake::Open => {}
-                Intake::Closed => break Ok(()),
-            },
+            _ = intake.tick() => {
+                let busy = records.len() >= RECORD_QUEUE / 4;
+                match take_queued(&mut records, &mut writer, &store) {
+                    Intake::Open => {}
+                    Intake::Closed => break Ok(()),
+                }
+                if busy {
+                    intake.reset_after(INTAKE_BUSY_PERIOD);
+                }
+            }
             _ = flush.tick() => {
                 // What the sensors queued before the commit is in it.
                 if let Intake::Closed = take_queued(&mut records, &mut writer, &store) {
@@ -365,6 +407,10 @@ pub async fn run_with_logs(
     let _ = uplink_stop.send(true);
     let _ = follow_sensors.await;
     let _ = power_task.await;
+    // The bus lets go of the store (its outage replay) before the store is closed.
+    if let Some(bus) = bus {
+        bus.stopped().await;
+    }
     if let Some((link, control)) = link {
         let _ = link.await;
         if tokio::time::timeout(CONTROL_STOP, control).await.is_err() {
@@ -542,6 +588,52 @@ fn start_uplink(
     .with_power(power);
     tracing::info!(url = %hub.url, "Uplink starting.");
     Some((tokio::spawn(link.run(stop)), control))
+}
+
+/// What the bus's inbound side needs beside the bus's own sources.
+struct InboundParts {
+    /// The `mqtt` sensors' feeds.
+    feeds: std::collections::BTreeMap<aloft_protocol::SensorId, crate::sensor::mqtt::IngestSender>,
+    /// The newest values, for the twin.
+    latest: LatestValues,
+    /// The state file, for the hub's desired values in the twin.
+    state: Arc<crate::state::StateFile>,
+    /// The ingest counters.
+    metrics: Arc<Metrics>,
+}
+
+/// Starts the MQTT bus when the config has an `[mqtt]` (without one: no task at all). A
+/// bus that cannot be set up (an unreadable password file, a bad CA file) is logged and the
+/// agent runs without it: the bus is a view of the store, never needed for sampling.
+fn start_bus(
+    config: &AgentConfig,
+    sources: bus::BusSources,
+    parts: InboundParts,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<bus::Bus> {
+    let mqtt = config.mqtt.as_ref()?;
+    // The inbound side (ingest, the device twin) plugs in here as the handler.
+    let views = bus::inbound::AgentViews::new(
+        config,
+        sources.sensors.clone(),
+        parts.latest,
+        parts.state,
+        Arc::clone(&sources.stamp),
+    );
+    let inbound: Option<Box<dyn bus::InboundHandler>> = Some(Box::new(bus::inbound::Inbound::new(
+        config,
+        parts.feeds,
+        Box::new(views),
+        parts.metrics,
+        Arc::clone(&sources.stamp),
+    )));
+    match bus::start(mqtt, &config.node.name, sources, inbound, stop) {
+        Ok(bus) => Some(bus),
+        Err(e) => {
+            tracing::error!(error = %e, broker = %mqtt.broker, "Cannot set up the MQTT bus; running without it.");
+            None
+        }
+    }
 }
 
 /// How long ago `record` was taken: by UTC when both times have it (records may come from an

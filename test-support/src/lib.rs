@@ -8,6 +8,8 @@
 //!   `qemu-system-arm -machine lm3s6965evb` with its UART on a pseudo-terminal.
 //! - [`flight`]: the simulated flight to 12 km as an agent's record stream, for export
 //!   tests and benchmarks.
+//! - [`mosquitto`]: a real Mosquitto broker on a free loopback port (TLS, passwords, ACL,
+//!   restart, SIGSTOP) and the real `mosquitto_sub`/`mosquitto_pub` clients.
 //! - [`python`]: the Python interpreter holding the dataset readers, for read-back tests.
 //! - [`serial_relay`]: a relay between a device's terminal and a pty a driver opens
 //!   instead, inserting bytes on the line (noise, requests the driver never sends).
@@ -17,6 +19,7 @@
 
 pub mod firmware;
 pub mod flight;
+pub mod mosquitto;
 pub mod mounts;
 pub mod python;
 pub mod serial_relay;

@@ -650,6 +650,11 @@ impl Agent {
         metric_sum(&text, name)
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The process, to stop or kill.
     pub fn into_process(self) -> Process {
         self.process

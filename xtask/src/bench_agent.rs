@@ -84,7 +84,7 @@ pub fn bench() -> Result<()> {
 }
 
 /// deploy/examples/sim.toml, as it is.
-fn sim_example() -> Result<String> {
+pub(crate) fn sim_example() -> Result<String> {
     let example = workspace_root().join("deploy/examples/sim.toml");
     std::fs::read_to_string(&example).with_context(|| format!("read {}", example.display()))
 }
@@ -147,7 +147,7 @@ impl FlightFigures {
 }
 
 /// Context switches of every thread of the process so far.
-fn switches(pid: u32) -> u64 {
+pub(crate) fn switches(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
@@ -166,7 +166,7 @@ fn switches(pid: u32) -> u64 {
         .sum()
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -27,6 +27,8 @@ mod bench_control;
 mod bench_export;
 mod bench_hub;
 mod bench_hub_process;
+mod bench_mqtt;
+mod bench_mqtt_in;
 mod bench_sync;
 mod cross;
 mod demo;
@@ -124,6 +126,10 @@ enum Bench {
     /// The detector firmware's flash and RAM, bytes per event on the wire, and the event
     /// rate 115 200 baud carries, checked in QEMU.
     Firmware,
+    /// The agent's MQTT bus against a real Mosquitto: publishes a second, and the agent's
+    /// extra CPU and wake-ups with the bus on during the simulated flight; readings
+    /// ingested from the bus against the broker's own rate.
+    Mqtt,
 }
 
 fn main() -> ExitCode {
@@ -218,6 +224,7 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     // The firmware (outside the workspace): its lints and both images, built once here for
     // the suite's firmware tests.
     let firmware_images = firmware::test(!no_install)?;
+    no_aws_lc()?;
 
     // One build of every test target; the demo smoke run below reuses its binaries.
     let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -266,6 +273,26 @@ fn test(no_install: bool, runner_args: &[OsString]) -> Result<()> {
     Ok(())
 }
 
+/// rustls with `ring` only: no crate of the workspace may pull in aws-lc (it does not
+/// cross-build with Debian's gcc; rumqttc's default TLS feature would bring it).
+fn no_aws_lc() -> Result<()> {
+    let out = cargo()
+        .args(["tree", "--workspace", "--locked", "-i", "aws-lc-sys"])
+        .output()
+        .context("run cargo tree")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        bail!(
+            "aws-lc-sys is in the dependency tree; turn its user's default features off:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    if !stderr.contains("did not match any packages") {
+        bail!("cargo tree -i aws-lc-sys failed: {stderr}");
+    }
+    Ok(())
+}
+
 /// The ARM builds under qemu-user and the deploy artifacts' linters (after the host suite,
 /// whose debug agent the unit checks point at).
 fn cross_and_deploy(no_install: bool) -> Result<()> {
@@ -282,6 +309,7 @@ fn bench(name: Bench) -> Result<()> {
         Bench::Export => bench_export::bench(),
         Bench::Sync => bench_sync::bench(),
         Bench::Firmware => firmware::bench(),
+        Bench::Mqtt => bench_mqtt::bench(),
         Bench::Parse => run(
             "cargo bench parse",
             cargo().args([

@@ -22,6 +22,14 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
         "faketime",
         "libfaketime, to boot the agent in 1970 in the sync tests",
     ),
+    (
+        "mosquitto",
+        "the MQTT broker the agent's bus publishes to in the MQTT tests and bench",
+    ),
+    (
+        "mosquitto-clients",
+        "mosquitto_sub and mosquitto_pub, the real subscribers and publishers of the MQTT tests",
+    ),
 ];
 
 /// What building and linting the detector front end's firmware needs from Debian, and

@@ -812,7 +812,9 @@ mod tests {
              capture = { dir = '/d', max_file_bytes = 1, max_files = 1 }\n\
              static_pressure_from = 's'\noutside_air_from = 'o'\nambient_pressure_from = 'a'\n\
              airspeed_from = 'v'\nground_velocity_from = 'g'\nheading_from = 'h'\n\
-             tunables = { pressure_oversampling = 4 }",
+             tunables = { pressure_oversampling = 4 }\n\
+             quantities = { ozone = { min = 0.0, max = 1.0 } }\nclient_id = 'c'\n\
+             max_readings_per_s = 10.0\nmapper_topic = 't'\nmapper_quantity = 'ozone'",
         );
         required_matches_serde::<PowerLineConfig>(
             "chip = '/c'\nline = 1\nactive_low = true\noff_for = '2s'",
@@ -823,7 +825,12 @@ mod tests {
              read_deadline = '45s'\nreconnect_max = '5s'\nupload_bytes_per_s = 250000\n\
              live_interval = '1s'",
         );
-        required_matches_serde::<MqttConfig>("broker = '127.0.0.1:1883'");
+        required_matches_serde::<MqttConfig>(
+            "broker = '127.0.0.1:1883'\nversion = '5'\nclient_id = 'c'\nqos = 1\n\
+             keepalive = '30s'\nusername = 'u'\npassword_file = '/p'\ntls = true\n\
+             ca_file = '/ca'\ncert_file = '/c'\nkey_file = '/k'\ntopic_prefix = 'aloft'\n\
+             max_rate_per_topic = 2.0\nreconnect_max = '10s'\nreplay_outage = true",
+        );
         required_matches_serde::<MetricsConfig>("listen = '127.0.0.1:9464'");
         required_matches_serde::<SimulationConfig>("seed = 1\nspeed = 1.0\nstart_at_s = 0.0");
         required_matches_serde::<AgentConfig>(

@@ -36,6 +36,7 @@
 mod errors;
 mod findings;
 mod load;
+mod mqtt;
 mod power;
 pub mod tunables;
 mod validate;
@@ -48,6 +49,7 @@ use serde::Deserialize;
 
 pub use errors::{ConfigErrors, Position, Problem, Report};
 pub use load::{check, check_installed, load, parse};
+pub use mqtt::{MAX_RATE_PER_TOPIC, MIN_KEEPALIVE, MqttConfig, MqttVersion};
 pub use power::{PowerConfig, PowerStepConfig};
 
 /// The whole file.
@@ -162,6 +164,8 @@ pub enum SensorKind {
     /// Aloft's own detector front end (firmware/) on a serial port: framed events,
     /// housekeeping and boots of a SiPM channel pair.
     Detector,
+    /// Readings another program on the board publishes on the local MQTT bus.
+    Mqtt,
 }
 
 /// How a kind of sensor is attached.
@@ -173,6 +177,8 @@ pub enum Attachment {
     I2c,
     /// No device: computed on a schedule from other sensors' newest readings.
     Derived,
+    /// No device: another program publishes the readings on the local MQTT bus.
+    Bus,
 }
 
 /// A GPIO line that powers a sensor, for hard restarts.
@@ -265,6 +271,25 @@ pub struct SensorConfig {
     /// Wind: the sensor whose heading the wind triangle uses (an icm20948).
     #[serde(default)]
     pub heading_from: Option<String>,
+    /// `mqtt`: the quantities the publishing program sends, by vocabulary name, with the
+    /// values taken (`[sensor.quantities.ozone] min = 0.0, max = 1e-6`).
+    #[serde(default)]
+    pub quantities: BTreeMap<String, QuantityRange>,
+    /// `mqtt`: the MQTT client id of the program that publishes, named in the sensor's
+    /// descriptor (the broker's ACL is what binds it to the topic: docs/mqtt.md).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `mqtt`: readings per second taken at most, with a burst of one second's worth; the
+    /// excess is refused and counted ([`MQTT_READINGS_PER_S_DEFAULT`] if absent).
+    #[serde(default)]
+    pub max_readings_per_s: Option<f64>,
+    /// `mqtt`: the topic a KubeEdge mapper's MQTT push method publishes this sensor's
+    /// values to, each a reading of `mapper_quantity`.
+    #[serde(default)]
+    pub mapper_topic: Option<String>,
+    /// `mqtt`: the declared quantity a mapper's pushed values are.
+    #[serde(default)]
+    pub mapper_quantity: Option<String>,
     /// The driver settings the sensor's kind declares (`crate::config::tunables`), as
     /// written: the rules check each key and value, [`SensorConfig::tunables`] gives them
     /// typed. The hub's desired tunables override these key by key.
@@ -286,6 +311,25 @@ impl SensorConfig {
 fn enabled() -> bool {
     true
 }
+
+/// The values an `mqtt` sensor's quantity takes (inclusive, in the quantity's unit).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QuantityRange {
+    /// The lowest value taken.
+    pub min: f64,
+    /// The highest value taken.
+    pub max: f64,
+}
+
+/// An `mqtt` sensor's rate bound when its config names none, readings/s: ten times the
+/// fastest real sensor of the simulated flight (the pitot at 50 Hz, four readings).
+pub const MQTT_READINGS_PER_S_DEFAULT: f64 = 2_000.0;
+
+/// The highest `max_readings_per_s` accepted: above it one publisher could outrun the store
+/// writer's share of the real sensors.
+pub const MQTT_READINGS_PER_S_MAX: f64 = 100_000.0;
 
 /// The link to aloft-hub.
 #[derive(Debug, Clone, Deserialize)]
@@ -334,15 +378,6 @@ fn default_upload_bytes_per_s() -> u64 {
 
 fn default_live_interval() -> Duration {
     Duration::from_secs(1)
-}
-
-/// The local MQTT bus.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct MqttConfig {
-    /// Broker address (`127.0.0.1:1883`).
-    pub broker: String,
 }
 
 /// Prometheus metrics endpoint.
@@ -481,7 +516,7 @@ impl AgentConfig {
 
 impl SensorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [SensorKind; 13] = [
+    pub const ALL: [SensorKind; 14] = [
         SensorKind::Ublox,
         SensorKind::Nmea,
         SensorKind::Cosmicwatch,
@@ -495,6 +530,7 @@ impl SensorKind {
         SensorKind::Sbs,
         SensorKind::Wind,
         SensorKind::Detector,
+        SensorKind::Mqtt,
     ];
 
     /// The kind as the config file spells it.
@@ -513,6 +549,7 @@ impl SensorKind {
             SensorKind::Sbs => "sbs",
             SensorKind::Wind => "wind",
             SensorKind::Detector => "detector",
+            SensorKind::Mqtt => "mqtt",
         }
     }
 
@@ -531,6 +568,7 @@ impl SensorKind {
             | SensorKind::Sps30
             | SensorKind::Sbs => Attachment::I2c,
             SensorKind::Wind => Attachment::Derived,
+            SensorKind::Mqtt => Attachment::Bus,
         }
     }
 
@@ -552,7 +590,7 @@ impl SensorKind {
     /// Whether the sensor is sampled on a schedule (I2C and derived kinds), so that it has
     /// an `interval`.
     pub fn is_scheduled(self) -> bool {
-        !self.is_serial()
+        !self.is_serial() && self.attachment() != Attachment::Bus
     }
 
     /// The baud rate used when the config names none (serial kinds): the u-blox receiver
@@ -712,6 +750,8 @@ impl SensorKind {
             SensorKind::Wind => 3.0,
             // An event: number, both pulse heights, coincidence.
             SensorKind::Detector => 4.0,
+            // One reading per token of its rate bound.
+            SensorKind::Mqtt => 1.0,
         }
     }
 
@@ -724,7 +764,8 @@ impl SensorKind {
             | SensorKind::Ms4525do
             | SensorKind::Icm20948
             | SensorKind::Sps30
-            | SensorKind::Sbs => "an",
+            | SensorKind::Sbs
+            | SensorKind::Mqtt => "an",
             SensorKind::Ublox
             | SensorKind::Cosmicwatch
             | SensorKind::Bme280
@@ -805,6 +846,13 @@ impl SensorConfig {
         }
     }
 
+    /// An `mqtt` sensor's rate bound: the configured one, else
+    /// [`MQTT_READINGS_PER_S_DEFAULT`].
+    pub fn max_readings_per_s_or_default(&self) -> f64 {
+        self.max_readings_per_s
+            .unwrap_or(MQTT_READINGS_PER_S_DEFAULT)
+    }
+
     /// How often the agent must wake for this sensor, per second, at the least: a
     /// scheduled (I2C or derived) sensor once per interval; a serial one once per message
     /// it sends (a GNSS epoch, a detector event, an ozone line), however many reads a
@@ -839,6 +887,7 @@ impl SensorConfig {
                 let baud = self.baud_or_default().unwrap_or(DETECTOR_BAUD);
                 f64::from(baud) / 10.0 / DETECTOR_EVENT_BYTES_MIN
             }
+            SensorKind::Mqtt => self.max_readings_per_s_or_default(),
             _ => match self.interval_or_default() {
                 Some(i) if !i.is_zero() => 1.0 / i.as_secs_f64(),
                 _ => 0.0,
@@ -932,7 +981,10 @@ mod tests {
             }
             match (kind.default_interval(), kind.min_interval()) {
                 (Some(d), Some(m)) => assert!(d >= m, "{kind}: {d:?} < {m:?}"),
-                (None, None) => assert!(kind.is_serial(), "{kind}"),
+                (None, None) => assert!(
+                    kind.is_serial() || kind.attachment() == Attachment::Bus,
+                    "{kind}"
+                ),
                 other => panic!("{kind}: {other:?}"),
             }
             assert_eq!(kind.is_serial(), !kind.bauds().is_empty(), "{kind}");

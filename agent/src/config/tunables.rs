@@ -262,7 +262,8 @@ pub fn accepted(kind: SensorKind) -> &'static [TunableSpec] {
         | SensorKind::Ms5611
         | SensorKind::Scd41
         | SensorKind::Ms4525do
-        | SensorKind::Sbs => &[],
+        | SensorKind::Sbs
+        | SensorKind::Mqtt => &[],
     }
 }
 

@@ -88,14 +88,25 @@ pub(super) fn all(ctx: &Context<'_>, parts: Parts<'_>, out: &mut Vec<Finding>) {
     if let Some(hub) = parts.hub {
         self::hub(&mut rules, hub);
     }
-    if let Some(mqtt) = parts.mqtt
-        && mqtt.broker.trim().is_empty()
-    {
-        rules.report(
-            "mqtt.broker",
-            "is empty",
-            "write the broker's address and port, such as \"127.0.0.1:1883\"",
-        );
+    if let Some(mqtt) = parts.mqtt {
+        for (key, what, fix) in super::mqtt::problems(mqtt) {
+            rules.report(key, what, fix);
+        }
+    }
+    if parts.mqtt.is_none() {
+        for (i, slot) in parts.sensors.iter().enumerate() {
+            if slot
+                .config
+                .as_ref()
+                .is_some_and(|s| s.kind == SensorKind::Mqtt && s.enabled)
+            {
+                rules.report(
+                    &format!("sensor[{i}].kind"),
+                    "an mqtt sensor's readings come over the MQTT bus, and the file has no [mqtt]",
+                    "add an [mqtt] section with the broker, or disable the sensor",
+                );
+            }
+        }
     }
     if let Some(sim) = parts.simulation {
         simulation(&mut rules, sim);
@@ -153,6 +164,7 @@ fn sensors(rules: &mut Rules<'_>, slots: &[SensorSlot]) {
         let at = |key: &str| format!("sensor[{i}].{key}");
         name(rules, &at("name"), &s.name, "sensor");
         keys_of_kind(rules, i, s);
+        bus_sensor(rules, i, s);
         place(rules, i, s);
         tunables(rules, i, s);
         if let Some(interval) = s.interval {
@@ -242,6 +254,16 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
             refuse(s.capture.is_some(), "capture", derived);
             refuse(s.power.is_some(), "power", derived);
         }
+        Attachment::Bus => {
+            let bus = "another program publishes its readings on the MQTT bus";
+            refuse(s.port.is_some(), "port", bus);
+            refuse(s.baud.is_some(), "baud", bus);
+            refuse(s.bus.is_some(), "bus", bus);
+            refuse(s.address.is_some(), "address", bus);
+            refuse(s.interval.is_some(), "interval", bus);
+            refuse(s.capture.is_some(), "capture", bus);
+            refuse(s.power.is_some(), "power", bus);
+        }
     }
     let pitot = "only an ms4525do computes true airspeed";
     refuse(
@@ -275,6 +297,101 @@ fn keys_of_kind(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
         "heading_from",
         "only the wind uses a heading",
     );
+}
+
+/// An `mqtt` sensor's declaration: at least one quantity, each a name of the vocabulary
+/// with a finite range whose `min` is at most its `max`; a rate bound above zero and at
+/// most [`super::MQTT_READINGS_PER_S_MAX`]; a mapper topic with no wildcard and a mapper
+/// quantity it declares, together. Other kinds carry none of these keys.
+fn bus_sensor(rules: &mut Rules<'_>, i: usize, s: &SensorConfig) {
+    use super::MQTT_READINGS_PER_S_MAX;
+    let at = |key: &str| format!("sensor[{i}].{key}");
+    if s.kind != SensorKind::Mqtt {
+        let why = format!(
+            "only an mqtt sensor takes readings from the bus, not {}",
+            s.kind.with_article()
+        );
+        for (present, key) in [
+            (!s.quantities.is_empty(), "quantities"),
+            (s.client_id.is_some(), "client_id"),
+            (s.max_readings_per_s.is_some(), "max_readings_per_s"),
+            (s.mapper_topic.is_some(), "mapper_topic"),
+            (s.mapper_quantity.is_some(), "mapper_quantity"),
+        ] {
+            if present {
+                rules.report(&at(key), why.clone(), "remove it");
+            }
+        }
+        return;
+    }
+    if s.quantities.is_empty() {
+        rules.report(
+            &at("quantities"),
+            "an mqtt sensor declares the quantities it takes",
+            "add `[sensor.quantities.air_temperature]` with `min` and `max`",
+        );
+    }
+    for (name, range) in &s.quantities {
+        let key = at(&format!("quantities.{name}"));
+        if aloft_protocol::Quantity::from_name(name).is_none_or(|q| !q.is_known()) {
+            let known: Vec<&str> = aloft_protocol::Quantity::ALL
+                .iter()
+                .filter_map(|q| q.name())
+                .collect();
+            let fix = match nearest(name, &known) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => "use a quantity name of the vocabulary (docs/api.md)".to_string(),
+            };
+            rules.report(&key, "is not a quantity of the vocabulary", fix);
+        } else if !(range.min.is_finite() && range.max.is_finite() && range.min <= range.max) {
+            rules.report(
+                &key,
+                format!(
+                    "range [{}, {}] is empty or not finite",
+                    range.min, range.max
+                ),
+                "write finite `min` and `max` with min <= max, in the quantity's unit",
+            );
+        }
+    }
+    if let Some(rate) = s.max_readings_per_s
+        && !(rate > 0.0 && rate <= MQTT_READINGS_PER_S_MAX)
+    {
+        rules.report(
+            &at("max_readings_per_s"),
+            format!("{rate} is not above 0 and at most {MQTT_READINGS_PER_S_MAX}"),
+            "write the publisher's highest rate with some margin",
+        );
+    }
+    match (&s.mapper_topic, &s.mapper_quantity) {
+        (Some(topic), Some(quantity)) => {
+            if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+                rules.report(
+                    &at("mapper_topic"),
+                    "is empty or has a wildcard",
+                    "write the push method's topic exactly",
+                );
+            }
+            if !s.quantities.contains_key(quantity) {
+                rules.report(
+                    &at("mapper_quantity"),
+                    format!("{quantity} is not one of the sensor's quantities"),
+                    "name a quantity of `[sensor.quantities]`",
+                );
+            }
+        }
+        (Some(_), None) => rules.report(
+            &at("mapper_quantity"),
+            "a mapper topic needs the quantity its values are",
+            "add `mapper_quantity`",
+        ),
+        (None, Some(_)) => rules.report(
+            &at("mapper_topic"),
+            "a mapper quantity needs the topic its values come on",
+            "add `mapper_topic`",
+        ),
+        (None, None) => {}
+    }
 }
 
 /// `[sensor.tunables]`: scalars, within the protocol's bounds, each a key the kind

@@ -7,6 +7,8 @@
 //! state change (rare) takes a lock, for its reason text. [`wakeups`] counts the agent's
 //! idle wake-ups for the low-power figure.
 
+pub mod bus;
+pub mod ingest;
 pub mod power;
 pub mod uplink;
 pub mod wakeups;
@@ -426,18 +428,25 @@ pub struct Metrics {
     pub uplink: uplink::UplinkMetrics,
     /// The power step in force.
     pub power: power::PowerMetrics,
+    /// What the local MQTT bus brought in.
+    pub ingest: ingest::IngestMetrics,
+    /// What the local MQTT bus sent.
+    pub bus: bus::BusMetrics,
     started_mono_ns: u64,
 }
 
 impl Metrics {
     /// A registry for `node` and its sensors, numbered as their [`SensorId`]s.
     pub fn new(node: &str, sensors: impl IntoIterator<Item = SensorLabel>) -> Arc<Self> {
+        let sensors: Box<[SensorMetrics]> = sensors.into_iter().map(SensorMetrics::new).collect();
         Arc::new(Metrics {
             node: node.to_owned(),
-            sensors: sensors.into_iter().map(SensorMetrics::new).collect(),
+            ingest: ingest::IngestMetrics::new(sensors.iter().map(|s| &s.label)),
+            sensors,
             store: StoreMetrics::default(),
             uplink: uplink::UplinkMetrics::default(),
             power: power::PowerMetrics::default(),
+            bus: bus::BusMetrics::default(),
             started_mono_ns: monotonic_ns(),
         })
     }
@@ -732,6 +741,8 @@ impl Metrics {
         );
         self.uplink.render(&mut out);
         self.power.render(&mut out);
+        self.ingest.render(&mut out);
+        self.bus.render(&mut out);
         out
     }
 }

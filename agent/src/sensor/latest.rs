@@ -65,6 +65,18 @@ impl LatestValues {
         }
     }
 
+    /// Calls `f` with every newest value, under one short read lock (the MQTT bus reads
+    /// the table this way a few times a second; writers wait at most that long).
+    pub fn for_each(&self, mut f: impl FnMut(&str, Quantity, &LatestValue)) {
+        let table = match self.inner.read() {
+            Ok(t) => t,
+            Err(e) => e.into_inner(),
+        };
+        for ((sensor, quantity), value) in table.iter() {
+            f(sensor, *quantity, value);
+        }
+    }
+
     /// The newest `quantity` of `sensor`, if there is one taken within `max_age` of
     /// `now_mono_ns`.
     pub fn get(

@@ -37,6 +37,7 @@ pub mod hosted;
 pub mod i2c;
 pub mod latest;
 pub(crate) mod line;
+pub mod mqtt;
 pub mod nmea;
 pub mod pacing;
 pub mod pom;
@@ -262,6 +263,7 @@ pub fn hardware_device(
         )),
         kind if kind.is_i2c() => i2c::linux_device(id, config, latest)?,
         SensorKind::Wind => Box::new(wind::WindDevice::new(id, config, latest.clone())?),
+        SensorKind::Mqtt => Box::new(mqtt::MqttDevice::detached(config)?),
         kind => {
             return Err(DeviceError::Config(format!("no adapter for {kind} yet")));
         }

@@ -272,6 +272,10 @@ impl Simulation {
                 SensorKind::Wind => {
                     Box::new(WindDevice::new(id, sensor, latest.clone()).map_err(device_error)?)
                 }
+                // Another program's readings, simulated or not, come over the bus.
+                SensorKind::Mqtt => {
+                    Box::new(super::mqtt::MqttDevice::detached(sensor).map_err(device_error)?)
+                }
                 kind if kind.is_derived() => {
                     return Err(device_error(DeviceError::Config(format!(
                         "no adapter for {kind} yet"
