@@ -70,6 +70,12 @@ const RECORD_QUEUE: usize = 4096;
 /// second, at 250 ms it is 8.
 const INTAKE_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The next intake after one that found the sensors' queue at least a quarter full: a
+/// burst (another program's readings from the MQTT bus, thousands a second) is drained
+/// every few milliseconds while it lasts, so its senders never wait a quarter second on a
+/// full queue; the flight's few hundred records a second never trigger it.
+const INTAKE_BUSY_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -359,10 +365,16 @@ pub async fn run_with_logs(
     let result = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
-            _ = intake.tick() => match take_queued(&mut records, &mut writer, &store) {
-                Intake::Open => {}
-                Intake::Closed => break Ok(()),
-            },
+            _ = intake.tick() => {
+                let busy = records.len() >= RECORD_QUEUE / 4;
+                match take_queued(&mut records, &mut writer, &store) {
+                    Intake::Open => {}
+                    Intake::Closed => break Ok(()),
+                }
+                if busy {
+                    intake.reset_after(INTAKE_BUSY_PERIOD);
+                }
+            }
             _ = flush.tick() => {
                 // What the sensors queued before the commit is in it.
                 if let Intake::Closed = take_queued(&mut records, &mut writer, &store) {

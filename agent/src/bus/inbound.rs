@@ -67,6 +67,9 @@ pub fn attach_feeds(
         match MqttDevice::new(sensor, &topic, rx) {
             Ok(device) => {
                 slot.device = Box::new(device);
+                // Another program's readings: not the simulator's, even in the simulated
+                // flight.
+                slot.simulated = false;
                 senders.insert(slot.id, tx);
             }
             Err(e) => {

@@ -619,8 +619,8 @@ mod tests {
         let back = NOW_MONO - r[0].time.mono_ns;
         assert!((1_999_000_000..=2_001_000_000).contains(&back), "{back}");
         assert_eq!(r[1].time, arrival());
-        let bare = format!(r#"[{{"quantity":"relative_humidity","value":1}}]"#);
-        assert_eq!(accept(&mut i, &bare).unwrap().len(), 1);
+        let bare = r#"[{"quantity":"relative_humidity","value":1}]"#;
+        assert_eq!(accept(&mut i, bare).unwrap().len(), 1);
     }
 
     #[test]

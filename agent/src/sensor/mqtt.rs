@@ -26,6 +26,11 @@ pub const FEED_BATCHES_MAX: usize = 4_096;
 /// How long one poll waits for a batch: the device wakes at most this often when idle.
 pub const POLL_WAIT: Duration = Duration::from_millis(500);
 
+/// While a burst arrives (more than one message waiting at a wake-up), the device waits
+/// this long for more before it hands them over: one wake-up and one hand-off to the store
+/// writer per burst instead of one per message.
+pub const BURST_GATHER: Duration = Duration::from_millis(2);
+
 /// A publisher silent this long is called degraded (three times as long, failed): a
 /// program on the board that publishes at least once a minute is alive.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
@@ -161,14 +166,26 @@ impl Device for MqttDevice {
                 ));
             }
         }
-        // Whatever else is waiting, in the same wake-up: one store append for a burst.
-        for _ in 0..FEED_BATCHES_MAX {
-            match self.feed.rx.try_recv() {
-                Ok(batch) => out.extend_from_slice(&batch),
-                Err(_) => break,
+        // Whatever else is waiting, in the same wake-up; while more keeps coming, gather
+        // it for a moment, up to a feed's worth.
+        let mut batches = 1;
+        loop {
+            let mut more = 0;
+            while batches < FEED_BATCHES_MAX {
+                match self.feed.rx.try_recv() {
+                    Ok(batch) => {
+                        out.extend_from_slice(&batch);
+                        batches += 1;
+                        more += 1;
+                    }
+                    Err(_) => break,
+                }
             }
+            if more == 0 || batches >= FEED_BATCHES_MAX {
+                return Ok(PollOutcome::Healthy);
+            }
+            std::thread::sleep(BURST_GATHER);
         }
-        Ok(PollOutcome::Healthy)
     }
 
     fn close(&mut self) {
