@@ -13,8 +13,9 @@
 //!   `mqtt.agent_cpu_pct_extra` (CPU % of one core, bus on minus off) and
 //!   `mqtt.agent_wakeups_extra_per_s` (context switches of all the agent's threads a
 //!   second, on minus off; target at most 20).
-//! - [`crate::bench_mqtt_in::ingest`]: a broker and an agent of its own with one `mqtt`
-//!   sensor: `mqtt.ingest_per_s`, `mqtt.mosquitto_sub_per_s`, `mqtt.ingest_vs_broker`.
+//!
+//! - [`ingest_figures`]: `mqtt.ingest_per_s`, `mqtt.mosquitto_sub_per_s` and
+//!   `mqtt.ingest_vs_broker` (the inbound side's, in `bench_mqtt_in`).
 //!
 //! Nothing here asserts: figures only; notes go to stderr.
 
@@ -28,7 +29,6 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::bench_agent::{sim_example, stop, switches};
 use crate::procfs::{clock_ticks_per_s, cpu_ticks};
-use crate::{cargo, run, target_dir};
 
 /// How long each flight (bus off, bus on) is measured, after its warm-up.
 const MEASURE: Duration = Duration::from_secs(30);
@@ -49,17 +49,8 @@ pub struct Rig {
 }
 
 pub fn bench() -> Result<()> {
-    run(
-        "build the release agent",
-        cargo().args([
-            "build",
-            "--quiet",
-            "--locked",
-            "--release",
-            "-p",
-            "aloft-agent",
-        ]),
-    )?;
+    // The release agent (debug with ALOFT_BENCH_DEBUG).
+    let bin = crate::bench_mqtt_in::build_agent()?;
     if !aloft_test_support::mosquitto::available() {
         bail!(
             "mosquitto and mosquitto-clients are not installed: apt-get install mosquitto mosquitto-clients"
@@ -72,23 +63,28 @@ pub fn bench() -> Result<()> {
         .map_err(|e| anyhow!("start mosquitto: {e}"))
         .and_then(|broker| {
             let rig = Rig {
-                agent: target_dir().join("release").join("aloft-agent"),
+                agent: bin.join("aloft-agent"),
                 dir: dir.clone(),
                 broker,
             };
-            out_figures(&rig)
-        })
-        .and_then(|()| {
-            // The ingest figures: a broker and an agent of their own (bench_mqtt_in).
-            let figures =
-                crate::bench_mqtt_in::ingest(&target_dir().join("release"), &dir.join("in"))?;
-            for line in figures.lines() {
-                println!("{line}");
-            }
-            Ok(())
+            out_figures(&rig)?;
+            ingest_figures(&rig)
         });
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// `mqtt.ingest_per_s`, `mqtt.mosquitto_sub_per_s`, `mqtt.ingest_vs_broker`
+/// ([`crate::bench_mqtt_in`], with its own broker and agent).
+fn ingest_figures(rig: &Rig) -> Result<()> {
+    let bin = rig
+        .agent
+        .parent()
+        .context("the release agent has no folder")?;
+    for line in crate::bench_mqtt_in::ingest(bin, &rig.dir.join("ingest"))?.lines() {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// One measured flight.

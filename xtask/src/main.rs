@@ -127,8 +127,8 @@ enum Bench {
     /// rate 115 200 baud carries, checked in QEMU.
     Firmware,
     /// The agent's MQTT bus against a real Mosquitto: publishes a second, and the agent's
-    /// extra CPU and wake-ups with the bus on during the simulated flight; readings
-    /// ingested from the bus against the broker's own rate.
+    /// extra CPU and wake-ups with the bus on during the simulated flight; readings ingested
+    /// from Mosquitto against the broker's own rate.
     Mqtt,
 }
 
