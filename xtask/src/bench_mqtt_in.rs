@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench_hub_process::{Process, start_agent};
+use crate::{cargo, run, target_dir};
 
 /// Messages the publisher sends, one reading each.
 pub const MESSAGES: u64 = 200_000;
@@ -57,6 +58,19 @@ impl IngestFigures {
             ),
         ]
     }
+}
+
+/// Builds the release `aloft-agent` (debug with `ALOFT_BENCH_DEBUG`) and returns the folder
+/// it is in.
+pub fn build_agent() -> Result<std::path::PathBuf> {
+    let debug = std::env::var_os("ALOFT_BENCH_DEBUG").is_some();
+    let mut build = cargo();
+    build.args(["build", "--quiet", "--locked", "-p", "aloft-agent"]);
+    if !debug {
+        build.arg("--release");
+    }
+    run("build the agent", &mut build)?;
+    Ok(target_dir().join(if debug { "debug" } else { "release" }))
 }
 
 fn free_port() -> Result<u16> {
