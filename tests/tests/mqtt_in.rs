@@ -304,7 +304,6 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
         for (topic, reason) in [
             (ingest_topic("sampler") + "/error", "malformed"),
             (ingest_topic("sampler") + "/error", "oversized"),
-            (ingest_topic("sampler") + "/error", "out_of_range"),
             (ingest_topic("nobody") + "/error", "unknown_sensor"),
         ] {
             message_on(&errors, &topic, |v| {
@@ -314,7 +313,6 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
         wait_until("the refusals counted", BUS, || {
             (refused(&agent, "malformed") >= 1.0
                 && refused(&agent, "oversized") >= 1.0
-                && refused(&agent, "out_of_range") >= 1.0
                 && agent.metric("aloft_agent_ingest_unknown_sensor_total")? >= 1.0)
                 .then_some(())
         })?;
@@ -417,6 +415,25 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
     }) {
         return Err(other(format!(
             "an ingested reading flagged simulated: {flagged}"
+        )));
+    }
+    // A value outside the declared range is taken, flagged out of range.
+    let outside = sampler_readings
+        .iter()
+        .find(|r| r.pointer("/Reading/value").and_then(Value::as_f64) == Some(20.0))
+        .ok_or_else(|| {
+            other(format!(
+                "the out-of-range value 20 K is not among the sampler's stored values {:?}",
+                &values[..values.len().min(20)]
+            ))
+        })?;
+    if outside
+        .pointer("/Reading/quality")
+        .and_then(Value::as_u64)
+        .is_none_or(|q| q & 1 == 0)
+    {
+        return Err(other(format!(
+            "20 K stored without its out-of-range flag: {outside}"
         )));
     }
     for want in [251.25, 252.5, 4.25e-8, 5.5e-8, 260.5] {

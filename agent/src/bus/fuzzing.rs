@@ -87,7 +87,12 @@ pub fn bus_message(data: &[u8]) {
                             .iter()
                             .find(|(_, d)| d.quantity == r.quantity)
                             .expect("a declared quantity");
-                        assert!(r.value.is_finite() && (d.min..=d.max).contains(&r.value));
+                        // Finite always; outside the declared range only when flagged.
+                        assert!(r.value.is_finite());
+                        assert!(
+                            (d.min..=d.max).contains(&r.value)
+                                || r.quality.contains(aloft_protocol::Quality::OUT_OF_RANGE)
+                        );
                     }
                 }
                 Err(e) => {

@@ -820,9 +820,9 @@ mod tests {
         );
         let out = i.handle(
             "$hw/events/device/sampler/twin/update",
-            br#"{"event_id":"u","twin":{"ozone_mole_fraction":{"actual":{"value":"1"}}}}"#,
+            br#"{"event_id":"u","twin":{"ozone_mole_fraction":{"actual":{"value":"thick"}}}}"#,
         );
-        assert_eq!(code_of(&out).1, 400, "out of the declared range");
+        assert_eq!(code_of(&out).1, 400, "not a number");
         let out = i.handle(
             "$hw/events/device/gps/twin/update",
             br#"{"event_id":"u","twin":{"enabled":{"expected":{"value":"false"}}}}"#,

@@ -34,76 +34,7 @@ pub const FUTURE_TOLERANCE_NS: i64 = 60_000_000_000;
 /// booted in 1970 without a clock would otherwise stamp its readings 30 years back.
 pub const EARLIEST_TIME_NS: i64 = 946_684_800_000_000_000;
 
-/// Why a message was refused: the `reason` label of the metric and the error topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Not JSON, or not the schema.
-    Malformed,
-    /// Larger than [`PAYLOAD_BYTES_MAX`], or more than [`BATCH_READINGS_MAX`] readings.
-    Oversized,
-    /// No `mqtt` sensor of that name in the config.
-    UnknownSensor,
-    /// A quantity name the vocabulary does not have.
-    UnknownQuantity,
-    /// A quantity of the vocabulary the sensor does not declare.
-    UndeclaredQuantity,
-    /// A value outside the range the config declares for the quantity.
-    OutOfRange,
-    /// NaN or an infinity.
-    NotFinite,
-    /// A time before 2000, ahead of the agent's clock, or before the agent's boot.
-    BadTime,
-    /// A quality flag name that does not exist.
-    BadQuality,
-    /// Above the sensor's rate bound.
-    RateLimited,
-    /// The sensor is switched off (config or the hub's desired state).
-    Disabled,
-    /// The sensor's device has not taken the messages before (it is restarting, or the
-    /// store writer is behind): its bounded feed is full.
-    Busy,
-}
-
-impl RejectReason {
-    /// Every reason, in label order.
-    pub const ALL: [RejectReason; 12] = [
-        RejectReason::Malformed,
-        RejectReason::Oversized,
-        RejectReason::UnknownSensor,
-        RejectReason::UnknownQuantity,
-        RejectReason::UndeclaredQuantity,
-        RejectReason::OutOfRange,
-        RejectReason::NotFinite,
-        RejectReason::BadTime,
-        RejectReason::BadQuality,
-        RejectReason::RateLimited,
-        RejectReason::Disabled,
-        RejectReason::Busy,
-    ];
-
-    /// The label, as the metric and the error topic spell it.
-    pub const fn label(self) -> &'static str {
-        match self {
-            RejectReason::Malformed => "malformed",
-            RejectReason::Oversized => "oversized",
-            RejectReason::UnknownSensor => "unknown_sensor",
-            RejectReason::UnknownQuantity => "unknown_quantity",
-            RejectReason::UndeclaredQuantity => "undeclared_quantity",
-            RejectReason::OutOfRange => "out_of_range",
-            RejectReason::NotFinite => "not_finite",
-            RejectReason::BadTime => "bad_time",
-            RejectReason::BadQuality => "bad_quality",
-            RejectReason::RateLimited => "rate_limited",
-            RejectReason::Disabled => "disabled",
-            RejectReason::Busy => "busy",
-        }
-    }
-
-    /// The position in [`RejectReason::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::metrics::ingest::RejectReason;
 
 /// A refused message: the reason and what exactly was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -124,7 +55,7 @@ impl Rejection {
         }
     }
 
-    /// The error topic's payload: `{"reason":"out_of_range","detail":"..."}`.
+    /// The error topic's payload: `{"reason":"malformed","detail":"..."}`.
     pub fn to_json(&self) -> Vec<u8> {
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -473,16 +404,13 @@ fn reading(
     if !w.value.is_finite() {
         return Err(at(RejectReason::NotFinite, format!("{name} is not finite")));
     }
-    if !(declared.min..=declared.max).contains(&w.value) {
-        return Err(at(
-            RejectReason::OutOfRange,
-            format!(
-                "{name} {} outside [{}, {}]",
-                w.value, declared.min, declared.max
-            ),
-        ));
-    }
-    let mut quality = Quality::GOOD;
+    // Outside the declared range: taken and flagged, as any sensor's reading outside its
+    // rated range is, never clamped and never dropped.
+    let mut quality = if (declared.min..=declared.max).contains(&w.value) {
+        Quality::GOOD
+    } else {
+        Quality::OUT_OF_RANGE
+    };
     for flag in w.quality.iter().flatten() {
         quality |= quality_from_name(flag).ok_or_else(|| {
             at(
@@ -650,10 +578,6 @@ mod tests {
                 RejectReason::UndeclaredQuantity,
             ),
             (
-                "{\"quantity\":\"air_temperature\",\"value\":1}",
-                RejectReason::OutOfRange,
-            ),
-            (
                 "{\"quantity\":\"air_temperature\",\"value\":1e999}",
                 RejectReason::Malformed,
             ),
@@ -692,14 +616,29 @@ mod tests {
     fn a_batch_with_one_bad_reading_adds_nothing() {
         let mut i = ingest(100.0, 100.0);
         let mut out = vec![];
-        let text = r#"[{"quantity":"air_temperature","value":300},{"quantity":"air_temperature","value":-5}]"#;
+        let text =
+            r#"[{"quantity":"air_temperature","value":300},{"quantity":"air_pressure","value":1}]"#;
         let e = i
             .accept("sampler", text.as_bytes(), arrival(), &mut out)
             .err()
             .unwrap();
-        assert_eq!(e.reason, RejectReason::OutOfRange);
+        assert_eq!(e.reason, RejectReason::UndeclaredQuantity);
         assert!(e.detail.starts_with("reading 1:"), "{}", e.detail);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_value_outside_the_declared_range_is_taken_and_flagged() {
+        let mut i = ingest(100.0, 100.0);
+        let mut out = vec![];
+        let text = r#"[{"quantity":"air_temperature","value":300},{"quantity":"air_temperature","value":12,"quality":["stale"]}]"#;
+        i.accept("sampler", text.as_bytes(), arrival(), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].quality, Quality::GOOD);
+        assert_eq!(out[1].value, 12.0);
+        assert!(out[1].quality.contains(Quality::OUT_OF_RANGE));
+        assert!(out[1].quality.contains(Quality::STALE));
     }
 
     #[test]
@@ -764,9 +703,9 @@ mod tests {
 
     #[test]
     fn a_rejection_serialises_as_reason_and_detail() {
-        let r = Rejection::new(RejectReason::OutOfRange, "reading 0: \"x\"");
+        let r = Rejection::new(RejectReason::NotFinite, "reading 0: \"x\"");
         let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
-        assert_eq!(v["reason"], "out_of_range");
+        assert_eq!(v["reason"], "not_finite");
         assert_eq!(v["detail"], "reading 0: \"x\"");
     }
 

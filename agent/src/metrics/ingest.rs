@@ -11,7 +11,74 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aloft_protocol::SensorId;
 
 use super::{SensorLabel, escape};
-use crate::bus::ingest::RejectReason;
+
+/// Why a message was refused: the `reason` label of the metric and the error topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Not JSON, or not the schema.
+    Malformed,
+    /// Larger than [`crate::bus::ingest::PAYLOAD_BYTES_MAX`], or more than
+    /// [`crate::bus::ingest::BATCH_READINGS_MAX`] readings.
+    Oversized,
+    /// No `mqtt` sensor of that name in the config.
+    UnknownSensor,
+    /// A quantity name the vocabulary does not have.
+    UnknownQuantity,
+    /// A quantity of the vocabulary the sensor does not declare.
+    UndeclaredQuantity,
+    /// NaN or an infinity.
+    NotFinite,
+    /// A time before 2000, ahead of the agent's clock, or before the agent's boot.
+    BadTime,
+    /// A quality flag name that does not exist.
+    BadQuality,
+    /// Above the sensor's rate bound.
+    RateLimited,
+    /// The sensor is switched off (config or the hub's desired state).
+    Disabled,
+    /// The sensor's device has not taken the messages before (it is restarting, or the
+    /// store writer is behind): its bounded feed is full.
+    Busy,
+}
+
+impl RejectReason {
+    /// Every reason, in label order.
+    pub const ALL: [RejectReason; 11] = [
+        RejectReason::Malformed,
+        RejectReason::Oversized,
+        RejectReason::UnknownSensor,
+        RejectReason::UnknownQuantity,
+        RejectReason::UndeclaredQuantity,
+        RejectReason::NotFinite,
+        RejectReason::BadTime,
+        RejectReason::BadQuality,
+        RejectReason::RateLimited,
+        RejectReason::Disabled,
+        RejectReason::Busy,
+    ];
+
+    /// The label, as the metric and the error topic spell it.
+    pub const fn label(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::Oversized => "oversized",
+            RejectReason::UnknownSensor => "unknown_sensor",
+            RejectReason::UnknownQuantity => "unknown_quantity",
+            RejectReason::UndeclaredQuantity => "undeclared_quantity",
+            RejectReason::NotFinite => "not_finite",
+            RejectReason::BadTime => "bad_time",
+            RejectReason::BadQuality => "bad_quality",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::Disabled => "disabled",
+            RejectReason::Busy => "busy",
+        }
+    }
+
+    /// The position in [`RejectReason::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// One `mqtt` sensor's counters.
 #[derive(Debug)]
