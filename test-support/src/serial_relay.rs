@@ -181,19 +181,20 @@ impl Worker {
                 && let Ok(n) = self.device.read(&mut buf)
                 && n > 0
             {
-                write_all_nonblocking(&mut self.master, &buf[..n]);
                 self.count(|c| c.to_host += n as u64);
+                write_all_nonblocking(&mut self.master, &buf[..n]);
             }
             if from_host
                 && let Ok(n) = self.master.read(&mut buf)
                 && n > 0
             {
-                write_all_nonblocking(&mut self.device, &buf[..n]);
                 self.count(|c| c.to_device += n as u64);
+                write_all_nonblocking(&mut self.device, &buf[..n]);
             }
         }
     }
 
+    /// Counted before it is written, so that whoever has read a byte sees it counted.
     fn flush_injected(&mut self) {
         let (to_host, to_device) = {
             let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -203,12 +204,12 @@ impl Worker {
             )
         };
         if !to_host.is_empty() {
-            write_all_nonblocking(&mut self.master, &to_host);
             self.count(|c| c.injected_to_host += to_host.len() as u64);
+            write_all_nonblocking(&mut self.master, &to_host);
         }
         if !to_device.is_empty() {
-            write_all_nonblocking(&mut self.device, &to_device);
             self.count(|c| c.injected_to_device += to_device.len() as u64);
+            write_all_nonblocking(&mut self.device, &to_device);
         }
     }
 
