@@ -7,6 +7,7 @@
 //! One test, one broker, one agent, one hub, in phases: ingest from `mosquitto_pub` (a
 //! single reading and a batch); a KubeEdge mapper's text push; the twin's get, a reported
 //! value taken, a desired value refused, in KubeEdge's format as `mosquitto_sub` sees it;
+//! the delta of a desired interval set with `aloftctl` that the mqtt sensor cannot take;
 //! malformed, oversized, unknown-sensor and flooding publishers refused with reasons on the
 //! error topic and counted, while the simulated sensors keep their rates; then, the agent
 //! stopped, the readings are in its store with a descriptor naming topic and client, and
@@ -270,6 +271,88 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
             return Err(other(format!("sampler twin: {sampler}")));
         }
 
+        // The delta: a desired interval the sampler cannot take (an mqtt sensor sends at
+        // its own rate) is refused by the agent, stays on the twin as expected without
+        // actual, and an update of a reported value answers it on the delta topic.
+        let set = Command::new(aloft_tests::system::binary("aloftctl")?)
+            .args([
+                "set",
+                "sensor",
+                "sampler",
+                "--node",
+                NODE,
+                "--interval",
+                "2s",
+            ])
+            .args(["--wait", "--timeout", "30s"])
+            .env_remove("ALOFT_CONFIG")
+            .env("ALOFT_HUB", format!("https://{}", hub.addr()))
+            .env("ALOFT_CA", &data.ca_file)
+            .env("ALOFT_TOKEN", data.admin_token()?)
+            .output()
+            .map_err(other)?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&set.stdout),
+            String::from_utf8_lossy(&set.stderr)
+        );
+        // Exit 3: the agent observed the desired state and refused it.
+        if set.status.code() != Some(3) || !said.contains("no interval") {
+            return Err(other(format!(
+                "aloftctl set --interval on the sampler ({}): {said}",
+                set.status
+            )));
+        }
+        publish(
+            &broker,
+            "$hw/events/device/sampler/twin/get",
+            r#"{"event_id":"get-desired"}"#,
+        )?;
+        let desired = message_on(&twins, "$hw/events/device/sampler/twin/get/result", |v| {
+            v["event_id"] == "get-desired"
+        })?;
+        let interval = &desired["twin"]["interval_ms"];
+        if interval["expected"]["value"] != "2000" || interval.get("actual").is_some() {
+            return Err(other(format!(
+                "the desired interval on the twin: {desired}"
+            )));
+        }
+        publish(
+            &broker,
+            "$hw/events/device/sampler/twin/update",
+            &json!({"event_id": "upd-3", "timestamp": 1,
+                "twin": {"air_temperature": {"actual": {"value": "261.75"},
+                                             "metadata": {"type": "float"}}}})
+            .to_string(),
+        )?;
+        let delta = message_on(&twins, "$hw/events/device/sampler/twin/update/delta", |v| {
+            v["delta"].is_object()
+        })?;
+        if delta["delta"] != json!({"interval_ms": "2000"})
+            || delta["twin"]["interval_ms"]["expected"]["value"] != "2000"
+            || delta["twin"]["interval_ms"]["metadata"]["type"] != "int"
+            || delta["event_id"].as_str().is_none_or(str::is_empty)
+            || delta["timestamp"].as_i64().is_none_or(|t| t <= 0)
+        {
+            return Err(other(format!("delta: {delta}")));
+        }
+        message_on(
+            &twins,
+            "$hw/events/device/sampler/twin/update/result",
+            |v| {
+                v["event_id"] == "upd-3"
+                    && v["twin"]["air_temperature"]["actual"]["value"] == "261.75"
+            },
+        )?;
+        message_on(
+            &twins,
+            "$hw/events/device/sampler/twin/update/document",
+            |v| v["twin"]["air_temperature"]["current"]["actual"]["value"] == "261.75",
+        )?;
+        wait_until("the twin's second reported value ingested", BUS, || {
+            (taken(&agent) >= 6.0).then_some(())
+        })?;
+
         // Bad publishers: refused with reasons, counted.
         publish(&broker, &ingest_topic("sampler"), "{not json")?;
         // Above the 128 KiB bound (and the command line's), so from a file.
@@ -436,7 +519,7 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
             "20 K stored without its out-of-range flag: {outside}"
         )));
     }
-    for want in [251.25, 252.5, 4.25e-8, 5.5e-8, 260.5] {
+    for want in [251.25, 252.5, 4.25e-8, 5.5e-8, 260.5, 261.75] {
         if !values
             .iter()
             .any(|v| (v - want).abs() <= want.abs() * 1e-12)

@@ -48,7 +48,7 @@ fn view() -> twin::SensorView {
             "enabled".to_string(),
             twin::Setting {
                 desired: Some("true".into()),
-                in_force: "false".into(),
+                in_force: Some("false".into()),
                 kind: "boolean",
             },
         )]),

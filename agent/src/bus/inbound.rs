@@ -531,22 +531,15 @@ impl SensorViews for AgentViews {
                     .as_ref()
                     .and_then(|d| d.enabled)
                     .map(|e| e.to_string()),
-                in_force: report.enabled.to_string(),
+                in_force: Some(report.enabled.to_string()),
                 kind: "boolean",
             },
         );
-        if let Some(ms) = report.interval_ms {
-            settings.insert(
-                "interval_ms".to_string(),
-                Setting {
-                    desired: desired
-                        .as_ref()
-                        .and_then(|d| d.interval)
-                        .map(|i| i.as_millis().to_string()),
-                    in_force: ms.to_string(),
-                    kind: "int",
-                },
-            );
+        if let Some(setting) = interval_setting(
+            desired.as_ref().and_then(|d| d.interval),
+            report.interval_ms,
+        ) {
+            settings.insert("interval_ms".to_string(), setting);
         }
         if let Ok(in_force) = self.sensors.tunables(name) {
             for (key, value) in in_force {
@@ -560,7 +553,7 @@ impl SensorViews for AgentViews {
                     format!("tunable.{key}"),
                     Setting {
                         desired: wanted.map(ToString::to_string),
-                        in_force: value.to_string(),
+                        in_force: Some(value.to_string()),
                         kind,
                     },
                 );
@@ -589,6 +582,21 @@ impl SensorViews for AgentViews {
             reportable: self.reportable.get(name).cloned().unwrap_or_default(),
         })
     }
+}
+
+/// The twin's `interval_ms` of a sensor with the hub's `desired` interval and the one in
+/// force (`None` for a sensor that is not scheduled). A desired interval the sensor cannot
+/// take stays on the twin without a reported value, so it is a delta; a sensor with
+/// neither has no such key.
+fn interval_setting(desired: Option<Duration>, in_force_ms: Option<u32>) -> Option<Setting> {
+    if desired.is_none() && in_force_ms.is_none() {
+        return None;
+    }
+    Some(Setting {
+        desired: desired.map(|i| i.as_millis().to_string()),
+        in_force: in_force_ms.map(|ms| ms.to_string()),
+        kind: "int",
+    })
 }
 
 #[cfg(test)]
@@ -849,5 +857,40 @@ mod tests {
         let v: Value = serde_json::from_slice(&out[0].payload).unwrap();
         assert_eq!(v["event_id"], "g2");
         assert_eq!(v["twin"]["status"]["actual"]["value"], "running");
+    }
+
+    #[test]
+    fn a_desired_interval_an_unscheduled_sensor_cannot_take_is_a_delta() {
+        // An mqtt sensor has no interval: the hub's desired one is refused by the agent
+        // and stays on the twin as expected without actual, so an update answers a delta.
+        let setting = interval_setting(Some(Duration::from_secs(2)), None).unwrap();
+        assert_eq!(setting.desired.as_deref(), Some("2000"));
+        assert_eq!(setting.in_force, None);
+        let view = SensorView {
+            name: "sampler".into(),
+            status: "running".into(),
+            settings: BTreeMap::from([("interval_ms".to_string(), setting)]),
+            observed: vec![],
+            reportable: vec!["air_temperature".into()],
+        };
+        let delta = twin::delta_of(&view, 1, &mut || "d".to_string()).unwrap();
+        assert_eq!(
+            delta.delta,
+            BTreeMap::from([("interval_ms".to_string(), "2000".to_string())])
+        );
+        let twin = serde_json::to_value(&delta.twin).unwrap();
+        assert_eq!(
+            twin,
+            json!({"interval_ms": {"expected": {"value": "2000"}, "optional": true,
+                                   "metadata": {"type": "int"}}})
+        );
+        // In force: no delta. Neither desired nor scheduled: no key.
+        let held = interval_setting(Some(Duration::from_secs(2)), Some(2000)).unwrap();
+        assert_eq!(held.in_force.as_deref(), Some("2000"));
+        assert!(interval_setting(None, None).is_none());
+        assert_eq!(
+            interval_setting(None, Some(500)).map(|s| (s.desired, s.in_force)),
+            Some((None, Some("500".to_string())))
+        );
     }
 }

@@ -267,8 +267,9 @@ pub struct DeviceStateMessage {
 pub struct Setting {
     /// The hub's desired value, as a twin string.
     pub desired: Option<String>,
-    /// The value in force.
-    pub in_force: String,
+    /// The value in force; `None` when the sensor has no such setting (a desired interval
+    /// of a sensor that is not scheduled), so the desired value is never in force.
+    pub in_force: Option<String>,
     /// Its twin type (`boolean`, `int`, `string`).
     pub kind: &'static str,
 }
@@ -339,7 +340,7 @@ pub fn twin_of(view: &SensorView) -> BTreeMap<String, MsgTwin> {
             key.clone(),
             MsgTwin {
                 expected: s.desired.clone().map(|v| string_value(v, 0)),
-                actual: Some(string_value(s.in_force.clone(), 0)),
+                actual: s.in_force.clone().map(|v| string_value(v, 0)),
                 optional: Some(true),
                 metadata: typed(s.kind),
                 ..MsgTwin::default()
@@ -711,7 +712,7 @@ mod tests {
                 "enabled".to_string(),
                 Setting {
                     desired: Some("true".into()),
-                    in_force: "true".into(),
+                    in_force: Some("true".into()),
                     kind: "boolean",
                 },
             )]),
@@ -732,7 +733,7 @@ mod tests {
                 "tunable.dynamic_model".to_string(),
                 Setting {
                     desired: Some("airborne2g".into()),
-                    in_force: "portable".into(),
+                    in_force: Some("portable".into()),
                     kind: "string",
                 },
             )]),
