@@ -124,12 +124,14 @@ impl DesiredState {
                 match sensor.kind.min_interval() {
                     Some(min) if interval >= min => sensor.interval = Some(interval),
                     Some(min) => refused.push(format!(
-                        "sensor {}: interval {interval:?} is below the {min:?} a {} can do",
-                        desired.name, sensor.kind
+                        "sensor {}: interval {interval:?} is below the {min:?} {} can do",
+                        desired.name,
+                        sensor.kind.with_article()
                     )),
                     None => refused.push(format!(
-                        "sensor {}: a {} sends at its own rate, it has no interval",
-                        desired.name, sensor.kind
+                        "sensor {}: {} sends at its own rate, it has no interval",
+                        desired.name,
+                        sensor.kind.with_article()
                     )),
                 }
             }

@@ -276,11 +276,11 @@ pub fn check_one(kind: SensorKind, key: &str, value: &TunableValue) -> Result<()
             .take(aloft_protocol::sync::MAX_TUNABLE_KEY_BYTES)
             .collect();
         return Err(if declared.is_empty() {
-            format!("tunable {shown:?}: a {} has no tunables", kind.as_str())
+            format!("tunable {shown:?}: {} has no tunables", kind.with_article())
         } else {
             format!(
-                "tunable {shown:?}: a {} has no such tunable (it has {})",
-                kind.as_str(),
+                "tunable {shown:?}: {} has no such tunable (it has {})",
+                kind.with_article(),
                 declared
                     .iter()
                     .map(|s| s.key)

@@ -124,14 +124,14 @@ pub fn plan(config: &AgentConfig, sensors: &[(String, SensorKind)], spec: &Desir
                         None => refused.push(
                             SupervisorError::NoInterval {
                                 name: wanted.name.clone(),
-                                kind: kind.as_str(),
+                                kind,
                             }
                             .to_string(),
                         ),
                         Some(min) if interval < min => refused.push(
                             SupervisorError::IntervalTooShort {
                                 name: wanted.name.clone(),
-                                kind: kind.as_str(),
+                                kind,
                                 interval,
                                 min,
                             }

@@ -81,20 +81,20 @@ pub enum SupervisorError {
     #[error("sensor {0} is no longer supervised")]
     Gone(String),
     /// An interval for a device that sends at its own rate.
-    #[error("sensor {name}: a {kind} sends at its own rate, it has no interval")]
+    #[error("sensor {name}: {} sends at its own rate, it has no interval", .kind.with_article())]
     NoInterval {
         /// The sensor.
         name: String,
         /// Its kind.
-        kind: &'static str,
+        kind: SensorKind,
     },
     /// An interval shorter than the part can measure.
-    #[error("sensor {name}: interval {interval:?} is below the {min:?} a {kind} can do")]
+    #[error("sensor {name}: interval {interval:?} is below the {min:?} {} can do", .kind.with_article())]
     IntervalTooShort {
         /// The sensor.
         name: String,
         /// Its kind.
-        kind: &'static str,
+        kind: SensorKind,
         /// What was asked.
         interval: Duration,
         /// The part's minimum.
@@ -531,7 +531,7 @@ impl SupervisorHandle {
             if !s.scheduled {
                 return Err(SupervisorError::NoInterval {
                     name: sensor.to_string(),
-                    kind: s.kind.as_str(),
+                    kind: s.kind,
                 });
             }
             if let Some(min) = s.kind.min_interval()
@@ -539,7 +539,7 @@ impl SupervisorHandle {
             {
                 return Err(SupervisorError::IntervalTooShort {
                     name: sensor.to_string(),
-                    kind: s.kind.as_str(),
+                    kind: s.kind,
                     interval,
                     min,
                 });
