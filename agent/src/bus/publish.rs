@@ -126,23 +126,10 @@ pub struct SensorStatus {
     pub restarts: u32,
 }
 
-/// The state's name on the bus (`running`, `degraded`, ...).
-pub fn state_name(state: SensorState) -> &'static str {
-    match state {
-        SensorState::Starting => "starting",
-        SensorState::Running => "running",
-        SensorState::Degraded => "degraded",
-        SensorState::Failed => "failed",
-        SensorState::Restarting => "restarting",
-        SensorState::Disabled => "disabled",
-        _ => "unknown",
-    }
-}
-
 /// The compact JSON of a sensor's status.
 pub fn status_payload(status: &SensorStatus) -> Vec<u8> {
     let json = StatusJson {
-        state: state_name(status.state),
+        state: crate::metrics::state_label(status.state),
         reason: &status.reason,
         enabled: status.enabled,
         restarts: status.restarts,
