@@ -166,6 +166,34 @@ pub(crate) fn switches(pid: u32) -> u64 {
         .sum()
 }
 
+/// `aloft-agent simulate`: the simulated flight's devices of `config` behind ptys and the
+/// I2C bridge in `devices` (with the `agent.toml` that points an agent at them), once they
+/// say they are ready.
+pub(crate) fn start_simulated_devices(
+    agent: &Path,
+    config: &Path,
+    devices: &Path,
+) -> Result<Child> {
+    let mut simulator = Command::new(agent)
+        .args(["simulate", "--config"])
+        .arg(config)
+        .arg("--devices")
+        .arg(devices)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the simulated devices")?;
+    let mut ready = String::new();
+    if let Some(out) = simulator.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready)?;
+    }
+    if !ready.contains("devices ready") {
+        stop(&mut simulator);
+        bail!("`aloft-agent simulate` did not start its devices: {ready:?}");
+    }
+    Ok(simulator)
+}
+
 pub(crate) fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -205,23 +233,7 @@ fn flight(agent: &Path, dir: &Path, text: &str, warm_up: Duration) -> Result<Fli
     std::fs::write(&config, text)?;
 
     let devices = dir.join("devices");
-    let mut simulator = Command::new(agent)
-        .args(["simulate", "--config"])
-        .arg(&config)
-        .arg("--devices")
-        .arg(&devices)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the simulated devices")?;
-    let mut ready = String::new();
-    if let Some(out) = simulator.stdout.take() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready)?;
-    }
-    if !ready.contains("devices ready") {
-        stop(&mut simulator);
-        bail!("`aloft-agent simulate` did not start its devices: {ready:?}");
-    }
+    let mut simulator = start_simulated_devices(agent, &config, &devices)?;
     let agent_config = devices.join("agent.toml");
     let result = aloft_agent::config::load(&agent_config)
         .map_err(|e| anyhow::anyhow!("{e}"))

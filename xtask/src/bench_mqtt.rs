@@ -131,23 +131,7 @@ fn out_figures(rig: &Rig) -> Result<()> {
         .name;
 
     let devices = dir.join("devices");
-    let mut simulator = Command::new(&rig.agent)
-        .args(["simulate", "--config"])
-        .arg(&config)
-        .arg("--devices")
-        .arg(&devices)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the simulated devices")?;
-    let mut ready = String::new();
-    if let Some(out) = simulator.stdout.take() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready)?;
-    }
-    if !ready.contains("devices ready") {
-        stop(&mut simulator);
-        bail!("`aloft-agent simulate` did not start its devices: {ready:?}");
-    }
+    let mut simulator = crate::bench_agent::start_simulated_devices(&rig.agent, &config, &devices)?;
     let result = (|| -> Result<()> {
         let plain = devices.join("agent.toml");
         let with_bus = devices.join("agent-mqtt.toml");
