@@ -240,7 +240,8 @@ fn the_agent_reads_resets_and_tunes_the_firmware_in_qemu_through_the_hub() -> Re
     let result = scenario(&ctl, &relay);
     let log = agent.log_tail();
     agent.into_process().terminate()?;
-    let (t_set, t_applied) = result.map_err(|e| SystemError::Mismatch(format!("{e}{log}")))?;
+    let (t_set, t_applied, t_stall) =
+        result.map_err(|e| SystemError::Mismatch(format!("{e}{log}")))?;
     hub.into_process().terminate()?;
     drop(qemu);
 
@@ -270,12 +271,8 @@ fn the_agent_reads_resets_and_tunes_the_firmware_in_qemu_through_the_hub() -> Re
     );
     // 3: the threshold lowers the hit rate (from about 21 to under 1 per second).
     let (before, n_before) = mean_between(&records, "SipmHitRateA", 0, t_set);
-    let (after, n_after) = mean_between(
-        &records,
-        "SipmHitRateA",
-        t_applied + 1_500_000_000,
-        u64::MAX,
-    );
+    let (after, n_after) =
+        mean_between(&records, "SipmHitRateA", t_applied + 1_500_000_000, t_stall);
     assert!(
         n_before >= 2 && n_after >= 2,
         "{n_before} readings before the threshold, {n_after} after ({t_set}, {t_applied})"
@@ -288,8 +285,8 @@ fn the_agent_reads_resets_and_tunes_the_firmware_in_qemu_through_the_hub() -> Re
 }
 
 /// The operator's part, while everything runs: returns the agent-clock times just before
-/// the threshold was set and just after it was applied.
-fn scenario(ctl: &Ctl, relay: &SerialRelay) -> Result<(u64, u64), SystemError> {
+/// the threshold was set, just after it was applied, and just before the stall.
+fn scenario(ctl: &Ctl, relay: &SerialRelay) -> Result<(u64, u64, u64), SystemError> {
     // 1: running, events and housekeeping at the hub.
     ctl.wait_sensor("the detector running with events and housekeeping", |s| {
         state(s) == Some("Running")
@@ -378,6 +375,15 @@ fn scenario(ctl: &Ctl, relay: &SerialRelay) -> Result<(u64, u64), SystemError> {
             && newest(s, "detector_rejected_frames").is_some_and(|n| n > rejected_before)
     })?;
 
+    // The hit rate at 150 mV is judged over the readings between the threshold's
+    // application and the stall (the reset brings the default threshold back until the
+    // agent applies its tunables again): at least three housekeeping intervals of them,
+    // whatever the noise phase took.
+    while monotonic_ns() < t_applied + 4_500_000_000 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let t_stall = monotonic_ns();
+
     // 5: a stalled main loop, reset by the watchdog.
     let mut stall = [0u8; MAX_FRAME_BYTES];
     let len = encode_frame(
@@ -396,5 +402,5 @@ fn scenario(ctl: &Ctl, relay: &SerialRelay) -> Result<(u64, u64), SystemError> {
         newest(s, "muon_event_count").is_some_and(|n| n < events_before)
             && matches!(state(s), Some("Running" | "Degraded"))
     })?;
-    Ok((t_set, t_applied))
+    Ok((t_set, t_applied, t_stall))
 }
