@@ -200,6 +200,8 @@ fn a_set_made_while_offline_takes_effect_on_reconnect() {
     );
 
     let _agent = hub.glider_again(&["gps", "static"], log);
+    // The observed generation and the interval in force come on different lanes (the
+    // agent's report of the spec, its live status): wait for both.
     let sensor = hub.wait_json(
         &["get", "sensors", "gps", "--node", "glider"],
         "observed",
@@ -207,6 +209,7 @@ fn a_set_made_while_offline_takes_effect_on_reconnect() {
             s.pointer("/status/observedGeneration")
                 .and_then(Value::as_u64)
                 == Some(1)
+                && s.pointer("/status/intervalMs").is_some_and(|i| i == 200)
         },
     );
     assert_eq!(
