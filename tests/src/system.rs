@@ -595,6 +595,22 @@ impl Agent {
         Self::start_wrapped_env(setup, &[], &[])
     }
 
+    /// Starts an agent with its sensors off over `store` (config `dir/drain.toml`): it only
+    /// sends the hub what the store still holds unsent.
+    pub fn start_draining(dir: &Path, store: &Path, hub: HubLink) -> Result<Self, SystemError> {
+        let setup = AgentSetup::write(
+            dir,
+            "drain",
+            store,
+            &Flight {
+                sensors: false,
+                hub: Some(hub),
+                ..Flight::default()
+            },
+        )?;
+        Self::start(&setup)
+    }
+
     /// Starts it under `wrapper` (e.g. `["faketime", "1970-01-02 00:00:00"]`, which must
     /// exec the agent so that signals reach it) with `env` added to its environment.
     pub fn start_wrapped_env(

@@ -195,17 +195,7 @@ fn the_flight_to_12_km_exports_the_same_files_from_the_hub_and_from_the_store()
     let upto = format!("{}:{newest}", store_epoch(&card)?);
 
     // The hub gets whatever the link had not delivered from an agent with its sensors off.
-    let drain = AgentSetup::write(
-        dir.path(),
-        "drain",
-        &store,
-        &Flight {
-            sensors: false,
-            hub: Some(HubLink::through(hub.addr(), &data)),
-            ..Flight::default()
-        },
-    )?;
-    let agent = Agent::start(&drain)?;
+    let agent = Agent::start_draining(dir.path(), &store, HubLink::through(hub.addr(), &data))?;
     wait_until("nothing unsent", Duration::from_secs(60), || {
         agent
             .metric("aloft_store_unsent_records")

@@ -339,17 +339,7 @@ fn the_hub_under_hostile_clients_keeps_syncing_a_real_node() -> Result<(), Syste
     agent_process.check_running()?;
     agent_process.terminate()?;
     let flown = store_dump(&setup.store)?;
-    let drain = AgentSetup::write(
-        dir.path(),
-        "drain",
-        &setup.store,
-        &Flight {
-            sensors: false,
-            hub: Some(HubLink::through(addr, &data)),
-            ..Flight::default()
-        },
-    )?;
-    let drainer = Agent::start(&drain)?;
+    let drainer = Agent::start_draining(dir.path(), &setup.store, HubLink::through(addr, &data))?;
     wait_until(
         "the store to have nothing unsent",
         Duration::from_secs(30),

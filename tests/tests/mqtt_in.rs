@@ -546,17 +546,7 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
     }
     // What is still unsent goes to the hub with an agent whose sensors are off (one with
     // sensors never has nothing unsent); then the hub must hold exactly the store.
-    let drain = AgentSetup::write(
-        dir.path(),
-        "drain",
-        &store,
-        &Flight {
-            sensors: false,
-            hub: Some(HubLink::through(hub.addr(), &data)),
-            ..Flight::default()
-        },
-    )?;
-    let drainer = Agent::start(&drain)?;
+    let drainer = Agent::start_draining(dir.path(), &store, HubLink::through(hub.addr(), &data))?;
     let drained = wait_until("nothing unsent", BUS * 2, || {
         drainer
             .metric("aloft_store_unsent_records")

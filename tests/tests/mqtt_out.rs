@@ -347,17 +347,7 @@ fn a_broker_restarted_or_frozen_mid_flight_costs_the_store_and_the_hub_nothing()
     }
     // What is still unsent goes to the hub with an agent whose sensors are off (one with
     // sensors never has nothing unsent), then the hub must hold exactly what was flown.
-    let drain = AgentSetup::write(
-        dir.path(),
-        "drain",
-        &store,
-        &Flight {
-            sensors: false,
-            hub: Some(HubLink::through(hub.addr(), &data)),
-            ..Flight::default()
-        },
-    )?;
-    let drainer = Agent::start(&drain)?;
+    let drainer = Agent::start_draining(dir.path(), &store, HubLink::through(hub.addr(), &data))?;
     let drained = wait_until("the agent's store to have nothing unsent", BUS * 2, || {
         drainer.metric(UNSENT).filter(|n| *n == 0.0)
     });

@@ -143,17 +143,11 @@ impl Rig {
         // Dumped now: the sensorless agent keeps no acked records (its retention is sized
         // by its enabled sensors' rates), so its store dump starts late.
         let flown = store_dump(&self.setup.store)?;
-        let drain = AgentSetup::write(
+        let agent = Agent::start_draining(
             self.dir.path(),
-            "drain",
             &self.setup.store,
-            &Flight {
-                sensors: false,
-                hub: Some(HubLink::through(self.link.addr(), &self.data)),
-                ..Flight::default()
-            },
+            HubLink::through(self.link.addr(), &self.data),
         )?;
-        let agent = Agent::start(&drain)?;
         let drained = wait_until("the agent's store to have nothing unsent", DRAIN, || {
             agent.metric(UNSENT).filter(|n| *n == 0.0)
         });
