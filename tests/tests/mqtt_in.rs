@@ -192,7 +192,16 @@ fn other_programs_readings_and_kubeedge_twins_reach_the_store_and_the_hub()
             (taken(&agent) >= 4.0).then_some(())
         })?;
 
-        // The twin: get, a reported value taken, a desired value refused.
+        // The twin: get, a reported value taken, a desired value refused. The GNSS twin
+        // carries a position once the receiver has one (on a loaded machine the agent may
+        // ask before its first fix): wait for it on the bus.
+        wait_until("a GNSS position on the bus", BUS, || {
+            mosquitto::retained(&broker, &format!("aloft/{NODE}/gps/latitude"), None)
+                .ok()?
+                .into_iter()
+                .next()
+                .map(|_| ())
+        })?;
         publish(
             &broker,
             "$hw/events/device/gps/twin/get",
