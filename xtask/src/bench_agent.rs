@@ -209,11 +209,9 @@ pub(crate) fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Flies the simulated flight of the config `text` (deploy/examples/sim.toml or one made
-/// from it) with the devices in another process, in `dir` (made afresh), and measures it.
-fn flight(agent: &Path, dir: &Path, text: &str, warm_up: Duration) -> Result<FlightFigures> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
+/// Writes `dir/sim.toml`: the config `text` with its store and capture in `dir`, its
+/// metrics on a free port and the flight started at [`START_AT_S`] (where the benches fly).
+pub(crate) fn write_flown_config(dir: &Path, text: &str) -> Result<PathBuf> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let text = text
         .replace(
@@ -231,6 +229,15 @@ fn flight(agent: &Path, dir: &Path, text: &str, warm_up: Duration) -> Result<Fli
     }
     let config = dir.join("sim.toml");
     std::fs::write(&config, text)?;
+    Ok(config)
+}
+
+/// Flies the simulated flight of the config `text` (deploy/examples/sim.toml or one made
+/// from it) with the devices in another process, in `dir` (made afresh), and measures it.
+fn flight(agent: &Path, dir: &Path, text: &str, warm_up: Duration) -> Result<FlightFigures> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let config = write_flown_config(dir, text)?;
 
     let devices = dir.join("devices");
     let mut simulator = start_simulated_devices(agent, &config, &devices)?;

@@ -19,7 +19,6 @@
 //!
 //! Nothing here asserts: figures only; notes go to stderr.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,9 +34,6 @@ const MEASURE: Duration = Duration::from_secs(30);
 /// Flights of each kind, in turn.
 const ROUNDS: usize = 2;
 const WARM_UP: Duration = Duration::from_secs(5);
-/// Where in the simulated flight to fly (as `bench agent`).
-const START_AT_S: f64 = 1_150.0;
-
 /// What every figure group shares.
 pub struct Rig {
     /// The release agent.
@@ -111,20 +107,7 @@ impl Flown {
 fn out_figures(rig: &Rig) -> Result<()> {
     let dir = rig.dir.join("out");
     std::fs::create_dir_all(&dir)?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let text = sim_example()?
-        .replace(
-            "/tmp/aloft-sim/store",
-            &dir.join("store").display().to_string(),
-        )
-        .replace(
-            "/tmp/aloft-sim/capture",
-            &dir.join("capture").display().to_string(),
-        )
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"))
-        .replace("start_at_s = 0.0", &format!("start_at_s = {START_AT_S:.1}"));
-    let config = dir.join("sim.toml");
-    std::fs::write(&config, &text)?;
+    let config = crate::bench_agent::write_flown_config(&dir, &sim_example()?)?;
     let node = aloft_agent::config::load(&config)
         .map_err(|e| anyhow!("{e}"))?
         .node
