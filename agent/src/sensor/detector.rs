@@ -507,20 +507,34 @@ impl DetectorDevice {
         timeout: Duration,
     ) -> Result<Option<(ReplyBody, u64, u64)>, DeviceError> {
         let (id, sent) = self.write(command)?;
+        let reply = self.await_message(
+            timeout,
+            |m| matches!(m, FromFrontEnd::Reply(r) if r.id == id),
+        )?;
+        Ok(match reply {
+            Some((FromFrontEnd::Reply(reply), at)) => Some((reply.body, sent, at)),
+            _ => None,
+        })
+    }
+
+    /// Reads until a message `wanted` picks arrives or `timeout` passes, and returns it
+    /// with its arrival time; every other message meanwhile is handled as in a poll (its
+    /// readings kept for the next one).
+    fn await_message(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&FromFrontEnd) -> bool,
+    ) -> Result<Option<(FromFrontEnd, u64)>, DeviceError> {
         let deadline = Instant::now() + timeout;
         loop {
             while let Some((message, at)) = self.inbox.pop_front() {
-                match message {
-                    FromFrontEnd::Reply(reply) if reply.id == id => {
-                        return Ok(Some((reply.body, sent, at)));
-                    }
-                    other => {
-                        let mut out = std::mem::take(&mut self.pending);
-                        let handled = self.handle(other, &mut out);
-                        self.pending = out;
-                        handled?;
-                    }
+                if wanted(&message) {
+                    return Ok(Some((message, at)));
                 }
+                let mut out = std::mem::take(&mut self.pending);
+                let handled = self.handle(message, &mut out);
+                self.pending = out;
+                handled?;
             }
             if Instant::now() >= deadline {
                 return Ok(None);
@@ -881,22 +895,13 @@ impl DetectorDevice {
 
     /// Reads until a boot message arrives or `timeout` passes; other messages are handled.
     fn await_boot(&mut self, timeout: Duration) -> Result<bool, DeviceError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            while let Some((message, at)) = self.inbox.pop_front() {
-                if let FromFrontEnd::Boot(_) = message {
-                    self.inbox.push_front((message, at));
-                    return Ok(true);
-                }
-                let mut out = std::mem::take(&mut self.pending);
-                let handled = self.handle(message, &mut out);
-                self.pending = out;
-                handled?;
+        match self.await_message(timeout, |m| matches!(m, FromFrontEnd::Boot(_)))? {
+            Some(boot) => {
+                // Left in the inbox: the boot is handled where boots are (`settle`).
+                self.inbox.push_front(boot);
+                Ok(true)
             }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            self.read_frames()?;
+            None => Ok(false),
         }
     }
 
