@@ -69,6 +69,16 @@ impl Line {
         self.0.housekeeping(PATIENCE).unwrap()
     }
 
+    /// The next housekeeping message and the one `intervals` after it.
+    fn housekeeping_span(&mut self, intervals: u32) -> (Housekeeping, Housekeeping) {
+        let first = self.housekeeping();
+        let mut last = first;
+        for _ in 0..intervals {
+            last = self.housekeeping();
+        }
+        (first, last)
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         self.0.write(bytes).unwrap();
     }
@@ -124,11 +134,7 @@ fn pings_are_answered_with_increasing_ticks() {
 
 /// Events counted over `intervals` housekeeping messages after the current one.
 fn events_over(line: &mut Line, intervals: u32) -> (u32, u64) {
-    let start = line.housekeeping();
-    let mut end = start;
-    for _ in 0..intervals {
-        end = line.housekeeping();
-    }
+    let (start, end) = line.housekeeping_span(intervals);
     (
         end.events_total - start.events_total,
         end.ticks - start.ticks,
@@ -312,11 +318,7 @@ fn drops_at(rate_per_s: u32, intervals: u32) -> (u32, u32) {
     line.boot();
     // Past the first interval, whose queue may still be filling.
     line.housekeeping();
-    let mut last = line.housekeeping();
-    let first = last;
-    for _ in 0..intervals {
-        last = line.housekeeping();
-    }
+    let (first, last) = line.housekeeping_span(intervals);
     (
         last.dropped_events_total - first.dropped_events_total,
         last.events_total - first.events_total,
